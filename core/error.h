@@ -1,0 +1,40 @@
+/*
+ * Errors as values. Library code never exits or prints on a failure: it fills
+ * a cu_error_t and returns its code, and the caller adds context (the file,
+ * the key, the rank) until something that can report it — a main() — does.
+ */
+#ifndef CU_CORE_ERROR_H
+#define CU_CORE_ERROR_H
+
+#include <stddef.h>
+
+enum {
+    CU_OK = 0,
+    CU_EINVAL = 2,  /* bad config or user input: exit code 2 of codex-train */
+    CU_EIO = 3,     /* a file could not be read or written */
+    CU_ENOMEM = 4,  /* an allocation failed */
+    CU_EFORMAT = 5, /* a file was readable but not what it claims to be */
+    CU_EMPI = 6,    /* the MPI layer failed */
+    CU_EINTERNAL = 7,
+};
+
+typedef struct {
+    int code;
+    char msg[1024];
+} cu_error_t;
+
+/* Sets err (if non-NULL) to code and a printf-style message; returns code. */
+int cu_error_set(cu_error_t *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prefixes err->msg with more context, e.g. the file it concerns. Returns err->code. */
+int cu_error_prefix(cu_error_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+void cu_error_clear(cu_error_t *err);
+
+/* Allocations that report failure through err. Memory from cu_alloc_aligned
+ * is 64-byte aligned (one cache line, one AVX-512 vector) and zeroed; free it
+ * with free(). */
+void *cu_alloc_aligned(size_t bytes, cu_error_t *err);
+
+#endif

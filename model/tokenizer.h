@@ -1,0 +1,52 @@
+/*
+ * Tokenizers: byte-level (256 byte tokens + specials) and GPT-2 byte-level
+ * BPE. Both turn arbitrary bytes — invalid UTF-8 included — into token ids
+ * and back, and decode(encode(x)) == x for every input.
+ *
+ * The model layer knows nothing of files: tokenizer_open_gpt2 takes the
+ * vocabulary and merges already in memory (io/tokenizer_files.h loads them).
+ */
+#ifndef CU_MODEL_TOKENIZER_H
+#define CU_MODEL_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef struct cu_tokenizer cu_tokenizer_t;
+
+typedef enum { CU_TOKENIZER_BYTE = 0, CU_TOKENIZER_GPT2 = 1 } cu_tokenizer_kind_t;
+
+/* Byte-level: ids 0..255 are bytes, 256 is <|endoftext|>; vocab_size 257. Allocates. */
+int tokenizer_open_byte(cu_tokenizer_t **out, cu_error_t *err);
+
+/* GPT-2 BPE. `vocab_json` is the token->id JSON object (encoder.json or
+ * vocab.json); `merges` is the merges list (vocab.bpe or merges.txt, a
+ * "#version" first line is optional). Allocates. */
+int tokenizer_open_gpt2(cu_tokenizer_t **out, const char *vocab_json, size_t vocab_len,
+                        const char *merges, size_t merges_len, cu_error_t *err);
+
+void tokenizer_free(cu_tokenizer_t *tok);
+
+cu_tokenizer_kind_t tokenizer_kind(const cu_tokenizer_t *tok);
+int tokenizer_vocab_size(const cu_tokenizer_t *tok);
+/* The end-of-text id that separates documents. */
+int tokenizer_eot(const cu_tokenizer_t *tok);
+/* sha256 (hex, 64 chars + NUL) over the tokenizer's defining data, for
+ * datasets and provenance: two tokenizers with equal hashes encode alike. */
+const char *tokenizer_hash(const cu_tokenizer_t *tok);
+
+/* Encodes bytes as plain text: special-token strings in the input are text,
+ * exactly as GPT-2's reference encoder treats them. Appends to *ids (grown
+ * with realloc; *ids may start NULL), updating *n and *cap. */
+int tokenizer_encode(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32_t **ids,
+                     size_t *n, size_t *cap, cu_error_t *err);
+
+/* Decodes ids to bytes, appending to *out (grown with realloc). Specials
+ * decode to their text (e.g. "<|endoftext|>"). An id outside the vocabulary
+ * is an error. */
+int tokenizer_decode(const cu_tokenizer_t *tok, const int32_t *ids, size_t n, uint8_t **out,
+                     size_t *len, size_t *cap, cu_error_t *err);
+
+#endif
