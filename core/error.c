@@ -20,13 +20,14 @@ int cu_error_set(cu_error_t *err, int code, const char *fmt, ...) {
 
 int cu_error_prefix(cu_error_t *err, const char *fmt, ...) {
     if (!err) return CU_EINTERNAL;
-    char prefix[512], old[sizeof err->msg];
+    char prefix[256], old[sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    /* the precision keeps the result inside msg whatever the lengths */
+    snprintf(err->msg, sizeof err->msg, "%.255s: %.760s", prefix, old);
     return err->code;
 }
 

@@ -17,7 +17,9 @@ void cu_rng_seed(cu_rng_t *rng, uint64_t seed) {
     for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&x);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 uint64_t cu_rng_next(cu_rng_t *rng) {
     uint64_t *s = rng->s;

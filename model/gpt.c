@@ -1,0 +1,733 @@
+/*
+ * GPT-2 with LoRA (see gpt.h): buffer layout, forward, backward, KV-cache
+ * inference.
+ *
+ * The backward walks the blocks top-down with a single running residual
+ * gradient and a handful of layer-sized scratch buffers that are overwritten,
+ * never zeroed. Each adapted linear layer is a "site" numbered layer*4 +
+ * target in data-flow order; the gradient is only carried below a site if a
+ * trainable tensor lives further down, so LoRA training never pays for
+ * gradients nobody uses.
+ */
+#include "model/gpt.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/ops.h"
+
+struct gpt {
+    gpt_config_t cfg;
+    lora_config_t lora;
+    float lora_scale;
+
+    float *params;
+    size_t n_params;
+    gpt_tensor_t *ptensors;
+    int n_ptensors;
+    /* named base weights; per-layer tensors are stacked (L, ...) */
+    float *wte, *wpe, *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb;
+    float *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb, *lnfw, *lnfb;
+
+    float *lora_buf;
+    size_t n_lora;
+    gpt_tensor_t *ltensors;
+    int n_ltensors;
+    long *lora_off;  /* (L, 4): offset of A in lora_buf, or -1 if not adapted */
+    int lowest_site; /* smallest trainable site index, -1 in full fine-tuning */
+
+    float *grads;
+    size_t n_grads;
+
+    /* activations of the last forward, for micro-batches up to B x T */
+    int B, T; /* reserved size */
+    int cur_B, cur_T, cur_train;
+    float cur_grad_scale;
+    uint64_t cur_dropout_key;
+    float *acts;
+    int32_t *inputs;
+    float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *lse, *residual2;
+    float *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *residual3, *lnf, *lnf_mean, *lnf_rstd;
+    float *xa; /* (L, 4, N, r) adapter intermediates */
+    /* backward scratch */
+    float *dresidual, *dsmall, *dbig, *dqkv, *dxa, *drop_x, *drop_dx, *dlnf;
+    float *att_scratch, *head_scratch;
+
+    /* KV cache for single-sequence inference */
+    int kv_max, kv_len;
+    float *kv;
+    float *kv_k, *kv_v, *kv_x, *kv_xn, *kv_qkv, *kv_att, *kv_h, *kv_hg, *kv_scores, *kv_xa;
+};
+
+/* ------------------------------------------------------------ LoRA names */
+
+static const char *const TARGET_NAMES[LORA_N_TARGETS] = {"qkv", "attn_proj", "mlp_fc", "mlp_proj"};
+/* Module paths in GPT-2's naming, for tensor names and PEFT export. */
+static const char *const TARGET_MODULES[LORA_N_TARGETS] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
+                                                           "mlp.c_proj"};
+
+unsigned lora_target_bits(const char *name) {
+    if (strcmp(name, "all-linear") == 0) return (1u << LORA_N_TARGETS) - 1;
+    for (int t = 0; t < LORA_N_TARGETS; t++)
+        if (strcmp(name, TARGET_NAMES[t]) == 0) return 1u << t;
+    return 0;
+}
+
+const char *lora_target_name(int target) {
+    return target >= 0 && target < LORA_N_TARGETS ? TARGET_NAMES[target] : "?";
+}
+
+static void target_dims(const gpt_config_t *c, int t, int *in, int *out) {
+    int C = c->n_embd;
+    static const int in_mul[LORA_N_TARGETS] = {1, 1, 1, 4};
+    static const int out_mul[LORA_N_TARGETS] = {3, 1, 4, 1};
+    *in = in_mul[t] * C;
+    *out = out_mul[t] * C;
+}
+
+/* ---------------------------------------------------------- construction */
+
+static void add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name, int d0, int d1) {
+    gpt_tensor_t *x = &t[(*n)++];
+    snprintf(x->name, sizeof x->name, "%s", name);
+    x->offset = *off;
+    x->ndim = d1 > 0 ? 2 : 1;
+    x->shape[0] = d0;
+    x->shape[1] = d1 > 0 ? d1 : 0;
+    x->decay = x->ndim == 2;
+    *off += (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
+}
+
+/* Lays out the base weights: embeddings, then each kind of per-layer tensor
+ * stacked over layers, then the final norm. */
+static int layout_params(gpt_t *m, cu_error_t *err) {
+    const gpt_config_t *c = &m->cfg;
+    int L = c->n_layer, C = c->n_embd;
+    m->ptensors = calloc((size_t)(4 + 12 * L), sizeof(gpt_tensor_t));
+    if (!m->ptensors) return cu_error_set(err, CU_ENOMEM, "out of memory (tensor table)");
+    size_t off = 0;
+    int n = 0;
+    char name[64];
+    add_tensor(m->ptensors, &n, &off, "wte", c->vocab_size, C);
+    add_tensor(m->ptensors, &n, &off, "wpe", c->max_seq_len, C);
+    static const struct {
+        const char *fmt;
+        int rows_mul, cols_mul; /* rows x cols in units of C; cols 0 = vector */
+    } kinds[12] = {{"h.%d.ln_1.weight", 1, 0},        {"h.%d.ln_1.bias", 1, 0},
+                   {"h.%d.attn.c_attn.weight", 3, 1}, {"h.%d.attn.c_attn.bias", 3, 0},
+                   {"h.%d.attn.c_proj.weight", 1, 1}, {"h.%d.attn.c_proj.bias", 1, 0},
+                   {"h.%d.ln_2.weight", 1, 0},        {"h.%d.ln_2.bias", 1, 0},
+                   {"h.%d.mlp.c_fc.weight", 4, 1},    {"h.%d.mlp.c_fc.bias", 4, 0},
+                   {"h.%d.mlp.c_proj.weight", 1, 4},  {"h.%d.mlp.c_proj.bias", 1, 0}};
+    size_t kind_start[12];
+    for (int k = 0; k < 12; k++) {
+        kind_start[k] = off;
+        for (int l = 0; l < L; l++) {
+            snprintf(name, sizeof name, kinds[k].fmt, l);
+            add_tensor(m->ptensors, &n, &off, name, kinds[k].rows_mul * C, kinds[k].cols_mul * C);
+        }
+    }
+    add_tensor(m->ptensors, &n, &off, "ln_f.weight", C, 0);
+    add_tensor(m->ptensors, &n, &off, "ln_f.bias", C, 0);
+    m->n_ptensors = n;
+    m->n_params = off;
+    m->params = cu_alloc_aligned(off * sizeof(float), err);
+    if (!m->params) return err ? err->code : CU_ENOMEM;
+    float *p = m->params;
+    m->wte = p;
+    m->wpe = p + m->ptensors[1].offset;
+    float **named[12] = {&m->ln1w, &m->ln1b, &m->qkvw, &m->qkvb, &m->attprojw, &m->attprojb,
+                         &m->ln2w, &m->ln2b, &m->fcw,  &m->fcb,  &m->fcprojw,  &m->fcprojb};
+    for (int k = 0; k < 12; k++) *named[k] = p + kind_start[k];
+    m->lnfw = p + m->ptensors[n - 2].offset;
+    m->lnfb = p + m->ptensors[n - 1].offset;
+    return CU_OK;
+}
+
+static int layout_lora(gpt_t *m, cu_error_t *err) {
+    const gpt_config_t *c = &m->cfg;
+    int L = c->n_layer, r = m->lora.r;
+    m->lora_off = malloc(sizeof(long) * (size_t)L * LORA_N_TARGETS);
+    m->ltensors = calloc((size_t)(2 * L * LORA_N_TARGETS), sizeof(gpt_tensor_t));
+    if (!m->lora_off || !m->ltensors) return cu_error_set(err, CU_ENOMEM, "out of memory (LoRA)");
+    size_t off = 0;
+    int n = 0;
+    m->lowest_site = -1;
+    for (int l = 0; l < L; l++) {
+        for (int t = 0; t < LORA_N_TARGETS; t++) {
+            m->lora_off[l * LORA_N_TARGETS + t] = -1;
+            if (!(m->lora.targets & (1u << t))) continue;
+            if (m->lowest_site < 0) m->lowest_site = l * LORA_N_TARGETS + t;
+            int in, out;
+            target_dims(c, t, &in, &out);
+            m->lora_off[l * LORA_N_TARGETS + t] = (long)off;
+            char name[64];
+            snprintf(name, sizeof name, "h.%d.%s.lora_A", l, TARGET_MODULES[t]);
+            add_tensor(m->ltensors, &n, &off, name, r, in);
+            snprintf(name, sizeof name, "h.%d.%s.lora_B", l, TARGET_MODULES[t]);
+            add_tensor(m->ltensors, &n, &off, name, out, r);
+        }
+    }
+    m->n_ltensors = n;
+    m->n_lora = off;
+    m->lora_buf = cu_alloc_aligned(off * sizeof(float), err);
+    if (!m->lora_buf) return err ? err->code : CU_ENOMEM;
+    m->lora_scale = m->lora.rslora ? m->lora.alpha / sqrtf((float)r) : m->lora.alpha / (float)r;
+    return CU_OK;
+}
+
+int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, cu_error_t *err) {
+    *out = NULL;
+    if (cfg->n_layer < 1 || cfg->n_head < 1 || cfg->n_embd < 1 || cfg->vocab_size < 1 ||
+        cfg->max_seq_len < 1)
+        return cu_error_set(err, CU_EINVAL, "model sizes must be positive");
+    if (cfg->n_embd % cfg->n_head != 0)
+        return cu_error_set(err, CU_EINVAL, "n_embd (%d) is not divisible by n_head (%d)",
+                            cfg->n_embd, cfg->n_head);
+    if (lora && lora->enabled && (lora->r < 1 || lora->targets == 0))
+        return cu_error_set(err, CU_EINVAL, "LoRA needs r >= 1 and at least one target");
+    gpt_t *m = calloc(1, sizeof *m);
+    if (!m) return cu_error_set(err, CU_ENOMEM, "out of memory (model)");
+    m->cfg = *cfg;
+    if (lora) m->lora = *lora;
+    int rc = layout_params(m, err);
+    if (rc == CU_OK && m->lora.enabled) rc = layout_lora(m, err);
+    if (rc == CU_OK) {
+        m->n_grads = m->lora.enabled ? m->n_lora : m->n_params;
+        m->grads = cu_alloc_aligned(m->n_grads * sizeof(float), err);
+        if (!m->grads) rc = err ? err->code : CU_ENOMEM;
+    }
+    if (rc != CU_OK) {
+        gpt_free(m);
+        return rc;
+    }
+    *out = m;
+    return CU_OK;
+}
+
+void gpt_free(gpt_t *m) {
+    if (!m) return;
+    free(m->params);
+    free(m->ptensors);
+    free(m->lora_buf);
+    free(m->ltensors);
+    free(m->lora_off);
+    free(m->grads);
+    free(m->acts);
+    free(m->inputs);
+    free(m->kv);
+    free(m);
+}
+
+const gpt_config_t *gpt_config(const gpt_t *m) {
+    return &m->cfg;
+}
+const lora_config_t *gpt_lora_config(const gpt_t *m) {
+    return &m->lora;
+}
+
+float *gpt_params(gpt_t *m, size_t *n) {
+    if (n) *n = m->n_params;
+    return m->params;
+}
+const gpt_tensor_t *gpt_param_tensors(const gpt_t *m, int *n) {
+    *n = m->n_ptensors;
+    return m->ptensors;
+}
+float *gpt_lora_params(gpt_t *m, size_t *n) {
+    if (n) *n = m->n_lora;
+    return m->lora_buf;
+}
+const gpt_tensor_t *gpt_lora_tensors(const gpt_t *m, int *n) {
+    *n = m->n_ltensors;
+    return m->ltensors;
+}
+float *gpt_trainable(gpt_t *m, size_t *n) {
+    if (n) *n = m->n_grads;
+    return m->lora.enabled ? m->lora_buf : m->params;
+}
+float *gpt_grads(gpt_t *m, size_t *n) {
+    if (n) *n = m->n_grads;
+    return m->grads;
+}
+const gpt_tensor_t *gpt_trainable_tensors(const gpt_t *m, int *n) {
+    return m->lora.enabled ? gpt_lora_tensors(m, n) : gpt_param_tensors(m, n);
+}
+void gpt_zero_grad(gpt_t *m) {
+    memset(m->grads, 0, m->n_grads * sizeof(float));
+}
+
+/* ------------------------------------------------------------ initialise */
+
+void gpt_init_weights(gpt_t *m, uint64_t seed, float std) {
+    cu_rng_t rng;
+    cu_rng_seed(&rng, seed);
+    float resid_std = std / sqrtf(2.0f * (float)m->cfg.n_layer);
+    for (int i = 0; i < m->n_ptensors; i++) {
+        const gpt_tensor_t *t = &m->ptensors[i];
+        float *p = m->params + t->offset;
+        size_t n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+        int is_norm_gain = strstr(t->name, "ln_") && strstr(t->name, ".weight");
+        if (is_norm_gain) {
+            for (size_t j = 0; j < n; j++) p[j] = 1.0f;
+        } else if (t->ndim == 1) {
+            memset(p, 0, n * sizeof(float));
+        } else {
+            float s = strstr(t->name, "c_proj.weight") ? resid_std : std;
+            for (size_t j = 0; j < n; j++) p[j] = s * cu_rng_normal(&rng);
+        }
+    }
+}
+
+void gpt_init_lora(gpt_t *m, uint64_t seed) {
+    if (!m->lora.enabled) return;
+    cu_rng_t rng;
+    cu_rng_seed(&rng, seed);
+    for (int i = 0; i < m->n_ltensors; i++) {
+        const gpt_tensor_t *t = &m->ltensors[i];
+        float *p = m->lora_buf + t->offset;
+        size_t n = (size_t)t->shape[0] * (size_t)t->shape[1];
+        if (strstr(t->name, "lora_B")) {
+            memset(p, 0, n * sizeof(float));
+        } else if (m->lora.init_gaussian) {
+            float s = 1.0f / (float)m->lora.r;
+            for (size_t j = 0; j < n; j++) p[j] = s * cu_rng_normal(&rng);
+        } else {
+            /* kaiming_uniform(a = sqrt(5)) as PEFT does: bound 1/sqrt(fan_in) */
+            float bound = 1.0f / sqrtf((float)t->shape[1]);
+            for (size_t j = 0; j < n; j++) p[j] = bound * (2.0f * cu_rng_uniform(&rng) - 1.0f);
+        }
+    }
+}
+
+/* ----------------------------------------------------------- activations */
+
+int gpt_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
+    if (B < 1 || T < 1) return cu_error_set(err, CU_EINVAL, "batch and sequence must be >= 1");
+    if (T > m->cfg.max_seq_len)
+        return cu_error_set(err, CU_EINVAL, "sequence length %d exceeds model.max_seq_len %d", T,
+                            m->cfg.max_seq_len);
+    if (m->acts && B * T <= m->B * m->T && T <= m->T && B <= m->B) return CU_OK;
+    free(m->acts);
+    free(m->inputs);
+    m->acts = NULL;
+    m->inputs = NULL;
+    long L = m->cfg.n_layer, C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size;
+    long N = (long)B * T, r = m->lora.enabled ? m->lora.r : 0;
+    long head = lm_head_scratch_floats((int)N, (int)V);
+    struct {
+        float **p;
+        long n;
+    } parts[] = {
+        {&m->encoded, N * C},
+        {&m->ln1, L * N * C},
+        {&m->ln1_mean, L * N},
+        {&m->ln1_rstd, L * N},
+        {&m->qkv, L * N * 3 * C},
+        {&m->atty, L * N * C},
+        {&m->lse, L * N * NH},
+        {&m->residual2, L * N * C},
+        {&m->ln2, L * N * C},
+        {&m->ln2_mean, L * N},
+        {&m->ln2_rstd, L * N},
+        {&m->fch, L * N * 4 * C},
+        {&m->fch_gelu, L * N * 4 * C},
+        {&m->residual3, L * N * C},
+        {&m->lnf, N * C},
+        {&m->lnf_mean, N},
+        {&m->lnf_rstd, N},
+        {&m->xa, L * 4 * N * r},
+        {&m->dresidual, N * C},
+        {&m->dsmall, N * C},
+        {&m->dbig, N * 4 * C},
+        {&m->dqkv, N * 3 * C},
+        {&m->dxa, N * r},
+        {&m->drop_x, N * 4 * C},
+        {&m->drop_dx, N * 4 * C},
+        {&m->dlnf, N * C},
+        {&m->att_scratch, attention_scratch_floats(T)},
+        {&m->head_scratch, head},
+    };
+    int np = (int)(sizeof parts / sizeof parts[0]);
+    long total = 0;
+    for (int i = 0; i < np; i++) total += (parts[i].n + 15) / 16 * 16; /* keep 64-byte alignment */
+    m->acts = cu_alloc_aligned((size_t)total * sizeof(float), err);
+    m->inputs = malloc(sizeof(int32_t) * (size_t)N);
+    if (!m->acts || !m->inputs) {
+        free(m->acts);
+        free(m->inputs);
+        m->acts = NULL;
+        m->inputs = NULL;
+        return cu_error_set(err, CU_ENOMEM, "out of memory for activations (%.1f MB)",
+                            (double)total * 4.0 / 1e6);
+    }
+    float *p = m->acts;
+    for (int i = 0; i < np; i++) {
+        *parts[i].p = p;
+        p += (parts[i].n + 15) / 16 * 16;
+    }
+    m->B = B;
+    m->T = T;
+    return CU_OK;
+}
+
+/* --------------------------------------------------------------- LoRA op */
+
+static float *site_A(gpt_t *m, int l, int t) {
+    if (!m->lora.enabled) return NULL;
+    long off = m->lora_off[l * LORA_N_TARGETS + t];
+    return off < 0 ? NULL : m->lora_buf + off;
+}
+
+/* The adapter input with dropout applied, drawn from a per-site key so the
+ * backward regenerates the same mask instead of storing it. */
+static const float *lora_dropout(gpt_t *m, int site, const float *x, long n, float *buf) {
+    float p = m->lora.dropout;
+    if (!m->cur_train || p <= 0.0f) return x;
+    uint64_t key = cu_hash64(m->cur_dropout_key, (uint64_t)site);
+    float keep_scale = 1.0f / (1.0f - p);
+    for (long i = 0; i < n; i++)
+        buf[i] = cu_hash_uniform(key, (uint64_t)i) < p ? 0.0f : x[i] * keep_scale;
+    return buf;
+}
+
+/* out += scale * dropout(x) @ A^T @ B^T, keeping x A^T for the backward. */
+static void lora_forward(gpt_t *m, int l, int t, const float *x, float *out, int N, float *xa) {
+    float *A = site_A(m, l, t);
+    if (!A) return;
+    int in, outc, r = m->lora.r;
+    target_dims(&m->cfg, t, &in, &outc);
+    float *B = A + (long)r * in;
+    const float *xin = lora_dropout(m, l * LORA_N_TARGETS + t, x, (long)N * in, m->drop_x);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, xin, in, A, in, 0.0f, xa,
+                r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, outc, r, m->lora_scale, xa, r, B, r,
+                1.0f, out, outc);
+}
+
+static float *site_xa(gpt_t *m, int l, int t) {
+    long N = (long)m->cur_B * m->cur_T;
+    return m->xa + ((long)l * LORA_N_TARGETS + t) * N * m->lora.r;
+}
+
+/* Gradients of one adapter given dout; dx += its share when dx != NULL. */
+static void lora_backward(gpt_t *m, int l, int t, const float *dout, const float *x, float *dx,
+                          int N) {
+    float *A = site_A(m, l, t);
+    if (!A) return;
+    int in, outc, r = m->lora.r;
+    target_dims(&m->cfg, t, &in, &outc);
+    float *B = A + (long)r * in;
+    float *dA = m->grads + (A - m->lora_buf);
+    float *dB = dA + (long)r * in;
+    const float *xa = site_xa(m, l, t);
+    float s = m->lora_scale;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, outc, r, N, s, dout, outc, xa, r, 1.0f, dB,
+                r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, outc, s, dout, outc, B, r, 0.0f,
+                m->dxa, r);
+    int site = l * LORA_N_TARGETS + t;
+    const float *xin = lora_dropout(m, site, x, (long)N * in, m->drop_x);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, N, 1.0f, m->dxa, r, xin, in, 1.0f,
+                dA, in);
+    if (!dx) return;
+    if (!m->cur_train || m->lora.dropout <= 0.0f) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, m->dxa, r, A, in,
+                    1.0f, dx, in);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, m->dxa, r, A, in, 0.0f,
+                m->drop_dx, in);
+    /* the dropout mask is where drop_x is zero for a non-zero input; redraw it */
+    uint64_t key = cu_hash64(m->cur_dropout_key, (uint64_t)site);
+    float keep_scale = 1.0f / (1.0f - m->lora.dropout);
+    long n = (long)N * in;
+    for (long i = 0; i < n; i++)
+        if (cu_hash_uniform(key, (uint64_t)i) >= m->lora.dropout)
+            dx[i] += m->drop_dx[i] * keep_scale;
+}
+
+/* ---------------------------------------------------------------- forward */
+
+#define LAYER(p, l, size) ((p) + (long)(l) * (size))
+
+int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, int T, int train,
+                float grad_scale, uint64_t dropout_key, gpt_loss_t *loss, cu_error_t *err) {
+    if (!m->acts || B > m->B || T > m->T) {
+        int rc = gpt_reserve(m, B, T, err);
+        if (rc) return rc;
+    }
+    if (train && !targets) return cu_error_set(err, CU_EINVAL, "training needs targets");
+    int L = m->cfg.n_layer, C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size;
+    int N = B * T;
+    for (int i = 0; i < N; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V)
+            return cu_error_set(err, CU_EINVAL,
+                                "token id %d at position %d is outside the vocabulary (%d)",
+                                inputs[i], i, V);
+        if (targets && targets[i] >= V)
+            return cu_error_set(err, CU_EINVAL,
+                                "target id %d at position %d is outside the vocabulary (%d)",
+                                targets[i], i, V);
+    }
+    m->cur_B = B;
+    m->cur_T = T;
+    m->cur_train = train;
+    m->cur_grad_scale = grad_scale;
+    m->cur_dropout_key = dropout_key;
+    memcpy(m->inputs, inputs, sizeof(int32_t) * (size_t)N);
+
+    encoder_forward(m->encoded, inputs, m->wte, m->wpe, B, T, C);
+    const float *residual = m->encoded;
+    for (int l = 0; l < L; l++) {
+        float *ln1 = LAYER(m->ln1, l, N * C), *qkv = LAYER(m->qkv, l, N * 3 * C);
+        float *atty = LAYER(m->atty, l, N * C), *res2 = LAYER(m->residual2, l, N * C);
+        float *ln2 = LAYER(m->ln2, l, N * C), *fch = LAYER(m->fch, l, N * 4 * C);
+        float *fchg = LAYER(m->fch_gelu, l, N * 4 * C), *res3 = LAYER(m->residual3, l, N * C);
+        layernorm_forward(ln1, LAYER(m->ln1_mean, l, N), LAYER(m->ln1_rstd, l, N), residual,
+                          LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), N, C);
+        matmul_forward(qkv, ln1, LAYER(m->qkvw, l, 3 * C * C), LAYER(m->qkvb, l, 3 * C), N, C,
+                       3 * C, 0.0f);
+        lora_forward(m, l, LORA_QKV, ln1, qkv, N, site_xa(m, l, LORA_QKV));
+        attention_forward(atty, LAYER(m->lse, l, N * NH), qkv, m->att_scratch, B, T, C, NH);
+        memcpy(res2, residual, sizeof(float) * (size_t)N * C);
+        matmul_forward(res2, atty, LAYER(m->attprojw, l, C * C), LAYER(m->attprojb, l, C), N, C, C,
+                       1.0f);
+        lora_forward(m, l, LORA_ATTN_PROJ, atty, res2, N, site_xa(m, l, LORA_ATTN_PROJ));
+        layernorm_forward(ln2, LAYER(m->ln2_mean, l, N), LAYER(m->ln2_rstd, l, N), res2,
+                          LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), N, C);
+        matmul_forward(fch, ln2, LAYER(m->fcw, l, 4 * C * C), LAYER(m->fcb, l, 4 * C), N, C, 4 * C,
+                       0.0f);
+        lora_forward(m, l, LORA_MLP_FC, ln2, fch, N, site_xa(m, l, LORA_MLP_FC));
+        gelu_forward(fchg, fch, (long)N * 4 * C);
+        memcpy(res3, res2, sizeof(float) * (size_t)N * C);
+        matmul_forward(res3, fchg, LAYER(m->fcprojw, l, 4 * C * C), LAYER(m->fcprojb, l, C), N,
+                       4 * C, C, 1.0f);
+        lora_forward(m, l, LORA_MLP_PROJ, fchg, res3, N, site_xa(m, l, LORA_MLP_PROJ));
+        residual = res3;
+    }
+    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->lnfw, m->lnfb, N, C);
+
+    gpt_loss_t out = {0};
+    if (targets) {
+        float *dwte = (train && !m->lora.enabled) ? m->grads + (m->wte - m->params) : NULL;
+        out.loss_sum = lm_head_loss(train ? m->dlnf : NULL, dwte, &out.n_valid, &out.n_correct,
+                                    m->lnf, m->wte, targets, m->head_scratch, N, C, V, grad_scale);
+    }
+    if (loss) *loss = out;
+    return CU_OK;
+}
+
+void gpt_logits(gpt_t *m, int row0, int n, float *logits) {
+    int C = m->cfg.n_embd;
+    lm_head_logits(logits, m->lnf + (long)row0 * C, m->wte, n, C, m->cfg.vocab_size);
+}
+
+/* --------------------------------------------------------------- backward */
+
+/* Gradient slot of a base weight, or NULL when base weights are frozen. */
+static float *pgrad(gpt_t *m, float *p) {
+    return m->lora.enabled ? NULL : m->grads + (p - m->params);
+}
+
+/* Whether the gradient must flow below `site` (some trainable tensor is lower). */
+static int need_below(const gpt_t *m, int site) {
+    return !m->lora.enabled || site > m->lowest_site;
+}
+
+/* Backward of block l, with m->dresidual holding dloss/d(block output); on
+ * return it holds dloss/d(block input). Returns 0 when nothing below needs a
+ * gradient, so the walk can stop. */
+static int block_backward(gpt_t *m, int l) {
+    int C = m->cfg.n_embd, NH = m->cfg.n_head, N = m->cur_B * m->cur_T;
+    int base = l * LORA_N_TARGETS;
+    float *dres = m->dresidual, *dsmall = m->dsmall, *dbig = m->dbig;
+    const float *residual = l == 0 ? m->encoded : LAYER(m->residual3, l - 1, N * C);
+    float *ln1 = LAYER(m->ln1, l, N * C), *qkv = LAYER(m->qkv, l, N * 3 * C);
+    float *atty = LAYER(m->atty, l, N * C), *res2 = LAYER(m->residual2, l, N * C);
+    float *ln2 = LAYER(m->ln2, l, N * C), *fch = LAYER(m->fch, l, N * 4 * C);
+    float *fchg = LAYER(m->fch_gelu, l, N * 4 * C);
+
+    /* MLP projection: res3 = res2 + fchg Wp^T + bp */
+    int below = need_below(m, base + LORA_MLP_PROJ);
+    float *w = LAYER(m->fcprojw, l, 4 * C * C);
+    matmul_backward(below ? dbig : NULL, pgrad(m, w), pgrad(m, LAYER(m->fcprojb, l, C)), dres, fchg,
+                    w, N, 4 * C, C, 0.0f);
+    lora_backward(m, l, LORA_MLP_PROJ, dres, fchg, below ? dbig : NULL, N);
+    if (!below) return 0;
+    gelu_backward(dbig, fch, dbig, (long)N * 4 * C);
+
+    /* MLP up-projection: fch = ln2 Wfc^T + bfc */
+    below = need_below(m, base + LORA_MLP_FC);
+    w = LAYER(m->fcw, l, 4 * C * C);
+    matmul_backward(below ? dsmall : NULL, pgrad(m, w), pgrad(m, LAYER(m->fcb, l, 4 * C)), dbig,
+                    ln2, w, N, C, 4 * C, 0.0f);
+    lora_backward(m, l, LORA_MLP_FC, dbig, ln2, below ? dsmall : NULL, N);
+    if (!below) return 0;
+    w = LAYER(m->ln2w, l, C);
+    layernorm_backward(dres, pgrad(m, w), pgrad(m, LAYER(m->ln2b, l, C)), dsmall, res2, w,
+                       LAYER(m->ln2_mean, l, N), LAYER(m->ln2_rstd, l, N), N, C);
+
+    /* attention projection: res2 = residual + atty Wap^T + bap */
+    below = need_below(m, base + LORA_ATTN_PROJ);
+    w = LAYER(m->attprojw, l, C * C);
+    matmul_backward(below ? dsmall : NULL, pgrad(m, w), pgrad(m, LAYER(m->attprojb, l, C)), dres,
+                    atty, w, N, C, C, 0.0f);
+    lora_backward(m, l, LORA_ATTN_PROJ, dres, atty, below ? dsmall : NULL, N);
+    if (!below) return 0;
+    attention_backward(m->dqkv, dsmall, qkv, atty, LAYER(m->lse, l, N * NH), m->att_scratch,
+                       m->cur_B, m->cur_T, C, NH);
+
+    /* qkv projection: qkv = ln1 Wqkv^T + bqkv */
+    below = need_below(m, base + LORA_QKV);
+    w = LAYER(m->qkvw, l, 3 * C * C);
+    matmul_backward(below ? dsmall : NULL, pgrad(m, w), pgrad(m, LAYER(m->qkvb, l, 3 * C)), m->dqkv,
+                    ln1, w, N, C, 3 * C, 0.0f);
+    lora_backward(m, l, LORA_QKV, m->dqkv, ln1, below ? dsmall : NULL, N);
+    if (!below) return 0;
+    w = LAYER(m->ln1w, l, C);
+    layernorm_backward(dres, pgrad(m, w), pgrad(m, LAYER(m->ln1b, l, C)), dsmall, residual, w,
+                       LAYER(m->ln1_mean, l, N), LAYER(m->ln1_rstd, l, N), N, C);
+    return 1;
+}
+
+void gpt_backward(gpt_t *m) {
+    int L = m->cfg.n_layer, C = m->cfg.n_embd, N = m->cur_B * m->cur_T;
+    memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
+    layernorm_backward(m->dresidual, pgrad(m, m->lnfw), pgrad(m, m->lnfb), m->dlnf,
+                       LAYER(m->residual3, L - 1, N * C), m->lnfw, m->lnf_mean, m->lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--)
+        if (!block_backward(m, l)) return;
+    if (!m->lora.enabled)
+        encoder_backward(pgrad(m, m->wte), pgrad(m, m->wpe), m->dresidual, m->inputs, m->cur_B,
+                         m->cur_T, C);
+}
+
+/* -------------------------------------------------------------- KV cache */
+
+int gpt_kv_reserve(gpt_t *m, int max_len, cu_error_t *err) {
+    if (max_len > m->cfg.max_seq_len) max_len = m->cfg.max_seq_len;
+    if (m->kv && m->kv_max >= max_len) return CU_OK;
+    free(m->kv);
+    long L = m->cfg.n_layer, C = m->cfg.n_embd, r = m->lora.enabled ? m->lora.r : 1;
+    long total = 2 * L * max_len * C + C * 2 + 3 * C + C + 8 * C + max_len + r + 64;
+    m->kv = cu_alloc_aligned((size_t)total * sizeof(float), err);
+    if (!m->kv) return err ? err->code : CU_ENOMEM;
+    float *p = m->kv;
+    m->kv_k = p, p += L * max_len * C;
+    m->kv_v = p, p += L * max_len * C;
+    m->kv_x = p, p += C;
+    m->kv_xn = p, p += C;
+    m->kv_qkv = p, p += 3 * C;
+    m->kv_att = p, p += C;
+    m->kv_h = p, p += 4 * C;
+    m->kv_hg = p, p += 4 * C;
+    m->kv_scores = p, p += max_len;
+    m->kv_xa = p;
+    m->kv_max = max_len;
+    m->kv_len = 0;
+    return CU_OK;
+}
+
+void gpt_kv_reset(gpt_t *m) {
+    m->kv_len = 0;
+}
+int gpt_kv_len(const gpt_t *m) {
+    return m->kv_len;
+}
+
+/* One token's linear layer with its adapter: out = beta*out + x W^T + b + lora. */
+static void kv_linear(gpt_t *m, int l, int t, float *out, const float *x, const float *w,
+                      const float *b, int in, int outc, float beta) {
+    matmul_forward(out, x, w, b, 1, in, outc, beta);
+    m->cur_train = 0;
+    lora_forward(m, l, t, x, out, 1, m->kv_xa);
+}
+
+static void kv_attention(gpt_t *m, int l, int pos) {
+    int C = m->cfg.n_embd, NH = m->cfg.n_head, hs = C / NH;
+    const float *K = m->kv_k + (long)l * m->kv_max * C, *Vc = m->kv_v + (long)l * m->kv_max * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int h = 0; h < NH; h++) {
+        const float *q = m->kv_qkv + h * hs;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int j = 0; j <= pos; j++) {
+            const float *k = K + (long)j * C + h * hs;
+            float s = 0.0f;
+            for (int d = 0; d < hs; d++) s += q[d] * k[d];
+            m->kv_scores[j] = s * scale;
+            if (m->kv_scores[j] > mx) mx = m->kv_scores[j];
+        }
+        for (int j = 0; j <= pos; j++) {
+            m->kv_scores[j] = expf(m->kv_scores[j] - mx);
+            sum += m->kv_scores[j];
+        }
+        float *o = m->kv_att + h * hs;
+        memset(o, 0, sizeof(float) * hs);
+        for (int j = 0; j <= pos; j++) {
+            const float *v = Vc + (long)j * C + h * hs;
+            float p = m->kv_scores[j] / sum;
+            for (int d = 0; d < hs; d++) o[d] += p * v[d];
+        }
+    }
+}
+
+int gpt_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
+    int L = m->cfg.n_layer, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+    if (!m->kv) return cu_error_set(err, CU_EINVAL, "KV cache not reserved");
+    if (m->kv_len >= m->kv_max)
+        return cu_error_set(err, CU_EINVAL, "sequence reached the KV cache length %d", m->kv_max);
+    if (token < 0 || token >= V)
+        return cu_error_set(err, CU_EINVAL, "token id %d is outside the vocabulary (%d)", token, V);
+    int pos = m->kv_len;
+    float *x = m->kv_x, *xn = m->kv_xn, mean, rstd;
+    for (int i = 0; i < C; i++) x[i] = m->wte[(long)token * C + i] + m->wpe[(long)pos * C + i];
+    for (int l = 0; l < L; l++) {
+        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), 1, C);
+        kv_linear(m, l, LORA_QKV, m->kv_qkv, xn, LAYER(m->qkvw, l, 3 * C * C),
+                  LAYER(m->qkvb, l, 3 * C), C, 3 * C, 0.0f);
+        memcpy(m->kv_k + ((long)l * m->kv_max + pos) * C, m->kv_qkv + C, sizeof(float) * C);
+        memcpy(m->kv_v + ((long)l * m->kv_max + pos) * C, m->kv_qkv + 2 * C, sizeof(float) * C);
+        kv_attention(m, l, pos);
+        kv_linear(m, l, LORA_ATTN_PROJ, x, m->kv_att, LAYER(m->attprojw, l, C * C),
+                  LAYER(m->attprojb, l, C), C, C, 1.0f);
+        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), 1, C);
+        kv_linear(m, l, LORA_MLP_FC, m->kv_h, xn, LAYER(m->fcw, l, 4 * C * C),
+                  LAYER(m->fcb, l, 4 * C), C, 4 * C, 0.0f);
+        gelu_forward(m->kv_hg, m->kv_h, 4 * C);
+        kv_linear(m, l, LORA_MLP_PROJ, x, m->kv_hg, LAYER(m->fcprojw, l, 4 * C * C),
+                  LAYER(m->fcprojb, l, C), 4 * C, C, 1.0f);
+    }
+    layernorm_forward(xn, &mean, &rstd, x, m->lnfw, m->lnfb, 1, C);
+    lm_head_logits(logits, xn, m->wte, 1, C, V);
+    m->kv_len++;
+    return CU_OK;
+}
+
+/* ------------------------------------------------------------------ FLOPs */
+
+double gpt_flops_per_step(const gpt_t *m, int B, int T) {
+    double L = m->cfg.n_layer, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+    double N = (double)B * T, r = m->lora.enabled ? m->lora.r : 0;
+    double linear = 2.0 * N * 12.0 * C * C;    /* one pass over a block's four linears */
+    double attn = 2.0 * B * C * T * (T + 1.0); /* causal QK^T and PV */
+    double head = 2.0 * N * C * V;
+    double fwd = L * (linear + attn) + head;
+    double lora_fwd = 0.0;
+    if (m->lora.enabled) {
+        for (int t = 0; t < LORA_N_TARGETS; t++) {
+            if (!(m->lora.targets & (1u << t))) continue;
+            int in, out;
+            target_dims(&m->cfg, t, &in, &out);
+            lora_fwd += L * 2.0 * N * r * (in + out);
+        }
+    }
+    /* backward: input gradients of every linear and the head (weights frozen
+     * with LoRA), attention's five products, adapters twice their forward */
+    double bwd = L * (linear + 2.5 * attn) + head + 2.0 * lora_fwd;
+    if (!m->lora.enabled) bwd += L * linear + head;
+    return fwd + lora_fwd + bwd;
+}

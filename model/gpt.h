@@ -1,0 +1,113 @@
+/*
+ * A GPT-2 decoder (learned positions, pre-LayerNorm blocks, GELU-tanh MLP,
+ * token embedding tied to the output head) with optional LoRA adapters.
+ *
+ * Memory is a few contiguous buffers, so zeroing, reducing and saving are one
+ * call over one span each:
+ *   params      every base weight, in the order of gpt_param_names()
+ *   lora        every adapter matrix A (r, in) and B (out, r), layer by layer
+ *   trainable   = lora when LoRA is enabled, else params (full fine-tuning)
+ *   grads       same length as trainable
+ *
+ * With LoRA the base weights are frozen: the backward computes no gradient
+ * for them and stops below the lowest trainable tensor.
+ */
+#ifndef CU_MODEL_GPT_H
+#define CU_MODEL_GPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+
+typedef struct {
+    int n_layer, n_head, n_embd, vocab_size, max_seq_len;
+} gpt_config_t;
+
+/* The linear layers of a block that LoRA can adapt, in the order data flows. */
+enum { LORA_QKV = 0, LORA_ATTN_PROJ = 1, LORA_MLP_FC = 2, LORA_MLP_PROJ = 3, LORA_N_TARGETS = 4 };
+
+typedef struct {
+    int enabled;
+    unsigned targets; /* bit (1 << LORA_*) per adapted layer */
+    int r;
+    float alpha;
+    int rslora;        /* scale = alpha / sqrt(r) instead of alpha / r */
+    float dropout;     /* on the adapter's input, training only */
+    int init_gaussian; /* A ~ N(0, 1/r) instead of kaiming-uniform */
+} lora_config_t;
+
+/* Parses a target name ("qkv", "attn_proj", "mlp_fc", "mlp_proj",
+ * "all-linear") into target bits. Returns 0 for an unknown name. */
+unsigned lora_target_bits(const char *name);
+const char *lora_target_name(int target);
+
+/* One named tensor inside a buffer. */
+typedef struct {
+    char name[64];
+    size_t offset; /* in floats from the buffer's start */
+    int ndim;
+    int shape[2];
+    int decay; /* weight decay applies (matrices, not biases or norms) */
+} gpt_tensor_t;
+
+typedef struct {
+    double loss_sum; /* summed over valid targets */
+    long n_valid;    /* targets >= 0 */
+    long n_correct;  /* argmax == target */
+} gpt_loss_t;
+
+typedef struct gpt gpt_t;
+
+/* Allocates the model (base weights zero) and, if lora->enabled, its adapters. */
+int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, cu_error_t *err);
+void gpt_free(gpt_t *m);
+
+const gpt_config_t *gpt_config(const gpt_t *m);
+const lora_config_t *gpt_lora_config(const gpt_t *m);
+
+/* GPT-2's initialisation: N(0, std) weights, residual projections scaled by
+ * 1/sqrt(2 L), zero biases, unit LayerNorm gains. */
+void gpt_init_weights(gpt_t *m, uint64_t seed, float std);
+/* LoRA's initialisation: A kaiming-uniform (or gaussian), B zero. */
+void gpt_init_lora(gpt_t *m, uint64_t seed);
+
+float *gpt_params(gpt_t *m, size_t *n);
+const gpt_tensor_t *gpt_param_tensors(const gpt_t *m, int *n);
+float *gpt_lora_params(gpt_t *m, size_t *n); /* NULL without LoRA */
+const gpt_tensor_t *gpt_lora_tensors(const gpt_t *m, int *n);
+float *gpt_trainable(gpt_t *m, size_t *n);
+float *gpt_grads(gpt_t *m, size_t *n);
+const gpt_tensor_t *gpt_trainable_tensors(const gpt_t *m, int *n);
+void gpt_zero_grad(gpt_t *m);
+
+/* Sizes the activation buffers for micro-batches of B sequences of T tokens. */
+int gpt_reserve(gpt_t *m, int B, int T, cu_error_t *err);
+
+/* Forward pass. inputs (B, T) token ids; targets (B, T) next-token ids or -1
+ * to ignore, may be NULL (then no loss). With train != 0, LoRA dropout is
+ * active (masks drawn from dropout_key) and the head's gradient, scaled by
+ * grad_scale, is prepared for gpt_backward. Token ids must be < vocab_size. */
+int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, int T, int train,
+                float grad_scale, uint64_t dropout_key, gpt_loss_t *loss, cu_error_t *err);
+/* Backward of the last training forward: grads += d(grad_scale * loss). */
+void gpt_backward(gpt_t *m);
+
+/* After a forward: logits of rows [row0, row0 + n) of the B*T positions. */
+void gpt_logits(gpt_t *m, int row0, int n, float *logits /* (n, V) */);
+
+/* Single-sequence inference with a KV cache. gpt_kv_reset starts a new
+ * sequence; gpt_kv_step feeds one token at the next position and writes the
+ * logits for the position after it. Uses adapters unmerged. */
+int gpt_kv_reserve(gpt_t *m, int max_len, cu_error_t *err);
+void gpt_kv_reset(gpt_t *m);
+int gpt_kv_step(gpt_t *m, int32_t token, float *logits /* (V) */, cu_error_t *err);
+int gpt_kv_len(const gpt_t *m);
+
+/* Floating-point operations of one forward+backward on B x T tokens, for
+ * throughput figures: counts the matrix products actually performed (no
+ * weight gradients for frozen weights). */
+double gpt_flops_per_step(const gpt_t *m, int B, int T);
+
+#endif

@@ -1,0 +1,362 @@
+/*
+ * Transformer layers as forward/backward pairs (see ops.h for conventions).
+ *
+ * Matrix products go to OpenBLAS's sgemm; everything else is written as
+ * simple loops over contiguous rows that the compiler vectorises. The two
+ * pieces that matter for memory are here too: attention that recomputes its
+ * probabilities in the backward from a saved log-sum-exp (flash-attention's
+ * idea, done with blocked sgemm), and the LM head fused with cross-entropy
+ * over row chunks.
+ */
+#include "model/ops.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- encoder */
+
+void encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B,
+                     int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float *o = out + ((long)b * T + t) * C;
+            const float *e = wte + (long)inp[b * T + t] * C;
+            const float *p = wpe + (long)t * C;
+            for (int i = 0; i < C; i++) o[i] = e[i] + p[i];
+        }
+    }
+}
+
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T,
+                      int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float *d = dout + ((long)b * T + t) * C;
+            if (dwte) {
+                float *e = dwte + (long)inp[b * T + t] * C;
+                for (int i = 0; i < C; i++) e[i] += d[i];
+            }
+            if (dwpe) {
+                float *p = dwpe + (long)t * C;
+                for (int i = 0; i < C; i++) p[i] += d[i];
+            }
+        }
+    }
+}
+
+/* -------------------------------------------------------------- layernorm */
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                       const float *b, int N, int C) {
+    const float eps = 1e-5f;
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (long)n * C;
+        float m = 0.0f;
+        for (int i = 0; i < C; i++) m += x[i];
+        m /= (float)C;
+        float v = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float d = x[i] - m;
+            v += d * d;
+        }
+        v /= (float)C;
+        float s = 1.0f / sqrtf(v + eps);
+        float *o = out + (long)n * C;
+        for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * w[i] + b[i];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, const float *mean, const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *d = dout + (long)n * C;
+        const float *x = inp + (long)n * C;
+        float m = mean[n], s = rstd[n];
+        /* dnorm = dout * w; dx = s * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) */
+        float mean_d = 0.0f, mean_dx = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float xhat = (x[i] - m) * s;
+            float dn = d[i] * w[i];
+            mean_d += dn;
+            mean_dx += dn * xhat;
+        }
+        mean_d /= (float)C;
+        mean_dx /= (float)C;
+        if (dinp) {
+            float *dx = dinp + (long)n * C;
+            for (int i = 0; i < C; i++) {
+                float xhat = (x[i] - m) * s;
+                dx[i] += s * (d[i] * w[i] - mean_d - xhat * mean_dx);
+            }
+        }
+        if (dw) {
+            for (int i = 0; i < C; i++) dw[i] += d[i] * (x[i] - m) * s;
+        }
+        if (db) {
+            for (int i = 0; i < C; i++) db[i] += d[i];
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- matmul */
+
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IC,
+                    int OC, float beta) {
+    if (bias) {
+        /* Fold the bias in before the product so sgemm accumulates onto it. */
+        for (int n = 0; n < N; n++) {
+            float *o = out + (long)n * OC;
+            if (beta == 0.0f) {
+                memcpy(o, bias, sizeof(float) * OC);
+            } else {
+                for (int i = 0; i < OC; i++) o[i] = beta * o[i] + bias[i];
+            }
+        }
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, beta, out,
+                OC);
+}
+
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, int N, int IC, int OC, float dinp_beta) {
+    if (dinp) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC,
+                    dinp_beta, dinp, IC);
+    }
+    if (dw) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC,
+                    1.0f, dw, IC);
+    }
+    if (dbias) {
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (long)n * OC;
+            for (int i = 0; i < OC; i++) dbias[i] += d[i];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------- gelu */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+
+void gelu_forward(float *out, const float *inp, long n) {
+    for (long i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_K * (x + 0.044715f * x * x * x);
+        out[i] = 0.5f * x * (1.0f + cu_tanhf(u));
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
+    for (long i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_K * (x + 0.044715f * x * x * x);
+        float th = cu_tanhf(u);
+        float sech2 = 1.0f - th * th;
+        float g =
+            0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] = dout[i] * g;
+    }
+}
+
+/* -------------------------------------------------------------- attention */
+
+/* Query rows handled together: big enough for sgemm to be efficient, small
+ * enough that the (block x T) score tile stays in cache. */
+#define ATT_BLOCK 64
+
+long attention_scratch_floats(int T) {
+    /* scores/probabilities and their gradient, plus one row of dO.O dots */
+    return 2L * ATT_BLOCK * T + ATT_BLOCK;
+}
+
+/* S = scale * Q_blk K[0:nk]^T for rows [q0, q0+nq), with q/k rows strided by ld. */
+static void att_scores(float *S, const float *q, const float *k, int q0, int nq, int nk, int ld,
+                       int hs, float scale) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale, q + (long)q0 * ld, ld,
+                k, ld, 0.0f, S, nk);
+}
+
+void attention_forward(float *out, float *lse, const float *qkv, float *scratch, int B, int T,
+                       int C, int NH) {
+    int hs = C / NH;
+    int ld = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *S = scratch;
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (long)b * T * ld + h * hs;
+            const float *k = q + C;
+            const float *v = q + 2 * C;
+            float *o = out + (long)b * T * C + h * hs;
+            float *l = lse + ((long)b * NH + h) * T;
+            for (int q0 = 0; q0 < T; q0 += ATT_BLOCK) {
+                int nq = T - q0 < ATT_BLOCK ? T - q0 : ATT_BLOCK;
+                int nk = q0 + nq; /* causal: keys up to the block's last query */
+                att_scores(S, q, k, q0, nq, nk, ld, hs, scale);
+                for (int i = 0; i < nq; i++) {
+                    float *s = S + (long)i * nk;
+                    int valid = q0 + i + 1;
+                    float m = -FLT_MAX;
+                    for (int j = 0; j < valid; j++) m = s[j] > m ? s[j] : m;
+                    float sum = 0.0f;
+                    for (int j = 0; j < valid; j++) {
+                        s[j] = cu_expf(s[j] - m);
+                        sum += s[j];
+                    }
+                    float inv = 1.0f / sum;
+                    for (int j = 0; j < valid; j++) s[j] *= inv;
+                    for (int j = valid; j < nk; j++) s[j] = 0.0f;
+                    l[q0 + i] = m + logf(sum);
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk, v,
+                            ld, 0.0f, o + (long)q0 * C, C);
+            }
+        }
+    }
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                        const float *lse, float *scratch, int B, int T, int C, int NH) {
+    int hs = C / NH;
+    int ld = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *P = scratch;
+    float *dP = scratch + (long)ATT_BLOCK * T;
+    float *D = dP + (long)ATT_BLOCK * T;
+    for (int b = 0; b < B; b++) {
+        /* dK and dV accumulate over query blocks; dQ is written once per block. */
+        float *dq_b = dqkv + (long)b * T * ld;
+        for (int t = 0; t < T; t++) memset(dq_b + (long)t * ld + C, 0, sizeof(float) * 2 * C);
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (long)b * T * ld + h * hs;
+            const float *k = q + C;
+            const float *v = q + 2 * C;
+            float *dq = dq_b + h * hs;
+            float *dk = dq + C;
+            float *dv = dq + 2 * C;
+            const float *o = out + (long)b * T * C + h * hs;
+            const float *dO = dout + (long)b * T * C + h * hs;
+            const float *l = lse + ((long)b * NH + h) * T;
+            for (int q0 = 0; q0 < T; q0 += ATT_BLOCK) {
+                int nq = T - q0 < ATT_BLOCK ? T - q0 : ATT_BLOCK;
+                int nk = q0 + nq;
+                att_scores(P, q, k, q0, nq, nk, ld, hs, scale);
+                for (int i = 0; i < nq; i++) {
+                    float *p = P + (long)i * nk;
+                    int valid = q0 + i + 1;
+                    float li = l[q0 + i];
+                    for (int j = 0; j < valid; j++) p[j] = cu_expf(p[j] - li);
+                    for (int j = valid; j < nk; j++) p[j] = 0.0f;
+                    const float *oi = o + (long)(q0 + i) * C;
+                    const float *di = dO + (long)(q0 + i) * C;
+                    float dot = 0.0f;
+                    for (int d = 0; d < hs; d++) dot += oi[d] * di[d];
+                    D[i] = dot;
+                }
+                /* dV[0:nk] += P^T dO_blk */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, P, nk,
+                            dO + (long)q0 * C, C, 1.0f, dv, ld);
+                /* dP = dO_blk V[0:nk]^T */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, 1.0f,
+                            dO + (long)q0 * C, C, v, ld, 0.0f, dP, nk);
+                /* dS = P * (dP - D), kept in dP */
+                for (int i = 0; i < nq; i++) {
+                    float *ds = dP + (long)i * nk;
+                    const float *p = P + (long)i * nk;
+                    for (int j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - D[i]);
+                }
+                /* dQ_blk = scale * dS K[0:nk] */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, scale, dP, nk, k,
+                            ld, 0.0f, dq + (long)q0 * ld, ld);
+                /* dK[0:nk] += scale * dS^T Q_blk */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, scale, dP, nk,
+                            q + (long)q0 * ld, ld, 1.0f, dk, ld);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------ LM head + cross-entropy */
+
+/* Rows per chunk: the chunk's logits stay under ~32 MB, and at least 16 rows
+ * so sgemm keeps its efficiency. */
+static int lm_head_chunk_rows(int N, int V) {
+    long rows = (8L << 20) / (V > 0 ? V : 1);
+    if (rows < 16) rows = 16;
+    if (rows > 256) rows = 256;
+    return rows > N ? N : (int)rows;
+}
+
+long lm_head_scratch_floats(int N, int V) {
+    return (long)lm_head_chunk_rows(N, V) * V;
+}
+
+void lm_head_logits(float *logits, const float *inp, const float *w, int N, int C, int V) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, C, 1.0f, inp, C, w, C, 0.0f, logits,
+                V);
+}
+
+/* Turns one row of logits into dloss/dlogits * grad_scale in place; returns
+ * the row's loss and sets *correct when the argmax is the target. */
+static double ce_row(float *z, int V, int target, float grad_scale, int *correct) {
+    float m = z[0];
+    int arg = 0;
+    for (int j = 1; j < V; j++) {
+        if (z[j] > m) {
+            m = z[j];
+            arg = j;
+        }
+    }
+    float zt = z[target];
+    float sum = 0.0f;
+    for (int j = 0; j < V; j++) {
+        z[j] = cu_expf(z[j] - m);
+        sum += z[j];
+    }
+    float inv = grad_scale / sum;
+    for (int j = 0; j < V; j++) z[j] *= inv;
+    z[target] -= grad_scale;
+    *correct = (arg == target);
+    return (double)logf(sum) + (double)m - (double)zt;
+}
+
+double lm_head_loss(float *dinp, float *dw, long *n_valid, long *n_correct, const float *inp,
+                    const float *w, const int32_t *targets, float *scratch, int N, int C, int V,
+                    float grad_scale) {
+    int chunk = lm_head_chunk_rows(N, V);
+    double loss = 0.0;
+    long valid = 0, correct = 0;
+    for (int r0 = 0; r0 < N; r0 += chunk) {
+        int nr = N - r0 < chunk ? N - r0 : chunk;
+        lm_head_logits(scratch, inp + (long)r0 * C, w, nr, C, V);
+        for (int i = 0; i < nr; i++) {
+            float *z = scratch + (long)i * V;
+            int t = targets[r0 + i];
+            if (t < 0) {
+                memset(z, 0, sizeof(float) * V);
+                continue;
+            }
+            int ok;
+            loss += ce_row(z, V, t, grad_scale, &ok);
+            valid++;
+            correct += ok;
+        }
+        if (dinp) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, C, V, 1.0f, scratch, V, w, C,
+                        0.0f, dinp + (long)r0 * C, C);
+        }
+        if (dw) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, nr, 1.0f, scratch, V,
+                        inp + (long)r0 * C, C, 1.0f, dw, C);
+        }
+    }
+    if (n_valid) *n_valid = valid;
+    if (n_correct) *n_correct = correct;
+    return loss;
+}

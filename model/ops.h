@@ -1,0 +1,112 @@
+/*
+ * The layers of a decoder-only transformer as forward/backward pairs.
+ *
+ * Argument order follows llm.c: outputs first, then inputs, then sizes
+ * (N = B*T rows, C channels, OC output channels). Shapes sit beside each
+ * pointer. Weight matrices are stored (OC, IC) row-major, so a linear layer
+ * computes out = inp @ w^T + bias.
+ *
+ * Gradient conventions, chosen so the backward needs no zeroing passes:
+ *  - a weight or bias gradient pointer may be NULL (frozen: nothing computed)
+ *    and is otherwise ACCUMULATED into (+=);
+ *  - an input gradient is written as dinp = beta * dinp + ..., with beta
+ *    given by the caller (0 to overwrite, 1 to accumulate), or NULL to skip.
+ */
+#ifndef CU_MODEL_OPS_H
+#define CU_MODEL_OPS_H
+
+#include <stdint.h>
+
+/* out = wte[inp] + wpe[t] */
+void encoder_forward(float *out,                         // (B, T, C)
+                     const int32_t *inp,                 // (B, T)
+                     const float *wte, const float *wpe, // (V, C), (maxT, C)
+                     int B, int T, int C);
+void encoder_backward(float *dwte, float *dwpe, // (V, C), (maxT, C), may be NULL
+                      const float *dout,        // (B, T, C)
+                      const int32_t *inp, int B, int T, int C);
+
+void layernorm_forward(float *out, float *mean, float *rstd, // (N, C), (N), (N)
+                       const float *inp,                     // (N, C)
+                       const float *w, const float *b,       // (C), (C)
+                       int N, int C);
+/* dinp += ...; dw, db accumulated when non-NULL. */
+void layernorm_backward(float *dinp, float *dw, float *db,   // (N, C), (C), (C)
+                        const float *dout, const float *inp, // (N, C), (N, C)
+                        const float *w, const float *mean, const float *rstd, int N, int C);
+
+/* out = beta * out + inp @ w^T + bias (bias may be NULL). */
+void matmul_forward(float *out,        // (N, OC)
+                    const float *inp,  // (N, IC)
+                    const float *w,    // (OC, IC)
+                    const float *bias, // (OC)
+                    int N, int IC, int OC, float beta);
+/* dinp = dinp_beta * dinp + dout @ w (skipped if dinp NULL); dw += dout^T @ inp;
+ * dbias += column sums of dout. */
+void matmul_backward(float *dinp, float *dw, float *dbias, // (N, IC), (OC, IC), (OC)
+                     const float *dout,                    // (N, OC)
+                     const float *inp, const float *w,     // (N, IC), (OC, IC)
+                     int N, int IC, int OC, float dinp_beta);
+
+/* GELU, tanh approximation (GPT-2's). */
+void gelu_forward(float *out, const float *inp, long n);
+/* dinp = dout * gelu'(inp); dinp may alias dout. */
+void gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+
+/* Causal multi-head self-attention over a fused (B, T, 3C) q|k|v tensor.
+ * Memory-efficient: the forward keeps only the output and the per-row
+ * log-sum-exp of the scores; the backward recomputes probabilities block by
+ * block, so nothing of size B*NH*T*T is ever held. `scratch` needs
+ * attention_scratch_floats(T) floats. */
+long attention_scratch_floats(int T);
+void attention_forward(float *out, float *lse, // (B, T, C), (B, NH, T)
+                       const float *qkv,       // (B, T, 3C)
+                       float *scratch, int B, int T, int C, int NH);
+/* dqkv is overwritten. */
+void attention_backward(float *dqkv,       // (B, T, 3C)
+                        const float *dout, // (B, T, C)
+                        const float *qkv, const float *out, const float *lse, float *scratch, int B,
+                        int T, int C, int NH);
+
+/* The language-model head fused with softmax cross-entropy, in row chunks so
+ * the (N, V) logits are never held whole. Targets < 0 are ignored.
+ * Returns the SUM of per-token losses over valid targets; *n_valid and
+ * *n_correct (argmax == target) are set when non-NULL. When dinp is non-NULL
+ * it receives grad_scale * dloss/dinp (overwritten), and dw (if non-NULL)
+ * accumulates grad_scale * dloss/dw. `scratch` needs lm_head_scratch_floats
+ * floats. */
+long lm_head_scratch_floats(int N, int V);
+double lm_head_loss(float *dinp, float *dw, // (N, C), (V, C)
+                    long *n_valid, long *n_correct,
+                    const float *inp,       // (N, C)
+                    const float *w,         // (V, C): the tied token embedding
+                    const int32_t *targets, // (N)
+                    float *scratch, int N, int C, int V, float grad_scale);
+/* logits = inp @ w^T for N rows (no loss). */
+void lm_head_logits(float *logits, // (N, V)
+                    const float *inp, const float *w, int N, int C, int V);
+
+/* exp with ~1e-7 relative error, written so loops over it vectorise. */
+static inline float cu_expf(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float t = x * 1.44269504088896341f;
+    float n = __builtin_floorf(t + 0.5f);
+    float f = x - n * 0.693145751953125f - n * 1.428606765330187045e-06f;
+    float p =
+        1.0f +
+        f * (1.0f + f * (0.5f + f * (0.166666667f +
+                                     f * (0.0416666667f +
+                                          f * (0.00833333333f +
+                                               f * (0.00138888889f + f * 0.000198412698f))))));
+    union {
+        int32_t i;
+        float f;
+    } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f;
+}
+
+static inline float cu_tanhf(float x) {
+    return 1.0f - 2.0f / (1.0f + cu_expf(2.0f * x));
+}
+
+#endif

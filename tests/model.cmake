@@ -1,0 +1,2 @@
+# Model layers, whole-model gradients, optimizer.
+cu_add_test(test_grad SOURCES ${CU_TEST_DIR}/test_grad.c LIBS cu_model LABELS unit)
