@@ -37,6 +37,17 @@ void cu_error_clear(cu_error_t *err) {
     err->msg[0] = '\0';
 }
 
+int cu_format(char *buf, size_t cap, cu_error_t *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap)
+        return cu_error_set(err, CU_EINVAL, "name too long (over %zu bytes): %.80s...", cap - 1,
+                            buf);
+    return CU_OK;
+}
+
 void *cu_alloc_aligned(size_t bytes, cu_error_t *err) {
     size_t rounded = (bytes + 63) / 64 * 64;
     if (rounded == 0) rounded = 64;

@@ -32,6 +32,11 @@ int cu_error_prefix(cu_error_t *err, const char *fmt, ...) __attribute__((format
 
 void cu_error_clear(cu_error_t *err);
 
+/* snprintf into buf that treats truncation as an error (CU_EINVAL: "name
+ * too long"), for paths built from user input. */
+int cu_format(char *buf, size_t cap, cu_error_t *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Allocations that report failure through err. Memory from cu_alloc_aligned
  * is 64-byte aligned (one cache line, one AVX-512 vector) and zeroed; free it
  * with free(). */

@@ -46,7 +46,7 @@ struct gpt {
     int B, T; /* reserved size */
     int cur_B, cur_T, cur_train;
     float cur_grad_scale;
-    uint64_t cur_dropout_key;
+    uint64_t cur_dropout_key, dropout_row0;
     float *acts;
     int32_t *inputs;
     float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *lse, *residual2;
@@ -524,6 +524,10 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
 void gpt_logits(gpt_t *m, int row0, int n, float *logits) {
     int C = m->cfg.n_embd;
     lm_head_logits(logits, m->lnf + (long)row0 * C, m->wte, n, C, m->cfg.vocab_size);
+}
+
+void gpt_set_dropout_row0(gpt_t *m, uint64_t row0) {
+    m->dropout_row0 = row0;
 }
 
 /* --------------------------------------------------------------- backward */

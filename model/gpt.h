@@ -91,6 +91,12 @@ int gpt_reserve(gpt_t *m, int B, int T, cu_error_t *err);
  * grad_scale, is prepared for gpt_backward. Token ids must be < vocab_size. */
 int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, int T, int train,
                 float grad_scale, uint64_t dropout_key, gpt_loss_t *loss, cu_error_t *err);
+/* The global index of the first token row of the next training forwards.
+ * Dropout masks are drawn per (dropout_key, site, global row, column), so
+ * the same global batch gets the same masks however it is split into
+ * micro-batches and ranks. Default 0. */
+void gpt_set_dropout_row0(gpt_t *m, uint64_t row0);
+
 /* Backward of the last training forward: grads += d(grad_scale * loss). */
 void gpt_backward(gpt_t *m);
 

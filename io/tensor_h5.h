@@ -1,0 +1,30 @@
+/*
+ * Named float32 tensors in an HDF5 file: the final trainable state of a job
+ * (and the base of checkpoints). Each tensor is a dataset under /tensors
+ * with its shape; string attributes on the root carry metadata such as the
+ * resolved config. Files are written to a temporary name and renamed, so a
+ * reader never sees half a file.
+ */
+#ifndef CU_IO_TENSOR_H5_H
+#define CU_IO_TENSOR_H5_H
+
+#include "core/error.h"
+#include "model/gpt.h"
+
+typedef struct {
+    const char *name;
+    const char *value;
+} h5_attr_t;
+
+int h5_save_tensors(const char *path, const float *buf, const gpt_tensor_t *tensors, int n,
+                    const h5_attr_t *attrs, int n_attrs, cu_error_t *err);
+
+/* Reads every tensor named in `tensors` into buf at its offset; a missing
+ * tensor or a shape that differs is an error naming it. */
+int h5_load_tensors(const char *path, float *buf, const gpt_tensor_t *tensors, int n,
+                    cu_error_t *err);
+
+/* HDF5's version, for provenance. */
+void h5_library_version(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,220 @@
+/*
+ * Token sources and deterministic data order (see tokens.h).
+ */
+#include "io/tokens.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+struct token_source {
+    int random; /* uniform tokens from (seed, g, position) */
+    int vocab;
+    uint64_t seed;
+    int32_t *ids;
+    size_t n;
+    char origin[512];
+};
+
+static int source_new(token_source_t **out, const char *origin, int vocab, uint64_t seed,
+                      cu_error_t *err) {
+    token_source_t *s = calloc(1, sizeof *s);
+    if (!s) return cu_error_set(err, CU_ENOMEM, "out of memory (token source)");
+    snprintf(s->origin, sizeof s->origin, "%s", origin);
+    s->vocab = vocab;
+    s->seed = seed;
+    *out = s;
+    return CU_OK;
+}
+
+int tokens_open_random(token_source_t **out, int vocab, uint64_t seed, cu_error_t *err) {
+    if (vocab < 1) return cu_error_set(err, CU_EINVAL, "random data needs a vocabulary size >= 1");
+    int rc = source_new(out, "random", vocab, seed, err);
+    if (rc == CU_OK) (*out)->random = 1;
+    return rc;
+}
+
+int tokens_open_ids(token_source_t **out, int32_t *ids, size_t n, int vocab, uint64_t seed,
+                    const char *origin, cu_error_t *err) {
+    *out = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= vocab) {
+            int32_t bad = ids[i];
+            free(ids);
+            return cu_error_set(err, CU_EINVAL,
+                                "%s: token %zu has id %d, outside the model's vocabulary of %d",
+                                origin, i, bad, vocab);
+        }
+    }
+    int rc = source_new(out, origin, vocab, seed, err);
+    if (rc) {
+        free(ids);
+        return rc;
+    }
+    (*out)->ids = ids;
+    (*out)->n = n;
+    return CU_OK;
+}
+
+/* Reads a whole file. Allocates *buf (NUL-terminated for convenience). */
+static int read_file(const char *path, uint8_t **buf, size_t *len, cu_error_t *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cu_error_set(err, CU_EINVAL, "cannot open %s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *b = malloc(cap + 1);
+    while (b) {
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        uint8_t *nb = realloc(b, cap * 2 + 1);
+        if (!nb) {
+            free(b);
+            b = NULL;
+            break;
+        }
+        b = nb;
+        cap *= 2;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (!b) return cu_error_set(err, CU_ENOMEM, "out of memory reading %s", path);
+    if (failed) {
+        free(b);
+        return cu_error_set(err, CU_EIO, "error reading %s", path);
+    }
+    b[n] = 0;
+    *buf = b;
+    *len = n;
+    return CU_OK;
+}
+
+int tokens_open_text(token_source_t **out, const char *path, cu_tokenizer_t *tok, uint64_t seed,
+                     cu_error_t *err) {
+    *out = NULL;
+    uint8_t *text;
+    size_t len;
+    int rc = read_file(path, &text, &len, err);
+    if (rc) return rc;
+    int32_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    rc = tokenizer_encode(tok, text, len, &ids, &n, &cap, err);
+    free(text);
+    if (rc == CU_OK && n + 1 > cap) {
+        int32_t *grown = realloc(ids, sizeof(int32_t) * (n + 1));
+        if (!grown)
+            rc = cu_error_set(err, CU_ENOMEM, "out of memory tokenising %s", path);
+        else
+            ids = grown;
+    }
+    if (rc) {
+        free(ids);
+        return cu_error_prefix(err, "%s", path);
+    }
+    ids[n++] = tokenizer_eot(tok);
+    return tokens_open_ids(out, ids, n, tokenizer_vocab_size(tok), seed, path, err);
+}
+
+int tokens_open_file(token_source_t **out, const char *path, int bytes_per_token, int vocab,
+                     uint64_t seed, cu_error_t *err) {
+    *out = NULL;
+    if (bytes_per_token != 2 && bytes_per_token != 4)
+        return cu_error_set(err, CU_EINVAL, "token files hold uint16 or uint32 ids");
+    uint8_t *raw;
+    size_t len;
+    int rc = read_file(path, &raw, &len, err);
+    if (rc) return rc;
+    if (len % (size_t)bytes_per_token != 0) {
+        free(raw);
+        return cu_error_set(err, CU_EINVAL,
+                            "%s: %zu bytes is not a whole number of %d-byte tokens (wrong "
+                            "data.token_dtype?)",
+                            path, len, bytes_per_token);
+    }
+    size_t n = len / (size_t)bytes_per_token;
+    int32_t *ids = malloc(sizeof(int32_t) * (n ? n : 1));
+    if (!ids) {
+        free(raw);
+        return cu_error_set(err, CU_ENOMEM, "out of memory reading %s", path);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = raw + i * (size_t)bytes_per_token;
+        uint32_t v = bytes_per_token == 2 ? (uint32_t)p[0] | (uint32_t)p[1] << 8
+                                          : (uint32_t)p[0] | (uint32_t)p[1] << 8 |
+                                                (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        ids[i] = v > INT32_MAX ? -1 : (int32_t)v;
+    }
+    free(raw);
+    return tokens_open_ids(out, ids, n, vocab, seed, path, err);
+}
+
+void tokens_free(token_source_t *src) {
+    if (!src) return;
+    free(src->ids);
+    free(src);
+}
+
+int tokens_windows(const token_source_t *src, int seq_len, long *windows, cu_error_t *err) {
+    if (src->random) {
+        *windows = LONG_MAX;
+        return CU_OK;
+    }
+    if (src->n < (size_t)seq_len + 1)
+        return cu_error_set(err, CU_EINVAL,
+                            "%s has %zu tokens, fewer than one window of data.seq_len + 1 = %d",
+                            src->origin, src->n, seq_len + 1);
+    *windows = (long)((src->n - 1) / (size_t)seq_len);
+    return CU_OK;
+}
+
+size_t tokens_count(const token_source_t *src) {
+    return src->n;
+}
+const char *tokens_origin(const token_source_t *src) {
+    return src->origin;
+}
+
+/* Feistel network over `bits` bits (even split), keyed; a bijection there. */
+static uint64_t feistel(uint64_t x, int bits, uint64_t key) {
+    int half = (bits + 1) / 2;
+    uint64_t mask = (1ULL << half) - 1;
+    uint64_t l = x >> half, r = x & mask;
+    for (int round = 0; round < 4; round++) {
+        uint64_t f = cu_hash64(key + (uint64_t)round, r) & mask;
+        uint64_t nl = r;
+        r = (l ^ f) & mask;
+        l = nl;
+    }
+    return (l << half) | r;
+}
+
+uint64_t tokens_permute(uint64_t i, uint64_t n, uint64_t key) {
+    if (n <= 1) return 0;
+    int bits = 2;
+    while ((1ULL << bits) < n) bits++;
+    if (bits % 2) bits++;
+    /* cycle-walk: re-apply until the value falls back inside [0, n) */
+    uint64_t x = i;
+    do {
+        x = feistel(x, bits, key);
+    } while (x >= n);
+    return x;
+}
+
+void tokens_sample(const token_source_t *src, long g, int seq_len, int32_t *out, long *epoch) {
+    if (src->random) {
+        uint64_t key = cu_hash64(src->seed, (uint64_t)g);
+        for (int i = 0; i <= seq_len; i++)
+            out[i] = (int32_t)(cu_hash64(key, (uint64_t)i) % (uint64_t)src->vocab);
+        if (epoch) *epoch = 0;
+        return;
+    }
+    long windows = (long)((src->n - 1) / (size_t)seq_len);
+    long e = g / windows, i = g % windows;
+    uint64_t w = tokens_permute((uint64_t)i, (uint64_t)windows, cu_hash64(src->seed, (uint64_t)e));
+    memcpy(out, src->ids + w * (uint64_t)seq_len, sizeof(int32_t) * ((size_t)seq_len + 1));
+    if (epoch) *epoch = e;
+}

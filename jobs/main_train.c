@@ -1,0 +1,116 @@
+/*
+ * codex-train: one process per MPI rank. Reads the job config, applies
+ * command-line overrides, validates everything before any work starts, and
+ * runs the training loop.
+ *
+ * Exit codes (DESIGN.md): 0 finished; 2 bad config or input, with a message
+ * naming the key or file; any other non-zero value for a failure.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/config.h"
+#include "jobs/train.h"
+#include "model/blas.h"
+#include "mpi/world.h"
+
+static void usage(FILE *out) {
+    fputs("usage: codex-train CONFIG.yaml [section.key=value ...]\n"
+          "       mpirun -n N codex-train CONFIG.yaml [section.key=value ...]\n"
+          "\n"
+          "Fine-tunes a GPT-2 style model with LoRA (or fully) on the data the\n"
+          "config names, data-parallel over the MPI ranks it is started on.\n"
+          "\n"
+          "  CONFIG.yaml          the job config (see docs/config.md)\n"
+          "  section.key=value    override one key, e.g. train.lr=3e-4 or\n"
+          "                       lora.targets=[qkv,mlp_fc]\n"
+          "\n"
+          "options:\n"
+          "  --print-config       print the resolved config as YAML and exit\n"
+          "  --help               this text\n"
+          "  --version            the code version\n"
+          "\n"
+          "exit status: 0 finished, 2 bad config or input, other non-zero failure.\n",
+          out);
+}
+
+/* Loads, overrides and validates; prints nothing. */
+static int resolve_config(cu_config_t *cfg, int argc, char **argv, int first, int world_size,
+                          const char *config_path, cu_error_t *err) {
+    int rc = config_load_file(cfg, config_path, err);
+    for (int i = first; rc == CU_OK && i < argc; i++) {
+        if (strcmp(argv[i], "--print-config") == 0) continue;
+        rc = config_apply_override(cfg, argv[i], err);
+    }
+    if (rc == CU_OK) rc = config_validate(cfg, world_size, err);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    blas_prefer_avx512(argv);
+    const char *config_path = NULL;
+    int print_config = 0, first_override = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("codex-train %s (%s)\n", CU_VERSION, CU_GIT_DESCRIBE);
+            return 0;
+        }
+        if (strcmp(argv[i], "--print-config") == 0) {
+            print_config = 1;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "codex-train: unknown option '%s' (see codex-train --help)\n", argv[i]);
+            return 2;
+        } else if (!config_path) {
+            config_path = argv[i];
+            first_override = i + 1;
+        }
+    }
+    if (!config_path) {
+        usage(stderr);
+        return 2;
+    }
+
+    cu_world_t w;
+    cu_error_t err = {0};
+    if (world_init(&w, &argc, &argv, &err) != CU_OK) {
+        fprintf(stderr, "codex-train: %s\n", err.msg);
+        return 1;
+    }
+    cu_config_t cfg;
+    int rc = resolve_config(&cfg, argc, argv, first_override, w.size, config_path, &err);
+    if (rc != CU_OK) {
+        /* every rank read the same input, so every rank fails the same way */
+        if (w.rank == 0) fprintf(stderr, "codex-train: error: %s\n", err.msg);
+        world_finalize(&w);
+        return 2;
+    }
+    if (print_config) {
+        if (w.rank == 0) {
+            char *yaml = config_to_yaml(&cfg);
+            fputs(yaml ? yaml : "", stdout);
+            free(yaml);
+        }
+        world_finalize(&w);
+        return 0;
+    }
+
+    train_result_t res;
+    rc = train_run(&cfg, &w, &res, &err);
+    if (rc != CU_OK) {
+        if (err.code != CU_OK)
+            fprintf(stderr, "codex-train: rank %d: error: %s\n", w.rank, err.msg);
+        int code = rc == CU_EINVAL ? 2 : 1;
+        /* a failure on some ranks would leave the others waiting in a
+         * collective: end the whole job with the message out */
+        if (w.size > 1 && err.code != CU_OK) world_abort(&w, code);
+        world_finalize(&w);
+        return code;
+    }
+    world_finalize(&w);
+    return 0;
+}

@@ -1,0 +1,51 @@
+/*
+ * Terminal progress bar (see progress.h).
+ */
+#include "jobs/progress.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include "core/timer.h"
+
+void progress_init(progress_t *p, long total, int enabled) {
+    p->total = total > 0 ? total : 1;
+    p->enabled = enabled;
+    p->tty = enabled && isatty(STDOUT_FILENO);
+    p->start = cu_now();
+    p->drawn = 0;
+}
+
+static void clear_bar(progress_t *p) {
+    if (p->drawn) fputs("\r\033[K", stdout);
+    p->drawn = 0;
+}
+
+void progress_log(progress_t *p, const char *line) {
+    if (!p->enabled) return;
+    clear_bar(p);
+    puts(line);
+    fflush(stdout);
+}
+
+void progress_update(progress_t *p, long done, double loss, double tokens_per_s) {
+    if (!p->tty) return;
+    const int width = 30;
+    int filled = (int)((double)done / (double)p->total * width);
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+    bar[width] = 0;
+    double elapsed = cu_now() - p->start;
+    double eta = done > 0 ? elapsed / (double)done * (double)(p->total - done) : 0.0;
+    clear_bar(p);
+    printf("[%s] %ld/%ld loss %.4f %.0f tok/s eta %.0fs", bar, done, p->total, loss, tokens_per_s,
+           eta);
+    fflush(stdout);
+    p->drawn = 1;
+}
+
+void progress_finish(progress_t *p) {
+    if (!p->tty) return;
+    clear_bar(p);
+    fflush(stdout);
+}

@@ -1,0 +1,23 @@
+/*
+ * Progress on a terminal: a one-line bar redrawn in place, with log lines
+ * printed above it. When stdout is not a terminal (a file, Slurm's output)
+ * the bar is silent and only the log lines appear, so logs stay readable.
+ */
+#ifndef CU_JOBS_PROGRESS_H
+#define CU_JOBS_PROGRESS_H
+
+typedef struct {
+    long total;
+    int enabled; /* this process prints at all */
+    int tty;     /* draw the bar */
+    double start;
+    int drawn;
+} progress_t;
+
+void progress_init(progress_t *p, long total, int enabled);
+/* Prints a log line (newline added) above the bar. */
+void progress_log(progress_t *p, const char *line);
+void progress_update(progress_t *p, long done, double loss, double tokens_per_s);
+void progress_finish(progress_t *p);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * The MPI world of a job: which rank this process is, how many there are,
+ * where they run, and the collective operations training needs.
+ */
+#ifndef CU_MPI_WORLD_H
+#define CU_MPI_WORLD_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+typedef struct {
+    int rank, size;
+    char host[256];
+    int owns_mpi; /* this process called MPI_Init and must finalise */
+} cu_world_t;
+
+/* Initialises MPI (errors are returned, not fatal) and fills w. */
+int world_init(cu_world_t *w, int *argc, char ***argv, cu_error_t *err);
+void world_finalize(cu_world_t *w);
+/* Ends every rank of the job with this exit code (after a message is out). */
+void world_abort(const cu_world_t *w, int code);
+
+/* In-place sums over all ranks. */
+int world_sum_floats(const cu_world_t *w, float *buf, size_t n, cu_error_t *err);
+int world_sum_doubles(const cu_world_t *w, double *buf, int n, cu_error_t *err);
+/* Copies rank 0's buffer to every rank. */
+int world_bcast_floats(const cu_world_t *w, float *buf, size_t n, cu_error_t *err);
+/* Combines every rank's return code: the largest wins, so a failure on any
+ * rank is seen by all of them. */
+int world_agree(const cu_world_t *w, int rc);
+void world_barrier(const cu_world_t *w);
+
+/* "Open MPI v4.1.4" etc., for provenance. */
+void world_mpi_version(char *buf, size_t len);
+
+#endif
