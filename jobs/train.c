@@ -263,6 +263,8 @@ static void print_header(const trainer_t *t) {
     printf("codex-train %s | %d rank%s x %d thread%s | BLAS %s\n", CU_GIT_DESCRIBE, t->w->size,
            t->w->size == 1 ? "" : "s", c->train.threads, c->train.threads == 1 ? "" : "s",
            blas_core_name());
+    char note[256];
+    if (blas_reexec_note(note, sizeof note)) printf("%s\n", note);
     printf("model gpt2 L=%d H=%d C=%d V=%d | %.2fM params, %.3fM trainable (%s)\n",
            c->model.n_layer, c->model.n_head, c->model.n_embd, gpt_config(t->model)->vocab_size,
            (double)n_params / 1e6, (double)n_train / 1e6, c->lora.enabled ? "LoRA" : "full");

