@@ -16,6 +16,7 @@
 #define CU_MODEL_OPS_H
 
 #include <stdint.h>
+#include <string.h>
 
 /* out = wte[inp] + wpe[t] */
 void encoder_forward(float *out,                         // (B, T, C)
@@ -86,11 +87,13 @@ double lm_head_loss(float *dinp, float *dw, // (N, C), (V, C)
 void lm_head_logits(float *logits, // (N, V)
                     const float *inp, const float *w, int N, int C, int V);
 
-/* exp with ~1e-7 relative error, written so loops over it vectorise. */
+/* exp with ~1e-7 relative error, written so loops over it vectorise:
+ * round-to-nearest by adding and subtracting 1.5 * 2^23 (floorf would not
+ * vectorise without -fno-trapping-math), then 2^n built in the exponent bits. */
 static inline float cu_expf(float x) {
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float t = x * 1.44269504088896341f;
-    float n = __builtin_floorf(t + 0.5f);
+    float n = (t + 12582912.0f) - 12582912.0f;
     float f = x - n * 0.693145751953125f - n * 1.428606765330187045e-06f;
     float p =
         1.0f +
@@ -98,11 +101,10 @@ static inline float cu_expf(float x) {
                                      f * (0.0416666667f +
                                           f * (0.00833333333f +
                                                f * (0.00138888889f + f * 0.000198412698f))))));
-    union {
-        int32_t i;
-        float f;
-    } scale = {.i = ((int32_t)n + 127) << 23};
-    return p * scale.f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
 }
 
 static inline float cu_tanhf(float x) {
