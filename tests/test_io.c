@@ -1,0 +1,167 @@
+/*
+ * Token sources, data order and HDF5 tensor files.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "io/tensor_h5.h"
+#include "io/tokens.h"
+
+static void test_permute_is_bijection(void) {
+    uint64_t sizes[] = {1, 2, 3, 7, 64, 1000, 4099};
+    for (int s = 0; s < 7; s++) {
+        uint64_t n = sizes[s];
+        unsigned char *seen = calloc(n, 1);
+        int moved = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t p = tokens_permute(i, n, 12345);
+            CHECK(p < n);
+            if (p < n) seen[p]++;
+            moved += p != i;
+        }
+        int all_once = 1;
+        for (uint64_t i = 0; i < n; i++) all_once &= seen[i] == 1;
+        CHECK_MSG(all_once, "permutation of %llu is not a bijection", (unsigned long long)n);
+        if (n >= 64) CHECK_MSG(moved > (int)n / 2, "permutation of %llu barely shuffles", (unsigned long long)n);
+        free(seen);
+    }
+    /* a different key (epoch) gives a different order */
+    int differ = 0;
+    for (uint64_t i = 0; i < 100; i++) differ += tokens_permute(i, 100, 1) != tokens_permute(i, 100, 2);
+    CHECK(differ > 50);
+}
+
+static token_source_t *counting_source(size_t n, uint64_t seed) {
+    int32_t *ids = malloc(sizeof(int32_t) * n);
+    for (size_t i = 0; i < n; i++) ids[i] = (int32_t)(i % 50);
+    token_source_t *src;
+    cu_error_t err;
+    CHECK(tokens_open_ids(&src, ids, n, 50, seed, "counting", &err) == CU_OK);
+    return src;
+}
+
+static void test_windows_cover_epoch(void) {
+    /* 41 tokens, seq_len 8: windows start at 0, 8, 16, 24, 32 (each 9 long) */
+    token_source_t *src = counting_source(41, 9);
+    long windows;
+    CHECK(tokens_windows(src, 8, &windows, NULL) == CU_OK);
+    CHECK(windows == 5);
+    int32_t w[9];
+    int starts[5] = {0};
+    for (long g = 0; g < 5; g++) {
+        long epoch;
+        tokens_sample(src, g, 8, w, &epoch);
+        CHECK(epoch == 0);
+        CHECK(w[0] % 8 == 0);
+        for (int i = 1; i < 9; i++) CHECK(w[i] == (w[0] + i) % 50);
+        starts[w[0] / 8]++;
+    }
+    for (int i = 0; i < 5; i++) CHECK_MSG(starts[i] == 1, "window %d seen %d times in an epoch", i, starts[i]);
+    long epoch;
+    tokens_sample(src, 7, 8, w, &epoch);
+    CHECK(epoch == 1);
+    tokens_free(src);
+}
+
+static void test_order_depends_on_seed_only(void) {
+    token_source_t *a = counting_source(1000, 5), *b = counting_source(1000, 5),
+                   *c = counting_source(1000, 6);
+    int32_t wa[17], wb[17], wc[17];
+    int same_c = 0;
+    for (long g = 0; g < 50; g++) {
+        tokens_sample(a, g, 16, wa, NULL);
+        tokens_sample(b, g, 16, wb, NULL);
+        tokens_sample(c, g, 16, wc, NULL);
+        CHECK(memcmp(wa, wb, sizeof wa) == 0);
+        same_c += memcmp(wa, wc, sizeof wa) == 0;
+    }
+    CHECK(same_c < 10);
+    tokens_free(a), tokens_free(b), tokens_free(c);
+}
+
+static void test_random_source(void) {
+    token_source_t *src;
+    CHECK(tokens_open_random(&src, 257, 3, NULL) == CU_OK);
+    int32_t w1[33], w2[33];
+    tokens_sample(src, 12, 32, w1, NULL);
+    tokens_sample(src, 12, 32, w2, NULL);
+    CHECK(memcmp(w1, w2, sizeof w1) == 0);
+    int distinct = 0;
+    for (int i = 0; i < 33; i++) {
+        CHECK(w1[i] >= 0 && w1[i] < 257);
+        distinct += i > 0 && w1[i] != w1[i - 1];
+    }
+    CHECK(distinct > 25);
+    tokens_free(src);
+}
+
+static void test_bad_inputs(void) {
+    cu_error_t err;
+    token_source_t *src;
+    int32_t *ids = malloc(sizeof(int32_t) * 3);
+    ids[0] = 1, ids[1] = 99, ids[2] = 2;
+    CHECK(tokens_open_ids(&src, ids, 3, 50, 1, "x.bin", &err) == CU_EINVAL);
+    CHECK(strstr(err.msg, "x.bin") && strstr(err.msg, "token 1") && strstr(err.msg, "99"));
+
+    src = counting_source(5, 1);
+    long w;
+    CHECK(tokens_windows(src, 8, &w, &err) == CU_EINVAL);
+    CHECK(strstr(err.msg, "fewer than one window") != NULL);
+    tokens_free(src);
+
+    CHECK(tokens_open_file(&src, "/nonexistent/tokens.bin", 2, 50, 1, &err) == CU_EINVAL);
+    CHECK(strstr(err.msg, "/nonexistent/tokens.bin") != NULL);
+
+    /* an odd byte count is not a uint16 file */
+    char path[] = "/tmp/cu_test_tokens_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "\x01\x00\x02", 3) == 3);
+    close(fd);
+    CHECK(tokens_open_file(&src, path, 2, 50, 1, &err) == CU_EINVAL);
+    CHECK(strstr(err.msg, "token_dtype") != NULL);
+    /* little-endian uint16 read back */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    CHECK(write(fd, "\x01\x00\x02\x01\x03\x00", 6) == 6);
+    close(fd);
+    CHECK(tokens_open_file(&src, path, 2, 300, 1, &err) == CU_OK);
+    CHECK(tokens_count(src) == 3);
+    int32_t win[3];
+    tokens_sample(src, 0, 2, win, NULL);
+    CHECK(win[0] == 1 && win[1] == 258 && win[2] == 3);
+    tokens_free(src);
+    unlink(path);
+}
+
+static void test_h5_roundtrip(void) {
+    gpt_tensor_t t[2] = {{.name = "a.weight", .offset = 0, .ndim = 2, .shape = {2, 3}},
+                         {.name = "a.bias", .offset = 6, .ndim = 1, .shape = {4, 0}}};
+    float buf[10], back[10] = {0};
+    for (int i = 0; i < 10; i++) buf[i] = 0.5f * (float)i - 1.0f;
+    char path[] = "/tmp/cu_test_h5_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    h5_attr_t attrs[1] = {{"config", "job:\n  name: x\n"}};
+    cu_error_t err;
+    CHECK(h5_save_tensors(path, buf, t, 2, attrs, 1, &err) == CU_OK);
+    CHECK(h5_load_tensors(path, back, t, 2, &err) == CU_OK);
+    CHECK(memcmp(buf, back, sizeof buf) == 0);
+    /* a shape mismatch names the tensor */
+    gpt_tensor_t wrong = t[0];
+    wrong.shape[1] = 4;
+    CHECK(h5_load_tensors(path, back, &wrong, 1, &err) == CU_EFORMAT);
+    CHECK(strstr(err.msg, "a.weight") != NULL);
+    gpt_tensor_t missing = {.name = "nope", .ndim = 1, .shape = {1, 0}};
+    CHECK(h5_load_tensors(path, back, &missing, 1, &err) == CU_EFORMAT);
+    CHECK(strstr(err.msg, "nope") != NULL);
+    unlink(path);
+    /* an unwritable destination is an error, and leaves no temporary file */
+    CHECK(h5_save_tensors("/nonexistent/dir/x.h5", buf, t, 2, NULL, 0, &err) == CU_EIO);
+}
+
+TEST_MAIN(TEST(test_permute_is_bijection), TEST(test_windows_cover_epoch),
+          TEST(test_order_depends_on_seed_only), TEST(test_random_source), TEST(test_bad_inputs),
+          TEST(test_h5_roundtrip))
