@@ -1,0 +1,48 @@
+/*
+ * codexctl: the user's everyday tool. Dispatches `codexctl VERB ...` to the
+ * subcommand table below; `codexctl help` lists the verbs and
+ * `codexctl VERB --help` explains one.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "jobs/ctl.h"
+
+/* Subcommands, one file each (jobs/ctl_<name>.c). Add a declaration and a
+ * table row for a new one; keep the table in the order `help` shows it. */
+
+const ctl_command_t CTL_COMMANDS[] = {
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *out) {
+    fputs("usage: codexctl VERB [ARGS...]\n"
+          "       codexctl VERB --help\n\n"
+          "verbs:\n",
+          out);
+    for (const ctl_command_t *c = CTL_COMMANDS; c->name; c++)
+        fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    fputs("  help       this list\n"
+          "  version    the code version\n",
+          out);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *verb = argv[1];
+    if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(verb, "version") || !strcmp(verb, "--version")) {
+        printf("codexctl %s (%s)\n", CU_VERSION, CU_GIT_DESCRIBE);
+        return 0;
+    }
+    for (const ctl_command_t *c = CTL_COMMANDS; c->name; c++)
+        if (!strcmp(verb, c->name)) return c->fn(argc - 1, argv + 1);
+    fprintf(stderr, "codexctl: unknown verb '%s' (codexctl help lists them)\n", verb);
+    return 2;
+}
