@@ -1,12 +1,13 @@
 /*
  * Token sources, data order and HDF5 tensor files.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "io/ckpt.h"
 #include "io/tensor_h5.h"
 #include "io/tokens.h"
 
@@ -25,12 +26,15 @@ static void test_permute_is_bijection(void) {
         int all_once = 1;
         for (uint64_t i = 0; i < n; i++) all_once &= seen[i] == 1;
         CHECK_MSG(all_once, "permutation of %llu is not a bijection", (unsigned long long)n);
-        if (n >= 64) CHECK_MSG(moved > (int)n / 2, "permutation of %llu barely shuffles", (unsigned long long)n);
+        if (n >= 64)
+            CHECK_MSG(moved > (int)n / 2, "permutation of %llu barely shuffles",
+                      (unsigned long long)n);
         free(seen);
     }
     /* a different key (epoch) gives a different order */
     int differ = 0;
-    for (uint64_t i = 0; i < 100; i++) differ += tokens_permute(i, 100, 1) != tokens_permute(i, 100, 2);
+    for (uint64_t i = 0; i < 100; i++)
+        differ += tokens_permute(i, 100, 1) != tokens_permute(i, 100, 2);
     CHECK(differ > 50);
 }
 
@@ -59,7 +63,8 @@ static void test_windows_cover_epoch(void) {
         for (int i = 1; i < 9; i++) CHECK(w[i] == (w[0] + i) % 50);
         starts[w[0] / 8]++;
     }
-    for (int i = 0; i < 5; i++) CHECK_MSG(starts[i] == 1, "window %d seen %d times in an epoch", i, starts[i]);
+    for (int i = 0; i < 5; i++)
+        CHECK_MSG(starts[i] == 1, "window %d seen %d times in an epoch", i, starts[i]);
     long epoch;
     tokens_sample(src, 7, 8, w, &epoch);
     CHECK(epoch == 1);
@@ -162,6 +167,129 @@ static void test_h5_roundtrip(void) {
     CHECK(h5_save_tensors("/nonexistent/dir/x.h5", buf, t, 2, NULL, 0, &err) == CU_EIO);
 }
 
-TEST_MAIN(TEST(test_permute_is_bijection), TEST(test_windows_cover_epoch),
+/* A small checkpoint on disk: 2 tensors, params/m/v filled distinctly. */
+static const gpt_tensor_t CK_T[2] = {
+    {.name = "h.0.attn.c_attn.lora_A", .offset = 0, .ndim = 2, .shape = {2, 4}},
+    {.name = "h.0.attn.c_attn.lora_B", .offset = 8, .ndim = 2, .shape = {4, 2}}};
+
+static void ck_fill(float *p, float *m, float *v) {
+    for (int i = 0; i < 16; i++) {
+        p[i] = 1.0f + (float)i;
+        m[i] = 0.01f * (float)i;
+        v[i] = 12345.0f + (float)i; /* a recognisable byte pattern to corrupt */
+    }
+}
+
+static void test_ckpt_roundtrip_and_corruption(void) {
+    char dir[] = "/tmp/cu_test_ckpt_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    float p[16], m[16], v[16], p2[16], m2[16], v2[16];
+    ck_fill(p, m, v);
+    ckpt_meta_t meta = {.step = 40,
+                        .sample_cursor = 320,
+                        .adam_t = 40,
+                        .epoch = 2,
+                        .best_step = 30,
+                        .best_val_loss = 1.25,
+                        .evals_since_best = 1,
+                        .rng = {1, 2, 0xffffffffffffffffULL, 4},
+                        .world_size = 2,
+                        .global_batch_size = 8};
+    ckpt_data_t d = {.params = p,
+                     .m = m,
+                     .v = v,
+                     .tensors = CK_T,
+                     .n_tensors = 2,
+                     .config_yaml = "job:\n  name: t\n",
+                     .provenance_json = "{}"};
+    char path[4200];
+    cu_error_t err;
+    CHECK(ckpt_path(path, sizeof path, dir, 40, &err) == CU_OK);
+    CHECK(strstr(path, "step_00000040.h5") != NULL);
+    CHECK(ckpt_save(path, &d, &meta, &err) == CU_OK);
+    ckpt_meta_t back;
+    memset(&back, 0, sizeof back);
+    CHECK(ckpt_load(path, p2, m2, v2, CK_T, 2, &back, &err) == CU_OK);
+    CHECK(memcmp(p, p2, sizeof p) == 0 && memcmp(m, m2, sizeof m) == 0 &&
+          memcmp(v, v2, sizeof v) == 0);
+    CHECK(back.step == 40 && back.sample_cursor == 320 && back.adam_t == 40 && back.epoch == 2);
+    CHECK(back.best_step == 30 && back.best_val_loss == 1.25 && back.evals_since_best == 1);
+    CHECK(back.rng[2] == 0xffffffffffffffffULL && back.world_size == 2 &&
+          back.global_batch_size == 8);
+
+    /* flip one byte of the stored second moments: the checksum catches it */
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    unsigned char *bytes = malloc((size_t)size);
+    fseek(f, 0, SEEK_SET);
+    CHECK(fread(bytes, 1, (size_t)size, f) == (size_t)size);
+    float needle = 12350.0f;
+    long at = -1;
+    for (long i = 0; i + 4 <= size; i++)
+        if (memcmp(bytes + i, &needle, 4) == 0) at = i;
+    CHECK(at >= 0);
+    if (at >= 0) {
+        fseek(f, at, SEEK_SET);
+        unsigned char b = bytes[at] ^ 0x40;
+        fwrite(&b, 1, 1, f);
+    }
+    fclose(f);
+    CHECK(ckpt_load(path, p2, m2, v2, CK_T, 2, &back, &err) == CU_EFORMAT);
+    CHECK(strstr(err.msg, "checksum") != NULL);
+
+    /* a truncated file is rejected, not crashed on */
+    CHECK(truncate(path, size / 2) == 0);
+    CHECK(ckpt_load(path, p2, m2, v2, CK_T, 2, &back, &err) == CU_EFORMAT);
+    CHECK(strstr(err.msg, path) != NULL);
+    free(bytes);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_ckpt_list_retain_latest(void) {
+    char dir[] = "/tmp/cu_test_ckpt_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    float p[16], m[16], v[16];
+    ck_fill(p, m, v);
+    ckpt_meta_t meta = {0};
+    ckpt_data_t d = {.params = p, .m = m, .v = v, .tensors = CK_T, .n_tensors = 2};
+    long made[4] = {10, 30, 20, 40};
+    char path[4200];
+    for (int i = 0; i < 4; i++) {
+        meta.step = made[i];
+        CHECK(ckpt_path(path, sizeof path, dir, made[i], NULL) == CU_OK);
+        CHECK(ckpt_save(path, &d, &meta, NULL) == CU_OK);
+    }
+    /* files that only look alike are ignored */
+    char other[4300];
+    snprintf(other, sizeof other, "%s/step_00000050.h5.tmp.1", dir);
+    fclose(fopen(other, "w"));
+    long *steps;
+    int n;
+    CHECK(ckpt_list(dir, &steps, &n, NULL) == CU_OK);
+    CHECK(n == 4 && steps[0] == 40 && steps[1] == 30 && steps[3] == 10);
+    free(steps);
+    CHECK(ckpt_retain(dir, 2, NULL) == CU_OK);
+    CHECK(ckpt_list(dir, &steps, &n, NULL) == CU_OK);
+    CHECK(n == 2 && steps[0] == 40 && steps[1] == 30);
+    free(steps);
+    CHECK(ckpt_write_latest(dir, 40, NULL) == CU_OK);
+    char lp[4300], line[64] = {0};
+    snprintf(lp, sizeof lp, "%s/latest", dir);
+    FILE *f = fopen(lp, "r");
+    CHECK(f && fgets(line, sizeof line, f));
+    if (f) fclose(f);
+    CHECK(strcmp(line, "step_00000040.h5\n") == 0);
+    /* an empty or missing directory lists nothing */
+    CHECK(ckpt_list("/nonexistent/cu/ckpts", &steps, &n, NULL) == CU_OK && n == 0);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+TEST_MAIN(TEST(test_ckpt_roundtrip_and_corruption), TEST(test_ckpt_list_retain_latest),
+          TEST(test_permute_is_bijection), TEST(test_windows_cover_epoch),
           TEST(test_order_depends_on_seed_only), TEST(test_random_source), TEST(test_bad_inputs),
           TEST(test_h5_roundtrip))

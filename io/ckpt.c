@@ -1,0 +1,186 @@
+/*
+ * Checkpoint files (see ckpt.h).
+ */
+#include "io/ckpt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/h5util.h"
+
+#define CKPT_FORMAT "codex-universal-checkpoint-1"
+
+/* The loop state as text: hashed with the tensors and stored as attributes. */
+static void meta_text(const ckpt_meta_t *m, char *buf, size_t len) {
+    snprintf(buf, len,
+             "step=%ld cursor=%ld adam_t=%ld epoch=%ld best_step=%ld best=%.17g since=%ld "
+             "rng=%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 " world=%d gbs=%d",
+             m->step, m->sample_cursor, m->adam_t, m->epoch, m->best_step, m->best_val_loss,
+             m->evals_since_best, m->rng[0], m->rng[1], m->rng[2], m->rng[3], m->world_size,
+             m->global_batch_size);
+}
+
+static int meta_parse(const char *s, ckpt_meta_t *m) {
+    int n = sscanf(s,
+                   "step=%ld cursor=%ld adam_t=%ld epoch=%ld best_step=%ld best=%lg since=%ld "
+                   "rng=%16" SCNx64 "%16" SCNx64 "%16" SCNx64 "%16" SCNx64 " world=%d gbs=%d",
+                   &m->step, &m->sample_cursor, &m->adam_t, &m->epoch, &m->best_step,
+                   &m->best_val_loss, &m->evals_since_best, &m->rng[0], &m->rng[1], &m->rng[2],
+                   &m->rng[3], &m->world_size, &m->global_batch_size);
+    return n == 13 ? 0 : -1;
+}
+
+static size_t tensor_floats(const gpt_tensor_t *t) {
+    return (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+}
+
+/* sha256 over the three tensor groups, tensor by tensor, then the meta text. */
+static void checksum(const float *p, const float *m, const float *v, const gpt_tensor_t *t, int n,
+                     const char *meta, char hex[65]) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    const float *bufs[3] = {p, m, v};
+    for (int b = 0; b < 3; b++)
+        for (int i = 0; i < n; i++)
+            EVP_DigestUpdate(ctx, bufs[b] + t[i].offset, tensor_floats(&t[i]) * sizeof(float));
+    EVP_DigestUpdate(ctx, meta, strlen(meta));
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, cu_error_t *err) {
+    char tmp[4200], mt[512], sum[65];
+    if (cu_format(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid())) return err->code;
+    meta_text(meta, mt, sizeof mt);
+    checksum(d->params, d->m, d->v, d->tensors, d->n_tensors, mt, sum);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0) return cu_error_set(err, CU_EIO, "cannot create checkpoint %s", tmp);
+    int rc = h5u_write_group(file, "tensors", d->params, d->tensors, d->n_tensors, tmp, err);
+    if (rc == CU_OK) rc = h5u_write_group(file, "adam_m", d->m, d->tensors, d->n_tensors, tmp, err);
+    if (rc == CU_OK) rc = h5u_write_group(file, "adam_v", d->v, d->tensors, d->n_tensors, tmp, err);
+    const char *names[5] = {"format", "state", "sha256", "config", "provenance"};
+    const char *values[5] = {CKPT_FORMAT, mt, sum, d->config_yaml ? d->config_yaml : "",
+                             d->provenance_json ? d->provenance_json : "{}"};
+    for (int i = 0; rc == CU_OK && i < 5; i++)
+        if (h5u_write_string_attr(file, names[i], values[i]) < 0)
+            rc = cu_error_set(err, CU_EIO, "%s: cannot write attribute %s", tmp, names[i]);
+    if (H5Fclose(file) < 0 && rc == CU_OK)
+        rc = cu_error_set(err, CU_EIO, "cannot finish writing %s", tmp);
+    if (rc == CU_OK && rename(tmp, path) != 0)
+        rc = cu_error_set(err, CU_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (rc != CU_OK) unlink(tmp);
+    return rc;
+}
+
+int ckpt_load(const char *path, float *params, float *m, float *v, const gpt_tensor_t *tensors,
+              int n_tensors, ckpt_meta_t *meta, cu_error_t *err) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        return cu_error_set(err, CU_EFORMAT, "%s is not a readable HDF5 file (truncated?)", path);
+    int rc = CU_OK;
+    char *format = h5u_read_string_attr(file, "format");
+    char *state = h5u_read_string_attr(file, "state");
+    char *sum = h5u_read_string_attr(file, "sha256");
+    if (!format || strcmp(format, CKPT_FORMAT) != 0 || !state || !sum)
+        rc = cu_error_set(err, CU_EFORMAT, "%s is not a Codex-Universal checkpoint", path);
+    else if (meta_parse(state, meta) != 0)
+        rc = cu_error_set(err, CU_EFORMAT, "%s: unreadable loop state '%s'", path, state);
+    if (rc == CU_OK) rc = h5u_read_group(file, "tensors", params, tensors, n_tensors, path, err);
+    if (rc == CU_OK) rc = h5u_read_group(file, "adam_m", m, tensors, n_tensors, path, err);
+    if (rc == CU_OK) rc = h5u_read_group(file, "adam_v", v, tensors, n_tensors, path, err);
+    if (rc == CU_OK) {
+        char again[65];
+        checksum(params, m, v, tensors, n_tensors, state, again);
+        if (strcmp(again, sum) != 0)
+            rc = cu_error_set(err, CU_EFORMAT, "%s: checksum mismatch (file corrupted)", path);
+    }
+    free(format);
+    free(state);
+    free(sum);
+    H5Fclose(file);
+    return rc;
+}
+
+int ckpt_path(char *buf, size_t len, const char *dir, long step, cu_error_t *err) {
+    return cu_format(buf, len, err, "%s/step_%08ld.h5", dir, step);
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x < y) - (x > y);
+}
+
+int ckpt_list(const char *dir, long **steps, int *n, cu_error_t *err) {
+    *steps = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT
+                   ? CU_OK
+                   : cu_error_set(err, CU_EIO, "cannot list %s: %s", dir, strerror(errno));
+    int cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long step;
+        char tail[8];
+        if (sscanf(e->d_name, "step_%8ld%7s", &step, tail) != 2 || strcmp(tail, ".h5") != 0 ||
+            strlen(e->d_name) != 16)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            long *grown = realloc(*steps, sizeof(long) * (size_t)cap);
+            if (!grown) {
+                closedir(d);
+                free(*steps);
+                *steps = NULL;
+                return cu_error_set(err, CU_ENOMEM, "out of memory listing %s", dir);
+            }
+            *steps = grown;
+        }
+        (*steps)[(*n)++] = step;
+    }
+    closedir(d);
+    if (*n > 1) qsort(*steps, (size_t)*n, sizeof(long), cmp_desc);
+    return CU_OK;
+}
+
+int ckpt_retain(const char *dir, int keep_last, cu_error_t *err) {
+    if (keep_last <= 0) return CU_OK;
+    long *steps;
+    int n, rc = ckpt_list(dir, &steps, &n, err);
+    for (int i = keep_last; rc == CU_OK && i < n; i++) {
+        char path[4200];
+        rc = ckpt_path(path, sizeof path, dir, steps[i], err);
+        if (rc == CU_OK && unlink(path) != 0 && errno != ENOENT)
+            rc = cu_error_set(err, CU_EIO, "cannot remove %s: %s", path, strerror(errno));
+    }
+    free(steps);
+    return rc;
+}
+
+int ckpt_write_latest(const char *dir, long step, cu_error_t *err) {
+    char path[4200], tmp[4300], line[64];
+    if (cu_format(path, sizeof path, err, "%s/latest", dir) ||
+        cu_format(tmp, sizeof tmp, err, "%s.tmp", path))
+        return err->code;
+    snprintf(line, sizeof line, "step_%08ld.h5\n", step);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return cu_error_set(err, CU_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    int bad = fputs(line, f) < 0;
+    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0)
+        return cu_error_set(err, CU_EIO, "cannot write %s: %s", path, strerror(errno));
+    return CU_OK;
+}

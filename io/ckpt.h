@@ -1,0 +1,59 @@
+/*
+ * Checkpoints: everything a job needs to continue exactly where it stopped,
+ * in one HDF5 file runs/<job>/checkpoints/step_<8 digits>.h5:
+ *   /tensors/<name>   trainable tensors
+ *   /adam_m/<name>    AdamW first moments
+ *   /adam_v/<name>    AdamW second moments
+ * and root attributes: format, step, sample_cursor, adam_t, epoch, best eval,
+ * the evaluation RNG state, world size and global batch at save time, the
+ * resolved config, provenance JSON, and sha256 over all tensor bytes and the
+ * loop state, verified on load. Written to a temporary name and renamed; a
+ * `latest` file in the same directory names the newest.
+ */
+#ifndef CU_IO_CKPT_H
+#define CU_IO_CKPT_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "model/gpt.h"
+
+typedef struct {
+    long step;          /* optimizer steps completed */
+    long sample_cursor; /* global samples consumed */
+    long adam_t;        /* AdamW's step count (bias correction) */
+    long epoch;
+    long best_step; /* -1: no evaluation yet */
+    double best_val_loss;
+    long evals_since_best; /* for early stopping */
+    uint64_t rng[4];       /* evaluation sampling RNG */
+    int world_size;
+    int global_batch_size;
+} ckpt_meta_t;
+
+typedef struct {
+    const float *params, *m, *v; /* each laid out by `tensors` */
+    const gpt_tensor_t *tensors;
+    int n_tensors;
+    const char *config_yaml;
+    const char *provenance_json;
+} ckpt_data_t;
+
+int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, cu_error_t *err);
+
+/* Loads into params/m/v (laid out by tensors) and meta; a missing tensor, a
+ * shape that differs, an unreadable or truncated file, or a checksum that
+ * does not match is an error (CU_EFORMAT) naming the file. */
+int ckpt_load(const char *path, float *params, float *m, float *v, const gpt_tensor_t *tensors,
+              int n_tensors, ckpt_meta_t *meta, cu_error_t *err);
+
+/* dir/step_<8 digits>.h5 */
+int ckpt_path(char *buf, size_t len, const char *dir, long step, cu_error_t *err);
+/* Steps of the step_*.h5 files in dir, newest first. Allocates *steps. */
+int ckpt_list(const char *dir, long **steps, int *n, cu_error_t *err);
+/* Keeps the newest keep_last checkpoints (0 keeps all), deletes the rest. */
+int ckpt_retain(const char *dir, int keep_last, cu_error_t *err);
+/* Points dir/latest at step's file. */
+int ckpt_write_latest(const char *dir, long step, cu_error_t *err);
+
+#endif

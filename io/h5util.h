@@ -1,0 +1,25 @@
+/*
+ * HDF5 helpers shared inside io/: string attributes and groups of named
+ * float32 tensors. Not a public header of the io library (it exposes HDF5
+ * types); other folders use tensor_h5.h and ckpt.h.
+ */
+#ifndef CU_IO_H5UTIL_H
+#define CU_IO_H5UTIL_H
+
+#include <hdf5.h>
+
+#include "core/error.h"
+#include "model/gpt.h"
+
+int h5u_write_string_attr(hid_t obj, const char *name, const char *value);
+/* Reads a string attribute into a malloc'd buffer; NULL if absent. */
+char *h5u_read_string_attr(hid_t obj, const char *name);
+
+/* Writes each tensor of buf (at its offset) as a dataset in a new group. */
+int h5u_write_group(hid_t file, const char *group, const float *buf, const gpt_tensor_t *tensors,
+                    int n, const char *path, cu_error_t *err);
+/* Reads each tensor named in `tensors` from group into buf, checking shapes. */
+int h5u_read_group(hid_t file, const char *group, float *buf, const gpt_tensor_t *tensors, int n,
+                   const char *path, cu_error_t *err);
+
+#endif

@@ -1,0 +1,297 @@
+/*
+ * Job directory writer (see jobdir.h). JSON goes through jansson so every
+ * string is escaped correctly, whatever a message or host name contains.
+ */
+#include "jobs/jobdir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+double jobdir_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void jobdir_time(double t, char *buf, size_t len) {
+    time_t secs = (time_t)t;
+    int ms = (int)((t - (double)secs) * 1000.0);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03dZ", base, ms < 0 ? 0 : (ms > 999 ? 999 : ms));
+}
+
+static double parse_time(const char *s) {
+    struct tm tm = {0};
+    int ms = 0;
+    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                     &tm.tm_min, &tm.tm_sec, &ms) < 6)
+        return 0.0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (double)timegm(&tm) + ms / 1000.0;
+}
+
+static int make_dirs(const char *path, cu_error_t *err) {
+    char buf[4096];
+    if (cu_format(buf, sizeof buf, err, "%s", path)) return err->code;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return cu_error_set(err, CU_EIO, "cannot create directory %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return cu_error_set(err, CU_EIO, "cannot create directory %s: %s", buf, strerror(errno));
+    return CU_OK;
+}
+
+static FILE *open_log(const jobdir_t *d, const char *name, cu_error_t *err) {
+    char path[4200];
+    if (cu_format(path, sizeof path, err, "%s/%s", d->dir, name)) return NULL;
+    FILE *f = fopen(path, "a");
+    if (!f) cu_error_set(err, CU_EIO, "cannot open %s: %s", path, strerror(errno));
+    return f;
+}
+
+int jobdir_open(jobdir_t *d, const char *dir, cu_error_t *err) {
+    memset(d, 0, sizeof *d);
+    if (cu_format(d->dir, sizeof d->dir, err, "%s", dir)) return err->code;
+    int rc = make_dirs(dir, err);
+    if (rc) return rc;
+    d->metrics = open_log(d, "metrics.jsonl", err);
+    d->events = d->metrics ? open_log(d, "events.jsonl", err) : NULL;
+    if (!d->events) {
+        jobdir_close(d);
+        return err ? err->code : CU_EIO;
+    }
+    return CU_OK;
+}
+
+void jobdir_close(jobdir_t *d) {
+    if (d->metrics) fclose(d->metrics);
+    if (d->events) fclose(d->events);
+    d->metrics = d->events = NULL;
+}
+
+void job_state_init(job_state_t *s, const char *job) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->job, sizeof s->job, "%s", job);
+    snprintf(s->status, sizeof s->status, "RUNNING");
+    s->loss = s->lr = s->grad_norm = s->tokens_per_s = s->eta_s = NAN;
+    s->ckpt_step = -1;
+    s->best_step = -1;
+    s->error_rank = -1;
+}
+
+int jobdir_write_atomic(const char *path, const char *text, size_t len, cu_error_t *err) {
+    char tmp[4200];
+    if (cu_format(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid())) return err->code;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return cu_error_set(err, CU_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    int ok = done == len && fsync(fd) == 0;
+    ok &= close(fd) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return cu_error_set(err, CU_EIO, "cannot write %s: %s", path, strerror(e));
+    }
+    return CU_OK;
+}
+
+static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+static json_t *time_or_null(double t) {
+    if (t <= 0.0) return json_null();
+    char buf[40];
+    jobdir_time(t, buf, sizeof buf);
+    return json_string(buf);
+}
+
+static json_t *hosts_array(const char *hosts) {
+    json_t *a = json_array();
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", hosts);
+    char *save = NULL;
+    for (char *h = strtok_r(buf, ",", &save); h; h = strtok_r(NULL, ",", &save))
+        json_array_append_new(a, json_string(h));
+    return a;
+}
+
+static json_t *state_json(const job_state_t *s) {
+    json_t *o = json_object();
+    json_object_set_new(o, "version", json_integer(1));
+    json_object_set_new(o, "job", json_string(s->job));
+    json_object_set_new(o, "status", json_string(s->status));
+    json_object_set_new(o, "step", json_integer(s->step));
+    json_object_set_new(o, "max_steps", json_integer(s->max_steps));
+    json_object_set_new(o, "epoch", json_integer(s->epoch));
+    json_object_set_new(o, "loss", num_or_null(s->loss));
+    json_object_set_new(o, "lr", num_or_null(s->lr));
+    json_object_set_new(o, "grad_norm", num_or_null(s->grad_norm));
+    json_object_set_new(o, "tokens_per_s", num_or_null(s->tokens_per_s));
+    json_object_set_new(o, "eta_s", num_or_null(s->eta_s));
+    json_object_set_new(o, "world_size", json_integer(s->world_size));
+    json_object_set_new(o, "threads", json_integer(s->threads));
+    json_object_set_new(o, "hosts", hosts_array(s->hosts));
+    json_object_set_new(o, "pid", json_integer((json_int_t)getpid()));
+    json_object_set_new(o, "slurm_job_id",
+                        s->slurm_job_id[0] ? json_string(s->slurm_job_id) : json_null());
+    json_object_set_new(o, "started_at", time_or_null(s->started_at));
+    json_object_set_new(o, "updated_at", time_or_null(jobdir_now()));
+    json_object_set_new(o, "finished_at", time_or_null(s->finished_at));
+    json_object_set_new(o, "last_checkpoint",
+                        s->ckpt_step < 0 ? json_null()
+                                         : json_pack("{s:I,s:s}", "step", (json_int_t)s->ckpt_step,
+                                                     "file", s->ckpt_file));
+    json_object_set_new(o, "best_eval",
+                        s->best_step < 0 ? json_null()
+                                         : json_pack("{s:I,s:f}", "step", (json_int_t)s->best_step,
+                                                     "val_loss", s->best_val_loss));
+    json_object_set_new(o, "safety",
+                        json_pack("{s:I,s:I,s:I}", "redactions", (json_int_t)s->redactions,
+                                  "output_findings", (json_int_t)s->output_findings,
+                                  "blocked_outputs", (json_int_t)s->blocked_outputs));
+    json_object_set_new(o, "error",
+                        s->error[0] ? json_pack("{s:s,s:i}", "message", s->error, "rank",
+                                                s->error_rank)
+                                    : json_null());
+    return o;
+}
+
+int jobdir_write_state(jobdir_t *d, const job_state_t *s, cu_error_t *err) {
+    json_t *o = state_json(s);
+    char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    size_t len = text ? strlen(text) : 0;
+    char *line = text ? realloc(text, len + 2) : NULL;
+    if (!line) {
+        free(text);
+        return cu_error_set(err, CU_ENOMEM, "out of memory (state.json)");
+    }
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    char path[4200];
+    int rc = cu_format(path, sizeof path, err, "%s/state.json", d->dir);
+    if (rc == CU_OK) rc = jobdir_write_atomic(path, line, len + 1, err);
+    free(line);
+    return rc;
+}
+
+int jobdir_read_state(const char *dir, job_state_t *s, cu_error_t *err) {
+    char path[4200];
+    if (cu_format(path, sizeof path, err, "%s/state.json", dir)) return err->code;
+    if (access(path, F_OK) != 0) return CU_OK;
+    json_error_t jerr;
+    json_t *o = json_load_file(path, 0, &jerr);
+    if (!o)
+        return cu_error_set(err, CU_EFORMAT, "%s:%d: %s", path, jerr.line, jerr.text);
+    double started = parse_time(json_string_value(json_object_get(o, "started_at")));
+    if (started > 0) s->started_at = started;
+    json_t *best = json_object_get(o, "best_eval");
+    if (json_is_object(best)) {
+        s->best_step = (long)json_integer_value(json_object_get(best, "step"));
+        s->best_val_loss = json_number_value(json_object_get(best, "val_loss"));
+    }
+    json_t *safety = json_object_get(o, "safety");
+    if (json_is_object(safety)) {
+        s->redactions = (long)json_integer_value(json_object_get(safety, "redactions"));
+        s->output_findings = (long)json_integer_value(json_object_get(safety, "output_findings"));
+        s->blocked_outputs = (long)json_integer_value(json_object_get(safety, "blocked_outputs"));
+    }
+    json_decref(o);
+    return CU_OK;
+}
+
+/* One line, one write: appenders never interleave and a reader never sees
+ * half a line unless the disk fills mid-write. */
+static int append_line(FILE *f, const char *line, const char *what, cu_error_t *err) {
+    size_t len = strlen(line);
+    int fd = fileno(f);
+    if (write(fd, line, len) != (ssize_t)len)
+        return cu_error_set(err, CU_EIO, "cannot append to %s: %s", what, strerror(errno));
+    return CU_OK;
+}
+
+int jobdir_metric(jobdir_t *d, long step, const char *json_fields, cu_error_t *err) {
+    char t[40], line[2048];
+    jobdir_time(jobdir_now(), t, sizeof t);
+    if (cu_format(line, sizeof line, err, "{\"time\": \"%s\", \"step\": %ld%s%s}\n", t, step,
+                  json_fields && *json_fields ? ", " : "", json_fields ? json_fields : ""))
+        return err->code;
+    return append_line(d->metrics, line, "metrics.jsonl", err);
+}
+
+int jobdir_event(jobdir_t *d, long step, const char *type, const char *message,
+                 const char *extra_json, cu_error_t *err) {
+    char t[40];
+    jobdir_time(jobdir_now(), t, sizeof t);
+    json_t *msg = json_string(message ? message : "");
+    char *m = msg ? json_dumps(msg, JSON_ENCODE_ANY) : NULL;
+    json_decref(msg);
+    if (!m) return cu_error_set(err, CU_EINVAL, "event message is not valid UTF-8");
+    size_t cap = strlen(m) + (extra_json ? strlen(extra_json) : 0) + 256;
+    char *line = malloc(cap);
+    int rc = line ? cu_format(line, cap, err,
+                              "{\"time\": \"%s\", \"step\": %ld, \"type\": \"%s\", \"message\": %s%s%s}\n",
+                              t, step, type, m, extra_json && *extra_json ? ", " : "",
+                              extra_json ? extra_json : "")
+                  : cu_error_set(err, CU_ENOMEM, "out of memory (event)");
+    if (rc == CU_OK) rc = append_line(d->events, line, "events.jsonl", err);
+    free(line);
+    free(m);
+    return rc;
+}
+
+int jobdir_truncate_metrics(jobdir_t *d, long step, cu_error_t *err) {
+    char path[4200];
+    if (cu_format(path, sizeof path, err, "%s/metrics.jsonl", d->dir)) return err->code;
+    FILE *in = fopen(path, "r");
+    if (!in) return CU_OK;
+    size_t cap = 1 << 16, len = 0;
+    char *keep = malloc(cap), line[8192];
+    int rc = keep ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory (metrics)");
+    while (rc == CU_OK && fgets(line, sizeof line, in)) {
+        size_t n = strlen(line);
+        if (n == 0 || line[n - 1] != '\n') break; /* a partial last line is dropped */
+        const char *p = strstr(line, "\"step\": ");
+        if (p && atol(p + 8) > step) continue;
+        if (len + n + 1 > cap) {
+            char *grown = realloc(keep, cap * 2 + n);
+            if (!grown) {
+                rc = cu_error_set(err, CU_ENOMEM, "out of memory (metrics)");
+                break;
+            }
+            keep = grown;
+            cap = cap * 2 + n;
+        }
+        memcpy(keep + len, line, n);
+        len += n;
+    }
+    fclose(in);
+    if (rc == CU_OK) rc = jobdir_write_atomic(path, keep, len, err);
+    free(keep);
+    if (rc == CU_OK && d->metrics) {
+        /* the append handle still points at the old file: reopen */
+        fclose(d->metrics);
+        d->metrics = open_log(d, "metrics.jsonl", err);
+        if (!d->metrics) rc = err ? err->code : CU_EIO;
+    }
+    return rc;
+}
