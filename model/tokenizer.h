@@ -27,6 +27,12 @@ int tokenizer_open_byte(cu_tokenizer_t **out, cu_error_t *err);
 int tokenizer_open_gpt2(cu_tokenizer_t **out, const char *vocab_json, size_t vocab_len,
                         const char *merges, size_t merges_len, cu_error_t *err);
 
+/* tokenizer_open_gpt2, with error messages that name the two inputs as
+ * `vocab_name` and `merges_name` (e.g. their file paths). Allocates. */
+int tokenizer_open_gpt2_named(cu_tokenizer_t **out, const char *vocab_json, size_t vocab_len,
+                              const char *vocab_name, const char *merges, size_t merges_len,
+                              const char *merges_name, cu_error_t *err);
+
 void tokenizer_free(cu_tokenizer_t *tok);
 
 cu_tokenizer_kind_t tokenizer_kind(const cu_tokenizer_t *tok);
@@ -39,9 +45,11 @@ const char *tokenizer_hash(const cu_tokenizer_t *tok);
 
 /* Encodes bytes as plain text: special-token strings in the input are text,
  * exactly as GPT-2's reference encoder treats them. Appends to *ids (grown
- * with realloc; *ids may start NULL), updating *n and *cap. */
-int tokenizer_encode(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32_t **ids,
-                     size_t *n, size_t *cap, cu_error_t *err);
+ * with realloc; *ids may start NULL), updating *n and *cap. Not thread-safe
+ * on one tokenizer (it keeps a cache and scratch space inside `tok`): give
+ * each thread its own. */
+int tokenizer_encode(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32_t **ids, size_t *n,
+                     size_t *cap, cu_error_t *err);
 
 /* Decodes ids to bytes, appending to *out (grown with realloc). Specials
  * decode to their text (e.g. "<|endoftext|>"). An id outside the vocabulary

@@ -1,0 +1,94 @@
+/*
+ * The inside of cu_bpe_t (model/bpe.h), shared by the two files that
+ * implement it: bpe_load.c builds it from the vocabulary and merges, bpe.c
+ * encodes and decodes with it. Private to those two files.
+ */
+#ifndef CU_MODEL_BPE_IMPL_H
+#define CU_MODEL_BPE_IMPL_H
+
+#include <stdint.h>
+
+#include "model/bpe.h"
+
+#define MERGE_EMPTY UINT64_MAX
+
+/* One merge: the pair (left, right) of token ids, its rank (its line in the
+ * merges, 0 first) and the id of the token it makes. */
+typedef struct {
+    uint64_t key; /* left id << 32 | right id; MERGE_EMPTY if unused */
+    int32_t rank;
+    int32_t merged;
+} merge_slot_t;
+
+/* A cache slot: 32 bytes, and for most pre-tokens (up to CACHE_INLINE_KEY
+ * bytes, up to CACHE_INLINE_IDS ids) self-contained, so a hit touches one
+ * cache line; longer keys and id lists live in the arenas. */
+#define CACHE_INLINE_KEY 12
+#define CACHE_INLINE_IDS 3
+typedef struct {
+    uint32_t hash;
+    uint8_t key_len; /* 0: empty slot (cached keys have 2..CACHE_MAX_KEY bytes) */
+    uint8_t n_ids;
+    uint16_t unused;
+    union {
+        uint8_t bytes[CACHE_INLINE_KEY];
+        uint32_t off; /* into cache_keys */
+    } key;
+    union {
+        int32_t ids[CACHE_INLINE_IDS];
+        uint32_t off; /* into cache_ids */
+    } val;
+} cache_slot_t;
+
+struct cu_bpe {
+    int vocab_size;
+    int eot;
+    int32_t byte_id[256]; /* the token of each single byte */
+
+    /* id -> bytes: token i is tok_bytes[tok_off[i] .. tok_off[i + 1]) */
+    uint8_t *tok_bytes;
+    size_t *tok_off;
+    uint8_t *present; /* 0 for ids the vocabulary skips */
+
+    merge_slot_t *merges;
+    size_t merge_mask;
+
+    char hash[65];
+
+    cache_slot_t *cache;
+    size_t cache_mask, cache_count;
+    uint8_t *cache_keys;
+    size_t keys_len, keys_cap;
+    int32_t *cache_ids;
+    size_t cids_len, cids_cap;
+    uint64_t hits, misses;
+
+    /* Scratch for the merge loops, scratch_cap symbols long. */
+    int32_t *sym, *prv, *nxt;
+    uint64_t *heap, *pend;
+    size_t scratch_cap;
+};
+
+/* MurmurHash3's 64-bit finaliser: spreads a key's bits over the word. */
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* The merge of the pair (a, b), or NULL if they do not merge. */
+static inline const merge_slot_t *merge_find(const cu_bpe_t *bpe, int32_t a, int32_t b) {
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    size_t i = (size_t)mix64(key) & bpe->merge_mask;
+    for (;;) {
+        const merge_slot_t *s = &bpe->merges[i];
+        if (s->key == key) return s;
+        if (s->key == MERGE_EMPTY) return NULL;
+        i = (i + 1) & bpe->merge_mask;
+    }
+}
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * Unit tests of io_tokenizer_load (io/tokenizer_files.h): both naming
+ * conventions load and agree, and every way a tokenizer directory can be
+ * wrong gives an error that names the file and says what is expected. Works
+ * in a fresh directory under $TMPDIR (or /tmp) with hand-made files.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "io/tokenizer_files.h"
+#include "tok_tiny_vocab.h"
+
+static char root[512];
+
+static void path_in(char *out, size_t size, const char *dir, const char *name) {
+    snprintf(out, size, "%s/%s%s%s", root, dir, *name ? "/" : "", name);
+}
+
+static void write_text(const char *dir, const char *name, const char *text) {
+    char path[1024];
+    path_in(path, sizeof path, dir, name);
+    FILE *f = fopen(path, "wb");
+    CHECK_MSG(f != NULL, "cannot create %s", path);
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+}
+
+static void make_dir(const char *dir) {
+    char path[1024];
+    path_in(path, sizeof path, dir, "");
+    CHECK_MSG(mkdir(path, 0755) == 0, "cannot create %s", path);
+}
+
+static const char *const TOKENS[] = {"he", "lo", "llo", "hello"};
+static const char MERGES[] = "#version: 0.2\nh e\nl o\nl lo\nhe llo\n";
+
+/* Loads kind/dir (dir relative to root; NULL passes NULL) and expects an
+ * error with `code` whose message holds every needle. */
+static void expect_error(const char *kind, const char *dir, int code, const char *const *needles,
+                         int line) {
+    char path[1024];
+    if (dir) path_in(path, sizeof path, dir, "");
+    cu_tokenizer_t *tok = (cu_tokenizer_t *)&tok;
+    cu_error_t err = {0};
+    int rc = io_tokenizer_load(kind, dir ? path : NULL, &tok, &err);
+    int ok = rc == code && err.code == code && tok == NULL;
+    for (int i = 0; needles[i]; i++) ok = ok && strstr(err.msg, needles[i]) != NULL;
+    CHECK_MSG(ok, "line %d: rc %d (want %d): \"%s\"", line, rc, code, err.msg);
+    for (int i = 0; !ok && needles[i]; i++)
+        if (!strstr(err.msg, needles[i])) fprintf(stderr, "  missing: \"%s\"\n", needles[i]);
+    if (rc == CU_OK) tokenizer_free(tok);
+}
+
+#define EXPECT_ERROR(kind, dir, code, ...)                                                         \
+    expect_error(kind, dir, code, (const char *const[]){__VA_ARGS__, NULL}, __LINE__)
+
+static void test_setup(void) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(root, sizeof root, "%s/cu-tokfiles-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    CHECK(mkdtemp(root) != NULL);
+    char *vocab = tiny_vocab_json(TOKENS, 4);
+    make_dir("openai");
+    write_text("openai", "encoder.json", vocab);
+    write_text("openai", "vocab.bpe", MERGES);
+    make_dir("hf");
+    write_text("hf", "vocab.json", vocab);
+    write_text("hf", "merges.txt", MERGES);
+    free(vocab);
+}
+
+static void test_byte_kind(void) {
+    cu_tokenizer_t *tok = NULL;
+    cu_error_t err = {0};
+    CHECK(io_tokenizer_load("byte", NULL, &tok, &err) == CU_OK && tok);
+    if (tok) CHECK(tokenizer_kind(tok) == CU_TOKENIZER_BYTE && tokenizer_vocab_size(tok) == 257);
+    tokenizer_free(tok);
+    CHECK(io_tokenizer_load("byte", "/no/such/dir", &tok, &err) == CU_OK); /* path ignored */
+    tokenizer_free(tok);
+}
+
+static void test_both_layouts_load_alike(void) {
+    char a_dir[1024], b_dir[1024];
+    path_in(a_dir, sizeof a_dir, "openai", "");
+    path_in(b_dir, sizeof b_dir, "hf", "");
+    cu_tokenizer_t *a = NULL, *b = NULL;
+    cu_error_t err = {0};
+    CHECK_MSG(io_tokenizer_load("gpt2", a_dir, &a, &err) == CU_OK, "%s", err.msg);
+    CHECK_MSG(io_tokenizer_load("gpt2", b_dir, &b, &err) == CU_OK, "%s", err.msg);
+    if (a && b) {
+        CHECK(tokenizer_kind(a) == CU_TOKENIZER_GPT2);
+        CHECK(tokenizer_vocab_size(a) == 261 && tokenizer_eot(a) == 260);
+        CHECK(strcmp(tokenizer_hash(a), tokenizer_hash(b)) == 0);
+        int32_t *ids = NULL;
+        size_t n = 0, cap = 0;
+        CHECK(tokenizer_encode(a, (const uint8_t *)"hello", 5, &ids, &n, &cap, &err) == CU_OK);
+        CHECK(n == 1 && ids[0] == 259);
+        free(ids);
+    }
+    tokenizer_free(a);
+    tokenizer_free(b);
+}
+
+static void test_errors(void) {
+    EXPECT_ERROR("gpt3", "openai", CU_EINVAL, "unknown tokenizer kind \"gpt3\"", "\"byte\"",
+                 "\"gpt2\"");
+    EXPECT_ERROR(NULL, "openai", CU_EINVAL, "unknown tokenizer kind", "\"gpt2\"");
+    EXPECT_ERROR("gpt2", NULL, CU_EINVAL, "needs a directory", "encoder.json + vocab.bpe",
+                 "vocab.json + merges.txt", "scripts/fetch-gpt2-bpe.sh");
+    EXPECT_ERROR("gpt2", "missing", CU_EIO, "/missing", "No such file", "encoder.json + vocab.bpe",
+                 "scripts/fetch-gpt2-bpe.sh");
+    EXPECT_ERROR("gpt2", "openai/vocab.bpe", CU_EINVAL, "not a directory",
+                 "encoder.json + vocab.bpe");
+
+    make_dir("empty");
+    EXPECT_ERROR("gpt2", "empty", CU_EIO,
+                 "/empty' holds neither encoder.json + vocab.bpe nor "
+                 "vocab.json + merges.txt",
+                 "scripts/fetch-gpt2-bpe.sh");
+    make_dir("half");
+    write_text("half", "encoder.json", "{}");
+    EXPECT_ERROR("gpt2", "half", CU_EIO, "half/encoder.json' is there but",
+                 "half/vocab.bpe' is "
+                 "missing");
+    make_dir("half2");
+    write_text("half2", "merges.txt", "");
+    EXPECT_ERROR("gpt2", "half2", CU_EIO, "half2/vocab.json' is missing");
+
+    /* Parse errors name the file they are in. */
+    char *vocab = tiny_vocab_json(TOKENS, 4);
+    make_dir("badjson");
+    write_text("badjson", "encoder.json", "{\"a\": 1,,}");
+    write_text("badjson", "vocab.bpe", MERGES);
+    EXPECT_ERROR("gpt2", "badjson", CU_EFORMAT, "badjson/encoder.json: not valid JSON (line 1");
+    make_dir("badmerges");
+    write_text("badmerges", "encoder.json", vocab);
+    write_text("badmerges", "vocab.bpe", "#version: 0.2\nh e\nl o x\n");
+    EXPECT_ERROR("gpt2", "badmerges", CU_EFORMAT,
+                 "badmerges/vocab.bpe line 3: expected two "
+                 "tokens");
+    make_dir("unknown");
+    write_text("unknown", "vocab.json", vocab);
+    write_text("unknown", "merges.txt", "h e\nhe zz\n");
+    EXPECT_ERROR("gpt2", "unknown", CU_EFORMAT, "unknown/merges.txt line 2: token \"zz\"");
+    /* A directory where a file should be: found, but unreadable. */
+    make_dir("dirfile");
+    make_dir("dirfile/encoder.json");
+    write_text("dirfile", "vocab.bpe", MERGES);
+    EXPECT_ERROR("gpt2", "dirfile", CU_EIO, "dirfile/encoder.json");
+    free(vocab);
+}
+
+static void remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return;
+    if (S_ISDIR(st.st_mode)) {
+        static const char *const names[] = {
+            "encoder.json", "vocab.bpe", "vocab.json", "merges.txt", "openai",  "hf",     "empty",
+            "half",         "half2",     "badjson",    "badmerges",  "unknown", "dirfile"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            char child[1024];
+            if (snprintf(child, sizeof child, "%s/%s", path, names[i]) < (int)sizeof child)
+                remove_tree(child);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static void test_cleanup(void) {
+    remove_tree(root);
+    struct stat st;
+    CHECK(stat(root, &st) != 0);
+}
+
+TEST_MAIN(TEST(test_setup), TEST(test_byte_kind), TEST(test_both_layouts_load_alike),
+          TEST(test_errors), TEST(test_cleanup))

