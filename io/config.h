@@ -15,8 +15,8 @@
 
 #include "core/error.h"
 
-#define CU_CFG_STR 256       /* longest string value, including the NUL */
-#define CU_CFG_MAX_LIST 16   /* most entries in a list value */
+#define CU_CFG_STR 256     /* longest string value, including the NUL */
+#define CU_CFG_MAX_LIST 16 /* most entries in a list value */
 
 typedef struct {
     int n;
@@ -39,16 +39,17 @@ typedef struct {
     } model;
     struct {
         char kind[CU_CFG_STR]; /* "byte" or "gpt2" */
-        char path[CU_CFG_STR]; /* gpt2: folder with encoder.json+vocab.bpe or vocab.json+merges.txt */
+        /* gpt2: folder with encoder.json+vocab.bpe or vocab.json+merges.txt */
+        char path[CU_CFG_STR];
     } tokenizer;
     struct {
-        int enabled;              /* 0: full fine-tuning */
-        cu_cfg_list_t targets;    /* qkv, attn_proj, mlp_fc, mlp_proj, all-linear */
+        int enabled;           /* 0: full fine-tuning */
+        cu_cfg_list_t targets; /* qkv, attn_proj, mlp_fc, mlp_proj, all-linear */
         int r;
         float alpha;
-        int rslora;               /* scale alpha/sqrt(r) instead of alpha/r */
+        int rslora; /* scale alpha/sqrt(r) instead of alpha/r */
         float dropout;
-        char init[CU_CFG_STR];    /* "kaiming" or "gaussian" */
+        char init[CU_CFG_STR]; /* "kaiming" or "gaussian" */
     } lora;
     struct {
         char source[CU_CFG_STR]; /* "random", "text" or "tokens" */
@@ -124,5 +125,32 @@ char *config_to_yaml(const cu_config_t *cfg);
 
 /* docs/config.md's reference table generated from the schema. Allocates. */
 char *config_reference_markdown(void);
+
+/* ---- Additions: comparison, single values, schema checks, docs ---- */
+
+/* How many keys differ between a and b; describes them in out (if non-NULL)
+ * as "train.lr: 0.001 -> 0.002; lora.r: 8 -> 16", truncated to cap. Used to
+ * say what changed when a job resumes from a checkpoint of another config. */
+int config_diff(const cu_config_t *a, const cu_config_t *b, char *out, size_t cap);
+
+/* One key's value as YAML text (e.g. "0.001", "[qkv, mlp_fc]", "\"\""), as
+ * config_to_yaml writes it. CU_EINVAL (with a suggestion) for an unknown key;
+ * the text is truncated to cap. */
+int config_format_value(const cu_config_t *cfg, const char *key, char *out, size_t cap,
+                        cu_error_t *err);
+
+/* Checks the schema itself: unique keys, every default parses and lies in its
+ * range, ranges fit the field types. For the unit tests. */
+int config_schema_check(cu_error_t *err);
+
+/* The markers around the generated part of docs/config.md. */
+#define CU_CONFIG_DOC_BEGIN "<!-- BEGIN GENERATED CONFIG REFERENCE (tools/gen_config_doc.c) -->"
+#define CU_CONFIG_DOC_END "<!-- END GENERATED CONFIG REFERENCE -->"
+
+/* Replaces what lies between the markers in doc (docs/config.md's text) with
+ * config_reference_markdown(). Allocates *out (free() it); CU_EFORMAT when
+ * the markers are missing or out of order. *changed tells whether the text
+ * differs from doc. */
+int config_doc_update(const char *doc, size_t len, char **out, int *changed, cu_error_t *err);
 
 #endif
