@@ -4,6 +4,8 @@
 #include "jobs/progress.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/timer.h"
@@ -11,7 +13,10 @@
 void progress_init(progress_t *p, long total, int enabled) {
     p->total = total > 0 ? total : 1;
     p->enabled = enabled;
-    p->tty = enabled && isatty(STDOUT_FILENO);
+    /* CU_PROGRESS=0/1 overrides the guess: under mpirun every rank's stdout
+     * is a pseudo-terminal even when mpirun's own output is a file */
+    const char *force = getenv("CU_PROGRESS");
+    p->tty = enabled && (force && *force ? strcmp(force, "0") != 0 : isatty(STDOUT_FILENO));
     p->start = cu_now();
     p->drawn = 0;
 }

@@ -2,6 +2,8 @@
  * Progress on a terminal: a one-line bar redrawn in place, with log lines
  * printed above it. When stdout is not a terminal (a file, Slurm's output)
  * the bar is silent and only the log lines appear, so logs stay readable.
+ * CU_PROGRESS=0 or 1 in the environment overrides the terminal test (under
+ * mpirun each rank writes to a pseudo-terminal whatever mpirun writes to).
  */
 #ifndef CU_JOBS_PROGRESS_H
 #define CU_JOBS_PROGRESS_H

@@ -105,6 +105,23 @@ static int open_source(trainer_t *t, int vocab, cu_error_t *err) {
     return cu_error_set(err, CU_EINVAL, "data.source: unknown source '%s'", c->data.source);
 }
 
+/* Base weights: GPT-2's random initialisation, or every weight from the
+ * final.h5 of a full fine-tuning run (model.init: path). */
+static int init_base(trainer_t *t, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    if (strcmp(c->model.init, "random") == 0) {
+        gpt_init_weights(t->model, (uint64_t)c->job.seed, c->model.init_std);
+        return CU_OK;
+    }
+    int n;
+    const gpt_tensor_t *tensors = gpt_param_tensors(t->model, &n);
+    int rc = h5_load_tensors(c->model.init, gpt_params(t->model, NULL), tensors, n, err);
+    if (rc)
+        return cu_error_prefix(err, "model.init (a final.h5 of a run with lora.enabled: false, "
+                                    "whose model.* sizes match this job's)");
+    return CU_OK;
+}
+
 static int setup(trainer_t *t, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     blas_set_threads(c->train.threads);
@@ -123,7 +140,7 @@ static int setup(trainer_t *t, cu_error_t *err) {
     lora_config_t lc = lora_from_config(c, err, &rc);
     if (rc) return rc;
     if ((rc = gpt_create(&t->model, &gc, &lc, err))) return cu_error_prefix(err, "model");
-    gpt_init_weights(t->model, (uint64_t)c->job.seed, c->model.init_std);
+    if ((rc = init_base(t, err))) return rc;
     gpt_init_lora(t->model, cu_hash64((uint64_t)c->job.seed, 0x10a));
     size_t n;
     gpt_trainable(t->model, &n);
@@ -268,8 +285,13 @@ static void print_header(const trainer_t *t) {
     printf("model gpt2 L=%d H=%d C=%d V=%d | %.2fM params, %.3fM trainable (%s)\n",
            c->model.n_layer, c->model.n_head, c->model.n_embd, gpt_config(t->model)->vocab_size,
            (double)n_params / 1e6, (double)n_train / 1e6, c->lora.enabled ? "LoRA" : "full");
-    printf("data %s (%zu tokens) | global batch %d x %d tokens, %d micro-batch%s of %d per rank\n",
-           tokens_origin(t->src), tokens_count(t->src), c->train.global_batch_size, t->T, t->accum,
+    char data[600];
+    if (strcmp(c->data.source, "random") == 0)
+        snprintf(data, sizeof data, "seeded random tokens");
+    else
+        snprintf(data, sizeof data, "%s (%zu tokens)", tokens_origin(t->src), tokens_count(t->src));
+    printf("data %s | global batch %d x %d tokens, %d micro-batch%s of %d per rank\n", data,
+           c->train.global_batch_size, t->T, t->accum,
            t->accum == 1 ? "" : "es", t->B);
     printf("run directory %s\n", t->run_dir);
     fflush(stdout);

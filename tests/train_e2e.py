@@ -4,9 +4,9 @@
 usage: train_e2e.py CODEX_TRAIN SOURCE_DIR CASE
 
 Cases:
-  demo_loss_falls   the demo config learns: the mean loss of the last logged
-                    steps is well below that of the first ones, and the run
-                    directory holds job.yaml and final.h5 with the LoRA tensors
+  demo_loss_falls   both demo stages learn (the loss falls by more than three
+                    standard errors of its noise), the LoRA stage starts from
+                    the base, and final.h5 holds the LoRA tensors only
   bad_config        typos, bad values and missing files exit 2 with a message
                     naming the key or file, and leave no run directory
   ranks_agree       1 and 2 ranks with the same global batch give the same
@@ -56,23 +56,52 @@ def mpirun(n, argv, cwd, timeout=600):
     return run(["mpirun", "-n", str(n), "--oversubscribe"] + argv, cwd, timeout)
 
 
+def screen_lines(stdout):
+    """The lines as a terminal shows them: a progress bar redrawn with
+    carriage returns and erase-line codes leaves only its last text."""
+    for line in stdout.split("\n"):
+        yield line.split("\r")[-1].replace("\x1b[K", "")
+
+
 def losses(stdout):
     return [(int(m.group(1)), float(m.group(3)))
-            for m in (STEP_RE.match(line) for line in stdout.splitlines()) if m]
+            for m in (STEP_RE.match(line) for line in screen_lines(stdout)) if m]
+
+
+def clear_fall(ls, what, f):
+    """Asserts the mean loss of the last quarter of the logged steps is below
+    that of the first quarter by more than three standard errors of the
+    step-to-step noise: a fall measured in this run, not a fixed target."""
+    k = max(len(ls) // 4, 2)
+    first, last = ls[:k], ls[-k:]
+    m1, m2 = sum(first) / k, sum(last) / k
+    var = (sum((x - m1) ** 2 for x in first) + sum((x - m2) ** 2 for x in last)) / (2 * k - 2)
+    se = (2 * var / k) ** 0.5
+    print(f"measured ({what}): first-quarter mean {m1:.4f}, last-quarter mean {m2:.4f}, "
+          f"fall {m1 - m2:.4f} = {(m1 - m2) / max(se, 1e-12):.1f} standard errors")
+    f.check(m1 - m2 > 3 * se and m2 < m1, f"{what}: loss fell clearly ({m1:.4f} -> {m2:.4f})")
 
 
 def case_demo_loss_falls(exe, src, tmp, f):
+    """Both stages of scripts/demo.sh: the base learns from scratch, then
+    LoRA adapts it to Python."""
     runs = os.path.join(tmp, "runs")
+    p = mpirun(1, [exe, os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={runs}",
+                   "train.log_every=10"], cwd=src)
+    f.check(p.returncode == 0, f"base run exits 0 (got {p.returncode})")
+    base = [l for _, l in losses(p.stdout)]
+    f.check(len(base) >= 20, f"base logged at least 20 steps (got {len(base)})")
+    if len(base) >= 20:
+        clear_fall(base, "base, full training", f)
+    base_final = os.path.join(runs, "demo-base", "final.h5")
     p = mpirun(1, [exe, os.path.join(src, "configs/demo.yaml"), f"job.runs_dir={runs}",
-                   "train.max_steps=120", "train.log_every=5"], cwd=src)
+                   f"model.init={base_final}", "train.log_every=5"], cwd=src)
     f.check(p.returncode == 0, f"demo run exits 0 (got {p.returncode})")
     ls = [l for _, l in losses(p.stdout)]
-    f.check(len(ls) >= 10, f"demo logged at least 10 steps (got {len(ls)})")
-    if len(ls) >= 10:
-        first, last = sum(ls[:3]) / 3, sum(ls[-3:]) / 3
-        print(f"measured: mean loss of first 3 logged steps {first:.4f}, last 3 {last:.4f}")
-        # the fall is measured against where the run started, not a fixed target
-        f.check(last < 0.8 * first, f"loss fell by at least 20% ({first:.4f} -> {last:.4f})")
+    f.check(len(ls) >= 40, f"demo logged at least 40 steps (got {len(ls)})")
+    if len(ls) >= 40:
+        clear_fall(ls, "demo, LoRA on the base", f)
+        f.check(ls[0] < base[0] * 0.7, "the demo starts from the trained base, not from scratch")
     run_dir = os.path.join(runs, "demo")
     f.check(os.path.isfile(os.path.join(run_dir, "job.yaml")), "job.yaml written")
     final = os.path.join(run_dir, "final.h5")
@@ -85,7 +114,7 @@ def case_demo_loss_falls(exe, src, tmp, f):
 
 
 def case_bad_config(exe, src, tmp, f):
-    demo = os.path.join(src, "configs/demo.yaml")
+    demo = os.path.join(src, "configs/demo-base.yaml")
     cases = [
         (["train.lrr=0.1"], "train.lr"),                # typo: suggests the key
         (["train.lr=fast"], "train.lr"),                # wrong type
@@ -98,7 +127,7 @@ def case_bad_config(exe, src, tmp, f):
         p = mpirun(1, [exe, demo, f"job.runs_dir={runs}"] + overrides, cwd=src, timeout=120)
         f.check(p.returncode == 2, f"{overrides} exits 2 (got {p.returncode})")
         f.check(needle in p.stderr, f"{overrides}: message names {needle!r}")
-        f.check(not os.path.exists(os.path.join(runs, "demo", "final.h5")),
+        f.check(not os.path.exists(os.path.join(runs, "demo-base", "final.h5")),
                 f"{overrides}: nothing written")
     bad_yaml = os.path.join(tmp, "bad.yaml")
     with open(bad_yaml, "w") as fh:
@@ -115,11 +144,12 @@ def tiny_random(runs, name, extra=()):
     return [f"job.runs_dir={runs}", f"job.name={name}", "data.source=random", "data.seq_len=16",
             "model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.max_seq_len=16",
             "train.global_batch_size=8", "train.micro_batch_size=2", "train.max_steps=12",
-            "train.log_every=1", "train.lr=1e-2", "lora.dropout=0.1"] + list(extra)
+            "train.log_every=1", "train.lr=1e-2", "train.warmup_steps=0", "lora.enabled=true",
+            "lora.dropout=0.1"] + list(extra)
 
 
 def case_ranks_agree(exe, src, tmp, f):
-    demo = os.path.join(src, "configs/demo.yaml")
+    demo = os.path.join(src, "configs/demo-base.yaml")
     runs = os.path.join(tmp, "runs")
     one = mpirun(1, [exe, demo] + tiny_random(runs, "r1"), cwd=src)
     two = mpirun(2, [exe, demo] + tiny_random(runs, "r2"), cwd=src)
@@ -129,17 +159,18 @@ def case_ranks_agree(exe, src, tmp, f):
     worst = max((abs(a - b) / max(abs(a), 1e-12) for (_, a), (_, b) in zip(l1, l2)), default=1.0)
     print(f"measured: worst relative loss difference 1 vs 2 ranks {worst:.2e}")
     f.check(worst <= 1e-5, f"losses agree within 1e-5 relative (worst {worst:.2e})")
-    f.check(l1[-1][1] < l1[0][1], "the loss fell on random tokens (memorisation)")
 
 
 def case_full_finetune(exe, src, tmp, f):
-    demo = os.path.join(src, "configs/demo.yaml")
     runs = os.path.join(tmp, "runs")
-    p = mpirun(1, [exe, demo] + tiny_random(runs, "full", ["lora.enabled=false", "train.lr=3e-3",
-                                                           "train.max_steps=20"]), cwd=src)
+    p = mpirun(1, [exe, os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={runs}",
+                   "job.name=full", "model.n_embd=64", "model.n_head=2", "train.max_steps=80",
+                   "train.warmup_steps=5", "train.log_every=2"], cwd=src)
     f.check(p.returncode == 0, f"full fine-tuning exits 0 (got {p.returncode})")
     ls = [l for _, l in losses(p.stdout)]
-    f.check(len(ls) == 20 and ls[-1] < ls[0], f"loss fell ({ls[:1]} -> {ls[-1:]})")
+    f.check(len(ls) >= 40, f"logged at least 40 steps (got {len(ls)})")
+    if len(ls) >= 40:
+        clear_fall(ls, "full fine-tuning", f)
     final = os.path.join(runs, "full", "final.h5")
     if shutil.which("h5ls") and os.path.isfile(final):
         listing = subprocess.run(["h5ls", "-r", final], capture_output=True, text=True).stdout
