@@ -193,6 +193,8 @@ static const cfg_key_t KEYS[] = {
          "Element type of a tokens file (little-endian)."),
     INT("data.seq_len", data.seq_len, "64", 1, 1048576,
         "Tokens per training sequence; at most `model.max_seq_len`."),
+    FLOAT("data.val_fraction", data.val_fraction, "0.1", 0, 0.5, 0,
+          "Share of a `text` or `tokens` source held out (its last windows) for evaluation."),
 
     INT("train.global_batch_size", train.global_batch_size, "8", 1, 1048576,
         "Sequences per optimiser step, summed over all ranks."),

@@ -56,6 +56,7 @@ typedef struct {
         char path[CU_CFG_STR];   /* text: a UTF-8 file; tokens: raw little-endian uint16/uint32 */
         char token_dtype[CU_CFG_STR]; /* tokens: "uint16" or "uint32" */
         int seq_len;
+        float val_fraction; /* held-out share of a text/tokens source */
     } data;
     struct {
         int global_batch_size; /* sequences per optimizer step, over all ranks */

@@ -177,6 +177,35 @@ const char *tokens_origin(const token_source_t *src) {
     return src->origin;
 }
 
+int tokens_split(token_source_t *src, int seq_len, float fraction, token_source_t **val,
+                 cu_error_t *err) {
+    *val = NULL;
+    if (fraction <= 0.0f) return CU_OK;
+    if (src->random) return tokens_open_random(val, src->vocab, cu_hash64(src->seed, 0x7a1), err);
+    long windows = 0;
+    int rc = tokens_windows(src, seq_len, &windows, err);
+    if (rc) return rc;
+    long n_val = (long)((double)windows * fraction);
+    if (n_val < 1) n_val = 1;
+    if (n_val >= windows)
+        return cu_error_set(err, CU_EINVAL,
+                            "%s has %ld windows of %d tokens: too few to hold out %.0f%% for "
+                            "evaluation (lower data.val_fraction or data.seq_len)",
+                            src->origin, windows, seq_len + 1, 100.0 * fraction);
+    /* train keeps windows [0, windows - n_val): tokens up to the last one's end */
+    size_t cut = (size_t)(windows - n_val) * (size_t)seq_len;
+    size_t n_tail = src->n - cut;
+    int32_t *tail = malloc(sizeof(int32_t) * n_tail);
+    if (!tail) return cu_error_set(err, CU_ENOMEM, "out of memory (validation split)");
+    memcpy(tail, src->ids + cut, sizeof(int32_t) * n_tail);
+    char origin[600];
+    snprintf(origin, sizeof origin, "%s (held out)", src->origin);
+    rc = tokens_open_ids(val, tail, n_tail, src->vocab, cu_hash64(src->seed, 0x7a1), origin, err);
+    if (rc) return rc;
+    src->n = cut + 1; /* the last training window ends one token into the cut */
+    return CU_OK;
+}
+
 /* Feistel network over `bits` bits (even split), keyed; a bijection there. */
 static uint64_t feistel(uint64_t x, int bits, uint64_t key) {
     int half = (bits + 1) / 2;

@@ -44,6 +44,13 @@ const char *tokens_origin(const token_source_t *src);
  * non-NULL) receives the epoch g falls in. */
 void tokens_sample(const token_source_t *src, long g, int seq_len, int32_t *out, long *epoch);
 
+/* Splits off the last `fraction` of src's windows (at least one when
+ * fraction > 0) as a held-out source *val; src keeps the rest. A "random"
+ * source gets an independent random source with another seed. With fraction
+ * 0, *val is NULL. An error if either part would hold no window. */
+int tokens_split(token_source_t *src, int seq_len, float fraction, token_source_t **val,
+                 cu_error_t *err);
+
 /* A keyed bijection of [0, n): the shuffle of one epoch. */
 uint64_t tokens_permute(uint64_t i, uint64_t n, uint64_t key);
 

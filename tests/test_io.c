@@ -141,6 +141,41 @@ static void test_bad_inputs(void) {
     unlink(path);
 }
 
+static void test_split(void) {
+    /* 81 tokens whose ids are their positions, seq_len 8: 10 windows; 20%
+     * held out is the last 2 */
+    int32_t *ids = malloc(sizeof(int32_t) * 81);
+    for (int i = 0; i < 81; i++) ids[i] = i;
+    token_source_t *src, *val;
+    cu_error_t err;
+    CHECK(tokens_open_ids(&src, ids, 81, 100, 3, "positions", &err) == CU_OK);
+    CHECK(tokens_split(src, 8, 0.2f, &val, &err) == CU_OK);
+    long wt, wv;
+    CHECK(tokens_windows(src, 8, &wt, NULL) == CU_OK && wt == 8);
+    CHECK(val && tokens_windows(val, 8, &wv, NULL) == CU_OK && wv == 2);
+    /* no training window reaches into the held-out tokens */
+    int32_t w[9];
+    int max_start = 0;
+    for (long g = 0; g < wt; g++) {
+        tokens_sample(src, g, 8, w, NULL);
+        if (w[0] > max_start) max_start = w[0];
+    }
+    CHECK(max_start == 56); /* window 7 covers tokens 56..64 */
+    for (long g = 0; g < wv; g++) {
+        tokens_sample(val, g, 8, w, NULL);
+        CHECK(w[0] == 64 || w[0] == 72);
+    }
+    tokens_free(val);
+    /* too small to split */
+    token_source_t *tiny = counting_source(10, 3);
+    CHECK(tokens_split(tiny, 8, 0.1f, &val, &err) == CU_EINVAL);
+    CHECK(strstr(err.msg, "val_fraction") != NULL);
+    tokens_free(tiny);
+    /* fraction 0: no held-out source */
+    CHECK(tokens_split(src, 8, 0.0f, &val, &err) == CU_OK && val == NULL);
+    tokens_free(src);
+}
+
 static void test_h5_roundtrip(void) {
     gpt_tensor_t t[2] = {{.name = "a.weight", .offset = 0, .ndim = 2, .shape = {2, 3}},
                          {.name = "a.bias", .offset = 6, .ndim = 1, .shape = {4, 0}}};
@@ -292,4 +327,4 @@ static void test_ckpt_list_retain_latest(void) {
 TEST_MAIN(TEST(test_ckpt_roundtrip_and_corruption), TEST(test_ckpt_list_retain_latest),
           TEST(test_permute_is_bijection), TEST(test_windows_cover_epoch),
           TEST(test_order_depends_on_seed_only), TEST(test_random_source), TEST(test_bad_inputs),
-          TEST(test_h5_roundtrip))
+          TEST(test_split), TEST(test_h5_roundtrip))
