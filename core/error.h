@@ -16,6 +16,7 @@ enum {
     CU_EFORMAT = 5, /* a file was readable but not what it claims to be */
     CU_EMPI = 6,    /* the MPI layer failed */
     CU_EINTERNAL = 7,
+    CU_PREEMPTED = 8, /* stopped by a signal with a checkpoint saved: exit 75 */
 };
 
 typedef struct {

@@ -41,14 +41,15 @@ static double parse_time(const char *s) {
     return (double)timegm(&tm) + ms / 1000.0;
 }
 
-static int make_dirs(const char *path, cu_error_t *err) {
+int jobdir_mkdirs(const char *path, cu_error_t *err) {
     char buf[4096];
     if (cu_format(buf, sizeof buf, err, "%s", path)) return err->code;
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/') continue;
         *p = 0;
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return cu_error_set(err, CU_EIO, "cannot create directory %s: %s", buf, strerror(errno));
+            return cu_error_set(err, CU_EIO, "cannot create directory %s: %s", buf,
+                                strerror(errno));
         *p = '/';
     }
     if (mkdir(buf, 0755) != 0 && errno != EEXIST)
@@ -67,7 +68,7 @@ static FILE *open_log(const jobdir_t *d, const char *name, cu_error_t *err) {
 int jobdir_open(jobdir_t *d, const char *dir, cu_error_t *err) {
     memset(d, 0, sizeof *d);
     if (cu_format(d->dir, sizeof d->dir, err, "%s", dir)) return err->code;
-    int rc = make_dirs(dir, err);
+    int rc = jobdir_mkdirs(dir, err);
     if (rc) return rc;
     d->metrics = open_log(d, "metrics.jsonl", err);
     d->events = d->metrics ? open_log(d, "events.jsonl", err) : NULL;
@@ -116,7 +117,9 @@ int jobdir_write_atomic(const char *path, const char *text, size_t len, cu_error
     return CU_OK;
 }
 
-static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+static json_t *num_or_null(double v) {
+    return isfinite(v) ? json_real(v) : json_null();
+}
 static json_t *time_or_null(double t) {
     if (t <= 0.0) return json_null();
     char buf[40];
@@ -169,9 +172,9 @@ static json_t *state_json(const job_state_t *s) {
                                   "output_findings", (json_int_t)s->output_findings,
                                   "blocked_outputs", (json_int_t)s->blocked_outputs));
     json_object_set_new(o, "error",
-                        s->error[0] ? json_pack("{s:s,s:i}", "message", s->error, "rank",
-                                                s->error_rank)
-                                    : json_null());
+                        s->error[0]
+                            ? json_pack("{s:s,s:i}", "message", s->error, "rank", s->error_rank)
+                            : json_null());
     return o;
 }
 
@@ -200,8 +203,7 @@ int jobdir_read_state(const char *dir, job_state_t *s, cu_error_t *err) {
     if (access(path, F_OK) != 0) return CU_OK;
     json_error_t jerr;
     json_t *o = json_load_file(path, 0, &jerr);
-    if (!o)
-        return cu_error_set(err, CU_EFORMAT, "%s:%d: %s", path, jerr.line, jerr.text);
+    if (!o) return cu_error_set(err, CU_EFORMAT, "%s:%d: %s", path, jerr.line, jerr.text);
     double started = parse_time(json_string_value(json_object_get(o, "started_at")));
     if (started > 0) s->started_at = started;
     json_t *best = json_object_get(o, "best_eval");
@@ -238,21 +240,54 @@ int jobdir_metric(jobdir_t *d, long step, const char *json_fields, cu_error_t *e
     return append_line(d->metrics, line, "metrics.jsonl", err);
 }
 
+/* A copy of s with every byte that is not part of valid UTF-8 replaced by
+ * '?', so generated text always makes a valid JSON string. */
+static char *utf8_clean(const char *s) {
+    size_t n = strlen(s);
+    char *out = malloc(n + 1);
+    if (!out) return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        int len = p[i] < 0x80         ? 1
+                  : (p[i] >> 5) == 6  ? 2
+                  : (p[i] >> 4) == 14 ? 3
+                  : (p[i] >> 3) == 30 ? 4
+                                      : 0;
+        int ok = len > 0 && i + (size_t)len <= n;
+        for (int k = 1; ok && k < len; k++) ok = (p[i + k] & 0xc0) == 0x80;
+        if (ok) {
+            json_t *probe = json_stringn((const char *)p + i, (size_t)len);
+            ok = probe != NULL;
+            json_decref(probe);
+        }
+        if (!ok) len = 1;
+        for (int k = 0; k < len; k++) out[i + k] = ok ? (char)p[i + k] : '?';
+        i += (size_t)len;
+    }
+    out[n] = '\0';
+    return out;
+}
+
 int jobdir_event(jobdir_t *d, long step, const char *type, const char *message,
                  const char *extra_json, cu_error_t *err) {
     char t[40];
     jobdir_time(jobdir_now(), t, sizeof t);
-    json_t *msg = json_string(message ? message : "");
+    char *clean = utf8_clean(message ? message : "");
+    json_t *msg = clean ? json_string(clean) : NULL;
+    free(clean);
     char *m = msg ? json_dumps(msg, JSON_ENCODE_ANY) : NULL;
     json_decref(msg);
     if (!m) return cu_error_set(err, CU_EINVAL, "event message is not valid UTF-8");
     size_t cap = strlen(m) + (extra_json ? strlen(extra_json) : 0) + 256;
     char *line = malloc(cap);
-    int rc = line ? cu_format(line, cap, err,
-                              "{\"time\": \"%s\", \"step\": %ld, \"type\": \"%s\", \"message\": %s%s%s}\n",
-                              t, step, type, m, extra_json && *extra_json ? ", " : "",
-                              extra_json ? extra_json : "")
-                  : cu_error_set(err, CU_ENOMEM, "out of memory (event)");
+    int rc = line
+                 ? cu_format(
+                       line, cap, err,
+                       "{\"time\": \"%s\", \"step\": %ld, \"type\": \"%s\", \"message\": %s%s%s}\n",
+                       t, step, type, m, extra_json && *extra_json ? ", " : "",
+                       extra_json ? extra_json : "")
+                 : cu_error_set(err, CU_ENOMEM, "out of memory (event)");
     if (rc == CU_OK) rc = append_line(d->events, line, "events.jsonl", err);
     free(line);
     free(m);

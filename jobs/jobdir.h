@@ -20,7 +20,7 @@ typedef struct {
     char hosts[1024]; /* comma-separated */
     char slurm_job_id[64];
     double started_at, finished_at; /* Unix seconds; 0 = null */
-    long ckpt_step;                  /* -1 = no checkpoint */
+    long ckpt_step;                 /* -1 = no checkpoint */
     char ckpt_file[512];
     long best_step; /* -1 = no evaluation */
     double best_val_loss;
@@ -33,6 +33,9 @@ typedef struct {
     char dir[4096];
     FILE *metrics, *events;
 } jobdir_t;
+
+/* mkdir -p */
+int jobdir_mkdirs(const char *path, cu_error_t *err);
 
 /* Creates the directory (and parents) and opens the logs for appending. */
 int jobdir_open(jobdir_t *d, const char *dir, cu_error_t *err);

@@ -4,8 +4,13 @@
  * runs the training loop.
  *
  * Exit codes (DESIGN.md): 0 finished; 2 bad config or input, with a message
- * naming the key or file; any other non-zero value for a failure.
+ * naming the key or file; 75 pre-empted (SIGTERM or SIGUSR1: a checkpoint
+ * is saved and a restart resumes from it); any other non-zero value for a
+ * failure, with the reason in state.json.
+ *
+ * The one piece of global state is the stop flag a signal handler sets.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +19,22 @@
 #include "jobs/train.h"
 #include "model/blas.h"
 #include "mpi/world.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void install_stop_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
 
 static void usage(FILE *out) {
     fputs("usage: codex-train CONFIG.yaml [section.key=value ...]\n"
@@ -28,10 +49,16 @@ static void usage(FILE *out) {
           "\n"
           "options:\n"
           "  --print-config       print the resolved config as YAML and exit\n"
+          "  --stop-after N       after N steps of this run, checkpoint and exit 75 as\n"
+          "                       if pre-empted (for time-sliced allocations)\n"
           "  --help               this text\n"
           "  --version            the code version\n"
           "\n"
-          "exit status: 0 finished, 2 bad config or input, other non-zero failure.\n",
+          "SIGTERM or SIGUSR1 saves a checkpoint after the current step and exits 75;\n"
+          "the next start resumes from it (checkpoint.resume: auto).\n"
+          "\n"
+          "exit status: 0 finished, 2 bad config or input, 75 pre-empted,\n"
+          "other non-zero failure (the reason is in runs/<job>/state.json).\n",
           out);
 }
 
@@ -41,6 +68,10 @@ static int resolve_config(cu_config_t *cfg, int argc, char **argv, int first, in
     int rc = config_load_file(cfg, config_path, err);
     for (int i = first; rc == CU_OK && i < argc; i++) {
         if (strcmp(argv[i], "--print-config") == 0) continue;
+        if (strcmp(argv[i], "--stop-after") == 0) {
+            i++;
+            continue;
+        }
         rc = config_apply_override(cfg, argv[i], err);
     }
     if (rc == CU_OK) rc = config_validate(cfg, world_size, err);
@@ -51,6 +82,7 @@ int main(int argc, char **argv) {
     blas_prefer_avx512(argv);
     const char *config_path = NULL;
     int print_config = 0, first_override = 0;
+    long stop_after = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -62,6 +94,14 @@ int main(int argc, char **argv) {
         }
         if (strcmp(argv[i], "--print-config") == 0) {
             print_config = 1;
+        } else if (strcmp(argv[i], "--stop-after") == 0) {
+            char *end = NULL;
+            stop_after = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (stop_after <= 0 || !end || *end) {
+                fprintf(stderr, "codex-train: --stop-after needs a positive number of steps\n");
+                return 2;
+            }
+            i++;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "codex-train: unknown option '%s' (see codex-train --help)\n", argv[i]);
             return 2;
@@ -99,8 +139,16 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    install_stop_handlers();
+    train_options_t opts = {.stop = &stop_requested, .stop_after = stop_after};
     train_result_t res;
-    rc = train_run(&cfg, &w, &res, &err);
+    rc = train_run(&cfg, &w, &opts, &res, &err);
+    if (rc == CU_PREEMPTED) {
+        if (w.rank == 0)
+            fprintf(stderr, "codex-train: %s; checkpoint saved, exiting 75\n", err.msg);
+        world_finalize(&w);
+        return 75;
+    }
     if (rc != CU_OK) {
         if (err.code != CU_OK)
             fprintf(stderr, "codex-train: rank %d: error: %s\n", w.rank, err.msg);

@@ -8,23 +8,30 @@
  * summed gradient is the mean over the global batch however it is split.
  * Gradients are then summed over ranks and every rank applies the same
  * clipped AdamW step.
+ *
+ * Rank 0 keeps the job directory (docs/formats.md): state.json, metrics,
+ * events, checkpoints, provenance. A stop request (SIGTERM/SIGUSR1 on any
+ * rank) travels with the step's loss reduction, so all ranks stop after the
+ * same step, save a checkpoint and return CU_PREEMPTED.
  */
 #include "jobs/train.h"
 
-#include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/rng.h"
 #include "core/timer.h"
+#include "io/ckpt.h"
 #include "io/tensor_h5.h"
 #include "io/tokenizer_files.h"
 #include "io/tokens.h"
+#include "jobs/jobdir.h"
 #include "jobs/progress.h"
+#include "jobs/provenance.h"
+#include "jobs/train_eval.h"
 #include "model/blas.h"
 #include "model/gpt.h"
 #include "model/optim.h"
@@ -32,44 +39,25 @@
 typedef struct {
     const cu_config_t *cfg;
     const cu_world_t *w;
+    const train_options_t *opts;
     cu_tokenizer_t *tok;
-    token_source_t *src;
+    token_source_t *src, *val;
     gpt_t *model;
     adamw_t opt;
     sched_t sched;
     int T, B, accum, per_rank;
     int32_t *window, *inputs, *targets;
-    char run_dir[4096];
+    char run_dir[4096], ckpt_dir[4200], hosts[1024];
+    char data_hash[65], base_hash[65];
+    /* rank 0's job directory */
+    jobdir_t jd;
+    int jd_open;
+    job_state_t st;
+    double last_state_write;
+    /* loop state that checkpoints carry */
+    long start_step, resumed_from, evals_since_best;
+    cu_rng_t eval_rng;
 } trainer_t;
-
-/* mkdir -p */
-static int make_dirs(const char *path, cu_error_t *err) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return cu_error_set(err, CU_EIO, "cannot create directory %s: %s", buf,
-                                strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return cu_error_set(err, CU_EIO, "cannot create directory %s: %s", buf, strerror(errno));
-    return CU_OK;
-}
-
-static int write_text(const char *path, const char *text, cu_error_t *err) {
-    char tmp[4200];
-    if (cu_format(tmp, sizeof tmp, err, "%s.tmp", path)) return err->code;
-    FILE *f = fopen(tmp, "w");
-    if (!f) return cu_error_set(err, CU_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    int bad = fputs(text, f) < 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0)
-        return cu_error_set(err, CU_EIO, "cannot write %s: %s", path, strerror(errno));
-    return CU_OK;
-}
 
 static lora_config_t lora_from_config(const cu_config_t *cfg, cu_error_t *err, int *rc) {
     lora_config_t lc = {.enabled = cfg->lora.enabled,
@@ -92,17 +80,23 @@ static lora_config_t lora_from_config(const cu_config_t *cfg, cu_error_t *err, i
 static int open_source(trainer_t *t, int vocab, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     uint64_t seed = cu_hash64((uint64_t)c->job.seed, 0xda7a);
-    if (strcmp(c->data.source, "random") == 0) return tokens_open_random(&t->src, vocab, seed, err);
-    if (strcmp(c->data.source, "text") == 0) {
-        int rc = tokens_open_text(&t->src, c->data.path, t->tok, seed, err);
-        return rc ? cu_error_prefix(err, "data.path") : rc;
-    }
-    if (strcmp(c->data.source, "tokens") == 0) {
+    int rc;
+    if (strcmp(c->data.source, "random") == 0) {
+        rc = tokens_open_random(&t->src, vocab, seed, err);
+    } else if (strcmp(c->data.source, "text") == 0) {
+        rc = tokens_open_text(&t->src, c->data.path, t->tok, seed, err);
+    } else if (strcmp(c->data.source, "tokens") == 0) {
         int bytes = strcmp(c->data.token_dtype, "uint32") == 0 ? 4 : 2;
-        int rc = tokens_open_file(&t->src, c->data.path, bytes, vocab, seed, err);
-        return rc ? cu_error_prefix(err, "data.path") : rc;
+        rc = tokens_open_file(&t->src, c->data.path, bytes, vocab, seed, err);
+    } else {
+        return cu_error_set(err, CU_EINVAL, "data.source: unknown source '%s'", c->data.source);
     }
-    return cu_error_set(err, CU_EINVAL, "data.source: unknown source '%s'", c->data.source);
+    if (rc) return cu_error_prefix(err, "data.path");
+    if (strcmp(c->data.source, "random") != 0 &&
+        provenance_file_sha256(c->data.path, t->data_hash, err))
+        return cu_error_prefix(err, "data.path");
+    rc = tokens_split(t->src, c->data.seq_len, c->data.val_fraction, &t->val, err);
+    return rc ? cu_error_prefix(err, "data.val_fraction") : rc;
 }
 
 /* Base weights: GPT-2's random initialisation, or every weight from the
@@ -116,15 +110,15 @@ static int init_base(trainer_t *t, cu_error_t *err) {
     int n;
     const gpt_tensor_t *tensors = gpt_param_tensors(t->model, &n);
     int rc = h5_load_tensors(c->model.init, gpt_params(t->model, NULL), tensors, n, err);
+    if (rc == CU_OK) rc = provenance_file_sha256(c->model.init, t->base_hash, err);
     if (rc)
         return cu_error_prefix(err, "model.init (a final.h5 of a run with lora.enabled: false, "
                                     "whose model.* sizes match this job's)");
     return CU_OK;
 }
 
-static int setup(trainer_t *t, cu_error_t *err) {
+static int setup_model(trainer_t *t, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
-    blas_set_threads(c->train.threads);
     int rc = io_tokenizer_load(c->tokenizer.kind, c->tokenizer.path, &t->tok, err);
     if (rc) return cu_error_prefix(err, "tokenizer");
     int vocab = c->model.vocab_size ? c->model.vocab_size : tokenizer_vocab_size(t->tok);
@@ -142,18 +136,23 @@ static int setup(trainer_t *t, cu_error_t *err) {
     if ((rc = gpt_create(&t->model, &gc, &lc, err))) return cu_error_prefix(err, "model");
     if ((rc = init_base(t, err))) return rc;
     gpt_init_lora(t->model, cu_hash64((uint64_t)c->job.seed, 0x10a));
-    size_t n;
-    gpt_trainable(t->model, &n);
+    return open_source(t, vocab, err);
+}
 
-    if ((rc = open_source(t, vocab, err))) return rc;
-    long windows;
-    if ((rc = tokens_windows(t->src, c->data.seq_len, &windows, err))) return rc;
-
+static int setup(trainer_t *t, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    blas_set_threads(c->train.threads);
+    int rc = setup_model(t, err);
+    if (rc) return rc;
     t->T = c->data.seq_len;
     t->B = c->train.micro_batch_size;
     t->per_rank = c->train.global_batch_size / t->w->size;
     t->accum = t->per_rank / t->B;
+    long windows;
+    if ((rc = tokens_windows(t->src, t->T, &windows, err))) return rc;
     if ((rc = gpt_reserve(t->model, t->B, t->T, err))) return rc;
+    size_t n;
+    gpt_trainable(t->model, &n);
     if ((rc = adamw_init(&t->opt, n, c->train.beta1, c->train.beta2, c->train.eps,
                          c->train.weight_decay, err)))
         return rc;
@@ -162,29 +161,22 @@ static int setup(trainer_t *t, cu_error_t *err) {
                          .warmup_steps = c->train.warmup_steps,
                          .max_steps = c->train.max_steps,
                          .kind = sched_parse(c->train.schedule)};
+    cu_rng_seed(&t->eval_rng, cu_hash64((uint64_t)c->job.seed, 0xe7a1));
     t->window = malloc(sizeof(int32_t) * (size_t)(t->T + 1));
     t->inputs = malloc(sizeof(int32_t) * (size_t)t->B * t->T);
     t->targets = malloc(sizeof(int32_t) * (size_t)t->B * t->T);
     if (!t->window || !t->inputs || !t->targets)
         return cu_error_set(err, CU_ENOMEM, "out of memory (batch buffers)");
-
     if ((rc = cu_format(t->run_dir, sizeof t->run_dir, err, "%s/%s", c->job.runs_dir, c->job.name)))
         return cu_error_prefix(err, "job.runs_dir/job.name");
-    if (t->w->rank == 0) {
-        if ((rc = make_dirs(t->run_dir, err))) return rc;
-        char path[4200];
-        if ((rc = cu_format(path, sizeof path, err, "%s/job.yaml", t->run_dir))) return rc;
-        char *yaml = config_to_yaml(c);
-        rc = yaml ? write_text(path, yaml, err) : cu_error_set(err, CU_ENOMEM, "out of memory");
-        free(yaml);
-        if (rc) return rc;
-    }
-    return CU_OK;
+    return cu_format(t->ckpt_dir, sizeof t->ckpt_dir, err, "%s/checkpoints", t->run_dir);
 }
 
 static void teardown(trainer_t *t) {
+    if (t->jd_open) jobdir_close(&t->jd);
     gpt_free(t->model);
     tokens_free(t->src);
+    tokens_free(t->val);
     tokenizer_free(t->tok);
     adamw_free(&t->opt);
     free(t->window);
@@ -192,10 +184,214 @@ static void teardown(trainer_t *t) {
     free(t->targets);
 }
 
+/* ------------------------------------------------------------ job files */
+
+static void write_state(trainer_t *t, int force) {
+    if (!t->jd_open) return;
+    double now = cu_now();
+    if (!force && now - t->last_state_write < 1.0) return;
+    cu_error_t e;
+    if (jobdir_write_state(&t->jd, &t->st, &e) != CU_OK)
+        fprintf(stderr, "codex-train: %s\n", e.msg);
+    t->last_state_write = now;
+}
+
+static void event(trainer_t *t, long step, const char *type, const char *extra, const char *fmt,
+                  ...) __attribute__((format(printf, 5, 6)));
+static void event(trainer_t *t, long step, const char *type, const char *extra, const char *fmt,
+                  ...) {
+    if (!t->jd_open) return;
+    char msg[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cu_error_t e;
+    if (jobdir_event(&t->jd, step, type, msg, extra, &e) != CU_OK)
+        fprintf(stderr, "codex-train: %s\n", e.msg);
+}
+
+static char *make_provenance(trainer_t *t, double finished_at) {
+    provenance_t p = {.cfg = t->cfg,
+                      .world = t->w,
+                      .hosts = t->hosts,
+                      .tokenizer_hash = tokenizer_hash(t->tok),
+                      .data_hash = t->data_hash,
+                      .base_hash = t->base_hash,
+                      .started_at = t->st.started_at,
+                      .finished_at = finished_at,
+                      .resumed_from_step = t->resumed_from};
+    return provenance_json(&p);
+}
+
+static int write_provenance(trainer_t *t, double finished_at, cu_error_t *err) {
+    if (!t->jd_open) return CU_OK;
+    char *json = make_provenance(t, finished_at), path[4200];
+    int rc = json ? cu_format(path, sizeof path, err, "%s/provenance.json", t->run_dir)
+                  : cu_error_set(err, CU_ENOMEM, "out of memory (provenance)");
+    if (rc == CU_OK) rc = jobdir_write_atomic(path, json, strlen(json), err);
+    free(json);
+    return rc;
+}
+
+/* Rank 0 opens the job directory and writes job.yaml. */
+static int open_job_dir(trainer_t *t, cu_error_t *err) {
+    if (t->w->rank != 0) return CU_OK;
+    int rc = jobdir_open(&t->jd, t->run_dir, err);
+    if (rc) return rc;
+    t->jd_open = 1;
+    char path[4200], *yaml = config_to_yaml(t->cfg);
+    rc = yaml ? cu_format(path, sizeof path, err, "%s/job.yaml", t->run_dir)
+              : cu_error_set(err, CU_ENOMEM, "out of memory");
+    if (rc == CU_OK) rc = jobdir_write_atomic(path, yaml, strlen(yaml), err);
+    free(yaml);
+    job_state_init(&t->st, t->cfg->job.name);
+    t->st.max_steps = t->cfg->train.max_steps;
+    t->st.world_size = t->w->size;
+    t->st.threads = t->cfg->train.threads;
+    snprintf(t->st.hosts, sizeof t->st.hosts, "%s", t->hosts);
+    const char *slurm = getenv("SLURM_JOB_ID");
+    if (slurm) snprintf(t->st.slurm_job_id, sizeof t->st.slurm_job_id, "%s", slurm);
+    return rc;
+}
+
+/* ---------------------------------------------------------- checkpoints */
+
+static int save_checkpoint(trainer_t *t, long steps_done, cu_error_t *err) {
+    if (t->w->rank != 0) return CU_OK;
+    const cu_config_t *c = t->cfg;
+    char path[4300];
+    int rc = jobdir_mkdirs(t->ckpt_dir, err);
+    if (rc == CU_OK) rc = ckpt_path(path, sizeof path, t->ckpt_dir, steps_done, err);
+    if (rc) return rc;
+    int nt;
+    const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
+    char *yaml = config_to_yaml(c), *prov = make_provenance(t, 0.0);
+    ckpt_data_t d = {.params = gpt_trainable(t->model, NULL),
+                     .m = t->opt.m,
+                     .v = t->opt.v,
+                     .tensors = tensors,
+                     .n_tensors = nt,
+                     .config_yaml = yaml,
+                     .provenance_json = prov};
+    ckpt_meta_t meta = {.step = steps_done,
+                        .sample_cursor = steps_done * c->train.global_batch_size,
+                        .adam_t = t->opt.t,
+                        .epoch = t->st.epoch,
+                        .best_step = t->st.best_step,
+                        .best_val_loss = t->st.best_val_loss,
+                        .evals_since_best = t->evals_since_best,
+                        .world_size = t->w->size,
+                        .global_batch_size = c->train.global_batch_size};
+    memcpy(meta.rng, t->eval_rng.s, sizeof meta.rng);
+    double t0 = cu_now();
+    rc = ckpt_save(path, &d, &meta, err);
+    free(yaml);
+    free(prov);
+    if (rc == CU_OK) rc = ckpt_write_latest(t->ckpt_dir, steps_done, err);
+    if (rc == CU_OK) rc = ckpt_retain(t->ckpt_dir, c->checkpoint.keep_last, err);
+    if (rc) return rc;
+    t->st.ckpt_step = steps_done;
+    snprintf(t->st.ckpt_file, sizeof t->st.ckpt_file, "checkpoints/step_%08ld.h5", steps_done);
+    char extra[600];
+    snprintf(extra, sizeof extra, "\"file\": \"%s\", \"seconds\": %.3f", t->st.ckpt_file,
+             cu_now() - t0);
+    event(t, steps_done, "checkpoint", extra, "saved %s", t->st.ckpt_file);
+    write_state(t, 1);
+    return CU_OK;
+}
+
+/* Rank 0 finds the checkpoint to resume from (falling back past invalid
+ * ones) and loads it into temporaries; *found says whether it did. */
+static int load_resume_point(trainer_t *t, float *p, float *m, float *v, ckpt_meta_t *meta,
+                             int *found, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    size_t n;
+    gpt_trainable(t->model, &n);
+    int nt;
+    const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
+    *found = 0;
+    if (strcmp(c->checkpoint.resume, "never") == 0) return CU_OK;
+    if (strcmp(c->checkpoint.resume, "auto") != 0) {
+        int rc = ckpt_load(c->checkpoint.resume, p, m, v, tensors, nt, meta, err);
+        if (rc) return cu_error_set(err, CU_EINVAL, "checkpoint.resume: %s", err->msg);
+        *found = 1;
+        return CU_OK;
+    }
+    long *steps;
+    int count, rc = ckpt_list(t->ckpt_dir, &steps, &count, err);
+    for (int i = 0; rc == CU_OK && i < count && !*found; i++) {
+        char path[4300];
+        cu_error_t why;
+        if ((rc = ckpt_path(path, sizeof path, t->ckpt_dir, steps[i], err))) break;
+        if (ckpt_load(path, p, m, v, tensors, nt, meta, &why) == CU_OK) {
+            *found = 1;
+        } else {
+            event(t, steps[i], "checkpoint_invalid", NULL, "%s", why.msg);
+            fprintf(stderr, "codex-train: skipping invalid checkpoint: %s\n", why.msg);
+        }
+    }
+    free(steps);
+    return rc;
+}
+
+/* Every rank ends up with rank 0's resume point (or a fresh start). */
+static int resume(trainer_t *t, cu_error_t *err) {
+    size_t n;
+    float *params = gpt_trainable(t->model, &n);
+    float *tmp = calloc(3 * n + 1, sizeof(float));
+    if (!tmp) return cu_error_set(err, CU_ENOMEM, "out of memory (resume)");
+    ckpt_meta_t meta = {0};
+    int found = 0, rc = CU_OK;
+    if (t->w->rank == 0) rc = load_resume_point(t, tmp, tmp + n, tmp + 2 * n, &meta, &found, err);
+    rc = world_agree(t->w, rc);
+    double packed[12] = {found,
+                         (double)meta.step,
+                         (double)meta.adam_t,
+                         (double)meta.epoch,
+                         (double)meta.best_step,
+                         meta.best_val_loss,
+                         (double)meta.evals_since_best,
+                         (double)meta.world_size,
+                         (double)meta.global_batch_size};
+    if (rc == CU_OK) rc = world_bcast_doubles(t->w, packed, 9, err);
+    if (rc == CU_OK && packed[0] != 0.0) rc = world_bcast_floats(t->w, tmp, 3 * n, err);
+    uint64_t rng[4];
+    memcpy(rng, meta.rng, sizeof rng);
+    if (rc == CU_OK && packed[0] != 0.0) rc = world_bcast_bytes(t->w, rng, sizeof rng, err);
+    if (rc == CU_OK && packed[0] != 0.0) {
+        memcpy(params, tmp, n * sizeof(float));
+        memcpy(t->opt.m, tmp + n, n * sizeof(float));
+        memcpy(t->opt.v, tmp + 2 * n, n * sizeof(float));
+        t->start_step = t->resumed_from = (long)packed[1];
+        t->opt.t = (long)packed[2];
+        t->st.epoch = (long)packed[3];
+        t->st.best_step = (long)packed[4];
+        t->st.best_val_loss = packed[5];
+        t->evals_since_best = (long)packed[6];
+        memcpy(t->eval_rng.s, rng, sizeof rng);
+        if (t->w->rank == 0) {
+            int saved_world = (int)packed[7], saved_gbs = (int)packed[8];
+            event(t, t->start_step, "resumed", NULL,
+                  "resumed at step %ld (saved on %d rank%s, now %d)", t->start_step, saved_world,
+                  saved_world == 1 ? "" : "s", t->w->size);
+            if (saved_gbs != t->cfg->train.global_batch_size)
+                event(t, t->start_step, "warning", NULL,
+                      "train.global_batch_size changed from %d to %d: the data sequence differs "
+                      "from the interrupted run's",
+                      saved_gbs, t->cfg->train.global_batch_size);
+        }
+    }
+    free(tmp);
+    return rc;
+}
+
+/* ------------------------------------------------------------- the loop */
+
 /* Fills inputs/targets with the micro-batch starting at global sample g0. */
-static void load_micro_batch(trainer_t *t, long g0) {
+static void load_micro_batch(trainer_t *t, long g0, long *epoch) {
     for (int b = 0; b < t->B; b++) {
-        tokens_sample(t->src, g0 + b, t->T, t->window, NULL);
+        tokens_sample(t->src, g0 + b, t->T, t->window, epoch);
         memcpy(t->inputs + (long)b * t->T, t->window, sizeof(int32_t) * (size_t)t->T);
         memcpy(t->targets + (long)b * t->T, t->window + 1, sizeof(int32_t) * (size_t)t->T);
     }
@@ -204,6 +400,8 @@ static void load_micro_batch(trainer_t *t, long g0) {
 typedef struct {
     double loss, grad_norm;
     float lr;
+    long epoch;
+    int stop; /* some rank was asked to stop */
 } step_stats_t;
 
 /* One optimizer step: forward/backward over this rank's micro-batches, the
@@ -219,10 +417,10 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
     float *params = gpt_trainable(t->model, &n);
     float *grads = gpt_grads(t->model, NULL);
     gpt_zero_grad(t->model);
-    double sums[2] = {0.0, 0.0}; /* loss sum, valid targets */
+    double sums[3] = {0.0, 0.0, 0.0}; /* loss sum, valid targets, stop requests */
     for (int a = 0; a < t->accum; a++) {
         long g0 = step * G + (long)t->w->rank * t->per_rank + (long)a * t->B;
-        load_micro_batch(t, g0);
+        load_micro_batch(t, g0, &st->epoch);
         gpt_set_dropout_row0(t->model, (uint64_t)(g0 - step * G) * (uint64_t)t->T);
         gpt_loss_t l;
         int rc =
@@ -232,10 +430,14 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
         sums[0] += l.loss_sum;
         sums[1] += (double)l.n_valid;
     }
+    int asked = t->opts && t->opts->stop && *t->opts->stop;
+    asked |= t->opts && t->opts->stop_after > 0 && step + 1 - t->start_step >= t->opts->stop_after;
+    sums[2] = asked ? 1.0 : 0.0;
     int rc = world_sum_floats(t->w, grads, n, err);
-    if (rc == CU_OK) rc = world_sum_doubles(t->w, sums, 2, err);
+    if (rc == CU_OK) rc = world_sum_doubles(t->w, sums, 3, err);
     if (rc) return rc;
     st->loss = sums[0] / sums[1];
+    st->stop = sums[2] > 0.0;
     if (!isfinite(st->loss))
         return cu_error_set(
             err, CU_EINTERNAL,
@@ -249,13 +451,55 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
     return CU_OK;
 }
 
+/* Evaluation at `steps_done`; sets *stop_early when patience ran out. */
+static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_early,
+                    cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    if (!t->val) return CU_OK;
+    eval_result_t r;
+    int rc = eval_run(t->model, t->val, c, t->w, t->inputs, t->targets, t->window, &r, err);
+    if (rc) return rc;
+    int improved = t->st.best_step < 0 || r.loss < t->st.best_val_loss;
+    if (improved) {
+        t->st.best_step = steps_done;
+        t->st.best_val_loss = r.loss;
+        t->evals_since_best = 0;
+    } else {
+        t->evals_since_best++;
+    }
+    *stop_early = c->eval.patience > 0 && t->evals_since_best >= c->eval.patience;
+    if (t->w->rank != 0) return CU_OK;
+    char fields[256], line[256];
+    snprintf(fields, sizeof fields, "\"val_loss\": %.6g, \"val_ppl\": %.6g, \"val_acc\": %.6g",
+             r.loss, r.ppl, r.acc);
+    if ((rc = jobdir_metric(&t->jd, steps_done, fields, err))) return rc;
+    event(t, steps_done, "eval", fields, "validation loss %.4f%s", r.loss,
+          improved ? " (best so far)" : "");
+    snprintf(line, sizeof line, "eval %6ld | val loss %.4f | ppl %.2f | token acc %.3f%s",
+             steps_done, r.loss, r.ppl, r.acc, improved ? " | best" : "");
+    progress_log(bar, line);
+    for (int i = 0; i < c->eval.prompts.n; i++) {
+        char *text;
+        if ((rc = eval_sample(t->model, t->tok, c, i, &t->eval_rng, &text, err))) return rc;
+        char extra[300];
+        snprintf(extra, sizeof extra, "\"prompt_index\": %d", i);
+        event(t, steps_done, "sample", extra, "%s%s", c->eval.prompts.items[i], text);
+        free(text);
+    }
+    if (*stop_early)
+        event(t, steps_done, "early_stop", NULL,
+              "no improvement in %ld evaluations (eval.patience); best %.4f at step %ld",
+              t->evals_since_best, t->st.best_val_loss, t->st.best_step);
+    write_state(t, 1);
+    return CU_OK;
+}
+
 static int save_final(trainer_t *t, long steps, train_result_t *res, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     int rc = c->train.output[0]
                  ? cu_format(res->output, sizeof res->output, err, "%s", c->train.output)
                  : cu_format(res->output, sizeof res->output, err, "%s/final.h5", t->run_dir);
-    if (rc) return rc;
-    if (t->w->rank != 0) return CU_OK;
+    if (rc || t->w->rank != 0) return rc;
     char *yaml = config_to_yaml(c);
     char step_s[32];
     snprintf(step_s, sizeof step_s, "%ld", steps);
@@ -277,9 +521,9 @@ static void print_header(const trainer_t *t) {
     size_t n_params, n_train;
     gpt_params(t->model, &n_params);
     gpt_trainable(t->model, &n_train);
-    printf("codex-train %s | %d rank%s x %d thread%s | BLAS %s\n", CU_GIT_DESCRIBE, t->w->size,
-           t->w->size == 1 ? "" : "s", c->train.threads, c->train.threads == 1 ? "" : "s",
-           blas_core_name());
+    printf("codex-train %s | %d rank%s x %d thread%s | BLAS %s | hosts %s\n", CU_GIT_DESCRIBE,
+           t->w->size, t->w->size == 1 ? "" : "s", c->train.threads,
+           c->train.threads == 1 ? "" : "s", blas_core_name(), t->hosts);
     char note[256];
     if (blas_reexec_note(note, sizeof note)) printf("%s\n", note);
     printf("model gpt2 L=%d H=%d C=%d V=%d | %.2fM params, %.3fM trainable (%s)\n",
@@ -289,69 +533,155 @@ static void print_header(const trainer_t *t) {
     if (strcmp(c->data.source, "random") == 0)
         snprintf(data, sizeof data, "seeded random tokens");
     else
-        snprintf(data, sizeof data, "%s (%zu tokens)", tokens_origin(t->src), tokens_count(t->src));
+        snprintf(data, sizeof data, "%s (%zu tokens, %zu held out)", tokens_origin(t->src),
+                 tokens_count(t->src), t->val ? tokens_count(t->val) : (size_t)0);
     printf("data %s | global batch %d x %d tokens, %d micro-batch%s of %d per rank\n", data,
-           c->train.global_batch_size, t->T, t->accum,
-           t->accum == 1 ? "" : "es", t->B);
+           c->train.global_batch_size, t->T, t->accum, t->accum == 1 ? "" : "es", t->B);
+    if (t->resumed_from >= 0) printf("resumed from step %ld\n", t->resumed_from);
     printf("run directory %s\n", t->run_dir);
     fflush(stdout);
 }
 
-int train_run(const cu_config_t *cfg, const cu_world_t *w, train_result_t *res, cu_error_t *err) {
-    memset(res, 0, sizeof *res);
-    trainer_t t = {.cfg = cfg, .w = w};
-    int rc = world_agree(w, setup(&t, err));
-    /* Every rank initialised identically from the seed; the broadcast makes
-     * that a guarantee rather than an assumption. */
+/* Logs the step on rank 0: a line every train.log_every steps, the state
+ * file at most once a second, the progress bar every step. */
+static void record_step(trainer_t *t, long step, const step_stats_t *st, double step_s,
+                        double tok_s, double avg_step_s, progress_t *bar) {
+    const cu_config_t *c = t->cfg;
+    long done = step + 1;
+    int last = done == c->train.max_steps;
+    t->st.step = done;
+    t->st.epoch = st->epoch;
+    t->st.loss = st->loss;
+    t->st.lr = st->lr;
+    t->st.grad_norm = st->grad_norm;
+    t->st.tokens_per_s = tok_s;
+    t->st.eta_s = avg_step_s * (double)(c->train.max_steps - done);
+    if (t->w->rank == 0 && (done % c->train.log_every == 0 || last || step == t->start_step)) {
+        char fields[256], line[256];
+        snprintf(fields, sizeof fields,
+                 "\"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, "
+                 "\"ms_per_step\": %.2f",
+                 st->loss, st->lr, st->grad_norm, tok_s, 1e3 * step_s);
+        cu_error_t e;
+        if (jobdir_metric(&t->jd, done, fields, &e)) fprintf(stderr, "codex-train: %s\n", e.msg);
+        snprintf(line, sizeof line,
+                 "step %6ld/%ld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | %.1f ms/step",
+                 done, c->train.max_steps, st->loss, st->lr, st->grad_norm, tok_s, 1e3 * step_s);
+        progress_log(bar, line);
+    }
+    write_state(t, 0);
+    progress_update(bar, done, st->loss, tok_s);
+}
+
+static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    progress_t bar;
+    progress_init(&bar, c->train.max_steps, t->w->rank == 0);
+    double tokens_per_step = (double)c->train.global_batch_size * t->T;
+    double start = cu_now(), total_step_s = 0.0;
+    int rc = CU_OK;
+    long step;
+    for (step = t->start_step; step < c->train.max_steps; step++) {
+        double t0 = cu_now();
+        step_stats_t st = {0};
+        if ((rc = train_step(t, step, &st, err))) break;
+        double dt = cu_now() - t0;
+        total_step_s += dt;
+        long done = step + 1;
+        if (step == t->start_step) res->first_loss = st.loss;
+        res->final_loss = st.loss;
+        res->steps = done;
+        record_step(t, step, &st, dt, tokens_per_step / dt,
+                    total_step_s / (double)(done - t->start_step), &bar);
+        int last = done == c->train.max_steps, stop_early = 0;
+        if (c->eval.every_steps > 0 && (done % c->eval.every_steps == 0 || last) &&
+            (rc = evaluate(t, done, &bar, &stop_early, err)))
+            break;
+        int ckpt_due = c->checkpoint.every_steps > 0 && done % c->checkpoint.every_steps == 0;
+        st.stop &= !last; /* a stop at the last step is simply the end */
+        if ((ckpt_due || last || st.stop || stop_early) &&
+            (rc = world_agree(t->w, save_checkpoint(t, done, err))))
+            break;
+        if (st.stop) {
+            rc = cu_error_set(err, CU_PREEMPTED, "stopped on request after step %ld", done);
+            break;
+        }
+        if (stop_early) break;
+    }
+    progress_finish(&bar);
+    double elapsed = cu_now() - start;
+    res->tokens_per_s = res->steps > t->start_step
+                            ? tokens_per_step * (double)(res->steps - t->start_step) / elapsed
+                            : 0.0;
+    return rc;
+}
+
+/* The job's end in state.json and events.jsonl. */
+static void finish(trainer_t *t, int rc, const cu_error_t *err, const train_result_t *res) {
+    if (!t->jd_open) return;
+    t->st.finished_at = jobdir_now();
+    const char *status = rc == CU_OK ? "COMPLETED" : rc == CU_PREEMPTED ? "PREEMPTED" : "FAILED";
+    snprintf(t->st.status, sizeof t->st.status, "%s", status);
     if (rc == CU_OK) {
+        event(t, res->steps, "completed", NULL, "%ld steps, final loss %.4f", res->steps,
+              res->final_loss);
+    } else if (rc == CU_PREEMPTED) {
+        event(t, res->steps, "preempted", NULL, "checkpoint saved at step %ld; ready to resume",
+              res->steps);
+    } else {
+        snprintf(t->st.error, sizeof t->st.error, "%s", err && err->code ? err->msg : "failed");
+        t->st.error_rank = t->w->rank;
+        event(t, res->steps, "failed", NULL, "%s", t->st.error);
+    }
+    write_state(t, 1);
+    cu_error_t e;
+    if (write_provenance(t, t->st.finished_at, &e)) fprintf(stderr, "codex-train: %s\n", e.msg);
+}
+
+int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t *opts,
+              train_result_t *res, cu_error_t *err) {
+    memset(res, 0, sizeof *res);
+    trainer_t t = {.cfg = cfg, .w = w, .opts = opts, .resumed_from = -1};
+    int rc = world_hosts(w, t.hosts, sizeof t.hosts, err);
+    if (rc == CU_OK) rc = setup(&t, err);
+    if (rc == CU_OK) rc = open_job_dir(&t, err);
+    rc = world_agree(w, rc);
+    if (rc == CU_OK) {
+        /* every rank initialised identically from the seed; the broadcast
+         * makes that a guarantee rather than an assumption */
         size_t n;
         float *params = gpt_trainable(t.model, &n);
         rc = world_bcast_floats(w, params, n, err);
     }
-    if (rc) {
-        if (err && err->code == CU_OK) cu_error_set(err, rc, "another rank failed during setup");
-        teardown(&t);
-        return rc;
-    }
-    int leader = w->rank == 0;
-    if (leader) print_header(&t);
-    progress_t bar;
-    progress_init(&bar, cfg->train.max_steps, leader);
-    double tokens_per_step = (double)cfg->train.global_batch_size * t.T;
-    double start = cu_now(), window_start = start;
-    long window_steps = 0;
-    for (long step = 0; step < cfg->train.max_steps; step++) {
-        double t0 = cu_now();
-        step_stats_t st = {0};
-        if ((rc = train_step(&t, step, &st, err))) break;
-        double now = cu_now();
-        window_steps++;
-        if (step == 0) res->first_loss = st.loss;
-        res->final_loss = st.loss;
-        res->steps = step + 1;
-        int last = step + 1 == cfg->train.max_steps;
-        if (leader && ((step + 1) % cfg->train.log_every == 0 || last || step == 0)) {
-            double dt = (now - window_start) / (double)window_steps;
-            char line[256];
-            snprintf(
-                line, sizeof line,
-                "step %6ld/%ld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | %.1f ms/step",
-                step + 1, cfg->train.max_steps, st.loss, st.lr, st.grad_norm, tokens_per_step / dt,
-                1e3 * (now - t0));
-            progress_log(&bar, line);
-            window_start = now;
-            window_steps = 0;
+    if (rc == CU_OK) rc = resume(&t, err);
+    if (rc == CU_OK && t.jd_open) {
+        t.st.started_at = jobdir_now();
+        if (t.resumed_from >= 0) {
+            job_state_t prev = t.st;
+            if (jobdir_read_state(t.run_dir, &prev, err) == CU_OK)
+                t.st.started_at = prev.started_at;
         }
-        progress_update(&bar, step + 1, st.loss, tokens_per_step / (now - t0));
+        t.st.step = t.start_step;
+        rc = jobdir_truncate_metrics(&t.jd, t.start_step, err);
+        if (rc == CU_OK) rc = write_provenance(&t, 0.0, err);
+        if (t.resumed_from < 0)
+            event(&t, 0, "started", NULL, "%d rank%s on %s", w->size, w->size == 1 ? "" : "s",
+                  t.hosts);
+        write_state(&t, 1);
     }
-    progress_finish(&bar);
-    double elapsed = cu_now() - start;
-    res->tokens_per_s = res->steps ? tokens_per_step * (double)res->steps / elapsed : 0.0;
-    if (rc == CU_OK) rc = save_final(&t, res->steps, res, err);
     rc = world_agree(w, rc);
-    if (rc == CU_OK && leader)
-        printf("done: %ld steps in %.1f s, loss %.4f -> %.4f, trainable state in %s\n", res->steps,
-               elapsed, res->first_loss, res->final_loss, res->output);
+    if (rc == CU_OK) {
+        if (w->rank == 0) print_header(&t);
+        rc = run_loop(&t, res, err);
+    }
+    if (rc == CU_OK)
+        rc = world_agree(w, save_final(&t, res->steps, res, err));
+    else if (rc != CU_PREEMPTED)
+        rc = world_agree(w, rc);
+    finish(&t, rc, err, res);
+    if (rc == CU_OK && w->rank == 0)
+        printf("done: %ld steps, loss %.4f -> %.4f, %.0f tokens/s, trainable state in %s\n",
+               res->steps, res->first_loss, res->final_loss, res->tokens_per_s, res->output);
     teardown(&t);
     return rc;
 }

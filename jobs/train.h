@@ -17,8 +17,20 @@ typedef struct {
     char output[4096];   /* where the trainable state was written */
 } train_result_t;
 
+#include <signal.h>
+
+typedef struct {
+    /* set (by a signal handler) to ask the job to checkpoint and stop after
+     * the current step; may be NULL */
+    const volatile sig_atomic_t *stop;
+    /* > 0: stop as if pre-empted after this many steps of this run */
+    long stop_after;
+} train_options_t;
+
 /* Runs the job described by cfg (already validated for w->size ranks).
- * Every rank calls it; rank 0 prints progress and writes files. */
-int train_run(const cu_config_t *cfg, const cu_world_t *w, train_result_t *res, cu_error_t *err);
+ * Every rank calls it; rank 0 prints progress and writes the job directory.
+ * Returns CU_PREEMPTED when stopped by a request, with a checkpoint saved. */
+int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t *opts,
+              train_result_t *res, cu_error_t *err);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -73,6 +74,18 @@ int world_bcast_floats(const cu_world_t *w, float *buf, size_t n, cu_error_t *er
     return CU_OK;
 }
 
+int world_bcast_doubles(const cu_world_t *w, double *buf, int n, cu_error_t *err) {
+    if (w->size == 1) return CU_OK;
+    int rc = MPI_Bcast(buf, n, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? CU_OK : mpi_fail(rc, "MPI_Bcast", err);
+}
+
+int world_bcast_bytes(const cu_world_t *w, void *buf, int n, cu_error_t *err) {
+    if (w->size == 1) return CU_OK;
+    int rc = MPI_Bcast(buf, n, MPI_BYTE, 0, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? CU_OK : mpi_fail(rc, "MPI_Bcast", err);
+}
+
 int world_agree(const cu_world_t *w, int rc) {
     if (w->size == 1) return rc;
     int out = rc;
@@ -82,6 +95,36 @@ int world_agree(const cu_world_t *w, int rc) {
 
 void world_barrier(const cu_world_t *w) {
     if (w->size > 1) MPI_Barrier(MPI_COMM_WORLD);
+}
+
+int world_hosts(const cu_world_t *w, char *buf, size_t len, cu_error_t *err) {
+    enum { HOST = 256 };
+    char *all = calloc((size_t)w->size, HOST);
+    if (!all) return cu_error_set(err, CU_ENOMEM, "out of memory (host names)");
+    char mine[HOST] = {0};
+    snprintf(mine, sizeof mine, "%s", w->host);
+    int rc = MPI_SUCCESS;
+    if (w->size > 1)
+        rc = MPI_Allgather(mine, HOST, MPI_CHAR, all, HOST, MPI_CHAR, MPI_COMM_WORLD);
+    else
+        memcpy(all, mine, HOST);
+    if (rc != MPI_SUCCESS) {
+        free(all);
+        return mpi_fail(rc, "MPI_Allgather", err);
+    }
+    buf[0] = '\0';
+    size_t used = 0;
+    for (int r = 0; r < w->size; r++) {
+        const char *h = all + (size_t)r * HOST;
+        int seen = 0;
+        for (int q = 0; q < r && !seen; q++) seen = strcmp(h, all + (size_t)q * HOST) == 0;
+        if (seen) continue;
+        int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "", h);
+        if (n < 0 || (size_t)n >= len - used) break;
+        used += (size_t)n;
+    }
+    free(all);
+    return CU_OK;
 }
 
 void world_mpi_version(char *buf, size_t len) {

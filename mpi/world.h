@@ -26,10 +26,16 @@ int world_sum_floats(const cu_world_t *w, float *buf, size_t n, cu_error_t *err)
 int world_sum_doubles(const cu_world_t *w, double *buf, int n, cu_error_t *err);
 /* Copies rank 0's buffer to every rank. */
 int world_bcast_floats(const cu_world_t *w, float *buf, size_t n, cu_error_t *err);
+int world_bcast_doubles(const cu_world_t *w, double *buf, int n, cu_error_t *err);
+int world_bcast_bytes(const cu_world_t *w, void *buf, int n, cu_error_t *err);
 /* Combines every rank's return code: the largest wins, so a failure on any
  * rank is seen by all of them. */
 int world_agree(const cu_world_t *w, int rc);
 void world_barrier(const cu_world_t *w);
+
+/* The distinct host names of all ranks, comma-separated, in rank order of
+ * first appearance. Collective. */
+int world_hosts(const cu_world_t *w, char *buf, size_t len, cu_error_t *err);
 
 /* "Open MPI v4.1.4" etc., for provenance. */
 void world_mpi_version(char *buf, size_t len);

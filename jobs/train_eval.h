@@ -1,0 +1,37 @@
+/*
+ * Evaluation during training: validation loss, perplexity and token accuracy
+ * over a fixed set of held-out windows, sharded over the ranks like a
+ * training batch; and samples generated from the configured prompts on
+ * rank 0.
+ */
+#ifndef CU_JOBS_TRAIN_EVAL_H
+#define CU_JOBS_TRAIN_EVAL_H
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "io/config.h"
+#include "io/tokens.h"
+#include "model/gpt.h"
+#include "model/tokenizer.h"
+#include "mpi/world.h"
+
+typedef struct {
+    double loss, ppl, acc;
+    long tokens;
+} eval_result_t;
+
+/* Evaluates the first eval.batches global batches of `val` (the same
+ * windows every time) with every rank taking its slice. inputs/targets are
+ * micro-batch buffers (B*T each), window a (T+1) buffer. Every rank gets the
+ * reduced result. */
+int eval_run(gpt_t *m, const token_source_t *val, const cu_config_t *cfg, const cu_world_t *w,
+             int32_t *inputs, int32_t *targets, int32_t *window, eval_result_t *out,
+             cu_error_t *err);
+
+/* Continues prompt `i` of eval.prompts; writes the generated text (prompt
+ * excluded, NUL-terminated, invalid UTF-8 kept as bytes) to a malloc'd
+ * *text. Rank 0 only: the model's KV cache is not shared. */
+int eval_sample(gpt_t *m, cu_tokenizer_t *tok, const cu_config_t *cfg, int i, cu_rng_t *rng,
+                char **text, cu_error_t *err);
+
+#endif
