@@ -6,3 +6,9 @@ foreach(case help bad_config demo_loss_falls full_finetune ranks_agree resume_ex
                    ${PROJECT_SOURCE_DIR} ${case})
   set_tests_properties(train_${case} PROPERTIES LABELS mpi TIMEOUT 600)
 endforeach()
+
+# docs/formats.md's HDF5 layouts against h5dump -H of real files.
+add_test(NAME formats_h5_layout
+         COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/formats_h5.py $<TARGET_FILE:codex-train>
+                 ${PROJECT_SOURCE_DIR})
+set_tests_properties(formats_h5_layout PROPERTIES LABELS mpi TIMEOUT 120)
