@@ -233,17 +233,19 @@ uint64_t tokens_permute(uint64_t i, uint64_t n, uint64_t key) {
     return x;
 }
 
-void tokens_sample(const token_source_t *src, long g, int seq_len, int32_t *out, long *epoch) {
+int tokens_sample(const token_source_t *src, long g, int seq_len, int32_t *out, long *epoch,
+                  cu_error_t *err) {
     if (src->random) {
         uint64_t key = cu_hash64(src->seed, (uint64_t)g);
         for (int i = 0; i <= seq_len; i++)
             out[i] = (int32_t)(cu_hash64(key, (uint64_t)i) % (uint64_t)src->vocab);
         if (epoch) *epoch = 0;
-        return;
+        return CU_OK;
     }
     long windows = (long)((src->n - 1) / (size_t)seq_len);
     long e = g / windows, i = g % windows;
     uint64_t w = tokens_permute((uint64_t)i, (uint64_t)windows, cu_hash64(src->seed, (uint64_t)e));
     memcpy(out, src->ids + w * (uint64_t)seq_len, sizeof(int32_t) * ((size_t)seq_len + 1));
     if (epoch) *epoch = e;
+    return CU_OK;
 }

@@ -41,8 +41,10 @@ size_t tokens_count(const token_source_t *src);
 const char *tokens_origin(const token_source_t *src);
 
 /* Writes the seq_len + 1 tokens of global sample g to out; *epoch (if
- * non-NULL) receives the epoch g falls in. */
-void tokens_sample(const token_source_t *src, long g, int seq_len, int32_t *out, long *epoch);
+ * non-NULL) receives the epoch g falls in. Sources that read from a file
+ * can fail (CU_EIO); in-memory ones never do. */
+int tokens_sample(const token_source_t *src, long g, int seq_len, int32_t *out, long *epoch,
+                  cu_error_t *err);
 
 /* Splits off the last `fraction` of src's windows (at least one when
  * fraction > 0) as a held-out source *val; src keeps the rest. A "random"

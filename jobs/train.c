@@ -389,12 +389,14 @@ static int resume(trainer_t *t, cu_error_t *err) {
 /* ------------------------------------------------------------- the loop */
 
 /* Fills inputs/targets with the micro-batch starting at global sample g0. */
-static void load_micro_batch(trainer_t *t, long g0, long *epoch) {
+static int load_micro_batch(trainer_t *t, long g0, long *epoch, cu_error_t *err) {
     for (int b = 0; b < t->B; b++) {
-        tokens_sample(t->src, g0 + b, t->T, t->window, epoch);
+        int rc = tokens_sample(t->src, g0 + b, t->T, t->window, epoch, err);
+        if (rc) return rc;
         memcpy(t->inputs + (long)b * t->T, t->window, sizeof(int32_t) * (size_t)t->T);
         memcpy(t->targets + (long)b * t->T, t->window + 1, sizeof(int32_t) * (size_t)t->T);
     }
+    return CU_OK;
 }
 
 typedef struct {
@@ -420,7 +422,8 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
     double sums[3] = {0.0, 0.0, 0.0}; /* loss sum, valid targets, stop requests */
     for (int a = 0; a < t->accum; a++) {
         long g0 = step * G + (long)t->w->rank * t->per_rank + (long)a * t->B;
-        load_micro_batch(t, g0, &st->epoch);
+        int rc = load_micro_batch(t, g0, &st->epoch, err);
+        if (rc) return rc;
         gpt_set_dropout_row0(t->model, (uint64_t)(g0 - step * G) * (uint64_t)t->T);
         gpt_loss_t l;
         int rc =

@@ -25,7 +25,7 @@ int eval_run(gpt_t *m, const token_source_t *val, const cu_config_t *cfg, const 
                 /* evaluation walks the held-out windows in order, wrapping
                  * when there are fewer than the batches ask for */
                 long g = (g0 + b) % (windows < 1 ? 1 : windows);
-                tokens_sample(val, g, T, window, NULL);
+                if ((rc = tokens_sample(val, g, T, window, NULL, err))) return rc;
                 memcpy(inputs + (long)b * T, window, sizeof(int32_t) * (size_t)T);
                 memcpy(targets + (long)b * T, window + 1, sizeof(int32_t) * (size_t)T);
             }

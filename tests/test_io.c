@@ -57,7 +57,7 @@ static void test_windows_cover_epoch(void) {
     int starts[5] = {0};
     for (long g = 0; g < 5; g++) {
         long epoch;
-        tokens_sample(src, g, 8, w, &epoch);
+        tokens_sample(src, g, 8, w, &epoch, NULL);
         CHECK(epoch == 0);
         CHECK(w[0] % 8 == 0);
         for (int i = 1; i < 9; i++) CHECK(w[i] == (w[0] + i) % 50);
@@ -66,7 +66,7 @@ static void test_windows_cover_epoch(void) {
     for (int i = 0; i < 5; i++)
         CHECK_MSG(starts[i] == 1, "window %d seen %d times in an epoch", i, starts[i]);
     long epoch;
-    tokens_sample(src, 7, 8, w, &epoch);
+    tokens_sample(src, 7, 8, w, &epoch, NULL);
     CHECK(epoch == 1);
     tokens_free(src);
 }
@@ -77,9 +77,9 @@ static void test_order_depends_on_seed_only(void) {
     int32_t wa[17], wb[17], wc[17];
     int same_c = 0;
     for (long g = 0; g < 50; g++) {
-        tokens_sample(a, g, 16, wa, NULL);
-        tokens_sample(b, g, 16, wb, NULL);
-        tokens_sample(c, g, 16, wc, NULL);
+        tokens_sample(a, g, 16, wa, NULL, NULL);
+        tokens_sample(b, g, 16, wb, NULL, NULL);
+        tokens_sample(c, g, 16, wc, NULL, NULL);
         CHECK(memcmp(wa, wb, sizeof wa) == 0);
         same_c += memcmp(wa, wc, sizeof wa) == 0;
     }
@@ -91,8 +91,8 @@ static void test_random_source(void) {
     token_source_t *src;
     CHECK(tokens_open_random(&src, 257, 3, NULL) == CU_OK);
     int32_t w1[33], w2[33];
-    tokens_sample(src, 12, 32, w1, NULL);
-    tokens_sample(src, 12, 32, w2, NULL);
+    tokens_sample(src, 12, 32, w1, NULL, NULL);
+    tokens_sample(src, 12, 32, w2, NULL, NULL);
     CHECK(memcmp(w1, w2, sizeof w1) == 0);
     int distinct = 0;
     for (int i = 0; i < 33; i++) {
@@ -135,7 +135,7 @@ static void test_bad_inputs(void) {
     CHECK(tokens_open_file(&src, path, 2, 300, 1, &err) == CU_OK);
     CHECK(tokens_count(src) == 3);
     int32_t win[3];
-    tokens_sample(src, 0, 2, win, NULL);
+    tokens_sample(src, 0, 2, win, NULL, NULL);
     CHECK(win[0] == 1 && win[1] == 258 && win[2] == 3);
     tokens_free(src);
     unlink(path);
@@ -157,12 +157,12 @@ static void test_split(void) {
     int32_t w[9];
     int max_start = 0;
     for (long g = 0; g < wt; g++) {
-        tokens_sample(src, g, 8, w, NULL);
+        tokens_sample(src, g, 8, w, NULL, NULL);
         if (w[0] > max_start) max_start = w[0];
     }
     CHECK(max_start == 56); /* window 7 covers tokens 56..64 */
     for (long g = 0; g < wv; g++) {
-        tokens_sample(val, g, 8, w, NULL);
+        tokens_sample(val, g, 8, w, NULL, NULL);
         CHECK(w[0] == 64 || w[0] == 72);
     }
     tokens_free(val);
