@@ -426,8 +426,7 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
         if (rc) return rc;
         gpt_set_dropout_row0(t->model, (uint64_t)(g0 - step * G) * (uint64_t)t->T);
         gpt_loss_t l;
-        int rc =
-            gpt_forward(t->model, t->inputs, t->targets, t->B, t->T, 1, grad_scale, key, &l, err);
+        rc = gpt_forward(t->model, t->inputs, t->targets, t->B, t->T, 1, grad_scale, key, &l, err);
         if (rc) return cu_error_prefix(err, "step %ld", step);
         gpt_backward(t->model);
         sums[0] += l.loss_sum;
