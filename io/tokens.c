@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/rng.h"
 
 struct token_source {
@@ -60,44 +61,12 @@ int tokens_open_ids(token_source_t **out, int32_t *ids, size_t n, int vocab, uin
     return CU_OK;
 }
 
-/* Reads a whole file. Allocates *buf (NUL-terminated for convenience). */
-static int read_file(const char *path, uint8_t **buf, size_t *len, cu_error_t *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cu_error_set(err, CU_EINVAL, "cannot open %s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *b = malloc(cap + 1);
-    while (b) {
-        size_t got = fread(b + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) break;
-        uint8_t *nb = realloc(b, cap * 2 + 1);
-        if (!nb) {
-            free(b);
-            b = NULL;
-            break;
-        }
-        b = nb;
-        cap *= 2;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (!b) return cu_error_set(err, CU_ENOMEM, "out of memory reading %s", path);
-    if (failed) {
-        free(b);
-        return cu_error_set(err, CU_EIO, "error reading %s", path);
-    }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
-    return CU_OK;
-}
-
 int tokens_open_text(token_source_t **out, const char *path, cu_tokenizer_t *tok, uint64_t seed,
                      cu_error_t *err) {
     *out = NULL;
     uint8_t *text;
     size_t len;
-    int rc = read_file(path, &text, &len, err);
+    int rc = cu_read_file(path, 0, &text, &len, err);
     if (rc) return rc;
     int32_t *ids = NULL;
     size_t n = 0, cap = 0;
@@ -125,7 +94,7 @@ int tokens_open_file(token_source_t **out, const char *path, int bytes_per_token
         return cu_error_set(err, CU_EINVAL, "token files hold uint16 or uint32 ids");
     uint8_t *raw;
     size_t len;
-    int rc = read_file(path, &raw, &len, err);
+    int rc = cu_read_file(path, 0, &raw, &len, err);
     if (rc) return rc;
     if (len % (size_t)bytes_per_token != 0) {
         free(raw);
