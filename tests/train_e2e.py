@@ -85,35 +85,45 @@ def clear_fall(ls, what, f):
     f.check(m1 - m2 > 3 * se and m2 < m1, f"{what}: loss fell clearly ({m1:.4f} -> {m2:.4f})")
 
 
+def train_and_check_fall(exe, src, config, args, what, min_points, f):
+    """Runs one job, checks it exits 0, logs at least min_points steps and
+    that its loss fell clearly; returns the logged losses."""
+    p = mpirun(1, [exe, os.path.join(src, config)] + args, cwd=src)
+    f.check(p.returncode == 0, f"{what}: exits 0 (got {p.returncode})")
+    ls = [l for _, l in losses(p.stdout)]
+    f.check(len(ls) >= min_points, f"{what}: logged at least {min_points} steps (got {len(ls)})")
+    if len(ls) >= min_points:
+        clear_fall(ls, what, f)
+    return ls
+
+
+def h5_names(path):
+    if not shutil.which("h5ls") or not os.path.isfile(path):
+        return None
+    return subprocess.run(["h5ls", "-r", path], capture_output=True, text=True).stdout
+
+
 def case_demo_loss_falls(exe, src, tmp, f):
     """Both stages of scripts/demo.sh: the base learns from scratch, then
     LoRA adapts it to Python."""
     runs = os.path.join(tmp, "runs")
-    p = mpirun(1, [exe, os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={runs}",
-                   "train.log_every=10"], cwd=src)
-    f.check(p.returncode == 0, f"base run exits 0 (got {p.returncode})")
-    base = [l for _, l in losses(p.stdout)]
-    f.check(len(base) >= 20, f"base logged at least 20 steps (got {len(base)})")
-    if len(base) >= 20:
-        clear_fall(base, "base, full training", f)
+    base = train_and_check_fall(exe, src, "configs/demo-base.yaml",
+                                [f"job.runs_dir={runs}", "train.log_every=10"],
+                                "base, full training", 20, f)
     base_final = os.path.join(runs, "demo-base", "final.h5")
-    p = mpirun(1, [exe, os.path.join(src, "configs/demo.yaml"), f"job.runs_dir={runs}",
-                   f"model.init={base_final}", "train.log_every=5"], cwd=src)
-    f.check(p.returncode == 0, f"demo run exits 0 (got {p.returncode})")
-    ls = [l for _, l in losses(p.stdout)]
-    f.check(len(ls) >= 40, f"demo logged at least 40 steps (got {len(ls)})")
-    if len(ls) >= 40:
-        clear_fall(ls, "demo, LoRA on the base", f)
+    ls = train_and_check_fall(exe, src, "configs/demo.yaml",
+                              [f"job.runs_dir={runs}", f"model.init={base_final}",
+                               "train.log_every=5"], "demo, LoRA on the base", 40, f)
+    if ls and base:
         f.check(ls[0] < base[0] * 0.7, "the demo starts from the trained base, not from scratch")
     run_dir = os.path.join(runs, "demo")
     f.check(os.path.isfile(os.path.join(run_dir, "job.yaml")), "job.yaml written")
-    final = os.path.join(run_dir, "final.h5")
-    f.check(os.path.isfile(final), "final.h5 written")
-    if os.path.isfile(final) and shutil.which("h5ls"):
-        listing = subprocess.run(["h5ls", "-r", final], capture_output=True, text=True).stdout
-        f.check("h.0.attn.c_attn.lora_A" in listing and "h.1.mlp.c_proj.lora_B" in listing,
+    names = h5_names(os.path.join(run_dir, "final.h5"))
+    f.check(names is not None, "final.h5 written")
+    if names is not None:
+        f.check("h.0.attn.c_attn.lora_A" in names and "h.1.mlp.c_proj.lora_B" in names,
                 "final.h5 holds the LoRA tensors")
-        f.check("wte" not in listing, "final.h5 holds no frozen base weight")
+        f.check("wte" not in names, "final.h5 holds no frozen base weight")
 
 
 def case_bad_config(exe, src, tmp, f):
@@ -166,20 +176,13 @@ def case_ranks_agree(exe, src, tmp, f):
 
 def case_full_finetune(exe, src, tmp, f):
     runs = os.path.join(tmp, "runs")
-    p = mpirun(1, [exe, os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={runs}",
-                   "job.name=full", "model.n_embd=64", "model.n_head=2", "train.max_steps=80",
-                   "train.warmup_steps=5", "train.log_every=2"], cwd=src)
-    f.check(p.returncode == 0, f"full fine-tuning exits 0 (got {p.returncode})")
-    ls = [l for _, l in losses(p.stdout)]
-    f.check(len(ls) >= 40, f"logged at least 40 steps (got {len(ls)})")
-    if len(ls) >= 40:
-        clear_fall(ls, "full fine-tuning", f)
-    final = os.path.join(runs, "full", "final.h5")
-    if shutil.which("h5ls") and os.path.isfile(final):
-        listing = subprocess.run(["h5ls", "-r", final], capture_output=True, text=True).stdout
-        f.check("wte" in listing and "lora" not in listing, "final.h5 holds the base weights")
-    else:
-        f.check(False, "final.h5 written")
+    train_and_check_fall(exe, src, "configs/demo-base.yaml",
+                         [f"job.runs_dir={runs}", "job.name=full", "model.n_embd=64",
+                          "model.n_head=2", "train.max_steps=80", "train.warmup_steps=5",
+                          "train.log_every=2"], "full fine-tuning", 40, f)
+    names = h5_names(os.path.join(runs, "full", "final.h5"))
+    f.check(names is not None and "wte" in names and "lora" not in names,
+            "final.h5 holds the base weights")
 
 
 def resume_args(runs, name, extra=()):
