@@ -32,6 +32,7 @@
 #include "jobs/progress.h"
 #include "jobs/provenance.h"
 #include "jobs/train_eval.h"
+#include "jobs/watchdog.h"
 #include "model/blas.h"
 #include "model/gpt.h"
 #include "model/optim.h"
@@ -54,6 +55,11 @@ typedef struct {
     int jd_open;
     job_state_t st;
     double last_state_write;
+    /* the watchdog thread shares st with the main thread through lock */
+    watchdog_t wd;
+    pthread_mutex_t lock;
+    volatile int step_busy, wd_failed;
+    volatile double step_started;
     /* loop state that checkpoints carry */
     long start_step, resumed_from, evals_since_best;
     cu_rng_t eval_rng;
@@ -173,6 +179,7 @@ static int setup(trainer_t *t, cu_error_t *err) {
 }
 
 static void teardown(trainer_t *t) {
+    watchdog_stop(&t->wd);
     if (t->jd_open) jobdir_close(&t->jd);
     gpt_free(t->model);
     tokens_free(t->src);
@@ -206,9 +213,11 @@ static void event(trainer_t *t, long step, const char *type, const char *extra, 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    cu_error_t e;
-    if (jobdir_event(&t->jd, step, type, msg, extra, &e) != CU_OK)
-        fprintf(stderr, "codex-train: %s\n", e.msg);
+    cu_error_t e = {0};
+    pthread_mutex_lock(&t->lock);
+    int rc = jobdir_event(&t->jd, step, type, msg, extra, &e);
+    pthread_mutex_unlock(&t->lock);
+    if (rc != CU_OK) fprintf(stderr, "codex-train: %s\n", e.msg);
 }
 
 static char *make_provenance(trainer_t *t, double finished_at) {
@@ -232,6 +241,25 @@ static int write_provenance(trainer_t *t, double finished_at, cu_error_t *err) {
     if (rc == CU_OK) rc = jobdir_write_atomic(path, json, strlen(json), err);
     free(json);
     return rc;
+}
+
+/* Every rank starts its watchdog (liveness file; on rank 0 also the state
+ * heartbeat and the watch over the other ranks). */
+static int start_watchdog(trainer_t *t, cu_error_t *err) {
+    watchdog_t *w = &t->wd;
+    int rc = cu_format(w->ranks_dir, sizeof w->ranks_dir, err, "%s/ranks", t->run_dir);
+    if (rc) return rc;
+    w->rank = t->w->rank;
+    w->size = t->w->size;
+    w->stop = t->opts ? t->opts->stop : NULL;
+    w->stale_s = 15.0;
+    w->jd = t->jd_open ? &t->jd : NULL;
+    w->st = &t->st;
+    w->lock = &t->lock;
+    w->step_busy = &t->step_busy;
+    w->step_started = &t->step_started;
+    w->failed = &t->wd_failed;
+    return watchdog_start(w, err);
 }
 
 /* Rank 0 opens the job directory and writes job.yaml. */
@@ -586,7 +614,11 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
     for (step = t->start_step; step < c->train.max_steps; step++) {
         double t0 = cu_now();
         step_stats_t st = {0};
-        if ((rc = train_step(t, step, &st, err))) break;
+        t->step_started = jobdir_now();
+        t->step_busy = 1;
+        rc = train_step(t, step, &st, err);
+        t->step_busy = 0;
+        if (rc) break;
         double dt = cu_now() - t0;
         total_step_s += dt;
         long done = step + 1;
@@ -620,7 +652,7 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
 
 /* The job's end in state.json and events.jsonl. */
 static void finish(trainer_t *t, int rc, const cu_error_t *err, const train_result_t *res) {
-    if (!t->jd_open) return;
+    if (!t->jd_open || t->wd_failed) return;
     t->st.finished_at = jobdir_now();
     const char *status = rc == CU_OK ? "COMPLETED" : rc == CU_PREEMPTED ? "PREEMPTED" : "FAILED";
     snprintf(t->st.status, sizeof t->st.status, "%s", status);
@@ -644,10 +676,12 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
               train_result_t *res, cu_error_t *err) {
     memset(res, 0, sizeof *res);
     trainer_t t = {.cfg = cfg, .w = w, .opts = opts, .resumed_from = -1};
+    pthread_mutex_init(&t.lock, NULL);
     int rc = world_hosts(w, t.hosts, sizeof t.hosts, err);
     if (rc == CU_OK) rc = setup(&t, err);
     if (rc == CU_OK) rc = open_job_dir(&t, err);
     rc = world_agree(w, rc);
+    if (rc == CU_OK) rc = world_agree(w, start_watchdog(&t, err));
     if (rc == CU_OK) {
         /* every rank initialised identically from the seed; the broadcast
          * makes that a guarantee rather than an assumption */
@@ -685,5 +719,6 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
         printf("done: %ld steps, loss %.4f -> %.4f, %.0f tokens/s, trainable state in %s\n",
                res->steps, res->first_loss, res->final_loss, res->tokens_per_s, res->output);
     teardown(&t);
+    pthread_mutex_destroy(&t.lock);
     return rc;
 }

@@ -23,8 +23,10 @@ int world_init(cu_world_t *w, int *argc, char ***argv, cu_error_t *err) {
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) {
-        int rc = MPI_Init(argc, argv);
-        if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Init", err);
+        /* only the main thread calls MPI; others (the watchdog) never do */
+        int provided = 0;
+        int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Init_thread", err);
         w->owns_mpi = 1;
     }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);

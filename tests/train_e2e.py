@@ -288,6 +288,51 @@ def case_signal_and_fallback(exe, src, tmp, f):
     f.check('"type": "checkpoint_invalid"' in events, "the truncated checkpoint is reported as an event")
 
 
+def case_kill9(exe, src, tmp, f):
+    """kill -9 of one rank ends the whole job within 30 s, with FAILED and
+    that rank named in state.json."""
+    import signal
+    import time
+    runs = os.path.join(tmp, "runs")
+    args = ["mpirun", "-n", "2", "--oversubscribe", exe, os.path.join(src, "configs/demo-base.yaml"),
+            f"job.runs_dir={runs}", "train.max_steps=1000000", "train.micro_batch_size=4",
+            "train.log_every=100000"]
+    proc = subprocess.Popen(args, cwd=src, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    state = os.path.join(runs, "demo-base", "state.json")
+    rank1 = os.path.join(runs, "demo-base", "ranks", "1.json")
+    deadline = time.time() + 60
+    pid = None
+    while time.time() < deadline and pid is None:
+        try:
+            if read_json(state).get("step", 0) >= 5:
+                pid = read_json(rank1)["pid"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.05)
+    f.check(pid is not None, "the job started and rank 1 wrote its liveness file")
+    if pid is None:
+        proc.kill()
+        proc.communicate()
+        return
+    t0 = time.time()
+    os.kill(pid, signal.SIGKILL)
+    try:
+        proc.communicate(timeout=30)
+        ended = time.time() - t0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        ended = None
+    print(f"measured: the job ended {ended if ended is None else round(ended, 2)} s after kill -9")
+    f.check(ended is not None and ended < 30, "the whole job ended within 30 s")
+    f.check(proc.returncode != 0, f"mpirun reports failure (exit {proc.returncode})")
+    st = read_json(state)
+    f.check(st["status"] == "FAILED", f"state FAILED ({st['status']})")
+    err = st.get("error") or {}
+    f.check(err.get("rank") == 1 and "rank 1" in err.get("message", ""),
+            f"the error names rank 1: {err}")
+
+
 def case_help(exe, src, tmp, f):
     p = run([exe, "--help"], cwd=src, timeout=60)
     f.check(p.returncode == 0 and "usage: codex-train" in p.stdout, "--help prints usage")

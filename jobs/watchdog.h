@@ -1,0 +1,45 @@
+/*
+ * The watchdog: a thread in every rank that makes a job's end visible even
+ * when the job cannot end itself.
+ *
+ * Every rank writes runs/<job>/ranks/<rank>.json (pid, host, time) each
+ * second. On rank 0 the thread also refreshes state.json's heartbeat while a
+ * long step runs, and watches its peers: when a stop was requested (the
+ * launcher sends SIGTERM to every survivor when one rank dies) but the
+ * current step does not finish, or a peer's liveness file goes stale, it
+ * looks for the rank that is gone — a dead pid on this host, or a heartbeat
+ * older than the limit — and records FAILED with that rank in state.json and
+ * events.jsonl before the launcher's SIGKILL arrives. The thread never calls
+ * MPI.
+ */
+#ifndef CU_JOBS_WATCHDOG_H
+#define CU_JOBS_WATCHDOG_H
+
+#include <pthread.h>
+#include <signal.h>
+
+#include "jobs/jobdir.h"
+
+typedef struct {
+    /* set by the caller before watchdog_start */
+    char ranks_dir[4200];
+    int rank, size;
+    const volatile sig_atomic_t *stop; /* the stop request flag, may be NULL */
+    double stale_s;                    /* a peer silent this long is dead */
+    /* rank 0: the job directory and its state, shared with the main thread */
+    jobdir_t *jd;
+    job_state_t *st;
+    pthread_mutex_t *lock; /* guards st and state.json writes */
+    volatile int *step_busy;
+    volatile double *step_started;
+    volatile int *failed; /* set by the watchdog when it recorded FAILED */
+    /* internal */
+    pthread_t thread;
+    volatile int quit;
+    int running;
+} watchdog_t;
+
+int watchdog_start(watchdog_t *w, cu_error_t *err);
+void watchdog_stop(watchdog_t *w);
+
+#endif
