@@ -11,7 +11,10 @@
 /* Subcommands, one file each (jobs/ctl_<name>.c). Add a declaration and a
  * table row for a new one; keep the table in the order `help` shows it. */
 
+int ctl_scan(int argc, char **argv);
+
 const ctl_command_t CTL_COMMANDS[] = {
+    {"scan", ctl_scan, "scan files or a diff for secrets and personal data"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,703 @@
+/*
+ * The rule table (see rules.h for the conventions every row follows) and
+ * the small judges rules use: Shannon entropy, Luhn, IBAN mod-97.
+ *
+ * Sample secrets are fake but pattern-valid. They are assembled from the
+ * fragments below by literal concatenation, so no source line holds a whole
+ * token that a push-protection scanner would flag.
+ */
+#include "safety/rules.h"
+
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+
+/* Fake fragments of known length. */
+#define A10 "Fak3Xq7Lm2"
+#define B10 "Pz9KwT4nB8"
+#define C10 "Rc5Hy6Jd1V"
+#define D10 "Ge0Ns8Ut3W"
+#define A40 A10 B10 C10 D10
+#define a10 "fak3xq7lm2"
+#define b10 "pz9kwt4nb8"
+#define c10 "rc5hy6jd1v"
+#define d10 "ge0ns8ut3w"
+#define H16 "0123456789abcdef"
+#define H32 H16 "fedcba9876543210"
+#define H40 H32 "0a1b2c3d"
+#define UUID                                                                                       \
+    "01234567-89ab-cdef-0123-"                                                                     \
+    "456789abcdef"
+
+#define KW(...)                                                                                    \
+    { __VA_ARGS__, NULL }
+#define S(...)                                                                                     \
+    { __VA_ARGS__, NULL }
+#define SEC SAFETY_CAT_SECRET
+#define PII SAFETY_CAT_PII
+#define LOW SAFETY_SEV_LOW
+#define MED SAFETY_SEV_MEDIUM
+#define HIGH SAFETY_SEV_HIGH
+#define CRIT SAFETY_SEV_CRITICAL
+#define TKW SAFETY_TRIGGER_KEYWORDS
+#define TDIG SAFETY_TRIGGER_DIGITS
+#define VNONE SAFETY_VALID_NONE
+
+/* Assignment tail: an optional closing quote, an operator, an optional opening quote. */
+#define ASSIGN "[\"']?[ \\t]*(?::=|=>|:|=)[ \\t]*[\"']?"
+/* A prefixed token: not preceded by a word character, not followed by one. */
+#define TOKEN(prefix, body) "(?<![A-Za-z0-9_])(" prefix body ")(?![A-Za-z0-9])"
+#define TOKEN_DASH(prefix, body) "(?<![A-Za-z0-9_-])(" prefix body ")(?![A-Za-z0-9_-])"
+/* A database URL with a password for the given scheme alternation. */
+#define DB_URL(schemes)                                                                            \
+    "(?i)(?<![A-Za-z0-9+.-])(?:" schemes                                                           \
+    ")://[^:@/ \\t\\n\"']{0,64}:([^@/ \\t\\n\"']{3,128})@[^ \\t\\n\"'/]{1,255}"
+
+static const safety_rule_t RULES[] = {
+    /* ---- cloud providers ---- */
+    {"aws_access_key", "AWS access key ID", SEC, CRIT, TKW, KW("akia", "asia", "abia", "acca"),
+     "(?<![A-Za-z0-9])((?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("aws_key = \"AKIA"
+       "IOSFODNN7EXAMPLE\""),
+     S("AKIA"
+       "XXXXXXXXXXXXXXXX",
+       "AKIA"
+       "IOSFODNN7EXAMPL")},
+    {"aws_secret_key", "AWS secret access key", SEC, CRIT, TKW, KW("aws"),
+     "(?i)aws_?(?:secret_?(?:access_?)?key|secret)" ASSIGN "([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
+     3.5, VNONE, 0, 0,
+     S("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/"
+       "bPxRfiCYEXAMPLEKEY"),
+     S("aws_secret_access_key = os.environ['AWS_SECRET']")},
+    {"gcp_api_key", "Google Cloud / Firebase / Gemini API key", SEC, HIGH, TKW, KW("aiza"),
+     TOKEN_DASH("AIza", "[0-9A-Za-z_-]{35}"), 3.0, VNONE, 0, 0,
+     S("key=AIza"
+       "SyFAK" A10 B10 C10),
+     S("AIza"
+       "short")},
+    {"gcp_service_account_key", "Google service account private key id", SEC, HIGH, TKW,
+     KW("private_key_id"), "\"private_key_id\"[ \\t]*:[ \\t]*\"([0-9a-f]{40})\"", 3.0, VNONE, 0, 0,
+     S("\"private_key_id\": \"" H40 "\""), S("\"private_key_id\": \"\"")},
+    {"gcp_oauth_token", "Google OAuth access token", SEC, HIGH, TKW, KW("ya29."),
+     TOKEN_DASH("ya29\\.", "[0-9A-Za-z_-]{30,400}"), 3.0, VNONE, 0, 0,
+     S("Bearer ya29." A10 B10 C10 "_x"), S("ya29.short")},
+    {"azure_storage_key", "Azure storage account key", SEC, CRIT, TKW, KW("accountkey="),
+     "(?i)AccountKey=([A-Za-z0-9+/]{86}==)", 4.0, VNONE, 0, 0,
+     S("DefaultEndpointsProtocol=https;AccountName=fake;AccountKey=" A40 A40 "Ab1Cd2=="),
+     S("AccountKey=<your-key>")},
+    {"azure_sas_token", "Azure shared access signature", SEC, HIGH, TKW, KW("sig="),
+     "(?<![A-Za-z0-9])sv=[0-9]{4}-[0-9]{2}-[0-9]{2}&[^ \\t\\n\"'<>]{0,300}?[?&]sig=([A-Za-z0-9%+/"
+     "=]{30,120})",
+     3.5, VNONE, 0, 0,
+     S("https://x.blob.core.windows.net/c?sv=2022-11-02&ss=b&sp=r&sig=" A10 B10 C10 "%3D"),
+     S("?sv=2022-11-02&sig=")},
+    {"azure_ad_client_secret", "Azure AD (Entra ID) client secret", SEC, CRIT, TKW, KW("q~"),
+     "(?<![A-Za-z0-9_~.-])([A-Za-z0-9_.-]{3}[0-9]Q~[A-Za-z0-9_.~-]{31,34})(?![A-Za-z0-9_.~-])", 3.0,
+     VNONE, 0, 0, S("secret: abc8Q~" A10 B10 C10 "x_Y"), S("abc8Q~short")},
+    {"digitalocean_pat", "DigitalOcean personal access token", SEC, CRIT, TKW, KW("dop_v1_"),
+     TOKEN("dop_v1_", "[a-f0-9]{64}"), 3.0, VNONE, 0, 0, S("dop_v1_" H32 H32), S("dop_v1_" H16)},
+    {"digitalocean_oauth", "DigitalOcean OAuth token", SEC, CRIT, TKW, KW("doo_v1_"),
+     TOKEN("doo_v1_", "[a-f0-9]{64}"), 3.0, VNONE, 0, 0, S("doo_v1_" H32 H32), S("doo_v1_" H16)},
+    {"alibaba_access_key", "Alibaba Cloud AccessKey ID", SEC, HIGH, TKW, KW("ltai"),
+     TOKEN("LTAI", "[A-Za-z0-9]{20}"), 3.0, VNONE, 0, 0, S("LTAI" A10 B10),
+     S("LTAI"
+       "short")},
+    {"heroku_api_key", "Heroku API key", SEC, HIGH, TKW, KW("heroku"),
+     "(?i)heroku[A-Za-z0-9_ .-]{0,20}" ASSIGN
+     "([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})",
+     3.0, VNONE, 0, 0, S("HEROKU_API_KEY=" UUID), S("heroku_app = \"my-app\"")},
+    {"cloudflare_api_token", "Cloudflare API token", SEC, HIGH, TKW,
+     KW("cloudflare", "cf_api", "cfapi"),
+     "(?i)(?:cloudflare|cf)_?api_?(?:token|key)" ASSIGN "([A-Za-z0-9_-]{40})(?![A-Za-z0-9_-])", 3.5,
+     VNONE, 0, 0, S("CLOUDFLARE_API_TOKEN=" A40), S("CLOUDFLARE_API_TOKEN=${TOKEN}")},
+    /* ---- code hosts ---- */
+    {"github_pat", "GitHub personal access token (classic)", SEC, CRIT, TKW, KW("ghp_"),
+     TOKEN("ghp_", "[A-Za-z0-9]{36}"), 3.0, VNONE, 0, 0, S("token: ghp_" A10 B10 C10 "FAKE01"),
+     S("ghp_"
+       "tooShort123")},
+    {"github_oauth", "GitHub OAuth access token", SEC, CRIT, TKW, KW("gho_"),
+     TOKEN("gho_", "[A-Za-z0-9]{36}"), 3.0, VNONE, 0, 0, S("gho_" A10 B10 C10 "FAKE01"),
+     S("gho_"
+       "tooShort123")},
+    {"github_user_to_server", "GitHub user-to-server token", SEC, CRIT, TKW, KW("ghu_"),
+     TOKEN("ghu_", "[A-Za-z0-9]{36}"), 3.0, VNONE, 0, 0, S("ghu_" A10 B10 C10 "FAKE01"),
+     S("ghu_"
+       "tooShort123")},
+    {"github_server_to_server", "GitHub server-to-server (app installation) token", SEC, CRIT, TKW,
+     KW("ghs_"), TOKEN("ghs_", "[A-Za-z0-9]{36}"), 3.0, VNONE, 0, 0, S("ghs_" A10 B10 C10 "FAKE01"),
+     S("ghs_"
+       "tooShort123")},
+    {"github_refresh_token", "GitHub refresh token", SEC, CRIT, TKW, KW("ghr_"),
+     TOKEN("ghr_", "[A-Za-z0-9]{36}"), 3.0, VNONE, 0, 0, S("ghr_" A10 B10 C10 "FAKE01"),
+     S("ghr_"
+       "tooShort123")},
+    {"github_fine_grained_pat", "GitHub fine-grained personal access token", SEC, CRIT, TKW,
+     KW("github_pat_"), TOKEN("github_pat_", "[A-Za-z0-9]{22}_[A-Za-z0-9]{59}"), 3.0, VNONE, 0, 0,
+     S("github_pat_" A10 B10 "Xy"
+       "_" A40 "Qr5St6Uv7Wx8Yz9Ab0C"),
+     S("github_pat_"
+       "short_one")},
+    {"gitlab_pat", "GitLab personal access token", SEC, CRIT, TKW, KW("glpat-"),
+     TOKEN_DASH("glpat-", "[A-Za-z0-9_-]{20}"), 3.0, VNONE, 0, 0, S("glpat-" A10 B10),
+     S("glpat-"
+       "xxxxxxxxxxxxxxxxxxxx")},
+    {"gitlab_pipeline_trigger", "GitLab pipeline trigger token", SEC, HIGH, TKW, KW("glptt-"),
+     TOKEN("glptt-", "[0-9a-f]{40}"), 3.0, VNONE, 0, 0, S("glptt-" H40), S("glptt-" H16)},
+    {"gitlab_runner_token", "GitLab runner registration token", SEC, HIGH, TKW, KW("gr1348941"),
+     TOKEN_DASH("GR1348941", "[A-Za-z0-9_-]{20}"), 3.0, VNONE, 0, 0, S("GR1348941" A10 B10),
+     S("GR1348941"
+       "short")},
+    {"gitlab_deploy_token", "GitLab deploy token", SEC, HIGH, TKW, KW("gldt-"),
+     TOKEN_DASH("gldt-", "[A-Za-z0-9_-]{20}"), 3.0, VNONE, 0, 0, S("gldt-" A10 B10),
+     S("gldt-"
+       "short")},
+    {"bitbucket_app_password", "Bitbucket / Atlassian app password", SEC, HIGH, TKW, KW("atbb"),
+     "(?<![A-Za-z0-9])(ATBB[A-Za-z0-9_=.-]{32})(?![A-Za-z0-9_=.-])", 3.0, VNONE, 0, 0,
+     S("ATBB" A10 B10 C10 "x9"),
+     S("ATBB"
+       "short")},
+    /* ---- CI systems ---- */
+    {"circleci_token", "CircleCI API token", SEC, HIGH, TKW, KW("circle"),
+     "(?i)circle[A-Za-z0-9_ .-]{0,20}token" ASSIGN "([0-9a-f]{40})(?![0-9a-f])", 3.0, VNONE, 0, 0,
+     S("CIRCLECI_TOKEN=" H40), S("circleci_token: null")},
+    {"travis_ci_token", "Travis CI API token", SEC, HIGH, TKW, KW("travis"),
+     "(?i)travis[A-Za-z0-9_ .-]{0,20}token" ASSIGN "([A-Za-z0-9_-]{22})(?![A-Za-z0-9_-])", 3.0,
+     VNONE, 0, 0, S("TRAVIS_TOKEN=" A10 B10 "Xy"), S("travis_token: ${{ secrets.T }}")},
+    {"jenkins_api_token", "Jenkins API token", SEC, HIGH, TKW, KW("jenkins"),
+     "(?i)jenkins[A-Za-z0-9_ .-]{0,20}(?:token|api_?key)" ASSIGN "([0-9a-f]{32,34})(?![0-9a-f])",
+     3.0, VNONE, 0, 0, S("JENKINS_API_TOKEN=11" H32), S("jenkins_token = \"\"")},
+    {"buildkite_token", "Buildkite agent/API token", SEC, HIGH, TKW, KW("bkua_"),
+     TOKEN("bkua_", "[a-f0-9]{40}"), 3.0, VNONE, 0, 0, S("bkua_" H40), S("bkua_" H16)},
+    {"codecov_token", "Codecov upload token", SEC, MED, TKW, KW("codecov"),
+     "(?i)codecov[A-Za-z0-9_ .-]{0,20}token" ASSIGN
+     "([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})",
+     3.0, VNONE, 0, 0, S("CODECOV_TOKEN=" UUID), S("codecov_token: ${{ secrets.CODECOV }}")},
+    {"azure_devops_pat", "Azure DevOps personal access token", SEC, CRIT, TKW,
+     KW("azure_devops", "azuredevops", "ado_pat", "adopat", "ado_token", "adotoken"),
+     "(?i)(?:azure_?devops|ado)_?(?:pat|token)" ASSIGN "([a-z0-9]{52})(?![a-z0-9])", 3.0, VNONE, 0,
+     0, S("AZURE_DEVOPS_PAT=" a10 b10 c10 d10 "ab12cd34ef56"), S("ado_pat: $(System.AccessToken)")},
+    /* ---- payment ---- */
+    {"stripe_secret_key", "Stripe live secret key", SEC, CRIT, TKW, KW("sk_live_"),
+     TOKEN("sk_live_", "[0-9A-Za-z]{24,99}"), 3.0, VNONE, 0, 0, S("sk_live_" A10 B10 "Xy3Z"),
+     S("sk_live_"
+       "short")},
+    {"stripe_restricted_key", "Stripe live restricted key", SEC, CRIT, TKW, KW("rk_live_"),
+     TOKEN("rk_live_", "[0-9A-Za-z]{24,99}"), 3.0, VNONE, 0, 0, S("rk_live_" A10 B10 "Xy3Z"),
+     S("rk_live_"
+       "short")},
+    {"stripe_test_key", "Stripe test-mode secret key", SEC, LOW, TKW, KW("sk_test_"),
+     TOKEN("sk_test_", "[0-9A-Za-z]{24,99}"), 3.0, VNONE, 0, 0, S("sk_test_" A10 B10 "Xy3Z"),
+     S("sk_test_"
+       "short")},
+    {"stripe_webhook_secret", "Stripe webhook signing secret", SEC, HIGH, TKW, KW("whsec_"),
+     TOKEN("whsec_", "[A-Za-z0-9]{32,64}"), 3.0, VNONE, 0, 0, S("whsec_" A10 B10 C10 "Xy"),
+     S("whsec_"
+       "short")},
+    {"square_access_token", "Square access token", SEC, CRIT, TKW, KW("sq0atp-"),
+     TOKEN_DASH("sq0atp-", "[0-9A-Za-z_-]{22}"), 3.0, VNONE, 0, 0, S("sq0atp-" A10 B10 "Xy"),
+     S("sq0atp-"
+       "short")},
+    {"square_oauth_secret", "Square OAuth secret", SEC, CRIT, TKW, KW("sq0csp-"),
+     TOKEN_DASH("sq0csp-", "[0-9A-Za-z_-]{43}"), 3.0, VNONE, 0, 0, S("sq0csp-" A40 "Xy3"),
+     S("sq0csp-"
+       "short")},
+    {"braintree_access_token", "PayPal Braintree access token", SEC, CRIT, TKW,
+     KW("access_token$production$"),
+     "(access_token\\$production\\$[0-9a-z]{16}\\$[0-9a-f]{32})(?![0-9a-f])", 3.0, VNONE, 0, 0,
+     S("access_token$production$"
+       "fak3xq7lm2pz9kwt"
+       "$" H32),
+     S("access_token$production$"
+       "short")},
+    {"shopify_access_token", "Shopify access token", SEC, CRIT, TKW, KW("shpat_"),
+     TOKEN("shpat_", "[a-fA-F0-9]{32}"), 3.0, VNONE, 0, 0, S("shpat_" H32), S("shpat_" H16)},
+    {"shopify_shared_secret", "Shopify shared secret", SEC, CRIT, TKW, KW("shpss_"),
+     TOKEN("shpss_", "[a-fA-F0-9]{32}"), 3.0, VNONE, 0, 0, S("shpss_" H32), S("shpss_" H16)},
+    {"shopify_custom_app_token", "Shopify custom app access token", SEC, CRIT, TKW, KW("shpca_"),
+     TOKEN("shpca_", "[a-fA-F0-9]{32}"), 3.0, VNONE, 0, 0, S("shpca_" H32), S("shpca_" H16)},
+    {"shopify_private_app_token", "Shopify private app password", SEC, CRIT, TKW, KW("shppa_"),
+     TOKEN("shppa_", "[a-fA-F0-9]{32}"), 3.0, VNONE, 0, 0, S("shppa_" H32), S("shppa_" H16)},
+    /* ---- chat and messaging ---- */
+    {"slack_bot_token", "Slack bot token", SEC, HIGH, TKW, KW("xoxb-"),
+     "(xoxb-[0-9]{10,13}-[0-9]{10,13}-[A-Za-z0-9]{24})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("xoxb-"
+       "1234567890-1234567890-" A10 B10 "Xy3Z"),
+     S("xoxb-"
+       "123-456-abc")},
+    {"slack_user_token", "Slack user token", SEC, HIGH, TKW, KW("xoxp-", "xoxe-"),
+     "(xox[pe]-[0-9]{10,13}-[0-9]{10,13}-[0-9]{10,13}-[a-f0-9]{32})(?![a-f0-9])", 3.0, VNONE, 0, 0,
+     S("xoxp-"
+       "1234567890-1234567890-1234567890-" H32),
+     S("xoxp-"
+       "123-456-789-abc")},
+    {"slack_app_token", "Slack app-level token", SEC, HIGH, TKW, KW("xapp-"),
+     "(xapp-[0-9]-[A-Z0-9]{9,11}-[0-9]{10,13}-[a-f0-9]{64})(?![a-f0-9])", 3.0, VNONE, 0, 0,
+     S("xapp-"
+       "1-A0123456789-1234567890123-" H32 H32),
+     S("xapp-"
+       "1-short")},
+    {"slack_webhook_url", "Slack incoming webhook URL", SEC, HIGH, TKW, KW("hooks.slack.com"),
+     "(https://hooks\\.slack\\.com/(?:services|workflows)/T[A-Z0-9]{8,10}/B[A-Z0-9]{8,10}/"
+     "[A-Za-z0-9]{24})(?![A-Za-z0-9])",
+     3.0, VNONE, 0, 0, S("https://hooks.slack.com/services/T00000000/B00000000/" A10 B10 "Xy3Z"),
+     S("https://hooks.slack.com/services/")},
+    {"discord_bot_token", "Discord bot token", SEC, HIGH, TKW, KW("discord"),
+     "(?i)discord[A-Za-z0-9_ .-]{0,20}(?:token|secret)" ASSIGN
+     "([A-Za-z0-9_-]{24,26}\\.[A-Za-z0-9_-]{6}\\.[A-Za-z0-9_-]{27,38})(?![A-Za-z0-9_-])",
+     3.0, VNONE, 0, 0,
+     S("DISCORD_TOKEN="
+       "MTA" A10 B10 "Xy"
+       "."
+       "Gh4Ij5"
+       "." A10 B10 "Xy3Z5Wq"),
+     S("discord_token = os.getenv('DISCORD')")},
+    {"discord_webhook_url", "Discord webhook URL", SEC, HIGH, TKW, KW("discord"),
+     "(https://(?:ptb\\.|canary\\.)?discord(?:app)?\\.com/api/webhooks/[0-9]{17,20}/"
+     "[A-Za-z0-9_-]{60,68})(?![A-Za-z0-9_-])",
+     3.0, VNONE, 0, 0, S("https://discord.com/api/webhooks/123456789012345678/" A40 B10 C10),
+     S("https://discord.com/api/webhooks/")},
+    {"telegram_bot_token", "Telegram bot token", SEC, HIGH, TKW, KW(":aa"),
+     "(?<![0-9])([0-9]{8,10}:AA[0-9A-Za-z_-]{33})(?![0-9A-Za-z_-])", 3.0, VNONE, 0, 0,
+     S("bot123456789:AA" A10 B10 C10 "Xy3"),
+     S("12:AA"
+       "short")},
+    {"twilio_api_key", "Twilio API key", SEC, HIGH, TKW, KW("twilio"),
+     "(?i)twilio[A-Za-z0-9_ .-]{0,20}" ASSIGN "(SK[0-9a-f]{32})(?![0-9a-f])", 3.0, VNONE, 0, 0,
+     S("TWILIO_API_KEY=SK" H32), S("twilio_api_key = None")},
+    {"sendgrid_api_key", "SendGrid API key", SEC, HIGH, TKW, KW("sg."),
+     "(?<![A-Za-z0-9])(SG\\.[A-Za-z0-9_-]{22}\\.[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])", 3.0, VNONE, 0,
+     0,
+     S("SG." A10 B10 "Xy"
+       "." A40 "Xy3"),
+     S("SG.short.key")},
+    {"mailgun_api_key", "Mailgun API key", SEC, HIGH, TKW, KW("key-"),
+     "(?<![A-Za-z0-9])(key-[0-9a-f]{32})(?![0-9a-f])", 3.0, VNONE, 0, 0, S("key-" H32),
+     S("key-value", "key-"
+                    "00000000000000000000000000000000")},
+    {"mailchimp_api_key", "Mailchimp API key", SEC, HIGH, TKW, KW("-us"),
+     "(?<![0-9a-f])([0-9a-f]{32}-us[0-9]{1,2})(?![0-9])", 3.0, VNONE, 0, 0, S(H32 "-us21"),
+     S("abc-us1")},
+    {"teams_webhook_url", "Microsoft Teams incoming webhook URL", SEC, HIGH, TKW,
+     KW("webhook.office.com"),
+     "(https://[a-z0-9-]+\\.webhook\\.office\\.com/webhookb2/[A-Za-z0-9@/-]{60,200})", 3.0, VNONE,
+     0, 0, S("https://fake.webhook.office.com/webhookb2/" UUID "@" UUID "/IncomingWebhook/" H32),
+     S("https://fake.webhook.office.com/webhookb2/")},
+    /* ---- AI APIs ---- */
+    {"openai_api_key", "OpenAI API key", SEC, CRIT, TKW, KW("t3blbkfj"),
+     "(?<![A-Za-z0-9_-])(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,150}T3BlbkFJ[A-Za-z0-9_-]"
+     "{20,150})(?![A-Za-z0-9_-])",
+     3.0, VNONE, 0, 0,
+     S("sk-proj-" A10 B10 "T3Blbk"
+       "FJ" A10 B10),
+     S("T3Blbk"
+       "FJ")},
+    {"anthropic_api_key", "Anthropic API key", SEC, CRIT, TKW, KW("sk-ant-"),
+     "(sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA)(?![A-Za-z0-9_-])", 3.0, VNONE, 0, 0,
+     S("sk-ant-"
+       "api03-" A40 A40 A10 "Xy3"
+       "AA"),
+     S("sk-ant-"
+       "api03-short")},
+    {"huggingface_token", "Hugging Face access token", SEC, HIGH, TKW, KW("hf_"),
+     TOKEN("hf_", "[A-Za-z]{34}"), 3.0, VNONE, 0, 0,
+     S("hf_"
+       "FakeXqLmPzKwTnBRcHyJdVGeNsUtWbQrSt"),
+     S("hf_"
+       "short",
+       "hf_"
+       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")},
+    {"replicate_api_token", "Replicate API token", SEC, HIGH, TKW, KW("r8_"),
+     TOKEN("r8_", "[A-Za-z0-9]{37}"), 3.0, VNONE, 0, 0, S("r8_" A10 B10 C10 "Xy3Z5Wq"),
+     S("r8_"
+       "short")},
+    {"groq_api_key", "Groq API key", SEC, HIGH, TKW, KW("gsk_"), TOKEN("gsk_", "[A-Za-z0-9]{52}"),
+     3.0, VNONE, 0, 0, S("gsk_" A40 "Xy3Z5Wq7Rt9U"),
+     S("gsk_"
+       "short")},
+    {"perplexity_api_key", "Perplexity API key", SEC, HIGH, TKW, KW("pplx-"),
+     TOKEN("pplx-", "[A-Za-z0-9]{48}"), 3.0, VNONE, 0, 0, S("pplx-" A40 "Xy3Z5Wq7"),
+     S("pplx-"
+       "short")},
+    {"xai_api_key", "xAI API key", SEC, HIGH, TKW, KW("xai-"),
+     TOKEN_DASH("xai-", "[A-Za-z0-9]{80}"), 3.0, VNONE, 0, 0, S("xai-" A40 A40),
+     S("xai-"
+       "short")},
+    {"cohere_api_key", "Cohere API key", SEC, HIGH, TKW, KW("cohere", "co_api", "coapi"),
+     "(?i)(?:cohere|co)_?api_?key" ASSIGN "([A-Za-z0-9]{40})(?![A-Za-z0-9])", 3.5, VNONE, 0, 0,
+     S("COHERE_API_KEY=" A40), S("cohere_api_key: str = None")},
+    /* ---- package registries ---- */
+    {"npm_token", "npm access token", SEC, CRIT, TKW, KW("npm_"), TOKEN("npm_", "[A-Za-z0-9]{36}"),
+     3.0, VNONE, 0, 0, S("//registry.npmjs.org/:_authToken=npm_" A10 B10 C10 "FAKE01"),
+     S("npm_"
+       "config_cache")},
+    {"pypi_token", "PyPI upload token", SEC, CRIT, TKW, KW("pypi-ageichlwas5vcmc"),
+     "(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,300})(?![A-Za-z0-9_-])", 3.0, VNONE, 0, 0,
+     S("password = pypi-"
+       "AgEIcHlwaS5vcmc" A40 B10),
+     S("pypi-"
+       "AgEIcHlwaS5vcmc"
+       "short")},
+    {"rubygems_api_key", "RubyGems API key", SEC, HIGH, TKW, KW("rubygems_"),
+     TOKEN("rubygems_", "[a-f0-9]{48}"), 3.0, VNONE, 0, 0, S("rubygems_" H32 H16),
+     S("rubygems_"
+       "version")},
+    {"nuget_api_key", "NuGet API key", SEC, HIGH, TKW, KW("oy2"),
+     "(?<![a-z0-9])(oy2[a-z0-9]{43})(?![a-z0-9])", 3.0, VNONE, 0, 0, S("oy2" a10 b10 c10 d10 "abc"),
+     S("oy2"
+       "short")},
+    {"dockerhub_pat", "Docker Hub personal access token", SEC, HIGH, TKW, KW("dckr_pat_"),
+     TOKEN_DASH("dckr_pat_", "[A-Za-z0-9_-]{27}"), 3.0, VNONE, 0, 0,
+     S("dckr_pat_" A10 B10 "Xy3Z5Wq"),
+     S("dckr_pat_"
+       "short")},
+    {"crates_io_token", "crates.io API token", SEC, HIGH, TKW, KW("cio"),
+     TOKEN("cio", "[A-Za-z0-9]{32}"), 3.0, VNONE, 0, 0, S("cio" A10 B10 C10 "Xy"),
+     S("precision", "cio"
+                    "short")},
+    {"artifactory_api_key", "JFrog Artifactory API key", SEC, HIGH, TKW, KW("artifactory"),
+     "(?i)artifactory[A-Za-z0-9_ .-]{0,20}" ASSIGN "(AKC[A-Za-z0-9]{10,80})(?![A-Za-z0-9])", 3.0,
+     VNONE, 0, 0, S("ARTIFACTORY_API_KEY=AKC" A40 B10), S("artifactory_url = https://x")},
+    /* ---- infrastructure and SaaS ---- */
+    {"hashicorp_vault_token", "HashiCorp Vault service token", SEC, CRIT, TKW, KW("hvs."),
+     TOKEN_DASH("hvs\\.", "[A-Za-z0-9_-]{90,120}"), 3.0, VNONE, 0, 0, S("hvs." A40 A40 A10),
+     S("hvs."
+       "short")},
+    {"terraform_cloud_token", "Terraform Cloud / HCP API token", SEC, CRIT, TKW, KW(".atlasv1."),
+     "(?<![A-Za-z0-9])([A-Za-z0-9]{14}\\.atlasv1\\.[A-Za-z0-9_=-]{60,70})(?![A-Za-z0-9_=-])", 3.0,
+     VNONE, 0, 0,
+     S("Fak3Xq7Lm2Pz9K"
+       ".atlasv1." A40 B10 C10),
+     S("x.atlasv1.short")},
+    {"grafana_service_account_token", "Grafana service account token", SEC, HIGH, TKW, KW("glsa_"),
+     TOKEN("glsa_", "[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}"), 3.0, VNONE, 0, 0,
+     S("glsa_" A10 B10 C10 "Xy"
+       "_"
+       "0a1b2c3d"),
+     S("glsa_"
+       "short")},
+    {"doppler_token", "Doppler service token", SEC, HIGH, TKW, KW("dp.pt."),
+     "(?<![A-Za-z0-9])(dp\\.pt\\.[a-z0-9]{43})(?![a-z0-9])", 3.0, VNONE, 0, 0,
+     S("dp.pt." a10 b10 c10 d10 "abc"),
+     S("dp.pt."
+       "short")},
+    {"pulumi_access_token", "Pulumi access token", SEC, HIGH, TKW, KW("pul-"),
+     TOKEN_DASH("pul-", "[a-f0-9]{40}"), 3.0, VNONE, 0, 0, S("pul-" H40),
+     S("pul-"
+       "short")},
+    {"postman_api_key", "Postman API key", SEC, HIGH, TKW, KW("pmak-"),
+     TOKEN_DASH("PMAK-", "[a-f0-9]{24}-[a-f0-9]{34}"), 3.0, VNONE, 0, 0,
+     S("PMAK-"
+       "0123456789abcdef01234567"
+       "-"
+       "01" H32),
+     S("PMAK-"
+       "short")},
+    {"sentry_dsn", "Sentry DSN with its key", SEC, MED, TKW, KW("sentry.io"),
+     "(?i)https://([0-9a-f]{32})@[a-z0-9.-]+\\.ingest\\.(?:[a-z]+\\.)?sentry\\.io/[0-9]+", 3.0,
+     VNONE, 0, 0, S("dsn = \"https://" H32 "@o123.ingest.sentry.io/4504\""),
+     S("https://sentry.io/organizations/x/")},
+    {"datadog_api_key", "Datadog API key", SEC, HIGH, TKW, KW("datadog", "dd_api", "ddapi"),
+     "(?i)(?:datadog|dd)_?api_?key" ASSIGN "([a-f0-9]{32})(?![a-f0-9])", 3.0, VNONE, 0, 0,
+     S("DD_API_KEY=" H32), S("dd_api_key: <DATADOG_API_KEY>")},
+    {"new_relic_license_key", "New Relic license key", SEC, HIGH, TKW, KW("newrelic", "new_relic"),
+     "(?i)new_?relic_?license_?key" ASSIGN "([A-Za-z0-9]{40})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("NEW_RELIC_LICENSE_KEY=" H32 "0a1bNRAL"), S("new_relic_license_key: ''")},
+    {"linear_api_key", "Linear API key", SEC, HIGH, TKW, KW("lin_api_"),
+     TOKEN("lin_api_", "[A-Za-z0-9]{40}"), 3.0, VNONE, 0, 0, S("lin_api_" A40),
+     S("lin_api_"
+       "short")},
+    {"atlassian_api_token", "Atlassian API token", SEC, HIGH, TKW, KW("atatt3"),
+     "(?<![A-Za-z0-9])(ATATT3[A-Za-z0-9_=-]{186})(?![A-Za-z0-9_=-])", 3.0, VNONE, 0, 0,
+     S("ATATT3" A40 A40 A40 A40 A10 B10 "Xy3Z5W"),
+     S("ATATT3"
+       "short")},
+    {"age_secret_key", "age encryption secret key", SEC, CRIT, TKW, KW("age-secret-key-1"),
+     "(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})", 3.0, VNONE, 0, 0,
+     S("AGE-SECRET-KEY-1"
+       "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L"
+       "QPZRY9X8GF2TVDW0S3JN54KHCE"),
+     S("AGE-SECRET-KEY-1"
+       "SHORT")},
+    {"mapbox_secret_token", "Mapbox secret access token", SEC, HIGH, TKW, KW("sk.eyj"),
+     "(?<![A-Za-z0-9])(sk\\.eyJ[A-Za-z0-9_-]{50,300}\\.[A-Za-z0-9_-]{20,100})(?![A-Za-z0-9_-])",
+     3.0, VNONE, 0, 0, S("sk.eyJ" A40 B10 "." A10 B10),
+     S("sk.eyJ"
+       "short")},
+    {"facebook_access_token", "Facebook (Meta) access token", SEC, HIGH, TKW, KW("eaacedeose0cba"),
+     "(EAACEdEose0cBA[0-9A-Za-z]{20,300})(?![0-9A-Za-z])", 3.0, VNONE, 0, 0,
+     S("EAACEdEose0cBA" A10 B10),
+     S("EAACEdEose0cBA"
+       "short")},
+    /* ---- keys, tokens and URLs of any provider ---- */
+    {"private_key_block", "PEM/OpenSSH/PGP private key block", SEC, CRIT, TKW, KW("-----begin"),
+     "-----BEGIN[ A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----[\\s\\S]{20,20000}?-----END[ "
+     "A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----",
+     0.0, VNONE, 1, 0,
+     S("-----BEGIN RSA PRIVATE"
+       " KEY-----\nMIIEowIBAAKCAQEA" A40 "\n-----END RSA PRIVATE KEY-----",
+       "-----BEGIN OPENSSH PRIVATE"
+       " KEY-----\n" A40 "\n" B10 "\n-----END OPENSSH PRIVATE KEY-----"),
+     S("-----BEGIN PUBLIC KEY-----\nMIIB" A40 "\n-----END PUBLIC KEY-----", "-----BEGIN RSA PRIVATE"
+                                                                            " KEY-----\n")},
+    {"jwt", "JSON Web Token", SEC, MED, TKW, KW("eyj"),
+     "(?<![A-Za-z0-9_-])(eyJ[A-Za-z0-9_-]{10,2000}\\.eyJ[A-Za-z0-9_-]{10,4000}\\.[A-Za-z0-9_-]{10,"
+     "2000})(?![A-Za-z0-9_-])",
+     3.0, VNONE, 0, 0,
+     S("Authorization: Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+       "."
+       "eyJzdWIiOiIxMjM0NTY3ODkw"
+       "IiwibmFtZSI6IkZha2UifQ"
+       "." A10 B10 "Xy3"),
+     S("eyJhbGciOiJIUzI1NiJ9", "eyJ"
+                               "aaaaaaaaaaaa.eyJ"
+                               "aaaaaaaaaaaa.aaaaaaaaaaaa")},
+    {"postgres_url_password", "PostgreSQL URL with a password", SEC, CRIT, TKW,
+     KW("postgres://", "postgresql://"), DB_URL("postgres|postgresql"), 2.0, VNONE, 0, 0,
+     S("DATABASE_URL=postgres://app:"
+       "s3cr3tFAKEpw"
+       "@db.internal:5432/app"),
+     S("postgres://app@localhost/db", "postgres://localhost:5432/db")},
+    {"mysql_url_password", "MySQL/MariaDB URL with a password", SEC, CRIT, TKW,
+     KW("mysql://", "mariadb://"), DB_URL("mysql|mariadb"), 2.0, VNONE, 0, 0,
+     S("mysql://root:"
+       "s3cr3tFAKEpw"
+       "@127.0.0.1:3306/app"),
+     S("mysql://localhost/app")},
+    {"mongodb_url_password", "MongoDB URL with a password", SEC, CRIT, TKW,
+     KW("mongodb://", "mongodb+srv://"), DB_URL("mongodb|mongodb\\+srv"), 2.0, VNONE, 0, 0,
+     S("mongodb+srv://app:"
+       "s3cr3tFAKEpw"
+       "@cluster0.mongodb.net/db"),
+     S("mongodb://localhost:27017/db")},
+    {"redis_url_password", "Redis URL with a password", SEC, HIGH, TKW, KW("redis://", "rediss://"),
+     DB_URL("redis|rediss"), 2.0, VNONE, 0, 0,
+     S("redis://:"
+       "s3cr3tFAKEpw"
+       "@cache:6379/0"),
+     S("redis://localhost:6379/0")},
+    {"amqp_url_password", "AMQP (RabbitMQ) URL with a password", SEC, HIGH, TKW,
+     KW("amqp://", "amqps://"), DB_URL("amqp|amqps"), 2.0, VNONE, 0, 0,
+     S("amqp://guest:"
+       "s3cr3tFAKEpw"
+       "@rabbit:5672/"),
+     S("amqp://rabbit:5672/")},
+    {"url_basic_auth", "HTTP/FTP URL with a password", SEC, HIGH, TKW,
+     KW("http://", "https://", "ftp://"),
+     "(?i)(?<![A-Za-z0-9+.-])(?:https?|ftp)://[^:@/ \\t\\n\"'<>]{1,64}:([^@/ \\t\\n\"'<>]{3,128})@"
+     "[A-Za-z0-9.-]+",
+     2.5, VNONE, 0, 0,
+     S("https://deploy:"
+       "s3cr3tFAKEpw"
+       "@git.internal/repo.git"),
+     S("https://example.com:8080/path", "http://user@host/")},
+    {"generic_secret_assignment", "Secret-looking value assigned to a secret-named key", SEC, HIGH,
+     TKW,
+     KW("secret", "token", "passw", "pwd", "apikey", "api_key", "api-key", "authkey", "auth_key",
+        "auth-key", "accesskey", "access_key", "access-key", "privatekey", "private_key",
+        "private-key", "credential"),
+     "(?i)(?:secret|token|passw(?:or)?d|pwd|api[_-]?key|auth[_-]?key|access[_-]?key|private[_-]?"
+     "key|credential)s?[A-Za-z0-9_.-]{0,20}" ASSIGN
+     "([A-Za-z0-9_+/=@#$%^&*!.~-]{12,100})(?![A-Za-z0-9_+/=@#$%^&*!.~(-])",
+     3.5, SAFETY_VALID_MIXED, 0, 1,
+     S("api_key = \"" A10 B10 "\"", "DB_PASSWORD="
+                                    "Xk9#mP2$vL7qR4"),
+     S("password = os.getenv(\"DB_PASSWORD\")", "max_tokens: 100000000000000",
+       "token = tokenizer_encode123(x)")},
+    /* ---- personal data ---- */
+    {"email", "Email address", PII, MED, TKW, KW("@"),
+     "(?<![A-Za-z0-9._%+:/"
+     "-])([A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\\.){1,8}[A-Za-z]{2,24})(?!"
+     "[A-Za-z0-9-])",
+     0.0, SAFETY_VALID_EMAIL, 0, 0,
+     S("contact: jane.doe@"
+       "example.com"),
+     S("@param name the name", "git@github", "icon@2x.png")},
+    {"phone_us", "North American phone number", PII, MED, TDIG, KW(NULL),
+     "(?<![A-Za-z0-9+.-])((?:\\+?1[ .-]?)?\\(?[2-9][0-9]{2}\\)?[ .-][2-9][0-9]{2}[ .-][0-9]{4})(?!["
+     "A-Za-z0-9.-])",
+     0.0, VNONE, 0, 0, S("call (415) 555-0132 today", "+1 415-555-0132"),
+     S("version 1.2.3-4567", "123-456-7890", "2024-01-15")},
+    {"phone_intl", "International phone number (E.164)", PII, MED, TDIG, KW(NULL),
+     "(?<![A-Za-z0-9+])(\\+[1-9][0-9]{0,2}(?:[ .-]?\\(?[0-9]{1,4}\\)?){1,4}[ .-]?[0-9]{4})(?![A-"
+     "Za-z0-9])",
+     0.0, SAFETY_VALID_PHONE, 0, 1, S("tel: +44 20 7946 0958", "+4930123456789"),
+     S("x = 1e+10000", "+12345")},
+    {"credit_card", "Payment card number (Luhn-valid)", PII, HIGH, TDIG, KW(NULL),
+     "(?<![A-Za-z0-9.-])([0-9]{4}(?:[ -]?[0-9]{4}){2}[ -]?[0-9]{4}(?:[0-9]{3})?|[0-9]{4}[ -]?[0-9]"
+     "{6}[ -]?[0-9]{4,5})(?![A-Za-z0-9.-])",
+     0.0, SAFETY_VALID_LUHN, 0, 0, S("card 4111 1111 1111 1111", "amex 3782 822463 10005"),
+     S("card 4111 1111 1111 1112", "id 1234567812345670")},
+    {"us_ssn", "US Social Security number", PII, HIGH, TDIG, KW(NULL),
+     "(?<![A-Za-z0-9.-])((?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4})(?![A-Za-z0-"
+     "9.-])",
+     0.0, VNONE, 0, 0, S("ssn: 123-45-6789"), S("000-12-3456", "123-45-67890")},
+    {"uk_nino", "UK National Insurance number", PII, HIGH, TDIG, KW(NULL),
+     "(?<![A-Za-z0-9])((?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D])(?!"
+     "["
+     "A-Za-z0-9])",
+     0.0, VNONE, 0, 0, S("NI number AB123456C"), S("QQ123456C", "GB123456A")},
+    {"iban", "International bank account number (mod-97 valid)", PII, HIGH, TDIG, KW(NULL),
+     "(?<![A-Za-z0-9])([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)(?![A-Za-z0-9])",
+     0.0, SAFETY_VALID_IBAN, 0, 0, S("IBAN GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"),
+     S("GB82 WEST 1234 5698 7654 33")},
+};
+
+const safety_rule_t *safety_rules(void) {
+    return RULES;
+}
+
+int safety_rule_count(void) {
+    return (int)(sizeof RULES / sizeof RULES[0]);
+}
+
+int safety_rule_find(const char *id) {
+    for (int i = 0; i < safety_rule_count(); i++)
+        if (!strcmp(RULES[i].id, id)) return i;
+    return -1;
+}
+
+const char *safety_category_name(safety_category_t c) {
+    return c == SAFETY_CAT_PII ? "pii" : "secret";
+}
+
+static const char *const SEVERITY_NAMES[] = {"low", "medium", "high", "critical"};
+
+const char *safety_severity_name(safety_severity_t s) {
+    return (s >= SAFETY_SEV_LOW && s <= SAFETY_SEV_CRITICAL) ? SEVERITY_NAMES[s] : "unknown";
+}
+
+int safety_severity_parse(const char *name) {
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, SEVERITY_NAMES[i])) return i;
+    return -1;
+}
+
+double safety_entropy(const char *s, size_t n) {
+    if (n == 0) return 0.0;
+    size_t counts[256] = {0};
+    for (size_t i = 0; i < n; i++) counts[(unsigned char)s[i]]++;
+    double h = 0.0;
+    for (int c = 0; c < 256; c++) {
+        if (!counts[c]) continue;
+        double p = (double)counts[c] / (double)n;
+        h -= p * log2(p);
+    }
+    return h;
+}
+
+int safety_luhn_valid(const char *s, size_t n) {
+    int sum = 0, digits = 0;
+    for (size_t i = n; i-- > 0;) {
+        if (s[i] < '0' || s[i] > '9') continue;
+        int d = s[i] - '0';
+        if (digits % 2 == 1) {
+            d *= 2;
+            if (d > 9) d -= 9;
+        }
+        sum += d;
+        digits++;
+    }
+    return digits >= 12 && sum % 10 == 0;
+}
+
+/* Card numbers: issuer prefixes 2 (Mastercard 2-series), 3 (Amex, Diners,
+ * JCB), 4 (Visa), 5 (Mastercard), 6 (Discover, UnionPay); 13 to 19 digits. */
+static int card_valid(const char *s, size_t n) {
+    char first = 0;
+    int digits = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] >= '0' && s[i] <= '9') {
+            if (!first) first = s[i];
+            digits++;
+        }
+    if (digits < 13 || digits > 19 || first < '2' || first > '6') return 0;
+    return safety_luhn_valid(s, n);
+}
+
+/* ISO 13616: move the first four characters to the end, letters become
+ * 10..35, and the number mod 97 must be 1. Also requires four digits in a
+ * row, the prefilter's trigger for this rule. */
+static int iban_valid(const char *s, size_t n) {
+    char buf[64];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ') {
+            if (m >= sizeof buf) return 0;
+            buf[m++] = s[i];
+        }
+    if (m < 15 || m > 34) return 0;
+    int run = 0, has_run = 0;
+    for (size_t i = 0; i < m; i++) {
+        run = (buf[i] >= '0' && buf[i] <= '9') ? run + 1 : 0;
+        if (run >= 4) has_run = 1;
+    }
+    if (!has_run) return 0;
+    unsigned rem = 0;
+    for (size_t k = 0; k < m; k++) {
+        char c = buf[(k + 4) % m];
+        if (c >= '0' && c <= '9')
+            rem = (rem * 10 + (unsigned)(c - '0')) % 97;
+        else if (c >= 'A' && c <= 'Z')
+            rem = (rem * 100 + (unsigned)(c - 'A' + 10)) % 97;
+        else
+            return 0;
+    }
+    return rem == 1;
+}
+
+static int mixed_valid(const char *s, size_t n) {
+    int letter = 0, digit = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) letter = 1;
+        if (c >= '0' && c <= '9') digit = 1;
+    }
+    return letter && digit;
+}
+
+static int phone_valid(const char *s, size_t n) {
+    int digits = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] >= '0' && s[i] <= '9') digits++;
+    return digits >= 8 && digits <= 15;
+}
+
+/* Rejects addresses whose "top-level domain" is a file extension (icon@2x.png,
+ * name@1.0.tar.gz) and local parts that begin or end with a dot. */
+static int email_valid(const char *s, size_t n) {
+    static const char *const EXT[] = {"png", "jpg", "jpeg", "gif", "svg", "webp", "ico",  "css",
+                                      "js",  "ts",  "py",   "c",   "h",   "cc",   "cpp",  "hpp",
+                                      "go",  "rs",  "java", "rb",  "md",  "txt",  "json", "yaml",
+                                      "yml", "xml", "html", "gz",  "tgz", "zip",  "so",   "o"};
+    const char *at = memchr(s, '@', n);
+    if (!at || at == s || at[-1] == '.' || s[0] == '.') return 0;
+    const char *dot = NULL;
+    for (const char *p = s + n; p > at; p--)
+        if (p[-1] == '.') {
+            dot = p;
+            break;
+        }
+    if (!dot) return 0;
+    size_t tld = (size_t)(s + n - dot);
+    for (size_t i = 0; i < sizeof EXT / sizeof EXT[0]; i++)
+        if (strlen(EXT[i]) == tld && !strncasecmp(dot, EXT[i], tld)) return 0;
+    return 1;
+}
+
+int safety_validate(safety_validator_t v, const char *s, size_t n) {
+    switch (v) {
+    case SAFETY_VALID_NONE:
+        return 1;
+    case SAFETY_VALID_LUHN:
+        return card_valid(s, n);
+    case SAFETY_VALID_IBAN:
+        return iban_valid(s, n);
+    case SAFETY_VALID_MIXED:
+        return mixed_valid(s, n);
+    case SAFETY_VALID_PHONE:
+        return phone_valid(s, n);
+    case SAFETY_VALID_EMAIL:
+        return email_valid(s, n);
+    }
+    return 1;
+}

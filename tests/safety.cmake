@@ -1,0 +1,18 @@
+# The safety layer (safety/): detectors and their rule samples, policy,
+# redaction and output checks, located findings and diffs, the scan CLI,
+# the sandbox, and the rule list in docs/safety.md (regenerate it with
+# `<build dir>/tests/test_safety_doc --write docs/safety.md`).
+if(TARGET cu_safety)
+  cu_add_test(test_safety_rules SOURCES ${CU_TEST_DIR}/test_safety_rules.c LIBS cu_safety
+              LABELS unit)
+  cu_add_test(test_safety_policy SOURCES ${CU_TEST_DIR}/test_safety_policy.c LIBS cu_safety
+              LABELS unit)
+  cu_add_test(test_safety_hits SOURCES ${CU_TEST_DIR}/test_safety_hits.c LIBS cu_safety
+              LABELS unit)
+  cu_add_test(test_safety_scan SOURCES ${CU_TEST_DIR}/test_safety_scan.c LIBS cu_jobs
+              LABELS unit)
+  cu_add_test(test_safety_sandbox SOURCES ${CU_TEST_DIR}/test_safety_sandbox.c LIBS cu_safety
+              LABELS unit)
+  cu_add_test(test_safety_doc SOURCES ${CU_TEST_DIR}/test_safety_doc.c LIBS cu_safety
+              LABELS unit)
+endif()
