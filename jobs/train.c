@@ -36,6 +36,7 @@
 #include "model/blas.h"
 #include "model/gpt.h"
 #include "model/optim.h"
+#include "mpi/reducer.h"
 
 typedef struct {
     const cu_config_t *cfg;
@@ -44,6 +45,7 @@ typedef struct {
     cu_tokenizer_t *tok;
     token_source_t *src, *val;
     gpt_t *model;
+    grad_reducer_t *reducer;
     adamw_t opt;
     sched_t sched;
     int T, B, accum, per_rank;
@@ -162,6 +164,10 @@ static int setup(trainer_t *t, cu_error_t *err) {
     if ((rc = adamw_init(&t->opt, n, c->train.beta1, c->train.beta2, c->train.eps,
                          c->train.weight_decay, err)))
         return rc;
+    /* 4 MB buckets: large enough to keep the per-call cost small, small
+     * enough that the first ones start long before the backward ends */
+    if ((rc = reducer_create(&t->reducer, t->w, gpt_grads(t->model, NULL), n, 4u << 20, err)))
+        return rc;
     t->sched = (sched_t){.lr = c->train.lr,
                          .min_lr = c->train.min_lr,
                          .warmup_steps = c->train.warmup_steps,
@@ -180,6 +186,7 @@ static int setup(trainer_t *t, cu_error_t *err) {
 
 static void teardown(trainer_t *t) {
     watchdog_stop(&t->wd);
+    reducer_free(t->reducer);
     if (t->jd_open) jobdir_close(&t->jd);
     gpt_free(t->model);
     tokens_free(t->src);
@@ -448,7 +455,12 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
     float *grads = gpt_grads(t->model, NULL);
     gpt_zero_grad(t->model);
     double sums[3] = {0.0, 0.0, 0.0}; /* loss sum, valid targets, stop requests */
+    reducer_begin(t->reducer);
     for (int a = 0; a < t->accum; a++) {
+        /* the last micro-batch's backward hands finished gradients to the
+         * reducer layer by layer, overlapping communication with compute */
+        if (a == t->accum - 1 && t->w->size > 1)
+            gpt_set_grad_ready(t->model, (gpt_grad_ready_fn)reducer_ready, t->reducer);
         long g0 = step * G + (long)t->w->rank * t->per_rank + (long)a * t->B;
         int rc = load_micro_batch(t, g0, &st->epoch, err);
         if (rc) return rc;
@@ -457,13 +469,14 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
         rc = gpt_forward(t->model, t->inputs, t->targets, t->B, t->T, 1, grad_scale, key, &l, err);
         if (rc) return cu_error_prefix(err, "step %ld", step);
         gpt_backward(t->model);
+        gpt_set_grad_ready(t->model, NULL, NULL);
         sums[0] += l.loss_sum;
         sums[1] += (double)l.n_valid;
     }
     int asked = t->opts && t->opts->stop && *t->opts->stop;
     asked |= t->opts && t->opts->stop_after > 0 && step + 1 - t->start_step >= t->opts->stop_after;
     sums[2] = asked ? 1.0 : 0.0;
-    int rc = world_sum_floats(t->w, grads, n, err);
+    int rc = reducer_finish(t->reducer, err);
     if (rc == CU_OK) rc = world_sum_doubles(t->w, sums, 3, err);
     if (rc) return rc;
     st->loss = sums[0] / sums[1];
@@ -672,6 +685,21 @@ static void finish(trainer_t *t, int rc, const cu_error_t *err, const train_resu
     if (write_provenance(t, t->st.finished_at, &e)) fprintf(stderr, "codex-train: %s\n", e.msg);
 }
 
+/* Every rank applied the same updates to the same reduced gradients, so
+ * their trainable tensors must be bit-identical; a difference is a bug. */
+static int check_identical(trainer_t *t, cu_error_t *err) {
+    if (t->w->size == 1) return CU_OK;
+    size_t n;
+    const float *params = gpt_trainable(t->model, &n);
+    int same = 0;
+    int rc = world_identical(t->w, params, n * sizeof(float), &same, err);
+    if (rc == CU_OK && !same)
+        rc = cu_error_set(err, CU_EINTERNAL, "the trainable weights differ between ranks");
+    if (rc == CU_OK && t->w->rank == 0)
+        printf("trainable weights bit-identical on all %d ranks\n", t->w->size);
+    return rc;
+}
+
 int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t *opts,
               train_result_t *res, cu_error_t *err) {
     memset(res, 0, sizeof *res);
@@ -714,6 +742,7 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
         rc = world_agree(w, save_final(&t, res->steps, res, err));
     else if (rc != CU_PREEMPTED)
         rc = world_agree(w, rc);
+    if (rc == CU_OK) rc = check_identical(&t, err);
     finish(&t, rc, err, res);
     if (rc == CU_OK && w->rank == 0)
         printf("done: %ld steps, loss %.4f -> %.4f, %.0f tokens/s, trainable state in %s\n",

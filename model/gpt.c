@@ -13,6 +13,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,8 @@ struct gpt {
 
     float *grads;
     size_t n_grads;
+    gpt_grad_ready_fn ready;
+    void *ready_ctx;
 
     /* activations of the last forward, for micro-batches up to B x T */
     int B, T; /* reserved size */
@@ -598,16 +601,66 @@ static int block_backward(gpt_t *m, int l) {
     return 1;
 }
 
+void gpt_set_grad_ready(gpt_t *m, gpt_grad_ready_fn fn, void *ctx) {
+    m->ready = fn;
+    m->ready_ctx = ctx;
+}
+
+/* Reports the gradient ranges of layer l: the layer's adapters (contiguous),
+ * or in full fine-tuning its slice of each of the 12 stacked kinds. */
+static void report_layer(gpt_t *m, int l) {
+    if (!m->ready) return;
+    if (m->lora.enabled) {
+        size_t lo = SIZE_MAX, hi = 0;
+        for (int t = 0; t < LORA_N_TARGETS; t++) {
+            long off = m->lora_off[l * LORA_N_TARGETS + t];
+            if (off < 0) continue;
+            int in, out;
+            target_dims(&m->cfg, t, &in, &out);
+            size_t end = (size_t)off + (size_t)m->lora.r * (size_t)(in + out);
+            if ((size_t)off < lo) lo = (size_t)off;
+            if (end > hi) hi = end;
+        }
+        if (hi > lo) m->ready(m->ready_ctx, lo, hi - lo);
+        return;
+    }
+    int L = m->cfg.n_layer;
+    for (int k = 0; k < 12; k++) {
+        const gpt_tensor_t *t = &m->ptensors[2 + k * L + l];
+        size_t n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+        m->ready(m->ready_ctx, t->offset, n);
+    }
+}
+
+/* The embeddings and the final norm (full fine-tuning only). */
+static void report_ends(gpt_t *m) {
+    if (!m->ready || m->lora.enabled) return;
+    int n = m->n_ptensors;
+    const gpt_tensor_t *ends[4] = {&m->ptensors[0], &m->ptensors[1], &m->ptensors[n - 2],
+                                   &m->ptensors[n - 1]};
+    for (int i = 0; i < 4; i++) {
+        const gpt_tensor_t *t = ends[i];
+        m->ready(m->ready_ctx, t->offset,
+                 (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1));
+    }
+}
+
 void gpt_backward(gpt_t *m) {
     int L = m->cfg.n_layer, C = m->cfg.n_embd, N = m->cur_B * m->cur_T;
     memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
     layernorm_backward(m->dresidual, pgrad(m, m->lnfw), pgrad(m, m->lnfb), m->dlnf,
                        LAYER(m->residual3, L - 1, N * C), m->lnfw, m->lnf_mean, m->lnf_rstd, N, C);
-    for (int l = L - 1; l >= 0; l--)
-        if (!block_backward(m, l)) return;
+    int l = L - 1, carry = 1;
+    for (; l >= 0 && carry; l--) {
+        carry = block_backward(m, l);
+        report_layer(m, l);
+    }
+    /* below the lowest trainable tensor nothing changes any more */
+    for (; l >= 0; l--) report_layer(m, l);
     if (!m->lora.enabled)
         encoder_backward(pgrad(m, m->wte), pgrad(m, m->wpe), m->dresidual, m->inputs, m->cur_B,
                          m->cur_T, C);
+    report_ends(m);
 }
 
 /* -------------------------------------------------------------- KV cache */

@@ -97,6 +97,14 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
  * micro-batches and ranks. Default 0. */
 void gpt_set_dropout_row0(gpt_t *m, uint64_t row0);
 
+/* Called during gpt_backward with a range of the gradient buffer (in
+ * floats) once nothing more will be added to it in this backward, last
+ * layer first, so a caller can start reducing it while lower layers are
+ * still computing. Every range of the buffer is reported exactly once per
+ * backward. NULL (the default) turns reporting off. */
+typedef void (*gpt_grad_ready_fn)(void *ctx, size_t offset, size_t count);
+void gpt_set_grad_ready(gpt_t *m, gpt_grad_ready_fn fn, void *ctx);
+
 /* Backward of the last training forward: grads += d(grad_scale * loss). */
 void gpt_backward(gpt_t *m);
 

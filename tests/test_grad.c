@@ -371,6 +371,52 @@ static void test_model_full(void) {
     model_case("model full fine-tuning", 0, 0u, 0.0f);
 }
 
+/* The grad-ready hook reports every float of the gradient buffer once, and
+ * only when its value is final: a snapshot taken at report time equals the
+ * gradient after the whole backward. */
+typedef struct {
+    const float *grads;
+    float *snapshot;
+    int *times;
+} ready_probe;
+
+static void on_ready(void *ctx, size_t offset, size_t count) {
+    ready_probe *p = ctx;
+    for (size_t i = offset; i < offset + count; i++) {
+        p->snapshot[i] = p->grads[i];
+        p->times[i]++;
+    }
+}
+
+static void ready_case(const char *what, int lora_on, unsigned targets) {
+    gpt_t *m = tiny_model(lora_on, targets, 0.0f);
+    size_t n;
+    float *g = gpt_grads(m, &n);
+    ready_probe p = {
+        .grads = g, .snapshot = calloc(n, sizeof(float)), .times = calloc(n, sizeof(int))};
+    gpt_set_grad_ready(m, on_ready, &p);
+    int32_t inp[18], tgt[18];
+    for (int i = 0; i < 18; i++) inp[i] = i % 11, tgt[i] = (i * 7) % 11;
+    gpt_zero_grad(m);
+    gpt_forward(m, inp, tgt, 2, 9, 1, 1.0f, 0, NULL, NULL);
+    gpt_backward(m);
+    int once = 1, final = 1;
+    for (size_t i = 0; i < n; i++) {
+        once &= p.times[i] == 1;
+        final &= p.snapshot[i] == g[i];
+    }
+    CHECK_MSG(once, "%s: some gradient range reported not exactly once", what);
+    CHECK_MSG(final, "%s: some range reported before its gradient was final", what);
+    free(p.snapshot), free(p.times);
+    gpt_free(m);
+}
+
+static void test_grad_ready_hook(void) {
+    ready_case("LoRA all-linear", 1, 15u);
+    ready_case("LoRA mlp_fc", 1, 1u << LORA_MLP_FC);
+    ready_case("full fine-tuning", 0, 0u);
+}
+
 /* LoRA with B = 0 leaves the base model's output unchanged. */
 static void test_lora_zero_b_is_identity(void) {
     gpt_t *base = tiny_model(0, 0, 0.0f);
@@ -477,5 +523,5 @@ TEST_MAIN(TEST(test_setup), TEST(test_layernorm), TEST(test_matmul), TEST(test_g
           TEST(test_attention), TEST(test_lm_head), TEST(test_encoder), TEST(test_model_lora_all),
           TEST(test_model_lora_dropout), TEST(test_model_lora_partial), TEST(test_model_full),
           TEST(test_lora_zero_b_is_identity), TEST(test_kv_cache_matches_forward),
-          TEST(test_bad_token_rejected), TEST(test_adamw_step), TEST(test_schedule),
-          TEST(test_clip))
+          TEST(test_bad_token_rejected), TEST(test_grad_ready_hook), TEST(test_adamw_step),
+          TEST(test_schedule), TEST(test_clip))

@@ -172,6 +172,8 @@ def case_ranks_agree(exe, src, tmp, f):
     worst = max((abs(a - b) / max(abs(a), 1e-12) for (_, a), (_, b) in zip(l1, l2)), default=1.0)
     print(f"measured: worst relative loss difference 1 vs 2 ranks {worst:.2e}")
     f.check(worst <= 1e-5, f"losses agree within 1e-5 relative (worst {worst:.2e})")
+    f.check("trainable weights bit-identical on all 2 ranks" in two.stdout,
+            "the ranks end with bit-identical weights")
 
 
 def case_full_finetune(exe, src, tmp, f):
