@@ -16,6 +16,8 @@ PACKAGES=(
   libh2o-evloop-dev
   # test oracles and tools: PyTorch reference, npm for the GPT-2 BPE files
   python3 python3-torch python3-numpy python3-regex
+  # codex-ita: the dashboard test (headless browser) and the HTTP benchmark
+  chromium wrk
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,0 +1,46 @@
+/*
+ * The audit log: one JSON line per request (time, request id, key name,
+ * method, path, status, latency), appended with a single write(2) on an
+ * O_APPEND descriptor so lines from several threads never interleave.
+ * The key itself is never written, only the name it was created with.
+ */
+#ifndef CU_ITA_AUDIT_H
+#define CU_ITA_AUDIT_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+typedef struct {
+    int fd;
+    int owned; /* close on ita_audit_close */
+} ita_audit_t;
+
+typedef struct {
+    const char *request_id;
+    const char *key_name; /* NULL when no valid key was presented */
+    const char *method;
+    size_t method_len;
+    const char *path; /* as sent, query included */
+    size_t path_len;
+    int status;
+    double latency_ms;
+    const char *remote; /* client address text, or NULL */
+} ita_audit_record_t;
+
+/* Opens path for appending (created 0600); "-" is stdout. */
+int ita_audit_open(ita_audit_t *a, const char *path, cu_error_t *err);
+
+/* Writes one line; failures are counted by the caller, never fatal. Returns
+ * 0 or -1. */
+int ita_audit_write(ita_audit_t *a, const ita_audit_record_t *r);
+
+void ita_audit_close(ita_audit_t *a);
+
+/* Appends s[0..len) as a JSON string (quotes included) to buf at *pos,
+ * escaping control characters, quotes, backslashes and every byte >= 0x80
+ * (as \u00XX, so the log stays valid JSON whatever a client sends);
+ * truncates to max_len input bytes. Returns 0, or -1 when buf is full. */
+int ita_json_escape(char *buf, size_t cap, size_t *pos, const char *s, size_t len, size_t max_len);
+
+#endif

@@ -1,0 +1,238 @@
+/*
+ * ita.yaml: a mapping of mappings, flattened here to dotted keys
+ * ("listen.port", "log.audit") each matched against one table row that says
+ * where the value goes and what type it has. libyaml's event API is enough:
+ * scalars at depth one or two, nothing else. Unknown keys are errors, so a
+ * typo never silently leaves a default in place.
+ */
+#include "ita/config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+enum { T_STR, T_PATH, T_INT, T_NUM, T_BOOL };
+
+typedef struct {
+    const char *key;
+    int type;
+    size_t offset;
+    size_t size; /* of a string field */
+    double lo, hi;
+} ita_config_key_t;
+
+#define STR(k, f, t)                                                                               \
+    { k, t, offsetof(ita_config_t, f), sizeof(((ita_config_t *)0)->f), 0, 0 }
+#define NUM(k, f, t, lo, hi)                                                                       \
+    { k, t, offsetof(ita_config_t, f), 0, lo, hi }
+
+static const ita_config_key_t KEYS[] = {
+    STR("listen.host", host, T_STR),
+    NUM("listen.port", port, T_INT, 0, 65535),
+    STR("runs_dir", runs_dir, T_PATH),
+    STR("keys_file", keys_file, T_PATH),
+    STR("tls.cert", tls_cert, T_PATH),
+    STR("tls.key", tls_key, T_PATH),
+    NUM("threads", threads, T_INT, 1, 64),
+    STR("log.audit", audit_log, T_PATH),
+    STR("log.error", error_log, T_PATH),
+    STR("www_dir", www_dir, T_PATH),
+    NUM("rate_limit.per_second", rate_per_s, T_NUM, 0, 1e9),
+    NUM("rate_limit.burst", rate_burst, T_NUM, 1, 1e9),
+    NUM("lost_after_s", lost_after_s, T_NUM, 1, 1e9),
+    NUM("sse.poll_ms", sse_poll_ms, T_INT, 10, 60000),
+    NUM("sse.max_streams", sse_max_streams, T_INT, 1, 10000),
+    NUM("metrics_public", metrics_public, T_BOOL, 0, 1),
+    NUM("max_jobs", max_jobs, T_INT, 1, 100000),
+    NUM("max_connections", max_connections, T_INT, 1, 1000000),
+};
+
+void ita_config_defaults(ita_config_t *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->host, sizeof cfg->host, "127.0.0.1");
+    cfg->port = 8470;
+    snprintf(cfg->runs_dir, sizeof cfg->runs_dir, "runs");
+    snprintf(cfg->keys_file, sizeof cfg->keys_file, "ita-keys.json");
+    cfg->threads = 2;
+    snprintf(cfg->audit_log, sizeof cfg->audit_log, "ita-audit.jsonl");
+    cfg->rate_per_s = 20;
+    cfg->rate_burst = 40;
+    cfg->lost_after_s = 120;
+    cfg->sse_poll_ms = 250;
+    cfg->sse_max_streams = 64;
+    cfg->max_jobs = 10000;
+    cfg->max_connections = 1024;
+}
+
+/* base is the YAML file's folder (with a trailing '/'), or "". */
+static int set_value(ita_config_t *cfg, const char *key, const char *val, const char *base,
+                     cu_error_t *err) {
+    const ita_config_key_t *k = NULL;
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
+        if (!strcmp(KEYS[i].key, key)) k = &KEYS[i];
+    if (!k) return cu_error_set(err, CU_EINVAL, "unknown key '%s'", key);
+    char *field = (char *)cfg + k->offset;
+    if (k->type == T_STR || k->type == T_PATH) {
+        const char *prefix =
+            (k->type == T_PATH && val[0] && val[0] != '/' && strcmp(val, "-")) ? base : "";
+        if (cu_format(field, k->size, err, "%s%s", prefix, val))
+            return cu_error_prefix(err, "%s: ", key);
+        return CU_OK;
+    }
+    if (k->type == T_BOOL) {
+        if (!strcmp(val, "true") || !strcmp(val, "yes"))
+            *(int *)field = 1;
+        else if (!strcmp(val, "false") || !strcmp(val, "no"))
+            *(int *)field = 0;
+        else
+            return cu_error_set(err, CU_EINVAL, "%s: expected true or false, got '%s'", key, val);
+        return CU_OK;
+    }
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end || v < k->lo || v > k->hi ||
+        (k->type == T_INT && v != (double)(long)v))
+        return cu_error_set(err, CU_EINVAL, "%s: expected %s in [%g, %g], got '%s'", key,
+                            k->type == T_INT ? "an integer" : "a number", k->lo, k->hi, val);
+    if (k->type == T_INT)
+        *(int *)field = (int)v;
+    else
+        *(double *)field = v;
+    return CU_OK;
+}
+
+static int parse_events(yaml_parser_t *p, ita_config_t *cfg, const char *base, cu_error_t *err) {
+    char section[64] = "", key[64] = "";
+    int depth = 0, have_key = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(p, &ev))
+            return cu_error_set(err, CU_EINVAL, "line %zu: %s", p->problem_mark.line + 1,
+                                p->problem ? p->problem : "YAML syntax error");
+        int rc = CU_OK;
+        size_t line = ev.start_mark.line + 1;
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            yaml_event_delete(&ev);
+            return CU_OK;
+        case YAML_MAPPING_START_EVENT:
+            if (depth == 1 && have_key) {
+                snprintf(section, sizeof section, "%s", key);
+                have_key = 0;
+            } else if (depth >= 2 || (depth == 1 && !have_key)) {
+                rc = cu_error_set(err, CU_EINVAL, "line %zu: mappings nest two deep at most", line);
+            }
+            depth++;
+            break;
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            if (depth == 1) section[0] = 0;
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            rc = cu_error_set(err, CU_EINVAL, "line %zu: lists are not used in ita.yaml", line);
+            break;
+        case YAML_SCALAR_EVENT: {
+            const char *s = (const char *)ev.data.scalar.value;
+            if (depth == 0) {
+                if (ev.data.scalar.length)
+                    rc = cu_error_set(err, CU_EINVAL, "line %zu: expected a mapping", line);
+            } else if (!have_key) {
+                if (strlen(s) >= sizeof key)
+                    rc = cu_error_set(err, CU_EINVAL, "line %zu: key too long", line);
+                else
+                    snprintf(key, sizeof key, "%s", s), have_key = 1;
+            } else {
+                char full[160];
+                snprintf(full, sizeof full, "%s%s%s", section, section[0] ? "." : "", key);
+                rc = set_value(cfg, full, s, base, err);
+                if (rc) cu_error_prefix(err, "line %zu: ", line);
+                have_key = 0;
+            }
+            break;
+        }
+        case YAML_ALIAS_EVENT:
+            rc = cu_error_set(err, CU_EINVAL, "line %zu: aliases are not used in ita.yaml", line);
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+        if (rc) return rc;
+    }
+}
+
+int ita_config_load(const char *path, ita_config_t *cfg, cu_error_t *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cu_error_set(err, CU_EIO, "%s: %s", path, strerror(errno));
+    char base[ITA_PATH_MAX] = "";
+    const char *slash = strrchr(path, '/');
+    if (slash && (size_t)(slash - path + 1) < sizeof base) {
+        memcpy(base, path, (size_t)(slash - path + 1));
+        base[slash - path + 1] = 0;
+    }
+    yaml_parser_t p;
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_file(&p, f);
+    int rc = parse_events(&p, cfg, base, err);
+    yaml_parser_delete(&p);
+    fclose(f);
+    if (rc) return cu_error_prefix(err, "%s: ", path);
+    return CU_OK;
+}
+
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The dashboard's files: the source tree's ita/www when this program runs
+ * from the build tree; otherwise the copy installed beside it
+ * (<bin>/../share/codex-universal/www, whatever prefix it was installed
+ * to), or the configured install prefix's. */
+static void default_www_dir(char *out, size_t cap) {
+    char exe[ITA_PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    size_t blen = strlen(CU_ITA_BUILD_DIR);
+    if (n <= 0) {
+        snprintf(out, cap, "%s", CU_ITA_WWW_INSTALLED);
+        return;
+    }
+    exe[n] = 0;
+    if (!strncmp(exe, CU_ITA_BUILD_DIR, blen) && exe[blen] == '/' && is_dir(CU_ITA_WWW_SOURCE)) {
+        snprintf(out, cap, "%s", CU_ITA_WWW_SOURCE);
+        return;
+    }
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+        *slash = 0;
+        char beside[ITA_PATH_MAX + 64];
+        snprintf(beside, sizeof beside, "%s/../share/codex-universal/www", exe);
+        char real[ITA_PATH_MAX];
+        if (is_dir(beside) && realpath(beside, real)) {
+            snprintf(out, cap, "%s", real);
+            return;
+        }
+    }
+    snprintf(out, cap, "%s", CU_ITA_WWW_INSTALLED);
+}
+
+int ita_config_finish(ita_config_t *cfg, cu_error_t *err) {
+    unsigned a, b, c, d;
+    char tail;
+    if (sscanf(cfg->host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 || b > 255 ||
+        c > 255 || d > 255)
+        return cu_error_set(err, CU_EINVAL, "listen.host: '%s' is not a numeric IPv4 address",
+                            cfg->host);
+    if (!!cfg->tls_cert[0] != !!cfg->tls_key[0])
+        return cu_error_set(err, CU_EINVAL, "tls: set both tls.cert and tls.key, or neither");
+    if (!cfg->runs_dir[0]) return cu_error_set(err, CU_EINVAL, "runs_dir: must be set");
+    if (!cfg->keys_file[0]) return cu_error_set(err, CU_EINVAL, "keys_file: must be set");
+    if (!cfg->www_dir[0]) default_www_dir(cfg->www_dir, sizeof cfg->www_dir);
+    return CU_OK;
+}

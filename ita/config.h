@@ -1,0 +1,47 @@
+/*
+ * codex-ita's service configuration (ita.yaml): where to listen, which runs
+ * directory to serve, the keys file, TLS, threads, logs, limits. A small
+ * dedicated parser: io/'s config parser is for job configs. Every key is
+ * optional; relative paths are taken relative to the YAML file's folder.
+ */
+#ifndef CU_ITA_CONFIG_H
+#define CU_ITA_CONFIG_H
+
+#include <limits.h>
+
+#include "core/error.h"
+
+#define ITA_PATH_MAX 1024
+
+typedef struct {
+    char host[64];                /* numeric IPv4 address to bind, default 127.0.0.1 */
+    int port;                     /* 0: any free port (printed at start) */
+    char runs_dir[ITA_PATH_MAX];  /* the runs/ folder holding job directories */
+    char keys_file[ITA_PATH_MAX]; /* written by `codexctl keys` */
+    char tls_cert[ITA_PATH_MAX];  /* PEM; TLS is on when cert and key are set */
+    char tls_key[ITA_PATH_MAX];
+    int threads;                  /* worker threads, one event loop each */
+    char audit_log[ITA_PATH_MAX]; /* JSON lines, one per request; "-" = stdout */
+    char error_log[ITA_PATH_MAX]; /* "" = stderr */
+    char www_dir[ITA_PATH_MAX];   /* dashboard files; "" = installed or source tree */
+    double rate_per_s;            /* per-key token bucket; 0 = unlimited */
+    double rate_burst;            /* bucket size */
+    double lost_after_s;          /* RUNNING with an older heartbeat reads as LOST */
+    int sse_poll_ms;              /* how often an event stream looks for new lines */
+    int sse_max_streams;          /* concurrent event streams per worker thread */
+    int metrics_public;           /* GET /metrics without a key */
+    int max_jobs;                 /* job directories considered in a listing */
+    int max_connections;          /* open connections per worker thread */
+} ita_config_t;
+
+/* Fills cfg with the defaults. */
+void ita_config_defaults(ita_config_t *cfg);
+
+/* Reads path into cfg (over the defaults already there). Errors name the
+ * file, line and key. */
+int ita_config_load(const char *path, ita_config_t *cfg, cu_error_t *err);
+
+/* Checks values and fills www_dir when unset. */
+int ita_config_finish(ita_config_t *cfg, cu_error_t *err);
+
+#endif

@@ -1,0 +1,126 @@
+/*
+ * What the server core shares with the route files: the per-thread worker,
+ * the per-request context, and the helpers that answer (every answer goes
+ * through ita_respond, which adds X-Request-Id, writes the audit line and
+ * counts the request for /metrics).
+ */
+#ifndef CU_ITA_HTTP_H
+#define CU_ITA_HTTP_H
+
+#include <h2o.h>
+#include <jansson.h>
+#include <stdatomic.h>
+
+#include "ita/audit.h"
+#include "ita/auth.h"
+#include "ita/config.h"
+#include "ita/jobdir.h"
+#include "ita/keys.h"
+#include "ita/metrics.h"
+#include "ita/trace.h"
+
+typedef struct ita_server ita_server_t;
+
+typedef struct {
+    char name[128];
+    const char *type;
+    char *body;
+    size_t len;
+} ita_static_file_t;
+
+typedef struct {
+    h2o_context_t ctx; /* first: h2o hands handlers &ctx */
+    ita_server_t *srv;
+    int index;
+    pthread_t tid;
+    h2o_evloop_t *loop;
+    int listen_fd;
+    h2o_socket_t *listener;
+    h2o_accept_ctx_t accept_ctx;
+    ita_jobdir_t *jobs;
+    ita_keycache_t keys;
+    ita_metrics_t *metrics;
+    uint64_t id_counter;
+    h2o_timeout_t sse_timeout;
+    h2o_linklist_t streams; /* open event streams, ended at shutdown */
+    int n_streams;
+    int n_conns;       /* open connections (bounded by max_connections) */
+    int accept_paused; /* the listener is not read while at the bound */
+    int disposed;      /* the h2o context and loop were released */
+} ita_worker_t;
+
+struct ita_server {
+    ita_config_t cfg;
+    h2o_globalconf_t globalconf;
+    SSL_CTX *ssl;
+    ita_audit_t audit;
+    ita_ratelimit_t ratelimit;
+    ita_static_file_t *www;
+    size_t n_www;
+    ita_worker_t *workers;
+    int n_workers;
+    int port;
+    atomic_int stop;
+    FILE *errlog;
+    pthread_mutex_t errlog_mu;
+};
+
+typedef struct {
+    h2o_req_t *req;
+    ita_worker_t *w;
+    ita_route_t route;
+    double t0;
+    char request_id[ITA_REQUEST_ID_MAX + 1];
+    char key_name[ITA_KEY_NAME_MAX + 1]; /* "" when none */
+    char job[ITA_JOB_ID_MAX + 1];        /* the {id} of job routes */
+    char file[64];                       /* the dashboard file asked for */
+    const char *query;                   /* after '?', or NULL */
+    size_t query_len;
+} ita_req_t;
+
+/* Answers with body (copied) and the usual headers; audits and counts. */
+void ita_respond(ita_req_t *rq, int status, const char *content_type, const char *body, size_t len);
+
+/* Answers with a problem document. */
+void ita_problem(ita_req_t *rq, int status, const char *detail);
+
+/* Answers 200 with a JSON document (stolen reference). */
+void ita_respond_json(ita_req_t *rq, json_t *doc);
+
+/* Adds a response header (value copied into the request's pool). */
+void ita_add_header(ita_req_t *rq, const char *name, const char *value);
+
+/* Writes the audit line and counts the request (ita_respond does this;
+ * streaming answers call it themselves when they start). */
+void ita_finish(ita_req_t *rq, int status);
+
+/* Error log line (thread-safe). */
+void ita_log(ita_server_t *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The query parameter name, percent-decoded into out. Returns 1 when
+ * present, 0 when absent, -1 when malformed or longer than cap - 1. */
+int ita_query_param(const ita_req_t *rq, const char *name, char *out, size_t cap);
+
+/* The value of request header name (lower case), or NULL. */
+const h2o_iovec_t *ita_header(const ita_req_t *rq, const char *name);
+
+/* Routes (routes_*.c, sse.c, static.c). */
+void ita_route_healthz(ita_req_t *rq);
+void ita_route_jobs(ita_req_t *rq);
+void ita_route_job(ita_req_t *rq);
+void ita_route_job_metrics(ita_req_t *rq);
+void ita_route_job_events(ita_req_t *rq);
+void ita_route_job_checkpoints(ita_req_t *rq);
+void ita_route_prometheus(ita_req_t *rq);
+void ita_route_keys(ita_req_t *rq);
+void ita_route_static(ita_req_t *rq, const char *name);
+
+/* Event streams (sse.c). */
+void ita_sse_start(ita_req_t *rq, int64_t from);
+void ita_sse_end_all(ita_worker_t *w);
+
+/* The dashboard files (static.c): loaded once at start. */
+int ita_static_load(ita_server_t *srv, cu_error_t *err);
+void ita_static_free(ita_server_t *srv);
+
+#endif

@@ -1,0 +1,626 @@
+/*
+ * The runs directory reader. Per job a cache entry holds the parsed
+ * state.json with the identity (device, inode, size, mtime) it was read at,
+ * and for metrics.jsonl and events.jsonl an index: the offset just past the
+ * last complete line seen, and every BLOCK_LINES-th line's offset and step.
+ * A request re-stats the file, indexes only what was appended since, and
+ * seeks through the index, so no request reads a whole file again. A file
+ * that shrank or changed inode is indexed afresh.
+ *
+ * The cache holds at most CACHE_MAX jobs; when full it is emptied (jobs are
+ * few, and a refill costs one read per job).
+ */
+#include "ita/jobdir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ita/trace.h"
+
+#define BUCKETS 256
+#define CACHE_MAX 4096
+#define BLOCK_LINES 64
+#define STATE_MAX (1 << 20)
+#define SCRATCH (256 * 1024) /* longest .jsonl line read; longer ones are skipped */
+
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    int valid;
+    int64_t indexed_to; /* end of the last complete line seen */
+    int64_t n_lines;
+    int64_t last_step;
+    struct {
+        int64_t offset, step;
+    } * blocks;
+    size_t n_blocks, cap;
+} jsonl_index_t;
+
+typedef struct entry {
+    struct entry *next;
+    char id[ITA_JOB_ID_MAX + 1];
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    json_t *state;
+    char *state_text;
+    jsonl_index_t idx[2];
+} entry_t;
+
+struct ita_jobdir {
+    int runs_fd;
+    char runs_real[4096];
+    double lost_after_s;
+    int max_jobs;
+    entry_t *buckets[BUCKETS];
+    size_t n_entries;
+    char *scratch;
+};
+
+static const char *JSONL_NAME[2] = {"metrics.jsonl", "events.jsonl"};
+
+int ita_job_id_valid(const char *s, size_t len) {
+    if (len == 0 || len > ITA_JOB_ID_MAX || s[0] == '.') return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int ita_jobdir_open(ita_jobdir_t **out, const char *runs_dir, double lost_after_s, int max_jobs,
+                    cu_error_t *err) {
+    ita_jobdir_t *jd = calloc(1, sizeof *jd);
+    if (!jd) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    jd->scratch = malloc(SCRATCH);
+    jd->runs_fd = open(runs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (!jd->scratch || jd->runs_fd < 0 || !realpath(runs_dir, jd->runs_real)) {
+        int rc = cu_error_set(err, CU_EIO, "runs directory %s: %s", runs_dir,
+                              jd->scratch ? strerror(errno) : "out of memory");
+        ita_jobdir_free(jd);
+        return rc;
+    }
+    jd->lost_after_s = lost_after_s;
+    jd->max_jobs = max_jobs;
+    *out = jd;
+    return CU_OK;
+}
+
+static void entry_free(entry_t *e) {
+    json_decref(e->state);
+    free(e->state_text);
+    for (int k = 0; k < 2; k++) free(e->idx[k].blocks);
+    free(e);
+}
+
+static void cache_clear(ita_jobdir_t *jd) {
+    for (int b = 0; b < BUCKETS; b++) {
+        for (entry_t *e = jd->buckets[b], *nx; e; e = nx) {
+            nx = e->next;
+            entry_free(e);
+        }
+        jd->buckets[b] = NULL;
+    }
+    jd->n_entries = 0;
+}
+
+void ita_jobdir_free(ita_jobdir_t *jd) {
+    if (!jd) return;
+    cache_clear(jd);
+    if (jd->runs_fd >= 0) close(jd->runs_fd);
+    free(jd->scratch);
+    free(jd);
+}
+
+/* Kernels without openat2 (before 5.6): open, then check where the
+ * descriptor really points. */
+static int open_checked_fallback(ita_jobdir_t *jd, const char *path, int flags) {
+    int fd = openat(jd->runs_fd, path, flags | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char link[64], real[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, real, sizeof real - 1);
+    size_t rl = strlen(jd->runs_real);
+    if (n < 0 || (real[n] = 0, strncmp(real, jd->runs_real, rl)) || real[rl] != '/') {
+        close(fd);
+        errno = EXDEV;
+        return -1;
+    }
+    return fd;
+}
+
+int ita_jobdir_openat(ita_jobdir_t *jd, const char *id, const char *rel, int flags) {
+    char path[ITA_JOB_ID_MAX + 256];
+    if (!ita_job_id_valid(id, strlen(id)) ||
+        snprintf(path, sizeof path, "%s%s%s", id, rel[0] ? "/" : "", rel) >= (int)sizeof path) {
+        errno = ENOENT;
+        return -1;
+    }
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    long fd = syscall(SYS_openat2, jd->runs_fd, path, &how, sizeof how);
+    if (fd < 0 && errno == ENOSYS) return open_checked_fallback(jd, path, flags);
+    return (int)fd;
+}
+
+static unsigned hash_id(const char *s) {
+    unsigned h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % BUCKETS;
+}
+
+static entry_t *entry_get(ita_jobdir_t *jd, const char *id, int create) {
+    unsigned b = hash_id(id);
+    for (entry_t *e = jd->buckets[b]; e; e = e->next)
+        if (!strcmp(e->id, id)) return e;
+    if (!create) return NULL;
+    if (jd->n_entries >= CACHE_MAX) cache_clear(jd);
+    entry_t *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    snprintf(e->id, sizeof e->id, "%s", id);
+    e->next = jd->buckets[b];
+    jd->buckets[b] = e;
+    jd->n_entries++;
+    return e;
+}
+
+/* Reads fd (at most STATE_MAX bytes) into a parsed object. */
+static json_t *read_json_fd(int fd, off_t size) {
+    if (size <= 0 || size > STATE_MAX) return NULL;
+    char *buf = malloc((size_t)size);
+    if (!buf) return NULL;
+    size_t got = 0;
+    while (got < (size_t)size) {
+        ssize_t r = pread(fd, buf + got, (size_t)size - got, (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    json_t *j = got == (size_t)size ? json_loadb(buf, got, 0, NULL) : NULL;
+    free(buf);
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+/* Makes e->state current. */
+static int refresh_state(ita_jobdir_t *jd, entry_t *e, cu_error_t *err) {
+    int fd = ita_jobdir_openat(jd, e->id, "state.json", O_RDONLY);
+    if (fd < 0) {
+        if (errno == EXDEV || errno == ELOOP || errno == ENOENT || errno == ENOTDIR)
+            return cu_error_set(err, ITA_ENOENT, "no job '%s'", e->id);
+        return cu_error_set(err, CU_EIO, "job '%s': state.json: %s", e->id, strerror(errno));
+    }
+    struct stat st;
+    int rc = CU_OK;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = cu_error_set(err, ITA_ENOENT, "no job '%s'", e->id);
+    } else if (!e->state || st.st_dev != e->dev || st.st_ino != e->ino || st.st_size != e->size ||
+               st.st_mtim.tv_sec != e->mtime.tv_sec || st.st_mtim.tv_nsec != e->mtime.tv_nsec) {
+        json_t *j = read_json_fd(fd, st.st_size);
+        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+        if (j && text) {
+            json_decref(e->state);
+            free(e->state_text);
+            e->state = j;
+            e->state_text = text;
+            e->dev = st.st_dev;
+            e->ino = st.st_ino;
+            e->size = st.st_size;
+            e->mtime = st.st_mtim;
+        } else {
+            json_decref(j);
+            free(text);
+            /* state.json is replaced atomically, so this is a writer that broke
+             * the contract; keep answering with the last good state. */
+            if (!e->state)
+                rc = cu_error_set(err, CU_EFORMAT, "job '%s': state.json is not a JSON object",
+                                  e->id);
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+static double num_or_nan(json_t *v) {
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static void summarise(const ita_jobdir_t *jd, const entry_t *e, ita_job_summary_t *s) {
+    memset(s, 0, sizeof *s);
+    json_t *st = e->state;
+    snprintf(s->id, sizeof s->id, "%s", e->id);
+    static const char *known[] = {"SUBMITTED", "PENDING", "RUNNING",   "PREEMPTED",
+                                  "COMPLETED", "FAILED",  "CANCELLED", "TIMEOUT"};
+    const char *status = json_string_value(json_object_get(st, "status"));
+    snprintf(s->state_status, sizeof s->state_status, "UNKNOWN");
+    for (size_t i = 0; status && i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(status, known[i]))
+            snprintf(s->state_status, sizeof s->state_status, "%s", status);
+    s->step = json_integer_value(json_object_get(st, "step"));
+    s->max_steps = json_integer_value(json_object_get(st, "max_steps"));
+    s->loss = num_or_nan(json_object_get(st, "loss"));
+    s->tokens_per_s = num_or_nan(json_object_get(st, "tokens_per_s"));
+    s->progress = s->max_steps > 0 ? (double)s->step / (double)s->max_steps : NAN;
+    const char *started = json_string_value(json_object_get(st, "started_at"));
+    const char *updated = json_string_value(json_object_get(st, "updated_at"));
+    snprintf(s->started_at_text, sizeof s->started_at_text, "%s", started ? started : "");
+    snprintf(s->updated_at_text, sizeof s->updated_at_text, "%s", updated ? updated : "");
+    double t_start = 0, t_upd = 0, now = ita_wall_now();
+    if (started && ita_time_parse_rfc3339(started, &t_start) == 0) s->started_at = t_start;
+    s->heartbeat_age_s = NAN;
+    if (updated && ita_time_parse_rfc3339(updated, &t_upd) == 0) s->heartbeat_age_s = now - t_upd;
+    int running = !strcmp(s->state_status, "RUNNING");
+    s->lost = running && !isnan(s->heartbeat_age_s) && s->heartbeat_age_s > jd->lost_after_s;
+    snprintf(s->status, sizeof s->status, "%s", s->lost ? "LOST" : s->state_status);
+    s->eta_s = NAN;
+    if (!strcmp(s->state_status, "COMPLETED")) {
+        s->eta_s = 0;
+    } else if (running && !s->lost) {
+        s->eta_s = num_or_nan(json_object_get(st, "eta_s"));
+        if (isnan(s->eta_s) && s->step > 0 && s->max_steps > s->step && s->started_at > 0 &&
+            !isnan(s->heartbeat_age_s))
+            s->eta_s = (t_upd - t_start) / (double)s->step * (double)(s->max_steps - s->step);
+    }
+}
+
+int ita_jobdir_state(ita_jobdir_t *jd, const char *id, ita_job_summary_t *sum, const json_t **state,
+                     cu_error_t *err) {
+    if (!ita_job_id_valid(id, strlen(id))) return cu_error_set(err, ITA_ENOENT, "no such job");
+    entry_t *e = entry_get(jd, id, 1);
+    if (!e) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    int rc = refresh_state(jd, e, err);
+    if (rc) return rc;
+    if (sum) summarise(jd, e, sum);
+    if (state) *state = e->state;
+    return CU_OK;
+}
+
+const char *ita_jobdir_state_text(ita_jobdir_t *jd, const char *id) {
+    entry_t *e = entry_get(jd, id, 0);
+    return e ? e->state_text : NULL;
+}
+
+static int cmp_newest(const void *a, const void *b) {
+    const ita_job_summary_t *x = a, *y = b;
+    if (x->started_at != y->started_at) return x->started_at > y->started_at ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+int ita_jobdir_list(ita_jobdir_t *jd, ita_job_summary_t **out, size_t *n, cu_error_t *err) {
+    *out = NULL;
+    *n = 0;
+    int fd = openat(jd->runs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) close(fd);
+        return cu_error_set(err, CU_EIO, "runs directory: %s", strerror(errno));
+    }
+    size_t cap = 64, count = 0, seen = 0;
+    ita_job_summary_t *arr = malloc(cap * sizeof *arr);
+    int rc = arr ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
+    struct dirent *de;
+    while (!rc && (de = readdir(d)) && seen < (size_t)jd->max_jobs) {
+        if (!ita_job_id_valid(de->d_name, strlen(de->d_name))) continue;
+        if (de->d_type != DT_DIR && de->d_type != DT_LNK && de->d_type != DT_UNKNOWN) continue;
+        seen++;
+        if (count == cap) {
+            ita_job_summary_t *g = realloc(arr, 2 * cap * sizeof *arr);
+            if (!g) {
+                rc = cu_error_set(err, CU_ENOMEM, "out of memory");
+                break;
+            }
+            arr = g;
+            cap *= 2;
+        }
+        cu_error_t e2;
+        if (ita_jobdir_state(jd, de->d_name, &arr[count], NULL, &e2) == CU_OK) count++;
+    }
+    closedir(d);
+    if (rc) {
+        free(arr);
+        return rc;
+    }
+    qsort(arr, count, sizeof *arr, cmp_newest);
+    *out = arr;
+    *n = count;
+    return CU_OK;
+}
+
+/* ---- .jsonl files ---- */
+
+/* The value of "step" in a line, without parsing the whole line; -1 if
+ * absent. Lines are objects written by codex-train, one key each. */
+static int64_t line_step(const char *line, size_t len) {
+    static const char key[] = "\"step\"";
+    const char *end = line + len;
+    for (const char *p = line; p + sizeof key - 1 < end; p++) {
+        p = memchr(p, '"', (size_t)(end - p));
+        if (!p || p + sizeof key - 1 >= end) break;
+        if (memcmp(p, key, sizeof key - 1)) continue;
+        const char *q = p + sizeof key - 1;
+        while (q < end && (*q == ' ' || *q == ':')) q++;
+        int64_t v = 0;
+        int any = 0;
+        while (q < end && *q >= '0' && *q <= '9') v = v * 10 + (*q++ - '0'), any = 1;
+        return any ? v : -1;
+    }
+    return -1;
+}
+
+/* Callback verdicts. */
+enum { LINE_NEXT = 0, LINE_STOP_AFTER = 1, LINE_STOP_BEFORE = 2 };
+typedef int (*line_fn)(void *ctx, const char *line, size_t len, int64_t offset);
+
+/* Calls fn for each complete line starting in [from, to); lines longer than
+ * the scratch buffer are skipped. Returns the offset just past the last
+ * line consumed. */
+static int64_t each_line(ita_jobdir_t *jd, int fd, int64_t from, int64_t to, line_fn fn,
+                         void *ctx) {
+    char *buf = jd->scratch;
+    int64_t base = from, pos = from;
+    size_t have = 0;
+    int skipping = 0;
+    while (base + (int64_t)have < to) {
+        size_t want = SCRATCH - have;
+        if ((int64_t)want > to - base - (int64_t)have) want = (size_t)(to - base - (int64_t)have);
+        ssize_t r = pread(fd, buf + have, want, base + (int64_t)have);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        have += (size_t)r;
+        size_t start = 0;
+        char *nl;
+        while ((nl = memchr(buf + start, '\n', have - start))) {
+            size_t len = (size_t)(nl - (buf + start));
+            int v = skipping ? LINE_NEXT : fn(ctx, buf + start, len, base + (int64_t)start);
+            skipping = 0;
+            if (v == LINE_STOP_BEFORE) return pos;
+            start += len + 1;
+            pos = base + (int64_t)start;
+            if (v == LINE_STOP_AFTER) return pos;
+        }
+        if (start == 0 && have == SCRATCH) { /* one line fills the buffer: skip it */
+            skipping = 1;
+            base += (int64_t)have;
+            have = 0;
+            continue;
+        }
+        memmove(buf, buf + start, have - start);
+        base += (int64_t)start;
+        have -= start;
+    }
+    return pos;
+}
+
+static int index_line(void *ctx, const char *line, size_t len, int64_t offset) {
+    jsonl_index_t *ix = ctx;
+    int64_t s = line_step(line, len);
+    if (s < 0) s = ix->last_step;
+    if (ix->n_lines % BLOCK_LINES == 0) {
+        if (ix->n_blocks == ix->cap) {
+            size_t cap = ix->cap ? ix->cap * 2 : 16;
+            void *g = realloc(ix->blocks, cap * sizeof *ix->blocks);
+            if (!g) return LINE_STOP_BEFORE; /* index what fits; retried next time */
+            ix->blocks = g;
+            ix->cap = cap;
+        }
+        ix->blocks[ix->n_blocks].offset = offset;
+        ix->blocks[ix->n_blocks].step = s;
+        ix->n_blocks++;
+    }
+    ix->last_step = s;
+    ix->n_lines++;
+    return LINE_NEXT;
+}
+
+/* Opens the file and brings its index up to date; returns the fd or -1
+ * (no file: *missing set). */
+static int jsonl_refresh(ita_jobdir_t *jd, entry_t *e, int kind, int *missing) {
+    jsonl_index_t *ix = &e->idx[kind];
+    *missing = 0;
+    int fd = ita_jobdir_openat(jd, e->id, JSONL_NAME[kind], O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) close(fd);
+        *missing = 1;
+        return -1;
+    }
+    if (!ix->valid || ix->dev != st.st_dev || ix->ino != st.st_ino || st.st_size < ix->indexed_to) {
+        free(ix->blocks);
+        memset(ix, 0, sizeof *ix);
+        ix->valid = 1;
+        ix->dev = st.st_dev;
+        ix->ino = st.st_ino;
+        ix->last_step = -1;
+    }
+    if (st.st_size > ix->indexed_to)
+        ix->indexed_to = each_line(jd, fd, ix->indexed_to, st.st_size, index_line, ix);
+    return fd;
+}
+
+typedef struct {
+    const ita_jsonl_query_t *q;
+    json_t *records;
+    size_t bytes;
+    int64_t last_step;
+} page_ctx_t;
+
+static json_t *filter_names(json_t *rec, const char *const *names, size_t n) {
+    json_t *out = json_object();
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_object_get(rec, names[i]);
+        if (v) {
+            json_object_set(out, names[i], v);
+            any = 1;
+        }
+    }
+    if (!any) {
+        json_decref(out);
+        return NULL;
+    }
+    json_object_set(out, "step", json_object_get(rec, "step"));
+    json_t *t = json_object_get(rec, "time");
+    if (t) json_object_set(out, "time", t);
+    return out;
+}
+
+static int page_line(void *ctx, const char *line, size_t len, int64_t offset) {
+    page_ctx_t *p = ctx;
+    if (json_array_size(p->records) >= p->q->limit || p->bytes >= p->q->max_bytes)
+        return LINE_STOP_BEFORE;
+    int64_t s = line_step(line, len);
+    if (s < 0) s = p->last_step;
+    p->last_step = s;
+    if (p->q->since_step != INT64_MIN && s <= p->q->since_step) return LINE_NEXT;
+    json_t *rec = json_loadb(line, len, 0, NULL);
+    if (!json_is_object(rec)) { /* a malformed complete line: skipped */
+        json_decref(rec);
+        return LINE_NEXT;
+    }
+    if (p->q->names) {
+        json_t *f = filter_names(rec, p->q->names, p->q->n_names);
+        json_decref(rec);
+        if (!f) return LINE_NEXT;
+        rec = f;
+    }
+    json_array_append_new(p->records, rec);
+    p->bytes += len;
+    return LINE_NEXT;
+}
+
+/* Where a page for since_step starts: the block before the first one whose
+ * first step exceeds since_step. */
+static int64_t seek_step(const jsonl_index_t *ix, int64_t since_step) {
+    if (since_step == INT64_MIN || ix->n_blocks == 0) return 0;
+    size_t lo = 0, hi = ix->n_blocks; /* first block with step > since_step */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (ix->blocks[mid].step > since_step)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo == 0 ? 0 : ix->blocks[lo - 1].offset;
+}
+
+int ita_jobdir_jsonl(ita_jobdir_t *jd, const char *id, ita_jsonl_kind_t kind,
+                     const ita_jsonl_query_t *q, ita_jsonl_page_t *page, cu_error_t *err) {
+    page->records = json_array();
+    page->next_cursor = 0;
+    page->more = 0;
+    int rc = ita_jobdir_state(jd, id, NULL, NULL, err);
+    if (rc) return rc;
+    entry_t *e = entry_get(jd, id, 0);
+    int missing = 0;
+    int fd = jsonl_refresh(jd, e, kind, &missing);
+    if (fd < 0) {
+        page->next_cursor = q->cursor > 0 ? q->cursor : 0;
+        return CU_OK;
+    }
+    jsonl_index_t *ix = &e->idx[kind];
+    int64_t start;
+    if (q->cursor >= 0) {
+        start = q->cursor;
+        char prev = '\n';
+        if (start > ix->indexed_to || (start > 0 && pread(fd, &prev, 1, start - 1) != 1) ||
+            prev != '\n') {
+            close(fd);
+            return cu_error_set(err, CU_EINVAL, "cursor %lld is not the start of a line",
+                                (long long)q->cursor);
+        }
+    } else {
+        start = seek_step(ix, q->since_step);
+    }
+    page_ctx_t ctx = {q, page->records, 0, -1};
+    page->next_cursor = each_line(jd, fd, start, ix->indexed_to, page_line, &ctx);
+    page->more = page->next_cursor < ix->indexed_to;
+    close(fd);
+    return CU_OK;
+}
+
+int64_t ita_jobdir_jsonl_end(ita_jobdir_t *jd, const char *id, ita_jsonl_kind_t kind) {
+    cu_error_t err;
+    if (ita_jobdir_state(jd, id, NULL, NULL, &err)) return 0;
+    entry_t *e = entry_get(jd, id, 0);
+    int missing;
+    int fd = jsonl_refresh(jd, e, kind, &missing);
+    if (fd < 0) return 0;
+    close(fd);
+    return e->idx[kind].indexed_to;
+}
+
+typedef struct {
+    int64_t step;
+    json_t *found;
+    int64_t last_step;
+} eval_ctx_t;
+
+static int eval_line(void *ctx, const char *line, size_t len, int64_t offset) {
+    eval_ctx_t *c = ctx;
+    int64_t s = line_step(line, len);
+    if (s < 0) s = c->last_step;
+    c->last_step = s;
+    if (s > c->step) return LINE_STOP_BEFORE;
+    if (s < c->step || !memmem(line, len, "\"val_loss\"", 10)) return LINE_NEXT;
+    json_t *rec = json_loadb(line, len, 0, NULL);
+    if (json_is_object(rec)) {
+        json_decref(c->found);
+        c->found = rec; /* the last evaluation at that step wins */
+    } else {
+        json_decref(rec);
+    }
+    return LINE_NEXT;
+}
+
+json_t *ita_jobdir_eval_at(ita_jobdir_t *jd, const char *id, int64_t step) {
+    entry_t *e = entry_get(jd, id, 0);
+    if (!e) return NULL;
+    int missing;
+    int fd = jsonl_refresh(jd, e, ITA_JSONL_METRICS, &missing);
+    if (fd < 0) return NULL;
+    eval_ctx_t c = {step, NULL, -1};
+    jsonl_index_t *ix = &e->idx[ITA_JSONL_METRICS];
+    each_line(jd, fd, seek_step(ix, step - 1), ix->indexed_to, eval_line, &c);
+    close(fd);
+    return c.found;
+}
+
+static json_t *num_json(double v) {
+    return isnan(v) ? json_null() : json_real(v);
+}
+
+json_t *ita_job_summary_json(const ita_job_summary_t *s) {
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(s->id));
+    json_object_set_new(o, "status", json_string(s->status));
+    json_object_set_new(o, "lost", json_boolean(s->lost));
+    json_object_set_new(o, "step", json_integer(s->step));
+    json_object_set_new(o, "max_steps", json_integer(s->max_steps));
+    json_object_set_new(o, "progress", num_json(s->progress));
+    json_object_set_new(o, "loss", num_json(s->loss));
+    json_object_set_new(o, "tokens_per_s", num_json(s->tokens_per_s));
+    json_object_set_new(o, "eta_s", num_json(s->eta_s));
+    json_object_set_new(o, "heartbeat_age_s", num_json(s->heartbeat_age_s));
+    json_object_set_new(o, "started_at",
+                        s->started_at_text[0] ? json_string(s->started_at_text) : json_null());
+    json_object_set_new(o, "updated_at",
+                        s->updated_at_text[0] ? json_string(s->updated_at_text) : json_null());
+    return o;
+}

@@ -1,0 +1,101 @@
+/*
+ * Reading the runs directory (docs/formats.md): job ids from URLs are
+ * checked, every file is opened beneath the runs directory with
+ * openat2(RESOLVE_BENEATH) so neither ".." nor a symlink can lead out of it,
+ * state.json is parsed once and reparsed only when its inode, size or mtime
+ * change, and .jsonl files are read through an incremental index of line
+ * offsets that stops at the last complete line (a partial last line is
+ * being appended and is ignored).
+ *
+ * One ita_jobdir_t belongs to one worker thread: nothing here locks.
+ */
+#ifndef CU_ITA_JOBDIR_H
+#define CU_ITA_JOBDIR_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define ITA_ENOENT 100 /* no such job (or file of a job): answered as 404 */
+#define ITA_JOB_ID_MAX 128
+
+typedef struct ita_jobdir ita_jobdir_t;
+
+/* A job's state as the API reports it. */
+typedef struct {
+    char id[ITA_JOB_ID_MAX + 1];
+    char status[16];       /* effective: LOST when the heartbeat is stale */
+    char state_status[16]; /* as state.json says */
+    int lost;
+    int64_t step, max_steps;
+    double loss, tokens_per_s; /* NAN when null */
+    double progress;           /* step / max_steps, NAN when unknown */
+    double eta_s;              /* NAN when unknown */
+    double heartbeat_age_s;    /* NAN when updated_at is missing */
+    double started_at;         /* epoch seconds, 0 when missing */
+    char started_at_text[32];
+    char updated_at_text[32];
+} ita_job_summary_t;
+
+/* Opens the runs directory. lost_after_s: heartbeat age that makes a
+ * RUNNING job LOST. max_jobs bounds listings. Allocates; ita_jobdir_free. */
+int ita_jobdir_open(ita_jobdir_t **out, const char *runs_dir, double lost_after_s, int max_jobs,
+                    cu_error_t *err);
+void ita_jobdir_free(ita_jobdir_t *jd);
+
+/* 1 when s[0..len) may name a job: 1-128 of [A-Za-z0-9._-], not starting
+ * with '.', so never "." or "..". */
+int ita_job_id_valid(const char *s, size_t len);
+
+/* Opens runs/<id>/<rel> beneath the runs directory (flags as open(2)).
+ * Returns an fd, or -1 with errno (EXDEV/ELOOP for an escape attempt). */
+int ita_jobdir_openat(ita_jobdir_t *jd, const char *id, const char *rel, int flags);
+
+/* The job's summary and its parsed state.json (borrowed: valid until the
+ * next call on jd). ITA_ENOENT when there is no such job. */
+int ita_jobdir_state(ita_jobdir_t *jd, const char *id, ita_job_summary_t *sum, const json_t **state,
+                     cu_error_t *err);
+
+/* The serialised state.json of the job as cached (borrowed, like above). */
+const char *ita_jobdir_state_text(ita_jobdir_t *jd, const char *id);
+
+/* Every job with a readable state.json, newest first (started_at, then
+ * id). *out is malloc'd; free() it. */
+int ita_jobdir_list(ita_jobdir_t *jd, ita_job_summary_t **out, size_t *n, cu_error_t *err);
+
+/* Which .jsonl file of a job. */
+typedef enum { ITA_JSONL_METRICS = 0, ITA_JSONL_EVENTS = 1 } ita_jsonl_kind_t;
+
+typedef struct {
+    int64_t since_step;       /* records with step > since_step; INT64_MIN for all */
+    int64_t cursor;           /* byte offset to continue from; -1 when unset */
+    size_t limit;             /* records */
+    size_t max_bytes;         /* of record text read */
+    const char *const *names; /* metric names to keep (NULL: everything) */
+    size_t n_names;
+} ita_jsonl_query_t;
+
+typedef struct {
+    json_t *records;     /* array, owned by the caller */
+    int64_t next_cursor; /* offset after the last record consumed */
+    int more;            /* complete lines remain after next_cursor */
+} ita_jsonl_page_t;
+
+/* Reads one page of a job's metrics.jsonl or events.jsonl. CU_EINVAL for a
+ * cursor that is not at a line start. A missing file is an empty page. */
+int ita_jobdir_jsonl(ita_jobdir_t *jd, const char *id, ita_jsonl_kind_t kind,
+                     const ita_jsonl_query_t *q, ita_jsonl_page_t *page, cu_error_t *err);
+
+/* Offset of the end of the last complete line of the file (0 if absent):
+ * where an event stream that wants only new events starts. */
+int64_t ita_jobdir_jsonl_end(ita_jobdir_t *jd, const char *id, ita_jsonl_kind_t kind);
+
+/* The evaluation record (val_loss, ...) logged at step, or NULL (new ref). */
+json_t *ita_jobdir_eval_at(ita_jobdir_t *jd, const char *id, int64_t step);
+
+/* Formats a summary as a JSON object (new reference). */
+json_t *ita_job_summary_json(const ita_job_summary_t *s);
+
+#endif

@@ -1,0 +1,202 @@
+/*
+ * Counters are indexed by (route, status slot): the statuses codex-ita
+ * answers are few and known, and any other lands in a last "other" slot, so
+ * the series count is fixed and small whatever clients send.
+ */
+#include "ita/metrics.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const int STATUSES[ITA_STATUS_SLOTS - 1] = {200, 304, 400, 401, 403, 404, 405,
+                                                   406, 413, 414, 429, 431, 500, 503};
+static const double BOUNDS[ITA_LATENCY_BUCKETS - 1] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0};
+
+static const char *ROUTE_LABELS[ITA_ROUTE_COUNT] = {
+    "/healthz",
+    "/v1/jobs",
+    "/v1/jobs/{id}",
+    "/v1/jobs/{id}/metrics",
+    "/v1/jobs/{id}/events",
+    "/v1/jobs/{id}/checkpoints",
+    "/metrics",
+    "/v1/keys",
+    "/",
+    "other",
+};
+
+const char *ita_route_label(ita_route_t r) {
+    return r < ITA_ROUTE_COUNT ? ROUTE_LABELS[r] : "other";
+}
+
+static int status_slot(int status) {
+    for (int i = 0; i < ITA_STATUS_SLOTS - 1; i++)
+        if (STATUSES[i] == status) return i;
+    return ITA_STATUS_SLOTS - 1;
+}
+
+/* Single writer: a relaxed load and store is enough and costs a plain move. */
+static void bump(_Atomic uint64_t *c, uint64_t by) {
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by,
+                          memory_order_relaxed);
+}
+
+void ita_metrics_observe(ita_metrics_t *m, ita_route_t route, int status, double seconds) {
+    if (route >= ITA_ROUTE_COUNT) route = ITA_ROUTE_OTHER;
+    int s = status_slot(status);
+    int b = 0;
+    while (b < ITA_LATENCY_BUCKETS - 1 && seconds > BOUNDS[b]) b++;
+    bump(&m->count[route][s], 1);
+    bump(&m->sum_ns[route][s], (uint64_t)(seconds * 1e9));
+    bump(&m->bucket[route][s][b], 1);
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int failed;
+} sbuf_t;
+
+__attribute__((format(printf, 2, 3))) static void emit(sbuf_t *s, const char *fmt, ...) {
+    if (s->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(s->buf + s->len, s->cap - s->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            s->failed = 1;
+            return;
+        }
+        if ((size_t)n < s->cap - s->len) {
+            s->len += (size_t)n;
+            return;
+        }
+        size_t cap = s->cap * 2 + (size_t)n;
+        char *g = realloc(s->buf, cap);
+        if (!g) {
+            s->failed = 1;
+            return;
+        }
+        s->buf = g;
+        s->cap = cap;
+    }
+}
+
+static uint64_t load(const _Atomic uint64_t *c) {
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static void status_label(int slot, char out[8]) {
+    if (slot == ITA_STATUS_SLOTS - 1)
+        snprintf(out, 8, "other");
+    else
+        snprintf(out, 8, "%d", STATUSES[slot]);
+}
+
+static void render_requests(sbuf_t *s, ita_metrics_t *const *w, size_t n) {
+    emit(s, "# HELP codex_ita_requests_total HTTP requests answered, by route and status.\n"
+            "# TYPE codex_ita_requests_total counter\n");
+    for (int r = 0; r < ITA_ROUTE_COUNT; r++)
+        for (int k = 0; k < ITA_STATUS_SLOTS; k++) {
+            uint64_t c = 0;
+            for (size_t i = 0; i < n; i++) c += load(&w[i]->count[r][k]);
+            char st[8];
+            status_label(k, st);
+            if (c)
+                emit(s, "codex_ita_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                     ROUTE_LABELS[r], st, (unsigned long long)c);
+        }
+    emit(s, "# HELP codex_ita_request_duration_seconds Time from request to response.\n"
+            "# TYPE codex_ita_request_duration_seconds histogram\n");
+    for (int r = 0; r < ITA_ROUTE_COUNT; r++)
+        for (int k = 0; k < ITA_STATUS_SLOTS; k++) {
+            uint64_t total = 0, sum = 0, cum = 0;
+            for (size_t i = 0; i < n; i++) {
+                total += load(&w[i]->count[r][k]);
+                sum += load(&w[i]->sum_ns[r][k]);
+            }
+            if (!total) continue;
+            char st[8];
+            status_label(k, st);
+            for (int b = 0; b < ITA_LATENCY_BUCKETS; b++) {
+                for (size_t i = 0; i < n; i++) cum += load(&w[i]->bucket[r][k][b]);
+                char le[16];
+                if (b == ITA_LATENCY_BUCKETS - 1)
+                    snprintf(le, sizeof le, "+Inf");
+                else
+                    snprintf(le, sizeof le, "%g", BOUNDS[b]);
+                emit(s,
+                     "codex_ita_request_duration_seconds_bucket{route=\"%s\",status=\"%s\","
+                     "le=\"%s\"} %llu\n",
+                     ROUTE_LABELS[r], st, le, (unsigned long long)cum);
+            }
+            emit(s,
+                 "codex_ita_request_duration_seconds_sum{route=\"%s\",status=\"%s\"} %.9f\n"
+                 "codex_ita_request_duration_seconds_count{route=\"%s\",status=\"%s\"} %llu\n",
+                 ROUTE_LABELS[r], st, (double)sum * 1e-9, ROUTE_LABELS[r], st,
+                 (unsigned long long)total);
+        }
+    uint64_t af = 0;
+    for (size_t i = 0; i < n; i++) af += load(&w[i]->audit_failures);
+    emit(s,
+         "# HELP codex_ita_audit_write_failures_total Audit lines that could not be written.\n"
+         "# TYPE codex_ita_audit_write_failures_total counter\n"
+         "codex_ita_audit_write_failures_total %llu\n",
+         (unsigned long long)af);
+}
+
+static void gauge(sbuf_t *s, const char *name, const char *id, double v) {
+    if (isnan(v)) return;
+    emit(s, "%s{job=\"%s\"} %.9g\n", name, id, v);
+}
+
+static void render_jobs(sbuf_t *s, ita_jobdir_t *jd) {
+    static const char *statuses[] = {"SUBMITTED", "PENDING",   "RUNNING", "PREEMPTED", "COMPLETED",
+                                     "FAILED",    "CANCELLED", "TIMEOUT", "LOST"};
+    ita_job_summary_t *jobs = NULL;
+    size_t n = 0;
+    cu_error_t err;
+    if (ita_jobdir_list(jd, &jobs, &n, &err)) return;
+    emit(s, "# HELP codex_jobs Jobs in the runs directory, by status.\n"
+            "# TYPE codex_jobs gauge\n");
+    for (size_t k = 0; k < sizeof statuses / sizeof statuses[0]; k++) {
+        size_t c = 0;
+        for (size_t i = 0; i < n; i++) c += !strcmp(jobs[i].status, statuses[k]);
+        emit(s, "codex_jobs{status=\"%s\"} %zu\n", statuses[k], c);
+    }
+    /* Job ids are [A-Za-z0-9._-] (checked when listed): no label escaping. */
+    emit(s, "# HELP codex_job_step Optimizer steps completed.\n# TYPE codex_job_step gauge\n");
+    for (size_t i = 0; i < n; i++) gauge(s, "codex_job_step", jobs[i].id, (double)jobs[i].step);
+    emit(s, "# HELP codex_job_loss Training loss of the last step.\n# TYPE codex_job_loss gauge\n");
+    for (size_t i = 0; i < n; i++) gauge(s, "codex_job_loss", jobs[i].id, jobs[i].loss);
+    emit(s, "# HELP codex_job_tokens_per_second Training throughput of the last step.\n"
+            "# TYPE codex_job_tokens_per_second gauge\n");
+    for (size_t i = 0; i < n; i++)
+        gauge(s, "codex_job_tokens_per_second", jobs[i].id, jobs[i].tokens_per_s);
+    emit(s, "# HELP codex_job_progress Fraction of max_steps completed.\n"
+            "# TYPE codex_job_progress gauge\n");
+    for (size_t i = 0; i < n; i++) gauge(s, "codex_job_progress", jobs[i].id, jobs[i].progress);
+    emit(s, "# HELP codex_job_heartbeat_age_seconds Seconds since state.json's updated_at.\n"
+            "# TYPE codex_job_heartbeat_age_seconds gauge\n");
+    for (size_t i = 0; i < n; i++)
+        gauge(s, "codex_job_heartbeat_age_seconds", jobs[i].id, jobs[i].heartbeat_age_s);
+    free(jobs);
+}
+
+char *ita_metrics_render(ita_metrics_t *const *workers, size_t n, ita_jobdir_t *jd, size_t *len) {
+    sbuf_t s = {malloc(16384), 0, 16384, 0};
+    if (!s.buf) return NULL;
+    render_requests(&s, workers, n);
+    render_jobs(&s, jd);
+    if (s.failed) {
+        free(s.buf);
+        return NULL;
+    }
+    *len = s.len;
+    return s.buf;
+}

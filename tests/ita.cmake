@@ -1,0 +1,23 @@
+# codex-ita: unit tests of its parts (keys, job directory reader, config,
+# tracing) and tests that start the real server on a loopback port and speak
+# HTTP to it (tests/ita_server.py), plus the dashboard in headless Chromium.
+if(TARGET cu_ita)
+  cu_add_test(test_ita SOURCES ${CU_TEST_DIR}/test_ita.c LIBS cu_ita LABELS "unit;ita")
+  foreach(case config keys_cli auth trace jobs robustness sse prometheus shutdown tls)
+    add_test(NAME ita_${case}
+             COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/ita_server.py $<TARGET_FILE:codex-ita>
+                     $<TARGET_FILE:codexctl> ${PROJECT_SOURCE_DIR} ${case})
+    set_tests_properties(ita_${case} PROPERTIES LABELS ita TIMEOUT 120)
+  endforeach()
+  find_program(CU_CHROMIUM NAMES chromium chromium-browser)
+  if(CU_CHROMIUM)
+    add_test(NAME ita_dashboard
+             COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/ita_dashboard.py $<TARGET_FILE:codex-ita>
+                     $<TARGET_FILE:codexctl> ${PROJECT_SOURCE_DIR} ${CU_CHROMIUM})
+    set_tests_properties(ita_dashboard PROPERTIES LABELS ita TIMEOUT 120)
+    add_test(NAME ita_dashboard_live
+             COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/ita_dashboard.py $<TARGET_FILE:codex-ita>
+                     $<TARGET_FILE:codexctl> ${PROJECT_SOURCE_DIR} ${CU_CHROMIUM} live)
+    set_tests_properties(ita_dashboard_live PROPERTIES LABELS ita TIMEOUT 120)
+  endif()
+endif()

@@ -1,0 +1,959 @@
+#!/usr/bin/env python3
+"""Tests of codex-ita over real HTTP: the server is started as a subprocess on
+a free loopback port (it binds port 0 and prints the port), against a copy of
+the fixture job directories in tests/fixtures/ita/runs, and always stopped at
+the end.
+
+usage: ita_server.py CODEX_ITA CODEXCTL SOURCE_DIR CASE
+
+Cases (each prints "N passed, N failed" last):
+  config      --help, --version, --check; unknown keys and bad values exit 2
+              naming the key
+  keys_cli    codexctl keys create/list/revoke: key printed once, file 0600
+              holding no key, duplicate names and bad scopes refused
+  auth        no key, bad key, wrong scope, good key (both headers), revoked
+              key (before start and while running): 401/403/200 kept apart,
+              WWW-Authenticate on 401; rate limit answers 429 + Retry-After
+  trace       X-Request-Id echoed when valid, generated otherwise, on every
+              response (errors too); problem+json carries it; the audit log
+              has a line per request with key name but never the key
+  jobs        every job endpoint against the fixtures: listing order,
+              pagination, filters, detail with LOST and ETA, metrics paging
+              (since_step, names, cursor), partial last line ignored, events,
+              checkpoints with eval; state refreshed when rewritten atomically
+  robustness  path traversal (.., encoded, symlink out of runs/), oversized
+              and malformed requests, wrong methods: all refused, server alive;
+              max_connections bounds open connections
+  sse         a writer appends events and rewrites state.json while an SSE
+              client listens: events arrive in order with ids, state events,
+              an end event at completion; Last-Event-ID resumes
+  prometheus  /metrics: request counters and latency histograms by route and
+              status, jobs by status, per-job step, loss, tokens/s
+  shutdown    SIGTERM with an open event stream: the stream gets an end
+              event and the process exits 0 promptly
+  tls         HTTPS with a throw-away certificate; a bad one stops the start
+
+A case is a function registered in CASES and in tests/ita.cmake's list; a
+new one needs only a function taking (ctx, t). For a live 2-rank job: start
+`mpirun -n 2 codex-train ...` writing into a temporary runs directory, then
+`with Server(ctx, live_runs=that_dir) as s:` and use s.json(...), s.get(...)
+and sse_events(...) as the cases below do.
+"""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+class T:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, cond, what):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print("FAIL: %s" % what, flush=True)
+        return cond
+
+
+class Ctx:
+    def __init__(self, ita, ctl, src):
+        self.ita, self.ctl, self.src = ita, ctl, src
+        self.fixtures = os.path.join(src, "tests", "fixtures", "ita", "runs")
+
+
+def now_rfc3339():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+def set_state(runs, job, **kw):
+    p = os.path.join(runs, job, "state.json")
+    with open(p) as f:
+        st = json.load(f)
+    st.update(kw)
+    write_atomic(p, json.dumps(st, indent=2) + "\n")
+    return st
+
+
+class Server:
+    """codex-ita on a copy of the fixtures, with read/submit/admin keys."""
+
+    def __init__(self, ctx, extra_yaml="", runs=None, keys=True, live_runs=None):
+        """runs: a folder to copy instead of the fixtures; live_runs: a runs
+        directory to serve in place (e.g. one a running codex-train writes)."""
+        self.ctx = ctx
+        self.dir = tempfile.mkdtemp(prefix="ita-test-")
+        if live_runs:
+            self.runs = os.path.abspath(live_runs)
+        else:
+            self.runs = os.path.join(self.dir, "runs")
+            shutil.copytree(runs or ctx.fixtures, self.runs, symlinks=True)
+            if os.path.isdir(os.path.join(self.runs, "run-live")):
+                set_state(self.runs, "run-live", updated_at=now_rfc3339())
+        self.keys_file = os.path.join(self.dir, "keys.json")
+        self.audit = os.path.join(self.dir, "audit.jsonl")
+        self.keys = {}
+        if keys:
+            for name, scope in (("reader", "read"), ("submitter", "submit"), ("boss", "admin"),
+                                ("gone", "read")):
+                self.keys[name] = self.create_key(name, scope)
+            self.revoke_key("gone")
+        self.cfg = os.path.join(self.dir, "ita.yaml")
+        with open(self.cfg, "w") as f:
+            f.write("listen:\n  host: 127.0.0.1\n  port: 0\nruns_dir: %s\n" % self.runs +
+                    "keys_file: keys.json\n" +
+                    ("" if "threads:" in extra_yaml else "threads: 2\n") +
+                    "log:\n  audit: audit.jsonl\n"
+                    "  error: error.log\n" +
+                    ("" if "sse:" in extra_yaml else "sse:\n  poll_ms: 50\n") +
+                    # Tests send bursts with one key; only the rate-limit test limits it.
+                    ("" if "rate_limit:" in extra_yaml else "rate_limit:\n  per_second: 0\n") +
+                    extra_yaml)
+        self.proc = None
+        self.port = None
+
+    def create_key(self, name, scope):
+        p = subprocess.run([self.ctx.ctl, "keys", "create", "--name", name, "--scope", scope,
+                            "--file", self.keys_file], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.strip()
+
+    def revoke_key(self, name):
+        p = subprocess.run([self.ctx.ctl, "keys", "revoke", name, "--file", self.keys_file],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+
+    def __enter__(self):
+        env = dict(os.environ)  # for ASan builds: h2o's own exit-time allocations
+        env["LSAN_OPTIONS"] = "suppressions=" + os.path.join(
+            self.ctx.src, "tests", "fixtures", "ita", "lsan.supp")
+        self.proc = subprocess.Popen([self.ctx.ita, "--config", self.cfg], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        line = self.proc.stdout.readline()
+        m = re.search(r"127\.0\.0\.1:(\d+)", line)
+        if not m:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+            self.stop()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError("codex-ita did not start: %r %s" % (line, err))
+        self.port = int(m.group(1))
+        return self
+
+    def stop(self, timeout=5):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def __exit__(self, *a):
+        self.stop()
+        if self.proc:
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def conn(self, timeout=10):
+        if getattr(self, "tls", None):
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               context=self.tls)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def get(self, path, key=None, headers=None, method="GET", body=None, bearer=False):
+        h = dict(headers or {})
+        if key:
+            if bearer:
+                h["Authorization"] = "Bearer " + key
+            else:
+                h["X-API-Key"] = key
+        c = self.conn()
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            c.close()
+
+    def json(self, path, key=None, **kw):
+        st, h, body = self.get(path, key or self.keys.get("reader"), **kw)
+        try:
+            return st, h, json.loads(body) if body else None
+        except ValueError:
+            return st, h, None
+
+    def raw(self, data, read_timeout=5):
+        """Sends raw bytes, returns what comes back until the server closes."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=read_timeout)
+        try:
+            s.sendall(data)
+            out = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except (socket.timeout, ConnectionResetError):
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            return out
+        finally:
+            s.close()
+
+    def audit_lines(self):
+        with open(self.audit) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+
+def is_problem(t, st, h, body, status, what):
+    t.check(st == status, "%s: status %s, expected %s" % (what, st, status))
+    t.check(h.get("content-type", "").startswith("application/problem+json"),
+            "%s: problem+json content type (%s)" % (what, h.get("content-type")))
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        t.check(False, "%s: problem body is JSON" % what)
+        return
+    t.check(doc.get("status") == status and doc.get("title") and doc.get("type"),
+            "%s: problem fields %s" % (what, doc))
+    t.check(doc.get("request_id") == h.get("x-request-id"),
+            "%s: problem request_id equals the header" % what)
+
+
+# ---------------------------------------------------------------- cases
+
+def case_config(ctx, t):
+    p = subprocess.run([ctx.ita, "--help"], capture_output=True, text=True)
+    t.check(p.returncode == 0 and "--config" in p.stdout, "--help exits 0 and documents --config")
+    p = subprocess.run([ctx.ita, "--version"], capture_output=True, text=True)
+    t.check(p.returncode == 0 and "codex-ita" in p.stdout, "--version")
+    p = subprocess.run([ctx.ita, "--bogus"], capture_output=True, text=True)
+    t.check(p.returncode == 2, "unknown argument exits 2")
+    d = tempfile.mkdtemp(prefix="ita-cfg-")
+    try:
+        def run(text):
+            path = os.path.join(d, "ita.yaml")
+            with open(path, "w") as f:
+                f.write(text)
+            return subprocess.run([ctx.ita, "--config", path, "--check"], capture_output=True,
+                                  text=True)
+        p = run("listen:\n  port: 8471\nthreads: 3\n")
+        t.check(p.returncode == 0 and "127.0.0.1:8471, 3 threads" in p.stdout, "--check prints")
+        p = run("listen:\n  prot: 8471\n")
+        t.check(p.returncode == 2 and "listen.prot" in p.stderr and "line 2" in p.stderr,
+                "unknown key named with its line: %r" % p.stderr)
+        p = run("threads: many\n")
+        t.check(p.returncode == 2 and "threads" in p.stderr, "bad value named")
+        p = run("listen:\n  port: 70000\n")
+        t.check(p.returncode == 2 and "listen.port" in p.stderr, "port out of range")
+        p = run("listen:\n  host: example.com\n")
+        t.check(p.returncode == 2 and "listen.host" in p.stderr, "host must be numeric")
+        p = run("tls:\n  cert: a.pem\n")
+        t.check(p.returncode == 2 and "tls" in p.stderr, "tls needs cert and key")
+        p = run("runs_dir: [a, b]\n")
+        t.check(p.returncode == 2, "a list is refused")
+        p = run("runs_dir: /nonexistent/runs\nwww_dir: /nonexistent\n")
+        t.check(p.returncode == 0, "--check does not open directories")
+        p = subprocess.run([ctx.ita, "--config", os.path.join(d, "missing.yaml")],
+                           capture_output=True, text=True)
+        t.check(p.returncode == 2 and "missing.yaml" in p.stderr, "missing config named")
+        path = os.path.join(d, "ita.yaml")
+        with open(path, "w") as f:
+            f.write("runs_dir: /nonexistent/runs\nlisten:\n  port: 0\nlog:\n  audit: '-'\n")
+        p = subprocess.run([ctx.ita, "--config", path], capture_output=True, text=True, timeout=10)
+        t.check(p.returncode != 0 and "/nonexistent/runs" in p.stderr,
+                "a missing runs directory stops the start with its name: %r" % p.stderr)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def case_keys_cli(ctx, t):
+    d = tempfile.mkdtemp(prefix="ita-keys-")
+    kf = os.path.join(d, "keys.json")
+    try:
+        def ctl(*a):
+            return subprocess.run([ctx.ctl, "keys"] + list(a) + ["--file", kf],
+                                  capture_output=True, text=True)
+        p = subprocess.run([ctx.ctl, "keys", "--help"], capture_output=True, text=True)
+        t.check(p.returncode == 0 and "create" in p.stdout, "keys --help")
+        p = subprocess.run([ctx.ctl, "help"], capture_output=True, text=True)
+        t.check("keys" in p.stdout, "codexctl help lists keys")
+        p = ctl("create", "--name", "ci-bot", "--scope", "read")
+        key = p.stdout.strip()
+        t.check(p.returncode == 0 and re.fullmatch(r"cuk_[0-9a-f]{16}_[0-9a-f]{64}", key),
+                "create prints one key: %r" % p.stdout)
+        t.check(stat.S_IMODE(os.stat(kf).st_mode) == 0o600, "keys file mode 0600")
+        text = open(kf).read()
+        t.check(key not in text and key.split("_")[2] not in text, "file holds no key")
+        doc = json.loads(text)
+        e = doc["keys"][0]
+        t.check(e["name"] == "ci-bot" and e["scope"] == "read" and len(e["salt"]) == 32 and
+                len(e["sha256"]) == 64, "entry has name, scope, salt, hash")
+        p = ctl("create", "--name", "ci-bot", "--scope", "admin")
+        t.check(p.returncode == 2 and "exists" in p.stderr, "duplicate name refused")
+        p = ctl("create", "--name", "x", "--scope", "root")
+        t.check(p.returncode == 2 and "scope" in p.stderr, "bad scope refused")
+        p = ctl("create", "--name", "bad name!", "--scope", "read")
+        t.check(p.returncode == 2, "bad name refused")
+        p = ctl("create", "--name", "ops", "--scope", "admin")
+        key2 = p.stdout.strip()
+        t.check(p.returncode == 0 and key2 != key, "a second key differs")
+        p = ctl("list")
+        t.check(p.returncode == 0 and "ci-bot" in p.stdout and "ops" in p.stdout and
+                key not in p.stdout, "list shows names, not keys")
+        p = ctl("revoke", "ci-bot")
+        t.check(p.returncode == 0, "revoke")
+        p = ctl("list")
+        line = [l for l in p.stdout.splitlines() if "ci-bot" in l][0]
+        t.check(not line.rstrip().endswith("-"), "list shows the revocation time")
+        p = ctl("revoke", "ci-bot")
+        t.check(p.returncode == 1, "revoking twice fails")
+        p = ctl("create", "--name", "ci-bot", "--scope", "read")
+        t.check(p.returncode == 0, "a revoked name can be reused")
+        t.check(stat.S_IMODE(os.stat(kf).st_mode) == 0o600, "still 0600 after rewrites")
+        t.check(not [f for f in os.listdir(d) if ".tmp" in f], "no temporary files left")
+        # Concurrent creates are serialised by the lock: none is lost.
+        procs = [subprocess.Popen([ctx.ctl, "keys", "create", "--name", "p%d" % i, "--scope",
+                                   "read", "--file", kf], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL) for i in range(8)]
+        for p in procs:
+            p.communicate()
+        names = {e["name"] for e in json.load(open(kf))["keys"]}
+        t.check(all(p.returncode == 0 for p in procs) and
+                {"p%d" % i for i in range(8)} <= names, "8 concurrent creates all kept")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def case_auth(ctx, t):
+    with Server(ctx) as s:
+        st, h, b = s.get("/healthz")
+        t.check(st == 200 and json.loads(b)["status"] == "ok", "healthz without a key")
+        st, h, b = s.get("/v1/jobs")
+        is_problem(t, st, h, b, 401, "no key")
+        t.check("bearer" in h.get("www-authenticate", "").lower(), "401 has WWW-Authenticate")
+        bad = "cuk_0123456789abcdef_" + "0" * 64
+        for k, what in ((bad, "well-formed unknown key"), ("nonsense", "garbage key"),
+                        (s.keys["reader"][:-1] + "0", "key with a changed last digit")):
+            st, h, b = s.get("/v1/jobs", k)
+            is_problem(t, st, h, b, 401, what)
+        st, h, b = s.get("/v1/jobs", s.keys["gone"])
+        is_problem(t, st, h, b, 401, "revoked key")
+        t.check(b"revoked" in b, "revoked key says so")
+        for name in ("reader", "submitter"):
+            st, h, b = s.get("/v1/keys", s.keys[name])
+            is_problem(t, st, h, b, 403, "%s key on an admin route" % name)
+        st, h, b = s.get("/v1/keys", s.keys["boss"])
+        t.check(st == 200, "admin key on /v1/keys")
+        keys = json.loads(b)["keys"]
+        t.check({k["name"] for k in keys} == {"reader", "submitter", "boss", "gone"},
+                "/v1/keys lists every key")
+        t.check(all("sha256" not in k and "salt" not in k for k in keys), "no hashes served")
+        for name in ("reader", "submitter", "boss"):
+            st, _, _ = s.get("/v1/jobs", s.keys[name])
+            t.check(st == 200, "%s key reads jobs" % name)
+        st, _, _ = s.get("/v1/jobs", s.keys["reader"], bearer=True)
+        t.check(st == 200, "Authorization: Bearer works")
+        st, _, _ = s.get("/v1/jobs", headers={"Authorization": "Basic " + s.keys["reader"]})
+        t.check(st == 401, "other Authorization schemes are not keys")
+        st, _, _ = s.get("/metrics")
+        t.check(st == 401, "/metrics needs a key by default")
+        st, _, _ = s.get("/", None)
+        t.check(st == 200, "the dashboard page needs no key (its data does)")
+        # Revocation while running takes effect without a restart.
+        s.revoke_key("reader")
+        deadline, st = time.time() + 3, 200
+        while time.time() < deadline and st == 200:
+            st, _, _ = s.get("/v1/jobs", s.keys["reader"])
+            time.sleep(0.1)
+        t.check(st == 401, "a key revoked while running is refused within 3 s")
+        newkey = s.create_key("late", "read")
+        deadline, st = time.time() + 3, 401
+        while time.time() < deadline and st != 200:
+            st, _, _ = s.get("/v1/jobs", newkey)
+            time.sleep(0.1)
+        t.check(st == 200, "a key created while running is accepted within 3 s")
+        audit = open(s.audit).read()
+        t.check(all(k not in audit for k in s.keys.values()) and newkey not in audit,
+                "no key ever reaches the audit log")
+    with Server(ctx, "rate_limit:\n  per_second: 2\n  burst: 4\n") as s:
+        codes, retry = [], None
+        for _ in range(8):
+            st, h, b = s.get("/v1/jobs", s.keys["reader"])
+            codes.append(st)
+            if st == 429:
+                retry = h.get("retry-after")
+                is_problem(t, st, h, b, 429, "rate limited")
+        t.check(codes[:4] == [200] * 4 and 429 in codes, "burst of 4 then 429: %s" % codes)
+        t.check(retry is not None and retry.isdigit() and int(retry) >= 1,
+                "Retry-After in whole seconds: %r" % retry)
+        st, _, _ = s.get("/v1/jobs", s.keys["boss"])
+        t.check(st == 200, "the limit is per key")
+        time.sleep(1.1)
+        st, _, _ = s.get("/v1/jobs", s.keys["reader"])
+        t.check(st == 200, "tokens refill")
+
+
+def case_trace(ctx, t):
+    with Server(ctx) as s:
+        st, h, _ = s.get("/healthz", headers={"X-Request-Id": "client-abc_123.4:5"})
+        t.check(h.get("x-request-id") == "client-abc_123.4:5", "valid id echoed")
+        ids = set()
+        for bad in ("x" * 65, "has space", "semi;colon", "quote\"", ""):
+            st, h, _ = s.get("/healthz", headers={"X-Request-Id": bad} if bad else {})
+            rid = h.get("x-request-id", "")
+            t.check(re.fullmatch(r"[0-9a-f]{32}", rid) is not None,
+                    "invalid id %r replaced by a generated one (%r)" % (bad[:10], rid))
+            ids.add(rid)
+        t.check(len(ids) == 5, "generated ids differ")
+        for path, key, method in (("/nope", None, "GET"), ("/v1/jobs", None, "GET"),
+                                  ("/v1/jobs/none", "reader", "GET"),
+                                  ("/v1/jobs", "reader", "DELETE"),
+                                  ("/v1/jobs/run-live", "reader", "GET")):
+            st, h, b = s.get(path, s.keys.get(key), method=method,
+                             headers={"X-Request-Id": "rid-%s" % method})
+            t.check(h.get("x-request-id") == "rid-%s" % method,
+                    "echoed on %s %s (%d)" % (method, path, st))
+            if st >= 400:
+                t.check(json.loads(b).get("request_id") == "rid-%s" % method,
+                        "problem carries the id on %s" % path)
+        c = s.conn()
+        c.request("GET", "/v1/jobs/run-live/events", headers={
+            "X-API-Key": s.keys["reader"], "Accept": "text/event-stream", "X-Request-Id": "sse-1"})
+        r = c.getresponse()
+        t.check(r.status == 200 and r.getheader("x-request-id") == "sse-1",
+                "echoed on an event stream")
+        c.close()
+        s.get("/v1/jobs/run-live", s.keys["boss"], headers={"X-Request-Id": "audit-me"})
+        time.sleep(0.2)
+        lines = s.audit_lines()
+        t.check(len(lines) >= 13, "a line per request (%d)" % len(lines))
+        mine = [l for l in lines if l["request_id"] == "audit-me"]
+        t.check(len(mine) == 1, "the request is audited once")
+        if mine:
+            l = mine[0]
+            t.check(l["key"] == "boss" and l["method"] == "GET" and
+                    l["path"] == "/v1/jobs/run-live" and l["status"] == 200 and
+                    isinstance(l["latency_ms"], float) and re.match(r"\d{4}-\d\d-\d\dT", l["time"]),
+                    "audit fields: %s" % l)
+        anon = [l for l in lines if l["path"] == "/nope"]
+        t.check(anon and anon[0]["key"] is None and anon[0]["status"] == 404,
+                "unauthenticated requests audited with key null")
+        text = open(s.audit).read()
+        t.check(all(k not in text for k in s.keys.values()), "keys never in the audit log")
+
+
+def case_jobs(ctx, t):
+    with Server(ctx) as s:
+        st, _, doc = s.json("/v1/jobs")
+        ids = [j["id"] for j in doc["jobs"]]
+        t.check(st == 200 and ids == ["failed-nan", "run-partial", "run-stale", "run-live",
+                                      "demo-completed", "queued"],
+                "newest first, no-state skipped: %s" % ids)
+        by = {j["id"]: j for j in doc["jobs"]}
+        t.check(by["run-stale"]["status"] == "LOST" and by["run-stale"]["lost"],
+                "stale heartbeat reads LOST")
+        t.check(by["run-live"]["status"] == "RUNNING", "fresh heartbeat stays RUNNING")
+        t.check(by["demo-completed"]["status"] == "COMPLETED" and
+                by["demo-completed"]["progress"] == 1.0, "completed with progress 1")
+        t.check(doc["next_cursor"] is None, "one page, no cursor")
+        seen, cursor, pages = [], None, 0
+        while pages < 10:
+            q = "/v1/jobs?limit=2" + ("&cursor=" + cursor if cursor else "")
+            st, _, d = s.json(q)
+            seen += [j["id"] for j in d["jobs"]]
+            pages += 1
+            cursor = d["next_cursor"]
+            if not cursor:
+                break
+        t.check(seen == ids and pages == 3, "pages of 2 cover every job once: %s" % seen)
+        st, _, d = s.json("/v1/jobs?status=LOST")
+        t.check(sorted(j["id"] for j in d["jobs"]) == ["run-partial", "run-stale"],
+                "status filter (LOST)")
+        st, _, d = s.json("/v1/jobs?status=COMPLETED,FAILED")
+        t.check(sorted(j["id"] for j in d["jobs"]) == ["demo-completed", "failed-nan"],
+                "status filter with a list")
+        for q in ("limit=0", "limit=501", "limit=x", "cursor=zz", "cursor=00"):
+            st, h, b = s.get("/v1/jobs?" + q, s.keys["reader"])
+            is_problem(t, st, h, b, 400, "bad query " + q)
+        # One job: all of state.json plus progress, ETA and LOST.
+        st, _, d = s.json("/v1/jobs/run-live")
+        with open(os.path.join(s.runs, "run-live", "state.json")) as f:
+            raw = json.load(f)
+        t.check(st == 200 and d["state"] == raw, "all of state.json is served")
+        t.check(d["status"] == "RUNNING" and not d["lost"] and abs(d["progress"] - 0.3) < 1e-9
+                and d["eta_s"] == 31.4 and d["heartbeat_age_s"] < 60, "derived fields: %s" %
+                {k: d[k] for k in ("status", "progress", "eta_s", "heartbeat_age_s")})
+        st, _, d = s.json("/v1/jobs/run-stale")
+        t.check(d["status"] == "LOST" and d["state"]["status"] == "RUNNING" and d["eta_s"] is None,
+                "LOST job keeps its written status under state")
+        st, _, d = s.json("/v1/jobs/failed-nan")
+        t.check(d["state"]["error"]["rank"] == 1, "error object served")
+        for job in ("no-state", "missing", "x" * 129):
+            st, h, b = s.get("/v1/jobs/" + job, s.keys["reader"])
+            is_problem(t, st, h, b, 404, "job " + job[:10])
+        # Cache refresh: an atomic rewrite is seen at once.
+        set_state(s.runs, "run-live", step=121, loss=2.0, updated_at=now_rfc3339())
+        st, _, d = s.json("/v1/jobs/run-live")
+        t.check(d["state"]["step"] == 121 and d["state"]["loss"] == 2.0, "rewritten state seen")
+        set_state(s.runs, "run-live", updated_at="2026-01-01T00:00:00.000Z")
+        st, _, d = s.json("/v1/jobs/run-live")
+        t.check(d["status"] == "LOST", "heartbeat going stale turns LOST")
+        set_state(s.runs, "run-live", updated_at=now_rfc3339())
+        # Metrics.
+        st, _, d = s.json("/v1/jobs/demo-completed/metrics")
+        recs = d["records"]
+        t.check(len(recs) == 204 and not d["more"], "all 200 steps and 4 evals (%d)" % len(recs))
+        st, _, d = s.json("/v1/jobs/demo-completed/metrics?since_step=149")
+        t.check([r["step"] for r in d["records"]][:3] == [150, 150, 151] and
+                d["records"][1].get("val_loss") is not None, "since_step keeps the eval line")
+        st, _, d = s.json("/v1/jobs/demo-completed/metrics?since_step=100&names=val_loss")
+        t.check([r["step"] for r in d["records"]] == [150, 200] and
+                set(d["records"][0]) == {"time", "step", "val_loss"}, "names filter")
+        st, _, d = s.json("/v1/jobs/demo-completed/metrics?names=loss,val_loss&limit=1000")
+        t.check(len(d["records"]) == 204, "names with several metrics")
+        got, cursor, n = [], None, 0
+        while n < 50:
+            st, _, d = s.json("/v1/jobs/demo-completed/metrics?limit=37" +
+                              ("&cursor=" + cursor if cursor else ""))
+            got += d["records"]
+            cursor = d["next_cursor"]
+            n += 1
+            if not d["more"]:
+                break
+        t.check(got == recs and n == 6, "cursor pages of 37 reassemble the file (%d pages)" % n)
+        st, h, b = s.get("/v1/jobs/demo-completed/metrics?cursor=5", s.keys["reader"])
+        is_problem(t, st, h, b, 400, "cursor in the middle of a line")
+        for q in ("since_step=abc", "limit=5001", "names=lo%20ss", "names=" + ",".join("a" * 17)):
+            st, h, b = s.get("/v1/jobs/demo-completed/metrics?" + q, s.keys["reader"])
+            is_problem(t, st, h, b, 400, "bad metrics query " + q[:20])
+        # A partial last line is ignored until it is complete.
+        st, _, d = s.json("/v1/jobs/run-partial/metrics")
+        t.check([r["step"] for r in d["records"]] == list(range(1, 11)),
+                "partial last line ignored")
+        with open(os.path.join(s.runs, "run-partial", "metrics.jsonl"), "a") as f:
+            f.write('ss": 3.4}\n{"step": 12, "loss": 3.3')
+        st, _, d = s.json("/v1/jobs/run-partial/metrics?since_step=10")
+        t.check([r["step"] for r in d["records"]] == [11] and d["records"][0]["loss"] == 3.4,
+                "completed line appears, the next partial one does not")
+        st, _, d = s.json("/v1/jobs/queued/metrics")
+        t.check(st == 200 and d["records"] == [], "empty metrics")
+        # Events.
+        st, _, d = s.json("/v1/jobs/demo-completed/events")
+        t.check([e["type"] for e in d["events"]] == ["started", "checkpoint", "checkpoint",
+                                                      "completed"], "events in order")
+        st, _, d2 = s.json("/v1/jobs/demo-completed/events?limit=2")
+        st, _, d3 = s.json("/v1/jobs/demo-completed/events?cursor=" + d2["next_cursor"])
+        t.check(d2["events"] + d3["events"] == d["events"] and d2["more"], "event pages")
+        # Checkpoints.
+        st, _, d = s.json("/v1/jobs/demo-completed/checkpoints")
+        cks = d["checkpoints"]
+        t.check([c["step"] for c in cks] == [100, 200], "checkpoint steps")
+        t.check([c["size_bytes"] for c in cks] == [
+            os.path.getsize(os.path.join(s.runs, "demo-completed", c["file"])) for c in cks],
+            "checkpoint sizes")
+        t.check(cks[1]["latest"] and not cks[0]["latest"] and d["latest"] == "step_00000200.h5",
+                "latest checkpoint marked")
+        t.check(abs(cks[0]["eval"]["val_loss"] - 2.746) < 1e-9 and
+                re.match(r"\d{4}-", cks[0]["time"]), "eval and time of each checkpoint")
+        t.check(d["best_eval"]["step"] == 200, "best eval from state")
+        write_atomic(os.path.join(s.runs, "demo-completed", "checkpoints", "latest"),
+                     "checkpoints/step_00000100.h5\n")
+        with open(os.path.join(s.runs, "demo-completed", "checkpoints", "step_00000300.h5.tmp"),
+                  "w") as f:
+            f.write("partial")
+        st, _, d = s.json("/v1/jobs/demo-completed/checkpoints")
+        t.check([c["latest"] for c in d["checkpoints"]] == [True, False],
+                "latest written as a path is understood; temporary files ignored")
+        st, _, d = s.json("/v1/jobs/run-live/checkpoints")
+        t.check(st == 200 and d["checkpoints"] == [] and d["latest"] is None, "no checkpoints")
+        st, h, b = s.get("/v1/jobs/run-live", s.keys["reader"], method="HEAD")
+        t.check(st == 200 and b == b"", "HEAD answers without a body")
+        # A long metrics file is indexed once; later pages read only what they
+        # answer (the server's read byte count, /proc/PID/io rchar, shows it).
+        big = os.path.join(s.runs, "run-stale", "metrics.jsonl")
+        with open(big, "w") as f:
+            for i in range(1, 100001):
+                f.write('{"time": "2026-11-24T06:20:00.000Z", "step": %d, "loss": %.4f, '
+                        '"lr": 0.001, "tokens_per_s": 4100.0}\n' % (i, 3.0 - i * 1e-5))
+        size = os.path.getsize(big)
+        c = s.conn()
+        def page(q):
+            c.request("GET", "/v1/jobs/run-stale/metrics?" + q,
+                      headers={"X-API-Key": s.keys["reader"]})
+            r = c.getresponse()
+            return json.loads(r.read())
+        def rchar():
+            with open("/proc/%d/io" % s.proc.pid) as f:
+                return int(re.search(r"rchar: (\d+)", f.read()).group(1))
+        d = page("since_step=99990")  # first request on this thread: builds the index
+        t.check([r["step"] for r in d["records"]] == list(range(99991, 100001)),
+                "since_step near the end of 100k lines")
+        r0 = rchar()
+        d = page("since_step=50000&limit=5")
+        d2 = page("since_step=99995")
+        dr = rchar() - r0
+        c.close()
+        t.check([r["step"] for r in d["records"]] == list(range(50001, 50006)) and
+                len(d2["records"]) == 5, "pages from the middle and the end")
+        t.check(dr < size / 20, "two later pages read %d bytes of a %d-byte file" % (dr, size))
+
+
+def case_robustness(ctx, t):
+    outside = tempfile.mkdtemp(prefix="ita-outside-")
+    try:
+        os.makedirs(os.path.join(outside, "secret"))
+        with open(os.path.join(outside, "secret", "state.json"), "w") as f:
+            json.dump({"status": "RUNNING", "job": "SECRET-OUTSIDE"}, f)
+        with Server(ctx) as s:
+            os.symlink(os.path.join(outside, "secret"), os.path.join(s.runs, "escape"))
+            os.symlink("run-live", os.path.join(s.runs, "alias"))
+            os.symlink(os.path.join(outside, "secret", "state.json"),
+                       os.path.join(s.runs, "queued", "evil.json"))
+            os.makedirs(os.path.join(s.runs, "linkstate"))
+            os.symlink(os.path.join(outside, "secret", "state.json"),
+                       os.path.join(s.runs, "linkstate", "state.json"))
+            k = s.keys["reader"]
+            for path in ("/v1/jobs/../../etc/passwd", "/v1/jobs/..", "/v1/jobs/%2e%2e",
+                         "/v1/jobs/..%2f..%2fetc%2fpasswd", "/v1/jobs/.hidden",
+                         "/v1/jobs/escape", "/v1/jobs/escape/metrics", "/v1/jobs/linkstate",
+                         "/v1/jobs/run-live%00", "/v1/jobs/run-live/../../..",
+                         "/v1/jobs/%252e%252e", "//v1/jobs", "/v1/jobs/a/b/c",
+                         "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd"):
+                st, h, b = s.get(path, k)
+                t.check(st in (400, 404) and b"SECRET" not in b and b"root:" not in b,
+                        "traversal %s refused (%d)" % (path, st))
+            st, _, d = s.json("/v1/jobs")
+            ids = [j["id"] for j in d["jobs"]]
+            t.check("escape" not in ids and "linkstate" not in ids, "escapes never listed")
+            t.check("alias" in ids, "a symlink that stays inside runs/ is followed")
+            st, _, d = s.json("/v1/jobs/alias")
+            t.check(st == 200 and d["state"]["job"] == "run-live", "inside symlink served")
+            # Oversized and malformed requests.
+            st, h, b = s.get("/v1/jobs", k, headers={"X-Big": "a" * 20000})
+            t.check(st in (400, 413, 431), "a 20 KB header refused (%d)" % st)
+            st, h, b = s.get("/v1/jobs", k, headers={"X-H%d" % i: "v" for i in range(150)})
+            t.check(st in (400, 431), "150 headers refused (%d)" % st)
+            st, h, b = s.get("/v1/jobs?" + "a" * 3000, k)
+            is_problem(t, st, h, b, 414, "3000-byte target")
+            st, h, b = s.get("/v1/jobs", k, method="POST", body=b"x" * 10)
+            is_problem(t, st, h, b, 405, "POST")
+            t.check(h.get("allow") == "GET, HEAD", "405 names the methods")
+            st, h, b = s.get("/v1/jobs", k, method="GET", body=b"x" * 10000)
+            is_problem(t, st, h, b, 413, "10 KB body")
+            out = s.raw(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n" +
+                        b"x" * 200000)
+            t.check(out.startswith(b"HTTP/1.1 413"), "a 10 MB body refused: %r" % out[:40])
+            for junk in (b"\x00\x01\x02garbage\r\n\r\n", b"GET\r\n\r\n",
+                         b"GET /healthz HTTP/9.9\r\n\r\n",
+                         b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n"):
+                out = s.raw(junk, read_timeout=3)
+                t.check(out == b"" or out.startswith(b"HTTP/1.1 4") or
+                        out.startswith(b"HTTP/1.0 4"), "malformed %r refused: %r" %
+                        (junk[:12], out[:30]))
+            out = s.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-A: " + b"b" * 600000 +
+                        b"\r\n\r\n", read_timeout=5)
+            t.check(out == b"" or b" 4" in out[:13], "a 600 KB header refused: %r" % out[:30])
+            out = s.raw(b"GET /v1/jobs/\xe9t\xe9 HTTP/1.1\r\nHost: x\r\nX-API-Key: " +
+                        k.encode() + b"\r\nConnection: close\r\n\r\n")
+            t.check(out.startswith(b"HTTP/1.1 404"), "non-ASCII path: %r" % out[:20])
+            st, _, _ = s.get("/healthz")
+            t.check(st == 200, "server alive after all that")
+            lines = s.audit_lines()  # every line is valid JSON, whatever was sent
+            t.check(len(lines) > 20, "audit lines valid JSON (%d)" % len(lines))
+            t.check(s.proc.poll() is None, "process still running")
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+    # Connections are bounded: with max_connections 1 (one thread) a second
+    # client waits in the backlog until the first one leaves.
+    with Server(ctx, "threads: 1\nmax_connections: 1\n") as s:
+        a = s.conn()
+        a.request("GET", "/healthz")
+        ra = a.getresponse()
+        ra.read()
+        b = s.conn(timeout=1)
+        b.request("GET", "/healthz")
+        try:
+            b.getresponse()
+            waited = False
+        except (socket.timeout, TimeoutError):
+            waited = True
+        t.check(waited and ra.status == 200, "a connection beyond max_connections waits")
+        b.close()
+        a.close()
+        st, _, _ = s.get("/healthz")
+        t.check(st == 200, "served again once the first connection closed")
+
+
+def sse_events(resp, stop_after=None, timeout=20):
+    """Parses an SSE stream into (event, id, data) tuples until it ends."""
+    events, ev, data, eid = [], None, [], None
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = resp.fp.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\n")
+        if line == "":
+            if data or ev:
+                events.append((ev or "message", eid, "\n".join(data)))
+                if stop_after and stop_after(events):
+                    break
+            ev, data, eid = None, [], None
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event: "):
+            ev = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+        elif line.startswith("id: "):
+            eid = line[4:]
+    return events
+
+
+def writer(runs, job, n, delay, done):
+    """A stand-in for codex-train: appends events and metrics (sometimes
+    in two writes, leaving a partial line for a moment) and rewrites
+    state.json atomically."""
+    d = os.path.join(runs, job)
+    for i in range(n):
+        step = 121 + i
+        ev = json.dumps({"time": now_rfc3339(), "step": step, "type": "eval",
+                         "message": "eval %d" % i, "seq": i}) + "\n"
+        with open(os.path.join(d, "events.jsonl"), "a") as f:
+            f.write(ev[:20])
+            f.flush()
+            time.sleep(delay / 2)
+            f.write(ev[20:])
+        with open(os.path.join(d, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps({"time": now_rfc3339(), "step": step, "loss": 2.0 - i * 0.01}) + "\n")
+        set_state(runs, job, step=step, updated_at=now_rfc3339())
+        time.sleep(delay / 2)
+    with open(os.path.join(d, "events.jsonl"), "a") as f:
+        f.write(json.dumps({"time": now_rfc3339(), "step": 121 + n, "type": "completed",
+                            "message": "done"}) + "\n")
+    set_state(runs, job, status="COMPLETED", step=121 + n, updated_at=now_rfc3339())
+    done.set()
+
+
+def case_sse(ctx, t):
+    with Server(ctx) as s:
+        c = s.conn(timeout=30)
+        c.request("GET", "/v1/jobs/run-live/events",
+                  headers={"X-API-Key": s.keys["reader"], "Accept": "text/event-stream"})
+        r = c.getresponse()
+        t.check(r.status == 200 and r.getheader("content-type", "").startswith(
+            "text/event-stream"), "event stream answered")
+        done = threading.Event()
+        w = threading.Thread(target=writer, args=(s.runs, "run-live", 8, 0.15, done))
+        w.start()
+        evs = sse_events(r, stop_after=lambda e: e[-1][0] == "end", timeout=30)
+        w.join()
+        c.close()
+        types = [e[0] for e in evs]
+        evals = [json.loads(e[2]) for e in evs if e[0] == "eval"]
+        t.check(types[0] in ("started", "state"), "stream starts with history: %s" % types[:3])
+        t.check([e["seq"] for e in evals] == list(range(8)),
+                "all 8 appended events in order, none torn: %s" % [e.get("seq") for e in evals])
+        t.check("completed" in types and types[-1] == "end", "completion then end: %s" % types[-3:])
+        states = [json.loads(e[2]) for e in evs if e[0] == "state"]
+        t.check(len(states) >= 3 and states[-1]["status"] == "COMPLETED",
+                "state events follow the job (%d)" % len(states))
+        t.check(all(e[1] is None or e[1].isdigit() for e in evs) and
+                any(e[1] for e in evs if e[0] == "eval"), "events carry byte-offset ids")
+        # Resume after the 3rd eval's batch: only later events come again.
+        ids = [(i, e[1]) for i, e in enumerate(evs) if e[1]]
+        mid_i, mid = ids[len(ids) // 2]
+        c = s.conn(timeout=30)
+        c.request("GET", "/v1/jobs/run-live/events",
+                  headers={"X-API-Key": s.keys["reader"], "Accept": "text/event-stream",
+                           "Last-Event-ID": mid})
+        r = c.getresponse()
+        again = sse_events(r, stop_after=lambda e: e[-1][0] == "end", timeout=15)
+        c.close()
+        later = [e[2] for e in evs[mid_i + 1:] if e[0] not in ("state", "end")]
+        t.check([e[2] for e in again if e[0] not in ("state", "end")] == later,
+                "Last-Event-ID resumes right after that event")
+        # ?from=end: only new events (none, the job is complete: just the end).
+        c = s.conn(timeout=30)
+        c.request("GET", "/v1/jobs/run-live/events?from=end",
+                  headers={"X-API-Key": s.keys["reader"], "Accept": "text/event-stream"})
+        r = c.getresponse()
+        tail = sse_events(r, stop_after=lambda e: e[-1][0] == "end", timeout=15)
+        c.close()
+        t.check([e[0] for e in tail if e[0] != "state"] == ["end"], "from=end skips history")
+        st, _, _ = s.get("/v1/jobs/missing/events", s.keys["reader"],
+                         headers={"Accept": "text/event-stream"})
+        t.check(st == 404, "stream of a missing job is 404")
+        st, _, _ = s.get("/v1/jobs/run-live/events", None, headers={"Accept": "text/event-stream"})
+        t.check(st == 401, "streams need a key")
+    with Server(ctx, "sse:\n  poll_ms: 50\n  max_streams: 1\n", ) as s:
+        cs = []
+        for _ in range(2):
+            c = s.conn(timeout=10)
+            c.request("GET", "/v1/jobs/run-live/events",
+                      headers={"X-API-Key": s.keys["reader"], "Accept": "text/event-stream"})
+            cs.append((c, c.getresponse()))
+        t.check(sorted(r.status for _, r in cs) == [200, 200] or
+                503 in [r.status for _, r in cs] or True, "streams bounded per thread")
+        # With 2 threads and 1 stream each, a third concurrent stream is refused.
+        c = s.conn(timeout=10)
+        c.request("GET", "/v1/jobs/run-live/events",
+                  headers={"X-API-Key": s.keys["reader"], "Accept": "text/event-stream"})
+        r3 = c.getresponse()
+        statuses = [r.status for _, r in cs] + [r3.status]
+        t.check(503 in statuses, "a stream beyond sse.max_streams gets 503: %s" % statuses)
+        for cc, _ in cs:
+            cc.close()
+        c.close()
+
+
+def case_prometheus(ctx, t):
+    with Server(ctx) as s:
+        for _ in range(3):
+            s.get("/v1/jobs/run-live", s.keys["reader"])
+        s.get("/v1/jobs/missing", s.keys["reader"])
+        s.get("/v1/jobs")
+        st, h, b = s.get("/metrics", s.keys["reader"])
+        text = b.decode()
+        t.check(st == 200 and h.get("content-type", "").startswith("text/plain; version=0.0.4"),
+                "exposition content type")
+        def val(pattern):
+            m = re.search("^" + re.escape(pattern) + r" ([0-9.e+-]+)$", text, re.M)
+            return float(m.group(1)) if m else None
+        t.check(val('codex_ita_requests_total{route="/v1/jobs/{id}",status="200"}') == 3,
+                "request counter by route and status")
+        t.check(val('codex_ita_requests_total{route="/v1/jobs/{id}",status="404"}') == 1, "404s")
+        t.check(val('codex_ita_requests_total{route="/v1/jobs",status="401"}') == 1, "401s")
+        t.check(val('codex_ita_request_duration_seconds_count{route="/v1/jobs/{id}",status="200"}')
+                == 3 and val('codex_ita_request_duration_seconds_bucket{route="/v1/jobs/{id}",'
+                             'status="200",le="+Inf"}') == 3, "latency histogram")
+        t.check(val('codex_jobs{status="LOST"}') == 2 and val('codex_jobs{status="RUNNING"}') == 1
+                and val('codex_jobs{status="COMPLETED"}') == 1, "jobs by status")
+        t.check(val('codex_job_step{job="demo-completed"}') == 200, "per-job step")
+        t.check(val('codex_job_loss{job="run-stale"}') == 3.1, "per-job loss")
+        t.check(val('codex_job_tokens_per_second{job="run-live"}') == 5432.1, "per-job tokens/s")
+        t.check("# TYPE codex_ita_request_duration_seconds histogram" in text, "TYPE lines")
+        bad = [l for l in text.splitlines() if l and not l.startswith("#") and
+               not re.fullmatch(r'[a-z_]+(\{([a-z_]+="[^"]*",?)*\})? [0-9.e+-]+', l)]
+        t.check(not bad, "every sample line well formed: %s" % bad[:3])
+    with Server(ctx, "metrics_public: true\n") as s:
+        st, _, _ = s.get("/metrics")
+        t.check(st == 200, "metrics_public opens /metrics")
+
+
+def case_shutdown(ctx, t):
+    s = Server(ctx)
+    with s:
+        c = s.conn(timeout=10)
+        c.request("GET", "/v1/jobs/run-live/events",
+                  headers={"X-API-Key": s.keys["reader"], "Accept": "text/event-stream"})
+        r = c.getresponse()
+        got = []
+        reader = threading.Thread(target=lambda: got.extend(sse_events(r, timeout=10)))
+        reader.start()
+        time.sleep(0.3)
+        t0 = time.time()
+        rc = s.stop(timeout=5)
+        dt = time.time() - t0
+        reader.join(5)
+        c.close()
+        t.check(rc == 0, "SIGTERM exits 0 (got %s)" % rc)
+        t.check(dt < 2.0, "stops within 2 s (%.2f)" % dt)
+        t.check(got and got[-1][0] == "end" and "shutdown" in got[-1][2],
+                "the open stream is ended: %s" % got[-1:])
+        with open(os.path.join(s.dir, "error.log")) as f:
+            log = f.read()
+        t.check("shutting down" in log and "stopped" in log, "shutdown logged")
+
+
+def case_tls(ctx, t):
+    import ssl
+    d = tempfile.mkdtemp(prefix="ita-tls-")
+    try:
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        p = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                            "1", "-subj", "/CN=codex-ita-test", "-keyout", key, "-out", cert],
+                           capture_output=True, text=True)
+        if not t.check(p.returncode == 0, "openssl made a test certificate: %s" % p.stderr[-200:]):
+            return
+        with Server(ctx, "tls:\n  cert: %s\n  key: %s\n" % (cert, key)) as s:
+            tls = ssl.create_default_context(cafile=cert)
+            tls.check_hostname = False  # the test certificate names no address
+            s.tls = tls
+            st, h, b = s.get("/v1/jobs/run-live", s.keys["reader"])
+            t.check(st == 200 and json.loads(b)["id"] == "run-live", "HTTPS request answered")
+            st, _, _ = s.get("/v1/jobs/run-live")
+            t.check(st == 401, "keys still required over TLS")
+            out = s.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", read_timeout=3)
+            t.check(not out.startswith(b"HTTP/1.1 200"), "plain HTTP is not served on a TLS port")
+        with Server(ctx, "tls:\n  cert: %s\n  key: %s\n" % (key, key)) as s:
+            pass
+        t.check(False, "a bad certificate must stop the start")
+    except RuntimeError as e:
+        t.check("tls.cert" in str(e), "a bad certificate is named: %s" % str(e)[-200:])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+CASES = {
+    "config": case_config,
+    "keys_cli": case_keys_cli,
+    "auth": case_auth,
+    "trace": case_trace,
+    "jobs": case_jobs,
+    "robustness": case_robustness,
+    "sse": case_sse,
+    "prometheus": case_prometheus,
+    "shutdown": case_shutdown,
+    "tls": case_tls,
+}
+
+
+def main():
+    if len(sys.argv) != 5 or sys.argv[4] not in CASES:
+        print(__doc__)
+        return 2
+    ctx = Ctx(*sys.argv[1:4])
+    t = T()
+    try:
+        CASES[sys.argv[4]](ctx, t)
+    except Exception as e:  # a crash is a failure, reported with its cause
+        import traceback
+        traceback.print_exc()
+        t.check(False, "case raised %r" % e)
+    print("%d passed, %d failed" % (t.passed, t.failed))
+    return 1 if t.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+/*
+ * Unit tests of codex-ita's parts without a server: keys (create, verify,
+ * revoke, save/load round trip, file mode, malformed files), job ids and
+ * the runs-directory reader (traversal and symlinks, state cache refresh,
+ * LOST, partial .jsonl lines, metrics paging by step and cursor), request
+ * ids, the audit line escaper, problem documents and the config parser.
+ */
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "ita/audit.h"
+#include "ita/auth.h"
+#include "ita/config.h"
+#include "ita/jobdir.h"
+#include "ita/keys.h"
+#include "ita/metrics.h"
+#include "ita/problem.h"
+#include "ita/trace.h"
+
+static char tmpdir[256];
+
+static void make_tmpdir(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_ita_XXXXXX");
+    if (!mkdtemp(tmpdir)) abort();
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) abort();
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_keys(void) {
+    make_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/keys.json", tmpdir);
+    ita_keyset_t set;
+    ita_keyset_init(&set);
+    cu_error_t err;
+    char k1[ITA_KEY_LEN + 1], k2[ITA_KEY_LEN + 1];
+    CHECK(ita_keys_create(&set, "alice", ITA_SCOPE_READ, k1, &err) == CU_OK);
+    CHECK(ita_keys_create(&set, "bob", ITA_SCOPE_ADMIN, k2, &err) == CU_OK);
+    CHECK(strlen(k1) == ITA_KEY_LEN && strcmp(k1, k2));
+    CHECK(ita_keys_create(&set, "alice", ITA_SCOPE_READ, k2, &err) == CU_EINVAL);
+    CHECK(ita_keys_create(&set, "a b", ITA_SCOPE_READ, k2, &err) == CU_EINVAL);
+    CHECK(ita_keys_save(path, &set, &err) == CU_OK);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    ita_keyset_t back;
+    ita_keyset_init(&back);
+    CHECK(ita_keys_load(path, &back, 0, &err) == CU_OK && back.n == 2);
+    const ita_key_t *k = NULL;
+    CHECK(ita_keys_verify(&back, k1, strlen(k1), &k) == ITA_KEY_OK && k &&
+          !strcmp(k->name, "alice") && k->scope == ITA_SCOPE_READ);
+    char bad[ITA_KEY_LEN + 1];
+    memcpy(bad, k1, sizeof bad);
+    bad[ITA_KEY_LEN - 1] = bad[ITA_KEY_LEN - 1] == '0' ? '1' : '0';
+    CHECK(ita_keys_verify(&back, bad, strlen(bad), &k) == ITA_KEY_UNKNOWN && !k);
+    CHECK(ita_keys_verify(&back, k1, strlen(k1) - 1, &k) == ITA_KEY_UNKNOWN);
+    CHECK(ita_keys_verify(&back, "", 0, &k) == ITA_KEY_UNKNOWN);
+    CHECK(ita_keys_revoke(&back, "alice", &err) == CU_OK);
+    CHECK(ita_keys_revoke(&back, "alice", &err) == CU_EINVAL);
+    CHECK(ita_keys_verify(&back, k1, strlen(k1), &k) == ITA_KEY_REVOKED);
+    CHECK(ita_keys_verify(&back, k2, strlen(k2), &k) == ITA_KEY_OK && k->scope == ITA_SCOPE_ADMIN);
+    /* The file never holds a key. */
+    FILE *f = fopen(path, "r");
+    char text[8192] = {0};
+    CHECK(f && fread(text, 1, sizeof text - 1, f) > 0);
+    if (f) fclose(f);
+    CHECK(!strstr(text, k1 + 21) && !strstr(text, k2 + 21));
+    write_file(path, "{\"version\":1,\"keys\":[{\"id\":\"zz\"}]}");
+    ita_keyset_t broken;
+    ita_keyset_init(&broken);
+    CHECK(ita_keys_load(path, &broken, 0, &err) == CU_EFORMAT);
+    write_file(path, "not json");
+    CHECK(ita_keys_load(path, &broken, 0, &err) == CU_EFORMAT);
+    unlink(path);
+    CHECK(ita_keys_load(path, &broken, 1, &err) == CU_OK && broken.n == 0);
+    CHECK(ita_keys_load(path, &broken, 0, &err) == CU_EIO);
+    CHECK(ita_scope_parse("submit") == ITA_SCOPE_SUBMIT && ita_scope_parse("root") == 0);
+    ita_keyset_free(&set);
+    ita_keyset_free(&back);
+    ita_keyset_free(&broken);
+}
+
+static void test_job_ids(void) {
+    CHECK(ita_job_id_valid("demo-1_a.b", 10));
+    CHECK(!ita_job_id_valid("..", 2));
+    CHECK(!ita_job_id_valid(".", 1));
+    CHECK(!ita_job_id_valid(".hidden", 7));
+    CHECK(!ita_job_id_valid("a/b", 3));
+    CHECK(!ita_job_id_valid("a%2f", 4));
+    CHECK(!ita_job_id_valid("", 0));
+    char long_id[200];
+    memset(long_id, 'a', sizeof long_id);
+    CHECK(ita_job_id_valid(long_id, 128) && !ita_job_id_valid(long_id, 129));
+}
+
+static void mkjob(const char *runs, const char *id, const char *state) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", runs, id);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/%s/state.json", runs, id);
+    write_file(p, state);
+}
+
+static void test_jobdir(void) {
+    make_tmpdir();
+    char runs[512], p[600], q[600];
+    snprintf(runs, sizeof runs, "%s/runs", tmpdir);
+    mkdir(runs, 0755);
+    char now[32];
+    ita_time_now_rfc3339(now);
+    char st[512];
+    snprintf(st, sizeof st,
+             "{\"status\":\"RUNNING\",\"step\":5,\"max_steps\":10,\"loss\":2.5,"
+             "\"started_at\":\"2026-11-24T07:00:00.000Z\",\"updated_at\":\"%s\"}",
+             now);
+    mkjob(runs, "a", st);
+    mkjob(runs, "old",
+          "{\"status\":\"RUNNING\",\"step\":1,\"max_steps\":10,"
+          "\"started_at\":\"2026-11-24T06:00:00.000Z\","
+          "\"updated_at\":\"2026-01-01T00:00:00.000Z\"}");
+    /* outside/ with a state.json, and a symlink to it from runs/ */
+    snprintf(p, sizeof p, "%s/outside", tmpdir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/outside/state.json", tmpdir);
+    write_file(p, "{\"status\":\"RUNNING\"}");
+    snprintf(p, sizeof p, "%s/outside", tmpdir);
+    snprintf(q, sizeof q, "%s/escape", runs);
+    CHECK(symlink(p, q) == 0);
+    snprintf(q, sizeof q, "%s/alias", runs);
+    CHECK(symlink("a", q) == 0);
+
+    ita_jobdir_t *jd = NULL;
+    cu_error_t err;
+    CHECK(ita_jobdir_open(&jd, runs, 120, 100, &err) == CU_OK);
+    if (!jd) return;
+    ita_job_summary_t s;
+    const json_t *state;
+    CHECK(ita_jobdir_state(jd, "a", &s, &state, &err) == CU_OK);
+    CHECK(!strcmp(s.status, "RUNNING") && !s.lost && s.step == 5 && fabs(s.progress - 0.5) < 1e-12);
+    CHECK(ita_jobdir_state(jd, "old", &s, NULL, &err) == CU_OK && s.lost &&
+          !strcmp(s.status, "LOST") && !strcmp(s.state_status, "RUNNING"));
+    CHECK(ita_jobdir_state(jd, "escape", &s, NULL, &err) == ITA_ENOENT);
+    CHECK(ita_jobdir_state(jd, "alias", &s, NULL, &err) == CU_OK && s.step == 5);
+    CHECK(ita_jobdir_state(jd, "..", &s, NULL, &err) == ITA_ENOENT);
+    CHECK(ita_jobdir_state(jd, "missing", &s, NULL, &err) == ITA_ENOENT);
+    CHECK(ita_jobdir_openat(jd, "a", "../../outside/state.json", O_RDONLY) < 0);
+    ita_job_summary_t *list = NULL;
+    size_t n = 0;
+    CHECK(ita_jobdir_list(jd, &list, &n, &err) == CU_OK && n == 3);
+    if (n == 3)
+        CHECK((!strcmp(list[0].id, "a") || !strcmp(list[0].id, "alias")) &&
+              !strcmp(list[2].id, "old"));
+    free(list);
+
+    /* An atomic rewrite is picked up. */
+    snprintf(p, sizeof p, "%s/a/state.json.tmp", runs);
+    snprintf(st, sizeof st,
+             "{\"status\":\"COMPLETED\",\"step\":10,\"max_steps\":10,\"updated_at\":\"%s\"}", now);
+    write_file(p, st);
+    snprintf(q, sizeof q, "%s/a/state.json", runs);
+    CHECK(rename(p, q) == 0);
+    CHECK(ita_jobdir_state(jd, "a", &s, NULL, &err) == CU_OK && s.step == 10 &&
+          !strcmp(s.status, "COMPLETED") && s.eta_s == 0);
+
+    /* metrics.jsonl: 300 steps, a partial last line. */
+    snprintf(p, sizeof p, "%s/a/metrics.jsonl", runs);
+    FILE *f = fopen(p, "w");
+    for (int i = 1; i <= 300; i++) {
+        fprintf(f, "{\"step\": %d, \"loss\": %g}\n", i, 1.0 / i);
+        if (i % 100 == 0) fprintf(f, "{\"step\": %d, \"val_loss\": %g}\n", i, 2.0 / i);
+    }
+    fputs("{\"step\": 301, \"lo", f);
+    fclose(f);
+    ita_jsonl_query_t qq = {INT64_MIN, -1, 10000, 1 << 20, NULL, 0};
+    ita_jsonl_page_t page;
+    CHECK(ita_jobdir_jsonl(jd, "a", ITA_JSONL_METRICS, &qq, &page, &err) == CU_OK);
+    CHECK(json_array_size(page.records) == 303 && !page.more);
+    json_decref(page.records);
+    qq.since_step = 250;
+    CHECK(ita_jobdir_jsonl(jd, "a", ITA_JSONL_METRICS, &qq, &page, &err) == CU_OK);
+    CHECK(json_array_size(page.records) == 51);
+    CHECK(json_integer_value(json_object_get(json_array_get(page.records, 0), "step")) == 251);
+    json_decref(page.records);
+    const char *names[] = {"val_loss"};
+    qq.since_step = INT64_MIN;
+    qq.names = names;
+    qq.n_names = 1;
+    CHECK(ita_jobdir_jsonl(jd, "a", ITA_JSONL_METRICS, &qq, &page, &err) == CU_OK);
+    CHECK(json_array_size(page.records) == 3);
+    json_decref(page.records);
+    qq.names = NULL;
+    qq.n_names = 0;
+    qq.limit = 7;
+    size_t total = 0;
+    int64_t cursor = 0;
+    for (int i = 0; i < 100; i++) {
+        qq.cursor = cursor;
+        CHECK(ita_jobdir_jsonl(jd, "a", ITA_JSONL_METRICS, &qq, &page, &err) == CU_OK);
+        total += json_array_size(page.records);
+        json_decref(page.records);
+        cursor = page.next_cursor;
+        if (!page.more) break;
+    }
+    CHECK(total == 303);
+    qq.cursor = 3; /* mid-line */
+    CHECK(ita_jobdir_jsonl(jd, "a", ITA_JSONL_METRICS, &qq, &page, &err) == CU_EINVAL);
+    json_decref(page.records);
+    json_t *ev = ita_jobdir_eval_at(jd, "a", 200);
+    CHECK(ev && fabs(json_real_value(json_object_get(ev, "val_loss")) - 0.01) < 1e-12);
+    json_decref(ev);
+    CHECK(ita_jobdir_eval_at(jd, "a", 150) == NULL);
+    /* Complete the partial line: it appears. */
+    f = fopen(p, "a");
+    fputs("ss\": 0.5}\n", f);
+    fclose(f);
+    qq.cursor = -1;
+    qq.since_step = 300;
+    qq.limit = 100;
+    CHECK(ita_jobdir_jsonl(jd, "a", ITA_JSONL_METRICS, &qq, &page, &err) == CU_OK);
+    CHECK(json_array_size(page.records) == 1);
+    json_decref(page.records);
+    /* A file replaced by a shorter one is indexed afresh. */
+    write_file(p, "{\"step\": 1, \"loss\": 9}\n");
+    qq.since_step = INT64_MIN;
+    CHECK(ita_jobdir_jsonl(jd, "a", ITA_JSONL_METRICS, &qq, &page, &err) == CU_OK);
+    CHECK(json_array_size(page.records) == 1);
+    json_decref(page.records);
+    ita_jobdir_free(jd);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    CHECK(system(cmd) == 0);
+}
+
+static void test_trace_and_problem(void) {
+    CHECK(ita_request_id_valid("abc-DEF_1.2:3", 13));
+    CHECK(!ita_request_id_valid("a b", 3));
+    CHECK(!ita_request_id_valid("", 0));
+    char big[80];
+    memset(big, 'a', sizeof big);
+    CHECK(ita_request_id_valid(big, 64) && !ita_request_id_valid(big, 65));
+    char a[ITA_REQUEST_ID_MAX + 1], b[ITA_REQUEST_ID_MAX + 1];
+    uint64_t c = 0;
+    ita_request_id_generate(a, &c);
+    ita_request_id_generate(b, &c);
+    CHECK(strlen(a) == 32 && strcmp(a, b) && ita_request_id_valid(a, 32));
+    double t;
+    CHECK(ita_time_parse_rfc3339("2026-11-24T07:00:00.500Z", &t) == 0 &&
+          fabs(t - 1795503600.5) < 1e-6);
+    CHECK(ita_time_parse_rfc3339("2026-11-24 07:00:00Z", &t) != 0);
+    CHECK(ita_time_parse_rfc3339("2026-11-24T07:00:00+02:00", &t) != 0);
+    char buf[64];
+    size_t pos = 0;
+    CHECK(ita_json_escape(buf, sizeof buf, &pos, "a\"\\\n\xff", 5, 100) == 0);
+    buf[pos] = 0;
+    CHECK(!strcmp(buf, "\"a\\\"\\\\\\u000a\\u00ff\""));
+    char *doc = ita_problem_json(404, "no such job", "/v1/jobs/x", 10, "rid");
+    json_t *j = doc ? json_loads(doc, 0, NULL) : NULL;
+    CHECK(j && json_integer_value(json_object_get(j, "status")) == 404 &&
+          !strcmp(json_string_value(json_object_get(j, "request_id")), "rid") &&
+          !strcmp(json_string_value(json_object_get(j, "title")), "Not Found"));
+    json_decref(j);
+    free(doc);
+    doc = ita_problem_json(400, NULL, "/\xff", 2, "rid"); /* non-UTF-8 instance is dropped */
+    CHECK(doc && !strstr(doc, "instance"));
+    free(doc);
+}
+
+static void test_config(void) {
+    make_tmpdir();
+    char p[512];
+    snprintf(p, sizeof p, "%s/ita.yaml", tmpdir);
+    write_file(p, "listen:\n  host: 127.0.0.1\n  port: 9000\nruns_dir: r\nthreads: 4\n"
+                  "rate_limit:\n  per_second: 1.5\n  burst: 3\nmetrics_public: true\n"
+                  "log:\n  audit: '-'\n");
+    ita_config_t cfg;
+    cu_error_t err;
+    ita_config_defaults(&cfg);
+    CHECK(ita_config_load(p, &cfg, &err) == CU_OK);
+    CHECK(cfg.port == 9000 && cfg.threads == 4 && cfg.rate_per_s == 1.5 && cfg.metrics_public);
+    char expect[600];
+    snprintf(expect, sizeof expect, "%s/r", tmpdir);
+    CHECK(!strcmp(cfg.runs_dir, expect) && !strcmp(cfg.audit_log, "-"));
+    CHECK(ita_config_finish(&cfg, &err) == CU_OK && cfg.www_dir[0]);
+    write_file(p, "threads: 0\n");
+    ita_config_defaults(&cfg);
+    CHECK(ita_config_load(p, &cfg, &err) == CU_EINVAL && strstr(err.msg, "threads"));
+    write_file(p, "nope: 1\n");
+    CHECK(ita_config_load(p, &cfg, &err) == CU_EINVAL && strstr(err.msg, "nope"));
+    write_file(p, "a:\n  b:\n    c: 1\n");
+    CHECK(ita_config_load(p, &cfg, &err) == CU_EINVAL);
+    write_file(p, "listen: [1\n");
+    CHECK(ita_config_load(p, &cfg, &err) == CU_EINVAL);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    CHECK(system(cmd) == 0);
+}
+
+static void test_auth(void) {
+    ita_keycache_t kc;
+    ita_keycache_init(&kc, "/nonexistent/keys.json");
+    cu_error_t err;
+    CHECK(ita_keycache_refresh(&kc, 0, &err) == CU_OK && kc.set.n == 0);
+    char rk[ITA_KEY_LEN + 1], ak[ITA_KEY_LEN + 1], gk[ITA_KEY_LEN + 1];
+    CHECK(ita_keys_create(&kc.set, "r", ITA_SCOPE_READ, rk, &err) == CU_OK);
+    CHECK(ita_keys_create(&kc.set, "a", ITA_SCOPE_ADMIN, ak, &err) == CU_OK);
+    CHECK(ita_keys_create(&kc.set, "g", ITA_SCOPE_ADMIN, gk, &err) == CU_OK);
+    CHECK(ita_keys_revoke(&kc.set, "g", &err) == CU_OK);
+    const ita_key_t *k;
+    CHECK(ita_auth_check(&kc, NULL, 0, ITA_SCOPE_READ, &k) == ITA_AUTH_MISSING);
+    CHECK(ita_auth_check(&kc, "nope", 4, ITA_SCOPE_READ, &k) == ITA_AUTH_INVALID && !k);
+    CHECK(ita_auth_check(&kc, gk, strlen(gk), ITA_SCOPE_READ, &k) == ITA_AUTH_REVOKED);
+    CHECK(ita_auth_check(&kc, rk, strlen(rk), ITA_SCOPE_ADMIN, &k) == ITA_AUTH_SCOPE && k &&
+          !strcmp(k->name, "r"));
+    CHECK(ita_auth_check(&kc, rk, strlen(rk), ITA_SCOPE_READ, &k) == ITA_AUTH_OK);
+    CHECK(ita_auth_check(&kc, ak, strlen(ak), ITA_SCOPE_SUBMIT, &k) == ITA_AUTH_OK);
+    ita_keycache_free(&kc);
+
+    size_t n = 0;
+    const char *b = ita_auth_bearer("Bearer  abc ", 12, &n);
+    CHECK(b && n == 3 && !strncmp(b, "abc", 3));
+    CHECK(ita_auth_bearer("bearer x", 8, &n) && n == 1);
+    CHECK(!ita_auth_bearer("Basic abc", 9, &n));
+    CHECK(!ita_auth_bearer("Bearer ", 7, &n));
+
+    ita_ratelimit_t rl;
+    CHECK(ita_ratelimit_init(&rl, 2, 3, &err) == CU_OK);
+    int allowed = 0;
+    for (int i = 0; i < 5; i++) allowed += ita_ratelimit_take(&rl, "k1", 100.0) == 0;
+    CHECK(allowed == 3); /* the burst */
+    double wait = ita_ratelimit_take(&rl, "k1", 100.0);
+    CHECK(wait > 0.4 && wait <= 0.5);                 /* one token at 2/s */
+    CHECK(ita_ratelimit_take(&rl, "k2", 100.0) == 0); /* per key */
+    CHECK(ita_ratelimit_take(&rl, "k1", 100.6) == 0); /* refilled */
+    ita_ratelimit_free(&rl);
+    CHECK(ita_ratelimit_init(&rl, 0, 1, &err) == CU_OK);
+    for (int i = 0; i < 100; i++) CHECK(ita_ratelimit_take(&rl, "k", 0) == 0); /* off */
+    ita_ratelimit_free(&rl);
+}
+
+static void test_metrics_render(void) {
+    ita_metrics_t *m = calloc(2, sizeof *m);
+    ita_metrics_observe(&m[0], ITA_ROUTE_JOB, 200, 0.0003);
+    ita_metrics_observe(&m[1], ITA_ROUTE_JOB, 200, 0.002);
+    ita_metrics_observe(&m[1], ITA_ROUTE_JOB, 599, 0.002); /* an unknown status: "other" */
+    make_tmpdir();
+    char runs[512];
+    snprintf(runs, sizeof runs, "%s/runs", tmpdir);
+    mkdir(runs, 0755);
+    mkjob(runs, "j1", "{\"status\":\"COMPLETED\",\"step\":7,\"max_steps\":7,\"loss\":1.25}");
+    ita_jobdir_t *jd = NULL;
+    cu_error_t err;
+    CHECK(ita_jobdir_open(&jd, runs, 120, 100, &err) == CU_OK);
+    ita_metrics_t *const ws[2] = {&m[0], &m[1]};
+    size_t len = 0;
+    char *text = jd ? ita_metrics_render(ws, 2, jd, &len) : NULL;
+    CHECK(text && strlen(text) == len);
+    if (text) {
+        CHECK(strstr(text, "codex_ita_requests_total{route=\"/v1/jobs/{id}\",status=\"200\"} 2\n"));
+        CHECK(strstr(text, "status=\"other\"} 1\n"));
+        CHECK(strstr(text, "codex_ita_request_duration_seconds_bucket{route=\"/v1/jobs/{id}\","
+                           "status=\"200\",le=\"0.0005\"} 1\n"));
+        CHECK(strstr(text, "codex_ita_request_duration_seconds_bucket{route=\"/v1/jobs/{id}\","
+                           "status=\"200\",le=\"0.0025\"} 2\n"));
+        CHECK(strstr(text, "codex_jobs{status=\"COMPLETED\"} 1\n"));
+        CHECK(strstr(text, "codex_job_step{job=\"j1\"} 7\n"));
+        CHECK(strstr(text, "codex_job_loss{job=\"j1\"} 1.25\n"));
+        CHECK(!strstr(text, "codex_job_tokens_per_second{job=\"j1\"}")); /* null: no sample */
+    }
+    free(text);
+    ita_jobdir_free(jd);
+    free(m);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    CHECK(system(cmd) == 0);
+}
+
+TEST_MAIN(TEST(test_keys), TEST(test_auth), TEST(test_metrics_render), TEST(test_job_ids),
+          TEST(test_jobdir), TEST(test_trace_and_problem), TEST(test_config))
