@@ -98,6 +98,8 @@ char *provenance_json(const provenance_t *p) {
     json_object_set_new(o, "resumed_from_step",
                         p->resumed_from_step < 0 ? json_null()
                                                  : json_integer(p->resumed_from_step));
+    json_t *safety = p->safety_json ? json_loads(p->safety_json, 0, NULL) : NULL;
+    json_object_set_new(o, "safety", safety ? safety : json_null());
     const char *slurm[] = {"SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT",
                            "SLURM_JOB_PARTITION", "SLURM_JOB_NODELIST"};
     json_t *env = json_object();

@@ -22,6 +22,7 @@ typedef struct {
     const char *base_hash;          /* sha256 hex of model.init, or "" */
     double started_at, finished_at; /* Unix seconds; 0 = not yet */
     long resumed_from_step;         /* -1 = fresh start */
+    const char *safety_json;        /* the safety policy's provenance (JSON), or NULL */
 } provenance_t;
 
 /* The provenance as a JSON document. Allocates; free() it. */

@@ -16,12 +16,14 @@
  */
 #include "jobs/train.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "io/ckpt.h"
@@ -37,6 +39,10 @@
 #include "model/gpt.h"
 #include "model/optim.h"
 #include "mpi/reducer.h"
+#include "safety/output.h"
+#include "safety/policy.h"
+#include "safety/redact.h"
+#include "safety/rules.h"
 
 typedef struct {
     const cu_config_t *cfg;
@@ -46,6 +52,8 @@ typedef struct {
     token_source_t *src, *val;
     gpt_t *model;
     grad_reducer_t *reducer;
+    safety_engine_t *safety; /* with safety.enabled: redacts text data, checks samples */
+    long redactions;         /* placeholders put into a text corpus */
     adamw_t opt;
     sched_t sched;
     int T, B, accum, per_rank;
@@ -85,6 +93,48 @@ static lora_config_t lora_from_config(const cu_config_t *cfg, cu_error_t *err, i
     return lc;
 }
 
+/* A text corpus through the data-stage safety policy before tokenising:
+ * matches become typed placeholders (<REDACTED:rule>), a block rule refuses
+ * the file. The counts go into state.json; rank 0 reports them. */
+static int open_text_redacted(trainer_t *t, int vocab, uint64_t seed, cu_error_t *err) {
+    const char *path = t->cfg->data.path;
+    uint8_t *raw;
+    size_t len;
+    int rc = cu_read_file(path, 0, &raw, &len, err);
+    if (rc) return rc;
+    safety_redact_result_t r;
+    rc = safety_redact(t->safety, SAFETY_STAGE_DATA, path, (const char *)raw, len, &r, err);
+    free(raw);
+    if (rc) return rc;
+    if (r.blocked) {
+        rc = cu_error_set(err, CU_EINVAL,
+                          "%s is refused by the safety policy (a block rule, %s, matched); "
+                          "remove the secret or change %s",
+                          path, r.block_rule >= 0 ? safety_rules()[r.block_rule].id : "?",
+                          t->cfg->safety.policy);
+        safety_redact_result_free(&r);
+        return rc;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    rc = tokenizer_encode(t->tok, (const uint8_t *)r.text, r.len, &ids, &n, &cap, err);
+    if (rc == CU_OK && n + 1 > cap) {
+        int32_t *grown = realloc(ids, sizeof(int32_t) * (n + 1));
+        if (!grown)
+            rc = cu_error_set(err, CU_ENOMEM, "out of memory tokenising %s", path);
+        else
+            ids = grown;
+    }
+    t->redactions = (long)r.total;
+    safety_redact_result_free(&r);
+    if (rc) {
+        free(ids);
+        return rc;
+    }
+    ids[n++] = tokenizer_eot(t->tok);
+    return tokens_open_ids(&t->src, ids, n, vocab, seed, path, err);
+}
+
 static int open_source(trainer_t *t, int vocab, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     uint64_t seed = cu_hash64((uint64_t)c->job.seed, 0xda7a);
@@ -92,7 +142,8 @@ static int open_source(trainer_t *t, int vocab, cu_error_t *err) {
     if (strcmp(c->data.source, "random") == 0) {
         rc = tokens_open_random(&t->src, vocab, seed, err);
     } else if (strcmp(c->data.source, "text") == 0) {
-        rc = tokens_open_text(&t->src, c->data.path, t->tok, seed, err);
+        rc = t->safety ? open_text_redacted(t, vocab, seed, err)
+                       : tokens_open_text(&t->src, c->data.path, t->tok, seed, err);
     } else if (strcmp(c->data.source, "tokens") == 0) {
         int bytes = strcmp(c->data.token_dtype, "uint32") == 0 ? 4 : 2;
         rc = tokens_open_file(&t->src, c->data.path, bytes, vocab, seed, err);
@@ -127,7 +178,11 @@ static int init_base(trainer_t *t, cu_error_t *err) {
 
 static int setup_model(trainer_t *t, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
-    int rc = io_tokenizer_load(c->tokenizer.kind, c->tokenizer.path, &t->tok, err);
+    int rc;
+    /* every rank: a text corpus is redacted the same way on each */
+    if (c->safety.enabled && (rc = safety_engine_new(c->safety.policy, &t->safety, err)))
+        return cu_error_prefix(err, "safety.policy");
+    rc = io_tokenizer_load(c->tokenizer.kind, c->tokenizer.path, &t->tok, err);
     if (rc) return cu_error_prefix(err, "tokenizer");
     int vocab = c->model.vocab_size ? c->model.vocab_size : tokenizer_vocab_size(t->tok);
     if (vocab < tokenizer_vocab_size(t->tok) && strcmp(c->data.source, "random") != 0)
@@ -174,6 +229,7 @@ static int setup(trainer_t *t, cu_error_t *err) {
                          .max_steps = c->train.max_steps,
                          .kind = sched_parse(c->train.schedule)};
     cu_rng_seed(&t->eval_rng, cu_hash64((uint64_t)c->job.seed, 0xe7a1));
+
     t->window = malloc(sizeof(int32_t) * (size_t)(t->T + 1));
     t->inputs = malloc(sizeof(int32_t) * (size_t)t->B * t->T);
     t->targets = malloc(sizeof(int32_t) * (size_t)t->B * t->T);
@@ -187,6 +243,7 @@ static int setup(trainer_t *t, cu_error_t *err) {
 static void teardown(trainer_t *t) {
     watchdog_stop(&t->wd);
     reducer_free(t->reducer);
+    safety_engine_free(t->safety);
     if (t->jd_open) jobdir_close(&t->jd);
     gpt_free(t->model);
     tokens_free(t->src);
@@ -228,7 +285,12 @@ static void event(trainer_t *t, long step, const char *type, const char *extra, 
 }
 
 static char *make_provenance(trainer_t *t, double finished_at) {
+    json_t *sj = t->safety ? safety_policy_provenance(safety_engine_policy(t->safety))
+                           : json_pack("{s:b}", "enabled", 0);
+    char *safety = sj ? json_dumps(sj, JSON_COMPACT) : NULL;
+    json_decref(sj);
     provenance_t p = {.cfg = t->cfg,
+                      .safety_json = safety,
                       .world = t->w,
                       .hosts = t->hosts,
                       .tokenizer_hash = tokenizer_hash(t->tok),
@@ -237,7 +299,9 @@ static char *make_provenance(trainer_t *t, double finished_at) {
                       .started_at = t->st.started_at,
                       .finished_at = finished_at,
                       .resumed_from_step = t->resumed_from};
-    return provenance_json(&p);
+    char *out = provenance_json(&p);
+    free(safety);
+    return out;
 }
 
 static int write_provenance(trainer_t *t, double finished_at, cu_error_t *err) {
@@ -494,6 +558,51 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
     return CU_OK;
 }
 
+/* One generated sample into events.jsonl, after the output-stage safety
+ * check: findings become a "safety" event and the sample is logged
+ * redacted; a blocked sample fails the job when the policy says so. */
+static int record_sample(trainer_t *t, long step, int i, const char *text, cu_error_t *err) {
+    const char *prompt = t->cfg->eval.prompts.items[i];
+    char extra[300];
+    snprintf(extra, sizeof extra, "\"prompt_index\": %d", i);
+    if (!t->safety) {
+        event(t, step, "sample", extra, "%s%s", prompt, text);
+        return CU_OK;
+    }
+    safety_output_result_t r;
+    int rc = safety_check_output(t->safety, text, strlen(text), &r, err);
+    if (rc) return cu_error_prefix(err, "safety check of a sample");
+    size_t found = r.redacted.findings.count;
+    if (found) {
+        json_t *ev = safety_output_event_json(t->safety, &r, step, NULL);
+        const char *msg = json_string_value(json_object_get(ev, "message"));
+        char *message = strdup(msg ? msg : "generated sample broke the safety policy");
+        json_object_del(ev, "type");
+        json_object_del(ev, "step");
+        json_object_del(ev, "message");
+        char *fields = json_dumps(ev, JSON_COMPACT);
+        json_decref(ev);
+        if (fields && message) {
+            size_t n = strlen(fields);
+            fields[n - 1] = '\0'; /* drop the braces: the fields join the event's */
+            event(t, step, "safety", fields + 1, "%s", message);
+        }
+        free(fields);
+        free(message);
+        t->st.output_findings += (long)found;
+        t->st.blocked_outputs += r.verdict == SAFETY_VERDICT_BLOCK;
+    }
+    event(t, step, "sample", extra, "%s%s", prompt, found ? r.redacted.text : text);
+    int fail = r.verdict == SAFETY_VERDICT_BLOCK &&
+               safety_policy_fail_job(safety_engine_policy(t->safety));
+    safety_output_result_free(&r);
+    if (fail)
+        return cu_error_set(err, CU_EINTERNAL,
+                            "a generated sample broke the safety policy (block at the output "
+                            "stage); see the safety event in events.jsonl");
+    return CU_OK;
+}
+
 /* Evaluation at `steps_done`; sets *stop_early when patience ran out. */
 static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_early,
                     cu_error_t *err) {
@@ -524,10 +633,9 @@ static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_ea
     for (int i = 0; i < c->eval.prompts.n; i++) {
         char *text;
         if ((rc = eval_sample(t->model, t->tok, c, i, &t->eval_rng, &text, err))) return rc;
-        char extra[300];
-        snprintf(extra, sizeof extra, "\"prompt_index\": %d", i);
-        event(t, steps_done, "sample", extra, "%s%s", c->eval.prompts.items[i], text);
+        rc = record_sample(t, steps_done, i, text, err);
         free(text);
+        if (rc) return rc;
     }
     if (*stop_early)
         event(t, steps_done, "early_stop", NULL,
@@ -728,6 +836,14 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
         t.st.step = t.start_step;
         rc = jobdir_truncate_metrics(&t.jd, t.start_step, err);
         if (rc == CU_OK) rc = write_provenance(&t, 0.0, err);
+        t.st.redactions = t.redactions;
+        if (t.redactions > 0)
+            event(&t, t.start_step, "safety", "\"stage\": \"data\"",
+                  "%ld secret or personal-data matches in %s replaced by placeholders",
+                  t.redactions, cfg->data.path);
+        if (!cfg->safety.enabled)
+            event(&t, t.start_step, "warning", "\"safety\": false",
+                  "safety checks are switched off (safety.enabled: false)");
         if (t.resumed_from < 0)
             event(&t, 0, "started", NULL, "%d rank%s on %s", w->size, w->size == 1 ? "" : "s",
                   t.hosts);

@@ -335,6 +335,66 @@ def case_kill9(exe, src, tmp, f):
             f"the error names rank 1: {err}")
 
 
+def case_safety(exe, src, tmp, f):
+    """A fake AWS key planted in a text corpus. Under the default policy it
+    is redacted before tokenising, so the model never sees it and its samples
+    never contain it (the canary). Under a policy that allows it in data but
+    blocks it in outputs (fail_job: true), a model that memorised it produces
+    it, the output check blocks the sample, the job fails, and the key
+    appears in no log."""
+    key = "AKIA" + "Q3EGRT7P" + "LXW5M2ND"   # pattern-valid, fake, built at run time
+    corpus = os.path.join(tmp, "corpus.txt")
+    with open(corpus, "w") as fh:
+        for i in range(600):
+            fh.write(f"config.aws_key = {key}\nconfig.region = eu-{i % 7}\n")
+    common = ["data.source=text", f"data.path={corpus}", "model.n_embd=64", "model.n_head=2",
+              "train.max_steps=150", "train.warmup_steps=5", "train.lr=3e-3", "eval.every_steps=150",
+              "eval.prompts=[\"config.aws_key = \"]", "eval.temperature=0", "eval.max_new_tokens=40",
+              "data.val_fraction=0.05"]
+    runs = os.path.join(tmp, "runs")
+    base = os.path.join(src, "configs/demo-base.yaml")
+
+    def logs(name):
+        out = ""
+        for fn in ("events.jsonl", "state.json", "metrics.jsonl"):
+            p = os.path.join(runs, name, fn)
+            if os.path.exists(p):
+                out += open(p).read()
+        return out
+
+    p = mpirun(1, [exe, base, f"job.runs_dir={runs}", "job.name=canary"] + common, cwd=src)
+    f.check(p.returncode == 0, f"default policy: training completes (exit {p.returncode})")
+    text = logs("canary")
+    f.check('"stage": "data"' in text and "replaced by placeholders" in text,
+            "the data-stage redactions are reported")
+    f.check(key not in text, "the key appears nowhere in the job's logs or samples")
+    f.check("<REDACTED:aws_access_key>" in text, "the model learned the placeholder instead")
+
+    policy = os.path.join(tmp, "policy.yaml")
+    with open(os.path.join(src, "configs/safety/policy.yaml")) as fh:
+        pol = fh.read()
+    pol = pol.replace("aws_access_key: {data: redact, prompt: block, output: block}",
+                      "aws_access_key: {data: allow, prompt: block, output: block}")
+    pol = pol.replace("fail_job: false", "fail_job: true")
+    with open(policy, "w") as fh:
+        fh.write(pol)
+    p = mpirun(1, [exe, base, f"job.runs_dir={runs}", "job.name=leak", f"safety.policy={policy}"]
+               + common, cwd=src)
+    f.check(p.returncode not in (0, 2), f"a blocked sample fails the job (exit {p.returncode})")
+    st = read_json(os.path.join(runs, "leak", "state.json"))
+    f.check(st["status"] == "FAILED" and "safety policy" in (st.get("error") or {}).get("message", ""),
+            f"state FAILED with the safety reason: {st.get('error')}")
+    f.check(st["safety"]["output_findings"] >= 1 and st["safety"]["blocked_outputs"] >= 1,
+            f"state counts the finding: {st['safety']}")
+    text = logs("leak")
+    f.check('"type": "safety"' in text and '"verdict":"block"' in text.replace(" ", ""),
+            "a safety event records the blocked sample")
+    f.check(key not in text, "the memorised key appears nowhere in the logs")
+    prov = read_json(os.path.join(runs, "leak", "provenance.json"))
+    f.check(isinstance(prov.get("safety"), dict) and prov["safety"].get("sha256"),
+            "provenance records the safety policy and its hash")
+
+
 def case_help(exe, src, tmp, f):
     p = run([exe, "--help"], cwd=src, timeout=60)
     f.check(p.returncode == 0 and "usage: codex-train" in p.stdout, "--help prints usage")
