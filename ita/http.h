@@ -18,6 +18,7 @@
 #include "ita/keys.h"
 #include "ita/metrics.h"
 #include "ita/trace.h"
+#include "safety/safety.h"
 
 typedef struct ita_server ita_server_t;
 
@@ -40,6 +41,7 @@ typedef struct {
     ita_jobdir_t *jobs;
     ita_keycache_t keys;
     ita_metrics_t *metrics;
+    safety_engine_t *safety; /* this thread's compiled scanner for /v1/hygiene/scan */
     uint64_t id_counter;
     h2o_timeout_t sse_timeout;
     h2o_linklist_t streams; /* open event streams, ended at shutdown */
@@ -113,6 +115,7 @@ void ita_route_job_events(ita_req_t *rq);
 void ita_route_job_checkpoints(ita_req_t *rq);
 void ita_route_prometheus(ita_req_t *rq);
 void ita_route_keys(ita_req_t *rq);
+void ita_route_hygiene_scan(ita_req_t *rq);
 void ita_route_static(ita_req_t *rq, const char *name);
 
 /* Event streams (sse.c). */

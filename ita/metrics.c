@@ -26,6 +26,7 @@ static const char *ROUTE_LABELS[ITA_ROUTE_COUNT] = {
     "/metrics",
     "/v1/keys",
     "/",
+    "/v1/hygiene/scan",
     "other",
 };
 

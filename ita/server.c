@@ -35,6 +35,7 @@
 #define MAX_HEADER_BYTES (16 * 1024)
 #define MAX_PATH_BYTES 2048
 #define MAX_BODY_BYTES 4096
+#define MAX_SCAN_BODY_BYTES (1024 * 1024) /* POST /v1/hygiene/scan */
 
 void ita_log(ita_server_t *srv, const char *fmt, ...) {
     char now[32];
@@ -230,6 +231,10 @@ static int match_route(ita_req_t *rq, const char *path, size_t len, match_t *m) 
         return 1;
     }
     if (n < 2 || !seg_eq(seg[0], sl[0], "v1")) return 0;
+    if (n == 3 && seg_eq(seg[1], sl[1], "hygiene") && seg_eq(seg[2], sl[2], "scan")) {
+        m->route = ITA_ROUTE_HYGIENE_SCAN;
+        return 1;
+    }
     if (n == 2 && seg_eq(seg[1], sl[1], "keys")) {
         m->route = ITA_ROUTE_KEYS;
         m->scope = ITA_SCOPE_ADMIN;
@@ -352,17 +357,27 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         ita_problem(rq, 414, "the request target exceeds 2048 bytes");
         return 0;
     }
-    if (req->entity.base && req->entity.len > MAX_BODY_BYTES) {
-        ita_problem(rq, 413, "request bodies are limited to 4 KiB");
+    size_t path_only = req->input.query_at != SIZE_MAX ? req->input.query_at : plen;
+    /* the hygiene scanner is the one route that takes a body */
+    int is_scan = h2o_memis(path, path_only, H2O_STRLIT("/v1/hygiene/scan"));
+    if (req->entity.base && req->entity.len > (is_scan ? MAX_SCAN_BODY_BYTES : MAX_BODY_BYTES)) {
+        ita_problem(rq, 413,
+                    is_scan ? "a scan body is limited to 1 MiB"
+                            : "request bodies are limited to 4 KiB");
         return 0;
     }
-    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+    int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    if (is_scan && !is_post) {
+        ita_add_header(rq, "allow", "POST");
+        ita_problem(rq, 405, "POST the text or diff to scan");
+        return 0;
+    }
+    if (!is_scan && !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
         !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
         ita_add_header(rq, "allow", "GET, HEAD");
         ita_problem(rq, 405, "only GET and HEAD are served");
         return 0;
     }
-    size_t path_only = req->input.query_at != SIZE_MAX ? req->input.query_at : plen;
     if (req->input.query_at != SIZE_MAX) {
         rq->query = path + req->input.query_at + 1;
         rq->query_len = plen - req->input.query_at - 1;
@@ -403,6 +418,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         break;
     case ITA_ROUTE_DASHBOARD:
         ita_route_static(rq, m.static_name);
+        break;
+    case ITA_ROUTE_HYGIENE_SCAN:
+        ita_route_hygiene_scan(rq);
         break;
     default:
         ita_problem(rq, 404, "no such route");
@@ -502,6 +520,10 @@ static int worker_init(ita_server_t *srv, ita_worker_t *w, int fd, cu_error_t *e
     int rc =
         ita_jobdir_open(&w->jobs, srv->cfg.runs_dir, srv->cfg.lost_after_s, srv->cfg.max_jobs, err);
     if (rc) return rc;
+    /* the built-in default policy; compiled once per thread so no scanner
+     * state is shared between event loops */
+    if ((rc = safety_engine_new(NULL, &w->safety, err)))
+        return cu_error_prefix(err, "safety policy for /v1/hygiene/scan");
     ita_keycache_init(&w->keys, srv->cfg.keys_file);
     w->loop = h2o_evloop_create();
     h2o_context_init(&w->ctx, w->loop, &srv->globalconf);
@@ -520,6 +542,7 @@ static void worker_dispose(ita_worker_t *w) {
     /* The h2o context and loop were released by the worker thread when no
      * connection was left open (worker_main). */
     ita_jobdir_free(w->jobs);
+    safety_engine_free(w->safety);
     ita_keycache_free(&w->keys);
     free(w->metrics);
 }
@@ -557,7 +580,7 @@ static int server_setup(ita_server_t *srv, cu_error_t *err) {
     if ((rc = tls_setup(srv, err))) return rc;
     h2o_config_init(&srv->globalconf);
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("codex-ita"));
-    srv->globalconf.max_request_entity_size = 64 * 1024;
+    srv->globalconf.max_request_entity_size = MAX_SCAN_BODY_BYTES;
     h2o_hostconf_t *host =
         h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);

@@ -891,6 +891,51 @@ def case_live_job(ctx, t):
         shutil.rmtree(runs, ignore_errors=True)
 
 
+def case_hygiene(ctx, t):
+    """POST /v1/hygiene/scan: texts and diffs scanned for secrets, JSON or
+    SARIF answers that never contain the secret."""
+    key = "AKIA" + "Q3EGRT7P" + "LXW5M2ND"   # fake, pattern-valid, built at run time
+    with Server(ctx) as s:
+        reader = s.keys["reader"]
+        text = ("import os\n\naws_access_key_id = '%s'\n" % key).encode()
+        st, h, body = s.get("/v1/hygiene/scan?path=app/settings.py", reader, method="POST", body=text,
+                            headers={"Content-Type": "text/plain"})
+        doc = json.loads(body) if st == 200 else {}
+        f = doc.get("findings", [])
+        t.check(st == 200 and len(f) >= 1, "a text with a key has a finding (%s, %d)" % (st, len(f)))
+        t.check(any(x.get("rule") == "aws_access_key" or x.get("rule_id") == "aws_access_key" or
+                    "aws_access_key" in json.dumps(x) for x in f), "the finding names aws_access_key")
+        t.check(key.encode() not in body, "the answer never contains the secret")
+        t.check(any(x.get("line") == 3 for x in f), "the finding is at line 3")
+        diff = ("diff --git a/cfg.py b/cfg.py\n--- a/cfg.py\n+++ b/cfg.py\n@@ -1,2 +1,3 @@\n"
+                " a = 1\n+token = '%s'\n b = 2\n" % key).encode()
+        st, h, body = s.get("/v1/hygiene/scan", reader, method="POST", body=diff,
+                            headers={"Content-Type": "text/x-diff"})
+        doc = json.loads(body) if st == 200 else {}
+        f = doc.get("findings", [])
+        t.check(st == 200 and len(f) == 1 and f[0].get("line") == 2 and "cfg.py" in json.dumps(f[0]),
+                "a diff's added line is reported at its line in the new file: %s" % f[:1])
+        st, h, body = s.get("/v1/hygiene/scan?format=sarif&kind=diff", reader, method="POST", body=diff)
+        doc = json.loads(body) if st == 200 else {}
+        t.check(st == 200 and doc.get("version") == "2.1.0" and doc["runs"][0]["results"],
+                "SARIF 2.1.0 with results")
+        st, _, body = s.get("/v1/hygiene/scan", reader, method="POST", body=b"x = 1\n")
+        t.check(st == 200 and json.loads(body).get("findings") == [], "a clean text has no findings")
+        st, h, _ = s.get("/v1/hygiene/scan", reader)
+        t.check(st == 405 and h.get("allow") == "POST", "GET gets 405 with Allow: POST")
+        st, _, _ = s.get("/v1/hygiene/scan", None, method="POST", body=text)
+        t.check(st == 401, "scanning needs a key")
+        st, h, body = s.get("/v1/hygiene/scan?format=xml", reader, method="POST", body=text)
+        t.check(st == 400 and h.get("content-type", "").startswith("application/problem+json"),
+                "an unknown format is a 400 problem")
+        # announced as 2 MiB: refused without reading it
+        out = s.raw(b"POST /v1/hygiene/scan HTTP/1.1\r\nHost: x\r\nX-API-Key: " + reader.encode() +
+                    b"\r\nContent-Length: 2097152\r\n\r\n" + b"a" * 100000)
+        t.check(out.startswith(b"HTTP/1.1 413"), "a body over 1 MiB gets 413: %r" % out[:40])
+        audit = [l for l in s.audit_lines() if l.get("path", "").startswith("/v1/hygiene/scan")]
+        t.check(audit and all(key not in json.dumps(l) for l in audit), "audited, without the secret")
+
+
 def case_prometheus(ctx, t):
     with Server(ctx) as s:
         for _ in range(3):
@@ -991,6 +1036,7 @@ CASES = {
     "shutdown": case_shutdown,
     "tls": case_tls,
     "live_job": case_live_job,
+    "hygiene": case_hygiene,
 }
 
 

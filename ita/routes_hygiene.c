@@ -1,0 +1,65 @@
+/*
+ * POST /v1/hygiene/scan: the hygiene scanner of `codexctl scan` as a
+ * service. The body is a text (scanned as one file, `?path=` names it for
+ * path allowlists and reports) or a unified diff (only added lines are
+ * scanned, reported at their lines in the new files); a diff is recognised
+ * by `?kind=diff` or a Content-Type mentioning diff or patch. The answer is
+ * the scanner's JSON report, or a SARIF 2.1.0 log with `?format=sarif`;
+ * never a secret, only masked previews and fingerprints. Scope: read.
+ */
+#include <string.h>
+
+#include "ita/http.h"
+#include "safety/hits.h"
+
+static int wants_diff(const ita_req_t *rq, const char *kind) {
+    if (kind[0]) return strcmp(kind, "diff") == 0;
+    const h2o_iovec_t *ct = ita_header(rq, "content-type");
+    if (!ct) return 0;
+    char buf[128];
+    size_t n = ct->len < sizeof buf - 1 ? ct->len : sizeof buf - 1;
+    memcpy(buf, ct->base, n);
+    buf[n] = 0;
+    return strstr(buf, "diff") != NULL || strstr(buf, "patch") != NULL;
+}
+
+void ita_route_hygiene_scan(ita_req_t *rq) {
+    char format[16] = "json", kind[16] = "", path[256] = "request";
+    if (ita_query_param(rq, "format", format, sizeof format) < 0 ||
+        ita_query_param(rq, "kind", kind, sizeof kind) < 0 ||
+        ita_query_param(rq, "path", path, sizeof path) < 0) {
+        ita_problem(rq, 400, "malformed query: format, kind and path are short strings");
+        return;
+    }
+    int sarif = strcmp(format, "sarif") == 0;
+    if (!sarif && strcmp(format, "json") != 0) {
+        ita_problem(rq, 400, "format is json or sarif");
+        return;
+    }
+    if (kind[0] && strcmp(kind, "text") != 0 && strcmp(kind, "diff") != 0) {
+        ita_problem(rq, 400, "kind is text or diff");
+        return;
+    }
+    const char *body = rq->req->entity.base ? rq->req->entity.base : "";
+    size_t len = rq->req->entity.base ? rq->req->entity.len : 0;
+    const safety_engine_t *eng = rq->w->safety;
+    safety_hits_t hits;
+    memset(&hits, 0, sizeof hits);
+    cu_error_t err = {0};
+    int rc = wants_diff(rq, kind)
+                 ? safety_hits_scan_diff(eng, SAFETY_STAGE_DATA, body, len, &hits, &err)
+                 : safety_hits_scan_text(eng, SAFETY_STAGE_DATA, path, body, len, &hits, &err);
+    if (rc != CU_OK) {
+        safety_hits_free(&hits);
+        ita_problem(rq, 400, err.msg[0] ? err.msg : "the body could not be scanned");
+        return;
+    }
+    json_t *doc =
+        sarif ? safety_hits_sarif(eng, &hits) : safety_hits_json(eng, SAFETY_STAGE_DATA, &hits);
+    safety_hits_free(&hits);
+    if (!doc) {
+        ita_problem(rq, 500, "out of memory while building the report");
+        return;
+    }
+    ita_respond_json(rq, doc);
+}
