@@ -237,6 +237,15 @@ static const cfg_key_t KEYS[] = {
           "Nucleus sampling: the smallest set of tokens with this much probability; 1 is off."),
     LONG("eval.patience", eval.patience, "0", 0, 1e12,
          "Stop after this many evaluations without a better loss; 0 never stops early."),
+    STR("eval.exec_tasks", eval.exec_tasks, "", 0, NULL,
+        "JSON-lines file of code tasks `{name, prompt, test}` run in the sandbox at each "
+        "evaluation (pass@1); empty = off."),
+    LIST("eval.exec_command", eval.exec_command, "python3,solution.py", 0, NULL, NULL,
+         "Command that runs a task's program (prompt + completion + test) in the sandbox."),
+    STR("eval.exec_file", eval.exec_file, "solution.py", CFG_NONEMPTY, NULL,
+        "File name the program is written to in the sandbox's private directory."),
+    FLOAT("eval.exec_timeout_s", eval.exec_timeout_s, "10", 0.1, 3600, 0,
+          "Wall-clock limit for one task's run."),
 
     LONG("checkpoint.every_steps", checkpoint.every_steps, "0", 0, 1e12,
          "Steps between checkpoints; 0 saves only at the end (and on pre-emption)."),

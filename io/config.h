@@ -79,7 +79,11 @@ typedef struct {
         float temperature;
         int top_k;
         float top_p;
-        long patience; /* evaluations without improvement before stopping; 0 = off */
+        long patience;               /* evaluations without improvement before stopping; 0 = off */
+        char exec_tasks[CU_CFG_STR]; /* JSON lines {name, prompt, test}; "" = off */
+        cu_cfg_list_t exec_command;  /* the command that runs a program, e.g. [python3, x.py] */
+        char exec_file[CU_CFG_STR];  /* the file the program is written to */
+        float exec_timeout_s;
     } eval;
     struct {
         long every_steps; /* 0 = only at the end */

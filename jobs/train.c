@@ -43,6 +43,7 @@
 #include "safety/policy.h"
 #include "safety/redact.h"
 #include "safety/rules.h"
+#include "safety/sandbox.h"
 
 typedef struct {
     const cu_config_t *cfg;
@@ -54,6 +55,7 @@ typedef struct {
     grad_reducer_t *reducer;
     safety_engine_t *safety; /* with safety.enabled: redacts text data, checks samples */
     long redactions;         /* placeholders put into a text corpus */
+    exec_tasks_t exec;       /* rank 0: code tasks of eval.exec_tasks */
     adamw_t opt;
     sched_t sched;
     int T, B, accum, per_rank;
@@ -229,6 +231,9 @@ static int setup(trainer_t *t, cu_error_t *err) {
                          .max_steps = c->train.max_steps,
                          .kind = sched_parse(c->train.schedule)};
     cu_rng_seed(&t->eval_rng, cu_hash64((uint64_t)c->job.seed, 0xe7a1));
+    if (t->w->rank == 0 && c->eval.exec_tasks[0] &&
+        (rc = exec_tasks_load(c->eval.exec_tasks, &t->exec, err)))
+        return rc;
 
     t->window = malloc(sizeof(int32_t) * (size_t)(t->T + 1));
     t->inputs = malloc(sizeof(int32_t) * (size_t)t->B * t->T);
@@ -244,6 +249,7 @@ static void teardown(trainer_t *t) {
     watchdog_stop(&t->wd);
     reducer_free(t->reducer);
     safety_engine_free(t->safety);
+    exec_tasks_free(&t->exec);
     if (t->jd_open) jobdir_close(&t->jd);
     gpt_free(t->model);
     tokens_free(t->src);
@@ -603,6 +609,47 @@ static int record_sample(trainer_t *t, long step, int i, const char *text, cu_er
     return CU_OK;
 }
 
+/* Execution-based evaluation: pass@1 of the code tasks, each completion run
+ * with its tests in the sandbox. */
+static int run_exec_tasks(trainer_t *t, long steps_done, progress_t *bar, cu_error_t *err) {
+    exec_outcome_t *o = calloc((size_t)t->exec.n, sizeof *o);
+    if (!o) return cu_error_set(err, CU_ENOMEM, "out of memory (eval.exec)");
+    unsigned applied = 0;
+    int rc = eval_exec(t->model, t->tok, t->cfg, &t->exec, &t->eval_rng, o, &applied, err);
+    if (rc == CU_OK) {
+        int passed = 0;
+        json_t *results = json_array();
+        for (int i = 0; i < t->exec.n; i++) {
+            passed += o[i].passed;
+            json_array_append_new(results,
+                                  json_pack("{s:s,s:b,s:b,s:i,s:f}", "name", t->exec.tasks[i].name,
+                                            "passed", o[i].passed, "timed_out", o[i].timed_out,
+                                            "exit_code", o[i].exit_code, "seconds", o[i].seconds));
+        }
+        double pass1 = (double)passed / t->exec.n;
+        char layers[160], fields[128], line[160];
+        sandbox_applied_string(applied, layers, sizeof layers);
+        json_t *extra =
+            json_pack("{s:f,s:o,s:s}", "pass_at_1", pass1, "results", results, "sandbox", layers);
+        char *ex = json_dumps(extra, JSON_COMPACT);
+        json_decref(extra);
+        if (ex) {
+            ex[strlen(ex) - 1] = '\0';
+            event(t, steps_done, "exec", ex + 1, "pass@1 %.3f (%d of %d tasks)", pass1, passed,
+                  t->exec.n);
+        }
+        free(ex);
+        snprintf(fields, sizeof fields, "\"exec_pass1\": %.6g, \"exec_tasks\": %d", pass1,
+                 t->exec.n);
+        rc = jobdir_metric(&t->jd, steps_done, fields, err);
+        snprintf(line, sizeof line, "exec %6ld | pass@1 %.3f (%d of %d tasks)", steps_done, pass1,
+                 passed, t->exec.n);
+        progress_log(bar, line);
+    }
+    free(o);
+    return rc;
+}
+
 /* Evaluation at `steps_done`; sets *stop_early when patience ran out. */
 static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_early,
                     cu_error_t *err) {
@@ -637,6 +684,7 @@ static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_ea
         free(text);
         if (rc) return rc;
     }
+    if (t->exec.n > 0 && (rc = run_exec_tasks(t, steps_done, bar, err))) return rc;
     if (*stop_early)
         event(t, steps_done, "early_stop", NULL,
               "no improvement in %ld evaluations (eval.patience); best %.4f at step %ld",

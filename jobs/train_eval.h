@@ -34,4 +34,31 @@ int eval_run(gpt_t *m, const token_source_t *val, const cu_config_t *cfg, const 
 int eval_sample(gpt_t *m, cu_tokenizer_t *tok, const cu_config_t *cfg, int i, cu_rng_t *rng,
                 char **text, cu_error_t *err);
 
+/* Code tasks for execution-based evaluation (eval.exec_tasks). */
+typedef struct {
+    char *name, *prompt, *test;
+} exec_task_t;
+
+typedef struct {
+    exec_task_t *tasks;
+    int n;
+} exec_tasks_t;
+
+/* Reads a JSON-lines file of {"name", "prompt", "test"} objects; errors name
+ * file:line. Allocates (exec_tasks_free). */
+int exec_tasks_load(const char *path, exec_tasks_t *out, cu_error_t *err);
+void exec_tasks_free(exec_tasks_t *t);
+
+typedef struct {
+    int passed, timed_out, exit_code;
+    double seconds;
+} exec_outcome_t;
+
+/* Completes each task's prompt with the model and runs prompt + completion
+ * + "\n" + test in the sandbox (eval.exec_command on eval.exec_file);
+ * a task passes when the command exits 0. outcomes has tasks->n entries.
+ * *applied receives the sandbox layers in force. Rank 0 only. */
+int eval_exec(gpt_t *m, cu_tokenizer_t *tok, const cu_config_t *cfg, const exec_tasks_t *tasks,
+              cu_rng_t *rng, exec_outcome_t *outcomes, unsigned *applied, cu_error_t *err);
+
 #endif

@@ -401,6 +401,57 @@ def case_safety(exe, src, tmp, f):
             "provenance records the safety policy and its hash")
 
 
+def case_exec(exe, src, tmp, f):
+    """eval.exec: each task's completion runs with its test in the sandbox and
+    pass@1 is reported. The tasks wrap whatever the model writes in a shell
+    here-document, so their outcome is their test's: one passes, one exits 3,
+    one sleeps past the timeout, and one tries to reach a TCP listener that
+    this test runs on the loopback, which the sandbox must not allow."""
+    import socket
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    port = lsock.getsockname()[1]
+    head = ": <<'CU_SAMPLE_END'\n"
+    tasks = [("passes", "CU_SAMPLE_END\nexit 0\n"),
+             ("fails", "CU_SAMPLE_END\nexit 3\n"),
+             ("sleeps", "CU_SAMPLE_END\nsleep 30\n"),
+             ("network", "CU_SAMPLE_END\nexec 3<>/dev/tcp/127.0.0.1/%d && exit 0 || exit 4\n" % port)]
+    path = os.path.join(tmp, "tasks.jsonl")
+    import json
+    with open(path, "w") as fh:
+        for name, test in tasks:
+            fh.write(json.dumps({"name": name, "prompt": head, "test": test}) + "\n")
+    runs = os.path.join(tmp, "runs")
+    p = mpirun(1, [exe, os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={runs}",
+                   "model.n_embd=64", "model.n_head=2", "train.max_steps=4", "train.warmup_steps=1",
+                   "eval.every_steps=4", f"eval.exec_tasks={path}", "eval.exec_command=[bash,task.sh]",
+                   "eval.exec_file=task.sh", "eval.exec_timeout_s=1", "eval.max_new_tokens=16"],
+               cwd=src)
+    lsock.close()
+    f.check(p.returncode == 0, f"the job completes (exit {p.returncode})")
+    f.check("pass@1 0.250 (1 of 4 tasks)" in p.stdout, "pass@1 is 1 of 4")
+    events = [json.loads(l) for l in open(os.path.join(runs, "demo-base", "events.jsonl"))]
+    ex = [e for e in events if e["type"] == "exec"]
+    f.check(len(ex) == 1, "one exec event")
+    if ex:
+        r = {x["name"]: x for x in ex[0]["results"]}
+        f.check(r["passes"]["passed"], "the passing task passed")
+        f.check(not r["fails"]["passed"] and r["fails"]["exit_code"] == 3, "the failing task exited 3")
+        f.check(r["sleeps"]["timed_out"] and r["sleeps"]["seconds"] < 5, "the sleeper was stopped at 1 s")
+        f.check(not r["network"]["passed"], "the task could not connect to the loopback listener")
+        f.check("seccomp" in ex[0]["sandbox"], f"the sandbox layers are recorded: {ex[0]['sandbox']}")
+    m = [json.loads(l) for l in open(os.path.join(runs, "demo-base", "metrics.jsonl"))]
+    f.check(any(x.get("exec_pass1") == 0.25 for x in m), "metrics.jsonl has exec_pass1")
+    bad = os.path.join(tmp, "bad.jsonl")
+    with open(bad, "w") as fh:
+        fh.write('{"name": "x", "prompt": "a"}\n')
+    p = mpirun(1, [exe, os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={runs}",
+                   "job.name=bad", f"eval.exec_tasks={bad}", "train.max_steps=2",
+                   "train.warmup_steps=1"], cwd=src)
+    f.check(p.returncode == 2 and "bad.jsonl:1" in p.stderr, "a malformed task file exits 2 naming its line")
+
+
 def case_help(exe, src, tmp, f):
     p = run([exe, "--help"], cwd=src, timeout=60)
     f.check(p.returncode == 0 and "usage: codex-train" in p.stdout, "--help prints usage")
