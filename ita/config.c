@@ -50,6 +50,7 @@ static const ita_config_key_t KEYS[] = {
     NUM("metrics_public", metrics_public, T_BOOL, 0, 1),
     NUM("max_jobs", max_jobs, T_INT, 1, 100000),
     NUM("max_connections", max_connections, T_INT, 1, 1000000),
+    NUM("tests_timeout_s", tests_timeout_s, T_NUM, 0.1, 300),
 };
 
 void ita_config_defaults(ita_config_t *cfg) {
@@ -67,11 +68,38 @@ void ita_config_defaults(ita_config_t *cfg) {
     cfg->sse_max_streams = 64;
     cfg->max_jobs = 10000;
     cfg->max_connections = 1024;
+    cfg->tests_timeout_s = 30;
+}
+
+/* test_commands.NAME: "command words" adds one allowlisted test command. */
+static int add_test_command(ita_config_t *cfg, const char *name, const char *cmd, cu_error_t *err) {
+    if (cfg->n_test_cmds == ITA_MAX_TEST_CMDS)
+        return cu_error_set(err, CU_EINVAL, "test_commands: at most %d commands",
+                            ITA_MAX_TEST_CMDS);
+    size_t nl = strlen(name);
+    if (nl == 0 || nl >= sizeof cfg->test_cmds[0].name ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789_-.") != nl)
+        return cu_error_set(
+            err, CU_EINVAL,
+            "test_commands: '%s' is not a name (letters, digits, _ - ., at most 31)", name);
+    if (strspn(cmd, " ") == strlen(cmd) || strlen(cmd) >= sizeof cfg->test_cmds[0].command)
+        return cu_error_set(err, CU_EINVAL, "test_commands.%s: a command line of 1-255 bytes",
+                            name);
+    for (int i = 0; i < cfg->n_test_cmds; i++)
+        if (!strcmp(cfg->test_cmds[i].name, name))
+            return cu_error_set(err, CU_EINVAL, "test_commands.%s is given twice", name);
+    snprintf(cfg->test_cmds[cfg->n_test_cmds].name, sizeof cfg->test_cmds[0].name, "%s", name);
+    snprintf(cfg->test_cmds[cfg->n_test_cmds].command, sizeof cfg->test_cmds[0].command, "%s", cmd);
+    cfg->n_test_cmds++;
+    return CU_OK;
 }
 
 /* base is the YAML file's folder (with a trailing '/'), or "". */
 static int set_value(ita_config_t *cfg, const char *key, const char *val, const char *base,
                      cu_error_t *err) {
+    if (!strncmp(key, "test_commands.", 14)) return add_test_command(cfg, key + 14, val, err);
     const ita_config_key_t *k = NULL;
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
         if (!strcmp(KEYS[i].key, key)) k = &KEYS[i];

@@ -12,6 +12,7 @@
 #include "core/error.h"
 
 #define ITA_PATH_MAX 1024
+#define ITA_MAX_TEST_CMDS 16
 
 typedef struct {
     char host[64];                /* numeric IPv4 address to bind, default 127.0.0.1 */
@@ -32,6 +33,14 @@ typedef struct {
     int metrics_public;           /* GET /metrics without a key */
     int max_jobs;                 /* job directories considered in a listing */
     int max_connections;          /* open connections per worker thread */
+    /* POST /v1/tests/run: the only commands it runs, by name (section
+     * test_commands: NAME: "argv words"), and their wall-clock limit */
+    struct {
+        char name[32];
+        char command[256]; /* split on spaces into argv */
+    } test_cmds[ITA_MAX_TEST_CMDS];
+    int n_test_cmds;
+    double tests_timeout_s;
 } ita_config_t;
 
 /* Fills cfg with the defaults. */

@@ -65,6 +65,7 @@ struct ita_server {
     atomic_int stop;
     FILE *errlog;
     pthread_mutex_t errlog_mu;
+    pthread_mutex_t sandbox_mu; /* one sandboxed test run at a time (it forks) */
 };
 
 typedef struct {
@@ -116,6 +117,7 @@ void ita_route_job_checkpoints(ita_req_t *rq);
 void ita_route_prometheus(ita_req_t *rq);
 void ita_route_keys(ita_req_t *rq);
 void ita_route_hygiene_scan(ita_req_t *rq);
+void ita_route_tests_run(ita_req_t *rq);
 void ita_route_static(ita_req_t *rq, const char *name);
 
 /* Event streams (sse.c). */

@@ -27,6 +27,7 @@ static const char *ROUTE_LABELS[ITA_ROUTE_COUNT] = {
     "/v1/keys",
     "/",
     "/v1/hygiene/scan",
+    "/v1/tests/run",
     "other",
 };
 

@@ -25,6 +25,7 @@ typedef enum {
     ITA_ROUTE_KEYS,
     ITA_ROUTE_DASHBOARD,
     ITA_ROUTE_HYGIENE_SCAN,
+    ITA_ROUTE_TESTS_RUN,
     ITA_ROUTE_OTHER,
     ITA_ROUTE_COUNT
 } ita_route_t;

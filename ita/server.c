@@ -235,6 +235,11 @@ static int match_route(ita_req_t *rq, const char *path, size_t len, match_t *m) 
         m->route = ITA_ROUTE_HYGIENE_SCAN;
         return 1;
     }
+    if (n == 3 && seg_eq(seg[1], sl[1], "tests") && seg_eq(seg[2], sl[2], "run")) {
+        m->route = ITA_ROUTE_TESTS_RUN;
+        m->scope = ITA_SCOPE_SUBMIT;
+        return 1;
+    }
     if (n == 2 && seg_eq(seg[1], sl[1], "keys")) {
         m->route = ITA_ROUTE_KEYS;
         m->scope = ITA_SCOPE_ADMIN;
@@ -359,17 +364,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     }
     size_t path_only = req->input.query_at != SIZE_MAX ? req->input.query_at : plen;
     /* the hygiene scanner is the one route that takes a body */
-    int is_scan = h2o_memis(path, path_only, H2O_STRLIT("/v1/hygiene/scan"));
+    /* the routes that take a body, by POST only */
+    int is_scan = h2o_memis(path, path_only, H2O_STRLIT("/v1/hygiene/scan")) ||
+                  h2o_memis(path, path_only, H2O_STRLIT("/v1/tests/run"));
     if (req->entity.base && req->entity.len > (is_scan ? MAX_SCAN_BODY_BYTES : MAX_BODY_BYTES)) {
         ita_problem(rq, 413,
-                    is_scan ? "a scan body is limited to 1 MiB"
-                            : "request bodies are limited to 4 KiB");
+                    is_scan ? "a body is limited to 1 MiB" : "request bodies are limited to 4 KiB");
         return 0;
     }
     int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     if (is_scan && !is_post) {
         ita_add_header(rq, "allow", "POST");
-        ita_problem(rq, 405, "POST the text or diff to scan");
+        ita_problem(rq, 405, "this route takes a POST with a body");
         return 0;
     }
     if (!is_scan && !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
@@ -421,6 +427,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         break;
     case ITA_ROUTE_HYGIENE_SCAN:
         ita_route_hygiene_scan(rq);
+        break;
+    case ITA_ROUTE_TESTS_RUN:
+        ita_route_tests_run(rq);
         break;
     default:
         ita_problem(rq, 404, "no such route");
@@ -622,6 +631,7 @@ int ita_server_run(const ita_config_t *cfg, FILE *ready, cu_error_t *err) {
     if (!srv) return cu_error_set(err, CU_ENOMEM, "out of memory");
     srv->cfg = *cfg;
     pthread_mutex_init(&srv->errlog_mu, NULL);
+    pthread_mutex_init(&srv->sandbox_mu, NULL);
     int fds[64];
     for (int i = 0; i < 64; i++) fds[i] = -1;
     int rc = server_setup(srv, err);
@@ -667,6 +677,7 @@ int ita_server_run(const ita_config_t *cfg, FILE *ready, cu_error_t *err) {
     if (!rc) ita_log(srv, "stopped");
     server_teardown(srv);
     pthread_mutex_destroy(&srv->errlog_mu);
+    pthread_mutex_destroy(&srv->sandbox_mu);
     free(srv);
     return rc;
 }

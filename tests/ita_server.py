@@ -936,6 +936,58 @@ def case_hygiene(ctx, t):
         t.check(audit and all(key not in json.dumps(l) for l in audit), "audited, without the secret")
 
 
+def case_tests_run(ctx, t):
+    """POST /v1/tests/run: allowlisted test commands in the sandbox."""
+    import socket
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    port = lsock.getsockname()[1]
+    extra = 'test_commands:\n  sh: "bash run.sh"\ntests_timeout_s: 1.5\n'
+    with Server(ctx, extra) as s:
+        sub = s.keys["submitter"]
+
+        def run(script, key=sub, command="sh", files=None):
+            body = json.dumps({"command": command, "files": files or {"run.sh": script}}).encode()
+            st, h, b = s.get("/v1/tests/run", key, method="POST", body=body,
+                             headers={"Content-Type": "application/json"})
+            try:
+                return st, h, json.loads(b)
+            except ValueError:
+                return st, h, None
+
+        st, _, r = run("echo hello; exit 0\n")
+        t.check(st == 200 and r["passed"] and r["stdout"] == "hello\n", "a passing command: %s" % r)
+        t.check("seccomp" in r.get("sandbox", ""), "the sandbox layers are reported")
+        st, _, r = run("echo oops >&2; exit 5\n")
+        t.check(st == 200 and not r["passed"] and r["exit_code"] == 5 and "oops" in r["stderr"],
+                "a failing command reports its exit code and stderr")
+        st, _, r = run("sleep 20\n")
+        t.check(st == 200 and r["timed_out"] and r["wall_s"] < 5, "a sleeper is stopped at 1.5 s")
+        st, _, r = run("exec 3<>/dev/tcp/127.0.0.1/%d && echo connected\n" % port)
+        t.check(st == 200 and not r["passed"] and "connected" not in r["stdout"],
+                "no connection to a loopback listener")
+        marker = "/tmp/cu-sandbox-escape-%d" % os.getpid()
+        st, _, r = run("echo x > %s\n" % marker)
+        t.check(st == 200 and not r["passed"] and not os.path.exists(marker),
+                "no write outside the private directory")
+        st, _, r = run("cat data.txt\n", files={"run.sh": "cat data.txt\n", "data.txt": "abc"})
+        t.check(st == 200 and r["stdout"] == "abc", "the request's files are there")
+        st, _, _ = run("true\n", command="python")
+        t.check(st == 403, "a command outside the allowlist is refused")
+        st, _, _ = run("true\n", key=s.keys["reader"])
+        t.check(st == 403, "scope read cannot run tests")
+        st, _, _ = run("true\n", key=None)
+        t.check(st == 401, "no key, no run")
+        st, _, _ = run("true\n", files={"../x.sh": "true"})
+        t.check(st == 400, "a file name with a path is refused")
+        st, _, _ = s.get("/v1/tests/run", sub, method="POST", body=b"not json")
+        t.check(st == 400, "a body that is not JSON is a 400")
+        st, h, _ = s.get("/v1/tests/run", sub)
+        t.check(st == 405 and h.get("allow") == "POST", "GET gets 405")
+    lsock.close()
+
+
 def case_prometheus(ctx, t):
     with Server(ctx) as s:
         for _ in range(3):
@@ -1037,6 +1089,7 @@ CASES = {
     "tls": case_tls,
     "live_job": case_live_job,
     "hygiene": case_hygiene,
+    "tests_run": case_tests_run,
 }
 
 

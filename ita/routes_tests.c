@@ -1,0 +1,134 @@
+/*
+ * POST /v1/tests/run: runs one of the test commands the service's config
+ * allows (test_commands: NAME: "argv words") in the safety sandbox — no
+ * network, read-only file system except a private directory, rlimits, a
+ * clean environment, tests_timeout_s of wall clock — on the files the
+ * request brings:
+ *
+ *   {"command": "NAME", "files": {"test_x.py": "...", ...}, "stdin": "..."}
+ *
+ * and answers with the exit status, the timing, whether it timed out, the
+ * bounded stdout and stderr, and the sandbox layers that were in force.
+ * Scope submit. A run blocks its worker's event loop while it lasts (at most
+ * tests_timeout_s), and runs are serialised service-wide: the sandbox forks,
+ * which must not happen from two threads at once.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ita/http.h"
+#include "safety/sandbox.h"
+
+#define MAX_FILES 32
+#define MAX_ARGS 32
+
+/* Splits a configured command line on spaces into argv (in buf). */
+static int split_command(const char *cmd, char *buf, size_t cap, const char **argv) {
+    snprintf(buf, cap, "%s", cmd);
+    int n = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(buf, " ", &save); w && n < MAX_ARGS; w = strtok_r(NULL, " ", &save))
+        argv[n++] = w;
+    argv[n] = NULL;
+    return n;
+}
+
+/* Reads the request's files into out (names checked: plain, no '/'). */
+static int read_files(ita_req_t *rq, json_t *files, sandbox_file_t *out, size_t *n) {
+    *n = 0;
+    if (!files) return 0;
+    if (!json_is_object(files)) {
+        ita_problem(rq, 400, "files is an object of file name to text");
+        return -1;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(files, name, v) {
+        if (*n == MAX_FILES) {
+            ita_problem(rq, 400, "at most 32 files");
+            return -1;
+        }
+        if (!json_is_string(v) || !name[0] || strchr(name, '/') || !strcmp(name, ".") ||
+            !strcmp(name, "..") || strlen(name) > 255) {
+            ita_problem(rq, 400, "each file is a plain name (no '/') with a string of content");
+            return -1;
+        }
+        out[*n] = (sandbox_file_t){
+            .name = name, .data = json_string_value(v), .len = json_string_length(v)};
+        (*n)++;
+    }
+    return 0;
+}
+
+static json_t *result_json(const char *name, const sandbox_result_t *r) {
+    char layers[160];
+    sandbox_applied_string(r->applied, layers, sizeof layers);
+    return json_pack("{s:s, s:b, s:o, s:o, s:b, s:f, s:f, s:s%, s:s%, s:b, s:b, s:s}", "command",
+                     name, "passed", r->exited && r->exit_code == 0 && !r->timed_out, "exit_code",
+                     r->exited ? json_integer(r->exit_code) : json_null(), "signal",
+                     r->signaled ? json_integer(r->term_signal) : json_null(), "timed_out",
+                     r->timed_out, "wall_s", r->wall_s, "cpu_s", r->cpu_s, "stdout", r->out,
+                     r->out_len, "stderr", r->err, r->err_len, "stdout_truncated", r->out_truncated,
+                     "stderr_truncated", r->err_truncated, "sandbox", layers);
+}
+
+void ita_route_tests_run(ita_req_t *rq) {
+    const ita_config_t *cfg = &rq->w->srv->cfg;
+    const char *body = rq->req->entity.base;
+    json_error_t je;
+    json_t *doc = body ? json_loadb(body, rq->req->entity.len, 0, &je) : NULL;
+    const char *name = json_string_value(json_object_get(doc, "command"));
+    if (!doc || !json_is_object(doc) || !name) {
+        json_decref(doc);
+        ita_problem(rq, 400, "the body is a JSON object {\"command\": NAME, \"files\": {...}}");
+        return;
+    }
+    int idx = -1;
+    for (int i = 0; i < cfg->n_test_cmds; i++)
+        if (!strcmp(cfg->test_cmds[i].name, name)) idx = i;
+    if (idx < 0) {
+        json_decref(doc);
+        ita_problem(rq, 403, "that command is not in the service's test_commands allowlist");
+        return;
+    }
+    sandbox_file_t files[MAX_FILES];
+    size_t nfiles;
+    if (read_files(rq, json_object_get(doc, "files"), files, &nfiles)) {
+        json_decref(doc);
+        return;
+    }
+    char words[256];
+    const char *argv[MAX_ARGS + 1];
+    split_command(cfg->test_cmds[idx].command, words, sizeof words, argv);
+    json_t *in = json_object_get(doc, "stdin");
+    sandbox_opts_t opts;
+    sandbox_opts_init(&opts);
+    opts.argv = argv;
+    opts.files = files;
+    opts.nfiles = nfiles;
+    opts.timeout_s = cfg->tests_timeout_s;
+    opts.max_output = 256 * 1024;
+    if (json_is_string(in)) {
+        opts.stdin_data = json_string_value(in);
+        opts.stdin_len = json_string_length(in);
+    }
+    sandbox_result_t r;
+    cu_error_t err = {0};
+    pthread_mutex_lock(&rq->w->srv->sandbox_mu);
+    int rc = sandbox_run(&opts, &r, &err);
+    pthread_mutex_unlock(&rq->w->srv->sandbox_mu);
+    if (rc != CU_OK) {
+        json_decref(doc);
+        ita_log(rq->w->srv, "tests/run %s: %s", name, err.msg);
+        ita_problem(rq, 500, "the sandbox could not run the command");
+        return;
+    }
+    json_t *out = result_json(name, &r);
+    sandbox_result_free(&r);
+    json_decref(doc);
+    if (!out) {
+        ita_problem(rq, 500, "out of memory while building the answer");
+        return;
+    }
+    ita_respond_json(rq, out);
+}
