@@ -186,15 +186,18 @@ static const cfg_key_t KEYS[] = {
     ENUM("lora.init", lora.init, "kaiming", "kaiming|gaussian",
          "Initialisation of A (B starts at zero, so training starts from the base model)."),
 
-    ENUM("data.source", data.source, "random", "random|text|tokens",
-         "`random` tokens (smoke tests), a UTF-8 `text` file, or a raw `tokens` file."),
-    STR("data.path", data.path, "", 0, NULL, "The text or tokens file."),
+    ENUM("data.source", data.source, "random", "random|text|tokens|hdf5",
+         "`random` tokens (smoke tests), a UTF-8 `text` file, a raw `tokens` file, or an `hdf5` "
+         "dataset from `codexctl prepare` (its own train and val splits)."),
+    STR("data.path", data.path, "", 0, NULL,
+        "The text file, tokens file, or HDF5 dataset (`codexctl prepare`)."),
     ENUM("data.token_dtype", data.token_dtype, "uint16", "uint16|uint32",
          "Element type of a tokens file (little-endian)."),
     INT("data.seq_len", data.seq_len, "64", 1, 1048576,
         "Tokens per training sequence; at most `model.max_seq_len`."),
     FLOAT("data.val_fraction", data.val_fraction, "0.1", 0, 0.5, 0,
-          "Share of a `text` or `tokens` source held out (its last windows) for evaluation."),
+          "Share of a `text` or `tokens` source held out (its last windows) for evaluation; an "
+          "`hdf5` dataset brings its own val split."),
 
     INT("train.global_batch_size", train.global_batch_size, "8", 1, 1048576,
         "Sequences per optimiser step, summed over all ranks."),

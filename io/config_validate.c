@@ -179,9 +179,12 @@ static void check_lora(const cu_config_t *cfg, problems_t *pr) {
 
 static void check_data(const cu_config_t *cfg, problems_t *pr) {
     const char *src = cfg->data.source;
-    if ((!strcmp(src, "text") || !strcmp(src, "tokens")) && !cfg->data.path[0])
+    if ((!strcmp(src, "text") || !strcmp(src, "tokens") || !strcmp(src, "hdf5")) &&
+        !cfg->data.path[0])
         add(pr, "data.source is %s but data.path is empty: point data.path at the %s file", src,
-            !strcmp(src, "text") ? "UTF-8 text" : "raw tokens");
+            !strcmp(src, "text")     ? "UTF-8 text"
+            : !strcmp(src, "tokens") ? "raw tokens"
+                                     : "HDF5 dataset (codexctl prepare)");
     if (!strcmp(src, "tokens") && !strcmp(cfg->data.token_dtype, "uint16") &&
         cfg->model.vocab_size > 65536)
         add(pr, "data.token_dtype uint16 cannot hold the ids of model.vocab_size %d: use uint32",

@@ -9,8 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <hdf5.h>
+
 #include "core/fileio.h"
 #include "core/rng.h"
+#include "io/dataset.h"
 
 struct token_source {
     int random; /* uniform tokens from (seed, g, position) */
@@ -19,6 +22,10 @@ struct token_source {
     int32_t *ids;
     size_t n;
     char origin[512];
+    /* "hdf5": tokens stay in the file; windows are read as hyperslabs */
+    int h5;
+    hid_t h5_file, h5_tokens;
+    char h5_path[4096];
 };
 
 static int source_new(token_source_t **out, const char *origin, int vocab, uint64_t seed,
@@ -120,8 +127,80 @@ int tokens_open_file(token_source_t **out, const char *path, int bytes_per_token
     return tokens_open_ids(out, ids, n, vocab, seed, path, err);
 }
 
+/* Opens the split's token dataset and checks that it holds integers. */
+static int h5_open_tokens(token_source_t *s, const char *split, cu_error_t *err) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    s->h5_file = H5Fopen(s->h5_path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (s->h5_file < 0) return cu_error_set(err, CU_EFORMAT, "cannot open %s as HDF5", s->h5_path);
+    char name[32];
+    snprintf(name, sizeof name, "%s/tokens", split);
+    s->h5_tokens = H5Dopen2(s->h5_file, name, H5P_DEFAULT);
+    if (s->h5_tokens < 0)
+        return cu_error_set(err, CU_EFORMAT, "%s: no /%s dataset", s->h5_path, name);
+    return CU_OK;
+}
+
+int tokens_open_h5(token_source_t **out, const char *path, const char *split, int vocab,
+                   uint64_t seed, cu_error_t *err) {
+    *out = NULL;
+    int which = dataset_split_index(split);
+    if (which < 0)
+        return cu_error_set(err, CU_EINVAL, "%s: split '%s' is neither train nor val", path,
+                            split ? split : "(null)");
+    dataset_meta_t meta;
+    int rc = dataset_read_meta(path, &meta, err);
+    if (rc) return rc;
+    if (meta.vocab_size > vocab)
+        return cu_error_set(err, CU_EINVAL,
+                            "%s was tokenised with a vocabulary of %d (%s tokenizer), larger "
+                            "than the model's vocab of %d: use the same tokenizer for "
+                            "prepare and training",
+                            path, meta.vocab_size, meta.tokenizer_kind, vocab);
+    char origin[512];
+    snprintf(origin, sizeof origin, "%s:/%s/tokens", path, split);
+    if ((rc = source_new(out, origin, vocab, seed, err))) return rc;
+    token_source_t *s = *out;
+    s->h5 = 1;
+    s->h5_file = s->h5_tokens = -1;
+    s->n = (size_t)meta.tokens[which];
+    snprintf(s->h5_path, sizeof s->h5_path, "%s", path);
+    if ((rc = h5_open_tokens(s, split, err))) {
+        tokens_free(s);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* Reads tokens [start, start + count) into out (as uint32, then checked). */
+static int h5_read_window(const token_source_t *src, uint64_t start, int count, int32_t *out,
+                          cu_error_t *err) {
+    hsize_t off = start, cnt = (hsize_t)count;
+    hid_t fspace = H5Dget_space(src->h5_tokens);
+    hid_t mspace = H5Screate_simple(1, &cnt, NULL);
+    herr_t rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &off, NULL, &cnt, NULL);
+    /* int32_t and uint32_t may alias; HDF5 widens uint16 on the way */
+    if (rc >= 0) rc = H5Dread(src->h5_tokens, H5T_NATIVE_UINT32, mspace, fspace, H5P_DEFAULT, out);
+    H5Sclose(mspace);
+    H5Sclose(fspace);
+    if (rc < 0)
+        return cu_error_set(err, CU_EIO, "%s: cannot read tokens %llu..%llu", src->origin,
+                            (unsigned long long)start, (unsigned long long)(start + cnt - 1));
+    for (int i = 0; i < count; i++) {
+        uint32_t v = (uint32_t)out[i];
+        if (v >= (uint32_t)src->vocab)
+            return cu_error_set(
+                err, CU_EFORMAT, "%s: token %llu has id %u, outside the model's vocabulary of %d",
+                src->origin, (unsigned long long)(start + (uint64_t)i), v, src->vocab);
+    }
+    return CU_OK;
+}
+
 void tokens_free(token_source_t *src) {
     if (!src) return;
+    if (src->h5) {
+        if (src->h5_tokens >= 0) H5Dclose(src->h5_tokens);
+        if (src->h5_file >= 0) H5Fclose(src->h5_file);
+    }
     free(src->ids);
     free(src);
 }
@@ -149,7 +228,7 @@ const char *tokens_origin(const token_source_t *src) {
 int tokens_split(token_source_t *src, int seq_len, float fraction, token_source_t **val,
                  cu_error_t *err) {
     *val = NULL;
-    if (fraction <= 0.0f) return CU_OK;
+    if (fraction <= 0.0f || src->h5) return CU_OK;
     if (src->random) return tokens_open_random(val, src->vocab, cu_hash64(src->seed, 0x7a1), err);
     long windows = 0;
     int rc = tokens_windows(src, seq_len, &windows, err);
@@ -214,7 +293,8 @@ int tokens_sample(const token_source_t *src, long g, int seq_len, int32_t *out, 
     long windows = (long)((src->n - 1) / (size_t)seq_len);
     long e = g / windows, i = g % windows;
     uint64_t w = tokens_permute((uint64_t)i, (uint64_t)windows, cu_hash64(src->seed, (uint64_t)e));
-    memcpy(out, src->ids + w * (uint64_t)seq_len, sizeof(int32_t) * ((size_t)seq_len + 1));
     if (epoch) *epoch = e;
+    if (src->h5) return h5_read_window(src, w * (uint64_t)seq_len, seq_len + 1, out, err);
+    memcpy(out, src->ids + w * (uint64_t)seq_len, sizeof(int32_t) * ((size_t)seq_len + 1));
     return CU_OK;
 }

@@ -9,7 +9,8 @@
  *
  * Sources: "random" (seeded uniform tokens: benchmarks without a dataset),
  * "text" (a UTF-8 file, tokenised in memory), "tokens" (raw little-endian
- * uint16 or uint32 ids). HDF5 datasets come with `codexctl prepare`.
+ * uint16 or uint32 ids), "hdf5" (a dataset from `codexctl prepare`, read
+ * window by window through hyperslabs; see io/dataset.h).
  */
 #ifndef CU_IO_TOKENS_H
 #define CU_IO_TOKENS_H
@@ -32,6 +33,13 @@ int tokens_open_text(token_source_t **out, const char *path, cu_tokenizer_t *tok
 /* Reads raw ids: bytes_per_token 2 (uint16) or 4 (uint32), little-endian. */
 int tokens_open_file(token_source_t **out, const char *path, int bytes_per_token, int vocab,
                      uint64_t seed, cu_error_t *err);
+/* One split ("train" or "val") of a dataset written by codexctl prepare.
+ * The file stays open until tokens_free; each tokens_sample reads just its
+ * seq_len + 1 tokens. An error (CU_EINVAL) if the dataset's tokenizer has
+ * more ids than the model's vocab; ids >= vocab met while sampling are
+ * CU_EFORMAT naming the file and index. */
+int tokens_open_h5(token_source_t **out, const char *path, const char *split, int vocab,
+                   uint64_t seed, cu_error_t *err);
 void tokens_free(token_source_t *src);
 
 /* Windows of seq_len + 1 tokens per epoch (LONG_MAX for "random"); an error
@@ -49,7 +57,9 @@ int tokens_sample(const token_source_t *src, long g, int seq_len, int32_t *out, 
 /* Splits off the last `fraction` of src's windows (at least one when
  * fraction > 0) as a held-out source *val; src keeps the rest. A "random"
  * source gets an independent random source with another seed. With fraction
- * 0, *val is NULL. An error if either part would hold no window. */
+ * 0, *val is NULL. An error if either part would hold no window. An
+ * "hdf5" source has a real validation split: *val is NULL and CU_OK (open
+ * its "val" split with tokens_open_h5). */
 int tokens_split(token_source_t *src, int seq_len, float fraction, token_source_t **val,
                  cu_error_t *err);
 

@@ -11,10 +11,12 @@
 /* Subcommands, one file each (jobs/ctl_<name>.c). Add a declaration and a
  * table row for a new one; keep the table in the order `help` shows it. */
 
+int ctl_prepare(int argc, char **argv);
 int ctl_keys(int argc, char **argv);
 int ctl_scan(int argc, char **argv);
 
 const ctl_command_t CTL_COMMANDS[] = {
+    {"prepare", ctl_prepare, "tokenise a corpus into an HDF5 dataset"},
     {"scan", ctl_scan, "scan files or a diff for secrets and personal data"},
     {"keys", ctl_keys, "create, list and revoke codex-ita API keys"},
     {NULL, NULL, NULL},

@@ -27,6 +27,7 @@
 #include "core/rng.h"
 #include "core/timer.h"
 #include "io/ckpt.h"
+#include "io/dataset.h"
 #include "io/tensor_h5.h"
 #include "io/tokenizer_files.h"
 #include "io/tokens.h"
@@ -95,6 +96,21 @@ static lora_config_t lora_from_config(const cu_config_t *cfg, cu_error_t *err, i
     return lc;
 }
 
+/* A prepared dataset must have been tokenised by this job's tokenizer. */
+static int check_dataset_tokenizer(trainer_t *t, cu_error_t *err) {
+    dataset_meta_t meta;
+    int rc = dataset_read_meta(t->cfg->data.path, &meta, err);
+    if (rc) return rc;
+    if (strcmp(meta.tokenizer_sha256, tokenizer_hash(t->tok)) != 0)
+        return cu_error_set(err, CU_EINVAL,
+                            "%s was tokenised with another tokenizer (%s, sha256 %.12s...) than "
+                            "this job's (%s, %.12s...): set tokenizer.* to match or prepare the "
+                            "data again",
+                            t->cfg->data.path, meta.tokenizer_kind, meta.tokenizer_sha256,
+                            t->cfg->tokenizer.kind, tokenizer_hash(t->tok));
+    return CU_OK;
+}
+
 /* A text corpus through the data-stage safety policy before tokenising:
  * matches become typed placeholders (<REDACTED:rule>), a block rule refuses
  * the file. The counts go into state.json; rank 0 reports them. */
@@ -149,15 +165,29 @@ static int open_source(trainer_t *t, int vocab, cu_error_t *err) {
     } else if (strcmp(c->data.source, "tokens") == 0) {
         int bytes = strcmp(c->data.token_dtype, "uint32") == 0 ? 4 : 2;
         rc = tokens_open_file(&t->src, c->data.path, bytes, vocab, seed, err);
+    } else if (strcmp(c->data.source, "hdf5") == 0) {
+        rc = check_dataset_tokenizer(t, err);
+        if (rc == CU_OK) rc = tokens_open_h5(&t->src, c->data.path, "train", vocab, seed, err);
     } else {
         return cu_error_set(err, CU_EINVAL, "data.source: unknown source '%s'", c->data.source);
     }
     if (rc) return cu_error_prefix(err, "data.path");
-    if (strcmp(c->data.source, "random") != 0 &&
+    /* provenance is rank 0's: only it reads the whole file for the hash */
+    if (t->w->rank == 0 && strcmp(c->data.source, "random") != 0 &&
         provenance_file_sha256(c->data.path, t->data_hash, err))
         return cu_error_prefix(err, "data.path");
     rc = tokens_split(t->src, c->data.seq_len, c->data.val_fraction, &t->val, err);
-    return rc ? cu_error_prefix(err, "data.val_fraction") : rc;
+    if (rc) return cu_error_prefix(err, "data.val_fraction");
+    if (strcmp(c->data.source, "hdf5") == 0) {
+        /* a prepared dataset brings its own val split; an empty one means
+         * no evaluation */
+        dataset_meta_t meta;
+        rc = dataset_read_meta(c->data.path, &meta, err);
+        if (rc == CU_OK && meta.tokens[DATASET_VAL] > (uint64_t)c->data.seq_len)
+            rc = tokens_open_h5(&t->val, c->data.path, "val", vocab, cu_hash64(seed, 0x7a1), err);
+        if (rc) return cu_error_prefix(err, "data.path");
+    }
+    return CU_OK;
 }
 
 /* Base weights: GPT-2's random initialisation, or every weight from the

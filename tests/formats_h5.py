@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks docs/formats.md against real files: the `h5layout` blocks must list
 exactly the root attributes and groups that `h5dump -H` shows in a checkpoint
-and a final.h5 made by a short codex-train run, and every dataset must have
+and a final.h5 made by a short codex-train run, and in a dataset made by
+`codexctl prepare` (codexctl beside codex-train), and every dataset must have
 the documented type.
 
 usage: formats_h5.py CODEX_TRAIN SOURCE_DIR
@@ -51,6 +52,21 @@ def h5_layout(path):
     return attrs, groups, dtypes
 
 
+def prepare_dataset(codex_train, tmp):
+    """A tiny dataset with both splits non-empty, from codexctl prepare."""
+    corpus = os.path.join(tmp, "corpus")
+    os.makedirs(os.path.join(corpus, "val"))
+    with open(os.path.join(corpus, "a.py"), "w") as f:
+        f.write("def f():\n    return 1\n")
+    with open(os.path.join(corpus, "val", "b.py"), "w") as f:
+        f.write("x = 2\n")
+    out = os.path.join(tmp, "dataset.h5")
+    ctl = os.path.join(os.path.dirname(codex_train), "codexctl")
+    subprocess.run([ctl, "prepare", "-o", out, "--val", os.path.join(corpus, "val"), corpus],
+                   check=True, capture_output=True)
+    return out
+
+
 def main():
     exe, src = sys.argv[1], sys.argv[2]
     passed = failed = 0
@@ -63,7 +79,8 @@ def main():
                         "train.max_steps=4", "train.warmup_steps=1", "lora.enabled=true"],
                        cwd=src, env=env, check=True, capture_output=True)
         files = {"checkpoint": os.path.join(tmp, "demo-base/checkpoints/step_00000004.h5"),
-                 "final": os.path.join(tmp, "demo-base/final.h5")}
+                 "final": os.path.join(tmp, "demo-base/final.h5"),
+                 "dataset": prepare_dataset(exe, tmp)}
         for name, path in files.items():
             if name not in layouts:
                 print(f"FAIL: docs/formats.md has no h5layout block for {name}")

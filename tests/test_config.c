@@ -317,8 +317,9 @@ static void test_enum_errors(void) {
                     "model.arch must be one of gpt2; got 'llama' at t.yaml:2:9");
     EXPECT_YAML_ERROR("slurm:\n  launcher: SRUN\n", "one of srun, mpirun; got 'SRUN'",
                       "did you mean 'srun'?");
-    EXPECT_YAML_ERROR("data:\n  source:\n", "data.source must be one of random, text, tokens; "
-                                            "got '' at t.yaml:2:3");
+    EXPECT_YAML_ERROR("data:\n  source:\n",
+                      "data.source must be one of random, text, tokens, hdf5; "
+                      "got '' at t.yaml:2:3");
 }
 
 static void test_duplicates(void) {

@@ -452,6 +452,59 @@ def case_exec(exe, src, tmp, f):
     f.check(p.returncode == 2 and "bad.jsonl:1" in p.stderr, "a malformed task file exits 2 naming its line")
 
 
+def case_dataset(exe, src, tmp, f):
+    """codexctl prepare, then training from the HDF5 dataset on 2 ranks. A
+    fake key planted in one source file is redacted before tokenising: the
+    dataset's tokens hold the placeholder and never the key, the safety
+    report counts it, and the trained model's samples never contain it (the
+    canary)."""
+    import json
+    ctl = os.path.join(os.path.dirname(exe), "codexctl")
+    key = "AKIA" + "Q3EGRT7P" + "LXW5M2ND"   # fake, pattern-valid, built at run time
+    secrets = os.path.join(tmp, "deploy.sh")
+    with open(secrets, "w") as fh:
+        fh.write("#!/bin/sh\n" + "".join(f"export AWS_ACCESS_KEY_ID={key}  # step {i}\n"
+                                         for i in range(200)))
+    ds = os.path.join(tmp, "ds.h5")
+    p = run([ctl, "prepare", "-o", ds, "--val", os.path.join(src, "configs/corpus/python.txt"),
+             os.path.join(src, "configs/corpus/base.txt"), secrets], cwd=src)
+    f.check(p.returncode == 0 and os.path.isfile(ds), f"prepare writes the dataset ({p.returncode})")
+    f.check("redacted" in p.stdout, "prepare reports its redactions")
+    attrs = subprocess.run(["h5dump", "-A", "-a", "/safety_report", ds], capture_output=True,
+                           text=True).stdout
+    f.check("aws_access_key" in attrs, "the dataset's safety report counts aws_access_key")
+    raw = os.path.join(tmp, "train.bin")
+    subprocess.run(["h5dump", "-d", "/train/tokens", "-b", "LE", "-o", raw, ds], capture_output=True)
+    data = open(raw, "rb").read() if os.path.exists(raw) else b""
+    text = bytes(data[i] for i in range(0, len(data), 2) if data[i + 1] == 0)
+    f.check(len(text) > 90000 and b"<REDACTED:aws_access_key>" in text and key.encode() not in text,
+            "the tokens hold the placeholder, never the key")
+    runs = os.path.join(tmp, "runs")
+    p = mpirun(2, [exe, os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={runs}",
+                   "data.source=hdf5", f"data.path={ds}", "train.micro_batch_size=4",
+                   "train.max_steps=200", "train.log_every=5", "eval.every_steps=100",
+                   "eval.prompts=[\"export AWS_ACCESS_KEY_ID=\"]", "eval.temperature=0",
+                   "eval.max_new_tokens=40"], cwd=src)
+    f.check(p.returncode == 0, f"2 ranks train from the dataset (exit {p.returncode})")
+    ls = [l for _, l in losses(p.stdout)]
+    if len(ls) >= 20:
+        clear_fall(ls, "training from HDF5", f)
+    f.check("eval    200 | val loss" in "\n".join(screen_lines(p.stdout)),
+            "evaluation uses the dataset's val split")
+    logs = ""
+    for fn in ("events.jsonl", "metrics.jsonl", "state.json"):
+        logs += open(os.path.join(runs, "demo-base", fn)).read()
+    f.check(key not in logs, "the key never appears in samples or logs (canary)")
+    prov = json.load(open(os.path.join(runs, "demo-base", "provenance.json")))
+    f.check(prov["data"]["source"] == "hdf5" and len(prov["data"]["sha256"] or "") == 64,
+            "provenance records the dataset's sha256")
+    p = mpirun(1, [exe, os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={runs}",
+                   "job.name=wrongtok", "data.source=hdf5", f"data.path={ds}", "tokenizer.kind=gpt2",
+                   "tokenizer.path=" + os.path.join(src, "third_party_data/gpt2")], cwd=src)
+    f.check(p.returncode == 2 and "another tokenizer" in p.stderr,
+            "a dataset made with another tokenizer is refused (exit 2)")
+
+
 def case_help(exe, src, tmp, f):
     p = run([exe, "--help"], cwd=src, timeout=60)
     f.check(p.returncode == 0 and "usage: codex-train" in p.stdout, "--help prints usage")
