@@ -17,6 +17,7 @@ enum {
     CU_EMPI = 6,    /* the MPI layer failed */
     CU_EINTERNAL = 7,
     CU_PREEMPTED = 8, /* stopped by a signal with a checkpoint saved: exit 75 */
+    CU_EPOLICY = 9,   /* refused by the safety policy */
 };
 
 typedef struct {

@@ -14,10 +14,12 @@
 int ctl_prepare(int argc, char **argv);
 int ctl_keys(int argc, char **argv);
 int ctl_scan(int argc, char **argv);
+int ctl_export(int argc, char **argv);
 
 const ctl_command_t CTL_COMMANDS[] = {
     {"prepare", ctl_prepare, "tokenise a corpus into an HDF5 dataset"},
     {"scan", ctl_scan, "scan files or a diff for secrets and personal data"},
+    {"export", ctl_export, "write an adapter in PEFT format or a merged model"},
     {"keys", ctl_keys, "create, list and revoke codex-ita API keys"},
     {NULL, NULL, NULL},
 };

@@ -28,6 +28,7 @@
 #include "core/timer.h"
 #include "io/ckpt.h"
 #include "io/dataset.h"
+#include "io/hf_gpt2.h"
 #include "io/tensor_h5.h"
 #include "io/tokenizer_files.h"
 #include "io/tokens.h"
@@ -47,7 +48,10 @@
 #include "safety/sandbox.h"
 
 typedef struct {
-    const cu_config_t *cfg;
+    const cu_config_t *cfg; /* = &resolved */
+    cu_config_t resolved;   /* the job's config with what the base model decides */
+    hf_gpt2_info_t hf;      /* model.init is a Hugging Face GPT-2 */
+    int from_hf;
     const cu_world_t *w;
     const train_options_t *opts;
     cu_tokenizer_t *tok;
@@ -200,6 +204,13 @@ static int init_base(trainer_t *t, cu_error_t *err) {
     }
     int n;
     const gpt_tensor_t *tensors = gpt_param_tensors(t->model, &n);
+    if (t->from_hf) {
+        int rc =
+            hf_gpt2_load_params(c->model.init, &t->hf, gpt_params(t->model, NULL), tensors, n, err);
+        if (rc) return cu_error_prefix(err, "model.init");
+        memcpy(t->base_hash, t->hf.sha256, sizeof t->base_hash);
+        return CU_OK;
+    }
     int rc = h5_load_tensors(c->model.init, gpt_params(t->model, NULL), tensors, n, err);
     if (rc == CU_OK) rc = provenance_file_sha256(c->model.init, t->base_hash, err);
     if (rc)
@@ -226,6 +237,23 @@ static int setup_model(trainer_t *t, cu_error_t *err) {
                        .n_embd = c->model.n_embd,
                        .vocab_size = vocab,
                        .max_seq_len = c->model.max_seq_len};
+    /* a Hugging Face base decides the model's sizes; the resolved config
+     * (job.yaml, checkpoints, final.h5) records them */
+    t->from_hf = strcmp(c->model.init, "random") != 0 && hf_gpt2_is_model(c->model.init);
+    if (t->from_hf) {
+        if ((rc = hf_gpt2_read_config(c->model.init, &t->hf, err)) ||
+            (rc = hf_gpt2_apply_config(&t->hf, &gc, err)))
+            return cu_error_prefix(err, "model.init");
+        if (gc.vocab_size < tokenizer_vocab_size(t->tok))
+            return cu_error_set(err, CU_EINVAL,
+                                "model.init %s has %d tokens, fewer than the tokenizer's %d",
+                                c->model.init, gc.vocab_size, tokenizer_vocab_size(t->tok));
+        t->resolved.model.n_layer = gc.n_layer;
+        t->resolved.model.n_head = gc.n_head;
+        t->resolved.model.n_embd = gc.n_embd;
+        t->resolved.model.vocab_size = gc.vocab_size;
+        t->resolved.model.max_seq_len = gc.max_seq_len;
+    }
     lora_config_t lc = lora_from_config(c, err, &rc);
     if (rc) return rc;
     if ((rc = gpt_create(&t->model, &gc, &lc, err))) return cu_error_prefix(err, "model");
@@ -889,7 +917,9 @@ static int check_identical(trainer_t *t, cu_error_t *err) {
 int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t *opts,
               train_result_t *res, cu_error_t *err) {
     memset(res, 0, sizeof *res);
-    trainer_t t = {.cfg = cfg, .w = w, .opts = opts, .resumed_from = -1};
+    trainer_t t = {.w = w, .opts = opts, .resumed_from = -1};
+    t.resolved = *cfg;
+    t.cfg = &t.resolved;
     pthread_mutex_init(&t.lock, NULL);
     int rc = world_hosts(w, t.hosts, sizeof t.hosts, err);
     if (rc == CU_OK) rc = setup(&t, err);

@@ -399,6 +399,19 @@ def case_safety(exe, src, tmp, f):
     prov = read_json(os.path.join(runs, "leak", "provenance.json"))
     f.check(isinstance(prov.get("safety"), dict) and prov["safety"].get("sha256"),
             "provenance records the safety policy and its hash")
+    # the same without failing the job: it completes, and export refuses it
+    with open(policy, "w") as fh:
+        fh.write(pol.replace("fail_job: true", "fail_job: false"))
+    p = mpirun(1, [exe, base, f"job.runs_dir={runs}", "job.name=leak2", f"safety.policy={policy}"]
+               + common, cwd=src)
+    f.check(p.returncode == 0, f"with fail_job false the job completes (exit {p.returncode})")
+    ctl = os.path.join(os.path.dirname(exe), "codexctl")
+    q = run([ctl, "export", os.path.join(runs, "leak2"), "--format", "merged", "-o",
+             os.path.join(tmp, "out-leak2")], cwd=src)
+    f.check(q.returncode == 1 and "refused" in q.stderr, f"export refuses it (exit {q.returncode})")
+    q = run([ctl, "export", os.path.join(runs, "canary"), "--format", "merged", "-o",
+             os.path.join(tmp, "out-canary")], cwd=src)
+    f.check(q.returncode == 0, f"a run without blocked samples exports (exit {q.returncode})")
 
 
 def case_exec(exe, src, tmp, f):
@@ -503,6 +516,40 @@ def case_dataset(exe, src, tmp, f):
                    "tokenizer.path=" + os.path.join(src, "third_party_data/gpt2")], cwd=src)
     f.check(p.returncode == 2 and "another tokenizer" in p.stderr,
             "a dataset made with another tokenizer is refused (exit 2)")
+
+
+def val_losses(stdout):
+    return [float(m.group(1)) for m in
+            (re.search(r"^eval\s+\d+ \| val loss ([0-9.]+)", l) for l in screen_lines(stdout)) if m]
+
+
+def case_hf_roundtrip(exe, src, tmp, f):
+    """LoRA training, `codexctl export --format merged` to a Hugging Face
+    GPT-2 folder, and a new job with model.init on that folder: the imported
+    model has the validation loss the adapted one had."""
+    ctl = os.path.join(os.path.dirname(exe), "codexctl")
+    runs = os.path.join(tmp, "runs")
+    base = os.path.join(src, "configs/demo-base.yaml")
+    common = [f"job.runs_dir={runs}", "lora.enabled=true", "train.warmup_steps=0"]
+    p = mpirun(1, [exe, base, "job.name=a", "train.max_steps=30", "eval.every_steps=30"] + common,
+               cwd=src)
+    va = val_losses(p.stdout)
+    merged = os.path.join(tmp, "merged")
+    q = run([ctl, "export", os.path.join(runs, "a"), "--format", "merged", "-o", merged], cwd=src)
+    f.check(q.returncode == 0 and os.path.isfile(os.path.join(merged, "model.safetensors")) and
+            os.path.isfile(os.path.join(merged, "config.json")), "merged export written")
+    peft = os.path.join(tmp, "peft")
+    q = run([ctl, "export", os.path.join(runs, "a"), "--format", "peft", "-o", peft], cwd=src)
+    f.check(q.returncode == 0 and os.path.isfile(os.path.join(peft, "adapter_config.json")),
+            "PEFT export written")
+    p = mpirun(1, [exe, base, "job.name=b", f"model.init={merged}", "train.max_steps=1",
+                   "train.lr=1e-30", "eval.every_steps=1"] + common, cwd=src)
+    vb = val_losses(p.stdout)
+    f.check(p.returncode == 0 and len(va) == 1 and len(vb) == 1, "both jobs evaluated")
+    if va and vb:
+        rel = abs(va[0] - vb[0]) / va[0]
+        print(f"measured: validation loss adapted {va[0]:.6f}, imported merged {vb[0]:.6f}, rel {rel:.1e}")
+        f.check(rel < 1e-5, "the imported merged model equals the adapted one")
 
 
 def case_help(exe, src, tmp, f):

@@ -1,0 +1,413 @@
+/*
+ * Hugging Face GPT-2 import and export (see hf_gpt2.h).
+ *
+ * The import walks our parameter table, looks each tensor up under its HF
+ * name (with or without `transformer.`), checks the shape (transposed for
+ * Conv1D) and converts it into place; then every tensor of the file that
+ * nothing claimed must be one GPT-2 is known to carry and we ignore (mask
+ * buffers, a tied lm_head), otherwise the file is not the model we think.
+ */
+#include "io/hf_gpt2.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/h5util.h"
+
+static const char *const CONV1D[] = {".attn.c_attn.weight", ".attn.c_proj.weight",
+                                     ".mlp.c_fc.weight", ".mlp.c_proj.weight"};
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static int is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+int hf_gpt2_name(const char *ours, char *hf, size_t cap, int *conv1d) {
+    *conv1d = 0;
+    for (size_t i = 0; i < sizeof CONV1D / sizeof CONV1D[0]; i++)
+        if (ends_with(ours, CONV1D[i])) *conv1d = 1;
+    int w = !strcmp(ours, "wte") || !strcmp(ours, "wpe");
+    int k = snprintf(hf, cap, "transformer.%s%s", ours, w ? ".weight" : "");
+    return k > 0 && (size_t)k < cap ? CU_OK : CU_EINVAL;
+}
+
+/* The folder of a model path: the path itself, or the folder of a file. */
+static void model_dir(const char *path, char *dir, size_t cap) {
+    if (is_dir(path)) {
+        snprintf(dir, cap, "%s", path);
+        return;
+    }
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, cap, ".");
+    else
+        snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+    if (!dir[0]) snprintf(dir, cap, "/");
+}
+
+int hf_gpt2_is_model(const char *path) {
+    char dir[4096], cfg[4200];
+    model_dir(path, dir, sizeof dir);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    if (access(cfg, R_OK) != 0) return 0;
+    return is_dir(path) || ends_with(path, ".safetensors") || ends_with(path, ".json");
+}
+
+/* ------------------------------------------------------------ config.json */
+
+static int get_int(json_t *root, const char *key, const char *alt, int lo, int *out,
+                   const char *path, cu_error_t *err) {
+    json_t *v = json_object_get(root, key);
+    if (!v && alt) v = json_object_get(root, alt);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > (1 << 24))
+        return cu_error_set(err, CU_EFORMAT, "%s: %s must be an integer in [%d, %d]", path, key, lo,
+                            1 << 24);
+    *out = (int)json_integer_value(v);
+    return CU_OK;
+}
+
+static int check_config(json_t *root, hf_gpt2_info_t *info, const char *path, cu_error_t *err) {
+    gpt_config_t *c = &info->cfg;
+    int rc;
+    if ((rc = get_int(root, "n_layer", NULL, 1, &c->n_layer, path, err)) ||
+        (rc = get_int(root, "n_head", NULL, 1, &c->n_head, path, err)) ||
+        (rc = get_int(root, "n_embd", NULL, 1, &c->n_embd, path, err)) ||
+        (rc = get_int(root, "vocab_size", NULL, 1, &c->vocab_size, path, err)) ||
+        (rc = get_int(root, "n_positions", "n_ctx", 1, &c->max_seq_len, path, err)))
+        return rc;
+    if (c->n_embd % c->n_head)
+        return cu_error_set(err, CU_EFORMAT, "%s: n_embd %d is not divisible by n_head %d", path,
+                            c->n_embd, c->n_head);
+    json_t *mt = json_object_get(root, "model_type");
+    if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "gpt2")))
+        return cu_error_set(err, CU_EFORMAT, "%s: model_type must be \"gpt2\"", path);
+    json_t *eps = json_object_get(root, "layer_norm_epsilon");
+    if (eps && (!json_is_number(eps) || fabs(json_number_value(eps) - 1e-5) > 1e-12))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: layer_norm_epsilon must be 1e-05 (our LayerNorm's), got %g", path,
+                            json_is_number(eps) ? json_number_value(eps) : NAN);
+    json_t *act = json_object_get(root, "activation_function");
+    const char *a = json_is_string(act) ? json_string_value(act) : act ? "?" : "gelu_new";
+    if (strcmp(a, "gelu_new") && strcmp(a, "gelu_pytorch_tanh"))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: activation_function '%s' is not supported (gelu_new is)", path, a);
+    json_t *inner = json_object_get(root, "n_inner");
+    if (inner && !json_is_null(inner) &&
+        (!json_is_integer(inner) || json_integer_value(inner) != 4 * c->n_embd))
+        return cu_error_set(err, CU_EFORMAT, "%s: n_inner must be null or 4 * n_embd", path);
+    json_t *by_layer = json_object_get(root, "scale_attn_by_inverse_layer_idx");
+    json_t *scale = json_object_get(root, "scale_attn_weights");
+    if (json_is_true(by_layer) || json_is_false(scale))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: scale_attn_by_inverse_layer_idx / scale_attn_weights: only "
+                            "GPT-2's 1/sqrt(head size) attention scaling is supported",
+                            path);
+    json_t *tie = json_object_get(root, "tie_word_embeddings");
+    info->tie_word_embeddings = !json_is_false(tie);
+    return CU_OK;
+}
+
+int hf_gpt2_read_config(const char *path, hf_gpt2_info_t *info, cu_error_t *err) {
+    memset(info, 0, sizeof *info);
+    struct stat sb;
+    if (stat(path, &sb) != 0) return cu_error_set(err, CU_EINVAL, "%s: %s", path, strerror(errno));
+    char dir[4096], cfg[4200];
+    model_dir(path, dir, sizeof dir);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    json_error_t jerr;
+    json_t *root = json_load_file(cfg, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (access(cfg, F_OK) != 0)
+            return cu_error_set(err, CU_EINVAL,
+                                "%s: not found (a Hugging Face model folder "
+                                "holds config.json and model.safetensors)",
+                                cfg);
+        return cu_error_set(err, CU_EFORMAT, "%s: not valid JSON: %s (line %d)", cfg, jerr.text,
+                            jerr.line);
+    }
+    int rc = json_is_object(root) ? check_config(root, info, cfg, err)
+                                  : cu_error_set(err, CU_EFORMAT, "%s: not a JSON object", cfg);
+    json_decref(root);
+    if (rc == CU_OK)
+        snprintf(info->weights_path, sizeof info->weights_path, "%s", is_dir(path) ? dir : path);
+    return rc;
+}
+
+int hf_gpt2_apply_config(const hf_gpt2_info_t *info, gpt_config_t *gc, cu_error_t *err) {
+    int T = gc->max_seq_len ? gc->max_seq_len : info->cfg.max_seq_len;
+    if (T > info->cfg.max_seq_len)
+        return cu_error_set(err, CU_EINVAL,
+                            "max_seq_len %d is longer than the base model's n_positions %d", T,
+                            info->cfg.max_seq_len);
+    *gc = info->cfg;
+    gc->max_seq_len = T;
+    return CU_OK;
+}
+
+/* ------------------------------------------------------------ hashing */
+
+static int hash_file(EVP_MD_CTX *ctx, const char *path, cu_error_t *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cu_error_set(err, CU_EIO, "cannot open %s: %s", path, strerror(errno));
+    static const size_t CHUNK = 1 << 20;
+    unsigned char *buf = malloc(CHUNK);
+    int rc = buf ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
+    size_t k;
+    while (rc == CU_OK && (k = fread(buf, 1, CHUNK, f)) > 0) EVP_DigestUpdate(ctx, buf, k);
+    if (rc == CU_OK && ferror(f)) rc = cu_error_set(err, CU_EIO, "error reading %s", path);
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+static int hash_weights(const st_model_t *m, const char *weights_path, char hex[65],
+                        cu_error_t *err) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(ctx);
+        return cu_error_set(err, CU_EINTERNAL, "sha256 unavailable");
+    }
+    int rc = CU_OK;
+    if (st_file_count(m) > 1 || ends_with(weights_path, ".json")) {
+        char idx[4200];
+        if (is_dir(weights_path))
+            snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", weights_path);
+        else
+            snprintf(idx, sizeof idx, "%s", weights_path);
+        rc = hash_file(ctx, idx, err);
+    }
+    for (int i = 0; rc == CU_OK && i < st_file_count(m); i++)
+        rc = hash_file(ctx, st_file_path(m, i), err);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (rc == CU_OK) EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    for (unsigned i = 0; rc == CU_OK && i < 32; i++) sprintf(hex + 2 * i, "%02x", md[i]);
+    return rc;
+}
+
+/* ------------------------------------------------------------ import */
+
+static const st_entry_t *find_hf(const st_model_t *m, const char *hf) {
+    const st_entry_t *e = st_find(m, hf);
+    if (!e && !strncmp(hf, "transformer.", 12)) e = st_find(m, hf + 12);
+    return e;
+}
+
+static int load_one(st_model_t *m, const gpt_tensor_t *t, float *dst, float *scratch,
+                    const st_entry_t **used, cu_error_t *err) {
+    char hf[128];
+    int conv;
+    hf_gpt2_name(t->name, hf, sizeof hf, &conv);
+    const st_entry_t *e = find_hf(m, hf);
+    if (!e)
+        return cu_error_set(err, CU_EFORMAT, "%s: tensor '%s' (our %s) is missing",
+                            st_file_count(m) == 1 ? st_file_path(m, 0) : "the sharded model", hf,
+                            t->name);
+    const char *file = st_file_path(m, e->file);
+    int64_t want0 = conv ? t->shape[1] : t->shape[0], want1 = conv ? t->shape[0] : t->shape[1];
+    int ok = e->ndim == t->ndim && e->shape[0] == want0 && (t->ndim == 1 || e->shape[1] == want1);
+    if (!ok && !strcmp(t->name, "wpe") && e->ndim == 2 && e->shape[0] > want0 &&
+        e->shape[1] == want1)
+        ok = conv = -1; /* fewer positions than the base has */
+    if (!ok) {
+        char got[96] = "", *p = got;
+        for (int d = 0; d < e->ndim && p < got + 80; d++)
+            p += sprintf(p, "%s%lld", d ? ", " : "", (long long)e->shape[d]);
+        if (t->ndim == 1)
+            return cu_error_set(err, CU_EFORMAT, "%s: tensor '%s' has shape [%s], expected [%lld]",
+                                file, e->name, got, (long long)want0);
+        return cu_error_set(
+            err, CU_EFORMAT, "%s: tensor '%s' has shape [%s], expected [%lld, %lld]%s", file,
+            e->name, got, (long long)want0, (long long)want1, conv ? " (Conv1D: in, out)" : "");
+    }
+    *used = e;
+    if (!conv) return st_read_f32(m, e, dst, err);
+    if (conv < 0) { /* wpe: the first rows of a longer table */
+        float *all = malloc((size_t)e->numel * sizeof *all);
+        if (!all) return cu_error_set(err, CU_ENOMEM, "out of memory");
+        int rc = st_read_f32(m, e, all, err);
+        if (rc == CU_OK) memcpy(dst, all, (size_t)t->shape[0] * (size_t)t->shape[1] * sizeof *dst);
+        free(all);
+        return rc;
+    }
+    int rc = st_read_f32(m, e, scratch, err); /* (in, out) -> (out, in) */
+    int rows = t->shape[0], cols = t->shape[1];
+    for (int i = 0; rc == CU_OK && i < cols; i++)
+        for (int o = 0; o < rows; o++) dst[(size_t)o * cols + i] = scratch[(size_t)i * rows + o];
+    return rc;
+}
+
+/* Tensors nothing claimed: buffers and a tied head are fine, the rest not. */
+static int check_leftovers(st_model_t *m, const st_entry_t **used, int n_used, const float *wte,
+                           size_t wte_n, int tied, cu_error_t *err) {
+    for (int i = 0; i < st_count(m); i++) {
+        const st_entry_t *e = st_entry(m, i);
+        int claimed = 0;
+        for (int k = 0; k < n_used && !claimed; k++) claimed = used[k] == e;
+        if (claimed || ends_with(e->name, ".attn.bias") || ends_with(e->name, ".attn.masked_bias"))
+            continue;
+        if (!strcmp(e->name, "lm_head.weight")) {
+            if (tied) continue;
+            if ((size_t)e->numel != wte_n)
+                return cu_error_set(err, CU_EFORMAT,
+                                    "%s: lm_head.weight is untied and not wte's shape; only "
+                                    "a head tied to the embedding is supported",
+                                    st_file_path(m, e->file));
+            float *head = malloc(wte_n * sizeof *head);
+            if (!head) return cu_error_set(err, CU_ENOMEM, "out of memory");
+            int rc = st_read_f32(m, e, head, err);
+            int same = rc == CU_OK && !memcmp(head, wte, wte_n * sizeof *head);
+            free(head);
+            if (rc) return rc;
+            if (!same)
+                return cu_error_set(err, CU_EFORMAT,
+                                    "%s: lm_head.weight differs from wte (tie_word_embeddings "
+                                    "false); only a tied head is supported",
+                                    st_file_path(m, e->file));
+            continue;
+        }
+        return cu_error_set(err, CU_EFORMAT, "%s: unexpected tensor '%s' (not part of GPT-2)",
+                            st_file_path(m, e->file), e->name);
+    }
+    return CU_OK;
+}
+
+int hf_gpt2_load_params(const char *path, hf_gpt2_info_t *info, float *params,
+                        const gpt_tensor_t *tensors, int n, cu_error_t *err) {
+    st_model_t *m;
+    int rc = st_open(info->weights_path[0] ? info->weights_path : path, &m, err);
+    if (rc) return rc;
+    size_t biggest = 0, wte_n = 0;
+    for (int i = 0; i < n; i++) {
+        size_t k =
+            (size_t)tensors[i].shape[0] * (size_t)(tensors[i].ndim == 2 ? tensors[i].shape[1] : 1);
+        if (k > biggest) biggest = k;
+        if (!strcmp(tensors[i].name, "wte")) wte_n = k;
+    }
+    float *scratch = malloc((biggest ? biggest : 1) * sizeof *scratch);
+    const st_entry_t **used = calloc((size_t)n + 1, sizeof *used);
+    if (!scratch || !used) rc = cu_error_set(err, CU_ENOMEM, "out of memory");
+    for (int i = 0; rc == CU_OK && i < n; i++)
+        rc = load_one(m, &tensors[i], params + tensors[i].offset, scratch, &used[i], err);
+    if (rc == CU_OK)
+        rc = check_leftovers(m, used, n, params + tensors[0].offset, wte_n,
+                             info->tie_word_embeddings, err);
+    if (rc == CU_OK) rc = hash_weights(m, info->weights_path, info->sha256, err);
+    free(scratch);
+    free(used);
+    st_close(m);
+    return rc;
+}
+
+int hf_gpt2_load(const char *path, const lora_config_t *lora, gpt_t **out, hf_gpt2_info_t *info,
+                 cu_error_t *err) {
+    *out = NULL;
+    hf_gpt2_info_t local;
+    if (!info) info = &local;
+    int rc = hf_gpt2_read_config(path, info, err);
+    lora_config_t none = {0};
+    gpt_t *m = NULL;
+    if (rc == CU_OK) rc = gpt_create(&m, &info->cfg, lora ? lora : &none, err);
+    if (rc == CU_OK) {
+        int n;
+        const gpt_tensor_t *t = gpt_param_tensors(m, &n);
+        rc = hf_gpt2_load_params(path, info, gpt_params(m, NULL), t, n, err);
+    }
+    if (rc) {
+        gpt_free(m);
+        return rc;
+    }
+    *out = m;
+    return CU_OK;
+}
+
+/* ------------------------------------------------------------ export */
+
+int hf_gpt2_save_weights(const char *dir, const float *params, const gpt_tensor_t *tensors, int n,
+                         st_dtype_t dtype, const char *const *meta, int n_meta, cu_error_t *err) {
+    st_tensor_t *st = calloc((size_t)n, sizeof *st);
+    char(*names)[128] = calloc((size_t)n, sizeof *names);
+    float **owned = calloc((size_t)n, sizeof *owned);
+    const char **allmeta = calloc((size_t)(2 * n_meta + 2), sizeof *allmeta);
+    int rc =
+        st && names && owned && allmeta ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
+    for (int i = 0; rc == CU_OK && i < n; i++) {
+        const gpt_tensor_t *t = &tensors[i];
+        int conv;
+        hf_gpt2_name(t->name, names[i], sizeof names[i], &conv);
+        st[i].name = names[i];
+        st[i].ndim = t->ndim;
+        st[i].data = params + t->offset;
+        st[i].shape[0] = conv ? t->shape[1] : t->shape[0];
+        st[i].shape[1] = conv ? t->shape[0] : t->shape[1];
+        if (!conv) continue;
+        int rows = t->shape[0], cols = t->shape[1]; /* ours (out, in) -> (in, out) */
+        owned[i] = malloc((size_t)rows * (size_t)cols * sizeof(float));
+        if (!owned[i]) {
+            rc = cu_error_set(err, CU_ENOMEM, "out of memory");
+            break;
+        }
+        for (int o = 0; o < rows; o++)
+            for (int c = 0; c < cols; c++)
+                owned[i][(size_t)c * rows + o] = params[t->offset + (size_t)o * cols + c];
+        st[i].data = owned[i];
+    }
+    char path[4200];
+    if (rc == CU_OK) rc = cu_format(path, sizeof path, err, "%s/model.safetensors", dir);
+    if (rc == CU_OK) {
+        allmeta[0] = "format";
+        allmeta[1] = "pt";
+        for (int i = 0; i < 2 * n_meta; i++) allmeta[2 + i] = meta[i];
+        rc = st_write(path, st, n, dtype, allmeta, n_meta + 1, err);
+    }
+    for (int i = 0; owned && i < n; i++) free(owned[i]);
+    free(owned);
+    free(names);
+    free(st);
+    free(allmeta);
+    return rc;
+}
+
+int hf_gpt2_write_config(const char *dir, const gpt_config_t *c, cu_error_t *err) {
+    json_t *root = json_pack(
+        "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:n, s:f, s:s, s:b, s:f, s:s, s:b, s:b}",
+        "architectures", "GPT2LMHeadModel", "model_type", "gpt2", "n_layer", c->n_layer, "n_head",
+        c->n_head, "n_embd", c->n_embd, "vocab_size", c->vocab_size, "n_positions", c->max_seq_len,
+        "n_ctx", c->max_seq_len, "n_inner", "layer_norm_epsilon", 1e-5, "activation_function",
+        "gelu_new", "tie_word_embeddings", 1, "initializer_range", 0.02, "torch_dtype", "float32",
+        "scale_attn_weights", 1, "use_cache", 1);
+    if (!root) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    char path[4200], tmp[4300];
+    int rc = cu_format(path, sizeof path, err, "%s/config.json", dir);
+    if (rc == CU_OK) rc = cu_format(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid());
+    if (rc == CU_OK && json_dump_file(root, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+        rc = cu_error_set(err, CU_EIO, "cannot write %s", tmp);
+    if (rc == CU_OK && rename(tmp, path) != 0)
+        rc = cu_error_set(err, CU_EIO, "cannot rename %s: %s", tmp, strerror(errno));
+    json_decref(root);
+    return rc;
+}
+
+int hf_h5_read_attr(const char *h5_path, const char *name, char **value, cu_error_t *err) {
+    *value = NULL;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(h5_path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return cu_error_set(err, CU_EINVAL, "cannot open %s as HDF5", h5_path);
+    *value = h5u_read_string_attr(file, name);
+    H5Fclose(file);
+    if (!*value) return cu_error_set(err, CU_EFORMAT, "%s has no '%s' attribute", h5_path, name);
+    return CU_OK;
+}

@@ -1,0 +1,79 @@
+/*
+ * Hugging Face GPT-2 checkpoints: a folder with config.json and
+ * model.safetensors (or model.safetensors.index.json and its shards), as
+ * `save_pretrained` writes them, read into (and written from) our GPT-2.
+ *
+ * Names: HF's `transformer.h.0.attn.c_attn.weight` (the `transformer.`
+ * prefix is optional on input) is our `h.0.attn.c_attn.weight`;
+ * `transformer.wte.weight` / `wpe.weight` are our `wte` / `wpe`. GPT-2's
+ * Conv1D layers (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) store their
+ * weights (in, out); ours are (out, in), so they are transposed both ways.
+ * The attention-mask buffers (`attn.bias`, `attn.masked_bias`) are ignored,
+ * and so is `lm_head.weight` when the head is tied to the embedding (our
+ * model always ties it; an untied head that differs from wte is an error).
+ */
+#ifndef CU_IO_HF_GPT2_H
+#define CU_IO_HF_GPT2_H
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "model/gpt.h"
+
+typedef struct {
+    gpt_config_t cfg;        /* from config.json; max_seq_len = n_positions */
+    int tie_word_embeddings; /* config.json's, default true */
+    char sha256[65];         /* of the weight files (see hf_gpt2_load_params) */
+    char weights_path[4096]; /* model.safetensors or the index */
+} hf_gpt2_info_t;
+
+/* True when path looks like a HF model: a folder with config.json, or a
+ * .safetensors file / index (whose folder holds config.json). */
+int hf_gpt2_is_model(const char *path);
+
+/* Reads and checks config.json in dir (or beside a .safetensors file):
+ * n_layer, n_head, n_embd, vocab_size, n_positions; layer_norm_epsilon must
+ * be 1e-5, activation_function gelu_new, n_inner null or 4*n_embd. Errors
+ * (CU_EINVAL / CU_EFORMAT) name the file and key. */
+int hf_gpt2_read_config(const char *path, hf_gpt2_info_t *info, cu_error_t *err);
+
+/* Takes a job's model sizes from the HF config: n_layer, n_head, n_embd and
+ * vocab_size become info->cfg's; gc->max_seq_len is kept when it is at most
+ * n_positions (the learned positions are then truncated on load: the first
+ * max_seq_len rows of wpe), 0 takes n_positions, more is an error. */
+int hf_gpt2_apply_config(const hf_gpt2_info_t *info, gpt_config_t *gc, cu_error_t *err);
+
+/* Fills params (laid out by `tensors`, our GPT-2 parameter table for a model
+ * of info->cfg's sizes) from the weights beside config.json, converting F16
+ * and BF16 to float32 and transposing Conv1D weights. A missing tensor, a
+ * shape that differs or an unexpected tensor is an error naming it and the
+ * file. wpe may have fewer rows than the file's (see hf_gpt2_apply_config). Sets info->sha256 to
+ * the sha256 of the weights file (for a sharded model: of the index file's bytes followed by each
+ * shard's bytes in the order the index first names them). */
+int hf_gpt2_load_params(const char *path, hf_gpt2_info_t *info, float *params,
+                        const gpt_tensor_t *tensors, int n, cu_error_t *err);
+
+/* The whole import: reads config.json, creates the model with `lora` (may
+ * be NULL: no adapters) and loads its base weights. Allocates *out
+ * (gpt_free). info may be NULL. */
+int hf_gpt2_load(const char *path, const lora_config_t *lora, gpt_t **out, hf_gpt2_info_t *info,
+                 cu_error_t *err);
+
+/* Writes dir/model.safetensors in HF GPT-2 naming (`transformer.` prefix,
+ * Conv1D weights (in, out), no lm_head: tied) from params laid out by
+ * `tensors`, as F32 or BF16, with __metadata__ {"format": "pt"} plus the
+ * given pairs. */
+int hf_gpt2_save_weights(const char *dir, const float *params, const gpt_tensor_t *tensors, int n,
+                         st_dtype_t dtype, const char *const *meta, int n_meta, cu_error_t *err);
+
+/* Writes dir/config.json for a GPT2LMHeadModel of these sizes. */
+int hf_gpt2_write_config(const char *dir, const gpt_config_t *cfg, cu_error_t *err);
+
+/* Our tensor name -> HF's (with the `transformer.` prefix); sets *conv1d
+ * when the HF tensor is the transpose of ours. */
+int hf_gpt2_name(const char *ours, char *hf, size_t cap, int *conv1d);
+
+/* A string attribute (e.g. `config`) on the root of a final.h5 or a
+ * checkpoint. Allocates *value (free()); CU_EFORMAT when it is absent. */
+int hf_h5_read_attr(const char *h5_path, const char *name, char **value, cu_error_t *err);
+
+#endif

@@ -1,0 +1,535 @@
+/*
+ * codexctl export: a run's LoRA adapter as a PEFT adapter folder, or the
+ * base model with the adapter folded in as a Hugging Face GPT-2 folder
+ * (docs/export.md).
+ *
+ * The input is a run directory (its final.h5, else the checkpoint that
+ * checkpoints/latest names) or one .h5 file; the resolved job config in the
+ * file's `config` attribute says what the tensors are (model sizes, LoRA
+ * rank, alpha, rsLoRA, targets) and where the base came from (model.init).
+ * Our adapter matrices are already PEFT's: A (r, in), B (out, r), whatever
+ * the base layer's orientation, so `peft` only renames them; `merged` loads
+ * the base, adds scale * B A to each adapted (out, in) weight and writes HF
+ * names with Conv1D weights transposed to (in, out).
+ *
+ * Exit codes: 0 written, 1 a failure while reading or writing, 2 bad usage
+ * or an input that is not what it should be.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/config.h"
+#include "io/hf_gpt2.h"
+#include "io/safetensors.h"
+#include "io/tensor_h5.h"
+#include "io/tokenizer_files.h"
+#include "jobs/ctl.h"
+#include "model/gpt.h"
+#include "safety/policy.h"
+#include "safety/safety.h"
+
+static const char USAGE[] =
+    "usage: codexctl export RUN_OR_CHECKPOINT --format peft|merged -o DIR [--base DIR]\n"
+    "                       [--dtype f32|bf16]\n"
+    "\n"
+    "Writes a run's LoRA adapter for use outside Codex-Universal.\n"
+    "  RUN_OR_CHECKPOINT  a run directory (its final.h5, else checkpoints/latest)\n"
+    "                     or a final.h5 / checkpoint .h5 file\n"
+    "  --format peft      DIR/adapter_model.safetensors + adapter_config.json, loadable\n"
+    "                     with peft.PeftModel.from_pretrained(GPT2LMHeadModel, DIR)\n"
+    "  --format merged    DIR/model.safetensors + config.json (+ tokenizer files): the base\n"
+    "                     with the adapter folded in, a plain Hugging Face GPT-2 folder\n"
+    "  -o, --output DIR   output folder (created if missing; files in it are replaced)\n"
+    "  --base DIR         merged: the base model (a Hugging Face GPT-2 folder or a full\n"
+    "                     fine-tuning final.h5) instead of the run's model.init\n"
+    "  --dtype f32|bf16   merged: weight type written (default f32)\n"
+    "\n"
+    "Exit status: 0 written, 1 a read or write failed, 2 bad usage or input.\n";
+
+typedef struct {
+    const char *input, *format, *out, *base;
+    st_dtype_t dtype;
+} opts_t;
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("codexctl export: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (codexctl export --help)\n", stderr);
+    va_end(ap);
+    return 2;
+}
+
+/* 0: parsed; -1: --help shown; 2: bad usage. */
+static int parse_args(int argc, char **argv, opts_t *o) {
+    static const struct option longs[] = {
+        {"format", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
+        {"base", required_argument, 0, 'b'},   {"dtype", required_argument, 0, 'd'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    *o = (opts_t){.dtype = ST_F32};
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "f:o:h", longs, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(USAGE, stdout);
+            return -1;
+        case 'f':
+            o->format = optarg;
+            break;
+        case 'o':
+            o->out = optarg;
+            break;
+        case 'b':
+            o->base = optarg;
+            break;
+        case 'd':
+            if (!strcmp(optarg, "f32"))
+                o->dtype = ST_F32;
+            else if (!strcmp(optarg, "bf16"))
+                o->dtype = ST_BF16;
+            else
+                return usage_error("--dtype '%s': use f32 or bf16", optarg);
+            break;
+        default:
+            return usage_error("bad or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind + 1 != argc)
+        return usage_error("%s", optind >= argc ? "no RUN_OR_CHECKPOINT given"
+                                                : "give exactly one RUN_OR_CHECKPOINT");
+    o->input = argv[optind];
+    if (!o->format) return usage_error("%s", "no --format: give peft or merged");
+    if (strcmp(o->format, "peft") && strcmp(o->format, "merged"))
+        return usage_error("--format '%s': use peft or merged", o->format);
+    if (!o->out) return usage_error("%s", "no output: give -o DIR");
+    if (o->base && !strcmp(o->format, "peft"))
+        return usage_error("%s", "--base only applies to --format merged");
+    return 0;
+}
+
+static int is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static int is_file(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* A run directory -> its final.h5 or latest checkpoint; a file -> itself. */
+static int resolve_input(const char *in, char *path, size_t cap, cu_error_t *err) {
+    if (!is_dir(in)) {
+        if (!is_file(in)) return cu_error_set(err, CU_EINVAL, "%s: no such file or directory", in);
+        return cu_format(path, cap, err, "%s", in);
+    }
+    int rc = cu_format(path, cap, err, "%s/final.h5", in);
+    if (rc || is_file(path)) return rc;
+    char latest[4096], name[512] = "";
+    if ((rc = cu_format(latest, sizeof latest, err, "%s/checkpoints/latest", in))) return rc;
+    FILE *f = fopen(latest, "r");
+    if (!f)
+        return cu_error_set(err, CU_EINVAL,
+                            "%s holds neither final.h5 nor checkpoints/latest: is it a run "
+                            "directory?",
+                            in);
+    if (!fgets(name, sizeof name, f)) name[0] = 0;
+    fclose(f);
+    name[strcspn(name, "\r\n")] = 0;
+    if (!name[0] || strchr(name, '/'))
+        return cu_error_set(err, CU_EFORMAT, "%s does not name a checkpoint", latest);
+    return cu_format(path, cap, err, "%s/checkpoints/%s", in, name);
+}
+
+static lora_config_t lora_from(const cu_config_t *c, const char *origin, cu_error_t *err, int *rc) {
+    lora_config_t lc = {.enabled = 1,
+                        .r = c->lora.r,
+                        .alpha = c->lora.alpha,
+                        .rslora = c->lora.rslora,
+                        .dropout = c->lora.dropout};
+    *rc = CU_OK;
+    for (int i = 0; i < c->lora.targets.n; i++) {
+        unsigned bits = lora_target_bits(c->lora.targets.items[i]);
+        if (!bits)
+            *rc = cu_error_set(err, CU_EFORMAT, "%s: config lora.targets: unknown target '%s'",
+                               origin, c->lora.targets.items[i]);
+        lc.targets |= bits;
+    }
+    return lc;
+}
+
+/* ---------------------------------------------------------------- PEFT */
+
+/* target_modules as PEFT matches them (a module whose name ends in
+ * ".<entry>"): c_attn, c_fc, and c_proj when both projections are adapted,
+ * otherwise the qualified attn.c_proj / mlp.c_proj so PEFT does not put
+ * adapters on the other one. */
+static json_t *target_modules(unsigned t) {
+    json_t *a = json_array();
+    int ap = !!(t & (1u << LORA_ATTN_PROJ)), mp = !!(t & (1u << LORA_MLP_PROJ));
+    if (t & (1u << LORA_QKV)) json_array_append_new(a, json_string("c_attn"));
+    if (ap && mp)
+        json_array_append_new(a, json_string("c_proj"));
+    else if (ap)
+        json_array_append_new(a, json_string("attn.c_proj"));
+    else if (mp)
+        json_array_append_new(a, json_string("mlp.c_proj"));
+    if (t & (1u << LORA_MLP_FC)) json_array_append_new(a, json_string("c_fc"));
+    return a;
+}
+
+static int write_json_atomic(const char *path, json_t *doc, cu_error_t *err) {
+    char tmp[4200];
+    int rc = cu_format(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid());
+    if (rc == CU_OK && json_dump_file(doc, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+        rc = cu_error_set(err, CU_EIO, "cannot write %s", tmp);
+    if (rc == CU_OK && rename(tmp, path) != 0)
+        rc = cu_error_set(err, CU_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    return rc;
+}
+
+static int write_peft(const char *dir, const cu_config_t *c, const lora_config_t *lc,
+                      const float *lora, const gpt_tensor_t *lt, int nt, cu_error_t *err) {
+    st_tensor_t *st = calloc((size_t)nt, sizeof *st);
+    char(*names)[160] = calloc((size_t)nt, sizeof *names);
+    int rc = st && names ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
+    for (int i = 0; rc == CU_OK && i < nt; i++) {
+        /* h.3.attn.c_attn.lora_A -> base_model.model.transformer.h.3.attn.c_attn.lora_A.weight */
+        rc = cu_format(names[i], sizeof names[i], err, "base_model.model.transformer.%s.weight",
+                       lt[i].name);
+        st[i] = (st_tensor_t){.name = names[i],
+                              .data = lora + lt[i].offset,
+                              .ndim = 2,
+                              .shape = {lt[i].shape[0], lt[i].shape[1]}};
+    }
+    char path[4200];
+    const char *meta[] = {"format", "pt"};
+    if (rc == CU_OK) rc = cu_format(path, sizeof path, err, "%s/adapter_model.safetensors", dir);
+    if (rc == CU_OK) rc = st_write(path, st, nt, ST_F32, meta, 1, err);
+    free(st);
+    free(names);
+    if (rc) return rc;
+    double alpha = lc->alpha;
+    char dbuf[32]; /* the config's float as written, not its binary expansion */
+    snprintf(dbuf, sizeof dbuf, "%.7g", (double)lc->dropout);
+    json_t *doc =
+        json_pack("{s:s, s:s, s:i, s:o, s:f, s:o, s:b, s:b, s:s, s:s, s:b, s:b, s:n, s:n, s:n}",
+                  "peft_type", "LORA", "task_type", "CAUSAL_LM", "r", lc->r, "lora_alpha",
+                  alpha == floor(alpha) && fabs(alpha) < 1e9 ? json_integer((json_int_t)alpha)
+                                                             : json_real(alpha),
+                  "lora_dropout", strtod(dbuf, NULL), "target_modules", target_modules(lc->targets),
+                  "use_rslora", lc->rslora, "fan_in_fan_out", 1, "bias", "none",
+                  "base_model_name_or_path", c->model.init, "inference_mode", 1,
+                  "init_lora_weights", 1, "modules_to_save", "layers_to_transform", "revision");
+    if (!doc) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    rc = cu_format(path, sizeof path, err, "%s/adapter_config.json", dir);
+    if (rc == CU_OK) rc = write_json_atomic(path, doc, err);
+    json_decref(doc);
+    return rc;
+}
+
+/* -------------------------------------------------------------- merged */
+
+/* W (out, in) += scale * B (out, r) A (r, in) for every adapted site. */
+static void fold_adapters(float *params, const gpt_tensor_t *pt, int np, const float *lora,
+                          const gpt_tensor_t *lt, int nt, double scale) {
+    for (int i = 0; i + 1 < nt; i += 2) {
+        const gpt_tensor_t *A = &lt[i], *B = &lt[i + 1]; /* lora_A then lora_B per site */
+        char wname[64];
+        size_t stem = strlen(A->name) - strlen(".lora_A");
+        snprintf(wname, sizeof wname, "%.*s.weight", (int)stem, A->name);
+        const gpt_tensor_t *W = NULL;
+        for (int k = 0; k < np && !W; k++)
+            if (!strcmp(pt[k].name, wname)) W = &pt[k];
+        if (!W) continue; /* cannot happen: tables come from one gpt_create */
+        int out = B->shape[0], r = A->shape[0], in = A->shape[1];
+        const float *a = lora + A->offset, *b = lora + B->offset;
+        float *w = params + W->offset;
+        for (int o = 0; o < out; o++)
+            for (int j = 0; j < in; j++) {
+                double s = 0;
+                for (int k = 0; k < r; k++)
+                    s += (double)b[(size_t)o * r + k] * a[(size_t)k * in + j];
+                w[(size_t)o * in + j] += (float)(scale * s);
+            }
+    }
+}
+
+static int copy_file(const char *from, const char *to, cu_error_t *err) {
+    FILE *in = fopen(from, "rb");
+    if (!in) return cu_error_set(err, CU_EIO, "cannot open %s: %s", from, strerror(errno));
+    char tmp[4200];
+    int rc = cu_format(tmp, sizeof tmp, err, "%s.tmp.%d", to, (int)getpid());
+    FILE *out = rc ? NULL : fopen(tmp, "wb");
+    if (!rc && !out) rc = cu_error_set(err, CU_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    char buf[65536];
+    size_t k;
+    while (out && (k = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, k, out) != k) {
+            rc = cu_error_set(err, CU_EIO, "cannot write %s", tmp);
+            break;
+        }
+    if (out && fclose(out) != 0 && !rc) rc = cu_error_set(err, CU_EIO, "cannot write %s", tmp);
+    fclose(in);
+    if (!rc && rename(tmp, to) != 0)
+        rc = cu_error_set(err, CU_EIO, "cannot rename %s: %s", tmp, strerror(errno));
+    if (rc && out) unlink(tmp);
+    return rc;
+}
+
+/* Tokenizer files beside a HF base or in the run's tokenizer.path (OpenAI's
+ * encoder.json / vocab.bpe are HF's vocab.json / merges.txt under other
+ * names). Returns how many were copied. */
+static int copy_tokenizer(const char *base_dir, const cu_config_t *c, const char *out,
+                          cu_error_t *err) {
+    static const char *const HF[][2] = {{"vocab.json", "vocab.json"},
+                                        {"merges.txt", "merges.txt"},
+                                        {"tokenizer.json", "tokenizer.json"},
+                                        {"tokenizer_config.json", "tokenizer_config.json"},
+                                        {"special_tokens_map.json", "special_tokens_map.json"},
+                                        {"generation_config.json", "generation_config.json"},
+                                        {"encoder.json", "vocab.json"},
+                                        {"vocab.bpe", "merges.txt"}};
+    const char *dirs[2] = {base_dir, !strcmp(c->tokenizer.kind, "gpt2") ? c->tokenizer.path : NULL};
+    int copied = 0;
+    for (int d = 0; d < 2; d++) {
+        if (!dirs[d] || !dirs[d][0] || !is_dir(dirs[d])) continue;
+        for (size_t i = 0; i < sizeof HF / sizeof HF[0]; i++) {
+            char from[4200], to[4200];
+            if (cu_format(from, sizeof from, err, "%s/%s", dirs[d], HF[i][0]) ||
+                cu_format(to, sizeof to, err, "%s/%s", out, HF[i][1]))
+                return -1;
+            if (!is_file(from) || is_file(to)) continue;
+            if (copy_file(from, to, err)) return -1;
+            copied++;
+        }
+    }
+    return copied;
+}
+
+typedef struct {
+    gpt_t *model;
+    int from_hf;
+    char hf_dir[4096];
+} base_t;
+
+/* Loads the base weights into b->model's params: a HF folder, a full
+ * fine-tuning final.h5, or GPT-2's random initialisation from the seed. */
+static int load_base(base_t *b, const char *base, const cu_config_t *c, cu_error_t *err) {
+    int n;
+    const gpt_tensor_t *pt = gpt_param_tensors(b->model, &n);
+    float *params = gpt_params(b->model, NULL);
+    if (hf_gpt2_is_model(base)) {
+        hf_gpt2_info_t info;
+        int rc = hf_gpt2_read_config(base, &info, err);
+        if (rc == CU_OK) rc = hf_gpt2_load_params(base, &info, params, pt, n, err);
+        if (rc) return rc;
+        b->from_hf = 1;
+        snprintf(b->hf_dir, sizeof b->hf_dir, "%s", base);
+        if (!is_dir(base)) {
+            char *slash = strrchr(b->hf_dir, '/');
+            if (slash)
+                *slash = 0;
+            else
+                snprintf(b->hf_dir, sizeof b->hf_dir, ".");
+        }
+        return CU_OK;
+    }
+    if (!strcmp(base, "random")) {
+        gpt_init_weights(b->model, (uint64_t)c->job.seed, c->model.init_std);
+        return CU_OK;
+    }
+    int rc = h5_load_tensors(base, params, pt, n, err);
+    if (rc)
+        cu_error_prefix(err,
+                        "base %s (a Hugging Face GPT-2 folder or the final.h5 of a full "
+                        "fine-tuning run of the same sizes)",
+                        base);
+    return rc;
+}
+
+/* The model's sizes: from a HF base's config.json when there is one,
+ * else the run's config (vocab 0: the tokenizer's). */
+static int model_config(const cu_config_t *c, const char *base, gpt_config_t *gc, cu_error_t *err) {
+    *gc = (gpt_config_t){.n_layer = c->model.n_layer,
+                         .n_head = c->model.n_head,
+                         .n_embd = c->model.n_embd,
+                         .vocab_size = c->model.vocab_size,
+                         .max_seq_len = c->model.max_seq_len};
+    if (base && hf_gpt2_is_model(base)) {
+        hf_gpt2_info_t info;
+        int rc = hf_gpt2_read_config(base, &info, err);
+        if (rc) return rc;
+        if (info.cfg.n_layer != gc->n_layer || info.cfg.n_embd != gc->n_embd ||
+            info.cfg.n_head != gc->n_head)
+            return cu_error_set(err, CU_EINVAL,
+                                "base %s has n_layer %d, n_head %d, n_embd %d but the run was "
+                                "trained with %d, %d, %d",
+                                base, info.cfg.n_layer, info.cfg.n_head, info.cfg.n_embd,
+                                gc->n_layer, gc->n_head, gc->n_embd);
+        *gc = info.cfg;
+        return CU_OK;
+    }
+    if (gc->vocab_size > 0) return CU_OK;
+    if (!base) { /* peft: the vocabulary does not matter */
+        gc->vocab_size = 1;
+        return CU_OK;
+    }
+    cu_tokenizer_t *tok;
+    int rc = io_tokenizer_load(c->tokenizer.kind, c->tokenizer.path, &tok, err);
+    if (rc) return cu_error_prefix(err, "model.vocab_size is 0, so the tokenizer decides");
+    gc->vocab_size = tokenizer_vocab_size(tok);
+    tokenizer_free(tok);
+    return CU_OK;
+}
+
+static int write_merged(const opts_t *o, const char *src, const cu_config_t *c,
+                        const lora_config_t *lc, cu_error_t *err) {
+    const char *base = o->base ? o->base : c->model.init;
+    gpt_config_t gc;
+    int rc = model_config(c, base, &gc, err);
+    base_t b = {0};
+    if (rc == CU_OK) rc = gpt_create(&b.model, &gc, lc, err);
+    if (rc == CU_OK) rc = load_base(&b, base, c, err);
+    if (rc) goto done;
+    int np, nt;
+    const gpt_tensor_t *pt = gpt_param_tensors(b.model, &np);
+    float *params = gpt_params(b.model, NULL);
+    if (lc->enabled) {
+        const gpt_tensor_t *lt = gpt_lora_tensors(b.model, &nt);
+        float *lora = gpt_lora_params(b.model, NULL);
+        if ((rc = h5_load_tensors(src, lora, lt, nt, err))) goto done;
+        double scale = lc->alpha / (lc->rslora ? sqrt((double)lc->r) : (double)lc->r);
+        fold_adapters(params, pt, np, lora, lt, nt, scale);
+    } else if ((rc = h5_load_tensors(src, params, pt, np, err))) /* full fine-tuning */
+        goto done;
+    const char *meta[] = {"codex_source", src, "codex_base", base};
+    if ((rc = hf_gpt2_save_weights(o->out, params, pt, np, o->dtype, meta, 2, err))) goto done;
+    char from[4200], to[4200];
+    if (b.from_hf) {
+        rc = cu_format(from, sizeof from, err, "%s/config.json", b.hf_dir);
+        if (rc == CU_OK) rc = cu_format(to, sizeof to, err, "%s/config.json", o->out);
+        if (rc == CU_OK) rc = copy_file(from, to, err);
+    } else
+        rc = hf_gpt2_write_config(o->out, &gc, err);
+    if (rc == CU_OK && copy_tokenizer(b.from_hf ? b.hf_dir : NULL, c, o->out, err) < 0)
+        rc = err->code;
+done:
+    gpt_free(b.model);
+    return rc;
+}
+
+/* -------------------------------------------------------------- main */
+
+/* The run directory an export input belongs to: itself, the folder of its
+ * final.h5, or the parent of its checkpoints/ folder. */
+static void run_dir_of(const char *in, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s", in);
+    if (is_dir(dir)) return;
+    char *slash = strrchr(dir, '/');
+    if (!slash) {
+        snprintf(dir, cap, ".");
+        return;
+    }
+    *slash = '\0';
+    slash = strrchr(dir, '/');
+    const char *last = slash ? slash + 1 : dir;
+    if (!strcmp(last, "checkpoints")) {
+        if (slash)
+            *slash = '\0';
+        else
+            snprintf(dir, cap, ".");
+    }
+}
+
+/* The safety policy may refuse to export what a run produced when samples
+ * generated during its evaluations broke the output stage. */
+static int check_safety(const char *input, const cu_config_t *cfg, cu_error_t *err) {
+    if (!cfg->safety.enabled) return CU_OK;
+    char dir[4096], path[4200];
+    run_dir_of(input, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    json_t *st = json_load_file(path, 0, NULL);
+    json_int_t blocked =
+        json_integer_value(json_object_get(json_object_get(st, "safety"), "blocked_outputs"));
+    json_decref(st);
+    if (blocked <= 0) return CU_OK;
+    safety_engine_t *eng;
+    int rc = safety_engine_new(cfg->safety.policy, &eng, err);
+    if (rc) return cu_error_prefix(err, "the run's safety.policy");
+    int refuse = safety_policy_refuse_export(safety_engine_policy(eng));
+    safety_engine_free(eng);
+    if (!refuse) return CU_OK;
+    return cu_error_set(err, CU_EPOLICY,
+                        "refused: %lld sample(s) generated during %s's evaluations broke the "
+                        "safety policy (see the safety events in its events.jsonl), and %s says "
+                        "evaluation.refuse_export: true",
+                        (long long)blocked, dir, cfg->safety.policy);
+}
+
+static int export_run(const opts_t *o, cu_error_t *err) {
+    char src[4096];
+    int rc = resolve_input(o->input, src, sizeof src, err);
+    if (rc) return rc;
+    char *yaml = NULL;
+    if ((rc = hf_h5_read_attr(src, "config", &yaml, err)))
+        return cu_error_prefix(err, "not a final.h5 or checkpoint of a codex-train run");
+    cu_config_t cfg;
+    config_defaults(&cfg);
+    char origin[4200];
+    snprintf(origin, sizeof origin, "%s (config attribute)", src);
+    rc = config_parse_yaml(&cfg, yaml, strlen(yaml), origin, err);
+    free(yaml);
+    if (rc) return rc;
+    if ((rc = check_safety(o->input, &cfg, err))) return rc;
+    lora_config_t lc = {0};
+    if (cfg.lora.enabled) {
+        lc = lora_from(&cfg, src, err, &rc);
+        if (rc) return rc;
+    } else if (!strcmp(o->format, "peft"))
+        return cu_error_set(err, CU_EINVAL,
+                            "%s is from a full fine-tuning run (lora.enabled: false): there is "
+                            "no adapter; use --format merged",
+                            src);
+    if (mkdir(o->out, 0777) != 0 && errno != EEXIST)
+        return cu_error_set(err, CU_EIO, "cannot create %s: %s", o->out, strerror(errno));
+    if (!is_dir(o->out)) return cu_error_set(err, CU_EINVAL, "%s is not a directory", o->out);
+    if (!strcmp(o->format, "merged")) return write_merged(o, src, &cfg, &lc, err);
+    gpt_config_t gc;
+    gpt_t *m = NULL;
+    if ((rc = model_config(&cfg, NULL, &gc, err)) || (rc = gpt_create(&m, &gc, &lc, err)))
+        return rc;
+    int nt;
+    const gpt_tensor_t *lt = gpt_lora_tensors(m, &nt);
+    float *lora = gpt_lora_params(m, NULL);
+    rc = h5_load_tensors(src, lora, lt, nt, err);
+    if (rc == CU_OK) rc = write_peft(o->out, &cfg, &lc, lora, lt, nt, err);
+    gpt_free(m);
+    return rc;
+}
+
+int ctl_export(int argc, char **argv) {
+    opts_t o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    cu_error_t err = {0};
+    rc = export_run(&o, &err);
+    if (rc) {
+        fprintf(stderr, "codexctl export: %s\n", err.msg);
+        return rc == CU_EINVAL || rc == CU_EFORMAT ? 2 : 1; /* a policy refusal is 1 */
+    }
+    fprintf(stderr, "codexctl export: wrote %s (%s)\n", o.out, o.format);
+    return 0;
+}

@@ -1,0 +1,26 @@
+# safetensors reading and writing, Hugging Face GPT-2 import, codexctl export.
+cu_add_test(test_safetensors SOURCES ${CU_TEST_DIR}/test_safetensors.c LIBS cu_io LABELS unit)
+
+# tests/reference/hf_gpt2_ref.py builds a tiny Hugging Face GPT-2 in
+# PyTorch and checks our import (hf_dump), `codexctl export --format peft`
+# and `--format merged` against it (label reference).
+add_executable(hf_dump ${CU_TEST_DIR}/hf_dump.c)
+target_link_libraries(hf_dump PRIVATE cu_io)
+
+if(CU_PYTHON_ORACLE)
+  add_test(NAME reference_hf_gpt2
+           COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_gpt2_ref.py
+                   --dumper $<TARGET_FILE:hf_dump> --codexctl $<TARGET_FILE:codexctl>
+                   import peft merged)
+  # 77: PyTorch is not installed for the oracle interpreter
+  set_tests_properties(reference_hf_gpt2 PROPERTIES LABELS reference SKIP_RETURN_CODE 77
+                       TIMEOUT 300 ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
+  # Real codex-train runs (LoRA from random weights, and a full run whose
+  # weights cannot move) exported and compared.
+  add_test(NAME reference_hf_export_train
+           COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_gpt2_ref.py
+                   --dumper $<TARGET_FILE:hf_dump> --codexctl $<TARGET_FILE:codexctl>
+                   --codex-train $<TARGET_FILE:codex-train> train)
+  set_tests_properties(reference_hf_export_train PROPERTIES LABELS reference
+                       SKIP_RETURN_CODE 77 TIMEOUT 300 ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
+endif()
