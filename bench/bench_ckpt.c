@@ -14,8 +14,8 @@
 #include "model/gpt.h"
 
 static int one(const char *dir, int lora) {
-    gpt_config_t gc = {.n_layer = 12, .n_head = 12, .n_embd = 768, .vocab_size = 50257,
-                       .max_seq_len = 1024};
+    gpt_config_t gc = {
+        .n_layer = 12, .n_head = 12, .n_embd = 768, .vocab_size = 50257, .max_seq_len = 1024};
     lora_config_t lc = {.enabled = lora, .targets = 15u, .r = 8, .alpha = 16.0f};
     gpt_t *m;
     cu_error_t err;
@@ -43,7 +43,8 @@ static int one(const char *dir, int lora) {
     t0 = cu_now();
     if (rc == CU_OK) rc = ckpt_load(path, p2, m2, v2, t, nt, &meta, &err);
     double load = cu_now() - t0;
-    if (rc) fprintf(stderr, "bench_ckpt: %s\n", err.msg);
+    if (rc)
+        fprintf(stderr, "bench_ckpt: %s\n", err.msg);
     else
         printf("%-22s %8.1f MB  save %6.3f s (%6.0f MB/s)  load+verify %6.3f s (%6.0f MB/s)\n",
                lora ? "LoRA r=8 all-linear" : "full fine-tuning", 3.0 * n * 4 / 1e6, save,

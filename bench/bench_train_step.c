@@ -47,8 +47,7 @@ static double sgemm_gflops(int M, int N, int K, int transB, cu_rng_t *rng) {
         int reps = 0;
         double t0 = cu_now(), t;
         do {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, N, K, 1.0f, A, K, Bm, ldb, 0.0f, Cm,
-                        N);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, N, K, 1.0f, A, K, Bm, ldb, 0.0f, Cm, N);
             reps++;
             t = cu_now() - t0;
         } while (t < 0.15);
@@ -81,8 +80,8 @@ static double step_shapes_seconds(const opts_t *o, int T, double *flops, cu_rng_
 }
 
 static int bench_step(const opts_t *o, int T, double *step_s, double *flops) {
-    gpt_config_t gc = {.n_layer = o->L, .n_head = o->H, .n_embd = o->C, .vocab_size = o->V,
-                       .max_seq_len = 1024};
+    gpt_config_t gc = {
+        .n_layer = o->L, .n_head = o->H, .n_embd = o->C, .vocab_size = o->V, .max_seq_len = 1024};
     lora_config_t lc = {.enabled = !o->full, .targets = 15u, .r = o->r, .alpha = 16.0f};
     gpt_t *m;
     cu_error_t err;
@@ -125,12 +124,23 @@ static int bench_step(const opts_t *o, int T, double *step_s, double *flops) {
 }
 
 static void parse(opts_t *o, int argc, char **argv) {
-    *o = (opts_t){.threads = 1, .steps = 5, .B = 4, .L = 12, .C = 768, .H = 12, .V = 50257,
-                  .r = 8, .Ts = {64, 256}, .nT = 2};
+    *o = (opts_t){.threads = 1,
+                  .steps = 5,
+                  .B = 4,
+                  .L = 12,
+                  .C = 768,
+                  .H = 12,
+                  .V = 50257,
+                  .r = 8,
+                  .Ts = {64, 256},
+                  .nT = 2};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) o->threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) o->steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--full")) o->full = 1;
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            o->threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+            o->steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--full"))
+            o->full = 1;
         else if (!strcmp(argv[i], "--T") && i + 1 < argc) {
             o->nT = 0;
             for (char *tok = strtok(argv[++i], ","); tok && o->nT < 8; tok = strtok(NULL, ","))
@@ -164,8 +174,8 @@ int main(int argc, char **argv) {
         printf("T=%-4d sgemm at step shapes     %8.1f GFLOP/s\n", T, shapes_gf);
         printf("T=%-4d training step            %8.1f GFLOP/s  %7.1f ms/step  %8.0f tokens/s\n", T,
                gf, step_s * 1e3, o.B * T / step_s);
-        printf("T=%-4d ratio step/sgemm-peak %.3f   step/sgemm-at-step-shapes %.3f\n", T,
-               gf / peak, gf / shapes_gf);
+        printf("T=%-4d ratio step/sgemm-peak %.3f   step/sgemm-at-step-shapes %.3f\n", T, gf / peak,
+               gf / shapes_gf);
     }
     return 0;
 }

@@ -8,8 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cu_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len,
-                 cu_error_t *err) {
+int cu_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len, cu_error_t *err) {
     *buf = NULL;
     *len = 0;
     FILE *f = fopen(path, "rb");
@@ -19,14 +18,17 @@ int cu_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len,
     int rc = b ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory reading %s", path);
     while (rc == CU_OK) {
         n += fread(b + n, 1, cap - n, f);
-        if (ferror(f)) rc = cu_error_set(err, CU_EIO, "error reading %s", path);
+        if (ferror(f))
+            rc = cu_error_set(err, CU_EIO, "error reading %s", path);
         else if (max_bytes > 0 && n > max_bytes)
             rc = cu_error_set(err, CU_EINVAL, "%s is larger than the limit of %zu bytes", path,
                               max_bytes);
-        else if (n < cap) break;
+        else if (n < cap)
+            break;
         else {
             uint8_t *grown = realloc(b, cap * 2 + 1);
-            if (!grown) rc = cu_error_set(err, CU_ENOMEM, "out of memory reading %s", path);
+            if (!grown)
+                rc = cu_error_set(err, CU_ENOMEM, "out of memory reading %s", path);
             else {
                 b = grown;
                 cap *= 2;

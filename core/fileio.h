@@ -14,7 +14,6 @@
  * and its length into *len. max_bytes > 0 refuses larger files (CU_EINVAL).
  * A missing or unreadable file is CU_EINVAL (bad input), a read error
  * CU_EIO. */
-int cu_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len,
-                 cu_error_t *err);
+int cu_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len, cu_error_t *err);
 
 #endif
