@@ -31,17 +31,7 @@ import sys
 import tempfile
 
 
-class Failures:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, cond, what):
-        if cond:
-            self.passed += 1
-        else:
-            self.failed += 1
-            print(f"FAIL: {what}", flush=True)
+from checks import Checks
 
 
 def prepare(exe, args, cwd, limit_bytes=None):
@@ -294,14 +284,13 @@ def case_streaming(exe, tmp, f):
 
 def main():
     exe, src, case = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
-    f = Failures()
+    f = Checks()
     with tempfile.TemporaryDirectory() as tmp:
         if case == "gpt2":
             case_gpt2(exe, tmp, f, src)
         else:
             globals()["case_" + case](exe, tmp, f)
-    print(f"{f.passed} passed, {f.failed} failed")
-    return 1 if f.failed else 0
+    return f.summary()
 
 
 if __name__ == "__main__":

@@ -25,17 +25,7 @@ import tempfile
 STEP_RE = re.compile(r"^step\s+(\d+)/(\d+) \| loss ([0-9.]+)")
 
 
-class Failures:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, cond, what):
-        if cond:
-            self.passed += 1
-        else:
-            self.failed += 1
-            print(f"FAIL: {what}", flush=True)
+from checks import Checks
 
 
 def env():
@@ -574,11 +564,10 @@ def main():
     if fn is None:
         print(f"unknown case {case}")
         return 2
-    f = Failures()
+    f = Checks()
     with tempfile.TemporaryDirectory(prefix="cu_e2e_") as tmp:
         fn(os.path.abspath(exe), src, tmp, f)
-    print(f"{f.passed} passed, {f.failed} failed")
-    return 1 if f.failed else 0
+    return f.summary()
 
 
 if __name__ == "__main__":
