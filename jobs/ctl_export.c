@@ -32,6 +32,7 @@
 #include "io/tensor_h5.h"
 #include "io/tokenizer_files.h"
 #include "jobs/ctl.h"
+#include "jobs/run_model.h"
 #include "model/gpt.h"
 #include "safety/policy.h"
 #include "safety/safety.h"
@@ -127,47 +128,6 @@ static int is_dir(const char *p) {
 static int is_file(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-/* A run directory -> its final.h5 or latest checkpoint; a file -> itself. */
-static int resolve_input(const char *in, char *path, size_t cap, cu_error_t *err) {
-    if (!is_dir(in)) {
-        if (!is_file(in)) return cu_error_set(err, CU_EINVAL, "%s: no such file or directory", in);
-        return cu_format(path, cap, err, "%s", in);
-    }
-    int rc = cu_format(path, cap, err, "%s/final.h5", in);
-    if (rc || is_file(path)) return rc;
-    char latest[4096], name[512] = "";
-    if ((rc = cu_format(latest, sizeof latest, err, "%s/checkpoints/latest", in))) return rc;
-    FILE *f = fopen(latest, "r");
-    if (!f)
-        return cu_error_set(err, CU_EINVAL,
-                            "%s holds neither final.h5 nor checkpoints/latest: is it a run "
-                            "directory?",
-                            in);
-    if (!fgets(name, sizeof name, f)) name[0] = 0;
-    fclose(f);
-    name[strcspn(name, "\r\n")] = 0;
-    if (!name[0] || strchr(name, '/'))
-        return cu_error_set(err, CU_EFORMAT, "%s does not name a checkpoint", latest);
-    return cu_format(path, cap, err, "%s/checkpoints/%s", in, name);
-}
-
-static lora_config_t lora_from(const cu_config_t *c, const char *origin, cu_error_t *err, int *rc) {
-    lora_config_t lc = {.enabled = 1,
-                        .r = c->lora.r,
-                        .alpha = c->lora.alpha,
-                        .rslora = c->lora.rslora,
-                        .dropout = c->lora.dropout};
-    *rc = CU_OK;
-    for (int i = 0; i < c->lora.targets.n; i++) {
-        unsigned bits = lora_target_bits(c->lora.targets.items[i]);
-        if (!bits)
-            *rc = cu_error_set(err, CU_EFORMAT, "%s: config lora.targets: unknown target '%s'",
-                               origin, c->lora.targets.items[i]);
-        lc.targets |= bits;
-    }
-    return lc;
 }
 
 /* ---------------------------------------------------------------- PEFT */
@@ -319,90 +279,14 @@ static int copy_tokenizer(const char *base_dir, const cu_config_t *c, const char
     return copied;
 }
 
-typedef struct {
-    gpt_t *model;
-    int from_hf;
-    char hf_dir[4096];
-} base_t;
-
-/* Loads the base weights into b->model's params: a HF folder, a full
- * fine-tuning final.h5, or GPT-2's random initialisation from the seed. */
-static int load_base(base_t *b, const char *base, const cu_config_t *c, cu_error_t *err) {
-    int n;
-    const gpt_tensor_t *pt = gpt_param_tensors(b->model, &n);
-    float *params = gpt_params(b->model, NULL);
-    if (hf_gpt2_is_model(base)) {
-        hf_gpt2_info_t info;
-        int rc = hf_gpt2_read_config(base, &info, err);
-        if (rc == CU_OK) rc = hf_gpt2_load_params(base, &info, params, pt, n, err);
-        if (rc) return rc;
-        b->from_hf = 1;
-        snprintf(b->hf_dir, sizeof b->hf_dir, "%s", base);
-        if (!is_dir(base)) {
-            char *slash = strrchr(b->hf_dir, '/');
-            if (slash)
-                *slash = 0;
-            else
-                snprintf(b->hf_dir, sizeof b->hf_dir, ".");
-        }
-        return CU_OK;
-    }
-    if (!strcmp(base, "random")) {
-        gpt_init_weights(b->model, (uint64_t)c->job.seed, c->model.init_std);
-        return CU_OK;
-    }
-    int rc = h5_load_tensors(base, params, pt, n, err);
-    if (rc)
-        cu_error_prefix(err,
-                        "base %s (a Hugging Face GPT-2 folder or the final.h5 of a full "
-                        "fine-tuning run of the same sizes)",
-                        base);
-    return rc;
-}
-
-/* The model's sizes: from a HF base's config.json when there is one,
- * else the run's config (vocab 0: the tokenizer's). */
-static int model_config(const cu_config_t *c, const char *base, gpt_config_t *gc, cu_error_t *err) {
-    *gc = (gpt_config_t){.n_layer = c->model.n_layer,
-                         .n_head = c->model.n_head,
-                         .n_embd = c->model.n_embd,
-                         .vocab_size = c->model.vocab_size,
-                         .max_seq_len = c->model.max_seq_len};
-    if (base && hf_gpt2_is_model(base)) {
-        hf_gpt2_info_t info;
-        int rc = hf_gpt2_read_config(base, &info, err);
-        if (rc) return rc;
-        if (info.cfg.n_layer != gc->n_layer || info.cfg.n_embd != gc->n_embd ||
-            info.cfg.n_head != gc->n_head)
-            return cu_error_set(err, CU_EINVAL,
-                                "base %s has n_layer %d, n_head %d, n_embd %d but the run was "
-                                "trained with %d, %d, %d",
-                                base, info.cfg.n_layer, info.cfg.n_head, info.cfg.n_embd,
-                                gc->n_layer, gc->n_head, gc->n_embd);
-        *gc = info.cfg;
-        return CU_OK;
-    }
-    if (gc->vocab_size > 0) return CU_OK;
-    if (!base) { /* peft: the vocabulary does not matter */
-        gc->vocab_size = 1;
-        return CU_OK;
-    }
-    cu_tokenizer_t *tok;
-    int rc = io_tokenizer_load(c->tokenizer.kind, c->tokenizer.path, &tok, err);
-    if (rc) return cu_error_prefix(err, "model.vocab_size is 0, so the tokenizer decides");
-    gc->vocab_size = tokenizer_vocab_size(tok);
-    tokenizer_free(tok);
-    return CU_OK;
-}
-
 static int write_merged(const opts_t *o, const char *src, const cu_config_t *c,
                         const lora_config_t *lc, cu_error_t *err) {
     const char *base = o->base ? o->base : c->model.init;
     gpt_config_t gc;
-    int rc = model_config(c, base, &gc, err);
-    base_t b = {0};
+    int rc = run_model_config(c, base, &gc, err);
+    run_base_t b = {0};
     if (rc == CU_OK) rc = gpt_create(&b.model, &gc, lc, err);
-    if (rc == CU_OK) rc = load_base(&b, base, c, err);
+    if (rc == CU_OK) rc = run_load_base(&b, base, c, err);
     if (rc) goto done;
     int np, nt;
     const gpt_tensor_t *pt = gpt_param_tensors(b.model, &np);
@@ -481,7 +365,7 @@ static int check_safety(const char *input, const cu_config_t *cfg, cu_error_t *e
 
 static int export_run(const opts_t *o, cu_error_t *err) {
     char src[4096];
-    int rc = resolve_input(o->input, src, sizeof src, err);
+    int rc = run_resolve_input(o->input, src, sizeof src, err);
     if (rc) return rc;
     char *yaml = NULL;
     if ((rc = hf_h5_read_attr(src, "config", &yaml, err)))
@@ -496,7 +380,7 @@ static int export_run(const opts_t *o, cu_error_t *err) {
     if ((rc = check_safety(o->input, &cfg, err))) return rc;
     lora_config_t lc = {0};
     if (cfg.lora.enabled) {
-        lc = lora_from(&cfg, src, err, &rc);
+        lc = run_lora_config(&cfg, src, err, &rc);
         if (rc) return rc;
     } else if (!strcmp(o->format, "peft"))
         return cu_error_set(err, CU_EINVAL,
@@ -509,7 +393,7 @@ static int export_run(const opts_t *o, cu_error_t *err) {
     if (!strcmp(o->format, "merged")) return write_merged(o, src, &cfg, &lc, err);
     gpt_config_t gc;
     gpt_t *m = NULL;
-    if ((rc = model_config(&cfg, NULL, &gc, err)) || (rc = gpt_create(&m, &gc, &lc, err)))
+    if ((rc = run_model_config(&cfg, NULL, &gc, err)) || (rc = gpt_create(&m, &gc, &lc, err)))
         return rc;
     int nt;
     const gpt_tensor_t *lt = gpt_lora_tensors(m, &nt);

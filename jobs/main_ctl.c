@@ -15,11 +15,15 @@ int ctl_prepare(int argc, char **argv);
 int ctl_keys(int argc, char **argv);
 int ctl_scan(int argc, char **argv);
 int ctl_export(int argc, char **argv);
+int ctl_generate(int argc, char **argv);
+int ctl_eval(int argc, char **argv);
 
 const ctl_command_t CTL_COMMANDS[] = {
     {"prepare", ctl_prepare, "tokenise a corpus into an HDF5 dataset"},
     {"scan", ctl_scan, "scan files or a diff for secrets and personal data"},
     {"export", ctl_export, "write an adapter in PEFT format or a merged model"},
+    {"generate", ctl_generate, "continue a prompt with a run's model or a GPT-2 folder"},
+    {"eval", ctl_eval, "loss, perplexity and accuracy of a model on a dataset"},
     {"keys", ctl_keys, "create, list and revoke codex-ita API keys"},
     {NULL, NULL, NULL},
 };

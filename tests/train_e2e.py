@@ -501,6 +501,29 @@ def case_dataset(exe, src, tmp, f):
     prov = json.load(open(os.path.join(runs, "demo-base", "provenance.json")))
     f.check(prov["data"]["source"] == "hdf5" and len(prov["data"]["sha256"] or "") == 64,
             "provenance records the dataset's sha256")
+    # the trained run as a model: generate and eval
+    run_dir = os.path.join(runs, "demo-base")
+    q = run([ctl, "generate", run_dir, "--prompt", "def ", "--max-new-tokens", "20",
+             "--temperature", "0"], cwd=src)
+    q2 = run([ctl, "generate", run_dir, "--prompt", "def ", "--max-new-tokens", "20",
+              "--temperature", "0"], cwd=src)
+    f.check(q.returncode == 0 and q.stdout.startswith("def ") and len(q.stdout) > 10 and
+            q.stdout == q2.stdout, "generate continues the prompt, greedily and repeatably")
+    q = run([ctl, "eval", run_dir, "--data", ds, "--json"], cwd=src)
+    try:
+        ev = json.loads(q.stdout)
+    except ValueError:
+        ev = {}
+    job_val = val_losses(p.stdout)
+    f.check(q.returncode == 0 and ev.get("split") == "val" and ev.get("tokens", 0) > 1000,
+            f"eval measures the val split: {ev}")
+    if ev.get("loss") and job_val:
+        rel = abs(ev["loss"] - job_val[-1]) / job_val[-1]
+        print(f"measured: codexctl eval loss {ev['loss']:.4f}, the job's last val loss "
+              f"{job_val[-1]:.4f} (other windows), rel {rel:.3f}")
+        f.check(rel < 0.05, "eval agrees with the job's own validation loss within 5%")
+    q = run([ctl, "eval", run_dir, "--data", os.path.join(tmp, "missing.h5")], cwd=src)
+    f.check(q.returncode == 2 and "missing.h5" in q.stderr, "a missing dataset exits 2, named")
     p = mpirun(1, [exe, os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={runs}",
                    "job.name=wrongtok", "data.source=hdf5", f"data.path={ds}", "tokenizer.kind=gpt2",
                    "tokenizer.path=" + os.path.join(src, "third_party_data/gpt2")], cwd=src)
