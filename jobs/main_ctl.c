@@ -12,6 +12,11 @@
  * table row for a new one; keep the table in the order `help` shows it. */
 
 int ctl_prepare(int argc, char **argv);
+int ctl_submit(int argc, char **argv);
+int ctl_list(int argc, char **argv);
+int ctl_status(int argc, char **argv);
+int ctl_cancel(int argc, char **argv);
+int ctl_logs(int argc, char **argv);
 int ctl_keys(int argc, char **argv);
 int ctl_scan(int argc, char **argv);
 int ctl_export(int argc, char **argv);
@@ -20,6 +25,11 @@ int ctl_eval(int argc, char **argv);
 
 const ctl_command_t CTL_COMMANDS[] = {
     {"prepare", ctl_prepare, "tokenise a corpus into an HDF5 dataset"},
+    {"submit", ctl_submit, "start a training job on Slurm (or --local N here)"},
+    {"list", ctl_list, "the jobs under runs/ with their status"},
+    {"status", ctl_status, "one job's state, merged with Slurm's view"},
+    {"cancel", ctl_cancel, "cancel a job (scancel) and record CANCELLED"},
+    {"logs", ctl_logs, "a job's Slurm or launcher output"},
     {"scan", ctl_scan, "scan files or a diff for secrets and personal data"},
     {"export", ctl_export, "write an adapter in PEFT format or a merged model"},
     {"generate", ctl_generate, "continue a prompt with a run's model or a GPT-2 folder"},

@@ -18,6 +18,9 @@ PACKAGES=(
   python3 python3-torch python3-numpy python3-regex
   # codex-ita: the dashboard test (headless browser) and the HTTP benchmark
   chromium wrk
+  # codexctl submit and the slurm test suite: a single-node Slurm with munge
+  # (slurmd brings the PMIx plugin for srun --mpi=pmix)
+  slurmctld slurmd slurm-client munge
 )
 
 if [ "$(id -u)" -ne 0 ]; then

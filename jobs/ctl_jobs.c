@@ -1,0 +1,625 @@
+/*
+ * codexctl list | status | cancel | logs: the jobs under runs/ as their
+ * run directories and the scheduler see them together.
+ *
+ * state.json is what codex-train last wrote; Slurm knows what happened to
+ * the job from outside (a time limit, a node failure, a cancel, a requeue).
+ * The merge (job_view) trusts the file while the job runs and for a
+ * training that completed, and Slurm for how a job ended otherwise: a job
+ * Slurm ended for TIMEOUT shows TIMEOUT, never a stale RUNNING, and the
+ * ending is written back into state.json so readers without Slurm (the
+ * ITA, a later `list`) see it too. A RUNNING job whose heartbeat stopped
+ * and that no scheduler or local launcher knows is LOST.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jobs/jobdir.h"
+#include "slurm/slurm.h"
+
+#define STALE_HEARTBEAT_S 120.0
+
+typedef struct {
+    char job[256];
+    char dir[4096];
+    char status[16];      /* merged */
+    char file_status[16]; /* as state.json says */
+    char detail[1400];    /* why, when it is not plain */
+    char slurm_id[64];
+    long step, max_steps;
+    double loss, updated_at;
+    int sched_known;
+    slurm_job_info_t sched;
+} job_view_t;
+
+static double parse_time(const char *s) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (!s) return 0;
+    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!rest) return 0;
+    double frac = 0;
+    if (*rest == '.') frac = strtod(rest, NULL);
+    return (double)timegm(&tm) + frac;
+}
+
+static int is_active(const char *status) {
+    return !strcmp(status, "SUBMITTED") || !strcmp(status, "PENDING") || !strcmp(status, "RUNNING");
+}
+
+static int is_final(const char *status) {
+    return !strcmp(status, "COMPLETED") || !strcmp(status, "FAILED") ||
+           !strcmp(status, "CANCELLED") || !strcmp(status, "TIMEOUT");
+}
+
+static const char *str_or_empty(const char *s) {
+    return s ? s : "";
+}
+
+static void set(char *dst, size_t cap, const char *src) {
+    snprintf(dst, cap, "%s", src);
+}
+
+/* The local launcher's process group, if codexctl submit --local started it
+ * and it is still alive. */
+static long local_launcher(const char *dir) {
+    char path[4200], buf[32] = {0};
+    snprintf(path, sizeof path, "%s/launcher.pid", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    long pid = fgets(buf, sizeof buf, f) ? strtol(buf, NULL, 10) : 0;
+    fclose(f);
+    if (pid <= 1 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) return -pid;
+    return pid;
+}
+
+/* Writes Slurm's ending into state.json (status, finished_at, error),
+ * keeping every other field. */
+static int record_status(const char *dir, const char *status, const char *error, cu_error_t *err) {
+    char path[4200];
+    if (cu_format(path, sizeof path, err, "%s/state.json", dir) != CU_OK) return err->code;
+    json_error_t jerr;
+    json_t *o = json_load_file(path, 0, &jerr);
+    if (!o) return cu_error_set(err, CU_EFORMAT, "%s: %s", path, jerr.text);
+    char now[40];
+    jobdir_time(jobdir_now(), now, sizeof now);
+    json_object_set_new(o, "status", json_string(status));
+    if (!json_is_string(json_object_get(o, "finished_at")))
+        json_object_set_new(o, "finished_at", json_string(now));
+    json_object_set_new(o, "updated_at", json_string(now));
+    if (error && !json_is_object(json_object_get(o, "error")))
+        json_object_set_new(o, "error", json_pack("{s:s}", "message", error));
+    char *text = json_dumps(o, JSON_INDENT(2));
+    json_decref(o);
+    if (!text) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    size_t n = strlen(text);
+    char *line = realloc(text, n + 2);
+    if (!line) {
+        free(text);
+        return cu_error_set(err, CU_ENOMEM, "out of memory");
+    }
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    int rc = jobdir_write_atomic(path, line, n + 1, err);
+    free(line);
+    return rc;
+}
+
+/* The merge for a job Slurm knows. */
+static void merge_slurm(job_view_t *v) {
+    const slurm_job_info_t *s = &v->sched;
+    const char *f = v->file_status;
+    if (!s->terminal) {
+        if (!strcmp(s->status, "RUNNING") && is_final(f)) {
+            /* codex-train wrote its end; the batch script is finishing */
+            set(v->status, sizeof v->status, f);
+            set(v->detail, sizeof v->detail, "the Slurm job is finishing");
+        } else if (!strcmp(s->status, "RUNNING") && !strcmp(f, "PREEMPTED")) {
+            set(v->status, sizeof v->status, "PREEMPTED");
+            set(v->detail, sizeof v->detail, "checkpoint saved; being requeued or restarting");
+        } else if (!strcmp(s->status, "RUNNING")) {
+            set(v->status, sizeof v->status, "RUNNING");
+        } else if (!strcmp(s->status, "PENDING")) {
+            set(v->status, sizeof v->status, "PENDING");
+            snprintf(v->detail, sizeof v->detail, "%s%s%s",
+                     !strcmp(f, "PREEMPTED") ? "requeued after a pre-emption, resumes from its "
+                                               "checkpoint"
+                                             : "queued",
+                     s->reason[0] ? "; Slurm: " : "", s->reason);
+        } else {
+            set(v->status, sizeof v->status, s->status);
+        }
+        return;
+    }
+    if (!strcmp(f, "COMPLETED")) {
+        set(v->status, sizeof v->status, "COMPLETED");
+    } else if (!strcmp(s->status, "COMPLETED")) {
+        /* the batch script ended normally but training did not finish */
+        if (!strcmp(f, "FAILED") || !strcmp(f, "PREEMPTED") || !strcmp(f, "CANCELLED")) {
+            set(v->status, sizeof v->status, f);
+            if (!strcmp(f, "PREEMPTED"))
+                set(v->detail, sizeof v->detail,
+                    "checkpoint saved but the job was not requeued; submit it again to resume");
+        } else {
+            set(v->status, sizeof v->status, "FAILED");
+            set(v->detail, sizeof v->detail,
+                "the Slurm job ended but codex-train recorded no end; see codexctl logs");
+        }
+    } else {
+        set(v->status, sizeof v->status, s->status);
+        if (s->reason[0] && strcmp(s->status, "CANCELLED"))
+            snprintf(v->detail, sizeof v->detail, "Slurm: %s %s", s->slurm_state, s->reason);
+        else
+            snprintf(v->detail, sizeof v->detail, "Slurm: %s", s->slurm_state);
+    }
+}
+
+/* Reads state.json and merges it with the scheduler's view. *errmsg gets a
+ * note when Slurm could not be asked. Returns CU_EIO when there is no job. */
+static int job_view(const char *dir, const char *name, job_view_t *v, int write_back,
+                    cu_error_t *err) {
+    memset(v, 0, sizeof *v);
+    set(v->dir, sizeof v->dir, dir);
+    set(v->job, sizeof v->job, name);
+    char path[4200];
+    if (cu_format(path, sizeof path, err, "%s/state.json", dir) != CU_OK) return err->code;
+    json_error_t jerr;
+    json_t *o = json_load_file(path, 0, &jerr);
+    if (!o) {
+        if (access(path, F_OK) != 0)
+            return cu_error_set(err, CU_EIO,
+                                "no job '%s' (%s not found); codexctl list shows "
+                                "the jobs",
+                                name, path);
+        return cu_error_set(err, CU_EFORMAT, "%s: %s", path, jerr.text);
+    }
+    set(v->file_status, sizeof v->file_status,
+        str_or_empty(json_string_value(json_object_get(o, "status"))));
+    set(v->slurm_id, sizeof v->slurm_id,
+        str_or_empty(json_string_value(json_object_get(o, "slurm_job_id"))));
+    v->step = (long)json_integer_value(json_object_get(o, "step"));
+    v->max_steps = (long)json_integer_value(json_object_get(o, "max_steps"));
+    json_t *loss = json_object_get(o, "loss");
+    v->loss = json_is_number(loss) ? json_number_value(loss) : NAN;
+    v->updated_at = parse_time(json_string_value(json_object_get(o, "updated_at")));
+    json_decref(o);
+    set(v->status, sizeof v->status, v->file_status);
+
+    int stale = jobdir_now() - v->updated_at > STALE_HEARTBEAT_S;
+    if (v->slurm_id[0]) {
+        cu_error_t qerr = {0};
+        int found = 0;
+        if (slurm_query(v->slurm_id, &v->sched, &found, &qerr) != CU_OK) {
+            snprintf(v->detail, sizeof v->detail, "Slurm not asked: %s", qerr.msg);
+            return CU_OK;
+        }
+        v->sched_known = found;
+        if (found) {
+            merge_slurm(v);
+        } else if (is_active(v->file_status) && stale) {
+            set(v->status, sizeof v->status, "LOST");
+            snprintf(v->detail, sizeof v->detail,
+                     "Slurm no longer knows job %s and the heartbeat stopped", v->slurm_id);
+        }
+    } else if (is_active(v->file_status)) {
+        long pid = local_launcher(dir);
+        if (pid < 0 || (pid == 0 && stale)) {
+            set(v->status, sizeof v->status, "LOST");
+            set(v->detail, sizeof v->detail,
+                pid < 0 ? "the local launcher exited without recording an end"
+                        : "the heartbeat stopped and no scheduler knows the job");
+        }
+    }
+    if (write_back && is_final(v->status) && strcmp(v->status, v->file_status)) {
+        cu_error_t werr = {0};
+        if (record_status(dir, v->status, !strcmp(v->status, "FAILED") ? v->detail : NULL, &werr) !=
+            CU_OK)
+            snprintf(v->detail, sizeof v->detail, "could not record it: %s", werr.msg);
+    }
+    return CU_OK;
+}
+
+/* ---- locating jobs ---- */
+
+typedef struct {
+    const char *runs_dir;
+    int json;
+    const char *job;
+    long tail;
+    int wait_s;
+    const char *signal;
+} jobs_args_t;
+
+static const char *default_runs(void) {
+    const char *e = getenv("CU_RUNS_DIR");
+    return e && e[0] ? e : "runs";
+}
+
+/* JOB is a name under the runs folder, or a path to a run directory. */
+static int job_dir(const jobs_args_t *a, char *dir, size_t cap, const char **name) {
+    struct stat st;
+    char state[4200];
+    snprintf(state, sizeof state, "%s/state.json", a->job);
+    if (strchr(a->job, '/') && stat(state, &st) == 0) {
+        snprintf(dir, cap, "%s", a->job);
+        const char *slash = strrchr(a->job, '/');
+        *name = slash[1] ? slash + 1 : a->job;
+        return 0;
+    }
+    snprintf(dir, cap, "%s/%s", a->runs_dir, a->job);
+    *name = a->job;
+    return 0;
+}
+
+int ctl_job_is_active(const char *run_dir, char *what, size_t cap) {
+    job_view_t v;
+    cu_error_t err = {0};
+    const char *slash = strrchr(run_dir, '/');
+    if (job_view(run_dir, slash ? slash + 1 : run_dir, &v, 0, &err) != CU_OK) return 0;
+    if (!is_active(v.status)) return 0;
+    if (v.slurm_id[0])
+        snprintf(what, cap, "%s as Slurm job %s", v.status, v.slurm_id);
+    else
+        snprintf(what, cap, "%s", v.status);
+    return 1;
+}
+
+static int parse_common(int argc, char **argv, jobs_args_t *a, int need_job, const char *verb) {
+    memset(a, 0, sizeof *a);
+    a->runs_dir = default_runs();
+    a->tail = -1;
+    a->wait_s = 30;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        int has_next = i + 1 < argc;
+        if (!strcmp(s, "--runs") && has_next) {
+            a->runs_dir = argv[++i];
+        } else if (!strcmp(s, "--json")) {
+            a->json = 1;
+        } else if (!strcmp(s, "--tail") && has_next) {
+            a->tail = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(s, "--wait") && has_next) {
+            a->wait_s = (int)strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(s, "--signal") && has_next) {
+            a->signal = argv[++i];
+        } else if (s[0] == '-') {
+            fprintf(stderr, "codexctl %s: unknown or incomplete option '%s' (see --help)\n", verb,
+                    s);
+            return 2;
+        } else if (!a->job && need_job) {
+            a->job = s;
+        } else {
+            fprintf(stderr, "codexctl %s: unexpected argument '%s' (see --help)\n", verb, s);
+            return 2;
+        }
+    }
+    if (need_job && !a->job) {
+        fprintf(stderr, "codexctl %s: which job? (codexctl list shows them)\n", verb);
+        return 2;
+    }
+    return 0;
+}
+
+static int wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
+static json_t *view_json(const job_view_t *v) {
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "job", v->job, "status", v->status,
+                          "recorded_status", v->file_status, "dir", v->dir, "step",
+                          (json_int_t)v->step, "max_steps", (json_int_t)v->max_steps);
+    json_object_set_new(o, "loss", isnan(v->loss) ? json_null() : json_real(v->loss));
+    json_object_set_new(o, "slurm_job_id", v->slurm_id[0] ? json_string(v->slurm_id) : json_null());
+    json_object_set_new(o, "detail", v->detail[0] ? json_string(v->detail) : json_null());
+    if (v->sched_known)
+        json_object_set_new(o, "slurm",
+                            json_pack("{s:s, s:s, s:s, s:s}", "id", v->sched.id, "state",
+                                      v->sched.slurm_state, "reason", v->sched.reason, "nodes",
+                                      v->sched.nodes));
+    return o;
+}
+
+static void print_json(json_t *o) {
+    char *text = json_dumps(o, JSON_INDENT(2));
+    if (text) puts(text);
+    free(text);
+    json_decref(o);
+}
+
+/* ---- status ---- */
+
+int ctl_status(int argc, char **argv) {
+    if (wants_help(argc, argv)) {
+        puts("usage: codexctl status JOB [--runs DIR] [--json]\n"
+             "\n"
+             "One job's state: its run directory (runs/JOB/state.json) merged with\n"
+             "Slurm's view (squeue, then sacct). A job Slurm ended (TIMEOUT, CANCELLED,\n"
+             "NODE_FAIL...) shows that, and the ending is recorded in state.json.\n"
+             "JOB is a job name under --runs (default: $CU_RUNS_DIR or runs) or a path.\n"
+             "\n"
+             "exit status: 0 shown, 1 no such job or unreadable state, 2 bad usage.");
+        return 0;
+    }
+    jobs_args_t a;
+    int rc = parse_common(argc, argv, &a, 1, "status");
+    if (rc) return rc;
+    char dir[4096];
+    const char *name;
+    job_dir(&a, dir, sizeof dir, &name);
+    job_view_t v;
+    cu_error_t err = {0};
+    if (job_view(dir, name, &v, 1, &err) != CU_OK) {
+        fprintf(stderr, "codexctl status: %s\n", err.msg);
+        return 1;
+    }
+    if (a.json) {
+        print_json(view_json(&v));
+        return 0;
+    }
+    printf("job:     %s\n", v.job);
+    printf("status:  %s%s%s%s\n", v.status, v.detail[0] ? " (" : "", v.detail,
+           v.detail[0] ? ")" : "");
+    printf("step:    %ld/%ld\n", v.step, v.max_steps);
+    if (!isnan(v.loss)) printf("loss:    %.4f\n", v.loss);
+    if (v.slurm_id[0])
+        printf("slurm:   job %s%s%s%s%s\n", v.slurm_id, v.sched_known ? ", " : ", unknown to Slurm",
+               v.sched_known ? v.sched.slurm_state : "", v.sched.nodes[0] ? " on " : "",
+               v.sched.nodes);
+    printf("dir:     %s\n", v.dir);
+    return 0;
+}
+
+/* ---- list ---- */
+
+static int name_cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int ctl_list(int argc, char **argv) {
+    if (wants_help(argc, argv)) {
+        puts("usage: codexctl list [--runs DIR] [--json]\n"
+             "\n"
+             "Every job under the runs folder (default: $CU_RUNS_DIR or runs) with its\n"
+             "status merged with Slurm's view, step, loss and Slurm job id.\n"
+             "\n"
+             "exit status: 0 listed (also when empty), 1 the folder cannot be read,\n"
+             "2 bad usage.");
+        return 0;
+    }
+    jobs_args_t a;
+    int rc = parse_common(argc, argv, &a, 0, "list");
+    if (rc) return rc;
+    DIR *d = opendir(a.runs_dir);
+    if (!d) {
+        fprintf(stderr, "codexctl list: cannot read %s: %s (pass --runs DIR)\n", a.runs_dir,
+                strerror(errno));
+        return 1;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            char **nn = realloc(names, cap * sizeof *names);
+            if (!nn) break;
+            names = nn;
+        }
+        names[n] = strdup(e->d_name);
+        if (names[n]) n++;
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, name_cmp);
+    json_t *arr = a.json ? json_array() : NULL;
+    if (!a.json)
+        printf("%-24s %-10s %13s %9s %-10s %s\n", "JOB", "STATUS", "STEP", "LOSS", "SLURM",
+               "DETAIL");
+    for (size_t i = 0; i < n; i++) {
+        char dir[4400];
+        snprintf(dir, sizeof dir, "%s/%s", a.runs_dir, names[i]);
+        job_view_t v;
+        cu_error_t err = {0};
+        if (job_view(dir, names[i], &v, 1, &err) == CU_OK) {
+            if (arr) {
+                json_array_append_new(arr, view_json(&v));
+            } else {
+                char steps[40], loss[24];
+                snprintf(steps, sizeof steps, "%ld/%ld", v.step, v.max_steps);
+                if (isnan(v.loss))
+                    snprintf(loss, sizeof loss, "-");
+                else
+                    snprintf(loss, sizeof loss, "%.4f", v.loss);
+                printf("%-24s %-10s %13s %9s %-10s %s\n", v.job, v.status, steps, loss,
+                       v.slurm_id[0] ? v.slurm_id : "-", v.detail);
+            }
+        }
+        free(names[i]);
+    }
+    free(names);
+    if (arr) print_json(arr);
+    return 0;
+}
+
+/* ---- cancel ---- */
+
+static int append_cancel_event(const char *dir, long step, const char *msg) {
+    jobdir_t d;
+    cu_error_t err = {0};
+    if (jobdir_open(&d, dir, &err) != CU_OK) return err.code;
+    int rc = jobdir_event(&d, step, "cancelled", msg, NULL, &err);
+    jobdir_close(&d);
+    return rc;
+}
+
+int ctl_cancel(int argc, char **argv) {
+    if (wants_help(argc, argv)) {
+        puts("usage: codexctl cancel JOB [--runs DIR] [--wait SECONDS] [--signal SIG]\n"
+             "\n"
+             "Cancels a job: scancel for a Slurm job, SIGTERM to the process group of a\n"
+             "--local one. Waits up to --wait seconds (default 30) for it to end, then\n"
+             "records CANCELLED in state.json and a 'cancelled' event.\n"
+             "--signal SIG (e.g. USR1) only signals the job instead: USR1 makes it save a\n"
+             "checkpoint, exit, and be requeued by its batch script (a manual pre-emption).\n"
+             "\n"
+             "exit status: 0 cancelled or signalled, 1 no such job, already ended or the\n"
+             "scheduler refused, 2 bad usage.");
+        return 0;
+    }
+    jobs_args_t a;
+    int rc = parse_common(argc, argv, &a, 1, "cancel");
+    if (rc) return rc;
+    char dir[4096];
+    const char *name;
+    job_dir(&a, dir, sizeof dir, &name);
+    job_view_t v;
+    cu_error_t err = {0};
+    if (job_view(dir, name, &v, 1, &err) != CU_OK) {
+        fprintf(stderr, "codexctl cancel: %s\n", err.msg);
+        return 1;
+    }
+    if (is_final(v.status) || !strcmp(v.status, "LOST")) {
+        fprintf(stderr, "codexctl cancel: job %s already ended (%s); nothing to cancel\n", name,
+                v.status);
+        return 1;
+    }
+    long pid = v.slurm_id[0] ? 0 : local_launcher(dir);
+    if (v.slurm_id[0]) {
+        if (slurm_cancel(v.slurm_id, a.signal, &err) != CU_OK) {
+            fprintf(stderr, "codexctl cancel: %s\n", err.msg);
+            return 1;
+        }
+    } else if (pid > 0) {
+        int sig = SIGTERM;
+        if (a.signal && (!strcmp(a.signal, "USR1") || !strcmp(a.signal, "SIGUSR1"))) sig = SIGUSR1;
+        if (kill(-(pid_t)pid, sig) != 0 && kill((pid_t)pid, sig) != 0) {
+            fprintf(stderr, "codexctl cancel: cannot signal pid %ld: %s\n", pid, strerror(errno));
+            return 1;
+        }
+    } else {
+        fprintf(stderr, "codexctl cancel: job %s has neither a Slurm job id nor a live launcher\n",
+                name);
+        return 1;
+    }
+    if (a.signal) {
+        printf("signalled job %s with %s\n", name, a.signal);
+        return 0;
+    }
+    /* let codex-train finish its checkpoint and write its own state first,
+     * so CANCELLED is the last word */
+    for (int t = 0; t < a.wait_s * 2; t++) {
+        job_view_t w;
+        if (job_view(dir, name, &w, 0, &err) != CU_OK) break;
+        int gone = v.slurm_id[0] ? (!w.sched_known || w.sched.terminal) : local_launcher(dir) <= 0;
+        if (gone) break;
+        struct timespec ts = {0, 500000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (record_status(dir, "CANCELLED", NULL, &err) != CU_OK) {
+        fprintf(stderr, "codexctl cancel: cancelled, but %s\n", err.msg);
+        return 1;
+    }
+    char msg[200];
+    snprintf(msg, sizeof msg, "cancelled by codexctl%s%s", v.slurm_id[0] ? " (scancel " : "",
+             v.slurm_id[0] ? v.slurm_id : "");
+    if (v.slurm_id[0]) strncat(msg, ")", sizeof msg - strlen(msg) - 1);
+    append_cancel_event(dir, v.step, msg);
+    if (v.slurm_id[0])
+        printf("cancelled job %s (Slurm job %s)\n", name, v.slurm_id);
+    else
+        printf("cancelled job %s\n", name);
+    return 0;
+}
+
+/* ---- logs ---- */
+
+static void print_file(const char *path, long tail) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char **ring = NULL;
+    long n = 0;
+    char line[8192];
+    if (tail > 0) ring = calloc((size_t)tail, sizeof *ring);
+    printf("==> %s <==\n", path);
+    while (fgets(line, sizeof line, f)) {
+        if (!ring) {
+            fputs(line, stdout);
+            continue;
+        }
+        free(ring[n % tail]);
+        ring[n % tail] = strdup(line);
+        n++;
+    }
+    if (ring) {
+        for (long i = n > tail ? n - tail : 0; i < n; i++)
+            fputs(str_or_empty(ring[i % tail]), stdout);
+        for (long i = 0; i < tail; i++) free(ring[i]);
+        free(ring);
+    }
+    fclose(f);
+}
+
+static int logname_cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int ctl_logs(int argc, char **argv) {
+    if (wants_help(argc, argv)) {
+        puts("usage: codexctl logs JOB [--runs DIR] [--tail N]\n"
+             "\n"
+             "Prints the job's output: slurm-<id>.out and .err of every Slurm run in the\n"
+             "run directory (a requeued job appends to the same files), or local.out of a\n"
+             "--local one; --tail N keeps the last N lines of each. events.jsonl and\n"
+             "metrics.jsonl hold the structured record.\n"
+             "\n"
+             "exit status: 0 printed, 1 no such job or no output yet, 2 bad usage.");
+        return 0;
+    }
+    jobs_args_t a;
+    int rc = parse_common(argc, argv, &a, 1, "logs");
+    if (rc) return rc;
+    char dir[4096];
+    const char *name;
+    job_dir(&a, dir, sizeof dir, &name);
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "codexctl logs: no job '%s' (%s: %s); codexctl list shows the jobs\n", name,
+                dir, strerror(errno));
+        return 1;
+    }
+    char *files[256];
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) && n < 256;) {
+        size_t l = strlen(e->d_name);
+        int slurm_log = !strncmp(e->d_name, "slurm-", 6) && l > 4 &&
+                        (!strcmp(e->d_name + l - 4, ".out") || !strcmp(e->d_name + l - 4, ".err"));
+        if (slurm_log || !strcmp(e->d_name, "local.out")) {
+            char path[4400];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            files[n] = strdup(path);
+            if (files[n]) n++;
+        }
+    }
+    closedir(d);
+    if (n == 0) {
+        fprintf(stderr, "codexctl logs: job %s has no output yet (see codexctl status %s)\n", name,
+                name);
+        return 1;
+    }
+    qsort(files, (size_t)n, sizeof *files, logname_cmp);
+    for (int i = 0; i < n; i++) {
+        print_file(files[i], a.tail);
+        free(files[i]);
+    }
+    return 0;
+}

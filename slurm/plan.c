@@ -1,0 +1,173 @@
+/*
+ * A job to submit, from a config text: parse it over the defaults, apply
+ * the overrides, validate for the number of ranks the slurm section asks
+ * for, resolve the paths, and render the batch script. A sweep
+ * (`train.lr=1e-4,3e-4`) becomes a job array: task i runs the same config
+ * with the i-th value and job.name <name>-<i>, in its own run directory.
+ *
+ * Writing puts the resolved config the ranks run into <run dir>/submit.yaml
+ * (codex-train itself writes job.yaml when it starts) and the script into
+ * <run dir>/job.sbatch.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "slurm/slurm.h"
+
+static int mkdirs(const char *path, cu_error_t *err) {
+    char buf[4096];
+    if (cu_format(buf, sizeof buf, err, "%s", path) != CU_OK) return err->code;
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || !*p) {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return cu_error_set(err, CU_EIO, "cannot create %s: %s", buf, strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return CU_OK;
+}
+
+static int write_file(const char *path, const char *text, int mode, cu_error_t *err) {
+    char tmp[4200];
+    if (cu_format(tmp, sizeof tmp, err, "%s.tmp", path) != CU_OK) return err->code;
+    FILE *f = fopen(tmp, "w");
+    if (!f) return cu_error_set(err, CU_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    int ok = fputs(text, f) >= 0;
+    ok = (fclose(f) == 0) && ok;
+    if (ok) chmod(tmp, (mode_t)mode);
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return cu_error_set(err, CU_EIO, "cannot write %s", path);
+    }
+    return CU_OK;
+}
+
+/* Splits "key=v1,v2" into key and values (pointers into buf). */
+static int split_sweep(const char *sweep, char *buf, size_t cap, char **key, char **vals, int *n,
+                       cu_error_t *err) {
+    if (cu_format(buf, cap, err, "%s", sweep) != CU_OK) return err->code;
+    char *eq = strchr(buf, '=');
+    if (!eq || eq == buf || !eq[1])
+        return cu_error_set(err, CU_EINVAL,
+                            "--sweep wants KEY=V1,V2,... (e.g. train.lr=1e-4,3e-4), got '%s'",
+                            sweep);
+    *eq = '\0';
+    *key = buf;
+    *n = 0;
+    char *save = NULL;
+    for (char *v = strtok_r(eq + 1, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
+        if (*n == SLURM_MAX_SWEEP)
+            return cu_error_set(err, CU_EINVAL, "--sweep: at most %d values", SLURM_MAX_SWEEP);
+        vals[(*n)++] = v;
+    }
+    if (*n == 0) return cu_error_set(err, CU_EINVAL, "--sweep '%s' lists no values", sweep);
+    return CU_OK;
+}
+
+static int resolve(cu_config_t *cfg, const char *text, size_t len, const char *origin,
+                   char *const overrides[], int n_overrides, cu_error_t *err) {
+    config_defaults(cfg);
+    int rc = config_parse_yaml(cfg, text, len, origin, err);
+    for (int i = 0; rc == CU_OK && i < n_overrides; i++)
+        rc = config_apply_override(cfg, overrides[i], err);
+    return rc;
+}
+
+static int validate(const cu_config_t *cfg, cu_error_t *err) {
+    int ranks = cfg->slurm.nodes * cfg->slurm.ntasks_per_node;
+    if (config_validate(cfg, ranks, err) != CU_OK)
+        return cu_error_prefix(err, "for %d rank%s (slurm.nodes x slurm.ntasks_per_node)", ranks,
+                               ranks == 1 ? "" : "s");
+    return CU_OK;
+}
+
+static int build_sweep(slurm_plan_t *p, const char *sweep, cu_error_t *err) {
+    char buf[4096], *key, *vals[SLURM_MAX_SWEEP];
+    int n = 0;
+    if (split_sweep(sweep, buf, sizeof buf, &key, vals, &n, err) != CU_OK) return err->code;
+    p->task_cfg = calloc((size_t)n, sizeof *p->task_cfg);
+    if (!p->task_cfg) return cu_error_set(err, CU_ENOMEM, "out of memory for %d sweep tasks", n);
+    p->n_tasks = n;
+    for (int i = 0; i < n; i++) {
+        char ov[4400], name[300];
+        p->task_cfg[i] = p->cfg;
+        if (cu_format(ov, sizeof ov, err, "%s=%s", key, vals[i]) != CU_OK ||
+            config_apply_override(&p->task_cfg[i], ov, err) != CU_OK ||
+            cu_format(name, sizeof name, err, "job.name=%s-%d", p->cfg.job.name, i) != CU_OK ||
+            config_apply_override(&p->task_cfg[i], name, err) != CU_OK)
+            return cu_error_prefix(err, "--sweep task %d", i);
+        if (validate(&p->task_cfg[i], err) != CU_OK)
+            return cu_error_prefix(err, "--sweep task %d (%s)", i, ov);
+    }
+    return CU_OK;
+}
+
+int slurm_plan_build(slurm_plan_t *p, const char *text, size_t len, const char *origin,
+                     char *const overrides[], int n_overrides, const char *sweep,
+                     const char *workdir, const char *train_exe, const char *const exports[],
+                     int n_exports, cu_error_t *err) {
+    memset(p, 0, sizeof *p);
+    if (resolve(&p->cfg, text, len, origin, overrides, n_overrides, err) != CU_OK) return err->code;
+    if (validate(&p->cfg, err) != CU_OK) return err->code;
+    if (sweep && build_sweep(p, sweep, err) != CU_OK) return err->code;
+    if (n_exports > SLURM_MAX_EXPORTS)
+        return cu_error_set(err, CU_EINVAL, "at most %d --export options", SLURM_MAX_EXPORTS);
+    if (cu_format(p->workdir, sizeof p->workdir, err, "%s", workdir) != CU_OK) return err->code;
+    const char *rd = p->cfg.job.runs_dir;
+    if (rd[0] == '/') {
+        if (cu_format(p->runs_dir, sizeof p->runs_dir, err, "%s", rd) != CU_OK) return err->code;
+    } else if (cu_format(p->runs_dir, sizeof p->runs_dir, err, "%s/%s", workdir, rd) != CU_OK) {
+        return err->code;
+    }
+    const char *first = p->n_tasks ? p->task_cfg[0].job.name : p->cfg.job.name;
+    if (cu_format(p->run_dir, sizeof p->run_dir, err, "%s/%s", p->runs_dir, first) != CU_OK)
+        return err->code;
+    slurm_script_opts_t o = {.workdir = p->workdir,
+                             .runs_dir = p->runs_dir,
+                             .train_exe = train_exe,
+                             .array_tasks = p->n_tasks,
+                             .n_exports = n_exports};
+    for (int i = 0; i < n_exports; i++) o.exports[i] = exports[i];
+    p->script = slurm_script_render(&p->cfg, &o, err);
+    return p->script ? CU_OK : err->code;
+}
+
+void slurm_plan_free(slurm_plan_t *p) {
+    free(p->task_cfg);
+    free(p->script);
+    p->task_cfg = NULL;
+    p->script = NULL;
+}
+
+static int write_run_dir(const char *runs_dir, const cu_config_t *cfg, const char *script,
+                         cu_error_t *err) {
+    char dir[4096], path[4200];
+    if (cu_format(dir, sizeof dir, err, "%s/%s", runs_dir, cfg->job.name) != CU_OK ||
+        mkdirs(dir, err) != CU_OK)
+        return err->code;
+    char *yaml = config_to_yaml(cfg);
+    if (!yaml) return cu_error_set(err, CU_ENOMEM, "out of memory writing the config");
+    int rc = cu_format(path, sizeof path, err, "%s/submit.yaml", dir);
+    if (rc == CU_OK) rc = write_file(path, yaml, 0644, err);
+    free(yaml);
+    if (rc == CU_OK) rc = cu_format(path, sizeof path, err, "%s/job.sbatch", dir);
+    if (rc == CU_OK) rc = write_file(path, script, 0755, err);
+    return rc;
+}
+
+int slurm_plan_write(const slurm_plan_t *p, char *script_path, size_t cap, cu_error_t *err) {
+    if (p->n_tasks == 0) {
+        if (write_run_dir(p->runs_dir, &p->cfg, p->script, err) != CU_OK) return err->code;
+    } else {
+        for (int i = 0; i < p->n_tasks; i++)
+            if (write_run_dir(p->runs_dir, &p->task_cfg[i], p->script, err) != CU_OK)
+                return err->code;
+    }
+    return cu_format(script_path, cap, err, "%s/job.sbatch", p->run_dir);
+}

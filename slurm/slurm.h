@@ -1,0 +1,130 @@
+/*
+ * Slurm through its own commands: render a job's batch script from the
+ * config's slurm section, submit it with `sbatch --parsable`, ask
+ * squeue/sacct what the scheduler thinks of one job, and cancel or signal it
+ * with scancel. Every command runs through fork/exec with an argv (never a
+ * shell), and everything the script interpolates is shell-quoted.
+ *
+ * Nothing here writes the job directory's state.json (that is jobs/'s
+ * subject): a caller such as `codexctl submit` or codex-ita builds a plan
+ * (slurm_plan_*), writes it, submits it, and records the id itself.
+ */
+#ifndef CU_SLURM_SLURM_H
+#define CU_SLURM_SLURM_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+#include "io/config.h"
+
+#define SLURM_MAX_EXPORTS 16
+#define SLURM_MAX_SWEEP 64
+
+/* ---- the batch script (script.c) ---- */
+
+typedef struct {
+    const char *workdir;   /* absolute: where the job runs (relative config paths) */
+    const char *runs_dir;  /* absolute: the folder of run directories */
+    const char *train_exe; /* absolute path of codex-train */
+    /* 0: one job whose run directory is runs_dir/<job.name>; n > 0: a job
+     * array of n tasks, task i in runs_dir/<job.name>-<i>. */
+    int array_tasks;
+    /* extra `export NAME=VALUE` lines (already validated NAME=VALUE) */
+    int n_exports;
+    const char *exports[SLURM_MAX_EXPORTS];
+} slurm_script_opts_t;
+
+/* Shell-quotes s for bash into out ('...' with embedded quotes escaped).
+ * CU_EINVAL if it does not fit. */
+int slurm_shell_quote(const char *s, char *out, size_t cap, cu_error_t *err);
+
+/* The batch script for cfg: #SBATCH directives from cfg->slurm, thread
+ * counts from cpus_per_task, the launcher (srun --mpi=pmix or mpirun), and
+ * the signal forwarding and requeue on exit 75 (docs/slurm.md). Each task
+ * runs `codex-train <run dir>/submit.yaml`. Allocates; free() it. */
+char *slurm_script_render(const cu_config_t *cfg, const slurm_script_opts_t *o, cu_error_t *err);
+
+/* ---- running Slurm's commands (run.c) ---- */
+
+/* Runs argv[0] (searched in PATH) with argv, no shell. Allocates *out and
+ * *errtext (NUL-terminated, either may be NULL to discard); *status is the
+ * exit status, or 128 + signal. CU_EIO when the program cannot be started
+ * (e.g. "sbatch: not found; is Slurm installed?"). */
+int slurm_run(const char *const argv[], char **out, char **errtext, int *status, cu_error_t *err);
+
+/* ---- submitting (submit.c) ---- */
+
+/* `sbatch --parsable SCRIPT` from workdir; the job id (e.g. "1234") goes to
+ * id. sbatch's stderr becomes the message on failure. */
+int slurm_submit(const char *script_path, const char *workdir, char *id, size_t cap,
+                 cu_error_t *err);
+
+/* The id from `sbatch --parsable` output ("1234" or "1234;cluster"). */
+int slurm_parse_sbatch_output(const char *text, char *id, size_t cap, cu_error_t *err);
+
+/* ---- the scheduler's view of one job (query.c) ---- */
+
+typedef struct {
+    char id[64];          /* as Slurm names it: 1234 or 1234_5 */
+    char slurm_state[32]; /* Slurm's word: RUNNING, TIMEOUT, NODE_FAIL, ... */
+    const char *status;   /* ours (docs/formats.md): PENDING, RUNNING, ... */
+    int terminal;         /* Slurm is done with the job */
+    char reason[256];     /* why (Slurm's reason or the state behind FAILED) */
+    char nodes[256];
+    char exit_code[16]; /* "0:0" from sacct, "" when unknown */
+    char source[8];     /* "squeue" or "sacct" */
+} slurm_job_info_t;
+
+/* Our status for a Slurm state word (a "CANCELLED by 0" suffix is ignored);
+ * *terminal tells whether Slurm is done with the job. Unknown words map to
+ * NULL. */
+const char *slurm_map_state(const char *slurm_state, int *terminal);
+
+/* Parses one `squeue --noheader -o %i|%T|%r|%N` line; CU_EFORMAT if it is
+ * not one. */
+int slurm_parse_squeue_line(const char *line, slurm_job_info_t *info, cu_error_t *err);
+/* Parses `sacct --noheader --parsable2 --format=JobID,State,ExitCode,NodeList`
+ * output and picks the line of job id (not its steps); *found = 0 if none. */
+int slurm_parse_sacct(const char *text, const char *id, slurm_job_info_t *info, int *found,
+                      cu_error_t *err);
+
+/* Asks squeue (jobs Slurm still holds, any state), then sacct (when
+ * accounting is enabled) about job id. *found = 0 when neither knows it;
+ * an error only when squeue itself cannot run. */
+int slurm_query(const char *id, slurm_job_info_t *info, int *found, cu_error_t *err);
+
+/* ---- cancelling (cancel.c) ---- */
+
+/* `scancel ID`, or with signal (e.g. "USR1") `scancel --signal=SIG --batch
+ * ID`: the batch shell forwards it to the ranks. */
+int slurm_cancel(const char *id, const char *signal, cu_error_t *err);
+
+/* ---- a job to submit, from config text (plan.c) ---- */
+
+typedef struct {
+    cu_config_t cfg;    /* resolved, validated for nodes x ntasks_per_node ranks */
+    char run_dir[4096]; /* absolute; for an array, the first task's */
+    char workdir[4096];
+    char runs_dir[4096];
+    int n_tasks;           /* 0 for a single job, else array tasks */
+    cu_config_t *task_cfg; /* n_tasks resolved configs (job.name=<name>-<i>); allocated */
+    char *script;          /* allocated */
+} slurm_plan_t;
+
+/* Builds a plan from a config text (origin names it in messages), command
+ * line overrides, and an optional sweep ("train.lr=1e-4,3e-4": one array
+ * task per value; NULL for none). workdir is where relative paths in the
+ * config resolve (absolute). Validation errors are CU_EINVAL with the key.
+ * Free with slurm_plan_free. */
+int slurm_plan_build(slurm_plan_t *p, const char *text, size_t len, const char *origin,
+                     char *const overrides[], int n_overrides, const char *sweep,
+                     const char *workdir, const char *train_exe, const char *const exports[],
+                     int n_exports, cu_error_t *err);
+void slurm_plan_free(slurm_plan_t *p);
+
+/* Creates the run directories and writes submit.yaml into each and
+ * job.sbatch into the first (runs_dir/<name>.sbatch too for an array).
+ * The script path goes to script_path. */
+int slurm_plan_write(const slurm_plan_t *p, char *script_path, size_t cap, cu_error_t *err);
+
+#endif
