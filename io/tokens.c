@@ -68,6 +68,27 @@ int tokens_open_ids(token_source_t **out, int32_t *ids, size_t n, int vocab, uin
     return CU_OK;
 }
 
+int tokens_open_buffer(token_source_t **out, const uint8_t *text, size_t len, cu_tokenizer_t *tok,
+                       int vocab, uint64_t seed, const char *origin, cu_error_t *err) {
+    *out = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    int rc = tokenizer_encode(tok, text, len, &ids, &n, &cap, err);
+    if (rc == CU_OK && n + 1 > cap) {
+        int32_t *grown = realloc(ids, sizeof(int32_t) * (n + 1));
+        if (!grown)
+            rc = cu_error_set(err, CU_ENOMEM, "out of memory tokenising %s", origin);
+        else
+            ids = grown;
+    }
+    if (rc) {
+        free(ids);
+        return cu_error_prefix(err, "%s", origin);
+    }
+    ids[n++] = tokenizer_eot(tok);
+    return tokens_open_ids(out, ids, n, vocab, seed, origin, err);
+}
+
 int tokens_open_text(token_source_t **out, const char *path, cu_tokenizer_t *tok, uint64_t seed,
                      cu_error_t *err) {
     *out = NULL;
@@ -75,23 +96,9 @@ int tokens_open_text(token_source_t **out, const char *path, cu_tokenizer_t *tok
     size_t len;
     int rc = cu_read_file(path, 0, &text, &len, err);
     if (rc) return rc;
-    int32_t *ids = NULL;
-    size_t n = 0, cap = 0;
-    rc = tokenizer_encode(tok, text, len, &ids, &n, &cap, err);
+    rc = tokens_open_buffer(out, text, len, tok, tokenizer_vocab_size(tok), seed, path, err);
     free(text);
-    if (rc == CU_OK && n + 1 > cap) {
-        int32_t *grown = realloc(ids, sizeof(int32_t) * (n + 1));
-        if (!grown)
-            rc = cu_error_set(err, CU_ENOMEM, "out of memory tokenising %s", path);
-        else
-            ids = grown;
-    }
-    if (rc) {
-        free(ids);
-        return cu_error_prefix(err, "%s", path);
-    }
-    ids[n++] = tokenizer_eot(tok);
-    return tokens_open_ids(out, ids, n, tokenizer_vocab_size(tok), seed, path, err);
+    return rc;
 }
 
 int tokens_open_file(token_source_t **out, const char *path, int bytes_per_token, int vocab,

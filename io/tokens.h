@@ -27,6 +27,10 @@ int tokens_open_random(token_source_t **out, int vocab, uint64_t seed, cu_error_
 /* Takes ownership of ids (malloc'd). Every id must be in [0, vocab). */
 int tokens_open_ids(token_source_t **out, int32_t *ids, size_t n, int vocab, uint64_t seed,
                     const char *origin, cu_error_t *err);
+/* Tokenises text in memory (origin names it in messages); an end-of-text
+ * token closes it. Every id must be below vocab. */
+int tokens_open_buffer(token_source_t **out, const uint8_t *text, size_t len, cu_tokenizer_t *tok,
+                       int vocab, uint64_t seed, const char *origin, cu_error_t *err);
 /* Reads and tokenises a text file; an end-of-text token closes it. */
 int tokens_open_text(token_source_t **out, const char *path, cu_tokenizer_t *tok, uint64_t seed,
                      cu_error_t *err);

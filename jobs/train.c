@@ -137,24 +137,11 @@ static int open_text_redacted(trainer_t *t, int vocab, uint64_t seed, cu_error_t
         safety_redact_result_free(&r);
         return rc;
     }
-    int32_t *ids = NULL;
-    size_t n = 0, cap = 0;
-    rc = tokenizer_encode(t->tok, (const uint8_t *)r.text, r.len, &ids, &n, &cap, err);
-    if (rc == CU_OK && n + 1 > cap) {
-        int32_t *grown = realloc(ids, sizeof(int32_t) * (n + 1));
-        if (!grown)
-            rc = cu_error_set(err, CU_ENOMEM, "out of memory tokenising %s", path);
-        else
-            ids = grown;
-    }
     t->redactions = (long)r.total;
+    rc =
+        tokens_open_buffer(&t->src, (const uint8_t *)r.text, r.len, t->tok, vocab, seed, path, err);
     safety_redact_result_free(&r);
-    if (rc) {
-        free(ids);
-        return rc;
-    }
-    ids[n++] = tokenizer_eot(t->tok);
-    return tokens_open_ids(&t->src, ids, n, vocab, seed, path, err);
+    return rc;
 }
 
 static int open_source(trainer_t *t, int vocab, cu_error_t *err) {
