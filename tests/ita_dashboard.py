@@ -167,8 +167,7 @@ def main():
             case_live(ctx, browser, t)
         except Exception as e:  # reported as a failure with its cause
             t.check(False, "live case raised %r" % e)
-        print("%d passed, %d failed" % (t.passed, t.failed))
-        return 1 if t.failed else 0
+        return t.summary()
     with Server(ctx) as s:
         url = "http://127.0.0.1:%d/#key=%s" % (s.port, s.keys["reader"])
         p = chromium(browser, url, ["--dump-dom"])
@@ -211,8 +210,7 @@ def main():
         p = chromium(browser, "http://127.0.0.1:%d/" % s.port, ["--dump-dom"])
         t.check("enter an API key" in p.stdout and "<tr data-job" not in p.stdout,
                 "without a key: a prompt, no data")
-    print("%d passed, %d failed" % (t.passed, t.failed))
-    return 1 if t.failed else 0
+    return t.summary()
 
 
 if __name__ == "__main__":

@@ -42,18 +42,7 @@ DAEMONS = ["munged", "slurmctld", "slurmd"]
 CLIENTS = ["sbatch", "squeue", "scancel", "scontrol", "sinfo"]
 
 
-class Failures:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, cond, what):
-        if cond:
-            self.passed += 1
-        else:
-            self.failed += 1
-            print(f"FAIL: {what}", flush=True)
-        return cond
+from checks import Checks as Failures
 
 
 def free_port():
@@ -505,8 +494,7 @@ def main():
         f.check(False, f"the test cluster did not start: {e}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{f.passed} passed, {f.failed} failed")
-    return 1 if f.failed else 0
+    return f.summary()
 
 
 if __name__ == "__main__":
