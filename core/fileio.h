@@ -16,4 +16,8 @@
  * CU_EIO. */
 int cu_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len, cu_error_t *err);
 
+/* Whether path names a directory / a regular file (following links). */
+int cu_is_dir(const char *path);
+int cu_is_file(const char *path);
+
 #endif

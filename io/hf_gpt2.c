@@ -8,6 +8,7 @@
  * buffers, a tied lm_head), otherwise the file is not the model we think.
  */
 #include "io/hf_gpt2.h"
+#include "core/fileio.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -29,11 +30,6 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= k && !strcmp(s + n - k, suffix);
 }
 
-static int is_dir(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
 int hf_gpt2_name(const char *ours, char *hf, size_t cap, int *conv1d) {
     *conv1d = 0;
     for (size_t i = 0; i < sizeof CONV1D / sizeof CONV1D[0]; i++)
@@ -45,7 +41,7 @@ int hf_gpt2_name(const char *ours, char *hf, size_t cap, int *conv1d) {
 
 /* The folder of a model path: the path itself, or the folder of a file. */
 static void model_dir(const char *path, char *dir, size_t cap) {
-    if (is_dir(path)) {
+    if (cu_is_dir(path)) {
         snprintf(dir, cap, "%s", path);
         return;
     }
@@ -62,7 +58,7 @@ int hf_gpt2_is_model(const char *path) {
     model_dir(path, dir, sizeof dir);
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
     if (access(cfg, R_OK) != 0) return 0;
-    return is_dir(path) || ends_with(path, ".safetensors") || ends_with(path, ".json");
+    return cu_is_dir(path) || ends_with(path, ".safetensors") || ends_with(path, ".json");
 }
 
 /* ------------------------------------------------------------ config.json */
@@ -141,7 +137,7 @@ int hf_gpt2_read_config(const char *path, hf_gpt2_info_t *info, cu_error_t *err)
                                   : cu_error_set(err, CU_EFORMAT, "%s: not a JSON object", cfg);
     json_decref(root);
     if (rc == CU_OK)
-        snprintf(info->weights_path, sizeof info->weights_path, "%s", is_dir(path) ? dir : path);
+        snprintf(info->weights_path, sizeof info->weights_path, "%s", cu_is_dir(path) ? dir : path);
     return rc;
 }
 
@@ -182,7 +178,7 @@ static int hash_weights(const st_model_t *m, const char *weights_path, char hex[
     int rc = CU_OK;
     if (st_file_count(m) > 1 || ends_with(weights_path, ".json")) {
         char idx[4200];
-        if (is_dir(weights_path))
+        if (cu_is_dir(weights_path))
             snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", weights_path);
         else
             snprintf(idx, sizeof idx, "%s", weights_path);

@@ -8,6 +8,7 @@
  * entry's offset, so a 500 MB model never sits in memory twice.
  */
 #include "io/safetensors.h"
+#include "core/fileio.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -383,11 +384,6 @@ done:
     return rc;
 }
 
-static int is_dir(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
 static int has_suffix(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && !strcmp(s + n - k, suffix);
@@ -399,7 +395,7 @@ int st_open(const char *path, st_model_t **out, cu_error_t *err) {
     if (!m) return cu_error_set(err, CU_ENOMEM, "out of memory");
     char buf[4096];
     int rc = CU_OK;
-    if (is_dir(path)) {
+    if (cu_is_dir(path)) {
         if ((rc = cu_format(buf, sizeof buf, err, "%s/%s", path, ST_INDEX_NAME))) goto fail;
         if (access(buf, F_OK) != 0 &&
             (rc = cu_format(buf, sizeof buf, err, "%s/%s", path, ST_SINGLE_NAME)))

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "io/config.h"
 #include "io/hf_gpt2.h"
 #include "io/safetensors.h"
@@ -118,16 +119,6 @@ static int parse_args(int argc, char **argv, opts_t *o) {
     if (o->base && !strcmp(o->format, "peft"))
         return usage_error("%s", "--base only applies to --format merged");
     return 0;
-}
-
-static int is_dir(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static int is_file(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
 /* ---------------------------------------------------------------- PEFT */
@@ -265,13 +256,13 @@ static int copy_tokenizer(const char *base_dir, const cu_config_t *c, const char
     const char *dirs[2] = {base_dir, !strcmp(c->tokenizer.kind, "gpt2") ? c->tokenizer.path : NULL};
     int copied = 0;
     for (int d = 0; d < 2; d++) {
-        if (!dirs[d] || !dirs[d][0] || !is_dir(dirs[d])) continue;
+        if (!dirs[d] || !dirs[d][0] || !cu_is_dir(dirs[d])) continue;
         for (size_t i = 0; i < sizeof HF / sizeof HF[0]; i++) {
             char from[4200], to[4200];
             if (cu_format(from, sizeof from, err, "%s/%s", dirs[d], HF[i][0]) ||
                 cu_format(to, sizeof to, err, "%s/%s", out, HF[i][1]))
                 return -1;
-            if (!is_file(from) || is_file(to)) continue;
+            if (!cu_is_file(from) || cu_is_file(to)) continue;
             if (copy_file(from, to, err)) return -1;
             copied++;
         }
@@ -321,7 +312,7 @@ done:
  * final.h5, or the parent of its checkpoints/ folder. */
 static void run_dir_of(const char *in, char *dir, size_t cap) {
     snprintf(dir, cap, "%s", in);
-    if (is_dir(dir)) return;
+    if (cu_is_dir(dir)) return;
     char *slash = strrchr(dir, '/');
     if (!slash) {
         snprintf(dir, cap, ".");
@@ -389,7 +380,7 @@ static int export_run(const opts_t *o, cu_error_t *err) {
                             src);
     if (mkdir(o->out, 0777) != 0 && errno != EEXIST)
         return cu_error_set(err, CU_EIO, "cannot create %s: %s", o->out, strerror(errno));
-    if (!is_dir(o->out)) return cu_error_set(err, CU_EINVAL, "%s is not a directory", o->out);
+    if (!cu_is_dir(o->out)) return cu_error_set(err, CU_EINVAL, "%s is not a directory", o->out);
     if (!strcmp(o->format, "merged")) return write_merged(o, src, &cfg, &lc, err);
     gpt_config_t gc;
     gpt_t *m = NULL;

@@ -2,6 +2,7 @@
  * A trained run as a model to use (see run_model.h).
  */
 #include "jobs/run_model.h"
+#include "core/fileio.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,24 +13,15 @@
 #include "io/tensor_h5.h"
 #include "io/tokenizer_files.h"
 
-static int is_dir(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static int is_file(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* A run directory -> its final.h5 or latest checkpoint; a file -> itself. */
 int run_resolve_input(const char *in, char *path, size_t cap, cu_error_t *err) {
-    if (!is_dir(in)) {
-        if (!is_file(in)) return cu_error_set(err, CU_EINVAL, "%s: no such file or directory", in);
+    if (!cu_is_dir(in)) {
+        if (!cu_is_file(in))
+            return cu_error_set(err, CU_EINVAL, "%s: no such file or directory", in);
         return cu_format(path, cap, err, "%s", in);
     }
     int rc = cu_format(path, cap, err, "%s/final.h5", in);
-    if (rc || is_file(path)) return rc;
+    if (rc || cu_is_file(path)) return rc;
     char latest[4096], name[512] = "";
     if ((rc = cu_format(latest, sizeof latest, err, "%s/checkpoints/latest", in))) return rc;
     FILE *f = fopen(latest, "r");
@@ -76,7 +68,7 @@ int run_load_base(run_base_t *b, const char *base, const cu_config_t *c, cu_erro
         if (rc) return rc;
         b->from_hf = 1;
         snprintf(b->hf_dir, sizeof b->hf_dir, "%s", base);
-        if (!is_dir(base)) {
+        if (!cu_is_dir(base)) {
             char *slash = strrchr(b->hf_dir, '/');
             if (slash)
                 *slash = 0;
@@ -141,7 +133,7 @@ int run_model_open(const char *in, const char *base, run_model_t *rm, cu_error_t
         /* a Hugging Face GPT-2 folder by itself: no adapter */
         hf_gpt2_info_t info;
         rc = hf_gpt2_load(in, NULL, &rm->model, &info, err);
-        if (rc == CU_OK) rc = io_tokenizer_load("gpt2", is_dir(in) ? in : ".", &rm->tok, err);
+        if (rc == CU_OK) rc = io_tokenizer_load("gpt2", cu_is_dir(in) ? in : ".", &rm->tok, err);
         if (rc) run_model_close(rm);
         return rc;
     }
