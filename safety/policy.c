@@ -7,6 +7,7 @@
  * and allow regexes that do not compile are all errors.
  */
 #include "safety/policy.h"
+#include "core/fileio.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <fnmatch.h>
@@ -490,36 +491,11 @@ int safety_policy_parse(const char *text, size_t len, const char *name, safety_p
 
 int safety_policy_load(const char *path, safety_policy_t **out, cu_error_t *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cu_error_set(err, CU_EIO, "%s: cannot read the safety policy", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) break;
-        if (cap >= (16u << 20)) {
-            free(buf);
-            fclose(f);
-            return cu_error_set(err, CU_EINVAL, "%s: policy larger than 16 MB", path);
-        }
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    int ioerr = ferror(f);
-    fclose(f);
-    if (!buf) return cu_error_set(err, CU_ENOMEM, "out of memory reading %s", path);
-    if (ioerr) {
-        free(buf);
-        return cu_error_set(err, CU_EIO, "%s: read error", path);
-    }
-    int rc = safety_policy_parse(buf, n, path, out, err);
+    uint8_t *buf;
+    size_t n;
+    int rc = cu_read_file(path, 16u << 20, &buf, &n, err);
+    if (rc) return cu_error_prefix(err, "safety policy");
+    rc = safety_policy_parse((const char *)buf, n, path, out, err);
     free(buf);
     return rc;
 }

@@ -133,10 +133,10 @@ static void test_validation_errors(void) {
     expect_error("version: 1\nevaluation: {fail_job: perhaps}\n",
                  "test.yaml:2:24:", "true or false");
     expect_error("version: 1\nrules: [\n", "test.yaml:", "YAML syntax error");
-    /* a missing file is an I/O error, not the default policy */
+    /* a missing file is bad input (exit 2 in codex-train), never the default policy */
     safety_engine_t *eng = NULL;
     cu_error_t err = {0};
-    CHECK(safety_engine_new("/nonexistent/policy.yaml", &eng, &err) == CU_EIO);
+    CHECK(safety_engine_new("/nonexistent/policy.yaml", &eng, &err) == CU_EINVAL);
     CHECK(eng == NULL);
     CHECK(strstr(err.msg, "/nonexistent/policy.yaml") != NULL);
 }
