@@ -11,12 +11,7 @@
 
 #include "safety/hits.h"
 
-#define AWS                                                                                        \
-    "AKIA"                                                                                         \
-    "IOSFODNN7EXAMPLE"
-#define GHP                                                                                        \
-    "ghp_"                                                                                         \
-    "Fak3Xq7Lm2Pz9KwT4nB8Rc5Hy6Jd1VFAKE01"
+#include "safety_samples.h"
 
 static safety_engine_t *engine(void) {
     safety_engine_t *eng = NULL;

@@ -14,16 +14,7 @@
 #include "safety/redact.h"
 #include "safety/safety.h"
 
-#define AWS                                                                                        \
-    "AKIA"                                                                                         \
-    "IOSFODNN7EXAMPLE"
-#define GHP                                                                                        \
-    "ghp_"                                                                                         \
-    "Fak3Xq7Lm2Pz9KwT4nB8Rc5Hy6Jd1VFAKE01"
-#define PEM                                                                                        \
-    "-----BEGIN RSA PRIVATE"                                                                       \
-    " KEY-----\nMIIEowIBAAKCAQEAFak3Xq7Lm2Pz9KwT4nB8\n-----END RSA "                               \
-    "PRIVATE KEY-----\n"
+#include "safety_samples.h"
 
 static char *policy_path(void) {
     static char path[1024];

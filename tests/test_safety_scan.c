@@ -16,12 +16,7 @@
 
 int ctl_scan(int argc, char **argv);
 
-#define AWS                                                                                        \
-    "AKIA"                                                                                         \
-    "IOSFODNN7EXAMPLE"
-#define GHP                                                                                        \
-    "ghp_"                                                                                         \
-    "Fak3Xq7Lm2Pz9KwT4nB8Rc5Hy6Jd1VFAKE01"
+#include "safety_samples.h"
 
 static char root[256];
 
