@@ -41,40 +41,61 @@ static int lock_keys(const char *path) {
     return fd;
 }
 
+/* A change to the keys file, applied to the loaded set under the lock. */
+typedef struct {
+    const char *who; /* name to create, or name/id to revoke */
+    int scope;       /* create only */
+    char key[ITA_KEY_LEN + 1];
+} key_change_t;
+
+static int apply_create(ita_keyset_t *set, key_change_t *c, cu_error_t *err) {
+    return ita_keys_create(set, c->who, c->scope, c->key, err);
+}
+
+static int apply_revoke(ita_keyset_t *set, key_change_t *c, cu_error_t *err) {
+    return ita_keys_revoke(set, c->who, err);
+}
+
+/* Loads the keys file under its exclusive lock (a missing file is an empty
+ * set when create_missing), applies the change and saves the file. */
+static int edit_keys(const char *file, int create_missing,
+                     int (*apply)(ita_keyset_t *, key_change_t *, cu_error_t *), key_change_t *c,
+                     cu_error_t *err) {
+    int lock = lock_keys(file);
+    if (lock < 0)
+        return cu_error_set(err, CU_EIO, "cannot lock %s.lock: %s", file, strerror(errno));
+    ita_keyset_t set;
+    ita_keyset_init(&set);
+    int rc = ita_keys_load(file, &set, create_missing, err);
+    if (!rc) rc = apply(&set, c, err);
+    if (!rc) rc = ita_keys_save(file, &set, err);
+    ita_keyset_free(&set);
+    close(lock);
+    return rc;
+}
+
 static int cmd_create(const char *file, const char *name, const char *scope_s) {
     if (!name || !scope_s) {
         fputs("codexctl keys create: --name and --scope are required (codexctl keys --help)\n",
               stderr);
         return 2;
     }
-    int scope = ita_scope_parse(scope_s);
-    if (!scope) {
+    key_change_t c = {.who = name, .scope = ita_scope_parse(scope_s)};
+    if (!c.scope) {
         fprintf(stderr, "codexctl keys create: --scope '%s': use read, submit or admin\n", scope_s);
         return 2;
     }
-    int lock = lock_keys(file);
-    if (lock < 0) {
-        fprintf(stderr, "codexctl keys: cannot lock %s.lock: %s\n", file, strerror(errno));
-        return 1;
-    }
-    ita_keyset_t set;
-    ita_keyset_init(&set);
     cu_error_t err;
-    char key[ITA_KEY_LEN + 1];
-    int rc = ita_keys_load(file, &set, 1, &err);
-    if (!rc) rc = ita_keys_create(&set, name, scope, key, &err);
-    if (!rc) rc = ita_keys_save(file, &set, &err);
-    ita_keyset_free(&set);
-    close(lock);
+    int rc = edit_keys(file, 1, apply_create, &c, &err);
     if (rc) {
         fprintf(stderr, "codexctl keys create: %s\n", err.msg);
         return rc == CU_EINVAL ? 2 : 1;
     }
-    printf("%s\n", key);
+    printf("%s\n", c.key);
     fprintf(stderr,
             "created key '%s' (scope %s) in %s; this is the only time it is shown.\n"
             "Send it as `X-API-Key: KEY` or `Authorization: Bearer KEY`.\n",
-            name, ita_scope_name(scope), file);
+            name, ita_scope_name(c.scope), file);
     return 0;
 }
 
@@ -101,20 +122,9 @@ static int cmd_revoke(const char *file, const char *who) {
         fputs("codexctl keys revoke: name the key (codexctl keys list shows them)\n", stderr);
         return 2;
     }
-    int lock = lock_keys(file);
-    if (lock < 0) {
-        fprintf(stderr, "codexctl keys: cannot lock %s.lock: %s\n", file, strerror(errno));
-        return 1;
-    }
-    ita_keyset_t set;
-    ita_keyset_init(&set);
+    key_change_t c = {.who = who};
     cu_error_t err;
-    int rc = ita_keys_load(file, &set, 0, &err);
-    if (!rc) rc = ita_keys_revoke(&set, who, &err);
-    if (!rc) rc = ita_keys_save(file, &set, &err);
-    ita_keyset_free(&set);
-    close(lock);
-    if (rc) {
+    if (edit_keys(file, 0, apply_revoke, &c, &err)) {
         fprintf(stderr, "codexctl keys revoke: %s\n", err.msg);
         return 1;
     }
