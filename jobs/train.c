@@ -35,6 +35,7 @@
 #include "jobs/jobdir.h"
 #include "jobs/progress.h"
 #include "jobs/provenance.h"
+#include "jobs/run_model.h"
 #include "jobs/train_eval.h"
 #include "jobs/watchdog.h"
 #include "model/blas.h"
@@ -82,7 +83,7 @@ typedef struct {
     cu_rng_t eval_rng;
 } trainer_t;
 
-static lora_config_t lora_from_config(const cu_config_t *cfg, cu_error_t *err, int *rc) {
+static lora_config_t lora_from_config(const cu_config_t *cfg, int arch, cu_error_t *err, int *rc) {
     lora_config_t lc = {.enabled = cfg->lora.enabled,
                         .r = cfg->lora.r,
                         .alpha = cfg->lora.alpha,
@@ -91,10 +92,14 @@ static lora_config_t lora_from_config(const cu_config_t *cfg, cu_error_t *err, i
                         .init_gaussian = strcmp(cfg->lora.init, "gaussian") == 0};
     *rc = CU_OK;
     for (int i = 0; i < cfg->lora.targets.n; i++) {
-        unsigned bits = lora_target_bits(cfg->lora.targets.items[i]);
+        unsigned bits = lora_target_bits(arch, cfg->lora.targets.items[i]);
         if (!bits)
-            *rc = cu_error_set(err, CU_EINVAL, "lora.targets: unknown target '%s'",
-                               cfg->lora.targets.items[i]);
+            *rc = cu_error_set(
+                err, CU_EINVAL, "lora.targets: '%s' is not a linear layer of %s (%s)",
+                cfg->lora.targets.items[i], gpt_arch_name(arch),
+                arch == GPT_ARCH_LLAMA ? "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+                                         "down_proj or all-linear"
+                                       : "qkv, attn_proj, mlp_fc, mlp_proj or all-linear");
         lc.targets |= bits;
     }
     return lc;
@@ -219,11 +224,9 @@ static int setup_model(trainer_t *t, cu_error_t *err) {
         return cu_error_set(err, CU_EINVAL,
                             "model.vocab_size %d is smaller than the tokenizer's %d tokens", vocab,
                             tokenizer_vocab_size(t->tok));
-    gpt_config_t gc = {.n_layer = c->model.n_layer,
-                       .n_head = c->model.n_head,
-                       .n_embd = c->model.n_embd,
-                       .vocab_size = vocab,
-                       .max_seq_len = c->model.max_seq_len};
+    gpt_config_t gc;
+    if ((rc = run_model_sizes(c, &gc, err))) return rc;
+    gc.vocab_size = vocab;
     /* a Hugging Face base decides the model's sizes; the resolved config
      * (job.yaml, checkpoints, final.h5) records them */
     t->from_hf = strcmp(c->model.init, "random") != 0 && hf_gpt2_is_model(c->model.init);
@@ -240,8 +243,9 @@ static int setup_model(trainer_t *t, cu_error_t *err) {
         t->resolved.model.n_embd = gc.n_embd;
         t->resolved.model.vocab_size = gc.vocab_size;
         t->resolved.model.max_seq_len = gc.max_seq_len;
+        run_model_sizes_to_config(&gc, &t->resolved);
     }
-    lora_config_t lc = lora_from_config(c, err, &rc);
+    lora_config_t lc = lora_from_config(c, gc.arch, err, &rc);
     if (rc) return rc;
     if ((rc = gpt_create(&t->model, &gc, &lc, err))) return cu_error_prefix(err, "model");
     if ((rc = init_base(t, err))) return rc;

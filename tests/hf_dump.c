@@ -79,17 +79,29 @@ static int run_lora(char **argv, int argc, cu_error_t *err) {
                         .alpha = cfg.lora.alpha,
                         .rslora = cfg.lora.rslora,
                         .dropout = 0.05f};
+    hf_gpt2_info_t info;
+    int rc = hf_gpt2_read_config(model, &info, err); /* the architecture names the targets */
+    if (rc) return rc;
     char targets[512];
     snprintf(targets, sizeof targets, "%s", argv[7]);
     for (char *tok = strtok(targets, ","); tok; tok = strtok(NULL, ",")) {
         snprintf(cfg.lora.targets.items[cfg.lora.targets.n++], CU_CFG_STR, "%s", tok);
-        lc.targets |= lora_target_bits(tok);
+        unsigned bits = lora_target_bits(info.cfg.arch, tok);
+        if (!bits) return cu_error_set(err, CU_EINVAL, "unknown target '%s'", tok);
+        lc.targets |= bits;
     }
     gpt_t *m;
-    hf_gpt2_info_t info;
-    int rc = hf_gpt2_load(model, &lc, &m, &info, err);
+    rc = hf_gpt2_load(model, &lc, &m, &info, err);
     if (rc) return rc;
     const gpt_config_t *gc = gpt_config(m);
+    snprintf(cfg.model.arch, CU_CFG_STR, "%s", gpt_arch_name(gc->arch));
+    if (gc->arch == GPT_ARCH_LLAMA) {
+        cfg.model.n_kv_head = gc->n_kv_head;
+        cfg.model.ffn_hidden = gc->ffn_hidden;
+        cfg.model.rope_theta = gc->rope_theta;
+        cfg.model.norm_eps = gc->norm_eps;
+        cfg.model.tie_embeddings = gc->tie_embeddings;
+    }
     cfg.model.n_layer = gc->n_layer;
     cfg.model.n_head = gc->n_head;
     cfg.model.n_embd = gc->n_embd;
