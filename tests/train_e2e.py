@@ -14,6 +14,8 @@ Cases:
                     bit-identical weights on every rank
   full_finetune     lora.enabled=false trains every weight and the loss falls
   help              --help, --version and --print-config work without MPI jobs
+  corrupt_checkpoint a checkpoint or final.h5 changed after writing is refused
+                    by export, eval, generate and model.init
 """
 import os
 import re
@@ -37,7 +39,8 @@ def env():
 
 def run(cmd, cwd, timeout=600):
     print("+", " ".join(cmd), flush=True)
-    p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True,
+                       errors="replace", timeout=timeout)
     sys.stdout.write(p.stdout[-4000:])
     sys.stdout.write(p.stderr[-4000:])
     return p
@@ -563,6 +566,75 @@ def case_hf_roundtrip(exe, src, tmp, f):
         rel = abs(va[0] - vb[0]) / va[0]
         print(f"measured: validation loss adapted {va[0]:.6f}, imported merged {vb[0]:.6f}, rel {rel:.1e}")
         f.check(rel < 1e-5, "the imported merged model equals the adapted one")
+
+
+def flip_tensor_byte(path, tensor):
+    """Changes one byte inside a tensor's data (its file offset from
+    h5dump -p), so the file stays valid HDF5 and only a checksum can tell."""
+    out = subprocess.run(["h5dump", "-p", "-H", "-d", f"/tensors/{tensor}", path],
+                         capture_output=True, text=True).stdout
+    m = re.search(r"CONTIGUOUS\s+SIZE\s+\d+\s+OFFSET\s+(\d+)", out)
+    if not m:
+        return False
+    with open(path, "r+b") as fh:
+        fh.seek(int(m.group(1)) + 5)
+        b = fh.read(1)
+        fh.seek(int(m.group(1)) + 5)
+        fh.write(bytes([b[0] ^ 0x40]))
+    return True
+
+
+def case_corrupt_checkpoint(exe, src, tmp, f):
+    """A checkpoint or final.h5 whose tensor bytes changed after writing is
+    refused by every reader: codexctl export, eval and generate, and
+    codex-train's model.init, with a message naming the file."""
+    if not shutil.which("h5dump"):
+        print("h5dump not found")
+        sys.exit(77)
+    ctl = os.path.join(os.path.dirname(exe), "codexctl")
+    runs = os.path.join(tmp, "runs")
+    base = os.path.join(src, "configs/demo-base.yaml")
+    p = mpirun(1, [exe, base, "job.name=a", f"job.runs_dir={runs}", "lora.enabled=true",
+                   "train.max_steps=6", "checkpoint.every_steps=3", "eval.every_steps=0",
+                   "train.warmup_steps=0"],
+               cwd=src)
+    p2 = mpirun(1, [exe, base, "job.name=full", f"job.runs_dir={runs}", "train.max_steps=2",
+                    "eval.every_steps=0", "train.warmup_steps=0"], cwd=src)
+    f.check(p.returncode == 0 and p2.returncode == 0, "the LoRA and full runs finished")
+    ckdir = os.path.join(runs, "a", "checkpoints")
+    ck = os.path.join(ckdir, "step_00000006.h5")
+    final = os.path.join(runs, "a", "final.h5")
+    data = os.path.join(tmp, "d.h5")
+    q = run([ctl, "prepare", "-o", data, "--val-fraction", "0.5",
+             os.path.join(src, "configs/corpus/base.txt"), os.path.join(src, "README.md")], cwd=src)
+    f.check(q.returncode == 0, "a dataset for eval")
+    readers = {
+        "export": lambda m: [ctl, "export", m, "--format", "peft", "-o", os.path.join(tmp, "o")],
+        "generate": lambda m: [ctl, "generate", m, "--prompt", "int ", "--max-new-tokens", "4"],
+        "eval": lambda m: [ctl, "eval", m, "--data", data, "--max-windows", "2"],
+    }
+    for name, argv in readers.items():
+        for what in (ck, final):
+            q = run(argv(what), cwd=src)
+            f.check(q.returncode == 0, f"{name} reads the intact {os.path.basename(what)}")
+    for what, tensor in ((ck, "h.0.attn.c_attn.lora_A"), (final, "h.1.mlp.c_fc.lora_A"),
+                         (os.path.join(runs, "full", "final.h5"), "wte")):
+        f.check(flip_tensor_byte(what, tensor), f"corrupted {what}")
+    for name, argv in readers.items():
+        for what in (ck, final):
+            q = run(argv(what), cwd=src)
+            f.check(q.returncode != 0 and "checksum mismatch" in q.stderr and what in q.stderr,
+                    f"{name} refuses the corrupted {os.path.basename(what)} (exit {q.returncode})")
+    q = run([ctl, "export", os.path.join(runs, "a"), "--format", "peft", "-o",
+             os.path.join(tmp, "o2")], cwd=src)
+    f.check(q.returncode != 0 and "checksum mismatch" in q.stderr,
+            "export of the run directory (its final.h5) refuses it")
+    p = mpirun(1, [exe, base, "job.name=b", f"job.runs_dir={runs}", "lora.enabled=true",
+                   f"model.init={os.path.join(runs, 'full', 'final.h5')}", "train.max_steps=1",
+                   "train.warmup_steps=0"],
+               cwd=src)
+    f.check(p.returncode != 0 and "checksum mismatch" in (p.stdout + p.stderr),
+            f"codex-train refuses a corrupted model.init (exit {p.returncode})")
 
 
 def case_help(exe, src, tmp, f):
