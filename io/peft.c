@@ -31,6 +31,18 @@ static const peft_arch_t PEFT_ARCHS[] = {
                  {"attn.c_proj", "attn.c_proj", LORA_ATTN_PROJ},
                  {"mlp.c_fc", "mlp.c_fc", LORA_MLP_FC},
                  {"mlp.c_proj", "mlp.c_proj", LORA_MLP_PROJ}}},
+    {.arch = "llama",
+     .our_block = "layers.",
+     .peft_block = "base_model.model.model.layers.",
+     .fan_in_fan_out = 0,
+     .n_modules = 7,
+     .modules = {{"self_attn.q_proj", "self_attn.q_proj", LLAMA_Q},
+                 {"self_attn.k_proj", "self_attn.k_proj", LLAMA_K},
+                 {"self_attn.v_proj", "self_attn.v_proj", LLAMA_V},
+                 {"self_attn.o_proj", "self_attn.o_proj", LLAMA_O},
+                 {"mlp.gate_proj", "mlp.gate_proj", LLAMA_GATE},
+                 {"mlp.up_proj", "mlp.up_proj", LLAMA_UP},
+                 {"mlp.down_proj", "mlp.down_proj", LLAMA_DOWN}}},
 };
 
 const peft_arch_t *peft_arch_find(const char *arch) {
