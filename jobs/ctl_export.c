@@ -1,6 +1,6 @@
 /*
  * codexctl export: a run's LoRA adapter as a PEFT adapter folder, or the
- * base model with the adapter folded in as a Hugging Face GPT-2 folder
+ * base model with the adapter folded in as a Hugging Face GPT-2 or Llama folder
  * (docs/export.md).
  *
  * The input is a run directory (its final.h5, else the checkpoint that
@@ -50,9 +50,9 @@ static const char USAGE[] =
     "  --format peft      DIR/adapter_model.safetensors + adapter_config.json, loadable\n"
     "                     with peft.PeftModel.from_pretrained(GPT2LMHeadModel, DIR)\n"
     "  --format merged    DIR/model.safetensors + config.json (+ tokenizer files): the base\n"
-    "                     with the adapter folded in, a plain Hugging Face GPT-2 folder\n"
+    "                     with the adapter folded in, a plain Hugging Face GPT-2 or Llama folder\n"
     "  -o, --output DIR   output folder (created if missing; files in it are replaced)\n"
-    "  --base DIR         merged: the base model (a Hugging Face GPT-2 folder or a full\n"
+    "  --base DIR         merged: the base model (a Hugging Face GPT-2 or Llama folder or a full\n"
     "                     fine-tuning final.h5) instead of the run's model.init\n"
     "  --dtype f32|bf16   merged: weight type written (default f32)\n"
     "\n"

@@ -87,7 +87,7 @@ int run_load_base(run_base_t *b, const char *base, const cu_config_t *c, cu_erro
     int rc = h5_load_tensors(base, params, pt, n, err);
     if (rc)
         cu_error_prefix(err,
-                        "base %s (a Hugging Face GPT-2 folder or the final.h5 of a full "
+                        "base %s (a Hugging Face GPT-2 or Llama folder or the final.h5 of a full "
                         "fine-tuning run of the same sizes)",
                         base);
     return rc;
@@ -162,7 +162,7 @@ int run_model_open(const char *in, const char *base, run_model_t *rm, cu_error_t
     config_defaults(&rm->cfg);
     int rc;
     if (hf_gpt2_is_model(in)) {
-        /* a Hugging Face GPT-2 folder by itself: no adapter */
+        /* a Hugging Face GPT-2 or Llama folder by itself: no adapter */
         hf_gpt2_info_t info;
         rc = hf_gpt2_load(in, NULL, &rm->model, &info, err);
         if (rc == CU_OK) rc = io_tokenizer_load("gpt2", cu_is_dir(in) ? in : ".", &rm->tok, err);
