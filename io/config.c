@@ -202,6 +202,12 @@ static const cfg_key_t KEYS[] = {
           "Dropout on the adapters' input while training."),
     ENUM("lora.init", lora.init, "kaiming", "kaiming|gaussian",
          "Initialisation of A (B starts at zero, so training starts from the base model)."),
+    STR("lora.init_from", lora.init_from, "", 0, NULL,
+        "A PEFT adapter folder (adapter_config.json + adapter_model.safetensors, e.g. from "
+        "`codexctl export --format peft`) whose A and B start the training instead of "
+        "`lora.init`. Its r, lora_alpha, use_rslora and target_modules must equal lora.r, "
+        "lora.alpha, lora.rslora and lora.targets (a mismatch is an error naming both values); "
+        "its base must be model.init. A checkpoint to resume from still wins."),
 
     ENUM("data.source", data.source, "random", "random|text|tokens|hdf5",
          "`random` tokens (smoke tests), a UTF-8 `text` file, a raw `tokens` file, or an `hdf5` "

@@ -54,7 +54,8 @@ typedef struct {
         float alpha;
         int rslora; /* scale alpha/sqrt(r) instead of alpha/r */
         float dropout;
-        char init[CU_CFG_STR]; /* "kaiming" or "gaussian" */
+        char init[CU_CFG_STR];      /* "kaiming" or "gaussian" */
+        char init_from[CU_CFG_STR]; /* a PEFT adapter folder to continue, "" = none */
     } lora;
     struct {
         char source[CU_CFG_STR]; /* "random", "text" or "tokens" */

@@ -175,9 +175,9 @@ int peft_write(const char *dir, const peft_arch_t *a, const peft_adapter_t *p, c
                               .shape = {t[i].shape[0], t[i].shape[1]}};
     }
     char path[4200];
-    const char *meta[] = {"format", "pt"};
+    const char *meta[] = {"format", "pt", "codex_base_sha256", p->base_sha256};
     if (rc == CU_OK) rc = cu_format(path, sizeof path, err, "%s/adapter_model.safetensors", dir);
-    if (rc == CU_OK) rc = st_write(path, st, nt, ST_F32, meta, 1, err);
+    if (rc == CU_OK) rc = st_write(path, st, nt, ST_F32, meta, p->base_sha256[0] ? 2 : 1, err);
     free(st);
     free(names);
     if (rc) return rc;
@@ -310,6 +310,11 @@ int peft_read_config(const char *dir, const peft_arch_t *a, peft_adapter_t *p, c
     json_decref(doc);
     if (rc == CU_OK) rc = sha256_file(path, p->config_sha256, err);
     if (rc == CU_OK) rc = sha256_file(wpath, p->sha256, err);
+    st_model_t *m = NULL;
+    if (rc == CU_OK) rc = st_open(wpath, &m, err);
+    const char *bs = rc ? NULL : st_metadata(m, "codex_base_sha256");
+    if (bs && strlen(bs) == 64) memcpy(p->base_sha256, bs, 65);
+    st_close(m);
     return rc;
 }
 

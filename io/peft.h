@@ -63,13 +63,15 @@ typedef struct {
     unsigned targets;       /* LORA_* bits that target_modules selects */
     char *target_modules;   /* as written, for messages: "c_attn, c_proj" (owned) */
     char *base_model;       /* base_model_name_or_path, NULL when absent (owned) */
+    char base_sha256[65];   /* the base's sha256 (codex_base_sha256 metadata), "" unknown */
     char config_sha256[65]; /* of adapter_config.json (reader only) */
     char sha256[65];        /* of adapter_model.safetensors (reader only) */
 } peft_adapter_t;
 
 /* Writes dir/adapter_model.safetensors (F32; our tensors t[0..nt) from buf,
  * renamed) and dir/adapter_config.json. p->targets, r, alpha, dropout,
- * rslora and base_model are used; fan_in_fan_out comes from the table. Each
+ * rslora, base_model and base_sha256 (written as the safetensors metadata
+ * codex_base_sha256 when known) are used; fan_in_fan_out comes from the table. Each
  * file goes to a temporary name and is renamed. */
 int peft_write(const char *dir, const peft_arch_t *a, const peft_adapter_t *p, const float *buf,
                const gpt_tensor_t *t, int nt, cu_error_t *err);

@@ -286,6 +286,28 @@ static int check_safety(const char *input, const cu_config_t *cfg, cu_error_t *e
                         (long long)blocked, dir, cfg->safety.policy);
 }
 
+/* The base's sha256 the run recorded in its provenance (the checkpoint's
+ * attribute, else the run's provenance.json); "" when unknown. */
+static void base_sha256_of(const char *input, const char *src, char hex[65]) {
+    hex[0] = '\0';
+    char *text = NULL;
+    cu_error_t ignored;
+    json_t *doc = NULL;
+    if (hf_h5_read_attr(src, "provenance", &text, &ignored) == CU_OK && text)
+        doc = json_loads(text, 0, NULL);
+    free(text);
+    if (!doc) {
+        char dir[4096], path[4200];
+        run_dir_of(input, dir, sizeof dir);
+        snprintf(path, sizeof path, "%s/provenance.json", dir);
+        doc = json_load_file(path, 0, NULL);
+    }
+    const char *s =
+        json_string_value(json_object_get(json_object_get(doc, "base_model"), "sha256"));
+    if (s && strlen(s) == 64) memcpy(hex, s, 65);
+    json_decref(doc);
+}
+
 static int export_run(const opts_t *o, cu_error_t *err) {
     char src[4096];
     int rc = run_resolve_input(o->input, src, sizeof src, err);
@@ -331,6 +353,7 @@ static int export_run(const opts_t *o, cu_error_t *err) {
                          .rslora = lc.rslora,
                          .targets = lc.targets,
                          .base_model = cfg.model.init};
+    base_sha256_of(o->input, src, pa.base_sha256);
     if (rc == CU_OK) rc = peft_write(o->out, arch, &pa, lora, lt, nt, err);
     gpt_free(m);
     return rc;

@@ -14,6 +14,8 @@ Cases:
                     bit-identical weights on every rank
   full_finetune     lora.enabled=false trains every weight and the loss falls
   help              --help, --version and --print-config work without MPI jobs
+  lora_init_from    PEFT export -> lora.init_from continues the run exactly;
+                    mismatches refused
   corrupt_checkpoint a checkpoint or final.h5 changed after writing is refused
                     by export, eval, generate and model.init
   llama             a Llama trains with LoRA (loss falls), 1 and 2 ranks agree,
@@ -733,6 +735,154 @@ def case_corrupt_checkpoint(exe, src, tmp, f):
                cwd=src)
     f.check(p.returncode != 0 and "checksum mismatch" in (p.stdout + p.stderr),
             f"codex-train refuses a corrupted model.init (exit {p.returncode})")
+
+
+def st_load(path):
+    """A safetensors file as (metadata, {name: [dtype, shape, bytes]})."""
+    import json
+    import struct
+    with open(path, "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        head = json.loads(fh.read(n))
+        data = fh.read()
+    meta = head.pop("__metadata__", {})
+    return meta, {k: [v["dtype"], v["shape"], data[v["data_offsets"][0]:v["data_offsets"][1]]]
+                  for k, v in head.items()}
+
+
+def st_save(path, meta, tensors):
+    import json
+    import struct
+    head, blobs, off = {"__metadata__": meta} if meta else {}, [], 0
+    for k, (dt, shape, b) in tensors.items():
+        head[k] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(head).encode()
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def to_f16(b):
+    import numpy as np
+    return np.frombuffer(b, dtype="<f4").astype("<f2").tobytes()
+
+
+def case_lora_init_from(exe, src, tmp, f):
+    """train -> export PEFT -> a new job with lora.init_from: its first
+    validation loss is the exported run's last; continuing it on 2 ranks,
+    stopped and resumed, gives the losses of an uninterrupted run; the
+    adapter's sha256 is in provenance; mismatched settings, missing, extra
+    or misshapen tensors and another base are refused naming the key or
+    tensor."""
+    import hashlib
+    ctl = os.path.join(os.path.dirname(exe), "codexctl")
+    runs = os.path.join(tmp, "runs")
+    cfg = os.path.join(src, "configs/demo-base.yaml")
+    common = [f"job.runs_dir={runs}", "train.warmup_steps=0", "train.micro_batch_size=4"]
+    lora = common + ["lora.enabled=true", "lora.r=4", "lora.alpha=8"]
+    p = mpirun(1, [exe, cfg, "job.name=base", "train.max_steps=20", "eval.every_steps=0"] + common,
+               cwd=src)
+    p2 = mpirun(1, [exe, cfg, "job.name=base2", "job.seed=7", "train.max_steps=2",
+                    "eval.every_steps=0"] + common, cwd=src)
+    f.check(p.returncode == 0 and p2.returncode == 0, "two full-training bases")
+    base = os.path.join(runs, "base", "final.h5")
+    lora += [f"model.init={base}"]
+    p = mpirun(1, [exe, cfg, "job.name=a", "train.max_steps=30", "eval.every_steps=30"] + lora,
+               cwd=src)
+    va = val_losses(p.stdout)
+    peft = os.path.join(tmp, "peft")
+    q = run([ctl, "export", os.path.join(runs, "a"), "--format", "peft", "-o", peft], cwd=src)
+    f.check(q.returncode == 0, "PEFT export written")
+    wfile = os.path.join(peft, "adapter_model.safetensors")
+    meta, tensors = st_load(wfile)
+    f.check(len(meta.get("codex_base_sha256", "")) == 64, "the export records the base's sha256")
+
+    def first_val(name, init_from, n=1, extra=()):
+        p = mpirun(n, [exe, cfg, f"job.name={name}", f"lora.init_from={init_from}",
+                       "train.max_steps=1", "train.lr=1e-30", "eval.every_steps=1"] + lora +
+                   list(extra), cwd=src)
+        v = val_losses(p.stdout)
+        return v[0] if p.returncode == 0 and v else None
+
+    vb = first_val("b", peft)
+    f.check(len(va) == 1 and vb is not None, "both jobs evaluated")
+    if va and vb is not None:
+        rel = abs(va[0] - vb) / va[0]
+        print(f"measured: final val loss of the run {va[0]:.7f}, first of lora.init_from {vb:.7f}, "
+              f"rel {rel:.1e}")
+        f.check(rel <= 1e-6, "lora.init_from continues at the exported run's validation loss")
+    h5diff = shutil.which("h5diff")
+    if h5diff:  # lr 1e-30 moves nothing: the adapter came back bit for bit
+        d = subprocess.run([h5diff, os.path.join(runs, "a", "final.h5"),
+                            os.path.join(runs, "b", "final.h5"), "/tensors"],
+                           capture_output=True, text=True)
+        f.check(d.returncode == 0, f"imported adapter bit-identical to the run's: {d.stdout[:300]}")
+    vfresh = first_val("fresh", "", 1)
+    if vb is not None and vfresh is not None:
+        f.check(vb < vfresh - 1e-3, f"and not at a fresh adapter's ({vfresh:.4f})")
+    prov = read_json(os.path.join(runs, "b", "provenance.json"))
+    with open(wfile, "rb") as fh:
+        want = hashlib.sha256(fh.read()).hexdigest()
+    f.check(prov.get("lora_init_from", {}).get("sha256") == want,
+            "provenance.json records the adapter's sha256")
+    # F16 tensors and PEFT's in-memory ".default" names read too
+    p16 = os.path.join(tmp, "p16")
+    shutil.copytree(peft, p16)
+    st_save(os.path.join(p16, "adapter_model.safetensors"), meta,
+            {k.replace(".weight", ".default.weight"): ["F16", sh, to_f16(b)]
+             for k, (dt, sh, b) in tensors.items()})
+    v16 = first_val("b16", p16)
+    f.check(vb is not None and v16 is not None and abs(v16 - vb) / vb < 1e-3,
+            f"an F16 adapter gives nearly the same loss ({v16} vs {vb})")
+    # continued on 2 ranks: stopped at 6 and resumed = uninterrupted
+    cont = lora + [f"lora.init_from={peft}", "train.max_steps=12", "eval.every_steps=0",
+                   "checkpoint.every_steps=6", "train.log_every=1"]
+    p = mpirun(2, [exe, cfg, "job.name=whole"] + cont, cwd=src)
+    f.check(p.returncode == 0, "continued on 2 ranks")
+    p = mpirun(2, [exe, cfg, "job.name=split", "--stop-after", "6"] + cont, cwd=src)
+    f.check(p.returncode == 75, f"stopped at step 6 (exit {p.returncode})")
+    p = mpirun(2, [exe, cfg, "job.name=split"] + cont, cwd=src)
+    f.check(p.returncode == 0 and "resumed from step 6" in p.stdout, "resumed on 2 ranks")
+    whole = metric_losses(os.path.join(runs, "whole"))
+    split = metric_losses(os.path.join(runs, "split"))
+    f.check(sorted(split) == list(range(1, 13)) and all(whole[k] == split[k] for k in whole),
+            "the resumed run has the uninterrupted run's loss at every step")
+    if va and whole:
+        print(f"measured: first training loss continuing {whole[1]:.4f}")
+
+    def refused(name, args, needle):
+        p = mpirun(1, [exe, cfg, f"job.name={name}", "train.max_steps=1"] + lora + args, cwd=src)
+        out = p.stdout + p.stderr
+        f.check(p.returncode == 2 and needle in out, f"{name}: exit 2 naming '{needle}' "
+                f"(exit {p.returncode})")
+        f.check(not os.path.exists(os.path.join(runs, name, "final.h5")), f"{name}: no final.h5")
+
+    refused("bad_r", [f"lora.init_from={peft}", "lora.r=8"], "its r is 4 but lora.r is 8")
+    refused("bad_alpha", [f"lora.init_from={peft}", "lora.alpha=16"],
+            "its lora_alpha is 8 but lora.alpha is 16")
+    refused("bad_rs", [f"lora.init_from={peft}", "lora.rslora=true"],
+            "its use_rslora is false but lora.rslora is true")
+    refused("bad_targets", [f"lora.init_from={peft}", "lora.targets=[qkv]"],
+            "lora.targets is [qkv]")
+    refused("bad_base", [f"lora.init_from={peft}",
+                         f"model.init={os.path.join(runs, 'base2', 'final.h5')}"],
+            "it was trained on a base with sha256")
+    refused("bad_dir", [f"lora.init_from={tmp}/nowhere"], "nowhere/adapter_config.json")
+    name0 = sorted(tensors)[0]
+    for what, edit, needle in (
+            ("missing", lambda t: t.pop(name0), f"tensor {name0} is missing"),
+            ("extra", lambda t: t.__setitem__(
+                "base_model.model.transformer.h.7.attn.c_attn.lora_A.weight", t[name0]),
+             "h.7.attn.c_attn.lora_A.weight is not part of this job's adapter"),
+            ("shape", lambda t: t.__setitem__(name0, ["F32", t[name0][1][::-1], t[name0][2]]),
+             f"tensor {name0} has shape")):
+        d = os.path.join(tmp, what)
+        shutil.copytree(peft, d)
+        t = dict(tensors)
+        edit(t)
+        st_save(os.path.join(d, "adapter_model.safetensors"), meta, t)
+        refused(what, [f"lora.init_from={d}"], needle)
 
 
 def case_help(exe, src, tmp, f):
