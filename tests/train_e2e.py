@@ -20,7 +20,7 @@ Cases:
                     by export, eval, generate and model.init
   llama             a Llama trains with LoRA (loss falls), 1 and 2 ranks agree,
                     resume, merged/PEFT export, merged folder as model.init,
-                    generate
+                    lora.init_from its PEFT adapter, generate
 """
 import os
 import re
@@ -663,6 +663,17 @@ def case_llama(exe, src, tmp, f):
         rel = abs(vb[0] - va[0]) / va[0]
         print(f"measured: llama val loss adapted {va[0]:.6f}, merged {vb[0]:.6f}")
         f.check(rel < 1e-5, f"the merged Llama equals the adapted one ({rel:.1e})")
+    # the PEFT adapter continued with lora.init_from on the same base
+    p = mpirun(1, [exe, base] + common + data + ["job.name=lcont", f"model.init={lbase}",
+                                                  f"lora.init_from={peft}", "lora.r=16",
+                                                  "lora.alpha=32", "train.max_steps=1",
+                                                  "train.lr=1e-30", "eval.every_steps=1"], cwd=src)
+    vc = val_losses(p.stdout)
+    f.check(p.returncode == 0 and len(vc) == 1, "lora.init_from a Llama PEFT adapter runs")
+    if va and vc:
+        rel = abs(vc[0] - va[0]) / va[0]
+        print(f"measured: llama val loss adapted {va[0]:.6f}, continued from PEFT {vc[0]:.6f}")
+        f.check(rel < 1e-5, f"the continued adapter equals the exported one ({rel:.1e})")
     g = run([ctl, "generate", run_dir, "--prompt", "int main(", "--max-new-tokens", "16",
              "--temperature", "0"], cwd=src)
     f.check(g.returncode == 0 and len(g.stdout) > 0, "codexctl generate on a Llama run")
