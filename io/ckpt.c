@@ -14,8 +14,6 @@
 
 #include "io/h5util.h"
 
-#define CKPT_FORMAT "codex-universal-checkpoint-1"
-
 /* The loop state as text: hashed with the tensors and stored as attributes. */
 static void meta_text(const ckpt_meta_t *m, char *buf, size_t len) {
     snprintf(buf, len,
@@ -106,6 +104,40 @@ int ckpt_load(const char *path, float *params, float *m, float *v, const gpt_ten
             rc = cu_error_set(err, CU_EFORMAT, "%s: checksum mismatch (file corrupted)", path);
     }
     free(format);
+    free(state);
+    free(sum);
+    H5Fclose(file);
+    return rc;
+}
+
+int ckpt_verify_tensors(const char *path, const float *params, const gpt_tensor_t *tensors,
+                        int n_tensors, cu_error_t *err) {
+    size_t floats = 0;
+    for (int i = 0; i < n_tensors; i++)
+        if (tensors[i].offset + tensor_floats(&tensors[i]) > floats)
+            floats = tensors[i].offset + tensor_floats(&tensors[i]);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        return cu_error_set(err, CU_EFORMAT, "%s is not a readable HDF5 file (truncated?)", path);
+    char *state = h5u_read_string_attr(file, "state");
+    char *sum = h5u_read_string_attr(file, "sha256");
+    float *m = malloc((floats ? floats : 1) * sizeof(float));
+    float *v = malloc((floats ? floats : 1) * sizeof(float));
+    int rc = m && v ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
+    if (rc == CU_OK && (!state || !sum))
+        rc = cu_error_set(err, CU_EFORMAT, "%s: checkpoint without its state or sha256", path);
+    if (rc == CU_OK) rc = h5u_read_group(file, "adam_m", m, tensors, n_tensors, path, err);
+    if (rc == CU_OK) rc = h5u_read_group(file, "adam_v", v, tensors, n_tensors, path, err);
+    if (rc == CU_OK) {
+        char again[65];
+        checksum(params, m, v, tensors, n_tensors, state, again);
+        if (strcmp(again, sum) != 0)
+            rc = cu_error_set(err, CU_EFORMAT,
+                              "%s: checksum mismatch (file corrupted); refusing to use it", path);
+    }
+    free(m);
+    free(v);
     free(state);
     free(sum);
     H5Fclose(file);

@@ -18,6 +18,8 @@
 #include "core/error.h"
 #include "model/gpt.h"
 
+#define CKPT_FORMAT "codex-universal-checkpoint-1" /* the root attribute format */
+
 typedef struct {
     long step;          /* optimizer steps completed */
     long sample_cursor; /* global samples consumed */
@@ -46,6 +48,12 @@ int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, c
  * does not match is an error (CU_EFORMAT) naming the file. */
 int ckpt_load(const char *path, float *params, float *m, float *v, const gpt_tensor_t *tensors,
               int n_tensors, ckpt_meta_t *meta, cu_error_t *err);
+
+/* Checks a checkpoint's sha256 for tensors already read into params (as
+ * h5_load_tensors does): reads its AdamW moments and loop state and hashes
+ * them as ckpt_save did. CU_EFORMAT naming the file when it does not match. */
+int ckpt_verify_tensors(const char *path, const float *params, const gpt_tensor_t *tensors,
+                        int n_tensors, cu_error_t *err);
 
 /* dir/step_<8 digits>.h5 */
 int ckpt_path(char *buf, size_t len, const char *dir, long step, cu_error_t *err);

@@ -152,7 +152,10 @@ static const cfg_key_t KEYS[] = {
     LONG("job.seed", job.seed, "1337", 0, OPEN_HI,
          "Master seed: initial weights, LoRA init, dropout and data order."),
 
-    ENUM("model.arch", model.arch, "gpt2", "gpt2", "Architecture of the model."),
+    ENUM("model.arch", model.arch, "gpt2", "gpt2|llama",
+         "Architecture: `gpt2` (learned positions, LayerNorm, GELU, tied head) or `llama` "
+         "(rotary positions, RMSNorm, SwiGLU, grouped-query attention, no biases). A Hugging Face "
+         "`model.init` decides it from config.json's `model_type`."),
     STR("model.init", model.init, "random", CFG_NONEMPTY, NULL,
         "`random` for fresh weights, or the path of a base model (.safetensors or .h5)."),
     INT("model.n_layer", model.n_layer, "2", 1, 1024, "Transformer blocks."),
@@ -165,6 +168,16 @@ static const cfg_key_t KEYS[] = {
         "Longest context the model accepts (learned positions)."),
     FLOAT("model.init_std", model.init_std, "0.02", 0, 1, CFG_MIN_EXCL,
           "Standard deviation of randomly initialised weights."),
+    INT("model.n_kv_head", model.n_kv_head, "0", 0, 1024,
+        "llama: key/value heads (grouped-query attention), must divide `n_head`; 0 = `n_head`."),
+    INT("model.ffn_hidden", model.ffn_hidden, "0", 0, 1048576,
+        "llama: width of the SwiGLU MLP (`intermediate_size`); 0 = 4 * `n_embd`."),
+    FLOAT("model.rope_theta", model.rope_theta, "10000", 0, OPEN_HI, CFG_MIN_EXCL,
+          "llama: base of the rotary position embeddings."),
+    FLOAT("model.norm_eps", model.norm_eps, "1e-05", 0, 1, CFG_MIN_EXCL,
+          "llama: epsilon of RMSNorm (`rms_norm_eps`)."),
+    BOOL("model.tie_embeddings", model.tie_embeddings, "false",
+         "llama: the output head is the token embedding (GPT-2 always ties it)."),
 
     ENUM("tokenizer.kind", tokenizer.kind, "byte", "byte|gpt2",
          "`byte`: 256 byte values plus end-of-text; `gpt2`: byte-level BPE."),
@@ -174,8 +187,12 @@ static const cfg_key_t KEYS[] = {
     BOOL("lora.enabled", lora.enabled, "true",
          "Train low-rank adapters; `false` fine-tunes every weight."),
     LIST("lora.targets", lora.targets, "all-linear", CFG_UNIQUE,
-         "qkv|attn_proj|mlp_fc|mlp_proj|all-linear", NULL,
-         "Linear layers that get adapters; `all-linear` is all four."),
+         "qkv|attn_proj|mlp_fc|mlp_proj|q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj|"
+         "all-linear",
+         NULL,
+         "Linear layers that get adapters: gpt2's `qkv`, `attn_proj`, `mlp_fc`, `mlp_proj`; "
+         "llama's `q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`; "
+         "`all-linear` is every one of the architecture's."),
     INT("lora.r", lora.r, "8", 1, 4096, "Adapter rank."),
     FLOAT("lora.alpha", lora.alpha, "16", 0, OPEN_HI, CFG_MIN_EXCL,
           "Adapter scale: updates are multiplied by alpha/r."),
@@ -185,6 +202,12 @@ static const cfg_key_t KEYS[] = {
           "Dropout on the adapters' input while training."),
     ENUM("lora.init", lora.init, "kaiming", "kaiming|gaussian",
          "Initialisation of A (B starts at zero, so training starts from the base model)."),
+    STR("lora.init_from", lora.init_from, "", 0, NULL,
+        "A PEFT adapter folder (adapter_config.json + adapter_model.safetensors, e.g. from "
+        "`codexctl export --format peft`) whose A and B start the training instead of "
+        "`lora.init`. Its r, lora_alpha, use_rslora and target_modules must equal lora.r, "
+        "lora.alpha, lora.rslora and lora.targets (a mismatch is an error naming both values); "
+        "its base must be model.init. A checkpoint to resume from still wins."),
 
     ENUM("data.source", data.source, "random", "random|text|tokens|hdf5",
          "`random` tokens (smoke tests), a UTF-8 `text` file, a raw `tokens` file, or an `hdf5` "
@@ -381,6 +404,12 @@ static const struct {
     {"context_length", "model.max_seq_len"},
     {"max_position_embeddings", "model.max_seq_len"},
     {"hidden_size", "model.n_embd"},
+    {"num_key_value_heads", "model.n_kv_head"},
+    {"n_kv_heads", "model.n_kv_head"},
+    {"intermediate_size", "model.ffn_hidden"},
+    {"rms_norm_eps", "model.norm_eps"},
+    {"tie_word_embeddings", "model.tie_embeddings"},
+    {"model_type", "model.arch"},
     {"d_model", "model.n_embd"},
     {"num_hidden_layers", "model.n_layer"},
     {"num_layers", "model.n_layer"},

@@ -30,12 +30,17 @@ typedef struct {
         long seed;                 /* master seed: weights, LoRA init, dropout, data order */
     } job;
     struct {
-        char arch[CU_CFG_STR]; /* "gpt2" */
+        char arch[CU_CFG_STR]; /* "gpt2" or "llama" */
         char init[CU_CFG_STR]; /* "random" or a path to a base model */
         int n_layer, n_head, n_embd;
         int vocab_size; /* 0 = take the tokenizer's */
         int max_seq_len;
         float init_std;
+        /* llama only */
+        int n_kv_head;  /* 0 = n_head */
+        int ffn_hidden; /* 0 = 4 * n_embd */
+        float rope_theta, norm_eps;
+        int tie_embeddings;
     } model;
     struct {
         char kind[CU_CFG_STR]; /* "byte" or "gpt2" */
@@ -44,12 +49,13 @@ typedef struct {
     } tokenizer;
     struct {
         int enabled;           /* 0: full fine-tuning */
-        cu_cfg_list_t targets; /* qkv, attn_proj, mlp_fc, mlp_proj, all-linear */
+        cu_cfg_list_t targets; /* per model.arch (gpt.h's lora_target_bits) */
         int r;
         float alpha;
         int rslora; /* scale alpha/sqrt(r) instead of alpha/r */
         float dropout;
-        char init[CU_CFG_STR]; /* "kaiming" or "gaussian" */
+        char init[CU_CFG_STR];      /* "kaiming" or "gaussian" */
+        char init_from[CU_CFG_STR]; /* a PEFT adapter folder to continue, "" = none */
     } lora;
     struct {
         char source[CU_CFG_STR]; /* "random", "text" or "tokens" */

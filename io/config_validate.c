@@ -102,6 +102,17 @@ static void check_model(const cu_config_t *cfg, problems_t *pr) {
             "n_embd to a multiple of %d",
             E, H, opts, H);
     }
+    int KVH = cfg->model.n_kv_head;
+    if (!strcmp(cfg->model.arch, "llama") && KVH > 0 && H > 0 && H % KVH)
+        add(pr,
+            "model.n_kv_head (%d) must divide model.n_head (%d): every key/value head serves "
+            "the same number of query heads",
+            KVH, H);
+    if (!strcmp(cfg->model.arch, "llama") && E > 0 && H > 0 && E % H == 0 && (E / H) % 2)
+        add(pr,
+            "model.n_embd / model.n_head (head size %d) must be even for llama's rotary "
+            "embeddings",
+            E / H);
     if (cfg->data.seq_len > cfg->model.max_seq_len)
         add(pr,
             "data.seq_len (%d) exceeds model.max_seq_len (%d): lower data.seq_len or raise "
@@ -167,9 +178,25 @@ static void check_lora(const cu_config_t *cfg, problems_t *pr) {
     if (t->n == 0)
         add(pr, "lora.targets is empty while lora.enabled is true: name the layers (e.g. "
                 "[all-linear]), or set lora.enabled: false for full fine-tuning");
+    int llama = !strcmp(cfg->model.arch, "llama");
     if (t->n > 1 && list_has(t, "all-linear"))
-        add(pr, "lora.targets mixes all-linear with other entries: all-linear already means qkv, "
-                "attn_proj, mlp_fc and mlp_proj; give it alone, or list the layers without it");
+        add(pr,
+            "lora.targets mixes all-linear with other entries: all-linear already means %s; "
+            "give it alone, or list the layers without it",
+            llama ? "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj and down_proj"
+                  : "qkv, attn_proj, mlp_fc and mlp_proj");
+    /* a Hugging Face model.init decides the architecture; the trainer checks
+     * the targets against it */
+    for (int i = 0; i < t->n && !strcmp(cfg->model.init, "random"); i++) {
+        static const char *const gpt2[] = {"qkv", "attn_proj", "mlp_fc", "mlp_proj"};
+        int is_gpt2 = 0;
+        for (int k = 0; k < 4; k++) is_gpt2 |= !strcmp(t->items[i], gpt2[k]);
+        if (!strcmp(t->items[i], "all-linear") || is_gpt2 != llama) continue;
+        add(pr, "lora.targets: '%s' is not a linear layer of model.arch %s (%s)", t->items[i],
+            cfg->model.arch,
+            llama ? "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"
+                  : "qkv, attn_proj, mlp_fc, mlp_proj");
+    }
     if (cfg->lora.r > cfg->model.n_embd && cfg->model.n_embd > 0)
         add(pr,
             "lora.r (%d) exceeds model.n_embd (%d): a rank above the layer width adds "

@@ -30,8 +30,18 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= k && !strcmp(s + n - k, suffix);
 }
 
+/* Our Llama names are HF's without the `model.` prefix (lm_head has none). */
+static int is_llama_name(const char *ours) {
+    return !strncmp(ours, "layers.", 7) || !strcmp(ours, "embed_tokens.weight") ||
+           !strcmp(ours, "norm.weight");
+}
+
 int hf_gpt2_name(const char *ours, char *hf, size_t cap, int *conv1d) {
     *conv1d = 0;
+    if (is_llama_name(ours) || !strcmp(ours, "lm_head.weight")) {
+        int k = snprintf(hf, cap, "%s%s", strcmp(ours, "lm_head.weight") ? "model." : "", ours);
+        return k > 0 && (size_t)k < cap ? CU_OK : CU_EINVAL;
+    }
     for (size_t i = 0; i < sizeof CONV1D / sizeof CONV1D[0]; i++)
         if (ends_with(ours, CONV1D[i])) *conv1d = 1;
     int w = !strcmp(ours, "wte") || !strcmp(ours, "wpe");
@@ -74,9 +84,90 @@ static int get_int(json_t *root, const char *key, const char *alt, int lo, int *
     return CU_OK;
 }
 
+/* An optional number key; *out keeps its default when the key is absent. */
+static int get_num(json_t *root, const char *key, double lo, double *out, const char *path,
+                   cu_error_t *err) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return CU_OK;
+    if (!json_is_number(v) || json_number_value(v) <= lo)
+        return cu_error_set(err, CU_EFORMAT, "%s: %s must be a number > %g", path, key, lo);
+    *out = json_number_value(v);
+    return CU_OK;
+}
+
+/* A key that must be absent, null, false or equal to `want`. */
+static int want_falsy(json_t *root, const char *key, const char *why, const char *path,
+                      cu_error_t *err) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v) || json_is_false(v)) return CU_OK;
+    return cu_error_set(err, CU_EFORMAT, "%s: %s is set; %s", path, key, why);
+}
+
+/* Llama: hidden_size, num_hidden_layers, num_attention_heads,
+ * num_key_value_heads, intermediate_size, vocab_size,
+ * max_position_embeddings, rms_norm_eps, rope_theta, tie_word_embeddings;
+ * no biases, SiLU, no rope scaling. */
+static int check_llama_config(json_t *root, hf_gpt2_info_t *info, const char *path,
+                              cu_error_t *err) {
+    gpt_config_t *c = &info->cfg;
+    c->arch = GPT_ARCH_LLAMA;
+    int rc;
+    if ((rc = get_int(root, "num_hidden_layers", NULL, 1, &c->n_layer, path, err)) ||
+        (rc = get_int(root, "num_attention_heads", NULL, 1, &c->n_head, path, err)) ||
+        (rc = get_int(root, "hidden_size", NULL, 1, &c->n_embd, path, err)) ||
+        (rc = get_int(root, "intermediate_size", NULL, 1, &c->ffn_hidden, path, err)) ||
+        (rc = get_int(root, "vocab_size", NULL, 1, &c->vocab_size, path, err)) ||
+        (rc = get_int(root, "max_position_embeddings", NULL, 1, &c->max_seq_len, path, err)))
+        return rc;
+    c->n_kv_head = c->n_head;
+    if (json_object_get(root, "num_key_value_heads") &&
+        !json_is_null(json_object_get(root, "num_key_value_heads")) &&
+        (rc = get_int(root, "num_key_value_heads", NULL, 1, &c->n_kv_head, path, err)))
+        return rc;
+    if (c->n_embd % c->n_head)
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: hidden_size %d is not divisible by "
+                            "num_attention_heads %d",
+                            path, c->n_embd, c->n_head);
+    if (c->n_head % c->n_kv_head)
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: num_key_value_heads %d does not divide num_attention_heads %d",
+                            path, c->n_kv_head, c->n_head);
+    if ((c->n_embd / c->n_head) % 2)
+        return cu_error_set(err, CU_EFORMAT, "%s: the head size %d must be even (rotary)", path,
+                            c->n_embd / c->n_head);
+    json_t *hd = json_object_get(root, "head_dim");
+    if (hd && !json_is_null(hd) &&
+        (!json_is_integer(hd) || json_integer_value(hd) != c->n_embd / c->n_head))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: head_dim must be hidden_size / num_attention_heads (%d)", path,
+                            c->n_embd / c->n_head);
+    double eps = 1e-6, theta = 10000.0;
+    if ((rc = get_num(root, "rms_norm_eps", 0.0, &eps, path, err)) ||
+        (rc = get_num(root, "rope_theta", 0.0, &theta, path, err)))
+        return rc;
+    c->norm_eps = (float)eps;
+    c->rope_theta = (float)theta;
+    json_t *act = json_object_get(root, "hidden_act");
+    if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
+        return cu_error_set(err, CU_EFORMAT, "%s: hidden_act must be \"silu\" (SwiGLU)", path);
+    if ((rc = want_falsy(root, "attention_bias", "biases are not supported", path, err)) ||
+        (rc = want_falsy(root, "mlp_bias", "biases are not supported", path, err)) ||
+        (rc = want_falsy(root, "rope_scaling", "only plain rotary embeddings are supported", path,
+                         err)))
+        return rc;
+    json_t *tie = json_object_get(root, "tie_word_embeddings");
+    info->tie_word_embeddings = json_is_true(tie); /* LlamaConfig's default is false */
+    c->tie_embeddings = info->tie_word_embeddings;
+    return CU_OK;
+}
+
 static int check_config(json_t *root, hf_gpt2_info_t *info, const char *path, cu_error_t *err) {
     gpt_config_t *c = &info->cfg;
     int rc;
+    json_t *type = json_object_get(root, "model_type");
+    if (json_is_string(type) && !strcmp(json_string_value(type), "llama"))
+        return check_llama_config(root, info, path, err);
     if ((rc = get_int(root, "n_layer", NULL, 1, &c->n_layer, path, err)) ||
         (rc = get_int(root, "n_head", NULL, 1, &c->n_head, path, err)) ||
         (rc = get_int(root, "n_embd", NULL, 1, &c->n_embd, path, err)) ||
@@ -88,7 +179,7 @@ static int check_config(json_t *root, hf_gpt2_info_t *info, const char *path, cu
                             c->n_embd, c->n_head);
     json_t *mt = json_object_get(root, "model_type");
     if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "gpt2")))
-        return cu_error_set(err, CU_EFORMAT, "%s: model_type must be \"gpt2\"", path);
+        return cu_error_set(err, CU_EFORMAT, "%s: model_type must be \"gpt2\" or \"llama\"", path);
     json_t *eps = json_object_get(root, "layer_norm_epsilon");
     if (eps && (!json_is_number(eps) || fabs(json_number_value(eps) - 1e-5) > 1e-12))
         return cu_error_set(err, CU_EFORMAT,
@@ -199,6 +290,7 @@ static int hash_weights(const st_model_t *m, const char *weights_path, char hex[
 static const st_entry_t *find_hf(const st_model_t *m, const char *hf) {
     const st_entry_t *e = st_find(m, hf);
     if (!e && !strncmp(hf, "transformer.", 12)) e = st_find(m, hf + 12);
+    if (!e && !strncmp(hf, "model.", 6)) e = st_find(m, hf + 6);
     return e;
 }
 
@@ -248,12 +340,13 @@ static int load_one(st_model_t *m, const gpt_tensor_t *t, float *dst, float *scr
 
 /* Tensors nothing claimed: buffers and a tied head are fine, the rest not. */
 static int check_leftovers(st_model_t *m, const st_entry_t **used, int n_used, const float *wte,
-                           size_t wte_n, int tied, cu_error_t *err) {
+                           size_t wte_n, int tied, int llama, cu_error_t *err) {
     for (int i = 0; i < st_count(m); i++) {
         const st_entry_t *e = st_entry(m, i);
         int claimed = 0;
         for (int k = 0; k < n_used && !claimed; k++) claimed = used[k] == e;
-        if (claimed || ends_with(e->name, ".attn.bias") || ends_with(e->name, ".attn.masked_bias"))
+        if (claimed || ends_with(e->name, ".attn.bias") ||
+            ends_with(e->name, ".attn.masked_bias") || ends_with(e->name, ".rotary_emb.inv_freq"))
             continue;
         if (!strcmp(e->name, "lm_head.weight")) {
             if (tied) continue;
@@ -275,8 +368,8 @@ static int check_leftovers(st_model_t *m, const st_entry_t **used, int n_used, c
                                     st_file_path(m, e->file));
             continue;
         }
-        return cu_error_set(err, CU_EFORMAT, "%s: unexpected tensor '%s' (not part of GPT-2)",
-                            st_file_path(m, e->file), e->name);
+        return cu_error_set(err, CU_EFORMAT, "%s: unexpected tensor '%s' (not part of %s)",
+                            st_file_path(m, e->file), e->name, llama ? "Llama" : "GPT-2");
     }
     return CU_OK;
 }
@@ -291,7 +384,7 @@ int hf_gpt2_load_params(const char *path, hf_gpt2_info_t *info, float *params,
         size_t k =
             (size_t)tensors[i].shape[0] * (size_t)(tensors[i].ndim == 2 ? tensors[i].shape[1] : 1);
         if (k > biggest) biggest = k;
-        if (!strcmp(tensors[i].name, "wte")) wte_n = k;
+        if (i == 0) wte_n = k; /* the token embedding comes first */
     }
     float *scratch = malloc((biggest ? biggest : 1) * sizeof *scratch);
     const st_entry_t **used = calloc((size_t)n + 1, sizeof *used);
@@ -300,7 +393,7 @@ int hf_gpt2_load_params(const char *path, hf_gpt2_info_t *info, float *params,
         rc = load_one(m, &tensors[i], params + tensors[i].offset, scratch, &used[i], err);
     if (rc == CU_OK)
         rc = check_leftovers(m, used, n, params + tensors[0].offset, wte_n,
-                             info->tie_word_embeddings, err);
+                             info->tie_word_embeddings, info->cfg.arch == GPT_ARCH_LLAMA, err);
     if (rc == CU_OK) rc = hash_weights(m, info->weights_path, info->sha256, err);
     free(scratch);
     free(used);
@@ -377,14 +470,31 @@ int hf_gpt2_save_weights(const char *dir, const float *params, const gpt_tensor_
     return rc;
 }
 
+static json_t *llama_config_json(const gpt_config_t *c) {
+    return json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b, s:b, "
+                     "s:b, s:n, s:f, s:s, s:b}",
+                     "architectures", "LlamaForCausalLM", "model_type", "llama", "hidden_size",
+                     c->n_embd, "num_hidden_layers", c->n_layer, "num_attention_heads", c->n_head,
+                     "num_key_value_heads", c->n_kv_head, "intermediate_size", c->ffn_hidden,
+                     "vocab_size", c->vocab_size, "max_position_embeddings", c->max_seq_len,
+                     "rms_norm_eps", (double)c->norm_eps, "rope_theta", (double)c->rope_theta,
+                     "hidden_act", "silu", "tie_word_embeddings", c->tie_embeddings,
+                     "attention_bias", 0, "mlp_bias", 0, "rope_scaling", "initializer_range", 0.02,
+                     "torch_dtype", "float32", "use_cache", 1);
+}
+
 int hf_gpt2_write_config(const char *dir, const gpt_config_t *c, cu_error_t *err) {
-    json_t *root = json_pack(
-        "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:n, s:f, s:s, s:b, s:f, s:s, s:b, s:b}",
-        "architectures", "GPT2LMHeadModel", "model_type", "gpt2", "n_layer", c->n_layer, "n_head",
-        c->n_head, "n_embd", c->n_embd, "vocab_size", c->vocab_size, "n_positions", c->max_seq_len,
-        "n_ctx", c->max_seq_len, "n_inner", "layer_norm_epsilon", 1e-5, "activation_function",
-        "gelu_new", "tie_word_embeddings", 1, "initializer_range", 0.02, "torch_dtype", "float32",
-        "scale_attn_weights", 1, "use_cache", 1);
+    json_t *root =
+        c->arch == GPT_ARCH_LLAMA
+            ? llama_config_json(c)
+            : json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:n, s:f, s:s, s:b, s:f, s:s, "
+                        "s:b, s:b}",
+                        "architectures", "GPT2LMHeadModel", "model_type", "gpt2", "n_layer",
+                        c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "vocab_size",
+                        c->vocab_size, "n_positions", c->max_seq_len, "n_ctx", c->max_seq_len,
+                        "n_inner", "layer_norm_epsilon", 1e-5, "activation_function", "gelu_new",
+                        "tie_word_embeddings", 1, "initializer_range", 0.02, "torch_dtype",
+                        "float32", "scale_attn_weights", 1, "use_cache", 1);
     if (!root) return cu_error_set(err, CU_ENOMEM, "out of memory");
     char path[4200], tmp[4300];
     int rc = cu_format(path, sizeof path, err, "%s/config.json", dir);

@@ -1,7 +1,16 @@
 /*
- * Hugging Face GPT-2 checkpoints: a folder with config.json and
+ * Hugging Face GPT-2 and Llama checkpoints: a folder with config.json and
  * model.safetensors (or model.safetensors.index.json and its shards), as
- * `save_pretrained` writes them, read into (and written from) our GPT-2.
+ * `save_pretrained` writes them, read into (and written from) our model.
+ * config.json's model_type picks the architecture ("gpt2", the default, or
+ * "llama").
+ *
+ * Llama: our names are HF's without the `model.` prefix
+ * (`layers.0.self_attn.q_proj.weight` is `model.layers.0.self_attn.q_proj.
+ * weight`; `lm_head.weight` is the same), nn.Linear (out, in) on both sides,
+ * so nothing is transposed; `rotary_emb.inv_freq` buffers are ignored.
+ *
+ * GPT-2:
  *
  * Names: HF's `transformer.h.0.attn.c_attn.weight` (the `transformer.`
  * prefix is optional on input) is our `h.0.attn.c_attn.weight`;
@@ -30,10 +39,14 @@ typedef struct {
  * .safetensors file / index (whose folder holds config.json). */
 int hf_gpt2_is_model(const char *path);
 
-/* Reads and checks config.json in dir (or beside a .safetensors file):
- * n_layer, n_head, n_embd, vocab_size, n_positions; layer_norm_epsilon must
- * be 1e-5, activation_function gelu_new, n_inner null or 4*n_embd. Errors
- * (CU_EINVAL / CU_EFORMAT) name the file and key. */
+/* Reads and checks config.json in dir (or beside a .safetensors file).
+ * GPT-2: n_layer, n_head, n_embd, vocab_size, n_positions; layer_norm_epsilon
+ * must be 1e-5, activation_function gelu_new, n_inner null or 4*n_embd.
+ * Llama (model_type "llama"): hidden_size, num_hidden_layers,
+ * num_attention_heads, num_key_value_heads, intermediate_size, vocab_size,
+ * max_position_embeddings, rms_norm_eps, rope_theta, tie_word_embeddings;
+ * hidden_act silu, no biases, no rope_scaling. Errors (CU_EINVAL /
+ * CU_EFORMAT) name the file and key. */
 int hf_gpt2_read_config(const char *path, hf_gpt2_info_t *info, cu_error_t *err);
 
 /* Takes a job's model sizes from the HF config: n_layer, n_head, n_embd and

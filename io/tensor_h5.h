@@ -2,7 +2,7 @@
  * Named float32 tensors in an HDF5 file: the final trainable state of a job
  * (and the base of checkpoints). Each tensor is a dataset under /tensors
  * with its shape; string attributes on the root carry metadata such as the
- * resolved config. Files are written to a temporary name and renamed, so a
+ * resolved config, and tensors_sha256 the sha256 of the tensors' bytes. Files are written to a temporary name and renamed, so a
  * reader never sees half a file.
  */
 #ifndef CU_IO_TENSOR_H5_H
@@ -20,7 +20,11 @@ int h5_save_tensors(const char *path, const float *buf, const gpt_tensor_t *tens
                     const h5_attr_t *attrs, int n_attrs, cu_error_t *err);
 
 /* Reads every tensor named in `tensors` into buf at its offset; a missing
- * tensor or a shape that differs is an error naming it. */
+ * tensor or a shape that differs is an error naming it. The file's checksum
+ * is verified: a checkpoint's sha256 (ckpt_verify_tensors), else the
+ * tensors_sha256 attribute h5_save_tensors writes (files written before it
+ * existed have none); a mismatch is CU_EFORMAT naming the file. Every
+ * reader of a final.h5 or checkpoint's tensors goes through here. */
 int h5_load_tensors(const char *path, float *buf, const gpt_tensor_t *tensors, int n,
                     cu_error_t *err);
 

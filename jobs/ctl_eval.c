@@ -1,6 +1,6 @@
 /*
  * codexctl eval: loss, perplexity and token accuracy of a trained run's
- * model (adapter unmerged on its base) or a Hugging Face GPT-2 folder on a
+ * model (adapter unmerged on its base) or a Hugging Face GPT-2 or Llama folder on a
  * split of a dataset from `codexctl prepare`.
  */
 #include <getopt.h>
@@ -17,7 +17,7 @@ static const char USAGE[] =
     "usage: codexctl eval MODEL_OR_RUN --data DATASET.h5 [options]\n"
     "\n"
     "Measures a run's model (a run directory, its final.h5 or a checkpoint: the\n"
-    "adapter applied unmerged on its base) or a Hugging Face GPT-2 folder on a\n"
+    "adapter applied unmerged on its base) or a Hugging Face GPT-2 or Llama folder on a\n"
     "dataset made by `codexctl prepare`.\n"
     "\n"
     "  --data DATASET.h5        the dataset (required)\n"

@@ -1,6 +1,6 @@
 /*
  * codexctl export: a run's LoRA adapter as a PEFT adapter folder, or the
- * base model with the adapter folded in as a Hugging Face GPT-2 folder
+ * base model with the adapter folded in as a Hugging Face GPT-2 or Llama folder
  * (docs/export.md).
  *
  * The input is a run directory (its final.h5, else the checkpoint that
@@ -8,7 +8,8 @@
  * file's `config` attribute says what the tensors are (model sizes, LoRA
  * rank, alpha, rsLoRA, targets) and where the base came from (model.init).
  * Our adapter matrices are already PEFT's: A (r, in), B (out, r), whatever
- * the base layer's orientation, so `peft` only renames them; `merged` loads
+ * the base layer's orientation, so `peft` only renames them (io/peft.c
+ * holds the names per architecture); `merged` loads
  * the base, adds scale * B A to each adapted (out, in) weight and writes HF
  * names with Conv1D weights transposed to (in, out).
  *
@@ -29,6 +30,7 @@
 #include "core/fileio.h"
 #include "io/config.h"
 #include "io/hf_gpt2.h"
+#include "io/peft.h"
 #include "io/safetensors.h"
 #include "io/tensor_h5.h"
 #include "io/tokenizer_files.h"
@@ -48,9 +50,9 @@ static const char USAGE[] =
     "  --format peft      DIR/adapter_model.safetensors + adapter_config.json, loadable\n"
     "                     with peft.PeftModel.from_pretrained(GPT2LMHeadModel, DIR)\n"
     "  --format merged    DIR/model.safetensors + config.json (+ tokenizer files): the base\n"
-    "                     with the adapter folded in, a plain Hugging Face GPT-2 folder\n"
+    "                     with the adapter folded in, a plain Hugging Face GPT-2 or Llama folder\n"
     "  -o, --output DIR   output folder (created if missing; files in it are replaced)\n"
-    "  --base DIR         merged: the base model (a Hugging Face GPT-2 folder or a full\n"
+    "  --base DIR         merged: the base model (a Hugging Face GPT-2 or Llama folder or a full\n"
     "                     fine-tuning final.h5) instead of the run's model.init\n"
     "  --dtype f32|bf16   merged: weight type written (default f32)\n"
     "\n"
@@ -119,76 +121,6 @@ static int parse_args(int argc, char **argv, opts_t *o) {
     if (o->base && !strcmp(o->format, "peft"))
         return usage_error("%s", "--base only applies to --format merged");
     return 0;
-}
-
-/* ---------------------------------------------------------------- PEFT */
-
-/* target_modules as PEFT matches them (a module whose name ends in
- * ".<entry>"): c_attn, c_fc, and c_proj when both projections are adapted,
- * otherwise the qualified attn.c_proj / mlp.c_proj so PEFT does not put
- * adapters on the other one. */
-static json_t *target_modules(unsigned t) {
-    json_t *a = json_array();
-    int ap = !!(t & (1u << LORA_ATTN_PROJ)), mp = !!(t & (1u << LORA_MLP_PROJ));
-    if (t & (1u << LORA_QKV)) json_array_append_new(a, json_string("c_attn"));
-    if (ap && mp)
-        json_array_append_new(a, json_string("c_proj"));
-    else if (ap)
-        json_array_append_new(a, json_string("attn.c_proj"));
-    else if (mp)
-        json_array_append_new(a, json_string("mlp.c_proj"));
-    if (t & (1u << LORA_MLP_FC)) json_array_append_new(a, json_string("c_fc"));
-    return a;
-}
-
-static int write_json_atomic(const char *path, json_t *doc, cu_error_t *err) {
-    char tmp[4200];
-    int rc = cu_format(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid());
-    if (rc == CU_OK && json_dump_file(doc, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
-        rc = cu_error_set(err, CU_EIO, "cannot write %s", tmp);
-    if (rc == CU_OK && rename(tmp, path) != 0)
-        rc = cu_error_set(err, CU_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    return rc;
-}
-
-static int write_peft(const char *dir, const cu_config_t *c, const lora_config_t *lc,
-                      const float *lora, const gpt_tensor_t *lt, int nt, cu_error_t *err) {
-    st_tensor_t *st = calloc((size_t)nt, sizeof *st);
-    char(*names)[160] = calloc((size_t)nt, sizeof *names);
-    int rc = st && names ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
-    for (int i = 0; rc == CU_OK && i < nt; i++) {
-        /* h.3.attn.c_attn.lora_A -> base_model.model.transformer.h.3.attn.c_attn.lora_A.weight */
-        rc = cu_format(names[i], sizeof names[i], err, "base_model.model.transformer.%s.weight",
-                       lt[i].name);
-        st[i] = (st_tensor_t){.name = names[i],
-                              .data = lora + lt[i].offset,
-                              .ndim = 2,
-                              .shape = {lt[i].shape[0], lt[i].shape[1]}};
-    }
-    char path[4200];
-    const char *meta[] = {"format", "pt"};
-    if (rc == CU_OK) rc = cu_format(path, sizeof path, err, "%s/adapter_model.safetensors", dir);
-    if (rc == CU_OK) rc = st_write(path, st, nt, ST_F32, meta, 1, err);
-    free(st);
-    free(names);
-    if (rc) return rc;
-    double alpha = lc->alpha;
-    char dbuf[32]; /* the config's float as written, not its binary expansion */
-    snprintf(dbuf, sizeof dbuf, "%.7g", (double)lc->dropout);
-    json_t *doc =
-        json_pack("{s:s, s:s, s:i, s:o, s:f, s:o, s:b, s:b, s:s, s:s, s:b, s:b, s:n, s:n, s:n}",
-                  "peft_type", "LORA", "task_type", "CAUSAL_LM", "r", lc->r, "lora_alpha",
-                  alpha == floor(alpha) && fabs(alpha) < 1e9 ? json_integer((json_int_t)alpha)
-                                                             : json_real(alpha),
-                  "lora_dropout", strtod(dbuf, NULL), "target_modules", target_modules(lc->targets),
-                  "use_rslora", lc->rslora, "fan_in_fan_out", 1, "bias", "none",
-                  "base_model_name_or_path", c->model.init, "inference_mode", 1,
-                  "init_lora_weights", 1, "modules_to_save", "layers_to_transform", "revision");
-    if (!doc) return cu_error_set(err, CU_ENOMEM, "out of memory");
-    rc = cu_format(path, sizeof path, err, "%s/adapter_config.json", dir);
-    if (rc == CU_OK) rc = write_json_atomic(path, doc, err);
-    json_decref(doc);
-    return rc;
 }
 
 /* -------------------------------------------------------------- merged */
@@ -354,6 +286,28 @@ static int check_safety(const char *input, const cu_config_t *cfg, cu_error_t *e
                         (long long)blocked, dir, cfg->safety.policy);
 }
 
+/* The base's sha256 the run recorded in its provenance (the checkpoint's
+ * attribute, else the run's provenance.json); "" when unknown. */
+static void base_sha256_of(const char *input, const char *src, char hex[65]) {
+    hex[0] = '\0';
+    char *text = NULL;
+    cu_error_t ignored;
+    json_t *doc = NULL;
+    if (hf_h5_read_attr(src, "provenance", &text, &ignored) == CU_OK && text)
+        doc = json_loads(text, 0, NULL);
+    free(text);
+    if (!doc) {
+        char dir[4096], path[4200];
+        run_dir_of(input, dir, sizeof dir);
+        snprintf(path, sizeof path, "%s/provenance.json", dir);
+        doc = json_load_file(path, 0, NULL);
+    }
+    const char *s =
+        json_string_value(json_object_get(json_object_get(doc, "base_model"), "sha256"));
+    if (s && strlen(s) == 64) memcpy(hex, s, 65);
+    json_decref(doc);
+}
+
 static int export_run(const opts_t *o, cu_error_t *err) {
     char src[4096];
     int rc = run_resolve_input(o->input, src, sizeof src, err);
@@ -390,7 +344,17 @@ static int export_run(const opts_t *o, cu_error_t *err) {
     const gpt_tensor_t *lt = gpt_lora_tensors(m, &nt);
     float *lora = gpt_lora_params(m, NULL);
     rc = h5_load_tensors(src, lora, lt, nt, err);
-    if (rc == CU_OK) rc = write_peft(o->out, &cfg, &lc, lora, lt, nt, err);
+    const peft_arch_t *arch = peft_arch_find(cfg.model.arch);
+    if (rc == CU_OK && !arch)
+        rc = cu_error_set(err, CU_EINVAL, "no PEFT naming for model.arch '%s'", cfg.model.arch);
+    peft_adapter_t pa = {.r = lc.r,
+                         .alpha = lc.alpha,
+                         .dropout = lc.dropout,
+                         .rslora = lc.rslora,
+                         .targets = lc.targets,
+                         .base_model = cfg.model.init};
+    base_sha256_of(o->input, src, pa.base_sha256);
+    if (rc == CU_OK) rc = peft_write(o->out, arch, &pa, lora, lt, nt, err);
     gpt_free(m);
     return rc;
 }

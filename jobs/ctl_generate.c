@@ -1,6 +1,6 @@
 /*
  * codexctl generate: continue a prompt with a trained run's model (its
- * adapter applied unmerged on its base) or a Hugging Face GPT-2 folder, on
+ * adapter applied unmerged on its base) or a Hugging Face GPT-2 or Llama folder, on
  * the KV cache, with temperature, top-k and top-p. The output passes the
  * output stage of the safety policy: secrets and personal data it contains
  * are printed redacted, with a note on stderr.
@@ -19,7 +19,7 @@ static const char USAGE[] =
     "\n"
     "Continues TEXT with a run's model (a run directory, its final.h5 or a\n"
     "checkpoint: the adapter applied unmerged on the run's base) or a Hugging\n"
-    "Face GPT-2 folder.\n"
+    "Face GPT-2 or Llama folder.\n"
     "\n"
     "  --prompt TEXT            the text to continue (required)\n"
     "  --max-new-tokens N       at most N tokens (default 64)\n"

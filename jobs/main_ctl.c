@@ -32,7 +32,7 @@ const ctl_command_t CTL_COMMANDS[] = {
     {"logs", ctl_logs, "a job's Slurm or launcher output"},
     {"scan", ctl_scan, "scan files or a diff for secrets and personal data"},
     {"export", ctl_export, "write an adapter in PEFT format or a merged model"},
-    {"generate", ctl_generate, "continue a prompt with a run's model or a GPT-2 folder"},
+    {"generate", ctl_generate, "continue a prompt with a run's model or a HF folder"},
     {"eval", ctl_eval, "loss, perplexity and accuracy of a model on a dataset"},
     {"keys", ctl_keys, "create, list and revoke codex-ita API keys"},
     {NULL, NULL, NULL},

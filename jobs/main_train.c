@@ -40,7 +40,7 @@ static void usage(FILE *out) {
     fputs("usage: codex-train CONFIG.yaml [section.key=value ...]\n"
           "       mpirun -n N codex-train CONFIG.yaml [section.key=value ...]\n"
           "\n"
-          "Fine-tunes a GPT-2 style model with LoRA (or fully) on the data the\n"
+          "Fine-tunes a GPT-2 or Llama style model with LoRA (or fully) on the data the\n"
           "config names, data-parallel over the MPI ranks it is started on.\n"
           "\n"
           "  CONFIG.yaml          the job config (see docs/config.md)\n"

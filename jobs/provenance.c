@@ -93,6 +93,10 @@ char *provenance_json(const provenance_t *p) {
     json_object_set_new(
         o, "base_model",
         json_pack("{s:s,s:o}", "init", c->model.init, "sha256", str_or_null(p->base_hash)));
+    if (c->lora.init_from[0])
+        json_object_set_new(o, "lora_init_from",
+                            json_pack("{s:s,s:o}", "path", c->lora.init_from, "sha256",
+                                      str_or_null(p->lora_init_hash)));
     json_object_set_new(o, "started_at", time_json(p->started_at));
     json_object_set_new(o, "finished_at", time_json(p->finished_at));
     json_object_set_new(o, "resumed_from_step",

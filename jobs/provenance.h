@@ -23,6 +23,7 @@ typedef struct {
     double started_at, finished_at; /* Unix seconds; 0 = not yet */
     long resumed_from_step;         /* -1 = fresh start */
     const char *safety_json;        /* the safety policy's provenance (JSON), or NULL */
+    const char *lora_init_hash;     /* sha256 hex of lora.init_from's weights file, or "" */
 } provenance_t;
 
 /* The provenance as a JSON document. Allocates; free() it. */

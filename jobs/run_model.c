@@ -44,9 +44,12 @@ lora_config_t run_lora_config(const cu_config_t *c, const char *origin, cu_error
                         .alpha = c->lora.alpha,
                         .rslora = c->lora.rslora,
                         .dropout = c->lora.dropout};
-    *rc = CU_OK;
+    int arch = gpt_arch_parse(c->model.arch);
+    *rc = arch < 0 ? cu_error_set(err, CU_EFORMAT, "%s: config model.arch: unknown '%s'", origin,
+                                  c->model.arch)
+                   : CU_OK;
     for (int i = 0; i < c->lora.targets.n; i++) {
-        unsigned bits = lora_target_bits(c->lora.targets.items[i]);
+        unsigned bits = lora_target_bits(arch, c->lora.targets.items[i]);
         if (!bits)
             *rc = cu_error_set(err, CU_EFORMAT, "%s: config lora.targets: unknown target '%s'",
                                origin, c->lora.targets.items[i]);
@@ -84,7 +87,7 @@ int run_load_base(run_base_t *b, const char *base, const cu_config_t *c, cu_erro
     int rc = h5_load_tensors(base, params, pt, n, err);
     if (rc)
         cu_error_prefix(err,
-                        "base %s (a Hugging Face GPT-2 folder or the final.h5 of a full "
+                        "base %s (a Hugging Face GPT-2 or Llama folder or the final.h5 of a full "
                         "fine-tuning run of the same sizes)",
                         base);
     return rc;
@@ -92,12 +95,41 @@ int run_load_base(run_base_t *b, const char *base, const cu_config_t *c, cu_erro
 
 /* The model's sizes: from a HF base's config.json when there is one,
  * else the run's config (vocab 0: the tokenizer's). */
-int run_model_config(const cu_config_t *c, const char *base, gpt_config_t *gc, cu_error_t *err) {
+int run_model_sizes(const cu_config_t *c, gpt_config_t *gc, cu_error_t *err) {
     *gc = (gpt_config_t){.n_layer = c->model.n_layer,
                          .n_head = c->model.n_head,
                          .n_embd = c->model.n_embd,
                          .vocab_size = c->model.vocab_size,
-                         .max_seq_len = c->model.max_seq_len};
+                         .max_seq_len = c->model.max_seq_len,
+                         .arch = gpt_arch_parse(c->model.arch),
+                         .n_kv_head = c->model.n_kv_head,
+                         .ffn_hidden = c->model.ffn_hidden,
+                         .rope_theta = c->model.rope_theta,
+                         .norm_eps = c->model.norm_eps,
+                         .tie_embeddings = c->model.tie_embeddings};
+    if (gc->arch < 0)
+        return cu_error_set(err, CU_EINVAL, "model.arch: unknown architecture '%s'", c->model.arch);
+    return CU_OK;
+}
+
+void run_model_sizes_to_config(const gpt_config_t *gc, cu_config_t *c) {
+    snprintf(c->model.arch, sizeof c->model.arch, "%s", gpt_arch_name(gc->arch));
+    c->model.n_layer = gc->n_layer;
+    c->model.n_head = gc->n_head;
+    c->model.n_embd = gc->n_embd;
+    c->model.vocab_size = gc->vocab_size;
+    c->model.max_seq_len = gc->max_seq_len;
+    if (gc->arch != GPT_ARCH_LLAMA) return;
+    c->model.n_kv_head = gc->n_kv_head;
+    c->model.ffn_hidden = gc->ffn_hidden;
+    c->model.rope_theta = gc->rope_theta;
+    c->model.norm_eps = gc->norm_eps;
+    c->model.tie_embeddings = gc->tie_embeddings;
+}
+
+int run_model_config(const cu_config_t *c, const char *base, gpt_config_t *gc, cu_error_t *err) {
+    int rc0 = run_model_sizes(c, gc, err);
+    if (rc0) return rc0;
     if (base && hf_gpt2_is_model(base)) {
         hf_gpt2_info_t info;
         int rc = hf_gpt2_read_config(base, &info, err);
@@ -130,7 +162,7 @@ int run_model_open(const char *in, const char *base, run_model_t *rm, cu_error_t
     config_defaults(&rm->cfg);
     int rc;
     if (hf_gpt2_is_model(in)) {
-        /* a Hugging Face GPT-2 folder by itself: no adapter */
+        /* a Hugging Face GPT-2 or Llama folder by itself: no adapter */
         hf_gpt2_info_t info;
         rc = hf_gpt2_load(in, NULL, &rm->model, &info, err);
         if (rc == CU_OK) rc = io_tokenizer_load("gpt2", cu_is_dir(in) ? in : ".", &rm->tok, err);

@@ -30,6 +30,10 @@ typedef struct {
  * fine-tuning final.h5, or GPT-2's random initialisation from the seed. */
 int run_load_base(run_base_t *b, const char *base, const cu_config_t *c, cu_error_t *err);
 
+/* The model's sizes and architecture from a config's model.* keys. */
+int run_model_sizes(const cu_config_t *c, gpt_config_t *gc, cu_error_t *err);
+/* The reverse, for a resolved config: model.arch and the sizes from gc. */
+void run_model_sizes_to_config(const gpt_config_t *gc, cu_config_t *c);
 /* The model's sizes: from a HF base's config.json when there is one, else
  * the run's config (vocab 0: the tokenizer's). */
 int run_model_config(const cu_config_t *c, const char *base, gpt_config_t *gc, cu_error_t *err);

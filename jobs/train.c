@@ -29,12 +29,14 @@
 #include "io/ckpt.h"
 #include "io/dataset.h"
 #include "io/hf_gpt2.h"
+#include "io/peft.h"
 #include "io/tensor_h5.h"
 #include "io/tokenizer_files.h"
 #include "io/tokens.h"
 #include "jobs/jobdir.h"
 #include "jobs/progress.h"
 #include "jobs/provenance.h"
+#include "jobs/run_model.h"
 #include "jobs/train_eval.h"
 #include "jobs/watchdog.h"
 #include "model/blas.h"
@@ -67,6 +69,7 @@ typedef struct {
     int32_t *window, *inputs, *targets;
     char run_dir[4096], ckpt_dir[4200], hosts[1024];
     char data_hash[65], base_hash[65];
+    char lora_init_hash[65]; /* lora.init_from's adapter_model.safetensors */
     /* rank 0's job directory */
     jobdir_t jd;
     int jd_open;
@@ -82,7 +85,7 @@ typedef struct {
     cu_rng_t eval_rng;
 } trainer_t;
 
-static lora_config_t lora_from_config(const cu_config_t *cfg, cu_error_t *err, int *rc) {
+static lora_config_t lora_from_config(const cu_config_t *cfg, int arch, cu_error_t *err, int *rc) {
     lora_config_t lc = {.enabled = cfg->lora.enabled,
                         .r = cfg->lora.r,
                         .alpha = cfg->lora.alpha,
@@ -91,10 +94,14 @@ static lora_config_t lora_from_config(const cu_config_t *cfg, cu_error_t *err, i
                         .init_gaussian = strcmp(cfg->lora.init, "gaussian") == 0};
     *rc = CU_OK;
     for (int i = 0; i < cfg->lora.targets.n; i++) {
-        unsigned bits = lora_target_bits(cfg->lora.targets.items[i]);
+        unsigned bits = lora_target_bits(arch, cfg->lora.targets.items[i]);
         if (!bits)
-            *rc = cu_error_set(err, CU_EINVAL, "lora.targets: unknown target '%s'",
-                               cfg->lora.targets.items[i]);
+            *rc = cu_error_set(
+                err, CU_EINVAL, "lora.targets: '%s' is not a linear layer of %s (%s)",
+                cfg->lora.targets.items[i], gpt_arch_name(arch),
+                arch == GPT_ARCH_LLAMA ? "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+                                         "down_proj or all-linear"
+                                       : "qkv, attn_proj, mlp_fc, mlp_proj or all-linear");
         lc.targets |= bits;
     }
     return lc;
@@ -206,6 +213,89 @@ static int init_base(trainer_t *t, cu_error_t *err) {
     return CU_OK;
 }
 
+/* Checks a PEFT adapter's settings against the job's; the message names
+ * the adapter key, the job key and both values. */
+static int check_adapter(const cu_config_t *c, const lora_config_t *lc, const peft_arch_t *a,
+                         const peft_adapter_t *p, const char *base_hash, cu_error_t *err) {
+    const char *dir = c->lora.init_from;
+    if (p->r != lc->r)
+        return cu_error_set(err, CU_EINVAL,
+                            "lora.init_from %s: its r is %d but lora.r is %d (set lora.r: %d to "
+                            "continue it)",
+                            dir, p->r, lc->r, p->r);
+    if (fabs(p->alpha - lc->alpha) > 1e-6 * fabs(p->alpha))
+        return cu_error_set(err, CU_EINVAL,
+                            "lora.init_from %s: its lora_alpha is %g but lora.alpha is %g", dir,
+                            p->alpha, (double)lc->alpha);
+    if (!!p->rslora != !!lc->rslora)
+        return cu_error_set(err, CU_EINVAL,
+                            "lora.init_from %s: its use_rslora is %s but lora.rslora is %s", dir,
+                            p->rslora ? "true" : "false", lc->rslora ? "true" : "false");
+    if (p->targets != lc->targets) {
+        char want[256] = "", have[256] = "";
+        int arch = gpt_arch_parse(a->arch);
+        for (int t = 0; t < gpt_n_targets(arch); t++)
+            if (p->targets & (1u << t)) {
+                size_t l = strlen(want);
+                snprintf(want + l, sizeof want - l, "%s%s", l ? ", " : "",
+                         lora_target_name(arch, t));
+            }
+        for (int i = 0; i < c->lora.targets.n; i++) {
+            size_t l = strlen(have);
+            snprintf(have + l, sizeof have - l, "%s%s", l ? ", " : "", c->lora.targets.items[i]);
+        }
+        return cu_error_set(err, CU_EINVAL,
+                            "lora.init_from %s: its target_modules [%s] adapt [%s] but "
+                            "lora.targets is [%s]",
+                            dir, p->target_modules, want, have);
+    }
+    if (!!p->fan_in_fan_out != !!a->fan_in_fan_out)
+        return cu_error_set(err, CU_EINVAL,
+                            "lora.init_from %s: its fan_in_fan_out is %s but a %s model's layers "
+                            "need %s",
+                            dir, p->fan_in_fan_out ? "true" : "false", a->arch,
+                            a->fan_in_fan_out ? "true" : "false");
+    if (p->base_sha256[0] && base_hash[0] && strcmp(p->base_sha256, base_hash))
+        return cu_error_set(err, CU_EINVAL,
+                            "lora.init_from %s: it was trained on a base with sha256 %.16s... "
+                            "but model.init %s has sha256 %.16s...",
+                            dir, p->base_sha256, c->model.init, base_hash);
+    return CU_OK;
+}
+
+/* lora.init_from: the adapter's A and B replace lora.init's. */
+static int init_lora_from(trainer_t *t, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    if (!c->lora.enabled)
+        return cu_error_set(err, CU_EINVAL, "lora.init_from needs lora.enabled: true");
+    /* the model's architecture: a Hugging Face model.init may have set it */
+    const char *arch = gpt_arch_name(gpt_config(t->model)->arch);
+    const peft_arch_t *a = peft_arch_find(arch);
+    if (!a)
+        return cu_error_set(err, CU_EINVAL, "lora.init_from: no PEFT naming for model.arch %s",
+                            arch);
+    peft_adapter_t p;
+    int rc = peft_read_config(c->lora.init_from, a, &p, err);
+    if (rc == CU_OK) rc = check_adapter(c, gpt_lora_config(t->model), a, &p, t->base_hash, err);
+    int nt;
+    const gpt_tensor_t *lt = gpt_lora_tensors(t->model, &nt);
+    if (rc == CU_OK)
+        rc = peft_read_tensors(c->lora.init_from, a, gpt_lora_params(t->model, NULL), lt, nt, err);
+    if (rc == CU_OK && t->w->rank == 0 && !p.base_sha256[0] && p.base_model &&
+        strcmp(p.base_model, c->model.init))
+        fprintf(stderr,
+                "codex-train: warning: lora.init_from %s names base_model_name_or_path %s, "
+                "model.init is %s (no base hash to compare)\n",
+                c->lora.init_from, p.base_model, c->model.init);
+    if (rc == CU_OK) memcpy(t->lora_init_hash, p.sha256, sizeof t->lora_init_hash);
+    peft_adapter_free(&p);
+    if (rc == CU_EFORMAT || rc == CU_EIO) { /* a bad input file: exit 2 like a bad config */
+        cu_error_prefix(err, "lora.init_from");
+        rc = err->code = CU_EINVAL;
+    }
+    return rc;
+}
+
 static int setup_model(trainer_t *t, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     int rc;
@@ -219,11 +309,9 @@ static int setup_model(trainer_t *t, cu_error_t *err) {
         return cu_error_set(err, CU_EINVAL,
                             "model.vocab_size %d is smaller than the tokenizer's %d tokens", vocab,
                             tokenizer_vocab_size(t->tok));
-    gpt_config_t gc = {.n_layer = c->model.n_layer,
-                       .n_head = c->model.n_head,
-                       .n_embd = c->model.n_embd,
-                       .vocab_size = vocab,
-                       .max_seq_len = c->model.max_seq_len};
+    gpt_config_t gc;
+    if ((rc = run_model_sizes(c, &gc, err))) return rc;
+    gc.vocab_size = vocab;
     /* a Hugging Face base decides the model's sizes; the resolved config
      * (job.yaml, checkpoints, final.h5) records them */
     t->from_hf = strcmp(c->model.init, "random") != 0 && hf_gpt2_is_model(c->model.init);
@@ -240,12 +328,14 @@ static int setup_model(trainer_t *t, cu_error_t *err) {
         t->resolved.model.n_embd = gc.n_embd;
         t->resolved.model.vocab_size = gc.vocab_size;
         t->resolved.model.max_seq_len = gc.max_seq_len;
+        run_model_sizes_to_config(&gc, &t->resolved);
     }
-    lora_config_t lc = lora_from_config(c, err, &rc);
+    lora_config_t lc = lora_from_config(c, gc.arch, err, &rc);
     if (rc) return rc;
     if ((rc = gpt_create(&t->model, &gc, &lc, err))) return cu_error_prefix(err, "model");
     if ((rc = init_base(t, err))) return rc;
     gpt_init_lora(t->model, cu_hash64((uint64_t)c->job.seed, 0x10a));
+    if (c->lora.init_from[0] && (rc = init_lora_from(t, err))) return rc;
     return open_source(t, vocab, err);
 }
 
@@ -349,7 +439,8 @@ static char *make_provenance(trainer_t *t, double finished_at) {
                       .base_hash = t->base_hash,
                       .started_at = t->st.started_at,
                       .finished_at = finished_at,
-                      .resumed_from_step = t->resumed_from};
+                      .resumed_from_step = t->resumed_from,
+                      .lora_init_hash = t->lora_init_hash};
     char *out = provenance_json(&p);
     free(safety);
     return out;

@@ -18,77 +18,73 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/gpt_impl.h"
 #include "model/ops.h"
-
-struct gpt {
-    gpt_config_t cfg;
-    lora_config_t lora;
-    float lora_scale;
-
-    float *params;
-    size_t n_params;
-    gpt_tensor_t *ptensors;
-    int n_ptensors;
-    /* named base weights; per-layer tensors are stacked (L, ...) */
-    float *wte, *wpe, *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb;
-    float *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb, *lnfw, *lnfb;
-
-    float *lora_buf;
-    size_t n_lora;
-    gpt_tensor_t *ltensors;
-    int n_ltensors;
-    long *lora_off;  /* (L, 4): offset of A in lora_buf, or -1 if not adapted */
-    int lowest_site; /* smallest trainable site index, -1 in full fine-tuning */
-
-    float *grads;
-    size_t n_grads;
-    gpt_grad_ready_fn ready;
-    void *ready_ctx;
-
-    /* activations of the last forward, for micro-batches up to B x T */
-    int B, T; /* reserved size */
-    int cur_B, cur_T, cur_train;
-    float cur_grad_scale;
-    uint64_t cur_dropout_key, dropout_row0;
-    float *acts;
-    int32_t *inputs;
-    float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *lse, *residual2;
-    float *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *residual3, *lnf, *lnf_mean, *lnf_rstd;
-    float *xa; /* (L, 4, N, r) adapter intermediates */
-    /* backward scratch */
-    float *dresidual, *dsmall, *dbig, *dqkv, *dxa, *drop_x, *drop_dx, *dlnf;
-    float *att_scratch, *head_scratch;
-
-    /* KV cache for single-sequence inference */
-    int kv_max, kv_len;
-    float *kv;
-    float *kv_k, *kv_v, *kv_x, *kv_xn, *kv_qkv, *kv_att, *kv_h, *kv_hg, *kv_scores, *kv_xa;
-};
 
 /* ------------------------------------------------------------ LoRA names */
 
-static const char *const TARGET_NAMES[LORA_N_TARGETS] = {"qkv", "attn_proj", "mlp_fc", "mlp_proj"};
-/* Module paths in GPT-2's naming, for tensor names and PEFT export. */
-static const char *const TARGET_MODULES[LORA_N_TARGETS] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc",
-                                                           "mlp.c_proj"};
+static const char *const TARGET_NAMES[2][LORA_MAX_TARGETS] = {
+    {"qkv", "attn_proj", "mlp_fc", "mlp_proj"},
+    {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}};
+/* Module paths in Hugging Face's naming, for tensor names and PEFT export. */
+static const char *const TARGET_MODULES[2][LORA_MAX_TARGETS] = {
+    {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"},
+    {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}};
+static const char *const ARCH_NAMES[2] = {"gpt2", "llama"};
 
-unsigned lora_target_bits(const char *name) {
-    if (strcmp(name, "all-linear") == 0) return (1u << LORA_N_TARGETS) - 1;
-    for (int t = 0; t < LORA_N_TARGETS; t++)
-        if (strcmp(name, TARGET_NAMES[t]) == 0) return 1u << t;
+int gpt_n_targets(int arch) {
+    return arch == GPT_ARCH_LLAMA ? LLAMA_N_TARGETS : LORA_N_TARGETS;
+}
+
+const char *gpt_arch_name(int arch) {
+    return arch == GPT_ARCH_LLAMA || arch == GPT_ARCH_GPT2 ? ARCH_NAMES[arch] : "?";
+}
+
+int gpt_arch_parse(const char *name) {
+    for (int a = 0; a < 2; a++)
+        if (strcmp(name, ARCH_NAMES[a]) == 0) return a;
+    return -1;
+}
+
+unsigned lora_target_bits(int arch, const char *name) {
+    int nt = gpt_n_targets(arch), a = arch == GPT_ARCH_LLAMA;
+    if (strcmp(name, "all-linear") == 0) return (1u << nt) - 1;
+    for (int t = 0; t < nt; t++)
+        if (strcmp(name, TARGET_NAMES[a][t]) == 0) return 1u << t;
     return 0;
 }
 
-const char *lora_target_name(int target) {
-    return target >= 0 && target < LORA_N_TARGETS ? TARGET_NAMES[target] : "?";
+const char *lora_target_name(int arch, int target) {
+    return target >= 0 && target < gpt_n_targets(arch)
+               ? TARGET_NAMES[arch == GPT_ARCH_LLAMA][target]
+               : "?";
 }
 
-static void target_dims(const gpt_config_t *c, int t, int *in, int *out) {
+const char *lora_target_module(int arch, int target) {
+    return target >= 0 && target < gpt_n_targets(arch)
+               ? TARGET_MODULES[arch == GPT_ARCH_LLAMA][target]
+               : "?";
+}
+
+void gpt_target_dims(const gpt_config_t *c, int t, int *in, int *out) {
     int C = c->n_embd;
+    if (c->arch == GPT_ARCH_LLAMA) {
+        int kv = c->n_kv_head * (C / c->n_head), F = c->ffn_hidden;
+        static const int in_f[LLAMA_N_TARGETS] = {0, 0, 0, 0, 0, 0, 1};
+        static const int out_kind[LLAMA_N_TARGETS] = {0, 1, 1, 0, 2, 2, 0};
+        *in = in_f[t] ? F : C;
+        *out = out_kind[t] == 0 ? C : out_kind[t] == 1 ? kv : F;
+        return;
+    }
     static const int in_mul[LORA_N_TARGETS] = {1, 1, 1, 4};
     static const int out_mul[LORA_N_TARGETS] = {3, 1, 4, 1};
     *in = in_mul[t] * C;
     *out = out_mul[t] * C;
+}
+
+static void target_dims(const gpt_config_t *c, int t, int *in, int *out) {
+    gpt_target_dims(c, t, in, out);
 }
 
 /* ---------------------------------------------------------- construction */
@@ -152,25 +148,26 @@ static int layout_params(gpt_t *m, cu_error_t *err) {
 
 static int layout_lora(gpt_t *m, cu_error_t *err) {
     const gpt_config_t *c = &m->cfg;
-    int L = c->n_layer, r = m->lora.r;
-    m->lora_off = malloc(sizeof(long) * (size_t)L * LORA_N_TARGETS);
-    m->ltensors = calloc((size_t)(2 * L * LORA_N_TARGETS), sizeof(gpt_tensor_t));
+    int L = c->n_layer, r = m->lora.r, nt = m->n_targets, a = c->arch == GPT_ARCH_LLAMA;
+    m->lora_off = malloc(sizeof(long) * (size_t)L * (size_t)nt);
+    m->ltensors = calloc((size_t)(2 * L * nt), sizeof(gpt_tensor_t));
     if (!m->lora_off || !m->ltensors) return cu_error_set(err, CU_ENOMEM, "out of memory (LoRA)");
     size_t off = 0;
     int n = 0;
     m->lowest_site = -1;
     for (int l = 0; l < L; l++) {
-        for (int t = 0; t < LORA_N_TARGETS; t++) {
-            m->lora_off[l * LORA_N_TARGETS + t] = -1;
+        for (int t = 0; t < nt; t++) {
+            m->lora_off[l * nt + t] = -1;
             if (!(m->lora.targets & (1u << t))) continue;
-            if (m->lowest_site < 0) m->lowest_site = l * LORA_N_TARGETS + t;
+            if (m->lowest_site < 0) m->lowest_site = l * nt + t;
             int in, out;
             target_dims(c, t, &in, &out);
-            m->lora_off[l * LORA_N_TARGETS + t] = (long)off;
+            m->lora_off[l * nt + t] = (long)off;
+            const char *prefix = a ? "layers" : "h";
             char name[64];
-            snprintf(name, sizeof name, "h.%d.%s.lora_A", l, TARGET_MODULES[t]);
+            snprintf(name, sizeof name, "%s.%d.%s.lora_A", prefix, l, TARGET_MODULES[a][t]);
             add_tensor(m->ltensors, &n, &off, name, r, in);
-            snprintf(name, sizeof name, "h.%d.%s.lora_B", l, TARGET_MODULES[t]);
+            snprintf(name, sizeof name, "%s.%d.%s.lora_B", prefix, l, TARGET_MODULES[a][t]);
             add_tensor(m->ltensors, &n, &off, name, out, r);
         }
     }
@@ -192,11 +189,33 @@ int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, 
                             cfg->n_embd, cfg->n_head);
     if (lora && lora->enabled && (lora->r < 1 || lora->targets == 0))
         return cu_error_set(err, CU_EINVAL, "LoRA needs r >= 1 and at least one target");
+    gpt_config_t c = *cfg;
+    if (c.arch != GPT_ARCH_GPT2 && c.arch != GPT_ARCH_LLAMA)
+        return cu_error_set(err, CU_EINVAL, "unknown architecture %d", c.arch);
+    if (c.arch == GPT_ARCH_LLAMA) {
+        if (!c.n_kv_head) c.n_kv_head = c.n_head;
+        if (!c.ffn_hidden) c.ffn_hidden = 4 * c.n_embd;
+        if (c.rope_theta <= 0.0f) c.rope_theta = 10000.0f;
+        if (c.norm_eps <= 0.0f) c.norm_eps = 1e-5f;
+        if (c.n_kv_head < 1 || c.n_head % c.n_kv_head)
+            return cu_error_set(err, CU_EINVAL, "n_kv_head (%d) must divide n_head (%d)",
+                                c.n_kv_head, c.n_head);
+        if ((c.n_embd / c.n_head) % 2)
+            return cu_error_set(err, CU_EINVAL,
+                                "the head size n_embd / n_head (%d) must be even for rotary "
+                                "embeddings",
+                                c.n_embd / c.n_head);
+        if (c.ffn_hidden < 1) return cu_error_set(err, CU_EINVAL, "ffn_hidden must be positive");
+    }
+    if (lora && lora->enabled && (lora->targets >> gpt_n_targets(c.arch)))
+        return cu_error_set(err, CU_EINVAL, "LoRA targets 0x%x name layers %s does not have",
+                            lora->targets, gpt_arch_name(c.arch));
     gpt_t *m = calloc(1, sizeof *m);
     if (!m) return cu_error_set(err, CU_ENOMEM, "out of memory (model)");
-    m->cfg = *cfg;
+    m->cfg = c;
+    m->n_targets = gpt_n_targets(c.arch);
     if (lora) m->lora = *lora;
-    int rc = layout_params(m, err);
+    int rc = c.arch == GPT_ARCH_LLAMA ? llama_layout_params(m, err) : layout_params(m, err);
     if (rc == CU_OK && m->lora.enabled) rc = layout_lora(m, err);
     if (rc == CU_OK) {
         m->n_grads = m->lora.enabled ? m->n_lora : m->n_params;
@@ -222,6 +241,7 @@ void gpt_free(gpt_t *m) {
     free(m->acts);
     free(m->inputs);
     free(m->kv);
+    free(m->rope_cos);
     free(m);
 }
 
@@ -273,13 +293,17 @@ void gpt_init_weights(gpt_t *m, uint64_t seed, float std) {
         const gpt_tensor_t *t = &m->ptensors[i];
         float *p = m->params + t->offset;
         size_t n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
-        int is_norm_gain = strstr(t->name, "ln_") && strstr(t->name, ".weight");
+        int llama = m->cfg.arch == GPT_ARCH_LLAMA; /* no biases: every vector is a norm gain */
+        int is_norm_gain =
+            llama ? t->ndim == 1 : strstr(t->name, "ln_") && strstr(t->name, ".weight");
         if (is_norm_gain) {
             for (size_t j = 0; j < n; j++) p[j] = 1.0f;
         } else if (t->ndim == 1) {
             memset(p, 0, n * sizeof(float));
         } else {
-            float s = strstr(t->name, "c_proj.weight") ? resid_std : std;
+            int resid = strstr(t->name, "c_proj.weight") || strstr(t->name, "o_proj.weight") ||
+                        strstr(t->name, "down_proj.weight");
+            float s = resid ? resid_std : std;
             for (size_t j = 0; j < n; j++) p[j] = s * cu_rng_normal(&rng);
         }
     }
@@ -314,6 +338,7 @@ int gpt_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
         return cu_error_set(err, CU_EINVAL, "sequence length %d exceeds model.max_seq_len %d", T,
                             m->cfg.max_seq_len);
     if (m->acts && B * T <= m->B * m->T && T <= m->T && B <= m->B) return CU_OK;
+    if (m->cfg.arch == GPT_ARCH_LLAMA) return llama_reserve(m, B, T, err);
     free(m->acts);
     free(m->inputs);
     m->acts = NULL;
@@ -381,7 +406,7 @@ int gpt_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
 
 static float *site_A(gpt_t *m, int l, int t) {
     if (!m->lora.enabled) return NULL;
-    long off = m->lora_off[l * LORA_N_TARGETS + t];
+    long off = m->lora_off[l * m->n_targets + t];
     return off < 0 ? NULL : m->lora_buf + off;
 }
 
@@ -404,7 +429,7 @@ static void lora_forward(gpt_t *m, int l, int t, const float *x, float *out, int
     int in, outc, r = m->lora.r;
     target_dims(&m->cfg, t, &in, &outc);
     float *B = A + (long)r * in;
-    const float *xin = lora_dropout(m, l * LORA_N_TARGETS + t, x, (long)N * in, m->drop_x);
+    const float *xin = lora_dropout(m, l * m->n_targets + t, x, (long)N * in, m->drop_x);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, xin, in, A, in, 0.0f, xa,
                 r);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, outc, r, m->lora_scale, xa, r, B, r,
@@ -413,7 +438,7 @@ static void lora_forward(gpt_t *m, int l, int t, const float *x, float *out, int
 
 static float *site_xa(gpt_t *m, int l, int t) {
     long N = (long)m->cur_B * m->cur_T;
-    return m->xa + ((long)l * LORA_N_TARGETS + t) * N * m->lora.r;
+    return m->xa + ((long)l * m->n_targets + t) * N * m->lora.r;
 }
 
 /* Gradients of one adapter given dout; dx += its share when dx != NULL. */
@@ -432,7 +457,7 @@ static void lora_backward(gpt_t *m, int l, int t, const float *dout, const float
                 r);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, outc, s, dout, outc, B, r, 0.0f,
                 m->dxa, r);
-    int site = l * LORA_N_TARGETS + t;
+    int site = l * m->n_targets + t;
     const float *xin = lora_dropout(m, site, x, (long)N * in, m->drop_x);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, N, 1.0f, m->dxa, r, xin, in, 1.0f,
                 dA, in);
@@ -454,8 +479,6 @@ static void lora_backward(gpt_t *m, int l, int t, const float *dout, const float
 }
 
 /* ---------------------------------------------------------------- forward */
-
-#define LAYER(p, l, size) ((p) + (long)(l) * (size))
 
 int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, int T, int train,
                 float grad_scale, uint64_t dropout_key, gpt_loss_t *loss, cu_error_t *err) {
@@ -482,6 +505,10 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
     m->cur_grad_scale = grad_scale;
     m->cur_dropout_key = dropout_key;
     memcpy(m->inputs, inputs, sizeof(int32_t) * (size_t)N);
+    if (m->cfg.arch == GPT_ARCH_LLAMA) {
+        llama_forward(m, targets, loss);
+        return CU_OK;
+    }
 
     encoder_forward(m->encoded, inputs, m->wte, m->wpe, B, T, C);
     const float *residual = m->encoded;
@@ -526,7 +553,8 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
 
 void gpt_logits(gpt_t *m, int row0, int n, float *logits) {
     int C = m->cfg.n_embd;
-    lm_head_logits(logits, m->lnf + (long)row0 * C, m->wte, n, C, m->cfg.vocab_size);
+    const float *head = m->cfg.arch == GPT_ARCH_LLAMA ? m->lm_head : m->wte;
+    lm_head_logits(logits, m->lnf + (long)row0 * C, head, n, C, m->cfg.vocab_size);
 }
 
 void gpt_set_dropout_row0(gpt_t *m, uint64_t row0) {
@@ -611,17 +639,7 @@ void gpt_set_grad_ready(gpt_t *m, gpt_grad_ready_fn fn, void *ctx) {
 static void report_layer(gpt_t *m, int l) {
     if (!m->ready) return;
     if (m->lora.enabled) {
-        size_t lo = SIZE_MAX, hi = 0;
-        for (int t = 0; t < LORA_N_TARGETS; t++) {
-            long off = m->lora_off[l * LORA_N_TARGETS + t];
-            if (off < 0) continue;
-            int in, out;
-            target_dims(&m->cfg, t, &in, &out);
-            size_t end = (size_t)off + (size_t)m->lora.r * (size_t)(in + out);
-            if ((size_t)off < lo) lo = (size_t)off;
-            if (end > hi) hi = end;
-        }
-        if (hi > lo) m->ready(m->ready_ctx, lo, hi - lo);
+        gpt_impl_report_lora_layer(m, l);
         return;
     }
     int L = m->cfg.n_layer;
@@ -646,6 +664,10 @@ static void report_ends(gpt_t *m) {
 }
 
 void gpt_backward(gpt_t *m) {
+    if (m->cfg.arch == GPT_ARCH_LLAMA) {
+        llama_backward(m);
+        return;
+    }
     int L = m->cfg.n_layer, C = m->cfg.n_embd, N = m->cur_B * m->cur_T;
     memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
     layernorm_backward(m->dresidual, pgrad(m, m->lnfw), pgrad(m, m->lnfb), m->dlnf,
@@ -668,6 +690,7 @@ void gpt_backward(gpt_t *m) {
 int gpt_kv_reserve(gpt_t *m, int max_len, cu_error_t *err) {
     if (max_len > m->cfg.max_seq_len) max_len = m->cfg.max_seq_len;
     if (m->kv && m->kv_max >= max_len) return CU_OK;
+    if (m->cfg.arch == GPT_ARCH_LLAMA) return llama_kv_reserve(m, max_len, err);
     free(m->kv);
     long L = m->cfg.n_layer, C = m->cfg.n_embd, r = m->lora.enabled ? m->lora.r : 1;
     long total = 2 * L * max_len * C + C * 2 + 3 * C + C + 8 * C + max_len + r + 64;
@@ -733,6 +756,7 @@ static void kv_attention(gpt_t *m, int l, int pos) {
 }
 
 int gpt_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
+    if (m->cfg.arch == GPT_ARCH_LLAMA) return llama_kv_step(m, token, logits, err);
     int L = m->cfg.n_layer, C = m->cfg.n_embd, V = m->cfg.vocab_size;
     if (!m->kv) return cu_error_set(err, CU_EINVAL, "KV cache not reserved");
     if (m->kv_len >= m->kv_max)
@@ -767,6 +791,7 @@ int gpt_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
 /* ------------------------------------------------------------------ FLOPs */
 
 double gpt_flops_per_step(const gpt_t *m, int B, int T) {
+    if (m->cfg.arch == GPT_ARCH_LLAMA) return llama_flops_per_step(m, B, T);
     double L = m->cfg.n_layer, C = m->cfg.n_embd, V = m->cfg.vocab_size;
     double N = (double)B * T, r = m->lora.enabled ? m->lora.r : 0;
     double linear = 2.0 * N * 12.0 * C * C;    /* one pass over a block's four linears */
@@ -787,4 +812,48 @@ double gpt_flops_per_step(const gpt_t *m, int B, int T) {
     double bwd = L * (linear + 2.5 * attn) + head + 2.0 * lora_fwd;
     if (!m->lora.enabled) bwd += L * linear + head;
     return fwd + lora_fwd + bwd;
+}
+
+/* ------------------------------------------- for llama.c (gpt_impl.h) */
+
+void gpt_impl_lora_forward(gpt_t *m, int l, int t, const float *x, float *out, int N, float *xa) {
+    lora_forward(m, l, t, x, out, N, xa);
+}
+void gpt_impl_lora_backward(gpt_t *m, int l, int t, const float *dout, const float *x, float *dx,
+                            int N) {
+    lora_backward(m, l, t, dout, x, dx, N);
+}
+float *gpt_impl_site_xa(gpt_t *m, int l, int t) {
+    return site_xa(m, l, t);
+}
+float *gpt_impl_pgrad(gpt_t *m, float *p) {
+    return pgrad(m, p);
+}
+int gpt_impl_need_below(const gpt_t *m, int site) {
+    return need_below(m, site);
+}
+
+void gpt_impl_report_lora_layer(gpt_t *m, int l) {
+    if (!m->ready || !m->lora.enabled) return;
+    size_t lo = SIZE_MAX, hi = 0;
+    for (int t = 0; t < m->n_targets; t++) {
+        long off = m->lora_off[l * m->n_targets + t];
+        if (off < 0) continue;
+        int in, out;
+        target_dims(&m->cfg, t, &in, &out);
+        size_t end = (size_t)off + (size_t)m->lora.r * (size_t)(in + out);
+        if ((size_t)off < lo) lo = (size_t)off;
+        if (end > hi) hi = end;
+    }
+    if (hi > lo) m->ready(m->ready_ctx, lo, hi - lo);
+}
+
+void gpt_impl_report_tensor(gpt_t *m, const gpt_tensor_t *t) {
+    if (!m->ready) return;
+    m->ready(m->ready_ctx, t->offset,
+             (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1));
+}
+
+void gpt_impl_add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name, int d0, int d1) {
+    add_tensor(t, n, off, name, d0, d1);
 }

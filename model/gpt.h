@@ -1,6 +1,10 @@
 /*
- * A GPT-2 decoder (learned positions, pre-LayerNorm blocks, GELU-tanh MLP,
- * token embedding tied to the output head) with optional LoRA adapters.
+ * A decoder-only transformer with optional LoRA adapters, of one of two
+ * architectures:
+ *  - GPT-2: learned positions, pre-LayerNorm blocks, GELU-tanh MLP, token
+ *    embedding tied to the output head (gpt.c);
+ *  - Llama: rotary positions, pre-RMSNorm blocks, grouped-query attention,
+ *    SwiGLU MLP, no biases, output head tied or not (llama.c).
  *
  * Memory is a few contiguous buffers, so zeroing, reducing and saving are one
  * call over one span each:
@@ -21,12 +25,35 @@
 #include "core/error.h"
 #include "core/rng.h"
 
+/* Architectures of the model object. */
+enum { GPT_ARCH_GPT2 = 0, GPT_ARCH_LLAMA = 1 };
+
 typedef struct {
     int n_layer, n_head, n_embd, vocab_size, max_seq_len;
+    int arch; /* GPT_ARCH_*; 0 (GPT-2) when not set */
+    /* Llama only (GPT-2 ignores them); 0 takes the default in brackets */
+    int n_kv_head;      /* key/value heads, divides n_head [n_head] */
+    int ffn_hidden;     /* SwiGLU width [4 * n_embd] */
+    float rope_theta;   /* rotary base [10000] */
+    float norm_eps;     /* RMSNorm epsilon [1e-5] */
+    int tie_embeddings; /* output head is the token embedding */
 } gpt_config_t;
 
-/* The linear layers of a block that LoRA can adapt, in the order data flows. */
+/* The linear layers of a block that LoRA can adapt, in the order data flows:
+ * GPT-2's four, Llama's seven. A model's sites are numbered
+ * layer * gpt_n_targets(arch) + target. */
 enum { LORA_QKV = 0, LORA_ATTN_PROJ = 1, LORA_MLP_FC = 2, LORA_MLP_PROJ = 3, LORA_N_TARGETS = 4 };
+enum {
+    LLAMA_Q = 0,
+    LLAMA_K = 1,
+    LLAMA_V = 2,
+    LLAMA_O = 3,
+    LLAMA_GATE = 4,
+    LLAMA_UP = 5,
+    LLAMA_DOWN = 6,
+    LLAMA_N_TARGETS = 7
+};
+#define LORA_MAX_TARGETS 7
 
 typedef struct {
     int enabled;
@@ -38,10 +65,21 @@ typedef struct {
     int init_gaussian; /* A ~ N(0, 1/r) instead of kaiming-uniform */
 } lora_config_t;
 
-/* Parses a target name ("qkv", "attn_proj", "mlp_fc", "mlp_proj",
- * "all-linear") into target bits. Returns 0 for an unknown name. */
-unsigned lora_target_bits(const char *name);
-const char *lora_target_name(int target);
+/* Parses a target name into target bits for an architecture: GPT-2's
+ * "qkv", "attn_proj", "mlp_fc", "mlp_proj"; Llama's "q_proj", "k_proj",
+ * "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"; "all-linear" for
+ * every one. Returns 0 for a name the architecture does not have. */
+unsigned lora_target_bits(int arch, const char *name);
+const char *lora_target_name(int arch, int target);
+/* The target's module path inside a block, in Hugging Face's naming
+ * ("attn.c_attn", "self_attn.q_proj"). */
+const char *lora_target_module(int arch, int target);
+int gpt_n_targets(int arch);
+/* "gpt2" / "llama"; gpt_arch_parse returns -1 for an unknown name. */
+const char *gpt_arch_name(int arch);
+int gpt_arch_parse(const char *name);
+/* Input and output width of a target's linear layer. */
+void gpt_target_dims(const gpt_config_t *c, int target, int *in, int *out);
 
 /* One named tensor inside a buffer. */
 typedef struct {
@@ -67,8 +105,9 @@ void gpt_free(gpt_t *m);
 const gpt_config_t *gpt_config(const gpt_t *m);
 const lora_config_t *gpt_lora_config(const gpt_t *m);
 
-/* GPT-2's initialisation: N(0, std) weights, residual projections scaled by
- * 1/sqrt(2 L), zero biases, unit LayerNorm gains. */
+/* GPT-2's initialisation: N(0, std) weights, residual projections (GPT-2's
+ * c_proj, Llama's o_proj and down_proj) scaled by 1/sqrt(2 L), zero biases,
+ * unit norm gains. */
 void gpt_init_weights(gpt_t *m, uint64_t seed, float std);
 /* LoRA's initialisation: A kaiming-uniform (or gaussian), B zero. */
 void gpt_init_lora(gpt_t *m, uint64_t seed);

@@ -1,6 +1,7 @@
 /*
- * The C side of tests/reference/hf_gpt2_ref.py: imports a Hugging Face
- * GPT-2 folder through io/hf_gpt2 and dumps what the reference compares.
+ * The C side of tests/reference/hf_gpt2_ref.py and hf_llama_ref.py:
+ * imports a Hugging Face GPT-2 or Llama folder through io/hf_gpt2 and dumps
+ * what the reference compares.
  *
  *   hf_dump logits MODEL TOKENS B T OUT [MAXT]
  *       logits (B*T, V) float32 of the base model on the int32 batch TOKENS,
@@ -12,6 +13,10 @@
  *       model.init is MODEL) and RUNDIR/logits.f32 with the adapters
  *       unmerged. With `h5`, also writes RUNDIR/base.h5 (every base weight,
  *       as a full fine-tuning run's final.h5) and uses it as model.init.
+ *   hf_dump grads MODEL TOKENS B T OUTDIR TARGETS R ALPHA RSLORA
+ *       the same adapters (no dropout); the summed next-token loss of the
+ *       batch on stdout, its LoRA gradients in OUTDIR/grads.f32, the
+ *       adapters in OUTDIR/lora.f32 and their table in OUTDIR/grads.txt.
  *
  * Exit 0 on success, 1 on an error (printed), 2 on bad usage.
  */
@@ -62,10 +67,60 @@ static float draw(uint64_t i, uint64_t salt, float s) {
     return (float)(((double)(z >> 11) / 9007199254740992.0) * 2.0 - 1.0) * s;
 }
 
+/* Sum of the next-token losses over the batch (targets: the next input,
+ * -1 at the end of each row) and its gradient for every LoRA tensor:
+ * DIR/grads.f32 (the gradient buffer) and DIR/grads.txt (name offset rows
+ * cols per tensor); the loss goes to stdout. */
+static int dump_grads(gpt_t *m, const char *tokens_path, int B, int T, const char *dir,
+                      cu_error_t *err) {
+    int32_t *tok = read_tokens(tokens_path, B * T), *tgt = malloc(sizeof(int32_t) * B * T);
+    int rc = tok && tgt ? CU_OK : cu_error_set(err, CU_EINVAL, "cannot read %s", tokens_path);
+    for (int i = 0; rc == CU_OK && i < B * T; i++) tgt[i] = (i % T == T - 1) ? -1 : tok[i + 1];
+    gpt_loss_t loss;
+    if (rc == CU_OK) {
+        gpt_zero_grad(m);
+        rc = gpt_forward(m, tok, tgt, B, T, 1, 1.0f, 0, &loss, err);
+    }
+    if (rc == CU_OK) gpt_backward(m);
+    char path[4200];
+    size_t n;
+    float *g = gpt_grads(m, &n);
+    FILE *f = NULL;
+    if (rc == CU_OK) {
+        snprintf(path, sizeof path, "%s/grads.f32", dir);
+        f = fopen(path, "wb");
+        if (!f || fwrite(g, sizeof *g, n, f) != n)
+            rc = cu_error_set(err, CU_EIO, "cannot write %s", path);
+        if (f && fclose(f)) rc = cu_error_set(err, CU_EIO, "cannot write %s", path);
+    }
+    if (rc == CU_OK) {
+        snprintf(path, sizeof path, "%s/grads.txt", dir);
+        f = fopen(path, "w");
+        int nt;
+        const gpt_tensor_t *t = gpt_trainable_tensors(m, &nt);
+        for (int i = 0; f && i < nt; i++)
+            fprintf(f, "%s %zu %d %d\n", t[i].name, t[i].offset, t[i].shape[0], t[i].shape[1]);
+        if (!f || fclose(f)) rc = cu_error_set(err, CU_EIO, "cannot write %s", path);
+    }
+    if (rc == CU_OK) { /* the adapters' values, which the reference needs */
+        snprintf(path, sizeof path, "%s/lora.f32", dir);
+        f = fopen(path, "wb");
+        const float *lp = gpt_lora_params(m, NULL);
+        if (!f || fwrite(lp, sizeof *lp, n, f) != n)
+            rc = cu_error_set(err, CU_EIO, "cannot write %s", path);
+        if (f && fclose(f)) rc = cu_error_set(err, CU_EIO, "cannot write %s", path);
+    }
+    if (rc == CU_OK) printf("loss %.17g\n", loss.loss_sum);
+    free(tok);
+    free(tgt);
+    return rc;
+}
+
 static int run_lora(char **argv, int argc, cu_error_t *err) {
     const char *model = argv[2], *dir = argv[6];
     int B = atoi(argv[4]), T = atoi(argv[5]);
     int with_h5 = argc > 11 && !strcmp(argv[11], "h5");
+    int grads = !strcmp(argv[1], "grads");
     cu_config_t cfg;
     config_defaults(&cfg);
     cfg.lora.enabled = 1;
@@ -78,18 +133,30 @@ static int run_lora(char **argv, int argc, cu_error_t *err) {
                         .r = cfg.lora.r,
                         .alpha = cfg.lora.alpha,
                         .rslora = cfg.lora.rslora,
-                        .dropout = 0.05f};
+                        .dropout = grads ? 0.0f : 0.05f};
+    hf_gpt2_info_t info;
+    int rc = hf_gpt2_read_config(model, &info, err); /* the architecture names the targets */
+    if (rc) return rc;
     char targets[512];
     snprintf(targets, sizeof targets, "%s", argv[7]);
     for (char *tok = strtok(targets, ","); tok; tok = strtok(NULL, ",")) {
         snprintf(cfg.lora.targets.items[cfg.lora.targets.n++], CU_CFG_STR, "%s", tok);
-        lc.targets |= lora_target_bits(tok);
+        unsigned bits = lora_target_bits(info.cfg.arch, tok);
+        if (!bits) return cu_error_set(err, CU_EINVAL, "unknown target '%s'", tok);
+        lc.targets |= bits;
     }
     gpt_t *m;
-    hf_gpt2_info_t info;
-    int rc = hf_gpt2_load(model, &lc, &m, &info, err);
+    rc = hf_gpt2_load(model, &lc, &m, &info, err);
     if (rc) return rc;
     const gpt_config_t *gc = gpt_config(m);
+    snprintf(cfg.model.arch, CU_CFG_STR, "%s", gpt_arch_name(gc->arch));
+    if (gc->arch == GPT_ARCH_LLAMA) {
+        cfg.model.n_kv_head = gc->n_kv_head;
+        cfg.model.ffn_hidden = gc->ffn_hidden;
+        cfg.model.rope_theta = gc->rope_theta;
+        cfg.model.norm_eps = gc->norm_eps;
+        cfg.model.tie_embeddings = gc->tie_embeddings;
+    }
     cfg.model.n_layer = gc->n_layer;
     cfg.model.n_head = gc->n_head;
     cfg.model.n_embd = gc->n_embd;
@@ -118,6 +185,10 @@ static int run_lora(char **argv, int argc, cu_error_t *err) {
                 draw(lt[i].offset + j, 0x5eed + (uint64_t)i, is_b ? 0.2f : 0.5f);
     }
     (void)nl;
+    if (grads) {
+        rc = dump_grads(m, argv[3], B, T, dir, err);
+        goto done;
+    }
     char *yaml = config_to_yaml(&cfg);
     h5_attr_t attrs[] = {{"config", yaml}, {"step", "3"}, {"trainable", "lora"}};
     snprintf(path, sizeof path, "%s/final.h5", dir);
@@ -157,11 +228,13 @@ int main(int argc, char **argv) {
         if (!rc) printf("sha256 %s\n", info.sha256);
         free(tokens);
         gpt_free(m);
-    } else if ((argc == 11 || argc == 12) && !strcmp(argv[1], "lora")) {
+    } else if (((argc == 11 || argc == 12) && !strcmp(argv[1], "lora")) ||
+               (argc == 11 && !strcmp(argv[1], "grads"))) {
         rc = run_lora(argv, argc, &err);
     } else {
         fputs("usage: hf_dump logits MODEL TOKENS B T OUT [MAXT]\n"
-              "       hf_dump lora MODEL TOKENS B T RUNDIR TARGETS R ALPHA RSLORA [h5]\n",
+              "       hf_dump lora MODEL TOKENS B T RUNDIR TARGETS R ALPHA RSLORA [h5]\n"
+              "       hf_dump grads MODEL TOKENS B T OUTDIR TARGETS R ALPHA RSLORA\n",
               stderr);
         return 2;
     }

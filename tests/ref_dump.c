@@ -202,7 +202,7 @@ static json_t *config_json(const gpt_t *m, const dump_mode_t *mode) {
     json_t *targets = json_array();
     for (int t = 0; t < LORA_N_TARGETS; t++)
         if (l->enabled && (l->targets & (1u << t)))
-            json_array_append_new(targets, json_string(lora_target_name(t)));
+            json_array_append_new(targets, json_string(lora_target_name(GPT_ARCH_GPT2, t)));
     return json_pack("{s:s, s:{s:i, s:i, s:i, s:i, s:i}, s:{s:b, s:o, s:i, s:f, s:b, s:f}, s:i, "
                      "s:i, s:I}",
                      "mode", mode->name, "model", "n_layer", c->n_layer, "n_head", c->n_head,

@@ -1,4 +1,4 @@
-# safetensors reading and writing, Hugging Face GPT-2 import, codexctl export.
+# safetensors reading and writing, Hugging Face GPT-2 and Llama import, codexctl export.
 cu_add_test(test_safetensors SOURCES ${CU_TEST_DIR}/test_safetensors.c LIBS cu_io LABELS unit)
 
 # tests/reference/hf_gpt2_ref.py builds a tiny Hugging Face GPT-2 in
@@ -23,4 +23,16 @@ if(CU_PYTHON_ORACLE)
                    --codex-train $<TARGET_FILE:codex-train> train)
   set_tests_properties(reference_hf_export_train PROPERTIES LABELS reference
                        SKIP_RETURN_CODE 77 TIMEOUT 300 ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
+endif()
+
+# tests/reference/hf_llama_ref.py: a tiny Llama (GQA, untied head) written in
+# PyTorch from the formulas, saved with HF names in F32 and BF16; our import
+# (logits), LoRA gradients (hf_dump grads), PEFT and merged export against it.
+if(CU_PYTHON_ORACLE)
+  add_test(NAME reference_hf_llama
+           COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_llama_ref.py
+                   --dumper $<TARGET_FILE:hf_dump> --codexctl $<TARGET_FILE:codexctl>
+                   import grads peft merged)
+  set_tests_properties(reference_hf_llama PROPERTIES LABELS reference SKIP_RETURN_CODE 77
+                       TIMEOUT 300 ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
 endif()

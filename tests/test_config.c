@@ -313,8 +313,9 @@ static void test_enum_errors(void) {
                     "t.yaml:2:13; did you mean 'cosine'?");
     EXPECT_YAML_MSG("tokenizer:\n  kind: bpe\n",
                     "tokenizer.kind must be one of byte, gpt2; got 'bpe' at t.yaml:2:9");
-    EXPECT_YAML_MSG("model:\n  arch: llama\n",
-                    "model.arch must be one of gpt2; got 'llama' at t.yaml:2:9");
+    EXPECT_YAML_MSG("model:\n  arch: lama\n",
+                    "model.arch must be one of gpt2, llama; got 'lama' at t.yaml:2:9; did you mean "
+                    "'llama'?");
     EXPECT_YAML_ERROR("slurm:\n  launcher: SRUN\n", "one of srun, mpirun; got 'SRUN'",
                       "did you mean 'srun'?");
     EXPECT_YAML_ERROR("data:\n  source:\n",
@@ -460,10 +461,12 @@ static void test_lists(void) {
     /* a scalar holding commas stays one entry in a file, with a hint */
     EXPECT_YAML_MSG("lora:\n  targets: qkv, mlp_fc\n",
                     "entry 1 of lora.targets must be one of qkv, attn_proj, mlp_fc, mlp_proj, "
+                    "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, "
                     "all-linear; got 'qkv, mlp_fc' at t.yaml:2:12; to give several, write a list "
                     "such as [qkv, mlp_fc]");
     EXPECT_YAML_MSG("lora:\n  targets: [qkv, mlp_fc, qvk]\n",
                     "entry 3 of lora.targets must be one of qkv, attn_proj, mlp_fc, mlp_proj, "
+                    "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, "
                     "all-linear; got 'qvk' at t.yaml:2:26; did you mean 'qkv'?");
     EXPECT_YAML_MSG("lora:\n  targets: [qkv, mlp_fc, qkv]\n",
                     "lora.targets names 'qkv' twice at t.yaml:2:26");
@@ -550,6 +553,7 @@ static void test_override_errors(void) {
                                    "keys, e.g. train.global_batch_size=8");
     EXPECT_OVERRIDE_MSG("lora.targets=qkv,qvk",
                         "entry 2 of lora.targets must be one of qkv, attn_proj, mlp_fc, mlp_proj, "
+                        "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, "
                         "all-linear; got 'qvk' on the command line; did you mean 'qkv'?");
     EXPECT_OVERRIDE_MSG("lora.targets=qkv,,mlp_fc", "entry 2 of lora.targets is empty on the "
                                                     "command line; quote it (\"\") if that is "
@@ -742,6 +746,37 @@ static void test_validate_model_and_batches(void) {
                    "merges.txt)");
 }
 
+static void test_validate_llama(void) {
+    cu_config_t c;
+    config_defaults(&c);
+    snprintf(c.model.arch, sizeof c.model.arch, "llama");
+    c.model.n_head = 4;
+    c.model.n_kv_head = 3;
+    expect_invalid(&c, 1,
+                   "model.n_kv_head (3) must divide model.n_head (4): every key/value head "
+                   "serves the same number of query heads");
+    config_defaults(&c);
+    snprintf(c.model.arch, sizeof c.model.arch, "llama");
+    c.lora.targets.n = 1;
+    snprintf(c.lora.targets.items[0], CU_CFG_STR, "qkv");
+    expect_invalid(&c, 1,
+                   "lora.targets: 'qkv' is not a linear layer of model.arch llama (q_proj, "
+                   "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+    config_defaults(&c);
+    c.lora.targets.n = 1;
+    snprintf(c.lora.targets.items[0], CU_CFG_STR, "q_proj");
+    expect_invalid(&c, 1,
+                   "lora.targets: 'q_proj' is not a linear layer of model.arch gpt2 (qkv, "
+                   "attn_proj, mlp_fc, mlp_proj)");
+    config_defaults(&c);
+    snprintf(c.model.arch, sizeof c.model.arch, "llama");
+    c.model.n_head = 4;
+    c.model.n_kv_head = 2;
+    snprintf(c.lora.targets.items[0], CU_CFG_STR, "all-linear");
+    cu_error_t e;
+    CHECK(validate(&c, 1, &e) == CU_OK);
+}
+
 static void test_validate_train_lora_data(void) {
     cu_config_t c;
     config_defaults(&c);
@@ -863,7 +898,8 @@ static void test_reference_markdown(void) {
     CHECK(strstr(md, "| `lora.dropout` | number | `0.0` | in [0, 1) |"));
     CHECK(strstr(md, "| `train.schedule` | enum | `cosine` | `cosine`, `linear`, `constant` |"));
     CHECK(strstr(md, "| `lora.targets` | list | `[all-linear]` | entries: `qkv`, `attn_proj`, "
-                     "`mlp_fc`, `mlp_proj`, `all-linear`; each once; at most 16 entries |"));
+                     "`mlp_fc`, `mlp_proj`, `q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, "
+                     "`up_proj`, `down_proj`, `all-linear`; each once; at most 16 entries |"));
     CHECK(strstr(md, "| `tokenizer.path` | string | `\"\"` |"));
     CHECK(strstr(md, "| `lora.enabled` | bool | `true` | `true`, `false` |"));
     /* every key has its row */
@@ -1002,7 +1038,7 @@ TEST_MAIN(TEST(test_schema_is_consistent), TEST(test_defaults), TEST(test_full_f
           TEST(test_dotted_top_level), TEST(test_parse_is_atomic), TEST(test_overrides),
           TEST(test_override_errors), TEST(test_round_trip_defaults),
           TEST(test_round_trip_everything), TEST(test_float_round_trip),
-          TEST(test_validate_model_and_batches), TEST(test_validate_train_lora_data),
-          TEST(test_validate_rechecks_keys), TEST(test_diff_and_format_value),
-          TEST(test_reference_markdown), TEST(test_doc_update), TEST(test_mutations_never_crash),
-          TEST(test_demo_config))
+          TEST(test_validate_model_and_batches), TEST(test_validate_llama),
+          TEST(test_validate_train_lora_data), TEST(test_validate_rechecks_keys),
+          TEST(test_diff_and_format_value), TEST(test_reference_markdown), TEST(test_doc_update),
+          TEST(test_mutations_never_crash), TEST(test_demo_config))

@@ -14,6 +14,13 @@ Cases:
                     bit-identical weights on every rank
   full_finetune     lora.enabled=false trains every weight and the loss falls
   help              --help, --version and --print-config work without MPI jobs
+  lora_init_from    PEFT export -> lora.init_from continues the run exactly;
+                    mismatches refused
+  corrupt_checkpoint a checkpoint or final.h5 changed after writing is refused
+                    by export, eval, generate and model.init
+  llama             a Llama trains with LoRA (loss falls), 1 and 2 ranks agree,
+                    resume, merged/PEFT export, merged folder as model.init,
+                    lora.init_from its PEFT adapter, generate
 """
 import os
 import re
@@ -37,7 +44,8 @@ def env():
 
 def run(cmd, cwd, timeout=600):
     print("+", " ".join(cmd), flush=True)
-    p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True,
+                       errors="replace", timeout=timeout)
     sys.stdout.write(p.stdout[-4000:])
     sys.stdout.write(p.stderr[-4000:])
     return p
@@ -563,6 +571,329 @@ def case_hf_roundtrip(exe, src, tmp, f):
         rel = abs(va[0] - vb[0]) / va[0]
         print(f"measured: validation loss adapted {va[0]:.6f}, imported merged {vb[0]:.6f}, rel {rel:.1e}")
         f.check(rel < 1e-5, "the imported merged model equals the adapted one")
+
+
+LLAMA = ["model.arch=llama", "model.n_head=4", "model.n_kv_head=2", "model.ffn_hidden=96",
+         "model.rope_theta=10000"]
+
+
+def case_llama(exe, src, tmp, f):
+    """A Llama (GQA, untied head) through codex-train: a base trained from
+    random weights, then LoRA on it: the loss falls in both; 1 and 2 ranks give the same losses and bit-identical weights; a
+    stopped run resumes to the same losses; the merged export (config.json
+    generated: model_type llama) loads back as model.init with the adapted
+    model's validation loss; generate runs on the KV cache."""
+    ctl = os.path.join(os.path.dirname(exe), "codexctl")
+    runs = os.path.join(tmp, "runs")
+    base = os.path.join(src, "configs/demo-base.yaml")
+    common = [f"job.runs_dir={runs}", "lora.enabled=true", "train.warmup_steps=0"] + LLAMA
+    # stage 1: a Llama base from random weights (full fine-tuning), as the demo does
+    train_and_check_fall(exe, src, "configs/demo-base.yaml",
+                         [f"job.runs_dir={runs}", "job.name=lbase", "model.n_embd=64",
+                          "train.max_steps=60", "train.log_every=2", "train.warmup_steps=5"] +
+                         LLAMA, "llama full fine-tuning", 25, f)
+    lbase = os.path.join(runs, "lbase", "final.h5")
+    # stage 2: LoRA on every linear of that base, on a repetitive text it has
+    # not seen (a clear signal: the loss falls smoothly within 60 steps)
+    text = os.path.join(tmp, "rep.txt")
+    with open(text, "w") as fh:
+        fh.write("".join("static int add_%d(int a, int b) { return a + b * %d; }\n" % (i % 7, i % 5)
+                         for i in range(600)))
+    data = [f"data.path={text}", "model.n_embd=64"]
+    p = mpirun(1, [exe, base] + common + data + ["job.name=llama", f"model.init={lbase}",
+                                                  "lora.r=16", "lora.alpha=32",
+                                                  "train.max_steps=60", "train.lr=1e-2",
+                                                  "train.log_every=2", "eval.every_steps=60"],
+               cwd=src)
+    f.check(p.returncode == 0, f"llama LoRA: exits 0 (got {p.returncode})")
+    ls = [l for _, l in losses(p.stdout)]
+    f.check(len(ls) >= 25, f"llama LoRA: logged at least 25 steps (got {len(ls)})")
+    if len(ls) >= 25:
+        clear_fall(ls, "llama LoRA", f)
+    va = val_losses(p.stdout)
+    run_dir = os.path.join(runs, "llama")
+    job = open(os.path.join(run_dir, "job.yaml")).read() if os.path.isfile(
+        os.path.join(run_dir, "job.yaml")) else ""
+    f.check("arch: llama" in job and "n_kv_head: 2" in job, "job.yaml records the llama sizes")
+    names = h5_names(os.path.join(run_dir, "final.h5"))
+    f.check(names is None or "layers.1.mlp.down_proj.lora_B" in names,
+            "final.h5 holds Llama LoRA tensors")
+    # ranks agree
+    one = mpirun(1, [exe, base] + tiny_random(runs, "l1", LLAMA), cwd=src)
+    l1 = losses(one.stdout)
+    f.check(one.returncode == 0 and len(l1) == 12, f"llama 1 rank: 12 steps ({len(l1)})")
+    two = mpirun(2, [exe, base] + tiny_random(runs, "l2", LLAMA), cwd=src)
+    l2 = losses(two.stdout)
+    f.check(two.returncode == 0 and len(l2) == 12, f"llama 2 ranks: 12 steps ({len(l2)})")
+    worst = max((abs(a - b) / max(abs(a), 1e-12) for (_, a), (_, b) in zip(l1, l2)), default=1.0)
+    print(f"measured: llama worst relative loss difference 1 vs 2 ranks {worst:.2e}")
+    f.check(len(l1) == len(l2) and worst <= 1e-5, f"llama 2 ranks: losses within 1e-5 ({worst:.2e})")
+    f.check("trainable weights bit-identical on all 2 ranks" in two.stdout,
+            "llama: the 2 ranks end with bit-identical weights")
+    # stop and resume
+    stop = tiny_random(runs, "lr", LLAMA + ["checkpoint.every_steps=4"])
+    p = mpirun(1, [exe, base] + stop + ["--stop-after", "6"], cwd=src)
+    f.check(p.returncode == 75, f"llama --stop-after exits 75 (got {p.returncode})")
+    p = mpirun(1, [exe, base] + stop, cwd=src)
+    f.check(p.returncode == 0 and "resumed from step 6" in p.stdout, "llama resumed run completes")
+    whole, split = metric_losses(os.path.join(runs, "l1")), metric_losses(os.path.join(runs, "lr"))
+    f.check(sorted(split) == sorted(whole) and all(whole[k] == split[k] for k in whole),
+            "llama: the resumed run has the same loss at every step")
+    # merged export with a generated config.json, loaded back
+    merged = os.path.join(tmp, "merged")
+    q = run([ctl, "export", run_dir, "--format", "merged", "-o", merged], cwd=src)
+    cfg = read_json(os.path.join(merged, "config.json")) if q.returncode == 0 else {}
+    f.check(cfg.get("model_type") == "llama" and cfg.get("num_key_value_heads") == 2 and
+            cfg.get("tie_word_embeddings") is False, "merged export: a Llama config.json")
+    peft = os.path.join(tmp, "peft")
+    q = run([ctl, "export", run_dir, "--format", "peft", "-o", peft], cwd=src)
+    ac = read_json(os.path.join(peft, "adapter_config.json")) if q.returncode == 0 else {}
+    f.check(sorted(ac.get("target_modules", [])) == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+        "PEFT export: Llama target_modules")
+    p = mpirun(1, [exe, base, f"job.runs_dir={runs}", "job.name=lmerged", f"model.init={merged}",
+                   "lora.enabled=true", "train.max_steps=1", "train.lr=1e-30",
+                   "eval.every_steps=1", "train.warmup_steps=0"] + data, cwd=src)
+    vb = val_losses(p.stdout)
+    f.check(p.returncode == 0 and len(va) == 1 and len(vb) == 1,
+            "a job on the merged Llama folder runs; both evaluated")
+    job_b = open(os.path.join(runs, "lmerged", "job.yaml")).read() if p.returncode == 0 else ""
+    f.check("arch: llama" in job_b, "model.init of a Llama folder makes the job llama")
+    if va and vb:
+        rel = abs(vb[0] - va[0]) / va[0]
+        print(f"measured: llama val loss adapted {va[0]:.6f}, merged {vb[0]:.6f}")
+        f.check(rel < 1e-5, f"the merged Llama equals the adapted one ({rel:.1e})")
+    # the PEFT adapter continued with lora.init_from on the same base
+    p = mpirun(1, [exe, base] + common + data + ["job.name=lcont", f"model.init={lbase}",
+                                                  f"lora.init_from={peft}", "lora.r=16",
+                                                  "lora.alpha=32", "train.max_steps=1",
+                                                  "train.lr=1e-30", "eval.every_steps=1"], cwd=src)
+    vc = val_losses(p.stdout)
+    f.check(p.returncode == 0 and len(vc) == 1, "lora.init_from a Llama PEFT adapter runs")
+    if va and vc:
+        rel = abs(vc[0] - va[0]) / va[0]
+        print(f"measured: llama val loss adapted {va[0]:.6f}, continued from PEFT {vc[0]:.6f}")
+        f.check(rel < 1e-5, f"the continued adapter equals the exported one ({rel:.1e})")
+    g = run([ctl, "generate", run_dir, "--prompt", "int main(", "--max-new-tokens", "16",
+             "--temperature", "0"], cwd=src)
+    f.check(g.returncode == 0 and len(g.stdout) > 0, "codexctl generate on a Llama run")
+
+
+def flip_tensor_byte(path, tensor):
+    """Changes one byte inside a tensor's data (its file offset from
+    h5dump -p), so the file stays valid HDF5 and only a checksum can tell."""
+    out = subprocess.run(["h5dump", "-p", "-H", "-d", f"/tensors/{tensor}", path],
+                         capture_output=True, text=True).stdout
+    m = re.search(r"CONTIGUOUS\s+SIZE\s+\d+\s+OFFSET\s+(\d+)", out)
+    if not m:
+        return False
+    with open(path, "r+b") as fh:
+        fh.seek(int(m.group(1)) + 5)
+        b = fh.read(1)
+        fh.seek(int(m.group(1)) + 5)
+        fh.write(bytes([b[0] ^ 0x40]))
+    return True
+
+
+def case_corrupt_checkpoint(exe, src, tmp, f):
+    """A checkpoint or final.h5 whose tensor bytes changed after writing is
+    refused by every reader: codexctl export, eval and generate, and
+    codex-train's model.init, with a message naming the file."""
+    if not shutil.which("h5dump"):
+        print("h5dump not found")
+        sys.exit(77)
+    ctl = os.path.join(os.path.dirname(exe), "codexctl")
+    runs = os.path.join(tmp, "runs")
+    base = os.path.join(src, "configs/demo-base.yaml")
+    p = mpirun(1, [exe, base, "job.name=a", f"job.runs_dir={runs}", "lora.enabled=true",
+                   "train.max_steps=6", "checkpoint.every_steps=3", "eval.every_steps=0",
+                   "train.warmup_steps=0"],
+               cwd=src)
+    p2 = mpirun(1, [exe, base, "job.name=full", f"job.runs_dir={runs}", "train.max_steps=2",
+                    "eval.every_steps=0", "train.warmup_steps=0"], cwd=src)
+    f.check(p.returncode == 0 and p2.returncode == 0, "the LoRA and full runs finished")
+    ckdir = os.path.join(runs, "a", "checkpoints")
+    ck = os.path.join(ckdir, "step_00000006.h5")
+    final = os.path.join(runs, "a", "final.h5")
+    data = os.path.join(tmp, "d.h5")
+    q = run([ctl, "prepare", "-o", data, "--val-fraction", "0.5",
+             os.path.join(src, "configs/corpus/base.txt"), os.path.join(src, "README.md")], cwd=src)
+    f.check(q.returncode == 0, "a dataset for eval")
+    readers = {
+        "export": lambda m: [ctl, "export", m, "--format", "peft", "-o", os.path.join(tmp, "o")],
+        "generate": lambda m: [ctl, "generate", m, "--prompt", "int ", "--max-new-tokens", "4"],
+        "eval": lambda m: [ctl, "eval", m, "--data", data, "--max-windows", "2"],
+    }
+    for name, argv in readers.items():
+        for what in (ck, final):
+            q = run(argv(what), cwd=src)
+            f.check(q.returncode == 0, f"{name} reads the intact {os.path.basename(what)}")
+    for what, tensor in ((ck, "h.0.attn.c_attn.lora_A"), (final, "h.1.mlp.c_fc.lora_A"),
+                         (os.path.join(runs, "full", "final.h5"), "wte")):
+        f.check(flip_tensor_byte(what, tensor), f"corrupted {what}")
+    for name, argv in readers.items():
+        for what in (ck, final):
+            q = run(argv(what), cwd=src)
+            f.check(q.returncode != 0 and "checksum mismatch" in q.stderr and what in q.stderr,
+                    f"{name} refuses the corrupted {os.path.basename(what)} (exit {q.returncode})")
+    q = run([ctl, "export", os.path.join(runs, "a"), "--format", "peft", "-o",
+             os.path.join(tmp, "o2")], cwd=src)
+    f.check(q.returncode != 0 and "checksum mismatch" in q.stderr,
+            "export of the run directory (its final.h5) refuses it")
+    p = mpirun(1, [exe, base, "job.name=b", f"job.runs_dir={runs}", "lora.enabled=true",
+                   f"model.init={os.path.join(runs, 'full', 'final.h5')}", "train.max_steps=1",
+                   "train.warmup_steps=0"],
+               cwd=src)
+    f.check(p.returncode != 0 and "checksum mismatch" in (p.stdout + p.stderr),
+            f"codex-train refuses a corrupted model.init (exit {p.returncode})")
+
+
+def st_load(path):
+    """A safetensors file as (metadata, {name: [dtype, shape, bytes]})."""
+    import json
+    import struct
+    with open(path, "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        head = json.loads(fh.read(n))
+        data = fh.read()
+    meta = head.pop("__metadata__", {})
+    return meta, {k: [v["dtype"], v["shape"], data[v["data_offsets"][0]:v["data_offsets"][1]]]
+                  for k, v in head.items()}
+
+
+def st_save(path, meta, tensors):
+    import json
+    import struct
+    head, blobs, off = {"__metadata__": meta} if meta else {}, [], 0
+    for k, (dt, shape, b) in tensors.items():
+        head[k] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(head).encode()
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def to_f16(b):
+    import numpy as np
+    return np.frombuffer(b, dtype="<f4").astype("<f2").tobytes()
+
+
+def case_lora_init_from(exe, src, tmp, f):
+    """train -> export PEFT -> a new job with lora.init_from: its first
+    validation loss is the exported run's last; continuing it on 2 ranks,
+    stopped and resumed, gives the losses of an uninterrupted run; the
+    adapter's sha256 is in provenance; mismatched settings, missing, extra
+    or misshapen tensors and another base are refused naming the key or
+    tensor."""
+    import hashlib
+    ctl = os.path.join(os.path.dirname(exe), "codexctl")
+    runs = os.path.join(tmp, "runs")
+    cfg = os.path.join(src, "configs/demo-base.yaml")
+    common = [f"job.runs_dir={runs}", "train.warmup_steps=0", "train.micro_batch_size=4"]
+    lora = common + ["lora.enabled=true", "lora.r=4", "lora.alpha=8"]
+    p = mpirun(1, [exe, cfg, "job.name=base", "train.max_steps=20", "eval.every_steps=0"] + common,
+               cwd=src)
+    p2 = mpirun(1, [exe, cfg, "job.name=base2", "job.seed=7", "train.max_steps=2",
+                    "eval.every_steps=0"] + common, cwd=src)
+    f.check(p.returncode == 0 and p2.returncode == 0, "two full-training bases")
+    base = os.path.join(runs, "base", "final.h5")
+    lora += [f"model.init={base}"]
+    p = mpirun(1, [exe, cfg, "job.name=a", "train.max_steps=30", "eval.every_steps=30"] + lora,
+               cwd=src)
+    va = val_losses(p.stdout)
+    peft = os.path.join(tmp, "peft")
+    q = run([ctl, "export", os.path.join(runs, "a"), "--format", "peft", "-o", peft], cwd=src)
+    f.check(q.returncode == 0, "PEFT export written")
+    wfile = os.path.join(peft, "adapter_model.safetensors")
+    meta, tensors = st_load(wfile)
+    f.check(len(meta.get("codex_base_sha256", "")) == 64, "the export records the base's sha256")
+
+    def first_val(name, init_from, n=1, extra=()):
+        p = mpirun(n, [exe, cfg, f"job.name={name}", f"lora.init_from={init_from}",
+                       "train.max_steps=1", "train.lr=1e-30", "eval.every_steps=1"] + lora +
+                   list(extra), cwd=src)
+        v = val_losses(p.stdout)
+        return v[0] if p.returncode == 0 and v else None
+
+    vb = first_val("b", peft)
+    f.check(len(va) == 1 and vb is not None, "both jobs evaluated")
+    if va and vb is not None:
+        rel = abs(va[0] - vb) / va[0]
+        print(f"measured: final val loss of the run {va[0]:.7f}, first of lora.init_from {vb:.7f}, "
+              f"rel {rel:.1e}")
+        f.check(rel <= 1e-6, "lora.init_from continues at the exported run's validation loss")
+    h5diff = shutil.which("h5diff")
+    if h5diff:  # lr 1e-30 moves nothing: the adapter came back bit for bit
+        d = subprocess.run([h5diff, os.path.join(runs, "a", "final.h5"),
+                            os.path.join(runs, "b", "final.h5"), "/tensors"],
+                           capture_output=True, text=True)
+        f.check(d.returncode == 0, f"imported adapter bit-identical to the run's: {d.stdout[:300]}")
+    vfresh = first_val("fresh", "", 1)
+    if vb is not None and vfresh is not None:
+        f.check(vb < vfresh - 1e-3, f"and not at a fresh adapter's ({vfresh:.4f})")
+    prov = read_json(os.path.join(runs, "b", "provenance.json"))
+    with open(wfile, "rb") as fh:
+        want = hashlib.sha256(fh.read()).hexdigest()
+    f.check(prov.get("lora_init_from", {}).get("sha256") == want,
+            "provenance.json records the adapter's sha256")
+    # F16 tensors and PEFT's in-memory ".default" names read too
+    p16 = os.path.join(tmp, "p16")
+    shutil.copytree(peft, p16)
+    st_save(os.path.join(p16, "adapter_model.safetensors"), meta,
+            {k.replace(".weight", ".default.weight"): ["F16", sh, to_f16(b)]
+             for k, (dt, sh, b) in tensors.items()})
+    v16 = first_val("b16", p16)
+    f.check(vb is not None and v16 is not None and abs(v16 - vb) / vb < 1e-3,
+            f"an F16 adapter gives nearly the same loss ({v16} vs {vb})")
+    # continued on 2 ranks: stopped at 6 and resumed = uninterrupted
+    cont = lora + [f"lora.init_from={peft}", "train.max_steps=12", "eval.every_steps=0",
+                   "checkpoint.every_steps=6", "train.log_every=1"]
+    p = mpirun(2, [exe, cfg, "job.name=whole"] + cont, cwd=src)
+    f.check(p.returncode == 0, "continued on 2 ranks")
+    p = mpirun(2, [exe, cfg, "job.name=split", "--stop-after", "6"] + cont, cwd=src)
+    f.check(p.returncode == 75, f"stopped at step 6 (exit {p.returncode})")
+    p = mpirun(2, [exe, cfg, "job.name=split"] + cont, cwd=src)
+    f.check(p.returncode == 0 and "resumed from step 6" in p.stdout, "resumed on 2 ranks")
+    whole = metric_losses(os.path.join(runs, "whole"))
+    split = metric_losses(os.path.join(runs, "split"))
+    f.check(sorted(split) == list(range(1, 13)) and all(whole[k] == split[k] for k in whole),
+            "the resumed run has the uninterrupted run's loss at every step")
+    if va and whole:
+        print(f"measured: first training loss continuing {whole[1]:.4f}")
+
+    def refused(name, args, needle):
+        p = mpirun(1, [exe, cfg, f"job.name={name}", "train.max_steps=1"] + lora + args, cwd=src)
+        out = p.stdout + p.stderr
+        f.check(p.returncode == 2 and needle in out, f"{name}: exit 2 naming '{needle}' "
+                f"(exit {p.returncode})")
+        f.check(not os.path.exists(os.path.join(runs, name, "final.h5")), f"{name}: no final.h5")
+
+    refused("bad_r", [f"lora.init_from={peft}", "lora.r=8"], "its r is 4 but lora.r is 8")
+    refused("bad_alpha", [f"lora.init_from={peft}", "lora.alpha=16"],
+            "its lora_alpha is 8 but lora.alpha is 16")
+    refused("bad_rs", [f"lora.init_from={peft}", "lora.rslora=true"],
+            "its use_rslora is false but lora.rslora is true")
+    refused("bad_targets", [f"lora.init_from={peft}", "lora.targets=[qkv]"],
+            "lora.targets is [qkv]")
+    refused("bad_base", [f"lora.init_from={peft}",
+                         f"model.init={os.path.join(runs, 'base2', 'final.h5')}"],
+            "it was trained on a base with sha256")
+    refused("bad_dir", [f"lora.init_from={tmp}/nowhere"], "nowhere/adapter_config.json")
+    name0 = sorted(tensors)[0]
+    for what, edit, needle in (
+            ("missing", lambda t: t.pop(name0), f"tensor {name0} is missing"),
+            ("extra", lambda t: t.__setitem__(
+                "base_model.model.transformer.h.7.attn.c_attn.lora_A.weight", t[name0]),
+             "h.7.attn.c_attn.lora_A.weight is not part of this job's adapter"),
+            ("shape", lambda t: t.__setitem__(name0, ["F32", t[name0][1][::-1], t[name0][2]]),
+             f"tensor {name0} has shape")):
+        d = os.path.join(tmp, what)
+        shutil.copytree(peft, d)
+        t = dict(tensors)
+        edit(t)
+        st_save(os.path.join(d, "adapter_model.safetensors"), meta, t)
+        refused(what, [f"lora.init_from={d}"], needle)
 
 
 def case_help(exe, src, tmp, f):

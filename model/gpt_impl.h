@@ -1,0 +1,97 @@
+/*
+ * The inside of the model object (gpt.h), shared by the two files that
+ * implement it: gpt.c (buffers, LoRA, GPT-2) and llama.c (the Llama
+ * blocks). Nothing outside model/ includes this header.
+ */
+#ifndef CU_MODEL_GPT_IMPL_H
+#define CU_MODEL_GPT_IMPL_H
+
+#include "model/gpt.h"
+
+struct gpt {
+    gpt_config_t cfg;
+    lora_config_t lora;
+    float lora_scale;
+
+    float *params;
+    size_t n_params;
+    gpt_tensor_t *ptensors;
+    int n_ptensors;
+    /* named base weights; per-layer tensors are stacked (L, ...) */
+    float *wte, *wpe, *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb;
+    float *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb, *lnfw, *lnfb;
+
+    float *lora_buf;
+    size_t n_lora;
+    gpt_tensor_t *ltensors;
+    int n_ltensors;
+    long *lora_off;  /* (L, 4): offset of A in lora_buf, or -1 if not adapted */
+    int lowest_site; /* smallest trainable site index, -1 in full fine-tuning */
+
+    float *grads;
+    size_t n_grads;
+    gpt_grad_ready_fn ready;
+    void *ready_ctx;
+
+    /* activations of the last forward, for micro-batches up to B x T */
+    int B, T; /* reserved size */
+    int cur_B, cur_T, cur_train;
+    float cur_grad_scale;
+    uint64_t cur_dropout_key, dropout_row0;
+    float *acts;
+    int32_t *inputs;
+    float *encoded, *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *lse, *residual2;
+    float *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *residual3, *lnf, *lnf_mean, *lnf_rstd;
+    float *xa; /* (L, 4, N, r) adapter intermediates */
+    /* backward scratch */
+    float *dresidual, *dsmall, *dbig, *dqkv, *dxa, *drop_x, *drop_dx, *dlnf;
+    float *att_scratch, *head_scratch;
+
+    /* KV cache for single-sequence inference */
+    int kv_max, kv_len;
+    float *kv;
+    float *kv_k, *kv_v, *kv_x, *kv_xn, *kv_qkv, *kv_att, *kv_h, *kv_hg, *kv_scores, *kv_xa;
+
+    /* ---- Llama (llama.c); the GPT-2 names above that mean the same thing
+     * (ln1, ln1_rstd, atty, lse, residual2, ln2, ln2_rstd, residual3, lnf,
+     * lnf_rstd, encoded, xa and the backward scratch) are shared */
+    int n_targets; /* adapted linears per block: 4 (GPT-2) or 7 (Llama) */
+    float *embed, *attn_norm, *wq, *wk, *wv, *wo, *mlp_norm, *wgate, *wup, *wdown, *norm;
+    float *lm_head;             /* = embed when tied */
+    float *rope_cos, *rope_sin; /* (max_seq_len, head_size / 2) */
+    float *q, *k, *v, *gate, *up, *hmlp;
+    float *dq, *dk, *dv, *dgate, *dup;
+    float *kv_gate;
+};
+
+#define LAYER(p, l, size) ((p) + (long)(l) * (size))
+
+/* LoRA on site (l, t) (see gpt.c): out += scale * dropout(x) A^T B^T, keeping
+ * x A^T in xa; the backward adds the adapters' gradients and, when dx is not
+ * NULL, their share of dx. No-ops for a site without an adapter. */
+void gpt_impl_lora_forward(gpt_t *m, int l, int t, const float *x, float *out, int N, float *xa);
+void gpt_impl_lora_backward(gpt_t *m, int l, int t, const float *dout, const float *x, float *dx,
+                            int N);
+float *gpt_impl_site_xa(gpt_t *m, int l, int t);
+/* The gradient slot of a base weight, NULL when base weights are frozen. */
+float *gpt_impl_pgrad(gpt_t *m, float *p);
+/* Whether the gradient must flow below site (a trainable tensor is lower). */
+int gpt_impl_need_below(const gpt_t *m, int site);
+/* Reports layer l's adapter gradients to the grad-ready hook (LoRA only). */
+void gpt_impl_report_lora_layer(gpt_t *m, int l);
+/* Reports one tensor of the table to the grad-ready hook. */
+void gpt_impl_report_tensor(gpt_t *m, const gpt_tensor_t *t);
+
+/* Appends a tensor of shape (d0) or (d0, d1) at *off to a table. */
+void gpt_impl_add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name, int d0, int d1);
+
+/* llama.c */
+int llama_layout_params(gpt_t *m, cu_error_t *err);
+int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err);
+void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss);
+void llama_backward(gpt_t *m);
+int llama_kv_reserve(gpt_t *m, int max_len, cu_error_t *err);
+int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err);
+double llama_flops_per_step(const gpt_t *m, int B, int T);
+
+#endif

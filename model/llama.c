@@ -1,0 +1,454 @@
+/*
+ * The Llama architecture of the model object (gpt.h): buffer layout,
+ * forward, backward and KV-cache inference. gpt.c owns everything the two
+ * architectures share (the LoRA buffers and op, the gradient bookkeeping,
+ * the public entry points, which dispatch here on cfg.arch).
+ *
+ * A block, with N = B*T rows, C = n_embd, KV = n_kv_head * head size and
+ * F = ffn_hidden:
+ *   ln1 = rmsnorm(x) * attn_norm
+ *   q = ln1 Wq^T, k = ln1 Wk^T, v = ln1 Wv^T   (plus LoRA), then rope(q), rope(k)
+ *   x2 = x + attention(q, k, v) Wo^T
+ *   ln2 = rmsnorm(x2) * mlp_norm
+ *   x3 = x2 + (silu(ln2 Wg^T) * (ln2 Wu^T)) Wd^T
+ * then logits = rmsnorm(x_L) * norm @ lm_head^T. The adapted linears are the
+ * sites q, k, v, o, gate, up, down (LLAMA_*), numbered layer * 7 + target;
+ * q/k/v and gate/up read the same input, so their input gradients sum into
+ * one buffer. Tensor names are Hugging Face's without the `model.` prefix
+ * (`layers.0.self_attn.q_proj.weight`, `embed_tokens.weight`,
+ * `norm.weight`, `lm_head.weight`), matrices (out, in) as nn.Linear.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/gpt_impl.h"
+#include "model/ops.h"
+#include "model/ops_llama.h"
+
+/* Per-layer tensor kinds, stacked over layers in this order. */
+enum { K_ATTN_NORM, K_Q, K_K, K_V, K_O, K_MLP_NORM, K_GATE, K_UP, K_DOWN, N_KINDS };
+
+typedef struct {
+    int L, C, NH, NKV, hs, KV, F, V;
+} dims_t;
+
+static dims_t dims(const gpt_t *m) {
+    const gpt_config_t *c = &m->cfg;
+    dims_t d = {c->n_layer, c->n_embd,     c->n_head,    c->n_kv_head, c->n_embd / c->n_head,
+                0,          c->ffn_hidden, c->vocab_size};
+    d.KV = d.NKV * d.hs;
+    return d;
+}
+
+/* ---------------------------------------------------------------- layout */
+
+int llama_layout_params(gpt_t *m, cu_error_t *err) {
+    dims_t d = dims(m);
+    int tied = m->cfg.tie_embeddings;
+    m->ptensors = calloc((size_t)(3 + N_KINDS * d.L), sizeof(gpt_tensor_t));
+    if (!m->ptensors) return cu_error_set(err, CU_ENOMEM, "out of memory (tensor table)");
+    size_t off = 0;
+    int n = 0;
+    gpt_impl_add_tensor(m->ptensors, &n, &off, "embed_tokens.weight", d.V, d.C);
+    const struct {
+        const char *fmt;
+        int rows, cols; /* cols 0 = vector */
+    } kinds[N_KINDS] = {
+        {"layers.%d.input_layernorm.weight", d.C, 0},
+        {"layers.%d.self_attn.q_proj.weight", d.C, d.C},
+        {"layers.%d.self_attn.k_proj.weight", d.KV, d.C},
+        {"layers.%d.self_attn.v_proj.weight", d.KV, d.C},
+        {"layers.%d.self_attn.o_proj.weight", d.C, d.C},
+        {"layers.%d.post_attention_layernorm.weight", d.C, 0},
+        {"layers.%d.mlp.gate_proj.weight", d.F, d.C},
+        {"layers.%d.mlp.up_proj.weight", d.F, d.C},
+        {"layers.%d.mlp.down_proj.weight", d.C, d.F},
+    };
+    size_t start[N_KINDS];
+    char name[64];
+    for (int k = 0; k < N_KINDS; k++) {
+        start[k] = off;
+        for (int l = 0; l < d.L; l++) {
+            snprintf(name, sizeof name, kinds[k].fmt, l);
+            gpt_impl_add_tensor(m->ptensors, &n, &off, name, kinds[k].rows, kinds[k].cols);
+        }
+    }
+    size_t norm_off = off;
+    gpt_impl_add_tensor(m->ptensors, &n, &off, "norm.weight", d.C, 0);
+    size_t head_off = off;
+    if (!tied) gpt_impl_add_tensor(m->ptensors, &n, &off, "lm_head.weight", d.V, d.C);
+    m->n_ptensors = n;
+    m->n_params = off;
+    m->params = cu_alloc_aligned(off * sizeof(float), err);
+    if (!m->params) return err ? err->code : CU_ENOMEM;
+    float *p = m->params;
+    float **named[N_KINDS] = {&m->attn_norm, &m->wq,    &m->wk,  &m->wv,   &m->wo,
+                              &m->mlp_norm,  &m->wgate, &m->wup, &m->wdown};
+    for (int k = 0; k < N_KINDS; k++) *named[k] = p + start[k];
+    m->embed = p;
+    m->norm = p + norm_off;
+    m->lm_head = tied ? m->embed : p + head_off;
+    /* the rotary tables: both in one allocation, freed through rope_cos */
+    long half = (long)m->cfg.max_seq_len * (d.hs / 2);
+    m->rope_cos = cu_alloc_aligned((size_t)(2 * half + 1) * sizeof(float), err);
+    if (!m->rope_cos) return err ? err->code : CU_ENOMEM;
+    m->rope_sin = m->rope_cos + half;
+    rope_tables(m->rope_cos, m->rope_sin, m->cfg.max_seq_len, d.hs, (double)m->cfg.rope_theta);
+    return CU_OK;
+}
+
+/* ----------------------------------------------------------- activations */
+
+int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
+    free(m->acts);
+    free(m->inputs);
+    m->acts = NULL;
+    m->inputs = NULL;
+    dims_t d = dims(m);
+    long L = d.L, C = d.C, KV = d.KV, F = d.F, NH = d.NH;
+    long N = (long)B * T, r = m->lora.enabled ? m->lora.r : 0;
+    long in_max = F > C ? F : C;
+    struct {
+        float **p;
+        long n;
+    } parts[] = {
+        {&m->encoded, N * C},
+        {&m->ln1, L * N * C},
+        {&m->ln1_rstd, L * N},
+        {&m->q, L * N * C},
+        {&m->k, L * N * KV},
+        {&m->v, L * N * KV},
+        {&m->atty, L * N * C},
+        {&m->lse, L * N * NH},
+        {&m->residual2, L * N * C},
+        {&m->ln2, L * N * C},
+        {&m->ln2_rstd, L * N},
+        {&m->gate, L * N * F},
+        {&m->up, L * N * F},
+        {&m->hmlp, L * N * F},
+        {&m->residual3, L * N * C},
+        {&m->lnf, N * C},
+        {&m->lnf_rstd, N},
+        {&m->xa, L * LLAMA_N_TARGETS * N * r},
+        {&m->dresidual, N * C},
+        {&m->dsmall, N * C},
+        {&m->dbig, N * F},
+        {&m->dgate, N * F},
+        {&m->dup, N * F},
+        {&m->dq, N * C},
+        {&m->dk, N * KV},
+        {&m->dv, N * KV},
+        {&m->dxa, N * r},
+        {&m->drop_x, N * in_max},
+        {&m->drop_dx, N * in_max},
+        {&m->dlnf, N * C},
+        {&m->att_scratch, attention_scratch_floats(T)},
+        {&m->head_scratch, lm_head_scratch_floats((int)N, d.V)},
+    };
+    int np = (int)(sizeof parts / sizeof parts[0]);
+    long total = 0;
+    for (int i = 0; i < np; i++) total += (parts[i].n + 15) / 16 * 16;
+    m->acts = cu_alloc_aligned((size_t)total * sizeof(float), err);
+    m->inputs = malloc(sizeof(int32_t) * (size_t)N);
+    if (!m->acts || !m->inputs) {
+        free(m->acts);
+        free(m->inputs);
+        m->acts = NULL;
+        m->inputs = NULL;
+        return cu_error_set(err, CU_ENOMEM, "out of memory for activations (%.1f MB)",
+                            (double)total * 4.0 / 1e6);
+    }
+    float *p = m->acts;
+    for (int i = 0; i < np; i++) {
+        *parts[i].p = p;
+        p += (parts[i].n + 15) / 16 * 16;
+    }
+    m->B = B;
+    m->T = T;
+    return CU_OK;
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* out = beta * out + x W^T, plus the site's adapter. */
+static void linear(gpt_t *m, int l, int t, float *out, const float *x, const float *w, int N,
+                   int in, int outc, float beta) {
+    matmul_forward(out, x, w, NULL, N, in, outc, beta);
+    gpt_impl_lora_forward(m, l, t, x, out, N, gpt_impl_site_xa(m, l, t));
+}
+
+static void block_forward(gpt_t *m, int l, const float *residual) {
+    dims_t d = dims(m);
+    int B = m->cur_B, T = m->cur_T, N = B * T, C = d.C, KV = d.KV, F = d.F;
+    float eps = m->cfg.norm_eps;
+    float *ln1 = LAYER(m->ln1, l, N * C), *q = LAYER(m->q, l, N * C);
+    float *k = LAYER(m->k, l, N * KV), *v = LAYER(m->v, l, N * KV);
+    float *atty = LAYER(m->atty, l, N * C), *res2 = LAYER(m->residual2, l, N * C);
+    float *ln2 = LAYER(m->ln2, l, N * C), *gate = LAYER(m->gate, l, N * F);
+    float *up = LAYER(m->up, l, N * F), *h = LAYER(m->hmlp, l, N * F);
+    float *res3 = LAYER(m->residual3, l, N * C);
+
+    rmsnorm_forward(ln1, LAYER(m->ln1_rstd, l, N), residual, LAYER(m->attn_norm, l, C), N, C, eps);
+    linear(m, l, LLAMA_Q, q, ln1, LAYER(m->wq, l, C * C), N, C, C, 0.0f);
+    linear(m, l, LLAMA_K, k, ln1, LAYER(m->wk, l, KV * C), N, C, KV, 0.0f);
+    linear(m, l, LLAMA_V, v, ln1, LAYER(m->wv, l, KV * C), N, C, KV, 0.0f);
+    rope_forward(q, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
+    rope_forward(k, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
+    attention_gqa_forward(atty, LAYER(m->lse, l, N * d.NH), q, k, v, m->att_scratch, B, T, d.NH,
+                          d.NKV, d.hs);
+    memcpy(res2, residual, sizeof(float) * (size_t)N * C);
+    linear(m, l, LLAMA_O, res2, atty, LAYER(m->wo, l, C * C), N, C, C, 1.0f);
+
+    rmsnorm_forward(ln2, LAYER(m->ln2_rstd, l, N), res2, LAYER(m->mlp_norm, l, C), N, C, eps);
+    linear(m, l, LLAMA_GATE, gate, ln2, LAYER(m->wgate, l, F * C), N, C, F, 0.0f);
+    linear(m, l, LLAMA_UP, up, ln2, LAYER(m->wup, l, F * C), N, C, F, 0.0f);
+    swiglu_forward(h, gate, up, (long)N * F);
+    memcpy(res3, res2, sizeof(float) * (size_t)N * C);
+    linear(m, l, LLAMA_DOWN, res3, h, LAYER(m->wdown, l, C * F), N, F, C, 1.0f);
+}
+
+void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
+    dims_t d = dims(m);
+    int N = m->cur_B * m->cur_T, C = d.C;
+    for (int n = 0; n < N; n++)
+        memcpy(m->encoded + (long)n * C, m->embed + (long)m->inputs[n] * C, sizeof(float) * C);
+    const float *residual = m->encoded;
+    for (int l = 0; l < d.L; l++) {
+        block_forward(m, l, residual);
+        residual = LAYER(m->residual3, l, N * C);
+    }
+    rmsnorm_forward(m->lnf, m->lnf_rstd, residual, m->norm, N, C, m->cfg.norm_eps);
+    gpt_loss_t out = {0};
+    if (targets) {
+        int train = m->cur_train;
+        float *dhead = train ? gpt_impl_pgrad(m, m->lm_head) : NULL;
+        out.loss_sum =
+            lm_head_loss(train ? m->dlnf : NULL, dhead, &out.n_valid, &out.n_correct, m->lnf,
+                         m->lm_head, targets, m->head_scratch, N, C, d.V, m->cur_grad_scale);
+    }
+    if (loss) *loss = out;
+}
+
+/* --------------------------------------------------------------- backward */
+
+/* Backward of block l: m->dresidual holds dloss/d(block output) and on
+ * return dloss/d(block input). Returns 0 when nothing below needs a
+ * gradient. */
+static int block_backward(gpt_t *m, int l) {
+    dims_t d = dims(m);
+    int B = m->cur_B, T = m->cur_T, N = B * T, C = d.C, KV = d.KV, F = d.F;
+    int base = l * LLAMA_N_TARGETS;
+    float *dres = m->dresidual, *dsmall = m->dsmall;
+    const float *residual = l == 0 ? m->encoded : LAYER(m->residual3, l - 1, N * C);
+    float *ln1 = LAYER(m->ln1, l, N * C), *q = LAYER(m->q, l, N * C);
+    float *k = LAYER(m->k, l, N * KV), *v = LAYER(m->v, l, N * KV);
+    float *atty = LAYER(m->atty, l, N * C), *res2 = LAYER(m->residual2, l, N * C);
+    float *ln2 = LAYER(m->ln2, l, N * C), *gate = LAYER(m->gate, l, N * F);
+    float *up = LAYER(m->up, l, N * F), *h = LAYER(m->hmlp, l, N * F);
+    float *w;
+
+    /* down projection: x3 = x2 + h Wd^T */
+    int below = gpt_impl_need_below(m, base + LLAMA_DOWN);
+    float *dh = below ? m->dbig : NULL;
+    w = LAYER(m->wdown, l, C * F);
+    matmul_backward(dh, gpt_impl_pgrad(m, w), NULL, dres, h, w, N, F, C, 0.0f);
+    gpt_impl_lora_backward(m, l, LLAMA_DOWN, dres, h, dh, N);
+    if (!below) return 0;
+    swiglu_backward(m->dgate, m->dup, m->dbig, gate, up, (long)N * F);
+
+    /* gate and up read ln2: their input gradients sum into dsmall */
+    below = gpt_impl_need_below(m, base + LLAMA_GATE);
+    float *dln = below ? dsmall : NULL;
+    w = LAYER(m->wgate, l, F * C);
+    matmul_backward(dln, gpt_impl_pgrad(m, w), NULL, m->dgate, ln2, w, N, C, F, 0.0f);
+    gpt_impl_lora_backward(m, l, LLAMA_GATE, m->dgate, ln2, dln, N);
+    w = LAYER(m->wup, l, F * C);
+    matmul_backward(dln, gpt_impl_pgrad(m, w), NULL, m->dup, ln2, w, N, C, F, 1.0f);
+    gpt_impl_lora_backward(m, l, LLAMA_UP, m->dup, ln2, dln, N);
+    if (!below) return 0;
+    w = LAYER(m->mlp_norm, l, C);
+    rmsnorm_backward(dres, gpt_impl_pgrad(m, w), dsmall, res2, w, LAYER(m->ln2_rstd, l, N), N, C);
+
+    /* output projection: x2 = x + atty Wo^T */
+    below = gpt_impl_need_below(m, base + LLAMA_O);
+    w = LAYER(m->wo, l, C * C);
+    matmul_backward(below ? dsmall : NULL, gpt_impl_pgrad(m, w), NULL, dres, atty, w, N, C, C,
+                    0.0f);
+    gpt_impl_lora_backward(m, l, LLAMA_O, dres, atty, below ? dsmall : NULL, N);
+    if (!below) return 0;
+    attention_gqa_backward(m->dq, m->dk, m->dv, dsmall, q, k, v, atty, LAYER(m->lse, l, N * d.NH),
+                           m->att_scratch, B, T, d.NH, d.NKV, d.hs);
+    rope_backward(m->dq, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
+    rope_backward(m->dk, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
+
+    /* q, k, v read ln1 */
+    below = gpt_impl_need_below(m, base + LLAMA_Q);
+    dln = below ? dsmall : NULL;
+    w = LAYER(m->wq, l, C * C);
+    matmul_backward(dln, gpt_impl_pgrad(m, w), NULL, m->dq, ln1, w, N, C, C, 0.0f);
+    gpt_impl_lora_backward(m, l, LLAMA_Q, m->dq, ln1, dln, N);
+    w = LAYER(m->wk, l, KV * C);
+    matmul_backward(dln, gpt_impl_pgrad(m, w), NULL, m->dk, ln1, w, N, C, KV, 1.0f);
+    gpt_impl_lora_backward(m, l, LLAMA_K, m->dk, ln1, dln, N);
+    w = LAYER(m->wv, l, KV * C);
+    matmul_backward(dln, gpt_impl_pgrad(m, w), NULL, m->dv, ln1, w, N, C, KV, 1.0f);
+    gpt_impl_lora_backward(m, l, LLAMA_V, m->dv, ln1, dln, N);
+    if (!below) return 0;
+    w = LAYER(m->attn_norm, l, C);
+    rmsnorm_backward(dres, gpt_impl_pgrad(m, w), dsmall, residual, w, LAYER(m->ln1_rstd, l, N), N,
+                     C);
+    return 1;
+}
+
+/* Layer l's gradients to the grad-ready hook: its adapters, or in full
+ * fine-tuning its slice of each stacked kind. */
+static void report_layer(gpt_t *m, int l) {
+    if (!m->ready) return;
+    if (m->lora.enabled) {
+        gpt_impl_report_lora_layer(m, l);
+        return;
+    }
+    for (int k = 0; k < N_KINDS; k++)
+        gpt_impl_report_tensor(m, &m->ptensors[1 + k * m->cfg.n_layer + l]);
+}
+
+/* The embedding, the final norm and an untied head (full fine-tuning). */
+static void report_ends(gpt_t *m) {
+    if (!m->ready || m->lora.enabled) return;
+    gpt_impl_report_tensor(m, &m->ptensors[0]);
+    for (int i = 1 + N_KINDS * m->cfg.n_layer; i < m->n_ptensors; i++)
+        gpt_impl_report_tensor(m, &m->ptensors[i]);
+}
+
+void llama_backward(gpt_t *m) {
+    dims_t d = dims(m);
+    int N = m->cur_B * m->cur_T, C = d.C;
+    memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
+    rmsnorm_backward(m->dresidual, gpt_impl_pgrad(m, m->norm), m->dlnf,
+                     LAYER(m->residual3, d.L - 1, N * C), m->norm, m->lnf_rstd, N, C);
+    int l = d.L - 1, carry = 1;
+    for (; l >= 0 && carry; l--) {
+        carry = block_backward(m, l);
+        report_layer(m, l);
+    }
+    for (; l >= 0; l--) report_layer(m, l);
+    if (!m->lora.enabled)
+        encoder_backward(gpt_impl_pgrad(m, m->embed), NULL, m->dresidual, m->inputs, m->cur_B,
+                         m->cur_T, C);
+    report_ends(m);
+}
+
+/* -------------------------------------------------------------- KV cache */
+
+int llama_kv_reserve(gpt_t *m, int max_len, cu_error_t *err) {
+    free(m->kv);
+    m->kv = NULL;
+    dims_t d = dims(m);
+    long L = d.L, C = d.C, KV = d.KV, F = d.F, r = m->lora.enabled ? m->lora.r : 1;
+    long total = 2 * L * max_len * KV + 4 * C + 3 * F + max_len + r + 64;
+    m->kv = cu_alloc_aligned((size_t)total * sizeof(float), err);
+    if (!m->kv) return err ? err->code : CU_ENOMEM;
+    float *p = m->kv;
+    m->kv_k = p, p += L * max_len * KV;
+    m->kv_v = p, p += L * max_len * KV;
+    m->kv_x = p, p += C;
+    m->kv_xn = p, p += C;
+    m->kv_qkv = p, p += C; /* the query */
+    m->kv_att = p, p += C;
+    m->kv_gate = p, p += F;
+    m->kv_h = p, p += F;  /* up */
+    m->kv_hg = p, p += F; /* silu(gate) * up */
+    m->kv_scores = p, p += max_len;
+    m->kv_xa = p;
+    m->kv_max = max_len;
+    m->kv_len = 0;
+    return CU_OK;
+}
+
+static void kv_linear(gpt_t *m, int l, int t, float *out, const float *x, const float *w, int in,
+                      int outc, float beta) {
+    matmul_forward(out, x, w, NULL, 1, in, outc, beta);
+    m->cur_train = 0;
+    gpt_impl_lora_forward(m, l, t, x, out, 1, m->kv_xa);
+}
+
+/* Attention of the token at pos over the cached keys 0..pos of layer l. */
+static void kv_attention(gpt_t *m, int l, int pos) {
+    dims_t d = dims(m);
+    int group = d.NH / d.NKV;
+    const float *K = m->kv_k + (long)l * m->kv_max * d.KV;
+    const float *Vc = m->kv_v + (long)l * m->kv_max * d.KV;
+    float scale = 1.0f / sqrtf((float)d.hs), *s = m->kv_scores;
+    for (int h = 0; h < d.NH; h++) {
+        int kvh = h / group;
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, pos + 1, d.hs, scale, K + kvh * d.hs, d.KV,
+                    m->kv_qkv + h * d.hs, 1, 0.0f, s, 1);
+        float mx = s[0], sum = 0.0f;
+        for (int j = 1; j <= pos; j++) mx = s[j] > mx ? s[j] : mx;
+        for (int j = 0; j <= pos; j++) {
+            s[j] = expf(s[j] - mx);
+            sum += s[j];
+        }
+        cblas_sgemv(CblasRowMajor, CblasTrans, pos + 1, d.hs, 1.0f / sum, Vc + kvh * d.hs, d.KV, s,
+                    1, 0.0f, m->kv_att + h * d.hs, 1);
+    }
+}
+
+int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
+    dims_t d = dims(m);
+    int C = d.C, KV = d.KV, F = d.F;
+    if (!m->kv) return cu_error_set(err, CU_EINVAL, "KV cache not reserved");
+    if (m->kv_len >= m->kv_max)
+        return cu_error_set(err, CU_EINVAL, "sequence reached the KV cache length %d", m->kv_max);
+    if (token < 0 || token >= d.V)
+        return cu_error_set(err, CU_EINVAL, "token id %d is outside the vocabulary (%d)", token,
+                            d.V);
+    int pos = m->kv_len;
+    float eps = m->cfg.norm_eps, rstd;
+    float *x = m->kv_x, *xn = m->kv_xn;
+    memcpy(x, m->embed + (long)token * C, sizeof(float) * C);
+    for (int l = 0; l < d.L; l++) {
+        float *kk = m->kv_k + ((long)l * m->kv_max + pos) * KV;
+        float *vv = m->kv_v + ((long)l * m->kv_max + pos) * KV;
+        rmsnorm_forward(xn, &rstd, x, LAYER(m->attn_norm, l, C), 1, C, eps);
+        kv_linear(m, l, LLAMA_Q, m->kv_qkv, xn, LAYER(m->wq, l, C * C), C, C, 0.0f);
+        kv_linear(m, l, LLAMA_K, kk, xn, LAYER(m->wk, l, KV * C), C, KV, 0.0f);
+        kv_linear(m, l, LLAMA_V, vv, xn, LAYER(m->wv, l, KV * C), C, KV, 0.0f);
+        rope_forward(m->kv_qkv, m->rope_cos, m->rope_sin, 1, 1, d.NH, d.hs, pos);
+        rope_forward(kk, m->rope_cos, m->rope_sin, 1, 1, d.NKV, d.hs, pos);
+        kv_attention(m, l, pos);
+        kv_linear(m, l, LLAMA_O, x, m->kv_att, LAYER(m->wo, l, C * C), C, C, 1.0f);
+        rmsnorm_forward(xn, &rstd, x, LAYER(m->mlp_norm, l, C), 1, C, eps);
+        kv_linear(m, l, LLAMA_GATE, m->kv_gate, xn, LAYER(m->wgate, l, F * C), C, F, 0.0f);
+        kv_linear(m, l, LLAMA_UP, m->kv_h, xn, LAYER(m->wup, l, F * C), C, F, 0.0f);
+        swiglu_forward(m->kv_hg, m->kv_gate, m->kv_h, F);
+        kv_linear(m, l, LLAMA_DOWN, x, m->kv_hg, LAYER(m->wdown, l, C * F), F, C, 1.0f);
+    }
+    rmsnorm_forward(xn, &rstd, x, m->norm, 1, C, eps);
+    lm_head_logits(logits, xn, m->lm_head, 1, C, d.V);
+    m->kv_len++;
+    return CU_OK;
+}
+
+/* ------------------------------------------------------------------ FLOPs */
+
+double llama_flops_per_step(const gpt_t *m, int B, int T) {
+    dims_t d = dims(m);
+    double C = d.C, KV = d.KV, F = d.F, N = (double)B * T, r = m->lora.enabled ? m->lora.r : 0;
+    double linear_f = 2.0 * N * (2.0 * C * C + 2.0 * C * KV + 3.0 * C * F);
+    double attn = 2.0 * B * C * T * (T + 1.0);
+    double head = 2.0 * N * C * d.V;
+    double fwd = d.L * (linear_f + attn) + head, lora_fwd = 0.0;
+    for (int t = 0; m->lora.enabled && t < LLAMA_N_TARGETS; t++) {
+        if (!(m->lora.targets & (1u << t))) continue;
+        int in, out;
+        gpt_target_dims(&m->cfg, t, &in, &out);
+        lora_fwd += d.L * 2.0 * N * r * (in + out);
+    }
+    double bwd = d.L * (linear_f + 2.5 * attn) + head + 2.0 * lora_fwd;
+    if (!m->lora.enabled) bwd += d.L * linear_f + head;
+    return fwd + lora_fwd + bwd;
+}

@@ -1,0 +1,225 @@
+/*
+ * Llama's layers (see ops_llama.h): RMSNorm, rotary embeddings, SwiGLU and
+ * grouped-query attention.
+ *
+ * The attention follows ops.c's: 64 query rows at a time against the keys
+ * up to the block's last row, one sgemm for the scores and one for P V; the
+ * backward recomputes P from the saved log-sum-exp. Query head h simply
+ * points its key/value reads at head h / (NH / NKV) with the key/value
+ * tensor's own row stride, so grouped heads share K and V without copies,
+ * and their dK, dV contributions accumulate into the shared head's rows.
+ */
+#include "model/ops_llama.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "model/ops.h"
+
+/* ---------------------------------------------------------------- RMSNorm */
+
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                     float eps) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (long)n * C;
+        float ss = 0.0f;
+        for (int i = 0; i < C; i++) ss += x[i] * x[i];
+        float s = 1.0f / sqrtf(ss / (float)C + eps);
+        float *o = out + (long)n * C;
+        for (int i = 0; i < C; i++) o[i] = x[i] * s * w[i];
+        rstd[n] = s;
+    }
+}
+
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *d = dout + (long)n * C;
+        const float *x = inp + (long)n * C;
+        float s = rstd[n];
+        /* g = dout * w; dx = s * (g - xhat * mean(g * xhat)), xhat = x * s */
+        float mean_gx = 0.0f;
+        for (int i = 0; i < C; i++) mean_gx += d[i] * w[i] * x[i] * s;
+        mean_gx /= (float)C;
+        if (dinp) {
+            float *dx = dinp + (long)n * C;
+            for (int i = 0; i < C; i++) dx[i] += s * (d[i] * w[i] - x[i] * s * mean_gx);
+        }
+        if (dw) {
+            for (int i = 0; i < C; i++) dw[i] += d[i] * x[i] * s;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------- RoPE */
+
+void rope_tables(float *cos_t, float *sin_t, int maxT, int hs, double theta) {
+    int h2 = hs / 2;
+    for (int i = 0; i < h2; i++) {
+        double inv_freq = pow(theta, -2.0 * i / (double)hs);
+        for (int p = 0; p < maxT; p++) {
+            double a = (double)p * inv_freq;
+            cos_t[(long)p * h2 + i] = (float)cos(a);
+            sin_t[(long)p * h2 + i] = (float)sin(a);
+        }
+    }
+}
+
+/* sign +1 rotates by +angle (forward), -1 by -angle (the transpose). */
+static void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int nh,
+                       int hs, int pos0, float sign) {
+    int h2 = hs / 2;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float *c = cos_t + (long)(pos0 + t) * h2;
+            const float *sn = sin_t + (long)(pos0 + t) * h2;
+            float *row = x + ((long)b * T + t) * nh * hs;
+            for (int h = 0; h < nh; h++) {
+                float *x1 = row + h * hs, *x2 = x1 + h2;
+                for (int i = 0; i < h2; i++) {
+                    float a = x1[i], bb = x2[i], s = sign * sn[i];
+                    x1[i] = a * c[i] - bb * s;
+                    x2[i] = bb * c[i] + a * s;
+                }
+            }
+        }
+    }
+}
+
+void rope_forward(float *x, const float *cos_t, const float *sin_t, int B, int T, int nh, int hs,
+                  int pos0) {
+    rope_apply(x, cos_t, sin_t, B, T, nh, hs, pos0, 1.0f);
+}
+
+void rope_backward(float *dx, const float *cos_t, const float *sin_t, int B, int T, int nh, int hs,
+                   int pos0) {
+    rope_apply(dx, cos_t, sin_t, B, T, nh, hs, pos0, -1.0f);
+}
+
+/* ----------------------------------------------------------------- SwiGLU */
+
+void swiglu_forward(float *h, const float *gate, const float *up, long n) {
+    for (long i = 0; i < n; i++) {
+        float g = gate[i];
+        h[i] = g / (1.0f + cu_expf(-g)) * up[i];
+    }
+}
+
+void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up,
+                     long n) {
+    for (long i = 0; i < n; i++) {
+        float g = gate[i];
+        float sg = 1.0f / (1.0f + cu_expf(-g));
+        float silu = g * sg;
+        dup[i] = dh[i] * silu;
+        dgate[i] = dh[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+    }
+}
+
+/* -------------------------------------------------------------- attention */
+
+#define GQA_BLOCK 64 /* query rows per block, as ops.c's ATT_BLOCK */
+
+/* Probabilities of one query block in place: S (nq, nk) of scaled scores
+ * becomes softmax over the causal part, zero beyond it. With lse_in NULL
+ * the row maxima and sums are computed and written to lse_out; otherwise
+ * P = exp(S - lse_in) is recomputed. */
+static void gqa_softmax(float *S, int q0, int nq, int nk, float *lse_out, const float *lse_in) {
+    for (int i = 0; i < nq; i++) {
+        float *s = S + (long)i * nk;
+        int valid = q0 + i + 1;
+        if (lse_in) {
+            float li = lse_in[q0 + i];
+            for (int j = 0; j < valid; j++) s[j] = cu_expf(s[j] - li);
+        } else {
+            float m = -FLT_MAX;
+            for (int j = 0; j < valid; j++) m = s[j] > m ? s[j] : m;
+            float sum = 0.0f;
+            for (int j = 0; j < valid; j++) {
+                s[j] = cu_expf(s[j] - m);
+                sum += s[j];
+            }
+            float inv = 1.0f / sum;
+            for (int j = 0; j < valid; j++) s[j] *= inv;
+            lse_out[q0 + i] = m + logf(sum);
+        }
+        for (int j = valid; j < nk; j++) s[j] = 0.0f;
+    }
+}
+
+void attention_gqa_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                           float *scratch, int B, int T, int NH, int NKV, int hs) {
+    int C = NH * hs, KVC = NKV * hs, group = NH / NKV;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *S = scratch;
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const float *qh = q + (long)b * T * C + h * hs;
+            const float *kh = k + (long)b * T * KVC + (h / group) * hs;
+            const float *vh = v + (long)b * T * KVC + (h / group) * hs;
+            float *o = out + (long)b * T * C + h * hs;
+            float *l = lse + ((long)b * NH + h) * T;
+            for (int q0 = 0; q0 < T; q0 += GQA_BLOCK) {
+                int nq = T - q0 < GQA_BLOCK ? T - q0 : GQA_BLOCK;
+                int nk = q0 + nq;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
+                            qh + (long)q0 * C, C, kh, KVC, 0.0f, S, nk);
+                gqa_softmax(S, q0, nq, nk, l, NULL);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk, vh,
+                            KVC, 0.0f, o + (long)q0 * C, C);
+            }
+        }
+    }
+}
+
+void attention_gqa_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                            const float *k, const float *v, const float *out, const float *lse,
+                            float *scratch, int B, int T, int NH, int NKV, int hs) {
+    int C = NH * hs, KVC = NKV * hs, group = NH / NKV;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *P = scratch;
+    float *dP = scratch + (long)GQA_BLOCK * T;
+    float *D = dP + (long)GQA_BLOCK * T;
+    memset(dk, 0, sizeof(float) * (size_t)B * T * KVC);
+    memset(dv, 0, sizeof(float) * (size_t)B * T * KVC);
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            long qoff = (long)b * T * C + h * hs, kvoff = (long)b * T * KVC + (h / group) * hs;
+            const float *qh = q + qoff, *kh = k + kvoff, *vh = v + kvoff;
+            const float *o = out + qoff, *dO = dout + qoff;
+            float *dqh = dq + qoff, *dkh = dk + kvoff, *dvh = dv + kvoff;
+            const float *l = lse + ((long)b * NH + h) * T;
+            for (int q0 = 0; q0 < T; q0 += GQA_BLOCK) {
+                int nq = T - q0 < GQA_BLOCK ? T - q0 : GQA_BLOCK;
+                int nk = q0 + nq;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
+                            qh + (long)q0 * C, C, kh, KVC, 0.0f, P, nk);
+                gqa_softmax(P, q0, nq, nk, NULL, l);
+                for (int i = 0; i < nq; i++) {
+                    const float *oi = o + (long)(q0 + i) * C, *di = dO + (long)(q0 + i) * C;
+                    float dot = 0.0f;
+                    for (int d = 0; d < hs; d++) dot += oi[d] * di[d];
+                    D[i] = dot;
+                }
+                /* dV[0:nk] += P^T dO_blk */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, P, nk,
+                            dO + (long)q0 * C, C, 1.0f, dvh, KVC);
+                /* dP = dO_blk V[0:nk]^T, then dS = P * (dP - D) in place */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, 1.0f,
+                            dO + (long)q0 * C, C, vh, KVC, 0.0f, dP, nk);
+                for (int i = 0; i < nq; i++) {
+                    float *ds = dP + (long)i * nk;
+                    const float *p = P + (long)i * nk;
+                    for (int j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - D[i]);
+                }
+                /* dQ_blk = scale * dS K[0:nk]; dK[0:nk] += scale * dS^T Q_blk */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, scale, dP, nk,
+                            kh, KVC, 0.0f, dqh + (long)q0 * C, C);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, scale, dP, nk,
+                            qh + (long)q0 * C, C, 1.0f, dkh, KVC);
+            }
+        }
+    }
+}

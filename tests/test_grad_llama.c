@@ -1,0 +1,463 @@
+/*
+ * Finite-difference checks of Llama's layers (RMSNorm, rotary embeddings,
+ * SwiGLU, grouped-query attention) and of the whole Llama model: LoRA on
+ * every target, on some, with dropout, and full fine-tuning with a tied and
+ * an untied head; plus the grad-ready hook, the KV cache and LoRA's
+ * zero-B identity for Llama. Same method as test_grad.c: L = sum(out * g)
+ * for a fixed random g, analytic gradient against central differences.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "harness.h"
+#include "model/gpt.h"
+#include "model/ops.h"
+#include "model/ops_llama.h"
+
+static cu_rng_t rng;
+
+static float *randn(long n, float s) {
+    float *p = malloc(sizeof(float) * (size_t)n);
+    for (long i = 0; i < n; i++) p[i] = s * cu_rng_normal(&rng);
+    return p;
+}
+
+static double dot(const float *a, const float *b, long n) {
+    double s = 0.0;
+    for (long i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* Best of three step sizes per coordinate (see test_grad.c). */
+typedef double (*loss_fn)(void *ctx);
+static void fd_check(const char *what, float *x, long n, const float *ana, loss_fn f, void *ctx,
+                     int samples, float eps, double tol) {
+    long worst = -1;
+    double worst_rel = 0.0;
+    for (int s = 0; s < samples; s++) {
+        long i = samples >= n ? s : (long)cu_rng_below(&rng, (uint64_t)n);
+        if (i >= n) break;
+        double best = INFINITY;
+        for (float e = eps; e > eps / 20.0f; e /= 3.0f) {
+            float old = x[i];
+            x[i] = old + e;
+            double lp = f(ctx);
+            x[i] = old - e;
+            double lm = f(ctx);
+            x[i] = old;
+            double num = (lp - lm) / (2.0 * e);
+            double scale = fmax(fmax(fabs(num), fabs(ana[i])), 1e-2);
+            best = fmin(best, fabs(num - ana[i]) / scale);
+        }
+        if (best > worst_rel) {
+            worst_rel = best;
+            worst = i;
+        }
+    }
+    CHECK_MSG(worst_rel <= tol, "%s: worst relative error %.3g at %ld (tolerance %.3g)", what,
+              worst_rel, worst, tol);
+}
+
+/* -------------------------------------------------------------- RMSNorm */
+
+typedef struct {
+    float *out, *rstd, *inp, *w, *g;
+    int N, C;
+} rms_ctx;
+
+static double rms_loss(void *p) {
+    rms_ctx *c = p;
+    rmsnorm_forward(c->out, c->rstd, c->inp, c->w, c->N, c->C, 1e-5f);
+    return dot(c->out, c->g, (long)c->N * c->C);
+}
+
+static void test_rmsnorm(void) {
+    rms_ctx c = {.N = 6, .C = 24};
+    long nc = (long)c.N * c.C;
+    c.inp = randn(nc, 1.0f);
+    c.w = randn(c.C, 1.0f);
+    c.g = randn(nc, 1.0f);
+    c.out = calloc(nc, 4);
+    c.rstd = calloc(c.N, 4);
+    float *dinp = calloc(nc, 4), *dw = calloc(c.C, 4);
+    rms_loss(&c);
+    /* the definition, in double, on row 0 */
+    double ss = 0.0;
+    for (int i = 0; i < c.C; i++) ss += (double)c.inp[i] * c.inp[i];
+    double s = 1.0 / sqrt(ss / c.C + 1e-5);
+    CHECK_REL(c.out[3], c.inp[3] * s * c.w[3], 1e-5, 1e-6);
+    rmsnorm_backward(dinp, dw, c.g, c.inp, c.w, c.rstd, c.N, c.C);
+    fd_check("rmsnorm dinp", c.inp, nc, dinp, rms_loss, &c, 200, 1e-2f, 1e-2);
+    fd_check("rmsnorm dw", c.w, c.C, dw, rms_loss, &c, 200, 1e-2f, 1e-2);
+    free(c.inp), free(c.w), free(c.g), free(c.out), free(c.rstd), free(dinp), free(dw);
+}
+
+/* ----------------------------------------------------------------- RoPE */
+
+typedef struct {
+    float *x, *y, *g, *cos_t, *sin_t;
+    int B, T, nh, hs;
+} rope_ctx;
+
+static double rope_loss(void *p) {
+    rope_ctx *c = p;
+    long n = (long)c->B * c->T * c->nh * c->hs;
+    memcpy(c->y, c->x, sizeof(float) * (size_t)n);
+    rope_forward(c->y, c->cos_t, c->sin_t, c->B, c->T, c->nh, c->hs, 2);
+    return dot(c->y, c->g, n);
+}
+
+static void test_rope(void) {
+    rope_ctx c = {.B = 2, .T = 5, .nh = 3, .hs = 8};
+    long n = (long)c.B * c.T * c.nh * c.hs;
+    int maxT = 16;
+    c.cos_t = malloc(sizeof(float) * maxT * c.hs / 2);
+    c.sin_t = malloc(sizeof(float) * maxT * c.hs / 2);
+    rope_tables(c.cos_t, c.sin_t, maxT, c.hs, 10000.0);
+    c.x = randn(n, 1.0f);
+    c.y = calloc(n, 4);
+    c.g = randn(n, 1.0f);
+    rope_loss(&c);
+    /* rotate_half layout: dims i and i + hs/2 rotate together. Row (b=1,
+     * t=3) sits at position 5; head 2, i = 1. */
+    const float *x = c.x + ((long)(1 * c.T + 3) * c.nh + 2) * c.hs;
+    const float *y = c.y + ((long)(1 * c.T + 3) * c.nh + 2) * c.hs;
+    double a = 5.0 * pow(10000.0, -2.0 * 1 / 8.0);
+    CHECK_REL(y[1], x[1] * cos(a) - x[5] * sin(a), 1e-5, 1e-6);
+    CHECK_REL(y[5], x[5] * cos(a) + x[1] * sin(a), 1e-5, 1e-6);
+    /* the backward is the inverse rotation: it undoes the forward */
+    float *back = malloc(sizeof(float) * n);
+    memcpy(back, c.y, sizeof(float) * n);
+    rope_backward(back, c.cos_t, c.sin_t, c.B, c.T, c.nh, c.hs, 2);
+    double maxdiff = 0.0;
+    for (long i = 0; i < n; i++) maxdiff = fmax(maxdiff, fabs(back[i] - c.x[i]));
+    CHECK_MSG(maxdiff < 1e-5, "rope_backward(rope_forward(x)) differs from x by %g", maxdiff);
+    float *dx = malloc(sizeof(float) * n);
+    memcpy(dx, c.g, sizeof(float) * n);
+    rope_backward(dx, c.cos_t, c.sin_t, c.B, c.T, c.nh, c.hs, 2);
+    fd_check("rope dx", c.x, n, dx, rope_loss, &c, 200, 1e-2f, 1e-2);
+    free(c.x), free(c.y), free(c.g), free(c.cos_t), free(c.sin_t), free(back), free(dx);
+}
+
+/* --------------------------------------------------------------- SwiGLU */
+
+typedef struct {
+    float *h, *gate, *up, *g;
+    long n;
+} swiglu_ctx;
+
+static double swiglu_loss(void *p) {
+    swiglu_ctx *c = p;
+    swiglu_forward(c->h, c->gate, c->up, c->n);
+    return dot(c->h, c->g, c->n);
+}
+
+static void test_swiglu(void) {
+    swiglu_ctx c = {.n = 200};
+    c.gate = randn(c.n, 2.0f);
+    c.up = randn(c.n, 1.0f);
+    c.g = randn(c.n, 1.0f);
+    c.h = calloc(c.n, 4);
+    float *dgate = calloc(c.n, 4), *dup = calloc(c.n, 4);
+    swiglu_loss(&c);
+    CHECK_REL(c.h[7], c.gate[7] / (1.0 + exp(-c.gate[7])) * c.up[7], 1e-5, 1e-6);
+    swiglu_backward(dgate, dup, c.g, c.gate, c.up, c.n);
+    fd_check("swiglu dgate", c.gate, c.n, dgate, swiglu_loss, &c, 200, 1e-2f, 1e-2);
+    fd_check("swiglu dup", c.up, c.n, dup, swiglu_loss, &c, 200, 1e-2f, 1e-2);
+    free(c.gate), free(c.up), free(c.g), free(c.h), free(dgate), free(dup);
+}
+
+/* ------------------------------------------------------ GQA attention */
+
+typedef struct {
+    float *out, *lse, *q, *k, *v, *g, *scratch;
+    int B, T, NH, NKV, hs;
+} gqa_ctx;
+
+static double gqa_loss(void *p) {
+    gqa_ctx *c = p;
+    attention_gqa_forward(c->out, c->lse, c->q, c->k, c->v, c->scratch, c->B, c->T, c->NH, c->NKV,
+                          c->hs);
+    return dot(c->out, c->g, (long)c->B * c->T * c->NH * c->hs);
+}
+
+/* The definition, in double: query head h attends with key/value head
+ * h / (NH / NKV). */
+static void gqa_naive(float *out, const gqa_ctx *c) {
+    int C = c->NH * c->hs, KVC = c->NKV * c->hs, T = c->T, hs = c->hs;
+    double *s = malloc(sizeof(double) * T);
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < c->NH; h++) {
+            int kh = h / (c->NH / c->NKV);
+            for (int i = 0; i < T; i++) {
+                const float *q = c->q + ((long)b * T + i) * C + h * hs;
+                double mx = -1e300, sum = 0.0;
+                for (int j = 0; j <= i; j++) {
+                    const float *k = c->k + ((long)b * T + j) * KVC + kh * hs;
+                    double d = 0.0;
+                    for (int e = 0; e < hs; e++) d += (double)q[e] * k[e];
+                    s[j] = d / sqrt((double)hs);
+                    if (s[j] > mx) mx = s[j];
+                }
+                for (int j = 0; j <= i; j++) sum += (s[j] = exp(s[j] - mx));
+                for (int e = 0; e < hs; e++) {
+                    double acc = 0.0;
+                    for (int j = 0; j <= i; j++)
+                        acc += s[j] / sum * c->v[((long)b * T + j) * KVC + kh * hs + e];
+                    out[((long)b * T + i) * C + h * hs + e] = (float)acc;
+                }
+            }
+        }
+    free(s);
+}
+
+static void gqa_case(int B, int T, int NH, int NKV, int hs) {
+    gqa_ctx c = {.B = B, .T = T, .NH = NH, .NKV = NKV, .hs = hs};
+    long nq = (long)B * T * NH * hs, nkv = (long)B * T * NKV * hs;
+    c.q = randn(nq, 1.0f);
+    c.k = randn(nkv, 1.0f);
+    c.v = randn(nkv, 1.0f);
+    c.g = randn(nq, 1.0f);
+    c.out = calloc(nq, 4);
+    c.lse = calloc((size_t)B * NH * T, 4);
+    c.scratch = calloc(attention_scratch_floats(T), 4);
+    float *dq = randn(nq, 1.0f), *dk = randn(nkv, 1.0f), *dv = randn(nkv, 1.0f);
+    float *ref = calloc(nq, 4);
+    gqa_loss(&c);
+    gqa_naive(ref, &c);
+    double maxdiff = 0.0;
+    for (long i = 0; i < nq; i++) maxdiff = fmax(maxdiff, fabs(ref[i] - c.out[i]));
+    CHECK_MSG(maxdiff < 1e-5, "gqa NH=%d NKV=%d T=%d: max |out - naive| = %g", NH, NKV, T, maxdiff);
+    /* dq, dk, dv start as garbage: the backward must overwrite them */
+    attention_gqa_backward(dq, dk, dv, c.g, c.q, c.k, c.v, c.out, c.lse, c.scratch, B, T, NH, NKV,
+                           hs);
+    char what[96];
+    snprintf(what, sizeof what, "gqa dq NH=%d NKV=%d T=%d", NH, NKV, T);
+    fd_check(what, c.q, nq, dq, gqa_loss, &c, 200, 1e-2f, 2e-2);
+    snprintf(what, sizeof what, "gqa dk NH=%d NKV=%d T=%d", NH, NKV, T);
+    fd_check(what, c.k, nkv, dk, gqa_loss, &c, 200, 1e-2f, 2e-2);
+    snprintf(what, sizeof what, "gqa dv NH=%d NKV=%d T=%d", NH, NKV, T);
+    fd_check(what, c.v, nkv, dv, gqa_loss, &c, 200, 1e-2f, 2e-2);
+    free(c.q), free(c.k), free(c.v), free(c.g), free(c.out), free(c.lse), free(c.scratch);
+    free(dq), free(dk), free(dv), free(ref);
+}
+
+static void test_gqa_attention(void) {
+    gqa_case(2, 5, 4, 2, 4);  /* two query heads per key/value head */
+    gqa_case(1, 70, 4, 1, 4); /* multi-query, crosses the 64-row block */
+    gqa_case(2, 6, 2, 2, 4);  /* plain multi-head */
+}
+
+/* ---------------------------------------------------------- whole model */
+
+typedef struct {
+    gpt_t *m;
+    int32_t *inp, *tgt;
+    int B, T;
+    uint64_t key;
+} model_ctx;
+
+static double model_loss(void *p) {
+    model_ctx *c = p;
+    gpt_loss_t l;
+    gpt_forward(c->m, c->inp, c->tgt, c->B, c->T, 1, 1.0f, c->key, &l, NULL);
+    return l.loss_sum;
+}
+
+static gpt_t *tiny_llama(int lora_on, unsigned targets, float dropout, int tied) {
+    gpt_config_t cfg = {.n_layer = 2,
+                        .n_head = 4,
+                        .n_embd = 16,
+                        .vocab_size = 11,
+                        .max_seq_len = 9,
+                        .arch = GPT_ARCH_LLAMA,
+                        .n_kv_head = 2,
+                        .ffn_hidden = 24,
+                        .rope_theta = 10000.0f,
+                        .norm_eps = 1e-5f,
+                        .tie_embeddings = tied};
+    lora_config_t lc = {
+        .enabled = lora_on, .targets = targets, .r = 2, .alpha = 4.0f, .dropout = dropout};
+    gpt_t *m;
+    cu_error_t err;
+    if (gpt_create(&m, &cfg, &lc, &err)) {
+        fprintf(stderr, "gpt_create: %s\n", err.msg);
+        return NULL;
+    }
+    gpt_init_weights(m, 7, 0.3f);
+    /* norm gains away from 1 so their gradients are exercised */
+    int n;
+    const gpt_tensor_t *pt = gpt_param_tensors(m, &n);
+    float *params = gpt_params(m, NULL);
+    for (int i = 0; i < n; i++)
+        if (pt[i].ndim == 1)
+            for (int j = 0; j < pt[i].shape[0]; j++)
+                params[pt[i].offset + j] += 0.2f * cu_rng_normal(&rng);
+    gpt_init_lora(m, 8);
+    size_t nl;
+    float *lp = gpt_lora_params(m, &nl);
+    for (size_t i = 0; lp && i < nl; i++) lp[i] += 0.2f * cu_rng_normal(&rng);
+    return m;
+}
+
+static void model_case(const char *what, int lora_on, unsigned targets, float dropout, int tied) {
+    gpt_t *m = tiny_llama(lora_on, targets, dropout, tied);
+    CHECK(m != NULL);
+    if (!m) return;
+    model_ctx c = {.m = m, .B = 2, .T = 9, .key = 99};
+    c.inp = malloc(sizeof(int32_t) * 18);
+    c.tgt = malloc(sizeof(int32_t) * 18);
+    for (int i = 0; i < 18; i++) {
+        c.inp[i] = (int32_t)cu_rng_below(&rng, 11);
+        c.tgt[i] = i == 4 ? -1 : (int32_t)cu_rng_below(&rng, 11);
+    }
+    gpt_zero_grad(m);
+    model_loss(&c);
+    gpt_backward(m);
+    size_t n;
+    float *p = gpt_trainable(m, &n);
+    float *g = gpt_grads(m, NULL);
+    float *ana = malloc(sizeof(float) * n);
+    memcpy(ana, g, sizeof(float) * n);
+    fd_check(what, p, (long)n, ana, model_loss, &c, 400, 1e-2f, 3e-2);
+    free(ana), free(c.inp), free(c.tgt);
+    gpt_free(m);
+}
+
+#define ALL7 ((1u << LLAMA_N_TARGETS) - 1)
+
+static void test_model_lora_all(void) {
+    model_case("llama LoRA all-linear", 1, ALL7, 0.0f, 0);
+    model_case("llama LoRA all-linear, dropout", 1, ALL7, 0.3f, 0);
+}
+static void test_model_lora_some(void) {
+    /* one target: the backward stops inside layer 0 at that site */
+    model_case("llama LoRA k_proj", 1, 1u << LLAMA_K, 0.0f, 0);
+    model_case("llama LoRA up_proj", 1, 1u << LLAMA_UP, 0.0f, 0);
+    model_case("llama LoRA q_proj+v_proj", 1, (1u << LLAMA_Q) | (1u << LLAMA_V), 0.0f, 0);
+    model_case("llama LoRA o_proj+down_proj", 1, (1u << LLAMA_O) | (1u << LLAMA_DOWN), 0.0f, 1);
+}
+static void test_model_full(void) {
+    model_case("llama full fine-tuning, untied head", 0, 0u, 0.0f, 0);
+    model_case("llama full fine-tuning, tied head", 0, 0u, 0.0f, 1);
+}
+
+typedef struct {
+    const float *grads;
+    float *snapshot;
+    int *times;
+} ready_probe;
+
+static void on_ready(void *ctx, size_t offset, size_t count) {
+    ready_probe *p = ctx;
+    for (size_t i = offset; i < offset + count; i++) {
+        p->snapshot[i] = p->grads[i];
+        p->times[i]++;
+    }
+}
+
+static void ready_case(const char *what, int lora_on, unsigned targets, int tied) {
+    gpt_t *m = tiny_llama(lora_on, targets, 0.0f, tied);
+    size_t n;
+    float *g = gpt_grads(m, &n);
+    ready_probe p = {
+        .grads = g, .snapshot = calloc(n, sizeof(float)), .times = calloc(n, sizeof(int))};
+    gpt_set_grad_ready(m, on_ready, &p);
+    int32_t inp[18], tgt[18];
+    for (int i = 0; i < 18; i++) inp[i] = i % 11, tgt[i] = (i * 7) % 11;
+    gpt_zero_grad(m);
+    gpt_forward(m, inp, tgt, 2, 9, 1, 1.0f, 0, NULL, NULL);
+    gpt_backward(m);
+    int once = 1, final = 1;
+    for (size_t i = 0; i < n; i++) {
+        once &= p.times[i] == 1;
+        final &= p.snapshot[i] == g[i];
+    }
+    CHECK_MSG(once, "%s: some gradient range reported not exactly once", what);
+    CHECK_MSG(final, "%s: some range reported before its gradient was final", what);
+    free(p.snapshot), free(p.times);
+    gpt_free(m);
+}
+
+static void test_grad_ready_hook(void) {
+    ready_case("llama LoRA all-linear", 1, ALL7, 0);
+    ready_case("llama LoRA gate_proj", 1, 1u << LLAMA_GATE, 0);
+    ready_case("llama full, untied", 0, 0u, 0);
+    ready_case("llama full, tied", 0, 0u, 1);
+}
+
+static void test_kv_cache_matches_forward(void) {
+    gpt_t *m = tiny_llama(1, ALL7, 0.0f, 0);
+    int T = 9, V = 11;
+    int32_t inp[9] = {3, 1, 4, 1, 5, 9, 2, 6, 5};
+    CHECK(gpt_forward(m, inp, NULL, 1, T, 0, 1.0f, 0, NULL, NULL) == CU_OK);
+    float full[9 * 11], step[11];
+    gpt_logits(m, 0, T, full);
+    CHECK(gpt_kv_reserve(m, T, NULL) == CU_OK);
+    gpt_kv_reset(m);
+    double maxdiff = 0.0;
+    for (int t = 0; t < T; t++) {
+        CHECK(gpt_kv_step(m, inp[t], step, NULL) == CU_OK);
+        for (int v = 0; v < V; v++) maxdiff = fmax(maxdiff, fabs(step[v] - full[t * V + v]));
+    }
+    CHECK_MSG(maxdiff < 1e-4, "llama KV cache logits differ by %g", maxdiff);
+    cu_error_t err;
+    CHECK(gpt_kv_step(m, 1, step, &err) == CU_EINVAL);
+    gpt_free(m);
+}
+
+static void test_lora_zero_b_is_identity(void) {
+    gpt_t *base = tiny_llama(0, 0, 0.0f, 0);
+    gpt_config_t cfg = *gpt_config(base);
+    lora_config_t lc = {.enabled = 1, .targets = ALL7, .r = 2, .alpha = 4.0f};
+    gpt_t *m;
+    CHECK(gpt_create(&m, &cfg, &lc, NULL) == CU_OK);
+    size_t n;
+    float *dst = gpt_params(m, &n);
+    memcpy(dst, gpt_params(base, NULL), sizeof(float) * n);
+    gpt_init_lora(m, 3);
+    int32_t inp[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, tgt[9] = {2, 3, 4, 5, 6, 7, 8, 9, 10};
+    gpt_loss_t a, b;
+    gpt_forward(base, inp, tgt, 1, 9, 0, 1.0f, 0, &a, NULL);
+    gpt_forward(m, inp, tgt, 1, 9, 0, 1.0f, 0, &b, NULL);
+    CHECK_REL(a.loss_sum, b.loss_sum, 1e-6, 1e-6);
+    gpt_free(base), gpt_free(m);
+}
+
+static void test_config_checks(void) {
+    gpt_config_t cfg = {.n_layer = 1,
+                        .n_head = 4,
+                        .n_embd = 16,
+                        .vocab_size = 11,
+                        .max_seq_len = 4,
+                        .arch = GPT_ARCH_LLAMA,
+                        .n_kv_head = 3};
+    gpt_t *m = NULL;
+    cu_error_t err;
+    CHECK(gpt_create(&m, &cfg, NULL, &err) == CU_EINVAL);
+    CHECK(strstr(err.msg, "n_kv_head (3) must divide n_head (4)") != NULL);
+    cfg.n_kv_head = 0; /* = n_head */
+    lora_config_t lc = {.enabled = 1, .targets = 1u << 7, .r = 2, .alpha = 1.0f};
+    CHECK(gpt_create(&m, &cfg, &lc, &err) == CU_EINVAL);
+    lc.targets = ALL7;
+    CHECK(gpt_create(&m, &cfg, &lc, &err) == CU_OK);
+    CHECK(gpt_config(m)->n_kv_head == 4 && gpt_config(m)->ffn_hidden == 64);
+    int n;
+    const gpt_tensor_t *lt = gpt_lora_tensors(m, &n);
+    CHECK(n == 14 && !strcmp(lt[0].name, "layers.0.self_attn.q_proj.lora_A") &&
+          !strcmp(lt[13].name, "layers.0.mlp.down_proj.lora_B"));
+    CHECK(lora_target_bits(GPT_ARCH_LLAMA, "gate_proj") == 1u << LLAMA_GATE);
+    CHECK(lora_target_bits(GPT_ARCH_LLAMA, "qkv") == 0);
+    CHECK(lora_target_bits(GPT_ARCH_GPT2, "q_proj") == 0);
+    gpt_free(m);
+}
+
+static void test_setup(void) {
+    cu_rng_seed(&rng, 4321);
+}
+
+TEST_MAIN(TEST(test_setup), TEST(test_rmsnorm), TEST(test_rope), TEST(test_swiglu),
+          TEST(test_gqa_attention), TEST(test_model_lora_all), TEST(test_model_lora_some),
+          TEST(test_model_full), TEST(test_grad_ready_hook), TEST(test_kv_cache_matches_forward),
+          TEST(test_lora_zero_b_is_identity), TEST(test_config_checks))
