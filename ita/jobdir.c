@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,7 @@ struct ita_jobdir {
     char runs_real[4096];
     double lost_after_s;
     int max_jobs;
+    const ita_sched_view_t *view;
     entry_t *buckets[BUCKETS];
     size_t n_entries;
     char *scratch;
@@ -127,7 +129,7 @@ void ita_jobdir_free(ita_jobdir_t *jd) {
 /* Kernels without openat2 (before 5.6): open, then check where the
  * descriptor really points. */
 static int open_checked_fallback(ita_jobdir_t *jd, const char *path, int flags) {
-    int fd = openat(jd->runs_fd, path, flags | O_CLOEXEC);
+    int fd = openat(jd->runs_fd, path, flags | O_CLOEXEC, 0644);
     if (fd < 0) return -1;
     char link[64], real[4096];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
@@ -151,6 +153,7 @@ int ita_jobdir_openat(ita_jobdir_t *jd, const char *id, const char *rel, int fla
     struct open_how how;
     memset(&how, 0, sizeof how);
     how.flags = (uint64_t)(flags | O_CLOEXEC);
+    if (flags & O_CREAT) how.mode = 0644;
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
     long fd = syscall(SYS_openat2, jd->runs_fd, path, &how, sizeof how);
     if (fd < 0 && errno == ENOSYS) return open_checked_fallback(jd, path, flags);
@@ -242,7 +245,47 @@ static double num_or_nan(json_t *v) {
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
-static void summarise(const ita_jobdir_t *jd, const entry_t *e, ita_job_summary_t *s) {
+static int is_active(const char *status) {
+    return !strcmp(status, "SUBMITTED") || !strcmp(status, "PENDING") ||
+           !strcmp(status, "RUNNING") || !strcmp(status, "PREEMPTED");
+}
+
+/* The effective status (docs/ita.md): the file's, merged with the
+ * scheduler's view when the job has a Slurm id; LOST for a stale heartbeat
+ * only when no scheduler (nor a live local launcher) knows the job. */
+static void merge_scheduler(ita_jobdir_t *jd, const entry_t *e, json_t *st, ita_job_summary_t *s) {
+    const char *sid = json_string_value(json_object_get(st, "slurm_job_id"));
+    if (sid && ita_slurm_id_valid(sid))
+        snprintf(s->slurm_job_id, sizeof s->slurm_job_id, "%s", sid);
+    const char *f = s->state_status;
+    int stale = !isnan(s->heartbeat_age_s) && s->heartbeat_age_s > jd->lost_after_s;
+    snprintf(s->status, sizeof s->status, "%s", f);
+    s->sched = s->slurm_job_id[0] ? ita_sched_find(jd->view, s->slurm_job_id) : NULL;
+    if (s->sched && s->sched->known) {
+        slurm_merge_status(f, &s->sched->info, s->status, sizeof s->status, s->detail,
+                           sizeof s->detail);
+    } else if (s->sched) {
+        /* asked, and neither squeue nor sacct knows it */
+        if (is_active(f) && stale) {
+            s->lost = 1;
+            snprintf(s->detail, sizeof s->detail,
+                     "no scheduler knows Slurm job %s and the heartbeat stopped", s->slurm_job_id);
+        }
+    } else if (!strcmp(f, "RUNNING") && stale) {
+        /* the scheduler was not asked (no Slurm id, or not yet): the
+         * heartbeat decides, unless a local launcher still runs */
+        if (!s->slurm_job_id[0] && ita_jobdir_launcher_alive(jd, e->id)) {
+            snprintf(s->detail, sizeof s->detail, "the heartbeat stopped but the launcher runs");
+        } else {
+            s->lost = 1;
+            snprintf(s->detail, sizeof s->detail, "the heartbeat stopped%s",
+                     s->slurm_job_id[0] ? " and the scheduler has not been asked yet" : "");
+        }
+    }
+    if (s->lost) snprintf(s->status, sizeof s->status, "LOST");
+}
+
+static void summarise(ita_jobdir_t *jd, const entry_t *e, ita_job_summary_t *s) {
     memset(s, 0, sizeof *s);
     json_t *st = e->state;
     snprintf(s->id, sizeof s->id, "%s", e->id);
@@ -266,9 +309,8 @@ static void summarise(const ita_jobdir_t *jd, const entry_t *e, ita_job_summary_
     if (started && ita_time_parse_rfc3339(started, &t_start) == 0) s->started_at = t_start;
     s->heartbeat_age_s = NAN;
     if (updated && ita_time_parse_rfc3339(updated, &t_upd) == 0) s->heartbeat_age_s = now - t_upd;
-    int running = !strcmp(s->state_status, "RUNNING");
-    s->lost = running && !isnan(s->heartbeat_age_s) && s->heartbeat_age_s > jd->lost_after_s;
-    snprintf(s->status, sizeof s->status, "%s", s->lost ? "LOST" : s->state_status);
+    merge_scheduler(jd, e, st, s);
+    int running = !strcmp(s->status, "RUNNING");
     s->eta_s = NAN;
     if (!strcmp(s->state_status, "COMPLETED")) {
         s->eta_s = 0;
@@ -622,5 +664,110 @@ json_t *ita_job_summary_json(const ita_job_summary_t *s) {
                         s->started_at_text[0] ? json_string(s->started_at_text) : json_null());
     json_object_set_new(o, "updated_at",
                         s->updated_at_text[0] ? json_string(s->updated_at_text) : json_null());
+    json_object_set_new(o, "detail", s->detail[0] ? json_string(s->detail) : json_null());
+    json_object_set_new(o, "scheduler", json_null());
     return o;
+}
+
+json_t *ita_job_summary_json_view(const ita_job_summary_t *s, const ita_sched_view_t *view) {
+    json_t *o = ita_job_summary_json(s);
+    char buf[2048];
+    if (o && s->slurm_job_id[0] &&
+        ita_sched_render(view, s->slurm_job_id, ita_wall_now(), buf, sizeof buf) > 0) {
+        json_t *v = json_loads(buf, 0, NULL);
+        if (v) json_object_set_new(o, "scheduler", v);
+    }
+    return o;
+}
+
+/* ---- the few writes: a submitted job's first state, cancels ---- */
+
+void ita_jobdir_set_view(ita_jobdir_t *jd, const ita_sched_view_t *view) {
+    jd->view = view;
+}
+
+int ita_jobdir_launcher_alive(ita_jobdir_t *jd, const char *id) {
+    int fd = ita_jobdir_openat(jd, id, "launcher.pid", O_RDONLY);
+    if (fd < 0) return 0;
+    char buf[32];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    long pid = strtol(buf, NULL, 10);
+    return pid > 1 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+int ita_jobdir_write_file(ita_jobdir_t *jd, const char *id, const char *name, const char *text,
+                          size_t len, cu_error_t *err) {
+    int dfd = ita_jobdir_openat(jd, id, "", O_RDONLY | O_DIRECTORY);
+    if (dfd < 0) return cu_error_set(err, CU_EIO, "job '%s': %s", id, strerror(errno));
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, ".%s.ita.%ld.tmp", name, (long)getpid());
+    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    int ok = fd >= 0;
+    for (size_t done = 0; ok && done < len;) {
+        ssize_t w = write(fd, text + done, len - done);
+        if (w < 0 && errno == EINTR) continue;
+        ok = w > 0;
+        if (ok) done += (size_t)w;
+    }
+    if (fd >= 0) ok = (fsync(fd) == 0) & (close(fd) == 0) & ok;
+    ok = ok && renameat(dfd, tmp, dfd, name) == 0;
+    int rc =
+        ok ? CU_OK
+           : cu_error_set(err, CU_EIO, "job '%s': cannot write %s: %s", id, name, strerror(errno));
+    if (!ok) unlinkat(dfd, tmp, 0);
+    close(dfd);
+    return rc;
+}
+
+int ita_jobdir_append_line(ita_jobdir_t *jd, const char *id, const char *name, const char *line,
+                           cu_error_t *err) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "%s", name);
+    int fd = ita_jobdir_openat(jd, id, rel, O_WRONLY | O_APPEND | O_CREAT);
+    if (fd < 0) return cu_error_set(err, CU_EIO, "job '%s': %s: %s", id, name, strerror(errno));
+    size_t n = strlen(line);
+    char *buf = malloc(n + 1);
+    int ok = buf != NULL;
+    if (ok) {
+        memcpy(buf, line, n);
+        buf[n] = '\n';
+        ok = write(fd, buf, n + 1) == (ssize_t)(n + 1); /* one write: a reader sees all or none */
+    }
+    free(buf);
+    close(fd);
+    return ok ? CU_OK : cu_error_set(err, CU_EIO, "job '%s': cannot append to %s", id, name);
+}
+
+int ita_jobdir_record_status(ita_jobdir_t *jd, const char *id, const char *status,
+                             const char *message, cu_error_t *err) {
+    entry_t *e = entry_get(jd, id, 1);
+    if (!e) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    int rc = refresh_state(jd, e, err);
+    if (rc) return rc;
+    json_t *o = json_deep_copy(e->state);
+    char now[32];
+    ita_time_now_rfc3339(now);
+    json_object_set_new(o, "status", json_string(status));
+    if (!json_is_string(json_object_get(o, "finished_at")))
+        json_object_set_new(o, "finished_at", json_string(now));
+    json_object_set_new(o, "updated_at", json_string(now));
+    if (message && !json_is_object(json_object_get(o, "error")))
+        json_object_set_new(o, "error", json_pack("{s:s}", "message", message));
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!text) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    size_t n = strlen(text);
+    char *line = realloc(text, n + 2);
+    if (!line) {
+        free(text);
+        return cu_error_set(err, CU_ENOMEM, "out of memory");
+    }
+    line[n] = '\n';
+    line[n + 1] = 0;
+    rc = ita_jobdir_write_file(jd, id, "state.json", line, n + 1, err);
+    free(line);
+    return rc;
 }
