@@ -56,6 +56,8 @@ typedef struct entry {
     json_t *state;
     char *state_text;
     jsonl_index_t idx[2];
+    double launcher_checked_at; /* monotonic; the answer is kept for a second */
+    int launcher_alive;
 } entry_t;
 
 struct ita_jobdir {
@@ -250,6 +252,17 @@ static int is_active(const char *status) {
            !strcmp(status, "RUNNING") || !strcmp(status, "PREEMPTED");
 }
 
+/* Whether a local launcher runs, looked at no more than once a second (a
+ * stale job is asked about on every request). */
+static int launcher_alive_cached(ita_jobdir_t *jd, entry_t *e) {
+    double now = ita_mono_now();
+    if (e->launcher_checked_at == 0 || now - e->launcher_checked_at > 1.0) {
+        e->launcher_alive = ita_jobdir_launcher_alive(jd, e->id);
+        e->launcher_checked_at = now;
+    }
+    return e->launcher_alive;
+}
+
 /* The effective status (docs/ita.md): the file's, merged with the
  * scheduler's view when the job has a Slurm id; LOST for a stale heartbeat
  * only when no scheduler (nor a live local launcher) knows the job. */
@@ -274,7 +287,7 @@ static void merge_scheduler(ita_jobdir_t *jd, const entry_t *e, json_t *st, ita_
     } else if (!strcmp(f, "RUNNING") && stale) {
         /* the scheduler was not asked (no Slurm id, or not yet): the
          * heartbeat decides, unless a local launcher still runs */
-        if (!s->slurm_job_id[0] && ita_jobdir_launcher_alive(jd, e->id)) {
+        if (!s->slurm_job_id[0] && launcher_alive_cached(jd, (entry_t *)e)) {
             snprintf(s->detail, sizeof s->detail, "the heartbeat stopped but the launcher runs");
         } else {
             s->lost = 1;

@@ -276,7 +276,18 @@ static int spawn_local(const ita_config_t *cfg, const slurm_plan_t *p, int ranks
     posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawn_file_actions_addchdir_np(&fa, p->workdir);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID);
+    /* codex-ita blocks SIGTERM/SIGINT (it sigwaits for them) and ignores
+     * SIGPIPE; the job must not inherit either, or a cancel cannot stop it */
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGPIPE);
+    sigaddset(&dfl, SIGTERM);
+    sigaddset(&dfl, SIGINT);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &dfl);
+    posix_spawnattr_setflags(&at,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     int e = posix_spawnp(pid, "mpirun", &fa, &at, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);

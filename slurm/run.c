@@ -39,6 +39,12 @@ static int grow_read(grow_t *g, int fd) {
 
 /* In the child: stdout/stderr onto the pipes, then exec; 127 if exec fails. */
 static void child_exec(const char *const argv[], int out_fd, int err_fd) {
+    /* a service caller may block or ignore signals; the command must not
+     * inherit that */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
     dup2(out_fd, 1);
