@@ -201,6 +201,7 @@ static int write_first_state(ita_req_t *rq, const cu_config_t *c, int world, con
     json_object_set_new(o, "hosts", json_array());
     json_object_set_new(o, "pid", json_null());
     json_object_set_new(o, "slurm_job_id", slurm_id ? json_string(slurm_id) : json_null());
+    json_object_set_new(o, "restarts", json_integer(0));
     json_object_set_new(o, "started_at", json_null());
     json_object_set_new(o, "updated_at", json_string(now));
     json_object_set_new(o, "finished_at", error ? json_string(now) : json_null());
