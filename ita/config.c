@@ -293,6 +293,16 @@ int ita_config_finish(ita_config_t *cfg, cu_error_t *err) {
     if (!cfg->www_dir[0]) default_www_dir(cfg->www_dir, sizeof cfg->www_dir);
     if (!cfg->submit_workdir[0] && !getcwd(cfg->submit_workdir, sizeof cfg->submit_workdir))
         return cu_error_set(err, CU_EIO, "submit.workdir: cannot read the working directory");
+    /* batch scripts and sbatch --chdir need an absolute working directory */
+    char real[PATH_MAX];
+    if (!realpath(cfg->submit_workdir, real) || !is_dir(real))
+        return cu_error_set(err, CU_EINVAL, "submit.workdir: %s is not a folder",
+                            cfg->submit_workdir);
+    if (cu_format(cfg->submit_workdir, sizeof cfg->submit_workdir, err, "%s", real))
+        return cu_error_prefix(err, "submit.workdir: ");
     if (!cfg->submit_train[0]) default_train(cfg->submit_train, sizeof cfg->submit_train);
+    if (strchr(cfg->submit_train, '/') && realpath(cfg->submit_train, real) &&
+        cu_format(cfg->submit_train, sizeof cfg->submit_train, err, "%s", real))
+        return cu_error_prefix(err, "submit.train: ");
     return CU_OK;
 }
