@@ -716,7 +716,8 @@ int ita_jobdir_write_file(ita_jobdir_t *jd, const char *id, const char *name, co
     int dfd = ita_jobdir_openat(jd, id, "", O_RDONLY | O_DIRECTORY);
     if (dfd < 0) return cu_error_set(err, CU_EIO, "job '%s': %s", id, strerror(errno));
     char tmp[128];
-    snprintf(tmp, sizeof tmp, ".%s.ita.%ld.tmp", name, (long)getpid());
+    /* per thread: a worker and the scheduler thread may both write a job */
+    snprintf(tmp, sizeof tmp, ".%s.ita.%ld.tmp", name, (long)syscall(SYS_gettid));
     int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     int ok = fd >= 0;
     for (size_t done = 0; ok && done < len;) {
