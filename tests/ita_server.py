@@ -1355,7 +1355,9 @@ def case_sched(ctx, t):
         for name, sid in jobs.items():
             sched_job(runs, name, sid, status="PENDING" if name == "sl-arrpend" else "RUNNING")
         sched_job(runs, "sl-fresh", "7006", age_s=1)
+        sched_job(runs, "sl-sse", "7020", age_s=1)
         fake.put("squeue.txt", "7001|RUNNING|None|node1\n7002|PENDING|Priority|\n"
+                 "7020|RUNNING|None|node1\n"
                  "7003|TIMEOUT|TimeLimit|node1\n7007|CANCELLED|None|node1\n"
                  "7010_1|RUNNING|None|node2\n7011_[2-3%1]|PENDING|JobArrayTaskLimit|\n")
         fake.put("sacct.txt", "7004|NODE_FAIL|0:0|node2\n7004.batch|CANCELLED|0:15|node2\n")
@@ -1410,6 +1412,19 @@ def case_sched(ctx, t):
                     "sl-run" not in got, "the list filters on the merged status: %s" % sorted(got))
             t.check(got.get("sl-timeout", {}).get("scheduler", {}).get("state") == "TIMEOUT",
                     "list items carry the scheduler view")
+            # an event stream ends when Slurm ends the job, with no other request
+            c = s.conn(timeout=20)
+            c.request("GET", "/v1/jobs/sl-sse/events",
+                      headers={"X-API-Key": s.keys["reader"], "Accept": "text/event-stream"})
+            r = c.getresponse()
+            with open(os.path.join(fake.dir, "squeue.txt")) as fh:
+                text = fh.read()
+            fake.put("squeue.txt", text.replace("7020|RUNNING", "7020|TIMEOUT"))
+            evs = sse_events(r, stop_after=lambda e: e[-1][0] == "end", timeout=15)
+            c.close()
+            states = [json.loads(e[2]).get("status") for e in evs if e[0] == "state"]
+            t.check(evs and evs[-1][0] == "end" and states[-1:] == ["TIMEOUT"],
+                    "the stream of a job Slurm timed out ends: %s" % [e[0] for e in evs])
             # squeue runs per refresh, not per request
             before = len(fake.log("squeue"))
             t0 = time.time()
