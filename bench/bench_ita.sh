@@ -68,5 +68,12 @@ if [ "${BENCH_ITA_SLURM:-0}" = 1 ]; then
 fi
 echo "== $(nproc) cores; codex-ita $ithreads threads; wrk $wthreads threads, $conns connections, ${secs}s"
 echo "== wrk -t$wthreads -c$conns -d${secs}s --latency -H 'X-API-Key: <read key>' $url"
-wrk -t"$wthreads" -c"$conns" -d"${secs}s" --latency -H "X-API-Key: $key" "$url"
-echo "== audit lines written: $(wc -l < "$dir/audit.jsonl")"
+cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+wrk -t"$wthreads" -c"$conns" -d"${secs}s" --latency -H "X-API-Key: $key" "$url" | tee "$dir/wrk.out"
+cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+n=$(wc -l < "$dir/audit.jsonl")
+echo "== audit lines written: $n"
+# CPU time the server spent per request: less sensitive than requests/s to
+# other work on a shared host
+awk -v c="$((cpu1 - cpu0))" -v hz="$(getconf CLK_TCK)" -v n="$n" \
+  'BEGIN { printf "== codex-ita CPU time: %.1f us per request\n", c / hz / n * 1e6 }'
