@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "slurm/slurm.h"
@@ -200,6 +201,23 @@ static void test_query_many_ids(void) {
     CHECK(slurm_query_many(ids, 0, infos, found, 1, &err) == CU_OK);
 }
 
+static void test_run_timeout(void) {
+    const char *argv[] = {"sleep", "5", NULL};
+    char *out = NULL;
+    int status = 0;
+    cu_error_t err = {0};
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    CHECK(slurm_run_timeout(argv, 0.3, &out, NULL, &status, &err) == CU_EIO &&
+          strstr(err.msg, "did not answer within"));
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    CHECK((double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9 < 3.0);
+    const char *echo[] = {"echo", "1234", NULL};
+    CHECK(slurm_run_timeout(echo, 5, &out, NULL, &status, &err) == CU_OK && status == 0 &&
+          !strcmp(out, "1234\n"));
+    free(out);
+}
+
 int main(void) {
     const cu_test_case_t cases[] = {
         {"map_state", test_map_state},
@@ -211,6 +229,7 @@ int main(void) {
         {"array_matches", test_array_matches},
         {"merge_status", test_merge_status},
         {"query_many_ids", test_query_many_ids},
+        {"run_timeout", test_run_timeout},
     };
     return cu_test_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }
