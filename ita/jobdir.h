@@ -8,6 +8,9 @@
  * being appended and is ignored).
  *
  * One ita_jobdir_t belongs to one worker thread: nothing here locks.
+ * Summaries merge state.json with the scheduler view (sched.h) the worker
+ * last synced to. The writes (a submitted job's first state, a cancel)
+ * are in jobwrite.c.
  */
 #ifndef CU_ITA_JOBDIR_H
 #define CU_ITA_JOBDIR_H
