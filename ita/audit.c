@@ -68,6 +68,17 @@ int ita_audit_write(ita_audit_t *a, const ita_audit_record_t *r) {
     } else {
         pos += (size_t)snprintf(line + pos, sizeof line - pos, "null");
     }
+    if (r->key_id) {
+        pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"key_id\":");
+        if (ita_json_escape(line, sizeof line, &pos, r->key_id, strlen(r->key_id), 32)) return -1;
+    }
+    const char *extra[3][2] = {{"action", r->action}, {"job", r->job}, {"launched", r->launched}};
+    for (int i = 0; i < 3; i++) {
+        if (!extra[i][1]) continue;
+        pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"%s\":", extra[i][0]);
+        if (ita_json_escape(line, sizeof line, &pos, extra[i][1], strlen(extra[i][1]), 256))
+            return -1;
+    }
     pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"method\":");
     if (ita_json_escape(line, sizeof line, &pos, r->method, r->method_len, 16)) return -1;
     pos += (size_t)snprintf(line + pos, sizeof line - pos, ",\"path\":");

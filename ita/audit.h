@@ -26,6 +26,10 @@ typedef struct {
     int status;
     double latency_ms;
     const char *remote; /* client address text, or NULL */
+    const char *key_id; /* the key's public id, NULL when none */
+    /* what a submission or cancel did (NULL when nothing): the job, its
+     * Slurm id or "local", and "submit" | "dry_run" | "cancel" */
+    const char *action, *job, *launched;
 } ita_audit_record_t;
 
 /* Opens path for appending (created 0600); "-" is stdout. */

@@ -51,6 +51,10 @@ static const ita_config_key_t KEYS[] = {
     NUM("max_jobs", max_jobs, T_INT, 1, 100000),
     NUM("max_connections", max_connections, T_INT, 1, 1000000),
     NUM("tests_timeout_s", tests_timeout_s, T_NUM, 0.1, 300),
+    NUM("slurm.refresh_s", slurm_refresh_s, T_NUM, 0, 3600),
+    NUM("slurm.timeout_s", slurm_timeout_s, T_NUM, 1, 600),
+    STR("submit.workdir", submit_workdir, T_PATH),
+    STR("submit.train", submit_train, T_PATH),
 };
 
 void ita_config_defaults(ita_config_t *cfg) {
@@ -69,6 +73,8 @@ void ita_config_defaults(ita_config_t *cfg) {
     cfg->max_jobs = 10000;
     cfg->max_connections = 1024;
     cfg->tests_timeout_s = 30;
+    cfg->slurm_refresh_s = 5;
+    cfg->slurm_timeout_s = 20;
 }
 
 /* test_commands.NAME: "command words" adds one allowlisted test command. */
@@ -250,6 +256,29 @@ static void default_www_dir(char *out, size_t cap) {
     snprintf(out, cap, "%s", CU_ITA_WWW_INSTALLED);
 }
 
+/* codex-train for POST /v1/jobs: beside this program (an installed tree),
+ * or the build tree's jobs/codex-train; else "codex-train" from PATH. */
+static void default_train(char *out, size_t cap) {
+    char exe[ITA_PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    snprintf(out, cap, "codex-train");
+    if (n <= 0) return;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return;
+    *slash = 0;
+    char cand[ITA_PATH_MAX + 32];
+    snprintf(cand, sizeof cand, "%s/codex-train", exe);
+    char real[PATH_MAX];
+    if (access(cand, X_OK) == 0 && realpath(cand, real) && strlen(real) < cap) {
+        memcpy(out, real, strlen(real) + 1);
+        return;
+    }
+    snprintf(cand, sizeof cand, "%s/../jobs/codex-train", exe);
+    if (access(cand, X_OK) == 0 && realpath(cand, real) && strlen(real) < cap)
+        memcpy(out, real, strlen(real) + 1);
+}
+
 int ita_config_finish(ita_config_t *cfg, cu_error_t *err) {
     unsigned a, b, c, d;
     char tail;
@@ -262,5 +291,18 @@ int ita_config_finish(ita_config_t *cfg, cu_error_t *err) {
     if (!cfg->runs_dir[0]) return cu_error_set(err, CU_EINVAL, "runs_dir: must be set");
     if (!cfg->keys_file[0]) return cu_error_set(err, CU_EINVAL, "keys_file: must be set");
     if (!cfg->www_dir[0]) default_www_dir(cfg->www_dir, sizeof cfg->www_dir);
+    if (!cfg->submit_workdir[0] && !getcwd(cfg->submit_workdir, sizeof cfg->submit_workdir))
+        return cu_error_set(err, CU_EIO, "submit.workdir: cannot read the working directory");
+    /* batch scripts and sbatch --chdir need an absolute working directory */
+    char real[PATH_MAX];
+    if (!realpath(cfg->submit_workdir, real) || !is_dir(real))
+        return cu_error_set(err, CU_EINVAL, "submit.workdir: %s is not a folder",
+                            cfg->submit_workdir);
+    if (cu_format(cfg->submit_workdir, sizeof cfg->submit_workdir, err, "%s", real))
+        return cu_error_prefix(err, "submit.workdir: ");
+    if (!cfg->submit_train[0]) default_train(cfg->submit_train, sizeof cfg->submit_train);
+    if (strchr(cfg->submit_train, '/') && realpath(cfg->submit_train, real) &&
+        cu_format(cfg->submit_train, sizeof cfg->submit_train, err, "%s", real))
+        return cu_error_prefix(err, "submit.train: ");
     return CU_OK;
 }

@@ -41,6 +41,15 @@ typedef struct {
     } test_cmds[ITA_MAX_TEST_CMDS];
     int n_test_cmds;
     double tests_timeout_s;
+    /* the scheduler's view (sched.c): how often squeue/sacct are asked
+     * about the jobs with a Slurm id (0: never), and how long any Slurm
+     * command may take */
+    double slurm_refresh_s;
+    double slurm_timeout_s;
+    /* POST /v1/jobs: where relative paths in a posted config resolve and
+     * the batch script runs, and the codex-train it starts */
+    char submit_workdir[ITA_PATH_MAX];
+    char submit_train[ITA_PATH_MAX];
 } ita_config_t;
 
 /* Fills cfg with the defaults. */

@@ -17,6 +17,7 @@
 #include "ita/jobdir.h"
 #include "ita/keys.h"
 #include "ita/metrics.h"
+#include "ita/sched.h"
 #include "ita/trace.h"
 #include "safety/safety.h"
 
@@ -46,9 +47,11 @@ typedef struct {
     h2o_timeout_t sse_timeout;
     h2o_linklist_t streams; /* open event streams, ended at shutdown */
     int n_streams;
-    int n_conns;       /* open connections (bounded by max_connections) */
-    int accept_paused; /* the listener is not read while at the bound */
-    int disposed;      /* the h2o context and loop were released */
+    int n_conns;            /* open connections (bounded by max_connections) */
+    int accept_paused;      /* the listener is not read while at the bound */
+    int disposed;           /* the h2o context and loop were released */
+    ita_sched_view_t *view; /* this thread's snapshot of the scheduler view */
+    unsigned long view_gen;
 } ita_worker_t;
 
 struct ita_server {
@@ -66,6 +69,8 @@ struct ita_server {
     FILE *errlog;
     pthread_mutex_t errlog_mu;
     pthread_mutex_t sandbox_mu; /* one sandboxed test run at a time (it forks) */
+    ita_sched_t *sched;         /* the scheduler view's refresh thread */
+    pthread_mutex_t submit_mu;  /* one submission at a time (sbatch, run directories) */
 };
 
 typedef struct {
@@ -75,6 +80,8 @@ typedef struct {
     double t0;
     char request_id[ITA_REQUEST_ID_MAX + 1];
     char key_name[ITA_KEY_NAME_MAX + 1]; /* "" when none */
+    char key_id[24];                     /* the key's public id, "" when none */
+    const char *action, *launched;       /* for the audit line of submit/cancel */
     char job[ITA_JOB_ID_MAX + 1];        /* the {id} of job routes */
     char file[64];                       /* the dashboard file asked for */
     const char *query;                   /* after '?', or NULL */
@@ -118,6 +125,8 @@ void ita_route_prometheus(ita_req_t *rq);
 void ita_route_keys(ita_req_t *rq);
 void ita_route_hygiene_scan(ita_req_t *rq);
 void ita_route_tests_run(ita_req_t *rq);
+void ita_route_job_submit(ita_req_t *rq);
+void ita_route_job_cancel(ita_req_t *rq);
 void ita_route_static(ita_req_t *rq, const char *name);
 
 /* Event streams (sse.c). */

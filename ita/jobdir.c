@@ -55,6 +55,8 @@ typedef struct entry {
     json_t *state;
     char *state_text;
     jsonl_index_t idx[2];
+    double launcher_checked_at; /* monotonic; the answer is kept for a second */
+    int launcher_alive;
 } entry_t;
 
 struct ita_jobdir {
@@ -62,6 +64,7 @@ struct ita_jobdir {
     char runs_real[4096];
     double lost_after_s;
     int max_jobs;
+    const ita_sched_view_t *view;
     entry_t *buckets[BUCKETS];
     size_t n_entries;
     char *scratch;
@@ -127,7 +130,7 @@ void ita_jobdir_free(ita_jobdir_t *jd) {
 /* Kernels without openat2 (before 5.6): open, then check where the
  * descriptor really points. */
 static int open_checked_fallback(ita_jobdir_t *jd, const char *path, int flags) {
-    int fd = openat(jd->runs_fd, path, flags | O_CLOEXEC);
+    int fd = openat(jd->runs_fd, path, flags | O_CLOEXEC, 0644);
     if (fd < 0) return -1;
     char link[64], real[4096];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
@@ -151,6 +154,7 @@ int ita_jobdir_openat(ita_jobdir_t *jd, const char *id, const char *rel, int fla
     struct open_how how;
     memset(&how, 0, sizeof how);
     how.flags = (uint64_t)(flags | O_CLOEXEC);
+    if (flags & O_CREAT) how.mode = 0644;
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
     long fd = syscall(SYS_openat2, jd->runs_fd, path, &how, sizeof how);
     if (fd < 0 && errno == ENOSYS) return open_checked_fallback(jd, path, flags);
@@ -242,7 +246,58 @@ static double num_or_nan(json_t *v) {
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
-static void summarise(const ita_jobdir_t *jd, const entry_t *e, ita_job_summary_t *s) {
+static int is_active(const char *status) {
+    return !strcmp(status, "SUBMITTED") || !strcmp(status, "PENDING") ||
+           !strcmp(status, "RUNNING") || !strcmp(status, "PREEMPTED");
+}
+
+/* Whether a local launcher runs, looked at no more than once a second (a
+ * stale job is asked about on every request). */
+static int launcher_alive_cached(ita_jobdir_t *jd, entry_t *e) {
+    double now = ita_mono_now();
+    if (e->launcher_checked_at == 0 || now - e->launcher_checked_at > 1.0) {
+        e->launcher_alive = ita_jobdir_launcher_alive(jd, e->id);
+        e->launcher_checked_at = now;
+    }
+    return e->launcher_alive;
+}
+
+/* The effective status (docs/ita.md): the file's, merged with the
+ * scheduler's view when the job has a Slurm id; LOST for a stale heartbeat
+ * only when no scheduler (nor a live local launcher) knows the job. */
+static void merge_scheduler(ita_jobdir_t *jd, const entry_t *e, json_t *st, ita_job_summary_t *s) {
+    const char *sid = json_string_value(json_object_get(st, "slurm_job_id"));
+    if (sid && ita_slurm_id_valid(sid))
+        snprintf(s->slurm_job_id, sizeof s->slurm_job_id, "%s", sid);
+    const char *f = s->state_status;
+    int stale = !isnan(s->heartbeat_age_s) && s->heartbeat_age_s > jd->lost_after_s;
+    snprintf(s->status, sizeof s->status, "%s", f);
+    s->sched = s->slurm_job_id[0] ? ita_sched_find(jd->view, s->slurm_job_id) : NULL;
+    if (s->sched && s->sched->known) {
+        slurm_merge_status(f, &s->sched->info, s->status, sizeof s->status, s->detail,
+                           sizeof s->detail);
+    } else if (s->sched) {
+        /* asked, and neither squeue nor sacct knows it */
+        if (is_active(f) && stale) {
+            s->lost = 1;
+            snprintf(s->detail, sizeof s->detail,
+                     "no scheduler knows Slurm job %s and the heartbeat stopped", s->slurm_job_id);
+        }
+    } else if (!strcmp(f, "RUNNING") && stale) {
+        /* the scheduler was not asked (no Slurm id, or not yet): the
+         * heartbeat decides, unless a local launcher still runs */
+        if (!s->slurm_job_id[0] && launcher_alive_cached(jd, (entry_t *)e)) {
+            snprintf(s->detail, sizeof s->detail, "the heartbeat stopped but the launcher runs");
+        } else {
+            s->lost = 1;
+            snprintf(s->detail, sizeof s->detail, "the heartbeat stopped%s",
+                     s->slurm_job_id[0] ? " and the scheduler has not been asked yet" : "");
+        }
+    }
+    if (s->lost) snprintf(s->status, sizeof s->status, "LOST");
+}
+
+static void summarise(ita_jobdir_t *jd, const entry_t *e, ita_job_summary_t *s) {
     memset(s, 0, sizeof *s);
     json_t *st = e->state;
     snprintf(s->id, sizeof s->id, "%s", e->id);
@@ -266,9 +321,8 @@ static void summarise(const ita_jobdir_t *jd, const entry_t *e, ita_job_summary_
     if (started && ita_time_parse_rfc3339(started, &t_start) == 0) s->started_at = t_start;
     s->heartbeat_age_s = NAN;
     if (updated && ita_time_parse_rfc3339(updated, &t_upd) == 0) s->heartbeat_age_s = now - t_upd;
-    int running = !strcmp(s->state_status, "RUNNING");
-    s->lost = running && !isnan(s->heartbeat_age_s) && s->heartbeat_age_s > jd->lost_after_s;
-    snprintf(s->status, sizeof s->status, "%s", s->lost ? "LOST" : s->state_status);
+    merge_scheduler(jd, e, st, s);
+    int running = !strcmp(s->status, "RUNNING");
     s->eta_s = NAN;
     if (!strcmp(s->state_status, "COMPLETED")) {
         s->eta_s = 0;
@@ -622,5 +676,22 @@ json_t *ita_job_summary_json(const ita_job_summary_t *s) {
                         s->started_at_text[0] ? json_string(s->started_at_text) : json_null());
     json_object_set_new(o, "updated_at",
                         s->updated_at_text[0] ? json_string(s->updated_at_text) : json_null());
+    json_object_set_new(o, "detail", s->detail[0] ? json_string(s->detail) : json_null());
+    json_object_set_new(o, "scheduler", json_null());
     return o;
+}
+
+json_t *ita_job_summary_json_view(const ita_job_summary_t *s, const ita_sched_view_t *view) {
+    json_t *o = ita_job_summary_json(s);
+    char buf[2048];
+    if (o && s->slurm_job_id[0] &&
+        ita_sched_render(view, s->slurm_job_id, ita_wall_now(), buf, sizeof buf) > 0) {
+        json_t *v = json_loads(buf, 0, NULL);
+        if (v) json_object_set_new(o, "scheduler", v);
+    }
+    return o;
+}
+
+void ita_jobdir_set_view(ita_jobdir_t *jd, const ita_sched_view_t *view) {
+    jd->view = view;
 }

@@ -8,6 +8,9 @@
  * being appended and is ignored).
  *
  * One ita_jobdir_t belongs to one worker thread: nothing here locks.
+ * Summaries merge state.json with the scheduler view (sched.h) the worker
+ * last synced to. The writes (a submitted job's first state, a cancel)
+ * are in jobwrite.c.
  */
 #ifndef CU_ITA_JOBDIR_H
 #define CU_ITA_JOBDIR_H
@@ -17,6 +20,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "ita/sched.h"
 
 #define ITA_ENOENT 100 /* no such job (or file of a job): answered as 404 */
 #define ITA_JOB_ID_MAX 128
@@ -37,6 +41,9 @@ typedef struct {
     double started_at;         /* epoch seconds, 0 when missing */
     char started_at_text[32];
     char updated_at_text[32];
+    char slurm_job_id[64];          /* "" when the job has none (or not a valid one) */
+    const ita_sched_entry_t *sched; /* the scheduler's view of it, NULL when not asked */
+    char detail[256];               /* why the status is what it is, when not plain */
 } ita_job_summary_t;
 
 /* Opens the runs directory. lost_after_s: heartbeat age that makes a
@@ -44,6 +51,29 @@ typedef struct {
 int ita_jobdir_open(ita_jobdir_t **out, const char *runs_dir, double lost_after_s, int max_jobs,
                     cu_error_t *err);
 void ita_jobdir_free(ita_jobdir_t *jd);
+
+/* The scheduler view summaries are merged with (borrowed; NULL: none). The
+ * status is then Slurm's word for how a job ended (TIMEOUT, CANCELLED,
+ * NODE_FAIL as FAILED) over a stale RUNNING, and a stale heartbeat makes
+ * a job LOST only when no scheduler knows it. */
+void ita_jobdir_set_view(ita_jobdir_t *jd, const ita_sched_view_t *view);
+
+/* 1 while the job's launcher.pid (a local launch) names a live process. */
+int ita_jobdir_launcher_alive(ita_jobdir_t *jd, const char *id);
+
+/* Writes runs/<id>/<name> atomically (a temporary file beside it, then
+ * rename), beneath the runs directory. */
+int ita_jobdir_write_file(ita_jobdir_t *jd, const char *id, const char *name, const char *text,
+                          size_t len, cu_error_t *err);
+
+/* Appends one line (newline added) to runs/<id>/<name> with one write. */
+int ita_jobdir_append_line(ita_jobdir_t *jd, const char *id, const char *name, const char *line,
+                           cu_error_t *err);
+
+/* Rewrites state.json with status (and finished_at, updated_at, and
+ * error.message when message is not NULL), every other field kept. */
+int ita_jobdir_record_status(ita_jobdir_t *jd, const char *id, const char *status,
+                             const char *message, cu_error_t *err);
 
 /* 1 when s[0..len) may name a job: 1-128 of [A-Za-z0-9._-], not starting
  * with '.', so never "." or "..". */
@@ -97,5 +127,8 @@ json_t *ita_jobdir_eval_at(ita_jobdir_t *jd, const char *id, int64_t step);
 
 /* Formats a summary as a JSON object (new reference). */
 json_t *ita_job_summary_json(const ita_job_summary_t *s);
+
+/* The same with the "scheduler" object filled from view. */
+json_t *ita_job_summary_json_view(const ita_job_summary_t *s, const ita_sched_view_t *view);
 
 #endif

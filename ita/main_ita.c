@@ -17,7 +17,8 @@ static void usage(FILE *out) {
           "\n"
           "Serves job state, metrics, events and checkpoints of a runs directory over\n"
           "HTTP(S) to API-key holders, with a live dashboard at / and Prometheus\n"
-          "metrics at /metrics. Keys are made with `codexctl keys create`.\n"
+          "metrics at /metrics; submits and cancels jobs (Slurm or local) for keys\n"
+          "of scope submit. Keys are made with `codexctl keys create`.\n"
           "\n"
           "  --config FILE   the service config (default: the built-in defaults;\n"
           "                  see configs/ita.yaml and docs/ita.md)\n"
@@ -63,6 +64,8 @@ int main(int argc, char **argv) {
                "tls %s\n",
                cfg.host, cfg.port, cfg.threads, cfg.runs_dir, cfg.keys_file, cfg.www_dir,
                cfg.audit_log, cfg.tls_cert[0] ? "on" : "off");
+        printf("slurm refresh %gs, commands time out after %gs\nsubmit workdir %s, train %s\n",
+               cfg.slurm_refresh_s, cfg.slurm_timeout_s, cfg.submit_workdir, cfg.submit_train);
         return 0;
     }
     sigset_t set;

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const int STATUSES[ITA_STATUS_SLOTS - 1] = {200, 304, 400, 401, 403, 404, 405,
-                                                   406, 413, 414, 429, 431, 500, 503};
+static const int STATUSES[ITA_STATUS_SLOTS - 1] = {200, 201, 202, 304, 400, 401, 403, 404, 405,
+                                                   406, 409, 413, 414, 429, 431, 500, 502, 503};
 static const double BOUNDS[ITA_LATENCY_BUCKETS - 1] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0};
 
@@ -28,6 +28,8 @@ static const char *ROUTE_LABELS[ITA_ROUTE_COUNT] = {
     "/",
     "/v1/hygiene/scan",
     "/v1/tests/run",
+    "POST /v1/jobs",
+    "POST /v1/jobs/{id}/cancel",
     "other",
 };
 

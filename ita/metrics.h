@@ -26,11 +26,13 @@ typedef enum {
     ITA_ROUTE_DASHBOARD,
     ITA_ROUTE_HYGIENE_SCAN,
     ITA_ROUTE_TESTS_RUN,
+    ITA_ROUTE_JOB_SUBMIT,
+    ITA_ROUTE_JOB_CANCEL,
     ITA_ROUTE_OTHER,
     ITA_ROUTE_COUNT
 } ita_route_t;
 
-#define ITA_STATUS_SLOTS 15    /* 14 known statuses and "other" */
+#define ITA_STATUS_SLOTS 19    /* 18 known statuses and "other" */
 #define ITA_LATENCY_BUCKETS 14 /* the last is +Inf */
 
 typedef struct {

@@ -12,6 +12,10 @@ const char *ita_status_reason(int status) {
     switch (status) {
     case 200:
         return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
     case 304:
         return "Not Modified";
     case 400:
@@ -30,12 +34,16 @@ const char *ita_status_reason(int status) {
         return "Content Too Large";
     case 414:
         return "URI Too Long";
+    case 409:
+        return "Conflict";
     case 429:
         return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
     case 503:
         return "Service Unavailable";
     default:
@@ -57,6 +65,10 @@ static const char *status_slug(int status) {
         return "method-not-allowed";
     case 406:
         return "not-acceptable";
+    case 409:
+        return "conflict";
+    case 502:
+        return "scheduler-failed";
     case 413:
         return "too-large";
     case 414:

@@ -137,7 +137,7 @@ void ita_route_jobs(ita_req_t *rq) {
             more = 1;
             break;
         }
-        json_array_append_new(arr, ita_job_summary_json(&jobs[i]));
+        json_array_append_new(arr, ita_job_summary_json_view(&jobs[i], rq->w->view));
         last = i;
         taken++;
     }
@@ -170,16 +170,32 @@ void ita_route_job(ita_req_t *rq) {
         return;
     }
     const char *state = ita_jobdir_state_text(rq->w->jobs, rq->job);
-    char prog[32], eta[32], age[32], head[512];
+    char prog[32], eta[32], age[32], sched[2048] = "null", detail[1600] = "null", head[4800];
     num_text(s.progress, prog, sizeof prog);
     num_text(s.eta_s, eta, sizeof eta);
     num_text(s.heartbeat_age_s, age, sizeof age);
+    if (s.slurm_job_id[0] &&
+        ita_sched_render(rq->w->view, s.slurm_job_id, ita_wall_now(), sched, sizeof sched) < 0)
+        snprintf(sched, sizeof sched, "null");
+    if (s.detail[0]) {
+        size_t pos = 0;
+        if (ita_json_escape(detail, sizeof detail, &pos, s.detail, strlen(s.detail), 512) == 0)
+            detail[pos] = 0;
+        else
+            snprintf(detail, sizeof detail, "null");
+    }
     /* The cached state text is spliced in as is: no re-serialisation per
-     * request. Status strings are from a fixed set, ids are plain. */
+     * request. Status strings are from a fixed set, ids are plain, the
+     * scheduler object was rendered when the view was refreshed. */
     int hn = snprintf(head, sizeof head,
                       "{\"id\":\"%s\",\"status\":\"%s\",\"lost\":%s,\"progress\":%s,"
-                      "\"eta_s\":%s,\"heartbeat_age_s\":%s,\"state\":",
-                      s.id, s.status, s.lost ? "true" : "false", prog, eta, age);
+                      "\"eta_s\":%s,\"heartbeat_age_s\":%s,\"detail\":%s,\"scheduler\":%s,"
+                      "\"state\":",
+                      s.id, s.status, s.lost ? "true" : "false", prog, eta, age, detail, sched);
+    if (hn < 0 || (size_t)hn >= sizeof head) {
+        ita_problem(rq, 500, "the answer did not fit");
+        return;
+    }
     size_t sl = strlen(state);
     char *body = h2o_mem_alloc_pool(&rq->req->pool, (size_t)hn + sl + 2);
     memcpy(body, head, (size_t)hn);

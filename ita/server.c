@@ -7,7 +7,8 @@
  * SIGTERM/SIGINT and raises `stop`, which every loop checks at least every
  * 100 ms.
  *
- * A request: bounded headers, path and body; GET or HEAD only; route by
+ * A request: bounded headers, path and body; GET or HEAD (POST for the
+ * routes that take a body: submit, cancel, scan, tests); route by
  * splitting the raw path (job ids are validated by jobdir.h, never
  * decoded); check the key and scope the route needs, then the rate limit;
  * run the route.
@@ -85,6 +86,10 @@ void ita_finish(ita_req_t *rq, int status) {
         .status = status,
         .latency_ms = dt * 1e3,
         .remote = remote[0] ? remote : NULL,
+        .key_id = rq->key_id[0] ? rq->key_id : NULL,
+        .action = rq->action,
+        .job = rq->action && rq->job[0] ? rq->job : NULL,
+        .launched = rq->launched,
     };
     if (ita_audit_write(&rq->w->srv->audit, &rec))
         atomic_fetch_add_explicit(&rq->w->metrics->audit_failures, 1, memory_order_relaxed);
@@ -248,6 +253,10 @@ static int match_route(ita_req_t *rq, const char *path, size_t len, match_t *m) 
     if (!seg_eq(seg[1], sl[1], "jobs")) return 0;
     if (n == 2) {
         m->route = ITA_ROUTE_JOBS;
+        if (h2o_memis(rq->req->method.base, rq->req->method.len, H2O_STRLIT("POST"))) {
+            m->route = ITA_ROUTE_JOB_SUBMIT;
+            m->scope = ITA_SCOPE_SUBMIT;
+        }
         return 1;
     }
     if (!ita_job_id_valid(seg[2], sl[2])) return -1; /* a job that cannot exist */
@@ -258,7 +267,10 @@ static int match_route(ita_req_t *rq, const char *path, size_t len, match_t *m) 
         return 1;
     }
     if (n != 4) return 0;
-    if (seg_eq(seg[3], sl[3], "metrics"))
+    if (seg_eq(seg[3], sl[3], "cancel")) {
+        m->route = ITA_ROUTE_JOB_CANCEL;
+        m->scope = ITA_SCOPE_SUBMIT;
+    } else if (seg_eq(seg[3], sl[3], "metrics"))
         m->route = ITA_ROUTE_JOB_METRICS;
     else if (seg_eq(seg[3], sl[3], "events"))
         m->route = ITA_ROUTE_JOB_EVENTS;
@@ -292,7 +304,10 @@ static int authorise(ita_req_t *rq, int scope) {
     if (scope == ITA_SCOPE_NONE && !k) return 0;
     const ita_key_t *key = NULL;
     ita_auth_result_t r = ita_auth_check(&w->keys, k, len, scope, &key);
-    if (key) snprintf(rq->key_name, sizeof rq->key_name, "%s", key->name);
+    if (key) {
+        snprintf(rq->key_name, sizeof rq->key_name, "%s", key->name);
+        snprintf(rq->key_id, sizeof rq->key_id, "%s", key->id);
+    }
     if (scope == ITA_SCOPE_NONE) return 0; /* a key on an open route only names the caller */
     const char *why = NULL;
     switch (r) {
@@ -363,25 +378,31 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         return 0;
     }
     size_t path_only = req->input.query_at != SIZE_MAX ? req->input.query_at : plen;
-    /* the hygiene scanner is the one route that takes a body */
-    /* the routes that take a body, by POST only */
+    int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+                 h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    /* the routes that take a body, by POST only; /v1/jobs takes GET (the
+     * list) and POST (a submission); /v1/jobs/{id}/cancel POST only */
     int is_scan = h2o_memis(path, path_only, H2O_STRLIT("/v1/hygiene/scan")) ||
                   h2o_memis(path, path_only, H2O_STRLIT("/v1/tests/run"));
-    if (req->entity.base && req->entity.len > (is_scan ? MAX_SCAN_BODY_BYTES : MAX_BODY_BYTES)) {
+    int is_jobs = h2o_memis(path, path_only, H2O_STRLIT("/v1/jobs"));
+    int is_cancel = path_only > 16 && !memcmp(path, "/v1/jobs/", 9) &&
+                    h2o_memis(path + path_only - 7, 7, H2O_STRLIT("/cancel"));
+    int big = is_scan || (is_jobs && is_post);
+    if (req->entity.base && req->entity.len > (big ? MAX_SCAN_BODY_BYTES : MAX_BODY_BYTES)) {
         ita_problem(rq, 413,
-                    is_scan ? "a body is limited to 1 MiB" : "request bodies are limited to 4 KiB");
+                    big ? "a body is limited to 1 MiB" : "request bodies are limited to 4 KiB");
         return 0;
     }
-    int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
-    if (is_scan && !is_post) {
+    if ((is_scan || is_cancel) && !is_post) {
         ita_add_header(rq, "allow", "POST");
-        ita_problem(rq, 405, "this route takes a POST with a body");
+        ita_problem(rq, 405, "this route takes a POST");
         return 0;
     }
-    if (!is_scan && !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
-        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
-        ita_add_header(rq, "allow", "GET, HEAD");
-        ita_problem(rq, 405, "only GET and HEAD are served");
+    if (!is_scan && !is_cancel && !is_get && !(is_jobs && is_post)) {
+        ita_add_header(rq, "allow", is_jobs ? "GET, HEAD, POST" : "GET, HEAD");
+        ita_problem(rq, 405,
+                    is_jobs ? "GET lists jobs, POST submits one" : "only GET and HEAD are served");
         return 0;
     }
     if (req->input.query_at != SIZE_MAX) {
@@ -397,6 +418,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     }
     rq->route = m.route;
     if (authorise(rq, m.scope)) return 0;
+    /* the newest scheduler view (one atomic load when it has not changed) */
+    ita_sched_sync(rq->w->srv->sched, &rq->w->view, &rq->w->view_gen);
+    ita_jobdir_set_view(rq->w->jobs, rq->w->view);
     switch (m.route) {
     case ITA_ROUTE_HEALTHZ:
         ita_route_healthz(rq);
@@ -430,6 +454,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         break;
     case ITA_ROUTE_TESTS_RUN:
         ita_route_tests_run(rq);
+        break;
+    case ITA_ROUTE_JOB_SUBMIT:
+        ita_route_job_submit(rq);
+        break;
+    case ITA_ROUTE_JOB_CANCEL:
+        ita_route_job_cancel(rq);
         break;
     default:
         ita_problem(rq, 404, "no such route");
@@ -551,6 +581,7 @@ static void worker_dispose(ita_worker_t *w) {
     /* The h2o context and loop were released by the worker thread when no
      * connection was left open (worker_main). */
     ita_jobdir_free(w->jobs);
+    ita_sched_view_release(w->view);
     safety_engine_free(w->safety);
     ita_keycache_free(&w->keys);
     free(w->metrics);
@@ -634,7 +665,9 @@ int ita_server_run(const ita_config_t *cfg, FILE *ready, cu_error_t *err) {
     pthread_mutex_init(&srv->sandbox_mu, NULL);
     int fds[64];
     for (int i = 0; i < 64; i++) fds[i] = -1;
+    pthread_mutex_init(&srv->submit_mu, NULL);
     int rc = server_setup(srv, err);
+    if (!rc) rc = ita_sched_start(&srv->sched, &srv->cfg, err);
     if (!rc) rc = open_listeners(srv, fds, err);
     if (!rc) {
         srv->workers = calloc((size_t)cfg->threads, sizeof *srv->workers);
@@ -674,8 +707,10 @@ int ita_server_run(const ita_config_t *cfg, FILE *ready, cu_error_t *err) {
     for (int i = 0; i < started; i++) pthread_join(srv->workers[i].tid, NULL);
     for (int i = 0; i < 64; i++)
         if (fds[i] >= 0) close(fds[i]);
+    ita_sched_stop(srv->sched);
     if (!rc) ita_log(srv, "stopped");
     server_teardown(srv);
+    pthread_mutex_destroy(&srv->submit_mu);
     pthread_mutex_destroy(&srv->errlog_mu);
     pthread_mutex_destroy(&srv->sandbox_mu);
     free(srv);

@@ -115,11 +115,15 @@ static void add_events(sse_t *s) {
 static int add_state(sse_t *s) {
     ita_job_summary_t sum;
     cu_error_t err;
+    /* a stream may be the worker's only client: take the newest scheduler
+     * view here too, so a job Slurm ends (TIMEOUT, CANCELLED) ends it */
+    ita_sched_sync(s->w->srv->sched, &s->w->view, &s->w->view_gen);
+    ita_jobdir_set_view(s->w->jobs, s->w->view);
     if (ita_jobdir_state(s->w->jobs, s->rq->job, &sum, NULL, &err)) return 0;
     if (sum.step != s->last_step || strcmp(sum.status, s->last_status)) {
         s->last_step = sum.step;
         snprintf(s->last_status, sizeof s->last_status, "%s", sum.status);
-        json_t *j = ita_job_summary_json(&sum);
+        json_t *j = ita_job_summary_json_view(&sum, s->w->view);
         char *data = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
         json_decref(j);
         if (data) {

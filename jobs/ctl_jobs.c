@@ -114,53 +114,10 @@ static int record_status(const char *dir, const char *status, const char *error,
     return rc;
 }
 
-/* The merge for a job Slurm knows. */
+/* The merge for a job Slurm knows (slurm/merge.c, shared with codex-ita). */
 static void merge_slurm(job_view_t *v) {
-    const slurm_job_info_t *s = &v->sched;
-    const char *f = v->file_status;
-    if (!s->terminal) {
-        if (!strcmp(s->status, "RUNNING") && is_final(f)) {
-            /* codex-train wrote its end; the batch script is finishing */
-            set(v->status, sizeof v->status, f);
-            set(v->detail, sizeof v->detail, "the Slurm job is finishing");
-        } else if (!strcmp(s->status, "RUNNING") && !strcmp(f, "PREEMPTED")) {
-            set(v->status, sizeof v->status, "PREEMPTED");
-            set(v->detail, sizeof v->detail, "checkpoint saved; being requeued or restarting");
-        } else if (!strcmp(s->status, "RUNNING")) {
-            set(v->status, sizeof v->status, "RUNNING");
-        } else if (!strcmp(s->status, "PENDING")) {
-            set(v->status, sizeof v->status, "PENDING");
-            snprintf(v->detail, sizeof v->detail, "%s%s%s",
-                     !strcmp(f, "PREEMPTED") ? "requeued after a pre-emption, resumes from its "
-                                               "checkpoint"
-                                             : "queued",
-                     s->reason[0] ? "; Slurm: " : "", s->reason);
-        } else {
-            set(v->status, sizeof v->status, s->status);
-        }
-        return;
-    }
-    if (!strcmp(f, "COMPLETED")) {
-        set(v->status, sizeof v->status, "COMPLETED");
-    } else if (!strcmp(s->status, "COMPLETED")) {
-        /* the batch script ended normally but training did not finish */
-        if (!strcmp(f, "FAILED") || !strcmp(f, "PREEMPTED") || !strcmp(f, "CANCELLED")) {
-            set(v->status, sizeof v->status, f);
-            if (!strcmp(f, "PREEMPTED"))
-                set(v->detail, sizeof v->detail,
-                    "checkpoint saved but the job was not requeued; submit it again to resume");
-        } else {
-            set(v->status, sizeof v->status, "FAILED");
-            set(v->detail, sizeof v->detail,
-                "the Slurm job ended but codex-train recorded no end; see codexctl logs");
-        }
-    } else {
-        set(v->status, sizeof v->status, s->status);
-        if (s->reason[0] && strcmp(s->status, "CANCELLED"))
-            snprintf(v->detail, sizeof v->detail, "Slurm: %s %s", s->slurm_state, s->reason);
-        else
-            snprintf(v->detail, sizeof v->detail, "Slurm: %s", s->slurm_state);
-    }
+    slurm_merge_status(v->file_status, &v->sched, v->status, sizeof v->status, v->detail,
+                       sizeof v->detail);
 }
 
 /* Reads state.json and merges it with the scheduler's view. *errmsg gets a

@@ -156,6 +156,7 @@ static json_t *state_json(const job_state_t *s) {
     json_object_set_new(o, "pid", json_integer((json_int_t)getpid()));
     json_object_set_new(o, "slurm_job_id",
                         s->slurm_job_id[0] ? json_string(s->slurm_job_id) : json_null());
+    json_object_set_new(o, "restarts", json_integer(s->restarts));
     json_object_set_new(o, "started_at", time_or_null(s->started_at));
     json_object_set_new(o, "updated_at", time_or_null(jobdir_now()));
     json_object_set_new(o, "finished_at", time_or_null(s->finished_at));

@@ -17,8 +17,9 @@ typedef struct {
     long step, max_steps, epoch;
     double loss, lr, grad_norm, tokens_per_s, eta_s; /* NaN = null */
     int world_size, threads;
-    char hosts[1024]; /* comma-separated */
-    char slurm_job_id[64];
+    char hosts[1024];               /* comma-separated */
+    char slurm_job_id[64];          /* <array>_<task> for an array task */
+    int restarts;                   /* SLURM_RESTART_COUNT: how often Slurm restarted the job */
     double started_at, finished_at; /* Unix seconds; 0 = null */
     long ckpt_step;                 /* -1 = no checkpoint */
     char ckpt_file[512];

@@ -475,6 +475,20 @@ static int start_watchdog(trainer_t *t, cu_error_t *err) {
     return watchdog_start(w, err);
 }
 
+/* The Slurm job as squeue and scancel name it: an array task is
+ * <array job>_<task> (SLURM_JOB_ID is a task's own number), and how often
+ * Slurm restarted it (a requeue after a pre-emption or a node failure). */
+static void slurm_identity(job_state_t *st) {
+    const char *job = getenv("SLURM_JOB_ID"), *arr = getenv("SLURM_ARRAY_JOB_ID"),
+               *task = getenv("SLURM_ARRAY_TASK_ID"), *restarts = getenv("SLURM_RESTART_COUNT");
+    if (arr && arr[0] && task && task[0])
+        snprintf(st->slurm_job_id, sizeof st->slurm_job_id, "%.30s_%.30s", arr, task);
+    else if (job)
+        snprintf(st->slurm_job_id, sizeof st->slurm_job_id, "%s", job);
+    st->restarts = restarts ? (int)strtol(restarts, NULL, 10) : 0;
+    if (st->restarts < 0) st->restarts = 0;
+}
+
 /* Rank 0 opens the job directory and writes job.yaml. */
 static int open_job_dir(trainer_t *t, cu_error_t *err) {
     if (t->w->rank != 0) return CU_OK;
@@ -491,8 +505,7 @@ static int open_job_dir(trainer_t *t, cu_error_t *err) {
     t->st.world_size = t->w->size;
     t->st.threads = t->cfg->train.threads;
     snprintf(t->st.hosts, sizeof t->st.hosts, "%s", t->hosts);
-    const char *slurm = getenv("SLURM_JOB_ID");
-    if (slurm) snprintf(t->st.slurm_job_id, sizeof t->st.slurm_job_id, "%s", slurm);
+    slurm_identity(&t->st);
     return rc;
 }
 
@@ -1030,6 +1043,17 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
         if (!cfg->safety.enabled)
             event(&t, t.start_step, "warning", "\"safety\": false",
                   "safety checks are switched off (safety.enabled: false)");
+        if (t.st.restarts > 0 && !strcmp(cfg->checkpoint.resume, "never")) {
+            /* a requeued job that starts over discards what it had done */
+            fprintf(stderr,
+                    "codex-train: warning: Slurm restarted this job (SLURM_RESTART_COUNT=%d) "
+                    "but checkpoint.resume is 'never': training starts again from step 0\n",
+                    t.st.restarts);
+            event(&t, 0, "warning", "\"restarts\": true",
+                  "Slurm restarted the job (restart %d) but checkpoint.resume is 'never': it "
+                  "starts again from step 0; set checkpoint.resume: auto to continue",
+                  t.st.restarts);
+        }
         if (t.resumed_from < 0)
             event(&t, 0, "started", NULL, "%d rank%s on %s", w->size, w->size == 1 ? "" : "s",
                   t.hosts);

@@ -52,6 +52,15 @@ static int find_dead_peer(const watchdog_t *w, char *why, size_t len) {
         if (r == w->rank) continue;
         liveness_t l;
         if (read_liveness(w, r, &l) != 0) continue; /* not started yet */
+        if (l.time < w->started - 1.0) {
+            /* left by an earlier run of the job (a requeued or resumed one):
+             * its pid is dead but says nothing about this run's rank, which
+             * may not have written yet; silent past the limit it is gone */
+            if (now - w->started <= w->stale_s) continue;
+            snprintf(why, len, "rank %d never reported: no heartbeat for %.0f s since the start", r,
+                     now - w->started);
+            return r;
+        }
         if (strcmp(l.host, host) == 0 && l.pid > 0 && kill(l.pid, 0) != 0 && errno == ESRCH) {
             snprintf(why, len, "rank %d (pid %d on %s) died", r, l.pid, l.host);
             return r;
@@ -116,6 +125,7 @@ static void *watch(void *arg) {
 int watchdog_start(watchdog_t *w, cu_error_t *err) {
     int rc = jobdir_mkdirs(w->ranks_dir, err);
     if (rc) return rc;
+    w->started = jobdir_now();
     write_liveness(w);
     w->quit = 0;
     if (pthread_create(&w->thread, NULL, watch, w) != 0)

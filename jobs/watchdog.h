@@ -34,6 +34,7 @@ typedef struct {
     volatile double *step_started;
     volatile int *failed; /* set by the watchdog when it recorded FAILED */
     /* internal */
+    double started; /* when this incarnation's watchdog started (Unix s) */
     pthread_t thread;
     volatile int quit;
     int running;

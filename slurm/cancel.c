@@ -17,6 +17,10 @@ static int id_ok(const char *id) {
 }
 
 int slurm_cancel(const char *id, const char *signal, cu_error_t *err) {
+    return slurm_cancel_timeout(id, signal, 0, err);
+}
+
+int slurm_cancel_timeout(const char *id, const char *signal, double timeout_s, cu_error_t *err) {
     if (!id_ok(id)) return cu_error_set(err, CU_EINVAL, "'%s' is not a Slurm job id", id);
     char sig_opt[64];
     const char *argv[6];
@@ -35,7 +39,7 @@ int slurm_cancel(const char *id, const char *signal, cu_error_t *err) {
     argv[n] = NULL;
     char *etext = NULL;
     int status = 0;
-    int rc = slurm_run(argv, NULL, &etext, &status, err);
+    int rc = slurm_run_timeout(argv, timeout_s, NULL, &etext, &status, err);
     if (rc != CU_OK) return rc;
     /* scancel exits 0 but warns for a job that already ended */
     if (status != 0 || strstr(etext, "error")) {

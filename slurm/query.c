@@ -173,3 +173,120 @@ int slurm_query(const char *id, slurm_job_info_t *info, int *found, cu_error_t *
     if (!*found) query_sacct(id, info, found);
     return CU_OK;
 }
+
+/* ---- many jobs at once ---- */
+
+/* "7" in "0-3,7" (a "%2" throttle suffix ends the list). */
+static int in_ranges(const char *list, long v) {
+    const char *p = list;
+    while (*p && *p != ']' && *p != '%') {
+        char *end;
+        long lo = strtol(p, &end, 10), hi = lo;
+        if (end == p) return 0;
+        p = end;
+        if (*p == '-') {
+            hi = strtol(p + 1, &end, 10);
+            if (end == p + 1) return 0;
+            p = end;
+        }
+        if (v >= lo && v <= hi) return 1;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+int slurm_array_matches(const char *line_id, const char *task) {
+    if (!strcmp(line_id, task)) return 1;
+    const char *u = strchr(task, '_');
+    size_t base = u ? (size_t)(u - task) : 0;
+    if (!u || strncmp(line_id, task, base) || line_id[base] != '_' || line_id[base + 1] != '[')
+        return 0;
+    char *end;
+    long v = strtol(u + 1, &end, 10);
+    return *end == '\0' && end != u + 1 && in_ranges(line_id + base + 2, v);
+}
+
+static int squeue_all(const char *const ids[], size_t n, slurm_job_info_t *infos, int *found,
+                      double timeout_s, cu_error_t *err) {
+    /* every job, one line per array task (--array), whatever its state */
+    const char *argv[] = {"squeue",       "--noheader",           "--array",
+                          "--states=all", "--format=%i|%T|%r|%N", NULL};
+    char *out = NULL, *etext = NULL;
+    int status = 0;
+    int rc = slurm_run_timeout(argv, timeout_s, &out, &etext, &status, err);
+    if (rc != CU_OK) return rc;
+    if (status != 0) {
+        size_t l = strlen(etext);
+        while (l && (etext[l - 1] == '\n' || etext[l - 1] == ' ')) etext[--l] = '\0';
+        rc = cu_error_set(err, CU_EIO, "squeue failed (exit %d): %.200s", status,
+                          etext[0] ? etext : "no message");
+        free(out);
+        free(etext);
+        return rc;
+    }
+    free(etext);
+    char *save = NULL;
+    for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        slurm_job_info_t cur;
+        cu_error_t lerr = {0};
+        if (slurm_parse_squeue_line(line, &cur, &lerr) != CU_OK)
+            continue; /* a state we do not know */
+        for (size_t i = 0; i < n; i++) {
+            if (found[i] == 1 && !strcmp(infos[i].id, ids[i])) continue; /* exact line seen */
+            if (!slurm_array_matches(cur.id, ids[i])) continue;
+            infos[i] = cur;
+            found[i] = 1;
+        }
+    }
+    free(out);
+    return CU_OK;
+}
+
+static void sacct_rest(const char *const ids[], size_t n, slurm_job_info_t *infos, int *found,
+                       double timeout_s) {
+    size_t cap = 16, len = 0, asked = 0;
+    for (size_t i = 0; i < n; i++) cap += strlen(ids[i]) + 1;
+    char *jobs = malloc(cap);
+    if (!jobs) return;
+    len = (size_t)snprintf(jobs, cap, "--jobs=");
+    for (size_t i = 0; i < n; i++) {
+        if (found[i]) continue;
+        len += (size_t)snprintf(jobs + len, cap - len, "%s%s", asked ? "," : "", ids[i]);
+        asked++;
+    }
+    if (asked == 0) {
+        free(jobs);
+        return;
+    }
+    const char *argv[] = {"sacct",       "--noheader",
+                          "--parsable2", "--duplicates",
+                          jobs,          "--format=JobID,State,ExitCode,NodeList",
+                          NULL};
+    char *out = NULL;
+    int status = 0;
+    cu_error_t ignored = {0};
+    /* no accounting storage, or no sacct: the scheduler has nothing more to say */
+    if (slurm_run_timeout(argv, timeout_s, &out, NULL, &status, &ignored) == CU_OK && status == 0)
+        for (size_t i = 0; i < n; i++)
+            if (!found[i] &&
+                slurm_parse_sacct(out, ids[i], &infos[i], &found[i], &ignored) != CU_OK)
+                found[i] = 0;
+    free(out);
+    free(jobs);
+}
+
+int slurm_query_many(const char *const ids[], size_t n, slurm_job_info_t *infos, int *found,
+                     double timeout_s, cu_error_t *err) {
+    for (size_t i = 0; i < n; i++) {
+        found[i] = 0;
+        memset(&infos[i], 0, sizeof infos[i]);
+        for (const char *c = ids[i]; *c; c++)
+            if (!isdigit((unsigned char)*c) && *c != '_')
+                return cu_error_set(err, CU_EINVAL, "'%s' is not a Slurm job id", ids[i]);
+    }
+    if (n == 0) return CU_OK;
+    int rc = squeue_all(ids, n, infos, found, timeout_s, err);
+    if (rc != CU_OK) return rc;
+    sacct_rest(ids, n, infos, found, timeout_s);
+    return CU_OK;
+}

@@ -2,15 +2,18 @@
  * Runs one of Slurm's commands with an argv (fork/exec, no shell), collects
  * its stdout and stderr, and reports how it ended. Both pipes are read with
  * poll() so a command that fills one while we wait on the other cannot
- * deadlock.
+ * deadlock. With a timeout, a command that has not finished in time is
+ * killed (a hung slurmctld must not hang a service that asked).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "slurm/slurm.h"
@@ -36,6 +39,12 @@ static int grow_read(grow_t *g, int fd) {
 
 /* In the child: stdout/stderr onto the pipes, then exec; 127 if exec fails. */
 static void child_exec(const char *const argv[], int out_fd, int err_fd) {
+    /* a service caller may block or ignore signals; the command must not
+     * inherit that */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
     dup2(out_fd, 1);
@@ -46,6 +55,11 @@ static void child_exec(const char *const argv[], int out_fd, int err_fd) {
 }
 
 int slurm_run(const char *const argv[], char **out, char **errtext, int *status, cu_error_t *err) {
+    return slurm_run_timeout(argv, 0, out, errtext, status, err);
+}
+
+int slurm_run_timeout(const char *const argv[], double timeout_s, char **out, char **errtext,
+                      int *status, cu_error_t *err) {
     int po[2], pe[2];
     if (pipe2(po, O_CLOEXEC) != 0) return cu_error_set(err, CU_EIO, "pipe: %s", strerror(errno));
     if (pipe2(pe, O_CLOEXEC) != 0) {
@@ -63,9 +77,28 @@ int slurm_run(const char *const argv[], char **out, char **errtext, int *status,
     close(pe[1]);
     grow_t go = {0}, ge = {0};
     struct pollfd fds[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
-    int open_fds = 2, oom = 0;
+    int open_fds = 2, oom = 0, killed = 0;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     while (open_fds > 0) {
-        if (poll(fds, 2, -1) < 0) {
+        int wait_ms = -1;
+        if (timeout_s > 0) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            double left = timeout_s - (double)(t.tv_sec - t0.tv_sec) -
+                          (double)(t.tv_nsec - t0.tv_nsec) * 1e-9;
+            if (left <= 0) {
+                /* the command hangs (e.g. slurmctld does not answer): stop it
+                 * and its output pipes close */
+                if (!killed) kill(pid, SIGKILL);
+                killed = 1;
+                wait_ms = 100;
+            } else {
+                wait_ms = (int)(left * 1000) + 1;
+            }
+        }
+        int pr = poll(fds, 2, wait_ms);
+        if (pr < 0) {
             if (errno == EINTR) continue;
             break;
         }
@@ -85,6 +118,11 @@ int slurm_run(const char *const argv[], char **out, char **errtext, int *status,
     while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
     }
     *status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    if (killed) {
+        free(go.buf);
+        free(ge.buf);
+        return cu_error_set(err, CU_EIO, "%s did not answer within %g s", argv[0], timeout_s);
+    }
     const char *e = ge.buf ? ge.buf : "";
     if (*status == 127 && strstr(e, strerror(ENOENT))) {
         int rc =

@@ -52,12 +52,21 @@ char *slurm_script_render(const cu_config_t *cfg, const slurm_script_opts_t *o, 
  * (e.g. "sbatch: not found; is Slurm installed?"). */
 int slurm_run(const char *const argv[], char **out, char **errtext, int *status, cu_error_t *err);
 
+/* The same, killing the command after timeout_s seconds (0: no limit);
+ * then CU_EIO "... did not answer within N s". */
+int slurm_run_timeout(const char *const argv[], double timeout_s, char **out, char **errtext,
+                      int *status, cu_error_t *err);
+
 /* ---- submitting (submit.c) ---- */
 
 /* `sbatch --parsable SCRIPT` from workdir; the job id (e.g. "1234") goes to
  * id. sbatch's stderr becomes the message on failure. */
 int slurm_submit(const char *script_path, const char *workdir, char *id, size_t cap,
                  cu_error_t *err);
+
+/* The same with sbatch killed after timeout_s seconds (0: no limit). */
+int slurm_submit_timeout(const char *script_path, const char *workdir, double timeout_s, char *id,
+                         size_t cap, cu_error_t *err);
 
 /* The id from `sbatch --parsable` output ("1234" or "1234;cluster"). */
 int slurm_parse_sbatch_output(const char *text, char *id, size_t cap, cu_error_t *err);
@@ -93,11 +102,36 @@ int slurm_parse_sacct(const char *text, const char *id, slurm_job_info_t *info, 
  * an error only when squeue itself cannot run. */
 int slurm_query(const char *id, slurm_job_info_t *info, int *found, cu_error_t *err);
 
+/* The scheduler's view of many jobs at once, for a service that keeps a
+ * cache: one `squeue --array --states=all` for every job slurmctld holds,
+ * then one sacct for the ids squeue did not know. infos[i] and found[i]
+ * answer ids[i] (found 0: no scheduler knows it). A pending array's
+ * "1234_[0-3]" line answers its tasks 1234_0 .. 1234_3. An error only when
+ * squeue cannot run or fails; each command is killed after timeout_s. */
+int slurm_query_many(const char *const ids[], size_t n, slurm_job_info_t *infos, int *found,
+                     double timeout_s, cu_error_t *err);
+
+/* 1 when Slurm id `task` ("1234_2") is one of the array line id ("1234_[0-3,7]",
+ * "1234_[0-5%2]", or "1234_2" itself). */
+int slurm_array_matches(const char *line_id, const char *task);
+
+/* ---- merging with the job's own record (merge.c) ---- */
+
+/* The status to show for a job whose state.json says file_status and that
+ * Slurm knows as s (found): codex-train's record while the job runs and for
+ * a training that completed, Slurm's word for how it ended otherwise (a
+ * TIMEOUT, NODE_FAIL or CANCELLED shows instead of a stale RUNNING). detail
+ * says why when it is not plain ("" otherwise). */
+void slurm_merge_status(const char *file_status, const slurm_job_info_t *s, char *status,
+                        size_t status_cap, char *detail, size_t detail_cap);
+
 /* ---- cancelling (cancel.c) ---- */
 
 /* `scancel ID`, or with signal (e.g. "USR1") `scancel --signal=SIG --batch
  * ID`: the batch shell forwards it to the ranks. */
 int slurm_cancel(const char *id, const char *signal, cu_error_t *err);
+/* The same with scancel killed after timeout_s seconds (0: no limit). */
+int slurm_cancel_timeout(const char *id, const char *signal, double timeout_s, cu_error_t *err);
 
 /* ---- a job to submit, from config text (plan.c) ---- */
 

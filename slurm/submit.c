@@ -37,13 +37,18 @@ static void last_line(const char *text, char *out, size_t cap) {
 
 int slurm_submit(const char *script_path, const char *workdir, char *id, size_t cap,
                  cu_error_t *err) {
+    return slurm_submit_timeout(script_path, workdir, 0, id, cap, err);
+}
+
+int slurm_submit_timeout(const char *script_path, const char *workdir, double timeout_s, char *id,
+                         size_t cap, cu_error_t *err) {
     char chdir_opt[4200];
     if (cu_format(chdir_opt, sizeof chdir_opt, err, "--chdir=%s", workdir) != CU_OK)
         return err->code;
     const char *argv[] = {"sbatch", "--parsable", chdir_opt, script_path, NULL};
     char *out = NULL, *etext = NULL;
     int status = 0;
-    int rc = slurm_run(argv, &out, &etext, &status, err);
+    int rc = slurm_run_timeout(argv, timeout_s, &out, &etext, &status, err);
     if (rc != CU_OK) return rc;
     if (status != 0) {
         char line[600];

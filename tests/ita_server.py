@@ -32,6 +32,12 @@ Cases (each prints "N passed, N failed" last):
   shutdown    SIGTERM with an open event stream: the stream gets an end
               event and the process exits 0 promptly
   tls         HTTPS with a throw-away certificate; a bad one stops the start
+  submit      POST /v1/jobs against fake Slurm commands: validation (400
+              naming the key), scopes, dry_run, confinement to runs/, 409,
+              502 on sbatch failure, sweeps; a real local launch and cancel
+  sched       the cached scheduler view from fake squeue/sacct: Slurm state,
+              reason, nodes, array tasks, LOST only when no scheduler knows
+              the job, no squeue per request, cancel and its finishing
 
 A case is a function registered in CASES and in tests/ita.cmake's list; a
 new one needs only a function taking (ctx, t). For a live 2-rank job: start
@@ -89,7 +95,7 @@ def set_state(runs, job, **kw):
 class Server:
     """codex-ita on a copy of the fixtures, with read/submit/admin keys."""
 
-    def __init__(self, ctx, extra_yaml="", runs=None, keys=True, live_runs=None):
+    def __init__(self, ctx, extra_yaml="", runs=None, keys=True, live_runs=None, env=None):
         """runs: a folder to copy instead of the fixtures; live_runs: a runs
         directory to serve in place (e.g. one a running codex-train writes)."""
         self.ctx = ctx
@@ -122,6 +128,7 @@ class Server:
                     extra_yaml)
         self.proc = None
         self.port = None
+        self.env = env
 
     def create_key(self, name, scope):
         p = subprocess.run([self.ctx.ctl, "keys", "create", "--name", name, "--scope", scope,
@@ -135,7 +142,7 @@ class Server:
         assert p.returncode == 0, p.stderr
 
     def __enter__(self):
-        env = dict(os.environ)  # for ASan builds: h2o's own exit-time allocations
+        env = dict(self.env or os.environ)  # for ASan builds: h2o's own exit-time allocations
         env["LSAN_OPTIONS"] = "suppressions=" + os.path.join(
             self.ctx.src, "tests", "fixtures", "ita", "lsan.supp")
         self.proc = subprocess.Popen([self.ctx.ita, "--config", self.cfg], stdout=subprocess.PIPE,
@@ -655,9 +662,15 @@ def case_robustness(ctx, t):
             t.check(st in (400, 431), "150 headers refused (%d)" % st)
             st, h, b = s.get("/v1/jobs?" + "a" * 3000, k)
             is_problem(t, st, h, b, 414, "3000-byte target")
-            st, h, b = s.get("/v1/jobs", k, method="POST", body=b"x" * 10)
-            is_problem(t, st, h, b, 405, "POST")
+            st, h, b = s.get("/v1/jobs", k, method="PUT", body=b"x" * 10)
+            is_problem(t, st, h, b, 405, "PUT")
+            t.check(h.get("allow") == "GET, HEAD, POST", "405 names the methods")
+            st, h, b = s.get("/v1/jobs/run-live", k, method="POST", body=b"x" * 10)
+            is_problem(t, st, h, b, 405, "POST to a job")
             t.check(h.get("allow") == "GET, HEAD", "405 names the methods")
+            st, h, b = s.get("/v1/jobs/run-live/cancel", k)
+            is_problem(t, st, h, b, 405, "GET of cancel")
+            t.check(h.get("allow") == "POST", "cancel: 405 names POST")
             st, h, b = s.get("/v1/jobs", k, method="GET", body=b"x" * 10000)
             is_problem(t, st, h, b, 413, "10 KB body")
             out = s.raw(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n" +
@@ -1066,6 +1079,421 @@ def case_tls(ctx, t):
         shutil.rmtree(d, ignore_errors=True)
 
 
+
+# ---------------------------------------------------------------- submission and the scheduler view
+
+FAKE_SLURM = {
+    # each fake logs its argv, answers from files the test rewrites, and
+    # fails when a ".fail" file holds the message
+    "sbatch": """#!/bin/bash
+echo "$@" >> "$FAKE/sbatch.log"
+if [ -f "$FAKE/sbatch.fail" ]; then cat "$FAKE/sbatch.fail" >&2; exit 1; fi
+n=$(cat "$FAKE/next_id" 2>/dev/null || echo 5000); echo $((n + 1)) > "$FAKE/next_id"
+echo "$n"
+""",
+    "squeue": """#!/bin/bash
+echo "$@" >> "$FAKE/squeue.log"
+if [ -f "$FAKE/squeue.fail" ]; then cat "$FAKE/squeue.fail" >&2; exit 1; fi
+cat "$FAKE/squeue.txt" 2>/dev/null; exit 0
+""",
+    "sacct": """#!/bin/bash
+echo "$@" >> "$FAKE/sacct.log"
+[ -f "$FAKE/sacct.txt" ] || { echo "sacct: accounting storage is disabled" >&2; exit 1; }
+cat "$FAKE/sacct.txt"
+""",
+    "scancel": """#!/bin/bash
+echo "$@" >> "$FAKE/scancel.log"
+""",
+}
+
+
+class FakeSlurm:
+    """sbatch/squeue/sacct/scancel stand-ins in a bin folder put first in
+    codex-ita's PATH."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="ita-fake-slurm-")
+        os.makedirs(os.path.join(self.dir, "bin"))
+        for name, text in FAKE_SLURM.items():
+            p = os.path.join(self.dir, "bin", name)
+            with open(p, "w") as f:
+                f.write(text.replace("$FAKE", self.dir))
+            os.chmod(p, 0o755)
+        self.env = dict(os.environ, PATH=os.path.join(self.dir, "bin") + ":" + os.environ["PATH"])
+
+    def put(self, name, text):
+        write_atomic(os.path.join(self.dir, name), text)
+
+    def drop(self, name):
+        try:
+            os.unlink(os.path.join(self.dir, name))
+        except OSError:
+            pass
+
+    def log(self, name):
+        try:
+            with open(os.path.join(self.dir, name + ".log")) as f:
+                return f.read().splitlines()
+        except OSError:
+            return []
+
+    def close(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def submit_yaml(ctx, s, fake):
+    train = os.path.join(os.path.dirname(ctx.ctl), "codex-train")
+    return ("slurm:\n  refresh_s: 0.2\n  timeout_s: 10\nsubmit:\n  workdir: %s\n  train: %s\n"
+            % (ctx.src, train))
+
+
+def post(s, path, doc, key, raw=None):
+    body = raw if raw is not None else json.dumps(doc).encode()
+    st, h, b = s.get(path, key, method="POST", body=body,
+                     headers={"Content-Type": "application/json"})
+    try:
+        return st, h, json.loads(b) if b else None, b
+    except ValueError:
+        return st, h, None, b
+
+
+def case_submit(ctx, t):
+    """POST /v1/jobs against fake Slurm commands: validation errors name the
+    key, scopes, dry_run returns the script and writes nothing, a submission
+    writes the run directory and records PENDING with the Slurm id, sbatch
+    failures are 502 and recorded FAILED, sweeps become arrays, a second
+    submission of an active job is a 409; the local launcher runs a real
+    job to completion and a cancel stops another."""
+    fake = FakeSlurm()
+    with open(os.path.join(ctx.src, "configs", "demo-base.yaml")) as f:
+        base = f.read()
+    try:
+        with Server(ctx, extra_yaml=submit_yaml(ctx, None, fake), env=fake.env) as s:
+            sub, reader, boss = s.keys["submitter"], s.keys["reader"], s.keys["boss"]
+            small = ["train.max_steps=10", "train.warmup_steps=2", "train.micro_batch_size=4"]
+
+            def bad(doc, want, what, key=sub, raw=None, path="/v1/jobs?dry_run=true"):
+                st, h, d, b = post(s, path, doc, key, raw=raw)
+                is_problem(t, st, h, b, 400, what)
+                t.check(d is not None and want in d.get("detail", ""),
+                        "%s: the detail names %r (%s)" % (what, want, d and d.get("detail")))
+
+            # scopes
+            st, h, d, b = post(s, "/v1/jobs?dry_run=true", {"config": base}, reader)
+            is_problem(t, st, h, b, 403, "a read key cannot submit")
+            st, h, d, b = post(s, "/v1/jobs?dry_run=true", {"config": base}, None)
+            is_problem(t, st, h, b, 401, "no key cannot submit")
+            # dry run
+            st, h, d, b = post(s, "/v1/jobs?dry_run=true",
+                               {"config": base, "overrides": ["job.name=dry1"] + small}, sub)
+            t.check(st == 200 and d.get("dry_run") is True and d["job"] == "dry1" and
+                    "#SBATCH --job-name=dry1" in d["script"] and "--requeue" in d["script"],
+                    "dry_run answers the batch script (%s %s)" % (st, b[:300]))
+            t.check(d and ("/runs/dry1" in d["run_dir"] or d["run_dir"].startswith(s.runs)),
+                    "the run directory is in the service's runs folder")
+            t.check(not os.path.exists(os.path.join(s.runs, "dry1")), "dry_run writes nothing")
+            t.check(fake.log("sbatch") == [], "dry_run runs no sbatch")
+            st, h, d, b = post(s, "/v1/jobs?dry_run=true", {"config": base, "overrides": small},
+                               boss)
+            t.check(st == 200, "an admin key may submit too")
+            # JSON configs are accepted as well as YAML
+            st, h, d, b = post(s, "/v1/jobs?dry_run=1", {
+                "config": json.dumps({"job": {"name": "js"}, "train": {"max_steps": 5},
+                                      "slurm": {"ntasks_per_node": 1}})}, sub)
+            t.check(st == 200 and d.get("job") == "js", "a JSON config (%s %s)" % (st, b[:200]))
+            # validation, exactly as codex-train's
+            bad({"config": base, "overrides": ["train.lrr=1"]}, "train.lr", "a typo in a key")
+            bad({"config": "train:\n  lr: -1\n"}, "train.lr", "a value out of range")
+            bad({"config": "train: [1, 2\n"}, "config", "YAML that does not parse")
+            bad({"config": base, "overrides": ["train.global_batch_size=6",
+                                               "slurm.ntasks_per_node=4"]},
+                "global_batch_size", "a batch the ranks cannot split")
+            bad({"config": base, "overrides": ["job.runs_dir=/tmp"]}, "job.runs_dir",
+                "a runs_dir outside the service's")
+            bad({"config": base, "overrides": ["train.output=/tmp/out.h5"]}, "train.output",
+                "an output outside the runs directory")
+            bad({"config": base, "overrides": ["train.output=runs/../../x.h5"]}, "train.output",
+                "an output that climbs out with ..")
+            bad({"config": base, "overrides": ["slurm.extra=[--output=/tmp/x.out]"]},
+                "slurm.extra", "an sbatch option that moves the output")
+            bad({"config": base, "overrides": ["job.name=../x"]}, "job.name", "a bad job name")
+            bad(None, "JSON object", "a body that is not JSON", raw=b"not json")
+            bad({"overrides": []}, "config", "no config")
+            bad({"config": base, "priority": 1}, "priority", "an unknown field")
+            bad({"config": base, "launcher": "pbs"}, "launcher", "an unknown launcher")
+            bad({"config": base, "launcher": "local"}, "ranks", "local without ranks")
+            bad({"config": base, "ranks": 2}, "ranks", "ranks without local")
+            bad({"config": base}, "dry_run", "a bad dry_run", path="/v1/jobs?dry_run=maybe")
+            t.check(fake.log("sbatch") == [] and
+                    not any(os.path.exists(os.path.join(s.runs, n)) for n in ("js", "x")),
+                    "nothing was submitted or written for bad input")
+            # a real submission (to the fake sbatch)
+            st, h, d, b = post(s, "/v1/jobs", {"config": base,
+                                               "overrides": ["job.name=sub1"] + small}, sub)
+            t.check(st == 201 and d["slurm_job_id"] == "5000" and d["status"] == "PENDING" and
+                    h.get("location") == "/v1/jobs/sub1", "submitted: 201 with the Slurm id "
+                    "and Location (%s %s)" % (st, b[:200]))
+            calls = fake.log("sbatch")
+            t.check(len(calls) == 1 and "--parsable" in calls[0] and
+                    calls[0].endswith(os.path.join(s.runs, "sub1", "job.sbatch")),
+                    "sbatch ran once on the run directory's script: %s" % calls)
+            with open(os.path.join(s.runs, "sub1", "state.json")) as f:
+                st1 = json.load(f)
+            t.check(st1["status"] == "PENDING" and st1["slurm_job_id"] == "5000" and
+                    st1["max_steps"] == 10, "state.json: PENDING with the Slurm id")
+            t.check(os.path.exists(os.path.join(s.runs, "sub1", "submit.yaml")),
+                    "the resolved config is in the run directory")
+            with open(os.path.join(s.runs, "sub1", "events.jsonl")) as f:
+                ev = [json.loads(l) for l in f]
+            t.check(ev and ev[-1]["type"] == "submitted" and "submitter" in ev[-1]["message"],
+                    "a 'submitted' event names the key")
+            audit = [a for a in s.audit_lines() if a.get("action") == "submit"]
+            keyid = sub.split("_")[1]
+            t.check(audit and audit[-1]["key_id"] == keyid and audit[-1]["job"] == "sub1" and
+                    audit[-1]["launched"] == "slurm 5000" and audit[-1]["status"] == 201,
+                    "the audit line records the key id, the job and the Slurm id: %s"
+                    % (audit[-1:]))
+            st, h, d = s.json("/v1/jobs/sub1")
+            t.check(st == 200 and d["status"] == "PENDING" and
+                    d["scheduler"]["slurm_job_id"] == "5000", "GET shows it PENDING with its id")
+            # the same job again while it is active
+            st, h, d, b = post(s, "/v1/jobs", {"config": base,
+                                               "overrides": ["job.name=sub1"] + small}, sub)
+            is_problem(t, st, h, b, 409, "resubmitting an active job")
+            # a sweep is one job array
+            st, h, d, b = post(s, "/v1/jobs", {"config": base, "sweep": "train.lr=1e-3,2e-3",
+                                               "overrides": ["job.name=sw"] + small}, sub)
+            ids = [j["slurm_job_id"] for j in (d or {}).get("jobs", [])]
+            t.check(st == 201 and ids == ["5001_0", "5001_1"], "a sweep: array tasks %s" % ids)
+            st, h, d = s.json("/v1/jobs/sw-1")
+            t.check(st == 200 and d["scheduler"]["array_job_id"] == "5001" and
+                    d["scheduler"]["array_task_id"] == 1, "an array task's scheduler ids")
+            # sbatch refuses
+            fake.put("sbatch.fail", "sbatch: error: Batch job submission failed: Invalid account\n")
+            st, h, d, b = post(s, "/v1/jobs", {"config": base,
+                                               "overrides": ["job.name=refused"] + small}, sub)
+            is_problem(t, st, h, b, 502, "sbatch failing")
+            t.check(d and "Invalid account" in d.get("detail", ""), "502 carries sbatch's words")
+            st, h, d = s.json("/v1/jobs/refused")
+            t.check(st == 200 and d["status"] == "FAILED" and
+                    "Invalid account" in d["state"]["error"]["message"],
+                    "the refused job is recorded FAILED with the reason")
+            fake.drop("sbatch.fail")
+            # the local launcher: a real 1-rank codex-train
+            st, h, d, b = post(s, "/v1/jobs", {"config": base, "launcher": "local", "ranks": 1,
+                                               "overrides": ["job.name=loc"] + small}, sub)
+            t.check(st == 201 and d["launcher"] == "local" and d["pid"] > 0,
+                    "a local launch answers its pid (%s %s)" % (st, b[:200]))
+            end = time.time() + 90
+            while time.time() < end:
+                st, h, d = s.json("/v1/jobs/loc")
+                if d and d["status"] in ("COMPLETED", "FAILED", "LOST"):
+                    break
+                time.sleep(0.5)
+            t.check(d and d["status"] == "COMPLETED" and d["state"]["step"] == 10,
+                    "the local job completes (%s)" % (d and d["status"]))
+            st, h, d, b = post(s, "/v1/jobs", {"config": base, "launcher": "local", "ranks": 1,
+                                               "overrides": ["job.name=loc2",
+                                                             "train.max_steps=100000000"]}, sub)
+            t.check(st == 201, "a long local job starts")
+            pid = d and d["pid"]
+            end = time.time() + 60
+            while time.time() < end:
+                st, h, d = s.json("/v1/jobs/loc2")
+                if d and d["status"] == "RUNNING":
+                    break
+                time.sleep(0.3)
+            st, h, d, b = post(s, "/v1/jobs/loc2/cancel", {}, sub)
+            t.check(st == 202 and d["status"] == "CANCELLED", "cancel a local job: 202")
+            end = time.time() + 30
+            alive = True
+            while time.time() < end and alive:
+                try:
+                    os.kill(pid, 0)
+                    with open("/proc/%d/stat" % pid) as f:
+                        alive = f.read().split()[2] != "Z"
+                except OSError:
+                    alive = False
+                time.sleep(0.3)
+            t.check(not alive, "the local launcher has stopped")
+            end = time.time() + 10
+            while time.time() < end:
+                st, h, d = s.json("/v1/jobs/loc2")
+                if d["state"]["status"] == "CANCELLED":
+                    break
+                time.sleep(0.3)
+            t.check(d["status"] == "CANCELLED" and d["state"]["status"] == "CANCELLED",
+                    "the cancelled local job stays CANCELLED (%s)" % d["state"]["status"])
+    finally:
+        fake.close()
+
+
+def sched_job(runs, name, slurm_id, status="RUNNING", age_s=3600):
+    os.makedirs(os.path.join(runs, name))
+    t = time.time() - age_s
+    upd = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(t))
+    st = {"version": 1, "job": name, "status": status, "step": 5, "max_steps": 100,
+          "loss": 2.0, "slurm_job_id": slurm_id, "started_at": "2026-11-24T06:00:00.000Z",
+          "updated_at": upd, "finished_at": None, "error": None}
+    write_atomic(os.path.join(runs, name, "state.json"), json.dumps(st) + "\n")
+
+
+def case_sched(ctx, t):
+    """The scheduler view against fake squeue/sacct: Slurm's state, reason,
+    nodes and array task in GET /v1/jobs/{id} and the list; a stale
+    heartbeat is LOST only when no scheduler knows the job; Slurm's TIMEOUT,
+    CANCELLED and NODE_FAIL show over a stale RUNNING; squeue runs per
+    refresh, not per request; a failing squeue keeps the last view and says
+    why; cancel scancels and records CANCELLED, again after the job stopped."""
+    fake = FakeSlurm()
+    runs = tempfile.mkdtemp(prefix="ita-sched-")
+    try:
+        shutil.copytree(ctx.fixtures, runs, dirs_exist_ok=True, symlinks=True)
+        jobs = {"sl-run": "7001", "sl-pend": "7002", "sl-timeout": "7003", "sl-nodefail": "7004",
+                "sl-gone": "7005", "sl-cancelled": "7007", "sl-arr": "7010_1",
+                "sl-arrpend": "7011_2"}
+        for name, sid in jobs.items():
+            sched_job(runs, name, sid, status="PENDING" if name == "sl-arrpend" else "RUNNING")
+        sched_job(runs, "sl-fresh", "7006", age_s=1)
+        sched_job(runs, "sl-sse", "7020", age_s=1)
+        fake.put("squeue.txt", "7001|RUNNING|None|node1\n7002|PENDING|Priority|\n"
+                 "7020|RUNNING|None|node1\n"
+                 "7003|TIMEOUT|TimeLimit|node1\n7007|CANCELLED|None|node1\n"
+                 "7010_1|RUNNING|None|node2\n7011_[2-3%1]|PENDING|JobArrayTaskLimit|\n")
+        fake.put("sacct.txt", "7004|NODE_FAIL|0:0|node2\n7004.batch|CANCELLED|0:15|node2\n")
+        with Server(ctx, live_runs=runs, extra_yaml=submit_yaml(ctx, None, fake),
+                    env=fake.env) as s:
+            def view(name):
+                st, h, d = s.json("/v1/jobs/" + name)
+                return d or {}
+
+            end = time.time() + 10
+            while time.time() < end and (view("sl-run").get("scheduler") or {}).get("known") is None:
+                time.sleep(0.1)
+            d = view("sl-run")
+            sc = d.get("scheduler") or {}
+            t.check(d.get("status") == "RUNNING" and d.get("lost") is False and
+                    sc.get("state") == "RUNNING" and sc.get("nodes") == "node1" and
+                    sc.get("slurm_job_id") == "7001" and sc.get("source") == "squeue",
+                    "a stale heartbeat of a job Slurm runs is RUNNING, not LOST: %s" % d)
+            t.check(isinstance(sc.get("view_age_s"), (int, float)) and sc["view_age_s"] < 5 and
+                    sc.get("error") is None, "the view's age is reported: %s" % sc.get("view_age_s"))
+            d = view("sl-pend")
+            t.check(d.get("status") == "PENDING" and d["scheduler"]["reason"] == "Priority" and
+                    not d["lost"], "PENDING with Slurm's reason")
+            d = view("sl-timeout")
+            t.check(d.get("status") == "TIMEOUT" and not d["lost"] and
+                    d["state"]["status"] == "RUNNING", "TIMEOUT shows over a stale RUNNING")
+            d = view("sl-cancelled")
+            t.check(d.get("status") == "CANCELLED", "CANCELLED shows over a stale RUNNING")
+            d = view("sl-nodefail")
+            t.check(d.get("status") == "FAILED" and "NODE_FAIL" in (d.get("detail") or "") and
+                    d["scheduler"]["source"] == "sacct" and d["scheduler"]["exit_code"] == "0:0",
+                    "NODE_FAIL from sacct shows FAILED with the reason: %s" % d.get("detail"))
+            d = view("sl-gone")
+            t.check(d.get("status") == "LOST" and d["lost"] and d["scheduler"]["known"] is False,
+                    "a stale job no scheduler knows is LOST")
+            d = view("sl-fresh")
+            t.check(d.get("status") == "RUNNING" and not d["lost"],
+                    "an unknown job with a fresh heartbeat is not LOST")
+            d = view("sl-arr")
+            t.check(d.get("status") == "RUNNING" and d["scheduler"]["array_task_id"] == 1 and
+                    d["scheduler"]["nodes"] == "node2", "an array task's line")
+            d = view("sl-arrpend")
+            t.check(d.get("status") == "PENDING" and d["scheduler"]["array_job_id"] == "7011" and
+                    d["scheduler"]["reason"] == "JobArrayTaskLimit",
+                    "a pending array's range line answers its task")
+            d = view("run-stale")
+            t.check(d.get("status") == "LOST" and d.get("scheduler") is None,
+                    "a stale job without a Slurm id or launcher is LOST")
+            st, h, d = s.json("/v1/jobs?status=TIMEOUT,LOST&limit=500")
+            got = {j["id"]: j for j in d["jobs"]}
+            t.check("sl-timeout" in got and "sl-gone" in got and "run-stale" in got and
+                    "sl-run" not in got, "the list filters on the merged status: %s" % sorted(got))
+            t.check(got.get("sl-timeout", {}).get("scheduler", {}).get("state") == "TIMEOUT",
+                    "list items carry the scheduler view")
+            # an event stream ends when Slurm ends the job, with no other request
+            c = s.conn(timeout=20)
+            c.request("GET", "/v1/jobs/sl-sse/events",
+                      headers={"X-API-Key": s.keys["reader"], "Accept": "text/event-stream"})
+            r = c.getresponse()
+            with open(os.path.join(fake.dir, "squeue.txt")) as fh:
+                text = fh.read()
+            fake.put("squeue.txt", text.replace("7020|RUNNING", "7020|TIMEOUT"))
+            evs = sse_events(r, stop_after=lambda e: e[-1][0] == "end", timeout=15)
+            c.close()
+            states = [json.loads(e[2]).get("status") for e in evs if e[0] == "state"]
+            t.check(evs and evs[-1][0] == "end" and states[-1:] == ["TIMEOUT"],
+                    "the stream of a job Slurm timed out ends: %s" % [e[0] for e in evs])
+            # squeue runs per refresh, not per request
+            before = len(fake.log("squeue"))
+            t0 = time.time()
+            for _ in range(300):
+                s.get("/v1/jobs/sl-run", s.keys["reader"])
+            dt = time.time() - t0
+            calls = len(fake.log("squeue")) - before
+            t.check(calls <= dt / 0.2 + 3, "%d squeue calls for 300 requests in %.1fs" % (calls, dt))
+            t.check(all("--array" in c and "--states=all" in c for c in fake.log("squeue")),
+                    "squeue is asked once for every job, array tasks apart")
+            t.check(all("7001" not in c for c in fake.log("sacct")),
+                    "sacct is asked only about jobs squeue no longer holds")
+            # the view follows Slurm
+            fake.put("squeue.txt", "7001|RUNNING|None|node1\n7002|RUNNING|None|node3\n")
+            end = time.time() + 5
+            while time.time() < end and view("sl-pend").get("status") != "RUNNING":
+                time.sleep(0.1)
+            d = view("sl-pend")
+            t.check(d.get("status") == "RUNNING" and d["scheduler"]["nodes"] == "node3",
+                    "the view follows squeue")
+            t.check(view("sl-timeout").get("status") == "TIMEOUT",
+                    "an ended job's answer is kept once squeue forgets it")
+            # squeue failing: the last view stays, with the error
+            fake.put("squeue.fail", "squeue: error: slurm_load_jobs: Unable to contact slurm controller\n")
+            end = time.time() + 5
+            while time.time() < end and view("sl-run")["scheduler"].get("error") is None:
+                time.sleep(0.1)
+            d = view("sl-run")
+            t.check("Unable to contact" in (d["scheduler"].get("error") or "") and
+                    d["status"] == "RUNNING", "a failing squeue: last view kept, error shown")
+            time.sleep(0.5)
+            t.check(view("sl-run")["scheduler"]["view_age_s"] >= 0.4, "and the view ages")
+            fake.drop("squeue.fail")
+            # cancel
+            st, h, d, b = post(s, "/v1/jobs/sl-run/cancel", {}, s.keys["reader"])
+            is_problem(t, st, h, b, 403, "a read key cannot cancel")
+            st, h, d, b = post(s, "/v1/jobs/nope/cancel", {}, s.keys["submitter"])
+            is_problem(t, st, h, b, 404, "cancelling an unknown job")
+            st, h, d, b = post(s, "/v1/jobs/sl-timeout/cancel", {}, s.keys["submitter"])
+            is_problem(t, st, h, b, 409, "cancelling a job that ended")
+            st, h, d, b = post(s, "/v1/jobs/sl-run/cancel", {}, s.keys["submitter"])
+            t.check(st == 202 and d["status"] == "CANCELLED" and d["slurm_job_id"] == "7001",
+                    "cancel: 202 (%s %s)" % (st, b[:200]))
+            t.check(fake.log("scancel")[-1:] == ["7001"], "scancel 7001 ran: %s" % fake.log("scancel"))
+            with open(os.path.join(runs, "sl-run", "state.json")) as f:
+                t.check(json.load(f)["status"] == "CANCELLED", "state.json records CANCELLED")
+            with open(os.path.join(runs, "sl-run", "events.jsonl")) as f:
+                ev = [json.loads(l) for l in f]
+            t.check(ev[-1]["type"] == "cancelled" and "submitter" in ev[-1]["message"],
+                    "a 'cancelled' event names the key")
+            aud = [a for a in s.audit_lines() if a.get("action") == "cancel" and a["status"] == 202]
+            t.check(aud and aud[-1]["job"] == "sl-run" and aud[-1]["launched"] == "slurm 7001",
+                    "the cancel is in the audit log")
+            # codex-train, on its way out, writes RUNNING once more; Slurm then ends the job
+            set_state(runs, "sl-run", status="RUNNING")
+            fake.put("squeue.txt", "7001|CANCELLED|None|node1\n")
+            end = time.time() + 10
+            final = None
+            while time.time() < end:
+                with open(os.path.join(runs, "sl-run", "state.json")) as f:
+                    final = json.load(f)["status"]
+                if final == "CANCELLED":
+                    break
+                time.sleep(0.2)
+            t.check(final == "CANCELLED", "CANCELLED is recorded again once the job stopped")
+    finally:
+        fake.close()
+        shutil.rmtree(runs, ignore_errors=True)
+
 CASES = {
     "config": case_config,
     "keys_cli": case_keys_cli,
@@ -1080,6 +1508,8 @@ CASES = {
     "live_job": case_live_job,
     "hygiene": case_hygiene,
     "tests_run": case_tests_run,
+    "submit": case_submit,
+    "sched": case_sched,
 }
 
 

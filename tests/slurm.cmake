@@ -16,3 +16,12 @@ foreach(case dry_run preempt_resume preempt_mpirun timeout cancel sweep_local)
   set_tests_properties(slurm_${case} PROPERTIES LABELS slurm TIMEOUT 400 SKIP_RETURN_CODE 77
                        RESOURCE_LOCK slurm_cluster ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
 endforeach()
+# codex-ita submitting to, watching and cancelling jobs on the same kind of
+# single-node Slurm (POST /v1/jobs, the scheduler view, pre-emption, TIMEOUT).
+if(TARGET codex-ita)
+  add_test(NAME slurm_ita
+           COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/slurm_e2e.py $<TARGET_FILE:codexctl>
+                   $<TARGET_FILE:codex-train> ${PROJECT_SOURCE_DIR} ita $<TARGET_FILE:codex-ita>)
+  set_tests_properties(slurm_ita PROPERTIES LABELS slurm TIMEOUT 600 SKIP_RETURN_CODE 77
+                       RESOURCE_LOCK slurm_cluster ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
+endif()

@@ -3,7 +3,7 @@
 starts itself (munged, slurmctld and slurmd with a generated slurm.conf in a
 temporary directory) and always stops again.
 
-usage: slurm_e2e.py CODEXCTL CODEX_TRAIN SOURCE_DIR CASE
+usage: slurm_e2e.py CODEXCTL CODEX_TRAIN SOURCE_DIR CASE [CODEX_ITA]
 
 Cases:
   dry_run         --dry-run prints the script (directives, launcher, quoting)
@@ -21,6 +21,11 @@ Cases:
   sweep_local     --sweep makes one job array with a run directory per task
                   (its ranks started by mpirun inside the allocation); --local 2
                   runs mpirun detached with the same state tracking
+  ita             through codex-ita (CODEX_ITA): dry_run; POST /v1/jobs of a
+                  2-rank job watched with GET (scheduler view RUNNING with the
+                  Slurm id), metrics and SSE; pre-empted with USR1, resumed,
+                  completed with the uninterrupted run's loss; a time limit
+                  shown TIMEOUT; POST /v1/jobs/{id}/cancel
 
 Exits 77 with "skipped: ..." only when the Slurm or munge programs are not
 installed (scripts/install-deps.sh installs them).
@@ -463,11 +468,190 @@ def case_sweep_local(ctx, f):
     f.check(p.returncode == 0 and "local.out" in p.stdout, "codexctl logs of a local job")
 
 
+class Ita:
+    """codex-ita serving the test's runs folder, submitting to the test's
+    Slurm (it inherits SLURM_CONF), with a key of scope submit."""
+
+    def __init__(self, ctx, exe):
+        self.ctx, self.exe = ctx, exe
+        self.dir = os.path.join(ctx.tmp, "ita")
+        os.makedirs(self.dir)
+        os.makedirs(ctx.runs, exist_ok=True)
+        keys = os.path.join(self.dir, "keys.json")
+        p = subprocess.run([ctx.ctl, "keys", "create", "--name", "e2e", "--scope", "submit",
+                            "--file", keys], capture_output=True, text=True, env=ctx.env)
+        self.key = p.stdout.strip()
+        self.cfg = os.path.join(self.dir, "ita.yaml")
+        with open(self.cfg, "w") as f:
+            f.write(f"listen:\n  port: 0\nruns_dir: {ctx.runs}\nkeys_file: keys.json\n"
+                    "log:\n  audit: audit.jsonl\n  error: error.log\nrate_limit:\n  per_second: 0\n"
+                    f"slurm:\n  refresh_s: 1\n  timeout_s: 30\nsubmit:\n  workdir: {ctx.src}\n"
+                    f"  train: {ctx.train}\nsse:\n  poll_ms: 100\n")
+        self.proc = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([self.exe, "--config", self.cfg], env=self.ctx.env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        m = re.search(r":(\d+)", self.proc.stdout.readline())
+        if not m:
+            self.__exit__()
+            raise RuntimeError("codex-ita did not start")
+        self.port = int(m.group(1))
+        return self
+
+    def __exit__(self, *a):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if a and a[0] is not None or os.environ.get("CU_DEBUG"):
+            try:
+                with open(os.path.join(self.dir, "error.log")) as f:
+                    print("--- codex-ita error.log\n" + f.read()[-3000:])
+            except OSError:
+                pass
+        return False
+
+    def req(self, method, path, doc=None, headers=None, timeout=60):
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        h = {"X-API-Key": self.key, "Content-Type": "application/json"}
+        h.update(headers or {})
+        try:
+            c.request(method, path, body=json.dumps(doc).encode() if doc is not None else None,
+                      headers=h)
+            r = c.getresponse()
+            body = r.read()
+            try:
+                return r.status, json.loads(body)
+            except ValueError:
+                return r.status, None
+        finally:
+            c.close()
+
+    def job(self, name):
+        st, d = self.req("GET", "/v1/jobs/" + name)
+        return d if st == 200 else {}
+
+    def submit(self, name, extra, dry=False):
+        with open(os.path.join(self.ctx.src, "configs/demo-base.yaml")) as f:
+            cfg = f.read()
+        ov = [f"job.name={name}", "train.micro_batch_size=4", "train.log_every=5",
+              "slurm.ntasks_per_node=2", "slurm.cpus_per_task=1"] + list(extra)
+        print(f"+ POST /v1/jobs{'?dry_run=true' if dry else ''} {name} {extra}", flush=True)
+        return self.req("POST", "/v1/jobs" + ("?dry_run=true" if dry else ""),
+                        {"config": cfg, "overrides": ov})
+
+
+def case_ita(ctx, f):
+    """Through codex-ita on the real Slurm: dry_run, a 2-rank job submitted
+    with POST /v1/jobs and watched (scheduler view RUNNING with the Slurm id,
+    metrics and the event stream progressing), pre-empted with USR1, resumed
+    from its checkpoint and completed with the uninterrupted run's loss; a
+    job past its time limit shown TIMEOUT; one cancelled with POST
+    /v1/jobs/{id}/cancel."""
+    from ita_server import sse_events
+    with Ita(ctx, ctx.ita) as ita:
+        st, d = ita.submit("ita-dry", [], dry=True)
+        f.check(st == 200 and "#SBATCH --ntasks-per-node=2" in d.get("script", "") and
+                "srun --mpi=pmix" in d["script"], "dry_run answers the batch script")
+        f.check(not os.path.exists(os.path.join(ctx.runs, "ita-dry")), "dry_run writes nothing")
+        # the time limit first: it holds a slot for a minute
+        st, d = ita.submit("ita-slow", ["train.max_steps=100000000", "slurm.time=1",
+                                        "slurm.signal_grace_s=0", "checkpoint.every_steps=500"])
+        f.check(st == 201 and d.get("slurm_job_id"), f"submit a job past its limit ({st} {d})")
+        common = ["train.max_steps=400", "checkpoint.every_steps=50", "slurm.signal_grace_s=30"]
+        p = ctx.submit("ita-straight", common)
+        f.check(p.returncode == 0, "the uninterrupted run, through codexctl")
+        st, d = ita.submit("ita-pre", common)
+        jid = (d or {}).get("slurm_job_id")
+        f.check(st == 201 and jid, f"POST /v1/jobs: 201 with Slurm job {jid}")
+        d = ita.job("ita-pre")
+        f.check(d.get("status") in ("PENDING", "RUNNING"), f"it reads {d.get('status')}")
+
+        def running():
+            v = ita.job("ita-pre")
+            sc = v.get("scheduler") or {}
+            return (v.get("status") == "RUNNING" and sc.get("state") == "RUNNING" and
+                    sc.get("slurm_job_id") == jid and sc.get("nodes") and
+                    v["state"].get("step", 0) >= 30 and v)
+        v = ctx.wait(running, 200, "ita-pre to run through ITA")
+        f.check(bool(v), "GET /v1/jobs/{id}: RUNNING, Slurm's view RUNNING with the id and nodes")
+        st, m1 = ita.req("GET", "/v1/jobs/ita-pre/metrics?names=loss")
+        time.sleep(3)
+        st, m2 = ita.req("GET", "/v1/jobs/ita-pre/metrics?names=loss")
+        s1 = [r["step"] for r in (m1 or {}).get("records", [])]
+        s2 = [r["step"] for r in (m2 or {}).get("records", [])]
+        f.check(s1 and s2 and max(s2) > max(s1), f"metrics progress ({s1[-1:]} -> {s2[-1:]})")
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", ita.port, timeout=30)
+        c.request("GET", "/v1/jobs/ita-pre/events", headers={"X-API-Key": ita.key,
+                                                             "Accept": "text/event-stream"})
+        evs = sse_events(c.getresponse(), timeout=20, stop_after=lambda e: sum(
+            1 for k in e if k[0] == "state") >= 2)
+        c.close()
+        steps = [json.loads(e[2]).get("step", 0) for e in evs if e[0] == "state"]
+        hist = [e[0] for e in evs if e[0] != "state"]
+        f.check(hist[:2] == ["submitted", "started"] and len(steps) >= 2
+                and steps[-1] > steps[0], f"the event stream follows it ({hist[:3]}, state steps {steps})")
+        # pre-emption
+        p = ctx.cluster.run(["scancel", "--signal=USR1", "--batch", jid])
+        f.check(p.returncode == 0, "scancel --signal=USR1 --batch")
+        ok = ctx.wait(lambda: ctx.state("ita-pre").get("status") == "PREEMPTED", 60, "PREEMPTED")
+        f.check(ok, "codex-train records PREEMPTED")
+        seen = set()
+
+        def done():
+            v = ita.job("ita-pre")
+            seen.add(v.get("status"))
+            return v.get("status") == "COMPLETED" and v
+        v = ctx.wait(done, 300, "ita-pre to resume and complete")
+        f.check(bool(v), f"through ITA it resumes and completes (seen {sorted(map(str, seen))})")
+        f.check("LOST" not in seen, "never LOST while Slurm requeued it")
+        types = [e.get("type") for e in ctx.lines("ita-pre", "events.jsonl")]
+        f.check("submitted" in types and "preempted" in types and "resumed" in types,
+                f"events: submitted, preempted, resumed ({types[-6:]})")
+        ok = ctx.wait(lambda: ctx.state("ita-straight").get("status") == "COMPLETED", 200,
+                      "the uninterrupted run")
+        a, b = final_loss(ctx, "ita-straight"), final_loss(ctx, "ita-pre")
+        f.check(ok and a is not None and b is not None and abs(a - b) <= 1e-6 * max(1.0, abs(a)),
+                f"same final loss as the uninterrupted run ({b} vs {a})")
+        # the time limit
+        v = ctx.wait(lambda: ita.job("ita-slow").get("status") == "TIMEOUT" and
+                     ita.job("ita-slow"), 200, "ita-slow to time out")
+        f.check(bool(v) and v["scheduler"]["state"] == "TIMEOUT" and not v["lost"],
+                f"a job past its time limit shows TIMEOUT through ITA ({v and v['scheduler']})")
+        # cancel
+        st, d = ita.submit("ita-victim", ["train.max_steps=100000000",
+                                          "checkpoint.every_steps=500"])
+        f.check(st == 201, "submit a long job")
+        ok = ctx.wait(lambda: ita.job("ita-victim").get("status") == "RUNNING", 120, "RUNNING")
+        st, d = ita.req("POST", "/v1/jobs/ita-victim/cancel", {})
+        f.check(st == 202 and d["status"] == "CANCELLED", f"POST cancel: 202 ({st})")
+        v = ctx.wait(lambda: (ita.job("ita-victim").get("scheduler") or {}).get("state") ==
+                     "CANCELLED" and ita.job("ita-victim"), 60, "Slurm to say CANCELLED")
+        f.check(bool(v) and v["status"] == "CANCELLED", "GET shows CANCELLED, Slurm's view too")
+        ok = ctx.wait(lambda: ctx.state("ita-victim").get("status") == "CANCELLED", 20,
+                      "state.json CANCELLED")
+        f.check(ok, "state.json records CANCELLED")
+        st, d = ita.req("POST", "/v1/jobs/ita-victim/cancel", {})
+        f.check(st == 409, "cancelling it again is a 409")
+        with open(os.path.join(ita.dir, "audit.jsonl")) as fh:
+            audit = [json.loads(l) for l in fh]
+        subs = [a for a in audit if a.get("action") == "submit" and a["status"] == 201]
+        f.check(len(subs) == 3 and all(a.get("key_id") == ita.key.split("_")[1] for a in subs),
+                "the audit log records each submission with the key id")
+
+
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) not in (5, 6):
         print(__doc__)
         return 2
-    ctl, train, src, case = sys.argv[1:]
+    ctl, train, src, case = sys.argv[1:5]
+    ita = os.path.abspath(sys.argv[5]) if len(sys.argv) == 6 else None
     fn = globals().get(f"case_{case}")
     if fn is None:
         print(f"unknown case {case}")
@@ -484,6 +668,7 @@ def main():
     try:
         with SlurmCluster(tmp) as cluster:
             ctx = Ctx(os.path.abspath(ctl), os.path.abspath(train), src, tmp, cluster)
+            ctx.ita = ita
             try:
                 fn(ctx, f)
             except Exception as e:

@@ -1,7 +1,7 @@
 # End-to-end runs of codex-train under mpirun (tests/train_e2e.py).
 foreach(case help bad_config demo_loss_falls full_finetune ranks_agree resume_exact
              signal_and_fallback kill9 safety exec dataset
-             hf_roundtrip corrupt_checkpoint lora_init_from llama)
+             hf_roundtrip corrupt_checkpoint lora_init_from llama slurm_env)
   add_test(NAME train_${case}
            COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/train_e2e.py $<TARGET_FILE:codex-train>
                    ${PROJECT_SOURCE_DIR} ${case})

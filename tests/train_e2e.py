@@ -21,7 +21,11 @@ Cases:
   llama             a Llama trains with LoRA (loss falls), 1 and 2 ranks agree,
                     resume, merged/PEFT export, merged folder as model.init,
                     lora.init_from its PEFT adapter, generate
+  slurm_env         under Slurm's environment: an array task's slurm_job_id is
+                    <array>_<task>, restarts is SLURM_RESTART_COUNT, and a
+                    restart with checkpoint.resume never warns
 """
+import json
 import os
 import re
 import shutil
@@ -907,6 +911,38 @@ def case_help(exe, src, tmp, f):
             cwd=src, timeout=60)
     f.check(p.returncode == 0 and re.search(r"^\s*lr: 0\.5\s*$", p.stdout, re.M) is not None,
             "--print-config shows the override")
+
+
+def case_slurm_env(exe, src, tmp, f):
+    """Under Slurm's environment: an array task records <array>_<task> as its
+    slurm_job_id and SLURM_RESTART_COUNT as restarts; a restarted job whose
+    checkpoint.resume is 'never' warns (log and events.jsonl)."""
+    runs = os.path.join(tmp, "runs")
+    for name, extra_env, resume, want_id, want_restarts in (
+            ("arr", {"SLURM_JOB_ID": "901", "SLURM_ARRAY_JOB_ID": "900",
+                     "SLURM_ARRAY_TASK_ID": "1", "SLURM_RESTART_COUNT": "2"}, "never", "900_1", 2),
+            ("plain", {"SLURM_JOB_ID": "55"}, "auto", "55", 0)):
+        e = env()
+        e = {k: v for k, v in e.items() if not k.startswith("SLURM_")}
+        e.update(extra_env)
+        cmd = [exe, os.path.join(src, "configs/demo-base.yaml")] + tiny_random(
+            runs, name, [f"checkpoint.resume={resume}"])
+        print("+", " ".join(cmd), extra_env, flush=True)
+        p = subprocess.run(cmd, cwd=src, env=e, capture_output=True, text=True, timeout=300)
+        sys.stdout.write(p.stderr[-2000:])
+        f.check(p.returncode == 0, f"{name}: exits 0 (got {p.returncode})")
+        with open(os.path.join(runs, name, "state.json")) as fh:
+            st = json.load(fh)
+        f.check(st.get("slurm_job_id") == want_id, f"{name}: slurm_job_id {st.get('slurm_job_id')}")
+        f.check(st.get("restarts") == want_restarts, f"{name}: restarts {st.get('restarts')}")
+        with open(os.path.join(runs, name, "events.jsonl")) as fh:
+            warn = [json.loads(l) for l in fh if '"warning"' in l and "restart" in l]
+        warned = "checkpoint.resume is 'never'" in p.stderr
+        if resume == "never":
+            f.check(warn and "never" in warn[0]["message"] and warned,
+                    "a restart with resume 'never' warns in events.jsonl and the log")
+        else:
+            f.check(not warn and not warned, "no warning without a restart")
 
 
 def main():

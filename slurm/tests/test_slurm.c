@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "slurm/slurm.h"
@@ -138,6 +139,85 @@ static void test_plan_sweep(void) {
     slurm_plan_free(&p);
 }
 
+static void test_array_matches(void) {
+    CHECK(slurm_array_matches("1234", "1234"));
+    CHECK(!slurm_array_matches("1234", "123"));
+    CHECK(slurm_array_matches("1234_2", "1234_2"));
+    CHECK(slurm_array_matches("1234_[0-3]", "1234_2"));
+    CHECK(slurm_array_matches("1234_[0-3,7]", "1234_7"));
+    CHECK(slurm_array_matches("1234_[2-3%1]", "1234_3"));
+    CHECK(!slurm_array_matches("1234_[2-3%1]", "1234_1"));
+    CHECK(!slurm_array_matches("1234_[0-3]", "1234_4"));
+    CHECK(!slurm_array_matches("1234_[0-3]", "12345_1"));
+    CHECK(!slurm_array_matches("1234_[0-3]", "1234"));
+    CHECK(!slurm_array_matches("1234_[0-3]", "1234_1x"));
+}
+
+static slurm_job_info_t info_of(const char *line) {
+    slurm_job_info_t i;
+    cu_error_t err = {0};
+    if (slurm_parse_squeue_line(line, &i, &err) != CU_OK) memset(&i, 0, sizeof i);
+    return i;
+}
+
+static void test_merge_status(void) {
+    char st[16], detail[256];
+    slurm_job_info_t i = info_of("9|RUNNING|None|n1");
+    slurm_merge_status("RUNNING", &i, st, sizeof st, detail, sizeof detail);
+    CHECK(!strcmp(st, "RUNNING") && !detail[0]);
+    slurm_merge_status("PENDING", &i, st, sizeof st, detail, sizeof detail);
+    CHECK(!strcmp(st, "RUNNING")); /* Slurm runs it before codex-train wrote */
+    slurm_merge_status("PREEMPTED", &i, st, sizeof st, detail, sizeof detail);
+    CHECK(!strcmp(st, "PREEMPTED"));
+    slurm_merge_status("COMPLETED", &i, st, sizeof st, detail, sizeof detail);
+    CHECK(!strcmp(st, "COMPLETED") && strstr(detail, "finishing"));
+    i = info_of("9|PENDING|BeginTime|");
+    slurm_merge_status("PREEMPTED", &i, st, sizeof st, detail, sizeof detail);
+    CHECK(!strcmp(st, "PENDING") && strstr(detail, "requeued") && strstr(detail, "BeginTime"));
+    i = info_of("9|TIMEOUT|None|n1");
+    slurm_merge_status("RUNNING", &i, st, sizeof st, detail, sizeof detail);
+    CHECK(!strcmp(st, "TIMEOUT") && strstr(detail, "TIMEOUT"));
+    slurm_merge_status("COMPLETED", &i, st, sizeof st, detail, sizeof detail);
+    CHECK(!strcmp(st, "COMPLETED")); /* training finished before the limit bit */
+    i = info_of("9|NODE_FAIL|None|n1");
+    slurm_merge_status("RUNNING", &i, st, sizeof st, detail, sizeof detail);
+    CHECK(!strcmp(st, "FAILED") && strstr(detail, "NODE_FAIL"));
+    i = info_of("9|CANCELLED by 0|None|n1");
+    slurm_merge_status("RUNNING", &i, st, sizeof st, detail, sizeof detail);
+    CHECK(!strcmp(st, "CANCELLED"));
+    i = info_of("9|COMPLETED|None|n1");
+    slurm_merge_status("RUNNING", &i, st, sizeof st, detail, sizeof detail);
+    CHECK(!strcmp(st, "FAILED") && strstr(detail, "no end"));
+    slurm_merge_status("PREEMPTED", &i, st, sizeof st, detail, sizeof detail);
+    CHECK(!strcmp(st, "PREEMPTED") && strstr(detail, "not requeued"));
+}
+
+static void test_query_many_ids(void) {
+    const char *ids[] = {"12", "bad;id"};
+    slurm_job_info_t infos[2];
+    int found[2];
+    cu_error_t err = {0};
+    CHECK(slurm_query_many(ids, 2, infos, found, 1, &err) == CU_EINVAL && strstr(err.msg, "bad"));
+    CHECK(slurm_query_many(ids, 0, infos, found, 1, &err) == CU_OK);
+}
+
+static void test_run_timeout(void) {
+    const char *argv[] = {"sleep", "5", NULL};
+    char *out = NULL;
+    int status = 0;
+    cu_error_t err = {0};
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    CHECK(slurm_run_timeout(argv, 0.3, &out, NULL, &status, &err) == CU_EIO &&
+          strstr(err.msg, "did not answer within"));
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    CHECK((double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9 < 3.0);
+    const char *echo[] = {"echo", "1234", NULL};
+    CHECK(slurm_run_timeout(echo, 5, &out, NULL, &status, &err) == CU_OK && status == 0 &&
+          !strcmp(out, "1234\n"));
+    free(out);
+}
+
 int main(void) {
     const cu_test_case_t cases[] = {
         {"map_state", test_map_state},
@@ -146,6 +226,10 @@ int main(void) {
         {"quote_roundtrip", test_quote_roundtrip},
         {"script", test_script},
         {"plan_sweep", test_plan_sweep},
+        {"array_matches", test_array_matches},
+        {"merge_status", test_merge_status},
+        {"query_many_ids", test_query_many_ids},
+        {"run_timeout", test_run_timeout},
     };
     return cu_test_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }

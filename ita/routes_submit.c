@@ -1,0 +1,548 @@
+/*
+ * POST /v1/jobs and POST /v1/jobs/{id}/cancel (scope submit): starting a
+ * training job through the service and stopping one.
+ *
+ * A submission is a JSON object (docs/ita.md):
+ *
+ *   {"config": "<job YAML or JSON text>", "overrides": ["train.lr=3e-4"],
+ *    "launcher": "slurm" | "local", "ranks": 2, "sweep": "train.lr=1e-4,3e-4"}
+ *
+ * The config is resolved and validated exactly as `codexctl submit` and
+ * codex-train do (io/config.c through slurm_plan_build), so a bad key or
+ * value is a 400 naming it. Job output stays inside the service's runs
+ * directory: job.runs_dir is the service's (a config naming another folder
+ * is refused), train.output must lie beneath it, and sbatch options that
+ * move the job's output or working directory are refused. ?dry_run=true
+ * answers the batch script and writes nothing.
+ *
+ * Otherwise the run directory is written (submit.yaml, job.sbatch,
+ * state.json SUBMITTED, a "submitted" event naming the key), then sbatch
+ * runs synchronously on the worker's event loop, bounded by slurm.timeout_s
+ * (a local launch spawns mpirun detached instead), and state.json records
+ * PENDING with the Slurm id. Submissions are serialised service-wide.
+ *
+ * A cancel scancels a Slurm job (or signals a local launch's process
+ * group), records CANCELLED and a "cancelled" event at once, and asks the
+ * scheduler thread to record CANCELLED again once the job has stopped (a
+ * job on its way out may still write its own state).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ita/http.h"
+#include "slurm/slurm.h"
+
+#define MAX_OVERRIDES 128
+#define MAX_LOCAL_RANKS 64
+
+extern char **environ;
+
+typedef struct {
+    const char *text; /* the config */
+    size_t len;
+    char *overrides[MAX_OVERRIDES + 3];
+    int n_overrides;
+    const char *sweep;
+    int local;
+    int ranks; /* local only */
+    int dry_run;
+} submit_req_t;
+
+/* Parses the body into r (pointers into doc). 0, or -1 answered 400. */
+static int parse_submit(ita_req_t *rq, json_t *doc, submit_req_t *r) {
+    memset(r, 0, sizeof *r);
+    const char *bad = NULL;
+    json_t *cfg = json_object_get(doc, "config");
+    const char *key;
+    json_t *v;
+    json_object_foreach(doc, key, v) {
+        if (strcmp(key, "config") && strcmp(key, "overrides") && strcmp(key, "launcher") &&
+            strcmp(key, "ranks") && strcmp(key, "sweep")) {
+            char d[200];
+            snprintf(d, sizeof d,
+                     "unknown field '%.60s' (config, overrides, launcher, ranks, sweep)", key);
+            ita_problem(rq, 400, d);
+            return -1;
+        }
+    }
+    if (!json_is_string(cfg)) {
+        bad = "'config' is the job config as a YAML or JSON string";
+    } else {
+        r->text = json_string_value(cfg);
+        r->len = json_string_length(cfg);
+    }
+    json_t *ov = json_object_get(doc, "overrides");
+    if (!bad && ov && !json_is_array(ov)) bad = "'overrides' is a list of \"section.key=value\"";
+    size_t i;
+    json_array_foreach(bad ? NULL : ov, i, v) {
+        if (r->n_overrides == MAX_OVERRIDES || !json_is_string(v) ||
+            !strchr(json_string_value(v), '=')) {
+            bad = "'overrides' is a list of at most 128 \"section.key=value\" strings";
+            break;
+        }
+        r->overrides[r->n_overrides++] = (char *)json_string_value(v);
+    }
+    json_t *l = json_object_get(doc, "launcher");
+    const char *ls = json_string_value(l);
+    if (!bad && l && (!ls || (strcmp(ls, "slurm") && strcmp(ls, "local"))))
+        bad = "'launcher' is \"slurm\" (the default) or \"local\"";
+    r->local = ls && !strcmp(ls, "local");
+    json_t *rk = json_object_get(doc, "ranks");
+    if (!bad && rk) {
+        if (!r->local)
+            bad = "'ranks' is for the local launcher; Slurm jobs take slurm.nodes and "
+                  "slurm.ntasks_per_node from the config";
+        else if (!json_is_integer(rk) || json_integer_value(rk) < 1 ||
+                 json_integer_value(rk) > MAX_LOCAL_RANKS)
+            bad = "'ranks' is an integer from 1 to 64";
+        else
+            r->ranks = (int)json_integer_value(rk);
+    }
+    if (!bad && r->local && !rk) bad = "the local launcher needs 'ranks'";
+    json_t *sw = json_object_get(doc, "sweep");
+    if (!bad && sw && (!json_is_string(sw) || r->local))
+        bad = "'sweep' is \"KEY=V1,V2,...\" and makes a Slurm job array (not with launcher local)";
+    r->sweep = json_string_value(sw);
+    char dr[8];
+    int q = ita_query_param(rq, "dry_run", dr, sizeof dr);
+    if (!bad && (q < 0 || (q > 0 && strcmp(dr, "true") && strcmp(dr, "false") && strcmp(dr, "1") &&
+                           strcmp(dr, "0"))))
+        bad = "query parameter 'dry_run' is true or false";
+    r->dry_run = q > 0 && (!strcmp(dr, "true") || !strcmp(dr, "1"));
+    if (bad) {
+        ita_problem(rq, 400, bad);
+        return -1;
+    }
+    return 0;
+}
+
+/* 1 when path (absolute, or relative to workdir) lies beneath dir. Lexical:
+ * "." and ".." components are refused outright. */
+static int beneath(const char *path, const char *workdir, const char *dir) {
+    char abs[PATH_MAX + 2];
+    if (snprintf(abs, sizeof abs, "%s%s%s", path[0] == '/' ? "" : workdir,
+                 path[0] == '/' ? "" : "/", path) >= (int)sizeof abs)
+        return 0;
+    for (const char *p = abs; (p = strchr(p, '/')); p++)
+        if (!strncmp(p, "/../", 4) || !strcmp(p, "/..") || !strncmp(p, "/./", 3) ||
+            !strcmp(p, "/."))
+            return 0;
+    size_t n = strlen(dir);
+    return !strncmp(abs, dir, n) && abs[n] == '/' && abs[n + 1];
+}
+
+/* The keys through which a config could write outside the runs directory. */
+static int check_confined(const cu_config_t *c, const char *workdir, const char *runs_real,
+                          char *why, size_t cap) {
+    if (strcmp(c->job.runs_dir, "runs")) {
+        char abs[PATH_MAX + 2], real[PATH_MAX];
+        snprintf(abs, sizeof abs, "%s%s%s", c->job.runs_dir[0] == '/' ? "" : workdir,
+                 c->job.runs_dir[0] == '/' ? "" : "/", c->job.runs_dir);
+        if (!realpath(abs, real) || strcmp(real, runs_real)) {
+            snprintf(why, cap,
+                     "job.runs_dir: '%.200s' is not the service's runs directory; leave it out "
+                     "(jobs submitted here run in %.200s)",
+                     c->job.runs_dir, runs_real);
+            return -1;
+        }
+    }
+    if (c->train.output[0] && !beneath(c->train.output, workdir, runs_real)) {
+        snprintf(why, cap, "train.output: '%.200s' is outside the service's runs directory %.200s",
+                 c->train.output, runs_real);
+        return -1;
+    }
+    static const char *moving[] = {"--output", "--error", "--chdir", "--input",
+                                   "-o",       "-e",      "-D",      "-i"};
+    for (int i = 0; i < c->slurm.extra.n; i++) {
+        const char *o = c->slurm.extra.items[i];
+        for (size_t k = 0; k < sizeof moving / sizeof moving[0]; k++) {
+            size_t n = strlen(moving[k]);
+            if (!strncmp(o, moving[k], n) && (o[n] == 0 || o[n] == '=' || moving[k][1] != '-')) {
+                snprintf(why, cap,
+                         "slurm.extra: '%.100s' would move the job's files; codex-ita keeps "
+                         "them in the run directory",
+                         o);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int is_active(const char *status) {
+    return !strcmp(status, "SUBMITTED") || !strcmp(status, "PENDING") ||
+           !strcmp(status, "RUNNING") || !strcmp(status, "PREEMPTED");
+}
+
+/* A job's first state.json, in codex-train's layout (docs/formats.md). */
+static int write_first_state(ita_req_t *rq, const cu_config_t *c, int world, const char *status,
+                             const char *slurm_id, const char *error, cu_error_t *err) {
+    char now[32];
+    ita_time_now_rfc3339(now);
+    json_t *o = json_object();
+    json_object_set_new(o, "version", json_integer(1));
+    json_object_set_new(o, "job", json_string(c->job.name));
+    json_object_set_new(o, "status", json_string(status));
+    json_object_set_new(o, "step", json_integer(0));
+    json_object_set_new(o, "max_steps", json_integer(c->train.max_steps));
+    json_object_set_new(o, "epoch", json_integer(0));
+    static const char *nulls[] = {"loss", "lr", "grad_norm", "tokens_per_s", "eta_s"};
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
+        json_object_set_new(o, nulls[i], json_null());
+    json_object_set_new(o, "world_size", json_integer(world));
+    json_object_set_new(o, "threads", json_integer(c->train.threads));
+    json_object_set_new(o, "hosts", json_array());
+    json_object_set_new(o, "pid", json_null());
+    json_object_set_new(o, "slurm_job_id", slurm_id ? json_string(slurm_id) : json_null());
+    json_object_set_new(o, "restarts", json_integer(0));
+    json_object_set_new(o, "started_at", json_null());
+    json_object_set_new(o, "updated_at", json_string(now));
+    json_object_set_new(o, "finished_at", error ? json_string(now) : json_null());
+    json_object_set_new(o, "last_checkpoint", json_null());
+    json_object_set_new(o, "best_eval", json_null());
+    json_object_set_new(
+        o, "safety",
+        json_pack("{s:i,s:i,s:i}", "redactions", 0, "output_findings", 0, "blocked_outputs", 0));
+    json_object_set_new(o, "error",
+                        error ? json_pack("{s:s,s:i}", "message", error, "rank", 0) : json_null());
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!text) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    size_t n = strlen(text);
+    char *line = realloc(text, n + 2);
+    if (!line) {
+        free(text);
+        return cu_error_set(err, CU_ENOMEM, "out of memory");
+    }
+    line[n] = '\n';
+    line[n + 1] = 0;
+    int rc = ita_jobdir_write_file(rq->w->jobs, c->job.name, "state.json", line, n + 1, err);
+    free(line);
+    return rc;
+}
+
+/* Appends {"time","step","type","message"} to the job's events.jsonl. */
+static void append_event(ita_jobdir_t *jd, const char *job, long step, const char *type,
+                         const char *message) {
+    char now[32];
+    ita_time_now_rfc3339(now);
+    json_t *o = json_pack("{s:s, s:I, s:s, s:s}", "time", now, "step", (json_int_t)step, "type",
+                          type, "message", message);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    cu_error_t err;
+    if (text) ita_jobdir_append_line(jd, job, "events.jsonl", text, &err);
+    free(text);
+}
+
+/* mpirun -n ranks codex-train <run dir>/submit.yaml, detached in its own
+ * session, output into local.out; posix_spawn, so nothing runs between
+ * fork and exec in this multi-threaded process. */
+static int spawn_local(const ita_config_t *cfg, const slurm_plan_t *p, int ranks, pid_t *pid,
+                       cu_error_t *err) {
+    char out[4200], conf[4200], nb[16], th[64], omp[64];
+    snprintf(out, sizeof out, "%s/local.out", p->run_dir);
+    snprintf(conf, sizeof conf, "%s/submit.yaml", p->run_dir);
+    snprintf(nb, sizeof nb, "%d", ranks);
+    snprintf(th, sizeof th, "OPENBLAS_NUM_THREADS=%d", p->cfg.train.threads);
+    snprintf(omp, sizeof omp, "OMP_NUM_THREADS=%d", p->cfg.train.threads);
+    size_t n_env = 0;
+    while (environ[n_env]) n_env++;
+    char **envp = calloc(n_env + 5, sizeof *envp);
+    if (!envp) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n_env; i++)
+        if (strncmp(environ[i], "OPENBLAS_NUM_THREADS=", 21) &&
+            strncmp(environ[i], "OMP_NUM_THREADS=", 16))
+            envp[k++] = environ[i];
+    envp[k++] = th;
+    envp[k++] = omp;
+    if (geteuid() == 0) {
+        envp[k++] = "OMPI_ALLOW_RUN_AS_ROOT=1";
+        envp[k++] = "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1";
+    }
+    char *argv[] = {"mpirun", "-n", nb, "--oversubscribe", (char *)cfg->submit_train, conf, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawn_file_actions_addchdir_np(&fa, p->workdir);
+    /* codex-ita blocks SIGTERM/SIGINT (it sigwaits for them) and ignores
+     * SIGPIPE; the job must not inherit either, or a cancel cannot stop it */
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGPIPE);
+    sigaddset(&dfl, SIGTERM);
+    sigaddset(&dfl, SIGINT);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &dfl);
+    posix_spawnattr_setflags(&at,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int e = posix_spawnp(pid, "mpirun", &fa, &at, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    free(envp);
+    if (e != 0) return cu_error_set(err, CU_EIO, "cannot start mpirun: %s", strerror(e));
+    return CU_OK;
+}
+
+static json_t *task_names(const slurm_plan_t *p) {
+    json_t *a = json_array();
+    int n = p->n_tasks ? p->n_tasks : 1;
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a,
+                              json_string(p->n_tasks ? p->task_cfg[i].job.name : p->cfg.job.name));
+    return a;
+}
+
+/* Writes, launches and records the plan; answers. */
+static void launch(ita_req_t *rq, const submit_req_t *r, slurm_plan_t *p) {
+    ita_server_t *srv = rq->w->srv;
+    cu_error_t err = {0};
+    int n = p->n_tasks ? p->n_tasks : 1;
+    int world = p->cfg.slurm.nodes * p->cfg.slurm.ntasks_per_node;
+    for (int i = 0; i < n; i++) {
+        const cu_config_t *c = p->n_tasks ? &p->task_cfg[i] : &p->cfg;
+        ita_job_summary_t s;
+        if (ita_jobdir_state(rq->w->jobs, c->job.name, &s, NULL, &err) == CU_OK &&
+            is_active(s.status)) {
+            char d[1000];
+            snprintf(d, sizeof d,
+                     "job %s is %s%s%s; cancel it (POST /v1/jobs/%s/cancel) or pick another "
+                     "job.name",
+                     c->job.name, s.status, s.slurm_job_id[0] ? " as Slurm job " : "",
+                     s.slurm_job_id, c->job.name);
+            ita_problem(rq, 409, d);
+            return;
+        }
+    }
+    char script[4400], who[200];
+    snprintf(who, sizeof who, "key %s (%s)", rq->key_name, rq->key_id);
+    if (slurm_plan_write(p, script, sizeof script, &err) != CU_OK) {
+        ita_log(srv, "request %s: %s", rq->request_id, err.msg);
+        ita_problem(rq, 500, "the run directory could not be written");
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const cu_config_t *c = p->n_tasks ? &p->task_cfg[i] : &p->cfg;
+        if (write_first_state(rq, c, world, "SUBMITTED", NULL, NULL, &err) != CU_OK) {
+            ita_log(srv, "request %s: %s", rq->request_id, err.msg);
+            ita_problem(rq, 500, "the run directory could not be written");
+            return;
+        }
+    }
+    char id[64] = "";
+    pid_t pid = 0;
+    int rc = r->local ? spawn_local(&srv->cfg, p, r->ranks, &pid, &err)
+                      : slurm_submit_timeout(script, p->workdir, srv->cfg.slurm_timeout_s, id,
+                                             sizeof id, &err);
+    if (rc != CU_OK) {
+        for (int i = 0; i < n; i++) {
+            const cu_config_t *c = p->n_tasks ? &p->task_cfg[i] : &p->cfg;
+            cu_error_t e2;
+            write_first_state(rq, c, world, "FAILED", NULL, err.msg, &e2);
+        }
+        ita_log(srv, "request %s: %s", rq->request_id, err.msg);
+        ita_problem(rq, 502, err.msg);
+        return;
+    }
+    json_t *jobs = json_array();
+    for (int i = 0; i < n; i++) {
+        const cu_config_t *c = p->n_tasks ? &p->task_cfg[i] : &p->cfg;
+        char tid[80], msg[800];
+        if (p->n_tasks)
+            snprintf(tid, sizeof tid, "%s_%d", id, i);
+        else
+            snprintf(tid, sizeof tid, "%s", id);
+        if (r->local) {
+            char text[32];
+            snprintf(text, sizeof text, "%ld\n", (long)pid);
+            ita_jobdir_write_file(rq->w->jobs, c->job.name, "launcher.pid", text, strlen(text),
+                                  &err);
+            snprintf(msg, sizeof msg, "submitted through codex-ita by %s: mpirun -n %d, pid %ld",
+                     who, r->ranks, (long)pid);
+        } else {
+            write_first_state(rq, c, world, "PENDING", tid, NULL, &err);
+            snprintf(msg, sizeof msg, "submitted through codex-ita by %s as Slurm job %s", who,
+                     tid);
+        }
+        append_event(rq->w->jobs, c->job.name, 0, "submitted", msg);
+        json_array_append_new(jobs, json_pack("{s:s, s:o}", "id", c->job.name, "slurm_job_id",
+                                              r->local ? json_null() : json_string(tid)));
+    }
+    if (r->local) ita_sched_track_pid(srv->sched, pid);
+    ita_sched_kick(srv->sched);
+    char loc[300], launched[96];
+    snprintf(loc, sizeof loc, "/v1/jobs/%s", n > 1 ? p->task_cfg[0].job.name : p->cfg.job.name);
+    if (r->local)
+        snprintf(launched, sizeof launched, "local pid %ld", (long)pid);
+    else
+        snprintf(launched, sizeof launched, "slurm %s", id);
+    rq->launched = h2o_mem_alloc_pool(&rq->req->pool, strlen(launched) + 1);
+    memcpy((char *)rq->launched, launched, strlen(launched) + 1);
+    ita_add_header(rq, "location", loc);
+    json_t *doc = json_pack(
+        "{s:s, s:s, s:s, s:o, s:o, s:o}", "job", n > 1 ? p->task_cfg[0].job.name : p->cfg.job.name,
+        "launcher", r->local ? "local" : "slurm", "status", r->local ? "SUBMITTED" : "PENDING",
+        "slurm_job_id", r->local ? json_null() : json_string(id), "pid",
+        r->local ? json_integer(pid) : json_null(), "jobs", jobs);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (!text) {
+        ita_problem(rq, 500, "out of memory while formatting the answer");
+        return;
+    }
+    ita_respond(rq, 201, "application/json", text, strlen(text));
+    free(text);
+}
+
+void ita_route_job_submit(ita_req_t *rq) {
+    ita_server_t *srv = rq->w->srv;
+    const ita_config_t *cfg = &srv->cfg;
+    json_error_t je;
+    const char *body = rq->req->entity.base;
+    json_t *doc = body ? json_loadb(body, rq->req->entity.len, 0, &je) : NULL;
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        ita_problem(rq, 400,
+                    "the body is a JSON object {\"config\": \"<job YAML or JSON>\", "
+                    "\"overrides\": [...], \"launcher\": \"slurm\" | \"local\"}");
+        return;
+    }
+    submit_req_t r;
+    if (parse_submit(rq, doc, &r)) {
+        json_decref(doc);
+        return;
+    }
+    char runs_real[PATH_MAX], why[600], ov_runs[PATH_MAX + 16], ov_nodes[32], ov_tasks[48];
+    cu_error_t err = {0};
+    cu_config_t *pre = malloc(sizeof *pre);
+    slurm_plan_t *p = calloc(1, sizeof *p);
+    int bad = 0;
+    if (!pre || !p || !realpath(cfg->runs_dir, runs_real)) {
+        ita_problem(rq, 500, "out of memory, or the runs directory is gone");
+        goto done;
+    }
+    if (r.local) {
+        snprintf(ov_nodes, sizeof ov_nodes, "slurm.nodes=1");
+        snprintf(ov_tasks, sizeof ov_tasks, "slurm.ntasks_per_node=%d", r.ranks);
+        r.overrides[r.n_overrides++] = ov_nodes;
+        r.overrides[r.n_overrides++] = ov_tasks;
+    }
+    /* The config as its author wrote it: where would it write? */
+    config_defaults(pre);
+    bad = config_parse_yaml(pre, r.text, r.len, "config", &err) != CU_OK;
+    for (int i = 0; !bad && i < r.n_overrides; i++)
+        bad = config_apply_override(pre, r.overrides[i], &err) != CU_OK;
+    if (bad) {
+        ita_problem(rq, 400, err.msg);
+        goto done;
+    }
+    if (check_confined(pre, cfg->submit_workdir, runs_real, why, sizeof why)) {
+        ita_problem(rq, 400, why);
+        goto done;
+    }
+    snprintf(ov_runs, sizeof ov_runs, "job.runs_dir=%s", runs_real);
+    r.overrides[r.n_overrides++] = ov_runs;
+    if (slurm_plan_build(p, r.text, r.len, "config", r.overrides, r.n_overrides, r.sweep,
+                         cfg->submit_workdir, cfg->submit_train, NULL, 0, &err) != CU_OK) {
+        ita_problem(rq, 400, err.msg);
+        goto done;
+    }
+    const char *name = p->cfg.job.name;
+    if (!ita_job_id_valid(name, strlen(name)) || strlen(name) + 4 > ITA_JOB_ID_MAX) {
+        ita_problem(rq, 400, "job.name: must be 1-124 of [A-Za-z0-9._-], not starting with '.'");
+        goto done;
+    }
+    snprintf(rq->job, sizeof rq->job, "%s", name);
+    if (r.dry_run) {
+        rq->action = "dry_run";
+        json_t *d = json_pack("{s:b, s:s, s:s, s:s, s:o, s:s}", "dry_run", 1, "job", name,
+                              "launcher", r.local ? "local" : "slurm", "run_dir", p->run_dir,
+                              "jobs", task_names(p), "script", p->script);
+        ita_respond_json(rq, d);
+        goto done;
+    }
+    rq->action = "submit";
+    pthread_mutex_lock(&srv->submit_mu);
+    launch(rq, &r, p);
+    pthread_mutex_unlock(&srv->submit_mu);
+done:
+    if (p) slurm_plan_free(p);
+    free(p);
+    free(pre);
+    json_decref(doc);
+}
+
+/* ---- POST /v1/jobs/{id}/cancel ---- */
+
+void ita_route_job_cancel(ita_req_t *rq) {
+    ita_server_t *srv = rq->w->srv;
+    ita_job_summary_t s;
+    cu_error_t err = {0};
+    if (ita_jobdir_state(rq->w->jobs, rq->job, &s, NULL, &err)) {
+        ita_problem(rq, err.code == ITA_ENOENT ? 404 : 500,
+                    err.code == ITA_ENOENT ? "no such job" : "the job could not be read");
+        return;
+    }
+    rq->action = "cancel";
+    if (!is_active(s.status)) {
+        char d[200];
+        snprintf(d, sizeof d, "job %s already ended (%s); nothing to cancel", rq->job, s.status);
+        ita_problem(rq, 409, d);
+        return;
+    }
+    char msg[400], launched[96];
+    if (s.slurm_job_id[0]) {
+        if (slurm_cancel_timeout(s.slurm_job_id, NULL, srv->cfg.slurm_timeout_s, &err) != CU_OK) {
+            ita_log(srv, "request %s: %s", rq->request_id, err.msg);
+            ita_problem(rq, 502, err.msg);
+            return;
+        }
+        snprintf(launched, sizeof launched, "slurm %s", s.slurm_job_id);
+        snprintf(msg, sizeof msg, "cancelled through codex-ita by key %s (%s): scancel %s",
+                 rq->key_name, rq->key_id, s.slurm_job_id);
+    } else {
+        int fd = ita_jobdir_openat(rq->w->jobs, rq->job, "launcher.pid", O_RDONLY);
+        char buf[32] = "";
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+        if (fd >= 0) close(fd);
+        long pid = n > 0 ? (buf[n] = 0, strtol(buf, NULL, 10)) : 0;
+        if (pid <= 1 || !ita_jobdir_launcher_alive(rq->w->jobs, rq->job) ||
+            (kill(-(pid_t)pid, SIGTERM) != 0 && kill((pid_t)pid, SIGTERM) != 0)) {
+            ita_problem(rq, 409, "the job has neither a Slurm job id nor a live local launcher");
+            return;
+        }
+        snprintf(launched, sizeof launched, "local pid %ld", pid);
+        snprintf(msg, sizeof msg, "cancelled through codex-ita by key %s (%s): SIGTERM to pid %ld",
+                 rq->key_name, rq->key_id, pid);
+    }
+    rq->launched = h2o_mem_alloc_pool(&rq->req->pool, strlen(launched) + 1);
+    memcpy((char *)rq->launched, launched, strlen(launched) + 1);
+    if (ita_jobdir_record_status(rq->w->jobs, rq->job, "CANCELLED", NULL, &err) != CU_OK)
+        ita_log(srv, "request %s: cancelled, but %s", rq->request_id, err.msg);
+    append_event(rq->w->jobs, rq->job, (long)s.step, "cancelled", msg);
+    ita_sched_watch_cancel(srv->sched, rq->job);
+    json_t *doc =
+        json_pack("{s:s, s:s, s:o}", "job", rq->job, "status", "CANCELLED", "slurm_job_id",
+                  s.slurm_job_id[0] ? json_string(s.slurm_job_id) : json_null());
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (!text) {
+        ita_problem(rq, 500, "out of memory while formatting the answer");
+        return;
+    }
+    ita_respond(rq, 202, "application/json", text, strlen(text));
+    free(text);
+}
