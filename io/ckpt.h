@@ -51,8 +51,9 @@ int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, c
 int ckpt_load(const char *path, float *params, float *m, float *v, const gpt_tensor_t *tensors,
               int n_tensors, ckpt_meta_t *meta, cu_error_t *err);
 
-/* Loads /lora_init (see ckpt_data_t) and verifies its checksum; a file
- * without the group is CU_EFORMAT. */
+/* Loads /lora_init (see ckpt_data_t) of a checkpoint or final.h5 and
+ * verifies its checksum when the file has one; a file without the group is
+ * CU_EFORMAT. */
 int ckpt_load_lora_init(const char *path, float *lora_init, const gpt_tensor_t *tensors,
                         int n_tensors, cu_error_t *err);
 
