@@ -418,9 +418,14 @@ static int run_refactor(const adapter_opts_t *o, const cu_world_t *w, cu_error_t
         rc = refactor_module(w, g, in, o->n_inputs, o->weights, e->name, o->rank, in[0].scale, &out,
                              &kept, &rtot, err);
         rc = world_agree(w, rc);
-        if (rc == CU_OK && w->rank == 0)
-            printf("%-60s rank %d -> %d, energy kept %.4f%%\n", e->name, rtot, o->rank,
-                   100.0 * kept);
+        if (rc == CU_OK && w->rank == 0) {
+            /* base_model.model.transformer.h.0.attn.c_attn.lora_A.weight ->
+             * transformer.h.0.attn.c_attn */
+            const char *name = e->name, *end = strstr(name, ".lora_A.");
+            if (!strncmp(name, "base_model.model.", 17)) name += 17;
+            printf("%-32.*s rank %3d -> %d  energy kept %8.4f%%\n", (int)(end - name), name, rtot,
+                   o->rank, 100.0 * kept);
+        }
         if (kept < worst) worst = kept;
         modules++;
     }
