@@ -1,10 +1,19 @@
-# ScaLAPACK process grid (mpi/grid.c): distributed SVD/QR against LAPACK on
-# 1 rank (unit, also under ASan) and under mpirun on 2 and 4 ranks (mpi).
+# ScaLAPACK process grid (mpi/grid.c) and the adapters initialised with it
+# (jobs/lora_init.c): distributed SVD/QR against LAPACK, PiSSA/OLoRA
+# invariants. Each runs on 1 rank (unit, also under ASan) and under mpirun on
+# more ranks (mpi).
 cu_add_test(test_grid SOURCES ${CU_TEST_DIR}/test_grid.c LIBS cu_mpi LABELS unit)
+cu_add_test(test_lora_init SOURCES ${CU_TEST_DIR}/test_lora_init.c LIBS cu_jobs LABELS unit)
+set(CU_MPI_TEST_ENV "OPENBLAS_NUM_THREADS=1;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 foreach(n 2 4)
   add_test(NAME test_grid_np${n}
            COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${n} --oversubscribe
                    $<TARGET_FILE:test_grid>)
   set_tests_properties(test_grid_np${n} PROPERTIES LABELS mpi TIMEOUT 300
-                       ENVIRONMENT "OPENBLAS_NUM_THREADS=1;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+                       ENVIRONMENT "${CU_MPI_TEST_ENV}")
 endforeach()
+add_test(NAME test_lora_init_np2
+         COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe
+                 $<TARGET_FILE:test_lora_init>)
+set_tests_properties(test_lora_init_np2 PROPERTIES LABELS mpi TIMEOUT 300
+                     ENVIRONMENT "${CU_MPI_TEST_ENV}")
