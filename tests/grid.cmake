@@ -17,3 +17,16 @@ add_test(NAME test_lora_init_np2
                  $<TARGET_FILE:test_lora_init>)
 set_tests_properties(test_lora_init_np2 PROPERTIES LABELS mpi TIMEOUT 300
                      ENVIRONMENT "${CU_MPI_TEST_ENV}")
+
+# PiSSA/OLoRA training, resume and export, codexctl resize / merge: the real
+# binaries under mpirun (tests/adapter_e2e.py). lora_logits prints a model's
+# logits so the driver can compare a run, its exports and a base + adapter.
+add_executable(lora_logits ${CU_TEST_DIR}/lora_logits.c)
+target_link_libraries(lora_logits PRIVATE cu_jobs)
+foreach(case pissa_ranks pissa_resume pissa_export resize_merge)
+  add_test(NAME adapter_${case}
+           COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/adapter_e2e.py ${PROJECT_BINARY_DIR}
+                   ${PROJECT_SOURCE_DIR} ${case})
+  set_tests_properties(adapter_${case} PROPERTIES LABELS mpi TIMEOUT 600
+                       DEPENDS lora_logits)
+endforeach()
