@@ -4,6 +4,13 @@
 # more ranks (mpi).
 cu_add_test(test_grid SOURCES ${CU_TEST_DIR}/test_grid.c LIBS cu_mpi LABELS unit)
 cu_add_test(test_lora_init SOURCES ${CU_TEST_DIR}/test_lora_init.c LIBS cu_jobs LABELS unit)
+# Under ASan, Open MPI's own allocations that live until exit are suppressed
+# (tests/fixtures/mpi/lsan.supp); the slow unwinder and keeping MPI's plugins
+# loaded give the full stacks the suppressions match on.
+foreach(t test_grid test_lora_init)
+  set_tests_properties(${t} PROPERTIES ENVIRONMENT
+    "OPENBLAS_NUM_THREADS=1;CU_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_MCA_mca_base_component_disable_dlclose=1;ASAN_OPTIONS=fast_unwind_on_malloc=0;LSAN_OPTIONS=suppressions=${CU_TEST_DIR}/fixtures/mpi/lsan.supp")
+endforeach()
 set(CU_MPI_TEST_ENV "OPENBLAS_NUM_THREADS=1;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 foreach(n 2 4)
   add_test(NAME test_grid_np${n}
