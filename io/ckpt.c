@@ -38,14 +38,14 @@ static size_t tensor_floats(const gpt_tensor_t *t) {
     return (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
 }
 
-/* sha256 over the three tensor groups, tensor by tensor, then the meta text. */
+/* sha256 over the non-NULL tensor groups, tensor by tensor, then the meta text. */
 static void checksum(const float *p, const float *m, const float *v, const gpt_tensor_t *t, int n,
                      const char *meta, char hex[65]) {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     const float *bufs[3] = {p, m, v};
     for (int b = 0; b < 3; b++)
-        for (int i = 0; i < n; i++)
+        for (int i = 0; bufs[b] && i < n; i++)
             EVP_DigestUpdate(ctx, bufs[b] + t[i].offset, tensor_floats(&t[i]) * sizeof(float));
     EVP_DigestUpdate(ctx, meta, strlen(meta));
     unsigned char md[32];
@@ -66,6 +66,13 @@ int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, c
     int rc = h5u_write_group(file, "tensors", d->params, d->tensors, d->n_tensors, tmp, err);
     if (rc == CU_OK) rc = h5u_write_group(file, "adam_m", d->m, d->tensors, d->n_tensors, tmp, err);
     if (rc == CU_OK) rc = h5u_write_group(file, "adam_v", d->v, d->tensors, d->n_tensors, tmp, err);
+    if (rc == CU_OK && d->lora_init) {
+        char init_sum[65];
+        checksum(d->lora_init, NULL, NULL, d->tensors, d->n_tensors, "lora_init", init_sum);
+        rc = h5u_write_group(file, "lora_init", d->lora_init, d->tensors, d->n_tensors, tmp, err);
+        if (rc == CU_OK && h5u_write_string_attr(file, "lora_init_sha256", init_sum) < 0)
+            rc = cu_error_set(err, CU_EIO, "%s: cannot write attribute lora_init_sha256", tmp);
+    }
     const char *names[5] = {"format", "state", "sha256", "config", "provenance"};
     const char *values[5] = {CKPT_FORMAT, mt, sum, d->config_yaml ? d->config_yaml : "",
                              d->provenance_json ? d->provenance_json : "{}"};
@@ -139,6 +146,34 @@ int ckpt_verify_tensors(const char *path, const float *params, const gpt_tensor_
     free(m);
     free(v);
     free(state);
+    free(sum);
+    H5Fclose(file);
+    return rc;
+}
+
+int ckpt_load_lora_init(const char *path, float *lora_init, const gpt_tensor_t *tensors,
+                        int n_tensors, cu_error_t *err) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0)
+        return cu_error_set(err, CU_EFORMAT, "%s is not a readable HDF5 file (truncated?)", path);
+    /* checkpoints carry a checksum of the group; final.h5 files carry none
+     * (as for their /tensors) */
+    char *sum = h5u_read_string_attr(file, "lora_init_sha256");
+    int rc = H5Lexists(file, "lora_init", H5P_DEFAULT) > 0
+                 ? CU_OK
+                 : cu_error_set(
+                       err, CU_EFORMAT,
+                       "%s has no /lora_init (the adapters a PiSSA/OLoRA run started from)", path);
+    if (rc == CU_OK)
+        rc = h5u_read_group(file, "lora_init", lora_init, tensors, n_tensors, path, err);
+    if (rc == CU_OK && sum) {
+        char again[65];
+        checksum(lora_init, NULL, NULL, tensors, n_tensors, "lora_init", again);
+        if (strcmp(again, sum) != 0)
+            rc = cu_error_set(err, CU_EFORMAT, "%s: /lora_init checksum mismatch (file corrupted)",
+                              path);
+    }
     free(sum);
     H5Fclose(file);
     return rc;

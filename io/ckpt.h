@@ -4,6 +4,7 @@
  *   /tensors/<name>   trainable tensors
  *   /adam_m/<name>    AdamW first moments
  *   /adam_v/<name>    AdamW second moments
+ *   /lora_init/<name> PiSSA/OLoRA runs only: the adapters training started from
  * and root attributes: format, step, sample_cursor, adam_t, epoch, best eval,
  * the evaluation RNG state, world size and global batch at save time, the
  * resolved config, provenance JSON, and sha256 over all tensor bytes and the
@@ -39,6 +40,9 @@ typedef struct {
     int n_tensors;
     const char *config_yaml;
     const char *provenance_json;
+    /* optional: the adapters a PiSSA/OLoRA run started from (laid out by
+     * `tensors`), written as /lora_init with their own sha256 attribute */
+    const float *lora_init;
 } ckpt_data_t;
 
 int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, cu_error_t *err);
@@ -53,6 +57,12 @@ int ckpt_load(const char *path, float *params, float *m, float *v, const gpt_ten
  * h5_load_tensors does): reads its AdamW moments and loop state and hashes
  * them as ckpt_save did. CU_EFORMAT naming the file when it does not match. */
 int ckpt_verify_tensors(const char *path, const float *params, const gpt_tensor_t *tensors,
+                        int n_tensors, cu_error_t *err);
+
+/* Loads /lora_init (see ckpt_data_t) of a checkpoint or final.h5 and
+ * verifies its checksum when the file has one; a file without the group is
+ * CU_EFORMAT. */
+int ckpt_load_lora_init(const char *path, float *lora_init, const gpt_tensor_t *tensors,
                         int n_tensors, cu_error_t *err);
 
 /* dir/step_<8 digits>.h5 */

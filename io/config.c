@@ -200,8 +200,14 @@ static const cfg_key_t KEYS[] = {
          "Rank-stabilised LoRA: scale by alpha/sqrt(r) instead of alpha/r."),
     FLOAT("lora.dropout", lora.dropout, "0.0", 0, 1, CFG_MAX_EXCL,
           "Dropout on the adapters' input while training."),
-    ENUM("lora.init", lora.init, "kaiming", "kaiming|gaussian",
-         "Initialisation of A (B starts at zero, so training starts from the base model)."),
+    ENUM(
+        "lora.init", lora.init, "kaiming", "kaiming|gaussian|pissa|olora",
+        "Initialisation of the adapters. `kaiming` (uniform) or `gaussian` A with B zero, so "
+        "training starts from the base model. `pissa`: A and B from the top-r singular triplets "
+        "of each adapted weight W (A = sqrt(S_r/s) V_r^T, B = U_r sqrt(S_r/s), s the adapter "
+        "scale); `olora`: B = Q[:, :r], A = R[:r] of the QR of W. For both the frozen base becomes "
+        "W - s B A, so the model starts unchanged; the factorisations run on all ranks "
+        "(ScaLAPACK) and the starting adapters are stored with the run (`/lora_init`)."),
     STR("lora.init_from", lora.init_from, "", 0, NULL,
         "A PEFT adapter folder (adapter_config.json + adapter_model.safetensors, e.g. from "
         "`codexctl export --format peft`) whose A and B start the training instead of "

@@ -173,6 +173,18 @@ static int list_has(const cu_cfg_list_t *l, const char *s) {
 }
 
 static void check_lora(const cu_config_t *cfg, problems_t *pr) {
+    int from_weights = !strcmp(cfg->lora.init, "pissa") || !strcmp(cfg->lora.init, "olora");
+    if (!cfg->lora.enabled && from_weights)
+        add(pr,
+            "lora.init: %s initialises adapters from the base weights, but lora.enabled is false "
+            "(full fine-tuning has no adapters); set lora.enabled: true or lora.init: kaiming",
+            cfg->lora.init);
+    if (from_weights && cfg->lora.init_from[0])
+        add(pr,
+            "lora.init: %s and lora.init_from both say where the adapters start; a PEFT adapter "
+            "applies to the unmodified base, so use one of them (lora.init: kaiming with "
+            "lora.init_from)",
+            cfg->lora.init);
     if (!cfg->lora.enabled) return;
     const cu_cfg_list_t *t = &cfg->lora.targets;
     if (t->n == 0)

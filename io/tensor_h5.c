@@ -32,6 +32,12 @@ static void tensors_sha256(const float *buf, const gpt_tensor_t *t, int n, char 
 
 int h5_save_tensors(const char *path, const float *buf, const gpt_tensor_t *tensors, int n,
                     const h5_attr_t *attrs, int n_attrs, cu_error_t *err) {
+    return h5_save_tensors_with(path, buf, NULL, NULL, tensors, n, attrs, n_attrs, err);
+}
+
+int h5_save_tensors_with(const char *path, const float *buf, const char *extra_group,
+                         const float *extra, const gpt_tensor_t *tensors, int n,
+                         const h5_attr_t *attrs, int n_attrs, cu_error_t *err) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported by us, with context */
@@ -44,6 +50,8 @@ int h5_save_tensors(const char *path, const float *buf, const gpt_tensor_t *tens
         cu_error_set(err, CU_EIO, "cannot write attribute tensors_sha256 to %s", tmp);
         bad = 1;
     }
+    if (!bad && extra)
+        bad = h5u_write_group(file, extra_group, extra, tensors, n, tmp, err) != CU_OK;
     for (int i = 0; !bad && i < n_attrs; i++) {
         if (h5u_write_string_attr(file, attrs[i].name, attrs[i].value) < 0) {
             cu_error_set(err, CU_EIO, "cannot write attribute %s to %s", attrs[i].name, tmp);
@@ -87,6 +95,25 @@ int h5_load_tensors(const char *path, float *buf, const gpt_tensor_t *tensors, i
     free(format);
     free(sum);
     return rc;
+}
+
+int h5_load_group(const char *path, const char *group, float *buf, const gpt_tensor_t *tensors,
+                  int n, cu_error_t *err) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return cu_error_set(err, CU_EINVAL, "cannot open %s as HDF5", path);
+    int rc = h5u_read_group(file, group, buf, tensors, n, path, err);
+    H5Fclose(file);
+    return rc;
+}
+
+int h5_has_group(const char *path, const char *group) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return 0;
+    int has = H5Lexists(file, group, H5P_DEFAULT) > 0;
+    H5Fclose(file);
+    return has;
 }
 
 void h5_library_version(char *buf, size_t len) {

@@ -18,6 +18,12 @@ typedef struct {
 
 int h5_save_tensors(const char *path, const float *buf, const gpt_tensor_t *tensors, int n,
                     const h5_attr_t *attrs, int n_attrs, cu_error_t *err);
+/* The same with a second group of the same tensors (same names and shapes,
+ * laid out by `tensors` in extra), e.g. /lora_init: the adapters a PiSSA or
+ * OLoRA run started from. extra NULL writes no second group. */
+int h5_save_tensors_with(const char *path, const float *buf, const char *extra_group,
+                         const float *extra, const gpt_tensor_t *tensors, int n,
+                         const h5_attr_t *attrs, int n_attrs, cu_error_t *err);
 
 /* Reads every tensor named in `tensors` into buf at its offset; a missing
  * tensor or a shape that differs is an error naming it. The file's checksum
@@ -27,6 +33,12 @@ int h5_save_tensors(const char *path, const float *buf, const gpt_tensor_t *tens
  * reader of a final.h5 or checkpoint's tensors goes through here. */
 int h5_load_tensors(const char *path, float *buf, const gpt_tensor_t *tensors, int n,
                     cu_error_t *err);
+
+/* Reads the tensors from another group than /tensors (e.g. lora_init). */
+int h5_load_group(const char *path, const char *group, float *buf, const gpt_tensor_t *tensors,
+                  int n, cu_error_t *err);
+/* 1 if path is an HDF5 file with that group, else 0. */
+int h5_has_group(const char *path, const char *group);
 
 /* HDF5's version, for provenance. */
 void h5_library_version(char *buf, size_t len);

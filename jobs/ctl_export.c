@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "io/ckpt.h"
 #include "io/config.h"
 #include "io/hf_gpt2.h"
 #include "io/peft.h"
@@ -35,6 +36,7 @@
 #include "io/tensor_h5.h"
 #include "io/tokenizer_files.h"
 #include "jobs/ctl.h"
+#include "jobs/lora_init.h"
 #include "jobs/run_model.h"
 #include "model/gpt.h"
 #include "safety/policy.h"
@@ -121,6 +123,53 @@ static int parse_args(int argc, char **argv, opts_t *o) {
     if (o->base && !strcmp(o->format, "peft"))
         return usage_error("%s", "--base only applies to --format merged");
     return 0;
+}
+
+/* ---------------------------------------------------------------- PEFT */
+
+/* A PiSSA/OLoRA adapter as plain LoRA against the original base, as PEFT's
+ * path_initial_model_for_weight_conversion does: s (B A - B0 A0) =
+ * s [B | -B0] [A ; A0], rank 2r, alpha doubled (times sqrt(2) with rsLoRA)
+ * so the scale is unchanged. m holds the trained adapters; allocates *plain
+ * (gpt_free), a model whose adapters are the plain ones. */
+static int plain_lora_of(gpt_t *m, const lora_config_t *lc, const char *src, gpt_t **plain,
+                         cu_error_t *err) {
+    *plain = NULL;
+    lora_config_t l2 = *lc;
+    l2.r = 2 * lc->r;
+    l2.alpha = lc->rslora ? lc->alpha * (float)sqrt(2.0) : 2 * lc->alpha;
+    gpt_t *m2 = NULL;
+    int nt, nt2;
+    size_t n;
+    const gpt_tensor_t *lt = gpt_lora_tensors(m, &nt);
+    const float *lora = gpt_lora_params(m, &n);
+    float *lora0 = malloc((n + 1) * sizeof(float));
+    int rc = lora0 ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory (lora_init)");
+    if (rc == CU_OK) rc = ckpt_load_lora_init(src, lora0, lt, nt, err);
+    if (rc == CU_OK) rc = gpt_create(&m2, gpt_config(m), &l2, err);
+    if (rc) goto done;
+    const gpt_tensor_t *lt2 = gpt_lora_tensors(m2, &nt2);
+    float *out = gpt_lora_params(m2, NULL);
+    for (int i = 0; i + 1 < nt; i += 2) {
+        const gpt_tensor_t *A = &lt[i], *B = &lt[i + 1], *A2 = &lt2[i], *B2 = &lt2[i + 1];
+        int r = lc->r, in = A->shape[1], rows = B->shape[0];
+        /* A2 (2r, in) = [A ; A0] */
+        memcpy(out + A2->offset, lora + A->offset, sizeof(float) * (size_t)r * in);
+        memcpy(out + A2->offset + (size_t)r * in, lora0 + A->offset,
+               sizeof(float) * (size_t)r * in);
+        /* B2 (out, 2r) = [B | -B0] */
+        for (int o = 0; o < rows; o++)
+            for (int k = 0; k < r; k++) {
+                out[B2->offset + (size_t)o * 2 * r + k] = lora[B->offset + (size_t)o * r + k];
+                out[B2->offset + (size_t)o * 2 * r + r + k] = -lora0[B->offset + (size_t)o * r + k];
+            }
+    }
+    *plain = m2;
+    m2 = NULL;
+done:
+    gpt_free(m2);
+    free(lora0);
+    return rc;
 }
 
 /* -------------------------------------------------------------- merged */
@@ -220,6 +269,12 @@ static int write_merged(const opts_t *o, const char *src, const cu_config_t *c,
         if ((rc = h5_load_tensors(src, lora, lt, nt, err))) goto done;
         double scale = lc->alpha / (lc->rslora ? sqrt((double)lc->r) : (double)lc->r);
         fold_adapters(params, pt, np, lora, lt, nt, scale);
+        /* PiSSA/OLoRA: the run trained against W - s B0 A0; against the
+         * original base the update is s (B A - B0 A0) */
+        if (lora_init_from_weights(c->lora.init)) {
+            if ((rc = ckpt_load_lora_init(src, lora, lt, nt, err))) goto done;
+            fold_adapters(params, pt, np, lora, lt, nt, -scale);
+        }
     } else if ((rc = h5_load_tensors(src, params, pt, np, err))) /* full fine-tuning */
         goto done;
     const char *meta[] = {"codex_source", src, "codex_base", base};
@@ -354,7 +409,16 @@ static int export_run(const opts_t *o, cu_error_t *err) {
                          .targets = lc.targets,
                          .base_model = cfg.model.init};
     base_sha256_of(o->input, src, pa.base_sha256);
+    gpt_t *plain = NULL; /* PiSSA/OLoRA: rank 2r against the original base */
+    if (rc == CU_OK && lora_init_from_weights(cfg.lora.init) &&
+        (rc = plain_lora_of(m, &lc, src, &plain, err)) == CU_OK) {
+        pa.r = gpt_lora_config(plain)->r;
+        pa.alpha = gpt_lora_config(plain)->alpha;
+        lora = gpt_lora_params(plain, NULL);
+        lt = gpt_lora_tensors(plain, &nt);
+    }
     if (rc == CU_OK) rc = peft_write(o->out, arch, &pa, lora, lt, nt, err);
+    gpt_free(plain);
     gpt_free(m);
     return rc;
 }

@@ -22,6 +22,8 @@ int ctl_scan(int argc, char **argv);
 int ctl_export(int argc, char **argv);
 int ctl_generate(int argc, char **argv);
 int ctl_eval(int argc, char **argv);
+int ctl_resize(int argc, char **argv);
+int ctl_merge(int argc, char **argv);
 
 const ctl_command_t CTL_COMMANDS[] = {
     {"prepare", ctl_prepare, "tokenise a corpus into an HDF5 dataset"},
@@ -34,6 +36,8 @@ const ctl_command_t CTL_COMMANDS[] = {
     {"export", ctl_export, "write an adapter in PEFT format or a merged model"},
     {"generate", ctl_generate, "continue a prompt with a run's model or a HF folder"},
     {"eval", ctl_eval, "loss, perplexity and accuracy of a model on a dataset"},
+    {"resize", ctl_resize, "truncate a PEFT LoRA adapter to a lower rank by SVD"},
+    {"merge", ctl_merge, "combine PEFT LoRA adapters (weighted) and re-factorise to a rank"},
     {"keys", ctl_keys, "create, list and revoke codex-ita API keys"},
     {NULL, NULL, NULL},
 };

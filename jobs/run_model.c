@@ -3,6 +3,8 @@
  */
 #include "jobs/run_model.h"
 #include "core/fileio.h"
+#include "io/ckpt.h"
+#include "jobs/lora_init.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +159,19 @@ int run_model_config(const cu_config_t *c, const char *base, gpt_config_t *gc, c
     return CU_OK;
 }
 
+int run_apply_lora_init(gpt_t *m, const char *src, cu_error_t *err) {
+    size_t n;
+    int nt;
+    gpt_lora_params(m, &n);
+    const gpt_tensor_t *lt = gpt_lora_tensors(m, &nt);
+    float *lora0 = malloc((n + 1) * sizeof(float));
+    if (!lora0) return cu_error_set(err, CU_ENOMEM, "out of memory (lora_init)");
+    int rc = ckpt_load_lora_init(src, lora0, lt, nt, err);
+    if (rc == CU_OK) rc = lora_init_residual(m, lora0, err);
+    free(lora0);
+    return rc;
+}
+
 int run_model_open(const char *in, const char *base, run_model_t *rm, cu_error_t *err) {
     memset(rm, 0, sizeof *rm);
     config_defaults(&rm->cfg);
@@ -199,6 +214,8 @@ int run_model_open(const char *in, const char *base, run_model_t *rm, cu_error_t
     if (rc == CU_OK && c->lora.enabled) {
         const gpt_tensor_t *lt = gpt_lora_tensors(b.model, &n);
         rc = h5_load_tensors(rm->src, gpt_lora_params(b.model, NULL), lt, n, err);
+        if (rc == CU_OK && lora_init_from_weights(c->lora.init))
+            rc = run_apply_lora_init(b.model, rm->src, err);
     } else if (rc == CU_OK) {
         const gpt_tensor_t *pt = gpt_param_tensors(b.model, &n);
         rc = h5_load_tensors(rm->src, gpt_params(b.model, NULL), pt, n, err);

@@ -34,6 +34,7 @@
 #include "io/tokenizer_files.h"
 #include "io/tokens.h"
 #include "jobs/jobdir.h"
+#include "jobs/lora_init.h"
 #include "jobs/progress.h"
 #include "jobs/provenance.h"
 #include "jobs/run_model.h"
@@ -42,6 +43,7 @@
 #include "model/blas.h"
 #include "model/gpt.h"
 #include "model/optim.h"
+#include "mpi/grid.h"
 #include "mpi/reducer.h"
 #include "safety/output.h"
 #include "safety/policy.h"
@@ -83,6 +85,9 @@ typedef struct {
     /* loop state that checkpoints carry */
     long start_step, resumed_from, evals_since_best;
     cu_rng_t eval_rng;
+    /* lora.init pissa|olora: the adapters training started from (A0, B0,
+     * laid out as the adapter buffer); the frozen base is W - s B0 A0 */
+    float *lora_init;
 } trainer_t;
 
 static lora_config_t lora_from_config(const cu_config_t *cfg, int arch, cu_error_t *err, int *rc) {
@@ -336,6 +341,12 @@ static int setup_model(trainer_t *t, cu_error_t *err) {
     if ((rc = init_base(t, err))) return rc;
     gpt_init_lora(t->model, cu_hash64((uint64_t)c->job.seed, 0x10a));
     if (c->lora.init_from[0] && (rc = init_lora_from(t, err))) return rc;
+    if (c->lora.enabled && lora_init_from_weights(c->lora.init)) {
+        size_t n;
+        gpt_lora_params(t->model, &n);
+        t->lora_init = calloc(n + 1, sizeof(float));
+        if (!t->lora_init) return cu_error_set(err, CU_ENOMEM, "out of memory (lora.init)");
+    }
     return open_source(t, vocab, err);
 }
 
@@ -387,6 +398,7 @@ static void teardown(trainer_t *t) {
     exec_tasks_free(&t->exec);
     if (t->jd_open) jobdir_close(&t->jd);
     gpt_free(t->model);
+    free(t->lora_init);
     tokens_free(t->src);
     tokens_free(t->val);
     tokenizer_free(t->tok);
@@ -527,7 +539,8 @@ static int save_checkpoint(trainer_t *t, long steps_done, cu_error_t *err) {
                      .tensors = tensors,
                      .n_tensors = nt,
                      .config_yaml = yaml,
-                     .provenance_json = prov};
+                     .provenance_json = prov,
+                     .lora_init = t->lora_init};
     ckpt_meta_t meta = {.step = steps_done,
                         .sample_cursor = steps_done * c->train.global_batch_size,
                         .adam_t = t->opt.t,
@@ -568,6 +581,8 @@ static int load_resume_point(trainer_t *t, float *p, float *m, float *v, ckpt_me
     if (strcmp(c->checkpoint.resume, "never") == 0) return CU_OK;
     if (strcmp(c->checkpoint.resume, "auto") != 0) {
         int rc = ckpt_load(c->checkpoint.resume, p, m, v, tensors, nt, meta, err);
+        if (rc == CU_OK && t->lora_init)
+            rc = ckpt_load_lora_init(c->checkpoint.resume, t->lora_init, tensors, nt, err);
         if (rc) return cu_error_set(err, CU_EINVAL, "checkpoint.resume: %s", err->msg);
         *found = 1;
         return CU_OK;
@@ -578,7 +593,9 @@ static int load_resume_point(trainer_t *t, float *p, float *m, float *v, ckpt_me
         char path[4300];
         cu_error_t why;
         if ((rc = ckpt_path(path, sizeof path, t->ckpt_dir, steps[i], err))) break;
-        if (ckpt_load(path, p, m, v, tensors, nt, meta, &why) == CU_OK) {
+        if (ckpt_load(path, p, m, v, tensors, nt, meta, &why) == CU_OK &&
+            (!t->lora_init ||
+             ckpt_load_lora_init(path, t->lora_init, tensors, nt, &why) == CU_OK)) {
             *found = 1;
         } else {
             event(t, steps[i], "checkpoint_invalid", NULL, "%s", why.msg);
@@ -638,6 +655,40 @@ static int resume(trainer_t *t, cu_error_t *err) {
     }
     free(tmp);
     return rc;
+}
+
+/* lora.init pissa|olora: a fresh job factorises the original base weights
+ * on the process grid; a resumed one already holds A0, B0 from its
+ * checkpoint (never factorised again: another grid may round differently).
+ * Either way the frozen base becomes the residual W - s B0 A0. */
+static int init_from_weights(trainer_t *t, cu_error_t *err) {
+    if (!t->lora_init) return CU_OK;
+    size_t n;
+    float *lora = gpt_lora_params(t->model, &n);
+    int rc = CU_OK;
+    if (t->resumed_from < 0) {
+        cu_grid_t *g = NULL;
+        double t0 = cu_now();
+        rc = grid_create(&g, t->w, err);
+        if (rc == CU_OK) rc = lora_init_factorise(t->model, g, t->cfg->lora.init, err);
+        int p = 1, q = 1;
+        if (g) grid_shape(g, &p, &q);
+        grid_free(g);
+        rc = world_agree(t->w, rc);
+        if (rc) return rc;
+        memcpy(t->lora_init, lora, n * sizeof(float));
+        if (t->w->rank == 0) {
+            char extra[128];
+            snprintf(extra, sizeof extra, "\"grid\": [%d, %d], \"seconds\": %.3f", p, q,
+                     cu_now() - t0);
+            event(t, 0, "lora_init", extra, "lora.init %s: adapters factorised on a %d x %d grid",
+                  t->cfg->lora.init, p, q);
+        }
+    }
+    /* rank 0's copy everywhere: a guarantee, not an assumption */
+    rc = world_bcast_floats(t->w, t->lora_init, n, err);
+    if (rc == CU_OK) rc = lora_init_residual(t->model, t->lora_init, err);
+    return world_agree(t->w, rc);
 }
 
 /* ------------------------------------------------------------- the loop */
@@ -858,8 +909,8 @@ static int save_final(trainer_t *t, long steps, train_result_t *res, cu_error_t 
                          {"code_version", CU_GIT_DESCRIBE}};
     int nt;
     const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
-    rc = h5_save_tensors(res->output, gpt_trainable(t->model, NULL), tensors, nt, attrs,
-                         (int)(sizeof attrs / sizeof attrs[0]), err);
+    rc = h5_save_tensors_with(res->output, gpt_trainable(t->model, NULL), "lora_init", t->lora_init,
+                              tensors, nt, attrs, (int)(sizeof attrs / sizeof attrs[0]), err);
     free(yaml);
     return rc;
 }
@@ -1025,6 +1076,7 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
         rc = world_bcast_floats(w, params, n, err);
     }
     if (rc == CU_OK) rc = resume(&t, err);
+    if (rc == CU_OK) rc = init_from_weights(&t, err);
     if (rc == CU_OK && t.jd_open) {
         t.st.started_at = jobdir_now();
         if (t.resumed_from >= 0) {

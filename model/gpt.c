@@ -252,6 +252,10 @@ const lora_config_t *gpt_lora_config(const gpt_t *m) {
     return &m->lora;
 }
 
+float gpt_lora_scale(const gpt_t *m) {
+    return m->lora_scale;
+}
+
 float *gpt_params(gpt_t *m, size_t *n) {
     if (n) *n = m->n_params;
     return m->params;

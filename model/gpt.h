@@ -104,6 +104,8 @@ void gpt_free(gpt_t *m);
 
 const gpt_config_t *gpt_config(const gpt_t *m);
 const lora_config_t *gpt_lora_config(const gpt_t *m);
+/* The factor adapters are applied with: alpha / r, or alpha / sqrt(r) with rslora. */
+float gpt_lora_scale(const gpt_t *m);
 
 /* GPT-2's initialisation: N(0, std) weights, residual projections (GPT-2's
  * c_proj, Llama's o_proj and down_proj) scaled by 1/sqrt(2 L), zero biases,

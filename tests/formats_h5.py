@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks docs/formats.md against real files: the `h5layout` blocks must list
 exactly the root attributes and groups that `h5dump -H` shows in a checkpoint
-and a final.h5 made by a short codex-train run, and in a dataset made by
+and a final.h5 made by a short codex-train run (and by one with
+lora.init: pissa), and in a dataset made by
 `codexctl prepare` (codexctl beside codex-train), and every dataset must have
 the documented type.
 
@@ -78,8 +79,16 @@ def main():
                         os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={tmp}",
                         "train.max_steps=4", "train.warmup_steps=1", "lora.enabled=true"],
                        cwd=src, env=env, check=True, capture_output=True)
+        # lora.init: pissa adds the adapters training started from (/lora_init)
+        subprocess.run(["mpirun", "-n", "1", "--oversubscribe", exe,
+                        os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={tmp}",
+                        "job.name=pissa", "train.max_steps=4", "train.warmup_steps=1",
+                        "lora.enabled=true", "lora.init=pissa"],
+                       cwd=src, env=env, check=True, capture_output=True)
         files = {"checkpoint": os.path.join(tmp, "demo-base/checkpoints/step_00000004.h5"),
                  "final": os.path.join(tmp, "demo-base/final.h5"),
+                 "checkpoint_pissa": os.path.join(tmp, "pissa/checkpoints/step_00000004.h5"),
+                 "final_pissa": os.path.join(tmp, "pissa/final.h5"),
                  "dataset": prepare_dataset(exe, tmp)}
         for name, path in files.items():
             if name not in layouts:
