@@ -55,6 +55,11 @@ static void checksum(const float *p, const float *m, const float *v, const gpt_t
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
 }
 
+void ckpt_lora_init_sha256(const float *lora_init, const gpt_tensor_t *tensors, int n_tensors,
+                           char hex[65]) {
+    checksum(lora_init, NULL, NULL, tensors, n_tensors, "lora_init", hex);
+}
+
 int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, cu_error_t *err) {
     char tmp[4200], mt[512], sum[65];
     if (cu_format(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid())) return err->code;
@@ -157,8 +162,8 @@ int ckpt_load_lora_init(const char *path, float *lora_init, const gpt_tensor_t *
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)
         return cu_error_set(err, CU_EFORMAT, "%s is not a readable HDF5 file (truncated?)", path);
-    /* checkpoints carry a checksum of the group; final.h5 files carry none
-     * (as for their /tensors) */
+    /* checkpoints and final.h5 carry a checksum of the group; final.h5
+     * files written before it was added carry none */
     char *sum = h5u_read_string_attr(file, "lora_init_sha256");
     int rc = H5Lexists(file, "lora_init", H5P_DEFAULT) > 0
                  ? CU_OK

@@ -65,6 +65,11 @@ int ckpt_verify_tensors(const char *path, const float *params, const gpt_tensor_
 int ckpt_load_lora_init(const char *path, float *lora_init, const gpt_tensor_t *tensors,
                         int n_tensors, cu_error_t *err);
 
+/* The checksum of a /lora_init group as ckpt_save writes it (attribute
+ * lora_init_sha256), for other writers of the group (final.h5). */
+void ckpt_lora_init_sha256(const float *lora_init, const gpt_tensor_t *tensors, int n_tensors,
+                           char hex[65]);
+
 /* dir/step_<8 digits>.h5 */
 int ckpt_path(char *buf, size_t len, const char *dir, long step, cu_error_t *err);
 /* Steps of the step_*.h5 files in dir, newest first. Allocates *steps. */

@@ -906,11 +906,17 @@ static int save_final(trainer_t *t, long steps, train_result_t *res, cu_error_t 
                          {"step", step_s},
                          {"trainable", c->lora.enabled ? "lora" : "full"},
                          {"tokenizer_sha256", tokenizer_hash(t->tok)},
-                         {"code_version", CU_GIT_DESCRIBE}};
-    int nt;
+                         {"code_version", CU_GIT_DESCRIBE},
+                         {"lora_init_sha256", NULL}};
+    int nt, n_attrs = (int)(sizeof attrs / sizeof attrs[0]) - 1;
     const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
+    char init_sum[65];
+    if (t->lora_init) { /* /lora_init is verified on load like a checkpoint's */
+        ckpt_lora_init_sha256(t->lora_init, tensors, nt, init_sum);
+        attrs[n_attrs++].value = init_sum;
+    }
     rc = h5_save_tensors_with(res->output, gpt_trainable(t->model, NULL), "lora_init", t->lora_init,
-                              tensors, nt, attrs, (int)(sizeof attrs / sizeof attrs[0]), err);
+                              tensors, nt, attrs, n_attrs, err);
     free(yaml);
     return rc;
 }
