@@ -283,10 +283,15 @@ static void merge_scheduler(ita_jobdir_t *jd, const entry_t *e, json_t *st, ita_
             snprintf(s->detail, sizeof s->detail,
                      "no scheduler knows Slurm job %s and the heartbeat stopped", s->slurm_job_id);
         }
+    } else if (!s->slurm_job_id[0] && is_active(f) &&
+               launcher_alive_cached(jd, (entry_t *)e) == 0) {
+        /* a local launch whose launcher is gone, with no end recorded */
+        s->lost = 1;
+        snprintf(s->detail, sizeof s->detail, "the local launcher exited without recording an end");
     } else if (!strcmp(f, "RUNNING") && stale) {
         /* the scheduler was not asked (no Slurm id, or not yet): the
          * heartbeat decides, unless a local launcher still runs */
-        if (!s->slurm_job_id[0] && launcher_alive_cached(jd, (entry_t *)e)) {
+        if (!s->slurm_job_id[0] && launcher_alive_cached(jd, (entry_t *)e) > 0) {
             snprintf(s->detail, sizeof s->detail, "the heartbeat stopped but the launcher runs");
         } else {
             s->lost = 1;

@@ -58,7 +58,8 @@ void ita_jobdir_free(ita_jobdir_t *jd);
  * a job LOST only when no scheduler knows it. */
 void ita_jobdir_set_view(ita_jobdir_t *jd, const ita_sched_view_t *view);
 
-/* 1 while the job's launcher.pid (a local launch) names a live process. */
+/* 1 while the job's launcher.pid (a local launch) names a live process,
+ * 0 when that process is gone, -1 when there is no launcher.pid. */
 int ita_jobdir_launcher_alive(ita_jobdir_t *jd, const char *id);
 
 /* Writes runs/<id>/<name> atomically (a temporary file beside it, then

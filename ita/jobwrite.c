@@ -21,7 +21,7 @@
 
 int ita_jobdir_launcher_alive(ita_jobdir_t *jd, const char *id) {
     int fd = ita_jobdir_openat(jd, id, "launcher.pid", O_RDONLY);
-    if (fd < 0) return 0;
+    if (fd < 0) return -1;
     char buf[32];
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);

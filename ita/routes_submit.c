@@ -519,7 +519,7 @@ void ita_route_job_cancel(ita_req_t *rq) {
         ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
         if (fd >= 0) close(fd);
         long pid = n > 0 ? (buf[n] = 0, strtol(buf, NULL, 10)) : 0;
-        if (pid <= 1 || !ita_jobdir_launcher_alive(rq->w->jobs, rq->job) ||
+        if (pid <= 1 || ita_jobdir_launcher_alive(rq->w->jobs, rq->job) <= 0 ||
             (kill(-(pid_t)pid, SIGTERM) != 0 && kill((pid_t)pid, SIGTERM) != 0)) {
             ita_problem(rq, 409, "the job has neither a Slurm job id nor a live local launcher");
             return;

@@ -302,7 +302,7 @@ static int job_stopped(ita_sched_t *s, const ita_job_summary_t *sum) {
         pthread_mutex_unlock(&s->mu);
         return stopped;
     }
-    return !ita_jobdir_launcher_alive(s->jd, sum->id);
+    return ita_jobdir_launcher_alive(s->jd, sum->id) <= 0;
 }
 
 static void finish_cancels(ita_sched_t *s) {

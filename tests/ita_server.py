@@ -1356,6 +1356,13 @@ def case_sched(ctx, t):
             sched_job(runs, name, sid, status="PENDING" if name == "sl-arrpend" else "RUNNING")
         sched_job(runs, "sl-fresh", "7006", age_s=1)
         sched_job(runs, "sl-sse", "7020", age_s=1)
+        # a local launch whose launcher died before codex-train wrote anything
+        sched_job(runs, "loc-dead", None, status="SUBMITTED", age_s=1)
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        write_atomic(os.path.join(runs, "loc-dead", "launcher.pid"), "%d\n" % gone.pid)
+        sched_job(runs, "loc-alive", None, status="RUNNING", age_s=3600)
+        write_atomic(os.path.join(runs, "loc-alive", "launcher.pid"), "%d\n" % os.getpid())
         fake.put("squeue.txt", "7001|RUNNING|None|node1\n7002|PENDING|Priority|\n"
                  "7020|RUNNING|None|node1\n"
                  "7003|TIMEOUT|TimeLimit|node1\n7007|CANCELLED|None|node1\n"
@@ -1403,6 +1410,12 @@ def case_sched(ctx, t):
             t.check(d.get("status") == "PENDING" and d["scheduler"]["array_job_id"] == "7011" and
                     d["scheduler"]["reason"] == "JobArrayTaskLimit",
                     "a pending array's range line answers its task")
+            d = view("loc-dead")
+            t.check(d.get("status") == "LOST" and "launcher" in (d.get("detail") or ""),
+                    "a local job whose launcher died without an end is LOST: %s" % d.get("detail"))
+            d = view("loc-alive")
+            t.check(d.get("status") == "RUNNING" and not d["lost"],
+                    "a stale local job whose launcher runs is not LOST")
             d = view("run-stale")
             t.check(d.get("status") == "LOST" and d.get("scheduler") is None,
                     "a stale job without a Slurm id or launcher is LOST")
