@@ -181,6 +181,22 @@ int tokenizer_encode(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32
     return encode_bytes(text, len, ids, n, cap, err);
 }
 
+int tokenizer_encode_doc(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32_t **ids,
+                         size_t *n, size_t *cap, cu_error_t *err) {
+    int start = tokenizer_doc_start(tok);
+    if (start >= 0) {
+        if (*n + 1 > *cap || !*ids) {
+            size_t want = *cap > *n + 1 ? *cap : *n + 256;
+            int32_t *p = realloc(*ids, want * sizeof *p);
+            if (!p) return cu_error_set(err, CU_ENOMEM, "out of memory encoding");
+            *ids = p;
+            *cap = want;
+        }
+        (*ids)[(*n)++] = start;
+    }
+    return tokenizer_encode(tok, text, len, ids, n, cap, err);
+}
+
 static int decode_bytes(const int32_t *ids, size_t n, uint8_t **out, size_t *len, size_t *cap,
                         cu_error_t *err) {
     size_t total = 0;

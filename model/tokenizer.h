@@ -82,6 +82,12 @@ const char *tokenizer_hash(const cu_tokenizer_t *tok);
 int tokenizer_encode(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32_t **ids, size_t *n,
                      size_t *cap, cu_error_t *err);
 
+/* tokenizer_encode of one document or prompt: its start token first when
+ * the model's files say add_bos_token (tokenizer_doc_start), then the text.
+ * The caller ends a document with tokenizer_eot. */
+int tokenizer_encode_doc(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32_t **ids,
+                         size_t *n, size_t *cap, cu_error_t *err);
+
 /* Decodes ids to bytes, appending to *out (grown with realloc). Specials
  * decode to their text (e.g. "<|endoftext|>"). An id outside the vocabulary
  * is an error. */
