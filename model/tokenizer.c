@@ -110,9 +110,7 @@ int tokenizer_set_specials(cu_tokenizer_t *tok, int bos, int eos, int pad, int a
     tok->bos = bos;
     tok->pad = pad;
     if (same_framing) return CU_OK; /* bos and pad alone change no token sequence */
-    tok->bos = bos;
     tok->eot = eos;
-    tok->pad = pad;
     tok->add_bos = !!add_bos;
     /* new hash = sha256(old hash, the framing): two tokenizers with equal
      * hashes still frame documents alike */
