@@ -276,7 +276,28 @@ static int tj_parse(const char *path, json_t *root, tj_parts_t *t, cu_error_t *e
     return CU_OK;
 }
 
-static int load_tokenizer_json(const char *path, cu_tokenizer_t **out, cu_error_t *err) {
+/* The special token a TemplateProcessing post_processor (top level or in a
+ * Sequence) puts first in a single sequence, as Llama-3's does with
+ * <|begin_of_text|>; NULL for none. Points into root. */
+static const char *template_bos(json_t *pp) {
+    const char *type = json_string_value(json_object_get(pp, "type"));
+    if (type && !strcmp(type, "Sequence")) {
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(pp, "processors"), i, p) {
+            const char *b = template_bos(p);
+            if (b) return b;
+        }
+        return NULL;
+    }
+    if (!type || strcmp(type, "TemplateProcessing")) return NULL;
+    json_t *first = json_array_get(json_object_get(pp, "single"), 0);
+    return json_string_value(json_object_get(json_object_get(first, "SpecialToken"), "id"));
+}
+
+/* *bos: template_bos's token (allocated, may be NULL). */
+static int load_tokenizer_json(const char *path, cu_tokenizer_t **out, char **bos,
+                               cu_error_t *err) {
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
     if (!root)
@@ -284,6 +305,8 @@ static int load_tokenizer_json(const char *path, cu_tokenizer_t **out, cu_error_
                             je.text);
     tj_parts_t t = {0};
     int rc = tj_parse(path, root, &t, err);
+    const char *b = template_bos(json_object_get(root, "post_processor"));
+    if (rc == CU_OK && b && !(*bos = strdup(b))) rc = cu_error_set(err, CU_ENOMEM, "out of memory");
     if (rc == CU_OK)
         rc = tokenizer_open_bpe(out, t.vocab, strlen(t.vocab), path, t.merges, t.merges_len, path,
                                 &t.opts, err);
@@ -309,8 +332,11 @@ static int config_id(json_t *v) {
 /* The model's special tokens from dir/tokenizer_config.json (bos_token,
  * eos_token, pad_token, add_bos_token), else dir/config.json (bos_token_id,
  * eos_token_id, pad_token_id). Neither file: the tokenizer's own
- * end-of-text, no bos. */
-static int load_specials(const char *dir, cu_tokenizer_t *tok, cu_error_t *err) {
+ * end-of-text, no bos. tmpl_bos, the token tokenizer.json's post_processor
+ * starts a sequence with, stands for bos_token and add_bos_token when
+ * tokenizer_config.json does not give them. */
+static int load_specials(const char *dir, cu_tokenizer_t *tok, const char *tmpl_bos,
+                         cu_error_t *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
     json_t *tc = path_exists(path) ? json_load_file(path, 0, NULL) : NULL;
@@ -333,7 +359,20 @@ static int load_specials(const char *dir, cu_tokenizer_t *tok, cu_error_t *err) 
             ids[i] = config_id(json_object_get(cc, id_keys[i]));
         }
     }
-    int add_bos = json_is_true(json_object_get(tc, "add_bos_token"));
+    json_t *ab = json_object_get(tc, "add_bos_token");
+    int add_bos = json_is_true(ab);
+    if (rc == CU_OK && tmpl_bos && !ab) {
+        int id = tokenizer_token_id(tok, tmpl_bos);
+        if (id < 0)
+            rc = cu_error_set(err, CU_EFORMAT,
+                              "tokenizer.json: post_processor's first token \"%s\" is not in the "
+                              "vocabulary",
+                              tmpl_bos);
+        else if (ids[0] < 0 || ids[0] == id) {
+            ids[0] = id;
+            add_bos = 1;
+        }
+    }
     json_decref(tc);
     json_decref(cc);
     if (rc == CU_OK) rc = tokenizer_set_specials(tok, ids[0], ids[1], ids[2], add_bos, err);
@@ -364,8 +403,9 @@ static int load_gpt2(const char *dir, cu_tokenizer_t **out, cu_error_t *err) {
     if (!vocab_path || !merges_path)
         rc = cu_error_set(err, CU_ENOMEM, "out of memory loading the tokenizer");
     if (rc == CU_OK) rc = find_bpe_files(dir, vocab_path, merges_path, size, err);
+    char *tmpl_bos = NULL;
     if (rc == CU_OK && !merges_path[0]) {
-        rc = load_tokenizer_json(vocab_path, out, err);
+        rc = load_tokenizer_json(vocab_path, out, &tmpl_bos, err);
     } else {
         if (rc == CU_OK) rc = read_file(vocab_path, &vocab, &vocab_len, err);
         if (rc == CU_OK) rc = read_file(merges_path, &merges, &merges_len, err);
@@ -373,10 +413,11 @@ static int load_gpt2(const char *dir, cu_tokenizer_t **out, cu_error_t *err) {
             rc = tokenizer_open_gpt2_named(out, vocab, vocab_len, vocab_path, merges, merges_len,
                                            merges_path, err);
     }
-    if (rc == CU_OK && (rc = load_specials(dir, *out, err))) {
+    if (rc == CU_OK && (rc = load_specials(dir, *out, tmpl_bos, err))) {
         tokenizer_free(*out);
         *out = NULL;
     }
+    free(tmpl_bos);
     free(vocab);
     free(merges);
     free(vocab_path);

@@ -221,6 +221,16 @@ static void test_tokenizer_json(void) {
         CHECK(tokenizer_eot(t) == 258);
     }
     tokenizer_free(t);
+    /* Llama-3 says add-BOS through its post_processor, not tokenizer_config */
+    write_tokenizer_json("tjtmpl",
+                         ", \"post_processor\": {\"type\": \"Sequence\", \"processors\": "
+                         "[{\"type\": \"ByteLevel\"}, {\"type\": \"TemplateProcessing\", "
+                         "\"single\": [{\"SpecialToken\": {\"id\": \"<|endoftext|>\", "
+                         "\"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}]}]}",
+                         "");
+    t = load_dir("tjtmpl");
+    if (t) CHECK(tokenizer_bos(t) == 260 && tokenizer_doc_start(t) == 260);
+    tokenizer_free(t);
     tokenizer_free(a);
 
     write_tokenizer_json("tjwp", "", "\"ignore\": 1, ");
@@ -247,7 +257,7 @@ static void remove_tree(const char *path) {
             "hf",           "empty",     "half",       "half2",          "badjson",
             "badmerges",    "unknown",   "dirfile",    "tokenizer.json", "tokenizer_config.json",
             "config.json",  "tj",        "tjspec",     "tjcfg",          "tjwp",
-            "tjnorm",       "tjbf",      "tjeos",      "tjbos"};
+            "tjnorm",       "tjbf",      "tjeos",      "tjbos",          "tjtmpl"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             char child[1024];
             if (snprintf(child, sizeof child, "%s/%s", path, names[i]) < (int)sizeof child)
