@@ -3,11 +3,12 @@
 
 gpt2    A tokenizer.json built from GPT-2's files (ByteLevel pre-tokenizer,
         added_tokens) encodes every input exactly as the GPT-2 files do, and
-        has the same hash; so do two Split variants: GPT-2's pattern as
-        tokenizer.json spells it (the hand-written fast path) and an
-        equivalent but differently written pattern, which goes through PCRE2
-        (so the regex engine is checked against the hand-written
-        pre-tokeniser on the whole corpus, invalid UTF-8 included).
+        has the same hash; so do Split variants: GPT-2's pattern as
+        tokenizer.json spells it (the hand-written fast path), an equivalent
+        but differently written pattern, which goes through PCRE2 (so the
+        regex engine is checked against the hand-written pre-tokeniser on
+        the whole corpus, invalid UTF-8 included), and a whole-text Split
+        followed by ByteLevel's own GPT-2 split (use_regex: true).
 llama3  A small Llama-3-style tokenizer.json made here (byte vocabulary,
         merges learned from the corpus by the plain BPE algorithm, whole-word
         tokens no merge reaches, ignore_merges, Llama-3's Split pattern,
@@ -90,13 +91,16 @@ def gpt2_case(args, ck, tmp):
     want = encode_all(args.tok_encode, bpe_dir, paths)
     want_hash = tok_hash(args.tok_encode, bpe_dir)
     variants = [("bytelevel", base, True)]
-    for name, pattern, same_hash in (("split-gpt2", GPT2_PATTERN, True),
-                                     ("split-rewritten", GPT2_REWRITTEN, False)):
+    for name, pattern, same_hash, then_gpt2 in (
+            ("split-gpt2", GPT2_PATTERN, True, False),
+            ("split-rewritten", GPT2_REWRITTEN, False, False),
+            # one piece for the whole text, then ByteLevel's own GPT-2 split
+            ("split-all-then-bytelevel-regex", r"(?s:.+)", False, True)):
         v = json.loads(json.dumps(base))
         v["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated",
              "invert": False},
-            dict(byte_level, use_regex=False)]}
+            dict(byte_level, use_regex=then_gpt2)]}
         variants.append((name, v, same_hash))
     pairs = json.loads(json.dumps(base))
     pairs["model"]["merges"] = [[a, b] for a, b in merges]
