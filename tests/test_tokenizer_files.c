@@ -211,6 +211,12 @@ static void test_tokenizer_json(void) {
         CHECK(tokenizer_bos(t) == 260 && tokenizer_doc_start(t) == 260);
         CHECK(tokenizer_eot(t) == 259 && tokenizer_pad(t) == -1);
         CHECK(strcmp(tokenizer_hash(a), tokenizer_hash(t)) != 0); /* framing changed */
+        int32_t *ids = NULL; /* a document or prompt starts with BOS */
+        size_t n = 0, cap = 0;
+        cu_error_t err = {0};
+        CHECK(tokenizer_encode_doc(t, (const uint8_t *)"hello", 5, &ids, &n, &cap, &err) == CU_OK);
+        CHECK(n == 2 && ids[0] == 260 && ids[1] == 259);
+        free(ids);
     }
     tokenizer_free(t);
     write_tokenizer_json("tjcfg", "", "");
