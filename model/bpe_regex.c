@@ -92,6 +92,7 @@ int bpe_regex_compile(cu_bpe_t *bpe, const char *pattern, int then_gpt2, const c
                             "%s: the Split pattern does not compile at character %zu: %s", name,
                             (size_t)at, text);
     }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* faster when available; else interpreted */
     bpe->re_match = pcre2_match_data_create_from_pattern(re, NULL);
     if (!bpe->re_match) {
         pcre2_code_free(re);
