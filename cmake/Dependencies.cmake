@@ -49,6 +49,7 @@ find_program(H5DUMP_EXECUTABLE h5dump)
 cu_require_pkg(YAML yaml-0.1 libyaml-dev)
 cu_require_pkg(JANSSON jansson libjansson-dev)
 cu_require_pkg(PCRE2 libpcre2-8 libpcre2-dev)
+cu_require_pkg(PCRE2_32 libpcre2-32 libpcre2-dev) # tokenizer.json Split patterns
 cu_require_pkg(SECCOMP libseccomp libseccomp-dev)
 cu_require_pkg(H2O libh2o-evloop libh2o-evloop-dev)
 

@@ -182,7 +182,9 @@ static const cfg_key_t KEYS[] = {
     ENUM("tokenizer.kind", tokenizer.kind, "byte", "byte|gpt2",
          "`byte`: 256 byte values plus end-of-text; `gpt2`: byte-level BPE."),
     STR("tokenizer.path", tokenizer.path, "", 0, NULL,
-        "gpt2: folder with encoder.json + vocab.bpe, or vocab.json + merges.txt."),
+        "gpt2: folder with encoder.json + vocab.bpe, vocab.json + merges.txt, or a Hugging Face "
+        "tokenizer.json (byte-level BPE, e.g. GPT-2's or Llama-3's); its tokenizer_config.json / "
+        "config.json name the special tokens (docs/formats.md)."),
 
     BOOL("lora.enabled", lora.enabled, "true",
          "Train low-rank adapters; `false` fine-tunes every weight."),

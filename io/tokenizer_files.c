@@ -11,7 +11,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define EXPECTED_FILES "encoder.json + vocab.bpe, or vocab.json + merges.txt"
+#include <jansson.h>
+
+#define EXPECTED_FILES "encoder.json + vocab.bpe, vocab.json + merges.txt, or tokenizer.json"
 #define FETCH_HINT "scripts/fetch-gpt2-bpe.sh fetches GPT-2's into third_party_data/gpt2/"
 
 static int path_exists(const char *path) {
@@ -72,10 +74,310 @@ static int find_bpe_files(const char *dir, char *vocab, char *merges, size_t siz
                                 have_vocab ? vocab : merges, have_vocab ? merges : vocab,
                                 EXPECTED_FILES);
     }
+    snprintf(vocab, size, "%s/tokenizer.json", dir);
+    merges[0] = '\0';
+    if (path_exists(vocab)) return CU_OK;
     return cu_error_set(err, CU_EIO,
-                        "'%s' holds neither encoder.json + vocab.bpe nor vocab.json + "
-                        "merges.txt; %s",
+                        "'%s' holds neither encoder.json + vocab.bpe, vocab.json + "
+                        "merges.txt nor tokenizer.json; %s",
                         dir, FETCH_HINT);
+}
+
+/* ------------------------------------------------------ tokenizer.json */
+
+/* GPT-2's pattern as tokenizer.json spells it: the hand-written
+ * pre-tokeniser (model/bpe_pretok.c) does exactly this, faster. */
+static const char GPT2_PATTERN[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+typedef struct {
+    char *vocab, *merges, *added, *pattern;
+    size_t merges_len;
+    tokenizer_bpe_options_t opts;
+} tj_parts_t;
+
+static void tj_free(tj_parts_t *t) {
+    free(t->vocab);
+    free(t->merges);
+    free(t->added);
+    free(t->pattern);
+}
+
+/* A ByteLevel pre-tokenizer: add_prefix_space must be false; *use_regex. */
+static int tj_bytelevel(json_t *pt, const char *path, int *use_regex, cu_error_t *err) {
+    if (json_is_true(json_object_get(pt, "add_prefix_space")))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: pre_tokenizer ByteLevel with add_prefix_space true is not "
+                            "supported",
+                            path);
+    json_t *ur = json_object_get(pt, "use_regex");
+    *use_regex = ur ? json_is_true(ur) : 1;
+    return CU_OK;
+}
+
+static int tj_pre_tokenizer(json_t *pt, const char *path, tj_parts_t *t, cu_error_t *err) {
+    const char *type = json_string_value(json_object_get(pt, "type"));
+    int use_regex = 1;
+    if (type && !strcmp(type, "ByteLevel")) {
+        int rc = tj_bytelevel(pt, path, &use_regex, err);
+        if (rc == CU_OK && !use_regex)
+            rc = cu_error_set(err, CU_EFORMAT,
+                              "%s: a lone ByteLevel pre_tokenizer without use_regex is not "
+                              "supported",
+                              path);
+        return rc; /* GPT-2's pre-tokeniser */
+    }
+    json_t *seq = json_object_get(pt, "pretokenizers");
+    json_t *split = json_array_get(seq, 0), *bl = json_array_get(seq, 1);
+    const char *st = json_string_value(json_object_get(split, "type"));
+    const char *bt = json_string_value(json_object_get(bl, "type"));
+    if (!type || strcmp(type, "Sequence") || json_array_size(seq) != 2 || !st ||
+        strcmp(st, "Split") || !bt || strcmp(bt, "ByteLevel"))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: pre_tokenizer %s is not supported (ByteLevel, or Sequence of "
+                            "Split and ByteLevel)",
+                            path, type ? type : "(none)");
+    const char *re = json_string_value(json_object_get(json_object_get(split, "pattern"), "Regex"));
+    const char *behavior = json_string_value(json_object_get(split, "behavior"));
+    if (!re)
+        return cu_error_set(err, CU_EFORMAT, "%s: the Split pre_tokenizer has no pattern.Regex",
+                            path);
+    if (!behavior || strcmp(behavior, "Isolated") || json_is_true(json_object_get(split, "invert")))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: Split behavior %s%s is not supported (only Isolated, not "
+                            "inverted)",
+                            path, behavior ? behavior : "(none)",
+                            json_is_true(json_object_get(split, "invert")) ? " inverted" : "");
+    int rc = tj_bytelevel(bl, path, &use_regex, err);
+    if (rc) return rc;
+    if (!strcmp(re, GPT2_PATTERN)) {
+        return CU_OK; /* GPT-2's pattern; a second GPT-2 split inside changes nothing */
+    }
+    t->pattern = strdup(re);
+    if (!t->pattern) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    t->opts.split_regex = t->pattern;
+    t->opts.split_then_gpt2 = use_regex;
+    return CU_OK;
+}
+
+/* model.merges: "a b" strings or [a, b] pairs -> merges.txt text. */
+static int tj_merges(json_t *merges, const char *path, tj_parts_t *t, cu_error_t *err) {
+    if (!json_is_array(merges)) return cu_error_set(err, CU_EFORMAT, "%s: no model.merges", path);
+    size_t cap = 1024, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    size_t i;
+    json_t *m;
+    json_array_foreach(merges, i, m) {
+        const char *a = NULL, *b = NULL;
+        char *own = NULL;
+        if (json_is_string(m)) {
+            own = strdup(json_string_value(m));
+            char *sp = own ? strchr(own, ' ') : NULL;
+            if (sp) {
+                *sp = '\0';
+                a = own;
+                b = sp + 1;
+            }
+        } else if (json_is_array(m) && json_array_size(m) == 2) {
+            a = json_string_value(json_array_get(m, 0));
+            b = json_string_value(json_array_get(m, 1));
+        }
+        int bad = !a || !b || !*a || !*b || strpbrk(a, " \t\r\n") || strpbrk(b, " \t\r\n");
+        size_t need = bad ? 0 : strlen(a) + strlen(b) + 2;
+        if (!bad && len + need + 1 > cap) {
+            while (len + need + 1 > cap) cap *= 2;
+            char *bigger = realloc(buf, cap);
+            if (!bigger) {
+                free(own);
+                free(buf);
+                return cu_error_set(err, CU_ENOMEM, "out of memory");
+            }
+            buf = bigger;
+        }
+        if (!bad) len += (size_t)sprintf(buf + len, "%s %s\n", a, b);
+        free(own);
+        if (bad) {
+            free(buf);
+            return cu_error_set(err, CU_EFORMAT,
+                                "%s: model.merges[%zu] is not two tokens without spaces (only "
+                                "byte-level BPE is supported)",
+                                path, i);
+        }
+    }
+    t->merges = buf;
+    t->merges_len = len;
+    return CU_OK;
+}
+
+/* added_tokens -> {content: id}; the end-of-text token by its usual names. */
+static int tj_added(json_t *added, const char *path, tj_parts_t *t, cu_error_t *err) {
+    json_t *obj = json_object();
+    size_t i;
+    json_t *a;
+    json_array_foreach(added, i, a) {
+        const char *content = json_string_value(json_object_get(a, "content"));
+        json_t *id = json_object_get(a, "id");
+        if (!content || !json_is_integer(id)) {
+            json_decref(obj);
+            return cu_error_set(err, CU_EFORMAT, "%s: added_tokens[%zu] needs content and id", path,
+                                i);
+        }
+        json_object_set(obj, content, id);
+    }
+    t->added = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (!t->added) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    t->opts.added_json = t->added;
+    return CU_OK;
+}
+
+static int tj_parse(const char *path, json_t *root, tj_parts_t *t, cu_error_t *err) {
+    json_t *model = json_object_get(root, "model");
+    const char *type = json_string_value(json_object_get(model, "type"));
+    if (!json_is_object(model) || (type && strcmp(type, "BPE")))
+        return cu_error_set(err, CU_EFORMAT, "%s: model.type %s is not supported (only BPE)", path,
+                            type ? type : "(none)");
+    json_t *nz = json_object_get(root, "normalizer");
+    if (nz && !json_is_null(nz))
+        return cu_error_set(err, CU_EFORMAT, "%s: a normalizer (%s) is not supported", path,
+                            json_string_value(json_object_get(nz, "type")));
+    if (json_is_true(json_object_get(model, "byte_fallback")))
+        return cu_error_set(err, CU_EFORMAT, "%s: byte_fallback BPE is not supported", path);
+    const char *cont = json_string_value(json_object_get(model, "continuing_subword_prefix"));
+    const char *suf = json_string_value(json_object_get(model, "end_of_word_suffix"));
+    if ((cont && *cont) || (suf && *suf))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: continuing_subword_prefix / end_of_word_suffix are not supported",
+                            path);
+    json_t *dropout = json_object_get(model, "dropout");
+    if (json_is_number(dropout) && json_number_value(dropout) > 0)
+        return cu_error_set(err, CU_EFORMAT, "%s: BPE dropout is not supported", path);
+    json_t *vocab = json_object_get(model, "vocab");
+    if (!json_is_object(vocab)) return cu_error_set(err, CU_EFORMAT, "%s: no model.vocab", path);
+    t->vocab = json_dumps(vocab, JSON_COMPACT);
+    if (!t->vocab) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    t->opts.ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+    int rc = tj_merges(json_object_get(model, "merges"), path, t, err);
+    if (rc == CU_OK) rc = tj_pre_tokenizer(json_object_get(root, "pre_tokenizer"), path, t, err);
+    if (rc == CU_OK) rc = tj_added(json_object_get(root, "added_tokens"), path, t, err);
+    if (rc) return rc;
+    /* the end-of-text token: GPT-2's name, else Llama-3's, else </s> */
+    static const char *const EOT_NAMES[] = {"<|endoftext|>", "<|end_of_text|>", "</s>"};
+    json_t *added = json_loads(t->added, 0, NULL);
+    for (size_t k = 0; k < 3 && !t->opts.eot_text; k++)
+        if (json_object_get(vocab, EOT_NAMES[k]) || json_object_get(added, EOT_NAMES[k]))
+            t->opts.eot_text = EOT_NAMES[k];
+    json_decref(added);
+    if (!t->opts.eot_text)
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: no end-of-text token (<|endoftext|>, <|end_of_text|> or </s>)",
+                            path);
+    return CU_OK;
+}
+
+/* The special token a TemplateProcessing post_processor (top level or in a
+ * Sequence) puts first in a single sequence, as Llama-3's does with
+ * <|begin_of_text|>; NULL for none. Points into root. */
+static const char *template_bos(json_t *pp) {
+    const char *type = json_string_value(json_object_get(pp, "type"));
+    if (type && !strcmp(type, "Sequence")) {
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(pp, "processors"), i, p) {
+            const char *b = template_bos(p);
+            if (b) return b;
+        }
+        return NULL;
+    }
+    if (!type || strcmp(type, "TemplateProcessing")) return NULL;
+    json_t *first = json_array_get(json_object_get(pp, "single"), 0);
+    return json_string_value(json_object_get(json_object_get(first, "SpecialToken"), "id"));
+}
+
+/* *bos: template_bos's token (allocated, may be NULL). */
+static int load_tokenizer_json(const char *path, cu_tokenizer_t **out, char **bos,
+                               cu_error_t *err) {
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root)
+        return cu_error_set(err, CU_EFORMAT, "%s: not valid JSON (line %d: %s)", path, je.line,
+                            je.text);
+    tj_parts_t t = {0};
+    int rc = tj_parse(path, root, &t, err);
+    const char *b = template_bos(json_object_get(root, "post_processor"));
+    if (rc == CU_OK && b && !(*bos = strdup(b))) rc = cu_error_set(err, CU_ENOMEM, "out of memory");
+    if (rc == CU_OK)
+        rc = tokenizer_open_bpe(out, t.vocab, strlen(t.vocab), path, t.merges, t.merges_len, path,
+                                &t.opts, err);
+    tj_free(&t);
+    json_decref(root);
+    return rc;
+}
+
+/* ------------------------------------------------------ special tokens */
+
+/* A tokenizer_config.json token: "text" or {"content": "text", ...}. */
+static const char *token_text(json_t *v) {
+    if (json_is_object(v)) v = json_object_get(v, "content");
+    return json_string_value(v);
+}
+
+/* An id from config.json: an integer, or the first of a list. */
+static int config_id(json_t *v) {
+    if (json_is_array(v)) v = json_array_get(v, 0);
+    return json_is_integer(v) ? (int)json_integer_value(v) : -1;
+}
+
+/* The model's special tokens from dir/tokenizer_config.json (bos_token,
+ * eos_token, pad_token, add_bos_token), else dir/config.json (bos_token_id,
+ * eos_token_id, pad_token_id). Neither file: the tokenizer's own
+ * end-of-text, no bos. tmpl_bos, the token tokenizer.json's post_processor
+ * starts a sequence with, stands for bos_token and add_bos_token when
+ * tokenizer_config.json does not give them. */
+static int load_specials(const char *dir, cu_tokenizer_t *tok, const char *tmpl_bos,
+                         cu_error_t *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    json_t *tc = path_exists(path) ? json_load_file(path, 0, NULL) : NULL;
+    if (path_exists(path) && !tc) return cu_error_set(err, CU_EFORMAT, "%s: not valid JSON", path);
+    char cpath[4200];
+    snprintf(cpath, sizeof cpath, "%s/config.json", dir);
+    json_t *cc = path_exists(cpath) ? json_load_file(cpath, 0, NULL) : NULL;
+    int ids[3] = {-1, tokenizer_eot(tok), -1};
+    static const char *const keys[3] = {"bos_token", "eos_token", "pad_token"};
+    static const char *const id_keys[3] = {"bos_token_id", "eos_token_id", "pad_token_id"};
+    int rc = CU_OK;
+    for (int i = 0; i < 3 && rc == CU_OK; i++) {
+        const char *text = token_text(json_object_get(tc, keys[i]));
+        if (text) {
+            ids[i] = tokenizer_token_id(tok, text);
+            if (ids[i] < 0)
+                rc = cu_error_set(err, CU_EFORMAT, "%s: %s \"%s\" is not a token of the vocabulary",
+                                  path, keys[i], text);
+        } else if (config_id(json_object_get(cc, id_keys[i])) >= 0) {
+            ids[i] = config_id(json_object_get(cc, id_keys[i]));
+        }
+    }
+    json_t *ab = json_object_get(tc, "add_bos_token");
+    int add_bos = json_is_true(ab);
+    if (rc == CU_OK && tmpl_bos && !ab) {
+        int id = tokenizer_token_id(tok, tmpl_bos);
+        if (id < 0)
+            rc = cu_error_set(err, CU_EFORMAT,
+                              "tokenizer.json: post_processor's first token \"%s\" is not in the "
+                              "vocabulary",
+                              tmpl_bos);
+        else if (ids[0] < 0 || ids[0] == id) {
+            ids[0] = id;
+            add_bos = 1;
+        }
+    }
+    json_decref(tc);
+    json_decref(cc);
+    if (rc == CU_OK) rc = tokenizer_set_specials(tok, ids[0], ids[1], ids[2], add_bos, err);
+    if (rc) cu_error_prefix(err, "%s", dir);
+    return rc;
 }
 
 static int load_gpt2(const char *dir, cu_tokenizer_t **out, cu_error_t *err) {
@@ -101,11 +403,21 @@ static int load_gpt2(const char *dir, cu_tokenizer_t **out, cu_error_t *err) {
     if (!vocab_path || !merges_path)
         rc = cu_error_set(err, CU_ENOMEM, "out of memory loading the tokenizer");
     if (rc == CU_OK) rc = find_bpe_files(dir, vocab_path, merges_path, size, err);
-    if (rc == CU_OK) rc = read_file(vocab_path, &vocab, &vocab_len, err);
-    if (rc == CU_OK) rc = read_file(merges_path, &merges, &merges_len, err);
-    if (rc == CU_OK)
-        rc = tokenizer_open_gpt2_named(out, vocab, vocab_len, vocab_path, merges, merges_len,
-                                       merges_path, err);
+    char *tmpl_bos = NULL;
+    if (rc == CU_OK && !merges_path[0]) {
+        rc = load_tokenizer_json(vocab_path, out, &tmpl_bos, err);
+    } else {
+        if (rc == CU_OK) rc = read_file(vocab_path, &vocab, &vocab_len, err);
+        if (rc == CU_OK) rc = read_file(merges_path, &merges, &merges_len, err);
+        if (rc == CU_OK)
+            rc = tokenizer_open_gpt2_named(out, vocab, vocab_len, vocab_path, merges, merges_len,
+                                           merges_path, err);
+    }
+    if (rc == CU_OK && (rc = load_specials(dir, *out, tmpl_bos, err))) {
+        tokenizer_free(*out);
+        *out = NULL;
+    }
+    free(tmpl_bos);
     free(vocab);
     free(merges);
     free(vocab_path);

@@ -73,7 +73,7 @@ int tokens_open_buffer(token_source_t **out, const uint8_t *text, size_t len, cu
     *out = NULL;
     int32_t *ids = NULL;
     size_t n = 0, cap = 0;
-    int rc = tokenizer_encode(tok, text, len, &ids, &n, &cap, err);
+    int rc = tokenizer_encode_doc(tok, text, len, &ids, &n, &cap, err);
     if (rc == CU_OK && n + 1 > cap) {
         int32_t *grown = realloc(ids, sizeof(int32_t) * (n + 1));
         if (!grown)

@@ -119,8 +119,8 @@ static int continue_prompt(run_model_t *rm, const gen_opts_t *o, char **text, si
                            cu_error_t *err) {
     int32_t *ids = NULL, *out = NULL;
     size_t n = 0, cap = 0, bcap = 0;
-    int rc = tokenizer_encode(rm->tok, (const uint8_t *)o->prompt, strlen(o->prompt), &ids, &n,
-                              &cap, err);
+    int rc = tokenizer_encode_doc(rm->tok, (const uint8_t *)o->prompt, strlen(o->prompt), &ids, &n,
+                                  &cap, err);
     if (rc == CU_OK && n == 0) rc = cu_error_set(err, CU_EINVAL, "--prompt is empty");
     out = rc == CU_OK ? malloc(sizeof(int32_t) * (size_t)o->max_new) : NULL;
     if (rc == CU_OK && !out) rc = cu_error_set(err, CU_ENOMEM, "out of memory");

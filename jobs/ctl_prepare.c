@@ -518,7 +518,8 @@ static int encode_doc(run_t *r, const item_t *it, uint64_t line, const uint8_t *
         text = (const uint8_t *)sr.text;
         len = sr.len;
     }
-    if (rc == CU_OK) rc = tokenizer_encode(r->tok, text, len, &r->ids, &r->n_ids, &r->cap_ids, err);
+    if (rc == CU_OK)
+        rc = tokenizer_encode_doc(r->tok, text, len, &r->ids, &r->n_ids, &r->cap_ids, err);
     if (r->eng) safety_redact_result_free(&sr);
     if (rc) return cu_error_prefix(err, "%s", it->path);
     int split = doc_split(r->o, it, line);

@@ -55,7 +55,8 @@ static int complete(gpt_t *m, cu_tokenizer_t *tok, const cu_config_t *cfg, const
     *text = NULL;
     int32_t *ids = NULL;
     size_t n = 0, cap = 0;
-    int rc = tokenizer_encode(tok, (const uint8_t *)prompt, strlen(prompt), &ids, &n, &cap, err);
+    int rc =
+        tokenizer_encode_doc(tok, (const uint8_t *)prompt, strlen(prompt), &ids, &n, &cap, err);
     if (rc == CU_OK && n == 0) {
         /* an empty prompt starts from end-of-text, as a new document would */
         free(ids);

@@ -42,21 +42,6 @@
 #define DEAD (-1)
 #define NONE (-1)
 
-static uint64_t hash_bytes(const uint8_t *p, size_t n) {
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 29;
-        p += 8;
-        n -= 8;
-    }
-    uint64_t w = 0;
-    memcpy(&w, p, n);
-    return mix64(h ^ w);
-}
-
 /* ---- output ----------------------------------------------------------- */
 
 static int ids_reserve(int32_t **ids, size_t *n, size_t *cap, size_t extra, cu_error_t *err) {
@@ -360,6 +345,19 @@ static int encode_pretoken(cu_bpe_t *bpe, const uint8_t *piece, size_t len, int3
         (*ids)[(*n)++] = bpe->byte_id[piece[0]];
         return CU_OK;
     }
+    if (bpe->whole) { /* ignore_merges: a whole token is itself */
+        size_t i = (size_t)hash_bytes(piece, len) & bpe->whole_mask;
+        for (; bpe->whole[i] >= 0; i = (i + 1) & bpe->whole_mask) {
+            int32_t id = bpe->whole[i];
+            size_t tl = bpe->tok_off[id + 1] - bpe->tok_off[id];
+            if (tl == len && !memcmp(bpe->tok_bytes + bpe->tok_off[id], piece, len)) {
+                int rc = ids_reserve(ids, n, cap, 1, err);
+                if (rc) return rc;
+                (*ids)[(*n)++] = id;
+                return CU_OK;
+            }
+        }
+    }
     uint32_t h = 0;
     if (len <= CACHE_MAX_KEY) {
         h = (uint32_t)hash_bytes(piece, len);
@@ -382,8 +380,25 @@ static int encode_pretoken(cu_bpe_t *bpe, const uint8_t *piece, size_t len, int3
     return CU_OK;
 }
 
+typedef struct {
+    cu_bpe_t *bpe;
+    const uint8_t *text;
+    int32_t **ids;
+    size_t *n, *cap;
+    cu_error_t *err;
+} regex_ctx_t;
+
+static int encode_regex_piece(void *ctx, size_t start, size_t end) {
+    regex_ctx_t *c = ctx;
+    return encode_pretoken(c->bpe, c->text + start, end - start, c->ids, c->n, c->cap, c->err);
+}
+
 int bpe_encode(cu_bpe_t *bpe, const uint8_t *text, size_t len, int32_t **ids, size_t *n,
                size_t *cap, cu_error_t *err) {
+    if (bpe->re) {
+        regex_ctx_t c = {bpe, text, ids, n, cap, err};
+        return bpe_regex_split(bpe, text, len, encode_regex_piece, &c, err);
+    }
     for (size_t i = 0; i < len;) {
         size_t j = bpe_pretoken_end(text, len, i);
         int rc = encode_pretoken(bpe, text + i, j - i, ids, n, cap, err);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "model/tokenizer.h"
 
 typedef struct cu_bpe cu_bpe_t;
 
@@ -24,7 +25,26 @@ int bpe_open(cu_bpe_t **out, const char *vocab_json, size_t vocab_len, const cha
              const char *merges, size_t merges_len, const char *merges_name, cu_error_t *err);
 void bpe_free(cu_bpe_t *bpe);
 
+/* What a Hugging Face tokenizer.json adds to the vocabulary and merges:
+ * eot_text, the token that separates documents (NULL: "<|endoftext|>");
+ * added_json, added_tokens as a JSON object token -> id, merged into the
+ * vocabulary (for decoding and ids), never produced by encoding and never
+ * used by ignore_merges; split_regex, NULL for GPT-2's hand-written
+ * pre-tokeniser, else a Split pattern (bpe_regex.c) whose matches and the
+ * gaps between them are the pieces; split_then_gpt2, GPT-2's pattern then
+ * inside each piece (ByteLevel use_regex); ignore_merges, a piece that is a
+ * whole vocabulary token is that token. */
+typedef tokenizer_bpe_options_t bpe_options_t;
+
+/* bpe_open with tokenizer.json's options (opts may be NULL). With default
+ * options the tokenizer, and its hash, equal bpe_open's. */
+int bpe_open_opts(cu_bpe_t **out, const char *vocab_json, size_t vocab_len, const char *vocab_name,
+                  const char *merges, size_t merges_len, const char *merges_name,
+                  const bpe_options_t *opts, cu_error_t *err);
+
 int bpe_vocab_size(const cu_bpe_t *bpe);
+/* The lowest id whose bytes are s[0..n), -1 for none (a linear search). */
+int bpe_token_id(const cu_bpe_t *bpe, const uint8_t *s, size_t n);
 int bpe_eot(const cu_bpe_t *bpe);
 /* sha256 hex of the vocabulary (by id) and the merges (in rank order). */
 const char *bpe_hash(const cu_bpe_t *bpe);

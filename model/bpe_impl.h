@@ -7,6 +7,7 @@
 #define CU_MODEL_BPE_IMPL_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "model/bpe.h"
 
@@ -55,6 +56,16 @@ struct cu_bpe {
 
     char hash[65];
 
+    /* tokenizer.json's extras (bpe_options_t) */
+    void *re;         /* pcre2_code_32 *, NULL: GPT-2's hand-written pre-tokeniser */
+    void *re_match;   /* pcre2_match_data_32 * */
+    int re_then_gpt2; /* split each regex piece again with GPT-2's pattern */
+    uint32_t *cps;    /* scratch: the text's code points */
+    size_t *cp_off;   /* scratch: byte offset of each code point (+ the end) */
+    size_t cps_cap;
+    int32_t *whole; /* ignore_merges: open-addressed token bytes -> id, -1 empty */
+    size_t whole_mask;
+
     cache_slot_t *cache;
     size_t cache_mask, cache_count;
     uint8_t *cache_keys;
@@ -77,6 +88,30 @@ static inline uint64_t mix64(uint64_t x) {
     x *= 0xc4ceb9fe1a85ec53ULL;
     x ^= x >> 33;
     return x;
+}
+
+/* bpe_regex.c: the Split pre-tokeniser of tokenizer.json. */
+int bpe_regex_compile(cu_bpe_t *bpe, const char *pattern, int then_gpt2, const char *name,
+                      cu_error_t *err);
+void bpe_regex_free(cu_bpe_t *bpe);
+/* Calls piece(ctx, start, end) for each pre-token of text, in order. */
+int bpe_regex_split(cu_bpe_t *bpe, const uint8_t *text, size_t len,
+                    int (*piece)(void *ctx, size_t start, size_t end), void *ctx, cu_error_t *err);
+
+/* A hash of a byte string (pre-token cache, ignore_merges table). */
+static inline uint64_t hash_bytes(const uint8_t *p, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    return mix64(h ^ w);
 }
 
 /* The merge of the pair (a, b), or NULL if they do not merge. */

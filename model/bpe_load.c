@@ -139,7 +139,8 @@ static int vocab_build_decoder(cu_bpe_t *bpe, const char **keys, const char *nam
     return CU_OK;
 }
 
-static int vocab_find_specials(cu_bpe_t *bpe, json_t *root, const char *name, cu_error_t *err) {
+static int vocab_find_specials(cu_bpe_t *bpe, json_t *root, const char *name, const char *eot_text,
+                               cu_error_t *err) {
     uint32_t cp_of_byte[256];
     bytes_to_unicode(cp_of_byte);
     for (int b = 0; b < 256; b++) {
@@ -153,8 +154,8 @@ static int vocab_find_specials(cu_bpe_t *bpe, json_t *root, const char *name, cu
                                 name, b, s);
         bpe->byte_id[b] = (int32_t)json_integer_value(v);
     }
-    json_t *v = json_object_get(root, EOT_TEXT);
-    if (!v) return cu_error_set(err, CU_EFORMAT, "%s: no \"%s\" token", name, EOT_TEXT);
+    json_t *v = json_object_get(root, eot_text);
+    if (!v) return cu_error_set(err, CU_EFORMAT, "%s: no \"%s\" token", name, eot_text);
     bpe->eot = (int)json_integer_value(v);
     return CU_OK;
 }
@@ -277,9 +278,76 @@ static int load_merges(cu_bpe_t *bpe, json_t *root, const char *text, size_t len
     return rc;
 }
 
+/* added_tokens join the vocabulary; one that is there already must keep
+ * its id. */
+static int vocab_add(json_t *root, json_t *added, const char *name, cu_error_t *err) {
+    if (!json_is_object(added))
+        return cu_error_set(err, CU_EFORMAT, "%s: added_tokens are not token -> id", name);
+    const char *key;
+    json_t *value;
+    json_object_foreach(added, key, value) {
+        json_t *have = json_object_get(root, key);
+        if (have && !json_equal(have, value))
+            return cu_error_set(err, CU_EFORMAT,
+                                "%s: added token \"%.60s\" has id %lld but the vocabulary gives "
+                                "it %lld",
+                                name, key, (long long)json_integer_value(value),
+                                (long long)json_integer_value(have));
+        if (!have && json_object_set(root, key, value))
+            return cu_error_set(err, CU_ENOMEM, "%s: out of memory", name);
+    }
+    return CU_OK;
+}
+
+/* ignore_merges: token bytes -> id for every vocabulary token but the added
+ * ones (Hugging Face looks the piece up in the model's vocabulary only). */
+static int build_whole(cu_bpe_t *bpe, const char **keys, json_t *added, const char *name,
+                       cu_error_t *err) {
+    size_t slots = 16;
+    while (slots < 2 * (size_t)bpe->vocab_size) slots *= 2;
+    bpe->whole = malloc(slots * sizeof *bpe->whole);
+    if (!bpe->whole) return cu_error_set(err, CU_ENOMEM, "%s: out of memory", name);
+    bpe->whole_mask = slots - 1;
+    for (size_t i = 0; i < slots; i++) bpe->whole[i] = -1;
+    for (int id = 0; id < bpe->vocab_size; id++) {
+        if (!keys[id] || (added && json_object_get(added, keys[id]))) continue;
+        const uint8_t *b = bpe->tok_bytes + bpe->tok_off[id];
+        size_t n = bpe->tok_off[id + 1] - bpe->tok_off[id];
+        size_t i = (size_t)hash_bytes(b, n) & bpe->whole_mask;
+        while (bpe->whole[i] >= 0) i = (i + 1) & bpe->whole_mask;
+        bpe->whole[i] = id; /* two tokens with the same bytes: the first id wins lookups */
+    }
+    return CU_OK;
+}
+
+/* Extras that change how text encodes go into the hash after the merges;
+ * with none of them the hash is bpe_open's. */
+static void hash_options(EVP_MD_CTX *md, const bpe_options_t *o) {
+    if (o->eot_text && strcmp(o->eot_text, EOT_TEXT)) {
+        EVP_DigestUpdate(md, "\0eot\0", 5);
+        EVP_DigestUpdate(md, o->eot_text, strlen(o->eot_text));
+    }
+    if (o->split_regex) {
+        EVP_DigestUpdate(md, "\0split\0", 7);
+        EVP_DigestUpdate(md, o->split_regex, strlen(o->split_regex));
+        if (o->split_then_gpt2) EVP_DigestUpdate(md, "\0then-gpt2", 11);
+    }
+    if (o->ignore_merges) EVP_DigestUpdate(md, "\0ignore_merges", 15);
+}
+
 int bpe_open(cu_bpe_t **out, const char *vocab_json, size_t vocab_len, const char *vocab_name,
              const char *merges, size_t merges_len, const char *merges_name, cu_error_t *err) {
+    return bpe_open_opts(out, vocab_json, vocab_len, vocab_name, merges, merges_len, merges_name,
+                         NULL, err);
+}
+
+int bpe_open_opts(cu_bpe_t **out, const char *vocab_json, size_t vocab_len, const char *vocab_name,
+                  const char *merges, size_t merges_len, const char *merges_name,
+                  const bpe_options_t *opts, cu_error_t *err) {
     *out = NULL;
+    static const bpe_options_t DEFAULTS = {0};
+    if (!opts) opts = &DEFAULTS;
+    json_t *added = NULL;
     if (!vocab_json || !merges)
         return cu_error_set(err, CU_EINVAL, "GPT-2 tokenizer: vocabulary or merges missing");
     cu_bpe_t *bpe = calloc(1, sizeof *bpe);
@@ -298,13 +366,25 @@ int bpe_open(cu_bpe_t **out, const char *vocab_json, size_t vocab_len, const cha
                           vocab_name, jerr.line, jerr.column, jerr.text);
         goto done;
     }
-    rc = vocab_index(bpe, root, vocab_name, &keys, err);
+    rc = CU_OK;
+    if (opts->added_json) {
+        added = json_loads(opts->added_json, 0, &jerr);
+        rc = added ? vocab_add(root, added, vocab_name, err)
+                   : cu_error_set(err, CU_EFORMAT, "%s: added_tokens: %s", vocab_name, jerr.text);
+    }
+    if (rc == CU_OK) rc = vocab_index(bpe, root, vocab_name, &keys, err);
     if (rc == CU_OK) rc = vocab_build_decoder(bpe, keys, vocab_name, err);
-    if (rc == CU_OK) rc = vocab_find_specials(bpe, root, vocab_name, err);
+    if (rc == CU_OK)
+        rc = vocab_find_specials(bpe, root, vocab_name, opts->eot_text ? opts->eot_text : EOT_TEXT,
+                                 err);
     if (rc == CU_OK) {
         hash_vocab(md, bpe, keys);
         rc = load_merges(bpe, root, merges, merges_len, merges_name, md, err);
     }
+    if (rc == CU_OK && opts->ignore_merges) rc = build_whole(bpe, keys, added, vocab_name, err);
+    if (rc == CU_OK && opts->split_regex)
+        rc = bpe_regex_compile(bpe, opts->split_regex, opts->split_then_gpt2, vocab_name, err);
+    if (rc == CU_OK) hash_options(md, opts);
     if (rc == CU_OK) {
         unsigned char digest[EVP_MAX_MD_SIZE];
         unsigned int dlen = 0;
@@ -315,6 +395,7 @@ int bpe_open(cu_bpe_t **out, const char *vocab_json, size_t vocab_len, const cha
     }
 done:
     free(keys);
+    json_decref(added);
     json_decref(root);
     EVP_MD_CTX_free(md);
     if (rc != CU_OK) {
@@ -339,11 +420,21 @@ void bpe_free(cu_bpe_t *bpe) {
     free(bpe->nxt);
     free(bpe->heap);
     free(bpe->pend);
+    free(bpe->whole);
+    bpe_regex_free(bpe);
     free(bpe);
 }
 
 int bpe_vocab_size(const cu_bpe_t *bpe) {
     return bpe->vocab_size;
+}
+
+int bpe_token_id(const cu_bpe_t *bpe, const uint8_t *s, size_t n) {
+    for (int id = 0; id < bpe->vocab_size; id++)
+        if (bpe->present[id] && bpe->tok_off[id + 1] - bpe->tok_off[id] == n &&
+            !memcmp(bpe->tok_bytes + bpe->tok_off[id], s, n))
+            return id;
+    return -1;
 }
 
 int bpe_eot(const cu_bpe_t *bpe) {

@@ -23,6 +23,8 @@ struct cu_tokenizer {
     int eot;
     char hash[65];
     cu_bpe_t *bpe; /* GPT-2 only */
+    int bos, pad;  /* -1: none */
+    int add_bos;
 };
 
 /* The byte tokenizer's hash: its definition is its name and vocabulary. */
@@ -41,6 +43,7 @@ int tokenizer_open_byte(cu_tokenizer_t **out, cu_error_t *err) {
     cu_tokenizer_t *tok = calloc(1, sizeof *tok);
     if (!tok) return cu_error_set(err, CU_ENOMEM, "out of memory opening the byte tokenizer");
     tok->kind = CU_TOKENIZER_BYTE;
+    tok->bos = tok->pad = -1;
     tok->vocab_size = BYTE_VOCAB;
     tok->eot = BYTE_EOT;
     int rc = hash_byte_kind(tok->hash, err);
@@ -55,11 +58,20 @@ int tokenizer_open_byte(cu_tokenizer_t **out, cu_error_t *err) {
 int tokenizer_open_gpt2_named(cu_tokenizer_t **out, const char *vocab_json, size_t vocab_len,
                               const char *vocab_name, const char *merges, size_t merges_len,
                               const char *merges_name, cu_error_t *err) {
+    return tokenizer_open_bpe(out, vocab_json, vocab_len, vocab_name, merges, merges_len,
+                              merges_name, NULL, err);
+}
+
+int tokenizer_open_bpe(cu_tokenizer_t **out, const char *vocab_json, size_t vocab_len,
+                       const char *vocab_name, const char *merges, size_t merges_len,
+                       const char *merges_name, const tokenizer_bpe_options_t *opts,
+                       cu_error_t *err) {
     *out = NULL;
     cu_tokenizer_t *tok = calloc(1, sizeof *tok);
     if (!tok) return cu_error_set(err, CU_ENOMEM, "out of memory opening the GPT-2 tokenizer");
-    int rc = bpe_open(&tok->bpe, vocab_json, vocab_len, vocab_name, merges, merges_len, merges_name,
-                      err);
+    tok->bos = tok->pad = -1;
+    int rc = bpe_open_opts(&tok->bpe, vocab_json, vocab_len, vocab_name, merges, merges_len,
+                           merges_name, opts, err);
     if (rc) {
         free(tok);
         return rc;
@@ -82,6 +94,50 @@ void tokenizer_free(cu_tokenizer_t *tok) {
     if (!tok) return;
     bpe_free(tok->bpe);
     free(tok);
+}
+
+int tokenizer_set_specials(cu_tokenizer_t *tok, int bos, int eos, int pad, int add_bos,
+                           cu_error_t *err) {
+    const int ids[3] = {bos, eos, pad};
+    static const char *const names[3] = {"bos", "eos", "pad"};
+    for (int i = 0; i < 3; i++)
+        if (ids[i] < -1 || ids[i] >= tok->vocab_size || (i == 1 && ids[i] < 0))
+            return cu_error_set(err, CU_EINVAL, "%s token id %d is outside the vocabulary (0..%d)",
+                                names[i], ids[i], tok->vocab_size - 1);
+    if (add_bos && bos < 0)
+        return cu_error_set(err, CU_EINVAL, "add_bos_token is true but there is no bos token");
+    int same_framing = eos == tok->eot && !!add_bos == tok->add_bos;
+    tok->bos = bos;
+    tok->pad = pad;
+    if (same_framing) return CU_OK; /* bos and pad alone change no token sequence */
+    tok->eot = eos;
+    tok->add_bos = !!add_bos;
+    /* new hash = sha256(old hash, the framing): two tokenizers with equal
+     * hashes still frame documents alike */
+    char def[160];
+    int k = snprintf(def, sizeof def, "%s\nframing eos=%d bos=%d", tok->hash, eos,
+                     tok->add_bos ? bos : -1);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (!EVP_Digest(def, (size_t)k, digest, &len, EVP_sha256(), NULL) || len != 32)
+        return cu_error_set(err, CU_EINTERNAL, "sha256 failed");
+    for (unsigned int i = 0; i < len; i++) snprintf(tok->hash + 2 * i, 3, "%02x", digest[i]);
+    return CU_OK;
+}
+
+int tokenizer_token_id(const cu_tokenizer_t *tok, const char *text) {
+    if (tok->kind == CU_TOKENIZER_BYTE) return !strcmp(text, EOT_TEXT) ? BYTE_EOT : -1;
+    return bpe_token_id(tok->bpe, (const uint8_t *)text, strlen(text));
+}
+
+int tokenizer_bos(const cu_tokenizer_t *tok) {
+    return tok->bos;
+}
+int tokenizer_pad(const cu_tokenizer_t *tok) {
+    return tok->pad;
+}
+int tokenizer_doc_start(const cu_tokenizer_t *tok) {
+    return tok->add_bos ? tok->bos : -1;
 }
 
 cu_bpe_t *tokenizer_bpe(cu_tokenizer_t *tok) {
@@ -121,6 +177,22 @@ int tokenizer_encode(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32
     if (len && !text) return cu_error_set(err, CU_EINVAL, "tokenizer_encode: NULL text");
     if (tok->kind == CU_TOKENIZER_GPT2) return bpe_encode(tok->bpe, text, len, ids, n, cap, err);
     return encode_bytes(text, len, ids, n, cap, err);
+}
+
+int tokenizer_encode_doc(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32_t **ids,
+                         size_t *n, size_t *cap, cu_error_t *err) {
+    int start = tokenizer_doc_start(tok);
+    if (start >= 0) {
+        if (*n + 1 > *cap || !*ids) {
+            size_t want = *cap > *n + 1 ? *cap : *n + 256;
+            int32_t *p = realloc(*ids, want * sizeof *p);
+            if (!p) return cu_error_set(err, CU_ENOMEM, "out of memory encoding");
+            *ids = p;
+            *cap = want;
+        }
+        (*ids)[(*n)++] = start;
+    }
+    return tokenizer_encode(tok, text, len, ids, n, cap, err);
 }
 
 static int decode_bytes(const int32_t *ids, size_t n, uint8_t **out, size_t *len, size_t *cap,

@@ -33,6 +33,37 @@ int tokenizer_open_gpt2_named(cu_tokenizer_t **out, const char *vocab_json, size
                               const char *vocab_name, const char *merges, size_t merges_len,
                               const char *merges_name, cu_error_t *err);
 
+/* What a Hugging Face tokenizer.json adds to a byte-level BPE's vocabulary
+ * and merges (see model/bpe.h, bpe_options_t). */
+typedef struct {
+    const char *eot_text;    /* the end-of-text token; NULL: "<|endoftext|>" */
+    const char *added_json;  /* added_tokens as a JSON object token -> id, or NULL */
+    const char *split_regex; /* NULL: GPT-2's pre-tokeniser; else a Split pattern */
+    int split_then_gpt2;     /* then GPT-2's pattern inside each piece */
+    int ignore_merges;       /* a piece that is a whole token is that token */
+} tokenizer_bpe_options_t;
+
+/* tokenizer_open_gpt2_named with tokenizer.json's options. Allocates. */
+int tokenizer_open_bpe(cu_tokenizer_t **out, const char *vocab_json, size_t vocab_len,
+                       const char *vocab_name, const char *merges, size_t merges_len,
+                       const char *merges_name, const tokenizer_bpe_options_t *opts,
+                       cu_error_t *err);
+
+/* The model's special tokens (from its tokenizer_config.json / config.json):
+ * bos -1 when it has none, eos replaces the end-of-text id that separates
+ * documents, pad -1 when none; add_bos: documents and prompts start with
+ * bos. Ids must be in the vocabulary (CU_EINVAL). Changes the hash when the
+ * framing changes (eos other than the end-of-text token, or add_bos). */
+int tokenizer_set_specials(cu_tokenizer_t *tok, int bos, int eos, int pad, int add_bos,
+                           cu_error_t *err);
+int tokenizer_bos(const cu_tokenizer_t *tok); /* -1: none */
+/* The id of the token whose text is `text` (a special's name such as
+ * "<|endoftext|>"), -1 when there is none. A linear search. */
+int tokenizer_token_id(const cu_tokenizer_t *tok, const char *text);
+int tokenizer_pad(const cu_tokenizer_t *tok); /* -1: none */
+/* The id a document or prompt starts with, -1 for none (add_bos false). */
+int tokenizer_doc_start(const cu_tokenizer_t *tok);
+
 void tokenizer_free(cu_tokenizer_t *tok);
 
 cu_tokenizer_kind_t tokenizer_kind(const cu_tokenizer_t *tok);
@@ -50,6 +81,12 @@ const char *tokenizer_hash(const cu_tokenizer_t *tok);
  * each thread its own. */
 int tokenizer_encode(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32_t **ids, size_t *n,
                      size_t *cap, cu_error_t *err);
+
+/* tokenizer_encode of one document or prompt: its start token first when
+ * the model's files say add_bos_token (tokenizer_doc_start), then the text.
+ * The caller ends a document with tokenizer_eot. */
+int tokenizer_encode_doc(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32_t **ids,
+                         size_t *n, size_t *cap, cu_error_t *err);
 
 /* Decodes ids to bytes, appending to *out (grown with realloc). Specials
  * decode to their text (e.g. "<|endoftext|>"). An id outside the vocabulary

@@ -1,7 +1,7 @@
 # HDF5 datasets: the writer and the "hdf5" token source (unit), and
 # codexctl prepare end to end (tests/prepare_e2e.py).
 cu_add_test(test_dataset SOURCES ${CU_TEST_DIR}/test_dataset.c LIBS cu_io LABELS unit)
-foreach(case usage select jsonl policies determinism split gpt2 streaming)
+foreach(case usage select jsonl policies determinism split gpt2 streaming specials)
   add_test(NAME prepare_${case}
            COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/prepare_e2e.py $<TARGET_FILE:codexctl>
                    ${PROJECT_SOURCE_DIR} ${case})

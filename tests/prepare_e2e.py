@@ -24,6 +24,7 @@ Cases:
                process runs under (its measured baseline + 96 MB) is
                prepared: nothing holds it all
 """
+import json
 import os
 import re
 import resource
@@ -273,6 +274,69 @@ def baseline_address_space(exe, tmp):
         else:
             lo = mid
     return hi
+
+
+def byte_vocab():
+    """GPT-2's byte -> character table as a token -> id vocabulary."""
+    keep = (list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100)))
+    out, moved = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[chr(b)] = b
+        else:
+            out[chr(256 + moved)] = b
+            moved += 1
+    return out
+
+
+def case_specials(exe, tmp, f):
+    """A Llama-3-style tokenizer.json with tokenizer_config.json's
+    bos_token / eos_token / add_bos_token: every document starts with BOS
+    and ends with EOS, special-token text inside the data stays text, and
+    the framing is part of the tokenizer hash."""
+    vocab = byte_vocab()
+    added = [{"id": 256, "content": "<|begin_of_text|>", "special": True},
+             {"id": 257, "content": "<|end_of_text|>", "special": True}]
+    doc = {"normalizer": None, "added_tokens": added,
+           "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+               {"type": "Split", "pattern": {"Regex": r"\p{N}{1,3}|[^\p{N}]+"},
+                "behavior": "Isolated", "invert": False},
+               {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]},
+           "model": {"type": "BPE", "vocab": vocab, "merges": [], "ignore_merges": True}}
+    for d, cfg in (("tok", {"bos_token": "<|begin_of_text|>", "add_bos_token": True,
+                            "eos_token": {"content": "<|end_of_text|>"}}), ("plain", None)):
+        write(tmp, f"{d}/tokenizer.json", json.dumps(doc))
+        if cfg:
+            write(tmp, f"{d}/tokenizer_config.json", json.dumps(cfg))
+    write(tmp, "s/a.txt", "text with <|end_of_text|> and <|begin_of_text|> inside\n")
+    write(tmp, "s/b.txt", "second 123\n")
+    write(tmp, "s/c.txt", "third\n")
+    outs = {}
+    for d in ("tok", "plain"):
+        p = prepare(exe, ["-o", f"{d}.h5", "--tokenizer", "gpt2", "--tokenizer-path", d,
+                          "--val-fraction", "0", "s"], tmp)
+        f.check(p.returncode == 0, f"prepare with the {d} tokenizer.json exits 0")
+        outs[d] = os.path.join(tmp, f"{d}.h5")
+    if not all(os.path.exists(p) for p in outs.values()):
+        return
+    path = outs["tok"]
+    toks = ints(path, "/train/tokens")
+    offs = ints(path, "/train/doc_offsets")
+    f.check(attr(path, "eot_id") == "257", f"eot_id is the eos_token's id ({attr(path, 'eot_id')})")
+    f.check(len(offs) == 3 and all(toks[o] == 256 for o in offs),
+            f"each of the 3 documents starts with BOS: offsets {offs}")
+    f.check(toks.count(256) == 3 and toks.count(257) == 3,
+            f"BOS/EOS only as framing: {toks.count(256)} BOS, {toks.count(257)} EOS")
+    f.check(all(toks[o - 1] == 257 for o in offs[1:]) and toks[-1] == 257,
+            "each document ends with EOS")
+    text = "".join(chr(t) for t in toks if t < 128)
+    f.check("<|end_of_text|>" in text and "<|begin_of_text|>" in text,
+            "special-token text in the data was encoded as ordinary bytes")
+    plain = ints(outs["plain"], "/train/tokens")
+    f.check(256 not in plain and attr(outs["plain"], "eot_id") == "257",
+            "without tokenizer_config.json: no BOS, <|end_of_text|> still ends documents")
+    f.check(attr(path, "tokenizer_sha256") != attr(outs["plain"], "tokenizer_sha256"),
+            "the framing is part of the tokenizer hash")
 
 
 def case_streaming(exe, tmp, f):

@@ -36,3 +36,6 @@ if(CU_PYTHON_ORACLE)
   set_tests_properties(reference_hf_llama PROPERTIES LABELS reference SKIP_RETURN_CODE 77
                        TIMEOUT 300 ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
 endif()
+
+# io/peft: PEFT names both ways, adapter_config.json, adapter reading errors.
+cu_add_test(test_peft SOURCES ${CU_TEST_DIR}/test_peft.c LIBS cu_io LABELS unit)

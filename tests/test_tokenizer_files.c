@@ -118,8 +118,8 @@ static void test_errors(void) {
 
     make_dir("empty");
     EXPECT_ERROR("gpt2", "empty", CU_EIO,
-                 "/empty' holds neither encoder.json + vocab.bpe nor "
-                 "vocab.json + merges.txt",
+                 "/empty' holds neither encoder.json + vocab.bpe, "
+                 "vocab.json + merges.txt nor tokenizer.json",
                  "scripts/fetch-gpt2-bpe.sh");
     make_dir("half");
     write_text("half", "encoder.json", "{}");
@@ -154,13 +154,116 @@ static void test_errors(void) {
     free(vocab);
 }
 
+/* dir/tokenizer.json with the tiny vocabulary; `extra` is appended to the
+ * top-level object (may be ""; a repeated key wins), `model_extra` is
+ * spliced into model. */
+static void write_tokenizer_json(const char *dir, const char *extra, const char *model_extra) {
+    char *vocab = tiny_vocab_json(TOKENS, 4);
+    size_t size = strlen(vocab) + strlen(extra) + strlen(model_extra) + 1024;
+    char *doc = malloc(size);
+    snprintf(
+        doc, size,
+        "{\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"ByteLevel\", "
+        "\"add_prefix_space\": false, \"use_regex\": true}, \"added_tokens\": [{\"id\": 260, "
+        "\"content\": \"<|endoftext|>\", \"special\": true}], \"model\": {%s\"type\": "
+        "\"BPE\", \"vocab\": %s, \"merges\": [\"h e\", [\"l\", \"o\"], \"l lo\", \"he llo\"]}%s}",
+        model_extra, vocab, extra);
+    make_dir(dir);
+    write_text(dir, "tokenizer.json", doc);
+    free(doc);
+    free(vocab);
+}
+
+static cu_tokenizer_t *load_dir(const char *dir) {
+    char path[1024];
+    path_in(path, sizeof path, dir, "");
+    cu_tokenizer_t *tok = NULL;
+    cu_error_t err = {0};
+    CHECK_MSG(io_tokenizer_load("gpt2", path, &tok, &err) == CU_OK, "%s: %s", dir, err.msg);
+    return tok;
+}
+
+/* tokenizer.json loads like the two-file layouts (same ids, same hash);
+ * the special tokens come from tokenizer_config.json or config.json. */
+static void test_tokenizer_json(void) {
+    write_tokenizer_json("tj", "", "");
+    cu_tokenizer_t *a = load_dir("openai"), *t = load_dir("tj");
+    if (a && t) {
+        CHECK(tokenizer_vocab_size(t) == 261 && tokenizer_eot(t) == 260);
+        CHECK(strcmp(tokenizer_hash(a), tokenizer_hash(t)) == 0);
+        CHECK(tokenizer_bos(t) == -1 && tokenizer_doc_start(t) == -1);
+        int32_t *ids = NULL;
+        size_t n = 0, cap = 0;
+        cu_error_t err = {0};
+        CHECK(tokenizer_encode(t, (const uint8_t *)"hello<|endoftext|>", 18, &ids, &n, &cap,
+                               &err) == CU_OK);
+        CHECK(n > 2 && ids[0] == 259); /* the special's text is text, not id 260 */
+        for (size_t i = 0; i < n; i++) CHECK(ids[i] != 260);
+        free(ids);
+    }
+    tokenizer_free(t);
+    write_tokenizer_json("tjspec", "", "");
+    write_text("tjspec", "tokenizer_config.json",
+               "{\"bos_token\": \"<|endoftext|>\", \"eos_token\": {\"content\": \"hello\"}, "
+               "\"pad_token\": null, \"add_bos_token\": true}");
+    t = load_dir("tjspec");
+    if (a && t) {
+        CHECK(tokenizer_bos(t) == 260 && tokenizer_doc_start(t) == 260);
+        CHECK(tokenizer_eot(t) == 259 && tokenizer_pad(t) == -1);
+        CHECK(strcmp(tokenizer_hash(a), tokenizer_hash(t)) != 0); /* framing changed */
+        int32_t *ids = NULL; /* a document or prompt starts with BOS */
+        size_t n = 0, cap = 0;
+        cu_error_t err = {0};
+        CHECK(tokenizer_encode_doc(t, (const uint8_t *)"hello", 5, &ids, &n, &cap, &err) == CU_OK);
+        CHECK(n == 2 && ids[0] == 260 && ids[1] == 259);
+        free(ids);
+    }
+    tokenizer_free(t);
+    write_tokenizer_json("tjcfg", "", "");
+    write_text("tjcfg", "config.json", "{\"bos_token_id\": 104, \"eos_token_id\": [258, 260]}");
+    t = load_dir("tjcfg");
+    if (t) {
+        CHECK(tokenizer_bos(t) == 104 && tokenizer_doc_start(t) == -1);
+        CHECK(tokenizer_eot(t) == 258);
+    }
+    tokenizer_free(t);
+    /* Llama-3 says add-BOS through its post_processor, not tokenizer_config */
+    write_tokenizer_json("tjtmpl",
+                         ", \"post_processor\": {\"type\": \"Sequence\", \"processors\": "
+                         "[{\"type\": \"ByteLevel\"}, {\"type\": \"TemplateProcessing\", "
+                         "\"single\": [{\"SpecialToken\": {\"id\": \"<|endoftext|>\", "
+                         "\"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}]}]}",
+                         "");
+    t = load_dir("tjtmpl");
+    if (t) CHECK(tokenizer_bos(t) == 260 && tokenizer_doc_start(t) == 260);
+    tokenizer_free(t);
+    tokenizer_free(a);
+
+    write_tokenizer_json("tjwp", "", "\"ignore\": 1, ");
+    write_text("tjwp", "tokenizer.json", "{\"model\": {\"type\": \"WordPiece\"}}");
+    EXPECT_ERROR("gpt2", "tjwp", CU_EFORMAT, "tjwp/tokenizer.json: model.type WordPiece");
+    write_tokenizer_json("tjnorm", ", \"normalizer\": {\"type\": \"NFC\"}", "");
+    EXPECT_ERROR("gpt2", "tjnorm", CU_EFORMAT, "tjnorm/tokenizer.json: a normalizer (NFC)");
+    write_tokenizer_json("tjbf", "", "\"byte_fallback\": true, ");
+    EXPECT_ERROR("gpt2", "tjbf", CU_EFORMAT, "byte_fallback");
+    write_tokenizer_json("tjeos", "", "");
+    write_text("tjeos", "tokenizer_config.json", "{\"eos_token\": \"</nope>\"}");
+    EXPECT_ERROR("gpt2", "tjeos", CU_EFORMAT, "tjeos/tokenizer_config.json: eos_token \"</nope>\"");
+    write_tokenizer_json("tjbos", "", "");
+    write_text("tjbos", "tokenizer_config.json", "{\"add_bos_token\": true}");
+    EXPECT_ERROR("gpt2", "tjbos", CU_EINVAL, "add_bos_token is true but there is no bos");
+}
+
 static void remove_tree(const char *path) {
     struct stat st;
     if (lstat(path, &st) != 0) return;
     if (S_ISDIR(st.st_mode)) {
         static const char *const names[] = {
-            "encoder.json", "vocab.bpe", "vocab.json", "merges.txt", "openai",  "hf",     "empty",
-            "half",         "half2",     "badjson",    "badmerges",  "unknown", "dirfile"};
+            "encoder.json", "vocab.bpe", "vocab.json", "merges.txt",     "openai",
+            "hf",           "empty",     "half",       "half2",          "badjson",
+            "badmerges",    "unknown",   "dirfile",    "tokenizer.json", "tokenizer_config.json",
+            "config.json",  "tj",        "tjspec",     "tjcfg",          "tjwp",
+            "tjnorm",       "tjbf",      "tjeos",      "tjbos",          "tjtmpl"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             char child[1024];
             if (snprintf(child, sizeof child, "%s/%s", path, names[i]) < (int)sizeof child)
@@ -179,4 +282,4 @@ static void test_cleanup(void) {
 }
 
 TEST_MAIN(TEST(test_setup), TEST(test_byte_kind), TEST(test_both_layouts_load_alike),
-          TEST(test_errors), TEST(test_cleanup))
+          TEST(test_errors), TEST(test_tokenizer_json), TEST(test_cleanup))

@@ -8,6 +8,7 @@
  * ids, one a line; --pretok the byte offset just past each pre-token;
  * --algo plain|heap the ids with every pre-token merged by that loop and no
  * cache; --roundtrip "ok" if decode(encode(x)) == x, else where it differs.
+ * --hash prints the tokenizer's hash first (alone when no FILE is given).
  * --bench SECONDS encodes the files (as one text) again and again for that
  * long and prints MB/s, cold cache and warm. The tokenizer is loaded once.
  * DIR defaults to $CU_GPT2_BPE_DIR, else $CU_SOURCE_DIR/third_party_data/gpt2.
@@ -150,7 +151,7 @@ static int run_algo(cu_bpe_t *bpe, cu_bpe_merge_algo_t algo, const uint8_t *text
 
 typedef struct {
     const char *kind, *dir;
-    int pretok, roundtrip;
+    int pretok, roundtrip, hash;
     cu_bpe_merge_algo_t algo;
     double bench;
 } options_t;
@@ -201,7 +202,7 @@ static int read_files(char **files, int nfiles, uint8_t **text, size_t *len) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: tok_encode [--kind gpt2|byte] [--dir DIR] [--pretok | --algo "
+    fprintf(stderr, "usage: tok_encode [--kind gpt2|byte] [--dir DIR] [--hash] [--pretok | --algo "
                     "plain|heap | --roundtrip | --bench SECONDS] FILE...\n");
     return 2;
 }
@@ -213,6 +214,8 @@ static int parse_args(int argc, char **argv, options_t *o, int *first_file) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--pretok") == 0)
             o->pretok = 1;
+        else if (strcmp(a, "--hash") == 0)
+            o->hash = 1;
         else if (strcmp(a, "--roundtrip") == 0)
             o->roundtrip = 1;
         else if (!v)
@@ -230,7 +233,7 @@ static int parse_args(int argc, char **argv, options_t *o, int *first_file) {
         else
             return usage();
     }
-    if (i == argc) return usage();
+    if (i == argc && !o->hash) return usage();
     *first_file = i;
     return 0;
 }
@@ -254,6 +257,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     int rc = 0;
+    if (o.hash) printf("%s\n", tokenizer_hash(tok));
     if (o.bench > 0) {
         uint8_t *text;
         size_t len;

@@ -25,6 +25,14 @@ if(CU_PYTHON_ORACLE)
                    --tok-encode $<TARGET_FILE:tok_encode>)
   add_test(NAME tokenizer_gpt2_oracle_js
            COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/gpt2_js_crosscheck.py)
-  set_tests_properties(tokenizer_gpt2_parity tokenizer_gpt2_oracle_js PROPERTIES
+  # tokenizer.json: from GPT-2's files (equal to them) and a Llama-3-style
+  # one made by the script (against its Python oracle).
+  foreach(case gpt2 llama3)
+    add_test(NAME tokenizer_json_${case}
+             COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_tokenizer_json.py
+                     --tok-encode $<TARGET_FILE:tok_encode> ${case})
+  endforeach()
+  set_tests_properties(tokenizer_gpt2_parity tokenizer_gpt2_oracle_js tokenizer_json_gpt2
+                       tokenizer_json_llama3 PROPERTIES
                        LABELS reference TIMEOUT 600 ENVIRONMENT "${CU_TOK_ENV}")
 endif()
