@@ -9,12 +9,15 @@
 #     a target validation loss (default: the best kaiming reaches).
 #
 # usage: bench/bench_pissa.sh [BUILD_DIR] [TARGET_VAL_LOSS]
+#        CU_BENCH_PART=svd|demo runs one part only
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 build=${1:-build}
 target=${2:-}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 CU_PROGRESS=0
 
+part=${CU_BENCH_PART:-all}
+if [ "$part" != demo ]; then
 echo "== distributed SVD, 2304 x 768 (median of 3)"
 declare -A secs
 for n in 1 2 4; do
@@ -27,6 +30,8 @@ for n in 2 4; do
     'BEGIN { printf "time %d ranks / 1 rank: %.2f (speed-up %.2fx)\n", n, b / a, a / b }'
 done
 "$build/bench/bench_svd" 2304 768 1 --lapack | tail -1
+fi
+[ "$part" = svd ] && exit 0
 
 echo "== PiSSA / OLoRA / kaiming on the demo task"
 if [ ! -f runs/demo-base/final.h5 ]; then

@@ -409,6 +409,7 @@ static int run_refactor(const adapter_opts_t *o, const cu_world_t *w, cu_error_t
         int p, q;
         grid_shape(g, &p, &q);
         printf("%s to rank %d on a %d x %d process grid\n", o->verb, o->rank, p, q);
+        fflush(stdout);
     }
     for (int i = 0; rc == CU_OK && i < st_count(in[0].st); i++) {
         const st_entry_t *e = st_entry(in[0].st, i);

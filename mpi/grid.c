@@ -157,6 +157,19 @@ static int gather_exact(const cu_grid_t *g, double *buf, size_t n, cu_error_t *e
     return CU_OK;
 }
 
+/* Rank 0's buffer to every rank, in slices that fit MPI's int counts. */
+static int gather_bcast(const cu_grid_t *g, double *buf, size_t n, cu_error_t *err) {
+    if (g->w->size == 1) return CU_OK;
+    const size_t slice = (size_t)1 << 28;
+    int rc = MPI_SUCCESS;
+    for (size_t off = 0; off < n && rc == MPI_SUCCESS; off += slice)
+        rc = MPI_Bcast(buf + off, (int)(n - off < slice ? n - off : slice), MPI_DOUBLE, 0,
+                       MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS)
+        return cu_error_set(err, CU_EMPI, "broadcasting a factor failed (MPI %d)", rc);
+    return CU_OK;
+}
+
 /* Writes the whole matrix (m, n) into a on every rank (a is overwritten). */
 static int dmat_gather(const dmat_t *d, const cu_grid_t *g, double *a, cu_error_t *err) {
     memset(a, 0, sizeof(double) * (size_t)d->m * (size_t)d->n);
@@ -243,12 +256,37 @@ static int check_finite(const double *a, size_t n, const char *what, cu_error_t 
     return CU_OK;
 }
 
+/* A much taller than wide matrix first goes through QR, as LAPACK's dgesvd
+ * does: a = q r, r = u_r s vt, u = q u_r. pdgesvd then bidiagonalises the
+ * n x n r instead of the m x n a. q u_r is one local product, computed on
+ * rank 0 and broadcast so every rank has the same bits. */
+static int svd_tall_qr(cu_grid_t *g, const double *a, int m, int n, double *u, double *s,
+                       double *vt, cu_error_t *err) {
+    if (m < 2 * n) return svd_tall(g, a, m, n, u, s, vt, err);
+    double *q = malloc(sizeof(double) * (size_t)m * n);
+    double *r = malloc(sizeof(double) * (size_t)n * n);
+    double *ur = malloc(sizeof(double) * (size_t)n * n);
+    int rc = (q && r && ur) ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory (SVD)");
+    if ((rc = agree(g, rc, err)) == CU_OK) rc = grid_qr(g, a, m, n, q, r, err);
+    if (rc == CU_OK) rc = svd_tall(g, r, n, n, ur, s, vt, err);
+    if (rc == CU_OK) {
+        if (g->w->rank == 0)
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, m, n, n, 1.0, q, m, ur, n, 0.0,
+                        u, m);
+        rc = gather_bcast(g, u, (size_t)m * n, err);
+    }
+    free(q);
+    free(r);
+    free(ur);
+    return rc;
+}
+
 int grid_svd(cu_grid_t *g, const double *a, int m, int n, double *u, double *s, double *vt,
              cu_error_t *err) {
     if (m < 1 || n < 1) return cu_error_set(err, CU_EINVAL, "SVD of an empty %d x %d matrix", m, n);
     int rc = check_finite(a, (size_t)m * n, "the matrix to factorise", err);
     if (rc) return rc;
-    if (m >= n) return svd_tall(g, a, m, n, u, s, vt, err);
+    if (m >= n) return svd_tall_qr(g, a, m, n, u, s, vt, err);
     /* a^T = u' s vt' gives a = vt'^T s u'^T */
     int k = m;
     double *at = malloc(sizeof(double) * (size_t)m * n);
@@ -257,7 +295,7 @@ int grid_svd(cu_grid_t *g, const double *a, int m, int n, double *u, double *s, 
     rc = (at && ut && vtt) ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory (SVD)");
     if ((rc = agree(g, rc, err)) == CU_OK) {
         transpose(a, m, n, at);
-        rc = svd_tall(g, at, n, m, ut, s, vtt, err);
+        rc = svd_tall_qr(g, at, n, m, ut, s, vtt, err);
     }
     if (rc == CU_OK) {
         transpose(vtt, k, m, u); /* u (m, k) = vt'^T */

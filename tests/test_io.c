@@ -283,6 +283,60 @@ static void test_ckpt_roundtrip_and_corruption(void) {
     rmdir(dir);
 }
 
+/* /lora_init (PiSSA/OLoRA runs): written with its own checksum, read back
+ * bit for bit, a flipped byte caught, and a checkpoint without it refused. */
+static void test_ckpt_lora_init(void) {
+    char dir[] = "/tmp/cu_test_ckpt_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    float p[16], m[16], v[16], init[16], back[16];
+    ck_fill(p, m, v);
+    for (int i = 0; i < 16; i++) init[i] = -777.0f - (float)i; /* recognisable bytes */
+    ckpt_meta_t meta = {.step = 3};
+    ckpt_data_t d = {
+        .params = p, .m = m, .v = v, .tensors = CK_T, .n_tensors = 2, .lora_init = init};
+    char path[4200], plain[4200];
+    cu_error_t err;
+    CHECK(ckpt_path(path, sizeof path, dir, 3, &err) == CU_OK);
+    CHECK(ckpt_save(path, &d, &meta, &err) == CU_OK);
+    CHECK(ckpt_load_lora_init(path, back, CK_T, 2, &err) == CU_OK);
+    CHECK(memcmp(init, back, sizeof init) == 0);
+    /* the trainable state still loads as before */
+    float p2[16], m2[16], v2[16];
+    ckpt_meta_t mb;
+    CHECK(ckpt_load(path, p2, m2, v2, CK_T, 2, &mb, &err) == CU_OK);
+
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    unsigned char *bytes = malloc((size_t)size);
+    fseek(f, 0, SEEK_SET);
+    CHECK(fread(bytes, 1, (size_t)size, f) == (size_t)size);
+    float needle = -777.0f - 9.0f;
+    long at = -1;
+    for (long i = 0; i + 4 <= size; i++)
+        if (memcmp(bytes + i, &needle, 4) == 0) at = i;
+    CHECK(at >= 0);
+    if (at >= 0) {
+        fseek(f, at, SEEK_SET);
+        unsigned char b = bytes[at] ^ 0x01;
+        fwrite(&b, 1, 1, f);
+    }
+    fclose(f);
+    free(bytes);
+    CHECK(ckpt_load_lora_init(path, back, CK_T, 2, &err) == CU_EFORMAT);
+    CHECK(strstr(err.msg, "checksum") != NULL);
+
+    d.lora_init = NULL;
+    CHECK(ckpt_path(plain, sizeof plain, dir, 4, &err) == CU_OK);
+    CHECK(ckpt_save(plain, &d, &meta, &err) == CU_OK);
+    CHECK(ckpt_load_lora_init(plain, back, CK_T, 2, &err) == CU_EFORMAT);
+    CHECK(strstr(err.msg, "lora_init") != NULL && strstr(err.msg, plain) != NULL);
+    unlink(path);
+    unlink(plain);
+    rmdir(dir);
+}
+
 static void test_ckpt_list_retain_latest(void) {
     char dir[] = "/tmp/cu_test_ckpt_XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -324,7 +378,8 @@ static void test_ckpt_list_retain_latest(void) {
     CHECK(system(cmd) == 0);
 }
 
-TEST_MAIN(TEST(test_ckpt_roundtrip_and_corruption), TEST(test_ckpt_list_retain_latest),
-          TEST(test_permute_is_bijection), TEST(test_windows_cover_epoch),
-          TEST(test_order_depends_on_seed_only), TEST(test_random_source), TEST(test_bad_inputs),
-          TEST(test_split), TEST(test_h5_roundtrip))
+TEST_MAIN(TEST(test_ckpt_roundtrip_and_corruption), TEST(test_ckpt_lora_init),
+          TEST(test_ckpt_list_retain_latest), TEST(test_permute_is_bijection),
+          TEST(test_windows_cover_epoch), TEST(test_order_depends_on_seed_only),
+          TEST(test_random_source), TEST(test_bad_inputs), TEST(test_split),
+          TEST(test_h5_roundtrip))
