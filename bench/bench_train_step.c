@@ -9,7 +9,11 @@
  *    timed alone, so the ratio shows the cost of everything that is not a
  *    plain sgemm (attention, norms, GELU, softmax, LoRA, optimizer).
  *
- * usage: bench_train_step [--threads N] [--T 64,256] [--steps N] [--full]
+ * With --llama the model is a Llama of the same width (L=12, C=768, 12 query
+ * heads over 4 key/value heads, SwiGLU width 2048, V=32000, untied head,
+ * LoRA on all seven linears) and the step-shape list is Llama's.
+ *
+ * usage: bench_train_step [--threads N] [--T 64,256] [--steps N] [--full] [--llama]
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -23,9 +27,10 @@
 #include "model/optim.h"
 
 typedef struct {
-    int threads, steps, full;
+    int threads, steps, full, llama;
     int Ts[8], nT;
     int B, L, C, H, V, r;
+    int KVH, F; /* --llama */
 } opts_t;
 
 static float *filled(long n, cu_rng_t *rng) {
@@ -62,10 +67,13 @@ static double sgemm_gflops(int M, int N, int K, int transB, cu_rng_t *rng) {
 static double step_shapes_seconds(const opts_t *o, int T, double *flops, cu_rng_t *rng) {
     int N = o->B * T, C = o->C;
     /* (IC, OC) of each linear layer; forward is x W^T, backward dX = dY W */
-    int shapes[4][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}};
+    int KV = o->KVH * (C / o->H), F = o->F;
+    int gpt2[4][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}};
+    int llama[7][2] = {{C, C}, {C, KV}, {C, KV}, {C, C}, {C, F}, {C, F}, {F, C}};
+    int(*shapes)[2] = o->llama ? llama : gpt2, ns = o->llama ? 7 : 4;
     double secs = 0.0;
     *flops = 0.0;
-    for (int s = 0; s < 4; s++) {
+    for (int s = 0; s < ns; s++) {
         int IC = shapes[s][0], OC = shapes[s][1];
         double f = 2.0 * N * IC * OC;
         secs += o->L * f / (sgemm_gflops(N, OC, IC, 1, rng) * 1e9);
@@ -82,7 +90,15 @@ static double step_shapes_seconds(const opts_t *o, int T, double *flops, cu_rng_
 static int bench_step(const opts_t *o, int T, double *step_s, double *flops) {
     gpt_config_t gc = {
         .n_layer = o->L, .n_head = o->H, .n_embd = o->C, .vocab_size = o->V, .max_seq_len = 1024};
-    lora_config_t lc = {.enabled = !o->full, .targets = 15u, .r = o->r, .alpha = 16.0f};
+    if (o->llama) {
+        gc.arch = GPT_ARCH_LLAMA;
+        gc.n_kv_head = o->KVH;
+        gc.ffn_hidden = o->F;
+    }
+    lora_config_t lc = {.enabled = !o->full,
+                        .targets = (1u << gpt_n_targets(gc.arch)) - 1,
+                        .r = o->r,
+                        .alpha = 16.0f};
     gpt_t *m;
     cu_error_t err;
     if (gpt_create(&m, &gc, &lc, &err) || gpt_reserve(m, o->B, T, &err)) {
@@ -141,12 +157,18 @@ static void parse(opts_t *o, int argc, char **argv) {
             o->steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--full"))
             o->full = 1;
-        else if (!strcmp(argv[i], "--T") && i + 1 < argc) {
+        else if (!strcmp(argv[i], "--llama")) {
+            o->llama = 1;
+            o->KVH = 4;
+            o->F = 2048;
+            o->V = 32000;
+        } else if (!strcmp(argv[i], "--T") && i + 1 < argc) {
             o->nT = 0;
             for (char *tok = strtok(argv[++i], ","); tok && o->nT < 8; tok = strtok(NULL, ","))
                 o->Ts[o->nT++] = atoi(tok);
         } else {
-            fprintf(stderr, "usage: %s [--threads N] [--T 64,256] [--steps N] [--full]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--T 64,256] [--steps N] [--full] [--llama]\n",
+                    argv[0]);
             exit(!!strcmp(argv[i], "--help"));
         }
     }
@@ -159,9 +181,15 @@ int main(int argc, char **argv) {
     blas_set_threads(o.threads);
     cu_rng_t rng;
     cu_rng_seed(&rng, 42);
-    printf("GPT-2 124M shapes: L=%d C=%d H=%d V=%d B=%d, %s, %d thread(s), BLAS kernels %s\n", o.L,
-           o.C, o.H, o.V, o.B, o.full ? "full fine-tuning" : "LoRA r=8 all-linear", o.threads,
-           blas_core_name());
+    if (o.llama)
+        printf("Llama shapes: L=%d C=%d H=%d KV heads=%d F=%d V=%d B=%d, %s, %d thread(s), BLAS "
+               "kernels %s\n",
+               o.L, o.C, o.H, o.KVH, o.F, o.V, o.B,
+               o.full ? "full fine-tuning" : "LoRA r=8 all-linear", o.threads, blas_core_name());
+    else
+        printf("GPT-2 124M shapes: L=%d C=%d H=%d V=%d B=%d, %s, %d thread(s), BLAS kernels %s\n",
+               o.L, o.C, o.H, o.V, o.B, o.full ? "full fine-tuning" : "LoRA r=8 all-linear",
+               o.threads, blas_core_name());
     double peak = sgemm_gflops(1536, 1536, 1536, 1, &rng);
     printf("sgemm peak (1536^3)            %8.1f GFLOP/s\n", peak);
     for (int i = 0; i < o.nT; i++) {

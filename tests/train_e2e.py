@@ -20,7 +20,7 @@ Cases:
                     by export, eval, generate and model.init
   llama             a Llama trains with LoRA (loss falls), 1 and 2 ranks agree,
                     resume, merged/PEFT export, merged folder as model.init,
-                    lora.init_from its PEFT adapter, generate
+                    lora.init_from its PEFT adapter, eval, generate
   slurm_env         under Slurm's environment: an array task's slurm_job_id is
                     <array>_<task>, restarts is SLURM_RESTART_COUNT, and a
                     restart with checkpoint.resume never warns
@@ -678,6 +678,24 @@ def case_llama(exe, src, tmp, f):
         rel = abs(vc[0] - va[0]) / va[0]
         print(f"measured: llama val loss adapted {va[0]:.6f}, continued from PEFT {vc[0]:.6f}")
         f.check(rel < 1e-5, f"the continued adapter equals the exported one ({rel:.1e})")
+    # codexctl eval of the adapted Llama and of its merged folder agree
+    ds = os.path.join(tmp, "lds.h5")
+    q = run([ctl, "prepare", "-o", ds, text], cwd=src)
+    evs = []
+    # (a HF folder alone needs GPT-2 BPE files for its tokenizer; the job on
+    # the merged folder carries the byte tokenizer in its config)
+    for what in (run_dir, os.path.join(runs, "lmerged")):
+        q = run([ctl, "eval", what, "--data", ds, "--json", "--seq-len", "64", "--split", "train",
+                 "--max-windows", "32"], cwd=src)
+        try:
+            evs.append(json.loads(q.stdout)["loss"])
+        except (ValueError, KeyError):
+            pass
+    f.check(len(evs) == 2, "codexctl eval of a Llama run and of its merged folder")
+    if len(evs) == 2:
+        rel = abs(evs[0] - evs[1]) / evs[0]
+        print(f"measured: llama eval loss run {evs[0]:.6f}, merged folder {evs[1]:.6f}")
+        f.check(rel < 1e-5, f"eval: the run and its merged folder agree ({rel:.1e})")
     g = run([ctl, "generate", run_dir, "--prompt", "int main(", "--max-new-tokens", "16",
              "--temperature", "0"], cwd=src)
     f.check(g.returncode == 0 and len(g.stdout) > 0, "codexctl generate on a Llama run")

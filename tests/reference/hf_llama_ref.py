@@ -11,9 +11,10 @@ weight`, nn.Linear (out, in)) and a config.json with model_type "llama", in
 F32 and BF16; the C side loads the folder as `model.init: DIR` does.
 
 Modes:
-  import   logits within 1e-4 (F32; BF16 against this model run in float64
-           on the bf16-rounded weights; a tied-head variant); bad configs
-           and tensors rejected by name.
+  import   logits within 1e-4 (F32; BF16 and F16 against this model run in
+           float64 on the rounded weights, F16 sharded in two files with an
+           index; a tied-head variant); bad configs and tensors rejected by
+           name.
   grads    hf_dump adds LoRA adapters (all seven targets; and k_proj +
            up_proj only) and dumps the summed loss and every LoRA gradient;
            torch autograd in float64 on the same adapters must agree within
@@ -180,6 +181,25 @@ def check_import(ck, args, d):
         if ck.ok("import %s: hf_dump runs" % name, p.returncode == 0, p.stderr.strip()):
             ck.rel("import %s: logits vs PyTorch" % name, c_logits(out), logits_np(ref_w, tok),
                    LOGITS_TOL)
+    # F16 weights (numpy's half rounding is IEEE nearest-even), sharded in two files
+    f16 = os.path.join(d, "f16")
+    os.makedirs(f16, exist_ok=True)
+    names = sorted(w)
+    parts = {"model-00001-of-00002.safetensors": names[:len(names) // 2],
+             "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for fn, ns in parts.items():
+        hf.write_safetensors(os.path.join(f16, fn), {n: w[n] for n in ns}, "F16", {"format": "pt"})
+    with open(os.path.join(f16, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 0},
+                   "weight_map": {n: fn for fn, ns in parts.items() for n in ns}}, f)
+    with open(os.path.join(f16, "config.json"), "w") as f:
+        json.dump(config_json(), f)
+    out = os.path.join(d, "logits_f16.f32")
+    p = hf.run([args.dumper, "logits", f16, tpath, str(B), str(T), out])
+    if ck.ok("import F16 sharded: hf_dump runs", p.returncode == 0, p.stderr.strip()):
+        ck.rel("import F16 sharded: logits vs PyTorch", c_logits(out),
+               logits_np({k: v.astype(np.float16).astype(np.float32) for k, v in w.items()}, tok),
+               LOGITS_TOL)
     # a tied head: no lm_head.weight, the embedding is the head
     wt = make_weights(3, tied=True)
     tied = os.path.join(d, "tied")
