@@ -2,8 +2,8 @@
  * Named float32 tensors in an HDF5 file: the final trainable state of a job
  * (and the base of checkpoints). Each tensor is a dataset under /tensors
  * with its shape; string attributes on the root carry metadata such as the
- * resolved config, and tensors_sha256 the sha256 of the tensors' bytes. Files are written to a temporary name and renamed, so a
- * reader never sees half a file.
+ * resolved config, and tensors_sha256 the sha256 of the tensors' bytes. Files are written to a
+ * temporary name and renamed, so a reader never sees half a file.
  */
 #ifndef CU_IO_TENSOR_H5_H
 #define CU_IO_TENSOR_H5_H
