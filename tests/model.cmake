@@ -1,4 +1,4 @@
 # Model layers, whole-model gradients, optimizer.
-cu_add_test(test_grad SOURCES ${CU_TEST_DIR}/test_grad.c LIBS cu_model LABELS unit)
+cu_add_test(test_grad SOURCES ${CU_TEST_DIR}/test_grad.c ${CU_TEST_DIR}/gradcheck.c LIBS cu_model LABELS unit)
 cu_add_test(test_sample SOURCES ${CU_TEST_DIR}/test_sample.c LIBS cu_model LABELS unit)
-cu_add_test(test_grad_llama SOURCES ${CU_TEST_DIR}/test_grad_llama.c LIBS cu_model LABELS unit)
+cu_add_test(test_grad_llama SOURCES ${CU_TEST_DIR}/test_grad_llama.c ${CU_TEST_DIR}/gradcheck.c LIBS cu_model LABELS unit)

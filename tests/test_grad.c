@@ -9,57 +9,13 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "gradcheck.h"
 #include "harness.h"
 #include "model/gpt.h"
 #include "model/ops.h"
 #include "model/optim.h"
 
 static cu_rng_t rng;
-
-static float *randn(long n, float s) {
-    float *p = malloc(sizeof(float) * (size_t)n);
-    for (long i = 0; i < n; i++) p[i] = s * cu_rng_normal(&rng);
-    return p;
-}
-
-static double dot(const float *a, const float *b, long n) {
-    double s = 0.0;
-    for (long i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
-}
-
-/* Compares analytic gradient `ana` of x with central differences of f. A
- * float32 central difference trades truncation error (large eps) against
- * rounding (small eps), so each coordinate keeps the best of three step sizes:
- * a correct gradient agrees at one of them, a wrong one at none. */
-typedef double (*loss_fn)(void *ctx);
-static void fd_check(const char *what, float *x, long n, const float *ana, loss_fn f, void *ctx,
-                     int samples, float eps, double tol) {
-    long worst = -1;
-    double worst_rel = 0.0;
-    for (int s = 0; s < samples; s++) {
-        long i = samples >= n ? s : (long)cu_rng_below(&rng, (uint64_t)n);
-        if (i >= n) break;
-        double best = INFINITY;
-        for (float e = eps; e > eps / 20.0f; e /= 3.0f) {
-            float old = x[i];
-            x[i] = old + e;
-            double lp = f(ctx);
-            x[i] = old - e;
-            double lm = f(ctx);
-            x[i] = old;
-            double num = (lp - lm) / (2.0 * e);
-            double scale = fmax(fmax(fabs(num), fabs(ana[i])), 1e-2);
-            best = fmin(best, fabs(num - ana[i]) / scale);
-        }
-        if (best > worst_rel) {
-            worst_rel = best;
-            worst = i;
-        }
-    }
-    CHECK_MSG(worst_rel <= tol, "%s: worst relative error %.3g at %ld (tolerance %.3g)", what,
-              worst_rel, worst, tol);
-}
 
 /* ------------------------------------------------------------ layernorm */
 
@@ -71,25 +27,25 @@ typedef struct {
 static double ln_loss(void *p) {
     ln_ctx *c = p;
     layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C);
-    return dot(c->out, c->g, (long)c->N * c->C);
+    return gradcheck_dot(c->out, c->g, (long)c->N * c->C);
 }
 
 static void test_layernorm(void) {
     ln_ctx c = {.N = 6, .C = 24};
     long nc = (long)c.N * c.C;
-    c.inp = randn(nc, 1.0f);
-    c.w = randn(c.C, 1.0f);
-    c.b = randn(c.C, 1.0f);
-    c.g = randn(nc, 1.0f);
+    c.inp = gradcheck_randn(&rng, nc, 1.0f);
+    c.w = gradcheck_randn(&rng, c.C, 1.0f);
+    c.b = gradcheck_randn(&rng, c.C, 1.0f);
+    c.g = gradcheck_randn(&rng, nc, 1.0f);
     c.out = calloc(nc, 4);
     c.mean = calloc(c.N, 4);
     c.rstd = calloc(c.N, 4);
     float *dinp = calloc(nc, 4), *dw = calloc(c.C, 4), *db = calloc(c.C, 4);
     ln_loss(&c);
     layernorm_backward(dinp, dw, db, c.g, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
-    fd_check("layernorm dinp", c.inp, nc, dinp, ln_loss, &c, 200, 1e-2f, 2e-2);
-    fd_check("layernorm dw", c.w, c.C, dw, ln_loss, &c, 200, 1e-2f, 2e-2);
-    fd_check("layernorm db", c.b, c.C, db, ln_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(&rng, "layernorm dinp", c.inp, nc, dinp, ln_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(&rng, "layernorm dw", c.w, c.C, dw, ln_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(&rng, "layernorm db", c.b, c.C, db, ln_loss, &c, 200, 1e-2f, 2e-2);
     /* dinp accumulates: a second backward doubles it */
     float first = dinp[3];
     layernorm_backward(dinp, NULL, NULL, c.g, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
@@ -108,23 +64,24 @@ typedef struct {
 static double mm_loss(void *p) {
     mm_ctx *c = p;
     matmul_forward(c->out, c->inp, c->w, c->bias, c->N, c->IC, c->OC, 0.0f);
-    return dot(c->out, c->g, (long)c->N * c->OC);
+    return gradcheck_dot(c->out, c->g, (long)c->N * c->OC);
 }
 
 static void test_matmul(void) {
     mm_ctx c = {.N = 7, .IC = 13, .OC = 9};
-    c.inp = randn((long)c.N * c.IC, 1.0f);
-    c.w = randn((long)c.OC * c.IC, 1.0f);
-    c.bias = randn(c.OC, 1.0f);
-    c.g = randn((long)c.N * c.OC, 1.0f);
+    c.inp = gradcheck_randn(&rng, (long)c.N * c.IC, 1.0f);
+    c.w = gradcheck_randn(&rng, (long)c.OC * c.IC, 1.0f);
+    c.bias = gradcheck_randn(&rng, c.OC, 1.0f);
+    c.g = gradcheck_randn(&rng, (long)c.N * c.OC, 1.0f);
     c.out = calloc((size_t)c.N * c.OC, 4);
-    float *dinp = randn((long)c.N * c.IC, 1.0f); /* garbage: beta 0 must overwrite it */
+    float *dinp =
+        gradcheck_randn(&rng, (long)c.N * c.IC, 1.0f); /* garbage: beta 0 must overwrite it */
     float *dw = calloc((size_t)c.OC * c.IC, 4), *db = calloc(c.OC, 4);
     mm_loss(&c);
     matmul_backward(dinp, dw, db, c.g, c.inp, c.w, c.N, c.IC, c.OC, 0.0f);
-    fd_check("matmul dinp", c.inp, (long)c.N * c.IC, dinp, mm_loss, &c, 91, 1e-2f, 1e-2);
-    fd_check("matmul dw", c.w, (long)c.OC * c.IC, dw, mm_loss, &c, 117, 1e-2f, 1e-2);
-    fd_check("matmul dbias", c.bias, c.OC, db, mm_loss, &c, 9, 1e-2f, 1e-2);
+    gradcheck_fd(&rng, "matmul dinp", c.inp, (long)c.N * c.IC, dinp, mm_loss, &c, 91, 1e-2f, 1e-2);
+    gradcheck_fd(&rng, "matmul dw", c.w, (long)c.OC * c.IC, dw, mm_loss, &c, 117, 1e-2f, 1e-2);
+    gradcheck_fd(&rng, "matmul dbias", c.bias, c.OC, db, mm_loss, &c, 9, 1e-2f, 1e-2);
     /* forward with beta 1 accumulates onto what is there */
     float *acc = calloc((size_t)c.N * c.OC, 4);
     for (long i = 0; i < (long)c.N * c.OC; i++) acc[i] = 1.0f;
@@ -144,17 +101,17 @@ typedef struct {
 static double gelu_loss(void *p) {
     gelu_ctx *c = p;
     gelu_forward(c->out, c->inp, c->n);
-    return dot(c->out, c->g, c->n);
+    return gradcheck_dot(c->out, c->g, c->n);
 }
 
 static void test_gelu(void) {
     gelu_ctx c = {.n = 64};
-    c.inp = randn(c.n, 2.0f);
-    c.g = randn(c.n, 1.0f);
+    c.inp = gradcheck_randn(&rng, c.n, 2.0f);
+    c.g = gradcheck_randn(&rng, c.n, 1.0f);
     c.out = calloc(c.n, 4);
     float *d = calloc(c.n, 4);
     gelu_backward(d, c.inp, c.g, c.n);
-    fd_check("gelu", c.inp, c.n, d, gelu_loss, &c, 64, 1e-2f, 1e-2);
+    gradcheck_fd(&rng, "gelu", c.inp, c.n, d, gelu_loss, &c, 64, 1e-2f, 1e-2);
     /* reference values of the tanh approximation */
     float x[3] = {-1.0f, 0.5f, 3.0f}, y[3];
     gelu_forward(y, x, 3);
@@ -174,7 +131,7 @@ typedef struct {
 static double att_loss(void *p) {
     att_ctx *c = p;
     attention_forward(c->out, c->lse, c->qkv, c->scratch, c->B, c->T, c->C, c->NH);
-    return dot(c->out, c->g, (long)c->B * c->T * c->C);
+    return gradcheck_dot(c->out, c->g, (long)c->B * c->T * c->C);
 }
 
 /* Naive attention: the definition, for comparison. */
@@ -208,12 +165,12 @@ static void att_naive(float *out, const float *qkv, int B, int T, int C, int NH)
 static void attention_case(int B, int T, int C, int NH) {
     att_ctx c = {.B = B, .T = T, .C = C, .NH = NH};
     long n3 = (long)B * T * 3 * C, n = (long)B * T * C;
-    c.qkv = randn(n3, 1.0f);
-    c.g = randn(n, 1.0f);
+    c.qkv = gradcheck_randn(&rng, n3, 1.0f);
+    c.g = gradcheck_randn(&rng, n, 1.0f);
     c.out = calloc(n, 4);
     c.lse = calloc((size_t)B * NH * T, 4);
     c.scratch = calloc(attention_scratch_floats(T), 4);
-    float *dqkv = randn(n3, 1.0f), *ref = calloc(n, 4);
+    float *dqkv = gradcheck_randn(&rng, n3, 1.0f), *ref = calloc(n, 4);
     att_loss(&c);
     att_naive(ref, c.qkv, B, T, C, NH);
     double maxdiff = 0.0;
@@ -222,7 +179,7 @@ static void attention_case(int B, int T, int C, int NH) {
     attention_backward(dqkv, c.g, c.qkv, c.out, c.lse, c.scratch, B, T, C, NH);
     char what[64];
     snprintf(what, sizeof what, "attention dqkv T=%d", T);
-    fd_check(what, c.qkv, n3, dqkv, att_loss, &c, 300, 1e-2f, 2e-2);
+    gradcheck_fd(&rng, what, c.qkv, n3, dqkv, att_loss, &c, 300, 1e-2f, 2e-2);
     free(c.qkv), free(c.g), free(c.out), free(c.lse), free(c.scratch), free(dqkv), free(ref);
 }
 
@@ -247,8 +204,8 @@ static double head_loss(void *p) {
 
 static void test_lm_head(void) {
     head_ctx c = {.N = 40, .C = 8, .V = 23};
-    c.inp = randn((long)c.N * c.C, 1.0f);
-    c.w = randn((long)c.V * c.C, 1.0f);
+    c.inp = gradcheck_randn(&rng, (long)c.N * c.C, 1.0f);
+    c.w = gradcheck_randn(&rng, (long)c.V * c.C, 1.0f);
     c.targets = malloc(sizeof(int32_t) * c.N);
     for (int i = 0; i < c.N; i++) c.targets[i] = i % 7 == 3 ? -1 : (int32_t)cu_rng_below(&rng, c.V);
     c.scratch = calloc(lm_head_scratch_floats(c.N, c.V), 4);
@@ -263,15 +220,16 @@ static void test_lm_head(void) {
         if (c.targets[i] < 0) continue;
         double z[64], mx = -1e300, s = 0.0;
         for (int v = 0; v < c.V; v++) {
-            z[v] = dot(c.inp + (long)i * c.C, c.w + (long)v * c.C, c.C);
+            z[v] = gradcheck_dot(c.inp + (long)i * c.C, c.w + (long)v * c.C, c.C);
             mx = fmax(mx, z[v]);
         }
         for (int v = 0; v < c.V; v++) s += exp(z[v] - mx);
         ref += log(s) + mx - z[c.targets[i]];
     }
     CHECK_REL(loss, ref, 1e-5, 1e-3);
-    fd_check("lm_head dinp", c.inp, (long)c.N * c.C, dinp, head_loss, &c, 200, 1e-2f, 2e-2);
-    fd_check("lm_head dw", c.w, (long)c.V * c.C, dw, head_loss, &c, 184, 1e-2f, 2e-2);
+    gradcheck_fd(&rng, "lm_head dinp", c.inp, (long)c.N * c.C, dinp, head_loss, &c, 200, 1e-2f,
+                 2e-2);
+    gradcheck_fd(&rng, "lm_head dw", c.w, (long)c.V * c.C, dw, head_loss, &c, 184, 1e-2f, 2e-2);
     /* ignored rows get no gradient */
     CHECK(dinp[3 * c.C] == 0.0f && dinp[3 * c.C + 1] == 0.0f);
     free(c.inp), free(c.w), free(c.targets), free(c.scratch), free(dinp), free(dw);
@@ -282,7 +240,8 @@ static void test_lm_head(void) {
 static void test_encoder(void) {
     int B = 2, T = 3, C = 4, V = 5;
     int32_t inp[6] = {1, 4, 1, 0, 2, 4};
-    float *wte = randn(V * C, 1.0f), *wpe = randn(T * C, 1.0f), out[24], g[24];
+    float *wte = gradcheck_randn(&rng, V * C, 1.0f), *wpe = gradcheck_randn(&rng, T * C, 1.0f),
+          out[24], g[24];
     for (int i = 0; i < 24; i++) g[i] = (float)i;
     encoder_forward(out, inp, wte, wpe, B, T, C);
     CHECK_REL(out[5], wte[4 * C + 1] + wpe[1 * C + 1], 1e-6, 1e-6);
@@ -350,7 +309,7 @@ static void model_case(const char *what, int lora_on, unsigned targets, float dr
     float *g = gpt_grads(m, NULL);
     float *ana = malloc(sizeof(float) * n);
     memcpy(ana, g, sizeof(float) * n);
-    fd_check(what, p, (long)n, ana, model_loss, &c, 400, 1e-2f, 3e-2);
+    gradcheck_fd(&rng, what, p, (long)n, ana, model_loss, &c, 400, 1e-2f, 3e-2);
     free(ana), free(c.inp), free(c.tgt);
     gpt_free(m);
 }

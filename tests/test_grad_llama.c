@@ -10,54 +10,13 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "gradcheck.h"
 #include "harness.h"
 #include "model/gpt.h"
 #include "model/ops.h"
 #include "model/ops_llama.h"
 
 static cu_rng_t rng;
-
-static float *randn(long n, float s) {
-    float *p = malloc(sizeof(float) * (size_t)n);
-    for (long i = 0; i < n; i++) p[i] = s * cu_rng_normal(&rng);
-    return p;
-}
-
-static double dot(const float *a, const float *b, long n) {
-    double s = 0.0;
-    for (long i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
-}
-
-/* Best of three step sizes per coordinate (see test_grad.c). */
-typedef double (*loss_fn)(void *ctx);
-static void fd_check(const char *what, float *x, long n, const float *ana, loss_fn f, void *ctx,
-                     int samples, float eps, double tol) {
-    long worst = -1;
-    double worst_rel = 0.0;
-    for (int s = 0; s < samples; s++) {
-        long i = samples >= n ? s : (long)cu_rng_below(&rng, (uint64_t)n);
-        if (i >= n) break;
-        double best = INFINITY;
-        for (float e = eps; e > eps / 20.0f; e /= 3.0f) {
-            float old = x[i];
-            x[i] = old + e;
-            double lp = f(ctx);
-            x[i] = old - e;
-            double lm = f(ctx);
-            x[i] = old;
-            double num = (lp - lm) / (2.0 * e);
-            double scale = fmax(fmax(fabs(num), fabs(ana[i])), 1e-2);
-            best = fmin(best, fabs(num - ana[i]) / scale);
-        }
-        if (best > worst_rel) {
-            worst_rel = best;
-            worst = i;
-        }
-    }
-    CHECK_MSG(worst_rel <= tol, "%s: worst relative error %.3g at %ld (tolerance %.3g)", what,
-              worst_rel, worst, tol);
-}
 
 /* -------------------------------------------------------------- RMSNorm */
 
@@ -69,15 +28,15 @@ typedef struct {
 static double rms_loss(void *p) {
     rms_ctx *c = p;
     rmsnorm_forward(c->out, c->rstd, c->inp, c->w, c->N, c->C, 1e-5f);
-    return dot(c->out, c->g, (long)c->N * c->C);
+    return gradcheck_dot(c->out, c->g, (long)c->N * c->C);
 }
 
 static void test_rmsnorm(void) {
     rms_ctx c = {.N = 6, .C = 24};
     long nc = (long)c.N * c.C;
-    c.inp = randn(nc, 1.0f);
-    c.w = randn(c.C, 1.0f);
-    c.g = randn(nc, 1.0f);
+    c.inp = gradcheck_randn(&rng, nc, 1.0f);
+    c.w = gradcheck_randn(&rng, c.C, 1.0f);
+    c.g = gradcheck_randn(&rng, nc, 1.0f);
     c.out = calloc(nc, 4);
     c.rstd = calloc(c.N, 4);
     float *dinp = calloc(nc, 4), *dw = calloc(c.C, 4);
@@ -88,8 +47,8 @@ static void test_rmsnorm(void) {
     double s = 1.0 / sqrt(ss / c.C + 1e-5);
     CHECK_REL(c.out[3], c.inp[3] * s * c.w[3], 1e-5, 1e-6);
     rmsnorm_backward(dinp, dw, c.g, c.inp, c.w, c.rstd, c.N, c.C);
-    fd_check("rmsnorm dinp", c.inp, nc, dinp, rms_loss, &c, 200, 1e-2f, 1e-2);
-    fd_check("rmsnorm dw", c.w, c.C, dw, rms_loss, &c, 200, 1e-2f, 1e-2);
+    gradcheck_fd(&rng, "rmsnorm dinp", c.inp, nc, dinp, rms_loss, &c, 200, 1e-2f, 1e-2);
+    gradcheck_fd(&rng, "rmsnorm dw", c.w, c.C, dw, rms_loss, &c, 200, 1e-2f, 1e-2);
     free(c.inp), free(c.w), free(c.g), free(c.out), free(c.rstd), free(dinp), free(dw);
 }
 
@@ -105,7 +64,7 @@ static double rope_loss(void *p) {
     long n = (long)c->B * c->T * c->nh * c->hs;
     memcpy(c->y, c->x, sizeof(float) * (size_t)n);
     rope_forward(c->y, c->cos_t, c->sin_t, c->B, c->T, c->nh, c->hs, 2);
-    return dot(c->y, c->g, n);
+    return gradcheck_dot(c->y, c->g, n);
 }
 
 static void test_rope(void) {
@@ -115,9 +74,9 @@ static void test_rope(void) {
     c.cos_t = malloc(sizeof(float) * maxT * c.hs / 2);
     c.sin_t = malloc(sizeof(float) * maxT * c.hs / 2);
     rope_tables(c.cos_t, c.sin_t, maxT, c.hs, 10000.0);
-    c.x = randn(n, 1.0f);
+    c.x = gradcheck_randn(&rng, n, 1.0f);
     c.y = calloc(n, 4);
-    c.g = randn(n, 1.0f);
+    c.g = gradcheck_randn(&rng, n, 1.0f);
     rope_loss(&c);
     /* rotate_half layout: dims i and i + hs/2 rotate together. Row (b=1,
      * t=3) sits at position 5; head 2, i = 1. */
@@ -136,7 +95,7 @@ static void test_rope(void) {
     float *dx = malloc(sizeof(float) * n);
     memcpy(dx, c.g, sizeof(float) * n);
     rope_backward(dx, c.cos_t, c.sin_t, c.B, c.T, c.nh, c.hs, 2);
-    fd_check("rope dx", c.x, n, dx, rope_loss, &c, 200, 1e-2f, 1e-2);
+    gradcheck_fd(&rng, "rope dx", c.x, n, dx, rope_loss, &c, 200, 1e-2f, 1e-2);
     free(c.x), free(c.y), free(c.g), free(c.cos_t), free(c.sin_t), free(back), free(dx);
 }
 
@@ -150,21 +109,21 @@ typedef struct {
 static double swiglu_loss(void *p) {
     swiglu_ctx *c = p;
     swiglu_forward(c->h, c->gate, c->up, c->n);
-    return dot(c->h, c->g, c->n);
+    return gradcheck_dot(c->h, c->g, c->n);
 }
 
 static void test_swiglu(void) {
     swiglu_ctx c = {.n = 200};
-    c.gate = randn(c.n, 2.0f);
-    c.up = randn(c.n, 1.0f);
-    c.g = randn(c.n, 1.0f);
+    c.gate = gradcheck_randn(&rng, c.n, 2.0f);
+    c.up = gradcheck_randn(&rng, c.n, 1.0f);
+    c.g = gradcheck_randn(&rng, c.n, 1.0f);
     c.h = calloc(c.n, 4);
     float *dgate = calloc(c.n, 4), *dup = calloc(c.n, 4);
     swiglu_loss(&c);
     CHECK_REL(c.h[7], c.gate[7] / (1.0 + exp(-c.gate[7])) * c.up[7], 1e-5, 1e-6);
     swiglu_backward(dgate, dup, c.g, c.gate, c.up, c.n);
-    fd_check("swiglu dgate", c.gate, c.n, dgate, swiglu_loss, &c, 200, 1e-2f, 1e-2);
-    fd_check("swiglu dup", c.up, c.n, dup, swiglu_loss, &c, 200, 1e-2f, 1e-2);
+    gradcheck_fd(&rng, "swiglu dgate", c.gate, c.n, dgate, swiglu_loss, &c, 200, 1e-2f, 1e-2);
+    gradcheck_fd(&rng, "swiglu dup", c.up, c.n, dup, swiglu_loss, &c, 200, 1e-2f, 1e-2);
     free(c.gate), free(c.up), free(c.g), free(c.h), free(dgate), free(dup);
 }
 
@@ -179,7 +138,7 @@ static double gqa_loss(void *p) {
     gqa_ctx *c = p;
     attention_gqa_forward(c->out, c->lse, c->q, c->k, c->v, c->scratch, c->B, c->T, c->NH, c->NKV,
                           c->hs);
-    return dot(c->out, c->g, (long)c->B * c->T * c->NH * c->hs);
+    return gradcheck_dot(c->out, c->g, (long)c->B * c->T * c->NH * c->hs);
 }
 
 /* The definition, in double: query head h attends with key/value head
@@ -215,14 +174,15 @@ static void gqa_naive(float *out, const gqa_ctx *c) {
 static void gqa_case(int B, int T, int NH, int NKV, int hs) {
     gqa_ctx c = {.B = B, .T = T, .NH = NH, .NKV = NKV, .hs = hs};
     long nq = (long)B * T * NH * hs, nkv = (long)B * T * NKV * hs;
-    c.q = randn(nq, 1.0f);
-    c.k = randn(nkv, 1.0f);
-    c.v = randn(nkv, 1.0f);
-    c.g = randn(nq, 1.0f);
+    c.q = gradcheck_randn(&rng, nq, 1.0f);
+    c.k = gradcheck_randn(&rng, nkv, 1.0f);
+    c.v = gradcheck_randn(&rng, nkv, 1.0f);
+    c.g = gradcheck_randn(&rng, nq, 1.0f);
     c.out = calloc(nq, 4);
     c.lse = calloc((size_t)B * NH * T, 4);
     c.scratch = calloc(attention_scratch_floats(T), 4);
-    float *dq = randn(nq, 1.0f), *dk = randn(nkv, 1.0f), *dv = randn(nkv, 1.0f);
+    float *dq = gradcheck_randn(&rng, nq, 1.0f), *dk = gradcheck_randn(&rng, nkv, 1.0f),
+          *dv = gradcheck_randn(&rng, nkv, 1.0f);
     float *ref = calloc(nq, 4);
     gqa_loss(&c);
     gqa_naive(ref, &c);
@@ -234,11 +194,11 @@ static void gqa_case(int B, int T, int NH, int NKV, int hs) {
                            hs);
     char what[96];
     snprintf(what, sizeof what, "gqa dq NH=%d NKV=%d T=%d", NH, NKV, T);
-    fd_check(what, c.q, nq, dq, gqa_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(&rng, what, c.q, nq, dq, gqa_loss, &c, 200, 1e-2f, 2e-2);
     snprintf(what, sizeof what, "gqa dk NH=%d NKV=%d T=%d", NH, NKV, T);
-    fd_check(what, c.k, nkv, dk, gqa_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(&rng, what, c.k, nkv, dk, gqa_loss, &c, 200, 1e-2f, 2e-2);
     snprintf(what, sizeof what, "gqa dv NH=%d NKV=%d T=%d", NH, NKV, T);
-    fd_check(what, c.v, nkv, dv, gqa_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(&rng, what, c.v, nkv, dv, gqa_loss, &c, 200, 1e-2f, 2e-2);
     free(c.q), free(c.k), free(c.v), free(c.g), free(c.out), free(c.lse), free(c.scratch);
     free(dq), free(dk), free(dv), free(ref);
 }
@@ -320,7 +280,7 @@ static void model_case(const char *what, int lora_on, unsigned targets, float dr
     float *g = gpt_grads(m, NULL);
     float *ana = malloc(sizeof(float) * n);
     memcpy(ana, g, sizeof(float) * n);
-    fd_check(what, p, (long)n, ana, model_loss, &c, 400, 1e-2f, 3e-2);
+    gradcheck_fd(&rng, what, p, (long)n, ana, model_loss, &c, 400, 1e-2f, 3e-2);
     free(ana), free(c.inp), free(c.tgt);
     gpt_free(m);
 }
