@@ -336,6 +336,37 @@ void gpt_init_lora(gpt_t *m, uint64_t seed) {
 
 /* ----------------------------------------------------------- activations */
 
+/* Replaces m->acts and m->inputs with buffers for B x T tokens: one aligned
+ * block carved into the spans, each rounded up to 16 floats to keep 64-byte
+ * alignment. On failure both stay NULL. */
+int gpt_impl_carve_acts(gpt_t *m, const gpt_impl_span_t *parts, int np, int B, int T,
+                        cu_error_t *err) {
+    free(m->acts);
+    free(m->inputs);
+    m->acts = NULL;
+    m->inputs = NULL;
+    long N = (long)B * T, total = 0;
+    for (int i = 0; i < np; i++) total += (parts[i].n + 15) / 16 * 16;
+    m->acts = cu_alloc_aligned((size_t)total * sizeof(float), err);
+    m->inputs = malloc(sizeof(int32_t) * (size_t)N);
+    if (!m->acts || !m->inputs) {
+        free(m->acts);
+        free(m->inputs);
+        m->acts = NULL;
+        m->inputs = NULL;
+        return cu_error_set(err, CU_ENOMEM, "out of memory for activations (%.1f MB)",
+                            (double)total * 4.0 / 1e6);
+    }
+    float *p = m->acts;
+    for (int i = 0; i < np; i++) {
+        *parts[i].p = p;
+        p += (parts[i].n + 15) / 16 * 16;
+    }
+    m->B = B;
+    m->T = T;
+    return CU_OK;
+}
+
 int gpt_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
     if (B < 1 || T < 1) return cu_error_set(err, CU_EINVAL, "batch and sequence must be >= 1");
     if (T > m->cfg.max_seq_len)
@@ -343,17 +374,10 @@ int gpt_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
                             m->cfg.max_seq_len);
     if (m->acts && B * T <= m->B * m->T && T <= m->T && B <= m->B) return CU_OK;
     if (m->cfg.arch == GPT_ARCH_LLAMA) return llama_reserve(m, B, T, err);
-    free(m->acts);
-    free(m->inputs);
-    m->acts = NULL;
-    m->inputs = NULL;
     long L = m->cfg.n_layer, C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size;
     long N = (long)B * T, r = m->lora.enabled ? m->lora.r : 0;
     long head = lm_head_scratch_floats((int)N, (int)V);
-    struct {
-        float **p;
-        long n;
-    } parts[] = {
+    gpt_impl_span_t parts[] = {
         {&m->encoded, N * C},
         {&m->ln1, L * N * C},
         {&m->ln1_mean, L * N},
@@ -383,27 +407,7 @@ int gpt_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
         {&m->att_scratch, attention_scratch_floats(T)},
         {&m->head_scratch, head},
     };
-    int np = (int)(sizeof parts / sizeof parts[0]);
-    long total = 0;
-    for (int i = 0; i < np; i++) total += (parts[i].n + 15) / 16 * 16; /* keep 64-byte alignment */
-    m->acts = cu_alloc_aligned((size_t)total * sizeof(float), err);
-    m->inputs = malloc(sizeof(int32_t) * (size_t)N);
-    if (!m->acts || !m->inputs) {
-        free(m->acts);
-        free(m->inputs);
-        m->acts = NULL;
-        m->inputs = NULL;
-        return cu_error_set(err, CU_ENOMEM, "out of memory for activations (%.1f MB)",
-                            (double)total * 4.0 / 1e6);
-    }
-    float *p = m->acts;
-    for (int i = 0; i < np; i++) {
-        *parts[i].p = p;
-        p += (parts[i].n + 15) / 16 * 16;
-    }
-    m->B = B;
-    m->T = T;
-    return CU_OK;
+    return gpt_impl_carve_acts(m, parts, (int)(sizeof parts / sizeof parts[0]), B, T, err);
 }
 
 /* --------------------------------------------------------------- LoRA op */

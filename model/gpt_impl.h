@@ -82,6 +82,18 @@ void gpt_impl_report_lora_layer(gpt_t *m, int l);
 /* Reports one tensor of the table to the grad-ready hook. */
 void gpt_impl_report_tensor(gpt_t *m, const gpt_tensor_t *t);
 
+/* One activation buffer of n floats, and where to store its address. */
+typedef struct {
+    float **p;
+    long n;
+} gpt_impl_span_t;
+
+/* Replaces m->acts and m->inputs with buffers for B x T tokens, carving
+ * m->acts into the spans (aligned); sets m->B and m->T. Allocates: the
+ * buffers are freed with the model. */
+int gpt_impl_carve_acts(gpt_t *m, const gpt_impl_span_t *parts, int np, int B, int T,
+                        cu_error_t *err);
+
 /* Appends a tensor of shape (d0) or (d0, d1) at *off to a table. */
 void gpt_impl_add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name, int d0, int d1);
 

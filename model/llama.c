@@ -103,18 +103,11 @@ int llama_layout_params(gpt_t *m, cu_error_t *err) {
 /* ----------------------------------------------------------- activations */
 
 int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
-    free(m->acts);
-    free(m->inputs);
-    m->acts = NULL;
-    m->inputs = NULL;
     dims_t d = dims(m);
     long L = d.L, C = d.C, KV = d.KV, F = d.F, NH = d.NH;
     long N = (long)B * T, r = m->lora.enabled ? m->lora.r : 0;
     long in_max = F > C ? F : C;
-    struct {
-        float **p;
-        long n;
-    } parts[] = {
+    gpt_impl_span_t parts[] = {
         {&m->encoded, N * C},
         {&m->ln1, L * N * C},
         {&m->ln1_rstd, L * N},
@@ -148,27 +141,7 @@ int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
         {&m->att_scratch, attention_scratch_floats(T)},
         {&m->head_scratch, lm_head_scratch_floats((int)N, d.V)},
     };
-    int np = (int)(sizeof parts / sizeof parts[0]);
-    long total = 0;
-    for (int i = 0; i < np; i++) total += (parts[i].n + 15) / 16 * 16;
-    m->acts = cu_alloc_aligned((size_t)total * sizeof(float), err);
-    m->inputs = malloc(sizeof(int32_t) * (size_t)N);
-    if (!m->acts || !m->inputs) {
-        free(m->acts);
-        free(m->inputs);
-        m->acts = NULL;
-        m->inputs = NULL;
-        return cu_error_set(err, CU_ENOMEM, "out of memory for activations (%.1f MB)",
-                            (double)total * 4.0 / 1e6);
-    }
-    float *p = m->acts;
-    for (int i = 0; i < np; i++) {
-        *parts[i].p = p;
-        p += (parts[i].n + 15) / 16 * 16;
-    }
-    m->B = B;
-    m->T = T;
-    return CU_OK;
+    return gpt_impl_carve_acts(m, parts, (int)(sizeof parts / sizeof parts[0]), B, T, err);
 }
 
 /* ---------------------------------------------------------------- forward */
