@@ -215,6 +215,30 @@ static void ck_fill(float *p, float *m, float *v) {
     }
 }
 
+/* Flips the bits `mask` in the first byte of the last place the file holds
+ * the float `needle`; returns the file's size. */
+static long flip_float_byte(const char *path, float needle, unsigned char mask) {
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    unsigned char *bytes = malloc((size_t)size);
+    fseek(f, 0, SEEK_SET);
+    CHECK(fread(bytes, 1, (size_t)size, f) == (size_t)size);
+    long at = -1;
+    for (long i = 0; i + 4 <= size; i++)
+        if (memcmp(bytes + i, &needle, 4) == 0) at = i;
+    CHECK(at >= 0);
+    if (at >= 0) {
+        fseek(f, at, SEEK_SET);
+        unsigned char b = bytes[at] ^ mask;
+        fwrite(&b, 1, 1, f);
+    }
+    fclose(f);
+    free(bytes);
+    return size;
+}
+
 static void test_ckpt_roundtrip_and_corruption(void) {
     char dir[] = "/tmp/cu_test_ckpt_XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
@@ -253,24 +277,7 @@ static void test_ckpt_roundtrip_and_corruption(void) {
           back.global_batch_size == 8);
 
     /* flip one byte of the stored second moments: the checksum catches it */
-    FILE *f = fopen(path, "r+b");
-    CHECK(f != NULL);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    unsigned char *bytes = malloc((size_t)size);
-    fseek(f, 0, SEEK_SET);
-    CHECK(fread(bytes, 1, (size_t)size, f) == (size_t)size);
-    float needle = 12350.0f;
-    long at = -1;
-    for (long i = 0; i + 4 <= size; i++)
-        if (memcmp(bytes + i, &needle, 4) == 0) at = i;
-    CHECK(at >= 0);
-    if (at >= 0) {
-        fseek(f, at, SEEK_SET);
-        unsigned char b = bytes[at] ^ 0x40;
-        fwrite(&b, 1, 1, f);
-    }
-    fclose(f);
+    long size = flip_float_byte(path, 12350.0f, 0x40);
     CHECK(ckpt_load(path, p2, m2, v2, CK_T, 2, &back, &err) == CU_EFORMAT);
     CHECK(strstr(err.msg, "checksum") != NULL);
 
@@ -278,7 +285,6 @@ static void test_ckpt_roundtrip_and_corruption(void) {
     CHECK(truncate(path, size / 2) == 0);
     CHECK(ckpt_load(path, p2, m2, v2, CK_T, 2, &back, &err) == CU_EFORMAT);
     CHECK(strstr(err.msg, path) != NULL);
-    free(bytes);
     unlink(path);
     rmdir(dir);
 }
@@ -305,25 +311,7 @@ static void test_ckpt_lora_init(void) {
     ckpt_meta_t mb;
     CHECK(ckpt_load(path, p2, m2, v2, CK_T, 2, &mb, &err) == CU_OK);
 
-    FILE *f = fopen(path, "r+b");
-    CHECK(f != NULL);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    unsigned char *bytes = malloc((size_t)size);
-    fseek(f, 0, SEEK_SET);
-    CHECK(fread(bytes, 1, (size_t)size, f) == (size_t)size);
-    float needle = -777.0f - 9.0f;
-    long at = -1;
-    for (long i = 0; i + 4 <= size; i++)
-        if (memcmp(bytes + i, &needle, 4) == 0) at = i;
-    CHECK(at >= 0);
-    if (at >= 0) {
-        fseek(f, at, SEEK_SET);
-        unsigned char b = bytes[at] ^ 0x01;
-        fwrite(&b, 1, 1, f);
-    }
-    fclose(f);
-    free(bytes);
+    flip_float_byte(path, -777.0f - 9.0f, 0x01);
     CHECK(ckpt_load_lora_init(path, back, CK_T, 2, &err) == CU_EFORMAT);
     CHECK(strstr(err.msg, "checksum") != NULL);
 
