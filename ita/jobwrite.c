@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "io/json_text.h"
 #include "ita/jobdir.h"
 #include "ita/trace.h"
 
@@ -89,18 +90,11 @@ int ita_jobdir_record_status(ita_jobdir_t *jd, const char *id, const char *statu
     json_object_set_new(o, "updated_at", json_string(now));
     if (message && !json_is_object(json_object_get(o, "error")))
         json_object_set_new(o, "error", json_pack("{s:s}", "message", message));
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    size_t n;
+    char *line = json_text_line(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER, &n);
     json_decref(o);
-    if (!text) return cu_error_set(err, CU_ENOMEM, "out of memory");
-    size_t n = strlen(text);
-    char *line = realloc(text, n + 2);
-    if (!line) {
-        free(text);
-        return cu_error_set(err, CU_ENOMEM, "out of memory");
-    }
-    line[n] = '\n';
-    line[n + 1] = 0;
-    rc = ita_jobdir_write_file(jd, id, "state.json", line, n + 1, err);
+    if (!line) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    rc = ita_jobdir_write_file(jd, id, "state.json", line, n, err);
     free(line);
     return rc;
 }

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io/json_text.h"
 #include "ita/http.h"
 #include "slurm/slurm.h"
 
@@ -212,18 +213,11 @@ static int write_first_state(ita_req_t *rq, const cu_config_t *c, int world, con
         json_pack("{s:i,s:i,s:i}", "redactions", 0, "output_findings", 0, "blocked_outputs", 0));
     json_object_set_new(o, "error",
                         error ? json_pack("{s:s,s:i}", "message", error, "rank", 0) : json_null());
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    size_t n;
+    char *line = json_text_line(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER, &n);
     json_decref(o);
-    if (!text) return cu_error_set(err, CU_ENOMEM, "out of memory");
-    size_t n = strlen(text);
-    char *line = realloc(text, n + 2);
-    if (!line) {
-        free(text);
-        return cu_error_set(err, CU_ENOMEM, "out of memory");
-    }
-    line[n] = '\n';
-    line[n + 1] = 0;
-    int rc = ita_jobdir_write_file(rq->w->jobs, c->job.name, "state.json", line, n + 1, err);
+    if (!line) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    int rc = ita_jobdir_write_file(rq->w->jobs, c->job.name, "state.json", line, n, err);
     free(line);
     return rc;
 }

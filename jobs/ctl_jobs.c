@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/json_text.h"
 #include "jobs/jobdir.h"
 #include "slurm/slurm.h"
 
@@ -98,18 +99,11 @@ static int record_status(const char *dir, const char *status, const char *error,
     json_object_set_new(o, "updated_at", json_string(now));
     if (error && !json_is_object(json_object_get(o, "error")))
         json_object_set_new(o, "error", json_pack("{s:s}", "message", error));
-    char *text = json_dumps(o, JSON_INDENT(2));
+    size_t n;
+    char *line = json_text_line(o, JSON_INDENT(2), &n);
     json_decref(o);
-    if (!text) return cu_error_set(err, CU_ENOMEM, "out of memory");
-    size_t n = strlen(text);
-    char *line = realloc(text, n + 2);
-    if (!line) {
-        free(text);
-        return cu_error_set(err, CU_ENOMEM, "out of memory");
-    }
-    line[n] = '\n';
-    line[n + 1] = '\0';
-    int rc = jobdir_write_atomic(path, line, n + 1, err);
+    if (!line) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    int rc = jobdir_write_atomic(path, line, n, err);
     free(line);
     return rc;
 }

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/json_text.h"
+
 double jobdir_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -181,19 +183,13 @@ static json_t *state_json(const job_state_t *s) {
 
 int jobdir_write_state(jobdir_t *d, const job_state_t *s, cu_error_t *err) {
     json_t *o = state_json(s);
-    char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    size_t len;
+    char *line = json_text_line(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER, &len);
     json_decref(o);
-    size_t len = text ? strlen(text) : 0;
-    char *line = text ? realloc(text, len + 2) : NULL;
-    if (!line) {
-        free(text);
-        return cu_error_set(err, CU_ENOMEM, "out of memory (state.json)");
-    }
-    line[len] = '\n';
-    line[len + 1] = '\0';
+    if (!line) return cu_error_set(err, CU_ENOMEM, "out of memory (state.json)");
     char path[4200];
     int rc = cu_format(path, sizeof path, err, "%s/state.json", d->dir);
-    if (rc == CU_OK) rc = jobdir_write_atomic(path, line, len + 1, err);
+    if (rc == CU_OK) rc = jobdir_write_atomic(path, line, len, err);
     free(line);
     return rc;
 }
