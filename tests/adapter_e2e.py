@@ -31,45 +31,23 @@ import tempfile
 
 import numpy as np
 
+import e2e
 from checks import Checks
-
-STEP_RE = re.compile(r"^step\s+(\d+)/(\d+) \| loss ([0-9.]+)")
-
-
-def env():
-    e = dict(os.environ)
-    e.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-             OPENBLAS_NUM_THREADS="1", OMPI_MCA_rmaps_base_oversubscribe="1")
-    return e
+from e2e import STEP_RE, metric_losses
 
 
+# Every command's stdout is read as the screen shows it.
 def run(cmd, cwd, timeout=600):
-    print("+", " ".join(cmd), flush=True)
-    p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
-    out = "\n".join(line.split("\r")[-1].replace("\x1b[K", "") for line in p.stdout.split("\n"))
-    p.stdout = out
-    sys.stdout.write(out[-3000:])
-    sys.stdout.write(p.stderr[-3000:])
-    return p
+    return e2e.run(cmd, cwd, timeout, screen=True, tail=3000)
 
 
 def mpirun(n, argv, cwd, timeout=600):
-    return run(["mpirun", "-n", str(n), "--oversubscribe"] + argv, cwd, timeout)
+    return e2e.mpirun(n, argv, cwd, timeout, screen=True, tail=3000)
 
 
 def losses(stdout):
     return {int(m.group(1)): float(m.group(3))
             for m in (STEP_RE.match(line) for line in stdout.split("\n")) if m}
-
-
-def metric_losses(run_dir):
-    out = {}
-    with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
-        for line in fh:
-            o = json.loads(line)
-            if "loss" in o:
-                out[o["step"]] = o["loss"]
-    return out
 
 
 def events(run_dir, kind):

@@ -33,37 +33,8 @@ import subprocess
 import sys
 import tempfile
 
-STEP_RE = re.compile(r"^step\s+(\d+)/(\d+) \| loss ([0-9.]+)")
-
-
 from checks import Checks
-
-
-def env():
-    e = dict(os.environ)
-    e.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-             OPENBLAS_NUM_THREADS="1", OMPI_MCA_rmaps_base_oversubscribe="1")
-    return e
-
-
-def run(cmd, cwd, timeout=600):
-    print("+", " ".join(cmd), flush=True)
-    p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True,
-                       errors="replace", timeout=timeout)
-    sys.stdout.write(p.stdout[-4000:])
-    sys.stdout.write(p.stderr[-4000:])
-    return p
-
-
-def mpirun(n, argv, cwd, timeout=600):
-    return run(["mpirun", "-n", str(n), "--oversubscribe"] + argv, cwd, timeout)
-
-
-def screen_lines(stdout):
-    """The lines as a terminal shows them: a progress bar redrawn with
-    carriage returns and erase-line codes leaves only its last text."""
-    for line in stdout.split("\n"):
-        yield line.split("\r")[-1].replace("\x1b[K", "")
+from e2e import STEP_RE, env, metric_losses, mpirun, run, screen_lines
 
 
 def losses(stdout):
@@ -200,17 +171,6 @@ def resume_args(runs, name, extra=()):
             "train.max_steps=30", "train.warmup_steps=5", "train.log_every=1",
             "train.micro_batch_size=4", "lora.enabled=true", "lora.dropout=0.1",
             "eval.every_steps=10", "checkpoint.every_steps=10"] + list(extra)
-
-
-def metric_losses(run_dir):
-    import json
-    out = {}
-    with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
-        for line in fh:
-            o = json.loads(line)
-            if "loss" in o:
-                out[o["step"]] = o["loss"]
-    return out
 
 
 def read_json(path):
