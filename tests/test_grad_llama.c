@@ -211,20 +211,6 @@ static void test_gqa_attention(void) {
 
 /* ---------------------------------------------------------- whole model */
 
-typedef struct {
-    gpt_t *m;
-    int32_t *inp, *tgt;
-    int B, T;
-    uint64_t key;
-} model_ctx;
-
-static double model_loss(void *p) {
-    model_ctx *c = p;
-    gpt_loss_t l;
-    gpt_forward(c->m, c->inp, c->tgt, c->B, c->T, 1, 1.0f, c->key, &l, NULL);
-    return l.loss_sum;
-}
-
 static gpt_t *tiny_llama(int lora_on, unsigned targets, float dropout, int tied) {
     gpt_config_t cfg = {.n_layer = 2,
                         .n_head = 4,
@@ -265,23 +251,7 @@ static void model_case(const char *what, int lora_on, unsigned targets, float dr
     gpt_t *m = tiny_llama(lora_on, targets, dropout, tied);
     CHECK(m != NULL);
     if (!m) return;
-    model_ctx c = {.m = m, .B = 2, .T = 9, .key = 99};
-    c.inp = malloc(sizeof(int32_t) * 18);
-    c.tgt = malloc(sizeof(int32_t) * 18);
-    for (int i = 0; i < 18; i++) {
-        c.inp[i] = (int32_t)cu_rng_below(&rng, 11);
-        c.tgt[i] = i == 4 ? -1 : (int32_t)cu_rng_below(&rng, 11);
-    }
-    gpt_zero_grad(m);
-    model_loss(&c);
-    gpt_backward(m);
-    size_t n;
-    float *p = gpt_trainable(m, &n);
-    float *g = gpt_grads(m, NULL);
-    float *ana = malloc(sizeof(float) * n);
-    memcpy(ana, g, sizeof(float) * n);
-    gradcheck_fd(&rng, what, p, (long)n, ana, model_loss, &c, 400, 1e-2f, 3e-2);
-    free(ana), free(c.inp), free(c.tgt);
+    gradcheck_model(&rng, what, m);
     gpt_free(m);
 }
 
@@ -303,40 +273,9 @@ static void test_model_full(void) {
     model_case("llama full fine-tuning, tied head", 0, 0u, 0.0f, 1);
 }
 
-typedef struct {
-    const float *grads;
-    float *snapshot;
-    int *times;
-} ready_probe;
-
-static void on_ready(void *ctx, size_t offset, size_t count) {
-    ready_probe *p = ctx;
-    for (size_t i = offset; i < offset + count; i++) {
-        p->snapshot[i] = p->grads[i];
-        p->times[i]++;
-    }
-}
-
 static void ready_case(const char *what, int lora_on, unsigned targets, int tied) {
     gpt_t *m = tiny_llama(lora_on, targets, 0.0f, tied);
-    size_t n;
-    float *g = gpt_grads(m, &n);
-    ready_probe p = {
-        .grads = g, .snapshot = calloc(n, sizeof(float)), .times = calloc(n, sizeof(int))};
-    gpt_set_grad_ready(m, on_ready, &p);
-    int32_t inp[18], tgt[18];
-    for (int i = 0; i < 18; i++) inp[i] = i % 11, tgt[i] = (i * 7) % 11;
-    gpt_zero_grad(m);
-    gpt_forward(m, inp, tgt, 2, 9, 1, 1.0f, 0, NULL, NULL);
-    gpt_backward(m);
-    int once = 1, final = 1;
-    for (size_t i = 0; i < n; i++) {
-        once &= p.times[i] == 1;
-        final &= p.snapshot[i] == g[i];
-    }
-    CHECK_MSG(once, "%s: some gradient range reported not exactly once", what);
-    CHECK_MSG(final, "%s: some range reported before its gradient was final", what);
-    free(p.snapshot), free(p.times);
+    gradcheck_ready_hook(what, m);
     gpt_free(m);
 }
 
@@ -349,40 +288,14 @@ static void test_grad_ready_hook(void) {
 
 static void test_kv_cache_matches_forward(void) {
     gpt_t *m = tiny_llama(1, ALL7, 0.0f, 0);
-    int T = 9, V = 11;
-    int32_t inp[9] = {3, 1, 4, 1, 5, 9, 2, 6, 5};
-    CHECK(gpt_forward(m, inp, NULL, 1, T, 0, 1.0f, 0, NULL, NULL) == CU_OK);
-    float full[9 * 11], step[11];
-    gpt_logits(m, 0, T, full);
-    CHECK(gpt_kv_reserve(m, T, NULL) == CU_OK);
-    gpt_kv_reset(m);
-    double maxdiff = 0.0;
-    for (int t = 0; t < T; t++) {
-        CHECK(gpt_kv_step(m, inp[t], step, NULL) == CU_OK);
-        for (int v = 0; v < V; v++) maxdiff = fmax(maxdiff, fabs(step[v] - full[t * V + v]));
-    }
-    CHECK_MSG(maxdiff < 1e-4, "llama KV cache logits differ by %g", maxdiff);
-    cu_error_t err;
-    CHECK(gpt_kv_step(m, 1, step, &err) == CU_EINVAL);
+    gradcheck_kv_cache("llama", m);
     gpt_free(m);
 }
 
 static void test_lora_zero_b_is_identity(void) {
     gpt_t *base = tiny_llama(0, 0, 0.0f, 0);
-    gpt_config_t cfg = *gpt_config(base);
-    lora_config_t lc = {.enabled = 1, .targets = ALL7, .r = 2, .alpha = 4.0f};
-    gpt_t *m;
-    CHECK(gpt_create(&m, &cfg, &lc, NULL) == CU_OK);
-    size_t n;
-    float *dst = gpt_params(m, &n);
-    memcpy(dst, gpt_params(base, NULL), sizeof(float) * n);
-    gpt_init_lora(m, 3);
-    int32_t inp[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, tgt[9] = {2, 3, 4, 5, 6, 7, 8, 9, 10};
-    gpt_loss_t a, b;
-    gpt_forward(base, inp, tgt, 1, 9, 0, 1.0f, 0, &a, NULL);
-    gpt_forward(m, inp, tgt, 1, 9, 0, 1.0f, 0, &b, NULL);
-    CHECK_REL(a.loss_sum, b.loss_sum, 1e-6, 1e-6);
-    gpt_free(base), gpt_free(m);
+    gradcheck_zero_b_identity(base, ALL7);
+    gpt_free(base);
 }
 
 static void test_config_checks(void) {
