@@ -147,9 +147,24 @@ static int query_squeue(const char *id, slurm_job_info_t *info, int *found, cu_e
     return CU_OK;
 }
 
-static void query_sacct(const char *id, slurm_job_info_t *info, int *found) {
-    char jobs[96];
-    snprintf(jobs, sizeof jobs, "--jobs=%s", id);
+/* What sacct knows of the ids not yet found (found[i] == 0); silent when
+ * there is no accounting storage or no sacct. timeout_s 0 waits for it. */
+static void sacct_rest(const char *const ids[], size_t n, slurm_job_info_t *infos, int *found,
+                       double timeout_s) {
+    size_t cap = 16, len = 0, asked = 0;
+    for (size_t i = 0; i < n; i++) cap += strlen(ids[i]) + 1;
+    char *jobs = malloc(cap);
+    if (!jobs) return;
+    len = (size_t)snprintf(jobs, cap, "--jobs=");
+    for (size_t i = 0; i < n; i++) {
+        if (found[i]) continue;
+        len += (size_t)snprintf(jobs + len, cap - len, "%s%s", asked ? "," : "", ids[i]);
+        asked++;
+    }
+    if (asked == 0) {
+        free(jobs);
+        return;
+    }
     const char *argv[] = {"sacct",       "--noheader",
                           "--parsable2", "--duplicates",
                           jobs,          "--format=JobID,State,ExitCode,NodeList",
@@ -157,11 +172,14 @@ static void query_sacct(const char *id, slurm_job_info_t *info, int *found) {
     char *out = NULL;
     int status = 0;
     cu_error_t ignored = {0};
-    *found = 0;
     /* no accounting storage, or no sacct: the scheduler has nothing more to say */
-    if (slurm_run(argv, &out, NULL, &status, &ignored) != CU_OK) return;
-    if (status == 0 && slurm_parse_sacct(out, id, info, found, &ignored) != CU_OK) *found = 0;
+    if (slurm_run_timeout(argv, timeout_s, &out, NULL, &status, &ignored) == CU_OK && status == 0)
+        for (size_t i = 0; i < n; i++)
+            if (!found[i] &&
+                slurm_parse_sacct(out, ids[i], &infos[i], &found[i], &ignored) != CU_OK)
+                found[i] = 0;
     free(out);
+    free(jobs);
 }
 
 int slurm_query(const char *id, slurm_job_info_t *info, int *found, cu_error_t *err) {
@@ -170,7 +188,7 @@ int slurm_query(const char *id, slurm_job_info_t *info, int *found, cu_error_t *
             return cu_error_set(err, CU_EINVAL, "'%s' is not a Slurm job id", id);
     int rc = query_squeue(id, info, found, err);
     if (rc != CU_OK) return rc;
-    if (!*found) query_sacct(id, info, found);
+    if (!*found) sacct_rest(&id, 1, info, found, 0);
     return CU_OK;
 }
 
@@ -240,39 +258,6 @@ static int squeue_all(const char *const ids[], size_t n, slurm_job_info_t *infos
     }
     free(out);
     return CU_OK;
-}
-
-static void sacct_rest(const char *const ids[], size_t n, slurm_job_info_t *infos, int *found,
-                       double timeout_s) {
-    size_t cap = 16, len = 0, asked = 0;
-    for (size_t i = 0; i < n; i++) cap += strlen(ids[i]) + 1;
-    char *jobs = malloc(cap);
-    if (!jobs) return;
-    len = (size_t)snprintf(jobs, cap, "--jobs=");
-    for (size_t i = 0; i < n; i++) {
-        if (found[i]) continue;
-        len += (size_t)snprintf(jobs + len, cap - len, "%s%s", asked ? "," : "", ids[i]);
-        asked++;
-    }
-    if (asked == 0) {
-        free(jobs);
-        return;
-    }
-    const char *argv[] = {"sacct",       "--noheader",
-                          "--parsable2", "--duplicates",
-                          jobs,          "--format=JobID,State,ExitCode,NodeList",
-                          NULL};
-    char *out = NULL;
-    int status = 0;
-    cu_error_t ignored = {0};
-    /* no accounting storage, or no sacct: the scheduler has nothing more to say */
-    if (slurm_run_timeout(argv, timeout_s, &out, NULL, &status, &ignored) == CU_OK && status == 0)
-        for (size_t i = 0; i < n; i++)
-            if (!found[i] &&
-                slurm_parse_sacct(out, ids[i], &infos[i], &found[i], &ignored) != CU_OK)
-                found[i] = 0;
-    free(out);
-    free(jobs);
 }
 
 int slurm_query_many(const char *const ids[], size_t n, slurm_job_info_t *infos, int *found,
