@@ -92,6 +92,21 @@ int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, c
     return rc;
 }
 
+/* Reads the Adam moments of an open checkpoint into m and v and checks the
+ * file's sha256 over params, m, v and the loop state. */
+static int read_moments_checked(hid_t file, const char *path, const float *params, float *m,
+                                float *v, const gpt_tensor_t *tensors, int n_tensors,
+                                const char *state, const char *sum, cu_error_t *err) {
+    int rc = h5u_read_group(file, "adam_m", m, tensors, n_tensors, path, err);
+    if (rc == CU_OK) rc = h5u_read_group(file, "adam_v", v, tensors, n_tensors, path, err);
+    if (rc != CU_OK) return rc;
+    char again[65];
+    checksum(params, m, v, tensors, n_tensors, state, again);
+    if (strcmp(again, sum) != 0)
+        return cu_error_set(err, CU_EFORMAT, "%s: checksum mismatch (file corrupted)", path);
+    return CU_OK;
+}
+
 int ckpt_load(const char *path, float *params, float *m, float *v, const gpt_tensor_t *tensors,
               int n_tensors, ckpt_meta_t *meta, cu_error_t *err) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -107,14 +122,8 @@ int ckpt_load(const char *path, float *params, float *m, float *v, const gpt_ten
     else if (meta_parse(state, meta) != 0)
         rc = cu_error_set(err, CU_EFORMAT, "%s: unreadable loop state '%s'", path, state);
     if (rc == CU_OK) rc = h5u_read_group(file, "tensors", params, tensors, n_tensors, path, err);
-    if (rc == CU_OK) rc = h5u_read_group(file, "adam_m", m, tensors, n_tensors, path, err);
-    if (rc == CU_OK) rc = h5u_read_group(file, "adam_v", v, tensors, n_tensors, path, err);
-    if (rc == CU_OK) {
-        char again[65];
-        checksum(params, m, v, tensors, n_tensors, state, again);
-        if (strcmp(again, sum) != 0)
-            rc = cu_error_set(err, CU_EFORMAT, "%s: checksum mismatch (file corrupted)", path);
-    }
+    if (rc == CU_OK)
+        rc = read_moments_checked(file, path, params, m, v, tensors, n_tensors, state, sum, err);
     free(format);
     free(state);
     free(sum);
@@ -139,15 +148,8 @@ int ckpt_verify_tensors(const char *path, const float *params, const gpt_tensor_
     int rc = m && v ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
     if (rc == CU_OK && (!state || !sum))
         rc = cu_error_set(err, CU_EFORMAT, "%s: checkpoint without its state or sha256", path);
-    if (rc == CU_OK) rc = h5u_read_group(file, "adam_m", m, tensors, n_tensors, path, err);
-    if (rc == CU_OK) rc = h5u_read_group(file, "adam_v", v, tensors, n_tensors, path, err);
-    if (rc == CU_OK) {
-        char again[65];
-        checksum(params, m, v, tensors, n_tensors, state, again);
-        if (strcmp(again, sum) != 0)
-            rc = cu_error_set(err, CU_EFORMAT,
-                              "%s: checksum mismatch (file corrupted); refusing to use it", path);
-    }
+    if (rc == CU_OK)
+        rc = read_moments_checked(file, path, params, m, v, tensors, n_tensors, state, sum, err);
     free(m);
     free(v);
     free(state);
