@@ -27,16 +27,6 @@ import gpt2_bpe_ref as ref  # noqa: E402
 import gpt2_testlib as lib  # noqa: E402
 
 
-def write_cases(tmp, cases):
-    paths = []
-    for name, data in cases:
-        path = os.path.join(tmp, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        paths.append(path)
-    return paths
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tok-encode", required=True)
@@ -57,7 +47,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="gpt2-parity-") as tmp:
         paths = lib.corpus_files()
         generated = lib.long_cases() + lib.fuzz_cases(args.seed, args.fuzz)
-        paths += write_cases(tmp, generated)
+        paths += lib.write_cases(tmp, generated)
         base = [args.tok_encode, "--dir", bpe_dir]
         try:
             runs = {

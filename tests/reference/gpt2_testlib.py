@@ -128,6 +128,17 @@ def long_cases():
     ]
 
 
+def write_cases(tmp, cases):
+    """Writes each (name, bytes) case to a file in tmp; returns the paths."""
+    paths = []
+    for name, data in cases:
+        path = os.path.join(tmp, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        paths.append(path)
+    return paths
+
+
 def run_lines(cmd):
     """Runs cmd; returns its stdout lines grouped by "# FILE" headers."""
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

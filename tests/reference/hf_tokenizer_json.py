@@ -46,16 +46,6 @@ GPT2_REWRITTEN = (r"(?:'s|'t|'re|'ve|'m|'ll|'d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{
                   r"\s+(?!\S)|\s+")
 
 
-def write_cases(tmp, cases):
-    paths = []
-    for name, data in cases:
-        path = os.path.join(tmp, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        paths.append(path)
-    return paths
-
-
 def tok_hash(tok_encode, d):
     p = subprocess.run([tok_encode, "--dir", d, "--hash"], capture_output=True, text=True)
     return p.stdout.strip() if p.returncode == 0 else "error: " + p.stderr.strip()
@@ -87,7 +77,7 @@ def gpt2_case(args, ck, tmp):
                       "continuing_subword_prefix": "", "end_of_word_suffix": "",
                       "fuse_unk": False, "byte_fallback": False, "vocab": vocab,
                       "merges": [a + " " + b for a, b in merges]}}
-    paths = write_cases(tmp, lib.long_cases() + lib.fuzz_cases(11, 60)) + lib.corpus_files()
+    paths = lib.write_cases(tmp, lib.long_cases() + lib.fuzz_cases(11, 60)) + lib.corpus_files()
     want = encode_all(args.tok_encode, bpe_dir, paths)
     want_hash = tok_hash(args.tok_encode, bpe_dir)
     variants = [("bytelevel", base, True)]
@@ -240,7 +230,7 @@ def llama3_case(args, ck, tmp):
         ("whole_words", b" hello world 12 hello\n\n   world"),
         ("special_text", b"<|begin_of_text|>text<|end_of_text|> <|eot_id|>"),
     ]
-    paths = (write_cases(tmp, hand + lib.long_cases() + lib.fuzz_cases(23, 80)) +
+    paths = (lib.write_cases(tmp, hand + lib.long_cases() + lib.fuzz_cases(23, 80)) +
              lib.corpus_files())
     got = encode_all(args.tok_encode, d, paths)
     special_ids = {a["id"] for a in added}
