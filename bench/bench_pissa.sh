@@ -33,37 +33,58 @@ done
 fi
 [ "$part" = svd ] && exit 0
 
-echo "== PiSSA / OLoRA / kaiming on the demo task"
+seeds=${CU_BENCH_SEEDS:-1337 1 2 3 4}
+echo "== PiSSA / OLoRA / kaiming on the demo task (job.seed: $seeds)"
 if [ ! -f runs/demo-base/final.h5 ]; then
   mpirun -n 1 --oversubscribe "$build/jobs/codex-train" configs/demo-base.yaml >/dev/null
 fi
 runs=$(mktemp -d)
 trap 'rm -rf "$runs"' EXIT
-for init in kaiming pissa olora; do
-  mpirun -n 1 --oversubscribe "$build/jobs/codex-train" configs/demo.yaml "job.runs_dir=$runs" \
-    "job.name=$init" "lora.init=$init" eval.every_steps=10 eval.batches=8 >/dev/null
+for seed in $seeds; do
+  for init in kaiming pissa olora; do
+    mpirun -n 1 --oversubscribe "$build/jobs/codex-train" configs/demo.yaml "job.runs_dir=$runs" \
+      "job.name=$init-$seed" "lora.init=$init" "job.seed=$seed" eval.every_steps=10 \
+      eval.batches=8 >/dev/null
+  done
 done
-/usr/bin/python3 - "$runs" "$target" <<'PY'
-import json, os, sys
-runs, target = sys.argv[1], sys.argv[2]
-curves = {}
-for init in ("kaiming", "pissa", "olora"):
+/usr/bin/python3 - "$runs" "$target" $seeds <<'PY'
+import json, os, statistics, sys
+runs, target_arg, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]
+INITS = ("kaiming", "pissa", "olora")
+
+
+def curve(name):
     pts = []
-    with open(os.path.join(runs, init, "metrics.jsonl")) as fh:
+    with open(os.path.join(runs, name, "metrics.jsonl")) as fh:
         for line in fh:
             o = json.loads(line)
             if "val_loss" in o:
                 pts.append((o["step"], o["val_loss"]))
-    curves[init] = pts
-target = float(target) if target else min(v for _, v in curves["kaiming"])
-print(f"target validation loss {target:.4f}")
-for init, pts in curves.items():
-    hit = next((s for s, v in pts if v <= target), None)
-    best = min(pts, key=lambda p: p[1])
-    print(f"{init:8s} first eval {pts[0][1]:.4f} @ {pts[0][0]}, best {best[1]:.4f} @ {best[0]}, "
-          f"steps to {target:.4f}: {hit if hit is not None else 'not reached'}")
-print("val loss every 10 steps:")
-print("step " + " ".join(f"{init:>8s}" for init in curves))
-for i in range(len(curves["kaiming"])):
-    print(f"{curves['kaiming'][i][0]:4d} " + " ".join(f"{curves[k][i][1]:8.4f}" for k in curves if i < len(curves[k])))
+    return pts
+
+
+ratios = {"pissa": [], "olora": []}
+for seed in seeds:
+    curves = {init: curve(f"{init}-{seed}") for init in INITS}
+    # the target: what kaiming reaches with this seed, unless one was given
+    target = float(target_arg) if target_arg else min(v for _, v in curves["kaiming"])
+    print(f"seed {seed}: target validation loss {target:.4f}")
+    steps = {}
+    for init, pts in curves.items():
+        hit = next((s for s, v in pts if v <= target), None)
+        steps[init] = hit
+        best = min(pts, key=lambda p: p[1])
+        print(f"  {init:8s} first eval {pts[0][1]:.4f} @ {pts[0][0]}, best {best[1]:.4f} @ "
+              f"{best[0]}, steps to target: {hit if hit is not None else 'not reached'}")
+    for init in ratios:
+        if steps["kaiming"] and steps[init]:
+            ratios[init].append(steps[init] / steps["kaiming"])
+        else:
+            ratios[init].append(None)
+for init, rs in ratios.items():
+    got = [r for r in rs if r is not None]
+    shown = " ".join("-" if r is None else f"{r:.2f}" for r in rs)
+    med = f"{statistics.median(got):.2f}" if got else "-"
+    print(f"steps {init} / steps kaiming per seed: {shown} (median of reached {med}, "
+          f"reached in {len(got)} of {len(rs)})")
 PY
