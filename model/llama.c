@@ -210,6 +210,15 @@ void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
 /* Backward of block l: m->dresidual holds dloss/d(block output) and on
  * return dloss/d(block input). Returns 0 when nothing below needs a
  * gradient. */
+/* linear's backward: W's gradient when W trains, the site's adapter
+ * gradients, and dx = beta * dx + dout W plus the adapter's share (dx NULL:
+ * nothing below needs it). */
+static void linear_backward(gpt_t *m, int l, int t, float *dx, const float *dout, const float *x,
+                            float *w, int N, int in, int outc, float beta) {
+    matmul_backward(dx, gpt_impl_pgrad(m, w), NULL, dout, x, w, N, in, outc, beta);
+    gpt_impl_lora_backward(m, l, t, dout, x, dx, N);
+}
+
 static int block_backward(gpt_t *m, int l) {
     dims_t d = dims(m);
     int B = m->cur_B, T = m->cur_T, N = B * T, C = d.C, KV = d.KV, F = d.F;
@@ -227,8 +236,7 @@ static int block_backward(gpt_t *m, int l) {
     int below = gpt_impl_need_below(m, base + LLAMA_DOWN);
     float *dh = below ? m->dbig : NULL;
     w = LAYER(m->wdown, l, C * F);
-    matmul_backward(dh, gpt_impl_pgrad(m, w), NULL, dres, h, w, N, F, C, 0.0f);
-    gpt_impl_lora_backward(m, l, LLAMA_DOWN, dres, h, dh, N);
+    linear_backward(m, l, LLAMA_DOWN, dh, dres, h, w, N, F, C, 0.0f);
     if (!below) return 0;
     swiglu_backward(m->dgate, m->dup, m->dbig, gate, up, (long)N * F);
 
@@ -236,11 +244,9 @@ static int block_backward(gpt_t *m, int l) {
     below = gpt_impl_need_below(m, base + LLAMA_GATE);
     float *dln = below ? dsmall : NULL;
     w = LAYER(m->wgate, l, F * C);
-    matmul_backward(dln, gpt_impl_pgrad(m, w), NULL, m->dgate, ln2, w, N, C, F, 0.0f);
-    gpt_impl_lora_backward(m, l, LLAMA_GATE, m->dgate, ln2, dln, N);
+    linear_backward(m, l, LLAMA_GATE, dln, m->dgate, ln2, w, N, C, F, 0.0f);
     w = LAYER(m->wup, l, F * C);
-    matmul_backward(dln, gpt_impl_pgrad(m, w), NULL, m->dup, ln2, w, N, C, F, 1.0f);
-    gpt_impl_lora_backward(m, l, LLAMA_UP, m->dup, ln2, dln, N);
+    linear_backward(m, l, LLAMA_UP, dln, m->dup, ln2, w, N, C, F, 1.0f);
     if (!below) return 0;
     w = LAYER(m->mlp_norm, l, C);
     rmsnorm_backward(dres, gpt_impl_pgrad(m, w), dsmall, res2, w, LAYER(m->ln2_rstd, l, N), N, C);
@@ -248,9 +254,7 @@ static int block_backward(gpt_t *m, int l) {
     /* output projection: x2 = x + atty Wo^T */
     below = gpt_impl_need_below(m, base + LLAMA_O);
     w = LAYER(m->wo, l, C * C);
-    matmul_backward(below ? dsmall : NULL, gpt_impl_pgrad(m, w), NULL, dres, atty, w, N, C, C,
-                    0.0f);
-    gpt_impl_lora_backward(m, l, LLAMA_O, dres, atty, below ? dsmall : NULL, N);
+    linear_backward(m, l, LLAMA_O, below ? dsmall : NULL, dres, atty, w, N, C, C, 0.0f);
     if (!below) return 0;
     attention_gqa_backward(m->dq, m->dk, m->dv, dsmall, q, k, v, atty, LAYER(m->lse, l, N * d.NH),
                            m->att_scratch, B, T, d.NH, d.NKV, d.hs);
@@ -261,14 +265,11 @@ static int block_backward(gpt_t *m, int l) {
     below = gpt_impl_need_below(m, base + LLAMA_Q);
     dln = below ? dsmall : NULL;
     w = LAYER(m->wq, l, C * C);
-    matmul_backward(dln, gpt_impl_pgrad(m, w), NULL, m->dq, ln1, w, N, C, C, 0.0f);
-    gpt_impl_lora_backward(m, l, LLAMA_Q, m->dq, ln1, dln, N);
+    linear_backward(m, l, LLAMA_Q, dln, m->dq, ln1, w, N, C, C, 0.0f);
     w = LAYER(m->wk, l, KV * C);
-    matmul_backward(dln, gpt_impl_pgrad(m, w), NULL, m->dk, ln1, w, N, C, KV, 1.0f);
-    gpt_impl_lora_backward(m, l, LLAMA_K, m->dk, ln1, dln, N);
+    linear_backward(m, l, LLAMA_K, dln, m->dk, ln1, w, N, C, KV, 1.0f);
     w = LAYER(m->wv, l, KV * C);
-    matmul_backward(dln, gpt_impl_pgrad(m, w), NULL, m->dv, ln1, w, N, C, KV, 1.0f);
-    gpt_impl_lora_backward(m, l, LLAMA_V, m->dv, ln1, dln, N);
+    linear_backward(m, l, LLAMA_V, dln, m->dv, ln1, w, N, C, KV, 1.0f);
     if (!below) return 0;
     w = LAYER(m->attn_norm, l, C);
     rmsnorm_backward(dres, gpt_impl_pgrad(m, w), dsmall, residual, w, LAYER(m->ln1_rstd, l, N), N,
