@@ -10,6 +10,8 @@ Cases:
         (data-drawn="1", with points) for the jobs that have metrics; the
         page polls and fetches metrics incrementally. A screenshot is kept
         when ITA_SCREENSHOT names a file.
+        Then jobs with Slurm ids against fake squeue/sacct: the scheduler
+        column shows Slurm's state, reason and nodes.
   live  Chromium driven over the DevTools protocol (--remote-debugging-pipe):
         while the page is open, a writer appends 30 steps to a running
         job's metrics.jsonl and rewrites its state.json; within seconds,
@@ -28,7 +30,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ita_server import Ctx, Server, T, now_rfc3339, set_state  # noqa: E402
+from ita_server import (Ctx, FakeSlurm, Server, T, now_rfc3339, sched_job, set_state,  # noqa: E402
+                        submit_yaml)
 
 
 def chromium(binary, url, extra, timeout=90):
@@ -155,6 +158,50 @@ def case_live(ctx, browser, t):
             dt.close()
 
 
+def case_scheduler(ctx, browser, t):
+    """Jobs with Slurm ids (fake squeue/sacct): the scheduler column says
+    what Slurm says (state, reason, nodes, or that it does not know the id)
+    and the status badge carries the detail."""
+    fake = FakeSlurm()
+    runs = tempfile.mkdtemp(prefix="ita-dash-sched-")
+    try:
+        for name, sid in (("sl-run", "7001"), ("sl-pend", "7002"), ("sl-timeout", "7003"),
+                          ("sl-gone", "7005")):
+            sched_job(runs, name, sid, age_s=1)
+        fake.put("squeue.txt", "7001|RUNNING|None|node1\n7002|PENDING|Priority|\n"
+                 "7003|TIMEOUT|TimeLimit|node1\n")
+        with Server(ctx, live_runs=runs, extra_yaml=submit_yaml(ctx, None, fake),
+                    env=fake.env) as s:
+            # the page is loaded once the service has asked Slurm
+            end = time.time() + 10
+            while time.time() < end:
+                st, h, d = s.json("/v1/jobs/sl-gone")
+                if ((d or {}).get("scheduler") or {}).get("known") is not None:
+                    break
+                time.sleep(0.1)
+            url = "http://127.0.0.1:%d/#key=%s" % (s.port, s.keys["reader"])
+            p = chromium(browser, url, ["--dump-dom"])
+            dom = p.stdout
+            sched = dict(re.findall(r'<tr data-job="([^"]+)"[^>]*>.*?<td class="sched">([^<]*)</td>',
+                                    dom))
+            print("scheduler column:", sched)
+            t.check(sched.get("sl-run") == "Slurm 7001 RUNNING on node1",
+                    "a running Slurm job shows its state and node: %r" % sched.get("sl-run"))
+            t.check(sched.get("sl-pend") == "Slurm 7002 PENDING (Priority)",
+                    "a pending one shows Slurm's reason: %r" % sched.get("sl-pend"))
+            t.check(sched.get("sl-timeout") == "Slurm 7003 TIMEOUT (TimeLimit) on node1" and
+                    'data-job="sl-timeout" data-status="TIMEOUT"' in dom,
+                    "a job Slurm ended for its time limit shows TIMEOUT: %r" %
+                    sched.get("sl-timeout"))
+            t.check(sched.get("sl-gone") == "Slurm 7005 · not known to Slurm",
+                    "a job no scheduler knows says so: %r" % sched.get("sl-gone"))
+            t.check(re.search(r'<span class="badge TIMEOUT" title="[^"]*TIMEOUT', dom) is not None,
+                    "the TIMEOUT badge carries the detail as its title")
+    finally:
+        fake.close()
+        shutil.rmtree(runs, ignore_errors=True)
+
+
 def main():
     if len(sys.argv) not in (5, 6):
         print(__doc__)
@@ -210,6 +257,10 @@ def main():
         p = chromium(browser, "http://127.0.0.1:%d/" % s.port, ["--dump-dom"])
         t.check("enter an API key" in p.stdout and "<tr data-job" not in p.stdout,
                 "without a key: a prompt, no data")
+    try:
+        case_scheduler(ctx, browser, t)
+    except Exception as e:  # reported as a failure with its cause
+        t.check(False, "scheduler case raised %r" % e)
     return t.summary()
 
 

@@ -53,6 +53,23 @@ function cell(tr, text, cls) {
   tr.appendChild(td);
 }
 
+// What the scheduler says of a job: "Slurm 1234 RUNNING on node1",
+// "Slurm 1235 PENDING (Priority)", "Slurm 1236 · not known to Slurm", plus
+// why the last refresh failed when it did (the previous answer is kept).
+function schedText(sc) {
+  if (!sc || !sc.slurm_job_id) return "–";
+  let t = "Slurm " + sc.slurm_job_id;
+  if (sc.known === true) {
+    if (sc.state) t += " " + sc.state;
+    if (sc.reason) t += " (" + sc.reason + ")";
+    if (sc.nodes) t += " on " + sc.nodes;
+  } else {
+    t += sc.known === false ? " · not known to Slurm" : " · not asked yet";
+  }
+  if (sc.error) t += " · " + sc.error;
+  return t;
+}
+
 function renderTable(jobs) {
   const tbody = document.querySelector("#jobs tbody");
   tbody.replaceChildren();
@@ -64,7 +81,9 @@ function renderTable(jobs) {
     const badge = document.createElement("span");
     badge.className = "badge " + j.status;
     badge.textContent = j.status;
+    if (j.detail) badge.title = j.detail;
     cell(tr, badge);
+    cell(tr, schedText(j.scheduler), "sched");
     cell(tr, j.step + " / " + j.max_steps, "num");
     const bar = document.createElement("span");
     bar.className = "bar";
