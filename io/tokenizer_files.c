@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include "core/fileio.h"
+
 #define EXPECTED_FILES "encoder.json + vocab.bpe, vocab.json + merges.txt, or tokenizer.json"
 #define FETCH_HINT "scripts/fetch-gpt2-bpe.sh fetches GPT-2's into third_party_data/gpt2/"
 
@@ -423,6 +425,37 @@ static int load_gpt2(const char *dir, cu_tokenizer_t **out, cu_error_t *err) {
     free(vocab_path);
     free(merges_path);
     return rc;
+}
+
+int io_tokenizer_dir_has_files(const char *dir) {
+    static const char *const names[][2] = {
+        {"encoder.json", "vocab.bpe"}, {"vocab.json", "merges.txt"}, {"tokenizer.json", NULL}};
+    if (!dir || !dir[0] || !cu_is_dir(dir)) return 0;
+    char a[4200], b[4200];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(a, sizeof a, "%s/%s", dir, names[i][0]);
+        snprintf(b, sizeof b, "%s/%s", dir, names[i][1] ? names[i][1] : names[i][0]);
+        if (path_exists(a) && path_exists(b)) return 1;
+    }
+    return 0;
+}
+
+int io_tokenizer_resolve_config(cu_config_t *cfg, cu_error_t *err) {
+    const char *init = cfg->model.init;
+    if (strcmp(init, "random") == 0 || !io_tokenizer_dir_has_files(init)) return CU_OK;
+    if (strcmp(cfg->tokenizer.kind, "gpt2") == 0 && !cfg->tokenizer.path[0]) {
+        if (strlen(init) >= sizeof cfg->tokenizer.path)
+            return cu_error_set(err, CU_EINVAL, "model.init: path too long for tokenizer.path");
+        memcpy(cfg->tokenizer.path, init, strlen(init) + 1);
+        return CU_OK;
+    }
+    if (strcmp(cfg->tokenizer.kind, "byte") == 0 && strcmp(cfg->data.source, "random") != 0)
+        return cu_error_set(err, CU_EINVAL,
+                            "model.init %s ships its own tokenizer but tokenizer.kind is byte, "
+                            "whose ids are not the model's: set tokenizer.kind: gpt2 "
+                            "(tokenizer.path then defaults to that folder)",
+                            init);
+    return CU_OK;
 }
 
 int io_tokenizer_load(const char *kind, const char *path, cu_tokenizer_t **out, cu_error_t *err) {

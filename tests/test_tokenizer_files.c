@@ -254,6 +254,50 @@ static void test_tokenizer_json(void) {
     EXPECT_ERROR("gpt2", "tjbos", CU_EINVAL, "add_bos_token is true but there is no bos");
 }
 
+static void set_str(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    CHECK_MSG(n < cap, "%s does not fit", src);
+    if (n < cap) memcpy(dst, src, n + 1);
+}
+
+/* model.init a folder with tokenizer files: tokenizer.path comes from it
+ * (gpt2), and the byte tokenizer is refused for it. */
+static void test_resolve_config(void) {
+    char tj[1024], hf[1024], half[1024], empty[1024];
+    path_in(tj, sizeof tj, "tj", "");
+    path_in(hf, sizeof hf, "hf", "");
+    path_in(half, sizeof half, "half", "");
+    path_in(empty, sizeof empty, "empty", "");
+    CHECK(io_tokenizer_dir_has_files(tj) && io_tokenizer_dir_has_files(hf));
+    CHECK(!io_tokenizer_dir_has_files(half) && !io_tokenizer_dir_has_files(empty));
+    char file[1100];
+    snprintf(file, sizeof file, "%s/tokenizer.json", tj);
+    CHECK(!io_tokenizer_dir_has_files(file) && !io_tokenizer_dir_has_files("/no/such/dir"));
+
+    cu_config_t c;
+    cu_error_t err = {0};
+    config_defaults(&c);
+    set_str(c.model.init, sizeof c.model.init, tj);
+    set_str(c.tokenizer.kind, sizeof c.tokenizer.kind, "gpt2");
+    CHECK_MSG(io_tokenizer_resolve_config(&c, &err) == CU_OK, "%s", err.msg);
+    CHECK_MSG(strcmp(c.tokenizer.path, tj) == 0, "derived tokenizer.path '%s'", c.tokenizer.path);
+    set_str(c.tokenizer.path, sizeof c.tokenizer.path, hf); /* given: kept */
+    CHECK(io_tokenizer_resolve_config(&c, &err) == CU_OK && strcmp(c.tokenizer.path, hf) == 0);
+    config_defaults(&c); /* byte on a folder that ships a tokenizer, for real text */
+    set_str(c.data.source, sizeof c.data.source, "hdf5");
+    set_str(c.model.init, sizeof c.model.init, tj);
+    CHECK(io_tokenizer_resolve_config(&c, &err) == CU_EINVAL);
+    CHECK_MSG(strstr(err.msg, tj) && strstr(err.msg, "tokenizer.kind is byte") &&
+                  strstr(err.msg, "tokenizer.kind: gpt2"),
+              "%s", err.msg);
+    set_str(c.data.source, sizeof c.data.source, "random"); /* ids do not matter */
+    CHECK(io_tokenizer_resolve_config(&c, &err) == CU_OK && !c.tokenizer.path[0]);
+    config_defaults(&c); /* a folder without tokenizer files: nothing changes */
+    set_str(c.model.init, sizeof c.model.init, empty);
+    set_str(c.tokenizer.kind, sizeof c.tokenizer.kind, "gpt2");
+    CHECK(io_tokenizer_resolve_config(&c, &err) == CU_OK && !c.tokenizer.path[0]);
+}
+
 static void remove_tree(const char *path) {
     struct stat st;
     if (lstat(path, &st) != 0) return;
@@ -282,4 +326,5 @@ static void test_cleanup(void) {
 }
 
 TEST_MAIN(TEST(test_setup), TEST(test_byte_kind), TEST(test_both_layouts_load_alike),
-          TEST(test_errors), TEST(test_tokenizer_json), TEST(test_cleanup))
+          TEST(test_errors), TEST(test_tokenizer_json), TEST(test_resolve_config),
+          TEST(test_cleanup))
