@@ -158,7 +158,7 @@ static int open_text_redacted(trainer_t *t, int vocab, uint64_t seed, cu_error_t
 
 static int open_source(trainer_t *t, int vocab, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
-    uint64_t seed = cu_hash64((uint64_t)c->job.seed, 0xda7a);
+    uint64_t seed = eval_data_seed(c);
     int rc;
     if (strcmp(c->data.source, "random") == 0) {
         rc = tokens_open_random(&t->src, vocab, seed, err);
@@ -187,7 +187,7 @@ static int open_source(trainer_t *t, int vocab, cu_error_t *err) {
         dataset_meta_t meta;
         rc = dataset_read_meta(c->data.path, &meta, err);
         if (rc == CU_OK && meta.tokens[DATASET_VAL] > (uint64_t)c->data.seq_len)
-            rc = tokens_open_h5(&t->val, c->data.path, "val", vocab, cu_hash64(seed, 0x7a1), err);
+            rc = tokens_open_h5(&t->val, c->data.path, "val", vocab, eval_val_seed(c), err);
         if (rc) return cu_error_prefix(err, "data.path");
     }
     return CU_OK;

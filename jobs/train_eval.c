@@ -13,6 +13,14 @@
 #include "model/sample.h"
 #include "safety/sandbox.h"
 
+uint64_t eval_data_seed(const cu_config_t *cfg) {
+    return cu_hash64((uint64_t)cfg->job.seed, 0xda7a);
+}
+
+uint64_t eval_val_seed(const cu_config_t *cfg) {
+    return cu_hash64(eval_data_seed(cfg), 0x7a1);
+}
+
 int eval_run(gpt_t *m, const token_source_t *val, const cu_config_t *cfg, const cu_world_t *w,
              int32_t *inputs, int32_t *targets, int32_t *window, eval_result_t *out,
              cu_error_t *err) {
