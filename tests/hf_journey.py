@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""A user's journey with a pre-trained Hugging Face Llama, end to end
+(CTest `hf_llama_journey`, label `reference`: it needs PyTorch).
+
+The test makes the folder a user would download, then runs the commands
+docs/export.md's "A Hugging Face Llama, start to finish" lists:
+
+  hf/  model-0000{1,2}-of-00002.safetensors (BF16) + model.safetensors.index.json,
+       config.json (model_type llama, 4 query heads, 2 key/value heads, an
+       untied head, vocab_size = the tokenizer's), tokenizer.json (Llama-3
+       style: byte-level BPE learned from the corpus, Llama-3's Split
+       pattern, ignore_merges, <|begin_of_text|> <|end_of_text|> <|eot_id|>),
+       tokenizer_config.json (add_bos_token, bos_token, eos_token)
+  codexctl prepare -o data.h5 --tokenizer-path hf --val val/ corpus/ val/
+  mpirun -n 2 codex-train job.yaml          (model.init: hf, tokenizer from it)
+  codexctl export runs/j --format peft -o peft
+  codexctl export runs/j --format merged -o merged
+  codexctl generate / eval on runs/j and on merged
+
+Asserted: the dataset's ids are what the tokenizer.json gives (a Python
+oracle of the same tokenizer) framed as docs/formats.md says (BOS, text,
+EOS per document), its hash is the tokenizer's; the job took the
+architecture from config.json and the loss fell; generate prints text
+decoded with the folder's tokenizer (a special token as its own text, not
+as byte-level characters); eval's loss on the run equals the job's final
+validation loss (same windows) and eval on the merged folder equals it
+within 1e-5; the merged weights are base + s B A of the PEFT adapter
+(1e-5) and the merged folder's logits in PyTorch equal the C model's
+(1e-4 relative).
+
+usage: hf_journey.py --train EXE --ctl EXE --tok-encode EXE --dumper EXE
+Exit: 0 passed, 1 a check failed, 77 PyTorch missing.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(HERE)  # commands run in the repository, as a user's do
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "reference"))
+sys.dont_write_bytecode = True
+
+from checks import Checks  # noqa: E402
+import shutil  # noqa: E402
+from e2e import STEP_RE, mpirun, run, screen_lines  # noqa: E402
+
+try:
+    import torch  # noqa: F401
+except ImportError:
+    print("PyTorch is not installed for %s: skipping" % sys.executable)
+    sys.exit(77)
+if not shutil.which("h5dump"):
+    print("h5dump (hdf5-tools) is not installed: skipping")
+    sys.exit(77)
+
+import hf_gpt2_ref as hf  # noqa: E402
+import hf_llama_ref as llama  # noqa: E402
+import hf_tokenizer_json as tj  # noqa: E402
+
+np = hf.np
+
+# A small code corpus: functions in Python and C with a few recurring
+# shapes, so LoRA on a frozen random base has something to learn.
+NAMES = ["total", "count", "value", "index", "result", "buffer", "length", "offset"]
+
+
+def py_doc(k):
+    a, b = NAMES[k % 8], NAMES[(k * 3 + 1) % 8]
+    return "".join(
+        "def add_%s_%d(%s, %s):\n    return %s + %s * %d\n\n" % (a, i, a, b, a, b, i % 5)
+        for i in range(k, k + 12))
+
+
+def c_doc(k):
+    a, b = NAMES[k % 8], NAMES[(k * 5 + 2) % 8]
+    return "".join(
+        "static int add_%s_%d(int %s, int %s) {\n    return %s + %s * %d;\n}\n\n"
+        % (a, i, a, b, a, b, i % 5) for i in range(k, k + 10))
+
+
+def write_corpus(tmp):
+    corpus, val = os.path.join(tmp, "corpus"), os.path.join(tmp, "val")
+    os.makedirs(corpus)
+    os.makedirs(val)
+    docs = {}
+    for k in range(12):
+        docs[os.path.join(corpus, "m%02d.py" % k)] = py_doc(k)
+        docs[os.path.join(corpus, "s%02d.c" % k)] = c_doc(k)
+    docs[os.path.join(val, "held.py")] = py_doc(20) + py_doc(30)
+    docs[os.path.join(val, "held.c")] = c_doc(25)
+    for p, text in docs.items():
+        with open(p, "w") as fh:
+            fh.write(text)
+    return corpus, val, docs
+
+
+def make_folder(d, docs):
+    """The pre-trained model folder; returns (weights, tokenizer oracle,
+    special ids by name)."""
+    os.makedirs(d)
+    doc, oracle = tj.llama3_tokenizer([t.encode() for t in docs.values()], 300)
+    specials = {a["content"]: a["id"] for a in doc["added_tokens"]}
+    vocab = len(oracle.model_vocab) + len(specials)
+    llama.set_dims(L=2, NH=4, NKV=2, C=32, F=64, V=vocab, P=2048)
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, ensure_ascii=False)
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as fh:
+        json.dump({"add_bos_token": True, "add_eos_token": False,
+                   "bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>",
+                   "tokenizer_class": "PreTrainedTokenizerFast",
+                   "model_max_length": 2048}, fh, indent=2)
+    w = llama.make_weights(11)
+    cfg = llama.config_json(bos_token_id=specials["<|begin_of_text|>"],
+                            eos_token_id=specials["<|end_of_text|>"], torch_dtype="bfloat16")
+    with open(os.path.join(d, "config.json"), "w") as fh:
+        json.dump(cfg, fh, indent=2)
+    names = sorted(w)
+    parts = {"model-00001-of-00002.safetensors": names[:len(names) // 2],
+             "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for fn, ns in parts.items():
+        hf.write_safetensors(os.path.join(d, fn), {n: w[n] for n in ns}, "BF16", {"format": "pt"})
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as fh:
+        json.dump({"metadata": {"total_size": 0},
+                   "weight_map": {n: fn for fn, ns in parts.items() for n in ns}}, fh)
+    return llama.bf16_values(w), oracle, specials
+
+
+def h5_attr(path, name):
+    out = subprocess.run(["h5dump", "-a", "/" + name, path], capture_output=True,
+                         text=True).stdout
+    m = re.search(r"\(0\):\s*(\"[^\"]*\"|[-0-9.e+]+)", out)
+    return None if not m else m.group(1).strip('"')
+
+
+def h5_ints(path, dataset):
+    out = subprocess.run(["h5dump", "-y", "-w", "0", "-d", dataset, path], capture_output=True,
+                         text=True).stdout
+    m = re.search(r"DATA \{(.*?)\}", out, re.S)
+    return [int(x) for x in re.findall(r"\d+", m.group(1))] if m else None
+
+
+def framed(oracle, texts, bos, eos):
+    ids = []
+    for t in texts:
+        ids += [bos] + oracle.encode(t.encode()) + [eos]
+    return ids
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
+        return [json.loads(line) for line in fh]
+
+
+def val_losses(stdout):
+    return [float(m.group(1)) for m in
+            (re.search(r"^eval\s+\d+ \| val loss ([0-9.]+)", l) for l in screen_lines(stdout))
+            if m]
+
+
+def check_dataset(a, f, tmp, hfdir, data, docs, oracle, specials):
+    bos, eos = specials["<|begin_of_text|>"], specials["<|end_of_text|>"]
+    h = subprocess.run([a.tok_encode, "--dir", hfdir, "--hash"], capture_output=True,
+                       text=True).stdout.strip()
+    f.check(h5_attr(data, "tokenizer_sha256") == h and len(h) == 64,
+            "the dataset's tokenizer_sha256 is the folder's tokenizer.json hash")
+    f.check(h5_attr(data, "tokenizer_vocab_size") == str(llama.V),
+            f"the dataset's vocabulary is the tokenizer's {llama.V} (= config.json vocab_size)")
+    f.check(h5_attr(data, "eot_id") == str(eos), f"eot_id is eos_token <|end_of_text|> = {eos}")
+    for split, pick in (("val", lambda p: "/val/" in p), ("train", lambda p: "/corpus/" in p)):
+        want = framed(oracle, [docs[p] for p in sorted(docs) if pick(p)], bos, eos)
+        got = h5_ints(data, f"/{split}/tokens")
+        first = next((i for i, (x, y) in enumerate(zip(got or [], want)) if x != y), None)
+        f.check(got == want, f"/{split}/tokens = <|begin_of_text|> + the oracle's ids + "
+                f"<|end_of_text|> per document ({len(want)} ids; first difference at {first}, "
+                f"got {len(got or [])} ids)")
+        if split == "val":
+            print(f"measured: val starts {got[:8] if got else None}, oracle {want[:8]}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for k in ("train", "ctl", "tok_encode", "dumper"):
+        ap.add_argument("--" + k.replace("_", "-"), required=True)
+    ap.add_argument("--keep", help="work in this directory and keep it")
+    a = ap.parse_args()
+    for k in ("train", "ctl", "tok_encode", "dumper"):
+        setattr(a, k, os.path.abspath(getattr(a, k)))
+    f = Checks()
+    with tempfile.TemporaryDirectory(prefix="cu_journey_") as tmp:
+        tmp = a.keep or tmp
+        os.makedirs(tmp, exist_ok=True)
+        journey(a, f, tmp)
+    return f.summary()
+
+
+def journey(a, f, tmp):
+    corpus, val, docs = write_corpus(tmp)
+    hfdir = os.path.join(tmp, "hf")
+    base_w, oracle, specials = make_folder(hfdir, docs)
+    print(f"measured: vocabulary {llama.V} ({len(oracle.model_vocab)} BPE + {len(specials)} "
+          f"special), {len(docs)} documents")
+    # 1. prepare with the folder's tokenizer.json (no vocab.json/merges.txt there)
+    data = os.path.join(tmp, "data.h5")
+    p = run([a.ctl, "prepare", "-o", data, "--tokenizer-path", hfdir, "--val", val, corpus, val],
+            cwd=SRC)
+    if not f.check(p.returncode == 0, f"codexctl prepare with the folder's tokenizer.json "
+                   f"(exit {p.returncode})"):
+        return
+    check_dataset(a, f, tmp, hfdir, data, docs, oracle, specials)
+    # 2. LoRA on 2 ranks, model.init the folder; the arch comes from config.json
+    steps = 40
+    job = os.path.join(tmp, "job.yaml")
+    with open(job, "w") as fh:
+        fh.write(f"""job:
+  name: journey
+  runs_dir: {tmp}/runs
+model:
+  init: {hfdir}
+tokenizer:
+  kind: gpt2
+data:
+  source: hdf5
+  path: {data}
+  seq_len: 32
+lora:
+  enabled: true
+  targets: [all-linear]
+  r: 8
+  alpha: 16
+train:
+  global_batch_size: 8
+  micro_batch_size: 2
+  max_steps: {steps}
+  lr: 1e-2
+  warmup_steps: 0
+  log_every: 1
+eval:
+  every_steps: {steps}
+  batches: 2
+""")
+    # left at the byte tokenizer, the job is refused before anything is written
+    p = mpirun(2, [a.train, job, "tokenizer.kind=byte"], cwd=SRC)
+    f.check(p.returncode == 2 and "tokenizer.kind is byte" in p.stderr and hfdir in p.stderr and
+            not os.path.exists(os.path.join(tmp, "runs", "journey")),
+            f"tokenizer.kind byte on the folder: exit 2 naming it (got {p.returncode})")
+    p = mpirun(2, [a.train, job], cwd=SRC, screen=True)
+    f.check(p.returncode == 0, f"codex-train on 2 ranks exits 0 (got {p.returncode})")
+    ls = [float(m.group(3)) for m in (STEP_RE.match(l) for l in p.stdout.split("\n")) if m]
+    f.check(len(ls) == steps, f"{steps} steps logged ({len(ls)})")
+    if len(ls) >= 8:
+        first, last = sum(ls[:5]) / 5, sum(ls[-5:]) / 5
+        print(f"measured: loss first 5 steps {first:.4f}, last 5 {last:.4f}")
+        f.check(last < first - 0.5, f"the loss falls ({first:.3f} -> {last:.3f})")
+    vl = val_losses(p.stdout)
+    f.check(len(vl) == 1, f"one validation at the last step ({vl})")
+    run_dir = os.path.join(tmp, "runs", "journey")
+    jy = open(os.path.join(run_dir, "job.yaml")).read() if os.path.isfile(
+        os.path.join(run_dir, "job.yaml")) else ""
+    f.check(re.search(r"arch: llama", jy) and re.search(r"n_kv_head: 2", jy) and
+            re.search(rf"vocab_size: {llama.V}\b", jy),
+            "job.yaml: arch llama, n_kv_head 2 and the vocabulary from config.json")
+    f.check(re.search(r"^tokenizer:\n  kind: gpt2\n  path: %s$" % re.escape(hfdir), jy, re.M),
+            "job.yaml: tokenizer.path is the model.init folder (not given in job.yaml)")
+    # 3. export
+    peft, merged = os.path.join(tmp, "peft"), os.path.join(tmp, "merged")
+    q = run([a.ctl, "export", run_dir, "--format", "peft", "-o", peft], cwd=SRC)
+    f.check(q.returncode == 0, "export --format peft")
+    q2 = run([a.ctl, "export", run_dir, "--format", "merged", "-o", merged], cwd=SRC)
+    f.check(q2.returncode == 0, "export --format merged")
+    if q.returncode or q2.returncode:
+        return
+    for fn in ("tokenizer.json", "tokenizer_config.json", "config.json"):
+        f.check(os.path.isfile(os.path.join(merged, fn)), f"merged folder has {fn}")
+    # 4. generate on the run and on the merged folder: the same greedy text
+    outs = []
+    for what in (run_dir, merged):
+        g = run([a.ctl, "generate", what, "--prompt", "def add_total_3(total, count):\n",
+                 "--max-new-tokens", "24", "--temperature", "0"], cwd=SRC)
+        outs.append(g.stdout if g.returncode == 0 else None)
+        f.check(g.returncode == 0 and g.stdout.strip(), f"generate on {os.path.basename(what)}")
+    f.check(outs[0] is not None and outs[0] == outs[1],
+            "greedy generate prints the same text on the run and on the merged folder")
+    text = outs[0] or ""
+    f.check("Ġ" not in text and "Ċ" not in text,
+            "generate decodes byte-level BPE (no Ġ/Ċ characters in the output)")
+    # 5. eval: on the run, the windows the job evaluated (eval.batches x
+    # global_batch_size of its val order) give its final validation loss;
+    # on the whole val split, the run and the merged folder agree
+    def evaluate(what, *extra):
+        e = run([a.ctl, "eval", what, "--data", data, "--json", "--seq-len", "32"] + list(extra),
+                cwd=SRC)
+        try:
+            return json.loads(e.stdout)["loss"]
+        except (ValueError, KeyError):
+            return None
+
+    job_windows = evaluate(run_dir, "--max-windows", str(2 * 8))
+    job_val = [o["val_loss"] for o in metrics(run_dir) if "val_loss" in o]
+    if f.check(job_val and job_windows is not None, "eval on the run, the job's windows"):
+        rel = abs(job_windows - job_val[-1]) / job_val[-1]
+        print(f"measured: job's final val loss {job_val[-1]}, eval on the run {job_windows} "
+              f"(rel {rel:.1e})")
+        f.check(rel < 5e-6, "eval on the run equals the job's final validation loss "
+                "(metrics.jsonl keeps 6 digits)")
+    ev = [evaluate(what, "--max-windows", "0") for what in (run_dir, merged)]
+    if f.check(None not in ev, "eval of the whole val split on the run and the merged folder"):
+        rel = abs(ev[0] - ev[1]) / ev[0]
+        print(f"measured: eval run {ev[0]:.7f}, merged {ev[1]:.7f} (rel {rel:.1e})")
+        f.check(rel < 1e-5, "eval: merged equals adapted within 1e-5")
+    # 6. PyTorch: the merged weights are base + s B A; its logits equal C's
+    ac = json.load(open(os.path.join(peft, "adapter_config.json")))
+    ad = hf.adapters_from_peft(hf.read_safetensors(
+        os.path.join(peft, "adapter_model.safetensors"))[0])
+    scale = ac["lora_alpha"] / (math.sqrt(ac["r"]) if ac.get("use_rslora") else ac["r"])
+    mw, _ = hf.read_safetensors(os.path.join(merged, "model.safetensors"))
+    f.check(set(mw) == set(base_w), "merged: the base's tensor names, nothing else")
+    worst = 0.0
+    for name, b in base_w.items():
+        ref = np.asarray(b, np.float64)
+        mod = name[:-len(".weight")]
+        if mod in ad:
+            A, B = ad[mod]
+            ref = ref + scale * (B @ A)
+        got = mw.get(name)
+        e = 1.0 if got is None or got.shape != ref.shape else \
+            float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
+        worst = max(worst, e)
+    print(f"measured: merged weights vs base + s B A, worst rel {worst:.2e}")
+    f.check(worst <= 1e-5 and len(ad) == 7 * llama.L,
+            f"merged = base + s B A on all {7 * llama.L} adapted modules (1e-5)")
+    tok = np.random.default_rng(5).integers(0, llama.V, (llama.B, llama.T)).astype("<i4")
+    tpath = os.path.join(tmp, "tokens.i32")
+    tok.tofile(tpath)
+    lo = os.path.join(tmp, "merged_logits.f32")
+    p = hf.run([a.dumper, "logits", merged, tpath, str(llama.B), str(llama.T), lo])
+    if f.check(p.returncode == 0, "hf_dump logits of the merged folder"):
+        c = np.fromfile(lo, dtype="<f4").reshape(llama.B * llama.T, llama.V).astype(np.float64)
+        r = llama.logits_np({k: v.astype(np.float64) for k, v in mw.items()}, tok)
+        rel = float(np.abs(c - r).max() / np.abs(r).max())
+        print(f"measured: merged folder logits C vs PyTorch, rel {rel:.2e}")
+        f.check(rel <= 1e-4, "the merged folder's logits in PyTorch equal the C model's (1e-4)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
