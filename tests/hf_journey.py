@@ -280,7 +280,7 @@ eval:
     # 4. generate on the run and on the merged folder: the same greedy text
     outs = []
     for what in (run_dir, merged):
-        g = run([a.ctl, "generate", what, "--prompt", "def add_total_3(total, count):\n",
+        g = run([a.ctl, "generate", what, "--prompt", "def add_total_3(total, count):",
                  "--max-new-tokens", "24", "--temperature", "0"], cwd=SRC)
         outs.append(g.stdout if g.returncode == 0 else None)
         f.check(g.returncode == 0 and g.stdout.strip(), f"generate on {os.path.basename(what)}")
