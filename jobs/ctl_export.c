@@ -279,13 +279,9 @@ static int write_merged(const opts_t *o, const char *src, const cu_config_t *c,
         goto done;
     const char *meta[] = {"codex_source", src, "codex_base", base};
     if ((rc = hf_gpt2_save_weights(o->out, params, pt, np, o->dtype, meta, 2, err))) goto done;
-    char from[4200], to[4200];
-    if (b.from_hf) {
-        rc = cu_format(from, sizeof from, err, "%s/config.json", b.hf_dir);
-        if (rc == CU_OK) rc = cu_format(to, sizeof to, err, "%s/config.json", o->out);
-        if (rc == CU_OK) rc = copy_file(from, to, err);
-    } else
-        rc = hf_gpt2_write_config(o->out, &gc, err);
+    char from[4200];
+    if (b.from_hf) rc = cu_format(from, sizeof from, err, "%s/config.json", b.hf_dir);
+    if (rc == CU_OK) rc = hf_gpt2_write_config(o->out, b.from_hf ? from : NULL, &gc, o->dtype, err);
     if (rc == CU_OK && copy_tokenizer(b.from_hf ? b.hf_dir : NULL, c, o->out, err) < 0)
         rc = err->code;
 done:

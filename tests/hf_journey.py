@@ -152,6 +152,13 @@ def framed(oracle, texts, bos, eos):
     return ids
 
 
+def st_header(path):
+    """A safetensors file's JSON header."""
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        return json.loads(fh.read(n))
+
+
 def metrics(run_dir):
     with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
         return [json.loads(line) for line in fh]
@@ -277,6 +284,21 @@ eval:
         return
     for fn in ("tokenizer.json", "tokenizer_config.json", "config.json"):
         f.check(os.path.isfile(os.path.join(merged, fn)), f"merged folder has {fn}")
+    # config.json: the base's, but its dtype is what the export wrote (the
+    # base is BF16, the merged weights F32 unless --dtype bf16)
+    merged16 = os.path.join(tmp, "merged16")
+    q = run([a.ctl, "export", run_dir, "--format", "merged", "--dtype", "bf16", "-o", merged16],
+            cwd=SRC)
+    base_cfg = json.load(open(os.path.join(hfdir, "config.json")))
+    for d, want in ((merged, ("float32", "F32")), (merged16, ("bfloat16", "BF16"))):
+        cfg = json.load(open(os.path.join(d, "config.json"))) if q.returncode == 0 else {}
+        dtypes = {t["dtype"] for k, t in st_header(os.path.join(d, "model.safetensors"))
+                  .items() if k != "__metadata__"} if q.returncode == 0 else set()
+        f.check(cfg.get("torch_dtype") == want[0] and dtypes == {want[1]} and
+                {k: v for k, v in cfg.items() if k != "torch_dtype"} ==
+                {k: v for k, v in base_cfg.items() if k != "torch_dtype"},
+                f"{os.path.basename(d)}/config.json: the base's, torch_dtype {want[0]} as its "
+                f"{dtypes} weights (got {cfg.get('torch_dtype')})")
     # 4. generate on the run and on the merged folder: the same greedy text
     outs = []
     for what in (run_dir, merged):
