@@ -440,8 +440,24 @@ int io_tokenizer_dir_has_files(const char *dir) {
     return 0;
 }
 
+/* The folder of a Hugging Face model.init: itself, or the folder of its
+ * model.safetensors / model.safetensors.index.json named as a file. */
+static void model_folder(const char *init, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s", init);
+    size_t n = strlen(dir);
+    int hf_file = (n > 12 && !strcmp(dir + n - 12, ".safetensors")) ||
+                  (n > 11 && !strcmp(dir + n - 11, ".index.json"));
+    if (cu_is_dir(dir) || !hf_file) return;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, cap, ".");
+}
+
 int io_tokenizer_resolve_config(cu_config_t *cfg, cu_error_t *err) {
-    const char *init = cfg->model.init;
+    char init[sizeof cfg->model.init];
+    model_folder(cfg->model.init, init, sizeof init);
     if (strcmp(init, "random") == 0 || !io_tokenizer_dir_has_files(init)) return CU_OK;
     if (strcmp(cfg->tokenizer.kind, "gpt2") == 0 && !cfg->tokenizer.path[0]) {
         if (strlen(init) >= sizeof cfg->tokenizer.path)

@@ -25,7 +25,8 @@ int io_tokenizer_dir_has_files(const char *dir);
 
 /* The tokenizer of a model downloaded as a folder: with tokenizer.kind
  * gpt2 and an empty tokenizer.path, a model.init folder that holds
- * tokenizer files becomes tokenizer.path (so the job, its job.yaml and
+ * tokenizer files becomes tokenizer.path (model.init may also name the
+ * folder's model.safetensors or model.safetensors.index.json; so the job, its job.yaml and
  * final.h5 name it, and export, eval and generate find it). With
  * tokenizer.kind byte, such a folder is an error (CU_EINVAL naming both
  * keys) unless data.source is random: the byte ids would not be the ids

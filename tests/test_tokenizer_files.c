@@ -283,6 +283,13 @@ static void test_resolve_config(void) {
     CHECK_MSG(strcmp(c.tokenizer.path, tj) == 0, "derived tokenizer.path '%s'", c.tokenizer.path);
     set_str(c.tokenizer.path, sizeof c.tokenizer.path, hf); /* given: kept */
     CHECK(io_tokenizer_resolve_config(&c, &err) == CU_OK && strcmp(c.tokenizer.path, hf) == 0);
+    config_defaults(&c); /* model.init the folder's weights file: the same folder */
+    char weights[1100];
+    snprintf(weights, sizeof weights, "%s/model.safetensors", tj);
+    write_text("tj", "model.safetensors", "x");
+    set_str(c.model.init, sizeof c.model.init, weights);
+    set_str(c.tokenizer.kind, sizeof c.tokenizer.kind, "gpt2");
+    CHECK(io_tokenizer_resolve_config(&c, &err) == CU_OK && strcmp(c.tokenizer.path, tj) == 0);
     config_defaults(&c); /* byte on a folder that ships a tokenizer, for real text */
     set_str(c.data.source, sizeof c.data.source, "hdf5");
     set_str(c.model.init, sizeof c.model.init, tj);
@@ -302,12 +309,32 @@ static void remove_tree(const char *path) {
     struct stat st;
     if (lstat(path, &st) != 0) return;
     if (S_ISDIR(st.st_mode)) {
-        static const char *const names[] = {
-            "encoder.json", "vocab.bpe", "vocab.json", "merges.txt",     "openai",
-            "hf",           "empty",     "half",       "half2",          "badjson",
-            "badmerges",    "unknown",   "dirfile",    "tokenizer.json", "tokenizer_config.json",
-            "config.json",  "tj",        "tjspec",     "tjcfg",          "tjwp",
-            "tjnorm",       "tjbf",      "tjeos",      "tjbos",          "tjtmpl"};
+        static const char *const names[] = {"encoder.json",
+                                            "vocab.bpe",
+                                            "vocab.json",
+                                            "merges.txt",
+                                            "openai",
+                                            "hf",
+                                            "empty",
+                                            "half",
+                                            "half2",
+                                            "badjson",
+                                            "badmerges",
+                                            "unknown",
+                                            "dirfile",
+                                            "tokenizer.json",
+                                            "tokenizer_config.json",
+                                            "model.safetensors",
+                                            "config.json",
+                                            "tj",
+                                            "tjspec",
+                                            "tjcfg",
+                                            "tjwp",
+                                            "tjnorm",
+                                            "tjbf",
+                                            "tjeos",
+                                            "tjbos",
+                                            "tjtmpl"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             char child[1024];
             if (snprintf(child, sizeof child, "%s/%s", path, names[i]) < (int)sizeof child)
