@@ -235,9 +235,12 @@ int hf_gpt2_read_config(const char *path, hf_gpt2_info_t *info, cu_error_t *err)
 int hf_gpt2_apply_config(const hf_gpt2_info_t *info, gpt_config_t *gc, cu_error_t *err) {
     int T = gc->max_seq_len ? gc->max_seq_len : info->cfg.max_seq_len;
     if (T > info->cfg.max_seq_len)
-        return cu_error_set(err, CU_EINVAL,
-                            "max_seq_len %d is longer than the base model's n_positions %d", T,
-                            info->cfg.max_seq_len);
+        return cu_error_set(
+            err, CU_EINVAL,
+            "model.max_seq_len %d is longer than the base model's %s %d "
+            "(config.json): set model.max_seq_len to at most %d",
+            T, info->cfg.arch == GPT_ARCH_LLAMA ? "max_position_embeddings" : "n_positions",
+            info->cfg.max_seq_len, info->cfg.max_seq_len);
     *gc = info->cfg;
     gc->max_seq_len = T;
     return CU_OK;

@@ -256,6 +256,10 @@ eval:
     f.check(p.returncode == 2 and "tokenizer.kind is byte" in p.stderr and hfdir in p.stderr and
             not os.path.exists(os.path.join(tmp, "runs", "journey")),
             f"tokenizer.kind byte on the folder: exit 2 naming it (got {p.returncode})")
+    p = mpirun(2, [a.train, job, "model.max_seq_len=4096"], cwd=SRC)
+    f.check(p.returncode == 2 and "max_position_embeddings 2048" in p.stderr and
+            "set model.max_seq_len to at most 2048" in p.stderr,
+            f"a context longer than config.json's: exit 2 naming the key (got {p.returncode})")
     p = mpirun(2, [a.train, job], cwd=SRC, screen=True)
     f.check(p.returncode == 0, f"codex-train on 2 ranks exits 0 (got {p.returncode})")
     ls = [float(m.group(3)) for m in (STEP_RE.match(l) for l in p.stdout.split("\n")) if m]
