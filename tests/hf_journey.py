@@ -270,6 +270,8 @@ eval:
         f.check(last < first - 0.5, f"the loss falls ({first:.3f} -> {last:.3f})")
     vl = val_losses(p.stdout)
     f.check(len(vl) == 1, f"one validation at the last step ({vl})")
+    f.check(re.search(rf"^model llama L=2 H=4 \(2 KV\) C=32 V={llama.V} \|", p.stdout, re.M),
+            "the banner shows the model config.json describes (llama, 2 KV heads)")
     run_dir = os.path.join(tmp, "runs", "journey")
     jy = open(os.path.join(run_dir, "job.yaml")).read() if os.path.isfile(
         os.path.join(run_dir, "job.yaml")) else ""
@@ -339,6 +341,17 @@ eval:
         rel = abs(ev[0] - ev[1]) / ev[0]
         print(f"measured: eval run {ev[0]:.7f}, merged {ev[1]:.7f} (rel {rel:.1e})")
         f.check(rel < 1e-5, "eval: merged equals adapted within 1e-5")
+    # the merged folder as the next job's base (its tokenizer from it too):
+    # untrained adapters (lr 1e-30) start at the run's final validation loss
+    p = mpirun(1, [a.train, job, f"model.init={merged}", "job.name=next", "train.max_steps=1",
+                   "train.lr=1e-30", "eval.every_steps=1"], cwd=SRC)
+    nxt = [o["val_loss"] for o in metrics(os.path.join(tmp, "runs", "next")) if "val_loss" in o] \
+        if p.returncode == 0 else []
+    if f.check(nxt and job_val, f"a job on the merged folder runs (exit {p.returncode})"):
+        rel = abs(nxt[0] - job_val[-1]) / job_val[-1]
+        print(f"measured: next job on merged/ starts at val loss {nxt[0]}, the run ended at "
+              f"{job_val[-1]} (rel {rel:.1e})")
+        f.check(rel < 5e-6, "the merged folder as model.init starts where the run ended")
     # 6. PyTorch: the merged weights are base + s B A; its logits equal C's
     ac = json.load(open(os.path.join(peft, "adapter_config.json")))
     ad = hf.adapters_from_peft(hf.read_safetensors(
