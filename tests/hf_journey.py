@@ -352,6 +352,14 @@ eval:
         print(f"measured: next job on merged/ starts at val loss {nxt[0]}, the run ended at "
               f"{job_val[-1]} (rel {rel:.1e})")
         f.check(rel < 5e-6, "the merged folder as model.init starts where the run ended")
+    # the PEFT adapter continued on the folder (lora.init_from): the same start
+    p = mpirun(1, [a.train, job, f"lora.init_from={peft}", "job.name=cont", "train.max_steps=1",
+                   "train.lr=1e-30", "eval.every_steps=1"], cwd=SRC)
+    cont = [o["val_loss"] for o in metrics(os.path.join(tmp, "runs", "cont")) if "val_loss" in o] \
+        if p.returncode == 0 else []
+    f.check(cont and job_val and abs(cont[0] - job_val[-1]) <= 5e-6 * job_val[-1],
+            f"lora.init_from the PEFT export starts at the run's final validation loss "
+            f"({cont[:1]} vs {job_val[-1:]}, exit {p.returncode})")
     # 6. PyTorch: the merged weights are base + s B A; its logits equal C's
     ac = json.load(open(os.path.join(peft, "adapter_config.json")))
     ad = hf.adapters_from_peft(hf.read_safetensors(
