@@ -145,6 +145,33 @@ def h5_ints(path, dataset):
     return [int(x) for x in re.findall(r"\d+", m.group(1))] if m else None
 
 
+def decode(oracle, specials, ids):
+    """Ids -> bytes as the tokenizer.json decodes them: byte-level tokens
+    through the inverse of bytes_to_unicode, special tokens as their text."""
+    byte_of = {c: b for b, c in tj.ref.bytes_to_unicode().items()}
+    token = {i: t for t, i in oracle.model_vocab.items()}
+    token.update({i: t for t, i in specials.items()})
+    out = b""
+    for i in ids:
+        out += token[i].encode() if i in specials.values() else bytes(byte_of[c] for c in token[i])
+    return out
+
+
+def torch_greedy(weights, ids, n_new, eos):
+    """Greedy continuation of ids by the PyTorch model, stopping before eos."""
+    w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
+    out = []
+    for _ in range(n_new):
+        seq = ids + out
+        llama.set_dims(B=1, T=len(seq))
+        nxt = int(np.argmax(llama.logits_np(w, np.array([seq], dtype="<i4"))[-1]))
+        if nxt == eos:
+            break
+        out.append(nxt)
+    llama.set_dims(B=2, T=8)
+    return out
+
+
 def framed(oracle, texts, bos, eos):
     ids = []
     for t in texts:
@@ -305,18 +332,28 @@ eval:
                 {k: v for k, v in base_cfg.items() if k != "torch_dtype"},
                 f"{os.path.basename(d)}/config.json: the base's, torch_dtype {want[0]} as its "
                 f"{dtypes} weights (got {cfg.get('torch_dtype')})")
-    # 4. generate on the run and on the merged folder: the same greedy text
+    # 4. generate on the run and on the merged folder: the same greedy text,
+    # and the text PyTorch's greedy continuation of <|begin_of_text|> +
+    # the oracle's ids of the prompt decodes to
+    prompt = "def add_total_3(total, count):"
     outs = []
     for what in (run_dir, merged):
-        g = run([a.ctl, "generate", what, "--prompt", "def add_total_3(total, count):",
-                 "--max-new-tokens", "24", "--temperature", "0"], cwd=SRC)
+        cmd = [a.ctl, "generate", what, "--prompt", prompt, "--max-new-tokens", "24",
+               "--temperature", "0"]
+        print("+", " ".join(cmd), flush=True)
+        g = subprocess.run(cmd, cwd=SRC, capture_output=True)
+        sys.stdout.write(g.stdout.decode(errors="replace") + g.stderr.decode(errors="replace"))
         outs.append(g.stdout if g.returncode == 0 else None)
         f.check(g.returncode == 0 and g.stdout.strip(), f"generate on {os.path.basename(what)}")
     f.check(outs[0] is not None and outs[0] == outs[1],
             "greedy generate prints the same text on the run and on the merged folder")
-    text = outs[0] or ""
-    f.check("Ġ" not in text and "Ċ" not in text,
-            "generate decodes byte-level BPE (no Ġ/Ċ characters in the output)")
+    mw, _ = hf.read_safetensors(os.path.join(merged, "model.safetensors"))
+    bos, eos = specials["<|begin_of_text|>"], specials["<|end_of_text|>"]
+    ids = torch_greedy(mw, [bos] + oracle.encode(prompt.encode()), 24, eos)
+    want = prompt.encode() + decode(oracle, specials, ids) + b"\n"
+    print(f"measured: PyTorch greedy ids {ids}")
+    f.check(outs[0] == want, "generate prints the prompt and the decoded greedy continuation "
+            "PyTorch computes from BOS + the prompt's ids (%r vs %r)" % (outs[0], want))
     # 5. eval: on the run, the windows the job evaluated (eval.batches x
     # global_batch_size of its val order) give its final validation loss;
     # on the whole val split, the run and the merged folder agree
@@ -365,7 +402,6 @@ eval:
     ad = hf.adapters_from_peft(hf.read_safetensors(
         os.path.join(peft, "adapter_model.safetensors"))[0])
     scale = ac["lora_alpha"] / (math.sqrt(ac["r"]) if ac.get("use_rslora") else ac["r"])
-    mw, _ = hf.read_safetensors(os.path.join(merged, "model.safetensors"))
     f.check(set(mw) == set(base_w), "merged: the base's tensor names, nothing else")
     worst = 0.0
     for name, b in base_w.items():
