@@ -373,7 +373,11 @@ eval:
               f"(rel {rel:.1e})")
         f.check(rel < 5e-6, "eval on the run equals the job's final validation loss "
                 "(metrics.jsonl keeps 6 digits)")
-    ev = [evaluate(what, "--max-windows", "0") for what in (run_dir, merged)]
+    ev = [evaluate(what, "--max-windows", "0") for what in (run_dir, merged, hfdir)]
+    if f.check(ev[2] is not None, "eval of the downloaded folder itself"):
+        print(f"measured: val loss of the base folder {ev[2]:.4f}, of the run {ev[0]}")
+        f.check(ev[0] is not None and ev[0] < ev[2] - 0.5, "the adapter lowered the val loss")
+    ev = ev[:2]
     if f.check(None not in ev, "eval of the whole val split on the run and the merged folder"):
         rel = abs(ev[0] - ev[1]) / ev[0]
         print(f"measured: eval run {ev[0]:.7f}, merged {ev[1]:.7f} (rel {rel:.1e})")
