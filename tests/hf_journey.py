@@ -311,12 +311,25 @@ eval:
     peft, merged = os.path.join(tmp, "peft"), os.path.join(tmp, "merged")
     q = run([a.ctl, "export", run_dir, "--format", "peft", "-o", peft], cwd=SRC)
     f.check(q.returncode == 0, "export --format peft")
+    # merged/ held an earlier export of a GPT-2-style model: its vocab.json +
+    # merges.txt would win over tokenizer.json, so the export must not leave them
+    os.makedirs(merged)
+    for fn, text in (("vocab.json", '{"a": 0}'), ("merges.txt", "#version: 0.2\n"),
+                     ("tokenizer.json", "{}"), ("special_tokens_map.json", "{}")):
+        with open(os.path.join(merged, fn), "w") as fh:
+            fh.write(text)
     q2 = run([a.ctl, "export", run_dir, "--format", "merged", "-o", merged], cwd=SRC)
     f.check(q2.returncode == 0, "export --format merged")
     if q.returncode or q2.returncode:
         return
     for fn in ("tokenizer.json", "tokenizer_config.json", "config.json"):
-        f.check(os.path.isfile(os.path.join(merged, fn)), f"merged folder has {fn}")
+        f.check(open(os.path.join(merged, fn), "rb").read() ==
+                open(os.path.join(hfdir, fn), "rb").read() or fn == "config.json",
+                f"merged folder has the base's {fn}")
+    f.check(sorted(os.listdir(merged)) == ["config.json", "model.safetensors", "tokenizer.json",
+                                           "tokenizer_config.json"],
+            f"merged folder: no stale tokenizer files of an earlier export "
+            f"({sorted(os.listdir(merged))})")
     # config.json: the base's, but its dtype is what the export wrote (the
     # base is BF16, the merged weights F32 unless --dtype bf16)
     merged16 = os.path.join(tmp, "merged16")
