@@ -303,6 +303,15 @@ static int write_merged(const opts_t *o, const char *src, const cu_config_t *c,
         goto done;
     const char *meta[] = {"codex_source", src, "codex_base", base};
     if ((rc = hf_gpt2_save_weights(o->out, params, pt, np, o->dtype, meta, 2, err))) goto done;
+    /* one model.safetensors: an index left by an earlier sharded model in
+     * the folder would be read instead of it */
+    char idx[4200];
+    if ((rc = cu_format(idx, sizeof idx, err, "%s/model.safetensors.index.json", o->out)))
+        goto done;
+    if (cu_is_file(idx) && unlink(idx) != 0) {
+        rc = cu_error_set(err, CU_EIO, "cannot remove the stale %s: %s", idx, strerror(errno));
+        goto done;
+    }
     char from[4200];
     if (b.from_hf) rc = cu_format(from, sizeof from, err, "%s/config.json", b.hf_dir);
     if (rc == CU_OK) rc = hf_gpt2_write_config(o->out, b.from_hf ? from : NULL, &gc, o->dtype, err);

@@ -311,11 +311,13 @@ eval:
     peft, merged = os.path.join(tmp, "peft"), os.path.join(tmp, "merged")
     q = run([a.ctl, "export", run_dir, "--format", "peft", "-o", peft], cwd=SRC)
     f.check(q.returncode == 0, "export --format peft")
-    # merged/ held an earlier export of a GPT-2-style model: its vocab.json +
-    # merges.txt would win over tokenizer.json, so the export must not leave them
+    # merged/ held an earlier (sharded, GPT-2-style) model: its vocab.json +
+    # merges.txt would win over tokenizer.json and its index over
+    # model.safetensors, so the export must not leave them
     os.makedirs(merged)
     for fn, text in (("vocab.json", '{"a": 0}'), ("merges.txt", "#version: 0.2\n"),
-                     ("tokenizer.json", "{}"), ("special_tokens_map.json", "{}")):
+                     ("tokenizer.json", "{}"), ("special_tokens_map.json", "{}"),
+                     ("model.safetensors.index.json", '{"weight_map": {}}')):
         with open(os.path.join(merged, fn), "w") as fh:
             fh.write(text)
     q2 = run([a.ctl, "export", run_dir, "--format", "merged", "-o", merged], cwd=SRC)
@@ -328,7 +330,7 @@ eval:
                 f"merged folder has the base's {fn}")
     f.check(sorted(os.listdir(merged)) == ["config.json", "model.safetensors", "tokenizer.json",
                                            "tokenizer_config.json"],
-            f"merged folder: no stale tokenizer files of an earlier export "
+            f"merged folder: no stale tokenizer or index files of an earlier model "
             f"({sorted(os.listdir(merged))})")
     # config.json: the base's, but its dtype is what the export wrote (the
     # base is BF16, the merged weights F32 unless --dtype bf16)
