@@ -19,23 +19,30 @@ docs/export.md's "A Hugging Face Llama, start to finish" lists:
 
 Asserted: the dataset's ids are what the tokenizer.json gives (a Python
 oracle of the same tokenizer) framed as docs/formats.md says (BOS, text,
-EOS per document), its hash is the tokenizer's; the job took the
-architecture from config.json and the loss fell; generate prints text
-decoded with the folder's tokenizer (a special token as its own text, not
-as byte-level characters); eval's loss on the run equals the job's final
-validation loss (same windows) and eval on the merged folder equals it
-within 1e-5; the merged weights are base + s B A of the PEFT adapter
-(1e-5) and the merged folder's logits in PyTorch equal the C model's
-(1e-4 relative).
+EOS per document), with the tokenizer's hash and vocabulary; the byte
+tokenizer and a context longer than config.json's are refused by name; the
+job takes the architecture, sizes and tokenizer.path from the folder and
+the loss falls; generate prints exactly the prompt plus PyTorch's greedy
+continuation of BOS + the prompt's ids, decoded by the oracle, on the run
+and on the merged folder; eval of the run's windows equals the job's final
+validation loss, eval of the merged folder the run's (1e-5), the base
+folder's is higher; the merged folder (exported into a folder with an
+earlier model's leftovers) has the base's config.json with the dtype it
+was written in and the base's tokenizer files, its weights are base +
+s B A of the PEFT adapter (1e-5) and its logits in PyTorch equal the C
+model's (1e-4 relative); as the next job's model.init, or the adapter as
+lora.init_from, it starts at the run's final validation loss.
 
 usage: hf_journey.py --train EXE --ctl EXE --tok-encode EXE --dumper EXE
-Exit: 0 passed, 1 a check failed, 77 PyTorch missing.
+Exit: 0 passed, 1 a check failed, 77 PyTorch or h5dump missing. The GPT-2
+BPE files are not needed: the tokenizer is learned from the test's corpus.
 """
 import argparse
 import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,7 +54,6 @@ sys.path.insert(0, os.path.join(HERE, "reference"))
 sys.dont_write_bytecode = True
 
 from checks import Checks  # noqa: E402
-import shutil  # noqa: E402
 from e2e import STEP_RE, mpirun, run, screen_lines  # noqa: E402
 
 try:
