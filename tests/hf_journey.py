@@ -164,18 +164,26 @@ def decode(oracle, specials, ids):
 
 
 def torch_greedy(weights, ids, n_new, eos):
-    """Greedy continuation of ids by the PyTorch model, stopping before eos."""
+    """Greedy continuation of ids by the PyTorch model, stopping before eos;
+    and whether it is certain: False when it stopped early at a near tie
+    (top two logits within 1e-4 relative), where float32 may choose the
+    other, so only the ids before it are known."""
     w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
     out = []
     for _ in range(n_new):
         seq = ids + out
         llama.set_dims(B=1, T=len(seq))
-        nxt = int(np.argmax(llama.logits_np(w, np.array([seq], dtype="<i4"))[-1]))
+        z = llama.logits_np(w, np.array([seq], dtype="<i4"))[-1]
+        top = np.sort(z)[-2:]
+        if top[1] - top[0] < 1e-4 * np.abs(z).max():
+            llama.set_dims(B=2, T=8)
+            return out, False
+        nxt = int(np.argmax(z))
         if nxt == eos:
             break
         out.append(nxt)
     llama.set_dims(B=2, T=8)
-    return out
+    return out, True
 
 
 def framed(oracle, texts, bos, eos):
@@ -370,10 +378,12 @@ eval:
             "greedy generate prints the same text on the run and on the merged folder")
     mw, _ = hf.read_safetensors(os.path.join(merged, "model.safetensors"))
     bos, eos = specials["<|begin_of_text|>"], specials["<|end_of_text|>"]
-    ids = torch_greedy(mw, [bos] + oracle.encode(prompt.encode()), 24, eos)
-    want = prompt.encode() + decode(oracle, specials, ids) + b"\n"
-    print(f"measured: PyTorch greedy ids {ids}")
-    f.check(outs[0] == want, "generate prints the prompt and the decoded greedy continuation "
+    ids, certain = torch_greedy(mw, [bos] + oracle.encode(prompt.encode()), 24, eos)
+    want = prompt.encode() + decode(oracle, specials, ids) + (b"\n" if certain else b"")
+    print(f"measured: PyTorch greedy ids {ids}{'' if certain else ' (then a near tie)'}")
+    f.check((certain or len(ids) >= 8) and
+            (outs[0] == want if certain else (outs[0] or b"").startswith(want)),
+            "generate prints the prompt and the decoded greedy continuation "
             "PyTorch computes from BOS + the prompt's ids (%r vs %r)" % (outs[0], want))
     # 5. eval: on the run, the windows the job evaluated (eval.batches x
     # global_batch_size of its val order) give its final validation loss;
