@@ -64,6 +64,12 @@ static int find_bpe_files(const char *dir, char *vocab, char *merges, size_t siz
                           cu_error_t *err) {
     static const char *const pairs[2][2] = {{"encoder.json", "vocab.bpe"},
                                             {"vocab.json", "merges.txt"}};
+    /* tokenizer.json first, as Hugging Face's fast tokenizers read it: it is
+     * the whole tokenizer (pattern, added tokens, ignore_merges), where
+     * vocab.json + merges.txt beside it would mean GPT-2's pattern */
+    snprintf(vocab, size, "%s/tokenizer.json", dir);
+    merges[0] = '\0';
+    if (path_exists(vocab)) return CU_OK;
     for (int i = 0; i < 2; i++) {
         snprintf(vocab, size, "%s/%s", dir, pairs[i][0]);
         snprintf(merges, size, "%s/%s", dir, pairs[i][1]);
@@ -76,9 +82,6 @@ static int find_bpe_files(const char *dir, char *vocab, char *merges, size_t siz
                                 have_vocab ? vocab : merges, have_vocab ? merges : vocab,
                                 EXPECTED_FILES);
     }
-    snprintf(vocab, size, "%s/tokenizer.json", dir);
-    merges[0] = '\0';
-    if (path_exists(vocab)) return CU_OK;
     return cu_error_set(err, CU_EIO,
                         "'%s' holds neither encoder.json + vocab.bpe, vocab.json + "
                         "merges.txt nor tokenizer.json; %s",

@@ -239,6 +239,23 @@ static void test_tokenizer_json(void) {
     tokenizer_free(t);
     tokenizer_free(a);
 
+    /* beside vocab.json + merges.txt, tokenizer.json is the tokenizer (it
+     * may say more than GPT-2's layout can: here ignore_merges) */
+    write_tokenizer_json("tjim", "", "\"ignore_merges\": true, ");
+    write_tokenizer_json("both", "", "\"ignore_merges\": true, ");
+    char *vocab = tiny_vocab_json(TOKENS, 4);
+    write_text("both", "vocab.json", vocab);
+    write_text("both", "merges.txt", MERGES);
+    free(vocab);
+    cu_tokenizer_t *im = load_dir("tjim"), *both = load_dir("both"), *hf = load_dir("hf");
+    if (im && both && hf) {
+        CHECK(strcmp(tokenizer_hash(both), tokenizer_hash(im)) == 0);
+        CHECK(strcmp(tokenizer_hash(both), tokenizer_hash(hf)) != 0);
+    }
+    tokenizer_free(im);
+    tokenizer_free(both);
+    tokenizer_free(hf);
+
     write_tokenizer_json("tjwp", "", "\"ignore\": 1, ");
     write_text("tjwp", "tokenizer.json", "{\"model\": {\"type\": \"WordPiece\"}}");
     EXPECT_ERROR("gpt2", "tjwp", CU_EFORMAT, "tjwp/tokenizer.json: model.type WordPiece");
@@ -309,7 +326,9 @@ static void remove_tree(const char *path) {
     struct stat st;
     if (lstat(path, &st) != 0) return;
     if (S_ISDIR(st.st_mode)) {
-        static const char *const names[] = {"encoder.json",
+        static const char *const names[] = {"tjim",
+                                            "both",
+                                            "encoder.json",
                                             "vocab.bpe",
                                             "vocab.json",
                                             "merges.txt",
