@@ -225,9 +225,9 @@ static int copy_file(const char *from, const char *to, cu_error_t *err) {
  * encoder.json / vocab.bpe are HF's vocab.json / merges.txt under other
  * names), the base's first. The export owns these names in `out`: each is
  * replaced, and one this export has no source for is removed, so a folder
- * exported into before never keeps another model's tokenizer (vocab.json +
- * merges.txt would win over tokenizer.json when it is read). Returns how
- * many were copied, or -1. */
+ * exported into before never keeps another model's tokenizer (its
+ * tokenizer.json, or vocab.json + merges.txt that a GPT-2-layout tokenizer
+ * would be read from). Returns how many were copied, or -1. */
 static int copy_tokenizer(const char *base_dir, const cu_config_t *c, const char *out,
                           cu_error_t *err) {
     static const char *const DEST[] = {"vocab.json",

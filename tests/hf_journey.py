@@ -325,9 +325,9 @@ eval:
     peft, merged = os.path.join(tmp, "peft"), os.path.join(tmp, "merged")
     q = run([a.ctl, "export", run_dir, "--format", "peft", "-o", peft], cwd=SRC)
     f.check(q.returncode == 0, "export --format peft")
-    # merged/ held an earlier (sharded, GPT-2-style) model: its vocab.json +
-    # merges.txt would win over tokenizer.json and its index over
-    # model.safetensors, so the export must not leave them
+    # merged/ held an earlier (sharded, GPT-2-style) model: its tokenizer.json
+    # would stay, and its index would be read instead of model.safetensors,
+    # so the export must not leave them
     os.makedirs(merged)
     for fn, text in (("vocab.json", '{"a": 0}'), ("merges.txt", "#version: 0.2\n"),
                      ("tokenizer.json", "{}"), ("special_tokens_map.json", "{}"),
