@@ -180,11 +180,15 @@ static const cfg_key_t KEYS[] = {
          "llama: the output head is the token embedding (GPT-2 always ties it)."),
 
     ENUM("tokenizer.kind", tokenizer.kind, "byte", "byte|gpt2",
-         "`byte`: 256 byte values plus end-of-text; `gpt2`: byte-level BPE."),
+         "`byte`: 256 byte values plus end-of-text; `gpt2`: byte-level BPE (GPT-2's, or a "
+         "Hugging Face tokenizer.json such as Llama-3's). A `model.init` folder that ships "
+         "tokenizer files needs `gpt2`."),
     STR("tokenizer.path", tokenizer.path, "", 0, NULL,
         "gpt2: folder with encoder.json + vocab.bpe, vocab.json + merges.txt, or a Hugging Face "
         "tokenizer.json (byte-level BPE, e.g. GPT-2's or Llama-3's); its tokenizer_config.json / "
-        "config.json name the special tokens (docs/formats.md)."),
+        "config.json name the special tokens (docs/formats.md). Empty with `gpt2`: the "
+        "`model.init` "
+        "folder when it holds tokenizer files (a Hugging Face model's own tokenizer)."),
 
     BOOL("lora.enabled", lora.enabled, "true",
          "Train low-rank adapters; `false` fine-tunes every weight."),

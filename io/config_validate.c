@@ -128,8 +128,9 @@ static void check_model(const cu_config_t *cfg, problems_t *pr) {
             "to take the tokenizer's size",
             V, BYTE_VOCAB);
     if (!strcmp(cfg->tokenizer.kind, "gpt2") && !cfg->tokenizer.path[0])
-        add(pr, "tokenizer.kind is gpt2 but tokenizer.path is empty: point it at a folder with "
-                "encoder.json and vocab.bpe (or vocab.json and merges.txt)");
+        add(pr, "tokenizer.kind is gpt2 but tokenizer.path is empty (and model.init is no folder "
+                "with tokenizer files): point it at a folder with encoder.json + vocab.bpe, "
+                "vocab.json + merges.txt or tokenizer.json");
 }
 
 static void check_batches(const cu_config_t *cfg, int world_size, problems_t *pr) {

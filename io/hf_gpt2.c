@@ -235,9 +235,12 @@ int hf_gpt2_read_config(const char *path, hf_gpt2_info_t *info, cu_error_t *err)
 int hf_gpt2_apply_config(const hf_gpt2_info_t *info, gpt_config_t *gc, cu_error_t *err) {
     int T = gc->max_seq_len ? gc->max_seq_len : info->cfg.max_seq_len;
     if (T > info->cfg.max_seq_len)
-        return cu_error_set(err, CU_EINVAL,
-                            "max_seq_len %d is longer than the base model's n_positions %d", T,
-                            info->cfg.max_seq_len);
+        return cu_error_set(
+            err, CU_EINVAL,
+            "model.max_seq_len %d is longer than the base model's %s %d "
+            "(config.json): set model.max_seq_len to at most %d",
+            T, info->cfg.arch == GPT_ARCH_LLAMA ? "max_position_embeddings" : "n_positions",
+            info->cfg.max_seq_len, info->cfg.max_seq_len);
     *gc = info->cfg;
     gc->max_seq_len = T;
     return CU_OK;
@@ -470,6 +473,8 @@ int hf_gpt2_save_weights(const char *dir, const float *params, const gpt_tensor_
     return rc;
 }
 
+static json_t *generated_config_json(const gpt_config_t *c);
+
 static json_t *llama_config_json(const gpt_config_t *c) {
     return json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b, s:b, "
                      "s:b, s:n, s:f, s:s, s:b}",
@@ -483,28 +488,52 @@ static json_t *llama_config_json(const gpt_config_t *c) {
                      "torch_dtype", "float32", "use_cache", 1);
 }
 
-int hf_gpt2_write_config(const char *dir, const gpt_config_t *c, cu_error_t *err) {
-    json_t *root =
-        c->arch == GPT_ARCH_LLAMA
-            ? llama_config_json(c)
-            : json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:n, s:f, s:s, s:b, s:f, s:s, "
-                        "s:b, s:b}",
-                        "architectures", "GPT2LMHeadModel", "model_type", "gpt2", "n_layer",
-                        c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "vocab_size",
-                        c->vocab_size, "n_positions", c->max_seq_len, "n_ctx", c->max_seq_len,
-                        "n_inner", "layer_norm_epsilon", 1e-5, "activation_function", "gelu_new",
-                        "tie_word_embeddings", 1, "initializer_range", 0.02, "torch_dtype",
-                        "float32", "scale_attn_weights", 1, "use_cache", 1);
-    if (!root) return cu_error_set(err, CU_ENOMEM, "out of memory");
+int hf_gpt2_write_config(const char *dir, const char *base_config, const gpt_config_t *c,
+                         st_dtype_t dtype, cu_error_t *err) {
+    json_error_t jerr;
+    json_t *root = NULL;
+    if (base_config) {
+        root = json_load_file(base_config, 0, &jerr);
+        if (!root || !json_is_object(root)) {
+            json_decref(root);
+            return cu_error_set(err, CU_EFORMAT, "%s: not a JSON object (%s)", base_config,
+                                root ? "another JSON value" : jerr.text);
+        }
+    } else {
+        root = generated_config_json(c);
+        if (!root) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    }
+    const char *type = dtype == ST_BF16 ? "bfloat16" : dtype == ST_F16 ? "float16" : "float32";
+    int bad = json_object_set_new(root, "torch_dtype", json_string(type));
+    if (json_object_get(root, "dtype"))
+        bad |= json_object_set_new(root, "dtype", json_string(type));
     char path[4200], tmp[4300];
-    int rc = cu_format(path, sizeof path, err, "%s/config.json", dir);
+    int rc = bad ? cu_error_set(err, CU_ENOMEM, "out of memory") : CU_OK;
+    if (rc == CU_OK) rc = cu_format(path, sizeof path, err, "%s/config.json", dir);
     if (rc == CU_OK) rc = cu_format(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid());
-    if (rc == CU_OK && json_dump_file(root, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+    /* a base's own file keeps its key order */
+    size_t flags = JSON_INDENT(2) | (base_config ? 0 : JSON_SORT_KEYS);
+    if (rc == CU_OK && json_dump_file(root, tmp, flags) != 0)
         rc = cu_error_set(err, CU_EIO, "cannot write %s", tmp);
     if (rc == CU_OK && rename(tmp, path) != 0)
         rc = cu_error_set(err, CU_EIO, "cannot rename %s: %s", tmp, strerror(errno));
+    if (rc != CU_OK) unlink(tmp);
     json_decref(root);
     return rc;
+}
+
+static json_t *generated_config_json(const gpt_config_t *c) {
+    return c->arch == GPT_ARCH_LLAMA
+               ? llama_config_json(c)
+               : json_pack(
+                     "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:n, s:f, s:s, s:b, s:f, s:s, "
+                     "s:b, s:b}",
+                     "architectures", "GPT2LMHeadModel", "model_type", "gpt2", "n_layer",
+                     c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd, "vocab_size",
+                     c->vocab_size, "n_positions", c->max_seq_len, "n_ctx", c->max_seq_len,
+                     "n_inner", "layer_norm_epsilon", 1e-5, "activation_function", "gelu_new",
+                     "tie_word_embeddings", 1, "initializer_range", 0.02, "torch_dtype", "float32",
+                     "scale_attn_weights", 1, "use_cache", 1);
 }
 
 int hf_h5_read_attr(const char *h5_path, const char *name, char **value, cu_error_t *err) {

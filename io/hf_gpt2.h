@@ -78,8 +78,14 @@ int hf_gpt2_load(const char *path, const lora_config_t *lora, gpt_t **out, hf_gp
 int hf_gpt2_save_weights(const char *dir, const float *params, const gpt_tensor_t *tensors, int n,
                          st_dtype_t dtype, const char *const *meta, int n_meta, cu_error_t *err);
 
-/* Writes dir/config.json for a GPT2LMHeadModel of these sizes. */
-int hf_gpt2_write_config(const char *dir, const gpt_config_t *cfg, cu_error_t *err);
+/* Writes dir/config.json (atomically): the file base_config with every key
+ * kept when it is not NULL, else one generated for a GPT2LMHeadModel or
+ * LlamaForCausalLM of cfg's sizes. Its torch_dtype (and transformers'
+ * newer `dtype`, when the base has one) names `dtype`, the type the weights
+ * are written in, so a loader taking the config's dtype gets what is in the
+ * file. */
+int hf_gpt2_write_config(const char *dir, const char *base_config, const gpt_config_t *cfg,
+                         st_dtype_t dtype, cu_error_t *err);
 
 /* Our tensor name -> HF's (with the `transformer.` prefix); sets *conv1d
  * when the HF tensor is the transpose of ours. */

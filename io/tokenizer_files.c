@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include "core/fileio.h"
+
 #define EXPECTED_FILES "encoder.json + vocab.bpe, vocab.json + merges.txt, or tokenizer.json"
 #define FETCH_HINT "scripts/fetch-gpt2-bpe.sh fetches GPT-2's into third_party_data/gpt2/"
 
@@ -62,6 +64,12 @@ static int find_bpe_files(const char *dir, char *vocab, char *merges, size_t siz
                           cu_error_t *err) {
     static const char *const pairs[2][2] = {{"encoder.json", "vocab.bpe"},
                                             {"vocab.json", "merges.txt"}};
+    /* tokenizer.json first, as Hugging Face's fast tokenizers read it: it is
+     * the whole tokenizer (pattern, added tokens, ignore_merges), where
+     * vocab.json + merges.txt beside it would mean GPT-2's pattern */
+    snprintf(vocab, size, "%s/tokenizer.json", dir);
+    merges[0] = '\0';
+    if (path_exists(vocab)) return CU_OK;
     for (int i = 0; i < 2; i++) {
         snprintf(vocab, size, "%s/%s", dir, pairs[i][0]);
         snprintf(merges, size, "%s/%s", dir, pairs[i][1]);
@@ -74,9 +82,6 @@ static int find_bpe_files(const char *dir, char *vocab, char *merges, size_t siz
                                 have_vocab ? vocab : merges, have_vocab ? merges : vocab,
                                 EXPECTED_FILES);
     }
-    snprintf(vocab, size, "%s/tokenizer.json", dir);
-    merges[0] = '\0';
-    if (path_exists(vocab)) return CU_OK;
     return cu_error_set(err, CU_EIO,
                         "'%s' holds neither encoder.json + vocab.bpe, vocab.json + "
                         "merges.txt nor tokenizer.json; %s",
@@ -423,6 +428,53 @@ static int load_gpt2(const char *dir, cu_tokenizer_t **out, cu_error_t *err) {
     free(vocab_path);
     free(merges_path);
     return rc;
+}
+
+int io_tokenizer_dir_has_files(const char *dir) {
+    static const char *const names[][2] = {
+        {"encoder.json", "vocab.bpe"}, {"vocab.json", "merges.txt"}, {"tokenizer.json", NULL}};
+    if (!dir || !dir[0] || !cu_is_dir(dir)) return 0;
+    char a[4200], b[4200];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(a, sizeof a, "%s/%s", dir, names[i][0]);
+        snprintf(b, sizeof b, "%s/%s", dir, names[i][1] ? names[i][1] : names[i][0]);
+        if (path_exists(a) && path_exists(b)) return 1;
+    }
+    return 0;
+}
+
+/* The folder of a Hugging Face model.init: itself, or the folder of its
+ * model.safetensors / model.safetensors.index.json named as a file. */
+static void model_folder(const char *init, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s", init);
+    size_t n = strlen(dir);
+    int hf_file = (n > 12 && !strcmp(dir + n - 12, ".safetensors")) ||
+                  (n > 11 && !strcmp(dir + n - 11, ".index.json"));
+    if (cu_is_dir(dir) || !hf_file) return;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, cap, ".");
+}
+
+int io_tokenizer_resolve_config(cu_config_t *cfg, cu_error_t *err) {
+    char init[sizeof cfg->model.init];
+    model_folder(cfg->model.init, init, sizeof init);
+    if (strcmp(init, "random") == 0 || !io_tokenizer_dir_has_files(init)) return CU_OK;
+    if (strcmp(cfg->tokenizer.kind, "gpt2") == 0 && !cfg->tokenizer.path[0]) {
+        if (strlen(init) >= sizeof cfg->tokenizer.path)
+            return cu_error_set(err, CU_EINVAL, "model.init: path too long for tokenizer.path");
+        memcpy(cfg->tokenizer.path, init, strlen(init) + 1);
+        return CU_OK;
+    }
+    if (strcmp(cfg->tokenizer.kind, "byte") == 0 && strcmp(cfg->data.source, "random") != 0)
+        return cu_error_set(err, CU_EINVAL,
+                            "model.init %s ships its own tokenizer but tokenizer.kind is byte, "
+                            "whose ids are not the model's: set tokenizer.kind: gpt2 "
+                            "(tokenizer.path then defaults to that folder)",
+                            init);
+    return CU_OK;
 }
 
 int io_tokenizer_load(const char *kind, const char *path, cu_tokenizer_t **out, cu_error_t *err) {

@@ -12,6 +12,7 @@
 #include "io/dataset.h"
 #include "io/tokens.h"
 #include "jobs/run_model.h"
+#include "jobs/train_eval.h"
 
 static const char USAGE[] =
     "usage: codexctl eval MODEL_OR_RUN --data DATASET.h5 [options]\n"
@@ -24,7 +25,10 @@ static const char USAGE[] =
     "  --split val|train        which split (default val)\n"
     "  --seq-len T              tokens per window (default: the run's data.seq_len)\n"
     "  --batch-size B           windows per forward pass (default 8)\n"
-    "  --max-windows N          at most N windows (default 256; 0: all)\n"
+    "  --max-windows N          at most N windows (default 256; 0: all); of a run's\n"
+    "                           val split, the first N its job evaluated: N =\n"
+    "                           eval.batches x train.global_batch_size gives the job's\n"
+    "                           own validation loss\n"
     "  --base DIR               a different base than the run's model.init\n"
     "  --json                   one JSON object instead of text\n"
     "  -h, --help               this text\n"
@@ -122,7 +126,11 @@ static int measure(run_model_t *rm, const eval_opts_t *o, int T, tally_t *t, cu_
                             o->data, meta.tokenizer_kind);
     token_source_t *src;
     int V = gpt_config(rm->model)->vocab_size;
-    if ((rc = tokens_open_h5(&src, o->data, o->split, V, 0, err))) return rc;
+    /* a run's val split in the order the job's own evaluations walk it:
+     * its first eval.batches x train.global_batch_size windows are the
+     * ones the job measured */
+    uint64_t seed = rm->src[0] && !strcmp(o->split, "val") ? eval_val_seed(&rm->cfg) : 0;
+    if ((rc = tokens_open_h5(&src, o->data, o->split, V, seed, err))) return rc;
     long windows = 0;
     rc = tokens_windows(src, T, &windows, err);
     if (rc == CU_OK && o->max_windows > 0 && windows > o->max_windows) windows = o->max_windows;

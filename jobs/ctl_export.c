@@ -223,29 +223,53 @@ static int copy_file(const char *from, const char *to, cu_error_t *err) {
 
 /* Tokenizer files beside a HF base or in the run's tokenizer.path (OpenAI's
  * encoder.json / vocab.bpe are HF's vocab.json / merges.txt under other
- * names). Returns how many were copied. */
+ * names), the base's first. The export owns these names in `out`: each is
+ * replaced, and one this export has no source for is removed, so a folder
+ * exported into before never keeps another model's tokenizer (its
+ * tokenizer.json, or vocab.json + merges.txt that a GPT-2-layout tokenizer
+ * would be read from). Returns how many were copied, or -1. */
 static int copy_tokenizer(const char *base_dir, const cu_config_t *c, const char *out,
                           cu_error_t *err) {
-    static const char *const HF[][2] = {{"vocab.json", "vocab.json"},
-                                        {"merges.txt", "merges.txt"},
-                                        {"tokenizer.json", "tokenizer.json"},
-                                        {"tokenizer_config.json", "tokenizer_config.json"},
-                                        {"special_tokens_map.json", "special_tokens_map.json"},
-                                        {"generation_config.json", "generation_config.json"},
-                                        {"encoder.json", "vocab.json"},
-                                        {"vocab.bpe", "merges.txt"}};
+    static const char *const DEST[] = {"vocab.json",
+                                       "merges.txt",
+                                       "tokenizer.json",
+                                       "tokenizer_config.json",
+                                       "special_tokens_map.json",
+                                       "generation_config.json"};
+    enum { N_DEST = sizeof DEST / sizeof DEST[0] };
+    static const struct {
+        const char *from;
+        int to; /* index in DEST */
+    } SRC[] = {{"vocab.json", 0},
+               {"merges.txt", 1},
+               {"tokenizer.json", 2},
+               {"tokenizer_config.json", 3},
+               {"special_tokens_map.json", 4},
+               {"generation_config.json", 5},
+               {"encoder.json", 0},
+               {"vocab.bpe", 1}};
     const char *dirs[2] = {base_dir, !strcmp(c->tokenizer.kind, "gpt2") ? c->tokenizer.path : NULL};
-    int copied = 0;
+    int written[N_DEST] = {0}, copied = 0;
+    char from[4200], to[4200];
     for (int d = 0; d < 2; d++) {
         if (!dirs[d] || !dirs[d][0] || !cu_is_dir(dirs[d])) continue;
-        for (size_t i = 0; i < sizeof HF / sizeof HF[0]; i++) {
-            char from[4200], to[4200];
-            if (cu_format(from, sizeof from, err, "%s/%s", dirs[d], HF[i][0]) ||
-                cu_format(to, sizeof to, err, "%s/%s", out, HF[i][1]))
+        for (size_t i = 0; i < sizeof SRC / sizeof SRC[0]; i++) {
+            if (written[SRC[i].to]) continue;
+            if (cu_format(from, sizeof from, err, "%s/%s", dirs[d], SRC[i].from) ||
+                cu_format(to, sizeof to, err, "%s/%s", out, DEST[SRC[i].to]))
                 return -1;
-            if (!cu_is_file(from) || cu_is_file(to)) continue;
+            if (!cu_is_file(from)) continue;
             if (copy_file(from, to, err)) return -1;
+            written[SRC[i].to] = 1;
             copied++;
+        }
+    }
+    for (int k = 0; k < N_DEST; k++) {
+        if (written[k]) continue;
+        if (cu_format(to, sizeof to, err, "%s/%s", out, DEST[k])) return -1;
+        if (cu_is_file(to) && unlink(to) != 0) {
+            cu_error_set(err, CU_EIO, "cannot remove the stale %s: %s", to, strerror(errno));
+            return -1;
         }
     }
     return copied;
@@ -279,13 +303,18 @@ static int write_merged(const opts_t *o, const char *src, const cu_config_t *c,
         goto done;
     const char *meta[] = {"codex_source", src, "codex_base", base};
     if ((rc = hf_gpt2_save_weights(o->out, params, pt, np, o->dtype, meta, 2, err))) goto done;
-    char from[4200], to[4200];
-    if (b.from_hf) {
-        rc = cu_format(from, sizeof from, err, "%s/config.json", b.hf_dir);
-        if (rc == CU_OK) rc = cu_format(to, sizeof to, err, "%s/config.json", o->out);
-        if (rc == CU_OK) rc = copy_file(from, to, err);
-    } else
-        rc = hf_gpt2_write_config(o->out, &gc, err);
+    /* one model.safetensors: an index left by an earlier sharded model in
+     * the folder would be read instead of it */
+    char idx[4200];
+    if ((rc = cu_format(idx, sizeof idx, err, "%s/model.safetensors.index.json", o->out)))
+        goto done;
+    if (cu_is_file(idx) && unlink(idx) != 0) {
+        rc = cu_error_set(err, CU_EIO, "cannot remove the stale %s: %s", idx, strerror(errno));
+        goto done;
+    }
+    char from[4200];
+    if (b.from_hf) rc = cu_format(from, sizeof from, err, "%s/config.json", b.hf_dir);
+    if (rc == CU_OK) rc = hf_gpt2_write_config(o->out, b.from_hf ? from : NULL, &gc, o->dtype, err);
     if (rc == CU_OK && copy_tokenizer(b.from_hf ? b.hf_dir : NULL, c, o->out, err) < 0)
         rc = err->code;
 done:

@@ -126,7 +126,10 @@ static int continue_prompt(run_model_t *rm, const gen_opts_t *o, char **text, si
     if (rc == CU_OK && !out) rc = cu_error_set(err, CU_ENOMEM, "out of memory");
     cu_rng_t rng;
     cu_rng_seed(&rng, o->seed);
-    sample_params_t sp = {.temperature = o->temperature, .top_k = o->top_k, .top_p = o->top_p};
+    sample_params_t sp = {.temperature = o->temperature,
+                          .top_k = o->top_k,
+                          .top_p = o->top_p,
+                          .n_vocab = tokenizer_vocab_size(rm->tok)};
     int n_out = 0;
     if (rc == CU_OK)
         rc = sample_generate(rm->model, ids, (int)n, o->max_new, &sp, &rng, tokenizer_eot(rm->tok),

@@ -66,6 +66,7 @@ typedef struct {
 
 typedef struct {
     const char *out, *tok_kind, *tok_path, *field;
+    int tok_kind_set;   /* --tokenizer given */
     const char *policy; /* the safety policy; NULL: the built-in default */
     int no_safety;      /* --no-safety: nothing redacted, recorded in the report */
     double val_fraction;
@@ -103,8 +104,11 @@ static const char USAGE[] =
     "globs into an HDF5 dataset for data.source: hdf5 (docs/prepare.md).\n"
     "\n"
     "  -o, --output OUT.h5          the dataset to write (required)\n"
-    "  --tokenizer byte|gpt2        tokenizer (default byte)\n"
-    "  --tokenizer-path DIR         GPT-2 vocabulary directory (default third_party_data/gpt2)\n"
+    "  --tokenizer byte|gpt2        tokenizer (default byte; gpt2 when --tokenizer-path is\n"
+    "                               given)\n"
+    "  --tokenizer-path DIR         byte-level BPE folder: encoder.json + vocab.bpe,\n"
+    "                               vocab.json + merges.txt or a Hugging Face tokenizer.json\n"
+    "                               (default third_party_data/gpt2)\n"
     "  --val-fraction F             share of documents hashed into val (default 0.05)\n"
     "  --val PATH                   use PATH (file, dir or glob) as the val split; repeatable\n"
     "  --seed N                     key of the train/val hash (default 0)\n"
@@ -181,6 +185,7 @@ static int parse_option(opts_t *o, int c, const char *arg) {
         if (strcmp(arg, "byte") && strcmp(arg, "gpt2"))
             return usage_error("--tokenizer: '%s' is not byte or gpt2", arg);
         o->tok_kind = arg;
+        o->tok_kind_set = 1;
         return 0;
     case O_TOKPATH:
         o->tok_path = arg;
@@ -283,6 +288,12 @@ static int parse_args(opts_t *o, int argc, char **argv) {
     if (o->n_vals && o->val_fraction_set)
         return usage_error("%s", "--val-fraction and --val exclude each other: pick one");
     if (o->n_vals) o->val_fraction = 0;
+    /* a tokenizer folder means its BPE; the byte tokenizer has no files */
+    if (o->tok_path && !o->tok_kind_set) o->tok_kind = "gpt2";
+    if (o->tok_path && !strcmp(o->tok_kind, "byte"))
+        return usage_error("--tokenizer-path %s: the byte tokenizer reads no files (drop "
+                           "--tokenizer byte to use the folder's BPE)",
+                           o->tok_path);
     struct stat st;
     if (stat(o->out, &st) == 0) {
         o->out_exists = 1;

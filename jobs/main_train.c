@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "io/config.h"
+#include "io/tokenizer_files.h"
 #include "jobs/train.h"
 #include "model/blas.h"
 #include "mpi/world.h"
@@ -74,6 +75,8 @@ static int resolve_config(cu_config_t *cfg, int argc, char **argv, int first, in
         }
         rc = config_apply_override(cfg, argv[i], err);
     }
+    /* a model folder's own tokenizer: tokenizer.path from model.init */
+    if (rc == CU_OK) rc = io_tokenizer_resolve_config(cfg, err);
     if (rc == CU_OK) rc = config_validate(cfg, world_size, err);
     return rc;
 }

@@ -158,7 +158,7 @@ static int open_text_redacted(trainer_t *t, int vocab, uint64_t seed, cu_error_t
 
 static int open_source(trainer_t *t, int vocab, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
-    uint64_t seed = cu_hash64((uint64_t)c->job.seed, 0xda7a);
+    uint64_t seed = eval_data_seed(c);
     int rc;
     if (strcmp(c->data.source, "random") == 0) {
         rc = tokens_open_random(&t->src, vocab, seed, err);
@@ -187,7 +187,7 @@ static int open_source(trainer_t *t, int vocab, cu_error_t *err) {
         dataset_meta_t meta;
         rc = dataset_read_meta(c->data.path, &meta, err);
         if (rc == CU_OK && meta.tokens[DATASET_VAL] > (uint64_t)c->data.seq_len)
-            rc = tokens_open_h5(&t->val, c->data.path, "val", vocab, cu_hash64(seed, 0x7a1), err);
+            rc = tokens_open_h5(&t->val, c->data.path, "val", vocab, eval_val_seed(c), err);
         if (rc) return cu_error_prefix(err, "data.path");
     }
     return CU_OK;
@@ -931,8 +931,13 @@ static void print_header(const trainer_t *t) {
            c->train.threads == 1 ? "" : "s", blas_core_name(), t->hosts);
     char note[256];
     if (blas_reexec_note(note, sizeof note)) printf("%s\n", note);
-    printf("model gpt2 L=%d H=%d C=%d V=%d | %.2fM params, %.3fM trainable (%s)\n",
-           c->model.n_layer, c->model.n_head, c->model.n_embd, gpt_config(t->model)->vocab_size,
+    /* the model as built: a Hugging Face model.init decided its architecture */
+    const gpt_config_t *gc = gpt_config(t->model);
+    char kv[32] = "";
+    if (gc->arch == GPT_ARCH_LLAMA && gc->n_kv_head != gc->n_head)
+        snprintf(kv, sizeof kv, " (%d KV)", gc->n_kv_head);
+    printf("model %s L=%d H=%d%s C=%d V=%d | %.2fM params, %.3fM trainable (%s)\n",
+           gpt_arch_name(gc->arch), gc->n_layer, gc->n_head, kv, gc->n_embd, gc->vocab_size,
            (double)n_params / 1e6, (double)n_train / 1e6, c->lora.enabled ? "LoRA" : "full");
     char data[600];
     if (strcmp(c->data.source, "random") == 0)

@@ -13,6 +13,14 @@
 #include "model/sample.h"
 #include "safety/sandbox.h"
 
+uint64_t eval_data_seed(const cu_config_t *cfg) {
+    return cu_hash64((uint64_t)cfg->job.seed, 0xda7a);
+}
+
+uint64_t eval_val_seed(const cu_config_t *cfg) {
+    return cu_hash64(eval_data_seed(cfg), 0x7a1);
+}
+
 int eval_run(gpt_t *m, const token_source_t *val, const cu_config_t *cfg, const cu_world_t *w,
              int32_t *inputs, int32_t *targets, int32_t *window, eval_result_t *out,
              cu_error_t *err) {
@@ -69,8 +77,10 @@ static int complete(gpt_t *m, cu_tokenizer_t *tok, const cu_config_t *cfg, const
     int32_t *out = rc == CU_OK ? malloc(sizeof(int32_t) * (size_t)max_new) : NULL;
     if (rc == CU_OK && !out) rc = cu_error_set(err, CU_ENOMEM, "out of memory (sampling)");
     int n_out = 0;
-    sample_params_t sp = {
-        .temperature = cfg->eval.temperature, .top_k = cfg->eval.top_k, .top_p = cfg->eval.top_p};
+    sample_params_t sp = {.temperature = cfg->eval.temperature,
+                          .top_k = cfg->eval.top_k,
+                          .top_p = cfg->eval.top_p,
+                          .n_vocab = tokenizer_vocab_size(tok)};
     if (rc == CU_OK)
         rc = sample_generate(m, ids, (int)n, max_new, &sp, rng, tokenizer_eot(tok), out, &n_out,
                              err);

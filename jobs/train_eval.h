@@ -20,6 +20,13 @@ typedef struct {
     long tokens;
 } eval_result_t;
 
+/* The seeds of a job's token order: data_seed for the train source;
+ * val_seed for a prepared dataset's val split, whose windows evaluation
+ * walks in this order (codexctl eval of a run uses it too, so its first
+ * eval.batches x train.global_batch_size windows are the job's). */
+uint64_t eval_data_seed(const cu_config_t *cfg);
+uint64_t eval_val_seed(const cu_config_t *cfg);
+
 /* Evaluates the first eval.batches global batches of `val` (the same
  * windows every time) with every rank taking its slice. inputs/targets are
  * micro-batch buffers (B*T each), window a (T+1) buffer. Every rank gets the

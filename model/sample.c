@@ -103,8 +103,10 @@ int sample_generate(gpt_t *m, const int32_t *prompt, int n_prompt, int max_new,
     }
     gpt_kv_reset(m);
     for (int i = 0; i < n_prompt && rc == CU_OK; i++) rc = gpt_kv_step(m, prompt[i], logits, err);
+    /* the first n_vocab logits are the ids a tokenizer can decode */
+    int drawn = p->n_vocab > 0 && p->n_vocab < V ? p->n_vocab : V;
     for (int i = 0; i < max_new && rc == CU_OK; i++) {
-        int tok = sample_token(logits, V, p, rng, idx);
+        int tok = sample_token(logits, drawn, p, rng, idx);
         if (tok == stop_token) break;
         out[(*n_out)++] = tok;
         if (i + 1 < max_new) rc = gpt_kv_step(m, tok, logits, err);

@@ -15,6 +15,9 @@ typedef struct {
     float temperature; /* <= 0: greedy (argmax) */
     int top_k;         /* 0: no limit */
     float top_p;       /* >= 1: no limit */
+    int n_vocab;       /* sample_generate draws only ids below this (the
+                        * tokenizer's size; a model's embedding may have
+                        * padding rows no token names); 0: every id */
 } sample_params_t;
 
 /* Draws one token id. logits (V) are overwritten; idx needs V ints. */

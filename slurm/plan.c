@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/tokenizer_files.h"
 #include "slurm/slurm.h"
 
 static int mkdirs(const char *path, cu_error_t *err) {
@@ -79,12 +80,20 @@ static int resolve(cu_config_t *cfg, const char *text, size_t len, const char *o
     return rc;
 }
 
+/* Checks cfg as codex-train will on the nodes: with tokenizer.path taken
+ * from a model.init folder first (io_tokenizer_resolve_config), on a copy,
+ * since the job derives it itself from the submit.yaml written here. */
 static int validate(const cu_config_t *cfg, cu_error_t *err) {
     int ranks = cfg->slurm.nodes * cfg->slurm.ntasks_per_node;
-    if (config_validate(cfg, ranks, err) != CU_OK)
-        return cu_error_prefix(err, "for %d rank%s (slurm.nodes x slurm.ntasks_per_node)", ranks,
-                               ranks == 1 ? "" : "s");
-    return CU_OK;
+    cu_config_t *c = malloc(sizeof *c);
+    if (!c) return cu_error_set(err, CU_ENOMEM, "out of memory validating the config");
+    *c = *cfg;
+    int rc = io_tokenizer_resolve_config(c, err);
+    if (rc == CU_OK && (rc = config_validate(c, ranks, err)) != CU_OK)
+        cu_error_prefix(err, "for %d rank%s (slurm.nodes x slurm.ntasks_per_node)", ranks,
+                        ranks == 1 ? "" : "s");
+    free(c);
+    return rc;
 }
 
 static int build_sweep(slurm_plan_t *p, const char *sweep, cu_error_t *err) {

@@ -337,6 +337,19 @@ def case_specials(exe, tmp, f):
             "without tokenizer_config.json: no BOS, <|end_of_text|> still ends documents")
     f.check(attr(path, "tokenizer_sha256") != attr(outs["plain"], "tokenizer_sha256"),
             "the framing is part of the tokenizer hash")
+    # --tokenizer-path alone means that folder's BPE (it once fell back to
+    # the byte tokenizer silently); with --tokenizer byte it is refused
+    p = prepare(exe, ["-o", "implied.h5", "--tokenizer-path", "tok", "--val-fraction", "0", "s"],
+                tmp)
+    implied = os.path.join(tmp, "implied.h5")
+    f.check(p.returncode == 0 and attr(implied, "tokenizer_kind") == "gpt2" and
+            attr(implied, "tokenizer_sha256") == attr(path, "tokenizer_sha256") and
+            ints(implied, "/train/tokens") == toks,
+            "--tokenizer-path without --tokenizer uses the folder's tokenizer.json")
+    p = prepare(exe, ["-o", "byte.h5", "--tokenizer", "byte", "--tokenizer-path", "tok", "s"], tmp)
+    f.check(p.returncode == 2 and "--tokenizer-path tok" in p.stderr and
+            not os.path.exists(os.path.join(tmp, "byte.h5")),
+            "--tokenizer byte with --tokenizer-path is a usage error naming the folder")
 
 
 def case_streaming(exe, tmp, f):

@@ -741,9 +741,9 @@ static void test_validate_model_and_batches(void) {
     config_defaults(&c);
     strcpy(c.tokenizer.kind, "gpt2");
     expect_invalid(&c, 1,
-                   "tokenizer.kind is gpt2 but tokenizer.path is empty: point it at a "
-                   "folder with encoder.json and vocab.bpe (or vocab.json and "
-                   "merges.txt)");
+                   "tokenizer.kind is gpt2 but tokenizer.path is empty (and model.init is "
+                   "no folder with tokenizer files): point it at a folder with encoder.json "
+                   "+ vocab.bpe, vocab.json + merges.txt or tokenizer.json");
 }
 
 static void test_validate_llama(void) {

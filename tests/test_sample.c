@@ -165,6 +165,16 @@ static void test_generate(void) {
     int32_t longp[30];
     for (int i = 0; i < 30; i++) longp[i] = i % 11;
     CHECK(sample_generate(m, longp, 30, 8, &p, &a, -1, out, &n, NULL) == CU_OK && n == 8);
+    /* n_vocab: ids at and above it (an embedding's padding rows) are never
+     * drawn, greedy or sampled, even when they are the likeliest */
+    sample_params_t lim = {.temperature = 0.0f, .n_vocab = best};
+    if (best > 0) {
+        CHECK(sample_generate(m, prompt, 3, 1, &lim, &a, -1, out, &n, NULL) == CU_OK && n == 1);
+        CHECK_MSG(out[0] < best, "greedy drew %d with n_vocab %d", out[0], best);
+    }
+    lim = (sample_params_t){.temperature = 5.0f, .n_vocab = 3};
+    CHECK(sample_generate(m, prompt, 3, 9, &lim, &a, -1, out, &n, NULL) == CU_OK && n == 9);
+    for (int i = 0; i < n; i++) CHECK_MSG(out[i] < 3, "drew %d with n_vocab 3", out[i]);
     cu_error_t err;
     CHECK(sample_generate(m, prompt, 0, 4, &p, &a, -1, out, &n, &err) == CU_EINVAL);
     gpt_free(m);

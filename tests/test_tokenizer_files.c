@@ -239,6 +239,23 @@ static void test_tokenizer_json(void) {
     tokenizer_free(t);
     tokenizer_free(a);
 
+    /* beside vocab.json + merges.txt, tokenizer.json is the tokenizer (it
+     * may say more than GPT-2's layout can: here ignore_merges) */
+    write_tokenizer_json("tjim", "", "\"ignore_merges\": true, ");
+    write_tokenizer_json("both", "", "\"ignore_merges\": true, ");
+    char *vocab = tiny_vocab_json(TOKENS, 4);
+    write_text("both", "vocab.json", vocab);
+    write_text("both", "merges.txt", MERGES);
+    free(vocab);
+    cu_tokenizer_t *im = load_dir("tjim"), *both = load_dir("both"), *hf = load_dir("hf");
+    if (im && both && hf) {
+        CHECK(strcmp(tokenizer_hash(both), tokenizer_hash(im)) == 0);
+        CHECK(strcmp(tokenizer_hash(both), tokenizer_hash(hf)) != 0);
+    }
+    tokenizer_free(im);
+    tokenizer_free(both);
+    tokenizer_free(hf);
+
     write_tokenizer_json("tjwp", "", "\"ignore\": 1, ");
     write_text("tjwp", "tokenizer.json", "{\"model\": {\"type\": \"WordPiece\"}}");
     EXPECT_ERROR("gpt2", "tjwp", CU_EFORMAT, "tjwp/tokenizer.json: model.type WordPiece");
@@ -254,16 +271,89 @@ static void test_tokenizer_json(void) {
     EXPECT_ERROR("gpt2", "tjbos", CU_EINVAL, "add_bos_token is true but there is no bos");
 }
 
+static void set_str(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    CHECK_MSG(n < cap, "%s does not fit", src);
+    if (n < cap) memcpy(dst, src, n + 1);
+}
+
+/* model.init a folder with tokenizer files: tokenizer.path comes from it
+ * (gpt2), and the byte tokenizer is refused for it. */
+static void test_resolve_config(void) {
+    char tj[1024], hf[1024], half[1024], empty[1024];
+    path_in(tj, sizeof tj, "tj", "");
+    path_in(hf, sizeof hf, "hf", "");
+    path_in(half, sizeof half, "half", "");
+    path_in(empty, sizeof empty, "empty", "");
+    CHECK(io_tokenizer_dir_has_files(tj) && io_tokenizer_dir_has_files(hf));
+    CHECK(!io_tokenizer_dir_has_files(half) && !io_tokenizer_dir_has_files(empty));
+    char file[1100];
+    snprintf(file, sizeof file, "%s/tokenizer.json", tj);
+    CHECK(!io_tokenizer_dir_has_files(file) && !io_tokenizer_dir_has_files("/no/such/dir"));
+
+    cu_config_t c;
+    cu_error_t err = {0};
+    config_defaults(&c);
+    set_str(c.model.init, sizeof c.model.init, tj);
+    set_str(c.tokenizer.kind, sizeof c.tokenizer.kind, "gpt2");
+    CHECK_MSG(io_tokenizer_resolve_config(&c, &err) == CU_OK, "%s", err.msg);
+    CHECK_MSG(strcmp(c.tokenizer.path, tj) == 0, "derived tokenizer.path '%s'", c.tokenizer.path);
+    set_str(c.tokenizer.path, sizeof c.tokenizer.path, hf); /* given: kept */
+    CHECK(io_tokenizer_resolve_config(&c, &err) == CU_OK && strcmp(c.tokenizer.path, hf) == 0);
+    config_defaults(&c); /* model.init the folder's weights file: the same folder */
+    char weights[1100];
+    snprintf(weights, sizeof weights, "%s/model.safetensors", tj);
+    write_text("tj", "model.safetensors", "x");
+    set_str(c.model.init, sizeof c.model.init, weights);
+    set_str(c.tokenizer.kind, sizeof c.tokenizer.kind, "gpt2");
+    CHECK(io_tokenizer_resolve_config(&c, &err) == CU_OK && strcmp(c.tokenizer.path, tj) == 0);
+    config_defaults(&c); /* byte on a folder that ships a tokenizer, for real text */
+    set_str(c.data.source, sizeof c.data.source, "hdf5");
+    set_str(c.model.init, sizeof c.model.init, tj);
+    CHECK(io_tokenizer_resolve_config(&c, &err) == CU_EINVAL);
+    CHECK_MSG(strstr(err.msg, tj) && strstr(err.msg, "tokenizer.kind is byte") &&
+                  strstr(err.msg, "tokenizer.kind: gpt2"),
+              "%s", err.msg);
+    set_str(c.data.source, sizeof c.data.source, "random"); /* ids do not matter */
+    CHECK(io_tokenizer_resolve_config(&c, &err) == CU_OK && !c.tokenizer.path[0]);
+    config_defaults(&c); /* a folder without tokenizer files: nothing changes */
+    set_str(c.model.init, sizeof c.model.init, empty);
+    set_str(c.tokenizer.kind, sizeof c.tokenizer.kind, "gpt2");
+    CHECK(io_tokenizer_resolve_config(&c, &err) == CU_OK && !c.tokenizer.path[0]);
+}
+
 static void remove_tree(const char *path) {
     struct stat st;
     if (lstat(path, &st) != 0) return;
     if (S_ISDIR(st.st_mode)) {
-        static const char *const names[] = {
-            "encoder.json", "vocab.bpe", "vocab.json", "merges.txt",     "openai",
-            "hf",           "empty",     "half",       "half2",          "badjson",
-            "badmerges",    "unknown",   "dirfile",    "tokenizer.json", "tokenizer_config.json",
-            "config.json",  "tj",        "tjspec",     "tjcfg",          "tjwp",
-            "tjnorm",       "tjbf",      "tjeos",      "tjbos",          "tjtmpl"};
+        static const char *const names[] = {"tjim",
+                                            "both",
+                                            "encoder.json",
+                                            "vocab.bpe",
+                                            "vocab.json",
+                                            "merges.txt",
+                                            "openai",
+                                            "hf",
+                                            "empty",
+                                            "half",
+                                            "half2",
+                                            "badjson",
+                                            "badmerges",
+                                            "unknown",
+                                            "dirfile",
+                                            "tokenizer.json",
+                                            "tokenizer_config.json",
+                                            "model.safetensors",
+                                            "config.json",
+                                            "tj",
+                                            "tjspec",
+                                            "tjcfg",
+                                            "tjwp",
+                                            "tjnorm",
+                                            "tjbf",
+                                            "tjeos",
+                                            "tjbos",
+                                            "tjtmpl"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             char child[1024];
             if (snprintf(child, sizeof child, "%s/%s", path, names[i]) < (int)sizeof child)
@@ -282,4 +372,5 @@ static void test_cleanup(void) {
 }
 
 TEST_MAIN(TEST(test_setup), TEST(test_byte_kind), TEST(test_both_layouts_load_alike),
-          TEST(test_errors), TEST(test_tokenizer_json), TEST(test_cleanup))
+          TEST(test_errors), TEST(test_tokenizer_json), TEST(test_resolve_config),
+          TEST(test_cleanup))

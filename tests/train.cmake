@@ -13,3 +13,13 @@ add_test(NAME formats_h5_layout
          COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/formats_h5.py $<TARGET_FILE:codex-train>
                  ${PROJECT_SOURCE_DIR})
 set_tests_properties(formats_h5_layout PROPERTIES LABELS mpi TIMEOUT 120)
+
+# A pre-trained Hugging Face Llama folder (BF16 shards, GQA, a Llama-3-style
+# tokenizer.json) through prepare, 2-rank LoRA, export, generate and eval,
+# checked against PyTorch (tests/hf_journey.py; docs/export.md's journey).
+add_test(NAME hf_llama_journey
+         COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/hf_journey.py
+                 --train $<TARGET_FILE:codex-train> --ctl $<TARGET_FILE:codexctl>
+                 --tok-encode $<TARGET_FILE:tok_encode> --dumper $<TARGET_FILE:hf_dump>)
+set_tests_properties(hf_llama_journey PROPERTIES LABELS reference SKIP_RETURN_CODE 77 TIMEOUT 300
+                     ENVIRONMENT "OPENBLAS_NUM_THREADS=1")

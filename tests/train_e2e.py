@@ -494,6 +494,20 @@ def case_dataset(exe, src, tmp, f):
         print(f"measured: codexctl eval loss {ev['loss']:.4f}, the job's last val loss "
               f"{job_val[-1]:.4f} (other windows), rel {rel:.3f}")
         f.check(rel < 0.05, "eval agrees with the job's own validation loss within 5%")
+    # the job's own windows: eval.batches (4) x global_batch_size (8) of the
+    # val split in the job's order give exactly its last validation loss
+    q = run([ctl, "eval", run_dir, "--data", ds, "--json", "--max-windows", "32"], cwd=src)
+    try:
+        same = json.loads(q.stdout)["loss"]
+    except (ValueError, KeyError):
+        same = None
+    vals = [o["val_loss"] for o in map(json.loads, open(os.path.join(run_dir, "metrics.jsonl")))
+            if "val_loss" in o]
+    if f.check(same is not None and vals, "eval of the job's 32 validation windows"):
+        rel = abs(same - vals[-1]) / vals[-1]
+        print(f"measured: eval of the job's windows {same}, its last val loss {vals[-1]}, "
+              f"rel {rel:.1e}")
+        f.check(rel < 5e-6, "eval of the job's windows equals its last validation loss")
     q = run([ctl, "eval", run_dir, "--data", os.path.join(tmp, "missing.h5")], cwd=src)
     f.check(q.returncode == 2 and "missing.h5" in q.stderr, "a missing dataset exits 2, named")
     p = mpirun(1, [exe, os.path.join(src, "configs/demo-base.yaml"), f"job.runs_dir={runs}",

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "slurm/slurm.h"
@@ -139,6 +140,34 @@ static void test_plan_sweep(void) {
     slurm_plan_free(&p);
 }
 
+/* A model.init folder that ships a tokenizer.json: the job takes its
+ * tokenizer.path from it (codex-train does), so the plan validates too;
+ * submit.yaml keeps the key empty for the job to derive. */
+static void test_plan_model_folder_tokenizer(void) {
+    char dir[] = "/tmp/cu-plan-tok-XXXXXX", file[64], yaml[256];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(file, sizeof file, "%s/tokenizer.json", dir);
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL);
+    if (f) fclose(f);
+    snprintf(yaml, sizeof yaml, "job:\n  name: tk\nmodel:\n  init: %s\ntokenizer:\n  kind: gpt2\n",
+             dir);
+    char *ov[] = {"train.micro_batch_size=4"};
+    slurm_plan_t p;
+    cu_error_t err = {0};
+    int rc = slurm_plan_build(&p, yaml, strlen(yaml), "t.yaml", ov, 1, NULL, "/w", "/bin/x", NULL,
+                              0, &err);
+    CHECK_MSG(rc == CU_OK, "%s", err.msg);
+    CHECK(rc != CU_OK || p.cfg.tokenizer.path[0] == '\0');
+    slurm_plan_free(&p);
+    remove(file); /* without the tokenizer file the empty path is an error */
+    rc = slurm_plan_build(&p, yaml, strlen(yaml), "t.yaml", ov, 1, NULL, "/w", "/bin/x", NULL, 0,
+                          &err);
+    CHECK(rc == CU_EINVAL && strstr(err.msg, "tokenizer.path is empty"));
+    slurm_plan_free(&p);
+    rmdir(dir);
+}
+
 static void test_array_matches(void) {
     CHECK(slurm_array_matches("1234", "1234"));
     CHECK(!slurm_array_matches("1234", "123"));
@@ -230,6 +259,7 @@ int main(void) {
         {"merge_status", test_merge_status},
         {"query_many_ids", test_query_many_ids},
         {"run_timeout", test_run_timeout},
+        {"plan_model_folder_tokenizer", test_plan_model_folder_tokenizer},
     };
     return cu_test_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -61,6 +61,22 @@ MODULES = {"self_attn.q_proj": (C, C), "self_attn.k_proj": (C, KV), "self_attn.v
 TARGET_MODULE = {m.split(".")[1]: m for m in MODULES}  # q_proj -> self_attn.q_proj
 
 
+def set_dims(**dims):
+    """Other sizes for the model this module writes and runs (keys: L, NH,
+    NKV, C, F, V, P, B, T), e.g. a vocabulary that matches a tokenizer;
+    the derived head sizes and MODULES follow."""
+    g = globals()
+    for k, v in dims.items():
+        if k not in ("L", "NH", "NKV", "C", "F", "V", "P", "B", "T"):
+            raise KeyError(k)
+        g[k] = v
+    g["HS"], g["KV"] = g["C"] // g["NH"], (g["C"] // g["NH"]) * g["NKV"]
+    c, kv, f = g["C"], g["KV"], g["F"]
+    g["MODULES"] = {"self_attn.q_proj": (c, c), "self_attn.k_proj": (c, kv),
+                    "self_attn.v_proj": (c, kv), "self_attn.o_proj": (c, c),
+                    "mlp.gate_proj": (c, f), "mlp.up_proj": (c, f), "mlp.down_proj": (f, c)}
+
+
 def make_weights(seed, tied=False):
     g = np.random.default_rng(seed)
     w = {"model.embed_tokens.weight": g.normal(0, 0.5, (V, C)),

@@ -182,13 +182,17 @@ class Llama3Oracle(ref.Encoder):
         return ids
 
 
-def llama3_case(args, ck, tmp):
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"]
+
+
+def llama3_tokenizer(corpus, n_merges=400):
+    """A Llama-3-style tokenizer.json made from corpus (a list of bytes):
+    the 256 byte tokens, n_merges merges learned from it, whole-word tokens
+    no merge makes, and the special tokens LLAMA3_SPECIALS after them.
+    Returns (doc, oracle); len(oracle.model_vocab) + len(LLAMA3_SPECIALS) is
+    the vocabulary size, doc["added_tokens"] the special ids."""
     byte_char = ref.bytes_to_unicode()
-    corpus = []
-    for p in lib.corpus_files():
-        with open(p, "rb") as f:
-            corpus.append(f.read())
-    merges = train_merges(corpus, 400, byte_char)
+    merges = train_merges(corpus, n_merges, byte_char)
     vocab = {}
     for b in range(256):
         vocab[byte_char[b]] = len(vocab)
@@ -198,10 +202,9 @@ def llama3_case(args, ck, tmp):
     # whole words no merge makes: only ignore_merges produces them
     for w in ("Ġhello", "Ġworld", "12", "ĊĊĠĠĠ"):
         vocab.setdefault(w, len(vocab))
-    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"]
     added = [{"id": len(vocab) + k, "content": s, "single_word": False, "lstrip": False,
               "rstrip": False, "normalized": False, "special": True}
-             for k, s in enumerate(specials)]
+             for k, s in enumerate(LLAMA3_SPECIALS)]
     doc = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
            "normalizer": None,
            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
@@ -214,12 +217,23 @@ def llama3_case(args, ck, tmp):
                      "continuing_subword_prefix": None, "end_of_word_suffix": None,
                      "fuse_unk": False, "byte_fallback": False, "ignore_merges": True,
                      "vocab": vocab, "merges": [[a, b] for a, b in merges]}}
+    oracle = Llama3Oracle(vocab, merges)
+    oracle.model_vocab = vocab
+    return doc, oracle
+
+
+def llama3_case(args, ck, tmp):
+    corpus = []
+    for p in lib.corpus_files():
+        with open(p, "rb") as f:
+            corpus.append(f.read())
+    doc, oracle = llama3_tokenizer(corpus)
+    vocab, added = oracle.model_vocab, doc["added_tokens"]
+    merges = doc["model"]["merges"]
     d = os.path.join(tmp, "llama3")
     os.makedirs(d)
     with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump(doc, f, ensure_ascii=False)
-    oracle = Llama3Oracle(vocab, merges)
-    oracle.model_vocab = vocab
     hand = [
         ("numbers", b"x = 1234567 + 12 - 3.14159e10; 0xFF 2024-11-24 1,000,000 \xd9\xa3\xd9\xa4"),
         ("crlf", b"line one\r\nline two\r\n\r\n  indented\r\n\tTab\r\r\n"),
