@@ -294,8 +294,11 @@ static const cfg_key_t KEYS[] = {
 
     BOOL("safety.enabled", safety.enabled, "true",
          "Scan training data and generated text for secrets and personal data."),
-    STR("safety.policy", safety.policy, "configs/safety/policy.yaml", 0, NULL,
-        "The safety policy file: detectors and what to do on a match."),
+    STR("safety.policy", safety.policy, "built-in", 0, NULL,
+        "The safety policy: what to do when a detector matches. `built-in` is the policy "
+        "shipped as configs/safety/policy.yaml, compiled into the programs (so a job runs from "
+        "any folder); otherwise a policy file (docs/safety.md; write ./built-in for a file of "
+        "that name)."),
 
     STR("slurm.partition", slurm.partition, "", 0, &FMT_TOKEN,
         "`--partition`; empty uses the cluster's default."),

@@ -238,8 +238,8 @@ static void check_rest(const cu_config_t *cfg, problems_t *pr) {
             "eval.patience to 0",
             cfg->eval.patience);
     if (cfg->safety.enabled && !cfg->safety.policy[0])
-        add(pr, "safety.enabled is true but safety.policy is empty: give the policy file (e.g. "
-                "configs/safety/policy.yaml), or set safety.enabled: false");
+        add(pr, "safety.enabled is true but safety.policy is empty: give a policy file or "
+                "built-in (the shipped default), or set safety.enabled: false");
 }
 
 /* One problem: its message. Several: a count and one line each. */

@@ -47,10 +47,13 @@ int safety_policy_load(const char *path, safety_policy_t **out, cu_error_t *err)
 int safety_policy_parse(const char *text, size_t len, const char *name, safety_policy_t **out,
                         cu_error_t *err);
 
-/* The built-in policy: category defaults for every rule (secrets: redact in
- * data, block in prompts and outputs; personal data: redact everywhere),
- * no allowlists but inline `codex:allow` comments, evaluation refuses the
- * export on a blocked output. Allocates *out. */
+/* The name that means the built-in policy where a policy file could be
+ * named (`safety.policy: built-in`, `--policy built-in`), and its source. */
+#define SAFETY_POLICY_BUILTIN "built-in"
+
+/* The built-in policy: configs/safety/policy.yaml as it was when the
+ * programs were built (compiled in, so it does not depend on the working
+ * directory). Allocates *out. */
 int safety_policy_default(safety_policy_t **out, cu_error_t *err);
 
 void safety_policy_free(safety_policy_t *p);

@@ -21,7 +21,8 @@
 
 typedef struct safety_engine safety_engine_t;
 
-/* Loads the policy at policy_path (NULL: the built-in default policy) and
+/* Loads the policy at policy_path (NULL or SAFETY_POLICY_BUILTIN: the
+ * built-in policy, safety_policy_default) and
  * compiles the scanner. Allocates *out (safety_engine_free). A missing or
  * invalid policy file is an error, never a fallback to the default. */
 int safety_engine_new(const char *policy_path, safety_engine_t **out, cu_error_t *err);

@@ -113,7 +113,7 @@ static void test_defaults(void) {
     CHECK(c.eval.top_p == 0.95f && c.eval.patience == 0);
     CHECK(c.checkpoint.every_steps == 0 && c.checkpoint.keep_last == 3);
     CHECK(!strcmp(c.checkpoint.resume, "auto"));
-    CHECK(c.safety.enabled == 1 && !strcmp(c.safety.policy, "configs/safety/policy.yaml"));
+    CHECK(c.safety.enabled == 1 && !strcmp(c.safety.policy, "built-in"));
     CHECK(c.slurm.partition[0] == '\0' && !strcmp(c.slurm.time, "01:00:00"));
     CHECK(c.slurm.mem[0] == '\0' && c.slurm.account[0] == '\0' && c.slurm.qos[0] == '\0');
     CHECK(c.slurm.constraint[0] == '\0' && c.slurm.nodes == 1 && c.slurm.ntasks_per_node == 2);
@@ -830,8 +830,8 @@ static void test_validate_train_lora_data(void) {
     config_defaults(&c);
     c.safety.policy[0] = '\0';
     expect_invalid(&c, 1,
-                   "safety.enabled is true but safety.policy is empty: give the policy "
-                   "file (e.g. configs/safety/policy.yaml), or set safety.enabled: false");
+                   "safety.enabled is true but safety.policy is empty: give a policy file "
+                   "or built-in (the shipped default), or set safety.enabled: false");
 }
 
 /* A struct filled in code gets the same per-key checks as a file. */

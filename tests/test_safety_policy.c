@@ -77,9 +77,17 @@ static void test_hash_follows_content(void) {
         CHECK(strcmp(safety_policy_sha256(a), safety_policy_sha256(c)) != 0);
         CHECK(strcmp(safety_policy_sha256(a), safety_policy_sha256(d)) != 0);
     }
-    /* "version: 1" alone is the built-in default */
-    safety_policy_t *e = parse("version: 1\n", &err);
-    if (e && d) CHECK(!strcmp(safety_policy_sha256(e), safety_policy_sha256(d)));
+    /* the built-in default is the shipped file, compiled in: same hash, and
+     * stricter than the category defaults alone ("version: 1") */
+    safety_policy_t *e = parse("version: 1\n", &err), *f = NULL;
+    CHECK(safety_policy_load(policy_path(), &f, &err) == CU_OK);
+    if (f && d) CHECK(!strcmp(safety_policy_sha256(f), safety_policy_sha256(d)));
+    if (e && d) CHECK(strcmp(safety_policy_sha256(e), safety_policy_sha256(d)) != 0);
+    if (d) CHECK(!strcmp(safety_policy_source(d), "built-in"));
+    if (d)
+        CHECK(safety_policy_action(d, safety_rule_find("private_key_block"), SAFETY_STAGE_DATA) ==
+              SAFETY_ACTION_BLOCK);
+    safety_policy_free(f);
     safety_policy_free(a);
     safety_policy_free(b);
     safety_policy_free(c);
