@@ -120,7 +120,7 @@ PROBE = """(() => {
   const c = document.querySelector('canvas[data-job="run-live"]');
   const tr = document.querySelector('tr[data-job="run-live"]');
   return {points: c ? Number(c.dataset.points || 0) : -1,
-          step: tr ? tr.children[2].textContent : null,
+          step: tr ? tr.querySelector("td.step").textContent : null,
           rows: document.querySelectorAll("#jobs tbody tr").length};
 })()"""
 

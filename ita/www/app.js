@@ -84,7 +84,7 @@ function renderTable(jobs) {
     if (j.detail) badge.title = j.detail;
     cell(tr, badge);
     cell(tr, schedText(j.scheduler), "sched");
-    cell(tr, j.step + " / " + j.max_steps, "num");
+    cell(tr, j.step + " / " + j.max_steps, "num step");
     const bar = document.createElement("span");
     bar.className = "bar";
     const fill = document.createElement("span");
