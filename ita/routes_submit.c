@@ -249,15 +249,16 @@ static int spawn_local(const ita_config_t *cfg, const slurm_plan_t *p, int ranks
     snprintf(omp, sizeof omp, "OMP_NUM_THREADS=%d", p->cfg.train.threads);
     size_t n_env = 0;
     while (environ[n_env]) n_env++;
-    char **envp = calloc(n_env + 5, sizeof *envp);
+    char **envp = calloc(n_env + 6, sizeof *envp);
     if (!envp) return cu_error_set(err, CU_ENOMEM, "out of memory");
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++)
         if (strncmp(environ[i], "OPENBLAS_NUM_THREADS=", 21) &&
-            strncmp(environ[i], "OMP_NUM_THREADS=", 16))
+            strncmp(environ[i], "OMP_NUM_THREADS=", 16) && strncmp(environ[i], "CU_PROGRESS=", 12))
             envp[k++] = environ[i];
     envp[k++] = th;
     envp[k++] = omp;
+    envp[k++] = "CU_PROGRESS=0"; /* local.out is a file: no progress bar */
     if (geteuid() == 0) {
         envp[k++] = "OMPI_ALLOW_RUN_AS_ROOT=1";
         envp[k++] = "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1";

@@ -249,6 +249,7 @@ static void exec_local(const char *run_dir, const char *train, int ranks, int th
     snprintf(th, sizeof th, "%d", threads);
     setenv("OPENBLAS_NUM_THREADS", th, 1);
     setenv("OMP_NUM_THREADS", th, 1);
+    setenv("CU_PROGRESS", "0", 1); /* local.out is a file: no progress bar */
     if (geteuid() == 0) {
         setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);

@@ -11,6 +11,8 @@ bash scripts/install-deps.sh
 bash scripts/build.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=1
+# mpirun gives the rank a terminal even when this script's output is a file
+[ -t 1 ] || export CU_PROGRESS=0
 if [ ! -f runs/demo-base/final.h5 ]; then
   echo "== stage 1: training the base model (configs/demo-base.yaml)"
   mpirun -n 1 --oversubscribe ./build/jobs/codex-train configs/demo-base.yaml

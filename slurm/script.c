@@ -155,6 +155,8 @@ static void add_environment(text_t *t, const cu_config_t *cfg, const slurm_scrip
     int threads = cfg->slurm.cpus_per_task;
     add(t, "\n# one BLAS/OpenMP thread per CPU Slurm gives each rank\n");
     add(t, "export OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d\n", threads, threads);
+    add(t, "# the output goes to files: no progress bar (mpirun hands ranks a terminal)\n"
+           "export CU_PROGRESS=0\n");
     if (!strcmp(cfg->slurm.launcher, "mpirun") && geteuid() == 0)
         add(t, "# submitted as root: Open MPI refuses root unless told\n"
                "export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\n");

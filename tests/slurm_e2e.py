@@ -295,7 +295,7 @@ def case_dry_run(ctx, f):
                  "#SBATCH --ntasks-per-node=2", "#SBATCH --cpus-per-task=1",
                  "#SBATCH --time=00:20:00", "#SBATCH --signal=B:USR1@30", "#SBATCH --requeue",
                  "#SBATCH --exclusive", "srun --mpi=pmix",
-                 "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1",
+                 "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1", "export CU_PROGRESS=0",
                  f"#SBATCH --output={ctx.runs}/dry/slurm-%j.out",
                  "scontrol requeue"):
         f.check(want in s, f"the script holds '{want}'")
@@ -466,6 +466,8 @@ def case_sweep_local(ctx, f):
     f.check(ctx.status("here").get("status") == "COMPLETED", "codexctl status of a local job")
     p = ctx.codexctl(["logs", "here"])
     f.check(p.returncode == 0 and "local.out" in p.stdout, "codexctl logs of a local job")
+    f.check("\r" not in p.stdout and "step     20/20" in p.stdout,
+            "the local job's log holds step lines and no progress bar")
 
 
 class Ita:
