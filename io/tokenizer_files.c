@@ -98,6 +98,7 @@ static const char GPT2_PATTERN[] =
 typedef struct {
     char *vocab, *merges, *added, *pattern;
     size_t merges_len;
+    tokenizer_added_token_t *matched; /* contents point into the JSON */
     tokenizer_bpe_options_t opts;
 } tj_parts_t;
 
@@ -106,6 +107,7 @@ static void tj_free(tj_parts_t *t) {
     free(t->merges);
     free(t->added);
     free(t->pattern);
+    free(t->matched);
 }
 
 /* A ByteLevel pre-tokenizer: add_prefix_space must be false; *use_regex. */
@@ -215,11 +217,19 @@ static int tj_merges(json_t *merges, const char *path, tj_parts_t *t, cu_error_t
     return CU_OK;
 }
 
-/* added_tokens -> {content: id}; the end-of-text token by its usual names. */
+/* added_tokens -> {content: id}; the non-special ones (special false) are
+ * also matched in text (t->opts.matched), with their single_word, lstrip
+ * and rstrip flags. Special tokens are never matched: data must not inject
+ * control tokens. */
 static int tj_added(json_t *added, const char *path, tj_parts_t *t, cu_error_t *err) {
     json_t *obj = json_object();
     size_t i;
     json_t *a;
+    t->matched = calloc(json_array_size(added) + 1, sizeof *t->matched);
+    if (!obj || !t->matched) {
+        json_decref(obj);
+        return cu_error_set(err, CU_ENOMEM, "out of memory");
+    }
     json_array_foreach(added, i, a) {
         const char *content = json_string_value(json_object_get(a, "content"));
         json_t *id = json_object_get(a, "id");
@@ -229,7 +239,15 @@ static int tj_added(json_t *added, const char *path, tj_parts_t *t, cu_error_t *
                                 i);
         }
         json_object_set(obj, content, id);
+        if (json_is_true(json_object_get(a, "special")) || !content[0]) continue;
+        tokenizer_added_token_t *m = &t->matched[t->opts.n_matched++];
+        m->content = content;
+        m->id = (int)json_integer_value(id);
+        m->single_word = json_is_true(json_object_get(a, "single_word"));
+        m->lstrip = json_is_true(json_object_get(a, "lstrip"));
+        m->rstrip = json_is_true(json_object_get(a, "rstrip"));
     }
+    t->opts.matched = t->matched;
     t->added = json_dumps(obj, JSON_COMPACT);
     json_decref(obj);
     if (!t->added) return cu_error_set(err, CU_ENOMEM, "out of memory");

@@ -33,6 +33,17 @@ int tokenizer_open_gpt2_named(cu_tokenizer_t **out, const char *vocab_json, size
                               const char *vocab_name, const char *merges, size_t merges_len,
                               const char *merges_name, cu_error_t *err);
 
+/* A non-special added token of tokenizer.json, matched in the text before
+ * pre-tokenising (Hugging Face's AddedVocabulary): `content` (bytes, NUL-
+ * terminated) becomes `id`. single_word: no word character (\p{L}, \p{N} or
+ * '_') may touch the match on either side; lstrip / rstrip: whitespace (\s)
+ * left / right of the match is absorbed into it. */
+typedef struct {
+    const char *content;
+    int id;
+    int single_word, lstrip, rstrip;
+} tokenizer_added_token_t;
+
 /* What a Hugging Face tokenizer.json adds to a byte-level BPE's vocabulary
  * and merges (see model/bpe.h, bpe_options_t). */
 typedef struct {
@@ -41,6 +52,10 @@ typedef struct {
     const char *split_regex; /* NULL: GPT-2's pre-tokeniser; else a Split pattern */
     int split_then_gpt2;     /* then GPT-2's pattern inside each piece */
     int ignore_merges;       /* a piece that is a whole token is that token */
+    /* non-special added tokens matched in the text (special ones never are);
+     * a non-empty list is part of the hash */
+    const tokenizer_added_token_t *matched;
+    size_t n_matched;
 } tokenizer_bpe_options_t;
 
 /* tokenizer_open_gpt2_named with tokenizer.json's options. Allocates. */
@@ -75,7 +90,9 @@ int tokenizer_eot(const cu_tokenizer_t *tok);
 const char *tokenizer_hash(const cu_tokenizer_t *tok);
 
 /* Encodes bytes as plain text: special-token strings in the input are text,
- * exactly as GPT-2's reference encoder treats them. Appends to *ids (grown
+ * exactly as GPT-2's reference encoder treats them; non-special added tokens
+ * (tokenizer_bpe_options_t.matched) are matched leftmost-longest first and
+ * the text between matches is pre-tokenised and merged on its own. Appends to *ids (grown
  * with realloc; *ids may start NULL), updating *n and *cap. Not thread-safe
  * on one tokenizer (it keeps a cache and scratch space inside `tok`): give
  * each thread its own. */

@@ -26,13 +26,14 @@ if(CU_PYTHON_ORACLE)
   add_test(NAME tokenizer_gpt2_oracle_js
            COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/gpt2_js_crosscheck.py)
   # tokenizer.json: from GPT-2's files (equal to them) and a Llama-3-style
-  # one made by the script (against its Python oracle).
-  foreach(case gpt2 llama3)
+  # one made by the script (against its Python oracle); GPT-2's plus
+  # non-special added tokens matched in text (against AddedOracle).
+  foreach(case gpt2 llama3 added)
     add_test(NAME tokenizer_json_${case}
              COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_tokenizer_json.py
                      --tok-encode $<TARGET_FILE:tok_encode> ${case})
   endforeach()
   set_tests_properties(tokenizer_gpt2_parity tokenizer_gpt2_oracle_js tokenizer_json_gpt2
-                       tokenizer_json_llama3 PROPERTIES
+                       tokenizer_json_llama3 tokenizer_json_added PROPERTIES
                        LABELS reference TIMEOUT 600 ENVIRONMENT "${CU_TOK_ENV}")
 endif()

@@ -18,8 +18,15 @@ llama3  A small Llama-3-style tokenizer.json made here (byte vocabulary,
         module splitting the surrogateescape-decoded text (Split
         "Isolated": matches and the text between them), then
         ignore_merges, then lowest-rank-first merging (gpt2_bpe_ref.py).
+added   The gpt2 tokenizer.json plus non-special added tokens (FIM tokens, a
+        shorter one that is a prefix of them, a single_word, an lstrip and an
+        rstrip one) and a special one: hand cases, the corpus and fuzz cases
+        with the contents inserted at random places encode as AddedOracle
+        (Hugging Face's AddedVocabulary: leftmost-longest matches over the
+        raw text, the flags, GPT-2 BPE between matches) does; the special
+        token is never produced; the hash differs from GPT-2's.
 
-Usage: hf_tokenizer_json.py --tok-encode PATH [--bpe-dir DIR] gpt2|llama3
+Usage: hf_tokenizer_json.py --tok-encode PATH [--bpe-dir DIR] gpt2|llama3|added
 """
 import argparse
 import collections
@@ -55,12 +62,8 @@ def encode_all(tok_encode, d, paths):
     return lib.run_lines([tok_encode, "--dir", d] + paths)
 
 
-def gpt2_case(args, ck, tmp):
-    bpe_dir = lib.find_bpe_dir(args.bpe_dir)
-    missing = lib.missing_bpe_files(bpe_dir)
-    if missing:
-        print(missing)
-        return 1
+def gpt2_tokenizer_json(bpe_dir):
+    """(tokenizer.json doc made from GPT-2's files, vocab, merges)."""
     with open(os.path.join(bpe_dir, "encoder.json"), encoding="utf-8") as f:
         vocab = json.load(f)
     with open(os.path.join(bpe_dir, "vocab.bpe"), encoding="utf-8") as f:
@@ -77,6 +80,17 @@ def gpt2_case(args, ck, tmp):
                       "continuing_subword_prefix": "", "end_of_word_suffix": "",
                       "fuse_unk": False, "byte_fallback": False, "vocab": vocab,
                       "merges": [a + " " + b for a, b in merges]}}
+    return base, vocab, merges
+
+
+def gpt2_case(args, ck, tmp):
+    bpe_dir = lib.find_bpe_dir(args.bpe_dir)
+    missing = lib.missing_bpe_files(bpe_dir)
+    if missing:
+        print(missing)
+        return 1
+    base, vocab, merges = gpt2_tokenizer_json(bpe_dir)
+    byte_level = base["pre_tokenizer"]
     paths = lib.write_cases(tmp, lib.long_cases() + lib.fuzz_cases(11, 60)) + lib.corpus_files()
     want = encode_all(args.tok_encode, bpe_dir, paths)
     want_hash = tok_hash(args.tok_encode, bpe_dir)
@@ -112,6 +126,178 @@ def gpt2_case(args, ck, tmp):
                      "%s: a hash of its own (the pattern is part of it)" % name, h)
     total = sum(len(want[p]) for p in paths)
     print("measured: %d inputs, %d tokens compared per variant" % (len(paths), total))
+    return 0
+
+
+# ---------------------------------------------------------------- added tokens
+
+WORD_CHAR = regex.compile(r"[\p{L}\p{N}_]")
+SPACE_CHAR = regex.compile(r"\s")
+
+
+class AddedOracle:
+    """Hugging Face's AddedVocabulary for non-special tokens, without a
+    normalizer, in front of `inner` (bytes -> ids): leftmost-longest matches
+    of the contents over the surrogateescape-decoded text, each search
+    resuming at the end of the last match (taken, or refused by
+    single_word); lstrip / rstrip widen a taken match over whitespace; the
+    text between matches goes to `inner` alone."""
+
+    def __init__(self, inner, added):
+        self.inner = inner
+        self.tokens = [a for a in added if not a.get("special")]
+
+    def find(self, text, at):
+        best = None
+        for a in self.tokens:
+            i = text.find(a["content"], at)
+            if i >= 0 and (best is None or i < best[0] or
+                           (i == best[0] and len(a["content"]) > len(best[1]["content"]))):
+                best = (i, a)
+        return best
+
+    def encode(self, data):
+        text = data.decode("utf-8", "surrogateescape")
+        ids, done, at = [], 0, 0
+
+        def gap(a, b):
+            ids.extend(self.inner(text[a:b].encode("utf-8", "surrogateescape")))
+
+        while True:
+            m = self.find(text, at)
+            if m is None:
+                break
+            start, a = m
+            stop = start + len(a["content"])
+            at = stop
+            if start < done:
+                continue
+            if a.get("single_word") and (
+                    (start > 0 and WORD_CHAR.match(text[start - 1])) or
+                    (stop < len(text) and WORD_CHAR.match(text[stop]))):
+                continue
+            if a.get("lstrip"):
+                while start > done and SPACE_CHAR.match(text[start - 1]):
+                    start -= 1
+            if a.get("rstrip"):
+                while stop < len(text) and SPACE_CHAR.match(text[stop]):
+                    stop += 1
+            if start > done:
+                gap(done, start)
+            ids.append(a["id"])
+            done = stop
+        if done < len(text):
+            gap(done, len(text))
+        return ids
+
+
+def added_tokens_for(vocab):
+    n = len(vocab)
+
+    def tok(k, content, special=False, **flags):
+        d = {"id": n + k, "content": content, "single_word": False, "lstrip": False,
+             "rstrip": False, "normalized": False, "special": special}
+        d.update(flags)
+        return d
+    return [tok(0, "<|fim_prefix|>"), tok(1, "<|fim_middle|>"), tok(2, "<|fim_suffix|>"),
+            tok(3, "<|fim"),  # a prefix of the three above: longest must win
+            tok(4, "fimword", single_word=True), tok(5, "<L>", lstrip=True),
+            tok(6, "<R>", rstrip=True), tok(7, "<|im_start|>", special=True),
+            # already a vocabulary token: added with its own id
+            dict(tok(8, "return"), id=vocab["return"])]
+
+
+def insert_added(seed, cases, contents):
+    """Each case with added contents (and spaces / word characters around
+    them) inserted at random places."""
+    rng = random.Random(seed)
+    out = []
+    for name, data in cases:
+        data = bytearray(data)
+        for _ in range(rng.randint(1, 12)):
+            at = rng.randint(0, len(data))
+            piece = (rng.choice(["", " ", "  ", "\t", "\n", "x", "_", "é", "\u3000"]) +
+                     rng.choice(contents) +
+                     rng.choice(["", " ", "  \n", "x", "1", ".", "\u00a0"]))
+            data[at:at] = piece.encode()
+        out.append((name + "-added", bytes(data)))
+    return out
+
+
+def added_case(args, ck, tmp):
+    bpe_dir = lib.find_bpe_dir(args.bpe_dir)
+    missing = lib.missing_bpe_files(bpe_dir)
+    if missing:
+        print(missing)
+        return 1
+    doc, vocab, merges = gpt2_tokenizer_json(bpe_dir)
+    added = added_tokens_for(vocab)
+    doc["added_tokens"] += added
+    d = os.path.join(tmp, "added")
+    os.makedirs(d)
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False)
+    oracle = AddedOracle(ref.Encoder(vocab, merges).encode, doc["added_tokens"])
+    contents = [a["content"] for a in added]
+    hand = [
+        ("fim", b"<|fim_prefix|>def f(x):\n    <|fim_suffix|>\n    return y<|fim_middle|>"),
+        ("longest", b"<|fim<|fim_prefix|><|fim_mid <|fim|>"),
+        ("single_word", b"fimword sfimwordfish fimword_x _fimword fimword. (fimword) 1fimword fimword1 "
+                        b"\xc3\xa9fimword fimword"),
+        ("lstrip", b"a  \t<L>b <L> <L>\n\n<L>"),
+        ("rstrip", b"<R>  \n x<R>\ty <R><R> end<R>"),
+        ("strip_meet", b"x<R>   <L>y"),
+        ("special_text", b"<|im_start|>user <|endoftext|><|im_start|>"),
+        ("invalid_utf8", b"\xff<|fim_prefix|>\xe2\x82fimword\x80 <L>\xc3 returned"),
+    ]
+    cases = (hand + insert_added(5, lib.fuzz_cases(31, 40), contents) +
+             insert_added(6, [("long-random", lib.long_cases()[5][1])], contents))
+    for p in lib.corpus_files():
+        with open(p, "rb") as f:
+            cases += insert_added(7, [(os.path.basename(p), f.read())], contents)
+    paths = lib.write_cases(tmp, cases)
+    got = encode_all(args.tok_encode, d, paths)
+    ids_of = {a["content"]: a["id"] for a in added}
+    special_id = ids_of["<|im_start|>"]
+    added_ids = set(ids_of.values())
+    n_tokens, n_equal, n_added = 0, 0, collections.Counter()
+    for p in paths:
+        with open(p, "rb") as f:
+            want = [str(i) for i in oracle.encode(f.read())]
+        g = got.get(p) or []
+        name = os.path.basename(p)
+        n_tokens += len(want)
+        for i in want:
+            if int(i) in added_ids:
+                n_added[int(i)] += 1
+        n_equal += g == want
+        if g != want:
+            k = next((i for i, (a, b) in enumerate(zip(g, want)) if a != b), min(len(g), len(want)))
+            ck.check(False, "added: %s" % name,
+                     "first difference at token %d: got %s, want %s" % (k, g[k:k + 6], want[k:k + 6]))
+        ck.check(str(special_id) not in g, "added: %s: the special token is never matched" % name)
+    ck.check(n_equal == len(paths), "added: %d of %d inputs equal to AddedOracle"
+             % (n_equal, len(paths)))
+    hand_want = {
+        "longest": [ids_of["<|fim"], ids_of["<|fim_prefix|>"], ids_of["<|fim"]],
+        "single_word": [ids_of["fimword"]],
+        "lstrip": [ids_of["<L>"]],
+        "rstrip": [ids_of["<R>"]],
+    }
+    for name, must in hand_want.items():
+        g = [int(i) for i in got.get(os.path.join(tmp, name)) or []]
+        ck.check(all(i in g for i in must), "added: %s produces %s" % (name, must), str(g))
+    sw = [int(i) for i in got.get(os.path.join(tmp, "single_word")) or []]
+    ck.check(sw.count(ids_of["fimword"]) == 4, "added: single_word matches only the 4 lone 'fimword'",
+             str(sw.count(ids_of["fimword"])))
+    for a in added:
+        if not a["special"]:
+            ck.check(n_added[a["id"]] > 0, "added: %r occurs (%d times)"
+                     % (a["content"], n_added[a["id"]]))
+    h, gpt2_h = tok_hash(args.tok_encode, d), tok_hash(args.tok_encode, bpe_dir)
+    ck.check(h != gpt2_h and not h.startswith("error"), "added: a hash of its own", h)
+    print("measured: %d inputs, %d tokens equal to AddedOracle, added ids %s"
+          % (len(paths), n_tokens, dict(sorted(n_added.items()))))
     return 0
 
 
@@ -275,12 +461,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tok-encode", required=True)
     ap.add_argument("--bpe-dir")
-    ap.add_argument("case", choices=["gpt2", "llama3"])
+    ap.add_argument("case", choices=["gpt2", "llama3", "added"])
     args = ap.parse_args()
     ck = lib.Tally()
     tmp = tempfile.mkdtemp(prefix="cu_hftok_")
     try:
-        rc = (gpt2_case if args.case == "gpt2" else llama3_case)(args, ck, tmp)
+        rc = {"gpt2": gpt2_case, "llama3": llama3_case, "added": added_case}[args.case](
+            args, ck, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rc or ck.finish()
