@@ -773,6 +773,89 @@ out:
     free(vocab);
 }
 
+/* ---- non-special added tokens matched in text ------------------------ */
+
+/* The hello vocabulary with added tokens <a> (269), <ab> (270) and <w>
+ * (271), the first n_matched of `matched` matched in text. */
+enum { ADD_A = HELLO_EOT + 1, ADD_AB, ADD_W };
+static cu_tokenizer_t *open_added(const tokenizer_added_token_t *matched, size_t n_matched) {
+    char *json = tiny_vocab_json(HELLO_TOKENS, 12);
+    tokenizer_bpe_options_t opts = {0};
+    opts.added_json = "{\"<a>\": 269, \"<ab>\": 270, \"<w>\": 271}";
+    opts.matched = matched;
+    opts.n_matched = n_matched;
+    cu_tokenizer_t *tok = NULL;
+    cu_error_t err = {0};
+    int rc = tokenizer_open_bpe(&tok, json, strlen(json), "vocab", HELLO_MERGES,
+                                strlen(HELLO_MERGES), "merges", &opts, &err);
+    CHECK_MSG(rc == CU_OK && tok, "open failed: %s", err.msg);
+    free(json);
+    return tok;
+}
+
+static void test_added_tokens(void) {
+    tokenizer_added_token_t list[] = {
+        {"<a>", ADD_A, 0, 0, 0}, {"<ab>", ADD_AB, 0, 0, 0}, {"<w>", ADD_W, 1, 1, 1}};
+    cu_tokenizer_t *none = open_added(list, 0), *tok = open_added(list, 3);
+    if (!none || !tok) goto out;
+    /* leftmost-longest: <ab> over <a> at the same place; an unfinished
+     * "<a" stays text */
+    CHECK_IDS(tok, "x<ab>y<a>b<a", 'x', ADD_AB, 'y', ADD_A, 'b', '<', 'a');
+    CHECK_IDS(tok, "<a><ab><a>", ADD_A, ADD_AB, ADD_A);
+    /* pre-tokenising restarts after a match: "world" has no space prefix */
+    CHECK_IDS(tok, "hello<a>world", HELLO, ADD_A, 'w', OR, LD);
+    CHECK_IDS(tok, "hello <ab> world", HELLO, ' ', ADD_AB, GWORLD);
+    /* <w>: single_word (refused next to a letter, digit or '_'), lstrip and
+     * rstrip (the spaces around it are absorbed) */
+    CHECK_IDS(tok, "hello  <w>  world", HELLO, ADD_W, 'w', OR, LD);
+    CHECK_IDS(tok, "x<w>", 'x', '<', 'w', '>');
+    CHECK_IDS(tok, "_<w>", '_', '<', 'w', '>');
+    CHECK_IDS(tok, "<w>7", '<', 'w', '>', '7');
+    CHECK_IDS(tok, ".<w>.", '.', ADD_W, '.');
+    /* without matched tokens the same vocabulary encodes them as text */
+    CHECK_IDS(none, "<a>", '<', 'a', '>');
+    CHECK(round_trips(tok, (const uint8_t *)" <ab>x <a> y", 12));
+    /* the hash: unchanged by an empty matched list, changed by any token,
+     * id or flag in it */
+    cu_tokenizer_t *again = open_added(list, 0), *two = open_added(list, 2);
+    CHECK(again && strcmp(tokenizer_hash(none), tokenizer_hash(again)) == 0);
+    CHECK(strcmp(tokenizer_hash(none), tokenizer_hash(tok)) != 0);
+    CHECK(two && strcmp(tokenizer_hash(two), tokenizer_hash(tok)) != 0);
+    list[2].rstrip = 0;
+    cu_tokenizer_t *flag = open_added(list, 3);
+    CHECK(flag && strcmp(tokenizer_hash(flag), tokenizer_hash(tok)) != 0);
+    list[2].rstrip = 1;
+    cu_tokenizer_t *same = open_added(list, 3);
+    CHECK(same && strcmp(tokenizer_hash(same), tokenizer_hash(tok)) == 0);
+    tokenizer_free(again);
+    tokenizer_free(two);
+    tokenizer_free(flag);
+    tokenizer_free(same);
+    /* an empty list and no added_json: exactly tokenizer_open_gpt2's hash */
+    cu_tokenizer_t *plain = open_hello(), *opt = NULL;
+    char *json = tiny_vocab_json(HELLO_TOKENS, 12);
+    tokenizer_bpe_options_t opts = {0};
+    opts.matched = list;
+    cu_error_t err = {0};
+    CHECK(tokenizer_open_bpe(&opt, json, strlen(json), "v", HELLO_MERGES, strlen(HELLO_MERGES), "m",
+                             &opts, &err) == CU_OK);
+    CHECK(plain && opt && strcmp(tokenizer_hash(plain), tokenizer_hash(opt)) == 0);
+    tokenizer_free(plain);
+    tokenizer_free(opt);
+    /* an id outside the vocabulary is an error naming the input */
+    tokenizer_added_token_t bad = {"<z>", 999, 0, 0, 0};
+    opts.matched = &bad;
+    opts.n_matched = 1;
+    cu_tokenizer_t *b = NULL;
+    CHECK(tokenizer_open_bpe(&b, json, strlen(json), "vocab.json", HELLO_MERGES,
+                             strlen(HELLO_MERGES), "m", &opts, &err) == CU_EFORMAT);
+    CHECK(!b && strstr(err.msg, "vocab.json") && strstr(err.msg, "<z>"));
+    free(json);
+out:
+    tokenizer_free(none);
+    tokenizer_free(tok);
+}
+
 static void test_vocab_gaps_and_odd_tokens(void) {
     /* Ids 256..299 unused; the end-of-text token at 300; a token made of
      * characters outside the byte table decodes to its own UTF-8. */
@@ -803,4 +886,4 @@ TEST_MAIN(TEST(test_byte_tokenizer), TEST(test_bpe_hand_checked), TEST(test_bpe_
           TEST(test_merge_loops_agree), TEST(test_pretokenizer), TEST(test_utf8_decoding),
           TEST(test_roundtrip_random), TEST(test_long_inputs), TEST(test_cache_eviction),
           TEST(test_bad_vocab), TEST(test_bad_merges), TEST(test_open_damaged_files),
-          TEST(test_hash), TEST(test_vocab_gaps_and_odd_tokens))
+          TEST(test_hash), TEST(test_added_tokens), TEST(test_vocab_gaps_and_odd_tokens))
