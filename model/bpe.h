@@ -28,8 +28,9 @@ void bpe_free(cu_bpe_t *bpe);
 /* What a Hugging Face tokenizer.json adds to the vocabulary and merges:
  * eot_text, the token that separates documents (NULL: "<|endoftext|>");
  * added_json, added_tokens as a JSON object token -> id, merged into the
- * vocabulary (for decoding and ids), never produced by encoding and never
- * used by ignore_merges; split_regex, NULL for GPT-2's hand-written
+ * vocabulary (for decoding and ids), never produced by the BPE itself and
+ * never used by ignore_merges (tokenizer_encode matches the non-special
+ * ones, `matched`, in front of it: model/tokenizer.c); split_regex, NULL for GPT-2's hand-written
  * pre-tokeniser, else a Split pattern (bpe_regex.c) whose matches and the
  * gaps between them are the pieces; split_then_gpt2, GPT-2's pattern then
  * inside each piece (ByteLevel use_regex); ignore_merges, a piece that is a
