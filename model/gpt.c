@@ -83,13 +83,9 @@ void gpt_target_dims(const gpt_config_t *c, int t, int *in, int *out) {
     *out = out_mul[t] * C;
 }
 
-static void target_dims(const gpt_config_t *c, int t, int *in, int *out) {
-    gpt_target_dims(c, t, in, out);
-}
-
 /* ---------------------------------------------------------- construction */
 
-static void add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name, int d0, int d1) {
+void gpt_impl_add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name, int d0, int d1) {
     gpt_tensor_t *x = &t[(*n)++];
     snprintf(x->name, sizeof x->name, "%s", name);
     x->offset = *off;
@@ -110,8 +106,8 @@ static int layout_params(gpt_t *m, cu_error_t *err) {
     size_t off = 0;
     int n = 0;
     char name[64];
-    add_tensor(m->ptensors, &n, &off, "wte", c->vocab_size, C);
-    add_tensor(m->ptensors, &n, &off, "wpe", c->max_seq_len, C);
+    gpt_impl_add_tensor(m->ptensors, &n, &off, "wte", c->vocab_size, C);
+    gpt_impl_add_tensor(m->ptensors, &n, &off, "wpe", c->max_seq_len, C);
     static const struct {
         const char *fmt;
         int rows_mul, cols_mul; /* rows x cols in units of C; cols 0 = vector */
@@ -126,11 +122,12 @@ static int layout_params(gpt_t *m, cu_error_t *err) {
         kind_start[k] = off;
         for (int l = 0; l < L; l++) {
             snprintf(name, sizeof name, kinds[k].fmt, l);
-            add_tensor(m->ptensors, &n, &off, name, kinds[k].rows_mul * C, kinds[k].cols_mul * C);
+            gpt_impl_add_tensor(m->ptensors, &n, &off, name, kinds[k].rows_mul * C,
+                                kinds[k].cols_mul * C);
         }
     }
-    add_tensor(m->ptensors, &n, &off, "ln_f.weight", C, 0);
-    add_tensor(m->ptensors, &n, &off, "ln_f.bias", C, 0);
+    gpt_impl_add_tensor(m->ptensors, &n, &off, "ln_f.weight", C, 0);
+    gpt_impl_add_tensor(m->ptensors, &n, &off, "ln_f.bias", C, 0);
     m->n_ptensors = n;
     m->n_params = off;
     m->params = cu_alloc_aligned(off * sizeof(float), err);
@@ -161,14 +158,14 @@ static int layout_lora(gpt_t *m, cu_error_t *err) {
             if (!(m->lora.targets & (1u << t))) continue;
             if (m->lowest_site < 0) m->lowest_site = l * nt + t;
             int in, out;
-            target_dims(c, t, &in, &out);
+            gpt_target_dims(c, t, &in, &out);
             m->lora_off[l * nt + t] = (long)off;
             const char *prefix = a ? "layers" : "h";
             char name[64];
             snprintf(name, sizeof name, "%s.%d.%s.lora_A", prefix, l, TARGET_MODULES[a][t]);
-            add_tensor(m->ltensors, &n, &off, name, r, in);
+            gpt_impl_add_tensor(m->ltensors, &n, &off, name, r, in);
             snprintf(name, sizeof name, "%s.%d.%s.lora_B", prefix, l, TARGET_MODULES[a][t]);
-            add_tensor(m->ltensors, &n, &off, name, out, r);
+            gpt_impl_add_tensor(m->ltensors, &n, &off, name, out, r);
         }
     }
     m->n_ltensors = n;
@@ -431,11 +428,11 @@ static const float *lora_dropout(gpt_t *m, int site, const float *x, long n, flo
 }
 
 /* out += scale * dropout(x) @ A^T @ B^T, keeping x A^T for the backward. */
-static void lora_forward(gpt_t *m, int l, int t, const float *x, float *out, int N, float *xa) {
+void gpt_impl_lora_forward(gpt_t *m, int l, int t, const float *x, float *out, int N, float *xa) {
     float *A = site_A(m, l, t);
     if (!A) return;
     int in, outc, r = m->lora.r;
-    target_dims(&m->cfg, t, &in, &outc);
+    gpt_target_dims(&m->cfg, t, &in, &outc);
     float *B = A + (long)r * in;
     const float *xin = lora_dropout(m, l * m->n_targets + t, x, (long)N * in, m->drop_x);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, xin, in, A, in, 0.0f, xa,
@@ -444,22 +441,22 @@ static void lora_forward(gpt_t *m, int l, int t, const float *x, float *out, int
                 1.0f, out, outc);
 }
 
-static float *site_xa(gpt_t *m, int l, int t) {
+float *gpt_impl_site_xa(gpt_t *m, int l, int t) {
     long N = (long)m->cur_B * m->cur_T;
     return m->xa + ((long)l * m->n_targets + t) * N * m->lora.r;
 }
 
 /* Gradients of one adapter given dout; dx += its share when dx != NULL. */
-static void lora_backward(gpt_t *m, int l, int t, const float *dout, const float *x, float *dx,
-                          int N) {
+void gpt_impl_lora_backward(gpt_t *m, int l, int t, const float *dout, const float *x, float *dx,
+                            int N) {
     float *A = site_A(m, l, t);
     if (!A) return;
     int in, outc, r = m->lora.r;
-    target_dims(&m->cfg, t, &in, &outc);
+    gpt_target_dims(&m->cfg, t, &in, &outc);
     float *B = A + (long)r * in;
     float *dA = m->grads + (A - m->lora_buf);
     float *dB = dA + (long)r * in;
-    const float *xa = site_xa(m, l, t);
+    const float *xa = gpt_impl_site_xa(m, l, t);
     float s = m->lora_scale;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, outc, r, N, s, dout, outc, xa, r, 1.0f, dB,
                 r);
@@ -529,22 +526,24 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
                           LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), N, C);
         matmul_forward(qkv, ln1, LAYER(m->qkvw, l, 3 * C * C), LAYER(m->qkvb, l, 3 * C), N, C,
                        3 * C, 0.0f);
-        lora_forward(m, l, LORA_QKV, ln1, qkv, N, site_xa(m, l, LORA_QKV));
+        gpt_impl_lora_forward(m, l, LORA_QKV, ln1, qkv, N, gpt_impl_site_xa(m, l, LORA_QKV));
         attention_forward(atty, LAYER(m->lse, l, N * NH), qkv, m->att_scratch, B, T, C, NH);
         memcpy(res2, residual, sizeof(float) * (size_t)N * C);
         matmul_forward(res2, atty, LAYER(m->attprojw, l, C * C), LAYER(m->attprojb, l, C), N, C, C,
                        1.0f);
-        lora_forward(m, l, LORA_ATTN_PROJ, atty, res2, N, site_xa(m, l, LORA_ATTN_PROJ));
+        gpt_impl_lora_forward(m, l, LORA_ATTN_PROJ, atty, res2, N,
+                              gpt_impl_site_xa(m, l, LORA_ATTN_PROJ));
         layernorm_forward(ln2, LAYER(m->ln2_mean, l, N), LAYER(m->ln2_rstd, l, N), res2,
                           LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), N, C);
         matmul_forward(fch, ln2, LAYER(m->fcw, l, 4 * C * C), LAYER(m->fcb, l, 4 * C), N, C, 4 * C,
                        0.0f);
-        lora_forward(m, l, LORA_MLP_FC, ln2, fch, N, site_xa(m, l, LORA_MLP_FC));
+        gpt_impl_lora_forward(m, l, LORA_MLP_FC, ln2, fch, N, gpt_impl_site_xa(m, l, LORA_MLP_FC));
         gelu_forward(fchg, fch, (long)N * 4 * C);
         memcpy(res3, res2, sizeof(float) * (size_t)N * C);
         matmul_forward(res3, fchg, LAYER(m->fcprojw, l, 4 * C * C), LAYER(m->fcprojb, l, C), N,
                        4 * C, C, 1.0f);
-        lora_forward(m, l, LORA_MLP_PROJ, fchg, res3, N, site_xa(m, l, LORA_MLP_PROJ));
+        gpt_impl_lora_forward(m, l, LORA_MLP_PROJ, fchg, res3, N,
+                              gpt_impl_site_xa(m, l, LORA_MLP_PROJ));
         residual = res3;
     }
     layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->lnfw, m->lnfb, N, C);
@@ -572,12 +571,12 @@ void gpt_set_dropout_row0(gpt_t *m, uint64_t row0) {
 /* --------------------------------------------------------------- backward */
 
 /* Gradient slot of a base weight, or NULL when base weights are frozen. */
-static float *pgrad(gpt_t *m, float *p) {
+float *gpt_impl_pgrad(gpt_t *m, float *p) {
     return m->lora.enabled ? NULL : m->grads + (p - m->params);
 }
 
 /* Whether the gradient must flow below `site` (some trainable tensor is lower). */
-static int need_below(const gpt_t *m, int site) {
+int gpt_impl_need_below(const gpt_t *m, int site) {
     return !m->lora.enabled || site > m->lowest_site;
 }
 
@@ -595,45 +594,46 @@ static int block_backward(gpt_t *m, int l) {
     float *fchg = LAYER(m->fch_gelu, l, N * 4 * C);
 
     /* MLP projection: res3 = res2 + fchg Wp^T + bp */
-    int below = need_below(m, base + LORA_MLP_PROJ);
+    int below = gpt_impl_need_below(m, base + LORA_MLP_PROJ);
     float *w = LAYER(m->fcprojw, l, 4 * C * C);
-    matmul_backward(below ? dbig : NULL, pgrad(m, w), pgrad(m, LAYER(m->fcprojb, l, C)), dres, fchg,
-                    w, N, 4 * C, C, 0.0f);
-    lora_backward(m, l, LORA_MLP_PROJ, dres, fchg, below ? dbig : NULL, N);
+    matmul_backward(below ? dbig : NULL, gpt_impl_pgrad(m, w),
+                    gpt_impl_pgrad(m, LAYER(m->fcprojb, l, C)), dres, fchg, w, N, 4 * C, C, 0.0f);
+    gpt_impl_lora_backward(m, l, LORA_MLP_PROJ, dres, fchg, below ? dbig : NULL, N);
     if (!below) return 0;
     gelu_backward(dbig, fch, dbig, (long)N * 4 * C);
 
     /* MLP up-projection: fch = ln2 Wfc^T + bfc */
-    below = need_below(m, base + LORA_MLP_FC);
+    below = gpt_impl_need_below(m, base + LORA_MLP_FC);
     w = LAYER(m->fcw, l, 4 * C * C);
-    matmul_backward(below ? dsmall : NULL, pgrad(m, w), pgrad(m, LAYER(m->fcb, l, 4 * C)), dbig,
-                    ln2, w, N, C, 4 * C, 0.0f);
-    lora_backward(m, l, LORA_MLP_FC, dbig, ln2, below ? dsmall : NULL, N);
+    matmul_backward(below ? dsmall : NULL, gpt_impl_pgrad(m, w),
+                    gpt_impl_pgrad(m, LAYER(m->fcb, l, 4 * C)), dbig, ln2, w, N, C, 4 * C, 0.0f);
+    gpt_impl_lora_backward(m, l, LORA_MLP_FC, dbig, ln2, below ? dsmall : NULL, N);
     if (!below) return 0;
     w = LAYER(m->ln2w, l, C);
-    layernorm_backward(dres, pgrad(m, w), pgrad(m, LAYER(m->ln2b, l, C)), dsmall, res2, w,
-                       LAYER(m->ln2_mean, l, N), LAYER(m->ln2_rstd, l, N), N, C);
+    layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln2b, l, C)), dsmall,
+                       res2, w, LAYER(m->ln2_mean, l, N), LAYER(m->ln2_rstd, l, N), N, C);
 
     /* attention projection: res2 = residual + atty Wap^T + bap */
-    below = need_below(m, base + LORA_ATTN_PROJ);
+    below = gpt_impl_need_below(m, base + LORA_ATTN_PROJ);
     w = LAYER(m->attprojw, l, C * C);
-    matmul_backward(below ? dsmall : NULL, pgrad(m, w), pgrad(m, LAYER(m->attprojb, l, C)), dres,
-                    atty, w, N, C, C, 0.0f);
-    lora_backward(m, l, LORA_ATTN_PROJ, dres, atty, below ? dsmall : NULL, N);
+    matmul_backward(below ? dsmall : NULL, gpt_impl_pgrad(m, w),
+                    gpt_impl_pgrad(m, LAYER(m->attprojb, l, C)), dres, atty, w, N, C, C, 0.0f);
+    gpt_impl_lora_backward(m, l, LORA_ATTN_PROJ, dres, atty, below ? dsmall : NULL, N);
     if (!below) return 0;
     attention_backward(m->dqkv, dsmall, qkv, atty, LAYER(m->lse, l, N * NH), m->att_scratch,
                        m->cur_B, m->cur_T, C, NH);
 
     /* qkv projection: qkv = ln1 Wqkv^T + bqkv */
-    below = need_below(m, base + LORA_QKV);
+    below = gpt_impl_need_below(m, base + LORA_QKV);
     w = LAYER(m->qkvw, l, 3 * C * C);
-    matmul_backward(below ? dsmall : NULL, pgrad(m, w), pgrad(m, LAYER(m->qkvb, l, 3 * C)), m->dqkv,
-                    ln1, w, N, C, 3 * C, 0.0f);
-    lora_backward(m, l, LORA_QKV, m->dqkv, ln1, below ? dsmall : NULL, N);
+    matmul_backward(below ? dsmall : NULL, gpt_impl_pgrad(m, w),
+                    gpt_impl_pgrad(m, LAYER(m->qkvb, l, 3 * C)), m->dqkv, ln1, w, N, C, 3 * C,
+                    0.0f);
+    gpt_impl_lora_backward(m, l, LORA_QKV, m->dqkv, ln1, below ? dsmall : NULL, N);
     if (!below) return 0;
     w = LAYER(m->ln1w, l, C);
-    layernorm_backward(dres, pgrad(m, w), pgrad(m, LAYER(m->ln1b, l, C)), dsmall, residual, w,
-                       LAYER(m->ln1_mean, l, N), LAYER(m->ln1_rstd, l, N), N, C);
+    layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln1b, l, C)), dsmall,
+                       residual, w, LAYER(m->ln1_mean, l, N), LAYER(m->ln1_rstd, l, N), N, C);
     return 1;
 }
 
@@ -678,8 +678,9 @@ void gpt_backward(gpt_t *m) {
     }
     int L = m->cfg.n_layer, C = m->cfg.n_embd, N = m->cur_B * m->cur_T;
     memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
-    layernorm_backward(m->dresidual, pgrad(m, m->lnfw), pgrad(m, m->lnfb), m->dlnf,
-                       LAYER(m->residual3, L - 1, N * C), m->lnfw, m->lnf_mean, m->lnf_rstd, N, C);
+    layernorm_backward(m->dresidual, gpt_impl_pgrad(m, m->lnfw), gpt_impl_pgrad(m, m->lnfb),
+                       m->dlnf, LAYER(m->residual3, L - 1, N * C), m->lnfw, m->lnf_mean,
+                       m->lnf_rstd, N, C);
     int l = L - 1, carry = 1;
     for (; l >= 0 && carry; l--) {
         carry = block_backward(m, l);
@@ -688,8 +689,8 @@ void gpt_backward(gpt_t *m) {
     /* below the lowest trainable tensor nothing changes any more */
     for (; l >= 0; l--) report_layer(m, l);
     if (!m->lora.enabled)
-        encoder_backward(pgrad(m, m->wte), pgrad(m, m->wpe), m->dresidual, m->inputs, m->cur_B,
-                         m->cur_T, C);
+        encoder_backward(gpt_impl_pgrad(m, m->wte), gpt_impl_pgrad(m, m->wpe), m->dresidual,
+                         m->inputs, m->cur_B, m->cur_T, C);
     report_ends(m);
 }
 
@@ -732,7 +733,7 @@ static void kv_linear(gpt_t *m, int l, int t, float *out, const float *x, const 
                       const float *b, int in, int outc, float beta) {
     matmul_forward(out, x, w, b, 1, in, outc, beta);
     m->cur_train = 0;
-    lora_forward(m, l, t, x, out, 1, m->kv_xa);
+    gpt_impl_lora_forward(m, l, t, x, out, 1, m->kv_xa);
 }
 
 static void kv_attention(gpt_t *m, int l, int pos) {
@@ -811,7 +812,7 @@ double gpt_flops_per_step(const gpt_t *m, int B, int T) {
         for (int t = 0; t < LORA_N_TARGETS; t++) {
             if (!(m->lora.targets & (1u << t))) continue;
             int in, out;
-            target_dims(&m->cfg, t, &in, &out);
+            gpt_target_dims(&m->cfg, t, &in, &out);
             lora_fwd += L * 2.0 * N * r * (in + out);
         }
     }
@@ -824,23 +825,6 @@ double gpt_flops_per_step(const gpt_t *m, int B, int T) {
 
 /* ------------------------------------------- for llama.c (gpt_impl.h) */
 
-void gpt_impl_lora_forward(gpt_t *m, int l, int t, const float *x, float *out, int N, float *xa) {
-    lora_forward(m, l, t, x, out, N, xa);
-}
-void gpt_impl_lora_backward(gpt_t *m, int l, int t, const float *dout, const float *x, float *dx,
-                            int N) {
-    lora_backward(m, l, t, dout, x, dx, N);
-}
-float *gpt_impl_site_xa(gpt_t *m, int l, int t) {
-    return site_xa(m, l, t);
-}
-float *gpt_impl_pgrad(gpt_t *m, float *p) {
-    return pgrad(m, p);
-}
-int gpt_impl_need_below(const gpt_t *m, int site) {
-    return need_below(m, site);
-}
-
 void gpt_impl_report_lora_layer(gpt_t *m, int l) {
     if (!m->ready || !m->lora.enabled) return;
     size_t lo = SIZE_MAX, hi = 0;
@@ -848,7 +832,7 @@ void gpt_impl_report_lora_layer(gpt_t *m, int l) {
         long off = m->lora_off[l * m->n_targets + t];
         if (off < 0) continue;
         int in, out;
-        target_dims(&m->cfg, t, &in, &out);
+        gpt_target_dims(&m->cfg, t, &in, &out);
         size_t end = (size_t)off + (size_t)m->lora.r * (size_t)(in + out);
         if ((size_t)off < lo) lo = (size_t)off;
         if (end > hi) hi = end;
@@ -860,8 +844,4 @@ void gpt_impl_report_tensor(gpt_t *m, const gpt_tensor_t *t) {
     if (!m->ready) return;
     m->ready(m->ready_ctx, t->offset,
              (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1));
-}
-
-void gpt_impl_add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name, int d0, int d1) {
-    add_tensor(t, n, off, name, d0, d1);
 }
