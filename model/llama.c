@@ -207,9 +207,6 @@ void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
 
 /* --------------------------------------------------------------- backward */
 
-/* Backward of block l: m->dresidual holds dloss/d(block output) and on
- * return dloss/d(block input). Returns 0 when nothing below needs a
- * gradient. */
 /* linear's backward: W's gradient when W trains, the site's adapter
  * gradients, and dx = beta * dx + dout W plus the adapter's share (dx NULL:
  * nothing below needs it). */
@@ -219,6 +216,9 @@ static void linear_backward(gpt_t *m, int l, int t, float *dx, const float *dout
     gpt_impl_lora_backward(m, l, t, dout, x, dx, N);
 }
 
+/* Backward of block l: m->dresidual holds dloss/d(block output) and on
+ * return dloss/d(block input). Returns 0 when nothing below needs a
+ * gradient. */
 static int block_backward(gpt_t *m, int l) {
     dims_t d = dims(m);
     int B = m->cur_B, T = m->cur_T, N = B * T, C = d.C, KV = d.KV, F = d.F;
