@@ -15,6 +15,7 @@
 
 #include "io/config.h"
 #include "io/config_internal.h"
+#include "model/gpt.h"
 
 #define MAX_PROBLEMS 16
 #define BYTE_VOCAB 257 /* 256 bytes and <|endoftext|> (model/tokenizer.h) */
@@ -191,25 +192,23 @@ static void check_lora(const cu_config_t *cfg, problems_t *pr) {
     if (t->n == 0)
         add(pr, "lora.targets is empty while lora.enabled is true: name the layers (e.g. "
                 "[all-linear]), or set lora.enabled: false for full fine-tuning");
-    int llama = !strcmp(cfg->model.arch, "llama");
-    if (t->n > 1 && list_has(t, "all-linear"))
+    int arch = gpt_arch_parse(cfg->model.arch);
+    if (arch < 0) arch = GPT_ARCH_GPT2; /* model.arch itself is reported elsewhere */
+    char names[256];
+    if (t->n > 1 && list_has(t, "all-linear")) {
+        lora_target_list(arch, ~0u, " and ", names, sizeof names);
         add(pr,
             "lora.targets mixes all-linear with other entries: all-linear already means %s; "
             "give it alone, or list the layers without it",
-            llama ? "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj and down_proj"
-                  : "qkv, attn_proj, mlp_fc and mlp_proj");
+            names);
+    }
     /* a Hugging Face model.init decides the architecture; the trainer checks
      * the targets against it */
-    for (int i = 0; i < t->n && !strcmp(cfg->model.init, "random"); i++) {
-        static const char *const gpt2[] = {"qkv", "attn_proj", "mlp_fc", "mlp_proj"};
-        int is_gpt2 = 0;
-        for (int k = 0; k < 4; k++) is_gpt2 |= !strcmp(t->items[i], gpt2[k]);
-        if (!strcmp(t->items[i], "all-linear") || is_gpt2 != llama) continue;
-        add(pr, "lora.targets: '%s' is not a linear layer of model.arch %s (%s)", t->items[i],
-            cfg->model.arch,
-            llama ? "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"
-                  : "qkv, attn_proj, mlp_fc, mlp_proj");
-    }
+    lora_target_list(arch, ~0u, ", ", names, sizeof names);
+    for (int i = 0; i < t->n && !strcmp(cfg->model.init, "random"); i++)
+        if (!lora_target_bits(arch, t->items[i]))
+            add(pr, "lora.targets: '%s' is not a linear layer of model.arch %s (%s)", t->items[i],
+                cfg->model.arch, names);
     if (cfg->lora.r > cfg->model.n_embd && cfg->model.n_embd > 0)
         add(pr,
             "lora.r (%d) exceeds model.n_embd (%d): a rank above the layer width adds "

@@ -100,13 +100,13 @@ static lora_config_t lora_from_config(const cu_config_t *cfg, int arch, cu_error
     *rc = CU_OK;
     for (int i = 0; i < cfg->lora.targets.n; i++) {
         unsigned bits = lora_target_bits(arch, cfg->lora.targets.items[i]);
-        if (!bits)
-            *rc = cu_error_set(
-                err, CU_EINVAL, "lora.targets: '%s' is not a linear layer of %s (%s)",
-                cfg->lora.targets.items[i], gpt_arch_name(arch),
-                arch == GPT_ARCH_LLAMA ? "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-                                         "down_proj or all-linear"
-                                       : "qkv, attn_proj, mlp_fc, mlp_proj or all-linear");
+        if (!bits) {
+            char names[256];
+            lora_target_list(arch, ~0u, ", ", names, sizeof names);
+            *rc = cu_error_set(err, CU_EINVAL,
+                               "lora.targets: '%s' is not a linear layer of %s (%s or all-linear)",
+                               cfg->lora.targets.items[i], gpt_arch_name(arch), names);
+        }
         lc.targets |= bits;
     }
     return lc;
@@ -238,13 +238,7 @@ static int check_adapter(const cu_config_t *c, const lora_config_t *lc, const pe
                             p->rslora ? "true" : "false", lc->rslora ? "true" : "false");
     if (p->targets != lc->targets) {
         char want[256] = "", have[256] = "";
-        int arch = gpt_arch_parse(a->arch);
-        for (int t = 0; t < gpt_n_targets(arch); t++)
-            if (p->targets & (1u << t)) {
-                size_t l = strlen(want);
-                snprintf(want + l, sizeof want - l, "%s%s", l ? ", " : "",
-                         lora_target_name(arch, t));
-            }
+        lora_target_list(gpt_arch_parse(a->arch), p->targets, ", ", want, sizeof want);
         for (int i = 0; i < c->lora.targets.n; i++) {
             size_t l = strlen(have);
             snprintf(have + l, sizeof have - l, "%s%s", l ? ", " : "", c->lora.targets.items[i]);

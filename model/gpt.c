@@ -61,6 +61,19 @@ const char *lora_target_name(int arch, int target) {
                : "?";
 }
 
+void lora_target_list(int arch, unsigned bits, const char *last_sep, char *buf, size_t cap) {
+    int nt = gpt_n_targets(arch), left = 0;
+    for (int t = 0; t < nt; t++) left += (bits >> t) & 1u;
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int t = 0; t < nt && len < cap; t++) {
+        if (!(bits & (1u << t))) continue;
+        const char *sep = len == 0 ? "" : left == 1 ? last_sep : ", ";
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s", sep, lora_target_name(arch, t));
+        left--;
+    }
+}
+
 const char *lora_target_module(int arch, int target) {
     return target >= 0 && target < gpt_n_targets(arch)
                ? TARGET_MODULES[arch == GPT_ARCH_LLAMA][target]

@@ -71,6 +71,9 @@ typedef struct {
  * every one. Returns 0 for a name the architecture does not have. */
 unsigned lora_target_bits(int arch, const char *name);
 const char *lora_target_name(int arch, int target);
+/* The names of the targets in bits, "a, b, c" (last_sep before the last
+ * one, e.g. ", " or " and "), into buf. */
+void lora_target_list(int arch, unsigned bits, const char *last_sep, char *buf, size_t cap);
 /* The target's module path inside a block, in Hugging Face's naming
  * ("attn.c_attn", "self_attn.q_proj"). */
 const char *lora_target_module(int arch, int target);
