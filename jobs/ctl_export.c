@@ -174,31 +174,6 @@ done:
 
 /* -------------------------------------------------------------- merged */
 
-/* W (out, in) += scale * B (out, r) A (r, in) for every adapted site. */
-static void fold_adapters(float *params, const gpt_tensor_t *pt, int np, const float *lora,
-                          const gpt_tensor_t *lt, int nt, double scale) {
-    for (int i = 0; i + 1 < nt; i += 2) {
-        const gpt_tensor_t *A = &lt[i], *B = &lt[i + 1]; /* lora_A then lora_B per site */
-        char wname[64];
-        size_t stem = strlen(A->name) - strlen(".lora_A");
-        snprintf(wname, sizeof wname, "%.*s.weight", (int)stem, A->name);
-        const gpt_tensor_t *W = NULL;
-        for (int k = 0; k < np && !W; k++)
-            if (!strcmp(pt[k].name, wname)) W = &pt[k];
-        if (!W) continue; /* cannot happen: tables come from one gpt_create */
-        int out = B->shape[0], r = A->shape[0], in = A->shape[1];
-        const float *a = lora + A->offset, *b = lora + B->offset;
-        float *w = params + W->offset;
-        for (int o = 0; o < out; o++)
-            for (int j = 0; j < in; j++) {
-                double s = 0;
-                for (int k = 0; k < r; k++)
-                    s += (double)b[(size_t)o * r + k] * a[(size_t)k * in + j];
-                w[(size_t)o * in + j] += (float)(scale * s);
-            }
-    }
-}
-
 static int copy_file(const char *from, const char *to, cu_error_t *err) {
     FILE *in = fopen(from, "rb");
     if (!in) return cu_error_set(err, CU_EIO, "cannot open %s: %s", from, strerror(errno));
@@ -291,13 +266,13 @@ static int write_merged(const opts_t *o, const char *src, const cu_config_t *c,
         const gpt_tensor_t *lt = gpt_lora_tensors(b.model, &nt);
         float *lora = gpt_lora_params(b.model, NULL);
         if ((rc = h5_load_tensors(src, lora, lt, nt, err))) goto done;
-        double scale = lc->alpha / (lc->rslora ? sqrt((double)lc->r) : (double)lc->r);
-        fold_adapters(params, pt, np, lora, lt, nt, scale);
+        double scale = gpt_lora_scale(b.model);
+        if ((rc = lora_fold(b.model, lora, scale, err))) goto done;
         /* PiSSA/OLoRA: the run trained against W - s B0 A0; against the
          * original base the update is s (B A - B0 A0) */
         if (lora_init_from_weights(c->lora.init)) {
             if ((rc = ckpt_load_lora_init(src, lora, lt, nt, err))) goto done;
-            fold_adapters(params, pt, np, lora, lt, nt, -scale);
+            if ((rc = lora_fold(b.model, lora, -scale, err))) goto done;
         }
     } else if ((rc = h5_load_tensors(src, params, pt, np, err))) /* full fine-tuning */
         goto done;

@@ -87,20 +87,19 @@ int lora_init_factorise(gpt_t *m, cu_grid_t *g, const char *init, cu_error_t *er
     return CU_OK;
 }
 
-int lora_init_residual(gpt_t *m, const float *lora0, cu_error_t *err) {
+int lora_fold(gpt_t *m, const float *lora, double scale, cu_error_t *err) {
     int nl, np;
     const gpt_tensor_t *lt = gpt_lora_tensors(m, &nl);
     const gpt_tensor_t *pt = gpt_param_tensors(m, &np);
     float *params = gpt_params(m, NULL);
-    double scale = gpt_lora_scale(m);
     for (int i = 0; i + 1 < nl; i += 2) {
         const gpt_tensor_t *ta = &lt[i], *tb = &lt[i + 1], *tw = base_of(ta, pt, np);
         if (!tw) continue;
         int out = tw->shape[0], in = tw->shape[1], r = ta->shape[0];
-        const float *a = lora0 + ta->offset, *b = lora0 + tb->offset;
+        const float *a = lora + ta->offset, *b = lora + tb->offset;
         float *w = params + tw->offset;
         double *row = malloc(sizeof(double) * (size_t)in);
-        if (!row) return cu_error_set(err, CU_ENOMEM, "out of memory (residual of %s)", tw->name);
+        if (!row) return cu_error_set(err, CU_ENOMEM, "out of memory (folding into %s)", tw->name);
         for (int o = 0; o < out; o++) {
             /* each element sums its r products in order t = 0..r-1 */
             memset(row, 0, sizeof(double) * (size_t)in);
@@ -110,7 +109,7 @@ int lora_init_residual(gpt_t *m, const float *lora0, cu_error_t *err) {
                 for (int j = 0; j < in; j++) row[j] += bt * (double)at[j];
             }
             for (int j = 0; j < in; j++)
-                w[(size_t)o * in + j] = (float)((double)w[(size_t)o * in + j] - scale * row[j]);
+                w[(size_t)o * in + j] = (float)((double)w[(size_t)o * in + j] + scale * row[j]);
         }
         free(row);
     }

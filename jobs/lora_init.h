@@ -31,10 +31,12 @@ int lora_init_from_weights(const char *init);
  * every rank. */
 int lora_init_factorise(gpt_t *m, cu_grid_t *g, const char *init, cu_error_t *err);
 
-/* Base weight W -= s B0 A0 for every adapted linear; lora0 is laid out as
- * gpt_lora_tensors. Accumulates in double in a fixed order, so the same base
- * and A0, B0 give the same residual bits whatever the rank count or BLAS
- * threads. */
-int lora_init_residual(gpt_t *m, const float *lora0, cu_error_t *err);
+/* Base weight W = W + scale B A for every adapted linear, with adapters
+ * lora laid out as gpt_lora_tensors: a merged export folds the trained
+ * adapters in (scale = the adapter scale s), a PiSSA/OLoRA job's residual
+ * is W - s B0 A0 (scale = -s). Each element sums its r products in double,
+ * in a fixed order, and is rounded once, so the same inputs give the same
+ * bits whatever the rank count or BLAS threads. */
+int lora_fold(gpt_t *m, const float *lora, double scale, cu_error_t *err);
 
 #endif

@@ -167,7 +167,7 @@ int run_apply_lora_init(gpt_t *m, const char *src, cu_error_t *err) {
     float *lora0 = malloc((n + 1) * sizeof(float));
     if (!lora0) return cu_error_set(err, CU_ENOMEM, "out of memory (lora_init)");
     int rc = ckpt_load_lora_init(src, lora0, lt, nt, err);
-    if (rc == CU_OK) rc = lora_init_residual(m, lora0, err);
+    if (rc == CU_OK) rc = lora_fold(m, lora0, -gpt_lora_scale(m), err);
     free(lora0);
     return rc;
 }

@@ -681,7 +681,7 @@ static int init_from_weights(trainer_t *t, cu_error_t *err) {
     }
     /* rank 0's copy everywhere: a guarantee, not an assumption */
     rc = world_bcast_floats(t->w, t->lora_init, n, err);
-    if (rc == CU_OK) rc = lora_init_residual(t->model, t->lora_init, err);
+    if (rc == CU_OK) rc = lora_fold(t->model, t->lora_init, -gpt_lora_scale(t->model), err);
     return world_agree(t->w, rc);
 }
 

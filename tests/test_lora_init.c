@@ -70,7 +70,7 @@ static void check_init(const char *init, int rslora) {
     float *lora = gpt_lora_params(m, &n);
     float *lora0 = malloc(n * sizeof(float));
     memcpy(lora0, lora, n * sizeof(float));
-    CHECK(lora_init_residual(m, lora0, &err) == CU_OK);
+    CHECK(lora_fold(m, lora0, -gpt_lora_scale(m), &err) == CU_OK);
     /* the same adapters on every rank */
     float *root = malloc(n * sizeof(float));
     memcpy(root, lora, n * sizeof(float));
