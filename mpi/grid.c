@@ -384,21 +384,25 @@ int grid_svd_product(cu_grid_t *g, const double *b, const double *a, int m, int 
     rc = grid_qr(g, b, m, r1, qb, rb, err);
     if (rc == CU_OK) rc = grid_qr(g, at, n, r1, qa, ra, err);
     if (rc == CU_OK) {
-        /* b a = qb (rb ra^T) qa^T: the core is small; every rank computes
-         * it from identical inputs and rank 0's copy is broadcast below */
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, k1, k2, r1, 1.0, rb, k1, ra, k2, 0.0,
-                    core, k1);
+        /* b a = qb (rb ra^T) qa^T: the core is small; rank 0 computes it
+         * and broadcasts it */
+        if (g->w->rank == 0)
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, k1, k2, r1, 1.0, rb, k1, ra, k2,
+                        0.0, core, k1);
         if (g->w->size > 1 && MPI_Bcast(core, k1 * k2, MPI_DOUBLE, 0, MPI_COMM_WORLD))
             rc = cu_error_set(err, CU_EMPI, "broadcasting the core matrix failed");
         rc = agree(g, rc, err);
     }
     if (rc == CU_OK) rc = grid_svd(g, core, k1, k2, uc, s_all, vtc, err);
     if (rc == CU_OK) {
-        /* u = qb uc[:, :k], vt = vtc[:k, :] qa^T; rank 0 multiplies */
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, m, k, k1, 1.0, qb, m, uc, k1, 0.0, u,
-                    m);
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, k, n, k2, 1.0, vtc, kc, qa, n, 0.0, vt,
-                    k);
+        /* u = qb uc[:, :k], vt = vtc[:k, :] qa^T; rank 0 multiplies and
+         * broadcasts */
+        if (g->w->rank == 0) {
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, m, k, k1, 1.0, qb, m, uc, k1,
+                        0.0, u, m);
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, k, n, k2, 1.0, vtc, kc, qa, n, 0.0,
+                        vt, k);
+        }
         memcpy(s, s_all, sizeof(double) * (size_t)k);
         if (g->w->size > 1 && (MPI_Bcast(u, m * k, MPI_DOUBLE, 0, MPI_COMM_WORLD) ||
                                MPI_Bcast(vt, k * n, MPI_DOUBLE, 0, MPI_COMM_WORLD)))
