@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "ita/trace.h"
+#include "slurm/slurm.h"
 
 #define BUCKETS 256
 #define CACHE_MAX 4096
@@ -246,11 +247,6 @@ static double num_or_nan(json_t *v) {
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
-static int is_active(const char *status) {
-    return !strcmp(status, "SUBMITTED") || !strcmp(status, "PENDING") ||
-           !strcmp(status, "RUNNING") || !strcmp(status, "PREEMPTED");
-}
-
 /* Whether a local launcher runs, looked at no more than once a second (a
  * stale job is asked about on every request). */
 static int launcher_alive_cached(ita_jobdir_t *jd, entry_t *e) {
@@ -278,12 +274,12 @@ static void merge_scheduler(ita_jobdir_t *jd, const entry_t *e, json_t *st, ita_
                            sizeof s->detail);
     } else if (s->sched) {
         /* asked, and neither squeue nor sacct knows it */
-        if (is_active(f) && stale) {
+        if (slurm_status_active(f) && stale) {
             s->lost = 1;
             snprintf(s->detail, sizeof s->detail,
                      "no scheduler knows Slurm job %s and the heartbeat stopped", s->slurm_job_id);
         }
-    } else if (!s->slurm_job_id[0] && is_active(f) &&
+    } else if (!s->slurm_job_id[0] && slurm_status_active(f) &&
                launcher_alive_cached(jd, (entry_t *)e) == 0) {
         /* a local launch whose launcher is gone, with no end recorded */
         s->lost = 1;

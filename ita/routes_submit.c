@@ -177,11 +177,6 @@ static int check_confined(const cu_config_t *c, const char *workdir, const char 
     return 0;
 }
 
-static int is_active(const char *status) {
-    return !strcmp(status, "SUBMITTED") || !strcmp(status, "PENDING") ||
-           !strcmp(status, "RUNNING") || !strcmp(status, "PREEMPTED");
-}
-
 /* A job's first state.json, in codex-train's layout (docs/formats.md). */
 static int write_first_state(ita_req_t *rq, const cu_config_t *c, int world, const char *status,
                              const char *slurm_id, const char *error, cu_error_t *err) {
@@ -311,7 +306,7 @@ static void launch(ita_req_t *rq, const submit_req_t *r, slurm_plan_t *p) {
         const cu_config_t *c = p->n_tasks ? &p->task_cfg[i] : &p->cfg;
         ita_job_summary_t s;
         if (ita_jobdir_state(rq->w->jobs, c->job.name, &s, NULL, &err) == CU_OK &&
-            is_active(s.status)) {
+            slurm_status_active(s.status)) {
             char d[1000];
             snprintf(d, sizeof d,
                      "job %s is %s%s%s; cancel it (POST /v1/jobs/%s/cancel) or pick another "
@@ -492,7 +487,7 @@ void ita_route_job_cancel(ita_req_t *rq) {
         return;
     }
     rq->action = "cancel";
-    if (!is_active(s.status)) {
+    if (!slurm_status_active(s.status)) {
         char d[200];
         snprintf(d, sizeof d, "job %s already ended (%s); nothing to cancel", rq->job, s.status);
         ita_problem(rq, 409, d);

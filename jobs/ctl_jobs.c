@@ -53,15 +53,6 @@ static double parse_time(const char *s) {
     return (double)timegm(&tm) + frac;
 }
 
-static int is_active(const char *status) {
-    return !strcmp(status, "SUBMITTED") || !strcmp(status, "PENDING") || !strcmp(status, "RUNNING");
-}
-
-static int is_final(const char *status) {
-    return !strcmp(status, "COMPLETED") || !strcmp(status, "FAILED") ||
-           !strcmp(status, "CANCELLED") || !strcmp(status, "TIMEOUT");
-}
-
 static const char *str_or_empty(const char *s) {
     return s ? s : "";
 }
@@ -156,12 +147,12 @@ static int job_view(const char *dir, const char *name, job_view_t *v, int write_
         v->sched_known = found;
         if (found) {
             merge_slurm(v);
-        } else if (is_active(v->file_status) && stale) {
+        } else if (slurm_status_active(v->file_status) && stale) {
             set(v->status, sizeof v->status, "LOST");
             snprintf(v->detail, sizeof v->detail,
                      "Slurm no longer knows job %s and the heartbeat stopped", v->slurm_id);
         }
-    } else if (is_active(v->file_status)) {
+    } else if (slurm_status_active(v->file_status)) {
         long pid = local_launcher(dir);
         if (pid < 0 || (pid == 0 && stale)) {
             set(v->status, sizeof v->status, "LOST");
@@ -170,7 +161,7 @@ static int job_view(const char *dir, const char *name, job_view_t *v, int write_
                         : "the heartbeat stopped and no scheduler knows the job");
         }
     }
-    if (write_back && is_final(v->status) && strcmp(v->status, v->file_status)) {
+    if (write_back && slurm_status_final(v->status) && strcmp(v->status, v->file_status)) {
         cu_error_t werr = {0};
         if (record_status(dir, v->status, !strcmp(v->status, "FAILED") ? v->detail : NULL, &werr) !=
             CU_OK)
@@ -216,7 +207,7 @@ int ctl_job_is_active(const char *run_dir, char *what, size_t cap) {
     cu_error_t err = {0};
     const char *slash = strrchr(run_dir, '/');
     if (job_view(run_dir, slash ? slash + 1 : run_dir, &v, 0, &err) != CU_OK) return 0;
-    if (!is_active(v.status)) return 0;
+    if (!slurm_status_active(v.status)) return 0;
     if (v.slurm_id[0])
         snprintf(what, cap, "%s as Slurm job %s", v.status, v.slurm_id);
     else
@@ -439,7 +430,7 @@ int ctl_cancel(int argc, char **argv) {
         fprintf(stderr, "codexctl cancel: %s\n", err.msg);
         return 1;
     }
-    if (is_final(v.status) || !strcmp(v.status, "LOST")) {
+    if (slurm_status_final(v.status) || !strcmp(v.status, "LOST")) {
         fprintf(stderr, "codexctl cancel: job %s already ended (%s); nothing to cancel\n", name,
                 v.status);
         return 1;

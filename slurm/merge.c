@@ -11,7 +11,12 @@
 
 #include "slurm/slurm.h"
 
-static int is_final(const char *status) {
+int slurm_status_active(const char *status) {
+    return !strcmp(status, "SUBMITTED") || !strcmp(status, "PENDING") ||
+           !strcmp(status, "RUNNING") || !strcmp(status, "PREEMPTED");
+}
+
+int slurm_status_final(const char *status) {
     return !strcmp(status, "COMPLETED") || !strcmp(status, "FAILED") ||
            !strcmp(status, "CANCELLED") || !strcmp(status, "TIMEOUT");
 }
@@ -20,7 +25,7 @@ void slurm_merge_status(const char *f, const slurm_job_info_t *s, char *status, 
                         char *detail, size_t dcap) {
     detail[0] = '\0';
     if (!s->terminal) {
-        if (!strcmp(s->status, "RUNNING") && is_final(f)) {
+        if (!strcmp(s->status, "RUNNING") && slurm_status_final(f)) {
             /* codex-train wrote its end; the batch script is finishing */
             snprintf(status, scap, "%s", f);
             snprintf(detail, dcap, "the Slurm job is finishing");

@@ -117,6 +117,12 @@ int slurm_array_matches(const char *line_id, const char *task);
 
 /* ---- merging with the job's own record (merge.c) ---- */
 
+/* SUBMITTED, PENDING, RUNNING or PREEMPTED: the job may still run (a
+ * PREEMPTED one is being requeued). */
+int slurm_status_active(const char *status);
+/* COMPLETED, FAILED, CANCELLED or TIMEOUT: the job has ended. */
+int slurm_status_final(const char *status);
+
 /* The status to show for a job whose state.json says file_status and that
  * Slurm knows as s (found): codex-train's record while the job runs and for
  * a training that completed, Slurm's word for how it ended otherwise (a
