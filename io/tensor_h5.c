@@ -97,25 +97,6 @@ int h5_load_tensors(const char *path, float *buf, const gpt_tensor_t *tensors, i
     return rc;
 }
 
-int h5_load_group(const char *path, const char *group, float *buf, const gpt_tensor_t *tensors,
-                  int n, cu_error_t *err) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return cu_error_set(err, CU_EINVAL, "cannot open %s as HDF5", path);
-    int rc = h5u_read_group(file, group, buf, tensors, n, path, err);
-    H5Fclose(file);
-    return rc;
-}
-
-int h5_has_group(const char *path, const char *group) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return 0;
-    int has = H5Lexists(file, group, H5P_DEFAULT) > 0;
-    H5Fclose(file);
-    return has;
-}
-
 void h5_library_version(char *buf, size_t len) {
     unsigned maj, min, rel;
     H5get_libversion(&maj, &min, &rel);

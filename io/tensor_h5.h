@@ -34,12 +34,6 @@ int h5_save_tensors_with(const char *path, const float *buf, const char *extra_g
 int h5_load_tensors(const char *path, float *buf, const gpt_tensor_t *tensors, int n,
                     cu_error_t *err);
 
-/* Reads the tensors from another group than /tensors (e.g. lora_init). */
-int h5_load_group(const char *path, const char *group, float *buf, const gpt_tensor_t *tensors,
-                  int n, cu_error_t *err);
-/* 1 if path is an HDF5 file with that group, else 0. */
-int h5_has_group(const char *path, const char *group);
-
 /* HDF5's version, for provenance. */
 void h5_library_version(char *buf, size_t len);
 

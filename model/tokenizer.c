@@ -177,15 +177,9 @@ int tokenizer_set_specials(cu_tokenizer_t *tok, int bos, int eos, int pad, int a
     tok->add_bos = !!add_bos;
     /* new hash = sha256(old hash, the framing): two tokenizers with equal
      * hashes still frame documents alike */
-    char def[160];
-    int k = snprintf(def, sizeof def, "%s\nframing eos=%d bos=%d", tok->hash, eos,
-                     tok->add_bos ? bos : -1);
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (!EVP_Digest(def, (size_t)k, digest, &len, EVP_sha256(), NULL) || len != 32)
-        return cu_error_set(err, CU_EINTERNAL, "sha256 failed");
-    for (unsigned int i = 0; i < len; i++) snprintf(tok->hash + 2 * i, 3, "%02x", digest[i]);
-    return CU_OK;
+    char def[96];
+    int k = snprintf(def, sizeof def, "\nframing eos=%d bos=%d", eos, tok->add_bos ? bos : -1);
+    return hash_extend(tok->hash, def, (size_t)k, err);
 }
 
 int tokenizer_token_id(const cu_tokenizer_t *tok, const char *text) {
@@ -338,17 +332,8 @@ int tokenizer_encode(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32
 
 int tokenizer_encode_doc(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32_t **ids,
                          size_t *n, size_t *cap, cu_error_t *err) {
-    int start = tokenizer_doc_start(tok);
-    if (start >= 0) {
-        if (*n + 1 > *cap || !*ids) {
-            size_t want = *cap > *n + 1 ? *cap : *n + 256;
-            int32_t *p = realloc(*ids, want * sizeof *p);
-            if (!p) return cu_error_set(err, CU_ENOMEM, "out of memory encoding");
-            *ids = p;
-            *cap = want;
-        }
-        (*ids)[(*n)++] = start;
-    }
+    int start = tokenizer_doc_start(tok), rc;
+    if (start >= 0 && (rc = push_id(start, ids, n, cap, err))) return rc;
     return tokenizer_encode(tok, text, len, ids, n, cap, err);
 }
 
