@@ -263,8 +263,7 @@ static int launcher_alive_cached(ita_jobdir_t *jd, entry_t *e) {
  * only when no scheduler (nor a live local launcher) knows the job. */
 static void merge_scheduler(ita_jobdir_t *jd, const entry_t *e, json_t *st, ita_job_summary_t *s) {
     const char *sid = json_string_value(json_object_get(st, "slurm_job_id"));
-    if (sid && ita_slurm_id_valid(sid))
-        snprintf(s->slurm_job_id, sizeof s->slurm_job_id, "%s", sid);
+    if (sid && slurm_id_valid(sid)) snprintf(s->slurm_job_id, sizeof s->slurm_job_id, "%s", sid);
     const char *f = s->state_status;
     int stale = !isnan(s->heartbeat_age_s) && s->heartbeat_age_s > jd->lost_after_s;
     snprintf(s->status, sizeof s->status, "%s", f);

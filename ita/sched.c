@@ -49,14 +49,6 @@ struct ita_sched {
     int n_pids; /* under mu */
 };
 
-int ita_slurm_id_valid(const char *s) {
-    size_t n = strlen(s), digits = strspn(s, "0123456789");
-    if (n == 0 || n >= 64 || digits == 0) return 0;
-    if (digits == n) return 1;
-    return s[digits] == '_' && s[digits + 1] &&
-           strspn(s + digits + 1, "0123456789") == n - digits - 1;
-}
-
 /* ---- snapshots ---- */
 
 static void view_free(ita_sched_view_t *v) {

@@ -64,9 +64,6 @@ void ita_sched_track_pid(ita_sched_t *s, pid_t pid);
 /* The entry for a Slurm id, or NULL when the view has not asked about it. */
 const ita_sched_entry_t *ita_sched_find(const ita_sched_view_t *v, const char *slurm_id);
 
-/* 1 when s looks like a Slurm job id (digits, optionally _task). */
-int ita_slurm_id_valid(const char *s);
-
 /* The "scheduler" object of a job with Slurm id slurm_id, as JSON text:
  * {"slurm_job_id", "array_job_id", "array_task_id", "known", "state",
  * "status", "reason", "nodes", "exit_code", "source", "view_age_s",

@@ -9,19 +9,12 @@
 
 #include "slurm/slurm.h"
 
-static int id_ok(const char *id) {
-    if (!id[0]) return 0;
-    for (const char *c = id; *c; c++)
-        if (!isdigit((unsigned char)*c) && *c != '_') return 0;
-    return 1;
-}
-
 int slurm_cancel(const char *id, const char *signal, cu_error_t *err) {
     return slurm_cancel_timeout(id, signal, 0, err);
 }
 
 int slurm_cancel_timeout(const char *id, const char *signal, double timeout_s, cu_error_t *err) {
-    if (!id_ok(id)) return cu_error_set(err, CU_EINVAL, "'%s' is not a Slurm job id", id);
+    if (!slurm_id_valid(id)) return cu_error_set(err, CU_EINVAL, "'%s' is not a Slurm job id", id);
     char sig_opt[64];
     const char *argv[6];
     int n = 0;

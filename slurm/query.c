@@ -182,10 +182,16 @@ static void sacct_rest(const char *const ids[], size_t n, slurm_job_info_t *info
     free(jobs);
 }
 
+int slurm_id_valid(const char *s) {
+    size_t n = strlen(s), digits = strspn(s, "0123456789");
+    if (n == 0 || n >= 64 || digits == 0) return 0;
+    if (digits == n) return 1;
+    return s[digits] == '_' && s[digits + 1] &&
+           strspn(s + digits + 1, "0123456789") == n - digits - 1;
+}
+
 int slurm_query(const char *id, slurm_job_info_t *info, int *found, cu_error_t *err) {
-    for (const char *c = id; *c; c++)
-        if (!isdigit((unsigned char)*c) && *c != '_')
-            return cu_error_set(err, CU_EINVAL, "'%s' is not a Slurm job id", id);
+    if (!slurm_id_valid(id)) return cu_error_set(err, CU_EINVAL, "'%s' is not a Slurm job id", id);
     int rc = query_squeue(id, info, found, err);
     if (rc != CU_OK) return rc;
     if (!*found) sacct_rest(&id, 1, info, found, 0);
@@ -265,9 +271,8 @@ int slurm_query_many(const char *const ids[], size_t n, slurm_job_info_t *infos,
     for (size_t i = 0; i < n; i++) {
         found[i] = 0;
         memset(&infos[i], 0, sizeof infos[i]);
-        for (const char *c = ids[i]; *c; c++)
-            if (!isdigit((unsigned char)*c) && *c != '_')
-                return cu_error_set(err, CU_EINVAL, "'%s' is not a Slurm job id", ids[i]);
+        if (!slurm_id_valid(ids[i]))
+            return cu_error_set(err, CU_EINVAL, "'%s' is not a Slurm job id", ids[i]);
     }
     if (n == 0) return CU_OK;
     int rc = squeue_all(ids, n, infos, found, timeout_s, err);

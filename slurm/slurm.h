@@ -115,6 +115,10 @@ int slurm_query_many(const char *const ids[], size_t n, slurm_job_info_t *infos,
  * "1234_[0-5%2]", or "1234_2" itself). */
 int slurm_array_matches(const char *line_id, const char *task);
 
+/* 1 when id is a Slurm job id: digits, or an array task <digits>_<digits>
+ * (under 64 characters). Every command this layer runs checks its ids. */
+int slurm_id_valid(const char *id);
+
 /* ---- merging with the job's own record (merge.c) ---- */
 
 /* SUBMITTED, PENDING, RUNNING or PREEMPTED: the job may still run (a
