@@ -120,8 +120,9 @@ static ita_sched_view_t *view_new(size_t cap) {
 }
 
 static void view_set_error(ita_sched_view_t *v, const char *msg) {
-    snprintf(v->error, sizeof v->error, "%.255s", msg);
-    json_t *s = json_string(v->error);
+    char text[256];
+    snprintf(text, sizeof text, "%.255s", msg);
+    json_t *s = json_string(text);
     char *t = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
     json_decref(s);
     if (t) {

@@ -33,8 +33,7 @@ typedef struct {
 typedef struct {
     atomic_int refs;
     double refreshed_at; /* wall clock of the last answer from squeue; 0 never */
-    char error[256];     /* why the last refresh failed, "" when it did not */
-    char *error_json;    /* error as a JSON value ("null" when none) */
+    char *error_json;    /* why the last refresh failed, as a JSON value ("null" when it did not) */
     size_t n;
     ita_sched_entry_t *e; /* sorted by slurm_id */
 } ita_sched_view_t;
