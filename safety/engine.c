@@ -36,9 +36,8 @@ int safety_engine_from_policy(safety_policy_t *policy, safety_engine_t **out, cu
 int safety_engine_new(const char *policy_path, safety_engine_t **out, cu_error_t *err) {
     *out = NULL;
     safety_policy_t *p = NULL;
-    int rc = policy_path && strcmp(policy_path, SAFETY_POLICY_BUILTIN)
-                 ? safety_policy_load(policy_path, &p, err)
-                 : safety_policy_default(&p, err);
+    int rc =
+        policy_path ? safety_policy_load(policy_path, &p, err) : safety_policy_default(&p, err);
     if (rc) return rc;
     return safety_engine_from_policy(p, out, err);
 }

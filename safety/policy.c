@@ -101,7 +101,6 @@ static safety_policy_t *policy_alloc(cu_error_t *err) {
     }
     p->allow_inline = 1;
     p->refuse_export = 1;
-    snprintf(p->source, sizeof p->source, "built-in");
     return p;
 }
 
@@ -487,6 +486,7 @@ int safety_policy_parse(const char *text, size_t len, const char *name, safety_p
 
 int safety_policy_load(const char *path, safety_policy_t **out, cu_error_t *err) {
     *out = NULL;
+    if (!strcmp(path, SAFETY_POLICY_BUILTIN)) return safety_policy_default(out, err);
     uint8_t *buf;
     size_t n;
     int rc = cu_read_file(path, 16u << 20, &buf, &n, err);

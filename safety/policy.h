@@ -40,7 +40,8 @@ typedef enum {
 
 typedef struct safety_policy safety_policy_t;
 
-/* Reads and validates a policy file. Allocates *out (safety_policy_free). */
+/* Reads and validates a policy file (SAFETY_POLICY_BUILTIN: the built-in
+ * policy). Allocates *out (safety_policy_free). */
 int safety_policy_load(const char *path, safety_policy_t **out, cu_error_t *err);
 
 /* The same from memory; name is what error messages call the text. */
