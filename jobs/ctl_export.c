@@ -140,12 +140,10 @@ static int plain_lora_of(gpt_t *m, const lora_config_t *lc, const char *src, gpt
     l2.alpha = lc->rslora ? lc->alpha * (float)sqrt(2.0) : 2 * lc->alpha;
     gpt_t *m2 = NULL;
     int nt, nt2;
-    size_t n;
     const gpt_tensor_t *lt = gpt_lora_tensors(m, &nt);
-    const float *lora = gpt_lora_params(m, &n);
-    float *lora0 = malloc((n + 1) * sizeof(float));
-    int rc = lora0 ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory (lora_init)");
-    if (rc == CU_OK) rc = ckpt_load_lora_init(src, lora0, lt, nt, err);
+    const float *lora = gpt_lora_params(m, NULL);
+    float *lora0 = NULL;
+    int rc = run_load_lora_init(m, src, &lora0, err);
     if (rc == CU_OK) rc = gpt_create(&m2, gpt_config(m), &l2, err);
     if (rc) goto done;
     const gpt_tensor_t *lt2 = gpt_lora_tensors(m2, &nt2);

@@ -159,14 +159,24 @@ int run_model_config(const cu_config_t *c, const char *base, gpt_config_t *gc, c
     return CU_OK;
 }
 
-int run_apply_lora_init(gpt_t *m, const char *src, cu_error_t *err) {
+int run_load_lora_init(gpt_t *m, const char *src, float **lora0, cu_error_t *err) {
     size_t n;
     int nt;
     gpt_lora_params(m, &n);
     const gpt_tensor_t *lt = gpt_lora_tensors(m, &nt);
-    float *lora0 = malloc((n + 1) * sizeof(float));
-    if (!lora0) return cu_error_set(err, CU_ENOMEM, "out of memory (lora_init)");
-    int rc = ckpt_load_lora_init(src, lora0, lt, nt, err);
+    *lora0 = malloc((n + 1) * sizeof(float));
+    if (!*lora0) return cu_error_set(err, CU_ENOMEM, "out of memory (lora_init)");
+    int rc = ckpt_load_lora_init(src, *lora0, lt, nt, err);
+    if (rc) {
+        free(*lora0);
+        *lora0 = NULL;
+    }
+    return rc;
+}
+
+int run_apply_lora_init(gpt_t *m, const char *src, cu_error_t *err) {
+    float *lora0;
+    int rc = run_load_lora_init(m, src, &lora0, err);
     if (rc == CU_OK) rc = lora_fold(m, lora0, -gpt_lora_scale(m), err);
     free(lora0);
     return rc;

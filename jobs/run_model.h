@@ -38,6 +38,9 @@ void run_model_sizes_to_config(const gpt_config_t *gc, cu_config_t *c);
  * the run's config (vocab 0: the tokenizer's). */
 int run_model_config(const cu_config_t *c, const char *base, gpt_config_t *gc, cu_error_t *err);
 
+/* A PiSSA/OLoRA run's starting adapters A0, B0 from src's /lora_init, laid
+ * out as m's adapter buffer; *lora0 is allocated (NULL on failure). */
+int run_load_lora_init(gpt_t *m, const char *src, float **lora0, cu_error_t *err);
 /* A PiSSA/OLoRA run (lora.init pissa|olora) trained its adapters against the
  * residual W - s B0 A0: reads B0, A0 from src's /lora_init and turns the
  * model's original base weights into that residual. */
