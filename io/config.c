@@ -148,7 +148,7 @@ static const cfg_key_t KEYS[] = {
     STR("job.name", job.name, "demo", CFG_NONEMPTY, &FMT_NAME,
         "Job name; the run directory is `<runs_dir>/<name>`."),
     STR("job.runs_dir", job.runs_dir, "runs", CFG_NONEMPTY, NULL,
-        "Folder that holds the run directories."),
+        "Folder that holds the run directories (default `$CU_RUNS_DIR` when set, else `runs`)."),
     LONG("job.seed", job.seed, "1337", 0, OPEN_HI,
          "Master seed: initial weights, LoRA init, dropout and data order."),
 
@@ -573,6 +573,11 @@ void config_defaults(cu_config_t *cfg) {
      * configs holding the same values is then exact). */
     memset(cfg, 0, sizeof *cfg);
     for (int i = 0; i < N_KEYS; i++) assign_default(cfg, &KEYS[i], NULL);
+    /* one setting for where runs live: codex-train, codexctl and codex-ita
+     * all start from $CU_RUNS_DIR when it is set */
+    const char *runs = getenv("CU_RUNS_DIR");
+    if (runs && runs[0] && strlen(runs) < sizeof cfg->job.runs_dir)
+        snprintf(cfg->job.runs_dir, sizeof cfg->job.runs_dir, "%s", runs);
 }
 
 /* --------------------------------------------------------- schema check */

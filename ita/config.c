@@ -61,7 +61,8 @@ void ita_config_defaults(ita_config_t *cfg) {
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->host, sizeof cfg->host, "127.0.0.1");
     cfg->port = 8470;
-    snprintf(cfg->runs_dir, sizeof cfg->runs_dir, "runs");
+    const char *runs = getenv("CU_RUNS_DIR"); /* the same default as codex-train's */
+    snprintf(cfg->runs_dir, sizeof cfg->runs_dir, "%s", runs && runs[0] ? runs : "runs");
     snprintf(cfg->keys_file, sizeof cfg->keys_file, "ita-keys.json");
     cfg->threads = 2;
     snprintf(cfg->audit_log, sizeof cfg->audit_log, "ita-audit.jsonl");

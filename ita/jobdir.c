@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #include "ita/trace.h"
+#include "rundir/rundir.h"
+#include "rundir/status.h"
 #include "slurm/slurm.h"
 
 #define BUCKETS 256
@@ -258,56 +260,34 @@ static int launcher_alive_cached(ita_jobdir_t *jd, entry_t *e) {
     return e->launcher_alive;
 }
 
-/* The effective status (docs/ita.md): the file's, merged with the
- * scheduler's view when the job has a Slurm id; LOST for a stale heartbeat
- * only when no scheduler (nor a live local launcher) knows the job. */
+/* The effective status (docs/ita.md): the rules of rundir/status.h, with
+ * the scheduler view this worker last synced to. */
 static void merge_scheduler(ita_jobdir_t *jd, const entry_t *e, json_t *st, ita_job_summary_t *s) {
     const char *sid = json_string_value(json_object_get(st, "slurm_job_id"));
     if (sid && slurm_id_valid(sid)) snprintf(s->slurm_job_id, sizeof s->slurm_job_id, "%s", sid);
-    const char *f = s->state_status;
-    int stale = !isnan(s->heartbeat_age_s) && s->heartbeat_age_s > jd->lost_after_s;
-    snprintf(s->status, sizeof s->status, "%s", f);
     s->sched = s->slurm_job_id[0] ? ita_sched_find(jd->view, s->slurm_job_id) : NULL;
-    if (s->sched && s->sched->known) {
-        slurm_merge_status(f, &s->sched->info, s->status, sizeof s->status, s->detail,
-                           sizeof s->detail);
-    } else if (s->sched) {
-        /* asked, and neither squeue nor sacct knows it */
-        if (slurm_status_active(f) && stale) {
-            s->lost = 1;
-            snprintf(s->detail, sizeof s->detail,
-                     "no scheduler knows Slurm job %s and the heartbeat stopped", s->slurm_job_id);
-        }
-    } else if (!s->slurm_job_id[0] && slurm_status_active(f) &&
-               launcher_alive_cached(jd, (entry_t *)e) == 0) {
-        /* a local launch whose launcher is gone, with no end recorded */
-        s->lost = 1;
-        snprintf(s->detail, sizeof s->detail, "the local launcher exited without recording an end");
-    } else if (!strcmp(f, "RUNNING") && stale) {
-        /* the scheduler was not asked (no Slurm id, or not yet): the
-         * heartbeat decides, unless a local launcher still runs */
-        if (!s->slurm_job_id[0] && launcher_alive_cached(jd, (entry_t *)e) > 0) {
-            snprintf(s->detail, sizeof s->detail, "the heartbeat stopped but the launcher runs");
-        } else {
-            s->lost = 1;
-            snprintf(s->detail, sizeof s->detail, "the heartbeat stopped%s",
-                     s->slurm_job_id[0] ? " and the scheduler has not been asked yet" : "");
-        }
-    }
-    if (s->lost) snprintf(s->status, sizeof s->status, "LOST");
+    rundir_witness_t w = {.file_status = s->state_status,
+                          .heartbeat_age_s = s->heartbeat_age_s,
+                          .lost_after_s = jd->lost_after_s,
+                          .has_slurm_id = s->slurm_job_id[0] != 0,
+                          .sched_asked = s->sched != NULL,
+                          .sched = s->sched && s->sched->known ? &s->sched->info : NULL,
+                          .launcher = s->slurm_job_id[0] || !rundir_status_active(s->state_status)
+                                          ? -1
+                                          : launcher_alive_cached(jd, (entry_t *)e),
+                          .writer_gone = rundir_pid_gone(
+                              (long)json_integer_value(json_object_get(st, "pid")),
+                              json_string_value(json_array_get(json_object_get(st, "hosts"), 0)))};
+    s->lost = rundir_status_resolve(&w, s->status, sizeof s->status, s->detail, sizeof s->detail);
 }
 
 static void summarise(ita_jobdir_t *jd, const entry_t *e, ita_job_summary_t *s) {
     memset(s, 0, sizeof *s);
     json_t *st = e->state;
     snprintf(s->id, sizeof s->id, "%s", e->id);
-    static const char *known[] = {"SUBMITTED", "PENDING", "RUNNING",   "PREEMPTED",
-                                  "COMPLETED", "FAILED",  "CANCELLED", "TIMEOUT"};
     const char *status = json_string_value(json_object_get(st, "status"));
-    snprintf(s->state_status, sizeof s->state_status, "UNKNOWN");
-    for (size_t i = 0; status && i < sizeof known / sizeof known[0]; i++)
-        if (!strcmp(status, known[i]))
-            snprintf(s->state_status, sizeof s->state_status, "%s", status);
+    snprintf(s->state_status, sizeof s->state_status, "%s",
+             status && rundir_status_known(status) && strcmp(status, "LOST") ? status : "UNKNOWN");
     s->step = json_integer_value(json_object_get(st, "step"));
     s->max_steps = json_integer_value(json_object_get(st, "max_steps"));
     s->loss = num_or_nan(json_object_get(st, "loss"));

@@ -38,6 +38,8 @@
 
 #include "io/json_text.h"
 #include "ita/http.h"
+#include "rundir/rundir.h"
+#include "rundir/status.h"
 #include "slurm/slurm.h"
 
 #define MAX_OVERRIDES 128
@@ -177,43 +179,26 @@ static int check_confined(const cu_config_t *c, const char *workdir, const char 
     return 0;
 }
 
-/* A job's first state.json, in codex-train's layout (docs/formats.md). */
+/* A job's first state.json: rundir's submit record, as codexctl submit
+ * writes it (docs/formats.md). */
 static int write_first_state(ita_req_t *rq, const cu_config_t *c, int world, const char *status,
                              const char *slurm_id, const char *error, cu_error_t *err) {
-    char now[32];
-    ita_time_now_rfc3339(now);
-    json_t *o = json_object();
-    json_object_set_new(o, "version", json_integer(1));
-    json_object_set_new(o, "job", json_string(c->job.name));
-    json_object_set_new(o, "status", json_string(status));
-    json_object_set_new(o, "step", json_integer(0));
-    json_object_set_new(o, "max_steps", json_integer(c->train.max_steps));
-    json_object_set_new(o, "epoch", json_integer(0));
-    static const char *nulls[] = {"loss", "lr", "grad_norm", "tokens_per_s", "eta_s"};
-    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
-        json_object_set_new(o, nulls[i], json_null());
-    json_object_set_new(o, "world_size", json_integer(world));
-    json_object_set_new(o, "threads", json_integer(c->train.threads));
-    json_object_set_new(o, "hosts", json_array());
-    json_object_set_new(o, "pid", json_null());
-    json_object_set_new(o, "slurm_job_id", slurm_id ? json_string(slurm_id) : json_null());
-    json_object_set_new(o, "restarts", json_integer(0));
-    json_object_set_new(o, "started_at", json_null());
-    json_object_set_new(o, "updated_at", json_string(now));
-    json_object_set_new(o, "finished_at", error ? json_string(now) : json_null());
-    json_object_set_new(o, "last_checkpoint", json_null());
-    json_object_set_new(o, "best_eval", json_null());
-    json_object_set_new(
-        o, "safety",
-        json_pack("{s:i,s:i,s:i}", "redactions", 0, "output_findings", 0, "blocked_outputs", 0));
-    json_object_set_new(o, "error",
-                        error ? json_pack("{s:s,s:i}", "message", error, "rank", 0) : json_null());
-    size_t n;
-    char *line = json_text_line(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER, &n);
-    json_decref(o);
-    if (!line) return cu_error_set(err, CU_ENOMEM, "out of memory");
-    int rc = ita_jobdir_write_file(rq->w->jobs, c->job.name, "state.json", line, n, err);
-    free(line);
+    rundir_state_t s;
+    rundir_state_init(&s, c->job.name);
+    snprintf(s.status, sizeof s.status, "%s", status);
+    s.max_steps = c->train.max_steps;
+    s.world_size = world;
+    s.threads = c->train.threads;
+    if (slurm_id) snprintf(s.slurm_job_id, sizeof s.slurm_job_id, "%s", slurm_id);
+    if (error) {
+        snprintf(s.error, sizeof s.error, "%s", error);
+        s.error_rank = 0;
+        s.finished_at = rundir_now();
+    }
+    int dfd = ita_jobdir_openat(rq->w->jobs, c->job.name, "", O_RDONLY | O_DIRECTORY);
+    if (dfd < 0) return cu_error_set(err, CU_EIO, "job '%s': %s", c->job.name, strerror(errno));
+    int rc = rundir_write_state_at(dfd, &s, err);
+    close(dfd);
     return rc;
 }
 
@@ -306,7 +291,7 @@ static void launch(ita_req_t *rq, const submit_req_t *r, slurm_plan_t *p) {
         const cu_config_t *c = p->n_tasks ? &p->task_cfg[i] : &p->cfg;
         ita_job_summary_t s;
         if (ita_jobdir_state(rq->w->jobs, c->job.name, &s, NULL, &err) == CU_OK &&
-            slurm_status_active(s.status)) {
+            rundir_status_active(s.status)) {
             char d[1000];
             snprintf(d, sizeof d,
                      "job %s is %s%s%s; cancel it (POST /v1/jobs/%s/cancel) or pick another "
@@ -487,7 +472,7 @@ void ita_route_job_cancel(ita_req_t *rq) {
         return;
     }
     rq->action = "cancel";
-    if (!slurm_status_active(s.status)) {
+    if (!rundir_status_active(s.status)) {
         char d[200];
         snprintf(d, sizeof d, "job %s already ended (%s); nothing to cancel", rq->job, s.status);
         ita_problem(rq, 409, d);

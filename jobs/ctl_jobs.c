@@ -24,7 +24,8 @@
 #include <unistd.h>
 
 #include "io/json_text.h"
-#include "jobs/jobdir.h"
+#include "rundir/rundir.h"
+#include "rundir/status.h"
 #include "slurm/slurm.h"
 
 #define STALE_HEARTBEAT_S 120.0
@@ -42,17 +43,6 @@ typedef struct {
     slurm_job_info_t sched;
 } job_view_t;
 
-static double parse_time(const char *s) {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    if (!s) return 0;
-    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!rest) return 0;
-    double frac = 0;
-    if (*rest == '.') frac = strtod(rest, NULL);
-    return (double)timegm(&tm) + frac;
-}
-
 static const char *str_or_empty(const char *s) {
     return s ? s : "";
 }
@@ -61,48 +51,22 @@ static void set(char *dst, size_t cap, const char *src) {
     snprintf(dst, cap, "%s", src);
 }
 
-/* The local launcher's process group, if codexctl submit --local started it
- * and it is still alive. */
-static long local_launcher(const char *dir) {
+/* The local launcher (codexctl submit --local): 1 alive, 0 gone, -1 no
+ * launcher.pid; *pid gets its process group. */
+static int launcher_state(const char *dir, long *pid) {
     char path[4200], buf[32] = {0};
     snprintf(path, sizeof path, "%s/launcher.pid", dir);
+    *pid = 0;
     FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    long pid = fgets(buf, sizeof buf, f) ? strtol(buf, NULL, 10) : 0;
+    if (!f) return -1;
+    *pid = fgets(buf, sizeof buf, f) ? strtol(buf, NULL, 10) : 0;
     fclose(f);
-    if (pid <= 1 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) return -pid;
-    return pid;
+    return *pid > 1 && (kill((pid_t)*pid, 0) == 0 || errno != ESRCH);
 }
 
-/* Writes Slurm's ending into state.json (status, finished_at, error),
- * keeping every other field. */
-static int record_status(const char *dir, const char *status, const char *error, cu_error_t *err) {
-    char path[4200];
-    if (cu_format(path, sizeof path, err, "%s/state.json", dir) != CU_OK) return err->code;
-    json_error_t jerr;
-    json_t *o = json_load_file(path, 0, &jerr);
-    if (!o) return cu_error_set(err, CU_EFORMAT, "%s: %s", path, jerr.text);
-    char now[40];
-    jobdir_time(jobdir_now(), now, sizeof now);
-    json_object_set_new(o, "status", json_string(status));
-    if (!json_is_string(json_object_get(o, "finished_at")))
-        json_object_set_new(o, "finished_at", json_string(now));
-    json_object_set_new(o, "updated_at", json_string(now));
-    if (error && !json_is_object(json_object_get(o, "error")))
-        json_object_set_new(o, "error", json_pack("{s:s}", "message", error));
-    size_t n;
-    char *line = json_text_line(o, JSON_INDENT(2), &n);
-    json_decref(o);
-    if (!line) return cu_error_set(err, CU_ENOMEM, "out of memory");
-    int rc = jobdir_write_atomic(path, line, n, err);
-    free(line);
-    return rc;
-}
-
-/* The merge for a job Slurm knows (slurm/merge.c, shared with codex-ita). */
-static void merge_slurm(job_view_t *v) {
-    slurm_merge_status(v->file_status, &v->sched, v->status, sizeof v->status, v->detail,
-                       sizeof v->detail);
+static int local_launcher(const char *dir) {
+    long pid;
+    return launcher_state(dir, &pid);
 }
 
 /* Reads state.json and merges it with the scheduler's view. *errmsg gets a
@@ -132,39 +96,37 @@ static int job_view(const char *dir, const char *name, job_view_t *v, int write_
     v->max_steps = (long)json_integer_value(json_object_get(o, "max_steps"));
     json_t *loss = json_object_get(o, "loss");
     v->loss = json_is_number(loss) ? json_number_value(loss) : NAN;
-    v->updated_at = parse_time(json_string_value(json_object_get(o, "updated_at")));
+    v->updated_at = rundir_parse_time(json_string_value(json_object_get(o, "updated_at")));
+    json_t *hosts = json_object_get(o, "hosts");
+    int writer_gone = rundir_pid_gone((long)json_integer_value(json_object_get(o, "pid")),
+                                      json_string_value(json_array_get(hosts, 0)));
     json_decref(o);
-    set(v->status, sizeof v->status, v->file_status);
 
-    int stale = jobdir_now() - v->updated_at > STALE_HEARTBEAT_S;
+    rundir_witness_t wit = {.file_status = v->file_status,
+                            .heartbeat_age_s =
+                                v->updated_at > 0 ? rundir_now() - v->updated_at : NAN,
+                            .lost_after_s = STALE_HEARTBEAT_S,
+                            .has_slurm_id = v->slurm_id[0] != 0,
+                            .launcher = v->slurm_id[0] ? -1 : local_launcher(dir),
+                            .writer_gone = writer_gone};
+    char note[400] = "";
     if (v->slurm_id[0]) {
         cu_error_t qerr = {0};
         int found = 0;
         if (slurm_query(v->slurm_id, &v->sched, &found, &qerr) != CU_OK) {
-            snprintf(v->detail, sizeof v->detail, "Slurm not asked: %s", qerr.msg);
-            return CU_OK;
-        }
-        v->sched_known = found;
-        if (found) {
-            merge_slurm(v);
-        } else if (slurm_status_active(v->file_status) && stale) {
-            set(v->status, sizeof v->status, "LOST");
-            snprintf(v->detail, sizeof v->detail,
-                     "Slurm no longer knows job %s and the heartbeat stopped", v->slurm_id);
-        }
-    } else if (slurm_status_active(v->file_status)) {
-        long pid = local_launcher(dir);
-        if (pid < 0 || (pid == 0 && stale)) {
-            set(v->status, sizeof v->status, "LOST");
-            set(v->detail, sizeof v->detail,
-                pid < 0 ? "the local launcher exited without recording an end"
-                        : "the heartbeat stopped and no scheduler knows the job");
+            snprintf(note, sizeof note, "Slurm not asked: %.360s", qerr.msg);
+        } else {
+            wit.sched_asked = 1;
+            v->sched_known = found;
+            wit.sched = found ? &v->sched : NULL;
         }
     }
-    if (write_back && slurm_status_final(v->status) && strcmp(v->status, v->file_status)) {
+    rundir_status_resolve(&wit, v->status, sizeof v->status, v->detail, sizeof v->detail);
+    if (note[0] && !v->detail[0]) set(v->detail, sizeof v->detail, note);
+    if (write_back && rundir_status_final(v->status) && strcmp(v->status, v->file_status)) {
         cu_error_t werr = {0};
-        if (record_status(dir, v->status, !strcmp(v->status, "FAILED") ? v->detail : NULL, &werr) !=
-            CU_OK)
+        if (rundir_record_status(dir, v->status, !strcmp(v->status, "FAILED") ? v->detail : NULL,
+                                 &werr) != CU_OK)
             snprintf(v->detail, sizeof v->detail, "could not record it: %s", werr.msg);
     }
     return CU_OK;
@@ -207,7 +169,7 @@ int ctl_job_is_active(const char *run_dir, char *what, size_t cap) {
     cu_error_t err = {0};
     const char *slash = strrchr(run_dir, '/');
     if (job_view(run_dir, slash ? slash + 1 : run_dir, &v, 0, &err) != CU_OK) return 0;
-    if (!slurm_status_active(v.status)) return 0;
+    if (!rundir_status_active(v.status)) return 0;
     if (v.slurm_id[0])
         snprintf(what, cap, "%s as Slurm job %s", v.status, v.slurm_id);
     else
@@ -396,11 +358,11 @@ int ctl_list(int argc, char **argv) {
 /* ---- cancel ---- */
 
 static int append_cancel_event(const char *dir, long step, const char *msg) {
-    jobdir_t d;
+    rundir_t d;
     cu_error_t err = {0};
-    if (jobdir_open(&d, dir, &err) != CU_OK) return err.code;
-    int rc = jobdir_event(&d, step, "cancelled", msg, NULL, &err);
-    jobdir_close(&d);
+    if (rundir_open(&d, dir, &err) != CU_OK) return err.code;
+    int rc = rundir_event(&d, step, "cancelled", msg, NULL, &err);
+    rundir_close(&d);
     return rc;
 }
 
@@ -430,12 +392,13 @@ int ctl_cancel(int argc, char **argv) {
         fprintf(stderr, "codexctl cancel: %s\n", err.msg);
         return 1;
     }
-    if (slurm_status_final(v.status) || !strcmp(v.status, "LOST")) {
+    if (rundir_status_final(v.status) || !strcmp(v.status, "LOST")) {
         fprintf(stderr, "codexctl cancel: job %s already ended (%s); nothing to cancel\n", name,
                 v.status);
         return 1;
     }
-    long pid = v.slurm_id[0] ? 0 : local_launcher(dir);
+    long pid = 0;
+    if (!v.slurm_id[0] && launcher_state(dir, &pid) != 1) pid = 0;
     if (v.slurm_id[0]) {
         if (slurm_cancel(v.slurm_id, a.signal, &err) != CU_OK) {
             fprintf(stderr, "codexctl cancel: %s\n", err.msg);
@@ -467,7 +430,7 @@ int ctl_cancel(int argc, char **argv) {
         struct timespec ts = {0, 500000000L};
         nanosleep(&ts, NULL);
     }
-    if (record_status(dir, "CANCELLED", NULL, &err) != CU_OK) {
+    if (rundir_record_status(dir, "CANCELLED", NULL, &err) != CU_OK) {
         fprintf(stderr, "codexctl cancel: cancelled, but %s\n", err.msg);
         return 1;
     }

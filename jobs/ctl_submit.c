@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
-#include "jobs/jobdir.h"
+#include "rundir/rundir.h"
 #include "slurm/slurm.h"
 
 /* in ctl_jobs.c: whether the run directory's job is still queued or running */
@@ -142,17 +142,17 @@ static int find_train(const char *given, char *out, size_t cap, cu_error_t *err)
 /* state.json of one run directory: status, plus the id when known. */
 static int record(const char *run_dir, const cu_config_t *cfg, const char *status,
                   const char *slurm_id, cu_error_t *err) {
-    jobdir_t d;
-    if (jobdir_open(&d, run_dir, err) != CU_OK) return err->code;
-    job_state_t s;
-    job_state_init(&s, cfg->job.name);
+    rundir_t d;
+    if (rundir_open(&d, run_dir, err) != CU_OK) return err->code;
+    rundir_state_t s;
+    rundir_state_init(&s, cfg->job.name);
     snprintf(s.status, sizeof s.status, "%s", status);
     s.max_steps = cfg->train.max_steps;
     s.world_size = cfg->slurm.nodes * cfg->slurm.ntasks_per_node;
     s.threads = cfg->train.threads;
     if (slurm_id) snprintf(s.slurm_job_id, sizeof s.slurm_job_id, "%.63s", slurm_id);
-    int rc = jobdir_write_state(&d, &s, err);
-    jobdir_close(&d);
+    int rc = rundir_write_state(&d, &s, err);
+    rundir_close(&d);
     return rc;
 }
 
@@ -172,6 +172,20 @@ static int refuse_if_active(const submit_args_t *a, const slurm_plan_t *p) {
         }
     }
     return 0;
+}
+
+/* The command that follows the job, as it works when typed here: --runs
+ * only when the job's runs folder is not the one codexctl looks in by
+ * default ($CU_RUNS_DIR or ./runs). */
+static void print_follow_up(const char *name, const char *runs_dir) {
+    const char *env = getenv("CU_RUNS_DIR");
+    char want[PATH_MAX], dflt[PATH_MAX];
+    int same = realpath(runs_dir, want) && realpath(env && env[0] ? env : "runs", dflt) &&
+               !strcmp(want, dflt);
+    if (same)
+        printf("follow it with: codexctl status %s\n", name);
+    else
+        printf("follow it with: codexctl status %s --runs %s\n", name, runs_dir);
 }
 
 static int submit_slurm(const submit_args_t *a, slurm_plan_t *p) {
@@ -197,16 +211,16 @@ static int submit_slurm(const submit_args_t *a, slurm_plan_t *p) {
             const cu_config_t *c = p->n_tasks ? &p->task_cfg[i] : &p->cfg;
             char dir[4400];
             snprintf(dir, sizeof dir, "%s/%s", p->runs_dir, c->job.name);
-            job_state_t s;
-            jobdir_t d;
+            rundir_state_t s;
+            rundir_t d;
             cu_error_t e2 = {0};
-            if (jobdir_open(&d, dir, &e2) != CU_OK) continue;
-            job_state_init(&s, c->job.name);
+            if (rundir_open(&d, dir, &e2) != CU_OK) continue;
+            rundir_state_init(&s, c->job.name);
             snprintf(s.status, sizeof s.status, "FAILED");
             snprintf(s.error, sizeof s.error, "%s", err.msg);
-            s.finished_at = jobdir_now();
-            jobdir_write_state(&d, &s, &e2);
-            jobdir_close(&d);
+            s.finished_at = rundir_now();
+            rundir_write_state(&d, &s, &e2);
+            rundir_close(&d);
         }
         fprintf(stderr, "codexctl submit: the script is in %s; fix the problem and submit again\n",
                 script);
@@ -226,8 +240,7 @@ static int submit_slurm(const submit_args_t *a, slurm_plan_t *p) {
         }
         printf("submitted %s as Slurm job %s (%s)\n", c->job.name, tid, dir);
     }
-    printf("follow it with: codexctl status %s\n",
-           p->n_tasks ? p->task_cfg[0].job.name : p->cfg.job.name);
+    print_follow_up(p->n_tasks ? p->task_cfg[0].job.name : p->cfg.job.name, p->runs_dir);
     return 0;
 }
 
@@ -294,13 +307,13 @@ static int submit_local(const submit_args_t *a, slurm_plan_t *p, const char *tra
     char text[32];
     snprintf(text, sizeof text, "%ld\n", (long)pid);
     snprintf(path, sizeof path, "%s/launcher.pid", p->run_dir);
-    if (jobdir_write_atomic(path, text, strlen(text), &err) != CU_OK) {
+    if (rundir_write_atomic(path, text, strlen(text), &err) != CU_OK) {
         fprintf(stderr, "codexctl submit: started (pid %ld) but %s\n", (long)pid, err.msg);
         return 1;
     }
     printf("started %s here: mpirun -n %d, pid %ld (%s, output in local.out)\n", p->cfg.job.name,
            a->local_ranks, (long)pid, p->run_dir);
-    printf("follow it with: codexctl status %s\n", p->cfg.job.name);
+    print_follow_up(p->cfg.job.name, p->runs_dir);
     return 0;
 }
 

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "io/tensor_h5.h"
-#include "jobs/jobdir.h"
+#include "rundir/rundir.h"
 #include "model/blas.h"
 
 char *openblas_get_config(void);
@@ -49,7 +49,7 @@ int provenance_file_sha256(const char *path, char hex[65], cu_error_t *err) {
 static json_t *time_json(double t) {
     if (t <= 0) return json_null();
     char buf[40];
-    jobdir_time(t, buf, sizeof buf);
+    rundir_time(t, buf, sizeof buf);
     return json_string(buf);
 }
 

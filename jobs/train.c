@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/fileio.h"
 #include "core/rng.h"
@@ -33,7 +34,7 @@
 #include "io/tensor_h5.h"
 #include "io/tokenizer_files.h"
 #include "io/tokens.h"
-#include "jobs/jobdir.h"
+#include "rundir/rundir.h"
 #include "jobs/lora_init.h"
 #include "jobs/progress.h"
 #include "jobs/provenance.h"
@@ -73,9 +74,9 @@ typedef struct {
     char data_hash[65], base_hash[65];
     char lora_init_hash[65]; /* lora.init_from's adapter_model.safetensors */
     /* rank 0's job directory */
-    jobdir_t jd;
+    rundir_t jd;
     int jd_open;
-    job_state_t st;
+    rundir_state_t st;
     double last_state_write;
     /* the watchdog thread shares st with the main thread through lock */
     watchdog_t wd;
@@ -390,7 +391,7 @@ static void teardown(trainer_t *t) {
     reducer_free(t->reducer);
     safety_engine_free(t->safety);
     exec_tasks_free(&t->exec);
-    if (t->jd_open) jobdir_close(&t->jd);
+    if (t->jd_open) rundir_close(&t->jd);
     gpt_free(t->model);
     free(t->lora_init);
     tokens_free(t->src);
@@ -409,7 +410,7 @@ static void write_state(trainer_t *t, int force) {
     double now = cu_now();
     if (!force && now - t->last_state_write < 1.0) return;
     cu_error_t e;
-    if (jobdir_write_state(&t->jd, &t->st, &e) != CU_OK)
+    if (rundir_write_state(&t->jd, &t->st, &e) != CU_OK)
         fprintf(stderr, "codex-train: %s\n", e.msg);
     t->last_state_write = now;
 }
@@ -426,7 +427,7 @@ static void event(trainer_t *t, long step, const char *type, const char *extra, 
     va_end(ap);
     cu_error_t e = {0};
     pthread_mutex_lock(&t->lock);
-    int rc = jobdir_event(&t->jd, step, type, msg, extra, &e);
+    int rc = rundir_event(&t->jd, step, type, msg, extra, &e);
     pthread_mutex_unlock(&t->lock);
     if (rc != CU_OK) fprintf(stderr, "codex-train: %s\n", e.msg);
 }
@@ -457,7 +458,7 @@ static int write_provenance(trainer_t *t, double finished_at, cu_error_t *err) {
     char *json = make_provenance(t, finished_at), path[4200];
     int rc = json ? cu_format(path, sizeof path, err, "%s/provenance.json", t->run_dir)
                   : cu_error_set(err, CU_ENOMEM, "out of memory (provenance)");
-    if (rc == CU_OK) rc = jobdir_write_atomic(path, json, strlen(json), err);
+    if (rc == CU_OK) rc = rundir_write_atomic(path, json, strlen(json), err);
     free(json);
     return rc;
 }
@@ -484,7 +485,7 @@ static int start_watchdog(trainer_t *t, cu_error_t *err) {
 /* The Slurm job as squeue and scancel name it: an array task is
  * <array job>_<task> (SLURM_JOB_ID is a task's own number), and how often
  * Slurm restarted it (a requeue after a pre-emption or a node failure). */
-static void slurm_identity(job_state_t *st) {
+static void slurm_identity(rundir_state_t *st) {
     const char *job = getenv("SLURM_JOB_ID"), *arr = getenv("SLURM_ARRAY_JOB_ID"),
                *task = getenv("SLURM_ARRAY_TASK_ID"), *restarts = getenv("SLURM_RESTART_COUNT");
     if (arr && arr[0] && task && task[0])
@@ -498,17 +499,28 @@ static void slurm_identity(job_state_t *st) {
 /* Rank 0 opens the job directory and writes job.yaml. */
 static int open_job_dir(trainer_t *t, cu_error_t *err) {
     if (t->w->rank != 0) return CU_OK;
-    int rc = jobdir_open(&t->jd, t->run_dir, err);
+    int rc = rundir_open(&t->jd, t->run_dir, err);
     if (rc) return rc;
+    /* one writer: a second codex-train on this directory stops here,
+     * before it has written anything */
+    if ((rc = rundir_lock(&t->jd, err))) {
+        rundir_close(&t->jd);
+        return rc;
+    }
     t->jd_open = 1;
+    int stale = rundir_remove_stale_tmp(t->run_dir);
+    if (stale > 0)
+        fprintf(stderr, "codex-train: removed %d temporary file%s a dead writer left in %s\n",
+                stale, stale == 1 ? "" : "s", t->run_dir);
     char path[4200], *yaml = config_to_yaml(t->cfg);
     rc = yaml ? cu_format(path, sizeof path, err, "%s/job.yaml", t->run_dir)
               : cu_error_set(err, CU_ENOMEM, "out of memory");
-    if (rc == CU_OK) rc = jobdir_write_atomic(path, yaml, strlen(yaml), err);
+    if (rc == CU_OK) rc = rundir_write_atomic(path, yaml, strlen(yaml), err);
     free(yaml);
-    job_state_init(&t->st, t->cfg->job.name);
+    rundir_state_init(&t->st, t->cfg->job.name);
     t->st.max_steps = t->cfg->train.max_steps;
     t->st.world_size = t->w->size;
+    t->st.pid = (long)getpid();
     t->st.threads = t->cfg->train.threads;
     snprintf(t->st.hosts, sizeof t->st.hosts, "%s", t->hosts);
     slurm_identity(&t->st);
@@ -521,7 +533,7 @@ static int save_checkpoint(trainer_t *t, long steps_done, cu_error_t *err) {
     if (t->w->rank != 0) return CU_OK;
     const cu_config_t *c = t->cfg;
     char path[4300];
-    int rc = jobdir_mkdirs(t->ckpt_dir, err);
+    int rc = rundir_mkdirs(t->ckpt_dir, err);
     if (rc == CU_OK) rc = ckpt_path(path, sizeof path, t->ckpt_dir, steps_done, err);
     if (rc) return rc;
     int nt;
@@ -835,7 +847,7 @@ static int run_exec_tasks(trainer_t *t, long steps_done, progress_t *bar, cu_err
         free(ex);
         snprintf(fields, sizeof fields, "\"exec_pass1\": %.6g, \"exec_tasks\": %d", pass1,
                  t->exec.n);
-        rc = jobdir_metric(&t->jd, steps_done, fields, err);
+        rc = rundir_metric(&t->jd, steps_done, fields, err);
         snprintf(line, sizeof line, "exec %6ld | pass@1 %.3f (%d of %d tasks)", steps_done, pass1,
                  passed, t->exec.n);
         progress_log(bar, line);
@@ -865,7 +877,7 @@ static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_ea
     char fields[256], line[256];
     snprintf(fields, sizeof fields, "\"val_loss\": %.6g, \"val_ppl\": %.6g, \"val_acc\": %.6g",
              r.loss, r.ppl, r.acc);
-    if ((rc = jobdir_metric(&t->jd, steps_done, fields, err))) return rc;
+    if ((rc = rundir_metric(&t->jd, steps_done, fields, err))) return rc;
     event(t, steps_done, "eval", fields, "validation loss %.4f%s", r.loss,
           improved ? " (best so far)" : "");
     snprintf(line, sizeof line, "eval %6ld | val loss %.4f | ppl %.2f | token acc %.3f%s",
@@ -967,7 +979,7 @@ static void record_step(trainer_t *t, long step, const step_stats_t *st, double 
                  "\"ms_per_step\": %.2f",
                  st->loss, st->lr, st->grad_norm, tok_s, 1e3 * step_s);
         cu_error_t e;
-        if (jobdir_metric(&t->jd, done, fields, &e)) fprintf(stderr, "codex-train: %s\n", e.msg);
+        if (rundir_metric(&t->jd, done, fields, &e)) fprintf(stderr, "codex-train: %s\n", e.msg);
         snprintf(line, sizeof line,
                  "step %6ld/%ld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | %.1f ms/step",
                  done, c->train.max_steps, st->loss, st->lr, st->grad_norm, tok_s, 1e3 * step_s);
@@ -988,7 +1000,7 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
     for (step = t->start_step; step < c->train.max_steps; step++) {
         double t0 = cu_now();
         step_stats_t st = {0};
-        t->step_started = jobdir_now();
+        t->step_started = rundir_now();
         t->step_busy = 1;
         rc = train_step(t, step, &st, err);
         t->step_busy = 0;
@@ -1027,7 +1039,7 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
 /* The job's end in state.json and events.jsonl. */
 static void finish(trainer_t *t, int rc, const cu_error_t *err, const train_result_t *res) {
     if (!t->jd_open || t->wd_failed) return;
-    t->st.finished_at = jobdir_now();
+    t->st.finished_at = rundir_now();
     const char *status = rc == CU_OK ? "COMPLETED" : rc == CU_PREEMPTED ? "PREEMPTED" : "FAILED";
     snprintf(t->st.status, sizeof t->st.status, "%s", status);
     if (rc == CU_OK) {
@@ -1083,14 +1095,14 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
     if (rc == CU_OK) rc = resume(&t, err);
     if (rc == CU_OK) rc = init_from_weights(&t, err);
     if (rc == CU_OK && t.jd_open) {
-        t.st.started_at = jobdir_now();
+        t.st.started_at = rundir_now();
         if (t.resumed_from >= 0) {
-            job_state_t prev = t.st;
-            if (jobdir_read_state(t.run_dir, &prev, err) == CU_OK)
+            rundir_state_t prev = t.st;
+            if (rundir_read_state(t.run_dir, &prev, err) == CU_OK)
                 t.st.started_at = prev.started_at;
         }
         t.st.step = t.start_step;
-        rc = jobdir_truncate_metrics(&t.jd, t.start_step, err);
+        rc = rundir_truncate_metrics(&t.jd, t.start_step, err);
         if (rc == CU_OK) rc = write_provenance(&t, 0.0, err);
         t.st.redactions = t.redactions;
         if (t.redactions > 0)

@@ -18,8 +18,8 @@ static void write_liveness(const watchdog_t *w) {
     snprintf(path, sizeof path, "%s/%d.json", w->ranks_dir, w->rank);
     int n = snprintf(text, sizeof text,
                      "{\"rank\": %d, \"pid\": %d, \"host\": \"%s\", \"time\": %.3f}\n", w->rank,
-                     (int)getpid(), host, jobdir_now());
-    jobdir_write_atomic(path, text, (size_t)n, NULL);
+                     (int)getpid(), host, rundir_now());
+    rundir_write_atomic(path, text, (size_t)n, NULL);
 }
 
 typedef struct {
@@ -47,7 +47,7 @@ static int read_liveness(const watchdog_t *w, int rank, liveness_t *out) {
 static int find_dead_peer(const watchdog_t *w, char *why, size_t len) {
     char host[256] = "";
     gethostname(host, sizeof host - 1);
-    double now = jobdir_now();
+    double now = rundir_now();
     for (int r = 0; r < w->size; r++) {
         if (r == w->rank) continue;
         liveness_t l;
@@ -81,11 +81,11 @@ static void record_failure(watchdog_t *w, int rank, const char *why) {
         snprintf(w->st->status, sizeof w->st->status, "FAILED");
         snprintf(w->st->error, sizeof w->st->error, "%s", why);
         w->st->error_rank = rank;
-        w->st->finished_at = jobdir_now();
-        jobdir_write_state(w->jd, w->st, NULL);
+        w->st->finished_at = rundir_now();
+        rundir_write_state(w->jd, w->st, NULL);
         char extra[64];
         snprintf(extra, sizeof extra, "\"rank\": %d", rank);
-        jobdir_event(w->jd, w->st->step, "failed", why, extra, NULL);
+        rundir_event(w->jd, w->st->step, "failed", why, extra, NULL);
     }
     pthread_mutex_unlock(w->lock);
     fprintf(stderr, "codex-train: %s; job recorded as FAILED\n", why);
@@ -93,9 +93,9 @@ static void record_failure(watchdog_t *w, int rank, const char *why) {
 
 static void *watch(void *arg) {
     watchdog_t *w = arg;
-    double last_live = 0.0, last_heartbeat = jobdir_now(), last_scan = 0.0;
+    double last_live = 0.0, last_heartbeat = rundir_now(), last_scan = 0.0;
     while (!w->quit) {
-        double now = jobdir_now();
+        double now = rundir_now();
         if (now - last_live >= 1.0) {
             write_liveness(w);
             last_live = now;
@@ -111,7 +111,7 @@ static void *watch(void *arg) {
             if (dead >= 0) record_failure(w, dead, why);
             if (now - last_heartbeat >= 10.0 && !*w->failed) {
                 pthread_mutex_lock(w->lock);
-                jobdir_write_state(w->jd, w->st, NULL);
+                rundir_write_state(w->jd, w->st, NULL);
                 pthread_mutex_unlock(w->lock);
                 last_heartbeat = now;
             }
@@ -123,9 +123,9 @@ static void *watch(void *arg) {
 }
 
 int watchdog_start(watchdog_t *w, cu_error_t *err) {
-    int rc = jobdir_mkdirs(w->ranks_dir, err);
+    int rc = rundir_mkdirs(w->ranks_dir, err);
     if (rc) return rc;
-    w->started = jobdir_now();
+    w->started = rundir_now();
     write_liveness(w);
     w->quit = 0;
     if (pthread_create(&w->thread, NULL, watch, w) != 0)

@@ -18,7 +18,7 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include "jobs/jobdir.h"
+#include "rundir/rundir.h"
 
 typedef struct {
     /* set by the caller before watchdog_start */
@@ -27,8 +27,8 @@ typedef struct {
     const volatile sig_atomic_t *stop; /* the stop request flag, may be NULL */
     double stale_s;                    /* a peer silent this long is dead */
     /* rank 0: the job directory and its state, shared with the main thread */
-    jobdir_t *jd;
-    job_state_t *st;
+    rundir_t *jd;
+    rundir_state_t *st;
     pthread_mutex_t *lock; /* guards st and state.json writes */
     volatile int *step_busy;
     volatile double *step_started;

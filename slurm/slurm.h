@@ -119,22 +119,6 @@ int slurm_array_matches(const char *line_id, const char *task);
  * (under 64 characters). Every command this layer runs checks its ids. */
 int slurm_id_valid(const char *id);
 
-/* ---- merging with the job's own record (merge.c) ---- */
-
-/* SUBMITTED, PENDING, RUNNING or PREEMPTED: the job may still run (a
- * PREEMPTED one is being requeued). */
-int slurm_status_active(const char *status);
-/* COMPLETED, FAILED, CANCELLED or TIMEOUT: the job has ended. */
-int slurm_status_final(const char *status);
-
-/* The status to show for a job whose state.json says file_status and that
- * Slurm knows as s (found): codex-train's record while the job runs and for
- * a training that completed, Slurm's word for how it ended otherwise (a
- * TIMEOUT, NODE_FAIL or CANCELLED shows instead of a stale RUNNING). detail
- * says why when it is not plain ("" otherwise). */
-void slurm_merge_status(const char *file_status, const slurm_job_info_t *s, char *status,
-                        size_t status_cap, char *detail, size_t detail_cap);
-
 /* ---- cancelling (cancel.c) ---- */
 
 /* `scancel ID`, or with signal (e.g. "USR1") `scancel --signal=SIG --batch

@@ -1,7 +1,7 @@
 # cu_slurm's parsing, quoting and scripts without a Slurm (the source sits
 # beside the library, slurm/tests/).
 if(TARGET cu_slurm)
-  cu_add_test(test_slurm SOURCES ${PROJECT_SOURCE_DIR}/slurm/tests/test_slurm.c LIBS cu_slurm
+  cu_add_test(test_slurm SOURCES ${PROJECT_SOURCE_DIR}/slurm/tests/test_slurm.c LIBS cu_slurm cu_rundir
               LABELS unit slurm)
 endif()
 

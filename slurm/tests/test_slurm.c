@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "rundir/status.h"
 #include "slurm/slurm.h"
 
 static void test_map_state(void) {
@@ -192,32 +193,32 @@ static slurm_job_info_t info_of(const char *line) {
 static void test_merge_status(void) {
     char st[16], detail[256];
     slurm_job_info_t i = info_of("9|RUNNING|None|n1");
-    slurm_merge_status("RUNNING", &i, st, sizeof st, detail, sizeof detail);
+    rundir_status_merge_slurm("RUNNING", &i, st, sizeof st, detail, sizeof detail);
     CHECK(!strcmp(st, "RUNNING") && !detail[0]);
-    slurm_merge_status("PENDING", &i, st, sizeof st, detail, sizeof detail);
+    rundir_status_merge_slurm("PENDING", &i, st, sizeof st, detail, sizeof detail);
     CHECK(!strcmp(st, "RUNNING")); /* Slurm runs it before codex-train wrote */
-    slurm_merge_status("PREEMPTED", &i, st, sizeof st, detail, sizeof detail);
+    rundir_status_merge_slurm("PREEMPTED", &i, st, sizeof st, detail, sizeof detail);
     CHECK(!strcmp(st, "PREEMPTED"));
-    slurm_merge_status("COMPLETED", &i, st, sizeof st, detail, sizeof detail);
+    rundir_status_merge_slurm("COMPLETED", &i, st, sizeof st, detail, sizeof detail);
     CHECK(!strcmp(st, "COMPLETED") && strstr(detail, "finishing"));
     i = info_of("9|PENDING|BeginTime|");
-    slurm_merge_status("PREEMPTED", &i, st, sizeof st, detail, sizeof detail);
+    rundir_status_merge_slurm("PREEMPTED", &i, st, sizeof st, detail, sizeof detail);
     CHECK(!strcmp(st, "PENDING") && strstr(detail, "requeued") && strstr(detail, "BeginTime"));
     i = info_of("9|TIMEOUT|None|n1");
-    slurm_merge_status("RUNNING", &i, st, sizeof st, detail, sizeof detail);
+    rundir_status_merge_slurm("RUNNING", &i, st, sizeof st, detail, sizeof detail);
     CHECK(!strcmp(st, "TIMEOUT") && strstr(detail, "TIMEOUT"));
-    slurm_merge_status("COMPLETED", &i, st, sizeof st, detail, sizeof detail);
+    rundir_status_merge_slurm("COMPLETED", &i, st, sizeof st, detail, sizeof detail);
     CHECK(!strcmp(st, "COMPLETED")); /* training finished before the limit bit */
     i = info_of("9|NODE_FAIL|None|n1");
-    slurm_merge_status("RUNNING", &i, st, sizeof st, detail, sizeof detail);
+    rundir_status_merge_slurm("RUNNING", &i, st, sizeof st, detail, sizeof detail);
     CHECK(!strcmp(st, "FAILED") && strstr(detail, "NODE_FAIL"));
     i = info_of("9|CANCELLED by 0|None|n1");
-    slurm_merge_status("RUNNING", &i, st, sizeof st, detail, sizeof detail);
+    rundir_status_merge_slurm("RUNNING", &i, st, sizeof st, detail, sizeof detail);
     CHECK(!strcmp(st, "CANCELLED"));
     i = info_of("9|COMPLETED|None|n1");
-    slurm_merge_status("RUNNING", &i, st, sizeof st, detail, sizeof detail);
+    rundir_status_merge_slurm("RUNNING", &i, st, sizeof st, detail, sizeof detail);
     CHECK(!strcmp(st, "FAILED") && strstr(detail, "no end"));
-    slurm_merge_status("PREEMPTED", &i, st, sizeof st, detail, sizeof detail);
+    rundir_status_merge_slurm("PREEMPTED", &i, st, sizeof st, detail, sizeof detail);
     CHECK(!strcmp(st, "PREEMPTED") && strstr(detail, "not requeued"));
 }
 

@@ -1,8 +1,9 @@
 /*
- * Job directory writer (see jobdir.h). JSON goes through jansson so every
- * string is escaped correctly, whatever a message or host name contains.
+ * The run directory writer and reader (see rundir.h). JSON goes through
+ * jansson so every string is escaped correctly, whatever a message or host
+ * name contains.
  */
-#include "jobs/jobdir.h"
+#include "rundir/rundir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,18 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "io/json_text.h"
 
-double jobdir_now(void) {
+double rundir_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void jobdir_time(double t, char *buf, size_t len) {
+void rundir_time(double t, char *buf, size_t len) {
     time_t secs = (time_t)t;
     int ms = (int)((t - (double)secs) * 1000.0);
     struct tm tm;
@@ -32,7 +34,7 @@ void jobdir_time(double t, char *buf, size_t len) {
     snprintf(buf, len, "%s.%03dZ", base, ms < 0 ? 0 : (ms > 999 ? 999 : ms));
 }
 
-static double parse_time(const char *s) {
+double rundir_parse_time(const char *s) {
     struct tm tm = {0};
     int ms = 0;
     if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
@@ -43,7 +45,7 @@ static double parse_time(const char *s) {
     return (double)timegm(&tm) + ms / 1000.0;
 }
 
-int jobdir_mkdirs(const char *path, cu_error_t *err) {
+int rundir_mkdirs(const char *path, cu_error_t *err) {
     char buf[4096];
     if (cu_format(buf, sizeof buf, err, "%s", path)) return err->code;
     for (char *p = buf + 1; *p; p++) {
@@ -59,7 +61,7 @@ int jobdir_mkdirs(const char *path, cu_error_t *err) {
     return CU_OK;
 }
 
-static FILE *open_log(const jobdir_t *d, const char *name, cu_error_t *err) {
+static FILE *open_log(const rundir_t *d, const char *name, cu_error_t *err) {
     char path[4200];
     if (cu_format(path, sizeof path, err, "%s/%s", d->dir, name)) return NULL;
     FILE *f = fopen(path, "a");
@@ -67,27 +69,30 @@ static FILE *open_log(const jobdir_t *d, const char *name, cu_error_t *err) {
     return f;
 }
 
-int jobdir_open(jobdir_t *d, const char *dir, cu_error_t *err) {
+int rundir_open(rundir_t *d, const char *dir, cu_error_t *err) {
     memset(d, 0, sizeof *d);
     if (cu_format(d->dir, sizeof d->dir, err, "%s", dir)) return err->code;
-    int rc = jobdir_mkdirs(dir, err);
+    int rc = rundir_mkdirs(dir, err);
     if (rc) return rc;
+    d->lock_fd = -1;
     d->metrics = open_log(d, "metrics.jsonl", err);
     d->events = d->metrics ? open_log(d, "events.jsonl", err) : NULL;
     if (!d->events) {
-        jobdir_close(d);
+        rundir_close(d);
         return err ? err->code : CU_EIO;
     }
     return CU_OK;
 }
 
-void jobdir_close(jobdir_t *d) {
+void rundir_close(rundir_t *d) {
     if (d->metrics) fclose(d->metrics);
     if (d->events) fclose(d->events);
     d->metrics = d->events = NULL;
+    if (d->lock_fd >= 0) close(d->lock_fd); /* releases the lock */
+    d->lock_fd = -1;
 }
 
-void job_state_init(job_state_t *s, const char *job) {
+void rundir_state_init(rundir_state_t *s, const char *job) {
     memset(s, 0, sizeof *s);
     snprintf(s->job, sizeof s->job, "%s", job);
     snprintf(s->status, sizeof s->status, "RUNNING");
@@ -97,26 +102,53 @@ void job_state_init(job_state_t *s, const char *job) {
     s->error_rank = -1;
 }
 
-int jobdir_write_atomic(const char *path, const char *text, size_t len, cu_error_t *err) {
-    char tmp[4200];
-    if (cu_format(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid())) return err->code;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return cu_error_set(err, CU_EIO, "cannot write %s: %s", tmp, strerror(errno));
+/* All of text to fd; 0 on success, else errno. */
+static int write_all(int fd, const char *text, size_t len) {
     size_t done = 0;
     while (done < len) {
         ssize_t n = write(fd, text + done, len - done);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
+        if (n <= 0) return n < 0 ? errno : ENOSPC;
         done += (size_t)n;
     }
-    int ok = done == len && fsync(fd) == 0;
-    ok &= close(fd) == 0;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return cu_error_set(err, CU_EIO, "cannot write %s: %s", path, strerror(e));
+    return 0;
+}
+
+int rundir_write_atomic_at(int dirfd, const char *name, const char *text, size_t len,
+                           cu_error_t *err) {
+    char tmp[4200];
+    /* per thread: a service's workers may write one job at once */
+    int rc = cu_format(tmp, sizeof tmp, err, "%s.tmp.%ld", name, (long)syscall(SYS_gettid));
+    if (rc) return rc;
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) return cu_error_set(err, CU_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    int e = write_all(fd, text, len);
+    if (!e && fsync(fd) != 0) e = errno;
+    if (close(fd) != 0 && !e) e = errno;
+    if (!e && renameat(dirfd, tmp, dirfd, name) != 0) e = errno;
+    if (e) {
+        unlinkat(dirfd, tmp, 0);
+        return cu_error_set(err, CU_EIO, "cannot write %s: %s", name, strerror(e));
     }
     return CU_OK;
+}
+
+int rundir_write_atomic(const char *path, const char *text, size_t len, cu_error_t *err) {
+    char dir[4200];
+    int rc = cu_format(dir, sizeof dir, err, "%s", path);
+    if (rc) return rc;
+    char *slash = strrchr(dir, '/');
+    const char *name = slash ? slash + 1 : path;
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return cu_error_set(err, CU_EIO, "cannot write %s: %s", path, strerror(errno));
+    rc = rundir_write_atomic_at(dfd, name, text, len, err);
+    close(dfd);
+    if (rc && err) cu_error_prefix(err, "%s", slash ? dir : ".");
+    return rc;
 }
 
 static json_t *num_or_null(double v) {
@@ -125,7 +157,7 @@ static json_t *num_or_null(double v) {
 static json_t *time_or_null(double t) {
     if (t <= 0.0) return json_null();
     char buf[40];
-    jobdir_time(t, buf, sizeof buf);
+    rundir_time(t, buf, sizeof buf);
     return json_string(buf);
 }
 
@@ -139,7 +171,7 @@ static json_t *hosts_array(const char *hosts) {
     return a;
 }
 
-static json_t *state_json(const job_state_t *s) {
+static json_t *state_json(const rundir_state_t *s) {
     json_t *o = json_object();
     json_object_set_new(o, "version", json_integer(1));
     json_object_set_new(o, "job", json_string(s->job));
@@ -155,12 +187,12 @@ static json_t *state_json(const job_state_t *s) {
     json_object_set_new(o, "world_size", json_integer(s->world_size));
     json_object_set_new(o, "threads", json_integer(s->threads));
     json_object_set_new(o, "hosts", hosts_array(s->hosts));
-    json_object_set_new(o, "pid", json_integer((json_int_t)getpid()));
+    json_object_set_new(o, "pid", s->pid > 0 ? json_integer((json_int_t)s->pid) : json_null());
     json_object_set_new(o, "slurm_job_id",
                         s->slurm_job_id[0] ? json_string(s->slurm_job_id) : json_null());
     json_object_set_new(o, "restarts", json_integer(s->restarts));
     json_object_set_new(o, "started_at", time_or_null(s->started_at));
-    json_object_set_new(o, "updated_at", time_or_null(jobdir_now()));
+    json_object_set_new(o, "updated_at", time_or_null(rundir_now()));
     json_object_set_new(o, "finished_at", time_or_null(s->finished_at));
     json_object_set_new(o, "last_checkpoint",
                         s->ckpt_step < 0 ? json_null()
@@ -181,27 +213,34 @@ static json_t *state_json(const job_state_t *s) {
     return o;
 }
 
-int jobdir_write_state(jobdir_t *d, const job_state_t *s, cu_error_t *err) {
+int rundir_write_state_at(int dirfd, const rundir_state_t *s, cu_error_t *err) {
     json_t *o = state_json(s);
     size_t len;
     char *line = json_text_line(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER, &len);
     json_decref(o);
     if (!line) return cu_error_set(err, CU_ENOMEM, "out of memory (state.json)");
-    char path[4200];
-    int rc = cu_format(path, sizeof path, err, "%s/state.json", d->dir);
-    if (rc == CU_OK) rc = jobdir_write_atomic(path, line, len, err);
+    int rc = rundir_write_atomic_at(dirfd, "state.json", line, len, err);
     free(line);
     return rc;
 }
 
-int jobdir_read_state(const char *dir, job_state_t *s, cu_error_t *err) {
+int rundir_write_state(rundir_t *d, const rundir_state_t *s, cu_error_t *err) {
+    int dfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return cu_error_set(err, CU_EIO, "%s: %s", d->dir, strerror(errno));
+    int rc = rundir_write_state_at(dfd, s, err);
+    close(dfd);
+    if (rc) cu_error_prefix(err, "%s", d->dir);
+    return rc;
+}
+
+int rundir_read_state(const char *dir, rundir_state_t *s, cu_error_t *err) {
     char path[4200];
     if (cu_format(path, sizeof path, err, "%s/state.json", dir)) return err->code;
     if (access(path, F_OK) != 0) return CU_OK;
     json_error_t jerr;
     json_t *o = json_load_file(path, 0, &jerr);
     if (!o) return cu_error_set(err, CU_EFORMAT, "%s:%d: %s", path, jerr.line, jerr.text);
-    double started = parse_time(json_string_value(json_object_get(o, "started_at")));
+    double started = rundir_parse_time(json_string_value(json_object_get(o, "started_at")));
     if (started > 0) s->started_at = started;
     json_t *best = json_object_get(o, "best_eval");
     if (json_is_object(best)) {
@@ -219,18 +258,22 @@ int jobdir_read_state(const char *dir, job_state_t *s, cu_error_t *err) {
 }
 
 /* One line, one write: appenders never interleave and a reader never sees
- * half a line unless the disk fills mid-write. */
+ * half a line. A write the disk cut short (ENOSPC, EDQUOT) is truncated
+ * away again, so the file still ends with a whole line. */
 static int append_line(FILE *f, const char *line, const char *what, cu_error_t *err) {
     size_t len = strlen(line);
     int fd = fileno(f);
-    if (write(fd, line, len) != (ssize_t)len)
-        return cu_error_set(err, CU_EIO, "cannot append to %s: %s", what, strerror(errno));
-    return CU_OK;
+    off_t before = lseek(fd, 0, SEEK_END);
+    ssize_t n = write(fd, line, len);
+    if (n == (ssize_t)len) return CU_OK;
+    int e = n < 0 ? errno : ENOSPC;
+    if (before >= 0 && ftruncate(fd, before) != 0) e = errno;
+    return cu_error_set(err, CU_EIO, "cannot append to %s: %s", what, strerror(e));
 }
 
-int jobdir_metric(jobdir_t *d, long step, const char *json_fields, cu_error_t *err) {
+int rundir_metric(rundir_t *d, long step, const char *json_fields, cu_error_t *err) {
     char t[40], line[2048];
-    jobdir_time(jobdir_now(), t, sizeof t);
+    rundir_time(rundir_now(), t, sizeof t);
     if (cu_format(line, sizeof line, err, "{\"time\": \"%s\", \"step\": %ld%s%s}\n", t, step,
                   json_fields && *json_fields ? ", " : "", json_fields ? json_fields : ""))
         return err->code;
@@ -266,10 +309,10 @@ static char *utf8_clean(const char *s) {
     return out;
 }
 
-int jobdir_event(jobdir_t *d, long step, const char *type, const char *message,
+int rundir_event(rundir_t *d, long step, const char *type, const char *message,
                  const char *extra_json, cu_error_t *err) {
     char t[40];
-    jobdir_time(jobdir_now(), t, sizeof t);
+    rundir_time(rundir_now(), t, sizeof t);
     char *clean = utf8_clean(message ? message : "");
     json_t *msg = clean ? json_string(clean) : NULL;
     free(clean);
@@ -291,7 +334,7 @@ int jobdir_event(jobdir_t *d, long step, const char *type, const char *message,
     return rc;
 }
 
-int jobdir_truncate_metrics(jobdir_t *d, long step, cu_error_t *err) {
+int rundir_truncate_metrics(rundir_t *d, long step, cu_error_t *err) {
     char path[4200];
     if (cu_format(path, sizeof path, err, "%s/metrics.jsonl", d->dir)) return err->code;
     FILE *in = fopen(path, "r");
@@ -317,11 +360,12 @@ int jobdir_truncate_metrics(jobdir_t *d, long step, cu_error_t *err) {
         len += n;
     }
     fclose(in);
-    if (rc == CU_OK) rc = jobdir_write_atomic(path, keep, len, err);
+    if (rc == CU_OK) rc = rundir_write_atomic(path, keep, len, err);
     free(keep);
     if (rc == CU_OK && d->metrics) {
         /* the append handle still points at the old file: reopen */
         fclose(d->metrics);
+        d->lock_fd = -1;
         d->metrics = open_log(d, "metrics.jsonl", err);
         if (!d->metrics) rc = err ? err->code : CU_EIO;
     }
