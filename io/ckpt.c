@@ -84,6 +84,9 @@ int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, c
     for (int i = 0; rc == CU_OK && i < 5; i++)
         if (h5u_write_string_attr(file, names[i], values[i]) < 0)
             rc = cu_error_set(err, CU_EIO, "%s: cannot write attribute %s", tmp, names[i]);
+    if (rc == CU_OK && d->fingerprint &&
+        h5u_write_string_attr(file, "fingerprint", d->fingerprint) < 0)
+        rc = cu_error_set(err, CU_EIO, "%s: cannot write attribute fingerprint", tmp);
     if (H5Fclose(file) < 0 && rc == CU_OK)
         rc = cu_error_set(err, CU_EIO, "cannot finish writing %s", tmp);
     if (rc == CU_OK && rename(tmp, path) != 0)

@@ -43,6 +43,9 @@ typedef struct {
     /* optional: the adapters a PiSSA/OLoRA run started from (laid out by
      * `tensors`), written as /lora_init with their own sha256 attribute */
     const float *lora_init;
+    /* optional: the run's fingerprint (jobs/fingerprint.h), attribute
+     * "fingerprint" */
+    const char *fingerprint;
 } ckpt_data_t;
 
 int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, cu_error_t *err);

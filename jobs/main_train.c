@@ -23,8 +23,13 @@
 
 static volatile sig_atomic_t stop_requested = 0;
 
+/* A second Ctrl-C while the checkpoint is being written ends the process
+ * at once, as a user pressing it twice expects. */
 static void on_stop_signal(int sig) {
-    (void)sig;
+    if (sig == SIGINT && stop_requested) {
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT);
+    }
     stop_requested = 1;
 }
 
@@ -35,6 +40,24 @@ static void install_stop_handlers(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL); /* Ctrl-C: the same clean stop */
+}
+
+/* The command that resumes a stopped run: this one again, without
+ * --stop-after (checkpoint.resume: auto continues from the checkpoint). */
+static void print_resume_command(int argc, char **argv, int world_size) {
+    fprintf(stderr, "codex-train: resume with: ");
+    if (world_size > 1) fprintf(stderr, "mpirun -n %d ", world_size);
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--stop-after")) {
+            i++;
+            continue;
+        }
+        int plain =
+            strlen(argv[i]) > 0 && strcspn(argv[i], " \t'\"$`\\*?[]{}()<>|&;") == strlen(argv[i]);
+        fprintf(stderr, plain ? "%s%s" : "%s'%s'", i ? " " : "", argv[i]);
+    }
+    fputc('\n', stderr);
 }
 
 static void usage(FILE *out) {
@@ -50,12 +73,15 @@ static void usage(FILE *out) {
           "\n"
           "options:\n"
           "  --print-config       print the resolved config as YAML and exit\n"
+          "  --overwrite          replace the run the run directory holds (its checkpoints,\n"
+          "                       final.h5, logs) instead of resuming it\n"
           "  --stop-after N       after N steps of this run, checkpoint and exit 75 as\n"
           "                       if pre-empted (for time-sliced allocations)\n"
           "  --help               this text\n"
           "  --version            the code version\n"
           "\n"
-          "SIGTERM or SIGUSR1 saves a checkpoint after the current step and exits 75;\n"
+          "SIGTERM, SIGUSR1 or Ctrl-C (SIGINT) saves a checkpoint after the current step\n"
+          "and exits 75 (a second Ctrl-C ends it at once);\n"
           "the next start resumes from it (checkpoint.resume: auto).\n"
           "\n"
           "exit status: 0 finished, 2 bad config or input, 75 pre-empted,\n"
@@ -68,7 +94,7 @@ static int resolve_config(cu_config_t *cfg, int argc, char **argv, int first, in
                           const char *config_path, cu_error_t *err) {
     int rc = config_load_file(cfg, config_path, err);
     for (int i = first; rc == CU_OK && i < argc; i++) {
-        if (strcmp(argv[i], "--print-config") == 0) continue;
+        if (strcmp(argv[i], "--print-config") == 0 || strcmp(argv[i], "--overwrite") == 0) continue;
         if (strcmp(argv[i], "--stop-after") == 0) {
             i++;
             continue;
@@ -84,7 +110,7 @@ static int resolve_config(cu_config_t *cfg, int argc, char **argv, int first, in
 int main(int argc, char **argv) {
     blas_prefer_avx512(argv);
     const char *config_path = NULL;
-    int print_config = 0, first_override = 0;
+    int print_config = 0, first_override = 0, overwrite = 0;
     long stop_after = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -97,6 +123,8 @@ int main(int argc, char **argv) {
         }
         if (strcmp(argv[i], "--print-config") == 0) {
             print_config = 1;
+        } else if (strcmp(argv[i], "--overwrite") == 0) {
+            overwrite = 1;
         } else if (strcmp(argv[i], "--stop-after") == 0) {
             char *end = NULL;
             stop_after = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
@@ -143,12 +171,15 @@ int main(int argc, char **argv) {
     }
 
     install_stop_handlers();
-    train_options_t opts = {.stop = &stop_requested, .stop_after = stop_after};
+    train_options_t opts = {
+        .stop = &stop_requested, .stop_after = stop_after, .overwrite = overwrite};
     train_result_t res;
     rc = train_run(&cfg, &w, &opts, &res, &err);
     if (rc == CU_PREEMPTED) {
-        if (w.rank == 0)
+        if (w.rank == 0) {
             fprintf(stderr, "codex-train: %s; checkpoint saved, exiting 75\n", err.msg);
+            print_resume_command(argc, argv, w.size);
+        }
         world_finalize(&w);
         return 75;
     }

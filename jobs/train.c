@@ -16,6 +16,7 @@
  */
 #include "jobs/train.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -34,7 +35,7 @@
 #include "io/tensor_h5.h"
 #include "io/tokenizer_files.h"
 #include "io/tokens.h"
-#include "rundir/rundir.h"
+#include "jobs/fingerprint.h"
 #include "jobs/lora_init.h"
 #include "jobs/progress.h"
 #include "jobs/provenance.h"
@@ -46,6 +47,7 @@
 #include "model/optim.h"
 #include "mpi/grid.h"
 #include "mpi/reducer.h"
+#include "rundir/rundir.h"
 #include "safety/output.h"
 #include "safety/policy.h"
 #include "safety/redact.h"
@@ -89,6 +91,11 @@ typedef struct {
     /* lora.init pissa|olora: the adapters training started from (A0, B0,
      * laid out as the adapter buffer); the frozen base is W - s B0 A0 */
     float *lora_init;
+    /* rank 0: what makes this run resumable, and what changed since the
+     * checkpoint it resumes ("" when nothing or a fresh start) */
+    char *fingerprint;
+    char resume_changes[1024];
+    int already_completed;
 } trainer_t;
 
 static lora_config_t lora_from_config(const cu_config_t *cfg, int arch, cu_error_t *err, int *rc) {
@@ -394,6 +401,7 @@ static void teardown(trainer_t *t) {
     if (t->jd_open) rundir_close(&t->jd);
     gpt_free(t->model);
     free(t->lora_init);
+    free(t->fingerprint);
     tokens_free(t->src);
     tokens_free(t->val);
     tokenizer_free(t->tok);
@@ -496,6 +504,87 @@ static void slurm_identity(rundir_state_t *st) {
     if (st->restarts < 0) st->restarts = 0;
 }
 
+/* The fingerprint and config of the newest checkpoint of the run directory,
+ * or of its final.h5 when there is none (malloc'd; NULL when absent). */
+static void stored_identity(trainer_t *t, char **fp, char **yaml) {
+    *fp = *yaml = NULL;
+    long *steps = NULL;
+    int n = 0;
+    char path[4300];
+    cu_error_t e;
+    if (ckpt_list(t->ckpt_dir, &steps, &n, &e) == CU_OK && n > 0)
+        ckpt_path(path, sizeof path, t->ckpt_dir, steps[0], &e);
+    else
+        snprintf(path, sizeof path, "%s/final.h5", t->run_dir);
+    free(steps);
+    if (access(path, F_OK) != 0) return;
+    if (hf_h5_read_attr(path, "fingerprint", fp, &e) != CU_OK) *fp = NULL;
+    if (hf_h5_read_attr(path, "config", yaml, &e) != CU_OK) *yaml = NULL;
+}
+
+/* checkpoint.resume auto onto a directory that holds another run is
+ * refused, naming the keys that differ; a run that differs only in keys
+ * that may change (train.lr, train.max_steps, eval.*) resumes, and those
+ * are reported in the resumed event. */
+static int check_identity(trainer_t *t, cu_error_t *err) {
+    if (strcmp(t->cfg->checkpoint.resume, "auto") != 0) return CU_OK;
+    char *fp, *yaml;
+    stored_identity(t, &fp, &yaml);
+    int rc = CU_OK;
+    char diff[700];
+    if (fp && fingerprint_diff(fp, t->fingerprint, diff, sizeof diff) > 0) {
+        rc = cu_error_set(err, CU_EINVAL,
+                          "%s holds another run (checkpoint.resume: auto would continue it): %s; "
+                          "give this job another job.name, or pass --overwrite to replace that run",
+                          t->run_dir, diff);
+    } else if (fp && yaml) {
+        cu_config_t old;
+        config_defaults(&old);
+        cu_error_t e;
+        if (config_parse_yaml(&old, yaml, strlen(yaml), "checkpoint config", &e) == CU_OK)
+            config_diff(&old, t->cfg, t->resume_changes, sizeof t->resume_changes);
+    }
+    free(fp);
+    free(yaml);
+    return rc;
+}
+
+/* Removes what a run left (checkpoints, final and best weights, logs,
+ * state) for --overwrite; the lock is held. */
+static int clear_run(trainer_t *t, cu_error_t *err) {
+    static const char *files[] = {"final.h5",      "best.h5",           "state.json",
+                                  "metrics.jsonl", "events.jsonl",      "provenance.json",
+                                  "train.log",     "checkpoints/latest"};
+    long *steps = NULL;
+    int n = 0, rc = ckpt_list(t->ckpt_dir, &steps, &n, err);
+    char path[4400];
+    for (int i = 0; rc == CU_OK && i < n; i++) {
+        rc = ckpt_path(path, sizeof path, t->ckpt_dir, steps[i], err);
+        if (rc == CU_OK) unlink(path);
+    }
+    free(steps);
+    for (size_t i = 0; rc == CU_OK && i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", t->run_dir, files[i]);
+        if (unlink(path) != 0 && errno != ENOENT)
+            rc = cu_error_set(err, CU_EIO, "--overwrite: cannot remove %s: %s", path,
+                              strerror(errno));
+    }
+    return rc;
+}
+
+/* A completed run asked to run again with the same identity and no more
+ * steps: nothing to do. */
+static void check_completed(trainer_t *t) {
+    rundir_state_t prev;
+    rundir_state_init(&prev, t->cfg->job.name);
+    cu_error_t e;
+    snprintf(prev.status, sizeof prev.status, "?");
+    if (rundir_read_state(t->run_dir, &prev, &e) != CU_OK) return;
+    t->already_completed = !strcmp(prev.status, "COMPLETED") &&
+                           prev.step >= t->cfg->train.max_steps &&
+                           strcmp(t->cfg->checkpoint.resume, "auto") == 0;
+}
+
 /* Rank 0 opens the job directory and writes job.yaml. */
 static int open_job_dir(trainer_t *t, cu_error_t *err) {
     if (t->w->rank != 0) return CU_OK;
@@ -512,6 +601,24 @@ static int open_job_dir(trainer_t *t, cu_error_t *err) {
     if (stale > 0)
         fprintf(stderr, "codex-train: removed %d temporary file%s a dead writer left in %s\n",
                 stale, stale == 1 ? "" : "s", t->run_dir);
+    fingerprint_input_t fi = {.cfg = t->cfg,
+                              .tokenizer_sha256 = tokenizer_hash(t->tok),
+                              .data_sha256 = t->data_hash,
+                              .base_sha256 = t->base_hash};
+    t->fingerprint = fingerprint_make(&fi);
+    if (!t->fingerprint) return cu_error_set(err, CU_ENOMEM, "out of memory (fingerprint)");
+    if (t->opts && t->opts->overwrite) {
+        if ((rc = clear_run(t, err))) return rc;
+    } else {
+        if ((rc = check_identity(t, err))) {
+            /* the other run stays as it was: no state, no events */
+            rundir_close(&t->jd);
+            t->jd_open = 0;
+            return rc;
+        }
+        check_completed(t);
+        if (t->already_completed) return CU_OK; /* touches nothing */
+    }
     char path[4200], *yaml = config_to_yaml(t->cfg);
     rc = yaml ? cu_format(path, sizeof path, err, "%s/job.yaml", t->run_dir)
               : cu_error_set(err, CU_ENOMEM, "out of memory");
@@ -546,7 +653,8 @@ static int save_checkpoint(trainer_t *t, long steps_done, cu_error_t *err) {
                      .n_tensors = nt,
                      .config_yaml = yaml,
                      .provenance_json = prov,
-                     .lora_init = t->lora_init};
+                     .lora_init = t->lora_init,
+                     .fingerprint = t->fingerprint};
     ckpt_meta_t meta = {.step = steps_done,
                         .sample_cursor = steps_done * c->train.global_batch_size,
                         .adam_t = t->opt.t,
@@ -649,9 +757,16 @@ static int resume(trainer_t *t, cu_error_t *err) {
         memcpy(t->eval_rng.s, rng, sizeof rng);
         if (t->w->rank == 0) {
             int saved_world = (int)packed[7], saved_gbs = (int)packed[8];
-            event(t, t->start_step, "resumed", NULL,
-                  "resumed at step %ld (saved on %d rank%s, now %d)", t->start_step, saved_world,
-                  saved_world == 1 ? "" : "s", t->w->size);
+            json_t *ch = json_pack("{s:s}", "changed", t->resume_changes);
+            char *extra = ch ? json_dumps(ch, JSON_COMPACT) : NULL;
+            json_decref(ch);
+            if (extra) extra[strlen(extra) - 1] = '\0'; /* the fields join the event's */
+            event(t, t->start_step, "resumed", extra ? extra + 1 : NULL,
+                  "resumed at step %ld (saved on %d rank%s, now %d)%s%s", t->start_step,
+                  saved_world, saved_world == 1 ? "" : "s", t->w->size,
+                  t->resume_changes[0] ? "; changed: " : "", t->resume_changes);
+            free(extra);
+            if (t->resume_changes[0]) printf("resuming with changes: %s\n", t->resume_changes);
             if (saved_gbs != t->cfg->train.global_batch_size)
                 event(t, t->start_step, "warning", NULL,
                       "train.global_batch_size changed from %d to %d: the data sequence differs "
@@ -913,6 +1028,7 @@ static int save_final(trainer_t *t, long steps, train_result_t *res, cu_error_t 
                          {"trainable", c->lora.enabled ? "lora" : "full"},
                          {"tokenizer_sha256", tokenizer_hash(t->tok)},
                          {"code_version", CU_GIT_DESCRIBE},
+                         {"fingerprint", t->fingerprint ? t->fingerprint : ""},
                          {"lora_init_sha256", NULL}};
     int nt, n_attrs = (int)(sizeof attrs / sizeof attrs[0]) - 1;
     const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
@@ -1084,6 +1200,18 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
     if (rc == CU_OK) rc = setup(&t, err);
     if (rc == CU_OK) rc = open_job_dir(&t, err);
     rc = world_agree(w, rc);
+    double done = t.already_completed;
+    if (rc == CU_OK) rc = world_bcast_doubles(w, &done, 1, err);
+    if (rc == CU_OK && done != 0.0) {
+        res->already_completed = 1;
+        if (w->rank == 0)
+            printf("job %s already completed (%ld steps, %s/final.h5); nothing to do: raise "
+                   "train.max_steps to train it further, or run it again with --overwrite\n",
+                   cfg->job.name, cfg->train.max_steps, t.run_dir);
+        teardown(&t);
+        pthread_mutex_destroy(&t.lock);
+        return CU_OK;
+    }
     if (rc == CU_OK) rc = world_agree(w, start_watchdog(&t, err));
     if (rc == CU_OK) {
         /* every rank initialised identically from the seed; the broadcast

@@ -15,6 +15,7 @@ typedef struct {
     double final_loss;   /* mean loss of the last step */
     double tokens_per_s; /* over the whole run, all ranks */
     char output[4096];   /* where the trainable state was written */
+    int already_completed; /* the run had completed before: nothing was done */
 } train_result_t;
 
 #include <signal.h>
@@ -25,6 +26,8 @@ typedef struct {
     const volatile sig_atomic_t *stop;
     /* > 0: stop as if pre-empted after this many steps of this run */
     long stop_after;
+    /* replace whatever run the directory holds instead of resuming it */
+    int overwrite;
 } train_options_t;
 
 /* Runs the job described by cfg (already validated for w->size ranks).

@@ -240,6 +240,9 @@ int rundir_read_state(const char *dir, rundir_state_t *s, cu_error_t *err) {
     json_error_t jerr;
     json_t *o = json_load_file(path, 0, &jerr);
     if (!o) return cu_error_set(err, CU_EFORMAT, "%s:%d: %s", path, jerr.line, jerr.text);
+    const char *status = json_string_value(json_object_get(o, "status"));
+    if (status) snprintf(s->status, sizeof s->status, "%s", status);
+    s->step = (long)json_integer_value(json_object_get(o, "step"));
     double started = rundir_parse_time(json_string_value(json_object_get(o, "started_at")));
     if (started > 0) s->started_at = started;
     json_t *best = json_object_get(o, "best_eval");

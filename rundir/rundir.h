@@ -50,8 +50,9 @@ void rundir_close(rundir_t *d);
 /* A job state with every field at its null value. */
 void rundir_state_init(rundir_state_t *s, const char *job);
 int rundir_write_state(rundir_t *d, const rundir_state_t *s, cu_error_t *err);
-/* Reads back the fields a resumed job carries on (started_at, best eval,
- * safety counts); a missing file leaves s unchanged and is not an error. */
+/* Reads back the status and step, and the fields a resumed job carries on
+ * (started_at, best eval, safety counts); a missing file leaves s
+ * unchanged and is not an error. */
 int rundir_read_state(const char *dir, rundir_state_t *s, cu_error_t *err);
 
 /* Appends one metrics line. json_fields is the inside of the object after
