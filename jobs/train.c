@@ -476,6 +476,7 @@ static int write_provenance(trainer_t *t, double finished_at, cu_error_t *err) {
 static int start_watchdog(trainer_t *t, cu_error_t *err) {
     watchdog_t *w = &t->wd;
     int rc = cu_format(w->ranks_dir, sizeof w->ranks_dir, err, "%s/ranks", t->run_dir);
+    if (rc == CU_OK) rc = cu_format(w->run_dir, sizeof w->run_dir, err, "%s", t->run_dir);
     if (rc) return rc;
     w->rank = t->w->rank;
     w->size = t->w->size;
@@ -597,6 +598,9 @@ static int open_job_dir(trainer_t *t, cu_error_t *err) {
         return rc;
     }
     t->jd_open = 1;
+    char rank_error[4300];
+    snprintf(rank_error, sizeof rank_error, "%s/ranks/error", t->run_dir);
+    unlink(rank_error); /* an earlier run's */
     int stale = rundir_remove_stale_tmp(t->run_dir);
     if (stale > 0)
         fprintf(stderr, "codex-train: removed %d temporary file%s a dead writer left in %s\n",
@@ -1263,8 +1267,12 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
     }
     if (rc == CU_OK)
         rc = world_agree(w, save_final(&t, res->steps, res, err));
-    else if (rc != CU_PREEMPTED)
-        rc = world_agree(w, rc);
+    else if (rc != CU_PREEMPTED && w->size > 1)
+        /* this rank may have failed alone while the others wait for it in
+         * a collective: rank 0 records its own error below; another rank
+         * leaves its message for rank 0's watchdog to record; then main
+         * aborts the job */
+        if (w->rank != 0 && t.wd.running) watchdog_report_error(&t.wd, err->msg, 10.0);
     if (rc == CU_OK) rc = check_identical(&t, err);
     finish(&t, rc, err, res);
     if (rc == CU_OK && w->rank == 0)

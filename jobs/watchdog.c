@@ -3,6 +3,8 @@
  */
 #include "jobs/watchdog.h"
 
+#include "rundir/status.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -74,6 +76,21 @@ static int find_dead_peer(const watchdog_t *w, char *why, size_t len) {
     return -1;
 }
 
+/* ranks/error, written by a rank that failed alone (watchdog_report_error):
+ * its rank and message, or -1 when there is none. */
+static int read_rank_error(const watchdog_t *w, char *msg, size_t cap) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/error", w->ranks_dir);
+    json_t *o = json_load_file(path, 0, NULL);
+    if (!o) return -1;
+    int rank = (int)json_integer_value(json_object_get(o, "rank"));
+    const char *m = json_string_value(json_object_get(o, "message"));
+    const char *h = json_string_value(json_object_get(o, "host"));
+    snprintf(msg, cap, "rank %d on %s: %s", rank, h ? h : "?", m ? m : "failed");
+    json_decref(o);
+    return rank;
+}
+
 static void record_failure(watchdog_t *w, int rank, const char *why) {
     pthread_mutex_lock(w->lock);
     if (!*w->failed) {
@@ -91,6 +108,46 @@ static void record_failure(watchdog_t *w, int rank, const char *why) {
     fprintf(stderr, "codex-train: %s; job recorded as FAILED\n", why);
 }
 
+/* Ends this process so that the launcher (mpirun, srun) ends the whole
+ * job: a rank that stopped or died cannot take part in the collectives the
+ * others wait in, so nothing else would end it. */
+static void end_job(const watchdog_t *w) {
+    fprintf(stderr, "codex-train: rank %d: ending the job\n", w->rank);
+    fflush(stderr);
+    _exit(70);
+}
+
+/* Rank 1 watches rank 0: if it died or stopped, nobody else records it. */
+static void watch_rank0(watchdog_t *w, double now) {
+    char why[512];
+    liveness_t l;
+    if (read_liveness(w, 0, &l) != 0 || l.time < w->started - 1.0) return;
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    if (strcmp(l.host, host) == 0 && l.pid > 0 && kill(l.pid, 0) != 0 && errno == ESRCH)
+        snprintf(why, sizeof why, "rank 0 (pid %d on %s) died", l.pid, l.host);
+    else if (now - l.time > w->stale_s)
+        snprintf(why, sizeof why,
+                 "rank 0 (pid %d on %s) stopped responding: no heartbeat for %.0f s", l.pid, l.host,
+                 now - l.time);
+    else
+        return;
+    int recorded = 0;
+    cu_error_t e;
+    rundir_state_t st;
+    rundir_state_init(&st, "");
+    rundir_read_state(w->run_dir, &st, NULL);
+    if (rundir_record_failure(w->run_dir, 0, why, &recorded, &e) != CU_OK) return;
+    if (!recorded) return; /* rank 0 had recorded an end: it finished */
+    rundir_t d;
+    if (rundir_open(&d, w->run_dir, &e) == CU_OK) {
+        rundir_event(&d, st.step, "failed", why, "\"rank\": 0", &e);
+        rundir_close(&d);
+    }
+    fprintf(stderr, "codex-train: rank %d: %s; job recorded as FAILED\n", w->rank, why);
+    end_job(w);
+}
+
 static void *watch(void *arg) {
     watchdog_t *w = arg;
     double last_live = 0.0, last_heartbeat = rundir_now(), last_scan = 0.0;
@@ -100,6 +157,10 @@ static void *watch(void *arg) {
             write_liveness(w);
             last_live = now;
         }
+        if (w->rank == 1 && now - last_scan >= 2.0) {
+            watch_rank0(w, now);
+            last_scan = now;
+        }
         if (w->rank == 0 && w->jd) {
             /* a stop request that the step does not answer within half a
              * second, or a silent peer, means a rank is probably gone */
@@ -108,7 +169,13 @@ static void *watch(void *arg) {
             char why[512];
             int dead = scan_due && !*w->failed ? find_dead_peer(w, why, sizeof why) : -1;
             if (scan_due) last_scan = now;
-            if (dead >= 0) record_failure(w, dead, why);
+            if (dead >= 0) {
+                record_failure(w, dead, why);
+                end_job(w);
+            }
+            char msg[1200];
+            int bad = w->size > 1 && !*w->failed ? read_rank_error(w, msg, sizeof msg) : -1;
+            if (bad >= 0) record_failure(w, bad, msg); /* that rank then aborts the job */
             if (now - last_heartbeat >= 10.0 && !*w->failed) {
                 pthread_mutex_lock(w->lock);
                 rundir_write_state(w->jd, w->st, NULL);
@@ -139,4 +206,28 @@ void watchdog_stop(watchdog_t *w) {
     w->quit = 1;
     pthread_join(w->thread, NULL);
     w->running = 0;
+}
+
+int watchdog_report_error(const watchdog_t *w, const char *message, double wait_s) {
+    char path[4400], host[256] = "";
+    gethostname(host, sizeof host - 1);
+    snprintf(path, sizeof path, "%s/error", w->ranks_dir);
+    json_t *o = json_pack("{s:i,s:s,s:s}", "rank", w->rank, "host", host, "message", message);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    /* the first failing rank's message is the one recorded */
+    int rc = text && access(path, F_OK) != 0 ? rundir_write_atomic(path, text, strlen(text), NULL)
+                                             : CU_OK;
+    free(text);
+    char state[4400];
+    snprintf(state, sizeof state, "%s/state.json", w->run_dir);
+    for (double t0 = rundir_now(); rundir_now() - t0 < wait_s;) {
+        rundir_state_t s;
+        rundir_state_init(&s, "");
+        if (rundir_read_state(w->run_dir, &s, NULL) == CU_OK && rundir_status_final(s.status))
+            return rc;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return rc;
 }

@@ -23,6 +23,7 @@
 typedef struct {
     /* set by the caller before watchdog_start */
     char ranks_dir[4200];
+    char run_dir[4096];
     int rank, size;
     const volatile sig_atomic_t *stop; /* the stop request flag, may be NULL */
     double stale_s;                    /* a peer silent this long is dead */
@@ -42,5 +43,11 @@ typedef struct {
 
 int watchdog_start(watchdog_t *w, cu_error_t *err);
 void watchdog_stop(watchdog_t *w);
+
+/* A rank that failed on its own (a bad token, a read error) while the
+ * others may wait for it in a collective: writes ranks/error with its rank,
+ * host and message for rank 0's watchdog to record, and waits up to wait_s
+ * for state.json to show an end. The caller then aborts the job. */
+int watchdog_report_error(const watchdog_t *w, const char *message, double wait_s);
 
 #endif

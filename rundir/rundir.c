@@ -235,7 +235,8 @@ int rundir_write_state(rundir_t *d, const rundir_state_t *s, cu_error_t *err) {
 
 int rundir_read_state(const char *dir, rundir_state_t *s, cu_error_t *err) {
     char path[4200];
-    if (cu_format(path, sizeof path, err, "%s/state.json", dir)) return err->code;
+    int rc = cu_format(path, sizeof path, err, "%s/state.json", dir);
+    if (rc) return rc;
     if (access(path, F_OK) != 0) return CU_OK;
     json_error_t jerr;
     json_t *o = json_load_file(path, 0, &jerr);

@@ -179,3 +179,30 @@ int rundir_record_status(const char *dir, const char *status, const char *messag
     if (rc) cu_error_prefix(err, "%s", dir);
     return rc;
 }
+
+int rundir_record_failure(const char *dir, int rank, const char *message, int *recorded,
+                          cu_error_t *err) {
+    *recorded = 0;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return cu_error_set(err, CU_EIO, "%s: %s", dir, strerror(errno));
+    json_t *o = load_state_at(dfd, err);
+    int rc = o ? CU_OK : (err ? err->code : CU_EIO);
+    const char *st = o ? json_string_value(json_object_get(o, "status")) : NULL;
+    if (rc == CU_OK && st && rundir_status_active(st) && strcmp(st, "PREEMPTED")) {
+        char now[40];
+        rundir_time(rundir_now(), now, sizeof now);
+        json_object_set_new(o, "status", json_string("FAILED"));
+        json_object_set_new(o, "finished_at", json_string(now));
+        json_object_set_new(o, "updated_at", json_string(now));
+        json_object_set_new(o, "error", json_pack("{s:s,s:i}", "message", message, "rank", rank));
+        size_t n;
+        char *line = json_text_line(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER, &n);
+        rc = line ? rundir_write_atomic_at(dfd, "state.json", line, n, err)
+                  : cu_error_set(err, CU_ENOMEM, "out of memory (state.json)");
+        free(line);
+        *recorded = rc == CU_OK;
+    }
+    json_decref(o);
+    close(dfd);
+    return rc;
+}

@@ -53,6 +53,11 @@ int rundir_status_resolve(const rundir_witness_t *w, char *status, size_t status
  * finished_at, updated_at, and error.message when message is not NULL),
  * every other field kept. Used for endings codex-train could not record. */
 int rundir_record_status_at(int dirfd, const char *status, const char *message, cu_error_t *err);
+/* Records that the job failed on `rank` (error.message, error.rank) when
+ * state.json still says it may run; *recorded tells whether it did. For a
+ * surviving rank that saw rank 0 die. */
+int rundir_record_failure(const char *dir, int rank, const char *message, int *recorded,
+                          cu_error_t *err);
 /* The same for a run directory path. */
 int rundir_record_status(const char *dir, const char *status, const char *message, cu_error_t *err);
 
