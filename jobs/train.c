@@ -413,14 +413,19 @@ static void teardown(trainer_t *t) {
 
 /* ------------------------------------------------------------ job files */
 
-static void write_state(trainer_t *t, int force) {
-    if (!t->jd_open) return;
+/* A state.json that cannot be written (a full disk) fails the job: its
+ * readers would otherwise see a heartbeat that stopped. */
+static int write_state_checked(trainer_t *t, int force, cu_error_t *err) {
+    if (!t->jd_open) return CU_OK;
     double now = cu_now();
-    if (!force && now - t->last_state_write < 1.0) return;
-    cu_error_t e;
-    if (rundir_write_state(&t->jd, &t->st, &e) != CU_OK)
-        fprintf(stderr, "codex-train: %s\n", e.msg);
+    if (!force && now - t->last_state_write < 1.0) return CU_OK;
     t->last_state_write = now;
+    return rundir_write_state(&t->jd, &t->st, err);
+}
+
+static void write_state(trainer_t *t, int force) {
+    cu_error_t e;
+    if (write_state_checked(t, force, &e) != CU_OK) fprintf(stderr, "codex-train: %s\n", e.msg);
 }
 
 static void event(trainer_t *t, long step, const char *type, const char *extra, const char *fmt,
@@ -598,6 +603,7 @@ static int open_job_dir(trainer_t *t, cu_error_t *err) {
         return rc;
     }
     t->jd_open = 1;
+    rundir_reserve(&t->jd, 64 * 1024);
     char rank_error[4300];
     snprintf(rank_error, sizeof rank_error, "%s/ranks/error", t->run_dir);
     unlink(rank_error); /* an earlier run's */
@@ -1080,8 +1086,8 @@ static void print_header(const trainer_t *t) {
 
 /* Logs the step on rank 0: a line every train.log_every steps, the state
  * file at most once a second, the progress bar every step. */
-static void record_step(trainer_t *t, long step, const step_stats_t *st, double step_s,
-                        double tok_s, double avg_step_s, progress_t *bar) {
+static int record_step(trainer_t *t, long step, const step_stats_t *st, double step_s, double tok_s,
+                       double avg_step_s, progress_t *bar, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     long done = step + 1;
     int last = done == c->train.max_steps;
@@ -1098,15 +1104,15 @@ static void record_step(trainer_t *t, long step, const step_stats_t *st, double 
                  "\"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, "
                  "\"ms_per_step\": %.2f",
                  st->loss, st->lr, st->grad_norm, tok_s, 1e3 * step_s);
-        cu_error_t e;
-        if (rundir_metric(&t->jd, done, fields, &e)) fprintf(stderr, "codex-train: %s\n", e.msg);
+        if (rundir_metric(&t->jd, done, fields, err)) return err->code;
         snprintf(line, sizeof line,
                  "step %6ld/%ld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | %.1f ms/step",
                  done, c->train.max_steps, st->loss, st->lr, st->grad_norm, tok_s, 1e3 * step_s);
         progress_log(bar, line);
     }
-    write_state(t, 0);
+    int rc = write_state_checked(t, 0, err);
     progress_update(bar, done, st->loss, tok_s);
+    return rc;
 }
 
 static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
@@ -1131,8 +1137,9 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
         if (step == t->start_step) res->first_loss = st.loss;
         res->final_loss = st.loss;
         res->steps = done;
-        record_step(t, step, &st, dt, tokens_per_step / dt,
-                    total_step_s / (double)(done - t->start_step), &bar);
+        if ((rc = record_step(t, step, &st, dt, tokens_per_step / dt,
+                              total_step_s / (double)(done - t->start_step), &bar, err)))
+            break;
         int last = done == c->train.max_steps, stop_early = 0;
         if (c->eval.every_steps > 0 && (done % c->eval.every_steps == 0 || last) &&
             (rc = evaluate(t, done, &bar, &stop_early, err)))
@@ -1159,6 +1166,7 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
 /* The job's end in state.json and events.jsonl. */
 static void finish(trainer_t *t, int rc, const cu_error_t *err, const train_result_t *res) {
     if (!t->jd_open || t->wd_failed) return;
+    rundir_release_reserve(&t->jd); /* room for this last record on a full disk */
     t->st.finished_at = rundir_now();
     const char *status = rc == CU_OK ? "COMPLETED" : rc == CU_PREEMPTED ? "PREEMPTED" : "FAILED";
     snprintf(t->st.status, sizeof t->st.status, "%s", status);

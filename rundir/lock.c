@@ -113,3 +113,23 @@ int rundir_pid_gone(long pid, const char *host) {
     if (pid <= 1 || !host || strcmp(host, me) != 0) return 0;
     return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
+
+void rundir_reserve(rundir_t *d, size_t bytes) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.reserve", d->dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    if (posix_fallocate(fd, 0, (off_t)bytes) != 0) {
+        /* file systems without fallocate: real blocks of zeros */
+        char zero[4096] = {0};
+        for (size_t done = 0; done < bytes; done += sizeof zero)
+            if (write(fd, zero, sizeof zero) != (ssize_t)sizeof zero) break;
+    }
+    close(fd);
+}
+
+void rundir_release_reserve(rundir_t *d) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.reserve", d->dir);
+    unlink(path);
+}

@@ -97,6 +97,11 @@ int rundir_lock_holder(const char *dir, char *holder, size_t cap);
  * died before its rename; only call while holding the lock. Returns how
  * many were removed. */
 int rundir_remove_stale_tmp(const char *dir);
+/* Sets aside `bytes` of disk in <dir>/.reserve, given back by
+ * rundir_release_reserve just before the job's last record, so a job that
+ * failed because the disk filled can still say so. Best effort. */
+void rundir_reserve(rundir_t *d, size_t bytes);
+void rundir_release_reserve(rundir_t *d);
 /* 1 when host is this machine and pid no longer exists. */
 int rundir_pid_gone(long pid, const char *host);
 
