@@ -279,6 +279,10 @@ static void merge_scheduler(ita_jobdir_t *jd, const entry_t *e, json_t *st, ita_
                               (long)json_integer_value(json_object_get(st, "pid")),
                               json_string_value(json_array_get(json_object_get(st, "hosts"), 0)))};
     s->lost = rundir_status_resolve(&w, s->status, sizeof s->status, s->detail, sizeof s->detail);
+    rundir_status_reason(
+        s->status, s->detail,
+        json_string_value(json_object_get(json_object_get(st, "error"), "message")), s->reason,
+        sizeof s->reason);
 }
 
 static void summarise(ita_jobdir_t *jd, const entry_t *e, ita_job_summary_t *s) {
@@ -657,6 +661,7 @@ json_t *ita_job_summary_json(const ita_job_summary_t *s) {
     json_object_set_new(o, "updated_at",
                         s->updated_at_text[0] ? json_string(s->updated_at_text) : json_null());
     json_object_set_new(o, "detail", s->detail[0] ? json_string(s->detail) : json_null());
+    json_object_set_new(o, "reason", s->reason[0] ? json_string(s->reason) : json_null());
     json_object_set_new(o, "scheduler", json_null());
     return o;
 }

@@ -44,6 +44,7 @@ typedef struct {
     char slurm_job_id[64];          /* "" when the job has none (or not a valid one) */
     const ita_sched_entry_t *sched; /* the scheduler's view of it, NULL when not asked */
     char detail[256];               /* why the status is what it is, when not plain */
+    char reason[512];               /* detail, or a FAILED job's first error line */
 } ita_job_summary_t;
 
 /* Opens the runs directory. lost_after_s: heartbeat age that makes a

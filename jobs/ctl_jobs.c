@@ -36,6 +36,7 @@ typedef struct {
     char status[16];      /* merged */
     char file_status[16]; /* as state.json says */
     char detail[1400];    /* why, when it is not plain */
+    char reason[1400];    /* detail, or the first error line of a FAILED job */
     char slurm_id[64];
     long step, max_steps;
     double loss, updated_at;
@@ -98,6 +99,9 @@ static int job_view(const char *dir, const char *name, job_view_t *v, int write_
     v->loss = json_is_number(loss) ? json_number_value(loss) : NAN;
     v->updated_at = rundir_parse_time(json_string_value(json_object_get(o, "updated_at")));
     json_t *hosts = json_object_get(o, "hosts");
+    char error_msg[1024] = "";
+    const char *em = json_string_value(json_object_get(json_object_get(o, "error"), "message"));
+    if (em) set(error_msg, sizeof error_msg, em);
     int writer_gone = rundir_pid_gone((long)json_integer_value(json_object_get(o, "pid")),
                                       json_string_value(json_array_get(hosts, 0)));
     json_decref(o);
@@ -123,6 +127,8 @@ static int job_view(const char *dir, const char *name, job_view_t *v, int write_
     }
     rundir_status_resolve(&wit, v->status, sizeof v->status, v->detail, sizeof v->detail);
     if (note[0] && !v->detail[0]) set(v->detail, sizeof v->detail, note);
+    rundir_status_reason(v->status, v->detail, error_msg[0] ? error_msg : NULL, v->reason,
+                         sizeof v->reason);
     if (write_back && rundir_status_final(v->status) && strcmp(v->status, v->file_status)) {
         cu_error_t werr = {0};
         if (rundir_record_status(dir, v->status, !strcmp(v->status, "FAILED") ? v->detail : NULL,
@@ -141,6 +147,7 @@ typedef struct {
     long tail;
     int wait_s;
     const char *signal;
+    const char *status; /* list: only jobs with this status */
 } jobs_args_t;
 
 static const char *default_runs(void) {
@@ -193,6 +200,15 @@ static int parse_common(int argc, char **argv, jobs_args_t *a, int need_job, con
             a->tail = strtol(argv[++i], NULL, 10);
         } else if (!strcmp(s, "--wait") && has_next) {
             a->wait_s = (int)strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(s, "--status") && has_next) {
+            a->status = argv[++i];
+            if (!rundir_status_known(a->status)) {
+                fprintf(stderr,
+                        "codexctl %s: --status %s is not a status (SUBMITTED, PENDING, RUNNING, "
+                        "PREEMPTED, COMPLETED, FAILED, CANCELLED, TIMEOUT, LOST)\n",
+                        verb, a->status);
+                return 2;
+            }
         } else if (!strcmp(s, "--signal") && has_next) {
             a->signal = argv[++i];
         } else if (s[0] == '-') {
@@ -226,6 +242,7 @@ static json_t *view_json(const job_view_t *v) {
     json_object_set_new(o, "loss", isnan(v->loss) ? json_null() : json_real(v->loss));
     json_object_set_new(o, "slurm_job_id", v->slurm_id[0] ? json_string(v->slurm_id) : json_null());
     json_object_set_new(o, "detail", v->detail[0] ? json_string(v->detail) : json_null());
+    json_object_set_new(o, "reason", v->reason[0] ? json_string(v->reason) : json_null());
     if (v->sched_known)
         json_object_set_new(o, "slurm",
                             json_pack("{s:s, s:s, s:s, s:s}", "id", v->sched.id, "state",
@@ -272,8 +289,8 @@ int ctl_status(int argc, char **argv) {
         return 0;
     }
     printf("job:     %s\n", v.job);
-    printf("status:  %s%s%s%s\n", v.status, v.detail[0] ? " (" : "", v.detail,
-           v.detail[0] ? ")" : "");
+    printf("status:  %s%s%s%s\n", v.status, v.reason[0] ? " (" : "", v.reason,
+           v.reason[0] ? ")" : "");
     printf("step:    %ld/%ld\n", v.step, v.max_steps);
     if (!isnan(v.loss)) printf("loss:    %.4f\n", v.loss);
     if (v.slurm_id[0])
@@ -292,10 +309,11 @@ static int name_cmp(const void *a, const void *b) {
 
 int ctl_list(int argc, char **argv) {
     if (wants_help(argc, argv)) {
-        puts("usage: codexctl list [--runs DIR] [--json]\n"
+        puts("usage: codexctl list [--runs DIR] [--json] [--status S]\n"
              "\n"
              "Every job under the runs folder (default: $CU_RUNS_DIR or runs) with its\n"
-             "status merged with Slurm's view, step, loss and Slurm job id.\n"
+             "status merged with Slurm's view, step, loss, Slurm job id and the reason\n"
+             "(the first error line of a FAILED job); --status S shows only status S.\n"
              "\n"
              "exit status: 0 listed (also when empty), 1 the folder cannot be read,\n"
              "2 bad usage.");
@@ -328,13 +346,14 @@ int ctl_list(int argc, char **argv) {
     json_t *arr = a.json ? json_array() : NULL;
     if (!a.json)
         printf("%-24s %-10s %13s %9s %-10s %s\n", "JOB", "STATUS", "STEP", "LOSS", "SLURM",
-               "DETAIL");
+               "REASON");
     for (size_t i = 0; i < n; i++) {
         char dir[4400];
         snprintf(dir, sizeof dir, "%s/%s", a.runs_dir, names[i]);
         job_view_t v;
         cu_error_t err = {0};
-        if (job_view(dir, names[i], &v, 1, &err) == CU_OK) {
+        if (job_view(dir, names[i], &v, 1, &err) == CU_OK &&
+            (!a.status || !strcmp(a.status, v.status))) {
             if (arr) {
                 json_array_append_new(arr, view_json(&v));
             } else {
@@ -345,7 +364,7 @@ int ctl_list(int argc, char **argv) {
                 else
                     snprintf(loss, sizeof loss, "%.4f", v.loss);
                 printf("%-24s %-10s %13s %9s %-10s %s\n", v.job, v.status, steps, loss,
-                       v.slurm_id[0] ? v.slurm_id : "-", v.detail);
+                       v.slurm_id[0] ? v.slurm_id : "-", v.reason);
             }
         }
         free(names[i]);

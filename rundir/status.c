@@ -132,6 +132,17 @@ int rundir_status_resolve(const rundir_witness_t *w, char *status, size_t scap, 
     return 0;
 }
 
+void rundir_status_reason(const char *status, const char *detail, const char *error_message,
+                          char *out, size_t cap) {
+    out[0] = '\0';
+    if (detail && detail[0]) {
+        snprintf(out, cap, "%s", detail);
+    } else if (error_message && !strcmp(status, "FAILED")) {
+        size_t n = strcspn(error_message, "\n");
+        snprintf(out, cap, "%.*s", (int)n, error_message);
+    }
+}
+
 /* state.json of dirfd parsed, or NULL with err set. */
 static json_t *load_state_at(int dirfd, cu_error_t *err) {
     int fd = openat(dirfd, "state.json", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

@@ -49,6 +49,12 @@ typedef struct {
 int rundir_status_resolve(const rundir_witness_t *w, char *status, size_t status_cap, char *detail,
                           size_t detail_cap);
 
+/* The reason shown beside a status (codexctl status/list, the ITA's job
+ * JSON and dashboard): detail when there is one, else for FAILED the first
+ * line of state.json's error.message (error_message may be NULL). */
+void rundir_status_reason(const char *status, const char *detail, const char *error_message,
+                          char *out, size_t cap);
+
 /* Rewrites state.json in the run directory dirfd with status (and
  * finished_at, updated_at, and error.message when message is not NULL),
  * every other field kept. Used for endings codex-train could not record. */

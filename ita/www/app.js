@@ -81,8 +81,18 @@ function renderTable(jobs) {
     const badge = document.createElement("span");
     badge.className = "badge " + j.status;
     badge.textContent = j.status;
-    if (j.detail) badge.title = j.detail;
-    cell(tr, badge);
+    // the same reason codexctl status and list show (rundir's rule)
+    const why = j.reason || j.detail;
+    if (why) badge.title = why;
+    const status = document.createElement("span");
+    status.appendChild(badge);
+    if (j.reason) {
+      const r = document.createElement("small");
+      r.className = "reason";
+      r.textContent = " " + j.reason;
+      status.appendChild(r);
+    }
+    cell(tr, status);
     cell(tr, schedText(j.scheduler), "sched");
     cell(tr, j.step + " / " + j.max_steps, "num step");
     const bar = document.createElement("span");
