@@ -41,6 +41,17 @@ static int int_param(ita_req_t *rq, const char *name, long long lo, long long hi
     return 1;
 }
 
+/* text as a JSON string into out ("null" when empty or it does not fit). */
+static void json_string_or_null(const char *text, char *out, size_t cap) {
+    snprintf(out, cap, "null");
+    if (!text[0]) return;
+    size_t pos = 0;
+    if (ita_json_escape(out, cap, &pos, text, strlen(text), 512) == 0)
+        out[pos] = 0;
+    else
+        snprintf(out, cap, "null");
+}
+
 static void job_error(ita_req_t *rq, const cu_error_t *err) {
     if (err->code == ITA_ENOENT)
         ita_problem(rq, 404, "no such job");
@@ -170,28 +181,25 @@ void ita_route_job(ita_req_t *rq) {
         return;
     }
     const char *state = ita_jobdir_state_text(rq->w->jobs, rq->job);
-    char prog[32], eta[32], age[32], sched[2048] = "null", detail[1600] = "null", head[4800];
+    char prog[32], eta[32], age[32], sched[2048] = "null", detail[1600] = "null", head[8000];
     num_text(s.progress, prog, sizeof prog);
     num_text(s.eta_s, eta, sizeof eta);
     num_text(s.heartbeat_age_s, age, sizeof age);
     if (s.slurm_job_id[0] &&
         ita_sched_render(rq->w->view, s.slurm_job_id, ita_wall_now(), sched, sizeof sched) < 0)
         snprintf(sched, sizeof sched, "null");
-    if (s.detail[0]) {
-        size_t pos = 0;
-        if (ita_json_escape(detail, sizeof detail, &pos, s.detail, strlen(s.detail), 512) == 0)
-            detail[pos] = 0;
-        else
-            snprintf(detail, sizeof detail, "null");
-    }
+    json_string_or_null(s.detail, detail, sizeof detail);
+    char reason[3200] = "null";
+    json_string_or_null(s.reason, reason, sizeof reason);
     /* The cached state text is spliced in as is: no re-serialisation per
      * request. Status strings are from a fixed set, ids are plain, the
      * scheduler object was rendered when the view was refreshed. */
-    int hn = snprintf(head, sizeof head,
-                      "{\"id\":\"%s\",\"status\":\"%s\",\"lost\":%s,\"progress\":%s,"
-                      "\"eta_s\":%s,\"heartbeat_age_s\":%s,\"detail\":%s,\"scheduler\":%s,"
-                      "\"state\":",
-                      s.id, s.status, s.lost ? "true" : "false", prog, eta, age, detail, sched);
+    int hn =
+        snprintf(head, sizeof head,
+                 "{\"id\":\"%s\",\"status\":\"%s\",\"lost\":%s,\"progress\":%s,"
+                 "\"eta_s\":%s,\"heartbeat_age_s\":%s,\"detail\":%s,\"reason\":%s,"
+                 "\"scheduler\":%s,\"state\":",
+                 s.id, s.status, s.lost ? "true" : "false", prog, eta, age, detail, reason, sched);
     if (hn < 0 || (size_t)hn >= sizeof head) {
         ita_problem(rq, 500, "the answer did not fit");
         return;

@@ -23,3 +23,15 @@ add_test(NAME hf_llama_journey
                  --tok-encode $<TARGET_FILE:tok_encode> --dumper $<TARGET_FILE:hf_dump>)
 set_tests_properties(hf_llama_journey PROPERTIES LABELS reference SKIP_RETURN_CODE 77 TIMEOUT 300
                      ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
+
+# Runs you can trust (issue 13, tests/runs_e2e.py): the run directory under
+# faults (a second writer, another run's identity, Ctrl-C, a rank failing
+# alone, a stopped or killed rank, a full disk) and the agreement of
+# codexctl and codex-ita on every status.
+foreach(case lock identity sigint rank_error sigstop disk_full agree)
+  add_test(NAME runs_${case}
+           COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/runs_e2e.py ${PROJECT_BINARY_DIR}
+                   ${PROJECT_SOURCE_DIR} ${case})
+  set_tests_properties(runs_${case} PROPERTIES LABELS "mpi;runs" TIMEOUT 300
+                       SKIP_RETURN_CODE 77)
+endforeach()
