@@ -48,6 +48,7 @@
 #include "mpi/grid.h"
 #include "mpi/reducer.h"
 #include "rundir/rundir.h"
+#include "rundir/status.h"
 #include "safety/output.h"
 #include "safety/policy.h"
 #include "safety/redact.h"
@@ -603,7 +604,6 @@ static int open_job_dir(trainer_t *t, cu_error_t *err) {
         return rc;
     }
     t->jd_open = 1;
-    rundir_reserve(&t->jd, 64 * 1024);
     char rank_error[4300];
     snprintf(rank_error, sizeof rank_error, "%s/ranks/error", t->run_dir);
     unlink(rank_error); /* an earlier run's */
@@ -629,6 +629,7 @@ static int open_job_dir(trainer_t *t, cu_error_t *err) {
         check_completed(t);
         if (t->already_completed) return CU_OK; /* touches nothing */
     }
+    rundir_reserve(&t->jd, 64 * 1024);
     char path[4200], *yaml = config_to_yaml(t->cfg);
     rc = yaml ? cu_format(path, sizeof path, err, "%s/job.yaml", t->run_dir)
               : cu_error_set(err, CU_ENOMEM, "out of memory");
@@ -1166,6 +1167,11 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
 /* The job's end in state.json and events.jsonl. */
 static void finish(trainer_t *t, int rc, const cu_error_t *err, const train_result_t *res) {
     if (!t->jd_open || t->wd_failed) return;
+    rundir_state_t disk;
+    rundir_state_init(&disk, "");
+    if (rc != CU_OK && rundir_read_state(t->run_dir, &disk, NULL) == CU_OK &&
+        rundir_status_final(disk.status))
+        return;                     /* another witness recorded the end (rank 1 saw rank 0 stop) */
     rundir_release_reserve(&t->jd); /* room for this last record on a full disk */
     t->st.finished_at = rundir_now();
     const char *status = rc == CU_OK ? "COMPLETED" : rc == CU_PREEMPTED ? "PREEMPTED" : "FAILED";

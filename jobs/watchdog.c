@@ -91,8 +91,17 @@ static int read_rank_error(const watchdog_t *w, char *msg, size_t cap) {
     return rank;
 }
 
+/* 1 when state.json already records an end another witness wrote (rank 1
+ * saw rank 0 stop, codexctl cancelled): it must not be overwritten. */
+static int ended_elsewhere(const watchdog_t *w) {
+    rundir_state_t s;
+    rundir_state_init(&s, "");
+    return rundir_read_state(w->run_dir, &s, NULL) == CU_OK && rundir_status_final(s.status);
+}
+
 static void record_failure(watchdog_t *w, int rank, const char *why) {
     pthread_mutex_lock(w->lock);
+    if (!*w->failed && ended_elsewhere(w)) *w->failed = 1;
     if (!*w->failed) {
         *w->failed = 1;
         snprintf(w->st->status, sizeof w->st->status, "FAILED");
@@ -178,7 +187,10 @@ static void *watch(void *arg) {
             if (bad >= 0) record_failure(w, bad, msg); /* that rank then aborts the job */
             if (now - last_heartbeat >= 10.0 && !*w->failed) {
                 pthread_mutex_lock(w->lock);
-                rundir_write_state(w->jd, w->st, NULL);
+                if (ended_elsewhere(w))
+                    *w->failed = 1;
+                else
+                    rundir_write_state(w->jd, w->st, NULL);
                 pthread_mutex_unlock(w->lock);
                 last_heartbeat = now;
             }

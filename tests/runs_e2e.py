@@ -305,13 +305,13 @@ def case_disk_full(b, src, tmp, f):
                               "checkpoint.every_steps=0"] + TINY, cwd=src, env=env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         f.check(wait_for(lambda: state_step(run_dir) >= 5, 60), "the job started")
-        with open(os.path.join(mnt, "filler"), "wb") as fh:
-            try:
-                while True:
-                    fh.write(b"\0" * 4096)
-                    fh.flush()
-            except OSError:
+        fd = os.open(os.path.join(mnt, "filler"), os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096) > 0:
                 pass
+        except OSError:
+            pass
+        os.close(fd)
         out, err = p.communicate(timeout=120)
         f.check(p.returncode not in (0, 75), f"the job fails ({p.returncode})")
         st = read_json(os.path.join(run_dir, "state.json"))
