@@ -107,7 +107,11 @@ static const char *lost_reason(const rundir_witness_t *w, int stale) {
                    : NULL;
     }
     if (w->launcher == 0) return "the local launcher exited without recording an end";
-    return stale ? "the heartbeat stopped and no scheduler or launcher knows the job" : NULL;
+    /* SUBMITTED and PENDING have no heartbeat to go stale: only a scheduler
+     * that was asked, or a launcher that is gone, says they are lost */
+    return stale && !strcmp(f, "RUNNING")
+               ? "the heartbeat stopped and no scheduler or launcher knows the job"
+               : NULL;
 }
 
 int rundir_status_resolve(const rundir_witness_t *w, char *status, size_t scap, char *detail,
