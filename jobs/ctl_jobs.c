@@ -501,9 +501,10 @@ int ctl_logs(int argc, char **argv) {
     if (wants_help(argc, argv)) {
         puts("usage: codexctl logs JOB [--runs DIR] [--tail N]\n"
              "\n"
-             "Prints the job's output: slurm-<id>.out and .err of every Slurm run in the\n"
-             "run directory (a requeued job appends to the same files), or local.out of a\n"
-             "--local one; --tail N keeps the last N lines of each. events.jsonl and\n"
+             "Prints the job's output: train.log (codex-train's own log, whatever launched\n"
+             "it), slurm-<id>.out and .err of every Slurm run in the run directory (a\n"
+             "requeued job appends to the same files), or local.out of a --local one;\n"
+             "--tail N keeps the last N lines of each. events.jsonl and\n"
              "metrics.jsonl hold the structured record.\n"
              "\n"
              "exit status: 0 printed, 1 no such job or no output yet, 2 bad usage.");
@@ -527,7 +528,7 @@ int ctl_logs(int argc, char **argv) {
         size_t l = strlen(e->d_name);
         int slurm_log = !strncmp(e->d_name, "slurm-", 6) && l > 4 &&
                         (!strcmp(e->d_name + l - 4, ".out") || !strcmp(e->d_name + l - 4, ".err"));
-        if (slurm_log || !strcmp(e->d_name, "local.out")) {
+        if (slurm_log || !strcmp(e->d_name, "local.out") || !strcmp(e->d_name, "train.log")) {
             char path[4400];
             snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             files[n] = strdup(path);

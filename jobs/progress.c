@@ -31,6 +31,10 @@ void progress_log(progress_t *p, const char *line) {
     clear_bar(p);
     puts(line);
     fflush(stdout);
+    if (p->log) {
+        fprintf(p->log, "%s\n", line);
+        fflush(p->log);
+    }
 }
 
 void progress_update(progress_t *p, long done, double loss, double tokens_per_s) {

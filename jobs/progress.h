@@ -8,12 +8,15 @@
 #ifndef CU_JOBS_PROGRESS_H
 #define CU_JOBS_PROGRESS_H
 
+#include <stdio.h>
+
 typedef struct {
     long total;
     int enabled; /* this process prints at all */
     int tty;     /* draw the bar */
     double start;
     int drawn;
+    FILE *log; /* also gets every log line (the run's train.log); may be NULL */
 } progress_t;
 
 void progress_init(progress_t *p, long total, int enabled);

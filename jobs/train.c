@@ -97,6 +97,7 @@ typedef struct {
     char *fingerprint;
     char resume_changes[1024];
     int already_completed;
+    FILE *train_log; /* rank 0: runs/<job>/train.log, whatever launched it */
 } trainer_t;
 
 static lora_config_t lora_from_config(const cu_config_t *cfg, int arch, cu_error_t *err, int *rc) {
@@ -403,6 +404,7 @@ static void teardown(trainer_t *t) {
     gpt_free(t->model);
     free(t->lora_init);
     free(t->fingerprint);
+    if (t->train_log) fclose(t->train_log);
     tokens_free(t->src);
     tokens_free(t->val);
     tokenizer_free(t->tok);
@@ -630,6 +632,13 @@ static int open_job_dir(trainer_t *t, cu_error_t *err) {
         if (t->already_completed) return CU_OK; /* touches nothing */
     }
     rundir_reserve(&t->jd, 64 * 1024);
+    char log_path[4300], now[40];
+    snprintf(log_path, sizeof log_path, "%s/train.log", t->run_dir);
+    t->train_log = fopen(log_path, "a");
+    rundir_time(rundir_now(), now, sizeof now);
+    if (t->train_log)
+        fprintf(t->train_log, "== %s codex-train %s started: %d rank%s on %s, pid %ld\n", now,
+                CU_GIT_DESCRIBE, t->w->size, t->w->size == 1 ? "" : "s", t->hosts, (long)getpid());
     char path[4200], *yaml = config_to_yaml(t->cfg);
     rc = yaml ? cu_format(path, sizeof path, err, "%s/job.yaml", t->run_dir)
               : cu_error_set(err, CU_ENOMEM, "out of memory");
@@ -1120,6 +1129,7 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     progress_t bar;
     progress_init(&bar, c->train.max_steps, t->w->rank == 0);
+    bar.log = t->train_log;
     double tokens_per_step = (double)c->train.global_batch_size * t->T;
     double start = cu_now(), total_step_s = 0.0;
     int rc = CU_OK;
@@ -1188,6 +1198,14 @@ static void finish(trainer_t *t, int rc, const cu_error_t *err, const train_resu
         event(t, res->steps, "failed", NULL, "%s", t->st.error);
     }
     write_state(t, 1);
+    if (t->train_log) {
+        char now[40];
+        rundir_time(t->st.finished_at, now, sizeof now);
+        fprintf(t->train_log, "== %s %s at step %ld%s%s\n", now, status, t->st.step,
+                t->st.error[0] && rc != CU_OK && rc != CU_PREEMPTED ? ": " : "",
+                rc != CU_OK && rc != CU_PREEMPTED ? t->st.error : "");
+        fflush(t->train_log);
+    }
     cu_error_t e;
     if (write_provenance(t, t->st.finished_at, &e)) fprintf(stderr, "codex-train: %s\n", e.msg);
 }

@@ -7,7 +7,8 @@ usage: runs_e2e.py BUILD_DIR SOURCE_DIR CASE
 Each case reproduces what went wrong before rundir/ and checks the fix:
   lock        the same job.name twice at once: the second is refused with
               exit 2 naming the holder, the first is unharmed and there is one
-              series of metrics (before: both trained into one directory)
+              series of metrics (before: both trained into one directory);
+              train.log holds the run's own log, codexctl logs shows it
   identity    a rerun with another lora.r is refused with exit 2 naming
               lora.r, the old run byte-identical (before: its checkpoints were
               called invalid, training restarted and overwrote final.h5); a
@@ -109,6 +110,14 @@ def case_lock(b, src, tmp, f):
     with open(os.path.join(run_dir, "events.jsonl")) as fh:
         starts = sum(1 for l in fh if '"type": "started"' in l)
     f.check(starts == 1, f"one started event ({starts})")
+    with open(os.path.join(run_dir, "train.log")) as fh:
+        log = fh.read()
+    f.check(log.count(" started: ") == 1 and "COMPLETED at step 4000" in log and
+            "step   4000/4000" in log, "train.log: one start, the steps and the ending")
+    p = run([os.path.join(b, "jobs", "codexctl"), "logs", "twice", "--runs", runs, "--tail", "2"],
+            cwd=src)
+    f.check(p.returncode == 0 and "COMPLETED at step 4000" in p.stdout,
+            "codexctl logs shows train.log")
 
 
 def case_identity(b, src, tmp, f):
