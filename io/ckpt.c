@@ -233,10 +233,15 @@ int ckpt_list(const char *dir, long **steps, int *n, cu_error_t *err) {
 }
 
 int ckpt_retain(const char *dir, int keep_last, cu_error_t *err) {
+    return ckpt_retain_except(dir, keep_last, -1, err);
+}
+
+int ckpt_retain_except(const char *dir, int keep_last, long keep_step, cu_error_t *err) {
     if (keep_last <= 0) return CU_OK;
     long *steps;
     int n, rc = ckpt_list(dir, &steps, &n, err);
     for (int i = keep_last; rc == CU_OK && i < n; i++) {
+        if (steps[i] == keep_step) continue;
         char path[4200];
         rc = ckpt_path(path, sizeof path, dir, steps[i], err);
         if (rc == CU_OK && unlink(path) != 0 && errno != ENOENT)

@@ -79,6 +79,9 @@ int ckpt_path(char *buf, size_t len, const char *dir, long step, cu_error_t *err
 int ckpt_list(const char *dir, long **steps, int *n, cu_error_t *err);
 /* Keeps the newest keep_last checkpoints (0 keeps all), deletes the rest. */
 int ckpt_retain(const char *dir, int keep_last, cu_error_t *err);
+/* The same, keeping the checkpoint of step `keep_step` too (the best
+ * evaluation's; -1: none) whatever its age. */
+int ckpt_retain_except(const char *dir, int keep_last, long keep_step, cu_error_t *err);
 /* Points dir/latest at step's file. */
 int ckpt_write_latest(const char *dir, long step, cu_error_t *err);
 

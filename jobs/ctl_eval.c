@@ -30,13 +30,15 @@ static const char USAGE[] =
     "                           eval.batches x train.global_batch_size gives the job's\n"
     "                           own validation loss\n"
     "  --base DIR               a different base than the run's model.init\n"
+    "  --which best|final       a run directory's best.h5 (the best evaluation) or\n"
+    "                           final.h5 (default)\n"
     "  --json                   one JSON object instead of text\n"
     "  -h, --help               this text\n"
     "\n"
     "Exit status: 0 measured, 1 failure, 2 bad usage or input.\n";
 
 typedef struct {
-    const char *model, *data, *split, *base;
+    const char *model, *data, *split, *base, *which;
     int seq_len, batch;
     long max_windows;
     int json;
@@ -49,6 +51,7 @@ static int parse(int argc, char **argv, eval_opts_t *o) {
                                           {"batch-size", required_argument, 0, 'B'},
                                           {"max-windows", required_argument, 0, 'n'},
                                           {"base", required_argument, 0, 'b'},
+                                          {"which", required_argument, 0, 'W'},
                                           {"json", no_argument, 0, 'j'},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
@@ -75,6 +78,9 @@ static int parse(int argc, char **argv, eval_opts_t *o) {
             break;
         case 's':
             o->split = optarg;
+            break;
+        case 'W':
+            o->which = optarg;
             break;
         case 'b':
             o->base = optarg;
@@ -168,7 +174,13 @@ int ctl_eval(int argc, char **argv) {
     if (code) return code < 0 ? 0 : code;
     run_model_t rm;
     cu_error_t err = {0};
-    int rc = run_model_open(o.model, o.base, &rm, &err);
+    char picked[4200];
+    int rc = run_pick_which(o.model, o.which, picked, sizeof picked, &err);
+    if (rc) {
+        fprintf(stderr, "codexctl: %s\n", err.msg);
+        return 2;
+    }
+    rc = run_model_open(picked, o.base, &rm, &err);
     int T = o.seq_len ? o.seq_len : rm.cfg.data.seq_len;
     tally_t t = {0};
     if (rc == CU_OK && T > gpt_config(rm.model)->max_seq_len)

@@ -48,6 +48,7 @@ static const char USAGE[] =
     "\n"
     "Writes a run's LoRA adapter for use outside Codex-Universal.\n"
     "  RUN_OR_CHECKPOINT  a run directory (its final.h5, else checkpoints/latest)\n"
+    "  --which best|final a run directory's best.h5 (the best evaluation) or final.h5\n"
     "                     or a final.h5 / checkpoint .h5 file\n"
     "  --format peft      DIR/adapter_model.safetensors + adapter_config.json, loadable\n"
     "                     with peft.PeftModel.from_pretrained(GPT2LMHeadModel, DIR)\n"
@@ -61,7 +62,7 @@ static const char USAGE[] =
     "Exit status: 0 written, 1 a read or write failed, 2 bad usage or input.\n";
 
 typedef struct {
-    const char *input, *format, *out, *base;
+    const char *input, *format, *out, *base, *which;
     st_dtype_t dtype;
 } opts_t;
 
@@ -78,10 +79,13 @@ static int usage_error(const char *fmt, ...) {
 
 /* 0: parsed; -1: --help shown; 2: bad usage. */
 static int parse_args(int argc, char **argv, opts_t *o) {
-    static const struct option longs[] = {
-        {"format", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
-        {"base", required_argument, 0, 'b'},   {"dtype", required_argument, 0, 'd'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    static const struct option longs[] = {{"format", required_argument, 0, 'f'},
+                                          {"output", required_argument, 0, 'o'},
+                                          {"base", required_argument, 0, 'b'},
+                                          {"which", required_argument, 0, 'W'},
+                                          {"dtype", required_argument, 0, 'd'},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
     *o = (opts_t){.dtype = ST_F32};
     optind = 1;
     opterr = 0;
@@ -96,6 +100,9 @@ static int parse_args(int argc, char **argv, opts_t *o) {
             break;
         case 'o':
             o->out = optarg;
+            break;
+        case 'W':
+            o->which = optarg;
             break;
         case 'b':
             o->base = optarg;
@@ -367,7 +374,9 @@ static void base_sha256_of(const char *input, const char *src, char hex[65]) {
 
 static int export_run(const opts_t *o, cu_error_t *err) {
     char src[4096];
-    int rc = run_resolve_input(o->input, src, sizeof src, err);
+    char picked[4200];
+    int rc = run_pick_which(o->input, o->which, picked, sizeof picked, err);
+    if (rc == CU_OK) rc = run_resolve_input(picked, src, sizeof src, err);
     if (rc) return rc;
     char *yaml = NULL;
     if ((rc = hf_h5_read_attr(src, "config", &yaml, err)))

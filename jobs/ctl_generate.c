@@ -28,13 +28,15 @@ static const char USAGE[] =
     "  --top-p P                nucleus sampling (default 0.95; 1 off)\n"
     "  --seed N                 sampling seed (default 1)\n"
     "  --base DIR               a different base than the run's model.init\n"
+    "  --which best|final       a run directory's best.h5 (the best evaluation) or\n"
+    "                           final.h5 (default)\n"
     "  --policy PATH            the safety policy for the output (default built in)\n"
     "  -h, --help               this text\n"
     "\n"
     "Exit status: 0 printed, 1 failure or output blocked by the policy, 2 bad usage.\n";
 
 typedef struct {
-    const char *model, *prompt, *base, *policy;
+    const char *model, *prompt, *base, *policy, *which;
     int max_new, top_k;
     float temperature, top_p;
     unsigned long seed;
@@ -59,6 +61,7 @@ static int parse(int argc, char **argv, gen_opts_t *o) {
                                           {"top-p", required_argument, 0, 'P'},
                                           {"seed", required_argument, 0, 's'},
                                           {"base", required_argument, 0, 'b'},
+                                          {"which", required_argument, 0, 'W'},
                                           {"policy", required_argument, 0, 'y'},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
@@ -75,6 +78,9 @@ static int parse(int argc, char **argv, gen_opts_t *o) {
             return -1;
         case 'p':
             o->prompt = optarg;
+            break;
+        case 'W':
+            o->which = optarg;
             break;
         case 'b':
             o->base = optarg;
@@ -149,7 +155,13 @@ int ctl_generate(int argc, char **argv) {
     if (code) return code < 0 ? 0 : code;
     run_model_t rm;
     cu_error_t err = {0};
-    int rc = run_model_open(o.model, o.base, &rm, &err);
+    char picked[4200];
+    int rc = run_pick_which(o.model, o.which, picked, sizeof picked, &err);
+    if (rc) {
+        fprintf(stderr, "codexctl: %s\n", err.msg);
+        return 2;
+    }
+    rc = run_model_open(picked, o.base, &rm, &err);
     char *text = NULL;
     size_t len = 0;
     if (rc == CU_OK) rc = continue_prompt(&rm, &o, &text, &len, &err);

@@ -15,6 +15,21 @@
 #include "io/tensor_h5.h"
 #include "io/tokenizer_files.h"
 
+int run_pick_which(const char *in, const char *which, char *out, size_t cap, cu_error_t *err) {
+    if (!which || !strcmp(which, "final")) return cu_format(out, cap, err, "%s", in);
+    if (strcmp(which, "best"))
+        return cu_error_set(err, CU_EINVAL, "--which is best or final, not '%s'", which);
+    if (!cu_is_dir(in))
+        return cu_error_set(err, CU_EINVAL, "--which best needs a run directory, not %s", in);
+    int rc = cu_format(out, cap, err, "%s/best.h5", in);
+    if (rc == CU_OK && !cu_is_file(out))
+        rc = cu_error_set(err, CU_EINVAL,
+                          "%s has no best.h5 (evaluation was off or never ran: eval.every_steps); "
+                          "use --which final",
+                          in);
+    return rc;
+}
+
 /* A run directory -> its final.h5 or latest checkpoint; a file -> itself. */
 int run_resolve_input(const char *in, char *path, size_t cap, cu_error_t *err) {
     if (!cu_is_dir(in)) {

@@ -17,6 +17,11 @@
 /* A run directory -> its final.h5 or latest checkpoint; a file -> itself. */
 int run_resolve_input(const char *in, char *path, size_t cap, cu_error_t *err);
 
+/* --which best|final of export, eval and generate: for "best" a run
+ * directory becomes its best.h5 (the best evaluation's weights); "final"
+ * or NULL leaves `in` as it is. CU_EINVAL naming the fix otherwise. */
+int run_pick_which(const char *in, const char *which, char *out, size_t cap, cu_error_t *err);
+
 /* The LoRA settings of a run's config; *rc reports an unknown target. */
 lora_config_t run_lora_config(const cu_config_t *c, const char *origin, cu_error_t *err, int *rc);
 

@@ -97,7 +97,10 @@ typedef struct {
     char *fingerprint;
     char resume_changes[1024];
     int already_completed;
-    FILE *train_log; /* rank 0: runs/<job>/train.log, whatever launched it */
+    FILE *train_log;      /* rank 0: runs/<job>/train.log, whatever launched it */
+    double interval_loss; /* sum of the step losses since the last logged step */
+    int interval_n;
+    const char *stop_reason; /* why the loop ended: max_steps, early stop, a stop request */
 } trainer_t;
 
 static lora_config_t lora_from_config(const cu_config_t *cfg, int arch, cu_error_t *err, int *rc) {
@@ -690,7 +693,8 @@ static int save_checkpoint(trainer_t *t, long steps_done, cu_error_t *err) {
     free(yaml);
     free(prov);
     if (rc == CU_OK) rc = ckpt_write_latest(t->ckpt_dir, steps_done, err);
-    if (rc == CU_OK) rc = ckpt_retain(t->ckpt_dir, c->checkpoint.keep_last, err);
+    if (rc == CU_OK)
+        rc = ckpt_retain_except(t->ckpt_dir, c->checkpoint.keep_last, t->st.best_step, err);
     if (rc) return rc;
     t->st.ckpt_step = steps_done;
     snprintf(t->st.ckpt_file, sizeof t->st.ckpt_file, "checkpoints/step_%08ld.h5", steps_done);
@@ -991,6 +995,8 @@ static int run_exec_tasks(trainer_t *t, long steps_done, progress_t *bar, cu_err
     return rc;
 }
 
+static int save_best(trainer_t *t, long steps, cu_error_t *err);
+
 /* Evaluation at `steps_done`; sets *stop_early when patience ran out. */
 static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_early,
                     cu_error_t *err) {
@@ -1009,6 +1015,7 @@ static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_ea
     }
     *stop_early = c->eval.patience > 0 && t->evals_since_best >= c->eval.patience;
     if (t->w->rank != 0) return CU_OK;
+    if (improved && (rc = save_best(t, steps_done, err))) return rc;
     char fields[256], line[256];
     snprintf(fields, sizeof fields, "\"val_loss\": %.6g, \"val_ppl\": %.6g, \"val_acc\": %.6g",
              r.loss, r.ppl, r.acc);
@@ -1034,12 +1041,9 @@ static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_ea
     return CU_OK;
 }
 
-static int save_final(trainer_t *t, long steps, train_result_t *res, cu_error_t *err) {
+/* The trainable tensors, as final.h5 and best.h5 hold them (rank 0). */
+static int save_weights(trainer_t *t, const char *path, long steps, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
-    int rc = c->train.output[0]
-                 ? cu_format(res->output, sizeof res->output, err, "%s", c->train.output)
-                 : cu_format(res->output, sizeof res->output, err, "%s/final.h5", t->run_dir);
-    if (rc || t->w->rank != 0) return rc;
     char *yaml = config_to_yaml(c);
     char step_s[32];
     snprintf(step_s, sizeof step_s, "%ld", steps);
@@ -1057,10 +1061,36 @@ static int save_final(trainer_t *t, long steps, train_result_t *res, cu_error_t 
         ckpt_lora_init_sha256(t->lora_init, tensors, nt, init_sum);
         attrs[n_attrs++].value = init_sum;
     }
-    rc = h5_save_tensors_with(res->output, gpt_trainable(t->model, NULL), "lora_init", t->lora_init,
-                              tensors, nt, attrs, n_attrs, err);
+    int rc = h5_save_tensors_with(path, gpt_trainable(t->model, NULL), "lora_init", t->lora_init,
+                                  tensors, nt, attrs, n_attrs, err);
     free(yaml);
     return rc;
+}
+
+/* The best evaluation's weights, written when an evaluation improves:
+ * best.h5 beside final.h5, through a temporary name so a reader never sees
+ * half of it. */
+static int save_best(trainer_t *t, long steps, cu_error_t *err) {
+    if (t->w->rank != 0 || !t->jd_open) return CU_OK;
+    char path[4300], tmp[4400];
+    snprintf(path, sizeof path, "%s/best.h5", t->run_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    int rc = save_weights(t, tmp, steps, err);
+    if (rc == CU_OK && rename(tmp, path) != 0)
+        rc = cu_error_set(err, CU_EIO, "cannot rename %s: %s", tmp, strerror(errno));
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+static int save_final(trainer_t *t, long steps, train_result_t *res, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    int rc = c->train.output[0]
+                 ? cu_format(res->output, sizeof res->output, err, "%s", c->train.output)
+                 : cu_format(res->output, sizeof res->output, err, "%s/final.h5", t->run_dir);
+    if (rc == CU_OK && t->st.best_step >= 0)
+        rc = cu_format(res->best_output, sizeof res->best_output, err, "%s/best.h5", t->run_dir);
+    if (rc || t->w->rank != 0) return rc;
+    return save_weights(t, res->output, steps, err);
 }
 
 static void print_header(const trainer_t *t) {
@@ -1108,16 +1138,23 @@ static int record_step(trainer_t *t, long step, const step_stats_t *st, double s
     t->st.grad_norm = st->grad_norm;
     t->st.tokens_per_s = tok_s;
     t->st.eta_s = avg_step_s * (double)(c->train.max_steps - done);
+    /* the logged loss is the mean over the logging interval, as HF
+     * Trainer logs it; the last step's own loss is kept as loss_step */
+    t->interval_loss += st->loss;
+    t->interval_n++;
     if (t->w->rank == 0 && (done % c->train.log_every == 0 || last || step == t->start_step)) {
-        char fields[256], line[256];
+        char fields[320], line[256];
+        double mean = t->interval_loss / t->interval_n;
         snprintf(fields, sizeof fields,
-                 "\"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, "
-                 "\"ms_per_step\": %.2f",
-                 st->loss, st->lr, st->grad_norm, tok_s, 1e3 * step_s);
+                 "\"loss\": %.6g, \"loss_step\": %.6g, \"loss_steps\": %d, \"lr\": %.6g, "
+                 "\"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"ms_per_step\": %.2f",
+                 mean, st->loss, t->interval_n, st->lr, st->grad_norm, tok_s, 1e3 * step_s);
+        t->interval_loss = 0.0;
+        t->interval_n = 0;
         if (rundir_metric(&t->jd, done, fields, err)) return err->code;
         snprintf(line, sizeof line,
                  "step %6ld/%ld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | %.1f ms/step",
-                 done, c->train.max_steps, st->loss, st->lr, st->grad_norm, tok_s, 1e3 * step_s);
+                 done, c->train.max_steps, mean, st->lr, st->grad_norm, tok_s, 1e3 * step_s);
         progress_log(bar, line);
     }
     int rc = write_state_checked(t, 0, err);
@@ -1164,7 +1201,11 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
             rc = cu_error_set(err, CU_PREEMPTED, "stopped on request after step %ld", done);
             break;
         }
-        if (stop_early) break;
+        if (stop_early) {
+            t->stop_reason = "early stop (no improvement in eval.patience evaluations)";
+            break;
+        }
+        if (last) t->stop_reason = "train.max_steps reached";
     }
     progress_finish(&bar);
     double elapsed = cu_now() - start;
@@ -1307,9 +1348,15 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
         if (w->rank != 0 && t.wd.running) watchdog_report_error(&t.wd, err->msg, 10.0);
     if (rc == CU_OK) rc = check_identical(&t, err);
     finish(&t, rc, err, res);
-    if (rc == CU_OK && w->rank == 0)
-        printf("done: %ld steps, loss %.4f -> %.4f, %.0f tokens/s, trainable state in %s\n",
-               res->steps, res->first_loss, res->final_loss, res->tokens_per_s, res->output);
+    if (rc == CU_OK && w->rank == 0) {
+        printf("done: %ld steps, loss %.4f -> %.4f, %.0f tokens/s; stopped: %s\n", res->steps,
+               res->first_loss, res->final_loss, res->tokens_per_s,
+               t.stop_reason ? t.stop_reason : "nothing left to train");
+        printf("final weights (step %ld) in %s\n", res->steps, res->output);
+        if (t.st.best_step >= 0)
+            printf("best weights (val loss %.4f at step %ld) in %s\n", t.st.best_val_loss,
+                   t.st.best_step, res->best_output[0] ? res->best_output : "(not kept)");
+    }
     teardown(&t);
     pthread_mutex_destroy(&t.lock);
     return rc;

@@ -15,6 +15,7 @@ typedef struct {
     double final_loss;   /* mean loss of the last step */
     double tokens_per_s; /* over the whole run, all ranks */
     char output[4096];   /* where the trainable state was written */
+    char best_output[4096]; /* the best evaluation's weights (best.h5), "" when none */
     int already_completed; /* the run had completed before: nothing was done */
 } train_result_t;
 

@@ -23,6 +23,9 @@ Each case reproduces what went wrong before rundir/ and checks the fix:
   sigstop     SIGSTOP of rank 1, then of rank 0: the job is ended and FAILED
               names the stopped rank within the heartbeat limit (15 s) plus
               slack; kill -9 of rank 0 is recorded by rank 1
+  best        early stopping with keep_last 2: the best checkpoint survives
+              rotation, best.h5 holds its weights, the exit line names both
+              files and why training stopped; --which best|final
   disk_full   a full disk while writing metrics: FAILED with the errno text,
               no partial line (a small tmpfs)
   agree       codexctl list, status --json and GET /v1/jobs/{id} agree on
@@ -333,6 +336,43 @@ def case_disk_full(b, src, tmp, f):
                 "metrics.jsonl ends with a whole line")
     finally:
         subprocess.run(["umount", "-l", mnt])
+
+
+def case_best(b, src, tmp, f):
+    train = os.path.join(b, "jobs", "codex-train")
+    ctl = os.path.join(b, "jobs", "codexctl")
+    demo = os.path.join(src, "configs/demo-base.yaml")
+    runs = os.path.join(tmp, "runs")
+    run_dir = os.path.join(runs, "early")
+    p = run([train, demo, f"job.runs_dir={runs}", "job.name=early", "train.max_steps=400",
+             "train.log_every=50", "eval.every_steps=2", "eval.patience=3",
+             "checkpoint.every_steps=2", "checkpoint.keep_last=2", "train.lr=3e-2"] + TINY,
+            cwd=src, timeout=300)
+    f.check(p.returncode == 0, f"the run ends normally ({p.returncode})")
+    f.check("stopped: early stop" in p.stdout, "the exit line says it stopped early")
+    st = read_json(os.path.join(run_dir, "state.json"))
+    best = (st.get("best_eval") or {}).get("step", -1)
+    f.check(best > 0 and f"best weights (val loss " in p.stdout and
+            f"at step {best}) in {run_dir}/best.h5" in p.stdout,
+            f"the exit line names best.h5 and its step {best}")
+    ck = sorted(n for n in os.listdir(os.path.join(run_dir, "checkpoints")) if n.endswith(".h5"))
+    print("checkpoints:", ck)
+    f.check(f"step_{best:08d}.h5" in ck and len(ck) == 3,
+            f"keep_last 2 kept the newest two and the best one ({ck})")
+    h5diff = shutil.which("h5diff")
+    if h5diff:
+        d = subprocess.run([h5diff, os.path.join(run_dir, "best.h5"),
+                            os.path.join(run_dir, "checkpoints", f"step_{best:08d}.h5"),
+                            "/tensors", "/tensors"], capture_output=True, text=True)
+        f.check(d.returncode == 0, f"best.h5 holds the best step's weights {d.stdout[:200]}")
+    q = run([ctl, "generate", run_dir, "--which", "best", "--prompt", "x"], cwd=src, timeout=120)
+    f.check(q.returncode == 0, f"codexctl generate --which best works ({q.returncode})")
+    p = run([train, demo, f"job.runs_dir={runs}", "job.name=noeval", "train.max_steps=4",
+             "eval.every_steps=0"] + TINY, cwd=src, timeout=120)
+    q = run([ctl, "generate", os.path.join(runs, "noeval"), "--which", "best", "--prompt", "x"],
+            cwd=src, timeout=60)
+    f.check(q.returncode == 2 and "--which final" in q.stderr,
+            "--which best without evaluation: exit 2 saying what to use")
 
 
 # ---- agreement of codexctl and codex-ita over every status ----
