@@ -40,6 +40,10 @@ typedef struct {
     char slurm_id[64];
     long step, max_steps;
     double loss, updated_at;
+    double started_at, finished_at, tokens_per_s, eta_s; /* 0 / NAN when unknown */
+    long best_step, ckpt_step;                           /* -1 when none */
+    double best_val_loss;
+    char ckpt_file[512];
     int sched_known;
     slurm_job_info_t sched;
 } job_view_t;
@@ -98,6 +102,18 @@ static int job_view(const char *dir, const char *name, job_view_t *v, int write_
     json_t *loss = json_object_get(o, "loss");
     v->loss = json_is_number(loss) ? json_number_value(loss) : NAN;
     v->updated_at = rundir_parse_time(json_string_value(json_object_get(o, "updated_at")));
+    v->started_at = rundir_parse_time(json_string_value(json_object_get(o, "started_at")));
+    v->finished_at = rundir_parse_time(json_string_value(json_object_get(o, "finished_at")));
+    json_t *tps = json_object_get(o, "tokens_per_s"), *eta = json_object_get(o, "eta_s");
+    v->tokens_per_s = json_is_number(tps) ? json_number_value(tps) : NAN;
+    v->eta_s = json_is_number(eta) ? json_number_value(eta) : NAN;
+    json_t *best = json_object_get(o, "best_eval"), *ck = json_object_get(o, "last_checkpoint");
+    v->best_step =
+        json_is_object(best) ? (long)json_integer_value(json_object_get(best, "step")) : -1;
+    v->best_val_loss = json_number_value(json_object_get(best, "val_loss"));
+    v->ckpt_step = json_is_object(ck) ? (long)json_integer_value(json_object_get(ck, "step")) : -1;
+    set(v->ckpt_file, sizeof v->ckpt_file,
+        str_or_empty(json_string_value(json_object_get(ck, "file"))));
     json_t *hosts = json_object_get(o, "hosts");
     char error_msg[1024] = "";
     const char *em = json_string_value(json_object_get(json_object_get(o, "error"), "message"));
@@ -148,6 +164,7 @@ typedef struct {
     int wait_s;
     const char *signal;
     const char *status; /* list: only jobs with this status */
+    int watch;          /* status: refresh every 2 s until the job ends */
 } jobs_args_t;
 
 static const char *default_runs(void) {
@@ -196,6 +213,8 @@ static int parse_common(int argc, char **argv, jobs_args_t *a, int need_job, con
             a->runs_dir = argv[++i];
         } else if (!strcmp(s, "--json")) {
             a->json = 1;
+        } else if (!strcmp(s, "--watch")) {
+            a->watch = 1;
         } else if (!strcmp(s, "--tail") && has_next) {
             a->tail = strtol(argv[++i], NULL, 10);
         } else if (!strcmp(s, "--wait") && has_next) {
@@ -243,6 +262,22 @@ static json_t *view_json(const job_view_t *v) {
     json_object_set_new(o, "slurm_job_id", v->slurm_id[0] ? json_string(v->slurm_id) : json_null());
     json_object_set_new(o, "detail", v->detail[0] ? json_string(v->detail) : json_null());
     json_object_set_new(o, "reason", v->reason[0] ? json_string(v->reason) : json_null());
+    double end = v->finished_at > 0 ? v->finished_at : rundir_now();
+    json_object_set_new(o, "elapsed_s",
+                        v->started_at > 0 ? json_real(end - v->started_at) : json_null());
+    int running = !strcmp(v->status, "RUNNING");
+    json_object_set_new(o, "eta_s",
+                        running && !isnan(v->eta_s) ? json_real(v->eta_s) : json_null());
+    json_object_set_new(o, "tokens_per_s",
+                        isnan(v->tokens_per_s) ? json_null() : json_real(v->tokens_per_s));
+    json_object_set_new(o, "best_eval",
+                        v->best_step < 0 ? json_null()
+                                         : json_pack("{s:I,s:f}", "step", (json_int_t)v->best_step,
+                                                     "val_loss", v->best_val_loss));
+    json_object_set_new(o, "last_checkpoint",
+                        v->ckpt_step < 0 ? json_null()
+                                         : json_pack("{s:I,s:s}", "step", (json_int_t)v->ckpt_step,
+                                                     "file", v->ckpt_file));
     if (v->sched_known)
         json_object_set_new(o, "slurm",
                             json_pack("{s:s, s:s, s:s, s:s}", "id", v->sched.id, "state",
@@ -260,14 +295,40 @@ static void print_json(json_t *o) {
 
 /* ---- status ---- */
 
+static void print_status(const job_view_t *vp) {
+    job_view_t v = *vp;
+    printf("job:     %s\n", v.job);
+    printf("status:  %s%s%s%s\n", v.status, v.reason[0] ? " (" : "", v.reason,
+           v.reason[0] ? ")" : "");
+    printf("step:    %ld/%ld\n", v.step, v.max_steps);
+    if (!isnan(v.loss)) printf("loss:    %.4f\n", v.loss);
+    if (v.started_at > 0)
+        printf("elapsed: %.0f s\n",
+               (v.finished_at > 0 ? v.finished_at : rundir_now()) - v.started_at);
+    if (!strcmp(v.status, "RUNNING") && !isnan(v.eta_s)) printf("eta:     %.0f s\n", v.eta_s);
+    if (!isnan(v.tokens_per_s)) printf("speed:   %.0f tokens/s\n", v.tokens_per_s);
+    if (v.best_step >= 0)
+        printf("best:    val loss %.4f at step %ld\n", v.best_val_loss, v.best_step);
+    if (v.ckpt_step >= 0) printf("ckpt:    %s (step %ld)\n", v.ckpt_file, v.ckpt_step);
+    if (v.slurm_id[0])
+        printf("slurm:   job %s%s%s%s%s\n", v.slurm_id, v.sched_known ? ", " : ", unknown to Slurm",
+               v.sched_known ? v.sched.slurm_state : "", v.sched.nodes[0] ? " on " : "",
+               v.sched.nodes);
+    printf("dir:     %s\n", v.dir);
+}
+
 int ctl_status(int argc, char **argv) {
     if (wants_help(argc, argv)) {
-        puts("usage: codexctl status JOB [--runs DIR] [--json]\n"
+        puts("usage: codexctl status JOB [--runs DIR] [--json] [--watch]\n"
              "\n"
              "One job's state: its run directory (runs/JOB/state.json) merged with\n"
              "Slurm's view (squeue, then sacct). A job Slurm ended (TIMEOUT, CANCELLED,\n"
              "NODE_FAIL...) shows that, and the ending is recorded in state.json.\n"
              "JOB is a job name under --runs (default: $CU_RUNS_DIR or runs) or a path.\n"
+             "Shown: status and reason (a FAILED job's first error line), step/max,\n"
+             "loss, elapsed, ETA, tokens/s, best validation loss and step, last\n"
+             "checkpoint; --json has all of it; --watch refreshes every 2 s in place\n"
+             "until the job ends.\n"
              "\n"
              "exit status: 0 shown, 1 no such job or unreadable state, 2 bad usage.");
         return 0;
@@ -278,27 +339,24 @@ int ctl_status(int argc, char **argv) {
     char dir[4096];
     const char *name;
     job_dir(&a, dir, sizeof dir, &name);
-    job_view_t v;
-    cu_error_t err = {0};
-    if (job_view(dir, name, &v, 1, &err) != CU_OK) {
-        fprintf(stderr, "codexctl status: %s\n", err.msg);
-        return 1;
+    for (;;) {
+        job_view_t v;
+        cu_error_t err = {0};
+        if (job_view(dir, name, &v, 1, &err) != CU_OK) {
+            fprintf(stderr, "codexctl status: %s\n", err.msg);
+            return 1;
+        }
+        if (a.json) {
+            print_json(view_json(&v));
+        } else {
+            if (a.watch && isatty(STDOUT_FILENO)) fputs("\033[H\033[J", stdout); /* in place */
+            print_status(&v);
+        }
+        fflush(stdout);
+        /* --watch: until the job has ended (or is LOST) */
+        if (!a.watch || !rundir_status_active(v.status) || !strcmp(v.status, "PREEMPTED")) return 0;
+        sleep(2);
     }
-    if (a.json) {
-        print_json(view_json(&v));
-        return 0;
-    }
-    printf("job:     %s\n", v.job);
-    printf("status:  %s%s%s%s\n", v.status, v.reason[0] ? " (" : "", v.reason,
-           v.reason[0] ? ")" : "");
-    printf("step:    %ld/%ld\n", v.step, v.max_steps);
-    if (!isnan(v.loss)) printf("loss:    %.4f\n", v.loss);
-    if (v.slurm_id[0])
-        printf("slurm:   job %s%s%s%s%s\n", v.slurm_id, v.sched_known ? ", " : ", unknown to Slurm",
-               v.sched_known ? v.sched.slurm_state : "", v.sched.nodes[0] ? " on " : "",
-               v.sched.nodes);
-    printf("dir:     %s\n", v.dir);
-    return 0;
 }
 
 /* ---- list ---- */

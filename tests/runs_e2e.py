@@ -365,6 +365,15 @@ def case_best(b, src, tmp, f):
                             os.path.join(run_dir, "checkpoints", f"step_{best:08d}.h5"),
                             "/tensors", "/tensors"], capture_output=True, text=True)
         f.check(d.returncode == 0, f"best.h5 holds the best step's weights {d.stdout[:200]}")
+    q = run([ctl, "status", "early", "--runs", runs, "--json"], cwd=src)
+    j = json.loads(q.stdout) if q.returncode == 0 else {}
+    f.check(j.get("status") == "COMPLETED" and (j.get("best_eval") or {}).get("step") == best and
+            (j.get("last_checkpoint") or {}).get("file", "").startswith("checkpoints/step_") and
+            (j.get("elapsed_s") or 0) > 0 and j.get("tokens_per_s"),
+            f"status --json: best eval, last checkpoint, elapsed, tokens/s: {j}")
+    q = run([ctl, "status", "early", "--runs", runs, "--watch"], cwd=src, timeout=30)
+    f.check(q.returncode == 0 and f"at step {best}" in q.stdout and "ckpt:" in q.stdout,
+            "status --watch of an ended job shows it once and returns")
     q = run([ctl, "generate", run_dir, "--which", "best", "--prompt", "x"], cwd=src, timeout=120)
     f.check(q.returncode == 0, f"codexctl generate --which best works ({q.returncode})")
     p = run([train, demo, f"job.runs_dir={runs}", "job.name=noeval", "train.max_steps=4",
