@@ -430,7 +430,11 @@ static const safety_rule_t RULES[] = {
        "short")},
     /* ---- keys, tokens and URLs of any provider ---- */
     {"private_key_block", "PEM/OpenSSH/PGP private key block", SEC, CRIT, TKW, KW("-----begin"),
-     "-----BEGIN[ A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----[\\s\\S]{20,20000}?-----END[ "
+     /* the body cannot hold "-----", so it stops at the next armour line: an
+        unterminated BEGIN costs the distance to the next dashes, not SAFETY_MAX_SPAN */
+     "-----BEGIN[ A-Z0-9_-]{0,40}PRIVATE KEY(?: "
+     "BLOCK)?-----(?=(?:[^-]|-(?!----)){20})(?:[^-]++|-(?!----))*+"
+     "-----END[ "
      "A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----",
      0.0, VNONE, 1, 0,
      S("-----BEGIN RSA PRIVATE"

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "safety/detect.h"
 
@@ -376,7 +377,64 @@ static void test_enabled_subset(void) {
     free(enabled);
 }
 
+/* Thread CPU seconds of the fastest of three scans (CPU time, so other
+ * processes on the machine do not count). */
+static double scan_cpu_seconds(const safety_scanner_t *sc, const char *buf, size_t len) {
+    double best = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        struct timespec a, b;
+        safety_findings_t f = {0};
+        cu_error_t err = {0};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+        CHECK(safety_scan(sc, buf, len, 0, &f, &err) == CU_OK);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+        safety_findings_free(&f);
+        double t = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+/* n bytes of `line` repeated. Allocates. */
+static char *repeat_line(const char *line, size_t n) {
+    char *buf = malloc(n + 1);
+    if (!buf) return NULL;
+    size_t m = strlen(line);
+    for (size_t i = 0; i < n; i++) buf[i] = line[i % m];
+    buf[n] = 0;
+    return buf;
+}
+
+/* Inputs built to make a pattern search far ahead from every line (issue
+ * 18: unterminated `-----BEGIN RSA PRIVATE KEY-----` lines cost ~2000x a
+ * normal scan) must cost about what a look-alike costs that triggers the
+ * same rules on every line but cannot start a long search. Work is compared
+ * as a ratio within one run, never against a wall-clock bound. */
+static void test_pathological_inputs(void) {
+    safety_scanner_t *sc = new_scanner(NULL);
+    if (!sc) return;
+    const char *pairs[][2] = {
+        {"-----BEGIN RSA PRIVATE KEY-----\n", "-----BEGIN RSA PUBLIC KEY-----\n"},
+        {"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n",
+         "-----BEGIN OPENSSH PUBLIC KEY-----\nAAAA\n"},
+        {"-----BEGIN PRIVATE KEY-----", "-----BEGIN PUBLIC KEY------"},
+    };
+    size_t n = 1u << 20;
+    for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
+        char *bad = repeat_line(pairs[k][0], n), *good = repeat_line(pairs[k][1], n);
+        CHECK(bad && good);
+        if (bad && good) {
+            double tb = scan_cpu_seconds(sc, bad, n), tg = scan_cpu_seconds(sc, good, n);
+            /* 20x is generous: before the fix the first pair was ~1000x */
+            CHECK_MSG(tb < 20 * tg + 0.05, "input %zu: %.3f s vs look-alike %.3f s", k, tb, tg);
+        }
+        free(bad);
+        free(good);
+    }
+    safety_scanner_free(sc);
+}
+
 TEST_MAIN(TEST(test_table_is_sane), TEST(test_rule_samples), TEST(test_prefilter_equivalence),
           TEST(test_prefilter_equivalence_random), TEST(test_entropy_and_luhn),
           TEST(test_positions), TEST(test_generic_overlap), TEST(test_allowlists),
-          TEST(test_enabled_subset))
+          TEST(test_enabled_subset), TEST(test_pathological_inputs))
