@@ -12,6 +12,8 @@
  */
 #include "safety/detect.h"
 
+#include "safety/examples.h"
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -36,6 +38,7 @@ struct safety_scanner {
     char **stopwords; /* lower case */
     size_t n_stop;
     int allow_inline;
+    pcre2_code **example_code; /* per example entry (examples.h) */
     /* keyword automaton */
     uint8_t cls[256];
     uint32_t ncls;
@@ -222,6 +225,25 @@ static pcre2_code *compile(const char *pattern, cu_error_t *err, const char *wha
     return code;
 }
 
+/* The example table's patterns, each anchored at both ends. */
+static int compile_examples(safety_scanner_t *sc, cu_error_t *err) {
+    int n = safety_example_count();
+    sc->example_code = calloc((size_t)n, sizeof *sc->example_code);
+    if (!sc->example_code) return cu_error_set(err, CU_ENOMEM, "out of memory compiling examples");
+    for (int i = 0; i < n; i++) {
+        int ec;
+        PCRE2_SIZE eo;
+        sc->example_code[i] =
+            pcre2_compile((PCRE2_SPTR)safety_examples()[i].pattern, PCRE2_ZERO_TERMINATED,
+                          PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ec, &eo, NULL);
+        if (!sc->example_code[i]) /* the table is ours: a bad pattern is a bug */
+            return cu_error_set(err, CU_EINTERNAL, "example %d: pattern does not compile at %zu", i,
+                                (size_t)eo);
+        pcre2_jit_compile(sc->example_code[i], PCRE2_JIT_COMPLETE);
+    }
+    return CU_OK;
+}
+
 int safety_scanner_new(const safety_scan_config_t *cfg, safety_scanner_t **out, cu_error_t *err) {
     safety_scan_config_t defaults;
     if (!cfg) {
@@ -272,6 +294,8 @@ int safety_scanner_new(const safety_scan_config_t *cfg, safety_scanner_t **out, 
             sc->stopwords[sc->n_stop++] = w;
         }
     }
+    rc = compile_examples(sc, err);
+    if (rc) goto fail;
     rc = build_automaton(sc, cfg->enabled, err);
     if (rc) goto fail;
     *out = sc;
@@ -292,6 +316,9 @@ void safety_scanner_free(safety_scanner_t *sc) {
     free(sc->allow_re);
     for (size_t i = 0; i < sc->n_stop; i++) free(sc->stopwords[i]);
     free(sc->stopwords);
+    if (sc->example_code)
+        for (int i = 0; i < safety_example_count(); i++) pcre2_code_free(sc->example_code[i]);
+    free(sc->example_code);
     free(sc->delta);
     free(sc->has_out);
     free(sc->out);
@@ -364,6 +391,24 @@ static int allowlisted(scan_t *s, const safety_finding_t *f) {
     return 0;
 }
 
+/* 1 when the secret of a finding of rule r is a published example value
+ * or a placeholder (examples.h). */
+static int is_example(scan_t *s, int r, const char *sec, size_t sn) {
+    if (s->flags & SAFETY_SCAN_KEEP_EXAMPLES) return 0;
+    char norm[512];
+    for (int i = 0; i < safety_example_count(); i++) {
+        const safety_example_t *e = &safety_examples()[i];
+        if (!safety_example_applies(e, r)) continue;
+        size_t m = safety_example_normalise(e->norm, sec, sn, norm, sizeof norm);
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(s->sc->example_code[i], NULL);
+        if (!md) return 0;
+        int rc = pcre2_match(s->sc->example_code[i], (PCRE2_SPTR)norm, m, 0, 0, md, s->mctx);
+        pcre2_match_data_free(md);
+        if (rc >= 0) return 1;
+    }
+    return 0;
+}
+
 /* Records the match in s->md (pcre2_match returned rc) as a finding of
  * rule r if it passes the rule's judges and no allowlist. */
 static int take_match(scan_t *s, int r, int rc) {
@@ -379,7 +424,7 @@ static int take_match(scan_t *s, int r, int rc) {
     size_t sn = f.secret_end - f.secret_start;
     f.entropy = safety_entropy(sec, sn);
     if (f.entropy >= rule->min_entropy && safety_validate(rule->validator, sec, sn) &&
-        !allowlisted(s, &f))
+        !is_example(s, r, sec, sn) && !allowlisted(s, &f))
         return safety_findings_push(s->out, &f, s->err);
     return CU_OK;
 }

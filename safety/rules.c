@@ -58,17 +58,21 @@ static const safety_rule_t RULES[] = {
     {"aws_access_key", "AWS access key ID", SEC, CRIT, TKW, KW("akia", "asia", "abia", "acca"),
      "(?<![A-Za-z0-9])((?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
      S("aws_key = \"AKIA"
-       "IOSFODNN7EXAMPLE\""),
+       "Q3EGRT7PLXW5M2ND\""),
      S("AKIA"
        "XXXXXXXXXXXXXXXX",
        "AKIA"
-       "IOSFODNN7EXAMPL")},
+       "IOSFODNN7EXAMPL",
+       "aws_access_key_id = AKIA"
+       "IOSFODNN7EXAMPLE")},
     {"aws_secret_key", "AWS secret access key", SEC, CRIT, TKW, KW("aws"),
      "(?i)aws_?(?:secret_?(?:access_?)?key|secret)" ASSIGN "([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
      3.5, VNONE, 0, 0,
-     S("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/"
-       "bPxRfiCYEXAMPLEKEY"),
-     S("aws_secret_access_key = os.environ['AWS_SECRET']")},
+     S("aws_secret_access_key = Kq7Lm2Pz9KwT4nB8/"
+       "Rc5Hy6Jd1VGe0Ns8Ut3WFak"),
+     S("aws_secret_access_key = os.environ['AWS_SECRET']",
+       "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/"
+       "bPxRfiCYEXAMPLEKEY")},
     {"gcp_api_key", "Google Cloud / Firebase / Gemini API key", SEC, HIGH, TKW, KW("aiza"),
      TOKEN_DASH("AIza", "[0-9A-Za-z_-]{35}"), 3.0, VNONE, 0, 0,
      S("key=AIza"
@@ -506,7 +510,8 @@ static const safety_rule_t RULES[] = {
      S("api_key = \"" A10 B10 "\"", "DB_PASSWORD="
                                     "Xk9#mP2$vL7qR4"),
      S("password = os.getenv(\"DB_PASSWORD\")", "max_tokens: 100000000000000",
-       "token = tokenizer_encode123(x)")},
+       "token = tokenizer_encode123(x)",
+       "self, private_key: ed25519.Ed25519PrivateKey, f_priv: _FragList")},
     /* ---- personal data ---- */
     {"email", "Email address", PII, MED, TKW, KW("@"),
      "(?<![A-Za-z0-9._%+:/"
@@ -514,27 +519,60 @@ static const safety_rule_t RULES[] = {
      "[A-Za-z0-9-])",
      0.0, SAFETY_VALID_EMAIL, 0, 0,
      S("contact: jane.doe@"
-       "example.com"),
+       "acme-mail.io"),
      S("@param name the name", "git@github", "icon@2x.png")},
     {"phone_us", "North American phone number", PII, MED, TDIG, KW(NULL),
-     "(?<![A-Za-z0-9+.-])((?:\\+?1[ .-]?)?\\(?[2-9][0-9]{2}\\)?[ .-][2-9][0-9]{2}[ .-][0-9]{4})(?!["
-     "A-Za-z0-9.-])",
-     0.0, VNONE, 0, 0, S("call (415) 555-0132 today", "+1 415-555-0132"),
-     S("version 1.2.3-4567", "123-456-7890", "2024-01-15")},
+     /* one separator throughout (or a parenthesised area code): clause numbers
+        ("252.227-7013") and coordinate lists ("277.764 1035") mix them */
+     "(?<![A-Za-z0-9+.,-])((?:\\+?1[ .-]?)?(?:\\([2-9][0-9]{2}\\) ?[2-9][0-9]{2}[ "
+     ".-]|[2-9][0-9]{2}([ "
+     ".-])[2-9][0-9]{2}\\2)[0-9]{4})(?![A-Za-z0-9.-]|,[0-9])",
+     0.0, VNONE, 0, 0, S("call (415) 634-2817 today", "+1 415-634-2817", "tel 415.634.2817"),
+     S("version 1.2.3-4567", "123-456-7890", "in Clause 252.227-7013 (c) (1) of DFARs",
+       "points=\"1040,277.764 1035,267.764 1040,270.264\"")},
     {"phone_intl", "International phone number (E.164)", PII, MED, TDIG, KW(NULL),
-     "(?<![A-Za-z0-9+])(\\+[1-9][0-9]{0,2}(?:[ .-]?\\(?[0-9]{1,4}\\)?){1,4}[ .-]?[0-9]{4})(?![A-"
-     "Za-z0-9])",
-     0.0, SAFETY_VALID_PHONE, 0, 1, S("tel: +44 20 7946 0958", "+4930123456789"),
-     S("x = 1e+10000", "+12345")},
+     /* not a term of arithmetic: no operand or operator right before or after */
+     "(?<![A-Za-z0-9+)\\]*/^=_.])(\\+[1-9][0-9]{0,2}(?:[ .-]?\\(?[0-9]{1,4}\\)?){1,4}[ "
+     ".-]?[0-9]{4})"
+     "(?![A-Za-z0-9]|[.,][0-9]|[+*/^)])",
+     0.0, SAFETY_VALID_PHONE, 0, 1,
+     S("tel: +44 20 7183 4590", "+4930123456789", "tel +49 30 1234567."),
+     S("x = 1e+10000", "+12345", "Decimal('+35236450.6')", "np.arange(6)+98172489)",
+       "abs(a[0]+1.4142135623731*I)")},
+    {"phone_national", "Phone number in a national format (UK, AU, JP; DE after a label)", PII, MED,
+     TDIG, KW(NULL),
+     "(?i)(?<![A-Za-z0-9+.,/_-])(0(?:20 [0-9]{4} [0-9]{4}|1[0-9]{3} [0-9]{6}|1[0-9]{2} [0-9]{3} "
+     "[0-9]{4}|7[0-9]{3} [0-9]{6})|\\(0[0-9]{1,4}\\) ?[0-9]{3,4}[ -]?[0-9]{4}"
+     "|0[2378] [0-9]{4} [0-9]{4}|04[0-9]{2} [0-9]{3} [0-9]{3}|0[0-9]{1,3}-[0-9]{2,4}-"
+     "[0-9]{4}|(?<=tel: |tel.: |tel. |fon: |fax: |telefon: |mobil: |handy: |phone: "
+     ")0[1-9][0-9]{1,4}(?: "
+     "/ |/| |-)[0-9]{4,8})(?![A-Za-z0-9]|[.,/-][0-9])",
+     0.0, SAFETY_VALID_NATIONAL, 0, 1,
+     S("tel: 020 7183 4590", "mobile 07712 345678", "(02) 9876 5432", "0412 345 678",
+       "03-1234-5678", "Tel.: 030 1234567"),
+     S("id 0123-4567-8901", "2024-01-15", "version 01.02", "030 1234567", "ISBN 0-306-40615-2")},
+    {"phone_fr", "French phone number after a label (tel, phone, portable, ...)", PII, MED, TKW,
+     KW("tel", "t\xc3\xa9l", "phone", "portable", "mobile", "fax", "gsm"),
+     "(?i)(?:t(?:e|\xc3\xa9)l|phone|portable|mobile|fax|gsm)[^\\n0-9]{0,20}(?<![0-9+])((?:\\+33 "
+     "?|0)"
+     "[1-9]([ .])[0-9]{2}(?:\\2[0-9]{2}){3})(?![0-9]|[.][0-9])",
+     0.0, VNONE, 0, 1,
+     S("T\xc3\xa9l : 06 12 34 56 78", "portable: 07.61.23.45.67", "phone +33 6 12 34 56 78"),
+     S("tel: 01 2 3", "mobile version 06 12 34 56", "06 12 34 56 78")},
     {"credit_card", "Payment card number (Luhn-valid)", PII, HIGH, TDIG, KW(NULL),
-     "(?<![A-Za-z0-9.-])([0-9]{4}(?:[ -]?[0-9]{4}){2}[ -]?[0-9]{4}(?:[0-9]{3})?|[0-9]{4}[ -]?[0-9]"
+     "(?<![A-Za-z0-9./_#-])([0-9]{4}(?:[ -]?[0-9]{4}){2}[ -]?[0-9]{4}(?:[0-9]{3})?|[0-9]{4}[ "
+     "-]?[0-9]"
      "{6}[ -]?[0-9]{4,5})(?![A-Za-z0-9.-])",
-     0.0, SAFETY_VALID_LUHN, 0, 0, S("card 4111 1111 1111 1111", "amex 3782 822463 10005"),
-     S("card 4111 1111 1111 1112", "id 1234567812345670")},
+     0.0, SAFETY_VALID_LUHN, 0, 0,
+     S("card 4929 8016 2345 6788", "amex 3762 019384 75613", "unionpay 6250946173829159",
+       "jcb 3530111482905732"),
+     S("card 4929 8016 2345 6787", "id 1234567812345670",
+       "https://chromestatus.com/feature/5068609911521280",
+       "https://web.archive.org/web/20150101123456/http://x.org")},
     {"us_ssn", "US Social Security number", PII, HIGH, TDIG, KW(NULL),
      "(?<![A-Za-z0-9.-])((?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4})(?![A-Za-z0-"
      "9.-])",
-     0.0, VNONE, 0, 0, S("ssn: 123-45-6789"), S("000-12-3456", "123-45-67890")},
+     0.0, VNONE, 0, 0, S("ssn: 234-56-7891"), S("000-12-3456", "123-45-67890", "ssn: 111-22-3333")},
     {"uk_nino", "UK National Insurance number", PII, HIGH, TDIG, KW(NULL),
      "(?<![A-Za-z0-9])((?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D])(?!"
      "["
@@ -542,8 +580,8 @@ static const safety_rule_t RULES[] = {
      0.0, VNONE, 0, 0, S("NI number AB123456C"), S("QQ123456C", "GB123456A")},
     {"iban", "International bank account number (mod-97 valid)", PII, HIGH, TDIG, KW(NULL),
      "(?<![A-Za-z0-9])([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)(?![A-Za-z0-9])",
-     0.0, SAFETY_VALID_IBAN, 0, 0, S("IBAN GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"),
-     S("GB82 WEST 1234 5698 7654 33")},
+     0.0, SAFETY_VALID_IBAN, 0, 0, S("IBAN GB89 WEST 1234 5612 3456 78", "DE44500105175407324931"),
+     S("GB89 WEST 1234 5612 3456 79", "IBAN GB82 WEST 1234 5698 7654 32")},
 };
 
 const safety_rule_t *safety_rules(void) {
@@ -604,18 +642,53 @@ int safety_luhn_valid(const char *s, size_t n) {
     return digits >= 12 && sum % 10 == 0;
 }
 
-/* Card numbers: issuer prefixes 2 (Mastercard 2-series), 3 (Amex, Diners,
- * JCB), 4 (Visa), 5 (Mastercard), 6 (Discover, UnionPay); 13 to 19 digits. */
+/* Card brands by issuer prefix (IIN range, inclusive, compared on the
+ * first `width` digits) and the lengths each issues. */
+typedef struct {
+    int width, lo, hi, minlen, maxlen;
+} card_brand_t;
+
+static const card_brand_t CARD_BRANDS[] = {
+    {1, 4, 4, 16, 16},          /* Visa */
+    {1, 4, 4, 13, 13},          /* Visa (old 13-digit numbers) */
+    {2, 51, 55, 16, 16},        /* Mastercard */
+    {4, 2221, 2720, 16, 16},    /* Mastercard 2-series */
+    {2, 34, 34, 15, 15},        /* American Express */
+    {2, 37, 37, 15, 15},        /* American Express */
+    {3, 300, 305, 14, 19},      /* Diners Club */
+    {2, 36, 36, 14, 19},        /* Diners Club */
+    {2, 38, 39, 16, 19},        /* Diners Club (North America) */
+    {4, 6011, 6011, 16, 19},    /* Discover */
+    {3, 644, 649, 16, 19},      /* Discover */
+    {2, 65, 65, 16, 19},        /* Discover */
+    {4, 3528, 3589, 16, 19},    /* JCB */
+    {2, 62, 62, 16, 19},        /* UnionPay */
+    {2, 81, 81, 16, 16},        /* UnionPay (8-series) */
+    {4, 6759, 6759, 12, 19},    /* Maestro UK */
+    {4, 5018, 5020, 12, 19},    /* Maestro */
+    {4, 6304, 6304, 12, 19},    /* Maestro */
+    {4, 2200, 2204, 16, 16},    /* Mir */
+    {6, 508500, 508999, 16, 16} /* RuPay */
+};
+
+/* Card numbers: Luhn, and the prefix and length of a brand that issues them. */
 static int card_valid(const char *s, size_t n) {
-    char first = 0;
+    char d[20];
     int digits = 0;
     for (size_t i = 0; i < n; i++)
         if (s[i] >= '0' && s[i] <= '9') {
-            if (!first) first = s[i];
-            digits++;
+            if (digits == 19) return 0;
+            d[digits++] = s[i];
         }
-    if (digits < 13 || digits > 19 || first < '2' || first > '6') return 0;
-    return safety_luhn_valid(s, n);
+    int brand = 0;
+    for (size_t b = 0; b < sizeof CARD_BRANDS / sizeof CARD_BRANDS[0] && !brand; b++) {
+        const card_brand_t *cb = &CARD_BRANDS[b];
+        if (digits < cb->minlen || digits > cb->maxlen) continue;
+        int prefix = 0;
+        for (int k = 0; k < cb->width; k++) prefix = prefix * 10 + (d[k] - '0');
+        brand = prefix >= cb->lo && prefix <= cb->hi;
+    }
+    return brand && safety_luhn_valid(s, n);
 }
 
 /* ISO 13616: move the first four characters to the end, letters become
@@ -649,7 +722,27 @@ static int iban_valid(const char *s, size_t n) {
     return rem == 1;
 }
 
+/* a.b.C: a qualified name (a type, a module path, a config reference) */
+static int dotted_identifier(const char *s, size_t n) {
+    int dots = 0, at_start = 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+        if (c == '.') {
+            if (at_start) return 0;
+            dots++;
+            at_start = 1;
+        } else if (at_start ? !alpha : !(alpha || (c >= '0' && c <= '9'))) {
+            return 0;
+        } else {
+            at_start = 0;
+        }
+    }
+    return dots > 0 && !at_start;
+}
+
 static int mixed_valid(const char *s, size_t n) {
+    if (dotted_identifier(s, n)) return 0;
     int letter = 0, digit = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -659,10 +752,15 @@ static int mixed_valid(const char *s, size_t n) {
     return letter && digit;
 }
 
-static int phone_valid(const char *s, size_t n) {
+static int digit_count(const char *s, size_t n) {
     int digits = 0;
     for (size_t i = 0; i < n; i++)
         if (s[i] >= '0' && s[i] <= '9') digits++;
+    return digits;
+}
+
+static int phone_valid(const char *s, size_t n) {
+    int digits = digit_count(s, n);
     return digits >= 8 && digits <= 15;
 }
 
@@ -702,6 +800,8 @@ int safety_validate(safety_validator_t v, const char *s, size_t n) {
         return phone_valid(s, n);
     case SAFETY_VALID_EMAIL:
         return email_valid(s, n);
+    case SAFETY_VALID_NATIONAL:
+        return digit_count(s, n) >= 9 && digit_count(s, n) <= 11;
     }
     return 1;
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "safety/detect.h"
+#include "safety/examples.h"
 
 static safety_scanner_t *new_scanner(const safety_scan_config_t *cfg) {
     safety_scanner_t *sc = NULL;
@@ -257,7 +258,7 @@ static void test_positions(void) {
                        "  second: ghp_"
                        "Fak3Xq7Lm2Pz9KwT4nB8Rc5Hy6Jd1VFAKE01\n"
                        "third AKIA"
-                       "IOSFODNN7EXAMPLE\n";
+                       "Q3EGRT7PLXW5M2ND\n";
     safety_findings_t f = {0};
     scan_text(sc, text, 0, &f);
     CHECK(f.count == 2);
@@ -275,7 +276,7 @@ static void test_positions(void) {
     CHECK(f.count == 0);
     scan_text(sc,
               "AKIA"
-              "IOSFODNN7EXAMPLE",
+              "Q3EGRT7PLXW5M2ND",
               0, &f);
     CHECK(f.count == 1 && f.items[0].line == 1 && f.items[0].column == 1);
     safety_findings_free(&f);
@@ -304,12 +305,12 @@ static void test_generic_overlap(void) {
 
 static void test_allowlists(void) {
     const char *text = "a = \"AKIA"
-                       "IOSFODNN7EXAMPLE\"\n"
+                       "Q3EGRT7PLXW5M2ND\"\n"
                        "b = \"AKIA"
-                       "IOSFODNN7EXAMPLE\" // codex:allow test fixture\n"
-                       "mail jane@example.com and joe@corp.io\n"
+                       "Q3EGRT7PLXW5M2ND\" // codex:allow test fixture\n"
+                       "mail jane@acme.com and joe@corp.io\n"
                        "key glpat-"
-                       "PLACEHOLDERabcd12345\n";
+                       "QQSTOPWORDXabcd12345\n";
     /* inline allow on */
     safety_scanner_t *sc = new_scanner(NULL);
     if (!sc) return;
@@ -327,8 +328,8 @@ static void test_allowlists(void) {
     safety_scanner_free(sc);
 
     /* inline allow off, an allow regex and a stopword on */
-    const char *regexes[] = {"@example\\.com$"};
-    const char *stop[] = {"placeholder"};
+    const char *regexes[] = {"@acme\\.com$"};
+    const char *stop[] = {"qqstopword"};
     safety_scan_config_t cfg;
     safety_scan_config_init(&cfg);
     cfg.allow_inline = 0;
@@ -368,7 +369,7 @@ static void test_enabled_subset(void) {
         safety_findings_t f = {0};
         scan_text(sc,
                   "AKIA"
-                  "IOSFODNN7EXAMPLE jane@corp.io\n",
+                  "Q3EGRT7PLXW5M2ND jane@corp.io\n",
                   0, &f);
         CHECK(f.count == 1 && f.items[0].rule == safety_rule_find("email"));
         safety_findings_free(&f);
@@ -434,7 +435,36 @@ static void test_pathological_inputs(void) {
     safety_scanner_free(sc);
 }
 
+/* Every example-table entry names real rules; its sample is found by one of
+ * them when examples are kept, and by none of them otherwise. */
+static void test_example_values(void) {
+    safety_scanner_t *sc = new_scanner(NULL);
+    if (!sc) return;
+    for (int i = 0; i < safety_example_count(); i++) {
+        const safety_example_t *e = &safety_examples()[i];
+        CHECK_MSG(e->source && e->source[0] && e->category && e->sample, "example %d", i);
+        if (e->rules[0] != '*') {
+            char ids[256];
+            snprintf(ids, sizeof ids, "%s", e->rules);
+            for (char *t = strtok(ids, " "); t; t = strtok(NULL, " "))
+                CHECK_MSG(safety_rule_find(t) >= 0, "example %d names unknown rule %s", i, t);
+        }
+        safety_findings_t kept = {0}, dropped = {0};
+        scan_text(sc, e->sample, SAFETY_SCAN_KEEP_EXAMPLES, &kept);
+        scan_text(sc, e->sample, 0, &dropped);
+        int nk = 0, nd = 0;
+        for (size_t k = 0; k < kept.count; k++) nk += safety_example_applies(e, kept.items[k].rule);
+        for (size_t k = 0; k < dropped.count; k++)
+            nd += safety_example_applies(e, dropped.items[k].rule);
+        CHECK_MSG(nk >= 1, "example %d (%s): sample not found when kept", i, e->category);
+        CHECK_MSG(nd == 0, "example %d (%s): sample still found", i, e->category);
+        safety_findings_free(&kept);
+        safety_findings_free(&dropped);
+    }
+    safety_scanner_free(sc);
+}
+
 TEST_MAIN(TEST(test_table_is_sane), TEST(test_rule_samples), TEST(test_prefilter_equivalence),
           TEST(test_prefilter_equivalence_random), TEST(test_entropy_and_luhn),
           TEST(test_positions), TEST(test_generic_overlap), TEST(test_allowlists),
-          TEST(test_enabled_subset), TEST(test_pathological_inputs))
+          TEST(test_enabled_subset), TEST(test_pathological_inputs), TEST(test_example_values))
