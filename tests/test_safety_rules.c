@@ -464,7 +464,111 @@ static void test_example_values(void) {
     safety_scanner_free(sc);
 }
 
+/* base64 of s, into out (which must hold 4 * ceil(n / 3) + 1 bytes). */
+static void b64(const char *s, char *out) {
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(s), o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned char)s[i] << 16;
+        if (i + 1 < n) v |= (unsigned char)s[i + 1] << 8;
+        if (i + 2 < n) v |= (unsigned char)s[i + 2];
+        out[o++] = A[v >> 18 & 63];
+        out[o++] = A[v >> 12 & 63];
+        out[o++] = i + 1 < n ? A[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? A[v & 63] : '=';
+    }
+    out[o] = 0;
+}
+
+#define GHP_SAMPLE                                                                                 \
+    "ghp_"                                                                                         \
+    "Fak3Xq7Lm2Pz9KwT4nB8Rc5Hy6Jd1VFAKE01"
+
+/* The rule id found in text (one finding of that rule, whose match covers
+ * the substring `where` of text), or none for a look-alike (rule NULL). */
+static void expect_carrier(const safety_scanner_t *sc, const char *text, const char *rule,
+                           const char *where) {
+    safety_findings_t f = {0}, g = {0};
+    scan_text(sc, text, 0, &f);
+    scan_text(sc, text, SAFETY_SCAN_NO_PREFILTER, &g);
+    CHECK_MSG(f.count == g.count, "prefilter %zu vs full %zu in: %s", f.count, g.count, text);
+    if (!rule) {
+        CHECK_MSG(f.count == 0, "look-alike found (%s) in: %s",
+                  f.count ? safety_rules()[f.items[0].rule].id : "", text);
+    } else {
+        int r = safety_rule_find(rule), n = count_rule(&f, r);
+        CHECK_MSG(n == 1, "%s found %d times in: %s", rule, n, text);
+        const char *w = strstr(text, where);
+        for (size_t i = 0; i < f.count && w; i++)
+            if (f.items[i].rule == r)
+                CHECK_MSG(f.items[i].start <= (size_t)(w - text) &&
+                              f.items[i].end >= (size_t)(w - text) + strlen(where),
+                          "%s at [%zu, %zu) does not cover \"%s\"", rule, f.items[i].start,
+                          f.items[i].end, where);
+    }
+    safety_findings_free(&f);
+    safety_findings_free(&g);
+}
+
+static void test_carriers(void) {
+    safety_scanner_t *sc = new_scanner(NULL);
+    if (!sc) return;
+    char enc[256], enc2[256], enc3[256], text[1024];
+    b64(GHP_SAMPLE, enc);
+    b64("deploy:Zq81Wx72Er63Ty54", enc2);
+    b64("just some harmless text here", enc3);
+    /* base64 carriers: decoding calls, pipes, k8s Secret data, docker auth, Basic */
+    const char *calls[] = {"tok = base64.b64decode(\"%s\")", "const t = atob('%s');",
+                           "echo %s | base64 -d > token", "Buffer.from(\"%s\", \"base64\")"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(text, sizeof text, calls[i], enc);
+        expect_carrier(sc, text, "github_pat", enc);
+        snprintf(text, sizeof text, calls[i], enc3);
+        expect_carrier(sc, text, NULL, NULL);
+    }
+    snprintf(text, sizeof text, "apiVersion: v1\nkind: Secret\ndata:\n  note: %s\n", enc);
+    expect_carrier(sc, text, "github_pat", enc);
+    snprintf(text, sizeof text, "apiVersion: v1\nkind: ConfigMap\ndata:\n  note: %s\n", enc);
+    expect_carrier(sc, text, NULL, NULL); /* only a Secret's data is base64 by contract */
+    snprintf(text, sizeof text, "{\"auths\": {\"r.corp.io\": {\"auth\": \"%s\"}}}", enc2);
+    expect_carrier(sc, text, "url_basic_auth", enc2);
+    snprintf(text, sizeof text, "curl -H 'Authorization: Basic %s' https://api.corp.io", enc2);
+    expect_carrier(sc, text, "url_basic_auth", enc2);
+    snprintf(text, sizeof text, "{\"auth\": \"%s\"}", enc3);
+    expect_carrier(sc, text, NULL, NULL);
+    /* URL encoding */
+    expect_carrier(sc, "u = \"postgres%3A%2F%2Fapp%3As3cr3tFAKEpw%40db.internal%2Fapp\"",
+                   "postgres_url_password", "s3cr3tFAKEpw");
+    expect_carrier(sc, "printf(\"%3d%3d\\n\", a, b); q = a%2Fb", NULL, NULL);
+    /* split literals: +, adjacency, across lines, PHP's dot */
+    expect_carrier(sc,
+                   "key = \"sk_"
+                   "live_\" + \"Fak3Xq7Lm2Pz9KwT4nB8Rc5H\"",
+                   "stripe_secret_key", "Fak3Xq7Lm2Pz9KwT4nB8Rc5H");
+    expect_carrier(sc,
+                   "TOKEN = (\"ghp_Fak3Xq7Lm2Pz9KwT\"\n"
+                   "         \"4nB8Rc5Hy6Jd1VFAKE01\")",
+                   "github_pat", "4nB8Rc5Hy6Jd1VFAKE01");
+    expect_carrier(sc,
+                   "$k = 'ghp_Fak3Xq7Lm2Pz9KwT' . "
+                   "'4nB8Rc5Hy6Jd1VFAKE01';",
+                   "github_pat", "ghp_Fak3");
+    expect_carrier(sc, "msg = \"hello \" + \"world\" + name + \"!\"", NULL, NULL);
+    expect_carrier(sc, "f(\"ghp_Fak3Xq7Lm2Pz9KwT\", \"4nB8Rc5Hy6Jd1VFAKE01\")", NULL, NULL);
+    /* codex:allow on the carrier's line */
+    snprintf(text, sizeof text, "tok = b64decode(\"%s\")  # codex:allow fixture", enc);
+    expect_carrier(sc, text, NULL, NULL);
+    /* no decoding when asked */
+    snprintf(text, sizeof text, "tok = b64decode(\"%s\")", enc);
+    safety_findings_t f = {0};
+    scan_text(sc, text, SAFETY_SCAN_NO_DECODE, &f);
+    CHECK(f.count == 0);
+    safety_findings_free(&f);
+    safety_scanner_free(sc);
+}
+
 TEST_MAIN(TEST(test_table_is_sane), TEST(test_rule_samples), TEST(test_prefilter_equivalence),
           TEST(test_prefilter_equivalence_random), TEST(test_entropy_and_luhn),
           TEST(test_positions), TEST(test_generic_overlap), TEST(test_allowlists),
-          TEST(test_enabled_subset), TEST(test_pathological_inputs), TEST(test_example_values))
+          TEST(test_enabled_subset), TEST(test_pathological_inputs), TEST(test_example_values),
+          TEST(test_carriers))
