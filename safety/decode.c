@@ -332,7 +332,7 @@ static const safety_carrier_trigger_t TRIGGERS[] = {
     {"| base64 -", SAFETY_CARRIER_B64_PIPE},
     {"\"auth\":", SAFETY_CARRIER_B64_AUTH},
     {"\"auth\" :", SAFETY_CARRIER_B64_AUTH},
-    {"basic ", SAFETY_CARRIER_B64_AUTH},
+    {"basic ", SAFETY_CARRIER_B64_AUTH}, /* any case: the automaton folds it */
     {"kind: secret", SAFETY_CARRIER_K8S},
     {"%0a", SAFETY_CARRIER_URL}, /* digits fold to 0 in the automaton: %3A, %2F, %40, ... */
     {"%0b", SAFETY_CARRIER_URL},

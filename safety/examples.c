@@ -21,7 +21,8 @@ static const safety_example_t EXAMPLES[] = {
      "AWS IAM User Guide, 'Managing access keys' (docs.aws.amazon.com)",
      "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCY" "EXAMPLEKEY"},
     {"documentation example keys", "*secret", SAFETY_NORM_NONE,
-     "2YotnFZFEjr1zCsicMWpAA|tGzv3JOkF0XG5Qx2TlKWIA|SplxlOBeZQQYbYS6WxSbIA|7Fjfp0ZBr1KtDRbnfVdmIw",
+     "2YotnFZFEjr1zCsicMWpAA|tGzv3JOkF0XG5Qx2TlKWIA|SplxlOBeZQQYbYS6WxSbIA|7Fjfp0ZBr1KtDRbnfVdmIw|"
+     "gX1fBat3bV",
      "RFC 6749 (OAuth 2.0), sections 4.1-5.1: example access, refresh and code values",
      "{\"access_token\":\"2YotnFZFEjr1zCsicMWpAA\"}"},
     /* ---- well-known example tokens ---- */
