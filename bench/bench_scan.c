@@ -5,7 +5,10 @@
  * planted in it. Prints the prefiltered rate, the findings, and (on a
  * slice) the rate of a plain regex scan for comparison.
  *
- *   bench_scan [DIR] [MAX_MB]     (see docs/performance.md)
+ *   bench_scan [DIR] [MAX_MB] [CORPUS_DIR]   speed over DIR (/usr/include), and
+ *                                 recall/false positives on a labelled corpus
+ *   bench_scan --corpus DIR       recall and false-positive rate on the labelled
+ *                                 corpus (tests/safety_corpus.py generate DIR)
  *   bench_scan --real [DIR...]    findings per MB by rule on real trees
  *                                 (/usr/include, /usr/lib/python3*, /usr/share/doc)
  */
@@ -175,7 +178,77 @@ static void per_rule_cost(const char *buf, size_t len) {
     free(en);
 }
 
+/* ---- the labelled corpus (tests/safety_corpus.py generate DIR) ---- */
+
+/* Reads a whole file; allocates. NULL when unreadable. */
+static char *read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    rewind(f);
+    char *buf = sz >= 0 ? malloc((size_t)sz + 1) : NULL;
+    *n = buf ? fread(buf, 1, (size_t)sz, f) : 0;
+    fclose(f);
+    return buf;
+}
+
+/* Recall (leak files with a finding), false-positive rate (clean files
+ * with one) and MB per CPU second over the corpus files. */
+static int labelled_corpus(const safety_scanner_t *sc, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/labels.tsv", dir);
+    FILE *lf = fopen(path, "r");
+    if (!lf) {
+        fprintf(stderr, "bench_scan: %s: run tests/safety_corpus.py generate %s first\n", path,
+                dir);
+        return 1;
+    }
+    size_t leaks = 0, found = 0, cleans = 0, flagged = 0, bytes = 0;
+    double cpu = 0;
+    char line[8192];
+    while (fgets(line, sizeof line, lf)) {
+        char *rel = strtok(line, "\t"), *kind = strtok(NULL, "\t\n");
+        if (!rel || !kind) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, rel);
+        size_t n;
+        char *buf = read_all(path, &n);
+        if (!buf) continue;
+        safety_findings_t f = {0};
+        cu_error_t err = {0};
+        double t0 = thread_cpu();
+        int rc = safety_scan(sc, buf, n, 0, &f, &err);
+        cpu += thread_cpu() - t0;
+        bytes += n;
+        int hit = rc == CU_OK && f.count > 0;
+        if (!strcmp(kind, "leak")) {
+            leaks++;
+            found += hit;
+        } else {
+            cleans++;
+            flagged += hit;
+        }
+        safety_findings_free(&f);
+        free(buf);
+    }
+    fclose(lf);
+    printf("labelled corpus: %zu files (%zu leak, %zu clean), %.2f MB\n", leaks + cleans, leaks,
+           cleans, (double)bytes / 1e6);
+    printf("  recall %.3f, false-positive rate %.3f, %.1f MB/s (per CPU second, small files)\n",
+           leaks ? (double)found / (double)leaks : 0.0,
+           cleans ? (double)flagged / (double)cleans : 0.0, (double)bytes / 1e6 / cpu);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 2 && !strcmp(argv[1], "--corpus")) {
+        safety_scanner_t *sc = NULL;
+        cu_error_t err = {0};
+        if (safety_scanner_new(NULL, &sc, &err) != CU_OK) return 1;
+        int rc = labelled_corpus(sc, argv[2]);
+        safety_scanner_free(sc);
+        return rc;
+    }
     if (argc > 1 && !strcmp(argv[1], "--real")) {
         safety_scanner_t *sc = NULL;
         cu_error_t err = {0};
@@ -232,6 +305,7 @@ int main(int argc, char **argv) {
     size_t slice = c.len < (16u << 20) ? c.len : (16u << 20);
     double full = scan_rate(sc, c.buf, slice, SAFETY_SCAN_NO_PREFILTER, &nf);
     printf("plain regex scan (first %.1f MB): %.1f MB/s\n", (double)slice / 1e6, full);
+    if (argc > 3) labelled_corpus(sc, argv[3]);
     if (getenv("BENCH_SCAN_PER_RULE")) per_rule_cost(c.buf, slice);
     safety_scanner_free(sc);
     free(c.buf);

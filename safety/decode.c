@@ -118,13 +118,28 @@ static int emit_b64(walk_t *w, size_t a, size_t b, const char *prefix, size_t pl
     return emit(w);
 }
 
-/* `user:pass` as `https://user:pass@registry` for the URL rule. */
+/* `user:pass` as `https://user:pass@registry` for the URL rule, with the
+ * characters a URL cannot hold there percent-escaped. */
 static int emit_b64_credentials(walk_t *w, size_t a, size_t b) {
     char out[4096];
     if (b - a > sizeof out) return 0;
     long n = b64_decode_text(w->buf, a, b, out, sizeof out);
     if (n <= 2 || !memchr(out, ':', (size_t)n)) return 0;
-    return emit_b64(w, a, b, "https://", 8, "@registry\n");
+    if (d_puts(&w->d, "https://", 8, a, b) < 0) return -1;
+    for (long i = 0; i < n; i++) {
+        char esc[4];
+        unsigned char c = (unsigned char)out[i];
+        if (c == '@' || c == '/' || c == ' ' || c == '"' || c == '\'' || c == '<' || c == '>' ||
+            c < 0x20) {
+            static const char X[] = "0123456789ABCDEF";
+            esc[0] = '%', esc[1] = X[c >> 4], esc[2] = X[c & 15];
+            if (d_puts(&w->d, esc, 3, a, b) < 0) return -1;
+        } else if (d_put(&w->d, (char)c, a, b) < 0) {
+            return -1;
+        }
+    }
+    if (d_puts(&w->d, "@registry\n", 10, a, b) < 0) return -1;
+    return emit(w);
 }
 
 /* The end of a run of base64 characters starting at i. */

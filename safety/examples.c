@@ -26,7 +26,7 @@ static const safety_example_t EXAMPLES[] = {
      "RFC 6749 (OAuth 2.0), sections 4.1-5.1: example access, refresh and code values",
      "{\"access_token\":\"2YotnFZFEjr1zCsicMWpAA\"}"},
     /* ---- well-known example tokens ---- */
-    {"well-known example tokens", "jwt", SAFETY_NORM_NONE,
+    {"well-known example tokens", "jwt bearer_token_header", SAFETY_NORM_NONE,
      "eyJ[A-Za-z0-9_-]*\\.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ"
      "\\.[A-Za-z0-9_-]*",
      "jwt.io debugger's default token (sub 1234567890, name John Doe)",
@@ -90,7 +90,7 @@ static const safety_example_t EXAMPLES[] = {
     /* ---- placeholders ---- */
     {"placeholders", "*secret", SAFETY_NORM_NONE,
      "(?i).*(?:example|sample|dummy|placeholder|change_?me|replace_?me|your[_-]?(?:api[_-]?)?(?:key|"
-     "token|secret|passw(?:or)?d)|x{6,}|\\*{4,}|redacted|<[^>]*>|\\$\\{[^}]*\\}|\\{\\{[^}]*\\}\\}|"
+     "token|secret|passw(?:or)?d)|x{6,}|\\*{4,}|redacted|<[A-Za-z_ -]+>|\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}|\\{\\{[^}]*\\}\\}|"
      "%\\([^)]*\\)s).*",
      "convention: words and template syntax that mark where a secret will go",
      "api_key = \"YOUR_API_KEY_" "Zq81Wx72\""},
