@@ -95,8 +95,8 @@ static const safety_example_t EXAMPLES[] = {
      "convention: words and template syntax that mark where a secret will go",
      "api_key = \"YOUR_API_KEY_" "Zq81Wx72\""},
     {"placeholders", "*secret", SAFETY_NORM_NONE,
-     "(?i)(?:password|passwd|secret|pass|pwd|token|admin|root|test|guest|user|username|changeit)",
-     "convention: the word itself in the place of the value", "https://username:password@host.com/x"},
+     "(?i)(?:password|passwd|secret|pass|pwd|token|admin|root|test|guest|user|username|changeit|\\$\\{?[A-Za-z_][A-Za-z0-9_]*\\}?)",
+     "convention: the word itself, or a variable ($X, ${X}), in the place of the value", "https://username:password@host.com/x"},
 };
 /* clang-format on */
 

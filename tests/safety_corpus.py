@@ -366,7 +366,7 @@ def env_example():
 
 @clean
 def settings_env():
-    return "app/settings.py", "import os\n\nSECRET_KEY = os.environ['SECRET_KEY']\nDB_PASSWORD = os.getenv('DB_PASSWORD')\nAPI_TOKEN = settings.get('api_token')\n"
+    return "app/settings.py", "import os\n\nSECRET_KEY = os.environ['SECRET_KEY']\nDB_PASS = \"$DB_PASSWORD_2024\"\nDB_PASSWORD = os.getenv('DB_PASSWORD')\nAPI_TOKEN = settings.get('api_token')\n"
 
 
 @clean
