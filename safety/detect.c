@@ -12,6 +12,9 @@
  */
 #include "safety/detect.h"
 
+#include "safety/decode.h"
+#include "safety/examples.h"
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -21,6 +24,16 @@
 
 #define DIGIT_SYMBOL '0' /* every digit maps to this before classing */
 #define MATCH_LIMIT 2000000
+/* internal flags: how deep in derived text (decoded, joined) a scan is */
+#define DEPTH_SHIFT 16
+#define DEPTH_MASK (3u << DEPTH_SHIFT)
+#define MAX_DEPTH 2
+
+static int trigger_count(void) {
+    int n = 0;
+    while (safety_carrier_triggers()[n].keyword) n++;
+    return n;
+}
 
 typedef struct {
     uint32_t first; /* into out_rules */
@@ -36,6 +49,7 @@ struct safety_scanner {
     char **stopwords; /* lower case */
     size_t n_stop;
     int allow_inline;
+    pcre2_code **example_code; /* per example entry (examples.h) */
     /* keyword automaton */
     uint8_t cls[256];
     uint32_t ncls;
@@ -111,8 +125,8 @@ static void trie_free(trie_t *t) {
 
 static int build_automaton(safety_scanner_t *sc, const unsigned char *enabled, cu_error_t *err) {
     const safety_rule_t *rules = safety_rules();
-    int nr = sc->nrules;
-    size_t rule_bytes = (size_t)(nr + 7) / 8;
+    int nr = sc->nrules, nt = trigger_count(), nall = nr + nt;
+    size_t rule_bytes = (size_t)(nall + 7) / 8;
     /* classes: one per distinct folded byte used by a keyword */
     memset(sc->cls, 0, sizeof sc->cls);
     uint8_t symbol_class[256] = {0};
@@ -124,17 +138,24 @@ static int build_automaton(safety_scanner_t *sc, const unsigned char *enabled, c
                 uint8_t f = fold((uint8_t)*p);
                 if (!symbol_class[f]) symbol_class[f] = (uint8_t)ncls++;
             }
+    for (int t = 0; t < nt; t++)
+        for (const char *p = safety_carrier_triggers()[t].keyword; *p; p++) {
+            uint8_t f = fold((uint8_t)*p);
+            if (!symbol_class[f]) symbol_class[f] = (uint8_t)ncls++;
+        }
     for (int c = 0; c < 256; c++) sc->cls[c] = symbol_class[fold((uint8_t)c)];
     sc->ncls = ncls;
 
     trie_t t = {0};
     int rc = CU_ENOMEM;
     if (trie_add_state(&t, ncls, rule_bytes) < 0) goto done;
-    for (int r = 0; r < nr; r++) {
-        if (enabled && !enabled[r]) continue;
+    for (int r = 0; r < nall; r++) {
+        if (r < nr && enabled && !enabled[r]) continue;
         const char *digits[] = {"0000", NULL};
-        const char *const *kws =
-            rules[r].trigger == SAFETY_TRIGGER_DIGITS ? digits : rules[r].keywords;
+        const char *trig[] = {r >= nr ? safety_carrier_triggers()[r - nr].keyword : NULL, NULL};
+        const char *const *kws = r >= nr                                     ? trig
+                                 : rules[r].trigger == SAFETY_TRIGGER_DIGITS ? digits
+                                                                             : rules[r].keywords;
         for (int k = 0; kws[k]; k++) {
             uint32_t s = 0;
             for (const char *p = kws[k]; *p; p++) {
@@ -188,14 +209,14 @@ static int build_automaton(safety_scanner_t *sc, const unsigned char *enabled, c
     sc->out = calloc(t.n, sizeof *sc->out);
     size_t total = 0;
     for (uint32_t s = 0; s < t.n; s++)
-        for (int r = 0; r < nr; r++)
+        for (int r = 0; r < nall; r++)
             if (t.rules[s][r / 8] & (1u << (r % 8))) total++;
     sc->out_rules = malloc((total ? total : 1) * sizeof *sc->out_rules);
     if (!sc->has_out || !sc->out || !sc->out_rules) goto done;
     uint32_t pos = 0;
     for (uint32_t s = 0; s < t.n; s++) {
         sc->out[s].first = pos;
-        for (int r = 0; r < nr; r++)
+        for (int r = 0; r < nall; r++)
             if (t.rules[s][r / 8] & (1u << (r % 8))) sc->out_rules[pos++] = (uint16_t)r;
         sc->out[s].count = pos - sc->out[s].first;
         sc->has_out[s] = sc->out[s].count > 0;
@@ -220,6 +241,25 @@ static pcre2_code *compile(const char *pattern, cu_error_t *err, const char *wha
                      (size_t)eo);
     }
     return code;
+}
+
+/* The example table's patterns, each anchored at both ends. */
+static int compile_examples(safety_scanner_t *sc, cu_error_t *err) {
+    int n = safety_example_count();
+    sc->example_code = calloc((size_t)n, sizeof *sc->example_code);
+    if (!sc->example_code) return cu_error_set(err, CU_ENOMEM, "out of memory compiling examples");
+    for (int i = 0; i < n; i++) {
+        int ec;
+        PCRE2_SIZE eo;
+        sc->example_code[i] =
+            pcre2_compile((PCRE2_SPTR)safety_examples()[i].pattern, PCRE2_ZERO_TERMINATED,
+                          PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ec, &eo, NULL);
+        if (!sc->example_code[i]) /* the table is ours: a bad pattern is a bug */
+            return cu_error_set(err, CU_EINTERNAL, "example %d: pattern does not compile at %zu", i,
+                                (size_t)eo);
+        pcre2_jit_compile(sc->example_code[i], PCRE2_JIT_COMPLETE);
+    }
+    return CU_OK;
 }
 
 int safety_scanner_new(const safety_scan_config_t *cfg, safety_scanner_t **out, cu_error_t *err) {
@@ -272,6 +312,8 @@ int safety_scanner_new(const safety_scan_config_t *cfg, safety_scanner_t **out, 
             sc->stopwords[sc->n_stop++] = w;
         }
     }
+    rc = compile_examples(sc, err);
+    if (rc) goto fail;
     rc = build_automaton(sc, cfg->enabled, err);
     if (rc) goto fail;
     *out = sc;
@@ -292,6 +334,9 @@ void safety_scanner_free(safety_scanner_t *sc) {
     free(sc->allow_re);
     for (size_t i = 0; i < sc->n_stop; i++) free(sc->stopwords[i]);
     free(sc->stopwords);
+    if (sc->example_code)
+        for (int i = 0; i < safety_example_count(); i++) pcre2_code_free(sc->example_code[i]);
+    free(sc->example_code);
     free(sc->delta);
     free(sc->has_out);
     free(sc->out);
@@ -315,6 +360,9 @@ typedef struct {
     pcre2_jit_stack *jit_stack;
     safety_findings_t *out;
     cu_error_t *err;
+    safety_carrier_hit_t *hits; /* carrier triggers seen, in order */
+    size_t nhits, hits_cap;
+    int want_hits;
     /* the last line checked for `codex:allow`: findings cluster on lines */
     size_t allow_ls, allow_le;
     int allow_cached, allow_has;
@@ -364,6 +412,24 @@ static int allowlisted(scan_t *s, const safety_finding_t *f) {
     return 0;
 }
 
+/* 1 when the secret of a finding of rule r is a published example value
+ * or a placeholder (examples.h). */
+static int is_example(scan_t *s, int r, const char *sec, size_t sn) {
+    if (s->flags & SAFETY_SCAN_KEEP_EXAMPLES) return 0;
+    char norm[512];
+    for (int i = 0; i < safety_example_count(); i++) {
+        const safety_example_t *e = &safety_examples()[i];
+        if (!safety_example_applies(e, r)) continue;
+        size_t m = safety_example_normalise(e->norm, sec, sn, norm, sizeof norm);
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(s->sc->example_code[i], NULL);
+        if (!md) return 0;
+        int rc = pcre2_match(s->sc->example_code[i], (PCRE2_SPTR)norm, m, 0, 0, md, s->mctx);
+        pcre2_match_data_free(md);
+        if (rc >= 0) return 1;
+    }
+    return 0;
+}
+
 /* Records the match in s->md (pcre2_match returned rc) as a finding of
  * rule r if it passes the rule's judges and no allowlist. */
 static int take_match(scan_t *s, int r, int rc) {
@@ -379,7 +445,7 @@ static int take_match(scan_t *s, int r, int rc) {
     size_t sn = f.secret_end - f.secret_start;
     f.entropy = safety_entropy(sec, sn);
     if (f.entropy >= rule->min_entropy && safety_validate(rule->validator, sec, sn) &&
-        !allowlisted(s, &f))
+        !is_example(s, r, sec, sn) && !allowlisted(s, &f))
         return safety_findings_push(s->out, &f, s->err);
     return CU_OK;
 }
@@ -436,7 +502,42 @@ static int run_multiline(scan_t *s, int r, size_t i, size_t *covered) {
     return take_match(s, r, rc);
 }
 
+static int push_hit(scan_t *s, int t, size_t end) {
+    if (s->nhits == s->hits_cap) {
+        size_t cap = s->hits_cap ? s->hits_cap * 2 : 64;
+        safety_carrier_hit_t *h = realloc(s->hits, cap * sizeof *h);
+        if (!h) return cu_error_set(s->err, CU_ENOMEM, "out of memory scanning");
+        s->hits = h;
+        s->hits_cap = cap;
+    }
+    s->hits[s->nhits++] = (safety_carrier_hit_t){(unsigned)t, end};
+    return CU_OK;
+}
+
+/* The automaton alone, for the carrier triggers (the unfiltered scan). */
+static int collect_hits(scan_t *s) {
+    const safety_scanner_t *sc = s->sc;
+    uint32_t st = 0;
+    for (size_t i = 0; i < s->len; i++) {
+        st = sc->delta[st + sc->cls[(uint8_t)s->buf[i]]];
+        if (!sc->has_out[st / sc->ncls]) continue;
+        const ac_out_t *o = &sc->out[st / sc->ncls];
+        for (uint32_t k = 0; k < o->count; k++) {
+            int r = sc->out_rules[o->first + k];
+            if (r >= sc->nrules) {
+                int rc = push_hit(s, r - sc->nrules, i);
+                if (rc) return rc;
+            }
+        }
+    }
+    return CU_OK;
+}
+
 static int scan_full(scan_t *s) {
+    if (s->want_hits) {
+        int rc = collect_hits(s);
+        if (rc) return rc;
+    }
     for (int r = 0; r < s->sc->nrules; r++) {
         if (!s->sc->code[r]) continue;
         size_t last;
@@ -475,6 +576,10 @@ static int scan_prefiltered(scan_t *s) {
         }
         for (uint32_t k = 0; k < o->count; k++) {
             int r = sc->out_rules[o->first + k];
+            if (r >= sc->nrules) {
+                if (s->want_hits && (rc = push_hit(s, r - sc->nrules, i))) goto done;
+                continue;
+            }
             if (covered[r] > i) continue;
             const safety_rule_t *rule = &safety_rules()[r];
             size_t ws = ls > covered[r] ? ls : covered[r];
@@ -559,9 +664,58 @@ static int finish(scan_t *s, size_t first) {
     return CU_OK;
 }
 
+typedef struct {
+    scan_t *s;
+    size_t first; /* the outer scan's first finding */
+} derive_ctx_t;
+
+/* 1 when a finding of rule r overlapping [a, b) is already in the scan. */
+static int already_found(const derive_ctx_t *c, int r, size_t a, size_t b) {
+    const safety_findings_t *f = c->s->out;
+    for (size_t i = c->first; i < f->count; i++)
+        if (f->items[i].rule == r && f->items[i].start < b && a < f->items[i].end) return 1;
+    return 0;
+}
+
+/* Scans one derived text and reports its findings where its carrier is. */
+static int on_derived(void *ctx, const safety_derived_t *d) {
+    derive_ctx_t *c = ctx;
+    scan_t *s = c->s;
+    unsigned depth = ((s->flags & DEPTH_MASK) >> DEPTH_SHIFT) + 1;
+    unsigned flags = (s->flags & ~DEPTH_MASK) | (depth << DEPTH_SHIFT);
+    safety_findings_t sub = {0};
+    int rc = safety_scan(s->sc, d->text, d->len, flags, &sub, s->err);
+    for (size_t i = 0; !rc && i < sub.count; i++) {
+        const safety_finding_t *f = &sub.items[i];
+        safety_finding_t o = *f;
+        o.start = d->from[f->start];
+        o.end = d->to[f->end - 1];
+        o.secret_start = d->from[f->secret_start];
+        o.secret_end = d->to[f->secret_end - 1];
+        if (o.end <= o.start || o.secret_end <= o.secret_start) continue;
+        if (already_found(c, f->rule, o.start, o.end)) continue;
+        if (!(s->flags & SAFETY_SCAN_NO_ALLOWLIST) && s->sc->allow_inline &&
+            line_has_inline_allow(s, o.start))
+            continue;
+        rc = safety_findings_push(s->out, &o, s->err);
+    }
+    s->out->limit_hits += sub.limit_hits;
+    safety_findings_free(&sub);
+    return rc;
+}
+
+static int scan_derived(scan_t *s, size_t first) {
+    derive_ctx_t c = {.s = s, .first = first};
+    int rc = safety_derive(s->buf, s->len, s->hits, s->nhits, on_derived, &c);
+    if (rc < 0) return cu_error_set(s->err, CU_ENOMEM, "out of memory decoding carriers");
+    return rc;
+}
+
 int safety_scan(const safety_scanner_t *sc, const char *buf, size_t len, unsigned flags,
                 safety_findings_t *out, cu_error_t *err) {
     scan_t s = {.sc = sc, .buf = buf, .len = len, .flags = flags, .out = out, .err = err};
+    s.want_hits =
+        !(flags & SAFETY_SCAN_NO_DECODE) && ((flags & DEPTH_MASK) >> DEPTH_SHIFT) < MAX_DEPTH;
     size_t first = out->count;
     int rc = CU_ENOMEM;
     s.md = pcre2_match_data_create(16, NULL);
@@ -574,10 +728,12 @@ int safety_scan(const safety_scanner_t *sc, const char *buf, size_t len, unsigne
     pcre2_jit_stack_assign(s.mctx, NULL, s.jit_stack);
     pcre2_set_match_limit(s.mctx, MATCH_LIMIT);
     rc = (flags & SAFETY_SCAN_NO_PREFILTER) ? scan_full(&s) : scan_prefiltered(&s);
+    if (!rc && s.nhits) rc = scan_derived(&s, first);
     if (!rc) rc = finish(&s, first);
 done:
     pcre2_jit_stack_free(s.jit_stack);
     pcre2_match_context_free(s.mctx);
     pcre2_match_data_free(s.md);
+    free(s.hits);
     return rc;
 }

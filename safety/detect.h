@@ -14,9 +14,16 @@
  * After matching, a candidate is kept only if its secret has the rule's
  * entropy and passes its validator, and is not allowlisted: by a stopword
  * in the secret, an allow regex matching the whole match, or a
- * `codex:allow` comment on the line where the match starts. Where a
+ * `codex:allow` comment on the line where the match starts, and is not a
+ * published example value or a placeholder (examples.h). Where a
  * generic rule's finding overlaps a specific rule's, the generic one is
  * dropped. Findings come out sorted by offset, then rule.
+ *
+ * The automaton also reports carriers (decode.h): base64 and URL-encoded
+ * values and string literals split across an expression. Each is turned
+ * into derived text, scanned again (two levels deep at most), and its
+ * findings are reported at the carrier's place in the original (a finding
+ * already made there by the same rule is not repeated).
  *
  * A scanner is immutable after safety_scanner_new: one may be shared by
  * threads, each scan allocates its own match state.
@@ -71,8 +78,10 @@ void safety_scanner_free(safety_scanner_t *sc);
 int safety_scanner_jit(const safety_scanner_t *sc);
 
 enum {
-    SAFETY_SCAN_NO_PREFILTER = 1, /* run every regex over the whole buffer */
-    SAFETY_SCAN_NO_ALLOWLIST = 2, /* keep allowlisted findings (stopwords, regexes, inline) */
+    SAFETY_SCAN_NO_PREFILTER = 1,  /* run every regex over the whole buffer */
+    SAFETY_SCAN_NO_ALLOWLIST = 2,  /* keep allowlisted findings (stopwords, regexes, inline) */
+    SAFETY_SCAN_KEEP_EXAMPLES = 4, /* keep published example values and placeholders */
+    SAFETY_SCAN_NO_DECODE = 8,     /* do not decode or join carriers (decode.h) */
 };
 
 /* Scans buf[0..len) and appends the findings to *out (sorted among

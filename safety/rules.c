@@ -58,17 +58,21 @@ static const safety_rule_t RULES[] = {
     {"aws_access_key", "AWS access key ID", SEC, CRIT, TKW, KW("akia", "asia", "abia", "acca"),
      "(?<![A-Za-z0-9])((?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
      S("aws_key = \"AKIA"
-       "IOSFODNN7EXAMPLE\""),
+       "Q3EGRT7PLXW5M2ND\""),
      S("AKIA"
        "XXXXXXXXXXXXXXXX",
        "AKIA"
-       "IOSFODNN7EXAMPL")},
+       "IOSFODNN7EXAMPL",
+       "aws_access_key_id = AKIA"
+       "IOSFODNN7EXAMPLE")},
     {"aws_secret_key", "AWS secret access key", SEC, CRIT, TKW, KW("aws"),
      "(?i)aws_?(?:secret_?(?:access_?)?key|secret)" ASSIGN "([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
      3.5, VNONE, 0, 0,
-     S("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/"
-       "bPxRfiCYEXAMPLEKEY"),
-     S("aws_secret_access_key = os.environ['AWS_SECRET']")},
+     S("aws_secret_access_key = Kq7Lm2Pz9KwT4nB8/"
+       "Rc5Hy6Jd1VGe0Ns8Ut3WFak"),
+     S("aws_secret_access_key = os.environ['AWS_SECRET']",
+       "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/"
+       "bPxRfiCYEXAMPLEKEY")},
     {"gcp_api_key", "Google Cloud / Firebase / Gemini API key", SEC, HIGH, TKW, KW("aiza"),
      TOKEN_DASH("AIza", "[0-9A-Za-z_-]{35}"), 3.0, VNONE, 0, 0,
      S("key=AIza"
@@ -430,7 +434,11 @@ static const safety_rule_t RULES[] = {
        "short")},
     /* ---- keys, tokens and URLs of any provider ---- */
     {"private_key_block", "PEM/OpenSSH/PGP private key block", SEC, CRIT, TKW, KW("-----begin"),
-     "-----BEGIN[ A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----[\\s\\S]{20,20000}?-----END[ "
+     /* the body cannot hold "-----", so it stops at the next armour line: an
+        unterminated BEGIN costs the distance to the next dashes, not SAFETY_MAX_SPAN */
+     "-----BEGIN[ A-Z0-9_-]{0,40}PRIVATE KEY(?: "
+     "BLOCK)?-----(?=(?:[^-]|-(?!----)){20})(?:[^-]++|-(?!----))*+"
+     "-----END[ "
      "A-Z0-9_-]{0,40}PRIVATE KEY(?: BLOCK)?-----",
      0.0, VNONE, 1, 0,
      S("-----BEGIN RSA PRIVATE"
@@ -502,7 +510,331 @@ static const safety_rule_t RULES[] = {
      S("api_key = \"" A10 B10 "\"", "DB_PASSWORD="
                                     "Xk9#mP2$vL7qR4"),
      S("password = os.getenv(\"DB_PASSWORD\")", "max_tokens: 100000000000000",
-       "token = tokenizer_encode123(x)")},
+       "token = tokenizer_encode123(x)",
+       "self, private_key: ed25519.Ed25519PrivateKey, f_priv: _FragList")},
+    /* ---- passwords by position, framework keys ---- */
+    {"cli_password_argument", "Password given on a command line (mysql -p, sshpass -p)", SEC, HIGH,
+     TKW, KW("mysql", "mariadb", "sshpass"),
+     "(?i)(?:\\b(?:mysql(?:dump|admin)?|mariadb(?:-dump)?)\\b[^\\n|;&]{0,200}?\\s(?:-p|--password=)"
+     "|\\bsshpass\\s+-p\\s*)[\"\\']?([^\\s\"\\'$<>{}`]{3,128})",
+     1.5, VNONE, 0, 0,
+     S("mysql -u root -pLc"
+       "vcrUg6P3g4iM appdb",
+       "sshpass -p 'LcvcrUg6P3g"
+       "4iM' ssh deploy@10.0.0.5",
+       "mysqldump --password=Lcvc"
+       "rUg6P3g4iM app > dump.sql"),
+     S("mysql -u root -p appdb", "sshpass -p \"$SSHPASS\" ssh host", "mysql -p${DB_PASS} app")},
+    {"curl_user_password", "curl -u user:password on a command line", SEC, HIGH, TKW, KW("curl"),
+     "(?i)\\bcurl\\b[^\\n|;&]{0,300}?\\s(?:-u|--user)\\s*[\"\\']?[^\\s:\"\\']{1,64}:([^\\s\"\\'$<>{"
+     "}@`]{3,128})",
+     1.5, VNONE, 0, 0,
+     S("curl -u admin:LcvcrUg6P3g"
+       "4iM https://api.corp.io/v1",
+       "curl --user \"ci:LcvcrUg6P3"
+       "g4iM\" -X POST https://x.io"),
+     S("curl -u \"$USER:$PASS\" https://x.io", "curl -u admin https://x.io")},
+    {"bearer_token_header", "Bearer token in an Authorization header", SEC, HIGH, TKW, KW("bearer"),
+     "(?i)authorization[\"\\']?\\s*[:=]\\s*[\"\\']?bearer\\s+([A-Za-z0-9._~+/=-]{20,2000})", 3.3,
+     VNONE, 0, 1,
+     S("curl -H \"Authorization: Bearer ijR3AAZodEK3z"
+       "QQvCdy29cqeCXkhvHsZBKy5\" https://api.corp.io",
+       "headers = {'Authorization': 'Bearer i"
+       "jR3AAZodEK3zQQvCdy29cqeCXkhvHsZBKy5'}"),
+     S("\"Authorization: Bearer ${TOKEN}\"", "Authorization: Bearer <token>")},
+    {"aws_cli_configure", "AWS credential set with aws configure set", SEC, CRIT, TKW,
+     KW("aws configure set"),
+     "(?i)aws configure set "
+     "(?:aws_secret_access_key|aws_session_token)\\s+[\"\\']?([A-Za-z0-9/+=]{16,1024})",
+     3.0, VNONE, 0, 0,
+     S("aws configure set aws_secret_access_key "
+       "LPC6Urz/TXE8eJZaJP8xZrS0lu5xo/xiDLU+A/Ic"),
+     S("aws configure set aws_secret_access_key $AWS_SECRET_ACCESS_KEY",
+       "aws configure set region eu-west-1")},
+    {"pgpass_entry", "PostgreSQL password file (.pgpass) entry", SEC, HIGH, TDIG, KW(NULL),
+     "(?m)^[^:\\s#]{1,255}:[0-9]{4,5}:[^:\\s]{1,63}:[^:\\s]{1,63}:([^:\\s]{3,128})$", 1.5, VNONE, 0,
+     0,
+     S("db.internal:5432:app:a"
+       "pp_user:LcvcrUg6P3g4iM",
+       "localhost:5433:*:p"
+       "ostgres:npWmqHMtLr"),
+     S("12:30:45:00", "fe80:0000:0000:0000:0202:b3ff:fe1e:8329", "localhost:5432:app:app_user")},
+    {"netrc_password", ".netrc machine entry with a password", SEC, HIGH, TKW, KW("machine"),
+     "(?i)\\bmachine\\s+\\S{1,255}\\s+login\\s+\\S{1,128}\\s+password\\s+([^\\s$<>{}]{3,128})", 1.5,
+     VNONE, 0, 0,
+     S("machine api.heroku.com login me"
+       "@corp.io password LcvcrUg6P3g4iM"),
+     S("machine api.heroku.com login me@corp.io",
+       "the state machine login flow uses password prompts")},
+    {"xml_password_element", "Password in an XML element (Maven settings.xml, server configs)", SEC,
+     HIGH, TKW, KW("<password>", "<passphrase>"),
+     "(?i)<(?:password|passphrase)>([^<>${}\\s]{3,128})</(?:password|passphrase)>", 1.5, VNONE, 0,
+     0,
+     S("<server><id>nexus</id><username>ci</username"
+       "><password>LcvcrUg6P3g4iM</password></server>"),
+     S("<password>${env.NEXUS_PASSWORD}</password>", "<password></password>")},
+    {"sql_password", "Password in SQL CREATE/ALTER USER or ROLE, IDENTIFIED BY", SEC, HIGH, TKW,
+     KW("identified", "create", "alter"),
+     "(?i)(?:\\bidentified\\s+by(?:\\s+password)?\\s*|\\b(?:create|alter)\\s+(?:user|role|login)"
+     "\\b[^;\\n]{0,200}?\\bpassword\\s*=?\\s*)'([^'\\s%$<>{}]{3,128})'",
+     1.5, VNONE, 0, 0,
+     S("CREATE USER app WITH LOGIN"
+       " PASSWORD 'LcvcrUg6P3g4iM';",
+       "CREATE USER 'app'@'%' IDEN"
+       "TIFIED BY 'LcvcrUg6P3g4iM';",
+       "ALTER ROLE app PASSW"
+       "ORD 'LcvcrUg6P3g4iM';"),
+     S("CREATE USER app WITH PASSWORD '%s'", "CREATE TABLE password_resets (token text);",
+       "IDENTIFIED BY ''")},
+    {"connection_string_password", "Password in a JDBC/ODBC/ADO.NET connection string", SEC, HIGH,
+     TKW, KW("jdbc:", "server=", "data source=", "host=", "uid=", "user id="),
+     "(?i)(?:jdbc:[a-z0-9]+:|server=|data source=|host=|uid=|user "
+     "id=)[^\\n\"\\'`]{0,200}?(?:password|pwd)=([^;&\\s\"\\'$<>{}`]{3,128})",
+     1.5, VNONE, 0, 0,
+     S("jdbc:postgresql://db:5432/app?u"
+       "ser=app&password=LcvcrUg6P3g4iM",
+       "Server=tcp:db.corp.io,1433;Database=ap"
+       "p;User Id=app;Password=LcvcrUg6P3g4iM;",
+       "Driver={ODBC};Server=db;U"
+       "id=sa;Pwd=LcvcrUg6P3g4iM;"),
+     S("jdbc:postgresql://db:5432/app?user=app", "Server=db;Password=${DB_PASSWORD};")},
+    {"kubeconfig_client_key", "Client private key embedded in a kubeconfig", SEC, CRIT, TKW,
+     KW("client-key-data"), "client-key-data:\\s*[\"\\']?([A-Za-z0-9+/=]{40,})", 3.5, VNONE, 0, 0,
+     S("    client-key-data: sqsnfNVIW2vUEe0UBs+wffUI409Hk"
+       "GhlE1fVyIrST9GgR9DbuTv2+9nRjRBwQDhpf1gzRRSMyMXD5SJP"),
+     S("    client-key-data: \"\"",
+       "    client-certificate-data: "
+       "sqsnfNVIW2vUEe0UBs+wffUI409HkGhlE1fVyIrST9GgR9DbuTv2+9nRjRBwQDhpf1gzRRSMyMXD5SJP")},
+    {"jwk_private_key", "Private part of a JSON Web Key (its \"d\" member)", SEC, CRIT, TKW,
+     KW("\"d\":", "\"d\" :"), "\"d\" ?:\\s*\"([A-Za-z0-9_-]{32,})\"", 3.5, VNONE, 0, 0,
+     S("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8T"
+       "us9uPHvRVEU\",\"d\":\"kQmpy-cVXXwZFHBx7IyWdgoFfxTnl_MHpnlYIpZtIo1\"}"),
+     S("{\"kty\":\"EC\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\"}",
+       "{\"d\": \"short\"}")},
+    {"putty_private_key", "PuTTY private key (.ppk)", SEC, CRIT, TKW, KW("private-lines:"),
+     "Private-Lines: *[0-9]+\\r?\\n([A-Za-z0-9+/=]{16,}(?:\\r?\\n[A-Za-z0-9+/=]{16,}){0,200})", 3.5,
+     VNONE, 1, 0,
+     S("PuTTY-User-Key-File-3: ssh-ed25519\nPrivate-Lines: 1\nNJJ5C48xzJcDG3F"
+       "fjz26ezxp+dKE9W+vb5hf9/xnwAUoZnySLWKmw7NV3aqvYhKD\nPrivate-MAC: 0a1b"),
+     S("Private-Lines: 1\n\n",
+       "Public-Lines: 2\nNJJ5C48xzJcDG3Ffjz26ezxp+dKE9W+vb5hf9/xnwAUoZnySLWKmw7NV3aqvYhKD")},
+    {"django_secret_key", "Django SECRET_KEY", SEC, HIGH, TKW, KW("secret_key"),
+     "(?<![A-Za-z0-9_])(?:DJANGO_)?SECRET_KEY\\s*=\\s*[\"']([^\"'\\s$<>{}]{30,200})[\"']", 3.5,
+     VNONE, 0, 0,
+     S("SECRET_KEY = 'django-insecure-u6"
+       "qj(6mp#-r_ykz3z13%*r*l*y%rgmncw^'"),
+     S("SECRET_KEY = os.environ['SECRET_KEY']", "SECRET_KEY = 'short'")},
+    {"rails_secret_key_base", "Rails secret_key_base", SEC, HIGH, TKW, KW("secret_key_base"),
+     "(?i)secret_key_base[\"']?\\s*[:=]\\s*[\"']?([0-9a-f]{64,})", 3.0, VNONE, 0, 0,
+     S("  secret_key_base: b021cee704396eb0b54d196dc77e022d641fffa484b99022536b8b"
+       "151f8c5137b8d66d2a761b50bff5e081639c6eb0b580c55d679eb27c5bb40d0636b9357def"),
+     S("  secret_key_base: <%= ENV[\"SECRET_KEY_BASE\"] %>")},
+    {"laravel_app_key", "Laravel APP_KEY", SEC, HIGH, TKW, KW("app_key"),
+     "(?<![A-Za-z0-9_])APP_KEY\\s*=\\s*[\"']?(base64:[A-Za-z0-9+/]{32,}={0,2})", 3.5, VNONE, 0, 0,
+     S("APP_KEY=base64:YbgX3wc+9hF6aE"
+       "r4mRcUwSyEAl6Z+d9HDvQ/q7tx5Jg="),
+     S("APP_KEY=", "APP_KEY=${LARAVEL_KEY}")},
+    {"wordpress_salt", "WordPress authentication key or salt", SEC, HIGH, TKW, KW("define("),
+     "(?i)define\\(\\s*['\"](?:AUTH|SECURE_AUTH|LOGGED_IN|NONCE)_(?:KEY|SALT)['\"]\\s*,\\s*'([^'"
+     "\\n]{32,})'\\s*\\)",
+     4.0, VNONE, 0, 0,
+     S("define('AUTH_KEY',         'Nv.g6PZ}qJnf=QShN?>"
+       "l,b%aR@@bE?q.^vBYSkHh0HP<.%Cd}4!#*)v3=C=uSsz4');"),
+     S("define('AUTH_KEY',         'put your unique phrase here');", "define('WP_DEBUG', false);")},
+    {"databricks_token", "Databricks access token", SEC, HIGH, TKW, KW("dapi"),
+     "(?<![A-Za-z0-9_])(dapi[0-9a-f]{32}(?:-[0-9])?)(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"dapie7e70e72bf"
+       "4508aa961e5640547353c3\""),
+     S("token = \"dapie7e70e72bf4508aa\"")},
+    {"dynatrace_token", "Dynatrace API token", SEC, HIGH, TKW, KW("dt0c01."),
+     "(?<![A-Za-z0-9_])(dt0c01\\.[A-Z0-9]{24}\\.[A-Z0-9]{64})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"dt0c01.2DGYYGTAC2HHVUDHGPU347SY.X4ANKL37XM63"
+       "PBURB6N23URFB7WC2J2RZJS4FKLMXRWJN73KBDKUCRL43E2ZEKKN\""),
+     S("token = \"dt0c01.2DGYYGTAC2HHVUDHGPU347SY.X4ANKL37XM63PBURB6N\"")},
+    {"easypost_api_key", "EasyPost API key", SEC, HIGH, TKW, KW("ezak"),
+     "(?<![A-Za-z0-9_])(EZAK[0-9A-Za-z]{54})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"EZAKHTtueQDZy85divGrgPm9Z"
+       "xNChrVpXdM2BdiNLCPPL8XAt2Q7seRyYj\""),
+     S("token = \"EZAKHTtueQDZy85divGrgPm9ZxNChrV\"")},
+    {"flutterwave_secret_key", "Flutterwave secret key", SEC, HIGH, TKW, KW("flwseck"),
+     "(?<![A-Za-z0-9_])(FLWSECK(?:_TEST)?-[0-9a-f]{32}-X)(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"FLWSECK-c685bf4ab"
+       "492179ac5c08867306c6f65-X\""),
+     S("token = \"FLWSECK-c685bf4ab492179ac\"")},
+    {"frameio_api_token", "Frame.io API token", SEC, HIGH, TKW, KW("fio-u-"),
+     "(?<![A-Za-z0-9_])(fio-u-[A-Za-z0-9_=-]{64})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"fio-u-sdatU2JjaDJwAzFLfHzgDErWH"
+       "MioUse8wUc2bxmHTYAvc639SfrW9vS7YJjYsrYP\""),
+     S("token = \"fio-u-sdatU2JjaDJwAzFLfHzgDErWHMioUse8\"")},
+    {"grafana_cloud_token", "Grafana Cloud API token", SEC, HIGH, TKW, KW("glc_"),
+     "(?<![A-Za-z0-9_])(glc_[A-Za-z0-9+/]{32,400}={0,2})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"glc_rL5FT33LAXCL3YvPiB"
+       "C4BMWnumQ7J7WqwLpzNGMxVcSWPxba\""),
+     S("token = \"glc_rL5FT33LAXCL3YvPiBC4BMWn\"")},
+    {"gitlab_runner_auth_token", "GitLab runner authentication token", SEC, HIGH, TKW, KW("glrt-"),
+     "(?<![A-Za-z0-9_])(glrt-[A-Za-z0-9_-]{20})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"glrt-337"
+       "UyxCRVWQV5d28NFqf\""),
+     S("token = \"glrt-337UyxCRVW\"")},
+    {"gitlab_oauth_app_secret", "GitLab OAuth application secret", SEC, HIGH, TKW, KW("gloas-"),
+     "(?<![A-Za-z0-9_])(gloas-[A-Za-z0-9_-]{64})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"gloas-fwv3MMxqeD9ahFwmhL5mHq4Ax"
+       "2BVjKxrAr9E8eFncZp8b3ehySMnVrzQVEKLcsWm\""),
+     S("token = \"gloas-fwv3MMxqeD9ahFwmhL5mHq4Ax2BVjKxr\"")},
+    {"hashicorp_vault_batch_token", "HashiCorp Vault batch token", SEC, CRIT, TKW, KW("hvb."),
+     "(?<![A-Za-z0-9_])(hvb\\.[A-Za-z0-9_-]{138,300})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"hvb.S2YbkyHZkiDFsN9RfXgUi6RtmgT2NunWWqoygkczQr8SPtMkjLGxMS6zgdpkTRiS"
+       "F8ps4rH7UnEPkLvAi2mi43rRrdvcu7ubSqvMdNAwUacNttSxrt7bhUoxQDtZSZXjdiDSuLQ8MGXs\""),
+     S("token = \"hvb.S2YbkyHZkiDFsN9RfXgUi6RtmgT2NunWWqoygkczQr8SPtMkjLGxMS6zgdpkTRiSF8ps4r\"")},
+    {"new_relic_user_api_key", "New Relic user API key", SEC, HIGH, TKW, KW("nrak-"),
+     "(?<![A-Za-z0-9_])(NRAK-[A-Z0-9]{27})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"NRAK-QLMWFCD"
+       "8ML32V7CLKM26L32XHPM\""),
+     S("token = \"NRAK-QLMWFCD8ML32V\"")},
+    {"notion_token", "Notion integration token", SEC, HIGH, TKW, KW("ntn_"),
+     "(?<![A-Za-z0-9_])(ntn_[0-9]{11}[A-Za-z0-9]{35})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"ntn_11501658674F4xbDz"
+       "2jnSKYjhFW6Gfbcse5gzU9q4DcRsD\""),
+     S("token = \"ntn_11501658674F4xbDz2jnSKY\"")},
+    {"onepassword_service_token", "1Password service account token", SEC, CRIT, TKW, KW("ops_eyj"),
+     "(?<![A-Za-z0-9_])(ops_eyJ[A-Za-z0-9+/=_-]{250,2000})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = "
+       "\"ops_"
+       "eyJ23ywnSRgSTn3mdQ2y2daX994NWZ63Uz5UueBrFTEtHhsgW36dXaQjSE37JMkyENZrbjmibhGjzKF4qbwhNc3QQT5"
+       "PBLsxNDXpbpvyNnHbU6F5oT9zCvz67Rh4a"
+       "dYDZgysTBBkJChmoaWwfwzFo7T5ruDSyWVMxCJpLnC5Si7LaqjQ3BFSdvr3F3jYagg3SEhry7XRktXPAL4gwsrrboLA"
+       "jAgSEKMS6CJstnQgrr6NNZ7gWD8KJsYUctTVZaZP85pM878\""),
+     S("token = "
+       "\"ops_"
+       "eyJ23ywnSRgSTn3mdQ2y2daX994NWZ63Uz5UueBrFTEtHhsgW36dXaQjSE37JMkyENZrbjmibhGjzKF4qbwhNc3QQT5"
+       "PBLsxNDXpbpvyNnHbU6F5oT9zCvz67Rh4adYDZgysT\"")},
+    {"planetscale_token", "PlanetScale API token or password", SEC, HIGH, TKW, KW("pscale_"),
+     "(?<![A-Za-z0-9_])(pscale_(?:tkn|pw|oauth)_[A-Za-z0-9=._-]{32,64})(?![A-Za-z0-9])", 3.0, VNONE,
+     0, 0,
+     S("token = \"pscale_tkn_X8mC93TRjSrk"
+       "n6cQspWXKmAypDnC4fLhudf7jK6jddu\""),
+     S("token = \"pscale_tkn_X8mC93TRjSrkn6cQspWXK\"")},
+    {"prefect_api_key", "Prefect API key", SEC, HIGH, TKW, KW("pnu_"),
+     "(?<![A-Za-z0-9_])(pnu_[A-Za-z0-9]{36})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"pnu_sQKj8jkCXgHm"
+       "idWSdHUBSRVg5uMEXXfxrYeM\""),
+     S("token = \"pnu_sQKj8jkCXgHmidWSdH\"")},
+    {"readme_api_key", "ReadMe API key", SEC, HIGH, TKW, KW("rdme_"),
+     "(?<![A-Za-z0-9_])(rdme_[a-z0-9]{70})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"rdme_4x7p9mq8fzkexj5t7zvfnzupdvyu"
+       "vbmazu5hkeboq4e2koe5bf83ci74niadxinu9gum3x\""),
+     S("token = \"rdme_4x7p9mq8fzkexj5t7zvfnzupdvyuvbmazu5\"")},
+    {"brevo_api_key", "Brevo (Sendinblue) API key", SEC, HIGH, TKW, KW("xkeysib-"),
+     "(?<![A-Za-z0-9_])(xkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"xkeysib-c28ed91d7149fe29bc2197f8d3b04ad0"
+       "49b3ec34b16454ee38e541b2d29b826b-QpigWMgUE7VMd92K\""),
+     S("token = \"xkeysib-c28ed91d7149fe29bc2197f8d3b04ad049b3ec34\"")},
+    {"shippo_api_token", "Shippo API token", SEC, HIGH, TKW, KW("shippo_"),
+     "(?<![A-Za-z0-9_])(shippo_(?:live|test)_[a-f0-9]{40})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"shippo_live_dd0886cce5"
+       "72eebe3938663270a1e3a369e0be4d\""),
+     S("token = \"shippo_live_dd0886cce572eebe3938\"")},
+    {"sourcegraph_token", "Sourcegraph access token", SEC, HIGH, TKW, KW("sgp_"),
+     "(?<![A-Za-z0-9_])(sgp_(?:[a-f0-9]{16}_)?[a-f0-9]{40})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"sgp_07e6e48647449b"
+       "5cf037d2e3b5be7f53b11c0405\""),
+     S("token = \"sgp_07e6e48647449b5cf037\"")},
+    {"typeform_token", "Typeform personal access token", SEC, HIGH, TKW, KW("tfp_"),
+     "(?<![A-Za-z0-9_])(tfp_[A-Za-z0-9_.=-]{59})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"tfp_UvTUXpkyKvR4kTWtaxjAZBp"
+       "zv9vcfZGpjUHWWCiffwUbQFERBAJ4EChwwfs\""),
+     S("token = \"tfp_UvTUXpkyKvR4kTWtaxjAZBpzv9vcf\"")},
+    {"sentry_org_token", "Sentry organisation auth token", SEC, HIGH, TKW, KW("sntrys_"),
+     "(?<![A-Za-z0-9_])(sntrys_eyJ[A-Za-z0-9+/=_-]{50,400})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"sntrys_eyJoVb4cb5dt5LK8qGnNko6FqRhYRQwFCw"
+       "EcQyabB7RWiud433JKkEfdqQAkKGHheFFphDeATzL2HQpyKGy\""),
+     S("token = \"sntrys_eyJoVb4cb5dt5LK8qGnNko6FqRhYRQwFCwEcQyabB7R\"")},
+    {"sentry_user_token", "Sentry user auth token", SEC, HIGH, TKW, KW("sntryu_"),
+     "(?<![A-Za-z0-9_])(sntryu_[a-f0-9]{64})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"sntryu_99f7720d9ffe6ba8faf146a2"
+       "a95c932c79feb0525c0c52fbdd5e13892c7ba371\""),
+     S("token = \"sntryu_99f7720d9ffe6ba8faf146a2a95c932c\"")},
+    {"duffel_api_token", "Duffel API token", SEC, HIGH, TKW, KW("duffel_"),
+     "(?<![A-Za-z0-9_])(duffel_(?:test|live)_[A-Za-z0-9_=-]{43})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"duffel_live_5MDBNfqYEHS"
+       "9Tvv7YEMfvLmEUcMZDyJgsDzseCJmGUE\""),
+     S("token = \"duffel_live_5MDBNfqYEHS9Tvv7YEMfv\"")},
+    {"infracost_api_token", "Infracost API token", SEC, MED, TKW, KW("ico-"),
+     "(?<![A-Za-z0-9_])(ico-[A-Za-z0-9]{32})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"ico-yDhQGvg5LN"
+       "6aq3tnzNWk4a59TB8DEi9A\""),
+     S("token = \"ico-yDhQGvg5LN6aq3tn\"")},
+    {"openshift_user_token", "OpenShift user token", SEC, HIGH, TKW, KW("sha256~"),
+     "(?<![A-Za-z0-9_])(sha256~[A-Za-z0-9_-]{43})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"sha256~DdUfm9Ld2zqKAe"
+       "MxjfzMz7YifW5rHKuqfrocuHD5HQT\""),
+     S("token = \"sha256~DdUfm9Ld2zqKAeMxjfzMz\"")},
+    {"scalingo_api_token", "Scalingo API token", SEC, HIGH, TKW, KW("tk-us-"),
+     "(?<![A-Za-z0-9_])(tk-us-[A-Za-z0-9_-]{48})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"tk-us-FxqYJyDsm8wT25aF2"
+       "FJJ7Y3LMwWGoGLro5ZD6pKBu3HZppXu\""),
+     S("token = \"tk-us-FxqYJyDsm8wT25aF2FJJ7Y3L\"")},
+    {"defined_networking_key", "Defined Networking API key", SEC, HIGH, TKW, KW("dnkey-"),
+     "(?<![A-Za-z0-9_])(dnkey-[a-z0-9=_-]{26}-[a-z0-9=_-]{52})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("token = \"dnkey-h459rbnsbohkmw3n5myq25rzyi-2ixgx"
+       "x745wipnevqe67pnp5eebo5kjo3zqw2cpgw3rsntj5hhvm5\""),
+     S("token = \"dnkey-h459rbnsbohkmw3n5myq25rzyi-2ixgxx745wip\"")},
+    {"plaid_access_token", "Plaid access token", SEC, HIGH, TKW, KW("access-production-"),
+     "(?<![A-Za-z0-9_])(access-production-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{"
+     "12})(?![A-Za-z0-9])",
+     3.0, VNONE, 0, 0,
+     S("token = \"access-production-d2068"
+       "5fe-83a6-d079-80ff-1512e0d5ac81\""),
+     S("token = \"access-production-d20685fe-83a6-d079\"")},
+    {"okta_api_token", "Okta API token", SEC, HIGH, TKW, KW("okta"),
+     "(?i)okta[A-Za-z0-9_ .-]{0,20}" ASSIGN "(00[A-Za-z0-9_-]{40})(?![A-Za-z0-9_-])", 3.0, VNONE, 0,
+     0,
+     S("OKTA_API_KEY = \"00wWujmLJMFxf"
+       "y6jezw3w4b3oiXCHLATRXNpZhUXL3\""),
+     S("OKTA_API_KEY = \"${OKTA_KEY}\"")},
+    {"hubspot_api_key", "HubSpot API key", SEC, HIGH, TKW, KW("hubspot"),
+     "(?i)hubspot[A-Za-z0-9_ .-]{0,20}" ASSIGN
+     "([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![A-Za-z0-9_-])",
+     3.0, VNONE, 0, 0,
+     S("HUBSPOT_API_KEY = \"c492f54a-"
+       "693e-a91a-9dfc-8489f3546950\""),
+     S("HUBSPOT_API_KEY = \"${HUBSPOT_KEY}\"")},
+    {"algolia_api_key", "Algolia API key", SEC, HIGH, TKW, KW("algolia"),
+     "(?i)algolia[A-Za-z0-9_ .-]{0,20}" ASSIGN "([a-f0-9]{32})(?![A-Za-z0-9_-])", 3.0, VNONE, 0, 0,
+     S("ALGOLIA_API_KEY = \"2e972e6"
+       "87632b59cd4753f76dd5b3b27\""),
+     S("ALGOLIA_API_KEY = \"${ALGOLIA_KEY}\"")},
+    {"snyk_api_token", "Snyk API token", SEC, HIGH, TKW, KW("snyk"),
+     "(?i)snyk[A-Za-z0-9_ .-]{0,20}" ASSIGN
+     "([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![A-Za-z0-9_-])",
+     3.0, VNONE, 0, 0,
+     S("SNYK_API_KEY = \"5e809ca1-0"
+       "a4e-d74e-8b7a-a44f3c2c3c6e\""),
+     S("SNYK_API_KEY = \"${SNYK_KEY}\"")},
+    {"fastly_api_token", "Fastly API token", SEC, HIGH, TKW, KW("fastly"),
+     "(?i)fastly[A-Za-z0-9_ .-]{0,20}" ASSIGN "([A-Za-z0-9_-]{32})(?![A-Za-z0-9_-])", 3.0, VNONE, 0,
+     0,
+     S("FASTLY_API_KEY = \"rGyAToo"
+       "jEsVFZYwzoWWvA9CGTTEEgUPP\""),
+     S("FASTLY_API_KEY = \"${FASTLY_KEY}\"")},
+    {"zendesk_api_token", "Zendesk API token", SEC, HIGH, TKW, KW("zendesk"),
+     "(?i)zendesk[A-Za-z0-9_ .-]{0,20}" ASSIGN "([A-Za-z0-9]{40})(?![A-Za-z0-9_-])", 3.0, VNONE, 0,
+     0,
+     S("ZENDESK_API_KEY = \"ik5D8ksCk6p"
+       "pRQb7y4UT5CNgWQtJTZUHzjZZ6Tvy\""),
+     S("ZENDESK_API_KEY = \"${ZENDESK_KEY}\"")},
+    {"netlify_access_token", "Netlify access token", SEC, HIGH, TKW, KW("netlify"),
+     "(?i)netlify[A-Za-z0-9_ .-]{0,20}" ASSIGN "([A-Za-z0-9_-]{40,46})(?![A-Za-z0-9_-])", 3.0,
+     VNONE, 0, 0,
+     S("NETLIFY_API_KEY = \"6LjGU8udcDex"
+       "MEXT3gt3doFacnWSw73e4mdZJ26CkGn\""),
+     S("NETLIFY_API_KEY = \"${NETLIFY_KEY}\"")},
+    {"twitter_bearer_token", "Twitter (X) bearer token", SEC, HIGH, TKW, KW("twitter"),
+     "(?i)twitter[A-Za-z0-9_ .-]{0,20}" ASSIGN "(A{22}[A-Za-z0-9%]{80,120})(?![A-Za-z0-9_-])", 3.0,
+     VNONE, 0, 0,
+     S("TWITTER_API_KEY = \"AAAAAAAAAAAAAAAAAAAAAAuPHcgsCHQsv92R5TLFXaRZT9p"
+       "DSxmfpLnebHoGkKSg8FBvdNCcxBfmzrnoaEs7Lu7SEFSrcGyepJSMGfBHxg754S5Q\""),
+     S("TWITTER_API_KEY = \"${TWITTER_KEY}\"")},
     /* ---- personal data ---- */
     {"email", "Email address", PII, MED, TKW, KW("@"),
      "(?<![A-Za-z0-9._%+:/"
@@ -510,27 +842,63 @@ static const safety_rule_t RULES[] = {
      "[A-Za-z0-9-])",
      0.0, SAFETY_VALID_EMAIL, 0, 0,
      S("contact: jane.doe@"
-       "example.com"),
+       "acme-mail.io"),
      S("@param name the name", "git@github", "icon@2x.png")},
     {"phone_us", "North American phone number", PII, MED, TDIG, KW(NULL),
-     "(?<![A-Za-z0-9+.-])((?:\\+?1[ .-]?)?\\(?[2-9][0-9]{2}\\)?[ .-][2-9][0-9]{2}[ .-][0-9]{4})(?!["
-     "A-Za-z0-9.-])",
-     0.0, VNONE, 0, 0, S("call (415) 555-0132 today", "+1 415-555-0132"),
-     S("version 1.2.3-4567", "123-456-7890", "2024-01-15")},
+     /* one separator throughout (or a parenthesised area code): clause numbers
+        ("252.227-7013") and coordinate lists ("277.764 1035") mix them */
+     "(?<![A-Za-z0-9+.,-])((?:\\+?1[ .-]?)?(?:\\([2-9][0-9]{2}\\) ?[2-9][0-9]{2}[ "
+     ".-]|[2-9][0-9]{2}([ "
+     ".-])[2-9][0-9]{2}\\2)[0-9]{4})(?![A-Za-z0-9.-]|,[0-9])",
+     0.0, VNONE, 0, 0, S("call (415) 634-2817 today", "+1 415-634-2817", "tel 415.634.2817"),
+     S("version 1.2.3-4567", "123-456-7890", "in Clause 252.227-7013 (c) (1) of DFARs",
+       "points=\"1040,277.764 1035,267.764 1040,270.264\"")},
     {"phone_intl", "International phone number (E.164)", PII, MED, TDIG, KW(NULL),
-     "(?<![A-Za-z0-9+])(\\+[1-9][0-9]{0,2}(?:[ .-]?\\(?[0-9]{1,4}\\)?){1,4}[ .-]?[0-9]{4})(?![A-"
-     "Za-z0-9])",
-     0.0, SAFETY_VALID_PHONE, 0, 1, S("tel: +44 20 7946 0958", "+4930123456789"),
-     S("x = 1e+10000", "+12345")},
+     /* not a term of arithmetic: no operand or operator right before or after */
+     "(?<![A-Za-z0-9+)\\]*/^=_.])(\\+[1-9][0-9]{0,2}(?:[ .-]?\\(?[0-9]{1,4}\\)?){1,4}[ "
+     ".-]?[0-9]{4})"
+     "(?![A-Za-z0-9]|[.,][0-9]|[+*/^)])",
+     0.0, SAFETY_VALID_PHONE, 0, 1,
+     S("tel: +44 20 7183 4590", "+4930123456789", "tel +49 30 1234567."),
+     S("x = 1e+10000", "+12345", "Decimal('+35236450.6')", "np.arange(6)+98172489)",
+       "abs(a[0]+1.4142135623731*I)")},
+    {"phone_national", "Phone number in a national format (UK, AU, JP; DE after a label)", PII, MED,
+     TDIG, KW(NULL),
+     "(?i)(?<![A-Za-z0-9+.,/_-])(?<![0-9] )(0(?:20 [0-9]{4} [0-9]{4}|1[0-9]{3} [0-9]{6}|1[0-9]{2} "
+     "[0-9]{3} "
+     "[0-9]{4}|7[0-9]{3} [0-9]{6})|\\(0[0-9]{1,4}\\) ?[0-9]{3,4}[ -]?[0-9]{4}"
+     "|0[2378] [0-9]{4} [0-9]{4}|04[0-9]{2} [0-9]{3} [0-9]{3}|0[0-9]{1,3}-[0-9]{2,4}-"
+     "[0-9]{4}|(?<=tel: |tel.: |tel. |fon: |fax: |telefon: |mobil: |handy: |phone: "
+     ")0[1-9][0-9]{1,4}(?: "
+     "/ |/| |-)[0-9]{4,8})(?![A-Za-z0-9]|[.,/-][0-9])",
+     0.0, SAFETY_VALID_NATIONAL, 0, 1,
+     S("tel: 020 7183 4590", "mobile 07712 345678", "(02) 9876 5432", "0412 345 678",
+       "03-1234-5678", "Tel.: 030 1234567"),
+     S("id 0123-4567-8901", "2024-01-15", "version 01.02", "030 1234567", "ISBN 0-306-40615-2",
+       "120 1304 01303 021302 03130")},
+    {"phone_fr", "French phone number after a label (tel, phone, portable, ...)", PII, MED, TKW,
+     KW("tel", "t\xc3\xa9l", "phone", "portable", "mobile", "fax", "gsm"),
+     "(?i)(?:t(?:e|\xc3\xa9)l|phone|portable|mobile|fax|gsm)[^\\n0-9]{0,20}(?<![0-9+])((?:\\+33 "
+     "?|0)"
+     "[1-9]([ .])[0-9]{2}(?:\\2[0-9]{2}){3})(?![0-9]|[.][0-9])",
+     0.0, VNONE, 0, 1,
+     S("T\xc3\xa9l : 06 12 34 56 78", "portable: 07.61.23.45.67", "phone +33 6 12 34 56 78"),
+     S("tel: 01 2 3", "mobile version 06 12 34 56", "06 12 34 56 78")},
     {"credit_card", "Payment card number (Luhn-valid)", PII, HIGH, TDIG, KW(NULL),
-     "(?<![A-Za-z0-9.-])([0-9]{4}(?:[ -]?[0-9]{4}){2}[ -]?[0-9]{4}(?:[0-9]{3})?|[0-9]{4}[ -]?[0-9]"
-     "{6}[ -]?[0-9]{4,5})(?![A-Za-z0-9.-])",
-     0.0, SAFETY_VALID_LUHN, 0, 0, S("card 4111 1111 1111 1111", "amex 3782 822463 10005"),
-     S("card 4111 1111 1111 1112", "id 1234567812345670")},
+     "(?<![A-Za-z0-9./_#*-])([0-9]{4}(?:[ -]?[0-9]{4}){2}[ -]?[0-9]{4}(?:[0-9]{3})?|[0-9]{4}[ "
+     "-]?[0-9]"
+     "{6}[ -]?[0-9]{4,5})(?![A-Za-z0-9.*-])",
+     0.0, SAFETY_VALID_LUHN, 0, 0,
+     S("card 4929 8016 2345 6788", "amex 3762 019384 75613", "unionpay 6250946173829159",
+       "jcb 3530111482905732"),
+     S("card 4929 8016 2345 6787", "id 1234567812345670",
+       "14633730048000000*t**14 + 4828147466240000*t**12",
+       "https://chromestatus.com/feature/5068609911521280",
+       "https://web.archive.org/web/20150101123456/http://x.org")},
     {"us_ssn", "US Social Security number", PII, HIGH, TDIG, KW(NULL),
      "(?<![A-Za-z0-9.-])((?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4})(?![A-Za-z0-"
      "9.-])",
-     0.0, VNONE, 0, 0, S("ssn: 123-45-6789"), S("000-12-3456", "123-45-67890")},
+     0.0, VNONE, 0, 0, S("ssn: 234-56-7891"), S("000-12-3456", "123-45-67890", "ssn: 111-22-3333")},
     {"uk_nino", "UK National Insurance number", PII, HIGH, TDIG, KW(NULL),
      "(?<![A-Za-z0-9])((?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D])(?!"
      "["
@@ -538,8 +906,8 @@ static const safety_rule_t RULES[] = {
      0.0, VNONE, 0, 0, S("NI number AB123456C"), S("QQ123456C", "GB123456A")},
     {"iban", "International bank account number (mod-97 valid)", PII, HIGH, TDIG, KW(NULL),
      "(?<![A-Za-z0-9])([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)(?![A-Za-z0-9])",
-     0.0, SAFETY_VALID_IBAN, 0, 0, S("IBAN GB82 WEST 1234 5698 7654 32", "DE89370400440532013000"),
-     S("GB82 WEST 1234 5698 7654 33")},
+     0.0, SAFETY_VALID_IBAN, 0, 0, S("IBAN GB89 WEST 1234 5612 3456 78", "DE44500105175407324931"),
+     S("GB89 WEST 1234 5612 3456 79", "IBAN GB82 WEST 1234 5698 7654 32")},
 };
 
 const safety_rule_t *safety_rules(void) {
@@ -600,18 +968,53 @@ int safety_luhn_valid(const char *s, size_t n) {
     return digits >= 12 && sum % 10 == 0;
 }
 
-/* Card numbers: issuer prefixes 2 (Mastercard 2-series), 3 (Amex, Diners,
- * JCB), 4 (Visa), 5 (Mastercard), 6 (Discover, UnionPay); 13 to 19 digits. */
+/* Card brands by issuer prefix (IIN range, inclusive, compared on the
+ * first `width` digits) and the lengths each issues. */
+typedef struct {
+    int width, lo, hi, minlen, maxlen;
+} card_brand_t;
+
+static const card_brand_t CARD_BRANDS[] = {
+    {1, 4, 4, 16, 16},          /* Visa */
+    {1, 4, 4, 13, 13},          /* Visa (old 13-digit numbers) */
+    {2, 51, 55, 16, 16},        /* Mastercard */
+    {4, 2221, 2720, 16, 16},    /* Mastercard 2-series */
+    {2, 34, 34, 15, 15},        /* American Express */
+    {2, 37, 37, 15, 15},        /* American Express */
+    {3, 300, 305, 14, 19},      /* Diners Club */
+    {2, 36, 36, 14, 19},        /* Diners Club */
+    {2, 38, 39, 16, 19},        /* Diners Club (North America) */
+    {4, 6011, 6011, 16, 19},    /* Discover */
+    {3, 644, 649, 16, 19},      /* Discover */
+    {2, 65, 65, 16, 19},        /* Discover */
+    {4, 3528, 3589, 16, 19},    /* JCB */
+    {2, 62, 62, 16, 19},        /* UnionPay */
+    {2, 81, 81, 16, 16},        /* UnionPay (8-series) */
+    {4, 6759, 6759, 12, 19},    /* Maestro UK */
+    {4, 5018, 5020, 12, 19},    /* Maestro */
+    {4, 6304, 6304, 12, 19},    /* Maestro */
+    {4, 2200, 2204, 16, 16},    /* Mir */
+    {6, 508500, 508999, 16, 16} /* RuPay */
+};
+
+/* Card numbers: Luhn, and the prefix and length of a brand that issues them. */
 static int card_valid(const char *s, size_t n) {
-    char first = 0;
+    char d[20];
     int digits = 0;
     for (size_t i = 0; i < n; i++)
         if (s[i] >= '0' && s[i] <= '9') {
-            if (!first) first = s[i];
-            digits++;
+            if (digits == 19) return 0;
+            d[digits++] = s[i];
         }
-    if (digits < 13 || digits > 19 || first < '2' || first > '6') return 0;
-    return safety_luhn_valid(s, n);
+    int brand = 0;
+    for (size_t b = 0; b < sizeof CARD_BRANDS / sizeof CARD_BRANDS[0] && !brand; b++) {
+        const card_brand_t *cb = &CARD_BRANDS[b];
+        if (digits < cb->minlen || digits > cb->maxlen) continue;
+        int prefix = 0;
+        for (int k = 0; k < cb->width; k++) prefix = prefix * 10 + (d[k] - '0');
+        brand = prefix >= cb->lo && prefix <= cb->hi;
+    }
+    return brand && safety_luhn_valid(s, n);
 }
 
 /* ISO 13616: move the first four characters to the end, letters become
@@ -645,7 +1048,27 @@ static int iban_valid(const char *s, size_t n) {
     return rem == 1;
 }
 
+/* a.b.C: a qualified name (a type, a module path, a config reference) */
+static int dotted_identifier(const char *s, size_t n) {
+    int dots = 0, at_start = 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+        if (c == '.') {
+            if (at_start) return 0;
+            dots++;
+            at_start = 1;
+        } else if (at_start ? !alpha : !(alpha || (c >= '0' && c <= '9'))) {
+            return 0;
+        } else {
+            at_start = 0;
+        }
+    }
+    return dots > 0 && !at_start;
+}
+
 static int mixed_valid(const char *s, size_t n) {
+    if (dotted_identifier(s, n)) return 0;
     int letter = 0, digit = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -655,10 +1078,15 @@ static int mixed_valid(const char *s, size_t n) {
     return letter && digit;
 }
 
-static int phone_valid(const char *s, size_t n) {
+static int digit_count(const char *s, size_t n) {
     int digits = 0;
     for (size_t i = 0; i < n; i++)
         if (s[i] >= '0' && s[i] <= '9') digits++;
+    return digits;
+}
+
+static int phone_valid(const char *s, size_t n) {
+    int digits = digit_count(s, n);
     return digits >= 8 && digits <= 15;
 }
 
@@ -698,6 +1126,8 @@ int safety_validate(safety_validator_t v, const char *s, size_t n) {
         return phone_valid(s, n);
     case SAFETY_VALID_EMAIL:
         return email_valid(s, n);
+    case SAFETY_VALID_NATIONAL:
+        return digit_count(s, n) >= 9 && digit_count(s, n) <= 11;
     }
     return 1;
 }

@@ -7,8 +7,8 @@
  *
  * Conventions the detector and its tests rely on:
  *  - If the pattern has a capturing group, group 1 is the secret (what gets
- *    redacted and measured); otherwise the whole match is. Other groups are
- *    non-capturing.
+ *    redacted and measured); otherwise the whole match is. Later groups
+ *    only serve back-references (one separator used throughout a number).
  *  - Every match contains one of the rule's keywords (compared without case)
  *    or, for SAFETY_TRIGGER_DIGITS rules, a run of four digits. That is what
  *    lets the prefilter skip lines without them and still find everything.
@@ -37,15 +37,16 @@ typedef enum {
 /* Validators judge a candidate secret beyond its pattern. */
 typedef enum {
     SAFETY_VALID_NONE = 0,
-    SAFETY_VALID_LUHN,  /* card numbers: Luhn checksum and a known issuer prefix */
-    SAFETY_VALID_IBAN,  /* ISO 13616 mod-97 check */
-    SAFETY_VALID_MIXED, /* at least one letter and one digit (generic assignments) */
-    SAFETY_VALID_PHONE, /* 8 to 15 digits in all (E.164) */
-    SAFETY_VALID_EMAIL, /* a plausible domain: not a file name or a version */
+    SAFETY_VALID_LUHN,     /* card numbers: Luhn checksum and a known issuer prefix */
+    SAFETY_VALID_IBAN,     /* ISO 13616 mod-97 check */
+    SAFETY_VALID_MIXED,    /* at least one letter and one digit (generic assignments) */
+    SAFETY_VALID_PHONE,    /* 8 to 15 digits in all (E.164) */
+    SAFETY_VALID_EMAIL,    /* a plausible domain: not a file name or a version */
+    SAFETY_VALID_NATIONAL, /* 9 to 11 digits (a national number with its trunk 0) */
 } safety_validator_t;
 
 #define SAFETY_MAX_KEYWORDS 18
-#define SAFETY_MAX_SAMPLES 4
+#define SAFETY_MAX_SAMPLES 8
 #define SAFETY_MAX_SPAN 32768 /* longest match of a multi-line rule */
 
 typedef struct {

@@ -16,3 +16,10 @@ if(TARGET cu_safety)
   cu_add_test(test_safety_doc SOURCES ${CU_TEST_DIR}/test_safety_doc.c LIBS cu_safety
               LABELS unit)
 endif()
+# The labelled corpus of tests/safety_corpus.py (380 files written at run
+# time): recall and false-positive rate of `codexctl scan` above floors.
+if(TARGET cu_safety AND TARGET codexctl)
+  add_test(NAME safety_corpus
+           COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/safety_corpus.py check $<TARGET_FILE:codexctl>)
+  set_tests_properties(safety_corpus PROPERTIES LABELS unit TIMEOUT 300)
+endif()

@@ -8,7 +8,7 @@
 
 #define AWS                                                                                        \
     "AKIA"                                                                                         \
-    "IOSFODNN7EXAMPLE"
+    "Q3EGRT7PLXW5M2ND"
 #define GHP                                                                                        \
     "ghp_"                                                                                         \
     "Fak3Xq7Lm2Pz9KwT4nB8Rc5Hy6Jd1VFAKE01"

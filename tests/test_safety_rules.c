@@ -8,8 +8,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "safety/detect.h"
+#include "safety/examples.h"
 
 static safety_scanner_t *new_scanner(const safety_scan_config_t *cfg) {
     safety_scanner_t *sc = NULL;
@@ -256,7 +258,7 @@ static void test_positions(void) {
                        "  second: ghp_"
                        "Fak3Xq7Lm2Pz9KwT4nB8Rc5Hy6Jd1VFAKE01\n"
                        "third AKIA"
-                       "IOSFODNN7EXAMPLE\n";
+                       "Q3EGRT7PLXW5M2ND\n";
     safety_findings_t f = {0};
     scan_text(sc, text, 0, &f);
     CHECK(f.count == 2);
@@ -274,7 +276,7 @@ static void test_positions(void) {
     CHECK(f.count == 0);
     scan_text(sc,
               "AKIA"
-              "IOSFODNN7EXAMPLE",
+              "Q3EGRT7PLXW5M2ND",
               0, &f);
     CHECK(f.count == 1 && f.items[0].line == 1 && f.items[0].column == 1);
     safety_findings_free(&f);
@@ -303,12 +305,12 @@ static void test_generic_overlap(void) {
 
 static void test_allowlists(void) {
     const char *text = "a = \"AKIA"
-                       "IOSFODNN7EXAMPLE\"\n"
+                       "Q3EGRT7PLXW5M2ND\"\n"
                        "b = \"AKIA"
-                       "IOSFODNN7EXAMPLE\" // codex:allow test fixture\n"
-                       "mail jane@example.com and joe@corp.io\n"
+                       "Q3EGRT7PLXW5M2ND\" // codex:allow test fixture\n"
+                       "mail jane@acme.com and joe@corp.io\n"
                        "key glpat-"
-                       "PLACEHOLDERabcd12345\n";
+                       "QQSTOPWORDXabcd12345\n";
     /* inline allow on */
     safety_scanner_t *sc = new_scanner(NULL);
     if (!sc) return;
@@ -326,8 +328,8 @@ static void test_allowlists(void) {
     safety_scanner_free(sc);
 
     /* inline allow off, an allow regex and a stopword on */
-    const char *regexes[] = {"@example\\.com$"};
-    const char *stop[] = {"placeholder"};
+    const char *regexes[] = {"@acme\\.com$"};
+    const char *stop[] = {"qqstopword"};
     safety_scan_config_t cfg;
     safety_scan_config_init(&cfg);
     cfg.allow_inline = 0;
@@ -367,7 +369,7 @@ static void test_enabled_subset(void) {
         safety_findings_t f = {0};
         scan_text(sc,
                   "AKIA"
-                  "IOSFODNN7EXAMPLE jane@corp.io\n",
+                  "Q3EGRT7PLXW5M2ND jane@corp.io\n",
                   0, &f);
         CHECK(f.count == 1 && f.items[0].rule == safety_rule_find("email"));
         safety_findings_free(&f);
@@ -376,7 +378,197 @@ static void test_enabled_subset(void) {
     free(enabled);
 }
 
+/* Thread CPU seconds of the fastest of three scans (CPU time, so other
+ * processes on the machine do not count). */
+static double scan_cpu_seconds(const safety_scanner_t *sc, const char *buf, size_t len) {
+    double best = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        struct timespec a, b;
+        safety_findings_t f = {0};
+        cu_error_t err = {0};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+        CHECK(safety_scan(sc, buf, len, 0, &f, &err) == CU_OK);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+        safety_findings_free(&f);
+        double t = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+/* n bytes of `line` repeated. Allocates. */
+static char *repeat_line(const char *line, size_t n) {
+    char *buf = malloc(n + 1);
+    if (!buf) return NULL;
+    size_t m = strlen(line);
+    for (size_t i = 0; i < n; i++) buf[i] = line[i % m];
+    buf[n] = 0;
+    return buf;
+}
+
+/* Inputs built to make a pattern search far ahead from every line (issue
+ * 18: unterminated `-----BEGIN RSA PRIVATE KEY-----` lines cost ~2000x a
+ * normal scan) must cost about what a look-alike costs that triggers the
+ * same rules on every line but cannot start a long search. Work is compared
+ * as a ratio within one run, never against a wall-clock bound. */
+static void test_pathological_inputs(void) {
+    safety_scanner_t *sc = new_scanner(NULL);
+    if (!sc) return;
+    const char *pairs[][2] = {
+        {"-----BEGIN RSA PRIVATE KEY-----\n", "-----BEGIN RSA PUBLIC KEY-----\n"},
+        {"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n",
+         "-----BEGIN OPENSSH PUBLIC KEY-----\nAAAA\n"},
+        {"-----BEGIN PRIVATE KEY-----", "-----BEGIN PUBLIC KEY------"},
+    };
+    size_t n = 1u << 20;
+    for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
+        char *bad = repeat_line(pairs[k][0], n), *good = repeat_line(pairs[k][1], n);
+        CHECK(bad && good);
+        if (bad && good) {
+            double tb = scan_cpu_seconds(sc, bad, n), tg = scan_cpu_seconds(sc, good, n);
+            /* 20x is generous: before the fix the first pair was ~1000x */
+            CHECK_MSG(tb < 20 * tg + 0.05, "input %zu: %.3f s vs look-alike %.3f s", k, tb, tg);
+        }
+        free(bad);
+        free(good);
+    }
+    safety_scanner_free(sc);
+}
+
+/* Every example-table entry names real rules; its sample is found by one of
+ * them when examples are kept, and by none of them otherwise. */
+static void test_example_values(void) {
+    safety_scanner_t *sc = new_scanner(NULL);
+    if (!sc) return;
+    for (int i = 0; i < safety_example_count(); i++) {
+        const safety_example_t *e = &safety_examples()[i];
+        CHECK_MSG(e->source && e->source[0] && e->category && e->sample, "example %d", i);
+        if (e->rules[0] != '*') {
+            char ids[256];
+            snprintf(ids, sizeof ids, "%s", e->rules);
+            for (char *t = strtok(ids, " "); t; t = strtok(NULL, " "))
+                CHECK_MSG(safety_rule_find(t) >= 0, "example %d names unknown rule %s", i, t);
+        }
+        safety_findings_t kept = {0}, dropped = {0};
+        scan_text(sc, e->sample, SAFETY_SCAN_KEEP_EXAMPLES, &kept);
+        scan_text(sc, e->sample, 0, &dropped);
+        int nk = 0, nd = 0;
+        for (size_t k = 0; k < kept.count; k++) nk += safety_example_applies(e, kept.items[k].rule);
+        for (size_t k = 0; k < dropped.count; k++)
+            nd += safety_example_applies(e, dropped.items[k].rule);
+        CHECK_MSG(nk >= 1, "example %d (%s): sample not found when kept", i, e->category);
+        CHECK_MSG(nd == 0, "example %d (%s): sample still found", i, e->category);
+        safety_findings_free(&kept);
+        safety_findings_free(&dropped);
+    }
+    safety_scanner_free(sc);
+}
+
+/* base64 of s, into out (which must hold 4 * ceil(n / 3) + 1 bytes). */
+static void b64(const char *s, char *out) {
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(s), o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned char)s[i] << 16;
+        if (i + 1 < n) v |= (unsigned char)s[i + 1] << 8;
+        if (i + 2 < n) v |= (unsigned char)s[i + 2];
+        out[o++] = A[v >> 18 & 63];
+        out[o++] = A[v >> 12 & 63];
+        out[o++] = i + 1 < n ? A[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? A[v & 63] : '=';
+    }
+    out[o] = 0;
+}
+
+#define GHP_SAMPLE                                                                                 \
+    "ghp_"                                                                                         \
+    "Fak3Xq7Lm2Pz9KwT4nB8Rc5Hy6Jd1VFAKE01"
+
+/* The rule id found in text (one finding of that rule, whose match covers
+ * the substring `where` of text), or none for a look-alike (rule NULL). */
+static void expect_carrier(const safety_scanner_t *sc, const char *text, const char *rule,
+                           const char *where) {
+    safety_findings_t f = {0}, g = {0};
+    scan_text(sc, text, 0, &f);
+    scan_text(sc, text, SAFETY_SCAN_NO_PREFILTER, &g);
+    CHECK_MSG(f.count == g.count, "prefilter %zu vs full %zu in: %s", f.count, g.count, text);
+    if (!rule) {
+        CHECK_MSG(f.count == 0, "look-alike found (%s) in: %s",
+                  f.count ? safety_rules()[f.items[0].rule].id : "", text);
+    } else {
+        int r = safety_rule_find(rule), n = count_rule(&f, r);
+        CHECK_MSG(n == 1, "%s found %d times in: %s", rule, n, text);
+        const char *w = strstr(text, where);
+        for (size_t i = 0; i < f.count && w; i++)
+            if (f.items[i].rule == r)
+                CHECK_MSG(f.items[i].start <= (size_t)(w - text) &&
+                              f.items[i].end >= (size_t)(w - text) + strlen(where),
+                          "%s at [%zu, %zu) does not cover \"%s\"", rule, f.items[i].start,
+                          f.items[i].end, where);
+    }
+    safety_findings_free(&f);
+    safety_findings_free(&g);
+}
+
+static void test_carriers(void) {
+    safety_scanner_t *sc = new_scanner(NULL);
+    if (!sc) return;
+    char enc[256], enc2[256], enc3[256], text[1024];
+    b64(GHP_SAMPLE, enc);
+    b64("deploy:Zq81Wx72Er63Ty54", enc2);
+    b64("just some harmless text here", enc3);
+    /* base64 carriers: decoding calls, pipes, k8s Secret data, docker auth, Basic */
+    const char *calls[] = {"tok = base64.b64decode(\"%s\")", "const t = atob('%s');",
+                           "echo %s | base64 -d > token", "Buffer.from(\"%s\", \"base64\")"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(text, sizeof text, calls[i], enc);
+        expect_carrier(sc, text, "github_pat", enc);
+        snprintf(text, sizeof text, calls[i], enc3);
+        expect_carrier(sc, text, NULL, NULL);
+    }
+    snprintf(text, sizeof text, "apiVersion: v1\nkind: Secret\ndata:\n  note: %s\n", enc);
+    expect_carrier(sc, text, "github_pat", enc);
+    snprintf(text, sizeof text, "apiVersion: v1\nkind: ConfigMap\ndata:\n  note: %s\n", enc);
+    expect_carrier(sc, text, NULL, NULL); /* only a Secret's data is base64 by contract */
+    snprintf(text, sizeof text, "{\"auths\": {\"r.corp.io\": {\"auth\": \"%s\"}}}", enc2);
+    expect_carrier(sc, text, "url_basic_auth", enc2);
+    snprintf(text, sizeof text, "curl -H 'Authorization: Basic %s' https://api.corp.io", enc2);
+    expect_carrier(sc, text, "url_basic_auth", enc2);
+    snprintf(text, sizeof text, "{\"auth\": \"%s\"}", enc3);
+    expect_carrier(sc, text, NULL, NULL);
+    /* URL encoding */
+    expect_carrier(sc, "u = \"postgres%3A%2F%2Fapp%3As3cr3tFAKEpw%40db.internal%2Fapp\"",
+                   "postgres_url_password", "s3cr3tFAKEpw");
+    expect_carrier(sc, "printf(\"%3d%3d\\n\", a, b); q = a%2Fb", NULL, NULL);
+    /* split literals: +, adjacency, across lines, PHP's dot */
+    expect_carrier(sc,
+                   "key = \"sk_"
+                   "live_\" + \"Fak3Xq7Lm2Pz9KwT4nB8Rc5H\"",
+                   "stripe_secret_key", "Fak3Xq7Lm2Pz9KwT4nB8Rc5H");
+    expect_carrier(sc,
+                   "TOKEN = (\"ghp_Fak3Xq7Lm2Pz9KwT\"\n"
+                   "         \"4nB8Rc5Hy6Jd1VFAKE01\")",
+                   "github_pat", "4nB8Rc5Hy6Jd1VFAKE01");
+    expect_carrier(sc,
+                   "$k = 'ghp_Fak3Xq7Lm2Pz9KwT' . "
+                   "'4nB8Rc5Hy6Jd1VFAKE01';",
+                   "github_pat", "ghp_Fak3");
+    expect_carrier(sc, "msg = \"hello \" + \"world\" + name + \"!\"", NULL, NULL);
+    expect_carrier(sc, "f(\"ghp_Fak3Xq7Lm2Pz9KwT\", \"4nB8Rc5Hy6Jd1VFAKE01\")", NULL, NULL);
+    /* codex:allow on the carrier's line */
+    snprintf(text, sizeof text, "tok = b64decode(\"%s\")  # codex:allow fixture", enc);
+    expect_carrier(sc, text, NULL, NULL);
+    /* no decoding when asked */
+    snprintf(text, sizeof text, "tok = b64decode(\"%s\")", enc);
+    safety_findings_t f = {0};
+    scan_text(sc, text, SAFETY_SCAN_NO_DECODE, &f);
+    CHECK(f.count == 0);
+    safety_findings_free(&f);
+    safety_scanner_free(sc);
+}
+
 TEST_MAIN(TEST(test_table_is_sane), TEST(test_rule_samples), TEST(test_prefilter_equivalence),
           TEST(test_prefilter_equivalence_random), TEST(test_entropy_and_luhn),
           TEST(test_positions), TEST(test_generic_overlap), TEST(test_allowlists),
-          TEST(test_enabled_subset))
+          TEST(test_enabled_subset), TEST(test_pathological_inputs), TEST(test_example_values),
+          TEST(test_carriers))

@@ -162,7 +162,7 @@ static void test_text_output(void) {
     CHECK(strstr(out, ".git") == NULL);
     CHECK(strstr(out, "bin/tool") == NULL);
     CHECK(strstr(out, "allowed.py") == NULL);
-    CHECK(strstr(out, "IOSFODNN7EXAMPLE") == NULL); /* never print the secret */
+    CHECK(strstr(out, "Q3EGRT7PLXW5M2ND") == NULL); /* never print the secret */
     int lines = 0;
     for (char *p = out; *p; p++) lines += *p == '\n';
     CHECK(lines == 1);
