@@ -171,11 +171,10 @@ cmd_up() {
 
 # pids of every process in the network namespace of holder pid $1
 procs_in_netns() {
-  local ns p
-  ns=$(readlink "/proc/$1/ns/net" 2>/dev/null) || return 0
-  for p in /proc/[0-9]*; do
-    [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$ns" ] && echo "${p#/proc/}"
-  done
+  local ns
+  ns=$(stat -L -c %i "/proc/$1/ns/net" 2>/dev/null) || return 0
+  stat -L -c '%i %n' /proc/[0-9]*/ns/net 2>/dev/null |
+    awk -v ns="$ns" '$1 == ns { split($2, p, "/"); print p[3] }'
   return 0
 }
 
@@ -194,8 +193,10 @@ kill_holder() {
     kill -KILL $pids 2>/dev/null || true
   done
   kill -KILL "$pid" 2>/dev/null || true
+  # gone, or a zombie that whoever adopted it has yet to reap
   for _ in $(seq 1 50); do
-    [ -e "/proc/$pid" ] || break
+    awk '$1 == "State:" && $2 != "Z" { found = 1 } END { exit !found }' "/proc/$pid/status" \
+      2>/dev/null || break
     sleep 0.1
   done
   rm -f "$DIR/run/$1.pid"
