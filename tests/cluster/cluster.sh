@@ -19,6 +19,7 @@
 #   cluster.sh addr HOST         the host's address on the cluster network
 #   cluster.sh exec HOST CMD...  runs CMD inside HOST's namespaces (cwd kept)
 #   cluster.sh link HOST up|down its cable: the bridge port set up or down
+#   cluster.sh alive HOST        exit 0 when HOST runs and its link is up
 #   cluster.sh crash HOST        link down, then every process of HOST killed
 #   cluster.sh bytes HOST        "rx tx" byte counters of HOST's cu0
 #   cluster.sh limit HOST RATE   tbf egress limit on HOST's cu0 (e.g. 1gbit);
@@ -228,6 +229,11 @@ cmd_link() {
   in_bridge ip link set "$(port_name "$h")" "$state"
 }
 
+cmd_alive() {
+  holder_pid "$1" >/dev/null && holder_pid bridge >/dev/null &&
+    in_bridge ip -o link show "$(port_name "$1")" 2>/dev/null | grep -q '[<,]UP[,>]'
+}
+
 cmd_crash() {
   local h=$1
   in_bridge ip link set "$(port_name "$h")" down 2>/dev/null || true
@@ -264,6 +270,7 @@ main() {
     in_host "$h" "$@"
     ;;
   link) cmd_link "${1:?link HOST up|down}" "${2:?link HOST up|down}" ;;
+  alive) cmd_alive "${1:?alive HOST}" ;;
   crash) cmd_crash "${1:?crash HOST}" ;;
   bytes) cmd_bytes "${1:?bytes HOST}" ;;
   limit) cmd_limit "${1:?limit HOST RATE}" "${2:?limit HOST RATE}" ;;
