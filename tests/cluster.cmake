@@ -8,7 +8,8 @@ foreach(case bed mpi_hosts mpi_vanish slurm_nodes slurm_node_fail slurm_partitio
   add_test(NAME cluster_${case}
            COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/cluster/cluster_e2e.py
                    $<TARGET_FILE:codex-train> $<TARGET_FILE:codexctl> ${PROJECT_SOURCE_DIR}
-                   ${CMAKE_BINARY_DIR}/cluster-bed-${case} ${case})
+                   ${CMAKE_BINARY_DIR}/cluster-bed-${case} ${case}
+                   $<$<TARGET_EXISTS:codex-ita>:$<TARGET_FILE:codex-ita>>)
   set_tests_properties(cluster_${case} PROPERTIES LABELS cluster TIMEOUT 600 SKIP_RETURN_CODE 77
                        RESOURCE_LOCK slurm_cluster ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
 endforeach()

@@ -3,7 +3,7 @@
 are namespaces of this machine, joined by a bridge, sharing the file system
 (run directories) but not /tmp, /dev/shm, /etc/hosts or the network.
 
-usage: cluster_e2e.py CODEX_TRAIN CODEXCTL SOURCE_DIR BED_DIR CASE
+usage: cluster_e2e.py CODEX_TRAIN CODEXCTL SOURCE_DIR BED_DIR CASE [CODEX_ITA]
 
 Cases:
   bed          bring-up (twice: idempotent), host names, private /tmp and
@@ -19,7 +19,9 @@ Cases:
                the deadline docs/slurm.md gives (Open MPI's TCP keepalive)
   slurm_nodes  munged + slurmctld on the head, a slurmd per compute host:
                codexctl submit --slurm with slurm.nodes=2 runs one rank per
-               host; state.json's hosts and the scheduler view name both
+               host; state.json's hosts, codexctl status and (with
+               CODEX_ITA) codex-ita's GET /v1/jobs/{id} scheduler view show
+               it RUNNING on both
   slurm_node_fail  a compute node crashes mid-training: NODE_FAIL, requeue,
                restart on the remaining hosts from the last checkpoint, the
                same final adapters as an uninterrupted run
@@ -546,7 +548,64 @@ def case_slurm_nodes(sc, f):
     f.check(view.get("status") == "RUNNING", "codexctl status RUNNING")
     nodes = expand((view.get("slurm") or {}).get("nodes", ""))
     f.check(all(h in nodes for h in hosts), f"codexctl status names both hosts ({nodes})")
+    if sc.ctx.get("ita"):
+        job = ita_job(sc, "two")
+        view = job.get("scheduler") or {}
+        print("codex-ita:", json.dumps({k: job.get(k) for k in ("status", "hosts", "scheduler")}))
+        f.check(job.get("status") == "RUNNING" and view.get("state") == "RUNNING"
+                and all(h in expand(view.get("nodes") or "") for h in hosts),
+                f"codex-ita: RUNNING, the scheduler view on both hosts ({view.get('nodes')})")
     sc.codexctl(["cancel", "two"])
+
+
+# GET /v1/jobs/NAME from inside the head host (the service listens there)
+ITA_GET = """
+import http.client, json, sys, time
+port, key, name = sys.argv[1:]
+for _ in range(20):
+    c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=20)
+    c.request("GET", "/v1/jobs/" + name, headers={"X-API-Key": key})
+    r = c.getresponse()
+    d = json.loads(r.read() or b"{}")
+    if r.status == 200 and (d.get("scheduler") or {}).get("state"):
+        break
+    time.sleep(1)
+print(json.dumps(d))
+"""
+
+
+def ita_job(sc, name):
+    """codex-ita on the head host, serving the shared runs folder and asking
+    the bed's Slurm; returns its view of one job."""
+    d = sc.bed.shared("ita")
+    os.makedirs(d, exist_ok=True)
+    p = sc.bed.exec("cu-head", [sc.ctx["ctl"], "keys", "create", "--name", "e2e", "--scope",
+                                "read", "--file", os.path.join(d, "keys.json")], env=sc.env)
+    key = p.stdout.strip()
+    cfg = os.path.join(d, "ita.yaml")
+    with open(cfg, "w") as fh:
+        fh.write(f"listen:\n  port: 0\nruns_dir: {sc.runs}\nkeys_file: keys.json\n"
+                 "log:\n  audit: audit.jsonl\n  error: error.log\nrate_limit:\n  per_second: 0\n"
+                 "slurm:\n  refresh_s: 1\n  timeout_s: 30\n")
+    log = os.path.join(d, "ita.out")
+    proc = sc.bed.popen("cu-head", [sc.ctx["ita"], "--config", cfg], log, env=sc.env)
+    try:
+        port = wait_for(lambda: re.search(r":(\d+)", open(log).read()), 30)
+        if not port:
+            print("codex-ita did not start:", open(log).read()[-1000:])
+            return {}
+        r = sc.bed.exec("cu-head", ["python3", "-c", ITA_GET, port.group(1), key, name])
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            print("codex-ita answered:", r.stdout[-500:], r.stderr[-500:])
+            return {}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
 
 
 def expand(nodelist):
@@ -644,11 +703,11 @@ SLURM_CASES = {"slurm_nodes": case_slurm_nodes,
 
 
 def main():
-    if len(sys.argv) != 6 or sys.argv[5] not in list(CASES) + list(SLURM_CASES):
+    if len(sys.argv) not in (6, 7) or sys.argv[5] not in list(CASES) + list(SLURM_CASES):
         print(__doc__)
         return 2
-    train, ctl, src, bed_dir, case = sys.argv[1:]
-    CTX.update(train=train, ctl=ctl, src=src)
+    train, ctl, src, bed_dir, case = sys.argv[1:6]
+    CTX.update(train=train, ctl=ctl, src=src, ita=sys.argv[6] if len(sys.argv) == 7 else None)
     bed = Bed(bed_dir)
     bed.down()
     p = bed.up(3)
