@@ -654,6 +654,7 @@ def failover(sc, f, how):
 
     ok = wait_for(lambda: "DOWN" in sc.slurm.node_states().get(victim, "").upper()
                   or sc.slurm.node_states().get(victim, "").endswith("*"), 120, 1)
+    print(f"measured: Slurm marked {victim} down {time.time() - t0:.0f} s after the {how}")
     f.check(ok, f"Slurm marks {victim} down ({sc.slurm.node_states()})")
     ok = wait_for(lambda: slurm_says().startswith("RUNNING") and victim not in
                   expand(slurm_says().split("|")[1]), 300, 1)
