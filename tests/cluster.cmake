@@ -4,7 +4,7 @@
 # namespaces cannot be created (not root) or, for slurm_*, Slurm is missing.
 # Every case brings up its own bed under the build tree and tears it down;
 # the Slurm cases also hold /tmp/cu-slurm.lock, like the slurm label's.
-foreach(case bed mpi_hosts mpi_vanish slurm_nodes slurm_node_fail slurm_partition)
+foreach(case bed mpi_hosts mpi_vanish slurm_nodes slurm_failover)
   add_test(NAME cluster_${case}
            COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/cluster/cluster_e2e.py
                    $<TARGET_FILE:codex-train> $<TARGET_FILE:codexctl> ${PROJECT_SOURCE_DIR}
