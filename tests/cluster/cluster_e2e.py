@@ -8,8 +8,10 @@ usage: cluster_e2e.py CODEX_TRAIN CODEXCTL SOURCE_DIR BED_DIR CASE [CODEX_ITA]
 Cases:
   bed          bring-up (twice: idempotent), host names, private /tmp and
                /etc/hosts, the root namespace untouched (links, addresses,
-               routes, mounts, /etc/hosts), a crashed host brought back with
-               the same MAC, and a tear-down that leaves nothing
+               routes, mounts, /etc/hosts), a second instance (another
+               directory and prefix) beside the first, a crashed host
+               brought back with the same MAC, and a tear-down that leaves
+               nothing
   mpi_hosts    mpirun over TCP across 2 and 3 hosts (btl tcp,self on cu0,
                --bind-to none, mpi_yield_when_idle): the same losses and
                bit-identical adapters as the same job on one host, with the
@@ -174,6 +176,21 @@ def case_bed(bed, ctx, f):
     for k in before:
         f.check(before[k] == during[k], f"root namespace unchanged while up: {k}")
     mac = bed.exec("cu-n2", ["ip", "-o", "link", "show", "cu0"]).stdout.split("link/ether ")[1][:17]
+    # a second bed with its own directory and prefix beside the first
+    other = Bed(bed.dir + "-2")
+    other.env["CU_CLUSTER_PREFIX"] = "cx-"
+    other.down()
+    p = other.up(1)
+    f.check(p.returncode == 0 and other.sh("hosts").stdout.split() == ["cx-head", "cx-n1"],
+            f"a second instance (cx-) comes up beside the first ({p.stderr.strip()})")
+    f.check(other.exec("cx-n1", ["hostname"]).stdout.strip() == "cx-n1", "cx-n1 runs")
+    r = bed.exec("cu-n1", ["python3", "-c",
+                           "import socket; socket.create_connection(('cx-n1', 9), 3)"])
+    f.check("gaierror" in r.stderr, "the instances do not see each other")
+    f.check(other.down().returncode == 0 and other.sh("clean").returncode == 0,
+            "the second instance's down leaves nothing")
+    f.check(bed.exec("cu-n1", ["true"]).returncode == 0 and
+            {h: holder(bed, h) for h in pids} == pids, "the first instance is untouched")
     n2_ns = netns_of(pids["cu-n2"])
     sleeper = bed.popen("cu-n2", ["sleep", "600"], os.devnull)
     time.sleep(0.5)
