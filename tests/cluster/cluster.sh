@@ -190,7 +190,9 @@ kill_holder() {
   for _ in 1 2 3; do
     pids=$(procs_in_netns "$pid" | grep -v -x "$pid" || true)
     [ -n "$pids" ] || break
+    # shellcheck disable=SC2086 # one argument per pid
     kill -STOP $pids 2>/dev/null || true
+    # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
   done
   kill -KILL "$pid" 2>/dev/null || true
