@@ -21,6 +21,9 @@ PACKAGES=(
   # codexctl submit and the slurm test suite: a single-node Slurm with munge
   # (slurmd brings the PMIx plugin for srun --mpi=pmix)
   slurmctld slurmd slurm-client munge
+  # the multi-node test bed (tests/cluster/): ip, tc and the bridge in
+  # namespaces; ps inside a host (unshare and nsenter are util-linux's)
+  iproute2 procps
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the test suite with CTest.
-#   scripts/test.sh             every test (labels unit, mpi, reference, ...)
+#   scripts/test.sh             every test (labels unit, mpi, ita, slurm, reference,
+#                               cluster, ...)
 #   scripts/test.sh --asan      the unit tests under ASan+UBSan
 #   scripts/test.sh -L LABEL    only one label (any ctest arguments pass through)
 set -euo pipefail
