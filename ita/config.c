@@ -55,6 +55,10 @@ static const ita_config_key_t KEYS[] = {
     NUM("slurm.timeout_s", slurm_timeout_s, T_NUM, 1, 600),
     STR("submit.workdir", submit_workdir, T_PATH),
     STR("submit.train", submit_train, T_PATH),
+    STR("kb.db", kb_db, T_PATH),
+    STR("kb.sources", kb_sources, T_STR),
+    STR("mcp.allowed_origins", mcp_origins, T_STR),
+    STR("mcp.docs_dir", docs_dir, T_PATH),
 };
 
 void ita_config_defaults(ita_config_t *cfg) {
@@ -210,6 +214,7 @@ int ita_config_load(const char *path, ita_config_t *cfg, cu_error_t *err) {
         memcpy(base, path, (size_t)(slash - path + 1));
         base[slash - path + 1] = 0;
     }
+    snprintf(cfg->config_dir, sizeof cfg->config_dir, "%s", base);
     yaml_parser_t p;
     yaml_parser_initialize(&p);
     yaml_parser_set_input_file(&p, f);
@@ -300,6 +305,8 @@ int ita_config_finish(ita_config_t *cfg, cu_error_t *err) {
                             cfg->submit_workdir);
     if (cu_format(cfg->submit_workdir, sizeof cfg->submit_workdir, err, "%s", real))
         return cu_error_prefix(err, "submit.workdir: ");
+    if (!cfg->docs_dir[0] && is_dir(CU_ITA_DOCS_SOURCE))
+        snprintf(cfg->docs_dir, sizeof cfg->docs_dir, "%s", CU_ITA_DOCS_SOURCE);
     if (!cfg->submit_train[0]) default_train(cfg->submit_train, sizeof cfg->submit_train);
     if (strchr(cfg->submit_train, '/') && realpath(cfg->submit_train, real) &&
         cu_format(cfg->submit_train, sizeof cfg->submit_train, err, "%s", real))

@@ -50,6 +50,15 @@ typedef struct {
      * the batch script runs, and the codex-train it starts */
     char submit_workdir[ITA_PATH_MAX];
     char submit_train[ITA_PATH_MAX];
+    /* coding agents (docs/agents.md): the knowledge index and its sources
+     * (paths separated by spaces or commas, relative to config_dir), the
+     * Origins POST /mcp accepts besides the service's own, the docs
+     * folder MCP serves as resources */
+    char kb_db[ITA_PATH_MAX];
+    char kb_sources[4096];
+    char mcp_origins[1024];
+    char docs_dir[ITA_PATH_MAX];
+    char config_dir[ITA_PATH_MAX]; /* the YAML file's folder with a '/', "" without one */
 } ita_config_t;
 
 /* Fills cfg with the defaults. */

@@ -81,6 +81,7 @@ typedef struct {
     char request_id[ITA_REQUEST_ID_MAX + 1];
     char key_name[ITA_KEY_NAME_MAX + 1]; /* "" when none */
     char key_id[24];                     /* the key's public id, "" when none */
+    int key_scope;                       /* its scope, ITA_SCOPE_NONE when none */
     const char *action, *launched;       /* for the audit line of submit/cancel */
     char job[ITA_JOB_ID_MAX + 1];        /* the {id} of job routes */
     char file[64];                       /* the dashboard file asked for */
@@ -128,6 +129,17 @@ void ita_route_tests_run(ita_req_t *rq);
 void ita_route_job_submit(ita_req_t *rq);
 void ita_route_job_cancel(ita_req_t *rq);
 void ita_route_static(ita_req_t *rq, const char *name);
+void ita_route_openapi(ita_req_t *rq);
+void ita_route_mcp(ita_req_t *rq);
+void ita_route_kb_search(ita_req_t *rq);
+
+/* Runs an allowlisted test command in the sandbox for a request document
+ * {command, files, stdin} (routes_tests.c; POST /v1/tests/run and the MCP
+ * tool): *out is the result (new reference). CU_EINVAL for a malformed
+ * document, ITA_ENOTALLOWED for a command not in test_commands. */
+#define ITA_ENOTALLOWED 102
+int ita_tests_run(const ita_config_t *cfg, pthread_mutex_t *sandbox_mu, json_t *doc, json_t **out,
+                  cu_error_t *err);
 
 /* Event streams (sse.c). */
 void ita_sse_start(ita_req_t *rq, int64_t from);
