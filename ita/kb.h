@@ -80,6 +80,11 @@ int ita_kb_search_request(const char *db_path, json_t *req, json_t **answer, cu_
 /* Registers the code-aware tokenizer "codeid" on a connection (kb_tok.c). */
 int ita_kb_register_tokenizer(sqlite3 *db, cu_error_t *err);
 
+/* The words of the identifier s[start..end) (kb_tok.c): bounds[2k],
+ * bounds[2k+1] are the k-th word's offsets. Returns the count (<= max). */
+#define ITA_KB_PARTS_MAX 32
+int ita_kb_split_ident(const char *s, int start, int end, int *bounds, int max);
+
 /* Splits "a b c" (space or comma separated, relative to base when not
  * absolute) into sources; the strings live in buf. Returns the count or -1
  * when there are too many or buf is too small. */

@@ -17,21 +17,50 @@
 
 #define QUERY_TERMS_MAX 32
 
-/* "a b-c" -> "\"a\" OR \"b\" OR \"c\"" in out; the count of terms. */
+static int word_byte(char c) {
+    return isalnum((unsigned char)c) || c == '_' || (unsigned char)c >= 0x80;
+}
+
+/* One query word as FTS5: "w", or ("w" OR ("p1" AND "p2" ...)) for an
+ * identifier of several words. Returns the bytes written, 0 when full. */
+static size_t fts_word(const char *w, int len, char *out, size_t cap) {
+    int b[2 * ITA_KB_PARTS_MAX];
+    int parts = ita_kb_split_ident(w, 0, len, b, ITA_KB_PARTS_MAX);
+    size_t o = 0;
+    int n = snprintf(out, cap, parts > 1 ? "(\"%.*s\" OR (" : "\"%.*s\"", len, w);
+    if (n < 0 || (size_t)n >= cap) return 0;
+    o = (size_t)n;
+    for (int k = 0; parts > 1 && k < parts; k++) {
+        n = snprintf(out + o, cap - o, "%s\"%.*s\"", k ? " AND " : "", b[2 * k + 1] - b[2 * k],
+                     w + b[2 * k]);
+        if (n < 0 || (size_t)n >= cap - o) return 0;
+        o += (size_t)n;
+    }
+    if (parts > 1) {
+        if (o + 3 > cap) return 0;
+        memcpy(out + o, "))", 3);
+        o += 2;
+    }
+    return o;
+}
+
+/* The words of q as an FTS5 OR of quoted terms in out; the count. */
 static int fts_query(const char *q, char *out, size_t cap) {
     size_t o = 0;
     int n = 0;
     out[0] = 0;
     for (const char *p = q; *p && n < QUERY_TERMS_MAX;) {
-        while (*p && !(isalnum((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80)) p++;
+        while (*p && !word_byte(*p)) p++;
         const char *s = p;
-        while (*p && (isalnum((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80)) p++;
+        while (*p && word_byte(*p)) p++;
         if (p == s) break;
-        size_t len = (size_t)(p - s);
-        if (o + len + 8 >= cap) break;
-        o += (size_t)snprintf(out + o, cap - o, "%s\"%.*s\"", n ? " OR " : "", (int)len, s);
+        if (n && o + 5 < cap) memcpy(out + o, " OR ", 5), o += 4;
+        size_t w = fts_word(s, (int)(p - s), out + o, cap - o);
+        if (!w) break;
+        o += w;
         n++;
     }
+    out[o] = 0;
     return n;
 }
 

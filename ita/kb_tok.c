@@ -5,8 +5,9 @@
  * (getHTTPResponse, parse_http_header, Utf8Decoder2) is emitted whole and
  * then each word as a colocated token at the same position, so BM25 counts
  * both `parse_http_header` and `header`. Queries are tokenised without the
- * split: a whole identifier in a query matches only that identifier, a
- * word matches every identifier containing it.
+ * split (a word matches every identifier containing it); kb_search.c asks
+ * for an identifier of a query whole OR as all of its words, so a part of
+ * a longer identifier (`jobdir_open` in `ita_jobdir_open`) is found too.
  */
 #include <ctype.h>
 #include <sqlite3.h>
@@ -45,10 +46,9 @@ static int word_break(const char *s, int i, int start) {
     return 0;
 }
 
-static int emit_parts(void *ctx, token_cb cb, const char *s, int start, int end) {
-    int parts = 0, ws = -1, rc = SQLITE_OK;
-    int bounds[2 * 32];
-    for (int i = start; i <= end && parts < 32; i++) {
+int ita_kb_split_ident(const char *s, int start, int end, int *bounds, int max) {
+    int parts = 0, ws = -1;
+    for (int i = start; i <= end && parts < max; i++) {
         int at_end = i == end, under = !at_end && s[i] == '_';
         if (ws >= 0 && (at_end || under || word_break(s, i, start))) {
             bounds[2 * parts] = ws;
@@ -58,6 +58,12 @@ static int emit_parts(void *ctx, token_cb cb, const char *s, int start, int end)
         }
         if (!at_end && !under && ws < 0) ws = i;
     }
+    return parts;
+}
+
+static int emit_parts(void *ctx, token_cb cb, const char *s, int start, int end) {
+    int bounds[2 * ITA_KB_PARTS_MAX], rc = SQLITE_OK;
+    int parts = ita_kb_split_ident(s, start, end, bounds, ITA_KB_PARTS_MAX);
     if (parts < 2) return SQLITE_OK;
     for (int k = 0; k < parts && rc == SQLITE_OK; k++)
         rc = emit(ctx, cb, FTS5_TOKEN_COLOCATED, s, bounds[2 * k], bounds[2 * k + 1]);
