@@ -15,6 +15,7 @@
 #define RPC_INVALID_PARAMS -32602
 #define RPC_INTERNAL -32603
 #define RPC_RESOURCE_NOT_FOUND -32002
+#define RPC_UNSUPPORTED_VERSION -32022 /* 2026-07-28: data {supported, requested} */
 
 static const char *const VERSIONS[] = {ITA_MCP_LATEST, ITA_MCP_LEGACY, "2025-06-18", "2025-03-26"};
 #define N_VERSIONS (sizeof VERSIONS / sizeof VERSIONS[0])
@@ -67,9 +68,10 @@ static json_t *initialize(json_t *params) {
 }
 
 static json_t *discover(void) {
-    return json_pack("{s:o, s:o, s:o, s:s, s:s}", "supportedVersions", versions_json(0),
+    return json_pack("{s:o, s:o, s:o, s:s, s:s, s:i, s:s}", "supportedVersions", versions_json(0),
                      "capabilities", capabilities(), "serverInfo", server_info(), "instructions",
-                     INSTRUCTIONS, "resultType", "complete");
+                     INSTRUCTIONS, "resultType", "complete", "ttlMs", 60000, "cacheScope",
+                     "private");
 }
 
 /* The stateless revision: params._meta names the version. NULL when the
@@ -87,6 +89,18 @@ static json_t *result(json_t *id, json_t *res, int stateless) {
     if (stateless && !json_object_get(res, "resultType"))
         json_object_set_new(res, "resultType", json_string("complete"));
     return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id, "result", res);
+}
+
+/* A result of a cacheable method (2026-07-28): how long a client may reuse
+ * it. Lists that only change with a new program version (tools, prompts,
+ * templates) for a minute; anything about jobs not at all, since a job's
+ * files change while it runs. Private: answers depend on the caller's key. */
+static json_t *cacheable(json_t *res, int stateless, long long ttl_ms) {
+    if (res && stateless) {
+        json_object_set_new(res, "ttlMs", json_integer(ttl_ms));
+        json_object_set_new(res, "cacheScope", json_string("private"));
+    }
+    return res;
 }
 
 static json_t *call_tool(ita_mcp_ctx_t *c, json_t *id, json_t *params, int stateless) {
@@ -110,21 +124,31 @@ static json_t *dispatch(ita_mcp_ctx_t *c, const char *method, json_t *id, json_t
     if (!strcmp(method, "server/discover")) return result(id, discover(), 1);
     if (!strcmp(method, "ping")) return result(id, json_object(), stateless);
     if (!strcmp(method, "tools/list"))
-        return result(id, json_pack("{s:o}", "tools", ita_mcp_tools_list()), stateless);
+        return result(
+            id, cacheable(json_pack("{s:o}", "tools", ita_mcp_tools_list()), stateless, 60000),
+            stateless);
     if (!strcmp(method, "tools/call")) return call_tool(c, id, params, stateless);
     if (!strcmp(method, "resources/list"))
-        return result(id, json_pack("{s:o}", "resources", ita_mcp_resources_list(c)), stateless);
+        return result(
+            id, cacheable(json_pack("{s:o}", "resources", ita_mcp_resources_list(c)), stateless, 0),
+            stateless);
     if (!strcmp(method, "resources/templates/list"))
-        return result(id, json_pack("{s:o}", "resourceTemplates", ita_mcp_resource_templates()),
-                      stateless);
+        return result(
+            id,
+            cacheable(json_pack("{s:o}", "resourceTemplates", ita_mcp_resource_templates()),
+                      stateless, 60000),
+            stateless);
     if (!strcmp(method, "resources/read")) {
         const char *uri = json_string_value(json_object_get(params, "uri"));
         if (!uri) return ita_mcp_error(id, RPC_INVALID_PARAMS, "resources/read needs a uri");
         json_t *r = ita_mcp_resource_read(c, uri, &err);
-        return r ? result(id, r, stateless) : ita_mcp_error(id, RPC_RESOURCE_NOT_FOUND, err.msg);
+        return r ? result(id, cacheable(r, stateless, 0), stateless)
+                 : ita_mcp_error(id, RPC_RESOURCE_NOT_FOUND, err.msg);
     }
     if (!strcmp(method, "prompts/list"))
-        return result(id, json_pack("{s:o}", "prompts", ita_mcp_prompts_list()), stateless);
+        return result(
+            id, cacheable(json_pack("{s:o}", "prompts", ita_mcp_prompts_list()), stateless, 60000),
+            stateless);
     if (!strcmp(method, "prompts/get")) {
         const char *name = json_string_value(json_object_get(params, "name"));
         json_t *r =
@@ -161,7 +185,7 @@ json_t *ita_mcp_handle(ita_mcp_ctx_t *c, json_t *msg) {
         return ita_mcp_error(id, RPC_INVALID_PARAMS, "params must be an object");
     const char *mv = meta_version(params);
     if (mv && !mv[0]) {
-        json_t *e = ita_mcp_error(id, RPC_INVALID_PARAMS, "unsupported protocol version");
+        json_t *e = ita_mcp_error(id, RPC_UNSUPPORTED_VERSION, "unsupported protocol version");
         json_object_set_new(json_object_get(e, "error"), "data",
                             json_pack("{s:o, s:O}", "supported", versions_json(0), "requested",
                                       json_object_get(json_object_get(params, "_meta"),
