@@ -132,6 +132,7 @@ void ita_route_static(ita_req_t *rq, const char *name);
 void ita_route_openapi(ita_req_t *rq);
 void ita_route_mcp(ita_req_t *rq);
 void ita_route_kb_search(ita_req_t *rq);
+void ita_route_repo_pulls(ita_req_t *rq);
 
 /* Runs an allowlisted test command in the sandbox for a request document
  * {command, files, stdin} (routes_tests.c; POST /v1/tests/run and the MCP

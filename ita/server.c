@@ -258,6 +258,14 @@ static int match_route(ita_req_t *rq, const char *path, size_t len, match_t *m) 
         m->route = ITA_ROUTE_KB_SEARCH;
         return 1;
     }
+    if (n == 4 && seg_eq(seg[1], sl[1], "repos") && seg_eq(seg[3], sl[3], "pulls") && sl[2] > 0 &&
+        sl[2] < 32) {
+        m->route = ITA_ROUTE_REPO_PULLS; /* the repository's name, checked by the route */
+        m->scope = ITA_SCOPE_SUBMIT;
+        memcpy(rq->file, seg[2], sl[2]);
+        rq->file[sl[2]] = 0;
+        return 1;
+    }
     if (n == 2 && seg_eq(seg[1], sl[1], "keys")) {
         m->route = ITA_ROUTE_KEYS;
         m->scope = ITA_SCOPE_ADMIN;
@@ -400,7 +408,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     int is_scan = h2o_memis(path, path_only, H2O_STRLIT("/v1/hygiene/scan")) ||
                   h2o_memis(path, path_only, H2O_STRLIT("/v1/tests/run")) ||
                   h2o_memis(path, path_only, H2O_STRLIT("/v1/kb/search")) ||
-                  h2o_memis(path, path_only, H2O_STRLIT("/mcp"));
+                  h2o_memis(path, path_only, H2O_STRLIT("/mcp")) ||
+                  (path_only > 16 && !memcmp(path, "/v1/repos/", 10) &&
+                   h2o_memis(path + path_only - 6, 6, H2O_STRLIT("/pulls")));
     int is_jobs = h2o_memis(path, path_only, H2O_STRLIT("/v1/jobs"));
     int is_cancel = path_only > 16 && !memcmp(path, "/v1/jobs/", 9) &&
                     h2o_memis(path + path_only - 7, 7, H2O_STRLIT("/cancel"));
@@ -485,6 +495,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         break;
     case ITA_ROUTE_KB_SEARCH:
         ita_route_kb_search(rq);
+        break;
+    case ITA_ROUTE_REPO_PULLS:
+        ita_route_repo_pulls(rq);
         break;
     default:
         ita_problem(rq, 404, "no such route");

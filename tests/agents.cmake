@@ -8,7 +8,7 @@ if(TARGET cu_ita)
   set_tests_properties(test_kb PROPERTIES ENVIRONMENT "CU_SRC=${PROJECT_SOURCE_DIR}")
   find_program(CU_NODE NAMES node nodejs)
   if(CU_NODE)
-    foreach(case openapi mcp)
+    foreach(case openapi mcp pulls)
       add_test(NAME agents_${case}
                COMMAND ${CU_NODE} --test --test-reporter=spec
                        ${CU_TEST_DIR}/agents/${case}.test.mjs

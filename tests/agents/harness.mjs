@@ -33,8 +33,18 @@ export function makeServiceDir({ kb = true, extraYaml = "" } = {}) {
     "kb:", "  db: kb.sqlite", `  sources: ${path.join(SRC, "docs")} ${path.join(SRC, "ita")}`,
     `mcp:`, `  docs_dir: ${path.join(SRC, "docs")}`, "  allowed_origins: https://ide.example",
     "submit:", `  workdir: ${SRC}`,
+    "repos:", '  demo: "path=clone bases=main"',
     extraYaml,
   ].join("\n") + "\n";
+  // a repository for POST /v1/repos/{name}/pulls: a bare remote and its clone
+  const git = (...a) => execFileSync("git", a, { stdio: "ignore" });
+  git("init", "--quiet", "--bare", "-b", "main", path.join(dir, "demo.git"));
+  git("clone", "--quiet", path.join(dir, "demo.git"), path.join(dir, "seed"));
+  fs.writeFileSync(path.join(dir, "seed/README.md"), "# demo\n");
+  git("-C", path.join(dir, "seed"), "add", "README.md");
+  git("-C", path.join(dir, "seed"), "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "--quiet", "-m", "seed");
+  git("-C", path.join(dir, "seed"), "push", "--quiet", "origin", "main");
+  git("clone", "--quiet", path.join(dir, "demo.git"), path.join(dir, "clone"));
   const cfg = path.join(dir, "ita.yaml");
   fs.writeFileSync(cfg, yaml);
   if (kb) execFileSync(CTL, ["kb", "index", "--config", cfg], { stdio: "ignore" });
