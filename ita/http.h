@@ -142,6 +142,24 @@ void ita_route_repo_pulls(ita_req_t *rq);
 int ita_tests_run(const ita_config_t *cfg, pthread_mutex_t *sandbox_mu, json_t *doc, json_t **out,
                   cu_error_t *err);
 
+/* A pull request (pulls.c) for POST /v1/repos/{name}/pulls and the MCP
+ * tool create_pull_request: who asks (for the audit lines of each step),
+ * and the service's parts it uses. */
+typedef struct {
+    const ita_config_t *cfg;
+    const safety_engine_t *safety;
+    pthread_mutex_t *sandbox_mu;
+    ita_audit_t *audit;
+    const char *request_id, *key_name, *key_id;
+    const char *method, *path; /* how the audit lines name the request */
+} ita_pull_ctx_t;
+
+/* Runs the pull-request flow of req against repository repo_name. Returns
+ * the HTTP status; *answer (new reference) has the steps, or is NULL when
+ * the request was refused before any step (detail says why). */
+int ita_pull_run(const ita_pull_ctx_t *c, const char *repo_name, json_t *req, json_t **answer,
+                 char *detail, size_t cap);
+
 /* Event streams (sse.c). */
 void ita_sse_start(ita_req_t *rq, int64_t from);
 void ita_sse_end_all(ita_worker_t *w);

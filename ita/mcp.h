@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <pthread.h>
 
+#include "ita/audit.h"
 #include "ita/config.h"
 #include "ita/jobdir.h"
 #include "safety/safety.h"
@@ -31,7 +32,9 @@ typedef struct {
     const ita_sched_view_t *view; /* may be NULL */
     const safety_engine_t *safety;
     pthread_mutex_t *sandbox_mu;
-    int scope;                    /* the caller's key's scope (ITA_SCOPE_*) */
+    int scope;          /* the caller's key's scope (ITA_SCOPE_*) */
+    ita_audit_t *audit; /* for the audit lines of a pull request\'s steps */
+    const char *request_id, *key_name, *key_id;
     char action[96];              /* out: "mcp tools/call job_status", for the audit */
     char job[ITA_JOB_ID_MAX + 1]; /* out: the job a tool or resource was about */
 } ita_mcp_ctx_t;

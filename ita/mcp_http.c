@@ -82,7 +82,11 @@ void ita_route_mcp(ita_req_t *rq) {
                        .view = rq->w->view,
                        .safety = rq->w->safety,
                        .sandbox_mu = &rq->w->srv->sandbox_mu,
-                       .scope = rq->key_scope};
+                       .scope = rq->key_scope,
+                       .audit = &rq->w->srv->audit,
+                       .request_id = rq->request_id,
+                       .key_name = rq->key_name,
+                       .key_id = rq->key_id};
     json_t *answer = ita_mcp_handle(&c, msg);
     int invalid = json_is_object(msg) == 0;
     json_decref(msg);

@@ -62,9 +62,7 @@ static int key_scope(stdio_server_t *s, const char **why, const ita_key_t **key)
 }
 
 static void audit(stdio_server_t *s, const ita_key_t *key, const ita_mcp_ctx_t *c, int status,
-                  double t0) {
-    char rid[ITA_REQUEST_ID_MAX + 1];
-    ita_request_id_generate(rid, &s->id_counter);
+                  double t0, const char *rid) {
     ita_audit_record_t rec = {
         .request_id = rid,
         .key_name = key ? key->name : NULL,
@@ -95,11 +93,19 @@ static void write_msg(FILE *out, json_t *msg) {
 
 static void serve_line(stdio_server_t *s, const char *line, size_t len, FILE *out) {
     double t0 = ita_mono_now();
-    ita_mcp_ctx_t c = {
-        .cfg = s->cfg, .jobs = s->jobs, .safety = s->safety, .sandbox_mu = &s->sandbox_mu};
+    char rid[ITA_REQUEST_ID_MAX + 1];
+    ita_request_id_generate(rid, &s->id_counter);
     const char *why = NULL;
     const ita_key_t *key = NULL;
     int scope = key_scope(s, &why, &key);
+    ita_mcp_ctx_t c = {.cfg = s->cfg,
+                       .jobs = s->jobs,
+                       .safety = s->safety,
+                       .sandbox_mu = &s->sandbox_mu,
+                       .audit = &s->audit,
+                       .request_id = rid,
+                       .key_name = key ? key->name : NULL,
+                       .key_id = key ? key->id : NULL};
     json_error_t je;
     json_t *msg = json_loadb(line, len, 0, &je);
     json_t *id = json_object_get(msg, "id");
@@ -119,7 +125,7 @@ static void serve_line(stdio_server_t *s, const char *line, size_t len, FILE *ou
         answer = ita_mcp_handle(&c, msg);
         if (!answer) status = 202;
     }
-    audit(s, key, &c, status, t0);
+    audit(s, key, &c, status, t0, rid);
     json_decref(msg);
     if (answer) write_msg(out, answer);
 }

@@ -11,6 +11,8 @@
  *   kb_search     read    POST /v1/kb/search
  *   hygiene_scan  read    POST /v1/hygiene/scan
  *   run_tests     submit  POST /v1/tests/run
+ *   create_pull_request  submit  POST /v1/repos/{name}/pulls (dry run unless
+ *                 dry_run is false and confirm true)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +87,25 @@ static const char TOOLS_JSON[] =
     "\"timed_out\"],\"properties\":{\"command\":{\"type\":\"string\"},\"passed\":{\"type\":"
     "\"boolean\"},\"exit_code\":{\"type\":[\"integer\",\"null\"]},\"timed_out\":{\"type\":"
     "\"boolean\"},\"stdout\":{\"type\":\"string\"},\"stderr\":{\"type\":\"string\"}}},"
-    "\"annotations\":{\"readOnlyHint\":false,\"destructiveHint\":false,\"openWorldHint\":false}}"
+    "\"annotations\":{\"readOnlyHint\":false,\"destructiveHint\":false,\"openWorldHint\":false}},"
+    "{\"name\":\"create_pull_request\",\"title\":\"Propose a change as a pull request\","
+    "\"description\":\"Applies a patch or files to a new branch from an allowed base of a "
+    "configured repository, scans the change for secrets, runs the repository's tests in the "
+    "sandbox, commits, pushes and opens the pull request. A dry run (the default) only checks the "
+    "patch and scans it; writing needs dry_run false AND confirm true. Needs scope submit.\","
+    "\"inputSchema\":{\"type\":\"object\",\"required\":[\"repo\",\"title\",\"base\"],"
+    "\"properties\":{\"repo\":{\"type\":\"string\"},\"title\":{\"type\":\"string\","
+    "\"maxLength\":256},\"body\":{\"type\":\"string\"},\"base\":{\"type\":\"string\"},"
+    "\"head\":{\"type\":\"string\"},\"patch\":{\"type\":\"string\"},\"files\":{\"type\":"
+    "\"object\",\"additionalProperties\":{\"type\":\"string\"}},\"labels\":{\"type\":"
+    "\"array\",\"items\":{\"type\":\"string\"}},\"dry_run\":{\"type\":\"boolean\","
+    "\"default\":true},\"confirm\":{\"type\":\"boolean\",\"default\":false}},"
+    "\"additionalProperties\":false},"
+    "\"outputSchema\":{\"type\":\"object\",\"required\":[\"dry_run\",\"repo\",\"steps\"],"
+    "\"properties\":{\"dry_run\":{\"type\":\"boolean\"},\"repo\":{\"type\":\"string\"},"
+    "\"steps\":{\"type\":\"array\"},\"commit\":{\"type\":\"string\"},\"pull_request\":{"
+    "\"type\":[\"object\",\"null\"]}}},"
+    "\"annotations\":{\"readOnlyHint\":false,\"destructiveHint\":false,\"openWorldHint\":true}}"
     "]";
 
 json_t *ita_mcp_tools_list(void) {
@@ -258,14 +278,57 @@ static json_t *t_run_tests(ita_mcp_ctx_t *c, json_t *args, int *code, cu_error_t
     return rc ? tool_error(e.msg) : tool_ok(out);
 }
 
+static json_t *t_create_pull_request(ita_mcp_ctx_t *c, json_t *args, int *code, cu_error_t *err) {
+    json_t *res = NULL;
+    if (need_scope(c, ITA_SCOPE_SUBMIT, &res)) return res;
+    const char *repo = json_string_value(json_object_get(args, "repo"));
+    if (!repo) {
+        *code = RPC_INVALID_PARAMS;
+        cu_error_set(err, CU_EINVAL, "repo: the name of a configured repository");
+        return NULL;
+    }
+    snprintf(c->job, sizeof c->job, "%s", repo);
+    json_t *req = json_deep_copy(args);
+    json_object_del(req, "repo");
+    ita_pull_ctx_t pc = {.cfg = c->cfg,
+                         .safety = c->safety,
+                         .sandbox_mu = c->sandbox_mu,
+                         .audit = c->audit,
+                         .request_id = c->request_id ? c->request_id : "",
+                         .key_name = c->key_name,
+                         .key_id = c->key_id,
+                         .method = "MCP",
+                         .path = "tools/call create_pull_request"};
+    json_t *doc = NULL;
+    char detail[256];
+    int status = ita_pull_run(&pc, repo, req, &doc, detail, sizeof detail);
+    json_decref(req);
+    if (!doc) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "refused (%d): %s", status, detail);
+        return tool_error(msg);
+    }
+    if (status < 400) return tool_ok(doc);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    json_t *r = tool_error(text ? text : detail);
+    free(text);
+    return r;
+}
+
 typedef json_t *(*tool_fn)(ita_mcp_ctx_t *, json_t *, int *, cu_error_t *);
 
 static const struct {
     const char *name;
     tool_fn fn;
 } TOOLS[] = {
-    {"list_jobs", t_list_jobs}, {"job_status", t_job_status},     {"job_metrics", t_job_metrics},
-    {"kb_search", t_kb_search}, {"hygiene_scan", t_hygiene_scan}, {"run_tests", t_run_tests},
+    {"list_jobs", t_list_jobs},
+    {"job_status", t_job_status},
+    {"job_metrics", t_job_metrics},
+    {"kb_search", t_kb_search},
+    {"hygiene_scan", t_hygiene_scan},
+    {"run_tests", t_run_tests},
+    {"create_pull_request", t_create_pull_request},
 };
 
 json_t *ita_mcp_tool_call(ita_mcp_ctx_t *c, const char *name, json_t *args, int *rpc_code,

@@ -43,7 +43,7 @@ extern char **environ;
 #define OUT_MAX (256 * 1024)
 
 typedef struct {
-    ita_req_t *rq;
+    const ita_pull_ctx_t *c;
     const ita_repo_t *repo;
     json_t *steps;
     char tmp[64]; /* private folder: patch, message, temporary index, worktree */
@@ -103,18 +103,18 @@ static void step(pr_t *p, const char *name, int ok, const char *detail) {
     char action[96];
     snprintf(action, sizeof action, "pull %s: %s", name, ok ? "ok" : "failed");
     ita_audit_record_t rec = {
-        .request_id = p->rq->request_id,
-        .key_name = p->rq->key_name,
-        .key_id = p->rq->key_id,
-        .method = p->rq->req->input.method.base,
-        .method_len = p->rq->req->input.method.len,
-        .path = p->rq->req->input.path.base,
-        .path_len = p->rq->req->input.path.len,
+        .request_id = p->c->request_id,
+        .key_name = p->c->key_name && p->c->key_name[0] ? p->c->key_name : NULL,
+        .key_id = p->c->key_id && p->c->key_id[0] ? p->c->key_id : NULL,
+        .method = p->c->method,
+        .method_len = strlen(p->c->method),
+        .path = p->c->path,
+        .path_len = strlen(p->c->path),
         .status = 0,
         .action = action,
         .job = p->repo->name,
     };
-    ita_audit_write(&p->rq->w->srv->audit, &rec);
+    ita_audit_write(p->c->audit, &rec);
 }
 
 /* A git step: runs it, records it, returns its exit status. */
@@ -180,7 +180,7 @@ static int scan_change(pr_t *p, json_t *req, json_t **report) {
     safety_hits_t hits;
     memset(&hits, 0, sizeof hits);
     cu_error_t err = {0};
-    const safety_engine_t *eng = p->rq->w->safety;
+    const safety_engine_t *eng = p->c->safety;
     json_t *patch = json_object_get(req, "patch");
     int rc = CU_OK;
     if (patch)
@@ -210,7 +210,7 @@ static int scan_change(pr_t *p, json_t *req, json_t **report) {
 /* The repository's test command in the sandbox, reading the worktree
  * (CODEX_WORKTREE; the root is read-only there). */
 static json_t *run_check(pr_t *p) {
-    const ita_config_t *cfg = &p->rq->w->srv->cfg;
+    const ita_config_t *cfg = p->c->cfg;
     int idx = -1;
     for (int i = 0; i < cfg->n_test_cmds; i++)
         if (!strcmp(cfg->test_cmds[i].name, p->repo->test)) idx = i;
@@ -237,9 +237,9 @@ static json_t *run_check(pr_t *p) {
     o.max_output = 64 * 1024;
     sandbox_result_t r;
     cu_error_t err = {0};
-    pthread_mutex_lock(&p->rq->w->srv->sandbox_mu);
+    pthread_mutex_lock(p->c->sandbox_mu);
     int rc = sandbox_run(&o, &r, &err);
-    pthread_mutex_unlock(&p->rq->w->srv->sandbox_mu);
+    pthread_mutex_unlock(p->c->sandbox_mu);
     if (rc) {
         step(p, "tests", 0, err.msg);
         return json_pack("{s:s, s:b, s:s}", "name", p->repo->test, "passed", 0, "detail", err.msg);
@@ -311,7 +311,7 @@ static int apply_files(pr_t *p, json_t *files) {
 
 /* Opens the pull request (and adds its labels) on the forge. */
 static json_t *open_pull(pr_t *p, json_t *req) {
-    const ita_config_t *cfg = &p->rq->w->srv->cfg;
+    const ita_config_t *cfg = p->c->cfg;
     if (!cfg->forge_api_url[0] || !p->repo->forge[0]) {
         step(p, "pull_request", 1, "no forge configured: the branch is pushed, open it by hand");
         return json_null();
@@ -368,9 +368,8 @@ static json_t *open_pull(pr_t *p, json_t *req) {
     return out;
 }
 
-/* The request's fields, checked. 0, or answered. */
-static int parse_request(pr_t *p, json_t *req, int *dry_run) {
-    ita_req_t *rq = p->rq;
+/* The request's fields, checked: 0, or the HTTP status with *why. */
+static int parse_request(pr_t *p, json_t *req, int *dry_run, char *why_buf, size_t cap) {
     const char *key;
     json_t *v;
     json_object_foreach(req, key, v) {
@@ -379,10 +378,8 @@ static int parse_request(pr_t *p, json_t *req, int *dry_run) {
         int ok = 0;
         for (size_t i = 0; i < sizeof KNOWN / sizeof KNOWN[0]; i++) ok |= !strcmp(key, KNOWN[i]);
         if (!ok) {
-            char d[128];
-            snprintf(d, sizeof d, "unknown field '%.60s'", key);
-            ita_problem(rq, 400, d);
-            return -1;
+            snprintf(why_buf, cap, "unknown field '%.60s'", key);
+            return 400;
         }
     }
     p->title = json_string_value(json_object_get(req, "title"));
@@ -418,13 +415,13 @@ static int parse_request(pr_t *p, json_t *req, int *dry_run) {
         }
     }
     if (why) {
-        ita_problem(rq, 400, why);
-        return -1;
+        snprintf(why_buf, cap, "%s", why);
+        return 400;
     }
     *dry_run = dr ? json_is_true(dr) : 1;
     if (!*dry_run && !json_is_true(json_object_get(req, "confirm"))) {
-        ita_problem(rq, 412, "a pull request that writes needs \"confirm\": true");
-        return -1;
+        snprintf(why_buf, cap, "a pull request that writes needs \"confirm\": true");
+        return 412;
     }
     return 0;
 }
@@ -490,7 +487,7 @@ static int real_run(pr_t *p, json_t *req, json_t *doc) {
     json_object_set_new(doc, "hygiene", report ? report : json_null());
     if (sc) return sc < 0 ? 500 : 422;
     json_object_set_new(doc, "check", p->repo->test[0] ? run_check(p) : json_null());
-    const ita_config_t *cfg = &p->rq->w->srv->cfg;
+    const ita_config_t *cfg = p->c->cfg;
     char mf[96], un[160], ue[160];
     snprintf(mf, sizeof mf, "%s/message", p->tmp);
     const char *body = json_string_value(json_object_get(req, "body"));
@@ -520,36 +517,46 @@ static int real_run(pr_t *p, json_t *req, json_t *doc) {
     return 201;
 }
 
-void ita_route_repo_pulls(ita_req_t *rq) {
-    const ita_config_t *cfg = &rq->w->srv->cfg;
-    pr_t p = {.rq = rq};
-    for (int i = 0; i < cfg->n_repos; i++)
-        if (!strcmp(cfg->repos[i].name, rq->file)) p.repo = &cfg->repos[i];
+/* The dry run's checks: the patch against the base, the scan. */
+static int dry_run_checks(pr_t *p, json_t *req, json_t *doc) {
+    int status = 200;
+    json_t *patch = json_object_get(req, "patch"), *report = NULL;
+    if (patch && check_patch(p, patch)) status = 422;
+    int sc = status == 200 ? scan_change(p, req, &report) : 0;
+    json_object_set_new(doc, "hygiene", report ? report : json_null());
+    if (sc) status = sc < 0 ? 500 : 422;
+    static const char *const LATER[] = {"worktree", "apply", "tests",
+                                        "commit",   "push",  "pull_request"};
+    json_t *would = json_array();
+    for (size_t i = 0; i < sizeof LATER / sizeof LATER[0]; i++)
+        json_array_append_new(would, json_string(LATER[i]));
+    json_object_set_new(doc, "would_run", would);
+    return status;
+}
+
+int ita_pull_run(const ita_pull_ctx_t *c, const char *repo_name, json_t *req, json_t **answer,
+                 char *detail, size_t cap) {
+    *answer = NULL;
+    pr_t p = {.c = c};
+    for (int i = 0; i < c->cfg->n_repos; i++)
+        if (!strcmp(c->cfg->repos[i].name, repo_name)) p.repo = &c->cfg->repos[i];
     if (!p.repo) {
-        ita_problem(rq, 404, "no such repository (repos.NAME in ita.yaml)");
-        return;
+        snprintf(detail, cap, "no such repository (repos.NAME in ita.yaml)");
+        return 404;
     }
-    json_error_t je;
-    json_t *req =
-        rq->req->entity.base ? json_loadb(rq->req->entity.base, rq->req->entity.len, 0, &je) : NULL;
-    int dry_run = 1;
     if (!json_is_object(req)) {
-        json_decref(req);
-        ita_problem(rq, 400,
-                    "the body is a JSON object {\"title\", \"base\", \"patch\" | \"files\"}");
-        return;
+        snprintf(detail, cap,
+                 "the request is a JSON object {\"title\", \"base\", \"patch\" | \"files\"}");
+        return 400;
     }
-    if (parse_request(&p, req, &dry_run)) {
-        json_decref(req);
-        return;
-    }
+    int dry_run = 1;
+    int st = parse_request(&p, req, &dry_run, detail, cap);
+    if (st) return st;
     char head[128];
     const char *h = json_string_value(json_object_get(req, "head"));
     snprintf(head, sizeof head, "%s", h ? h : "");
-    if (!h) snprintf(head, sizeof head, "codex/%s", rq->request_id);
+    if (!h) snprintf(head, sizeof head, "codex/%s", c->request_id);
     p.head = head;
-    rq->action = dry_run ? "pull dry_run" : "pull";
-    snprintf(rq->job, sizeof rq->job, "%s", p.repo->name);
     snprintf(p.tmp, sizeof p.tmp, "/tmp/cu-pull-XXXXXX");
     p.steps = json_array();
     json_t *doc = json_pack("{s:b, s:s, s:s, s:s}", "dry_run", dry_run, "repo", p.repo->name,
@@ -560,29 +567,45 @@ void ita_route_repo_pulls(ita_req_t *rq) {
         p.tmp[0] = 0;
     } else if (resolve_base(&p, dry_run))
         status = 422;
-    else if (dry_run) {
+    else {
         json_object_set_new(doc, "base_commit", json_string(p.base_commit));
-        json_t *patch = json_object_get(req, "patch"), *report = NULL;
-        if (patch && check_patch(&p, patch)) status = 422;
-        int sc = status == 200 ? scan_change(&p, req, &report) : 0;
-        json_object_set_new(doc, "hygiene", report ? report : json_null());
-        if (sc) status = sc < 0 ? 500 : 422;
-        static const char *const LATER[] = {"worktree", "apply", "tests",
-                                            "commit",   "push",  "pull_request"};
-        json_t *would = json_array();
-        for (size_t i = 0; i < sizeof LATER / sizeof LATER[0]; i++)
-            json_array_append_new(would, json_string(LATER[i]));
-        json_object_set_new(doc, "would_run", would);
-    } else {
-        json_object_set_new(doc, "base_commit", json_string(p.base_commit));
-        status = real_run(&p, req, doc);
+        status = dry_run ? dry_run_checks(&p, req, doc) : real_run(&p, req, doc);
     }
     if (p.tmp[0]) cleanup(&p, p.pushed);
-    json_decref(req);
     json_object_set_new(doc, "steps", p.steps);
+    snprintf(detail, cap, "%s", status >= 400 ? "a step failed: see steps" : "");
+    *answer = doc;
+    return status;
+}
+
+void ita_route_repo_pulls(ita_req_t *rq) {
+    ita_pull_ctx_t c = {.cfg = &rq->w->srv->cfg,
+                        .safety = rq->w->safety,
+                        .sandbox_mu = &rq->w->srv->sandbox_mu,
+                        .audit = &rq->w->srv->audit,
+                        .request_id = rq->request_id,
+                        .key_name = rq->key_name,
+                        .key_id = rq->key_id,
+                        .method = "POST",
+                        .path = "/v1/repos/{name}/pulls"};
+    json_error_t je;
+    json_t *req =
+        rq->req->entity.base ? json_loadb(rq->req->entity.base, rq->req->entity.len, 0, &je) : NULL;
+    json_t *doc = NULL;
+    char detail[256];
+    int status = ita_pull_run(&c, rq->file, req, &doc, detail, sizeof detail);
+    if (doc) {
+        rq->action = json_is_true(json_object_get(doc, "dry_run")) ? "pull dry_run" : "pull";
+        snprintf(rq->job, sizeof rq->job, "%s", rq->file);
+    }
+    json_decref(req);
+    if (!doc) {
+        ita_problem(rq, status, detail);
+        return;
+    }
     if (status >= 400) {
         /* a problem document carrying the steps that were taken */
-        char *pj = ita_problem_json(status, "a step failed: see steps", rq->req->input.path.base,
+        char *pj = ita_problem_json(status, detail, rq->req->input.path.base,
                                     rq->req->input.path.len, rq->request_id);
         json_t *prob = pj ? json_loads(pj, 0, NULL) : NULL;
         free(pj);

@@ -19,7 +19,7 @@ import { StdioClientTransport as StdioV2 } from "@modelcontextprotocol/client/st
 import { ITA, makeServiceDir, startServer, auditLines } from "./harness.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const TOOLS = ["list_jobs", "job_status", "job_metrics", "kb_search", "hygiene_scan", "run_tests"];
+const TOOLS = ["list_jobs", "job_status", "job_metrics", "kb_search", "hygiene_scan", "run_tests", "create_pull_request"];
 const PLANTED = "ghp_Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2";
 let svc, srv;
 
@@ -69,6 +69,18 @@ async function journey(client, { scope }) {
     assert.match(structured(r).stdout, /sandboxed/);
   } else {
     assert.ok(r.isError, "run_tests needs scope submit");
+    assert.match(r.content[0].text, /scope 'submit'/);
+  }
+  r = await client.callTool({ name: "create_pull_request", arguments: { repo: "demo", title: "t", base: "main", files: { "a.txt": "a\n" } } });
+  if (scope === "submit") {
+    assert.ok(!r.isError, JSON.stringify(r));
+    assert.equal(structured(r).dry_run, true);
+    assert.ok(structured(r).steps.every((s) => s.ok));
+    r = await client.callTool({ name: "create_pull_request", arguments: { repo: "demo", title: "t", base: "main", files: { "a.txt": "a\n" }, dry_run: false } });
+    assert.ok(r.isError);
+    assert.match(r.content[0].text, /412.*confirm/);
+  } else {
+    assert.ok(r.isError);
     assert.match(r.content[0].text, /scope 'submit'/);
   }
   // a tool error: the tool ran and says why

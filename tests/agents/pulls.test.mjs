@@ -83,21 +83,21 @@ before(async () => {
   fs.chmodSync(work, 0o755);
   // the remote (bare) and the service's clone of it, with main and release
   git("init", "--quiet", "--bare", "-b", "main", path.join(work, "remote.git"));
-  git("clone", "--quiet", path.join(work, "remote.git"), path.join(work, "seed"));
-  const seed = path.join(work, "seed");
+  git("clone", "--quiet", path.join(work, "remote.git"), path.join(work, "pseed"));
+  const seed = path.join(work, "pseed");
   fs.writeFileSync(path.join(seed, "README.md"), "# demo\n");
   fs.writeFileSync(path.join(seed, "lib.py"), "def add(a, b):\n    return a + b\n");
   git("-C", seed, "add", ".");
-  git("-C", seed, "-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "commit", "--quiet", "-m", "seed");
+  git("-C", seed, "-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "commit", "--quiet", "-m", "pseed");
   git("-C", seed, "push", "--quiet", "origin", "main");
-  git("clone", "--quiet", path.join(work, "remote.git"), path.join(work, "clone"));
+  git("clone", "--quiet", path.join(work, "remote.git"), path.join(work, "pclone"));
   fs.writeFileSync(path.join(work, "token"), "forge-token-123\n");
   // the repository's check: the worktree must hold hello.txt (read-only there)
   fs.writeFileSync(path.join(work, "check.sh"), 'test -f "$CODEX_WORKTREE/hello.txt" && echo "checked $CODEX_WORKTREE"\n');
   fs.chmodSync(path.join(work, "check.sh"), 0o755);
   fs.appendFileSync(svc.cfg, [
-    "repos:", `  demo: "path=clone remote=origin bases=main,release forge=acme/demo test=check"`,
-    `  local: "path=clone bases=main"`,
+    "repos:", `  acme: "path=pclone remote=origin bases=main,release forge=acme/demo test=check"`,
+    `  plain: "path=pclone bases=main"`,
     "forge:", `  api_url: ${forgeUrl}`, "  token_file: token",
     "git:", "  name: Codex Bot", "  email: bot@codex.invalid",
   ].join("\n") + "\n");
@@ -114,8 +114,8 @@ after(async () => {
 const post = (name, doc, key = svc.keys.submitter) => fetch(`${srv.url}/v1/repos/${name}/pulls`, {
   method: "POST", headers: { "X-API-Key": key, "Content-Type": "application/json" }, body: JSON.stringify(doc) });
 const remoteBranches = () => git("--git-dir", path.join(work, "remote.git"), "for-each-ref", "--format=%(refname)", "refs/heads");
-const cloneBranches = () => git("-C", path.join(work, "clone"), "for-each-ref", "--format=%(refname)", "refs/heads");
-const worktrees = () => git("-C", path.join(work, "clone"), "worktree", "list", "--porcelain");
+const cloneBranches = () => git("-C", path.join(work, "pclone"), "for-each-ref", "--format=%(refname)", "refs/heads");
+const worktrees = () => git("-C", path.join(work, "pclone"), "worktree", "list", "--porcelain");
 
 const PATCH = [
   "diff --git a/lib.py b/lib.py", "--- a/lib.py", "+++ b/lib.py", "@@ -1,2 +1,5 @@",
@@ -124,7 +124,7 @@ const PATCH = [
 
 test("a dry run (the default) checks the patch and scans it, and writes nothing", async () => {
   const before = [remoteBranches(), cloneBranches(), worktrees()];
-  const r = await post("demo", { title: "Add sub", base: "main", patch: PATCH });
+  const r = await post("acme", { title: "Add sub", base: "main", patch: PATCH });
   const d = await r.json();
   assert.equal(r.status, 200, JSON.stringify(d));
   assert.equal(d.dry_run, true);
@@ -136,17 +136,17 @@ test("a dry run (the default) checks the patch and scans it, and writes nothing"
 });
 
 test("writing needs confirm (412); bad requests are 400/403/404; a patch that does not apply is 422", async () => {
-  let r = await post("demo", { title: "x", base: "main", files: { "hello.txt": "hi\n" }, dry_run: false });
+  let r = await post("acme", { title: "x", base: "main", files: { "hello.txt": "hi\n" }, dry_run: false });
   assert.equal(r.status, 412);
   assert.match(r.headers.get("content-type"), /problem\+json/);
-  assert.equal((await post("demo", { title: "x", base: "dev", files: { "a": "b" } })).status, 400);
-  assert.equal((await post("demo", { title: "x", base: "main", files: { "../a": "b" } })).status, 400);
-  assert.equal((await post("demo", { title: "x", base: "main", files: { ".git/config": "b" } })).status, 400);
-  assert.equal((await post("demo", { title: "x", base: "main", patch: PATCH, files: { a: "b" } })).status, 400);
+  assert.equal((await post("acme", { title: "x", base: "dev", files: { "a": "b" } })).status, 400);
+  assert.equal((await post("acme", { title: "x", base: "main", files: { "../a": "b" } })).status, 400);
+  assert.equal((await post("acme", { title: "x", base: "main", files: { ".git/config": "b" } })).status, 400);
+  assert.equal((await post("acme", { title: "x", base: "main", patch: PATCH, files: { a: "b" } })).status, 400);
   assert.equal((await post("nope", { title: "x", base: "main", files: { a: "b" } })).status, 404);
-  assert.equal((await post("demo", { title: "x", base: "main", files: { a: "b" } }, svc.keys.reader)).status, 403);
+  assert.equal((await post("acme", { title: "x", base: "main", files: { a: "b" } }, svc.keys.reader)).status, 403);
   const bad = PATCH.replace("     return a + b", "     return a * b");
-  r = await post("demo", { title: "x", base: "main", patch: bad, dry_run: false, confirm: true });
+  r = await post("acme", { title: "x", base: "main", patch: bad, dry_run: false, confirm: true });
   const d = await r.json();
   assert.equal(r.status, 422, JSON.stringify(d));
   assert.deepEqual(d.steps.at(-1).step, "apply");
@@ -157,7 +157,7 @@ test("writing needs confirm (412); bad requests are 400/403/404; a patch that do
 });
 
 test("a planted secret blocks the pull request before anything is committed", async () => {
-  const r = await post("demo", { title: "creds", base: "main", head: "codex/creds", dry_run: false, confirm: true,
+  const r = await post("acme", { title: "creds", base: "main", head: "codex/creds", dry_run: false, confirm: true,
                                  files: { "settings.py": `TOKEN = "${PLANTED}"\n` } });
   const d = await r.json();
   assert.equal(r.status, 422);
@@ -167,7 +167,7 @@ test("a planted secret blocks the pull request before anything is committed", as
 });
 
 test("a confirmed pull request with files: branch, commit, test check, push and the forge's PR", async () => {
-  const r = await post("demo", { title: "Say hello", body: "Adds hello.txt.", base: "main", head: "codex/hello",
+  const r = await post("acme", { title: "Say hello", body: "Adds hello.txt.", base: "main", head: "codex/hello",
                                  files: { "hello.txt": "hello\n", "pkg/deep/mod.py": "X = 1\n" },
                                  labels: ["agents", "codex"], dry_run: false, confirm: true });
   const d = await r.json();
@@ -190,16 +190,16 @@ test("a confirmed pull request with files: branch, commit, test check, push and 
   assert.deepEqual([pull.owner, pull.repo, pull.doc.head, pull.doc.base, pull.doc.title], ["acme", "demo", "codex/hello", "main", "Say hello"]);
   assert.deepEqual(seen.find((s) => s.kind === "labels").doc, { labels: ["agents", "codex"] });
   // each step is in the audit log, and no worktree is left behind
-  const steps = auditLines(svc).filter((l) => l.action && l.action.startsWith("pull ") && l.job === "demo");
+  const steps = auditLines(svc).filter((l) => l.action && l.action.startsWith("pull ") && l.job === "acme");
   assert.ok(["worktree", "commit", "push", "pull_request"].every((s) => steps.some((l) => l.action === `pull ${s}: ok`)));
   assert.equal(worktrees().split("\n\n").length, 1);
   // the same head again: the branch exists, 409, nothing changes
-  const again = await post("demo", { title: "again", base: "main", head: "codex/hello", files: { "x": "y\n" }, dry_run: false, confirm: true });
+  const again = await post("acme", { title: "again", base: "main", head: "codex/hello", files: { "x": "y\n" }, dry_run: false, confirm: true });
   assert.equal(again.status, 409);
 });
 
 test("a patch on a repository without a forge: pushed, no pull request opened", async () => {
-  const r = await post("local", { title: "Add sub", base: "main", head: "codex/sub", patch: PATCH, dry_run: false, confirm: true });
+  const r = await post("plain", { title: "Add sub", base: "main", head: "codex/sub", patch: PATCH, dry_run: false, confirm: true });
   const d = await r.json();
   assert.equal(r.status, 201, JSON.stringify(d));
   assert.equal(d.pull_request, null);
