@@ -37,6 +37,8 @@ if(NOT SCALAPACK_LIBRARY)
 endif()
 
 cu_require_pkg(HDF5 hdf5-openmpi libhdf5-openmpi-dev)
+# SQLite with FTS5: codex-ita's knowledge index (ita/kb.c)
+cu_require_pkg(SQLITE3 sqlite3 libsqlite3-dev)
 set(CMAKE_REQUIRED_INCLUDES ${HDF5_INCLUDE_DIRS} ${MPI_C_INCLUDE_DIRS})
 include(CheckSymbolExists)
 check_symbol_exists(H5_HAVE_PARALLEL "H5pubconf.h" CU_HDF5_IS_PARALLEL)

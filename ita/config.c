@@ -55,6 +55,14 @@ static const ita_config_key_t KEYS[] = {
     NUM("slurm.timeout_s", slurm_timeout_s, T_NUM, 1, 600),
     STR("submit.workdir", submit_workdir, T_PATH),
     STR("submit.train", submit_train, T_PATH),
+    STR("kb.db", kb_db, T_PATH),
+    STR("kb.sources", kb_sources, T_STR),
+    STR("mcp.allowed_origins", mcp_origins, T_STR),
+    STR("mcp.docs_dir", docs_dir, T_PATH),
+    STR("forge.api_url", forge_api_url, T_STR),
+    STR("forge.token_file", forge_token_file, T_PATH),
+    STR("git.name", git_name, T_STR),
+    STR("git.email", git_email, T_STR),
 };
 
 void ita_config_defaults(ita_config_t *cfg) {
@@ -64,6 +72,8 @@ void ita_config_defaults(ita_config_t *cfg) {
     const char *runs = getenv("CU_RUNS_DIR"); /* the same default as codex-train's */
     snprintf(cfg->runs_dir, sizeof cfg->runs_dir, "%s", runs && runs[0] ? runs : "runs");
     snprintf(cfg->keys_file, sizeof cfg->keys_file, "ita-keys.json");
+    snprintf(cfg->git_name, sizeof cfg->git_name, "codex-ita");
+    snprintf(cfg->git_email, sizeof cfg->git_email, "codex-ita@localhost");
     cfg->threads = 2;
     snprintf(cfg->audit_log, sizeof cfg->audit_log, "ita-audit.jsonl");
     cfg->rate_per_s = 20;
@@ -103,10 +113,60 @@ static int add_test_command(ita_config_t *cfg, const char *name, const char *cmd
     return CU_OK;
 }
 
+/* One "key=value" word of a repos.NAME line into out (cap bytes). */
+static int repo_field(const char *word, size_t len, const char *key, char *out, size_t cap) {
+    size_t kl = strlen(key);
+    if (len <= kl || strncmp(word, key, kl) || word[kl] != '=') return 0;
+    snprintf(out, cap, "%.*s", (int)(len - kl - 1), word + kl + 1);
+    return 1;
+}
+
+/* repos.NAME: "path=... remote=... bases=a,b forge=o/r test=NAME" */
+static int add_repo(ita_config_t *cfg, const char *name, const char *val, const char *base,
+                    cu_error_t *err) {
+    if (cfg->n_repos == ITA_MAX_REPOS)
+        return cu_error_set(err, CU_EINVAL, "repos: at most %d repositories", ITA_MAX_REPOS);
+    size_t nl = strlen(name);
+    if (nl == 0 || nl >= sizeof cfg->repos[0].name ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != nl ||
+        name[0] == '.')
+        return cu_error_set(err, CU_EINVAL, "repos: '%s' is not a name (letters, digits, _ - .)",
+                            name);
+    for (int i = 0; i < cfg->n_repos; i++)
+        if (!strcmp(cfg->repos[i].name, name))
+            return cu_error_set(err, CU_EINVAL, "repos.%s is given twice", name);
+    ita_repo_t *r = &cfg->repos[cfg->n_repos];
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->remote, sizeof r->remote, "origin");
+    char path[ITA_PATH_MAX] = "";
+    for (const char *p = val; *p;) {
+        p += strspn(p, " ");
+        size_t len = strcspn(p, " ");
+        if (!len) break;
+        if (!repo_field(p, len, "path", path, sizeof path) &&
+            !repo_field(p, len, "remote", r->remote, sizeof r->remote) &&
+            !repo_field(p, len, "bases", r->bases, sizeof r->bases) &&
+            !repo_field(p, len, "forge", r->forge, sizeof r->forge) &&
+            !repo_field(p, len, "test", r->test, sizeof r->test))
+            return cu_error_set(err, CU_EINVAL,
+                                "repos.%s: '%.*s' is not path=, remote=, bases=, forge= or test=",
+                                name, (int)len, p);
+        p += len;
+    }
+    if (!path[0] || !r->bases[0])
+        return cu_error_set(err, CU_EINVAL, "repos.%s: path= and bases= are required", name);
+    if (cu_format(r->path, sizeof r->path, err, "%s%s", path[0] == '/' ? "" : base, path))
+        return cu_error_prefix(err, "repos.%s: ", name);
+    cfg->n_repos++;
+    return CU_OK;
+}
+
 /* base is the YAML file's folder (with a trailing '/'), or "". */
 static int set_value(ita_config_t *cfg, const char *key, const char *val, const char *base,
                      cu_error_t *err) {
     if (!strncmp(key, "test_commands.", 14)) return add_test_command(cfg, key + 14, val, err);
+    if (!strncmp(key, "repos.", 6)) return add_repo(cfg, key + 6, val, base, err);
     const ita_config_key_t *k = NULL;
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
         if (!strcmp(KEYS[i].key, key)) k = &KEYS[i];
@@ -211,6 +271,7 @@ int ita_config_load(const char *path, ita_config_t *cfg, cu_error_t *err) {
         memcpy(base, path, (size_t)(slash - path + 1));
         base[slash - path + 1] = 0;
     }
+    snprintf(cfg->config_dir, sizeof cfg->config_dir, "%s", base);
     yaml_parser_t p;
     yaml_parser_initialize(&p);
     yaml_parser_set_input_file(&p, f);
@@ -301,6 +362,8 @@ int ita_config_finish(ita_config_t *cfg, cu_error_t *err) {
                             cfg->submit_workdir);
     if (cu_format(cfg->submit_workdir, sizeof cfg->submit_workdir, err, "%s", real))
         return cu_error_prefix(err, "submit.workdir: ");
+    if (!cfg->docs_dir[0] && is_dir(CU_ITA_DOCS_SOURCE))
+        snprintf(cfg->docs_dir, sizeof cfg->docs_dir, "%s", CU_ITA_DOCS_SOURCE);
     if (!cfg->submit_train[0]) default_train(cfg->submit_train, sizeof cfg->submit_train);
     if (strchr(cfg->submit_train, '/') && realpath(cfg->submit_train, real) &&
         cu_format(cfg->submit_train, sizeof cfg->submit_train, err, "%s", real))

@@ -13,6 +13,17 @@
 
 #define ITA_PATH_MAX 1024
 #define ITA_MAX_TEST_CMDS 16
+#define ITA_MAX_REPOS 16
+
+/* A repository POST /v1/repos/{name}/pulls may touch (config key repos.NAME). */
+typedef struct {
+    char name[32];
+    char path[ITA_PATH_MAX]; /* a local clone */
+    char remote[64];         /* the remote pushed to, default origin */
+    char bases[256];         /* allowed base branches, comma-separated */
+    char forge[128];         /* OWNER/REPO on the forge, "" for none */
+    char test[32];           /* a test_commands name, "" for none */
+} ita_repo_t;
 
 typedef struct {
     char host[64];                /* numeric IPv4 address to bind, default 127.0.0.1 */
@@ -50,6 +61,25 @@ typedef struct {
      * the batch script runs, and the codex-train it starts */
     char submit_workdir[ITA_PATH_MAX];
     char submit_train[ITA_PATH_MAX];
+    /* coding agents (docs/agents.md): the knowledge index and its sources
+     * (paths separated by spaces or commas, relative to config_dir), the
+     * Origins POST /mcp accepts besides the service's own, the docs
+     * folder MCP serves as resources */
+    char kb_db[ITA_PATH_MAX];
+    char kb_sources[4096];
+    char mcp_origins[1024];
+    char docs_dir[ITA_PATH_MAX];
+    char config_dir[ITA_PATH_MAX]; /* the YAML file's folder with a '/', "" without one */
+    /* POST /v1/repos/{name}/pulls (pulls.c): the repositories it may touch
+     * (repos.NAME: "path=CLONE remote=origin bases=main,dev forge=OWNER/REPO
+     * test=TEST_COMMAND"), the forge's REST API and its token's file, and the
+     * identity commits are made with */
+    ita_repo_t repos[ITA_MAX_REPOS];
+    int n_repos;
+    char forge_api_url[256];
+    char forge_token_file[ITA_PATH_MAX];
+    char git_name[128];
+    char git_email[128];
 } ita_config_t;
 
 /* Fills cfg with the defaults. */

@@ -81,6 +81,7 @@ typedef struct {
     char request_id[ITA_REQUEST_ID_MAX + 1];
     char key_name[ITA_KEY_NAME_MAX + 1]; /* "" when none */
     char key_id[24];                     /* the key's public id, "" when none */
+    int key_scope;                       /* its scope, ITA_SCOPE_NONE when none */
     const char *action, *launched;       /* for the audit line of submit/cancel */
     char job[ITA_JOB_ID_MAX + 1];        /* the {id} of job routes */
     char file[64];                       /* the dashboard file asked for */
@@ -128,6 +129,36 @@ void ita_route_tests_run(ita_req_t *rq);
 void ita_route_job_submit(ita_req_t *rq);
 void ita_route_job_cancel(ita_req_t *rq);
 void ita_route_static(ita_req_t *rq, const char *name);
+void ita_route_openapi(ita_req_t *rq);
+void ita_route_mcp(ita_req_t *rq);
+void ita_route_kb_search(ita_req_t *rq);
+void ita_route_repo_pulls(ita_req_t *rq);
+
+/* Runs an allowlisted test command in the sandbox for a request document
+ * {command, files, stdin} (routes_tests.c; POST /v1/tests/run and the MCP
+ * tool): *out is the result (new reference). CU_EINVAL for a malformed
+ * document, ITA_ENOTALLOWED for a command not in test_commands. */
+#define ITA_ENOTALLOWED 102
+int ita_tests_run(const ita_config_t *cfg, pthread_mutex_t *sandbox_mu, json_t *doc, json_t **out,
+                  cu_error_t *err);
+
+/* A pull request (pulls.c) for POST /v1/repos/{name}/pulls and the MCP
+ * tool create_pull_request: who asks (for the audit lines of each step),
+ * and the service's parts it uses. */
+typedef struct {
+    const ita_config_t *cfg;
+    const safety_engine_t *safety;
+    pthread_mutex_t *sandbox_mu;
+    ita_audit_t *audit;
+    const char *request_id, *key_name, *key_id;
+    const char *method, *path; /* how the audit lines name the request */
+} ita_pull_ctx_t;
+
+/* Runs the pull-request flow of req against repository repo_name. Returns
+ * the HTTP status; *answer (new reference) has the steps, or is NULL when
+ * the request was refused before any step (detail says why). */
+int ita_pull_run(const ita_pull_ctx_t *c, const char *repo_name, json_t *req, json_t **answer,
+                 char *detail, size_t cap);
 
 /* Event streams (sse.c). */
 void ita_sse_start(ita_req_t *rq, int64_t from);

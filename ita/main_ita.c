@@ -10,10 +10,11 @@
 #include <string.h>
 
 #include "ita/config.h"
+#include "ita/mcp.h"
 #include "ita/server.h"
 
 static void usage(FILE *out) {
-    fputs("usage: codex-ita [--config ita.yaml] [--check]\n"
+    fputs("usage: codex-ita [--config ita.yaml] [--check | --mcp-stdio]\n"
           "\n"
           "Serves job state, metrics, events and checkpoints of a runs directory over\n"
           "HTTP(S) to API-key holders, with a live dashboard at / and Prometheus\n"
@@ -23,6 +24,8 @@ static void usage(FILE *out) {
           "  --config FILE   the service config (default: the built-in defaults;\n"
           "                  see configs/ita.yaml and docs/ita.md)\n"
           "  --check         read and check the config, print it, and exit\n"
+          "  --mcp-stdio     serve the Model Context Protocol on stdin/stdout instead\n"
+          "                  of HTTP (the API key in $CODEX_ITA_KEY; docs/agents.md)\n"
           "  --help          this text\n"
           "  --version       the code version\n"
           "\n"
@@ -33,7 +36,7 @@ static void usage(FILE *out) {
 
 int main(int argc, char **argv) {
     const char *config = NULL;
-    int check = 0;
+    int check = 0, mcp_stdio = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -47,6 +50,8 @@ int main(int argc, char **argv) {
             config = argv[i] + 9;
         } else if (!strcmp(argv[i], "--check")) {
             check = 1;
+        } else if (!strcmp(argv[i], "--mcp-stdio")) {
+            mcp_stdio = 1;
         } else {
             fprintf(stderr, "codex-ita: unknown argument '%s' (codex-ita --help)\n", argv[i]);
             return 2;
@@ -67,6 +72,10 @@ int main(int argc, char **argv) {
         printf("slurm refresh %gs, commands time out after %gs\nsubmit workdir %s, train %s\n",
                cfg.slurm_refresh_s, cfg.slurm_timeout_s, cfg.submit_workdir, cfg.submit_train);
         return 0;
+    }
+    if (mcp_stdio) {
+        signal(SIGPIPE, SIG_IGN);
+        return ita_mcp_stdio_run(&cfg, stdin, stdout);
     }
     sigset_t set;
     sigemptyset(&set);

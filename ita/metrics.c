@@ -30,6 +30,10 @@ static const char *ROUTE_LABELS[ITA_ROUTE_COUNT] = {
     "/v1/tests/run",
     "POST /v1/jobs",
     "POST /v1/jobs/{id}/cancel",
+    "/openapi.json",
+    "/mcp",
+    "/v1/kb/search",
+    "/v1/repos/{name}/pulls",
     "other",
 };
 

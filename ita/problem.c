@@ -36,6 +36,10 @@ const char *ita_status_reason(int status) {
         return "URI Too Long";
     case 409:
         return "Conflict";
+    case 412:
+        return "Precondition Failed";
+    case 422:
+        return "Unprocessable Content";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -67,6 +71,10 @@ static const char *status_slug(int status) {
         return "not-acceptable";
     case 409:
         return "conflict";
+    case 412:
+        return "precondition-failed";
+    case 422:
+        return "unprocessable";
     case 502:
         return "scheduler-failed";
     case 413:

@@ -34,25 +34,19 @@ static int split_command(const char *cmd, char *buf, size_t cap, const char **ar
 }
 
 /* Reads the request's files into out (names checked: plain, no '/'). */
-static int read_files(ita_req_t *rq, json_t *files, sandbox_file_t *out, size_t *n) {
+static int read_files(json_t *files, sandbox_file_t *out, size_t *n, cu_error_t *err) {
     *n = 0;
     if (!files) return 0;
-    if (!json_is_object(files)) {
-        ita_problem(rq, 400, "files is an object of file name to text");
-        return -1;
-    }
+    if (!json_is_object(files))
+        return cu_error_set(err, CU_EINVAL, "files is an object of file name to text");
     const char *name;
     json_t *v;
     json_object_foreach(files, name, v) {
-        if (*n == MAX_FILES) {
-            ita_problem(rq, 400, "at most 32 files");
-            return -1;
-        }
+        if (*n == MAX_FILES) return cu_error_set(err, CU_EINVAL, "at most 32 files");
         if (!json_is_string(v) || !name[0] || strchr(name, '/') || !strcmp(name, ".") ||
-            !strcmp(name, "..") || strlen(name) > 255) {
-            ita_problem(rq, 400, "each file is a plain name (no '/') with a string of content");
-            return -1;
-        }
+            !strcmp(name, "..") || strlen(name) > 255)
+            return cu_error_set(err, CU_EINVAL,
+                                "each file is a plain name (no '/') with a string of content");
         out[*n] = (sandbox_file_t){
             .name = name, .data = json_string_value(v), .len = json_string_length(v)};
         (*n)++;
@@ -72,31 +66,23 @@ static json_t *result_json(const char *name, const sandbox_result_t *r) {
                      "stderr_truncated", r->err_truncated, "sandbox", layers);
 }
 
-void ita_route_tests_run(ita_req_t *rq) {
-    const ita_config_t *cfg = &rq->w->srv->cfg;
-    const char *body = rq->req->entity.base;
-    json_error_t je;
-    json_t *doc = body ? json_loadb(body, rq->req->entity.len, 0, &je) : NULL;
+int ita_tests_run(const ita_config_t *cfg, pthread_mutex_t *sandbox_mu, json_t *doc, json_t **out,
+                  cu_error_t *err) {
+    *out = NULL;
     const char *name = json_string_value(json_object_get(doc, "command"));
-    if (!doc || !json_is_object(doc) || !name) {
-        json_decref(doc);
-        ita_problem(rq, 400, "the body is a JSON object {\"command\": NAME, \"files\": {...}}");
-        return;
-    }
+    if (!json_is_object(doc) || !name)
+        return cu_error_set(err, CU_EINVAL,
+                            "the body is a JSON object {\"command\": NAME, \"files\": {...}}");
     int idx = -1;
     for (int i = 0; i < cfg->n_test_cmds; i++)
         if (!strcmp(cfg->test_cmds[i].name, name)) idx = i;
-    if (idx < 0) {
-        json_decref(doc);
-        ita_problem(rq, 403, "that command is not in the service's test_commands allowlist");
-        return;
-    }
+    if (idx < 0)
+        return cu_error_set(err, ITA_ENOTALLOWED,
+                            "that command is not in the service's test_commands allowlist");
     sandbox_file_t files[MAX_FILES];
     size_t nfiles;
-    if (read_files(rq, json_object_get(doc, "files"), files, &nfiles)) {
-        json_decref(doc);
-        return;
-    }
+    int rc = read_files(json_object_get(doc, "files"), files, &nfiles, err);
+    if (rc) return rc;
     char words[256];
     const char *argv[MAX_ARGS + 1];
     split_command(cfg->test_cmds[idx].command, words, sizeof words, argv);
@@ -113,22 +99,30 @@ void ita_route_tests_run(ita_req_t *rq) {
         opts.stdin_len = json_string_length(in);
     }
     sandbox_result_t r;
-    cu_error_t err = {0};
-    pthread_mutex_lock(&rq->w->srv->sandbox_mu);
-    int rc = sandbox_run(&opts, &r, &err);
-    pthread_mutex_unlock(&rq->w->srv->sandbox_mu);
-    if (rc != CU_OK) {
-        json_decref(doc);
-        ita_log(rq->w->srv, "tests/run %s: %s", name, err.msg);
-        ita_problem(rq, 500, "the sandbox could not run the command");
-        return;
-    }
-    json_t *out = result_json(name, &r);
+    pthread_mutex_lock(sandbox_mu);
+    rc = sandbox_run(&opts, &r, err);
+    pthread_mutex_unlock(sandbox_mu);
+    if (rc != CU_OK) return cu_error_prefix(err, "the sandbox could not run %s: ", name);
+    *out = result_json(name, &r);
     sandbox_result_free(&r);
+    return *out ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory while building the answer");
+}
+
+void ita_route_tests_run(ita_req_t *rq) {
+    const char *body = rq->req->entity.base;
+    json_error_t je;
+    json_t *doc = body ? json_loadb(body, rq->req->entity.len, 0, &je) : NULL;
+    json_t *out = NULL;
+    cu_error_t err = {0};
+    int rc = ita_tests_run(&rq->w->srv->cfg, &rq->w->srv->sandbox_mu, doc, &out, &err);
     json_decref(doc);
-    if (!out) {
-        ita_problem(rq, 500, "out of memory while building the answer");
-        return;
-    }
-    ita_respond_json(rq, out);
+    if (rc == CU_EINVAL)
+        ita_problem(rq, 400, err.msg);
+    else if (rc == ITA_ENOTALLOWED)
+        ita_problem(rq, 403, err.msg);
+    else if (rc) {
+        ita_log(rq->w->srv, "tests/run: %s", err.msg);
+        ita_problem(rq, 500, "the sandbox could not run the command");
+    } else
+        ita_respond_json(rq, out);
 }

@@ -221,6 +221,15 @@ static int match_route(ita_req_t *rq, const char *path, size_t len, match_t *m) 
         m->scope = ITA_SCOPE_NONE;
         return 1;
     }
+    if (n == 1 && seg_eq(seg[0], sl[0], "openapi.json")) {
+        m->route = ITA_ROUTE_OPENAPI;
+        m->scope = ITA_SCOPE_NONE;
+        return 1;
+    }
+    if (n == 1 && seg_eq(seg[0], sl[0], "mcp")) {
+        m->route = ITA_ROUTE_MCP; /* each tool checks the scope it needs */
+        return 1;
+    }
     if (n == 1 && seg_eq(seg[0], sl[0], "metrics")) {
         m->route = ITA_ROUTE_PROMETHEUS;
         if (rq->w->srv->cfg.metrics_public) m->scope = ITA_SCOPE_NONE;
@@ -243,6 +252,18 @@ static int match_route(ita_req_t *rq, const char *path, size_t len, match_t *m) 
     if (n == 3 && seg_eq(seg[1], sl[1], "tests") && seg_eq(seg[2], sl[2], "run")) {
         m->route = ITA_ROUTE_TESTS_RUN;
         m->scope = ITA_SCOPE_SUBMIT;
+        return 1;
+    }
+    if (n == 3 && seg_eq(seg[1], sl[1], "kb") && seg_eq(seg[2], sl[2], "search")) {
+        m->route = ITA_ROUTE_KB_SEARCH;
+        return 1;
+    }
+    if (n == 4 && seg_eq(seg[1], sl[1], "repos") && seg_eq(seg[3], sl[3], "pulls") && sl[2] > 0 &&
+        sl[2] < 32) {
+        m->route = ITA_ROUTE_REPO_PULLS; /* the repository's name, checked by the route */
+        m->scope = ITA_SCOPE_SUBMIT;
+        memcpy(rq->file, seg[2], sl[2]);
+        rq->file[sl[2]] = 0;
         return 1;
     }
     if (n == 2 && seg_eq(seg[1], sl[1], "keys")) {
@@ -307,6 +328,7 @@ static int authorise(ita_req_t *rq, int scope) {
     if (key) {
         snprintf(rq->key_name, sizeof rq->key_name, "%s", key->name);
         snprintf(rq->key_id, sizeof rq->key_id, "%s", key->id);
+        rq->key_scope = r == ITA_AUTH_REVOKED ? ITA_SCOPE_NONE : key->scope;
     }
     if (scope == ITA_SCOPE_NONE) return 0; /* a key on an open route only names the caller */
     const char *why = NULL;
@@ -384,7 +406,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     /* the routes that take a body, by POST only; /v1/jobs takes GET (the
      * list) and POST (a submission); /v1/jobs/{id}/cancel POST only */
     int is_scan = h2o_memis(path, path_only, H2O_STRLIT("/v1/hygiene/scan")) ||
-                  h2o_memis(path, path_only, H2O_STRLIT("/v1/tests/run"));
+                  h2o_memis(path, path_only, H2O_STRLIT("/v1/tests/run")) ||
+                  h2o_memis(path, path_only, H2O_STRLIT("/v1/kb/search")) ||
+                  h2o_memis(path, path_only, H2O_STRLIT("/mcp")) ||
+                  (path_only > 16 && !memcmp(path, "/v1/repos/", 10) &&
+                   h2o_memis(path + path_only - 6, 6, H2O_STRLIT("/pulls")));
     int is_jobs = h2o_memis(path, path_only, H2O_STRLIT("/v1/jobs"));
     int is_cancel = path_only > 16 && !memcmp(path, "/v1/jobs/", 9) &&
                     h2o_memis(path + path_only - 7, 7, H2O_STRLIT("/cancel"));
@@ -460,6 +486,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         break;
     case ITA_ROUTE_JOB_CANCEL:
         ita_route_job_cancel(rq);
+        break;
+    case ITA_ROUTE_OPENAPI:
+        ita_route_openapi(rq);
+        break;
+    case ITA_ROUTE_MCP:
+        ita_route_mcp(rq);
+        break;
+    case ITA_ROUTE_KB_SEARCH:
+        ita_route_kb_search(rq);
+        break;
+    case ITA_ROUTE_REPO_PULLS:
+        ita_route_repo_pulls(rq);
         break;
     default:
         ita_problem(rq, 404, "no such route");

