@@ -149,7 +149,7 @@ int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
 /* out = beta * out + x W^T, plus the site's adapter. */
 static void linear(gpt_t *m, int l, int t, float *out, const float *x, const float *w, int N,
                    int in, int outc, float beta) {
-    matmul_forward(out, x, w, NULL, N, in, outc, beta);
+    matmul_forward_on(m->gemm, out, x, w, NULL, N, in, outc, beta);
     gpt_impl_lora_forward(m, l, t, x, out, N, gpt_impl_site_xa(m, l, t));
 }
 
@@ -198,9 +198,9 @@ void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
     if (targets) {
         int train = m->cur_train;
         float *dhead = train ? gpt_impl_pgrad(m, m->lm_head) : NULL;
-        out.loss_sum =
-            lm_head_loss(train ? m->dlnf : NULL, dhead, &out.n_valid, &out.n_correct, m->lnf,
-                         m->lm_head, targets, m->head_scratch, N, C, d.V, m->cur_grad_scale);
+        out.loss_sum = lm_head_loss_on(m->gemm, train ? m->dlnf : NULL, dhead, &out.n_valid,
+                                       &out.n_correct, m->lnf, m->lm_head, targets, m->head_scratch,
+                                       N, C, d.V, m->cur_grad_scale);
     }
     if (loss) *loss = out;
 }
@@ -212,7 +212,7 @@ void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
  * nothing below needs it). */
 static void linear_backward(gpt_t *m, int l, int t, float *dx, const float *dout, const float *x,
                             float *w, int N, int in, int outc, float beta) {
-    matmul_backward(dx, gpt_impl_pgrad(m, w), NULL, dout, x, w, N, in, outc, beta);
+    matmul_backward_on(m->gemm, dx, gpt_impl_pgrad(m, w), NULL, dout, x, w, N, in, outc, beta);
     gpt_impl_lora_backward(m, l, t, dout, x, dx, N);
 }
 
@@ -344,7 +344,7 @@ int llama_kv_reserve(gpt_t *m, int max_len, cu_error_t *err) {
 
 static void kv_linear(gpt_t *m, int l, int t, float *out, const float *x, const float *w, int in,
                       int outc, float beta) {
-    matmul_forward(out, x, w, NULL, 1, in, outc, beta);
+    matmul_forward_on(m->gemm, out, x, w, NULL, 1, in, outc, beta);
     m->cur_train = 0;
     gpt_impl_lora_forward(m, l, t, x, out, 1, m->kv_xa);
 }
@@ -402,7 +402,7 @@ int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
         kv_linear(m, l, LLAMA_DOWN, x, m->kv_hg, LAYER(m->wdown, l, C * F), F, C, 1.0f);
     }
     rmsnorm_forward(xn, &rstd, x, m->norm, 1, C, eps);
-    lm_head_logits(logits, xn, m->lm_head, 1, C, d.V);
+    lm_head_logits_on(m->gemm, logits, xn, m->lm_head, 1, C, d.V);
     m->kv_len++;
     return CU_OK;
 }

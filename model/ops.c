@@ -104,10 +104,10 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 
 /* ----------------------------------------------------------------- matmul */
 
-void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IC,
-                    int OC, float beta) {
+void matmul_forward_on(gemm_t *g, float *out, const float *inp, const float *w, const float *bias,
+                       int N, int IC, int OC, float beta) {
     if (bias) {
-        /* Fold the bias in before the product so sgemm accumulates onto it. */
+        /* Fold the bias in before the product so the product accumulates onto it. */
         for (int n = 0; n < N; n++) {
             float *o = out + (long)n * OC;
             if (beta == 0.0f) {
@@ -118,16 +118,17 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
         }
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, beta, out,
-                OC);
+    gemm_xwt(g, out, inp, w, N, IC, OC, beta);
 }
 
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                     const float *w, int N, int IC, int OC, float dinp_beta) {
-    if (dinp) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC,
-                    dinp_beta, dinp, IC);
-    }
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IC,
+                    int OC, float beta) {
+    matmul_forward_on(NULL, out, inp, w, bias, N, IC, OC, beta);
+}
+
+void matmul_backward_on(gemm_t *g, float *dinp, float *dw, float *dbias, const float *dout,
+                        const float *inp, const float *w, int N, int IC, int OC, float dinp_beta) {
+    if (dinp) gemm_xw(g, dinp, dout, w, N, OC, IC, dinp_beta);
     if (dw) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC,
                     1.0f, dw, IC);
@@ -138,6 +139,11 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
             for (int i = 0; i < OC; i++) dbias[i] += d[i];
         }
     }
+}
+
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, int N, int IC, int OC, float dinp_beta) {
+    matmul_backward_on(NULL, dinp, dw, dbias, dout, inp, w, N, IC, OC, dinp_beta);
 }
 
 /* ------------------------------------------------------------------- gelu */
@@ -297,9 +303,13 @@ long lm_head_scratch_floats(int N, int V) {
     return (long)lm_head_chunk_rows(N, V) * V;
 }
 
+void lm_head_logits_on(gemm_t *g, float *logits, const float *inp, const float *w, int N, int C,
+                       int V) {
+    gemm_xwt(g, logits, inp, w, N, C, V, 0.0f);
+}
+
 void lm_head_logits(float *logits, const float *inp, const float *w, int N, int C, int V) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, C, 1.0f, inp, C, w, C, 0.0f, logits,
-                V);
+    lm_head_logits_on(NULL, logits, inp, w, N, C, V);
 }
 
 /* Turns one row of logits into dloss/dlogits * grad_scale in place; returns
@@ -329,12 +339,19 @@ static double ce_row(float *z, int V, int target, float grad_scale, int *correct
 double lm_head_loss(float *dinp, float *dw, long *n_valid, long *n_correct, const float *inp,
                     const float *w, const int32_t *targets, float *scratch, int N, int C, int V,
                     float grad_scale) {
+    return lm_head_loss_on(NULL, dinp, dw, n_valid, n_correct, inp, w, targets, scratch, N, C, V,
+                           grad_scale);
+}
+
+double lm_head_loss_on(gemm_t *g, float *dinp, float *dw, long *n_valid, long *n_correct,
+                       const float *inp, const float *w, const int32_t *targets, float *scratch,
+                       int N, int C, int V, float grad_scale) {
     int chunk = lm_head_chunk_rows(N, V);
     double loss = 0.0;
     long valid = 0, correct = 0;
     for (int r0 = 0; r0 < N; r0 += chunk) {
         int nr = N - r0 < chunk ? N - r0 : chunk;
-        lm_head_logits(scratch, inp + (long)r0 * C, w, nr, C, V);
+        lm_head_logits_on(g, scratch, inp + (long)r0 * C, w, nr, C, V);
         for (int i = 0; i < nr; i++) {
             float *z = scratch + (long)i * V;
             int t = targets[r0 + i];
@@ -347,10 +364,7 @@ double lm_head_loss(float *dinp, float *dw, long *n_valid, long *n_correct, cons
             valid++;
             correct += ok;
         }
-        if (dinp) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, C, V, 1.0f, scratch, V, w, C,
-                        0.0f, dinp + (long)r0 * C, C);
-        }
+        if (dinp) gemm_xw(g, dinp + (long)r0 * C, scratch, w, nr, V, C, 0.0f);
         if (dw) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, nr, 1.0f, scratch, V,
                         inp + (long)r0 * C, C, 1.0f, dw, C);
