@@ -35,3 +35,22 @@ if(CU_PYTHON_ORACLE)
                         ENV CU_REF_CORRUPT=h.0.attn.c_attn.lora_A
                         ARGS --expect-fail h.0.attn.c_attn.lora_A lora)
 endif()
+
+# train.precision bf16 against PyTorch's bf16 autocast on the same weights
+# (tests/reference/bf16_ref.py): loss within 1e-2, LoRA gradients within 5e-2
+# norm-wise, GPT-2 and Llama; and the same with oneDNN's ISA limited to AVX2
+# (a CPU without AVX-512 BF16), where the backend must still compute bf16,
+# by emulation.
+if(CU_PYTHON_ORACLE)
+  foreach(variant default no_avx512)
+    set(extra)
+    if(variant STREQUAL "no_avx512")
+      set(extra --max-isa AVX2 --expect-kernel emulated)
+    endif()
+    add_test(NAME reference_bf16_${variant}
+             COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/bf16_ref.py
+                     --dumper $<TARGET_FILE:ref_dump> ${extra} bf16_lora bf16_llama_lora)
+    set_tests_properties(reference_bf16_${variant} PROPERTIES LABELS reference
+                         SKIP_RETURN_CODE 77 TIMEOUT 120 ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
+  endforeach()
+endif()
