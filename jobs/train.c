@@ -345,11 +345,13 @@ static int setup_model(trainer_t *t, cu_error_t *err) {
     return open_source(t, vocab, err);
 }
 
-/* How the model computes: train.precision (model/gemm.h). */
+/* How the model computes: train.precision (model/gemm.h) and activation
+ * checkpointing. */
 static int setup_compute(trainer_t *t, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     if (gpt_set_precision(t->model, gpt_precision_parse(c->train.precision), err))
         return cu_error_prefix(err, "train.precision");
+    gpt_set_activation_checkpointing(t->model, c->train.activation_checkpointing);
     return CU_OK;
 }
 
@@ -765,6 +767,7 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
     int nt;
     const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
     adamw_step(&t->opt, params, grads, tensors, nt, st->lr);
+    if (!c->lora.enabled) gpt_params_updated(t->model);
     return CU_OK;
 }
 

@@ -71,9 +71,15 @@ struct gpt {
     int precision;
     uint16_t *params_bf16;
     int bf16_stale;
+
+    int ckpt; /* activation checkpointing (ACT below) */
 };
 
 #define LAYER(p, l, size) ((p) + (long)(l) * (size))
+/* A block's intermediate activations: one slot per layer, or with
+ * activation checkpointing a single slot that the backward refills by
+ * recomputing the block from its input (residual3 of the layer below). */
+#define ACT(m, p, l, size) ((p) + (long)((m)->ckpt ? 0 : (l)) * (size))
 
 /* LoRA on site (l, t) (see gpt.c): out += scale * dropout(x) A^T B^T, keeping
  * x A^T in xa; the backward adds the adapters' gradients and, when dx is not
@@ -112,6 +118,7 @@ int gpt_impl_sync_precision(gpt_t *m, cu_error_t *err);
 void gpt_impl_free_precision(gpt_t *m);
 
 /* llama.c */
+void llama_block_forward(gpt_t *m, int l, const float *residual);
 int llama_layout_params(gpt_t *m, cu_error_t *err);
 int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err);
 void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss);

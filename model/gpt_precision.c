@@ -68,6 +68,10 @@ int gpt_impl_sync_precision(gpt_t *m, cu_error_t *err) {
     return gemm_status(m->gemm, err);
 }
 
+void gpt_params_updated(gpt_t *m) {
+    m->bf16_stale = 1;
+}
+
 const char *gpt_gemm_kernel(const gpt_t *m) {
     return gemm_kernel_name(m->gemm);
 }

@@ -76,15 +76,15 @@ static const dump_mode_t MODES[] = {
     {"lora_partial", 1, (1u << LORA_ATTN_PROJ) | (1u << LORA_MLP_FC), 0, 0.0f, 0, 0, 0,
      "LoRA on attn_proj and mlp_fc only (backward stops early)", 0, 0},
     {"full", 0, 0u, 0, 0.0f, 0, 0, 0, "full fine-tuning, gradients of every base tensor", 0, 0},
-    {"adamw_lora", 1, 15u, 0, 0.0f, ADAM_STEPS, 2e-2f, 1.2f, "LoRA, AdamW steps with clipping", 0, 0},
+    {"adamw_lora", 1, 15u, 0, 0.0f, ADAM_STEPS, 2e-2f, 1.2f, "LoRA, AdamW steps with clipping", 0,
+     0},
     {"adamw_full", 0, 0u, 0, 0.0f, ADAM_STEPS, 5e-3f, 2.5f, "full fine-tuning, AdamW steps", 0, 0},
     {"bf16_lora", 1, 15u, 0, 0.0f, 0, 0, 0, "as lora in train.precision bf16", 0, GPT_PREC_BF16},
     {"bf16_llama_lora", 1, 127u, 0, 0.0f, 0, 0, 0,
      "a tiny Llama (4 heads over 2 KV heads, SwiGLU 48, untied head), LoRA on all seven "
      "linears, in train.precision bf16",
      1, GPT_PREC_BF16},
-    {"fp32_llama_lora", 1, 127u, 0, 0.0f, 0, 0, 0, "as bf16_llama_lora in fp32", 1,
-     GPT_PREC_FP32},
+    {"fp32_llama_lora", 1, 127u, 0, 0.0f, 0, 0, 0, "as bf16_llama_lora in fp32", 1, GPT_PREC_FP32},
 };
 static const int N_MODES = (int)(sizeof MODES / sizeof MODES[0]);
 
