@@ -20,6 +20,17 @@ import torch
 import torch.nn.functional as F
 
 
+def causal_attention(q, k, v):
+    """scaled_dot_product_attention where torch has it (2.0+), else the
+    same product written out."""
+    if hasattr(F, "scaled_dot_product_attention"):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    T = q.shape[-2]
+    s = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    return torch.softmax(s.float(), dim=-1).to(v.dtype) @ v
+
+
 def lora_linear(x, w, a, b, scale, bias=None):
     y = F.linear(x, w, bias)
     return y + scale * F.linear(F.linear(x, a), b)
@@ -75,14 +86,13 @@ class Model:
         x = self.wte[inp].float()
         for blk in self.blocks:
             if self.llama:
-                h = F.rms_norm(x, (C,), self.ln) if hasattr(F, "rms_norm") else \
-                    x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
+                h = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
                 q = self.lin(h, blk, "q").view(B, T, H, hs).transpose(1, 2)
                 k = self.lin(h, blk, "k").view(B, T, self.KVH, hs).transpose(1, 2)
                 v = self.lin(h, blk, "v").view(B, T, self.KVH, hs).transpose(1, 2)
                 k = k.repeat_interleave(H // self.KVH, 1)
                 v = v.repeat_interleave(H // self.KVH, 1)
-                att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                att = causal_attention(q, k, v)
                 x = x + self.lin(att.transpose(1, 2).reshape(B, T, C), blk, "o")
                 h = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
                 m = F.silu(self.lin(h, blk, "gate")) * self.lin(h, blk, "up")
@@ -91,7 +101,7 @@ class Model:
                 h = F.layer_norm(x, (C,))
                 q, k, v = self.lin(h, blk, "qkv").split(C, dim=2)
                 q, k, v = (z.reshape(B, T, H, hs).transpose(1, 2) for z in (q, k, v))
-                att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                att = causal_attention(q, k, v)
                 x = x + self.lin(att.transpose(1, 2).reshape(B, T, C), blk, "proj")
                 h = F.layer_norm(x, (C,))
                 x = x + self.lin(F.gelu(self.lin(h, blk, "fc"), approximate="tanh"), blk,

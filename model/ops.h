@@ -67,8 +67,11 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, long n);
  * Memory-efficient: the forward keeps only the output and the per-row
  * log-sum-exp of the scores; the backward recomputes probabilities block by
  * block, so nothing of size B*NH*T*T is ever held. `scratch` needs
- * attention_scratch_floats(T) floats. */
+ * attention_scratch_floats(T) floats: attention_thread_floats(T) for each
+ * of up to attention_threads() threads working on separate heads. */
 long attention_scratch_floats(int T);
+long attention_thread_floats(int T);
+int attention_threads(void);
 void attention_forward(float *out, float *lse, // (B, T, C), (B, NH, T)
                        const float *qkv,       // (B, T, 3C)
                        float *scratch, int B, int T, int C, int NH);

@@ -143,6 +143,34 @@ static void test_checkpointing_exact(void) {
     }
 }
 
+/* The same runs on 1 and on 2 threads (OpenMP loops, OpenBLAS, oneDNN),
+ * in fp32 and bf16, with a batch of 2 rows times 4 heads so every threaded
+ * loop has work for both threads. */
+static void test_threads_exact(void) {
+    for (int prec = GPT_PREC_FP32; prec <= GPT_PREC_BF16; prec++) {
+        for (int i = 0; i < N_SETUPS; i++) {
+            char what[128];
+            describe(&SETUPS[i], what, sizeof what);
+            strcat(what, prec ? " bf16" : " fp32");
+            run_t r[2];
+            memset(r, 0, sizeof r);
+            for (int k = 0; k < 2; k++) {
+                blas_set_threads(k + 1);
+                CHECK(omp_get_max_threads() == k + 1);
+                gpt_t *m = make_model(&SETUPS[i]);
+                cu_error_t err;
+                if (!m) return;
+                CHECK(gpt_set_precision(m, prec, &err) == CU_OK);
+                run_steps(m, &r[k]);
+                gpt_free(m);
+            }
+            blas_set_threads(1);
+            check_same(&r[0], &r[1], what);
+            run_free(&r[0]), run_free(&r[1]);
+        }
+    }
+}
+
 /* The check can fail: a model whose weights differ slightly (one element)
  * is reported by the same comparison. */
 static void test_checkpointing_check_can_fail(void) {
@@ -187,5 +215,5 @@ static void test_bf16_full_follows_master(void) {
     }
 }
 
-TEST_MAIN(TEST(test_checkpointing_exact), TEST(test_checkpointing_check_can_fail),
-          TEST(test_bf16_full_follows_master))
+TEST_MAIN(TEST(test_checkpointing_exact), TEST(test_threads_exact),
+          TEST(test_checkpointing_check_can_fail), TEST(test_bf16_full_follows_master))
