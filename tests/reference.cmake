@@ -38,13 +38,15 @@ endif()
 
 # train.precision bf16 against PyTorch's bf16 autocast on the same weights
 # (tests/reference/bf16_ref.py): loss within 1e-2, LoRA gradients within 5e-2
-# norm-wise, GPT-2 and Llama; and the same with oneDNN's ISA limited to AVX2
-# (a CPU without AVX-512 BF16), where the backend must still compute bf16,
-# by emulation.
+# norm-wise, GPT-2 and Llama; and the same with oneDNN's ISA limited below
+# AVX-512 BF16: to AVX512_CORE (oneDNN's own bf16 emulation) and to AVX2
+# (no oneDNN bf16 matmul at all: the backend's emulation on sgemm).
 if(CU_PYTHON_ORACLE)
-  foreach(variant default no_avx512)
+  foreach(variant default avx512_core no_avx512)
     set(extra)
-    if(variant STREQUAL "no_avx512")
+    if(variant STREQUAL "avx512_core")
+      set(extra --max-isa AVX512_CORE --expect-kernel oneDNN)
+    elseif(variant STREQUAL "no_avx512")
       set(extra --max-isa AVX2 --expect-kernel emulated)
     endif()
     add_test(NAME reference_bf16_${variant}
