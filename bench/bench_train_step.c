@@ -13,21 +13,33 @@
  * heads over 4 key/value heads, SwiGLU width 2048, V=32000, untied head,
  * LoRA on all seven linears) and the step-shape list is Llama's.
  *
+ * With --precision bf16 the run also measures oneDNN's bf16 matmul peak (the
+ * same 1536^3 product through the model's backend, model/gemm.h) and times
+ * each T twice, fp32 and bf16 (train.precision), then runs the PyTorch peer
+ * (bench/bench_train_step_torch.py, the same model and step under bf16
+ * autocast) when /usr/bin/python3 has torch, with OPENBLAS_CORETYPE unset
+ * so PyTorch's own BLAS detects its AVX-512 kernels; the ratios are printed
+ * at the end.
+ *
  * usage: bench_train_step [--threads N] [--T 64,256] [--steps N] [--full] [--llama]
+ *                         [--precision fp32|bf16] [--no-torch]
  */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/rng.h"
 #include "core/timer.h"
 #include "model/blas.h"
+#include "model/gemm.h"
 #include "model/gpt.h"
 #include "model/optim.h"
 
 typedef struct {
     int threads, steps, full, llama;
+    int bf16, no_torch; /* --precision bf16: fp32 and bf16 steps, oneDNN peak, PyTorch peer */
     int Ts[8], nT;
     int B, L, C, H, V, r;
     int KVH, F; /* --llama */
@@ -63,6 +75,39 @@ static double sgemm_gflops(int M, int N, int K, int transB, cu_rng_t *rng) {
     return best;
 }
 
+/* GFLOP/s of the bf16 backend on x W^T (M, K) x (N, K)^T, counted as
+ * sgemm_gflops counts: the activation's rounding to bf16 included. */
+static double bf16_gflops(int M, int N, int K, cu_rng_t *rng, char *kernel, size_t cap) {
+    float *A = filled((long)M * K, rng), *W = filled((long)K * N, rng);
+    float *Cm = calloc((size_t)M * N, sizeof(float));
+    uint16_t *W16 = malloc(sizeof(uint16_t) * (size_t)K * N);
+    gemm_t *g;
+    cu_error_t err;
+    if (gemm_create(&g, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 0.0;
+    }
+    gemm_to_bf16(W16, W, (size_t)K * N);
+    gemm_add_bf16(g, W, W16, (size_t)K * N, &err);
+    gemm_xwt(g, Cm, A, W, M, K, N, 0.0f);
+    double best = 0.0;
+    for (int w = 0; w < 5; w++) {
+        int reps = 0;
+        double t0 = cu_now(), t;
+        do {
+            gemm_xwt(g, Cm, A, W, M, K, N, 0.0f);
+            reps++;
+            t = cu_now() - t0;
+        } while (t < 0.15);
+        double gf = 2.0 * M * N * K * reps / t / 1e9;
+        if (gf > best) best = gf;
+    }
+    snprintf(kernel, cap, "%s", gemm_kernel_name(g));
+    gemm_free(g);
+    free(A), free(W), free(Cm), free(W16);
+    return best;
+}
+
 /* Seconds the step's plain matrix products take when run alone. */
 static double step_shapes_seconds(const opts_t *o, int T, double *flops, cu_rng_t *rng) {
     int N = o->B * T, C = o->C;
@@ -87,7 +132,7 @@ static double step_shapes_seconds(const opts_t *o, int T, double *flops, cu_rng_
     return secs;
 }
 
-static int bench_step(const opts_t *o, int T, double *step_s, double *flops) {
+static int bench_step(const opts_t *o, int T, int precision, double *step_s, double *flops) {
     gpt_config_t gc = {
         .n_layer = o->L, .n_head = o->H, .n_embd = o->C, .vocab_size = o->V, .max_seq_len = 1024};
     if (o->llama) {
@@ -101,7 +146,8 @@ static int bench_step(const opts_t *o, int T, double *step_s, double *flops) {
                         .alpha = 16.0f};
     gpt_t *m;
     cu_error_t err;
-    if (gpt_create(&m, &gc, &lc, &err) || gpt_reserve(m, o->B, T, &err)) {
+    if (gpt_create(&m, &gc, &lc, &err) || gpt_reserve(m, o->B, T, &err) ||
+        gpt_set_precision(m, precision, &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
@@ -139,6 +185,42 @@ static int bench_step(const opts_t *o, int T, double *step_s, double *flops) {
     return 0;
 }
 
+/* Runs bench/bench_train_step_torch.py with the same shapes and prints its
+ * lines and the ratio of our bf16 tokens/s to PyTorch's at each T. */
+static void run_torch_peer(const opts_t *o, const double *tok_bf16) {
+    if (access("/usr/bin/python3", X_OK) != 0 ||
+        system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+        printf("PyTorch peer: skipped (/usr/bin/python3 has no torch)\n");
+        return;
+    }
+    char ts[64] = "", cmd[1024];
+    for (int i = 0; i < o->nT; i++)
+        snprintf(ts + strlen(ts), sizeof ts - strlen(ts), "%s%d", i ? "," : "", o->Ts[i]);
+    snprintf(
+        cmd, sizeof cmd,
+        "env -u OPENBLAS_CORETYPE -u CU_BLAS_REEXEC /usr/bin/python3 %s/bench_train_step_torch.py "
+        "--threads %d --T %s --steps %d%s",
+        CU_BENCH_DIR, o->threads, ts, o->steps, o->llama ? " --llama" : "");
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        printf("PyTorch peer: could not start\n");
+        return;
+    }
+    char line[512];
+    while (fgets(line, sizeof line, p)) {
+        fputs(line, stdout);
+        int T;
+        double tok;
+        if (sscanf(line, "torch T=%d bf16 autocast step %*f ms/step %lf tokens/s", &T, &tok) != 2)
+            continue;
+        for (int i = 0; i < o->nT; i++)
+            if (o->Ts[i] == T && tok > 0)
+                printf("T=%-4d ratio bf16-step/PyTorch-bf16-autocast %.2f (tokens/s)\n", T,
+                       tok_bf16[i] / tok);
+    }
+    pclose(p);
+}
+
 static void parse(opts_t *o, int argc, char **argv) {
     *o = (opts_t){.threads = 1,
                   .steps = 5,
@@ -157,6 +239,10 @@ static void parse(opts_t *o, int argc, char **argv) {
             o->steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--full"))
             o->full = 1;
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc)
+            o->bf16 = !strcmp(argv[++i], "bf16");
+        else if (!strcmp(argv[i], "--no-torch"))
+            o->no_torch = 1;
         else if (!strcmp(argv[i], "--llama")) {
             o->llama = 1;
             o->KVH = 4;
@@ -167,7 +253,9 @@ static void parse(opts_t *o, int argc, char **argv) {
             for (char *tok = strtok(argv[++i], ","); tok && o->nT < 8; tok = strtok(NULL, ","))
                 o->Ts[o->nT++] = atoi(tok);
         } else {
-            fprintf(stderr, "usage: %s [--threads N] [--T 64,256] [--steps N] [--full] [--llama]\n",
+            fprintf(stderr,
+                    "usage: %s [--threads N] [--T 64,256] [--steps N] [--full] [--llama] "
+                    "[--precision fp32|bf16] [--no-torch]\n",
                     argv[0]);
             exit(!!strcmp(argv[i], "--help"));
         }
@@ -192,18 +280,37 @@ int main(int argc, char **argv) {
                o.threads, blas_core_name());
     double peak = sgemm_gflops(1536, 1536, 1536, 1, &rng);
     printf("sgemm peak (1536^3)            %8.1f GFLOP/s\n", peak);
+    double bpeak = 0.0;
+    if (o.bf16) {
+        char kernel[160], about[128];
+        bpeak = bf16_gflops(1536, 1536, 1536, &rng, kernel, sizeof kernel);
+        gemm_describe(about, sizeof about);
+        printf("oneDNN bf16 peak (1536^3)      %8.1f GFLOP/s  (%s; %s)\n", bpeak, kernel, about);
+    }
+    double tok_bf16[8] = {0};
     for (int i = 0; i < o.nT; i++) {
         int T = o.Ts[i];
         double shapes_flops, shapes_s = step_shapes_seconds(&o, T, &shapes_flops, &rng);
         double shapes_gf = shapes_flops / shapes_s / 1e9;
         double step_s, flops;
-        if (bench_step(&o, T, &step_s, &flops)) return 1;
+        if (bench_step(&o, T, GPT_PREC_FP32, &step_s, &flops)) return 1;
         double gf = flops / step_s / 1e9;
         printf("T=%-4d sgemm at step shapes     %8.1f GFLOP/s\n", T, shapes_gf);
-        printf("T=%-4d training step            %8.1f GFLOP/s  %7.1f ms/step  %8.0f tokens/s\n", T,
+        printf("T=%-4d training step fp32       %8.1f GFLOP/s  %7.1f ms/step  %8.0f tokens/s\n", T,
                gf, step_s * 1e3, o.B * T / step_s);
         printf("T=%-4d ratio step/sgemm-peak %.3f   step/sgemm-at-step-shapes %.3f\n", T, gf / peak,
                gf / shapes_gf);
+        if (!o.bf16) continue;
+        double bstep_s, bflops;
+        if (bench_step(&o, T, GPT_PREC_BF16, &bstep_s, &bflops)) return 1;
+        double bgf = bflops / bstep_s / 1e9;
+        tok_bf16[i] = o.B * T / bstep_s;
+        printf("T=%-4d training step bf16       %8.1f GFLOP/s  %7.1f ms/step  %8.0f tokens/s\n", T,
+               bgf, bstep_s * 1e3, tok_bf16[i]);
+        printf("T=%-4d ratio bf16-step/sgemm-peak %.3f   bf16-step/fp32-step %.3f   "
+               "bf16-step/oneDNN-bf16-peak %.3f\n",
+               T, bgf / peak, step_s / bstep_s, bgf / bpeak);
     }
+    if (o.bf16 && !o.no_torch) run_torch_peer(&o, tok_bf16);
     return 0;
 }

@@ -31,6 +31,18 @@ if(NOT CBLAS_INCLUDE_DIR)
   cu_missing("cblas.h (OpenBLAS)" "libopenblas-dev")
 endif()
 
+# oneDNN: the bf16 matrix products (model/gemm.c)
+find_path(DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h)
+find_library(DNNL_LIBRARY NAMES dnnl)
+if(NOT DNNL_INCLUDE_DIR OR NOT DNNL_LIBRARY)
+  cu_missing("oneDNN (dnnl)" "libdnnl-dev")
+endif()
+
+find_package(OpenMP COMPONENTS C QUIET)
+if(NOT OpenMP_C_FOUND)
+  cu_missing("OpenMP for C" "build-essential (gcc's libgomp)")
+endif()
+
 find_library(SCALAPACK_LIBRARY NAMES scalapack-openmpi scalapack)
 if(NOT SCALAPACK_LIBRARY)
   cu_missing("ScaLAPACK (Open MPI build)" "libscalapack-openmpi-dev")

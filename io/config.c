@@ -254,7 +254,21 @@ static const cfg_key_t KEYS[] = {
     FLOAT("train.eps", train.eps, "1e-8", 0, OPEN_HI, CFG_MIN_EXCL, "AdamW denominator epsilon."),
     FLOAT("train.grad_clip", train.grad_clip, "1.0", 0, OPEN_HI, 0,
           "Largest global gradient norm; 0 turns clipping off."),
-    INT("train.threads", train.threads, "1", 1, 1024, "BLAS threads per rank."),
+    INT("train.threads", train.threads, "1", 1, 1024,
+        "Threads per rank: OpenBLAS's and oneDNN's, and the OpenMP threads of the work outside "
+        "the matrix products (attention heads, norm, softmax and loss rows, GELU/SwiGLU, AdamW). "
+        "Results do not depend on it."),
+    ENUM("train.precision", train.precision, "fp32", "fp32|bf16",
+         "Compute precision of the products with base weights. `fp32`: OpenBLAS, exact against "
+         "the PyTorch reference. `bf16`: the base weights are held in bf16 and the forward and "
+         "input-gradient products run on oneDNN with fp32 accumulation (about twice fp32's speed "
+         "on CPUs with AVX-512 BF16 or AMX); LoRA A/B, gradients, AdamW, norms, softmax, the loss "
+         "and the allreduce stay fp32, and full fine-tuning keeps fp32 master weights. See "
+         "docs/performance.md."),
+    BOOL("train.activation_checkpointing", train.activation_checkpointing, "false",
+         "Keep only each block's input in the forward and recompute the block in the backward: "
+         "activation memory of one block instead of all of them, for about a third more compute; "
+         "losses and gradients are bit for bit the same."),
     INT("train.log_every", train.log_every, "1", 1, 1000000000,
         "Steps between lines in metrics.jsonl and the log."),
     STR("train.output", train.output, "", 0, NULL,

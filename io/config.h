@@ -72,8 +72,10 @@ typedef struct {
         long warmup_steps;
         char schedule[CU_CFG_STR]; /* "cosine", "linear" or "constant" */
         float weight_decay, beta1, beta2, eps;
-        float grad_clip; /* max global gradient norm; 0 = off */
-        int threads;     /* BLAS threads per rank */
+        float grad_clip;            /* max global gradient norm; 0 = off */
+        int threads;                /* BLAS, oneDNN and OpenMP threads per rank */
+        char precision[CU_CFG_STR]; /* "fp32" or "bf16" */
+        int activation_checkpointing;
         int log_every;
         char output[CU_CFG_STR]; /* final trainable state; "" = <run dir>/final.h5 */
     } train;

@@ -43,6 +43,7 @@
 #include "jobs/train_eval.h"
 #include "jobs/watchdog.h"
 #include "model/blas.h"
+#include "model/gemm.h"
 #include "model/gpt.h"
 #include "model/optim.h"
 #include "mpi/grid.h"
@@ -357,10 +358,21 @@ static int setup_model(trainer_t *t, cu_error_t *err) {
     return open_source(t, vocab, err);
 }
 
+/* How the model computes: train.precision (model/gemm.h) and activation
+ * checkpointing. */
+static int setup_compute(trainer_t *t, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    if (gpt_set_precision(t->model, gpt_precision_parse(c->train.precision), err))
+        return cu_error_prefix(err, "train.precision");
+    gpt_set_activation_checkpointing(t->model, c->train.activation_checkpointing);
+    return CU_OK;
+}
+
 static int setup(trainer_t *t, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     blas_set_threads(c->train.threads);
     int rc = setup_model(t, err);
+    if (rc == CU_OK) rc = setup_compute(t, err);
     if (rc) return rc;
     t->T = c->data.seq_len;
     t->B = c->train.micro_batch_size;
@@ -906,6 +918,7 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
     int nt;
     const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
     adamw_step(&t->opt, params, grads, tensors, nt, st->lr);
+    if (!c->lora.enabled) gpt_params_updated(t->model);
     return CU_OK;
 }
 
@@ -1103,6 +1116,10 @@ static void print_header(const trainer_t *t) {
            c->train.threads == 1 ? "" : "s", blas_core_name(), t->hosts);
     char note[256];
     if (blas_reexec_note(note, sizeof note)) printf("%s\n", note);
+    if (gpt_precision(t->model) == GPT_PREC_BF16) {
+        gemm_describe(note, sizeof note);
+        printf("precision bf16: base-weight products on %s\n", note);
+    }
     /* the model as built: a Hugging Face model.init decided its architecture */
     const gpt_config_t *gc = gpt_config(t->model);
     char kv[32] = "";

@@ -3,6 +3,7 @@
  */
 #include "model/blas.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,8 @@ int blas_reexec_note(char *buf, size_t len) {
 
 void blas_set_threads(int n) {
     openblas_set_num_threads(n > 0 ? n : 1);
+    /* oneDNN (OpenMP build) and the model's OpenMP loops follow this */
+    omp_set_num_threads(n > 0 ? n : 1);
 }
 
 const char *blas_core_name(void) {

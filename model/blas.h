@@ -27,7 +27,8 @@ void blas_prefer_avx512(char **argv);
  * the kernels; returns 0 otherwise. */
 int blas_reexec_note(char *buf, size_t len);
 
-/* Threads OpenBLAS may use in this process. */
+/* Threads OpenBLAS, oneDNN and the model's OpenMP loops may use in this
+ * process. */
 void blas_set_threads(int n);
 
 /* The kernel family OpenBLAS is using, e.g. "SkylakeX". */

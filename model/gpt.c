@@ -242,6 +242,7 @@ int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, 
 
 void gpt_free(gpt_t *m) {
     if (!m) return;
+    gpt_impl_free_precision(m);
     free(m->params);
     free(m->ptensors);
     free(m->lora_buf);
@@ -253,6 +254,20 @@ void gpt_free(gpt_t *m) {
     free(m->kv);
     free(m->rope_cos);
     free(m);
+}
+
+void gpt_set_activation_checkpointing(gpt_t *m, int on) {
+    if (!!on == m->ckpt) return;
+    m->ckpt = !!on;
+    free(m->acts);
+    free(m->inputs);
+    m->acts = NULL;
+    m->inputs = NULL;
+    m->B = m->T = 0;
+}
+
+int gpt_activation_checkpointing(const gpt_t *m) {
+    return m->ckpt;
 }
 
 const gpt_config_t *gpt_config(const gpt_t *m) {
@@ -268,6 +283,7 @@ float gpt_lora_scale(const gpt_t *m) {
 
 float *gpt_params(gpt_t *m, size_t *n) {
     if (n) *n = m->n_params;
+    m->bf16_stale = 1;
     return m->params;
 }
 const gpt_tensor_t *gpt_param_tensors(const gpt_t *m, int *n) {
@@ -284,6 +300,7 @@ const gpt_tensor_t *gpt_lora_tensors(const gpt_t *m, int *n) {
 }
 float *gpt_trainable(gpt_t *m, size_t *n) {
     if (n) *n = m->n_grads;
+    if (!m->lora.enabled) m->bf16_stale = 1;
     return m->lora.enabled ? m->lora_buf : m->params;
 }
 float *gpt_grads(gpt_t *m, size_t *n) {
@@ -300,6 +317,7 @@ void gpt_zero_grad(gpt_t *m) {
 /* ------------------------------------------------------------ initialise */
 
 void gpt_init_weights(gpt_t *m, uint64_t seed, float std) {
+    m->bf16_stale = 1;
     cu_rng_t rng;
     cu_rng_seed(&rng, seed);
     float resid_std = std / sqrtf(2.0f * (float)m->cfg.n_layer);
@@ -387,25 +405,26 @@ int gpt_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
     long L = m->cfg.n_layer, C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size;
     long N = (long)B * T, r = m->lora.enabled ? m->lora.r : 0;
     long head = lm_head_scratch_floats((int)N, (int)V);
+    long La = m->ckpt ? 1 : L; /* layers of intermediate activations kept */
     gpt_impl_span_t parts[] = {
         {&m->encoded, N * C},
-        {&m->ln1, L * N * C},
-        {&m->ln1_mean, L * N},
-        {&m->ln1_rstd, L * N},
-        {&m->qkv, L * N * 3 * C},
-        {&m->atty, L * N * C},
-        {&m->lse, L * N * NH},
-        {&m->residual2, L * N * C},
-        {&m->ln2, L * N * C},
-        {&m->ln2_mean, L * N},
-        {&m->ln2_rstd, L * N},
-        {&m->fch, L * N * 4 * C},
-        {&m->fch_gelu, L * N * 4 * C},
+        {&m->ln1, La * N * C},
+        {&m->ln1_mean, La * N},
+        {&m->ln1_rstd, La * N},
+        {&m->qkv, La * N * 3 * C},
+        {&m->atty, La * N * C},
+        {&m->lse, La * N * NH},
+        {&m->residual2, La * N * C},
+        {&m->ln2, La * N * C},
+        {&m->ln2_mean, La * N},
+        {&m->ln2_rstd, La * N},
+        {&m->fch, La * N * 4 * C},
+        {&m->fch_gelu, La * N * 4 * C},
         {&m->residual3, L * N * C},
         {&m->lnf, N * C},
         {&m->lnf_mean, N},
         {&m->lnf_rstd, N},
-        {&m->xa, L * 4 * N * r},
+        {&m->xa, La * 4 * N * r},
         {&m->dresidual, N * C},
         {&m->dsmall, N * C},
         {&m->dbig, N * 4 * C},
@@ -456,7 +475,7 @@ void gpt_impl_lora_forward(gpt_t *m, int l, int t, const float *x, float *out, i
 
 float *gpt_impl_site_xa(gpt_t *m, int l, int t) {
     long N = (long)m->cur_B * m->cur_T;
-    return m->xa + ((long)l * m->n_targets + t) * N * m->lora.r;
+    return m->xa + ((long)(m->ckpt ? 0 : l) * m->n_targets + t) * N * m->lora.r;
 }
 
 /* Gradients of one adapter given dout; dx += its share when dx != NULL. */
@@ -498,6 +517,38 @@ void gpt_impl_lora_backward(gpt_t *m, int l, int t, const float *dout, const flo
 
 /* ---------------------------------------------------------------- forward */
 
+/* Block l of GPT-2 on its input residual: the activations into layer l's
+ * slots (ACT), the output into residual3[l]. */
+static void block_forward(gpt_t *m, int l, const float *residual) {
+    int B = m->cur_B, T = m->cur_T, C = m->cfg.n_embd, NH = m->cfg.n_head, N = B * T;
+    float *ln1 = ACT(m, m->ln1, l, N * C), *qkv = ACT(m, m->qkv, l, N * 3 * C);
+    float *atty = ACT(m, m->atty, l, N * C), *res2 = ACT(m, m->residual2, l, N * C);
+    float *ln2 = ACT(m, m->ln2, l, N * C), *fch = ACT(m, m->fch, l, N * 4 * C);
+    float *fchg = ACT(m, m->fch_gelu, l, N * 4 * C), *res3 = LAYER(m->residual3, l, N * C);
+    layernorm_forward(ln1, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), residual,
+                      LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), N, C);
+    matmul_forward_on(m->gemm, qkv, ln1, LAYER(m->qkvw, l, 3 * C * C), LAYER(m->qkvb, l, 3 * C), N,
+                      C, 3 * C, 0.0f);
+    gpt_impl_lora_forward(m, l, LORA_QKV, ln1, qkv, N, gpt_impl_site_xa(m, l, LORA_QKV));
+    attention_forward(atty, ACT(m, m->lse, l, N * NH), qkv, m->att_scratch, B, T, C, NH);
+    memcpy(res2, residual, sizeof(float) * (size_t)N * C);
+    matmul_forward_on(m->gemm, res2, atty, LAYER(m->attprojw, l, C * C), LAYER(m->attprojb, l, C),
+                      N, C, C, 1.0f);
+    gpt_impl_lora_forward(m, l, LORA_ATTN_PROJ, atty, res2, N,
+                          gpt_impl_site_xa(m, l, LORA_ATTN_PROJ));
+    layernorm_forward(ln2, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), res2,
+                      LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), N, C);
+    matmul_forward_on(m->gemm, fch, ln2, LAYER(m->fcw, l, 4 * C * C), LAYER(m->fcb, l, 4 * C), N, C,
+                      4 * C, 0.0f);
+    gpt_impl_lora_forward(m, l, LORA_MLP_FC, ln2, fch, N, gpt_impl_site_xa(m, l, LORA_MLP_FC));
+    gelu_forward(fchg, fch, (long)N * 4 * C);
+    memcpy(res3, res2, sizeof(float) * (size_t)N * C);
+    matmul_forward_on(m->gemm, res3, fchg, LAYER(m->fcprojw, l, 4 * C * C), LAYER(m->fcprojb, l, C),
+                      N, 4 * C, C, 1.0f);
+    gpt_impl_lora_forward(m, l, LORA_MLP_PROJ, fchg, res3, N,
+                          gpt_impl_site_xa(m, l, LORA_MLP_PROJ));
+}
+
 int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, int T, int train,
                 float grad_scale, uint64_t dropout_key, gpt_loss_t *loss, cu_error_t *err) {
     if (!m->acts || B > m->B || T > m->T) {
@@ -505,7 +556,9 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
         if (rc) return rc;
     }
     if (train && !targets) return cu_error_set(err, CU_EINVAL, "training needs targets");
-    int L = m->cfg.n_layer, C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size;
+    int rc = gpt_impl_sync_precision(m, err);
+    if (rc) return rc;
+    int L = m->cfg.n_layer, C = m->cfg.n_embd, V = m->cfg.vocab_size;
     int N = B * T;
     for (int i = 0; i < N; i++) {
         if (inputs[i] < 0 || inputs[i] >= V)
@@ -531,41 +584,17 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
     encoder_forward(m->encoded, inputs, m->wte, m->wpe, B, T, C);
     const float *residual = m->encoded;
     for (int l = 0; l < L; l++) {
-        float *ln1 = LAYER(m->ln1, l, N * C), *qkv = LAYER(m->qkv, l, N * 3 * C);
-        float *atty = LAYER(m->atty, l, N * C), *res2 = LAYER(m->residual2, l, N * C);
-        float *ln2 = LAYER(m->ln2, l, N * C), *fch = LAYER(m->fch, l, N * 4 * C);
-        float *fchg = LAYER(m->fch_gelu, l, N * 4 * C), *res3 = LAYER(m->residual3, l, N * C);
-        layernorm_forward(ln1, LAYER(m->ln1_mean, l, N), LAYER(m->ln1_rstd, l, N), residual,
-                          LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), N, C);
-        matmul_forward(qkv, ln1, LAYER(m->qkvw, l, 3 * C * C), LAYER(m->qkvb, l, 3 * C), N, C,
-                       3 * C, 0.0f);
-        gpt_impl_lora_forward(m, l, LORA_QKV, ln1, qkv, N, gpt_impl_site_xa(m, l, LORA_QKV));
-        attention_forward(atty, LAYER(m->lse, l, N * NH), qkv, m->att_scratch, B, T, C, NH);
-        memcpy(res2, residual, sizeof(float) * (size_t)N * C);
-        matmul_forward(res2, atty, LAYER(m->attprojw, l, C * C), LAYER(m->attprojb, l, C), N, C, C,
-                       1.0f);
-        gpt_impl_lora_forward(m, l, LORA_ATTN_PROJ, atty, res2, N,
-                              gpt_impl_site_xa(m, l, LORA_ATTN_PROJ));
-        layernorm_forward(ln2, LAYER(m->ln2_mean, l, N), LAYER(m->ln2_rstd, l, N), res2,
-                          LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), N, C);
-        matmul_forward(fch, ln2, LAYER(m->fcw, l, 4 * C * C), LAYER(m->fcb, l, 4 * C), N, C, 4 * C,
-                       0.0f);
-        gpt_impl_lora_forward(m, l, LORA_MLP_FC, ln2, fch, N, gpt_impl_site_xa(m, l, LORA_MLP_FC));
-        gelu_forward(fchg, fch, (long)N * 4 * C);
-        memcpy(res3, res2, sizeof(float) * (size_t)N * C);
-        matmul_forward(res3, fchg, LAYER(m->fcprojw, l, 4 * C * C), LAYER(m->fcprojb, l, C), N,
-                       4 * C, C, 1.0f);
-        gpt_impl_lora_forward(m, l, LORA_MLP_PROJ, fchg, res3, N,
-                              gpt_impl_site_xa(m, l, LORA_MLP_PROJ));
-        residual = res3;
+        block_forward(m, l, residual);
+        residual = LAYER(m->residual3, l, N * C);
     }
     layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->lnfw, m->lnfb, N, C);
 
     gpt_loss_t out = {0};
     if (targets) {
         float *dwte = (train && !m->lora.enabled) ? m->grads + (m->wte - m->params) : NULL;
-        out.loss_sum = lm_head_loss(train ? m->dlnf : NULL, dwte, &out.n_valid, &out.n_correct,
-                                    m->lnf, m->wte, targets, m->head_scratch, N, C, V, grad_scale);
+        out.loss_sum =
+            lm_head_loss_on(m->gemm, train ? m->dlnf : NULL, dwte, &out.n_valid, &out.n_correct,
+                            m->lnf, m->wte, targets, m->head_scratch, N, C, V, grad_scale);
     }
     if (loss) *loss = out;
     return CU_OK;
@@ -574,7 +603,7 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
 void gpt_logits(gpt_t *m, int row0, int n, float *logits) {
     int C = m->cfg.n_embd;
     const float *head = m->cfg.arch == GPT_ARCH_LLAMA ? m->lm_head : m->wte;
-    lm_head_logits(logits, m->lnf + (long)row0 * C, head, n, C, m->cfg.vocab_size);
+    lm_head_logits_on(m->gemm, logits, m->lnf + (long)row0 * C, head, n, C, m->cfg.vocab_size);
 }
 
 void gpt_set_dropout_row0(gpt_t *m, uint64_t row0) {
@@ -601,16 +630,19 @@ static int block_backward(gpt_t *m, int l) {
     int base = l * LORA_N_TARGETS;
     float *dres = m->dresidual, *dsmall = m->dsmall, *dbig = m->dbig;
     const float *residual = l == 0 ? m->encoded : LAYER(m->residual3, l - 1, N * C);
-    float *ln1 = LAYER(m->ln1, l, N * C), *qkv = LAYER(m->qkv, l, N * 3 * C);
-    float *atty = LAYER(m->atty, l, N * C), *res2 = LAYER(m->residual2, l, N * C);
-    float *ln2 = LAYER(m->ln2, l, N * C), *fch = LAYER(m->fch, l, N * 4 * C);
-    float *fchg = LAYER(m->fch_gelu, l, N * 4 * C);
+    /* the slot still holds the top block's activations from the forward */
+    if (m->ckpt && l < m->cfg.n_layer - 1) block_forward(m, l, residual);
+    float *ln1 = ACT(m, m->ln1, l, N * C), *qkv = ACT(m, m->qkv, l, N * 3 * C);
+    float *atty = ACT(m, m->atty, l, N * C), *res2 = ACT(m, m->residual2, l, N * C);
+    float *ln2 = ACT(m, m->ln2, l, N * C), *fch = ACT(m, m->fch, l, N * 4 * C);
+    float *fchg = ACT(m, m->fch_gelu, l, N * 4 * C);
 
     /* MLP projection: res3 = res2 + fchg Wp^T + bp */
     int below = gpt_impl_need_below(m, base + LORA_MLP_PROJ);
     float *w = LAYER(m->fcprojw, l, 4 * C * C);
-    matmul_backward(below ? dbig : NULL, gpt_impl_pgrad(m, w),
-                    gpt_impl_pgrad(m, LAYER(m->fcprojb, l, C)), dres, fchg, w, N, 4 * C, C, 0.0f);
+    matmul_backward_on(m->gemm, below ? dbig : NULL, gpt_impl_pgrad(m, w),
+                       gpt_impl_pgrad(m, LAYER(m->fcprojb, l, C)), dres, fchg, w, N, 4 * C, C,
+                       0.0f);
     gpt_impl_lora_backward(m, l, LORA_MLP_PROJ, dres, fchg, below ? dbig : NULL, N);
     if (!below) return 0;
     gelu_backward(dbig, fch, dbig, (long)N * 4 * C);
@@ -618,35 +650,35 @@ static int block_backward(gpt_t *m, int l) {
     /* MLP up-projection: fch = ln2 Wfc^T + bfc */
     below = gpt_impl_need_below(m, base + LORA_MLP_FC);
     w = LAYER(m->fcw, l, 4 * C * C);
-    matmul_backward(below ? dsmall : NULL, gpt_impl_pgrad(m, w),
-                    gpt_impl_pgrad(m, LAYER(m->fcb, l, 4 * C)), dbig, ln2, w, N, C, 4 * C, 0.0f);
+    matmul_backward_on(m->gemm, below ? dsmall : NULL, gpt_impl_pgrad(m, w),
+                       gpt_impl_pgrad(m, LAYER(m->fcb, l, 4 * C)), dbig, ln2, w, N, C, 4 * C, 0.0f);
     gpt_impl_lora_backward(m, l, LORA_MLP_FC, dbig, ln2, below ? dsmall : NULL, N);
     if (!below) return 0;
     w = LAYER(m->ln2w, l, C);
     layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln2b, l, C)), dsmall,
-                       res2, w, LAYER(m->ln2_mean, l, N), LAYER(m->ln2_rstd, l, N), N, C);
+                       res2, w, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), N, C);
 
     /* attention projection: res2 = residual + atty Wap^T + bap */
     below = gpt_impl_need_below(m, base + LORA_ATTN_PROJ);
     w = LAYER(m->attprojw, l, C * C);
-    matmul_backward(below ? dsmall : NULL, gpt_impl_pgrad(m, w),
-                    gpt_impl_pgrad(m, LAYER(m->attprojb, l, C)), dres, atty, w, N, C, C, 0.0f);
+    matmul_backward_on(m->gemm, below ? dsmall : NULL, gpt_impl_pgrad(m, w),
+                       gpt_impl_pgrad(m, LAYER(m->attprojb, l, C)), dres, atty, w, N, C, C, 0.0f);
     gpt_impl_lora_backward(m, l, LORA_ATTN_PROJ, dres, atty, below ? dsmall : NULL, N);
     if (!below) return 0;
-    attention_backward(m->dqkv, dsmall, qkv, atty, LAYER(m->lse, l, N * NH), m->att_scratch,
+    attention_backward(m->dqkv, dsmall, qkv, atty, ACT(m, m->lse, l, N * NH), m->att_scratch,
                        m->cur_B, m->cur_T, C, NH);
 
     /* qkv projection: qkv = ln1 Wqkv^T + bqkv */
     below = gpt_impl_need_below(m, base + LORA_QKV);
     w = LAYER(m->qkvw, l, 3 * C * C);
-    matmul_backward(below ? dsmall : NULL, gpt_impl_pgrad(m, w),
-                    gpt_impl_pgrad(m, LAYER(m->qkvb, l, 3 * C)), m->dqkv, ln1, w, N, C, 3 * C,
-                    0.0f);
+    matmul_backward_on(m->gemm, below ? dsmall : NULL, gpt_impl_pgrad(m, w),
+                       gpt_impl_pgrad(m, LAYER(m->qkvb, l, 3 * C)), m->dqkv, ln1, w, N, C, 3 * C,
+                       0.0f);
     gpt_impl_lora_backward(m, l, LORA_QKV, m->dqkv, ln1, below ? dsmall : NULL, N);
     if (!below) return 0;
     w = LAYER(m->ln1w, l, C);
     layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln1b, l, C)), dsmall,
-                       residual, w, LAYER(m->ln1_mean, l, N), LAYER(m->ln1_rstd, l, N), N, C);
+                       residual, w, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), N, C);
     return 1;
 }
 
@@ -744,7 +776,7 @@ int gpt_kv_len(const gpt_t *m) {
 /* One token's linear layer with its adapter: out = beta*out + x W^T + b + lora. */
 static void kv_linear(gpt_t *m, int l, int t, float *out, const float *x, const float *w,
                       const float *b, int in, int outc, float beta) {
-    matmul_forward(out, x, w, b, 1, in, outc, beta);
+    matmul_forward_on(m->gemm, out, x, w, b, 1, in, outc, beta);
     m->cur_train = 0;
     gpt_impl_lora_forward(m, l, t, x, out, 1, m->kv_xa);
 }
@@ -778,6 +810,8 @@ static void kv_attention(gpt_t *m, int l, int pos) {
 }
 
 int gpt_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
+    int rc = gpt_impl_sync_precision(m, err);
+    if (rc) return rc;
     if (m->cfg.arch == GPT_ARCH_LLAMA) return llama_kv_step(m, token, logits, err);
     int L = m->cfg.n_layer, C = m->cfg.n_embd, V = m->cfg.vocab_size;
     if (!m->kv) return cu_error_set(err, CU_EINVAL, "KV cache not reserved");
@@ -805,7 +839,7 @@ int gpt_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
                   LAYER(m->fcprojb, l, C), 4 * C, C, 1.0f);
     }
     layernorm_forward(xn, &mean, &rstd, x, m->lnfw, m->lnfb, 1, C);
-    lm_head_logits(logits, xn, m->wte, 1, C, V);
+    lm_head_logits_on(m->gemm, logits, xn, m->wte, 1, C, V);
     m->kv_len++;
     return CU_OK;
 }

@@ -163,6 +163,37 @@ void gpt_kv_reset(gpt_t *m);
 int gpt_kv_step(gpt_t *m, int32_t token, float *logits /* (V) */, cu_error_t *err);
 int gpt_kv_len(const gpt_t *m);
 
+/* Precision of the products with base weights (gemm.h). fp32: OpenBLAS,
+ * the default. bf16: the base weights get a bf16 copy (made before the next
+ * forward, and again after any call that hands out a writable pointer to
+ * them: gpt_params, and gpt_trainable in full fine-tuning, whose fp32 buffer
+ * stays the master copy), and the forward and input-gradient products run on
+ * oneDNN with fp32 accumulation; LoRA, norms, attention, softmax, the loss
+ * and every gradient stay fp32. */
+enum { GPT_PREC_FP32 = 0, GPT_PREC_BF16 = 1 };
+int gpt_set_precision(gpt_t *m, int precision, cu_error_t *err);
+int gpt_precision(const gpt_t *m);
+/* "fp32" / "bf16"; gpt_precision_parse returns -1 for anything else. */
+const char *gpt_precision_name(int precision);
+int gpt_precision_parse(const char *name);
+/* Tells the model its fp32 base weights were written through a pointer
+ * obtained earlier (an optimizer step in full fine-tuning), so the bf16 copy
+ * is remade before the next forward. */
+void gpt_params_updated(gpt_t *m);
+/* What computes the products: "OpenBLAS sgemm (fp32)" or oneDNN's kernel. */
+const char *gpt_gemm_kernel(const gpt_t *m);
+/* The first failure inside the backend since the model was made (CU_OK if
+ * none): a forward or backward whose products failed computed zeros. */
+int gpt_gemm_status(const gpt_t *m, cu_error_t *err);
+
+/* Activation checkpointing: the forward keeps each block's input only and
+ * the backward recomputes the block before going through it, so activation
+ * memory is one block's plus L block inputs. Bit for bit the same losses and
+ * gradients. Takes effect at the next gpt_reserve (the activation buffers
+ * are released). */
+void gpt_set_activation_checkpointing(gpt_t *m, int on);
+int gpt_activation_checkpointing(const gpt_t *m);
+
 /* Floating-point operations of one forward+backward on B x T tokens, for
  * throughput figures: counts the matrix products actually performed (no
  * weight gradients for frozen weights). */

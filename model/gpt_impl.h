@@ -6,6 +6,7 @@
 #ifndef CU_MODEL_GPT_IMPL_H
 #define CU_MODEL_GPT_IMPL_H
 
+#include "model/gemm.h"
 #include "model/gpt.h"
 
 struct gpt {
@@ -62,9 +63,23 @@ struct gpt {
     float *q, *k, *v, *gate, *up, *hmlp;
     float *dq, *dk, *dv, *dgate, *dup;
     float *kv_gate;
+
+    /* ---- precision (gpt_precision.c): the backend of the products with
+     * base weights, NULL in fp32; in bf16 a copy of params, refreshed
+     * before the next forward whenever params may have changed */
+    gemm_t *gemm;
+    int precision;
+    uint16_t *params_bf16;
+    int bf16_stale;
+
+    int ckpt; /* activation checkpointing (ACT below) */
 };
 
 #define LAYER(p, l, size) ((p) + (long)(l) * (size))
+/* A block's intermediate activations: one slot per layer, or with
+ * activation checkpointing a single slot that the backward refills by
+ * recomputing the block from its input (residual3 of the layer below). */
+#define ACT(m, p, l, size) ((p) + (long)((m)->ckpt ? 0 : (l)) * (size))
 
 /* LoRA on site (l, t) (see gpt.c): out += scale * dropout(x) A^T B^T, keeping
  * x A^T in xa; the backward adds the adapters' gradients and, when dx is not
@@ -97,7 +112,13 @@ int gpt_impl_carve_acts(gpt_t *m, const gpt_impl_span_t *parts, int np, int B, i
 /* Appends a tensor of shape (d0) or (d0, d1) at *off to a table. */
 void gpt_impl_add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name, int d0, int d1);
 
+/* gpt_precision.c: brings the bf16 copy of the base weights up to date
+ * (no-op in fp32 or when nothing changed); frees the precision state. */
+int gpt_impl_sync_precision(gpt_t *m, cu_error_t *err);
+void gpt_impl_free_precision(gpt_t *m);
+
 /* llama.c */
+void llama_block_forward(gpt_t *m, int l, const float *residual);
 int llama_layout_params(gpt_t *m, cu_error_t *err);
 int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err);
 void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss);

@@ -107,25 +107,26 @@ int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
     long L = d.L, C = d.C, KV = d.KV, F = d.F, NH = d.NH;
     long N = (long)B * T, r = m->lora.enabled ? m->lora.r : 0;
     long in_max = F > C ? F : C;
+    long La = m->ckpt ? 1 : L; /* layers of intermediate activations kept */
     gpt_impl_span_t parts[] = {
         {&m->encoded, N * C},
-        {&m->ln1, L * N * C},
-        {&m->ln1_rstd, L * N},
-        {&m->q, L * N * C},
-        {&m->k, L * N * KV},
-        {&m->v, L * N * KV},
-        {&m->atty, L * N * C},
-        {&m->lse, L * N * NH},
-        {&m->residual2, L * N * C},
-        {&m->ln2, L * N * C},
-        {&m->ln2_rstd, L * N},
-        {&m->gate, L * N * F},
-        {&m->up, L * N * F},
-        {&m->hmlp, L * N * F},
+        {&m->ln1, La * N * C},
+        {&m->ln1_rstd, La * N},
+        {&m->q, La * N * C},
+        {&m->k, La * N * KV},
+        {&m->v, La * N * KV},
+        {&m->atty, La * N * C},
+        {&m->lse, La * N * NH},
+        {&m->residual2, La * N * C},
+        {&m->ln2, La * N * C},
+        {&m->ln2_rstd, La * N},
+        {&m->gate, La * N * F},
+        {&m->up, La * N * F},
+        {&m->hmlp, La * N * F},
         {&m->residual3, L * N * C},
         {&m->lnf, N * C},
         {&m->lnf_rstd, N},
-        {&m->xa, L * LLAMA_N_TARGETS * N * r},
+        {&m->xa, La * LLAMA_N_TARGETS * N * r},
         {&m->dresidual, N * C},
         {&m->dsmall, N * C},
         {&m->dbig, N * F},
@@ -149,33 +150,33 @@ int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
 /* out = beta * out + x W^T, plus the site's adapter. */
 static void linear(gpt_t *m, int l, int t, float *out, const float *x, const float *w, int N,
                    int in, int outc, float beta) {
-    matmul_forward(out, x, w, NULL, N, in, outc, beta);
+    matmul_forward_on(m->gemm, out, x, w, NULL, N, in, outc, beta);
     gpt_impl_lora_forward(m, l, t, x, out, N, gpt_impl_site_xa(m, l, t));
 }
 
-static void block_forward(gpt_t *m, int l, const float *residual) {
+void llama_block_forward(gpt_t *m, int l, const float *residual) {
     dims_t d = dims(m);
     int B = m->cur_B, T = m->cur_T, N = B * T, C = d.C, KV = d.KV, F = d.F;
     float eps = m->cfg.norm_eps;
-    float *ln1 = LAYER(m->ln1, l, N * C), *q = LAYER(m->q, l, N * C);
-    float *k = LAYER(m->k, l, N * KV), *v = LAYER(m->v, l, N * KV);
-    float *atty = LAYER(m->atty, l, N * C), *res2 = LAYER(m->residual2, l, N * C);
-    float *ln2 = LAYER(m->ln2, l, N * C), *gate = LAYER(m->gate, l, N * F);
-    float *up = LAYER(m->up, l, N * F), *h = LAYER(m->hmlp, l, N * F);
+    float *ln1 = ACT(m, m->ln1, l, N * C), *q = ACT(m, m->q, l, N * C);
+    float *k = ACT(m, m->k, l, N * KV), *v = ACT(m, m->v, l, N * KV);
+    float *atty = ACT(m, m->atty, l, N * C), *res2 = ACT(m, m->residual2, l, N * C);
+    float *ln2 = ACT(m, m->ln2, l, N * C), *gate = ACT(m, m->gate, l, N * F);
+    float *up = ACT(m, m->up, l, N * F), *h = ACT(m, m->hmlp, l, N * F);
     float *res3 = LAYER(m->residual3, l, N * C);
 
-    rmsnorm_forward(ln1, LAYER(m->ln1_rstd, l, N), residual, LAYER(m->attn_norm, l, C), N, C, eps);
+    rmsnorm_forward(ln1, ACT(m, m->ln1_rstd, l, N), residual, LAYER(m->attn_norm, l, C), N, C, eps);
     linear(m, l, LLAMA_Q, q, ln1, LAYER(m->wq, l, C * C), N, C, C, 0.0f);
     linear(m, l, LLAMA_K, k, ln1, LAYER(m->wk, l, KV * C), N, C, KV, 0.0f);
     linear(m, l, LLAMA_V, v, ln1, LAYER(m->wv, l, KV * C), N, C, KV, 0.0f);
     rope_forward(q, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_forward(k, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
-    attention_gqa_forward(atty, LAYER(m->lse, l, N * d.NH), q, k, v, m->att_scratch, B, T, d.NH,
+    attention_gqa_forward(atty, ACT(m, m->lse, l, N * d.NH), q, k, v, m->att_scratch, B, T, d.NH,
                           d.NKV, d.hs);
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
     linear(m, l, LLAMA_O, res2, atty, LAYER(m->wo, l, C * C), N, C, C, 1.0f);
 
-    rmsnorm_forward(ln2, LAYER(m->ln2_rstd, l, N), res2, LAYER(m->mlp_norm, l, C), N, C, eps);
+    rmsnorm_forward(ln2, ACT(m, m->ln2_rstd, l, N), res2, LAYER(m->mlp_norm, l, C), N, C, eps);
     linear(m, l, LLAMA_GATE, gate, ln2, LAYER(m->wgate, l, F * C), N, C, F, 0.0f);
     linear(m, l, LLAMA_UP, up, ln2, LAYER(m->wup, l, F * C), N, C, F, 0.0f);
     swiglu_forward(h, gate, up, (long)N * F);
@@ -190,7 +191,7 @@ void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
         memcpy(m->encoded + (long)n * C, m->embed + (long)m->inputs[n] * C, sizeof(float) * C);
     const float *residual = m->encoded;
     for (int l = 0; l < d.L; l++) {
-        block_forward(m, l, residual);
+        llama_block_forward(m, l, residual);
         residual = LAYER(m->residual3, l, N * C);
     }
     rmsnorm_forward(m->lnf, m->lnf_rstd, residual, m->norm, N, C, m->cfg.norm_eps);
@@ -198,9 +199,9 @@ void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
     if (targets) {
         int train = m->cur_train;
         float *dhead = train ? gpt_impl_pgrad(m, m->lm_head) : NULL;
-        out.loss_sum =
-            lm_head_loss(train ? m->dlnf : NULL, dhead, &out.n_valid, &out.n_correct, m->lnf,
-                         m->lm_head, targets, m->head_scratch, N, C, d.V, m->cur_grad_scale);
+        out.loss_sum = lm_head_loss_on(m->gemm, train ? m->dlnf : NULL, dhead, &out.n_valid,
+                                       &out.n_correct, m->lnf, m->lm_head, targets, m->head_scratch,
+                                       N, C, d.V, m->cur_grad_scale);
     }
     if (loss) *loss = out;
 }
@@ -212,7 +213,7 @@ void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
  * nothing below needs it). */
 static void linear_backward(gpt_t *m, int l, int t, float *dx, const float *dout, const float *x,
                             float *w, int N, int in, int outc, float beta) {
-    matmul_backward(dx, gpt_impl_pgrad(m, w), NULL, dout, x, w, N, in, outc, beta);
+    matmul_backward_on(m->gemm, dx, gpt_impl_pgrad(m, w), NULL, dout, x, w, N, in, outc, beta);
     gpt_impl_lora_backward(m, l, t, dout, x, dx, N);
 }
 
@@ -225,12 +226,14 @@ static int block_backward(gpt_t *m, int l) {
     int base = l * LLAMA_N_TARGETS;
     float *dres = m->dresidual, *dsmall = m->dsmall;
     const float *residual = l == 0 ? m->encoded : LAYER(m->residual3, l - 1, N * C);
-    float *ln1 = LAYER(m->ln1, l, N * C), *q = LAYER(m->q, l, N * C);
-    float *k = LAYER(m->k, l, N * KV), *v = LAYER(m->v, l, N * KV);
-    float *atty = LAYER(m->atty, l, N * C), *res2 = LAYER(m->residual2, l, N * C);
-    float *ln2 = LAYER(m->ln2, l, N * C), *gate = LAYER(m->gate, l, N * F);
-    float *up = LAYER(m->up, l, N * F), *h = LAYER(m->hmlp, l, N * F);
+    float *ln1 = ACT(m, m->ln1, l, N * C), *q = ACT(m, m->q, l, N * C);
+    float *k = ACT(m, m->k, l, N * KV), *v = ACT(m, m->v, l, N * KV);
+    float *atty = ACT(m, m->atty, l, N * C), *res2 = ACT(m, m->residual2, l, N * C);
+    float *ln2 = ACT(m, m->ln2, l, N * C), *gate = ACT(m, m->gate, l, N * F);
+    float *up = ACT(m, m->up, l, N * F), *h = ACT(m, m->hmlp, l, N * F);
     float *w;
+    /* the slot still holds the top block's activations from the forward */
+    if (m->ckpt && l < d.L - 1) llama_block_forward(m, l, residual);
 
     /* down projection: x3 = x2 + h Wd^T */
     int below = gpt_impl_need_below(m, base + LLAMA_DOWN);
@@ -249,14 +252,14 @@ static int block_backward(gpt_t *m, int l) {
     linear_backward(m, l, LLAMA_UP, dln, m->dup, ln2, w, N, C, F, 1.0f);
     if (!below) return 0;
     w = LAYER(m->mlp_norm, l, C);
-    rmsnorm_backward(dres, gpt_impl_pgrad(m, w), dsmall, res2, w, LAYER(m->ln2_rstd, l, N), N, C);
+    rmsnorm_backward(dres, gpt_impl_pgrad(m, w), dsmall, res2, w, ACT(m, m->ln2_rstd, l, N), N, C);
 
     /* output projection: x2 = x + atty Wo^T */
     below = gpt_impl_need_below(m, base + LLAMA_O);
     w = LAYER(m->wo, l, C * C);
     linear_backward(m, l, LLAMA_O, below ? dsmall : NULL, dres, atty, w, N, C, C, 0.0f);
     if (!below) return 0;
-    attention_gqa_backward(m->dq, m->dk, m->dv, dsmall, q, k, v, atty, LAYER(m->lse, l, N * d.NH),
+    attention_gqa_backward(m->dq, m->dk, m->dv, dsmall, q, k, v, atty, ACT(m, m->lse, l, N * d.NH),
                            m->att_scratch, B, T, d.NH, d.NKV, d.hs);
     rope_backward(m->dq, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_backward(m->dk, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
@@ -272,7 +275,7 @@ static int block_backward(gpt_t *m, int l) {
     linear_backward(m, l, LLAMA_V, dln, m->dv, ln1, w, N, C, KV, 1.0f);
     if (!below) return 0;
     w = LAYER(m->attn_norm, l, C);
-    rmsnorm_backward(dres, gpt_impl_pgrad(m, w), dsmall, residual, w, LAYER(m->ln1_rstd, l, N), N,
+    rmsnorm_backward(dres, gpt_impl_pgrad(m, w), dsmall, residual, w, ACT(m, m->ln1_rstd, l, N), N,
                      C);
     return 1;
 }
@@ -344,7 +347,7 @@ int llama_kv_reserve(gpt_t *m, int max_len, cu_error_t *err) {
 
 static void kv_linear(gpt_t *m, int l, int t, float *out, const float *x, const float *w, int in,
                       int outc, float beta) {
-    matmul_forward(out, x, w, NULL, 1, in, outc, beta);
+    matmul_forward_on(m->gemm, out, x, w, NULL, 1, in, outc, beta);
     m->cur_train = 0;
     gpt_impl_lora_forward(m, l, t, x, out, 1, m->kv_xa);
 }
@@ -402,7 +405,7 @@ int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
         kv_linear(m, l, LLAMA_DOWN, x, m->kv_hg, LAYER(m->wdown, l, C * F), F, C, 1.0f);
     }
     rmsnorm_forward(xn, &rstd, x, m->norm, 1, C, eps);
-    lm_head_logits(logits, xn, m->lm_head, 1, C, d.V);
+    lm_head_logits_on(m->gemm, logits, xn, m->lm_head, 1, C, d.V);
     m->kv_len++;
     return CU_OK;
 }

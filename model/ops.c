@@ -7,12 +7,20 @@
  * probabilities in the backward from a saved log-sum-exp (flash-attention's
  * idea, done with blocked sgemm), and the LM head fused with cross-entropy
  * over row chunks.
+ *
+ * Threads (OpenMP, as many as omp_get_max_threads(), which train.threads
+ * sets): rows of the norms and of the loss, elements of GELU, heads of the
+ * attention. Every output element is computed by exactly one thread with
+ * the same arithmetic as a single thread would, and sums over rows (weight
+ * gradients of the norms, the loss) stay serial in row order, so results do
+ * not depend on the thread count.
  */
 #include "model/ops.h"
 
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- encoder */
@@ -51,6 +59,7 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                        const float *b, int N, int C) {
     const float eps = 1e-5f;
+#pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (long)n * C;
         float m = 0.0f;
@@ -72,6 +81,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int N, int C) {
+    /* rows in parallel only when no weight gradient sums over them */
+#pragma omp parallel for schedule(static) if (!dw && !db)
     for (int n = 0; n < N; n++) {
         const float *d = dout + (long)n * C;
         const float *x = inp + (long)n * C;
@@ -104,10 +115,10 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 
 /* ----------------------------------------------------------------- matmul */
 
-void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IC,
-                    int OC, float beta) {
+void matmul_forward_on(gemm_t *g, float *out, const float *inp, const float *w, const float *bias,
+                       int N, int IC, int OC, float beta) {
     if (bias) {
-        /* Fold the bias in before the product so sgemm accumulates onto it. */
+        /* Fold the bias in before the product so the product accumulates onto it. */
         for (int n = 0; n < N; n++) {
             float *o = out + (long)n * OC;
             if (beta == 0.0f) {
@@ -118,16 +129,17 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
         }
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, beta, out,
-                OC);
+    gemm_xwt(g, out, inp, w, N, IC, OC, beta);
 }
 
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                     const float *w, int N, int IC, int OC, float dinp_beta) {
-    if (dinp) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC,
-                    dinp_beta, dinp, IC);
-    }
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IC,
+                    int OC, float beta) {
+    matmul_forward_on(NULL, out, inp, w, bias, N, IC, OC, beta);
+}
+
+void matmul_backward_on(gemm_t *g, float *dinp, float *dw, float *dbias, const float *dout,
+                        const float *inp, const float *w, int N, int IC, int OC, float dinp_beta) {
+    if (dinp) gemm_xw(g, dinp, dout, w, N, OC, IC, dinp_beta);
     if (dw) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC,
                     1.0f, dw, IC);
@@ -140,11 +152,17 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
     }
 }
 
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, int N, int IC, int OC, float dinp_beta) {
+    matmul_backward_on(NULL, dinp, dw, dbias, dout, inp, w, N, IC, OC, dinp_beta);
+}
+
 /* ------------------------------------------------------------------- gelu */
 
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 
 void gelu_forward(float *out, const float *inp, long n) {
+#pragma omp parallel for schedule(static)
     for (long i = 0; i < n; i++) {
         float x = inp[i];
         float u = GELU_K * (x + 0.044715f * x * x * x);
@@ -153,6 +171,7 @@ void gelu_forward(float *out, const float *inp, long n) {
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
+#pragma omp parallel for schedule(static)
     for (long i = 0; i < n; i++) {
         float x = inp[i];
         float u = GELU_K * (x + 0.044715f * x * x * x);
@@ -169,10 +188,22 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
 /* Query rows handled together: big enough for sgemm to be efficient, small
  * enough that the (block x T) score tile stays in cache. */
 #define ATT_BLOCK 64
+/* Threads the attention uses at most: its scratch holds one block's tiles
+ * per thread. */
+#define ATT_MAX_THREADS 8
 
-long attention_scratch_floats(int T) {
+long attention_thread_floats(int T) {
     /* scores/probabilities and their gradient, plus one row of dO.O dots */
     return 2L * ATT_BLOCK * T + ATT_BLOCK;
+}
+
+long attention_scratch_floats(int T) {
+    return attention_thread_floats(T) * ATT_MAX_THREADS;
+}
+
+int attention_threads(void) {
+    int n = omp_get_max_threads();
+    return n < ATT_MAX_THREADS ? n : ATT_MAX_THREADS;
 }
 
 /* S = scale * Q_blk K[0:nk]^T for rows [q0, q0+nq), with q/k rows strided by ld. */
@@ -187,36 +218,36 @@ void attention_forward(float *out, float *lse, const float *qkv, float *scratch,
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    float *S = scratch;
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const float *q = qkv + (long)b * T * ld + h * hs;
-            const float *k = q + C;
-            const float *v = q + 2 * C;
-            float *o = out + (long)b * T * C + h * hs;
-            float *l = lse + ((long)b * NH + h) * T;
-            for (int q0 = 0; q0 < T; q0 += ATT_BLOCK) {
-                int nq = T - q0 < ATT_BLOCK ? T - q0 : ATT_BLOCK;
-                int nk = q0 + nq; /* causal: keys up to the block's last query */
-                att_scores(S, q, k, q0, nq, nk, ld, hs, scale);
-                for (int i = 0; i < nq; i++) {
-                    float *s = S + (long)i * nk;
-                    int valid = q0 + i + 1;
-                    float m = -FLT_MAX;
-                    for (int j = 0; j < valid; j++) m = s[j] > m ? s[j] : m;
-                    float sum = 0.0f;
-                    for (int j = 0; j < valid; j++) {
-                        s[j] = cu_expf(s[j] - m);
-                        sum += s[j];
-                    }
-                    float inv = 1.0f / sum;
-                    for (int j = 0; j < valid; j++) s[j] *= inv;
-                    for (int j = valid; j < nk; j++) s[j] = 0.0f;
-                    l[q0 + i] = m + logf(sum);
+#pragma omp parallel for schedule(static) num_threads(attention_threads())
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        float *S = scratch + attention_thread_floats(T) * omp_get_thread_num();
+        const float *q = qkv + (long)b * T * ld + h * hs;
+        const float *k = q + C;
+        const float *v = q + 2 * C;
+        float *o = out + (long)b * T * C + h * hs;
+        float *l = lse + ((long)b * NH + h) * T;
+        for (int q0 = 0; q0 < T; q0 += ATT_BLOCK) {
+            int nq = T - q0 < ATT_BLOCK ? T - q0 : ATT_BLOCK;
+            int nk = q0 + nq; /* causal: keys up to the block's last query */
+            att_scores(S, q, k, q0, nq, nk, ld, hs, scale);
+            for (int i = 0; i < nq; i++) {
+                float *s = S + (long)i * nk;
+                int valid = q0 + i + 1;
+                float m = -FLT_MAX;
+                for (int j = 0; j < valid; j++) m = s[j] > m ? s[j] : m;
+                float sum = 0.0f;
+                for (int j = 0; j < valid; j++) {
+                    s[j] = cu_expf(s[j] - m);
+                    sum += s[j];
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk, v,
-                            ld, 0.0f, o + (long)q0 * C, C);
+                float inv = 1.0f / sum;
+                for (int j = 0; j < valid; j++) s[j] *= inv;
+                for (int j = valid; j < nk; j++) s[j] = 0.0f;
+                l[q0 + i] = m + logf(sum);
             }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk, v, ld,
+                        0.0f, o + (long)q0 * C, C);
         }
     }
 }
@@ -226,70 +257,75 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
-    float *P = scratch;
-    float *dP = scratch + (long)ATT_BLOCK * T;
-    float *D = dP + (long)ATT_BLOCK * T;
+    /* dK and dV accumulate over query blocks; dQ is written once per block. */
     for (int b = 0; b < B; b++) {
-        /* dK and dV accumulate over query blocks; dQ is written once per block. */
         float *dq_b = dqkv + (long)b * T * ld;
         for (int t = 0; t < T; t++) memset(dq_b + (long)t * ld + C, 0, sizeof(float) * 2 * C);
-        for (int h = 0; h < NH; h++) {
-            const float *q = qkv + (long)b * T * ld + h * hs;
-            const float *k = q + C;
-            const float *v = q + 2 * C;
-            float *dq = dq_b + h * hs;
-            float *dk = dq + C;
-            float *dv = dq + 2 * C;
-            const float *o = out + (long)b * T * C + h * hs;
-            const float *dO = dout + (long)b * T * C + h * hs;
-            const float *l = lse + ((long)b * NH + h) * T;
-            for (int q0 = 0; q0 < T; q0 += ATT_BLOCK) {
-                int nq = T - q0 < ATT_BLOCK ? T - q0 : ATT_BLOCK;
-                int nk = q0 + nq;
-                att_scores(P, q, k, q0, nq, nk, ld, hs, scale);
-                for (int i = 0; i < nq; i++) {
-                    float *p = P + (long)i * nk;
-                    int valid = q0 + i + 1;
-                    float li = l[q0 + i];
-                    for (int j = 0; j < valid; j++) p[j] = cu_expf(p[j] - li);
-                    for (int j = valid; j < nk; j++) p[j] = 0.0f;
-                    const float *oi = o + (long)(q0 + i) * C;
-                    const float *di = dO + (long)(q0 + i) * C;
-                    float dot = 0.0f;
-                    for (int d = 0; d < hs; d++) dot += oi[d] * di[d];
-                    D[i] = dot;
-                }
-                /* dV[0:nk] += P^T dO_blk */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, P, nk,
-                            dO + (long)q0 * C, C, 1.0f, dv, ld);
-                /* dP = dO_blk V[0:nk]^T */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, 1.0f,
-                            dO + (long)q0 * C, C, v, ld, 0.0f, dP, nk);
-                /* dS = P * (dP - D), kept in dP */
-                for (int i = 0; i < nq; i++) {
-                    float *ds = dP + (long)i * nk;
-                    const float *p = P + (long)i * nk;
-                    for (int j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - D[i]);
-                }
-                /* dQ_blk = scale * dS K[0:nk] */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, scale, dP, nk, k,
-                            ld, 0.0f, dq + (long)q0 * ld, ld);
-                /* dK[0:nk] += scale * dS^T Q_blk */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, scale, dP, nk,
-                            q + (long)q0 * ld, ld, 1.0f, dk, ld);
+    }
+    /* each (b, h) owns its columns of dQ, dK, dV */
+#pragma omp parallel for schedule(static) num_threads(attention_threads())
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        float *P = scratch + attention_thread_floats(T) * omp_get_thread_num();
+        float *dP = P + (long)ATT_BLOCK * T;
+        float *D = dP + (long)ATT_BLOCK * T;
+        const float *q = qkv + (long)b * T * ld + h * hs;
+        const float *k = q + C;
+        const float *v = q + 2 * C;
+        float *dq = dqkv + (long)b * T * ld + h * hs;
+        float *dk = dq + C;
+        float *dv = dq + 2 * C;
+        const float *o = out + (long)b * T * C + h * hs;
+        const float *dO = dout + (long)b * T * C + h * hs;
+        const float *l = lse + ((long)b * NH + h) * T;
+        for (int q0 = 0; q0 < T; q0 += ATT_BLOCK) {
+            int nq = T - q0 < ATT_BLOCK ? T - q0 : ATT_BLOCK;
+            int nk = q0 + nq;
+            att_scores(P, q, k, q0, nq, nk, ld, hs, scale);
+            for (int i = 0; i < nq; i++) {
+                float *p = P + (long)i * nk;
+                int valid = q0 + i + 1;
+                float li = l[q0 + i];
+                for (int j = 0; j < valid; j++) p[j] = cu_expf(p[j] - li);
+                for (int j = valid; j < nk; j++) p[j] = 0.0f;
+                const float *oi = o + (long)(q0 + i) * C;
+                const float *di = dO + (long)(q0 + i) * C;
+                float dot = 0.0f;
+                for (int d = 0; d < hs; d++) dot += oi[d] * di[d];
+                D[i] = dot;
             }
+            /* dV[0:nk] += P^T dO_blk */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, P, nk,
+                        dO + (long)q0 * C, C, 1.0f, dv, ld);
+            /* dP = dO_blk V[0:nk]^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, 1.0f,
+                        dO + (long)q0 * C, C, v, ld, 0.0f, dP, nk);
+            /* dS = P * (dP - D), kept in dP */
+            for (int i = 0; i < nq; i++) {
+                float *ds = dP + (long)i * nk;
+                const float *p = P + (long)i * nk;
+                for (int j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - D[i]);
+            }
+            /* dQ_blk = scale * dS K[0:nk] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, scale, dP, nk, k, ld,
+                        0.0f, dq + (long)q0 * ld, ld);
+            /* dK[0:nk] += scale * dS^T Q_blk */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, scale, dP, nk,
+                        q + (long)q0 * ld, ld, 1.0f, dk, ld);
         }
     }
 }
 
 /* ------------------------------------------------ LM head + cross-entropy */
 
+#define LM_HEAD_MAX_ROWS 256
+
 /* Rows per chunk: the chunk's logits stay under ~32 MB, and at least 16 rows
  * so sgemm keeps its efficiency. */
 static int lm_head_chunk_rows(int N, int V) {
     long rows = (8L << 20) / (V > 0 ? V : 1);
     if (rows < 16) rows = 16;
-    if (rows > 256) rows = 256;
+    if (rows > LM_HEAD_MAX_ROWS) rows = LM_HEAD_MAX_ROWS;
     return rows > N ? N : (int)rows;
 }
 
@@ -297,9 +333,13 @@ long lm_head_scratch_floats(int N, int V) {
     return (long)lm_head_chunk_rows(N, V) * V;
 }
 
+void lm_head_logits_on(gemm_t *g, float *logits, const float *inp, const float *w, int N, int C,
+                       int V) {
+    gemm_xwt(g, logits, inp, w, N, C, V, 0.0f);
+}
+
 void lm_head_logits(float *logits, const float *inp, const float *w, int N, int C, int V) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, C, 1.0f, inp, C, w, C, 0.0f, logits,
-                V);
+    lm_head_logits_on(NULL, logits, inp, w, N, C, V);
 }
 
 /* Turns one row of logits into dloss/dlogits * grad_scale in place; returns
@@ -329,28 +369,40 @@ static double ce_row(float *z, int V, int target, float grad_scale, int *correct
 double lm_head_loss(float *dinp, float *dw, long *n_valid, long *n_correct, const float *inp,
                     const float *w, const int32_t *targets, float *scratch, int N, int C, int V,
                     float grad_scale) {
+    return lm_head_loss_on(NULL, dinp, dw, n_valid, n_correct, inp, w, targets, scratch, N, C, V,
+                           grad_scale);
+}
+
+double lm_head_loss_on(gemm_t *g, float *dinp, float *dw, long *n_valid, long *n_correct,
+                       const float *inp, const float *w, const int32_t *targets, float *scratch,
+                       int N, int C, int V, float grad_scale) {
     int chunk = lm_head_chunk_rows(N, V);
     double loss = 0.0;
     long valid = 0, correct = 0;
     for (int r0 = 0; r0 < N; r0 += chunk) {
         int nr = N - r0 < chunk ? N - r0 : chunk;
-        lm_head_logits(scratch, inp + (long)r0 * C, w, nr, C, V);
+        lm_head_logits_on(g, scratch, inp + (long)r0 * C, w, nr, C, V);
+        double row_loss[LM_HEAD_MAX_ROWS];
+        int row_ok[LM_HEAD_MAX_ROWS];
+#pragma omp parallel for schedule(static)
         for (int i = 0; i < nr; i++) {
             float *z = scratch + (long)i * V;
             int t = targets[r0 + i];
+            row_ok[i] = -1;
             if (t < 0) {
                 memset(z, 0, sizeof(float) * V);
                 continue;
             }
-            int ok;
-            loss += ce_row(z, V, t, grad_scale, &ok);
+            row_loss[i] = ce_row(z, V, t, grad_scale, &row_ok[i]);
+        }
+        /* the sum in row order, whatever the thread count */
+        for (int i = 0; i < nr; i++) {
+            if (row_ok[i] < 0) continue;
+            loss += row_loss[i];
             valid++;
-            correct += ok;
+            correct += row_ok[i];
         }
-        if (dinp) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, C, V, 1.0f, scratch, V, w, C,
-                        0.0f, dinp + (long)r0 * C, C);
-        }
+        if (dinp) gemm_xw(g, dinp + (long)r0 * C, scratch, w, nr, V, C, 0.0f);
         if (dw) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, nr, 1.0f, scratch, V,
                         inp + (long)r0 * C, C, 1.0f, dw, C);

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "model/gemm.h"
+
 /* out = wte[inp] + wpe[t] */
 void encoder_forward(float *out,                         // (B, T, C)
                      const int32_t *inp,                 // (B, T)
@@ -48,6 +50,13 @@ void matmul_backward(float *dinp, float *dw, float *dbias, // (N, IC), (OC, IC),
                      const float *dout,                    // (N, OC)
                      const float *inp, const float *w,     // (N, IC), (OC, IC)
                      int N, int IC, int OC, float dinp_beta);
+/* The same two on a matrix-product backend (gemm.h): the products with w
+ * (forward and dinp) run in its precision; dw and dbias stay fp32. With g
+ * NULL they are matmul_forward and matmul_backward. */
+void matmul_forward_on(gemm_t *g, float *out, const float *inp, const float *w, const float *bias,
+                       int N, int IC, int OC, float beta);
+void matmul_backward_on(gemm_t *g, float *dinp, float *dw, float *dbias, const float *dout,
+                        const float *inp, const float *w, int N, int IC, int OC, float dinp_beta);
 
 /* GELU, tanh approximation (GPT-2's). */
 void gelu_forward(float *out, const float *inp, long n);
@@ -58,8 +67,11 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, long n);
  * Memory-efficient: the forward keeps only the output and the per-row
  * log-sum-exp of the scores; the backward recomputes probabilities block by
  * block, so nothing of size B*NH*T*T is ever held. `scratch` needs
- * attention_scratch_floats(T) floats. */
+ * attention_scratch_floats(T) floats: attention_thread_floats(T) for each
+ * of up to attention_threads() threads working on separate heads. */
 long attention_scratch_floats(int T);
+long attention_thread_floats(int T);
+int attention_threads(void);
 void attention_forward(float *out, float *lse, // (B, T, C), (B, NH, T)
                        const float *qkv,       // (B, T, 3C)
                        float *scratch, int B, int T, int C, int NH);
@@ -86,6 +98,13 @@ double lm_head_loss(float *dinp, float *dw, // (N, C), (V, C)
 /* logits = inp @ w^T for N rows (no loss). */
 void lm_head_logits(float *logits, // (N, V)
                     const float *inp, const float *w, int N, int C, int V);
+/* The same two with the head's products (logits and dinp) on a backend;
+ * softmax, the loss and dw stay fp32. g NULL: as above. */
+double lm_head_loss_on(gemm_t *g, float *dinp, float *dw, long *n_valid, long *n_correct,
+                       const float *inp, const float *w, const int32_t *targets, float *scratch,
+                       int N, int C, int V, float grad_scale);
+void lm_head_logits_on(gemm_t *g, float *logits, const float *inp, const float *w, int N, int C,
+                       int V);
 
 /* exp with ~1e-7 relative error, written so loops over it vectorise:
  * round-to-nearest by adding and subtracting 1.5 * 2^23 (floorf would not

@@ -8,12 +8,17 @@
  * points its key/value reads at head h / (NH / NKV) with the key/value
  * tensor's own row stride, so grouped heads share K and V without copies,
  * and their dK, dV contributions accumulate into the shared head's rows.
+ *
+ * Threads as in ops.c: rows, elements, and heads of the attention; in the
+ * backward a thread takes a whole key/value group (its query heads in
+ * order), because the group's dK and dV are sums over those heads.
  */
 #include "model/ops_llama.h"
 
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "model/ops.h"
@@ -22,6 +27,7 @@
 
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
                      float eps) {
+#pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (long)n * C;
         float ss = 0.0f;
@@ -35,6 +41,8 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, 
 
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                       const float *rstd, int N, int C) {
+    /* rows in parallel only when no weight gradient sums over them */
+#pragma omp parallel for schedule(static) if (!dw)
     for (int n = 0; n < N; n++) {
         const float *d = dout + (long)n * C;
         const float *x = inp + (long)n * C;
@@ -71,6 +79,7 @@ void rope_tables(float *cos_t, float *sin_t, int maxT, int hs, double theta) {
 static void rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int nh,
                        int hs, int pos0, float sign) {
     int h2 = hs / 2;
+#pragma omp parallel for schedule(static) collapse(2)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             const float *c = cos_t + (long)(pos0 + t) * h2;
@@ -101,6 +110,7 @@ void rope_backward(float *dx, const float *cos_t, const float *sin_t, int B, int
 /* ----------------------------------------------------------------- SwiGLU */
 
 void swiglu_forward(float *h, const float *gate, const float *up, long n) {
+#pragma omp parallel for schedule(static)
     for (long i = 0; i < n; i++) {
         float g = gate[i];
         h[i] = g / (1.0f + cu_expf(-g)) * up[i];
@@ -109,6 +119,7 @@ void swiglu_forward(float *h, const float *gate, const float *up, long n) {
 
 void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up,
                      long n) {
+#pragma omp parallel for schedule(static)
     for (long i = 0; i < n; i++) {
         float g = gate[i];
         float sg = 1.0f / (1.0f + cu_expf(-g));
@@ -153,73 +164,85 @@ void attention_gqa_forward(float *out, float *lse, const float *q, const float *
                            float *scratch, int B, int T, int NH, int NKV, int hs) {
     int C = NH * hs, KVC = NKV * hs, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
-    float *S = scratch;
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const float *qh = q + (long)b * T * C + h * hs;
-            const float *kh = k + (long)b * T * KVC + (h / group) * hs;
-            const float *vh = v + (long)b * T * KVC + (h / group) * hs;
-            float *o = out + (long)b * T * C + h * hs;
-            float *l = lse + ((long)b * NH + h) * T;
-            for (int q0 = 0; q0 < T; q0 += GQA_BLOCK) {
-                int nq = T - q0 < GQA_BLOCK ? T - q0 : GQA_BLOCK;
-                int nk = q0 + nq;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
-                            qh + (long)q0 * C, C, kh, KVC, 0.0f, S, nk);
-                gqa_softmax(S, q0, nq, nk, l, NULL);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk, vh,
-                            KVC, 0.0f, o + (long)q0 * C, C);
-            }
+#pragma omp parallel for schedule(static) num_threads(attention_threads())
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        float *S = scratch + attention_thread_floats(T) * omp_get_thread_num();
+        const float *qh = q + (long)b * T * C + h * hs;
+        const float *kh = k + (long)b * T * KVC + (h / group) * hs;
+        const float *vh = v + (long)b * T * KVC + (h / group) * hs;
+        float *o = out + (long)b * T * C + h * hs;
+        float *l = lse + ((long)b * NH + h) * T;
+        for (int q0 = 0; q0 < T; q0 += GQA_BLOCK) {
+            int nq = T - q0 < GQA_BLOCK ? T - q0 : GQA_BLOCK;
+            int nk = q0 + nq;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
+                        qh + (long)q0 * C, C, kh, KVC, 0.0f, S, nk);
+            gqa_softmax(S, q0, nq, nk, l, NULL);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk, vh, KVC,
+                        0.0f, o + (long)q0 * C, C);
         }
+    }
+}
+
+/* The backward of query head h of batch row b (see attention_gqa_backward);
+ * adds its share of the key/value head's dK and dV. */
+static void gqa_head_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                              const float *k, const float *v, const float *out, const float *lse,
+                              float *scratch, int b, int h, int T, int NH, int NKV, int hs) {
+    int C = NH * hs, KVC = NKV * hs, group = NH / NKV;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *P = scratch;
+    float *dP = scratch + (long)GQA_BLOCK * T;
+    float *D = dP + (long)GQA_BLOCK * T;
+    long qoff = (long)b * T * C + h * hs, kvoff = (long)b * T * KVC + (h / group) * hs;
+    const float *qh = q + qoff, *kh = k + kvoff, *vh = v + kvoff;
+    const float *o = out + qoff, *dO = dout + qoff;
+    float *dqh = dq + qoff, *dkh = dk + kvoff, *dvh = dv + kvoff;
+    const float *l = lse + ((long)b * NH + h) * T;
+    for (int q0 = 0; q0 < T; q0 += GQA_BLOCK) {
+        int nq = T - q0 < GQA_BLOCK ? T - q0 : GQA_BLOCK;
+        int nk = q0 + nq;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale, qh + (long)q0 * C,
+                    C, kh, KVC, 0.0f, P, nk);
+        gqa_softmax(P, q0, nq, nk, NULL, l);
+        for (int i = 0; i < nq; i++) {
+            const float *oi = o + (long)(q0 + i) * C, *di = dO + (long)(q0 + i) * C;
+            float dot = 0.0f;
+            for (int d = 0; d < hs; d++) dot += oi[d] * di[d];
+            D[i] = dot;
+        }
+        /* dV[0:nk] += P^T dO_blk */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, P, nk,
+                    dO + (long)q0 * C, C, 1.0f, dvh, KVC);
+        /* dP = dO_blk V[0:nk]^T, then dS = P * (dP - D) in place */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, 1.0f, dO + (long)q0 * C, C,
+                    vh, KVC, 0.0f, dP, nk);
+        for (int i = 0; i < nq; i++) {
+            float *ds = dP + (long)i * nk;
+            const float *p = P + (long)i * nk;
+            for (int j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - D[i]);
+        }
+        /* dQ_blk = scale * dS K[0:nk]; dK[0:nk] += scale * dS^T Q_blk */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, scale, dP, nk, kh, KVC,
+                    0.0f, dqh + (long)q0 * C, C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, scale, dP, nk,
+                    qh + (long)q0 * C, C, 1.0f, dkh, KVC);
     }
 }
 
 void attention_gqa_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                             const float *k, const float *v, const float *out, const float *lse,
                             float *scratch, int B, int T, int NH, int NKV, int hs) {
-    int C = NH * hs, KVC = NKV * hs, group = NH / NKV;
-    float scale = 1.0f / sqrtf((float)hs);
-    float *P = scratch;
-    float *dP = scratch + (long)GQA_BLOCK * T;
-    float *D = dP + (long)GQA_BLOCK * T;
+    int KVC = NKV * hs, group = NH / NKV;
     memset(dk, 0, sizeof(float) * (size_t)B * T * KVC);
     memset(dv, 0, sizeof(float) * (size_t)B * T * KVC);
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            long qoff = (long)b * T * C + h * hs, kvoff = (long)b * T * KVC + (h / group) * hs;
-            const float *qh = q + qoff, *kh = k + kvoff, *vh = v + kvoff;
-            const float *o = out + qoff, *dO = dout + qoff;
-            float *dqh = dq + qoff, *dkh = dk + kvoff, *dvh = dv + kvoff;
-            const float *l = lse + ((long)b * NH + h) * T;
-            for (int q0 = 0; q0 < T; q0 += GQA_BLOCK) {
-                int nq = T - q0 < GQA_BLOCK ? T - q0 : GQA_BLOCK;
-                int nk = q0 + nq;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
-                            qh + (long)q0 * C, C, kh, KVC, 0.0f, P, nk);
-                gqa_softmax(P, q0, nq, nk, NULL, l);
-                for (int i = 0; i < nq; i++) {
-                    const float *oi = o + (long)(q0 + i) * C, *di = dO + (long)(q0 + i) * C;
-                    float dot = 0.0f;
-                    for (int d = 0; d < hs; d++) dot += oi[d] * di[d];
-                    D[i] = dot;
-                }
-                /* dV[0:nk] += P^T dO_blk */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, P, nk,
-                            dO + (long)q0 * C, C, 1.0f, dvh, KVC);
-                /* dP = dO_blk V[0:nk]^T, then dS = P * (dP - D) in place */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, 1.0f,
-                            dO + (long)q0 * C, C, vh, KVC, 0.0f, dP, nk);
-                for (int i = 0; i < nq; i++) {
-                    float *ds = dP + (long)i * nk;
-                    const float *p = P + (long)i * nk;
-                    for (int j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - D[i]);
-                }
-                /* dQ_blk = scale * dS K[0:nk]; dK[0:nk] += scale * dS^T Q_blk */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, scale, dP, nk,
-                            kh, KVC, 0.0f, dqh + (long)q0 * C, C);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, scale, dP, nk,
-                            qh + (long)q0 * C, C, 1.0f, dkh, KVC);
-            }
-        }
+    /* a thread per key/value group: its query heads in order, as one thread */
+#pragma omp parallel for schedule(static) num_threads(attention_threads())
+    for (int bg = 0; bg < B * NKV; bg++) {
+        int b = bg / NKV, g = bg % NKV;
+        float *S = scratch + attention_thread_floats(T) * omp_get_thread_num();
+        for (int h = g * group; h < (g + 1) * group; h++)
+            gqa_head_backward(dq, dk, dv, dout, q, k, v, out, lse, S, b, h, T, NH, NKV, hs);
     }
 }

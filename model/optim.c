@@ -51,6 +51,8 @@ void adamw_free(adamw_t *opt) {
 static void adamw_span(adamw_t *o, float *p, const float *g, float *m, float *v, size_t n, float lr,
                        float decay, float c1, float c2) {
     float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+    /* elementwise: the same result on any number of threads */
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float mi = b1 * m[i] + (1.0f - b1) * gi;

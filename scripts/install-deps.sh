@@ -10,6 +10,8 @@ PACKAGES=(
   # MPI, linear algebra, storage
   openmpi-bin libopenmpi-dev
   libopenblas-dev libscalapack-openmpi-dev
+  # oneDNN: bf16 (and fp32) matrix products, kernels chosen at run time
+  libdnnl-dev
   libhdf5-openmpi-dev hdf5-tools
   # config, JSON, crypto, regex, sandbox, HTTP
   libyaml-dev libjansson-dev libssl-dev libpcre2-dev libseccomp-dev

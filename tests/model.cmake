@@ -2,3 +2,6 @@
 cu_add_test(test_grad SOURCES ${CU_TEST_DIR}/test_grad.c ${CU_TEST_DIR}/gradcheck.c LIBS cu_model LABELS unit)
 cu_add_test(test_sample SOURCES ${CU_TEST_DIR}/test_sample.c LIBS cu_model LABELS unit)
 cu_add_test(test_grad_llama SOURCES ${CU_TEST_DIR}/test_grad_llama.c ${CU_TEST_DIR}/gradcheck.c LIBS cu_model LABELS unit)
+# Activation checkpointing and thread count leave fp32 results bitwise
+# unchanged; bf16 full fine-tuning's bf16 copy follows its fp32 masters.
+cu_add_test(test_compute SOURCES ${CU_TEST_DIR}/test_compute.c LIBS cu_model LABELS unit)

@@ -65,17 +65,26 @@ typedef struct {
     int adam_steps;    /* 0: one forward+backward; else AdamW steps */
     float lr, clip;    /* AdamW modes */
     const char *about; /* for --help */
+    int llama;         /* a tiny Llama (GQA, untied head) instead of GPT-2 */
+    int precision;     /* GPT_PREC_* */
 } dump_mode_t;
 
 static const dump_mode_t MODES[] = {
-    {"lora", 1, 15u, 0, 0.0f, 0, 0, 0, "LoRA r=4 alpha=8 on all-linear, loss and gradients"},
-    {"rslora", 1, 15u, 1, 0.0f, 0, 0, 0, "as lora with rsLoRA scaling alpha/sqrt(r)"},
-    {"lora_dropout", 1, 15u, 0, 0.25f, 0, 0, 0, "as lora with dropout 0.25 (masks dumped)"},
+    {"lora", 1, 15u, 0, 0.0f, 0, 0, 0, "LoRA r=4 alpha=8 on all-linear, loss and gradients", 0, 0},
+    {"rslora", 1, 15u, 1, 0.0f, 0, 0, 0, "as lora with rsLoRA scaling alpha/sqrt(r)", 0, 0},
+    {"lora_dropout", 1, 15u, 0, 0.25f, 0, 0, 0, "as lora with dropout 0.25 (masks dumped)", 0, 0},
     {"lora_partial", 1, (1u << LORA_ATTN_PROJ) | (1u << LORA_MLP_FC), 0, 0.0f, 0, 0, 0,
-     "LoRA on attn_proj and mlp_fc only (backward stops early)"},
-    {"full", 0, 0u, 0, 0.0f, 0, 0, 0, "full fine-tuning, gradients of every base tensor"},
-    {"adamw_lora", 1, 15u, 0, 0.0f, ADAM_STEPS, 2e-2f, 1.2f, "LoRA, AdamW steps with clipping"},
-    {"adamw_full", 0, 0u, 0, 0.0f, ADAM_STEPS, 5e-3f, 2.5f, "full fine-tuning, AdamW steps"},
+     "LoRA on attn_proj and mlp_fc only (backward stops early)", 0, 0},
+    {"full", 0, 0u, 0, 0.0f, 0, 0, 0, "full fine-tuning, gradients of every base tensor", 0, 0},
+    {"adamw_lora", 1, 15u, 0, 0.0f, ADAM_STEPS, 2e-2f, 1.2f, "LoRA, AdamW steps with clipping", 0,
+     0},
+    {"adamw_full", 0, 0u, 0, 0.0f, ADAM_STEPS, 5e-3f, 2.5f, "full fine-tuning, AdamW steps", 0, 0},
+    {"bf16_lora", 1, 15u, 0, 0.0f, 0, 0, 0, "as lora in train.precision bf16", 0, GPT_PREC_BF16},
+    {"bf16_llama_lora", 1, 127u, 0, 0.0f, 0, 0, 0,
+     "a tiny Llama (4 heads over 2 KV heads, SwiGLU 48, untied head), LoRA on all seven "
+     "linears, in train.precision bf16",
+     1, GPT_PREC_BF16},
+    {"fp32_llama_lora", 1, 127u, 0, 0.0f, 0, 0, 0, "as bf16_llama_lora in fp32", 1, GPT_PREC_FP32},
 };
 static const int N_MODES = (int)(sizeof MODES / sizeof MODES[0]);
 
@@ -100,6 +109,11 @@ static gpt_t *model_create(const dump_mode_t *mode, cu_error_t *err) {
                         .n_embd = N_EMBD,
                         .vocab_size = VOCAB,
                         .max_seq_len = MAX_T};
+    if (mode->llama) {
+        cfg.arch = GPT_ARCH_LLAMA;
+        cfg.n_kv_head = N_HEAD / 2;
+        cfg.ffn_hidden = 48;
+    }
     lora_config_t lc = {.enabled = mode->lora,
                         .targets = mode->targets,
                         .r = 4,
@@ -108,6 +122,10 @@ static gpt_t *model_create(const dump_mode_t *mode, cu_error_t *err) {
                         .dropout = mode->dropout};
     gpt_t *m;
     if (gpt_create(&m, &cfg, &lc, err)) return NULL;
+    if (gpt_set_precision(m, mode->precision, err)) {
+        gpt_free(m);
+        return NULL;
+    }
     return m;
 }
 
@@ -200,9 +218,21 @@ static json_t *config_json(const gpt_t *m, const dump_mode_t *mode) {
     const gpt_config_t *c = gpt_config(m);
     const lora_config_t *l = gpt_lora_config(m);
     json_t *targets = json_array();
-    for (int t = 0; t < LORA_N_TARGETS; t++)
+    for (int t = 0; t < gpt_n_targets(c->arch); t++)
         if (l->enabled && (l->targets & (1u << t)))
-            json_array_append_new(targets, json_string(lora_target_name(GPT_ARCH_GPT2, t)));
+            json_array_append_new(targets, json_string(lora_target_name(c->arch, t)));
+    if (mode->llama || mode->precision != GPT_PREC_FP32)
+        return json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f}, "
+                         "s:{s:b, s:o, s:i, s:f, s:b, s:f}, s:i, s:i, s:I}",
+                         "mode", mode->name, "arch", gpt_arch_name(c->arch), "precision",
+                         gpt_precision_name(mode->precision), "model", "n_layer", c->n_layer,
+                         "n_head", c->n_head, "n_embd", c->n_embd, "vocab_size", c->vocab_size,
+                         "max_seq_len", c->max_seq_len, "n_kv_head", c->n_kv_head, "ffn_hidden",
+                         c->ffn_hidden, "rope_theta", (double)c->rope_theta, "norm_eps",
+                         (double)c->norm_eps, "lora", "enabled", l->enabled, "targets", targets,
+                         "r", l->r, "alpha", (double)l->alpha, "rslora", l->rslora, "dropout",
+                         (double)l->dropout, "B", BATCH, "T", SEQ, "dropout_key",
+                         (json_int_t)DROPOUT_KEY);
     return json_pack("{s:s, s:{s:i, s:i, s:i, s:i, s:i}, s:{s:b, s:o, s:i, s:f, s:b, s:f}, s:i, "
                      "s:i, s:I}",
                      "mode", mode->name, "model", "n_layer", c->n_layer, "n_head", c->n_head,
@@ -353,6 +383,7 @@ static int dump(const dump_mode_t *mode, const char *dir, cu_error_t *err) {
     if (!rc && mode->adam_steps == 0) rc = run_gradient(m, inp, tgt, n_valid, dir, meta, err);
     if (!rc && mode->adam_steps > 0) rc = run_adamw(m, mode, inp, tgt, n_valid, dir, meta, err);
     if (!rc) {
+        json_object_set_new(meta, "kernel", json_string(gpt_gemm_kernel(m)));
         char path[4096];
         snprintf(path, sizeof path, "%s/meta.json", dir);
         if (json_dump_file(meta, path, JSON_INDENT(1) | JSON_REAL_PRECISION(17)))

@@ -35,3 +35,24 @@ if(CU_PYTHON_ORACLE)
                         ENV CU_REF_CORRUPT=h.0.attn.c_attn.lora_A
                         ARGS --expect-fail h.0.attn.c_attn.lora_A lora)
 endif()
+
+# train.precision bf16 against PyTorch's bf16 autocast on the same weights
+# (tests/reference/bf16_ref.py): loss within 1e-2, LoRA gradients within 5e-2
+# norm-wise, GPT-2 and Llama; and the same with oneDNN's ISA limited below
+# AVX-512 BF16: to AVX512_CORE (oneDNN's own bf16 emulation) and to AVX2
+# (no oneDNN bf16 matmul at all: the backend's emulation on sgemm).
+if(CU_PYTHON_ORACLE)
+  foreach(variant default avx512_core no_avx512)
+    set(extra)
+    if(variant STREQUAL "avx512_core")
+      set(extra --max-isa AVX512_CORE --expect-kernel oneDNN)
+    elseif(variant STREQUAL "no_avx512")
+      set(extra --max-isa AVX2 --expect-kernel emulated)
+    endif()
+    add_test(NAME reference_bf16_${variant}
+             COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/bf16_ref.py
+                     --dumper $<TARGET_FILE:ref_dump> ${extra} bf16_lora bf16_llama_lora)
+    set_tests_properties(reference_bf16_${variant} PROPERTIES LABELS reference
+                         SKIP_RETURN_CODE 77 TIMEOUT 120 ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
+  endforeach()
+endif()

@@ -1,0 +1,319 @@
+/*
+ * The matrix-product backend (see gemm.h): OpenBLAS for fp32, oneDNN matmul
+ * primitives for bf16 with fp32 accumulation, an sgemm emulation of the bf16
+ * products where oneDNN has no bf16 kernel.
+ *
+ * oneDNN matmul computes dst (M, N) = src (M, K) @ wei (K, N), each described
+ * by dims and strides, so both orientations of a row-major (out, in) weight
+ * are the same buffer seen through different strides: x W^T reads W with
+ * strides (1, K), x W with strides (N, 1). Accumulating into the output
+ * (beta != 0) is a "sum" post-op scaled by beta. A primitive is specific to
+ * its shape: the cache keeps one per (M, K, N, orientation, beta) and
+ * replaces the oldest when full. Memory objects are kept with their
+ * primitive and pointed at the call's buffers with set_data_handle.
+ */
+#include "model/gemm.h"
+
+#include <cblas.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GEMM_CACHE 48
+#define GEMM_RANGES 64
+
+typedef struct {
+    int M, K, N, trans; /* trans: x W^T */
+    float beta;
+    dnnl_primitive_t prim; /* NULL: no oneDNN kernel, emulate */
+    dnnl_memory_t src, wei, dst;
+} gemm_entry_t;
+
+typedef struct {
+    const float *f32;
+    const uint16_t *bf16;
+    size_t n;
+} gemm_range_t;
+
+struct gemm {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    gemm_entry_t cache[GEMM_CACHE];
+    int n_cached, next_evict;
+    gemm_range_t ranges[GEMM_RANGES];
+    int n_ranges;
+    uint16_t *xbf; /* the activation rounded to bf16 */
+    size_t xbf_cap;
+    float *emu; /* emulation: a widened operand */
+    size_t emu_cap;
+    char kernel[128];
+    int emulated;
+    int status;
+    char status_msg[256];
+};
+
+/* ------------------------------------------------------------ conversion */
+
+void gemm_to_bf16(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], sizeof u);
+        uint32_t nan = (u & 0x7fffffffu) > 0x7f800000u;
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        dst[i] = (uint16_t)(nan ? (u >> 16) | 0x40u : r);
+    }
+}
+
+void gemm_from_bf16(float *dst, const uint16_t *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(&dst[i], &u, sizeof u);
+    }
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+int gemm_create(gemm_t **out, cu_error_t *err) {
+    *out = NULL;
+    gemm_t *g = calloc(1, sizeof *g);
+    if (!g) return cu_error_set(err, CU_ENOMEM, "out of memory (matrix-product backend)");
+    if (dnnl_engine_create(&g->engine, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&g->stream, g->engine, dnnl_stream_default_flags) != dnnl_success) {
+        gemm_free(g);
+        return cu_error_set(err, CU_EINTERNAL, "oneDNN: could not create a CPU engine");
+    }
+    snprintf(g->kernel, sizeof g->kernel, "none yet");
+    *out = g;
+    return CU_OK;
+}
+
+static void entry_release(gemm_entry_t *e) {
+    if (e->prim) dnnl_primitive_destroy(e->prim);
+    if (e->src) dnnl_memory_destroy(e->src);
+    if (e->wei) dnnl_memory_destroy(e->wei);
+    if (e->dst) dnnl_memory_destroy(e->dst);
+    memset(e, 0, sizeof *e);
+}
+
+void gemm_free(gemm_t *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n_cached; i++) entry_release(&g->cache[i]);
+    if (g->stream) dnnl_stream_destroy(g->stream);
+    if (g->engine) dnnl_engine_destroy(g->engine);
+    free(g->xbf);
+    free(g->emu);
+    free(g);
+}
+
+int gemm_add_bf16(gemm_t *g, const float *f32, const uint16_t *bf16, size_t n, cu_error_t *err) {
+    if (g->n_ranges == GEMM_RANGES)
+        return cu_error_set(err, CU_EINTERNAL, "too many bf16 weight ranges (%d)", GEMM_RANGES);
+    g->ranges[g->n_ranges++] = (gemm_range_t){f32, bf16, n};
+    return CU_OK;
+}
+
+void gemm_clear_bf16(gemm_t *g) {
+    g->n_ranges = 0;
+}
+
+static const uint16_t *bf16_of(const gemm_t *g, const float *w) {
+    for (int i = 0; i < g->n_ranges; i++) {
+        const gemm_range_t *r = &g->ranges[i];
+        if (w >= r->f32 && w < r->f32 + r->n) return r->bf16 + (w - r->f32);
+    }
+    return NULL;
+}
+
+const char *gemm_kernel_name(const gemm_t *g) {
+    return g ? g->kernel : "OpenBLAS sgemm (fp32)";
+}
+
+int gemm_emulated(const gemm_t *g) {
+    return g && g->emulated;
+}
+
+int gemm_status(const gemm_t *g, cu_error_t *err) {
+    if (!g || g->status == CU_OK) return CU_OK;
+    return cu_error_set(err, g->status, "%s", g->status_msg);
+}
+
+static void fail(gemm_t *g, int code, const char *msg, float *out, int M, int N) {
+    if (g->status == CU_OK) {
+        g->status = code;
+        snprintf(g->status_msg, sizeof g->status_msg, "%s", msg);
+    }
+    memset(out, 0, sizeof(float) * (size_t)M * N);
+}
+
+/* Grows *buf to hold n elements of size sz. */
+static int reserve(void **buf, size_t *cap, size_t n, size_t sz) {
+    if (n <= *cap) return 1;
+    void *p = realloc(*buf, n * sz);
+    if (!p) return 0;
+    *buf = p;
+    *cap = n;
+    return 1;
+}
+
+/* ------------------------------------------------------------ primitives */
+
+static const char *isa_name(dnnl_cpu_isa_t isa) {
+    switch (isa) {
+    case dnnl_cpu_isa_sse41:
+        return "sse41";
+    case dnnl_cpu_isa_avx:
+        return "avx";
+    case dnnl_cpu_isa_avx2:
+        return "avx2";
+    case dnnl_cpu_isa_avx2_vnni:
+        return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core:
+        return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni:
+        return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16:
+        return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx:
+        return "avx512_core_amx";
+    default:
+        return "other";
+    }
+}
+
+void gemm_describe(char *buf, size_t cap) {
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(buf, cap, "oneDNN %d.%d.%d, CPU ISA %s", v->major, v->minor, v->patch,
+             isa_name(dnnl_get_effective_cpu_isa()));
+}
+
+/* Creates the primitive of one cache entry; leaves e->prim NULL when oneDNN
+ * has no bf16 implementation here (the caller emulates). */
+static void entry_create(gemm_t *g, gemm_entry_t *e) {
+    dnnl_dims_t sd = {e->M, e->K}, ss = {e->K, 1};
+    dnnl_dims_t wd = {e->K, e->N}, ws = {1, e->K}, wn = {e->N, 1};
+    dnnl_dims_t dd = {e->M, e->N}, ds = {e->N, 1};
+    dnnl_memory_desc_t smd, wmd, dmd;
+    dnnl_memory_desc_init_by_strides(&smd, 2, sd, dnnl_bf16, ss);
+    dnnl_memory_desc_init_by_strides(&wmd, 2, wd, dnnl_bf16, e->trans ? ws : wn);
+    dnnl_memory_desc_init_by_strides(&dmd, 2, dd, dnnl_f32, ds);
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_matmul_desc_init(&desc, &smd, &wmd, NULL, &dmd) != dnnl_success) return;
+    dnnl_primitive_attr_create(&attr);
+    if (e->beta != 0.0f) {
+        dnnl_post_ops_create(&po);
+        dnnl_post_ops_append_sum(po, e->beta);
+        dnnl_primitive_attr_set_post_ops(attr, po);
+    }
+    if (dnnl_primitive_desc_create(&pd, &desc, attr, g->engine, NULL) == dnnl_success) {
+        const char *impl = NULL;
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        if (dnnl_primitive_create(&e->prim, pd) == dnnl_success) {
+            snprintf(g->kernel, sizeof g->kernel, "oneDNN %s", impl ? impl : "?");
+            dnnl_memory_create(&e->src, &smd, g->engine, DNNL_MEMORY_NONE);
+            dnnl_memory_create(&e->wei, &wmd, g->engine, DNNL_MEMORY_NONE);
+            dnnl_memory_create(&e->dst, &dmd, g->engine, DNNL_MEMORY_NONE);
+        } else {
+            e->prim = NULL;
+        }
+        dnnl_primitive_desc_destroy(pd);
+    }
+    if (po) dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    if (!e->prim) {
+        snprintf(g->kernel, sizeof g->kernel,
+                 "emulated bf16 (oneDNN has no bf16 matmul at ISA %s; needs avx512_core): "
+                 "OpenBLAS sgemm on bf16 operands",
+                 isa_name(dnnl_get_effective_cpu_isa()));
+    }
+}
+
+static gemm_entry_t *entry_get(gemm_t *g, int M, int K, int N, int trans, float beta) {
+    for (int i = 0; i < g->n_cached; i++) {
+        gemm_entry_t *e = &g->cache[i];
+        if (e->M == M && e->K == K && e->N == N && e->trans == trans && e->beta == beta) return e;
+    }
+    gemm_entry_t *e;
+    if (g->n_cached < GEMM_CACHE) {
+        e = &g->cache[g->n_cached++];
+    } else {
+        e = &g->cache[g->next_evict];
+        g->next_evict = (g->next_evict + 1) % GEMM_CACHE;
+        entry_release(e);
+    }
+    *e = (gemm_entry_t){.M = M, .K = K, .N = N, .trans = trans, .beta = beta};
+    entry_create(g, e);
+    return e;
+}
+
+/* ---------------------------------------------------------------- products */
+
+/* The bf16 product by emulation: the bf16 weight widened to fp32 (exact),
+ * the activation already rounded to bf16 and widened back, sgemm with fp32
+ * accumulation. */
+static void emulate(gemm_t *g, float *out, const uint16_t *x16, const uint16_t *w16, int M, int K,
+                    int N, int trans, float beta) {
+    size_t nx = (size_t)M * K, nw = (size_t)K * N;
+    if (!reserve((void **)&g->emu, &g->emu_cap, nx + nw, sizeof(float))) {
+        fail(g, CU_ENOMEM, "out of memory in the bf16 emulation", out, M, N);
+        return;
+    }
+    float *x = g->emu, *w = g->emu + nx;
+    gemm_from_bf16(x, x16, nx);
+    gemm_from_bf16(w, w16, nw);
+    if (trans)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, beta, out,
+                    N);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, x, K, w, N, beta, out,
+                    N);
+}
+
+static void product_bf16(gemm_t *g, float *out, const float *x, const uint16_t *w16, int M, int K,
+                         int N, int trans, float beta) {
+    size_t nx = (size_t)M * K;
+    if (!reserve((void **)&g->xbf, &g->xbf_cap, nx, sizeof(uint16_t))) {
+        fail(g, CU_ENOMEM, "out of memory rounding an activation to bf16", out, M, N);
+        return;
+    }
+    gemm_to_bf16(g->xbf, x, nx);
+    gemm_entry_t *e = entry_get(g, M, K, N, trans, beta);
+    g->emulated = e->prim == NULL;
+    if (!e->prim) {
+        emulate(g, out, g->xbf, w16, M, K, N, trans, beta);
+        return;
+    }
+    dnnl_memory_set_data_handle(e->src, g->xbf);
+    dnnl_memory_set_data_handle(e->wei, (void *)w16);
+    dnnl_memory_set_data_handle(e->dst, out);
+    dnnl_exec_arg_t args[3] = {
+        {DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
+    if (dnnl_primitive_execute(e->prim, g->stream, 3, args) != dnnl_success ||
+        dnnl_stream_wait(g->stream) != dnnl_success)
+        fail(g, CU_EINTERNAL, "oneDNN: a bf16 matmul failed to run", out, M, N);
+}
+
+void gemm_xwt(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
+              float beta) {
+    const uint16_t *w16 = g ? bf16_of(g, w) : NULL;
+    if (!w16) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, beta, out,
+                    N);
+        return;
+    }
+    product_bf16(g, out, x, w16, M, K, N, 1, beta);
+}
+
+void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
+             float beta) {
+    const uint16_t *w16 = g ? bf16_of(g, w) : NULL;
+    if (!w16) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, x, K, w, N, beta, out,
+                    N);
+        return;
+    }
+    product_bf16(g, out, x, w16, M, K, N, 0, beta);
+}

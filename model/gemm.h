@@ -1,0 +1,68 @@
+/*
+ * The matrix-product backend of the model: every product of an activation
+ * with a base weight matrix (the linear layers and the LM head) goes
+ * through here, so the weights' precision is one setting.
+ *
+ *  - fp32 (g == NULL, or a weight without a bf16 copy): OpenBLAS's sgemm,
+ *    the exact call the layers always made, so fp32 results are unchanged
+ *    bit for bit.
+ *  - bf16: the weight's bf16 copy (registered with gemm_add_bf16) and the
+ *    activation rounded to bf16 are multiplied by a oneDNN matmul with fp32
+ *    accumulation and an fp32 result. oneDNN picks its kernel at run time
+ *    (AVX-512 BF16, AMX, ...). Each (shape, accumulate) gets its primitive
+ *    created once and kept in the backend's cache.
+ *
+ * If oneDNN offers no bf16 matmul on this CPU (e.g. an ISA limit below
+ * AVX-512, DNNL_MAX_CPU_ISA=AVX2), the backend still computes the same
+ * bf16 products by emulation: bf16 operands widened to fp32 exactly, then
+ * sgemm with fp32 accumulation. gemm_kernel_name says which one runs.
+ *
+ * A backend is not thread-safe: one per model.
+ */
+#ifndef CU_MODEL_GEMM_H
+#define CU_MODEL_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+typedef struct gemm gemm_t;
+
+/* Creates a bf16 backend (allocates; gemm_free releases it). Fails only when
+ * oneDNN cannot start (no CPU engine) or memory runs out. */
+int gemm_create(gemm_t **out, cu_error_t *err);
+void gemm_free(gemm_t *g);
+
+/* Registers bf16, the bf16 copy of the n floats at f32: a weight pointer
+ * inside [f32, f32 + n) is then read at the same offset in bf16. Up to 64
+ * ranges (a base can live in several buffers). Not owned. */
+int gemm_add_bf16(gemm_t *g, const float *f32, const uint16_t *bf16, size_t n, cu_error_t *err);
+/* Forgets every registered range. */
+void gemm_clear_bf16(gemm_t *g);
+
+/* out (M, N) = beta * out + x (M, K) @ w^T with w (N, K) row-major. */
+void gemm_xwt(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
+              float beta);
+/* out (M, N) = beta * out + x (M, K) @ w with w (K, N) row-major. */
+void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
+             float beta);
+
+/* What computes the bf16 products: oneDNN's implementation name of the
+ * last primitive created (e.g. "brg:avx512_core_bf16"), or the emulation;
+ * "none yet" before the first product. */
+const char *gemm_kernel_name(const gemm_t *g);
+/* Whether the last bf16 product was emulated (oneDNN had no bf16 kernel). */
+int gemm_emulated(const gemm_t *g);
+/* The first failure of a product (out of memory in the emulation), sticky;
+ * CU_OK when none. The product's output is zero then. */
+int gemm_status(const gemm_t *g, cu_error_t *err);
+
+/* fp32 -> bf16, round to nearest even (NaN stays NaN), and back. */
+void gemm_to_bf16(uint16_t *dst, const float *src, size_t n);
+void gemm_from_bf16(float *dst, const uint16_t *src, size_t n);
+
+/* oneDNN's version and the CPU ISA it uses ("avx512_core_bf16"), for logs. */
+void gemm_describe(char *buf, size_t cap);
+
+#endif
