@@ -30,6 +30,7 @@
 
 typedef struct {
     gpt_config_t cfg;        /* from config.json; max_seq_len = n_positions */
+    char model_type[32];     /* config.json's: gpt2 (the default), llama, qwen2, mistral */
     int tie_word_embeddings; /* config.json's, default true */
     char sha256[65];         /* of the weight files (see hf_gpt2_load_params) */
     char weights_path[4096]; /* model.safetensors or the index */

@@ -216,6 +216,8 @@ int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, 
                                 "embeddings",
                                 c.n_embd / c.n_head);
         if (c.ffn_hidden < 1) return cu_error_set(err, CU_EINVAL, "ffn_hidden must be positive");
+        int rc = llama_family_check(&c, err);
+        if (rc) return rc;
     }
     if (lora && lora->enabled && (lora->targets >> gpt_n_targets(c.arch)))
         return cu_error_set(err, CU_EINVAL, "LoRA targets 0x%x name layers %s does not have",
@@ -307,9 +309,9 @@ void gpt_init_weights(gpt_t *m, uint64_t seed, float std) {
         const gpt_tensor_t *t = &m->ptensors[i];
         float *p = m->params + t->offset;
         size_t n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
-        int llama = m->cfg.arch == GPT_ARCH_LLAMA; /* no biases: every vector is a norm gain */
-        int is_norm_gain =
-            llama ? t->ndim == 1 : strstr(t->name, "ln_") && strstr(t->name, ".weight");
+        int llama = m->cfg.arch == GPT_ARCH_LLAMA; /* every vector but a bias is a norm gain */
+        int is_norm_gain = llama ? t->ndim == 1 && !strstr(t->name, ".bias")
+                                 : strstr(t->name, "ln_") && strstr(t->name, ".weight");
         if (is_norm_gain) {
             for (size_t j = 0; j < n; j++) p[j] = 1.0f;
         } else if (t->ndim == 1) {

@@ -37,7 +37,19 @@ typedef struct {
     float rope_theta;   /* rotary base [10000] */
     float norm_eps;     /* RMSNorm epsilon [1e-5] */
     int tie_embeddings; /* output head is the token embedding */
+    /* Llama-block variants of the Hugging Face families (llama_family.c);
+     * all 0 for plain Llama */
+    int qkv_bias;                        /* q/k/v projections carry biases (Qwen2) */
+    int sliding_window;                  /* a position attends to the last W, itself included;
+                                            0 = all (Mistral) */
+    int rope_type;                       /* GPT_ROPE_*: how rope_theta's frequencies are scaled */
+    float rope_factor;                   /* linear and llama3: frequencies divided by it */
+    float rope_low_freq, rope_high_freq; /* llama3's low/high_freq_factor */
+    int rope_orig_max;                   /* llama3's original_max_position_embeddings */
 } gpt_config_t;
+
+/* Rotary frequency scaling, as Hugging Face's rope_scaling.rope_type. */
+enum { GPT_ROPE_DEFAULT = 0, GPT_ROPE_LINEAR = 1, GPT_ROPE_LLAMA3 = 2 };
 
 /* The linear layers of a block that LoRA can adapt, in the order data flows:
  * GPT-2's four, Llama's seven. A model's sites are numbered
