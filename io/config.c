@@ -155,7 +155,9 @@ static const cfg_key_t KEYS[] = {
     ENUM("model.arch", model.arch, "gpt2", "gpt2|llama",
          "Architecture: `gpt2` (learned positions, LayerNorm, GELU, tied head) or `llama` "
          "(rotary positions, RMSNorm, SwiGLU, grouped-query attention, no biases). A Hugging Face "
-         "`model.init` decides it from config.json's `model_type`."),
+         "`model.init` decides it from config.json's `model_type` (`llama`, `qwen2` and `mistral` "
+         "are all `llama`, their differences read from the folder: "
+         "docs/export.md#supported-model-families)."),
     STR("model.init", model.init, "random", CFG_NONEMPTY, NULL,
         "`random` for fresh weights, or the path of a base model (.safetensors or .h5)."),
     INT("model.n_layer", model.n_layer, "2", 1, 1024, "Transformer blocks."),

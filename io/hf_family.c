@@ -39,7 +39,7 @@ int hf_family_refuse(json_t *root, const char *path, cu_error_t *err) {
         if (is_set(json_object_get(root, MOE[i])))
             return cu_error_set(err, CU_EFORMAT,
                                 "%s: %s is set; mixture-of-experts models are not supported "
-                                "(dense Llama, Qwen2, Mistral, StarCoder2 and GPT-2 are)",
+                                "(the dense families of docs/export.md are)",
                                 path, MOE[i]);
     return CU_OK;
 }

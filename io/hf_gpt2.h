@@ -3,7 +3,8 @@
  * model.safetensors (or model.safetensors.index.json and its shards), as
  * `save_pretrained` writes them, read into (and written from) our model.
  * config.json's model_type picks the architecture ("gpt2", the default, or
- * "llama").
+ * "llama", "qwen2" and "mistral", which share Llama's block: io/hf_family.h
+ * reads what they add).
  *
  * Llama: our names are HF's without the `model.` prefix
  * (`layers.0.self_attn.q_proj.weight` is `model.layers.0.self_attn.q_proj.

@@ -17,6 +17,8 @@
  * one buffer. Tensor names are Hugging Face's without the `model.` prefix
  * (`layers.0.self_attn.q_proj.weight`, `embed_tokens.weight`,
  * `norm.weight`, `lm_head.weight`), matrices (out, in) as nn.Linear.
+ * What Qwen2, Mistral and Llama 3.1 add (q/k/v biases, a sliding window,
+ * rope scaling) is llama_family.c's, called from here.
  */
 #include <cblas.h>
 #include <math.h>
