@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const LLAMA_BLOCK[] = {"llama", "qwen2", "mistral"};
+static const char *const LLAMA_BLOCK[] = {"llama", "qwen2", "mistral", "starcoder2"};
 
 int hf_family_is_llama_block(const char *t) {
     for (size_t i = 0; i < sizeof LLAMA_BLOCK / sizeof LLAMA_BLOCK[0]; i++)
@@ -133,6 +133,27 @@ static int qwen2_fields(json_t *root, gpt_config_t *c, const char *path, cu_erro
     return CU_OK;
 }
 
+static int mistral_fields(json_t *root, gpt_config_t *c, const char *path, cu_error_t *err);
+
+/* StarCoder2: its own block (model/starcoder2.c), biases on every linear
+ * (use_bias, true in every released model), LayerNorm with epsilon
+ * norm_epsilon (ours is 1e-5, the released models'), and a sliding window
+ * as Mistral's. */
+static int starcoder2_fields(json_t *root, gpt_config_t *c, const char *path, cu_error_t *err) {
+    c->arch = GPT_ARCH_STARCODER2;
+    if (json_is_false(json_object_get(root, "use_bias")))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: use_bias is false; only StarCoder2 with biases (the released "
+                            "models) is supported",
+                            path);
+    json_t *eps = json_object_get(root, "norm_epsilon");
+    if (eps && (!json_is_number(eps) || fabs(json_number_value(eps) - 1e-5) > 1e-12))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: norm_epsilon must be 1e-05 (our LayerNorm's), got %g", path,
+                            json_is_number(eps) ? json_number_value(eps) : NAN);
+    return mistral_fields(root, c, path, err);
+}
+
 static int mistral_fields(json_t *root, gpt_config_t *c, const char *path, cu_error_t *err) {
     json_t *w = json_object_get(root, "sliding_window");
     if (!w || json_is_null(w)) return CU_OK;
@@ -148,5 +169,6 @@ int hf_family_variant(json_t *root, const char *model_type, gpt_config_t *c, con
                       cu_error_t *err) {
     if (!strcmp(model_type, "qwen2")) return qwen2_fields(root, c, path, err);
     if (!strcmp(model_type, "mistral")) return mistral_fields(root, c, path, err);
+    if (!strcmp(model_type, "starcoder2")) return starcoder2_fields(root, c, path, err);
     return CU_OK;
 }

@@ -14,7 +14,7 @@
 #include "core/error.h"
 #include "model/gpt.h"
 
-/* The model_types that load with Llama's block, and "gpt2". */
+/* The model_types that load with Llama's block or StarCoder2's. */
 int hf_family_is_llama_block(const char *model_type);
 /* Fields no family here supports (quantization, experts), whatever the
  * model_type; CU_EFORMAT naming the field. */
@@ -23,7 +23,8 @@ int hf_family_refuse(json_t *root, const char *path, cu_error_t *err);
  * rope_parameters may also carry rope_theta. */
 int hf_family_rope(json_t *root, gpt_config_t *c, const char *path, cu_error_t *err);
 /* The model_type's own fields: qwen2 (qkv_bias; use_sliding_window must be
- * false, layer_types all full_attention), mistral (sliding_window). */
+ * false, layer_types all full_attention), mistral (sliding_window),
+ * starcoder2 (arch; use_bias true, norm_epsilon 1e-5, sliding_window). */
 int hf_family_variant(json_t *root, const char *model_type, gpt_config_t *c, const char *path,
                       cu_error_t *err);
 

@@ -121,7 +121,7 @@ void run_model_sizes_to_config(const gpt_config_t *gc, cu_config_t *c) {
     c->model.n_embd = gc->n_embd;
     c->model.vocab_size = gc->vocab_size;
     c->model.max_seq_len = gc->max_seq_len;
-    if (gc->arch != GPT_ARCH_LLAMA) return;
+    if (gc->arch == GPT_ARCH_GPT2) return;
     c->model.n_kv_head = gc->n_kv_head;
     c->model.ffn_hidden = gc->ffn_hidden;
     c->model.rope_theta = gc->rope_theta;

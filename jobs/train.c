@@ -932,7 +932,7 @@ static void print_header(const trainer_t *t) {
     /* the model as built: a Hugging Face model.init decided its architecture */
     const gpt_config_t *gc = gpt_config(t->model);
     char kv[32] = "";
-    if (gc->arch == GPT_ARCH_LLAMA && gc->n_kv_head != gc->n_head)
+    if (gc->arch != GPT_ARCH_GPT2 && gc->n_kv_head != gc->n_head)
         snprintf(kv, sizeof kv, " (%d KV)", gc->n_kv_head);
     printf("model %s L=%d H=%d%s C=%d V=%d | %.2fM params, %.3fM trainable (%s)\n",
            gpt_arch_name(gc->arch), gc->n_layer, gc->n_head, kv, gc->n_embd, gc->vocab_size,

@@ -63,6 +63,7 @@ struct gpt {
     float *dq, *dk, *dv, *dgate, *dup;
     float *kv_gate;
     float *bq, *bk, *bv; /* Qwen2's q/k/v biases (L, C), (L, KV), (L, KV); NULL without */
+    float *bo;           /* StarCoder2's o_proj bias (L, C) */
 };
 
 #define LAYER(p, l, size) ((p) + (long)(l) * (size))
@@ -106,6 +107,16 @@ void llama_backward(gpt_t *m);
 int llama_kv_reserve(gpt_t *m, int max_len, cu_error_t *err);
 int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err);
 double llama_flops_per_step(const gpt_t *m, int B, int T);
+
+/* starcoder2.c: the same entry points for StarCoder2 */
+void starcoder2_target_dims(const gpt_config_t *c, int t, int *in, int *out);
+int starcoder2_layout_params(gpt_t *m, cu_error_t *err);
+int starcoder2_reserve(gpt_t *m, int B, int T, cu_error_t *err);
+void starcoder2_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss);
+void starcoder2_backward(gpt_t *m);
+int starcoder2_kv_reserve(gpt_t *m, int max_len, cu_error_t *err);
+int starcoder2_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err);
+double starcoder2_flops_per_step(const gpt_t *m, int B, int T);
 
 /* llama_family.c: the Hugging Face families' additions to the Llama block */
 int llama_family_check(const gpt_config_t *c, cu_error_t *err);

@@ -39,11 +39,12 @@ endif()
 
 # tests/reference/hf_family_ref.py: the Llama-block families (Qwen2's q/k/v
 # biases and tied head, Llama 3.1's llama3 and CodeLlama's linear rope
-# scaling, Mistral's sliding window) against a float64 PyTorch reference:
+# scaling, Mistral's sliding window) and StarCoder2 (its own block) against a
+# float64 PyTorch reference:
 # BF16 import, LoRA gradients, PEFT and merged export, greedy generate over 32
 # tokens; and the config.json fields codex-train refuses with exit 2.
 if(CU_PYTHON_ORACLE)
-  foreach(family qwen2 llama3 llama_linear mistral refuse)
+  foreach(family qwen2 llama3 llama_linear mistral starcoder2 refuse)
     add_test(NAME reference_family_${family}
              COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_family_ref.py
                      --dumper $<TARGET_FILE:hf_dump> --codexctl $<TARGET_FILE:codexctl>

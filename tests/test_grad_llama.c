@@ -235,7 +235,10 @@ static gpt_t *tiny_model(int lora_on, unsigned targets, float dropout, int tied,
                         .rope_theta = 10000.0f,
                         .norm_eps = 1e-5f,
                         .tie_embeddings = tied};
-    if (family) {
+    if (family == 2) { /* StarCoder2: its own block, with the window */
+        cfg.arch = GPT_ARCH_STARCODER2;
+        cfg.sliding_window = 4;
+    } else if (family) {
         cfg.qkv_bias = 1;
         cfg.sliding_window = 3;
         cfg.rope_type = GPT_ROPE_LLAMA3;
@@ -317,6 +320,28 @@ static void test_model_family(void) {
     gpt_free(m);
 }
 
+/* StarCoder2: LayerNorm with bias, biases on every linear, GELU MLP of
+ * c_fc and c_proj, GQA with rotary embeddings and a sliding window. */
+static void test_model_starcoder2(void) {
+    gpt_t *m = tiny_model(0, 0u, 0.0f, 1, 2);
+    CHECK(m != NULL);
+    if (!m) return;
+    gradcheck_model(&rng, "starcoder2 full fine-tuning", m);
+    gradcheck_ready_hook("starcoder2 full", m);
+    gpt_free(m);
+    unsigned all6 = lora_target_bits(GPT_ARCH_STARCODER2, "all-linear");
+    CHECK(all6 == (1u << SC2_N_TARGETS) - 1);
+    CHECK(lora_target_bits(GPT_ARCH_STARCODER2, "c_fc") == 1u << SC2_FC);
+    CHECK(lora_target_bits(GPT_ARCH_STARCODER2, "gate_proj") == 0);
+    m = tiny_model(1, all6, 0.0f, 0, 2);
+    gradcheck_model(&rng, "starcoder2 LoRA all-linear", m);
+    gradcheck_kv_cache("starcoder2 (window 4 of 9)", m);
+    gpt_free(m);
+    m = tiny_model(1, 1u << SC2_PROJ, 0.0f, 0, 2);
+    gradcheck_model(&rng, "starcoder2 LoRA c_proj only", m);
+    gpt_free(m);
+}
+
 static void ready_case(const char *what, int lora_on, unsigned targets, int tied) {
     gpt_t *m = tiny_llama(lora_on, targets, 0.0f, tied);
     gradcheck_ready_hook(what, m);
@@ -376,6 +401,6 @@ static void test_setup(void) {
 
 TEST_MAIN(TEST(test_setup), TEST(test_rmsnorm), TEST(test_rope), TEST(test_swiglu),
           TEST(test_gqa_attention), TEST(test_model_lora_all), TEST(test_model_lora_some),
-          TEST(test_model_full), TEST(test_model_family), TEST(test_grad_ready_hook),
-          TEST(test_kv_cache_matches_forward), TEST(test_lora_zero_b_is_identity),
-          TEST(test_config_checks))
+          TEST(test_model_full), TEST(test_model_family), TEST(test_model_starcoder2),
+          TEST(test_grad_ready_hook), TEST(test_kv_cache_matches_forward),
+          TEST(test_lora_zero_b_is_identity), TEST(test_config_checks))

@@ -17,12 +17,16 @@ label `reference`; there is no `transformers` package):
   mistral       Mistral: sliding_window 5, so a position attends to itself
                 and the 4 before it (HF's mask: i - W < j <= i), in the
                 batch (T = 40) and in generate's KV cache past the window
+  starcoder2    StarCoder2: LayerNorm with bias (norm_epsilon 1e-5), biases
+                on every linear (use_bias), a GELU-tanh MLP of c_fc and
+                c_proj, GQA with rotary embeddings (rope_theta ~1e6), a
+                sliding window of 7, tied head
 
 For each family a tiny random model is written in its HF layout
 (config.json with the family's field names, BF16 safetensors, a
 Llama-3-style tokenizer.json), and:
   import    our logits within 1e-4 of the reference's on the BF16 values
-  grads     LoRA on all seven linears: the summed loss within 1e-5 and every
+  grads     LoRA on every linear: the summed loss within 1e-5 and every
             LoRA gradient within 1e-3 (hf_dump grads vs autograd)
   peft      `codexctl export --format peft`: PEFT's names and shapes; the
             adapter applied by PEFT's formula (W + s B A) gives our
@@ -61,10 +65,20 @@ B, T = 2, 40
 N_NEW = 32
 L, NH, NKV, C, F = 2, 4, 2, 32, 48
 HS, KV = C // NH, (C // NH) * NKV
-MODULES = {"self_attn.q_proj": (C, C), "self_attn.k_proj": (C, KV), "self_attn.v_proj": (C, KV),
-           "self_attn.o_proj": (C, C), "mlp.gate_proj": (C, F), "mlp.up_proj": (C, F),
-           "mlp.down_proj": (F, C)}  # (in, out)
-ALL7 = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+ATTN = {"self_attn.q_proj": (C, C), "self_attn.k_proj": (C, KV), "self_attn.v_proj": (C, KV),
+        "self_attn.o_proj": (C, C)}  # (in, out)
+LLAMA_MODULES = dict(ATTN, **{"mlp.gate_proj": (C, F), "mlp.up_proj": (C, F),
+                              "mlp.down_proj": (F, C)})
+SC2_MODULES = dict(ATTN, **{"mlp.c_fc": (C, F), "mlp.c_proj": (F, C)})
+
+
+def modules_of(cfg):
+    return SC2_MODULES if cfg["model_type"] == "starcoder2" else LLAMA_MODULES
+
+
+def targets_of(cfg):
+    """Every linear of the blocks, as comma-separated target names."""
+    return ",".join(m.split(".")[1] for m in modules_of(cfg))
 PROMPT = "def add(a, b):"
 
 
@@ -99,28 +113,43 @@ def family_config(name, vocab, bos, eos):
         c = {"architectures": ["MistralForCausalLM"], "model_type": "mistral",
              "max_position_embeddings": 32768, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
              "sliding_window": 5, "head_dim": HS, "tie_word_embeddings": False}
+    elif name == "starcoder2":
+        c = {"architectures": ["Starcoder2ForCausalLM"], "model_type": "starcoder2",
+             "max_position_embeddings": 16384, "norm_epsilon": 1e-5,
+             "rope_theta": 999999.4420358813, "sliding_window": 7, "use_bias": True,
+             "tie_word_embeddings": True, "residual_dropout": 0.0, "embedding_dropout": 0.0,
+             "rope_scaling": None}
     else:
         raise KeyError(name)
     c.update(common)
+    if name == "starcoder2":
+        c["hidden_act"] = "gelu_pytorch_tanh"
     return c
 
 
 def make_weights(seed, cfg):
     g = np.random.default_rng(seed)
     V = cfg["vocab_size"]
+    sc2 = cfg["model_type"] == "starcoder2"
     w = {"model.embed_tokens.weight": g.normal(0, 0.5, (V, C)),
          "model.norm.weight": 1 + g.normal(0, 0.1, C)}
+    if sc2:
+        w["model.norm.bias"] = g.normal(0, 0.1, C)
     if not cfg["tie_word_embeddings"]:
         w["lm_head.weight"] = g.normal(0, 0.3, (V, C))
     for l in range(L):
         h = "model.layers.%d." % l
-        w[h + "input_layernorm.weight"] = 1 + g.normal(0, 0.1, C)
-        w[h + "post_attention_layernorm.weight"] = 1 + g.normal(0, 0.1, C)
-        for m, (i, o) in MODULES.items():
+        for norm in ("input_layernorm", "post_attention_layernorm"):
+            w[h + norm + ".weight"] = 1 + g.normal(0, 0.1, C)
+            if sc2:
+                w[h + norm + ".bias"] = g.normal(0, 0.1, C)
+        for m, (i, o) in modules_of(cfg).items():
             w[h + m + ".weight"] = g.normal(0, 0.25, (o, i))
+            if sc2:
+                w[h + m + ".bias"] = g.normal(0, 0.2, o)
         if cfg["model_type"] == "qwen2":
             for m in ("q_proj", "k_proj", "v_proj"):
-                w[h + "self_attn.%s.bias" % m] = g.normal(0, 0.3, MODULES["self_attn." + m][1])
+                w[h + "self_attn.%s.bias" % m] = g.normal(0, 0.3, ATTN["self_attn." + m][1])
     return {k: v.astype(np.float32) for k, v in w.items()}
 
 
@@ -173,6 +202,16 @@ def rms_norm(x, w, eps):
     return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
 
+def layer_norm(x, w, b, eps):
+    mu = x.mean(-1, keepdim=True)
+    var = ((x - mu) ** 2).mean(-1, keepdim=True)
+    return (x - mu) / torch.sqrt(var + eps) * w + b
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
 def attention_mask(n, window):
     """True where position i may not attend to j: j > i, and with a
     sliding window W also j <= i - W."""
@@ -191,8 +230,13 @@ def forward(cfg, w, tokens, adapters=None, scale=0.0):
          for k, v in w.items()}
     ad = {k: tuple(x if torch.is_tensor(x) else torch.from_numpy(np.asarray(x, np.float64))
                    for x in v) for k, v in (adapters or {}).items()}
-    eps = cfg["rms_norm_eps"]
-    window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" else None
+    sc2 = cfg["model_type"] == "starcoder2"
+    window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "starcoder2") else None
+
+    def norm(x, name):
+        if sc2:
+            return layer_norm(x, t[name + ".weight"], t[name + ".bias"], cfg["norm_epsilon"])
+        return rms_norm(x, t[name + ".weight"], cfg["rms_norm_eps"])
 
     def linear(x, m):
         y = x @ t[m + ".weight"].t()
@@ -208,7 +252,7 @@ def forward(cfg, w, tokens, adapters=None, scale=0.0):
     mask = attention_mask(nt, window)
     for l in range(L):
         h = "model.layers.%d." % l
-        a = rms_norm(x, t[h + "input_layernorm.weight"], eps)
+        a = norm(x, h + "input_layernorm")
         q = linear(a, h + "self_attn.q_proj").view(nb, nt, NH, HS).transpose(1, 2)
         k = linear(a, h + "self_attn.k_proj").view(nb, nt, NKV, HS).transpose(1, 2)
         v = linear(a, h + "self_attn.v_proj").view(nb, nt, NKV, HS).transpose(1, 2)
@@ -218,10 +262,13 @@ def forward(cfg, w, tokens, adapters=None, scale=0.0):
         s = (q @ k.transpose(-2, -1) / math.sqrt(HS)).masked_fill(mask, float("-inf"))
         att = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(nb, nt, C)
         x = x + linear(att, h + "self_attn.o_proj")
-        m = rms_norm(x, t[h + "post_attention_layernorm.weight"], eps)
-        g = torch.nn.functional.silu(linear(m, h + "mlp.gate_proj"))
-        x = x + linear(g * linear(m, h + "mlp.up_proj"), h + "mlp.down_proj")
-    x = rms_norm(x, t["model.norm.weight"], eps)
+        m = norm(x, h + "post_attention_layernorm")
+        if sc2:
+            x = x + linear(gelu_tanh(linear(m, h + "mlp.c_fc")), h + "mlp.c_proj")
+        else:
+            g = torch.nn.functional.silu(linear(m, h + "mlp.gate_proj"))
+            x = x + linear(g * linear(m, h + "mlp.up_proj"), h + "mlp.down_proj")
+    x = norm(x, "model.norm")
     head = t["lm_head.weight"] if "lm_head.weight" in t else t["model.embed_tokens.weight"]
     return (x @ head.t()).reshape(nb * nt, -1)
 
@@ -337,8 +384,8 @@ def check_grads(ck, args, fam, d):
     out = os.path.join(d, fam.name + "_grads")
     os.makedirs(out)
     r, alpha = 4, 8.0
-    p = hf.run([args.dumper, "grads", fam.dir, fam.tpath, str(B), str(T), out, ALL7, str(r),
-                str(alpha), "0"])
+    p = hf.run([args.dumper, "grads", fam.dir, fam.tpath, str(B), str(T), out,
+                targets_of(fam.cfg), str(r), str(alpha), "0"])
     if not ck.ok("%s: hf_dump runs" % what, p.returncode == 0, p.stderr.strip()):
         return
     c = read_c_grads(out)
@@ -361,20 +408,20 @@ def check_grads(ck, args, fam, d):
         if e > worst:
             worst, worst_name = e, name
     ck.ok("%s: every LoRA gradient (%d tensors)" % (what, len(c)),
-          worst <= GRAD_TOL and len(c) == 2 * 7 * L,
+          worst <= GRAD_TOL and len(c) == 2 * len(modules_of(fam.cfg)) * L,
           "worst rel %.3g at %s (tol %g)" % (worst, worst_name, GRAD_TOL))
 
 
 def lora_run(args, fam, d, r, alpha):
     run_dir = os.path.join(d, fam.name + "_run")
     os.makedirs(run_dir)
-    p = hf.run([args.dumper, "lora", fam.dir, fam.tpath, str(B), str(T), run_dir, ALL7, str(r),
-                str(alpha), "0"])
+    p = hf.run([args.dumper, "lora", fam.dir, fam.tpath, str(B), str(T), run_dir,
+                targets_of(fam.cfg), str(r), str(alpha), "0"])
     return run_dir, p
 
 
 def check_exports(ck, args, fam, d):
-    """peft, merged and generate on one LoRA run (all seven targets)."""
+    """peft, merged and generate on one LoRA run (every linear adapted)."""
     r, alpha = 4, 8.0
     scale = alpha / r
     run_dir, p = lora_run(args, fam, d, r, alpha)
@@ -390,13 +437,14 @@ def check_exports(ck, args, fam, d):
     ck.ok("%s peft: adapter_config (LORA, r, alpha, fan_in_fan_out false, HF names)" % fam.name,
           acfg["peft_type"] == "LORA" and acfg["r"] == r and acfg["lora_alpha"] == alpha
           and acfg["fan_in_fan_out"] is False
-          and sorted(acfg["target_modules"]) == sorted(ALL7.split(",")),
+          and sorted(acfg["target_modules"]) == sorted(targets_of(fam.cfg).split(",")),
           json.dumps(acfg, sort_keys=True)[:200])
     tensors, _ = hf.read_safetensors(os.path.join(peft, "adapter_model.safetensors"))
     ad = hf.adapters_from_peft(tensors)
-    want = {"model.layers.%d.%s" % (l, m) for l in range(L) for m in MODULES}
-    shapes = all(ad[m][0].shape == (r, MODULES[m.split(".", 3)[3]][0]) and
-                 ad[m][1].shape == (MODULES[m.split(".", 3)[3]][1], r) for m in want if m in ad)
+    mods = modules_of(fam.cfg)
+    want = {"model.layers.%d.%s" % (l, m) for l in range(L) for m in mods}
+    shapes = all(ad[m][0].shape == (r, mods[m.split(".", 3)[3]][0]) and
+                 ad[m][1].shape == (mods[m.split(".", 3)[3]][1], r) for m in want if m in ad)
     ck.ok("%s peft: PEFT module names, lora_A [r, in], lora_B [out, r]" % fam.name,
           set(ad) == want and shapes, "%s" % sorted(ad)[:2])
     base = logits_np(fam.cfg, fam.w, fam.tok)
@@ -462,7 +510,8 @@ def check_generate(ck, args, fam, folder, merged_w):
     ok = got == want if certain else got.startswith(want)
     ck.ok("%s generate: greedy %d tokens = the reference's (%d positions%s)" %
           (fam.name, len(ids), past,
-           ", past the window %d" % fam.cfg["sliding_window"] if fam.name == "mistral" else ""),
+           ", past the window %d" % fam.cfg["sliding_window"]
+           if fam.name in ("mistral", "starcoder2") else ""),
           ok and (len(ids) == N_NEW or not certain and len(ids) >= 16),
           "%r vs %r" % (got[:60], want[:60]))
 
@@ -500,7 +549,7 @@ def check_refusals(ck, args, d, fam):
                                                                          p.stderr.strip()[-200:]))
 
 
-FAMILIES = ["qwen2", "llama3", "llama_linear", "mistral"]
+FAMILIES = ["qwen2", "llama3", "llama_linear", "mistral", "starcoder2"]
 
 
 def main():
