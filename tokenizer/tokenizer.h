@@ -6,8 +6,8 @@
  * The model layer knows nothing of files: tokenizer_open_gpt2 takes the
  * vocabulary and merges already in memory (io/tokenizer_files.h loads them).
  */
-#ifndef CU_MODEL_TOKENIZER_H
-#define CU_MODEL_TOKENIZER_H
+#ifndef CU_TOKENIZER_TOKENIZER_H
+#define CU_TOKENIZER_TOKENIZER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -45,7 +45,7 @@ typedef struct {
 } tokenizer_added_token_t;
 
 /* What a Hugging Face tokenizer.json adds to a byte-level BPE's vocabulary
- * and merges (see model/bpe.h, bpe_options_t). */
+ * and merges (see tokenizer/bpe.h, bpe_options_t). */
 typedef struct {
     const char *eot_text;    /* the end-of-text token; NULL: "<|endoftext|>" */
     const char *added_json;  /* added_tokens as a JSON object token -> id, or NULL */

@@ -1,15 +1,15 @@
 /*
- * The inside of cu_bpe_t (model/bpe.h), shared by the two files that
+ * The inside of cu_bpe_t (tokenizer/bpe.h), shared by the two files that
  * implement it: bpe_load.c builds it from the vocabulary and merges, bpe.c
  * encodes and decodes with it. Private to those two files.
  */
-#ifndef CU_MODEL_BPE_IMPL_H
-#define CU_MODEL_BPE_IMPL_H
+#ifndef CU_TOKENIZER_BPE_IMPL_H
+#define CU_TOKENIZER_BPE_IMPL_H
 
 #include <stdint.h>
 #include <string.h>
 
-#include "model/bpe.h"
+#include "tokenizer/bpe.h"
 
 #define MERGE_EMPTY UINT64_MAX
 

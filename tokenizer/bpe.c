@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/bpe_impl.h"
+#include "tokenizer/bpe_impl.h"
 
 /* Words up to this many bytes use the plain reference loop. */
 #define BPE_PLAIN_MAX 24

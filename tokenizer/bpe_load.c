@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/bpe_impl.h"
+#include "tokenizer/bpe_impl.h"
 
 #define BPE_MAX_VOCAB (1 << 22)
 
