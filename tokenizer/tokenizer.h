@@ -52,6 +52,9 @@ typedef struct {
     const char *split_regex; /* NULL: GPT-2's pre-tokeniser; else a Split pattern */
     int split_then_gpt2;     /* then GPT-2's pattern inside each piece */
     int ignore_merges;       /* a piece that is a whole token is that token */
+    int nfc;    /* normalizer NFC (Qwen2's): text between added tokens is NFC'd first */
+    int digits; /* pre_tokenizer Digits(individual_digits) before the byte-level split
+                   (StarCoder2's): every \p{N} character is a pre-token of its own */
     /* non-special added tokens matched in the text (special ones never are);
      * a non-empty list is part of the hash */
     const tokenizer_added_token_t *matched;
