@@ -64,6 +64,7 @@ cu_require_pkg(YAML yaml-0.1 libyaml-dev)
 cu_require_pkg(JANSSON jansson libjansson-dev)
 cu_require_pkg(PCRE2 libpcre2-8 libpcre2-dev)
 cu_require_pkg(PCRE2_32 libpcre2-32 libpcre2-dev) # tokenizer.json Split patterns
+cu_require_pkg(UTF8PROC libutf8proc libutf8proc-dev) # tokenizer.json NFC normalizer
 cu_require_pkg(SECCOMP libseccomp libseccomp-dev)
 cu_require_pkg(H2O libh2o-evloop libh2o-evloop-dev)
 

@@ -152,10 +152,13 @@ static const cfg_key_t KEYS[] = {
     LONG("job.seed", job.seed, "1337", 0, OPEN_HI,
          "Master seed: initial weights, LoRA init, dropout and data order."),
 
-    ENUM("model.arch", model.arch, "gpt2", "gpt2|llama",
-         "Architecture: `gpt2` (learned positions, LayerNorm, GELU, tied head) or `llama` "
-         "(rotary positions, RMSNorm, SwiGLU, grouped-query attention, no biases). A Hugging Face "
-         "`model.init` decides it from config.json's `model_type`."),
+    ENUM("model.arch", model.arch, "gpt2", "gpt2|llama|starcoder2",
+         "Architecture: `gpt2` (learned positions, LayerNorm, GELU, tied head), `llama` "
+         "(rotary positions, RMSNorm, SwiGLU, grouped-query attention, no biases) or "
+         "`starcoder2` (llama's attention with biases, LayerNorm, a GELU MLP of `c_fc` and "
+         "`c_proj`). A Hugging Face `model.init` decides it from config.json's `model_type` "
+         "(`llama`, `qwen2` and `mistral` are all `llama`, their differences read from the "
+         "folder: docs/export.md#supported-model-families)."),
     STR("model.init", model.init, "random", CFG_NONEMPTY, NULL,
         "`random` for fresh weights, or the path of a base model (.safetensors or .h5)."),
     INT("model.n_layer", model.n_layer, "2", 1, 1024, "Transformer blocks."),
@@ -169,15 +172,16 @@ static const cfg_key_t KEYS[] = {
     FLOAT("model.init_std", model.init_std, "0.02", 0, 1, CFG_MIN_EXCL,
           "Standard deviation of randomly initialised weights."),
     INT("model.n_kv_head", model.n_kv_head, "0", 0, 1024,
-        "llama: key/value heads (grouped-query attention), must divide `n_head`; 0 = `n_head`."),
+        "llama, starcoder2: key/value heads (grouped-query attention), must divide `n_head`; 0 = "
+        "`n_head`."),
     INT("model.ffn_hidden", model.ffn_hidden, "0", 0, 1048576,
-        "llama: width of the SwiGLU MLP (`intermediate_size`); 0 = 4 * `n_embd`."),
+        "llama, starcoder2: width of the MLP (`intermediate_size`); 0 = 4 * `n_embd`."),
     FLOAT("model.rope_theta", model.rope_theta, "10000", 0, OPEN_HI, CFG_MIN_EXCL,
-          "llama: base of the rotary position embeddings."),
+          "llama, starcoder2: base of the rotary position embeddings."),
     FLOAT("model.norm_eps", model.norm_eps, "1e-05", 0, 1, CFG_MIN_EXCL,
-          "llama: epsilon of RMSNorm (`rms_norm_eps`)."),
+          "llama: epsilon of RMSNorm (`rms_norm_eps`); starcoder2's LayerNorm uses 1e-5."),
     BOOL("model.tie_embeddings", model.tie_embeddings, "false",
-         "llama: the output head is the token embedding (GPT-2 always ties it)."),
+         "llama, starcoder2: the output head is the token embedding (GPT-2 always ties it)."),
 
     ENUM("tokenizer.kind", tokenizer.kind, "byte", "byte|gpt2",
          "`byte`: 256 byte values plus end-of-text; `gpt2`: byte-level BPE (GPT-2's, or a "
@@ -194,11 +198,13 @@ static const cfg_key_t KEYS[] = {
          "Train low-rank adapters; `false` fine-tunes every weight."),
     LIST("lora.targets", lora.targets, "all-linear", CFG_UNIQUE,
          "qkv|attn_proj|mlp_fc|mlp_proj|q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj|"
-         "all-linear",
+         "c_fc|c_proj|all-linear",
          NULL,
          "Linear layers that get adapters: gpt2's `qkv`, `attn_proj`, `mlp_fc`, `mlp_proj`; "
          "llama's `q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`; "
-         "`all-linear` is every one of the architecture's."),
+         "starcoder2's `q_proj`, `k_proj`, `v_proj`, `o_proj`, `c_fc`, `c_proj`; "
+         "`all-linear` is every one of the architecture's (PEFT's meaning: every linear of the "
+         "blocks, not the output head)."),
     INT("lora.r", lora.r, "8", 1, 4096, "Adapter rank."),
     FLOAT("lora.alpha", lora.alpha, "16", 0, OPEN_HI, CFG_MIN_EXCL,
           "Adapter scale: updates are multiplied by alpha/r."),

@@ -18,7 +18,7 @@
 #include "model/gpt.h"
 
 #define MAX_PROBLEMS 16
-#define BYTE_VOCAB 257 /* 256 bytes and <|endoftext|> (model/tokenizer.h) */
+#define BYTE_VOCAB 257 /* 256 bytes and <|endoftext|> (tokenizer/tokenizer.h) */
 
 typedef struct {
     int n;
@@ -104,16 +104,17 @@ static void check_model(const cu_config_t *cfg, problems_t *pr) {
             E, H, opts, H);
     }
     int KVH = cfg->model.n_kv_head;
-    if (!strcmp(cfg->model.arch, "llama") && KVH > 0 && H > 0 && H % KVH)
+    int rotary = !strcmp(cfg->model.arch, "llama") || !strcmp(cfg->model.arch, "starcoder2");
+    if (rotary && KVH > 0 && H > 0 && H % KVH)
         add(pr,
             "model.n_kv_head (%d) must divide model.n_head (%d): every key/value head serves "
             "the same number of query heads",
             KVH, H);
-    if (!strcmp(cfg->model.arch, "llama") && E > 0 && H > 0 && E % H == 0 && (E / H) % 2)
+    if (rotary && E > 0 && H > 0 && E % H == 0 && (E / H) % 2)
         add(pr,
-            "model.n_embd / model.n_head (head size %d) must be even for llama's rotary "
+            "model.n_embd / model.n_head (head size %d) must be even for %s's rotary "
             "embeddings",
-            E / H);
+            E / H, cfg->model.arch);
     if (cfg->data.seq_len > cfg->model.max_seq_len)
         add(pr,
             "data.seq_len (%d) exceeds model.max_seq_len (%d): lower data.seq_len or raise "

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "io/h5util.h"
+#include "io/hf_family.h"
 
 static const char *const CONV1D[] = {".attn.c_attn.weight", ".attn.c_proj.weight",
                                      ".mlp.c_fc.weight", ".mlp.c_proj.weight"};
@@ -30,10 +31,11 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= k && !strcmp(s + n - k, suffix);
 }
 
-/* Our Llama names are HF's without the `model.` prefix (lm_head has none). */
+/* Our Llama and StarCoder2 names are HF's without the `model.` prefix
+ * (lm_head has none). */
 static int is_llama_name(const char *ours) {
     return !strncmp(ours, "layers.", 7) || !strcmp(ours, "embed_tokens.weight") ||
-           !strcmp(ours, "norm.weight");
+           !strcmp(ours, "norm.weight") || !strcmp(ours, "norm.bias");
 }
 
 int hf_gpt2_name(const char *ours, char *hf, size_t cap, int *conv1d) {
@@ -148,16 +150,23 @@ static int check_llama_config(json_t *root, hf_gpt2_info_t *info, const char *pa
         return rc;
     c->norm_eps = (float)eps;
     c->rope_theta = (float)theta;
+    int sc2 = !strcmp(info->model_type, "starcoder2");
     json_t *act = json_object_get(root, "hidden_act");
-    if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
+    const char *a = json_is_string(act) ? json_string_value(act) : act ? "?" : NULL;
+    if (!sc2 && a && strcmp(a, "silu"))
         return cu_error_set(err, CU_EFORMAT, "%s: hidden_act must be \"silu\" (SwiGLU)", path);
+    if (sc2 && a && strcmp(a, "gelu_pytorch_tanh") && strcmp(a, "gelu_new"))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: hidden_act must be \"gelu_pytorch_tanh\" (StarCoder2's GELU)",
+                            path);
     if ((rc = want_falsy(root, "attention_bias", "biases are not supported", path, err)) ||
         (rc = want_falsy(root, "mlp_bias", "biases are not supported", path, err)) ||
-        (rc = want_falsy(root, "rope_scaling", "only plain rotary embeddings are supported", path,
-                         err)))
+        (rc = hf_family_rope(root, c, path, err)) ||
+        (rc = hf_family_variant(root, info->model_type, c, path, err)))
         return rc;
     json_t *tie = json_object_get(root, "tie_word_embeddings");
-    info->tie_word_embeddings = json_is_true(tie); /* LlamaConfig's default is false */
+    /* LlamaConfig's default is false, Starcoder2Config's true */
+    info->tie_word_embeddings = sc2 ? !json_is_false(tie) : json_is_true(tie);
     c->tie_embeddings = info->tie_word_embeddings;
     return CU_OK;
 }
@@ -166,7 +175,17 @@ static int check_config(json_t *root, hf_gpt2_info_t *info, const char *path, cu
     gpt_config_t *c = &info->cfg;
     int rc;
     json_t *type = json_object_get(root, "model_type");
-    if (json_is_string(type) && !strcmp(json_string_value(type), "llama"))
+    if (type && !json_is_string(type))
+        return cu_error_set(err, CU_EFORMAT, "%s: model_type must be a string", path);
+    snprintf(info->model_type, sizeof info->model_type, "%s",
+             type ? json_string_value(type) : "gpt2");
+    if (strcmp(info->model_type, "gpt2") && !hf_family_is_llama_block(info->model_type))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: model_type \"%s\" is not supported (gpt2, llama, qwen2, "
+                            "mistral and starcoder2 are)",
+                            path, info->model_type);
+    if ((rc = hf_family_refuse(root, path, err))) return rc;
+    if (hf_family_is_llama_block(info->model_type))
         return check_llama_config(root, info, path, err);
     if ((rc = get_int(root, "n_layer", NULL, 1, &c->n_layer, path, err)) ||
         (rc = get_int(root, "n_head", NULL, 1, &c->n_head, path, err)) ||
@@ -177,9 +196,6 @@ static int check_config(json_t *root, hf_gpt2_info_t *info, const char *path, cu
     if (c->n_embd % c->n_head)
         return cu_error_set(err, CU_EFORMAT, "%s: n_embd %d is not divisible by n_head %d", path,
                             c->n_embd, c->n_head);
-    json_t *mt = json_object_get(root, "model_type");
-    if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "gpt2")))
-        return cu_error_set(err, CU_EFORMAT, "%s: model_type must be \"gpt2\" or \"llama\"", path);
     json_t *eps = json_object_get(root, "layer_norm_epsilon");
     if (eps && (!json_is_number(eps) || fabs(json_number_value(eps) - 1e-5) > 1e-12))
         return cu_error_set(err, CU_EFORMAT,
@@ -239,7 +255,7 @@ int hf_gpt2_apply_config(const hf_gpt2_info_t *info, gpt_config_t *gc, cu_error_
             err, CU_EINVAL,
             "model.max_seq_len %d is longer than the base model's %s %d "
             "(config.json): set model.max_seq_len to at most %d",
-            T, info->cfg.arch == GPT_ARCH_LLAMA ? "max_position_embeddings" : "n_positions",
+            T, info->cfg.arch != GPT_ARCH_GPT2 ? "max_position_embeddings" : "n_positions",
             info->cfg.max_seq_len, info->cfg.max_seq_len);
     *gc = info->cfg;
     gc->max_seq_len = T;
@@ -343,7 +359,7 @@ static int load_one(st_model_t *m, const gpt_tensor_t *t, float *dst, float *scr
 
 /* Tensors nothing claimed: buffers and a tied head are fine, the rest not. */
 static int check_leftovers(st_model_t *m, const st_entry_t **used, int n_used, const float *wte,
-                           size_t wte_n, int tied, int llama, cu_error_t *err) {
+                           size_t wte_n, int tied, const char *model_type, cu_error_t *err) {
     for (int i = 0; i < st_count(m); i++) {
         const st_entry_t *e = st_entry(m, i);
         int claimed = 0;
@@ -372,7 +388,7 @@ static int check_leftovers(st_model_t *m, const st_entry_t **used, int n_used, c
             continue;
         }
         return cu_error_set(err, CU_EFORMAT, "%s: unexpected tensor '%s' (not part of %s)",
-                            st_file_path(m, e->file), e->name, llama ? "Llama" : "GPT-2");
+                            st_file_path(m, e->file), e->name, model_type);
     }
     return CU_OK;
 }
@@ -396,7 +412,7 @@ int hf_gpt2_load_params(const char *path, hf_gpt2_info_t *info, float *params,
         rc = load_one(m, &tensors[i], params + tensors[i].offset, scratch, &used[i], err);
     if (rc == CU_OK)
         rc = check_leftovers(m, used, n, params + tensors[0].offset, wte_n,
-                             info->tie_word_embeddings, info->cfg.arch == GPT_ARCH_LLAMA, err);
+                             info->tie_word_embeddings, info->model_type, err);
     if (rc == CU_OK) rc = hash_weights(m, info->weights_path, info->sha256, err);
     free(scratch);
     free(used);
@@ -522,7 +538,21 @@ int hf_gpt2_write_config(const char *dir, const char *base_config, const gpt_con
     return rc;
 }
 
+static json_t *starcoder2_config_json(const gpt_config_t *c) {
+    return json_pack(
+        "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b, s:b, "
+        "s:n, s:n, s:f, s:s, s:b}",
+        "architectures", "Starcoder2ForCausalLM", "model_type", "starcoder2", "hidden_size",
+        c->n_embd, "num_hidden_layers", c->n_layer, "num_attention_heads", c->n_head,
+        "num_key_value_heads", c->n_kv_head, "intermediate_size", c->ffn_hidden, "vocab_size",
+        c->vocab_size, "max_position_embeddings", c->max_seq_len, "norm_epsilon", 1e-5,
+        "rope_theta", (double)c->rope_theta, "hidden_act", "gelu_pytorch_tanh",
+        "tie_word_embeddings", c->tie_embeddings, "use_bias", 1, "sliding_window", "rope_scaling",
+        "initializer_range", 0.02, "torch_dtype", "float32", "use_cache", 1);
+}
+
 static json_t *generated_config_json(const gpt_config_t *c) {
+    if (c->arch == GPT_ARCH_STARCODER2) return starcoder2_config_json(c);
     return c->arch == GPT_ARCH_LLAMA
                ? llama_config_json(c)
                : json_pack(

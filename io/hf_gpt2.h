@@ -3,7 +3,8 @@
  * model.safetensors (or model.safetensors.index.json and its shards), as
  * `save_pretrained` writes them, read into (and written from) our model.
  * config.json's model_type picks the architecture ("gpt2", the default, or
- * "llama").
+ * "llama", "qwen2" and "mistral", which share Llama's block: io/hf_family.h
+ * reads what they add).
  *
  * Llama: our names are HF's without the `model.` prefix
  * (`layers.0.self_attn.q_proj.weight` is `model.layers.0.self_attn.q_proj.
@@ -30,6 +31,7 @@
 
 typedef struct {
     gpt_config_t cfg;        /* from config.json; max_seq_len = n_positions */
+    char model_type[32];     /* config.json's: gpt2 (the default), llama, qwen2, mistral */
     int tie_word_embeddings; /* config.json's, default true */
     char sha256[65];         /* of the weight files (see hf_gpt2_load_params) */
     char weights_path[4096]; /* model.safetensors or the index */

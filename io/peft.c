@@ -43,6 +43,17 @@ static const peft_arch_t PEFT_ARCHS[] = {
                  {"mlp.gate_proj", "mlp.gate_proj", LLAMA_GATE},
                  {"mlp.up_proj", "mlp.up_proj", LLAMA_UP},
                  {"mlp.down_proj", "mlp.down_proj", LLAMA_DOWN}}},
+    {.arch = "starcoder2",
+     .our_block = "layers.",
+     .peft_block = "base_model.model.model.layers.",
+     .fan_in_fan_out = 0,
+     .n_modules = 6,
+     .modules = {{"self_attn.q_proj", "self_attn.q_proj", SC2_Q},
+                 {"self_attn.k_proj", "self_attn.k_proj", SC2_K},
+                 {"self_attn.v_proj", "self_attn.v_proj", SC2_V},
+                 {"self_attn.o_proj", "self_attn.o_proj", SC2_O},
+                 {"mlp.c_fc", "mlp.c_fc", SC2_FC},
+                 {"mlp.c_proj", "mlp.c_proj", SC2_PROJ}}},
 };
 
 const peft_arch_t *peft_arch_find(const char *arch) {

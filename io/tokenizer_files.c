@@ -122,6 +122,49 @@ static int tj_bytelevel(json_t *pt, const char *path, int *use_regex, cu_error_t
     return CU_OK;
 }
 
+/* StarCoder2's Sequence [Digits(individual_digits), ByteLevel(use_regex)]. */
+static int tj_digits(json_t *digits, json_t *bl, size_t n, const char *path, tj_parts_t *t,
+                     cu_error_t *err) {
+    const char *bt = json_string_value(json_object_get(bl, "type"));
+    int use_regex = 1;
+    if (n != 2 || !bt || strcmp(bt, "ByteLevel"))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: pre_tokenizer Sequence of Digits and %s is not supported "
+                            "(Digits then ByteLevel is)",
+                            path, bt ? bt : "(none)");
+    if (!json_is_true(json_object_get(digits, "individual_digits")))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: pre_tokenizer Digits without individual_digits is not supported",
+                            path);
+    int rc = tj_bytelevel(bl, path, &use_regex, err);
+    if (rc == CU_OK && !use_regex)
+        rc = cu_error_set(err, CU_EFORMAT,
+                          "%s: Digits then ByteLevel without use_regex is not supported", path);
+    t->opts.digits = 1;
+    return rc;
+}
+
+/* normalizer: none, NFC, or a Sequence of NFC (Qwen2's is NFC). */
+static int tj_normalizer(json_t *nz, const char *path, tj_parts_t *t, cu_error_t *err) {
+    if (!nz || json_is_null(nz)) return CU_OK;
+    const char *type = json_string_value(json_object_get(nz, "type"));
+    if (type && !strcmp(type, "Sequence")) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(nz, "normalizers"), i, v) {
+            int rc = tj_normalizer(v, path, t, err);
+            if (rc) return rc;
+        }
+        return CU_OK;
+    }
+    if (!type || strcmp(type, "NFC"))
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: normalizer %s is not supported (none or NFC: Qwen2's)", path,
+                            type ? type : "(no type)");
+    t->opts.nfc = 1;
+    return CU_OK;
+}
+
 static int tj_pre_tokenizer(json_t *pt, const char *path, tj_parts_t *t, cu_error_t *err) {
     const char *type = json_string_value(json_object_get(pt, "type"));
     int use_regex = 1;
@@ -137,6 +180,8 @@ static int tj_pre_tokenizer(json_t *pt, const char *path, tj_parts_t *t, cu_erro
     json_t *seq = json_object_get(pt, "pretokenizers");
     json_t *split = json_array_get(seq, 0), *bl = json_array_get(seq, 1);
     const char *st = json_string_value(json_object_get(split, "type"));
+    if (type && !strcmp(type, "Sequence") && st && !strcmp(st, "Digits"))
+        return tj_digits(split, bl, json_array_size(seq), path, t, err);
     const char *bt = json_string_value(json_object_get(bl, "type"));
     if (!type || strcmp(type, "Sequence") || json_array_size(seq) != 2 || !st ||
         strcmp(st, "Split") || !bt || strcmp(bt, "ByteLevel"))
@@ -261,10 +306,8 @@ static int tj_parse(const char *path, json_t *root, tj_parts_t *t, cu_error_t *e
     if (!json_is_object(model) || (type && strcmp(type, "BPE")))
         return cu_error_set(err, CU_EFORMAT, "%s: model.type %s is not supported (only BPE)", path,
                             type ? type : "(none)");
-    json_t *nz = json_object_get(root, "normalizer");
-    if (nz && !json_is_null(nz))
-        return cu_error_set(err, CU_EFORMAT, "%s: a normalizer (%s) is not supported", path,
-                            json_string_value(json_object_get(nz, "type")));
+    int nrc = tj_normalizer(json_object_get(root, "normalizer"), path, t, err);
+    if (nrc) return nrc;
     if (json_is_true(json_object_get(model, "byte_fallback")))
         return cu_error_set(err, CU_EFORMAT, "%s: byte_fallback BPE is not supported", path);
     const char *cont = json_string_value(json_object_get(model, "continuing_subword_prefix"));

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "io/config.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* kind "byte": the byte tokenizer (path is ignored and may be NULL).
  * kind "gpt2": byte-level BPE from the directory `path`, which holds

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct token_source token_source_t;
 

@@ -136,7 +136,7 @@ void run_model_sizes_to_config(const gpt_config_t *gc, cu_config_t *c) {
     c->model.n_embd = gc->n_embd;
     c->model.vocab_size = gc->vocab_size;
     c->model.max_seq_len = gc->max_seq_len;
-    if (gc->arch != GPT_ARCH_LLAMA) return;
+    if (gc->arch == GPT_ARCH_GPT2) return;
     c->model.n_kv_head = gc->n_kv_head;
     c->model.ffn_hidden = gc->ffn_hidden;
     c->model.rope_theta = gc->rope_theta;
@@ -229,8 +229,10 @@ int run_model_open(const char *in, const char *base, run_model_t *rm, cu_error_t
     if (rc) return cu_error_prefix(err, "the run's tokenizer");
     gpt_config_t gc;
     run_base_t b = {0};
-    /* a full fine-tuning file holds every weight: no base to load */
-    const char *sizes_from = c->lora.enabled ? base : NULL;
+    /* a full fine-tuning file holds every weight: no base to load, but a
+     * Hugging Face base still says which family's block the weights fit
+     * (Qwen2's biases, rope scaling, a sliding window) */
+    const char *sizes_from = c->lora.enabled || hf_gpt2_is_model(base) ? base : NULL;
     if ((rc = run_model_config(c, sizes_from, &gc, err)) == CU_OK && gc.vocab_size <= 1)
         gc.vocab_size = tokenizer_vocab_size(rm->tok);
     if (rc == CU_OK) rc = gpt_create(&b.model, &gc, &lc, err);

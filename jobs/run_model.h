@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "io/config.h"
 #include "model/gpt.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* A run directory -> its final.h5 or latest checkpoint; a file -> itself. */
 int run_resolve_input(const char *in, char *path, size_t cap, cu_error_t *err);

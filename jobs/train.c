@@ -330,8 +330,12 @@ static int setup_model(trainer_t *t, cu_error_t *err) {
     t->from_hf = strcmp(c->model.init, "random") != 0 && hf_gpt2_is_model(c->model.init);
     if (t->from_hf) {
         if ((rc = hf_gpt2_read_config(c->model.init, &t->hf, err)) ||
-            (rc = hf_gpt2_apply_config(&t->hf, &gc, err)))
-            return cu_error_prefix(err, "model.init");
+            (rc = hf_gpt2_apply_config(&t->hf, &gc, err))) {
+            /* a config.json we cannot train (its message names the field)
+             * is bad input: exit 2, as a bad key of the job's own config */
+            cu_error_prefix(err, "model.init");
+            return err->code = CU_EINVAL;
+        }
         if (gc.vocab_size < tokenizer_vocab_size(t->tok))
             return cu_error_set(err, CU_EINVAL,
                                 "model.init %s has %d tokens, fewer than the tokenizer's %d",
@@ -1123,7 +1127,7 @@ static void print_header(const trainer_t *t) {
     /* the model as built: a Hugging Face model.init decided its architecture */
     const gpt_config_t *gc = gpt_config(t->model);
     char kv[32] = "";
-    if (gc->arch == GPT_ARCH_LLAMA && gc->n_kv_head != gc->n_head)
+    if (gc->arch != GPT_ARCH_GPT2 && gc->n_kv_head != gc->n_head)
         snprintf(kv, sizeof kv, " (%d KV)", gc->n_kv_head);
     printf("model %s L=%d H=%d%s C=%d V=%d | %.2fM params, %.3fM trainable (%s)\n",
            gpt_arch_name(gc->arch), gc->n_layer, gc->n_head, kv, gc->n_embd, gc->vocab_size,

@@ -12,7 +12,7 @@
 #include "io/config.h"
 #include "io/tokens.h"
 #include "model/gpt.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "mpi/world.h"
 
 typedef struct {

@@ -23,32 +23,42 @@
 
 /* ------------------------------------------------------------ LoRA names */
 
-static const char *const TARGET_NAMES[2][LORA_MAX_TARGETS] = {
+static const char *const TARGET_NAMES[GPT_N_ARCHS][LORA_MAX_TARGETS] = {
     {"qkv", "attn_proj", "mlp_fc", "mlp_proj"},
-    {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}};
+    {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+    {"q_proj", "k_proj", "v_proj", "o_proj", "c_fc", "c_proj"}};
 /* Module paths in Hugging Face's naming, for tensor names and PEFT export. */
-static const char *const TARGET_MODULES[2][LORA_MAX_TARGETS] = {
+static const char *const TARGET_MODULES[GPT_N_ARCHS][LORA_MAX_TARGETS] = {
     {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"},
     {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}};
-static const char *const ARCH_NAMES[2] = {"gpt2", "llama"};
+     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"},
+    {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.c_fc",
+     "mlp.c_proj"}};
+static const char *const ARCH_NAMES[GPT_N_ARCHS] = {"gpt2", "llama", "starcoder2"};
+
+/* The tables' row of an architecture (GPT-2's for an unknown one). */
+static int arch_row(int arch) {
+    return arch >= 0 && arch < GPT_N_ARCHS ? arch : GPT_ARCH_GPT2;
+}
 
 int gpt_n_targets(int arch) {
-    return arch == GPT_ARCH_LLAMA ? LLAMA_N_TARGETS : LORA_N_TARGETS;
+    return arch == GPT_ARCH_LLAMA        ? LLAMA_N_TARGETS
+           : arch == GPT_ARCH_STARCODER2 ? SC2_N_TARGETS
+                                         : LORA_N_TARGETS;
 }
 
 const char *gpt_arch_name(int arch) {
-    return arch == GPT_ARCH_LLAMA || arch == GPT_ARCH_GPT2 ? ARCH_NAMES[arch] : "?";
+    return arch >= 0 && arch < GPT_N_ARCHS ? ARCH_NAMES[arch] : "?";
 }
 
 int gpt_arch_parse(const char *name) {
-    for (int a = 0; a < 2; a++)
+    for (int a = 0; a < GPT_N_ARCHS; a++)
         if (strcmp(name, ARCH_NAMES[a]) == 0) return a;
     return -1;
 }
 
 unsigned lora_target_bits(int arch, const char *name) {
-    int nt = gpt_n_targets(arch), a = arch == GPT_ARCH_LLAMA;
+    int nt = gpt_n_targets(arch), a = arch_row(arch);
     if (strcmp(name, "all-linear") == 0) return (1u << nt) - 1;
     for (int t = 0; t < nt; t++)
         if (strcmp(name, TARGET_NAMES[a][t]) == 0) return 1u << t;
@@ -56,9 +66,7 @@ unsigned lora_target_bits(int arch, const char *name) {
 }
 
 const char *lora_target_name(int arch, int target) {
-    return target >= 0 && target < gpt_n_targets(arch)
-               ? TARGET_NAMES[arch == GPT_ARCH_LLAMA][target]
-               : "?";
+    return target >= 0 && target < gpt_n_targets(arch) ? TARGET_NAMES[arch_row(arch)][target] : "?";
 }
 
 void lora_target_list(int arch, unsigned bits, const char *last_sep, char *buf, size_t cap) {
@@ -75,13 +83,16 @@ void lora_target_list(int arch, unsigned bits, const char *last_sep, char *buf, 
 }
 
 const char *lora_target_module(int arch, int target) {
-    return target >= 0 && target < gpt_n_targets(arch)
-               ? TARGET_MODULES[arch == GPT_ARCH_LLAMA][target]
-               : "?";
+    return target >= 0 && target < gpt_n_targets(arch) ? TARGET_MODULES[arch_row(arch)][target]
+                                                       : "?";
 }
 
 void gpt_target_dims(const gpt_config_t *c, int t, int *in, int *out) {
     int C = c->n_embd;
+    if (c->arch == GPT_ARCH_STARCODER2) {
+        starcoder2_target_dims(c, t, in, out);
+        return;
+    }
     if (c->arch == GPT_ARCH_LLAMA) {
         int kv = c->n_kv_head * (C / c->n_head), F = c->ffn_hidden;
         static const int in_f[LLAMA_N_TARGETS] = {0, 0, 0, 0, 0, 0, 1};
@@ -158,7 +169,7 @@ static int layout_params(gpt_t *m, cu_error_t *err) {
 
 static int layout_lora(gpt_t *m, cu_error_t *err) {
     const gpt_config_t *c = &m->cfg;
-    int L = c->n_layer, r = m->lora.r, nt = m->n_targets, a = c->arch == GPT_ARCH_LLAMA;
+    int L = c->n_layer, r = m->lora.r, nt = m->n_targets, a = arch_row(c->arch);
     m->lora_off = malloc(sizeof(long) * (size_t)L * (size_t)nt);
     m->ltensors = calloc((size_t)(2 * L * nt), sizeof(gpt_tensor_t));
     if (!m->lora_off || !m->ltensors) return cu_error_set(err, CU_ENOMEM, "out of memory (LoRA)");
@@ -173,7 +184,7 @@ static int layout_lora(gpt_t *m, cu_error_t *err) {
             int in, out;
             gpt_target_dims(c, t, &in, &out);
             m->lora_off[l * nt + t] = (long)off;
-            const char *prefix = a ? "layers" : "h";
+            const char *prefix = a != GPT_ARCH_GPT2 ? "layers" : "h";
             char name[64];
             snprintf(name, sizeof name, "%s.%d.%s.lora_A", prefix, l, TARGET_MODULES[a][t]);
             gpt_impl_add_tensor(m->ltensors, &n, &off, name, r, in);
@@ -200,9 +211,9 @@ int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, 
     if (lora && lora->enabled && (lora->r < 1 || lora->targets == 0))
         return cu_error_set(err, CU_EINVAL, "LoRA needs r >= 1 and at least one target");
     gpt_config_t c = *cfg;
-    if (c.arch != GPT_ARCH_GPT2 && c.arch != GPT_ARCH_LLAMA)
+    if (c.arch < 0 || c.arch >= GPT_N_ARCHS)
         return cu_error_set(err, CU_EINVAL, "unknown architecture %d", c.arch);
-    if (c.arch == GPT_ARCH_LLAMA) {
+    if (c.arch != GPT_ARCH_GPT2) { /* Llama's block and StarCoder2's */
         if (!c.n_kv_head) c.n_kv_head = c.n_head;
         if (!c.ffn_hidden) c.ffn_hidden = 4 * c.n_embd;
         if (c.rope_theta <= 0.0f) c.rope_theta = 10000.0f;
@@ -216,6 +227,8 @@ int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, 
                                 "embeddings",
                                 c.n_embd / c.n_head);
         if (c.ffn_hidden < 1) return cu_error_set(err, CU_EINVAL, "ffn_hidden must be positive");
+        int rc = llama_family_check(&c, err);
+        if (rc) return rc;
     }
     if (lora && lora->enabled && (lora->targets >> gpt_n_targets(c.arch)))
         return cu_error_set(err, CU_EINVAL, "LoRA targets 0x%x name layers %s does not have",
@@ -225,7 +238,9 @@ int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, 
     m->cfg = c;
     m->n_targets = gpt_n_targets(c.arch);
     if (lora) m->lora = *lora;
-    int rc = c.arch == GPT_ARCH_LLAMA ? llama_layout_params(m, err) : layout_params(m, err);
+    int rc = c.arch == GPT_ARCH_LLAMA        ? llama_layout_params(m, err)
+             : c.arch == GPT_ARCH_STARCODER2 ? starcoder2_layout_params(m, err)
+                                             : layout_params(m, err);
     if (rc == CU_OK && m->lora.enabled) rc = layout_lora(m, err);
     if (rc == CU_OK) {
         m->n_grads = m->lora.enabled ? m->n_lora : m->n_params;
@@ -325,9 +340,9 @@ void gpt_init_weights(gpt_t *m, uint64_t seed, float std) {
         const gpt_tensor_t *t = &m->ptensors[i];
         float *p = m->params + t->offset;
         size_t n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
-        int llama = m->cfg.arch == GPT_ARCH_LLAMA; /* no biases: every vector is a norm gain */
-        int is_norm_gain =
-            llama ? t->ndim == 1 : strstr(t->name, "ln_") && strstr(t->name, ".weight");
+        int llama = m->cfg.arch != GPT_ARCH_GPT2; /* every vector but a bias is a norm gain */
+        int is_norm_gain = llama ? t->ndim == 1 && !strstr(t->name, ".bias")
+                                 : strstr(t->name, "ln_") && strstr(t->name, ".weight");
         if (is_norm_gain) {
             for (size_t j = 0; j < n; j++) p[j] = 1.0f;
         } else if (t->ndim == 1) {
@@ -402,6 +417,7 @@ int gpt_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
                             m->cfg.max_seq_len);
     if (m->acts && B * T <= m->B * m->T && T <= m->T && B <= m->B) return CU_OK;
     if (m->cfg.arch == GPT_ARCH_LLAMA) return llama_reserve(m, B, T, err);
+    if (m->cfg.arch == GPT_ARCH_STARCODER2) return starcoder2_reserve(m, B, T, err);
     long L = m->cfg.n_layer, C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size;
     long N = (long)B * T, r = m->lora.enabled ? m->lora.r : 0;
     long head = lm_head_scratch_floats((int)N, (int)V);
@@ -580,6 +596,10 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
         llama_forward(m, targets, loss);
         return CU_OK;
     }
+    if (m->cfg.arch == GPT_ARCH_STARCODER2) {
+        starcoder2_forward(m, targets, loss);
+        return CU_OK;
+    }
 
     encoder_forward(m->encoded, inputs, m->wte, m->wpe, B, T, C);
     const float *residual = m->encoded;
@@ -602,7 +622,7 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
 
 void gpt_logits(gpt_t *m, int row0, int n, float *logits) {
     int C = m->cfg.n_embd;
-    const float *head = m->cfg.arch == GPT_ARCH_LLAMA ? m->lm_head : m->wte;
+    const float *head = m->cfg.arch != GPT_ARCH_GPT2 ? m->lm_head : m->wte;
     lm_head_logits_on(m->gemm, logits, m->lnf + (long)row0 * C, head, n, C, m->cfg.vocab_size);
 }
 
@@ -721,6 +741,10 @@ void gpt_backward(gpt_t *m) {
         llama_backward(m);
         return;
     }
+    if (m->cfg.arch == GPT_ARCH_STARCODER2) {
+        starcoder2_backward(m);
+        return;
+    }
     int L = m->cfg.n_layer, C = m->cfg.n_embd, N = m->cur_B * m->cur_T;
     memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
     layernorm_backward(m->dresidual, gpt_impl_pgrad(m, m->lnfw), gpt_impl_pgrad(m, m->lnfb),
@@ -745,6 +769,7 @@ int gpt_kv_reserve(gpt_t *m, int max_len, cu_error_t *err) {
     if (max_len > m->cfg.max_seq_len) max_len = m->cfg.max_seq_len;
     if (m->kv && m->kv_max >= max_len) return CU_OK;
     if (m->cfg.arch == GPT_ARCH_LLAMA) return llama_kv_reserve(m, max_len, err);
+    if (m->cfg.arch == GPT_ARCH_STARCODER2) return starcoder2_kv_reserve(m, max_len, err);
     free(m->kv);
     long L = m->cfg.n_layer, C = m->cfg.n_embd, r = m->lora.enabled ? m->lora.r : 1;
     long total = 2 * L * max_len * C + C * 2 + 3 * C + C + 8 * C + max_len + r + 64;
@@ -813,6 +838,7 @@ int gpt_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
     int rc = gpt_impl_sync_precision(m, err);
     if (rc) return rc;
     if (m->cfg.arch == GPT_ARCH_LLAMA) return llama_kv_step(m, token, logits, err);
+    if (m->cfg.arch == GPT_ARCH_STARCODER2) return starcoder2_kv_step(m, token, logits, err);
     int L = m->cfg.n_layer, C = m->cfg.n_embd, V = m->cfg.vocab_size;
     if (!m->kv) return cu_error_set(err, CU_EINVAL, "KV cache not reserved");
     if (m->kv_len >= m->kv_max)
@@ -848,6 +874,7 @@ int gpt_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
 
 double gpt_flops_per_step(const gpt_t *m, int B, int T) {
     if (m->cfg.arch == GPT_ARCH_LLAMA) return llama_flops_per_step(m, B, T);
+    if (m->cfg.arch == GPT_ARCH_STARCODER2) return starcoder2_flops_per_step(m, B, T);
     double L = m->cfg.n_layer, C = m->cfg.n_embd, V = m->cfg.vocab_size;
     double N = (double)B * T, r = m->lora.enabled ? m->lora.r : 0;
     double linear = 2.0 * N * 12.0 * C * C;    /* one pass over a block's four linears */

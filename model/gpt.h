@@ -26,18 +26,30 @@
 #include "core/rng.h"
 
 /* Architectures of the model object. */
-enum { GPT_ARCH_GPT2 = 0, GPT_ARCH_LLAMA = 1 };
+enum { GPT_ARCH_GPT2 = 0, GPT_ARCH_LLAMA = 1, GPT_ARCH_STARCODER2 = 2, GPT_N_ARCHS = 3 };
 
 typedef struct {
     int n_layer, n_head, n_embd, vocab_size, max_seq_len;
     int arch; /* GPT_ARCH_*; 0 (GPT-2) when not set */
-    /* Llama only (GPT-2 ignores them); 0 takes the default in brackets */
+    /* Llama and StarCoder2 (GPT-2 ignores them); 0 takes the default in brackets */
     int n_kv_head;      /* key/value heads, divides n_head [n_head] */
     int ffn_hidden;     /* SwiGLU width [4 * n_embd] */
     float rope_theta;   /* rotary base [10000] */
     float norm_eps;     /* RMSNorm epsilon [1e-5] */
     int tie_embeddings; /* output head is the token embedding */
+    /* Llama-block variants of the Hugging Face families (llama_family.c);
+     * all 0 for plain Llama */
+    int qkv_bias;                        /* q/k/v projections carry biases (Qwen2) */
+    int sliding_window;                  /* a position attends to the last W, itself included;
+                                            0 = all (Mistral) */
+    int rope_type;                       /* GPT_ROPE_*: how rope_theta's frequencies are scaled */
+    float rope_factor;                   /* linear and llama3: frequencies divided by it */
+    float rope_low_freq, rope_high_freq; /* llama3's low/high_freq_factor */
+    int rope_orig_max;                   /* llama3's original_max_position_embeddings */
 } gpt_config_t;
+
+/* Rotary frequency scaling, as Hugging Face's rope_scaling.rope_type. */
+enum { GPT_ROPE_DEFAULT = 0, GPT_ROPE_LINEAR = 1, GPT_ROPE_LLAMA3 = 2 };
 
 /* The linear layers of a block that LoRA can adapt, in the order data flows:
  * GPT-2's four, Llama's seven. A model's sites are numbered
@@ -53,6 +65,8 @@ enum {
     LLAMA_DOWN = 6,
     LLAMA_N_TARGETS = 7
 };
+/* StarCoder2's six: attention as Llama's, a two-linear GELU MLP. */
+enum { SC2_Q = 0, SC2_K = 1, SC2_V = 2, SC2_O = 3, SC2_FC = 4, SC2_PROJ = 5, SC2_N_TARGETS = 6 };
 #define LORA_MAX_TARGETS 7
 
 typedef struct {
@@ -67,8 +81,9 @@ typedef struct {
 
 /* Parses a target name into target bits for an architecture: GPT-2's
  * "qkv", "attn_proj", "mlp_fc", "mlp_proj"; Llama's "q_proj", "k_proj",
- * "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"; "all-linear" for
- * every one. Returns 0 for a name the architecture does not have. */
+ * "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"; StarCoder2's
+ * "q_proj", "k_proj", "v_proj", "o_proj", "c_fc", "c_proj"; "all-linear"
+ * for every one. Returns 0 for a name the architecture does not have. */
 unsigned lora_target_bits(int arch, const char *name);
 const char *lora_target_name(int arch, int target);
 /* The names of the targets in bits, "a, b, c" (last_sep before the last
@@ -78,7 +93,7 @@ void lora_target_list(int arch, unsigned bits, const char *last_sep, char *buf, 
  * ("attn.c_attn", "self_attn.q_proj"). */
 const char *lora_target_module(int arch, int target);
 int gpt_n_targets(int arch);
-/* "gpt2" / "llama"; gpt_arch_parse returns -1 for an unknown name. */
+/* "gpt2" / "llama" / "starcoder2"; gpt_arch_parse returns -1 for an unknown name. */
 const char *gpt_arch_name(int arch);
 int gpt_arch_parse(const char *name);
 /* Input and output width of a target's linear layer. */

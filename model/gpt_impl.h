@@ -63,6 +63,8 @@ struct gpt {
     float *q, *k, *v, *gate, *up, *hmlp;
     float *dq, *dk, *dv, *dgate, *dup;
     float *kv_gate;
+    float *bq, *bk, *bv; /* Qwen2's q/k/v biases (L, C), (L, KV), (L, KV); NULL without */
+    float *bo;           /* StarCoder2's o_proj bias (L, C) */
 
     /* ---- precision (gpt_precision.c): the backend of the products with
      * base weights, NULL in fp32; in bf16 a copy of params, refreshed
@@ -126,5 +128,33 @@ void llama_backward(gpt_t *m);
 int llama_kv_reserve(gpt_t *m, int max_len, cu_error_t *err);
 int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err);
 double llama_flops_per_step(const gpt_t *m, int B, int T);
+
+/* starcoder2.c: the same entry points for StarCoder2 */
+void starcoder2_target_dims(const gpt_config_t *c, int t, int *in, int *out);
+int starcoder2_layout_params(gpt_t *m, cu_error_t *err);
+int starcoder2_reserve(gpt_t *m, int B, int T, cu_error_t *err);
+void starcoder2_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss);
+void starcoder2_backward(gpt_t *m);
+int starcoder2_kv_reserve(gpt_t *m, int max_len, cu_error_t *err);
+int starcoder2_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err);
+double starcoder2_flops_per_step(const gpt_t *m, int B, int T);
+
+/* llama_family.c: the Hugging Face families' additions to the Llama block */
+int llama_family_check(const gpt_config_t *c, cu_error_t *err);
+/* Fills m->rope_cos/sin (allocated) with cfg's rope scaling applied. */
+int llama_family_rope(gpt_t *m, int hs, cu_error_t *err);
+/* Per-layer kinds of tensor the family adds after Llama's (0 or 3). */
+int llama_family_kinds(const gpt_t *m);
+/* Appends the family's per-layer tensors to the table; llama_family_bind
+ * points the named pointers at them once params exist (off: where the
+ * first one starts). KV = key/value width. */
+void llama_family_layout(gpt_tensor_t *t, int *n, size_t *off, const gpt_config_t *c, int KV);
+void llama_family_bind(gpt_t *m, size_t off, int KV);
+/* Qwen2: q, k, v (N rows) += their biases; the backward adds the biases'
+ * gradients (full fine-tuning) from dq, dk, dv, taken before the rotary
+ * embedding. No-ops without qkv_bias. */
+void llama_family_qkv_bias(gpt_t *m, int l, float *q, float *k, float *v, int N, int KV);
+void llama_family_qkv_bias_backward(gpt_t *m, int l, const float *dq, const float *dk,
+                                    const float *dv, int N, int KV);
 
 #endif

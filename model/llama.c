@@ -17,6 +17,8 @@
  * one buffer. Tensor names are Hugging Face's without the `model.` prefix
  * (`layers.0.self_attn.q_proj.weight`, `embed_tokens.weight`,
  * `norm.weight`, `lm_head.weight`), matrices (out, in) as nn.Linear.
+ * What Qwen2, Mistral and Llama 3.1 add (q/k/v biases, a sliding window,
+ * rope scaling) is llama_family.c's, called from here.
  */
 #include <cblas.h>
 #include <math.h>
@@ -48,7 +50,7 @@ static dims_t dims(const gpt_t *m) {
 int llama_layout_params(gpt_t *m, cu_error_t *err) {
     dims_t d = dims(m);
     int tied = m->cfg.tie_embeddings;
-    m->ptensors = calloc((size_t)(3 + N_KINDS * d.L), sizeof(gpt_tensor_t));
+    m->ptensors = calloc((size_t)(3 + (N_KINDS + 3) * d.L), sizeof(gpt_tensor_t));
     if (!m->ptensors) return cu_error_set(err, CU_ENOMEM, "out of memory (tensor table)");
     size_t off = 0;
     int n = 0;
@@ -76,6 +78,8 @@ int llama_layout_params(gpt_t *m, cu_error_t *err) {
             gpt_impl_add_tensor(m->ptensors, &n, &off, name, kinds[k].rows, kinds[k].cols);
         }
     }
+    size_t family_off = off;
+    llama_family_layout(m->ptensors, &n, &off, &m->cfg, d.KV);
     size_t norm_off = off;
     gpt_impl_add_tensor(m->ptensors, &n, &off, "norm.weight", d.C, 0);
     size_t head_off = off;
@@ -91,13 +95,13 @@ int llama_layout_params(gpt_t *m, cu_error_t *err) {
     m->embed = p;
     m->norm = p + norm_off;
     m->lm_head = tied ? m->embed : p + head_off;
+    llama_family_bind(m, family_off, d.KV);
     /* the rotary tables: both in one allocation, freed through rope_cos */
     long half = (long)m->cfg.max_seq_len * (d.hs / 2);
     m->rope_cos = cu_alloc_aligned((size_t)(2 * half + 1) * sizeof(float), err);
     if (!m->rope_cos) return err ? err->code : CU_ENOMEM;
     m->rope_sin = m->rope_cos + half;
-    rope_tables(m->rope_cos, m->rope_sin, m->cfg.max_seq_len, d.hs, (double)m->cfg.rope_theta);
-    return CU_OK;
+    return llama_family_rope(m, d.hs, err);
 }
 
 /* ----------------------------------------------------------- activations */
@@ -169,10 +173,11 @@ void llama_block_forward(gpt_t *m, int l, const float *residual) {
     linear(m, l, LLAMA_Q, q, ln1, LAYER(m->wq, l, C * C), N, C, C, 0.0f);
     linear(m, l, LLAMA_K, k, ln1, LAYER(m->wk, l, KV * C), N, C, KV, 0.0f);
     linear(m, l, LLAMA_V, v, ln1, LAYER(m->wv, l, KV * C), N, C, KV, 0.0f);
+    llama_family_qkv_bias(m, l, q, k, v, N, KV);
     rope_forward(q, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_forward(k, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
     attention_gqa_forward(atty, ACT(m, m->lse, l, N * d.NH), q, k, v, m->att_scratch, B, T, d.NH,
-                          d.NKV, d.hs);
+                          d.NKV, d.hs, m->cfg.sliding_window);
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
     linear(m, l, LLAMA_O, res2, atty, LAYER(m->wo, l, C * C), N, C, C, 1.0f);
 
@@ -260,9 +265,10 @@ static int block_backward(gpt_t *m, int l) {
     linear_backward(m, l, LLAMA_O, below ? dsmall : NULL, dres, atty, w, N, C, C, 0.0f);
     if (!below) return 0;
     attention_gqa_backward(m->dq, m->dk, m->dv, dsmall, q, k, v, atty, ACT(m, m->lse, l, N * d.NH),
-                           m->att_scratch, B, T, d.NH, d.NKV, d.hs);
+                           m->att_scratch, B, T, d.NH, d.NKV, d.hs, m->cfg.sliding_window);
     rope_backward(m->dq, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_backward(m->dk, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
+    llama_family_qkv_bias_backward(m, l, m->dq, m->dk, m->dv, N, KV);
 
     /* q, k, v read ln1 */
     below = gpt_impl_need_below(m, base + LLAMA_Q);
@@ -288,7 +294,7 @@ static void report_layer(gpt_t *m, int l) {
         gpt_impl_report_lora_layer(m, l);
         return;
     }
-    for (int k = 0; k < N_KINDS; k++)
+    for (int k = 0; k < N_KINDS + llama_family_kinds(m); k++)
         gpt_impl_report_tensor(m, &m->ptensors[1 + k * m->cfg.n_layer + l]);
 }
 
@@ -296,7 +302,7 @@ static void report_layer(gpt_t *m, int l) {
 static void report_ends(gpt_t *m) {
     if (!m->ready || m->lora.enabled) return;
     gpt_impl_report_tensor(m, &m->ptensors[0]);
-    for (int i = 1 + N_KINDS * m->cfg.n_layer; i < m->n_ptensors; i++)
+    for (int i = 1 + (N_KINDS + llama_family_kinds(m)) * m->cfg.n_layer; i < m->n_ptensors; i++)
         gpt_impl_report_tensor(m, &m->ptensors[i]);
 }
 
@@ -352,12 +358,14 @@ static void kv_linear(gpt_t *m, int l, int t, float *out, const float *x, const 
     gpt_impl_lora_forward(m, l, t, x, out, 1, m->kv_xa);
 }
 
-/* Attention of the token at pos over the cached keys 0..pos of layer l. */
+/* Attention of the token at pos over the cached keys 0..pos of layer l
+ * (with a sliding window W, the last W of them). */
 static void kv_attention(gpt_t *m, int l, int pos) {
     dims_t d = dims(m);
-    int group = d.NH / d.NKV;
-    const float *K = m->kv_k + (long)l * m->kv_max * d.KV;
-    const float *Vc = m->kv_v + (long)l * m->kv_max * d.KV;
+    int group = d.NH / d.NKV, W = m->cfg.sliding_window, j0 = W > 0 && pos >= W ? pos - W + 1 : 0;
+    const float *K = m->kv_k + ((long)l * m->kv_max + j0) * d.KV;
+    const float *Vc = m->kv_v + ((long)l * m->kv_max + j0) * d.KV;
+    pos -= j0; /* keys K[0..pos] from here on */
     float scale = 1.0f / sqrtf((float)d.hs), *s = m->kv_scores;
     for (int h = 0; h < d.NH; h++) {
         int kvh = h / group;
@@ -394,6 +402,7 @@ int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
         kv_linear(m, l, LLAMA_Q, m->kv_qkv, xn, LAYER(m->wq, l, C * C), C, C, 0.0f);
         kv_linear(m, l, LLAMA_K, kk, xn, LAYER(m->wk, l, KV * C), C, KV, 0.0f);
         kv_linear(m, l, LLAMA_V, vv, xn, LAYER(m->wv, l, KV * C), C, KV, 0.0f);
+        llama_family_qkv_bias(m, l, m->kv_qkv, kk, vv, 1, KV);
         rope_forward(m->kv_qkv, m->rope_cos, m->rope_sin, 1, 1, d.NH, d.hs, pos);
         rope_forward(kk, m->rope_cos, m->rope_sin, 1, 1, d.NKV, d.hs, pos);
         kv_attention(m, l, pos);

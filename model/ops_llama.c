@@ -63,6 +63,17 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
 
 /* ------------------------------------------------------------------- RoPE */
 
+void rope_tables_freq(float *cos_t, float *sin_t, int maxT, int hs, const double *inv_freq) {
+    int h2 = hs / 2;
+    for (int i = 0; i < h2; i++) {
+        for (int p = 0; p < maxT; p++) {
+            double a = (double)p * inv_freq[i];
+            cos_t[(long)p * h2 + i] = (float)cos(a);
+            sin_t[(long)p * h2 + i] = (float)sin(a);
+        }
+    }
+}
+
 void rope_tables(float *cos_t, float *sin_t, int maxT, int hs, double theta) {
     int h2 = hs / 2;
     for (int i = 0; i < h2; i++) {
@@ -133,27 +144,35 @@ void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gat
 
 #define GQA_BLOCK 64 /* query rows per block, as ops.c's ATT_BLOCK */
 
+/* The first key query position p attends to: all keys up to p, or with a
+ * sliding window W > 0 the last W of them (Mistral's i - W < j <= i). */
+static int gqa_first_key(int p, int window) {
+    return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+}
+
 /* Probabilities of one query block in place: S (nq, nk) of scaled scores
- * becomes softmax over the causal part, zero beyond it. With lse_in NULL
- * the row maxima and sums are computed and written to lse_out; otherwise
- * P = exp(S - lse_in) is recomputed. */
-static void gqa_softmax(float *S, int q0, int nq, int nk, float *lse_out, const float *lse_in) {
+ * for keys k0 .. k0+nk-1 becomes softmax over the keys each row attends
+ * to, zero elsewhere. With lse_in NULL the row maxima and sums are computed
+ * and written to lse_out; otherwise P = exp(S - lse_in) is recomputed. */
+static void gqa_softmax(float *S, int q0, int nq, int k0, int nk, int window, float *lse_out,
+                        const float *lse_in) {
     for (int i = 0; i < nq; i++) {
         float *s = S + (long)i * nk;
-        int valid = q0 + i + 1;
+        int lo = gqa_first_key(q0 + i, window) - k0, valid = q0 + i + 1 - k0;
+        for (int j = 0; j < lo; j++) s[j] = 0.0f;
         if (lse_in) {
             float li = lse_in[q0 + i];
-            for (int j = 0; j < valid; j++) s[j] = cu_expf(s[j] - li);
+            for (int j = lo; j < valid; j++) s[j] = cu_expf(s[j] - li);
         } else {
             float m = -FLT_MAX;
-            for (int j = 0; j < valid; j++) m = s[j] > m ? s[j] : m;
+            for (int j = lo; j < valid; j++) m = s[j] > m ? s[j] : m;
             float sum = 0.0f;
-            for (int j = 0; j < valid; j++) {
+            for (int j = lo; j < valid; j++) {
                 s[j] = cu_expf(s[j] - m);
                 sum += s[j];
             }
             float inv = 1.0f / sum;
-            for (int j = 0; j < valid; j++) s[j] *= inv;
+            for (int j = lo; j < valid; j++) s[j] *= inv;
             lse_out[q0 + i] = m + logf(sum);
         }
         for (int j = valid; j < nk; j++) s[j] = 0.0f;
@@ -161,7 +180,7 @@ static void gqa_softmax(float *S, int q0, int nq, int nk, float *lse_out, const 
 }
 
 void attention_gqa_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                           float *scratch, int B, int T, int NH, int NKV, int hs) {
+                           float *scratch, int B, int T, int NH, int NKV, int hs, int window) {
     int C = NH * hs, KVC = NKV * hs, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for schedule(static) num_threads(attention_threads())
@@ -175,12 +194,12 @@ void attention_gqa_forward(float *out, float *lse, const float *q, const float *
         float *l = lse + ((long)b * NH + h) * T;
         for (int q0 = 0; q0 < T; q0 += GQA_BLOCK) {
             int nq = T - q0 < GQA_BLOCK ? T - q0 : GQA_BLOCK;
-            int nk = q0 + nq;
+            int k0 = gqa_first_key(q0, window), nk = q0 + nq - k0;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
-                        qh + (long)q0 * C, C, kh, KVC, 0.0f, S, nk);
-            gqa_softmax(S, q0, nq, nk, l, NULL);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk, vh, KVC,
-                        0.0f, o + (long)q0 * C, C);
+                        qh + (long)q0 * C, C, kh + (long)k0 * KVC, KVC, 0.0f, S, nk);
+            gqa_softmax(S, q0, nq, k0, nk, window, l, NULL);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk,
+                        vh + (long)k0 * KVC, KVC, 0.0f, o + (long)q0 * C, C);
         }
     }
 }
@@ -189,23 +208,28 @@ void attention_gqa_forward(float *out, float *lse, const float *q, const float *
  * adds its share of the key/value head's dK and dV. */
 static void gqa_head_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                               const float *k, const float *v, const float *out, const float *lse,
-                              float *scratch, int b, int h, int T, int NH, int NKV, int hs) {
+                              float *scratch, int b, int h, int T, int NH, int NKV, int hs,
+                              int window) {
     int C = NH * hs, KVC = NKV * hs, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     float *P = scratch;
     float *dP = scratch + (long)GQA_BLOCK * T;
     float *D = dP + (long)GQA_BLOCK * T;
     long qoff = (long)b * T * C + h * hs, kvoff = (long)b * T * KVC + (h / group) * hs;
-    const float *qh = q + qoff, *kh = k + kvoff, *vh = v + kvoff;
+    const float *qh = q + qoff;
     const float *o = out + qoff, *dO = dout + qoff;
-    float *dqh = dq + qoff, *dkh = dk + kvoff, *dvh = dv + kvoff;
+    float *dqh = dq + qoff;
     const float *l = lse + ((long)b * NH + h) * T;
     for (int q0 = 0; q0 < T; q0 += GQA_BLOCK) {
         int nq = T - q0 < GQA_BLOCK ? T - q0 : GQA_BLOCK;
-        int nk = q0 + nq;
+        /* keys from k0: K, V and their gradients start there */
+        int k0 = gqa_first_key(q0, window), nk = q0 + nq - k0;
+        long koff = kvoff + (long)k0 * KVC;
+        const float *kh = k + koff, *vh = v + koff;
+        float *dkh = dk + koff, *dvh = dv + koff;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale, qh + (long)q0 * C,
                     C, kh, KVC, 0.0f, P, nk);
-        gqa_softmax(P, q0, nq, nk, NULL, l);
+        gqa_softmax(P, q0, nq, k0, nk, window, NULL, l);
         for (int i = 0; i < nq; i++) {
             const float *oi = o + (long)(q0 + i) * C, *di = dO + (long)(q0 + i) * C;
             float dot = 0.0f;
@@ -233,7 +257,7 @@ static void gqa_head_backward(float *dq, float *dk, float *dv, const float *dout
 
 void attention_gqa_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                             const float *k, const float *v, const float *out, const float *lse,
-                            float *scratch, int B, int T, int NH, int NKV, int hs) {
+                            float *scratch, int B, int T, int NH, int NKV, int hs, int window) {
     int KVC = NKV * hs, group = NH / NKV;
     memset(dk, 0, sizeof(float) * (size_t)B * T * KVC);
     memset(dv, 0, sizeof(float) * (size_t)B * T * KVC);
@@ -243,6 +267,7 @@ void attention_gqa_backward(float *dq, float *dk, float *dv, const float *dout, 
         int b = bg / NKV, g = bg % NKV;
         float *S = scratch + attention_thread_floats(T) * omp_get_thread_num();
         for (int h = g * group; h < (g + 1) * group; h++)
-            gqa_head_backward(dq, dk, dv, dout, q, k, v, out, lse, S, b, h, T, NH, NKV, hs);
+            gqa_head_backward(dq, dk, dv, dout, q, k, v, out, lse, S, b, h, T, NH, NKV, hs,
+                              window);
     }
 }

@@ -28,6 +28,9 @@ void rmsnorm_backward(float *dinp, float *dw,              // (N, C), (C)
 /* Tables for rope: cos/sin of pos * theta^(-2i/hs), i < hs/2, pos < maxT. */
 void rope_tables(float *cos_t, float *sin_t, // (maxT, hs/2) each
                  int maxT, int hs, double theta);
+/* The same from given frequencies: cos/sin of pos * inv_freq[i]. */
+void rope_tables_freq(float *cos_t, float *sin_t, // (maxT, hs/2) each
+                      int maxT, int hs, const double *inv_freq /* (hs/2) */);
 /* Rotates x in place: row n of the (B, T) grid sits at position pos0 + t.
  * rope_backward applies the inverse rotation to a gradient in place. */
 void rope_forward(float *x, // (B, T, nh * hs)
@@ -47,17 +50,19 @@ void swiglu_backward(float *dgate, float *dup,           // (n), (n)
 
 /* Causal GQA attention, memory-efficient as ops.h's attention_forward (keeps
  * the output and the per-row log-sum-exp). hs = head size; C = NH * hs and
- * KVC = NKV * hs. scratch needs attention_scratch_floats(T) floats. */
+ * KVC = NKV * hs. scratch needs attention_scratch_floats(T) floats. window
+ * > 0: position i attends to positions j with i - window < j <= i only
+ * (Mistral's sliding window); 0: to every j <= i. */
 void attention_gqa_forward(float *out, float *lse, // (B, T, C), (B, NH, T)
                            const float *q,         // (B, T, C)
                            const float *k,         // (B, T, KVC)
                            const float *v,         // (B, T, KVC)
-                           float *scratch, int B, int T, int NH, int NKV, int hs);
+                           float *scratch, int B, int T, int NH, int NKV, int hs, int window);
 /* dq, dk, dv are overwritten. */
 void attention_gqa_backward(float *dq, float *dk, float *dv, // (B,T,C), (B,T,KVC), (B,T,KVC)
                             const float *dout,               // (B, T, C)
                             const float *q, const float *k, const float *v, const float *out,
-                            const float *lse, float *scratch, int B, int T, int NH, int NKV,
-                            int hs);
+                            const float *lse, float *scratch, int B, int T, int NH, int NKV, int hs,
+                            int window);
 
 #endif

@@ -15,6 +15,8 @@ PACKAGES=(
   libhdf5-openmpi-dev hdf5-tools
   # config, JSON, crypto, regex, sandbox, HTTP
   libyaml-dev libjansson-dev libssl-dev libpcre2-dev libseccomp-dev
+  # tokenizer.json's NFC normalizer (Qwen2's)
+  libutf8proc-dev
   libh2o-evloop-dev
   # codex-ita's knowledge index (SQLite FTS5)
   libsqlite3-dev

@@ -150,7 +150,7 @@ static int run_lora(char **argv, int argc, cu_error_t *err) {
     if (rc) return rc;
     const gpt_config_t *gc = gpt_config(m);
     snprintf(cfg.model.arch, CU_CFG_STR, "%s", gpt_arch_name(gc->arch));
-    if (gc->arch == GPT_ARCH_LLAMA) {
+    if (gc->arch != GPT_ARCH_GPT2) {
         cfg.model.n_kv_head = gc->n_kv_head;
         cfg.model.ffn_hidden = gc->ffn_hidden;
         cfg.model.rope_theta = gc->rope_theta;

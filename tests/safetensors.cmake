@@ -37,5 +37,22 @@ if(CU_PYTHON_ORACLE)
                        TIMEOUT 300 ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
 endif()
 
+# tests/reference/hf_family_ref.py: the Llama-block families (Qwen2's q/k/v
+# biases and tied head, Llama 3.1's llama3 and CodeLlama's linear rope
+# scaling, Mistral's sliding window) and StarCoder2 (its own block) against a
+# float64 PyTorch reference:
+# BF16 import, LoRA gradients, PEFT and merged export, greedy generate over 32
+# tokens; and the config.json fields codex-train refuses with exit 2.
+if(CU_PYTHON_ORACLE)
+  foreach(family qwen2 llama3 llama_linear mistral starcoder2 refuse)
+    add_test(NAME reference_family_${family}
+             COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_family_ref.py
+                     --dumper $<TARGET_FILE:hf_dump> --codexctl $<TARGET_FILE:codexctl>
+                     --train $<TARGET_FILE:codex-train> ${family})
+    set_tests_properties(reference_family_${family} PROPERTIES LABELS reference
+                         SKIP_RETURN_CODE 77 TIMEOUT 300 ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
+  endforeach()
+endif()
+
 # io/peft: PEFT names both ways, adapter_config.json, adapter reading errors.
 cu_add_test(test_peft SOURCES ${CU_TEST_DIR}/test_peft.c LIBS cu_io LABELS unit)

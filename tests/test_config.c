@@ -313,9 +313,10 @@ static void test_enum_errors(void) {
                     "t.yaml:2:13; did you mean 'cosine'?");
     EXPECT_YAML_MSG("tokenizer:\n  kind: bpe\n",
                     "tokenizer.kind must be one of byte, gpt2; got 'bpe' at t.yaml:2:9");
-    EXPECT_YAML_MSG("model:\n  arch: lama\n",
-                    "model.arch must be one of gpt2, llama; got 'lama' at t.yaml:2:9; did you mean "
-                    "'llama'?");
+    EXPECT_YAML_MSG(
+        "model:\n  arch: lama\n",
+        "model.arch must be one of gpt2, llama, starcoder2; got 'lama' at t.yaml:2:9; did you mean "
+        "'llama'?");
     EXPECT_YAML_ERROR("slurm:\n  launcher: SRUN\n", "one of srun, mpirun; got 'SRUN'",
                       "did you mean 'srun'?");
     EXPECT_YAML_ERROR("data:\n  source:\n",
@@ -459,15 +460,16 @@ static void test_lists(void) {
     expect_ok(&c, "lora:\n  targets: []\n");
     CHECK(c.lora.targets.n == 0);
     /* a scalar holding commas stays one entry in a file, with a hint */
-    EXPECT_YAML_MSG("lora:\n  targets: qkv, mlp_fc\n",
-                    "entry 1 of lora.targets must be one of qkv, attn_proj, mlp_fc, mlp_proj, "
-                    "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, "
-                    "all-linear; got 'qkv, mlp_fc' at t.yaml:2:12; to give several, write a list "
-                    "such as [qkv, mlp_fc]");
+    EXPECT_YAML_MSG(
+        "lora:\n  targets: qkv, mlp_fc\n",
+        "entry 1 of lora.targets must be one of qkv, attn_proj, mlp_fc, mlp_proj, "
+        "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, c_fc, "
+        "c_proj, all-linear; got 'qkv, mlp_fc' at t.yaml:2:12; to give several, write a list "
+        "such as [qkv, mlp_fc]");
     EXPECT_YAML_MSG("lora:\n  targets: [qkv, mlp_fc, qvk]\n",
                     "entry 3 of lora.targets must be one of qkv, attn_proj, mlp_fc, mlp_proj, "
-                    "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, "
-                    "all-linear; got 'qvk' at t.yaml:2:26; did you mean 'qkv'?");
+                    "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, c_fc, "
+                    "c_proj, all-linear; got 'qvk' at t.yaml:2:26; did you mean 'qkv'?");
     EXPECT_YAML_MSG("lora:\n  targets: [qkv, mlp_fc, qkv]\n",
                     "lora.targets names 'qkv' twice at t.yaml:2:26");
     EXPECT_YAML_MSG("eval:\n  prompts:\n    - a\n    -\n",
@@ -553,8 +555,8 @@ static void test_override_errors(void) {
                                    "keys, e.g. train.global_batch_size=8");
     EXPECT_OVERRIDE_MSG("lora.targets=qkv,qvk",
                         "entry 2 of lora.targets must be one of qkv, attn_proj, mlp_fc, mlp_proj, "
-                        "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, "
-                        "all-linear; got 'qvk' on the command line; did you mean 'qkv'?");
+                        "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, c_fc, "
+                        "c_proj, all-linear; got 'qvk' on the command line; did you mean 'qkv'?");
     EXPECT_OVERRIDE_MSG("lora.targets=qkv,,mlp_fc", "entry 2 of lora.targets is empty on the "
                                                     "command line; quote it (\"\") if that is "
                                                     "meant");
@@ -899,7 +901,8 @@ static void test_reference_markdown(void) {
     CHECK(strstr(md, "| `train.schedule` | enum | `cosine` | `cosine`, `linear`, `constant` |"));
     CHECK(strstr(md, "| `lora.targets` | list | `[all-linear]` | entries: `qkv`, `attn_proj`, "
                      "`mlp_fc`, `mlp_proj`, `q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, "
-                     "`up_proj`, `down_proj`, `all-linear`; each once; at most 16 entries |"));
+                     "`up_proj`, `down_proj`, `c_fc`, `c_proj`, `all-linear`; each once; at most "
+                     "16 entries |"));
     CHECK(strstr(md, "| `tokenizer.path` | string | `\"\"` |"));
     CHECK(strstr(md, "| `lora.enabled` | bool | `true` | `true`, `false` |"));
     /* every key has its row */

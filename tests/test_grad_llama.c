@@ -131,18 +131,19 @@ static void test_swiglu(void) {
 
 typedef struct {
     float *out, *lse, *q, *k, *v, *g, *scratch;
-    int B, T, NH, NKV, hs;
+    int B, T, NH, NKV, hs, window;
 } gqa_ctx;
 
 static double gqa_loss(void *p) {
     gqa_ctx *c = p;
     attention_gqa_forward(c->out, c->lse, c->q, c->k, c->v, c->scratch, c->B, c->T, c->NH, c->NKV,
-                          c->hs);
+                          c->hs, c->window);
     return gradcheck_dot(c->out, c->g, (long)c->B * c->T * c->NH * c->hs);
 }
 
 /* The definition, in double: query head h attends with key/value head
- * h / (NH / NKV). */
+ * h / (NH / NKV), position i to positions j0..i (j0 = i - window + 1 with a
+ * sliding window). */
 static void gqa_naive(float *out, const gqa_ctx *c) {
     int C = c->NH * c->hs, KVC = c->NKV * c->hs, T = c->T, hs = c->hs;
     double *s = malloc(sizeof(double) * T);
@@ -152,17 +153,18 @@ static void gqa_naive(float *out, const gqa_ctx *c) {
             for (int i = 0; i < T; i++) {
                 const float *q = c->q + ((long)b * T + i) * C + h * hs;
                 double mx = -1e300, sum = 0.0;
-                for (int j = 0; j <= i; j++) {
+                int j0 = c->window > 0 && i >= c->window ? i - c->window + 1 : 0;
+                for (int j = j0; j <= i; j++) {
                     const float *k = c->k + ((long)b * T + j) * KVC + kh * hs;
                     double d = 0.0;
                     for (int e = 0; e < hs; e++) d += (double)q[e] * k[e];
                     s[j] = d / sqrt((double)hs);
                     if (s[j] > mx) mx = s[j];
                 }
-                for (int j = 0; j <= i; j++) sum += (s[j] = exp(s[j] - mx));
+                for (int j = j0; j <= i; j++) sum += (s[j] = exp(s[j] - mx));
                 for (int e = 0; e < hs; e++) {
                     double acc = 0.0;
-                    for (int j = 0; j <= i; j++)
+                    for (int j = j0; j <= i; j++)
                         acc += s[j] / sum * c->v[((long)b * T + j) * KVC + kh * hs + e];
                     out[((long)b * T + i) * C + h * hs + e] = (float)acc;
                 }
@@ -171,8 +173,8 @@ static void gqa_naive(float *out, const gqa_ctx *c) {
     free(s);
 }
 
-static void gqa_case(int B, int T, int NH, int NKV, int hs) {
-    gqa_ctx c = {.B = B, .T = T, .NH = NH, .NKV = NKV, .hs = hs};
+static void gqa_case(int B, int T, int NH, int NKV, int hs, int window) {
+    gqa_ctx c = {.B = B, .T = T, .NH = NH, .NKV = NKV, .hs = hs, .window = window};
     long nq = (long)B * T * NH * hs, nkv = (long)B * T * NKV * hs;
     c.q = gradcheck_randn(&rng, nq, 1.0f);
     c.k = gradcheck_randn(&rng, nkv, 1.0f);
@@ -188,30 +190,40 @@ static void gqa_case(int B, int T, int NH, int NKV, int hs) {
     gqa_naive(ref, &c);
     double maxdiff = 0.0;
     for (long i = 0; i < nq; i++) maxdiff = fmax(maxdiff, fabs(ref[i] - c.out[i]));
-    CHECK_MSG(maxdiff < 1e-5, "gqa NH=%d NKV=%d T=%d: max |out - naive| = %g", NH, NKV, T, maxdiff);
+    CHECK_MSG(maxdiff < 1e-5, "gqa NH=%d NKV=%d T=%d W=%d: max |out - naive| = %g", NH, NKV, T,
+              window, maxdiff);
     /* dq, dk, dv start as garbage: the backward must overwrite them */
     attention_gqa_backward(dq, dk, dv, c.g, c.q, c.k, c.v, c.out, c.lse, c.scratch, B, T, NH, NKV,
-                           hs);
+                           hs, window);
     char what[96];
-    snprintf(what, sizeof what, "gqa dq NH=%d NKV=%d T=%d", NH, NKV, T);
+    snprintf(what, sizeof what, "gqa dq NH=%d NKV=%d T=%d W=%d", NH, NKV, T, window);
     gradcheck_fd(&rng, what, c.q, nq, dq, gqa_loss, &c, 200, 1e-2f, 2e-2);
-    snprintf(what, sizeof what, "gqa dk NH=%d NKV=%d T=%d", NH, NKV, T);
+    snprintf(what, sizeof what, "gqa dk NH=%d NKV=%d T=%d W=%d", NH, NKV, T, window);
     gradcheck_fd(&rng, what, c.k, nkv, dk, gqa_loss, &c, 200, 1e-2f, 2e-2);
-    snprintf(what, sizeof what, "gqa dv NH=%d NKV=%d T=%d", NH, NKV, T);
+    snprintf(what, sizeof what, "gqa dv NH=%d NKV=%d T=%d W=%d", NH, NKV, T, window);
     gradcheck_fd(&rng, what, c.v, nkv, dv, gqa_loss, &c, 200, 1e-2f, 2e-2);
     free(c.q), free(c.k), free(c.v), free(c.g), free(c.out), free(c.lse), free(c.scratch);
     free(dq), free(dk), free(dv), free(ref);
 }
 
 static void test_gqa_attention(void) {
-    gqa_case(2, 5, 4, 2, 4);  /* two query heads per key/value head */
-    gqa_case(1, 70, 4, 1, 4); /* multi-query, crosses the 64-row block */
-    gqa_case(2, 6, 2, 2, 4);  /* plain multi-head */
+    gqa_case(2, 5, 4, 2, 4, 0);  /* two query heads per key/value head */
+    gqa_case(1, 70, 4, 1, 4, 0); /* multi-query, crosses the 64-row block */
+    gqa_case(2, 6, 2, 2, 4, 0);  /* plain multi-head */
+    /* Mistral's sliding window: shorter than T, and one that makes the
+     * second 64-row block start its keys past 0 */
+    gqa_case(2, 9, 4, 2, 4, 3);
+    gqa_case(1, 75, 2, 1, 4, 5);
+    gqa_case(1, 6, 2, 1, 4, 6); /* window = T: no effect */
 }
 
 /* ---------------------------------------------------------- whole model */
 
-static gpt_t *tiny_llama(int lora_on, unsigned targets, float dropout, int tied) {
+/* family != 0: every Llama-block variant at once (llama_family.c): Qwen2's
+ * q/k/v biases, Mistral's sliding window (3 of the 9 positions) and Llama
+ * 3.1's rope scaling, with an original context short enough that the
+ * frequencies fall in all three of its bands. */
+static gpt_t *tiny_model(int lora_on, unsigned targets, float dropout, int tied, int family) {
     gpt_config_t cfg = {.n_layer = 2,
                         .n_head = 4,
                         .n_embd = 16,
@@ -223,6 +235,18 @@ static gpt_t *tiny_llama(int lora_on, unsigned targets, float dropout, int tied)
                         .rope_theta = 10000.0f,
                         .norm_eps = 1e-5f,
                         .tie_embeddings = tied};
+    if (family == 2) { /* StarCoder2: its own block, with the window */
+        cfg.arch = GPT_ARCH_STARCODER2;
+        cfg.sliding_window = 4;
+    } else if (family) {
+        cfg.qkv_bias = 1;
+        cfg.sliding_window = 3;
+        cfg.rope_type = GPT_ROPE_LLAMA3;
+        cfg.rope_factor = 8.0f;
+        cfg.rope_low_freq = 1.0f;
+        cfg.rope_high_freq = 4.0f;
+        cfg.rope_orig_max = 64;
+    }
     lora_config_t lc = {
         .enabled = lora_on, .targets = targets, .r = 2, .alpha = 4.0f, .dropout = dropout};
     gpt_t *m;
@@ -232,7 +256,7 @@ static gpt_t *tiny_llama(int lora_on, unsigned targets, float dropout, int tied)
         return NULL;
     }
     gpt_init_weights(m, 7, 0.3f);
-    /* norm gains away from 1 so their gradients are exercised */
+    /* norm gains away from 1 (biases away from 0) so their gradients are exercised */
     int n;
     const gpt_tensor_t *pt = gpt_param_tensors(m, &n);
     float *params = gpt_params(m, NULL);
@@ -245,6 +269,10 @@ static gpt_t *tiny_llama(int lora_on, unsigned targets, float dropout, int tied)
     float *lp = gpt_lora_params(m, &nl);
     for (size_t i = 0; lp && i < nl; i++) lp[i] += 0.2f * cu_rng_normal(&rng);
     return m;
+}
+
+static gpt_t *tiny_llama(int lora_on, unsigned targets, float dropout, int tied) {
+    return tiny_model(lora_on, targets, dropout, tied, 0);
 }
 
 static void model_case(const char *what, int lora_on, unsigned targets, float dropout, int tied) {
@@ -271,6 +299,47 @@ static void test_model_lora_some(void) {
 static void test_model_full(void) {
     model_case("llama full fine-tuning, untied head", 0, 0u, 0.0f, 0);
     model_case("llama full fine-tuning, tied head", 0, 0u, 0.0f, 1);
+}
+
+/* The family variants: bias gradients in full fine-tuning, LoRA through
+ * the window and the scaled rotary embedding. */
+static void test_model_family(void) {
+    gpt_t *m = tiny_model(0, 0u, 0.0f, 1, 1);
+    CHECK(m != NULL);
+    if (!m) return;
+    int n, biases = 0;
+    const gpt_tensor_t *pt = gpt_param_tensors(m, &n);
+    for (int i = 0; i < n; i++) biases += strstr(pt[i].name, "_proj.bias") != NULL;
+    CHECK_MSG(biases == 6, "q/k/v biases on 2 layers: %d tensors", biases);
+    gradcheck_model(&rng, "family full fine-tuning (biases, window, llama3 rope)", m);
+    gradcheck_ready_hook("family full", m);
+    gpt_free(m);
+    m = tiny_model(1, ALL7, 0.0f, 0, 1);
+    gradcheck_model(&rng, "family LoRA all-linear", m);
+    gradcheck_kv_cache("family (window 3 of 9)", m);
+    gpt_free(m);
+}
+
+/* StarCoder2: LayerNorm with bias, biases on every linear, GELU MLP of
+ * c_fc and c_proj, GQA with rotary embeddings and a sliding window. */
+static void test_model_starcoder2(void) {
+    gpt_t *m = tiny_model(0, 0u, 0.0f, 1, 2);
+    CHECK(m != NULL);
+    if (!m) return;
+    gradcheck_model(&rng, "starcoder2 full fine-tuning", m);
+    gradcheck_ready_hook("starcoder2 full", m);
+    gpt_free(m);
+    unsigned all6 = lora_target_bits(GPT_ARCH_STARCODER2, "all-linear");
+    CHECK(all6 == (1u << SC2_N_TARGETS) - 1);
+    CHECK(lora_target_bits(GPT_ARCH_STARCODER2, "c_fc") == 1u << SC2_FC);
+    CHECK(lora_target_bits(GPT_ARCH_STARCODER2, "gate_proj") == 0);
+    m = tiny_model(1, all6, 0.0f, 0, 2);
+    gradcheck_model(&rng, "starcoder2 LoRA all-linear", m);
+    gradcheck_kv_cache("starcoder2 (window 4 of 9)", m);
+    gpt_free(m);
+    m = tiny_model(1, 1u << SC2_PROJ, 0.0f, 0, 2);
+    gradcheck_model(&rng, "starcoder2 LoRA c_proj only", m);
+    gpt_free(m);
 }
 
 static void ready_case(const char *what, int lora_on, unsigned targets, int tied) {
@@ -332,5 +401,6 @@ static void test_setup(void) {
 
 TEST_MAIN(TEST(test_setup), TEST(test_rmsnorm), TEST(test_rope), TEST(test_swiglu),
           TEST(test_gqa_attention), TEST(test_model_lora_all), TEST(test_model_lora_some),
-          TEST(test_model_full), TEST(test_grad_ready_hook), TEST(test_kv_cache_matches_forward),
+          TEST(test_model_full), TEST(test_model_family), TEST(test_model_starcoder2),
+          TEST(test_grad_ready_hook), TEST(test_kv_cache_matches_forward),
           TEST(test_lora_zero_b_is_identity), TEST(test_config_checks))

@@ -259,8 +259,14 @@ static void test_tokenizer_json(void) {
     write_tokenizer_json("tjwp", "", "\"ignore\": 1, ");
     write_text("tjwp", "tokenizer.json", "{\"model\": {\"type\": \"WordPiece\"}}");
     EXPECT_ERROR("gpt2", "tjwp", CU_EFORMAT, "tjwp/tokenizer.json: model.type WordPiece");
-    write_tokenizer_json("tjnorm", ", \"normalizer\": {\"type\": \"NFC\"}", "");
-    EXPECT_ERROR("gpt2", "tjnorm", CU_EFORMAT, "tjnorm/tokenizer.json: a normalizer (NFC)");
+    /* NFC (Qwen2's) is read; NFKC and a Lowercase inside a Sequence are not */
+    write_tokenizer_json("tjnorm", ", \"normalizer\": {\"type\": \"NFKC\"}", "");
+    EXPECT_ERROR("gpt2", "tjnorm", CU_EFORMAT, "tjnorm/tokenizer.json: normalizer NFKC");
+    write_tokenizer_json("tjnorm2",
+                         ", \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": "
+                         "[{\"type\": \"NFC\"}, {\"type\": \"Lowercase\"}]}",
+                         "");
+    EXPECT_ERROR("gpt2", "tjnorm2", CU_EFORMAT, "tjnorm2/tokenizer.json: normalizer Lowercase");
     write_tokenizer_json("tjbf", "", "\"byte_fallback\": true, ");
     EXPECT_ERROR("gpt2", "tjbf", CU_EFORMAT, "byte_fallback");
     write_tokenizer_json("tjeos", "", "");
@@ -279,6 +285,54 @@ static void set_str(char *dst, size_t cap, const char *src) {
 
 /* model.init a folder with tokenizer files: tokenizer.path comes from it
  * (gpt2), and the byte tokenizer is refused for it. */
+/* The ids of text under a tokenizer, as a string of numbers. */
+static void ids_of(cu_tokenizer_t *t, const char *text, char *out, size_t cap) {
+    int32_t *ids = NULL;
+    size_t n = 0, c = 0, len = 0;
+    cu_error_t err = {0};
+    out[0] = 0;
+    CHECK(tokenizer_encode(t, (const uint8_t *)text, strlen(text), &ids, &n, &c, &err) == CU_OK);
+    for (size_t i = 0; i < n && len + 16 < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%d ", ids[i]);
+    free(ids);
+}
+
+/* Qwen2's NFC normalizer and StarCoder2's Digits pre-tokenizer load, enter
+ * the hash, and NFC changes what a decomposed character encodes to. */
+static void test_normalizer_and_digits(void) {
+    write_tokenizer_json("tjnfc", ", \"normalizer\": {\"type\": \"NFC\"}", "");
+    write_tokenizer_json("tjdig",
+                         ", \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": "
+                         "[{\"type\": \"Digits\", \"individual_digits\": true}, "
+                         "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+                         "\"use_regex\": true}]}",
+                         "");
+    cu_tokenizer_t *plain = load_dir("tj"), *nfc = load_dir("tjnfc"), *dig = load_dir("tjdig");
+    if (!plain || !nfc || !dig) return;
+    CHECK(strcmp(tokenizer_hash(plain), tokenizer_hash(nfc)) != 0);
+    CHECK(strcmp(tokenizer_hash(plain), tokenizer_hash(dig)) != 0);
+    char a[256], b[256], c[256];
+    ids_of(nfc, "caf\x65\xcc\x81 hello", a, sizeof a); /* e + combining acute */
+    ids_of(nfc, "caf\xc3\xa9 hello", b, sizeof b);     /* the composed e-acute */
+    ids_of(plain, "caf\x65\xcc\x81 hello", c, sizeof c);
+    CHECK_MSG(!strcmp(a, b) && strcmp(a, c), "NFC %s, composed %s, plain %s", a, b, c);
+    ids_of(nfc, "ok\xff\xfe\x65\xcc\x81", a, sizeof a); /* invalid bytes pass through */
+    ids_of(plain, "ok\xff\xfe\xc3\xa9", b, sizeof b);
+    CHECK_MSG(!strcmp(a, b), "NFC around invalid bytes %s vs %s", a, b);
+    ids_of(dig, "hello 42", a, sizeof a);
+    ids_of(plain, "hello 42", b, sizeof b);
+    CHECK_MSG(!strcmp(a, b), "no digit merges: the same bytes %s vs %s", a, b);
+    write_tokenizer_json("tjdig2",
+                         ", \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": "
+                         "[{\"type\": \"Digits\", \"individual_digits\": false}, "
+                         "{\"type\": \"ByteLevel\", \"use_regex\": true}]}",
+                         "");
+    EXPECT_ERROR("gpt2", "tjdig2", CU_EFORMAT, "Digits without individual_digits");
+    tokenizer_free(plain);
+    tokenizer_free(nfc);
+    tokenizer_free(dig);
+}
+
 static void test_resolve_config(void) {
     char tj[1024], hf[1024], half[1024], empty[1024];
     path_in(tj, sizeof tj, "tj", "");
@@ -350,6 +404,10 @@ static void remove_tree(const char *path) {
                                             "tjcfg",
                                             "tjwp",
                                             "tjnorm",
+                                            "tjnorm2",
+                                            "tjnfc",
+                                            "tjdig",
+                                            "tjdig2",
                                             "tjbf",
                                             "tjeos",
                                             "tjbos",
@@ -372,5 +430,5 @@ static void test_cleanup(void) {
 }
 
 TEST_MAIN(TEST(test_setup), TEST(test_byte_kind), TEST(test_both_layouts_load_alike),
-          TEST(test_errors), TEST(test_tokenizer_json), TEST(test_resolve_config),
-          TEST(test_cleanup))
+          TEST(test_errors), TEST(test_tokenizer_json), TEST(test_normalizer_and_digits),
+          TEST(test_resolve_config), TEST(test_cleanup))

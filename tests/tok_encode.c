@@ -21,8 +21,8 @@
 #include <time.h>
 
 #include "io/tokenizer_files.h"
-#include "model/bpe.h"
-#include "model/tokenizer.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/tokenizer.h"
 
 static int read_all(const char *path, uint8_t **data, size_t *len) {
     FILE *f = fopen(path, "rb");

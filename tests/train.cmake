@@ -35,3 +35,15 @@ foreach(case lock identity sigint rank_error sigstop disk_full best agree)
   set_tests_properties(runs_${case} PROPERTIES LABELS "mpi;runs" TIMEOUT 300
                        SKIP_RETURN_CODE 77)
 endforeach()
+
+# The same journey for a Qwen2.5-Coder-style folder (q/k/v biases, tied head,
+# BF16 shards; a tokenizer.json with NFC, Qwen2's Split pattern and FIM
+# tokens kept as tokens): prepare, 2-rank LoRA, PEFT and merged export, eval
+# equal to the job's validation loss, lora.init_from and the merged folder
+# continuing (tests/hf_qwen2_journey.py).
+add_test(NAME hf_qwen2_journey
+         COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/hf_qwen2_journey.py
+                 --train $<TARGET_FILE:codex-train> --ctl $<TARGET_FILE:codexctl>
+                 --tok-encode $<TARGET_FILE:tok_encode> --dumper $<TARGET_FILE:hf_dump>)
+set_tests_properties(hf_qwen2_journey PROPERTIES LABELS reference SKIP_RETURN_CODE 77 TIMEOUT 300
+                     ENVIRONMENT "OPENBLAS_NUM_THREADS=1")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates model/unicode_class.c: the character classes of GPT-2's
+"""Generates tokenizer/unicode_class.c: the character classes of GPT-2's
 pre-tokenising regex (\\p{L}, \\p{N}, \\s and the rest) for every code point.
 
 GPT-2's reference encoder splits text with the Python `regex` module, so the
@@ -10,7 +10,7 @@ every code point 0..0x10FFFF (lone surrogates included, since surrogateescape
 turns each invalid UTF-8 byte into U+DC80..U+DCFF) is matched against the
 three classes, and the result is written as a two-level lookup table.
 
-Usage: python3 tools/gen_unicode_class.py [OUTPUT]   (default model/unicode_class.c)
+Usage: python3 tools/gen_unicode_class.py [OUTPUT]   (default tokenizer/unicode_class.c)
 Needs python3-regex (Debian) -- the same module tests/reference/gpt2_bpe_ref.py uses.
 Rerun it after upgrading that module and commit the regenerated file.
 """
@@ -19,7 +19,7 @@ import sys
 
 import regex
 
-# Must match cu_uclass_t in model/unicode_class.h.
+# Must match cu_uclass_t in tokenizer/unicode_class.h.
 OTHER, LETTER, NUMBER, SPACE = 0, 1, 2, 3
 NAMES = {OTHER: "OTHER", LETTER: "LETTER", NUMBER: "NUMBER", SPACE: "SPACE"}
 BLOCK_SHIFT = 7  # 128 code points a block
@@ -70,13 +70,13 @@ def emit(out, stage1, blocks, classes):
     w(" * The classes of GPT-2's pre-tokenising regex for every code point, taken")
     w(" * from the Python `regex` module (version %s) by matching each code point" % uni)
     w(" * against \\p{L}, \\p{N} and \\s. Regenerate after upgrading that module:")
-    w(" *     python3 tools/gen_unicode_class.py model/unicode_class.c")
+    w(" *     python3 tools/gen_unicode_class.py tokenizer/unicode_class.c")
     w(" *")
     w(" * Counts: %s." % ", ".join("%s %d" % (NAMES[c], counts[c]) for c in NAMES))
     w(" * Layout: unicode_class_stage1[cp >> %d] picks a %d-entry block of" % (BLOCK_SHIFT, 1 << BLOCK_SHIFT))
-    w(" * unicode_class_stage2 (see model/unicode_class.h).")
+    w(" * unicode_class_stage2 (see tokenizer/unicode_class.h).")
     w(" */")
-    w('#include "model/unicode_class.h"')
+    w('#include "tokenizer/unicode_class.h"')
     w("")
     w("/* clang-format off */")
     w("const uint8_t unicode_class_stage1[%d] = {" % len(stage1))
@@ -97,13 +97,13 @@ def emit(out, stage1, blocks, classes):
 
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "model", "unicode_class.c")
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tokenizer", "unicode_class.c")
     classes = classify_all()
     stage1, blocks = build_tables(classes)
     assert stage1[0] == 0, "unicode_class_ascii() relies on U+0000..U+007F being block 0"
     if len(blocks) > 256:
         sys.exit("%d distinct blocks no longer fit unicode_class_stage1's uint8_t: "
-                 "widen it here and in model/unicode_class.h" % len(blocks))
+                 "widen it here and in tokenizer/unicode_class.h" % len(blocks))
     emit(out, stage1, blocks, classes)
     print("wrote %s: %d blocks of %d code points" % (out, len(blocks), 1 << BLOCK_SHIFT))
 

@@ -233,8 +233,9 @@ def check_import(ck, args, d):
     w3 = dict(w)
     w3["model.layers.0.self_attn.k_proj.weight"] = np.zeros((C, C), np.float32)
     cases.append(("k_proj without GQA's shape", w3, None, "model.layers.0.self_attn.k_proj"))
-    cases.append(("rope_scaling", w, config_json(rope_scaling={"type": "linear", "factor": 2.0}),
-                  "rope_scaling"))
+    cases.append(("rope_scaling dynamic", w,
+                  config_json(rope_scaling={"type": "dynamic", "factor": 2.0}),
+                  "rope_scaling.rope_type \"dynamic\""))
     cases.append(("hidden_act gelu", w, config_json(hidden_act="gelu"), "hidden_act"))
     cases.append(("num_key_value_heads 3", w, config_json(num_key_value_heads=3),
                   "num_key_value_heads"))

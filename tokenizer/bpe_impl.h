@@ -1,15 +1,15 @@
 /*
- * The inside of cu_bpe_t (model/bpe.h), shared by the two files that
+ * The inside of cu_bpe_t (tokenizer/bpe.h), shared by the two files that
  * implement it: bpe_load.c builds it from the vocabulary and merges, bpe.c
  * encodes and decodes with it. Private to those two files.
  */
-#ifndef CU_MODEL_BPE_IMPL_H
-#define CU_MODEL_BPE_IMPL_H
+#ifndef CU_TOKENIZER_BPE_IMPL_H
+#define CU_TOKENIZER_BPE_IMPL_H
 
 #include <stdint.h>
 #include <string.h>
 
-#include "model/bpe.h"
+#include "tokenizer/bpe.h"
 
 #define MERGE_EMPTY UINT64_MAX
 
@@ -65,6 +65,9 @@ struct cu_bpe {
     size_t cps_cap;
     int32_t *whole; /* ignore_merges: open-addressed token bytes -> id, -1 empty */
     size_t whole_mask;
+    int nfc, digits; /* see bpe_options_t */
+    uint8_t *norm;   /* scratch: the NFC of the text being encoded */
+    size_t norm_cap;
 
     cache_slot_t *cache;
     size_t cache_mask, cache_count;
@@ -89,6 +92,15 @@ static inline uint64_t mix64(uint64_t x) {
     x ^= x >> 33;
     return x;
 }
+
+/* bpe_normalize.c: NFC of text[0..len) into bpe->norm (*out, *out_len);
+ * bytes that are not valid UTF-8 pass through unchanged. */
+int bpe_nfc(cu_bpe_t *bpe, const uint8_t *text, size_t len, const uint8_t **out, size_t *out_len,
+            cu_error_t *err);
+/* Digits(individual_digits): calls piece for every run of non-numeric
+ * characters and every numeric character (\p{N}) alone, in order. */
+int bpe_digit_split(const uint8_t *text, size_t len,
+                    int (*piece)(void *ctx, size_t start, size_t end), void *ctx);
 
 /* bpe_regex.c: the Split pre-tokeniser of tokenizer.json. */
 int bpe_regex_compile(cu_bpe_t *bpe, const char *pattern, int then_gpt2, const char *name,

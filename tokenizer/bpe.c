@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/bpe_impl.h"
+#include "tokenizer/bpe_impl.h"
 
 /* Words up to this many bytes use the plain reference loop. */
 #define BPE_PLAIN_MAX 24
@@ -393,8 +393,28 @@ static int encode_regex_piece(void *ctx, size_t start, size_t end) {
     return encode_pretoken(c->bpe, c->text + start, end - start, c->ids, c->n, c->cap, c->err);
 }
 
+/* GPT-2's pre-tokeniser over text[start..end): a Digits piece. */
+static int encode_gpt2_piece(void *ctx, size_t start, size_t end) {
+    regex_ctx_t *c = ctx;
+    for (size_t i = start; i < end;) {
+        size_t j = start + bpe_pretoken_end(c->text + start, end - start, i - start);
+        int rc = encode_pretoken(c->bpe, c->text + i, j - i, c->ids, c->n, c->cap, c->err);
+        if (rc) return rc;
+        i = j;
+    }
+    return CU_OK;
+}
+
 int bpe_encode(cu_bpe_t *bpe, const uint8_t *text, size_t len, int32_t **ids, size_t *n,
                size_t *cap, cu_error_t *err) {
+    if (bpe->nfc) {
+        int rc = bpe_nfc(bpe, text, len, &text, &len, err);
+        if (rc) return rc;
+    }
+    if (bpe->digits) {
+        regex_ctx_t c = {bpe, text, ids, n, cap, err};
+        return bpe_digit_split(text, len, encode_gpt2_piece, &c);
+    }
     if (bpe->re) {
         regex_ctx_t c = {bpe, text, ids, n, cap, err};
         return bpe_regex_split(bpe, text, len, encode_regex_piece, &c, err);

@@ -3,15 +3,15 @@
  * to live here whole, and the front of the GPT-2 BPE one, whose work is done
  * in bpe.c (merging, cache, loading) and bpe_pretok.c (pre-tokenising).
  */
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/bpe.h"
-#include "model/unicode_class.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/unicode_class.h"
 
 #define BYTE_VOCAB 257
 #define BYTE_EOT 256

@@ -16,7 +16,7 @@
 #include <pcre2.h>
 #include <stdlib.h>
 
-#include "model/bpe_impl.h"
+#include "tokenizer/bpe_impl.h"
 
 /* \s as Python's regex module and Oniguruma (Hugging Face's engine) mean
  * it: the Unicode White_Space characters. PCRE2's own \s also takes U+180E. */

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/bpe_impl.h"
+#include "tokenizer/bpe_impl.h"
 
 #define BPE_MAX_VOCAB (1 << 22)
 
@@ -333,6 +333,8 @@ static void hash_options(EVP_MD_CTX *md, const bpe_options_t *o) {
         if (o->split_then_gpt2) EVP_DigestUpdate(md, "\0then-gpt2", 11);
     }
     if (o->ignore_merges) EVP_DigestUpdate(md, "\0ignore_merges", 15);
+    if (o->nfc) EVP_DigestUpdate(md, "\0nfc", 5);
+    if (o->digits) EVP_DigestUpdate(md, "\0digits", 8);
 }
 
 int bpe_open(cu_bpe_t **out, const char *vocab_json, size_t vocab_len, const char *vocab_name,
@@ -384,6 +386,13 @@ int bpe_open_opts(cu_bpe_t **out, const char *vocab_json, size_t vocab_len, cons
     if (rc == CU_OK && opts->ignore_merges) rc = build_whole(bpe, keys, added, vocab_name, err);
     if (rc == CU_OK && opts->split_regex)
         rc = bpe_regex_compile(bpe, opts->split_regex, opts->split_then_gpt2, vocab_name, err);
+    if (rc == CU_OK && opts->digits && opts->split_regex)
+        rc = cu_error_set(err, CU_EFORMAT,
+                          "%s: Digits and a Split pattern together are not "
+                          "supported",
+                          vocab_name);
+    bpe->nfc = opts->nfc;
+    bpe->digits = opts->digits;
     if (rc == CU_OK) hash_options(md, opts);
     if (rc == CU_OK) {
         unsigned char digest[EVP_MAX_MD_SIZE];
@@ -421,6 +430,7 @@ void bpe_free(cu_bpe_t *bpe) {
     free(bpe->heap);
     free(bpe->pend);
     free(bpe->whole);
+    free(bpe->norm);
     bpe_regex_free(bpe);
     free(bpe);
 }

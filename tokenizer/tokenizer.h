@@ -6,8 +6,8 @@
  * The model layer knows nothing of files: tokenizer_open_gpt2 takes the
  * vocabulary and merges already in memory (io/tokenizer_files.h loads them).
  */
-#ifndef CU_MODEL_TOKENIZER_H
-#define CU_MODEL_TOKENIZER_H
+#ifndef CU_TOKENIZER_TOKENIZER_H
+#define CU_TOKENIZER_TOKENIZER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -45,13 +45,16 @@ typedef struct {
 } tokenizer_added_token_t;
 
 /* What a Hugging Face tokenizer.json adds to a byte-level BPE's vocabulary
- * and merges (see model/bpe.h, bpe_options_t). */
+ * and merges (see tokenizer/bpe.h, bpe_options_t). */
 typedef struct {
     const char *eot_text;    /* the end-of-text token; NULL: "<|endoftext|>" */
     const char *added_json;  /* added_tokens as a JSON object token -> id, or NULL */
     const char *split_regex; /* NULL: GPT-2's pre-tokeniser; else a Split pattern */
     int split_then_gpt2;     /* then GPT-2's pattern inside each piece */
     int ignore_merges;       /* a piece that is a whole token is that token */
+    int nfc;    /* normalizer NFC (Qwen2's): text between added tokens is NFC'd first */
+    int digits; /* pre_tokenizer Digits(individual_digits) before the byte-level split
+                   (StarCoder2's): every \p{N} character is a pre-token of its own */
     /* non-special added tokens matched in the text (special ones never are);
      * a non-empty list is part of the hash */
     const tokenizer_added_token_t *matched;

@@ -1,12 +1,12 @@
 /*
  * The character classes of GPT-2's pre-tokenising regex: every code point is
  * exactly one of letter (\p{L}), number (\p{N}), whitespace (\s) or other.
- * The tables (model/unicode_class.c) are generated from the Python `regex`
+ * The tables (tokenizer/unicode_class.c) are generated from the Python `regex`
  * module that GPT-2's reference encoder uses, by tools/gen_unicode_class.py,
  * so the C pre-tokeniser and the oracle agree on every code point.
  */
-#ifndef CU_MODEL_UNICODE_CLASS_H
-#define CU_MODEL_UNICODE_CLASS_H
+#ifndef CU_TOKENIZER_UNICODE_CLASS_H
+#define CU_TOKENIZER_UNICODE_CLASS_H
 
 #include <stdint.h>
 

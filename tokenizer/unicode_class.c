@@ -4,13 +4,13 @@
  * The classes of GPT-2's pre-tokenising regex for every code point, taken
  * from the Python `regex` module (version 2026.5.9) by matching each code point
  * against \p{L}, \p{N} and \s. Regenerate after upgrading that module:
- *     python3 tools/gen_unicode_class.py model/unicode_class.c
+ *     python3 tools/gen_unicode_class.py tokenizer/unicode_class.c
  *
  * Counts: OTHER 966491, LETTER 145672, NUMBER 1924, SPACE 25.
  * Layout: unicode_class_stage1[cp >> 7] picks a 128-entry block of
- * unicode_class_stage2 (see model/unicode_class.h).
+ * unicode_class_stage2 (see tokenizer/unicode_class.h).
  */
-#include "model/unicode_class.h"
+#include "tokenizer/unicode_class.h"
 
 /* clang-format off */
 const uint8_t unicode_class_stage1[8704] = {

@@ -7,7 +7,7 @@
  * applied with findall, so at each position the first alternative that
  * matches wins and the next search starts where it ended. Since every code
  * point is exactly one of letter, number, whitespace or other
- * (model/unicode_class.h), that reduces to:
+ * (tokenizer/unicode_class.h), that reduces to:
  *
  *   - an ASCII apostrophe followed by s, t, m, d, re, ve or ll (case
  *     sensitive) is a contraction token;
@@ -24,8 +24,8 @@
  * surrogates and code points past U+10FFFF are not) is one code point
  * U+DC80..U+DCFF, whose class is "other".
  */
-#include "model/bpe.h"
-#include "model/unicode_class.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/unicode_class.h"
 
 size_t bpe_utf8_char(const uint8_t *s, size_t n, size_t i, uint32_t *cp) {
     uint8_t b0 = s[i];

@@ -1,20 +1,20 @@
 /*
- * GPT-2 byte-level BPE internals, behind model/tokenizer.h. Split out so the
+ * GPT-2 byte-level BPE internals, behind tokenizer/tokenizer.h. Split out so the
  * tests can reach the pieces one at a time: the pre-tokeniser, the two merge
  * loops (a plain one that follows the reference algorithm literally, and the
  * heap-based one long words use), the cache.
  *
- * Not part of the public interface: code outside model/ uses tokenizer.h
+ * Not part of the public interface: code outside tokenizer/ uses tokenizer.h
  * (tests and tok_encode aside).
  */
-#ifndef CU_MODEL_BPE_H
-#define CU_MODEL_BPE_H
+#ifndef CU_TOKENIZER_BPE_H
+#define CU_TOKENIZER_BPE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct cu_bpe cu_bpe_t;
 
@@ -30,7 +30,7 @@ void bpe_free(cu_bpe_t *bpe);
  * added_json, added_tokens as a JSON object token -> id, merged into the
  * vocabulary (for decoding and ids), never produced by the BPE itself and
  * never used by ignore_merges (tokenizer_encode matches the non-special
- * ones, `matched`, in front of it: model/tokenizer.c); split_regex, NULL for GPT-2's hand-written
+ * ones, `matched`, in front of it: tokenizer/tokenizer.c); split_regex, NULL for GPT-2's hand-written
  * pre-tokeniser, else a Split pattern (bpe_regex.c) whose matches and the
  * gaps between them are the pieces; split_then_gpt2, GPT-2's pattern then
  * inside each piece (ByteLevel use_regex); ignore_merges, a piece that is a
