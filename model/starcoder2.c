@@ -141,27 +141,28 @@ int starcoder2_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
     long L = d.L, C = d.C, KV = d.KV, F = d.F, NH = d.NH;
     long N = (long)B * T, r = m->lora.enabled ? m->lora.r : 0;
     long in_max = F > C ? F : C;
+    long La = m->ckpt ? 1 : L; /* layers of intermediate activations kept */
     gpt_impl_span_t parts[] = {
         {&m->encoded, N * C},
-        {&m->ln1, L * N * C},
-        {&m->ln1_mean, L * N},
-        {&m->ln1_rstd, L * N},
-        {&m->q, L * N * C},
-        {&m->k, L * N * KV},
-        {&m->v, L * N * KV},
-        {&m->atty, L * N * C},
-        {&m->lse, L * N * NH},
-        {&m->residual2, L * N * C},
-        {&m->ln2, L * N * C},
-        {&m->ln2_mean, L * N},
-        {&m->ln2_rstd, L * N},
-        {&m->fch, L * N * F},
-        {&m->fch_gelu, L * N * F},
+        {&m->ln1, La * N * C},
+        {&m->ln1_mean, La * N},
+        {&m->ln1_rstd, La * N},
+        {&m->q, La * N * C},
+        {&m->k, La * N * KV},
+        {&m->v, La * N * KV},
+        {&m->atty, La * N * C},
+        {&m->lse, La * N * NH},
+        {&m->residual2, La * N * C},
+        {&m->ln2, La * N * C},
+        {&m->ln2_mean, La * N},
+        {&m->ln2_rstd, La * N},
+        {&m->fch, La * N * F},
+        {&m->fch_gelu, La * N * F},
         {&m->residual3, L * N * C},
         {&m->lnf, N * C},
         {&m->lnf_mean, N},
         {&m->lnf_rstd, N},
-        {&m->xa, L * SC2_N_TARGETS * N * r},
+        {&m->xa, La * SC2_N_TARGETS * N * r},
         {&m->dresidual, N * C},
         {&m->dsmall, N * C},
         {&m->dbig, N * F},
@@ -183,32 +184,32 @@ int starcoder2_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
 /* out = beta * out + x W^T + b, plus the site's adapter. */
 static void linear(gpt_t *m, int l, int t, float *out, const float *x, const float *w,
                    const float *b, int N, int in, int outc, float beta) {
-    matmul_forward(out, x, w, b, N, in, outc, beta);
+    matmul_forward_on(m->gemm, out, x, w, b, N, in, outc, beta);
     gpt_impl_lora_forward(m, l, t, x, out, N, gpt_impl_site_xa(m, l, t));
 }
 
 static void block_forward(gpt_t *m, int l, const float *residual) {
     dims_t d = dims(m);
     int B = m->cur_B, T = m->cur_T, N = B * T, C = d.C, KV = d.KV, F = d.F;
-    float *ln1 = LAYER(m->ln1, l, N * C), *q = LAYER(m->q, l, N * C);
-    float *k = LAYER(m->k, l, N * KV), *v = LAYER(m->v, l, N * KV);
-    float *atty = LAYER(m->atty, l, N * C), *res2 = LAYER(m->residual2, l, N * C);
-    float *ln2 = LAYER(m->ln2, l, N * C), *fch = LAYER(m->fch, l, N * F);
-    float *fchg = LAYER(m->fch_gelu, l, N * F), *res3 = LAYER(m->residual3, l, N * C);
+    float *ln1 = ACT(m, m->ln1, l, N * C), *q = ACT(m, m->q, l, N * C);
+    float *k = ACT(m, m->k, l, N * KV), *v = ACT(m, m->v, l, N * KV);
+    float *atty = ACT(m, m->atty, l, N * C), *res2 = ACT(m, m->residual2, l, N * C);
+    float *ln2 = ACT(m, m->ln2, l, N * C), *fch = ACT(m, m->fch, l, N * F);
+    float *fchg = ACT(m, m->fch_gelu, l, N * F), *res3 = LAYER(m->residual3, l, N * C);
 
-    layernorm_forward(ln1, LAYER(m->ln1_mean, l, N), LAYER(m->ln1_rstd, l, N), residual,
+    layernorm_forward(ln1, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), residual,
                       LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), N, C);
     linear(m, l, SC2_Q, q, ln1, LAYER(m->wq, l, C * C), LAYER(m->bq, l, C), N, C, C, 0.0f);
     linear(m, l, SC2_K, k, ln1, LAYER(m->wk, l, KV * C), LAYER(m->bk, l, KV), N, C, KV, 0.0f);
     linear(m, l, SC2_V, v, ln1, LAYER(m->wv, l, KV * C), LAYER(m->bv, l, KV), N, C, KV, 0.0f);
     rope_forward(q, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_forward(k, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
-    attention_gqa_forward(atty, LAYER(m->lse, l, N * d.NH), q, k, v, m->att_scratch, B, T, d.NH,
+    attention_gqa_forward(atty, ACT(m, m->lse, l, N * d.NH), q, k, v, m->att_scratch, B, T, d.NH,
                           d.NKV, d.hs, m->cfg.sliding_window);
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
     linear(m, l, SC2_O, res2, atty, LAYER(m->wo, l, C * C), LAYER(m->bo, l, C), N, C, C, 1.0f);
 
-    layernorm_forward(ln2, LAYER(m->ln2_mean, l, N), LAYER(m->ln2_rstd, l, N), res2,
+    layernorm_forward(ln2, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), res2,
                       LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), N, C);
     linear(m, l, SC2_FC, fch, ln2, LAYER(m->fcw, l, F * C), LAYER(m->fcb, l, F), N, C, F, 0.0f);
     gelu_forward(fchg, fch, (long)N * F);
@@ -232,9 +233,9 @@ void starcoder2_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
     if (targets) {
         int train = m->cur_train;
         float *dhead = train ? gpt_impl_pgrad(m, m->lm_head) : NULL;
-        out.loss_sum =
-            lm_head_loss(train ? m->dlnf : NULL, dhead, &out.n_valid, &out.n_correct, m->lnf,
-                         m->lm_head, targets, m->head_scratch, N, C, d.V, m->cur_grad_scale);
+        out.loss_sum = lm_head_loss_on(m->gemm, train ? m->dlnf : NULL, dhead, &out.n_valid,
+                                       &out.n_correct, m->lnf, m->lm_head, targets, m->head_scratch,
+                                       N, C, d.V, m->cur_grad_scale);
     }
     if (loss) *loss = out;
 }
@@ -246,7 +247,8 @@ void starcoder2_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
  * (dx NULL: nothing below needs it). */
 static void linear_backward(gpt_t *m, int l, int t, float *dx, const float *dout, const float *x,
                             float *w, float *b, int N, int in, int outc, float beta) {
-    matmul_backward(dx, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, b), dout, x, w, N, in, outc, beta);
+    matmul_backward_on(m->gemm, dx, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, b), dout, x, w, N, in,
+                       outc, beta);
     gpt_impl_lora_backward(m, l, t, dout, x, dx, N);
 }
 
@@ -257,12 +259,12 @@ static int mlp_backward(gpt_t *m, int l) {
     int N = m->cur_B * m->cur_T, C = d.C, F = d.F, base = l * SC2_N_TARGETS;
     int below = gpt_impl_need_below(m, base + SC2_PROJ);
     linear_backward(m, l, SC2_PROJ, below ? m->dbig : NULL, m->dresidual,
-                    LAYER(m->fch_gelu, l, N * F), LAYER(m->fcprojw, l, C * F),
+                    ACT(m, m->fch_gelu, l, N * F), LAYER(m->fcprojw, l, C * F),
                     LAYER(m->fcprojb, l, C), N, F, C, 0.0f);
     if (!below) return 0;
-    gelu_backward(m->dbig, LAYER(m->fch, l, N * F), m->dbig, (long)N * F);
+    gelu_backward(m->dbig, ACT(m, m->fch, l, N * F), m->dbig, (long)N * F);
     below = gpt_impl_need_below(m, base + SC2_FC);
-    linear_backward(m, l, SC2_FC, below ? m->dsmall : NULL, m->dbig, LAYER(m->ln2, l, N * C),
+    linear_backward(m, l, SC2_FC, below ? m->dsmall : NULL, m->dbig, ACT(m, m->ln2, l, N * C),
                     LAYER(m->fcw, l, F * C), LAYER(m->fcb, l, F), N, C, F, 0.0f);
     return below;
 }
@@ -276,20 +278,23 @@ static int block_backward(gpt_t *m, int l) {
     int base = l * SC2_N_TARGETS;
     float *dres = m->dresidual, *dsmall = m->dsmall;
     const float *residual = l == 0 ? m->encoded : LAYER(m->residual3, l - 1, N * C);
-    float *ln1 = LAYER(m->ln1, l, N * C), *q = LAYER(m->q, l, N * C);
-    float *k = LAYER(m->k, l, N * KV), *v = LAYER(m->v, l, N * KV);
-    float *atty = LAYER(m->atty, l, N * C), *res2 = LAYER(m->residual2, l, N * C);
+    float *ln1 = ACT(m, m->ln1, l, N * C), *q = ACT(m, m->q, l, N * C);
+    float *k = ACT(m, m->k, l, N * KV), *v = ACT(m, m->v, l, N * KV);
+    float *atty = ACT(m, m->atty, l, N * C), *res2 = ACT(m, m->residual2, l, N * C);
+    /* with activation checkpointing the slot still holds the top block's
+     * activations from the forward: recompute this block's */
+    if (m->ckpt && l < d.L - 1) block_forward(m, l, residual);
 
     if (!mlp_backward(m, l)) return 0;
     float *w = LAYER(m->ln2w, l, C);
     layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln2b, l, C)), dsmall,
-                       res2, w, LAYER(m->ln2_mean, l, N), LAYER(m->ln2_rstd, l, N), N, C);
+                       res2, w, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), N, C);
 
     int below = gpt_impl_need_below(m, base + SC2_O);
     linear_backward(m, l, SC2_O, below ? dsmall : NULL, dres, atty, LAYER(m->wo, l, C * C),
                     LAYER(m->bo, l, C), N, C, C, 0.0f);
     if (!below) return 0;
-    attention_gqa_backward(m->dq, m->dk, m->dv, dsmall, q, k, v, atty, LAYER(m->lse, l, N * d.NH),
+    attention_gqa_backward(m->dq, m->dk, m->dv, dsmall, q, k, v, atty, ACT(m, m->lse, l, N * d.NH),
                            m->att_scratch, B, T, d.NH, d.NKV, d.hs, m->cfg.sliding_window);
     rope_backward(m->dq, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_backward(m->dk, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
@@ -306,7 +311,7 @@ static int block_backward(gpt_t *m, int l) {
     if (!below) return 0;
     w = LAYER(m->ln1w, l, C);
     layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln1b, l, C)), dsmall,
-                       residual, w, LAYER(m->ln1_mean, l, N), LAYER(m->ln1_rstd, l, N), N, C);
+                       residual, w, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), N, C);
     return 1;
 }
 
@@ -374,7 +379,7 @@ int starcoder2_kv_reserve(gpt_t *m, int max_len, cu_error_t *err) {
 
 static void kv_linear(gpt_t *m, int l, int t, float *out, const float *x, const float *w,
                       const float *b, int in, int outc, float beta) {
-    matmul_forward(out, x, w, b, 1, in, outc, beta);
+    matmul_forward_on(m->gemm, out, x, w, b, 1, in, outc, beta);
     m->cur_train = 0;
     gpt_impl_lora_forward(m, l, t, x, out, 1, m->kv_xa);
 }
@@ -436,7 +441,7 @@ int starcoder2_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) 
                   F, C, 1.0f);
     }
     layernorm_forward(xn, &mean, &rstd, x, m->lnfw, m->lnfb, 1, C);
-    lm_head_logits(logits, xn, m->lm_head, 1, C, d.V);
+    lm_head_logits_on(m->gemm, logits, xn, m->lm_head, 1, C, d.V);
     m->kv_len++;
     return CU_OK;
 }

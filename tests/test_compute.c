@@ -3,10 +3,12 @@
  * bit for bit unchanged, and the bf16 copy's bookkeeping.
  *
  *  - activation checkpointing on/off: the same loss, gradients and, after
- *    AdamW steps, trainable weights, bitwise (GPT-2 and Llama; LoRA with
- *    dropout, LoRA on some targets, full fine-tuning);
+ *    AdamW steps, trainable weights, bitwise (GPT-2; Llama plain and with
+ *    Qwen2's q/k/v biases and Mistral's sliding window; StarCoder2, with and
+ *    without a window; LoRA with dropout, LoRA on some targets, full
+ *    fine-tuning);
  *  - thread count 1 vs 2 (OpenMP over rows and heads, OpenBLAS threads):
- *    bitwise the same;
+ *    bitwise the same, for the same models in fp32 and bf16;
  *  - bf16 full fine-tuning keeps fp32 master weights and its bf16 copy
  *    follows every update (a stale copy would give the old loss).
  */
@@ -23,15 +25,18 @@
 enum { B = 2, T = 24, STEPS = 3 };
 
 typedef struct {
-    int llama, lora, dropout, partial;
+    int arch, lora, dropout, partial;
+    int variant; /* Llama: Qwen2's q/k/v biases and Mistral's window of 8; StarCoder2: window 8 */
 } setup_t;
 
 static gpt_t *make_model(const setup_t *s) {
     gpt_config_t c = {.n_layer = 3, .n_head = 4, .n_embd = 32, .vocab_size = 61, .max_seq_len = 32};
-    if (s->llama) {
-        c.arch = GPT_ARCH_LLAMA;
+    c.arch = s->arch;
+    if (s->arch != GPT_ARCH_GPT2) {
         c.n_kv_head = 2;
         c.ffn_hidden = 48;
+        c.sliding_window = s->variant ? 8 : 0;
+        c.qkv_bias = s->variant && s->arch == GPT_ARCH_LLAMA;
     }
     unsigned all = (1u << gpt_n_targets(c.arch)) - 1;
     lora_config_t l = {.enabled = s->lora,
@@ -117,13 +122,20 @@ static void run_free(run_t *r) {
 }
 
 static const setup_t SETUPS[] = {
-    {0, 1, 1, 0}, {0, 1, 0, 1}, {0, 0, 0, 0}, {1, 1, 1, 0}, {1, 1, 0, 1}, {1, 0, 0, 0},
+    {GPT_ARCH_GPT2, 1, 1, 0, 0},       {GPT_ARCH_GPT2, 1, 0, 1, 0},
+    {GPT_ARCH_GPT2, 0, 0, 0, 0},       {GPT_ARCH_LLAMA, 1, 1, 0, 0},
+    {GPT_ARCH_LLAMA, 1, 0, 1, 0},      {GPT_ARCH_LLAMA, 0, 0, 0, 0},
+    {GPT_ARCH_LLAMA, 1, 1, 0, 1},      {GPT_ARCH_LLAMA, 0, 0, 0, 1},
+    {GPT_ARCH_STARCODER2, 1, 1, 0, 0}, {GPT_ARCH_STARCODER2, 1, 0, 1, 1},
+    {GPT_ARCH_STARCODER2, 0, 0, 0, 0},
 };
 static const int N_SETUPS = (int)(sizeof SETUPS / sizeof SETUPS[0]);
 
 static void describe(const setup_t *s, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s %s%s%s", s->llama ? "llama" : "gpt2", s->lora ? "LoRA" : "full",
-             s->dropout ? " +dropout" : "", s->partial ? " (some targets)" : "");
+    static const char *const names[] = {"gpt2", "llama", "starcoder2"};
+    snprintf(buf, cap, "%s%s %s%s%s", names[s->arch], s->variant ? " (biases/window)" : "",
+             s->lora ? "LoRA" : "full", s->dropout ? " +dropout" : "",
+             s->partial ? " (some targets)" : "");
 }
 
 static void test_checkpointing_exact(void) {
@@ -191,7 +203,7 @@ static void test_checkpointing_check_can_fail(void) {
  * model holding the updated fp32 weights, i.e. the bf16 copy followed. */
 static void test_bf16_full_follows_master(void) {
     for (int llama = 0; llama < 2; llama++) {
-        setup_t s = {llama, 0, 0, 0};
+        setup_t s = {llama, 0, 0, 0, 0};
         gpt_t *m = make_model(&s), *fresh = make_model(&s);
         if (!m || !fresh) return;
         cu_error_t err;
