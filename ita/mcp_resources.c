@@ -49,7 +49,7 @@ json_t *ita_mcp_resources_list(ita_mcp_ctx_t *c) {
     struct dirent *de;
     while (d && (de = readdir(d))) {
         if (!page_name_valid(de->d_name)) continue;
-        char uri[96];
+        char uri[300]; /* d_name: 255 bytes at most */
         snprintf(uri, sizeof uri, "codex://docs/%s", de->d_name);
         json_array_append_new(arr, resource(uri, de->d_name, de->d_name, "text/markdown"));
     }

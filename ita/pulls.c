@@ -66,11 +66,12 @@ static int run_git(const char *const *args, const char *env1, char **out) {
     int n = 3;
     for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
     argv[n] = NULL;
-    size_t ne = 0;
-    while (environ[ne]) ne++;
-    const char **envp = calloc(ne + 3, sizeof *envp);
+    size_t total = 0, ne = 0;
+    while (environ[total]) total++;
+    const char **envp = calloc(total + 3, sizeof *envp);
     if (!envp) return close(ofd), -1;
-    memcpy(envp, environ, ne * sizeof *envp);
+    for (size_t i = 0; i < total; i++) /* the stdio server's API key stays with it */
+        if (strncmp(environ[i], "CODEX_ITA_KEY=", 14)) envp[ne++] = environ[i];
     envp[ne++] = "GIT_TERMINAL_PROMPT=0";
     if (env1) envp[ne++] = env1;
     posix_spawn_file_actions_t fa;
@@ -123,7 +124,8 @@ static int git_step(pr_t *p, const char *name, const char *const *args, const ch
     int st = run_git(args, env1, &out);
     char detail[512];
     snprintf(detail, sizeof detail, "%s", out && out[0] ? out : (st == 0 ? "done" : "git failed"));
-    detail[strcspn(detail, "\0")] = 0;
+    size_t dl = strlen(detail);
+    while (dl && (detail[dl - 1] == '\n' || detail[dl - 1] == '\r')) detail[--dl] = 0;
     step(p, name, st == 0, detail);
     free(out);
     return st;
