@@ -1357,6 +1357,7 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
     if (rc == CU_OK) {
         if (w->rank == 0) print_header(&t);
         rc = run_loop(&t, res, err);
+        t.wd.peers_done = 1; /* ranks now end at their own pace */
     }
     if (rc == CU_OK)
         rc = world_agree(w, save_final(&t, res->steps, res, err));
