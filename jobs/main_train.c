@@ -73,6 +73,10 @@ static void usage(FILE *out) {
           "\n"
           "options:\n"
           "  --print-config       print the resolved config as YAML and exit\n"
+          "  --check              pre-flight: validate the config (every problem at once)\n"
+          "                       and open data.path, model.init, tokenizer.path and\n"
+          "                       lora.init_from as the job would; exit 0 or 2, nothing\n"
+          "                       written\n"
           "  --overwrite          replace the run the run directory holds (its checkpoints,\n"
           "                       final.h5, logs) instead of resuming it\n"
           "  --stop-after N       after N steps of this run, checkpoint and exit 75 as\n"
@@ -94,7 +98,9 @@ static int resolve_config(cu_config_t *cfg, int argc, char **argv, int first, in
                           const char *config_path, cu_error_t *err) {
     int rc = config_load_file(cfg, config_path, err);
     for (int i = first; rc == CU_OK && i < argc; i++) {
-        if (strcmp(argv[i], "--print-config") == 0 || strcmp(argv[i], "--overwrite") == 0) continue;
+        if (strcmp(argv[i], "--print-config") == 0 || strcmp(argv[i], "--overwrite") == 0 ||
+            strcmp(argv[i], "--check") == 0)
+            continue;
         if (strcmp(argv[i], "--stop-after") == 0) {
             i++;
             continue;
@@ -110,7 +116,7 @@ static int resolve_config(cu_config_t *cfg, int argc, char **argv, int first, in
 int main(int argc, char **argv) {
     blas_prefer_avx512(argv);
     const char *config_path = NULL;
-    int print_config = 0, first_override = 0, overwrite = 0;
+    int print_config = 0, first_override = 0, overwrite = 0, check = 0;
     long stop_after = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -125,6 +131,8 @@ int main(int argc, char **argv) {
             print_config = 1;
         } else if (strcmp(argv[i], "--overwrite") == 0) {
             overwrite = 1;
+        } else if (strcmp(argv[i], "--check") == 0) {
+            check = 1;
         } else if (strcmp(argv[i], "--stop-after") == 0) {
             char *end = NULL;
             stop_after = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
@@ -171,10 +179,21 @@ int main(int argc, char **argv) {
     }
 
     install_stop_handlers();
-    train_options_t opts = {
-        .stop = &stop_requested, .stop_after = stop_after, .overwrite = overwrite};
+    train_options_t opts = {.stop = &stop_requested,
+                            .stop_after = stop_after,
+                            .overwrite = overwrite,
+                            .check_only = check};
     train_result_t res;
     rc = train_run(&cfg, &w, &opts, &res, &err);
+    if (check) {
+        /* every rank opened the same inputs; rank 0 speaks for them */
+        if (w.rank == 0 && rc == CU_OK)
+            printf("codex-train --check: %s is ready to run\n", config_path);
+        if (w.rank == 0 && rc != CU_OK)
+            fprintf(stderr, "codex-train --check: error: %s\n", err.msg);
+        world_finalize(&w);
+        return rc == CU_OK ? 0 : 2;
+    }
     if (rc == CU_PREEMPTED) {
         if (w.rank == 0) {
             fprintf(stderr, "codex-train: %s; checkpoint saved, exiting 75\n", err.msg);

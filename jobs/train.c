@@ -613,6 +613,18 @@ static void check_completed(trainer_t *t) {
                            strcmp(t->cfg->checkpoint.resume, "auto") == 0;
 }
 
+/* --check beyond what setup opened: an evaluation needs held-out data. */
+static int check_inputs(trainer_t *t, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    if (c->eval.every_steps > 0 && !t->val)
+        return cu_error_set(err, CU_EINVAL,
+                            "eval.every_steps is %ld but %s has no validation split: set "
+                            "data.val_fraction above 0, prepare the data with a val split, or set "
+                            "eval.every_steps: 0",
+                            (long)c->eval.every_steps, c->data.path);
+    return CU_OK;
+}
+
 /* Rank 0 opens the job directory and writes job.yaml. */
 static int open_job_dir(trainer_t *t, cu_error_t *err) {
     if (t->w->rank != 0) return CU_OK;
@@ -1296,6 +1308,14 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
     pthread_mutex_init(&t.lock, NULL);
     int rc = world_hosts(w, t.hosts, sizeof t.hosts, err);
     if (rc == CU_OK) rc = setup(&t, err);
+    if (opts && opts->check_only) {
+        rc = world_agree(w, rc == CU_OK ? check_inputs(&t, err) : rc);
+        teardown(&t);
+        pthread_mutex_destroy(&t.lock);
+        /* an input the job cannot use is the user's to fix: exit 2 */
+        if (rc != CU_OK && rc != CU_ENOMEM) rc = CU_EINVAL;
+        return rc;
+    }
     if (rc == CU_OK) rc = open_job_dir(&t, err);
     rc = world_agree(w, rc);
     double done = t.already_completed;
@@ -1358,6 +1378,7 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
     if (rc == CU_OK) {
         if (w->rank == 0) print_header(&t);
         rc = run_loop(&t, res, err);
+        t.wd.peers_done = 1; /* ranks now end at their own pace */
     }
     if (rc == CU_OK)
         rc = world_agree(w, save_final(&t, res->steps, res, err));

@@ -10,13 +10,13 @@
 #include "mpi/world.h"
 
 typedef struct {
-    long steps;          /* optimizer steps taken */
-    double first_loss;   /* mean loss of the first step */
-    double final_loss;   /* mean loss of the last step */
-    double tokens_per_s; /* over the whole run, all ranks */
-    char output[4096];   /* where the trainable state was written */
+    long steps;             /* optimizer steps taken */
+    double first_loss;      /* mean loss of the first step */
+    double final_loss;      /* mean loss of the last step */
+    double tokens_per_s;    /* over the whole run, all ranks */
+    char output[4096];      /* where the trainable state was written */
     char best_output[4096]; /* the best evaluation's weights (best.h5), "" when none */
-    int already_completed; /* the run had completed before: nothing was done */
+    int already_completed;  /* the run had completed before: nothing was done */
 } train_result_t;
 
 #include <signal.h>
@@ -29,6 +29,10 @@ typedef struct {
     long stop_after;
     /* replace whatever run the directory holds instead of resuming it */
     int overwrite;
+    /* pre-flight: open every input as the job would (data, tokenizer,
+     * model.init, lora.init_from), check shapes and the validation split,
+     * then stop without touching the run directory */
+    int check_only;
 } train_options_t;
 
 /* Runs the job described by cfg (already validated for w->size ranks).

@@ -166,7 +166,7 @@ static void *watch(void *arg) {
             write_liveness(w);
             last_live = now;
         }
-        if (w->rank == 1 && now - last_scan >= 2.0) {
+        if (w->rank == 1 && !w->peers_done && now - last_scan >= 2.0) {
             watch_rank0(w, now);
             last_scan = now;
         }
@@ -174,7 +174,7 @@ static void *watch(void *arg) {
             /* a stop request that the step does not answer within half a
              * second, or a silent peer, means a rank is probably gone */
             int stuck = w->stop && *w->stop && *w->step_busy && now - *w->step_started > 0.5;
-            int scan_due = w->size > 1 && (stuck || now - last_scan >= 2.0);
+            int scan_due = w->size > 1 && !w->peers_done && (stuck || now - last_scan >= 2.0);
             char why[512];
             int dead = scan_due && !*w->failed ? find_dead_peer(w, why, sizeof why) : -1;
             if (scan_due) last_scan = now;

@@ -34,6 +34,9 @@ typedef struct {
     volatile int *step_busy;
     volatile double *step_started;
     volatile int *failed; /* set by the watchdog when it recorded FAILED */
+    /* set by the main thread when the training loop has ended: ranks then
+     * leave at their own pace, and a peer that exited is no failure */
+    volatile int peers_done;
     /* internal */
     double started; /* when this incarnation's watchdog started (Unix s) */
     pthread_t thread;

@@ -28,6 +28,9 @@ Each case reproduces what went wrong before rundir/ and checks the fix:
               files and why training stopped; --which best|final
   disk_full   a full disk while writing metrics: FAILED with the errno text,
               no partial line (a small tmpfs)
+  check       codex-train --check: a good job passes, an empty validation
+              split with eval on and a missing data.path exit 2, config
+              problems come together; nothing is written
   agree       codexctl list, status --json and GET /v1/jobs/{id} agree on
               status and reason for every status value (fixture directories)
 """
@@ -382,6 +385,27 @@ def case_best(b, src, tmp, f):
             cwd=src, timeout=60)
     f.check(q.returncode == 2 and "--which final" in q.stderr,
             "--which best without evaluation: exit 2 saying what to use")
+
+
+def case_check(b, src, tmp, f):
+    train = os.path.join(b, "jobs", "codex-train")
+    demo = os.path.join(src, "configs/demo-base.yaml")
+    runs = os.path.join(tmp, "runs")
+    p = run([train, demo, "--check", f"job.runs_dir={runs}"], cwd=src, timeout=120)
+    f.check(p.returncode == 0 and "ready to run" in p.stdout and not os.path.exists(runs),
+            "--check of a good job: exit 0, nothing written")
+    data = prepared_dataset(b, tmp)  # no val split
+    p = run([train, demo, "--check", f"job.runs_dir={runs}", "data.source=hdf5",
+             f"data.path={data}", "tokenizer.kind=byte", "eval.every_steps=10"], cwd=src)
+    f.check(p.returncode == 2 and "no validation split" in p.stderr and
+            "eval.every_steps: 0" in p.stderr, "an empty validation split with eval on: exit 2")
+    p = run([train, demo, "--check", f"job.runs_dir={runs}", "data.source=hdf5",
+             "data.path=/nonexistent/d.h5", "tokenizer.kind=byte"], cwd=src)
+    f.check(p.returncode == 2 and "/nonexistent/d.h5" in p.stderr, "a missing data.path: exit 2")
+    p = run([train, demo, "--check", "train.min_lr=1", "train.global_batch_size=7"], cwd=src)
+    f.check(p.returncode == 2 and "train.min_lr" in p.stderr and "global_batch_size" in p.stderr,
+            "config problems reported together: exit 2")
+    f.check(not os.path.exists(runs), "nothing written by any check")
 
 
 # ---- agreement of codexctl and codex-ita over every status ----
