@@ -498,6 +498,18 @@ static int write_provenance(trainer_t *t, double finished_at, cu_error_t *err) {
     return rc;
 }
 
+/* How long a peer may stay silent before the watchdog calls it gone: 15 s,
+ * or CU_PEER_TIMEOUT_S. On a Slurm cluster that requeues jobs on node
+ * failure, set it above the time Slurm takes to mark a node DOWN
+ * (SlurmdTimeout), or the watchdog ends the job FAILED before Slurm can
+ * requeue it (docs/slurm.md). */
+static double peer_timeout_s(void) {
+    const char *v = getenv("CU_PEER_TIMEOUT_S");
+    char *end = NULL;
+    double s = v ? strtod(v, &end) : 0.0;
+    return v && end != v && *end == '\0' && s >= 1.0 ? s : 15.0;
+}
+
 /* Every rank starts its watchdog (liveness file; on rank 0 also the state
  * heartbeat and the watch over the other ranks). */
 static int start_watchdog(trainer_t *t, cu_error_t *err) {
@@ -508,7 +520,7 @@ static int start_watchdog(trainer_t *t, cu_error_t *err) {
     w->rank = t->w->rank;
     w->size = t->w->size;
     w->stop = t->opts ? t->opts->stop : NULL;
-    w->stale_s = 15.0;
+    w->stale_s = peer_timeout_s();
     w->jd = t->jd_open ? &t->jd : NULL;
     w->st = &t->st;
     w->lock = &t->lock;

@@ -509,8 +509,12 @@ class SlurmCtx:
         return p
 
     def submit(self, name, extra):
+        # Slurm marks a crashed node DOWN after about 10-15 s here; the
+        # job's own watchdog must wait longer, or it ends the job FAILED
+        # before Slurm can requeue it (docs/slurm.md, CU_PEER_TIMEOUT_S)
         return self.codexctl(["submit"] + train_args(self.runs, name, extra=extra) + [
-            "slurm.nodes=2", "slurm.ntasks_per_node=1", "slurm.cpus_per_task=1", "--slurm"])
+            "slurm.nodes=2", "slurm.ntasks_per_node=1", "slurm.cpus_per_task=1",
+            "--export", "CU_PEER_TIMEOUT_S=60", "--slurm"])
 
     def state(self, name):
         return read_json(os.path.join(self.runs, name, "state.json"))
