@@ -31,6 +31,8 @@ Each case reproduces what went wrong before rundir/ and checks the fix:
   preflight   --check and submit: every input problem at once (tokenizer,
               model.init, data.path, batch), advice that passes when followed
               on 3 ranks, a shape mismatch named as one
+  follow      codexctl logs -f prints train.log as it grows and ends when
+              the job has ended
   check       codex-train --check: a good job passes, an empty validation
               split with eval on and a missing data.path exit 2, config
               problems come together; nothing is written
@@ -454,6 +456,34 @@ def case_preflight(b, src, tmp, f):
             "/nonexistent/tok" in p.stderr and "nothing was written" in p.stderr,
             f"submit refuses bad inputs with exit 2, naming both: {p.stderr[-400:]}")
     f.check(not os.path.exists(runs), "nothing written by any check or refused submit")
+
+
+def case_follow(b, src, tmp, f):
+    """codexctl logs -f follows train.log while the job runs and ends with it."""
+    train = os.path.join(b, "jobs", "codex-train")
+    ctl = os.path.join(b, "jobs", "codexctl")
+    demo = os.path.join(src, "configs/demo-base.yaml")
+    runs = os.path.join(tmp, "runs")
+    args = [train, demo, f"job.runs_dir={runs}", "job.name=followed", "train.max_steps=3000",
+            "train.log_every=500", "checkpoint.every_steps=0", "eval.every_steps=0"] + TINY
+    job = subprocess.Popen(args, cwd=src, env=env(), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    run_dir = os.path.join(runs, "followed")
+    f.check(wait_for(lambda: state_step(run_dir) >= 1, 60), "the run started")
+    p = run([ctl, "logs", "followed", "--runs", runs, "-f"], cwd=src, timeout=300)
+    job.communicate(timeout=300)
+    f.check(job.returncode == 0, f"the run completes ({job.returncode})")
+    with open(os.path.join(run_dir, "train.log")) as fh:
+        log = fh.read()
+    f.check(p.returncode == 0 and p.stdout == log,
+            f"logs -f printed all of train.log and ended with the job ({p.returncode}, "
+            f"{len(p.stdout)} of {len(log)} bytes)")
+    f.check("COMPLETED at step 3000" in p.stdout, "the followed output ends with the ending line")
+    p = run([ctl, "logs", "followed", "--runs", runs, "-f", "--tail", "1"], cwd=src, timeout=60)
+    f.check(p.returncode == 0 and "COMPLETED at step 3000" in p.stdout and
+            "started: " not in p.stdout, "an ended job: -f --tail 1 prints the last line and ends")
+    p = run([ctl, "logs", "--help"], cwd=src)
+    f.check(p.returncode == 0 and "--follow" in p.stdout, "logs --help documents -f")
 
 
 # ---- agreement of codexctl and codex-ita over every status ----
