@@ -139,15 +139,17 @@ static void check_batches(const cu_config_t *cfg, int world_size, problems_t *pr
     int G = cfg->train.global_batch_size, M = cfg->train.micro_batch_size;
     if (G < 1 || M < 1 || world_size < 1) return;
     char opts[64], divs[64];
+    long step = (long)M * world_size;
     if (G % world_size) {
-        near_multiples(G, world_size, opts, sizeof opts);
+        /* multiples of micro_batch_size x ranks: advice that, followed,
+         * passes the next check too */
+        near_multiples(G, (int)(step < 1048576 ? step : 1048576), opts, sizeof opts);
         add(pr, "train.global_batch_size (%d) cannot be split evenly over %d ranks: set it to %s",
             G, world_size, opts);
         return;
     }
     int per_rank = G / world_size;
     if (per_rank % M == 0) return;
-    long step = (long)M * world_size;
     near_multiples(G, (int)(step < 1048576 ? step : 1048576), opts, sizeof opts);
     near_divisors(per_rank, M, divs, sizeof divs);
     add(pr,

@@ -165,6 +165,7 @@ typedef struct {
     const char *signal;
     const char *status; /* list: only jobs with this status */
     int watch;          /* status: refresh every 2 s until the job ends */
+    int follow;         /* logs -f: follow train.log until the job ends */
 } jobs_args_t;
 
 static const char *default_runs(void) {
@@ -215,6 +216,8 @@ static int parse_common(int argc, char **argv, jobs_args_t *a, int need_job, con
             a->json = 1;
         } else if (!strcmp(s, "--watch")) {
             a->watch = 1;
+        } else if (!strcmp(s, "-f") || !strcmp(s, "--follow")) {
+            a->follow = 1;
         } else if (!strcmp(s, "--tail") && has_next) {
             a->tail = strtol(argv[++i], NULL, 10);
         } else if (!strcmp(s, "--wait") && has_next) {
@@ -555,15 +558,68 @@ static int logname_cmp(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Copies what was appended to path since *offset to stdout; a file that
+ * shrank (a run started over with --overwrite) is read again from the
+ * start. */
+static void copy_new(const char *path, long *offset) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && st.st_size < *offset) *offset = 0;
+    if (fseek(f, *offset, SEEK_SET) == 0) {
+        char buf[8192];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+            fwrite(buf, 1, n, stdout);
+            *offset += (long)n;
+        }
+        fflush(stdout);
+    }
+    fclose(f);
+}
+
+/* Has the job's process ended? COMPLETED, FAILED, CANCELLED, TIMEOUT,
+ * LOST, or PREEMPTED (a requeued job starts a new follow). */
+static int job_ended(const char *dir, const char *name) {
+    job_view_t v;
+    cu_error_t err = {0};
+    if (job_view(dir, name, &v, 0, &err) != CU_OK) return 0;
+    return !rundir_status_active(v.status) || !strcmp(v.status, "PREEMPTED");
+}
+
+/* logs -f: train.log as tail -f shows it, until the job has ended. */
+static int follow_log(const char *dir, const char *name, long tail) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/train.log", dir);
+    long offset = 0;
+    if (tail >= 0 && access(path, R_OK) == 0) {
+        if (tail > 0) print_file(path, tail);
+        struct stat st;
+        if (stat(path, &st) == 0) offset = (long)st.st_size;
+    }
+    for (;;) {
+        int ended = job_ended(dir, name); /* before the read: its last lines are shown */
+        copy_new(path, &offset);
+        if (ended) return 0;
+        struct timespec ts = {0, 250 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int ctl_logs(int argc, char **argv) {
     if (wants_help(argc, argv)) {
-        puts("usage: codexctl logs JOB [--runs DIR] [--tail N]\n"
+        puts("usage: codexctl logs JOB [--runs DIR] [--tail N] [-f]\n"
              "\n"
              "Prints the job's output: train.log (codex-train's own log, whatever launched\n"
              "it), slurm-<id>.out and .err of every Slurm run in the run directory (a\n"
              "requeued job appends to the same files), or local.out of a --local one;\n"
              "--tail N keeps the last N lines of each. events.jsonl and\n"
              "metrics.jsonl hold the structured record.\n"
+             "\n"
+             "-f, --follow  print train.log and what is appended to it, as tail -f does,\n"
+             "              until the job has ended (COMPLETED, FAILED, CANCELLED, TIMEOUT,\n"
+             "              LOST or PREEMPTED); with --tail N it starts from the last N\n"
+             "              lines; a job not started yet is waited for.\n"
              "\n"
              "exit status: 0 printed, 1 no such job or no output yet, 2 bad usage.");
         return 0;
@@ -579,6 +635,10 @@ int ctl_logs(int argc, char **argv) {
         fprintf(stderr, "codexctl logs: no job '%s' (%s: %s); codexctl list shows the jobs\n", name,
                 dir, strerror(errno));
         return 1;
+    }
+    if (a.follow) {
+        closedir(d);
+        return follow_log(dir, name, a.tail);
     }
     char *files[256];
     int n = 0;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/fileio.h"
@@ -317,6 +318,44 @@ static int submit_local(const submit_args_t *a, slurm_plan_t *p, const char *tra
     return 0;
 }
 
+/* The job's own pre-flight before anything is written or submitted:
+ * `codex-train --check` opens data.path, model.init, tokenizer.path and
+ * lora.init_from as the job will and reports every problem on stderr.
+ * Returns 0 when the inputs are ready, 2 when not, 1 when it cannot run. */
+static int check_inputs(const submit_args_t *a, const char *train) {
+    char *argv[MAX_OVERRIDES + 4];
+    int n = 0;
+    argv[n++] = (char *)train;
+    argv[n++] = (char *)a->config;
+    argv[n++] = "--check";
+    for (int i = 0; i < a->n_overrides; i++) argv[n++] = a->overrides[i];
+    argv[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "codexctl submit: cannot start %s --check: %s\n", train, strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) dup2(null, STDOUT_FILENO); /* "ready to run" is ours to say */
+        execv(train, argv);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
+        fprintf(stderr, "codexctl submit: the job's inputs are not ready (above); nothing was "
+                        "written or submitted\n");
+        return 2;
+    }
+    fprintf(stderr, "codexctl submit: %s --check failed (status %d); nothing was submitted\n",
+            train, status);
+    return 1;
+}
+
 int ctl_submit(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -370,6 +409,7 @@ int ctl_submit(int argc, char **argv) {
         fprintf(stderr, "codexctl submit: dry run; nothing was written or submitted\n");
         rc = 0;
     } else if ((rc = refuse_if_active(&a, p)) != 0) {
+    } else if ((rc = check_inputs(&a, train)) != 0) {
     } else if (a.local_ranks) {
         rc = submit_local(&a, p, train);
     } else {

@@ -95,7 +95,8 @@ static void usage(FILE *out) {
 
 /* Loads, overrides and validates; prints nothing. */
 static int resolve_config(cu_config_t *cfg, int argc, char **argv, int first, int world_size,
-                          const char *config_path, cu_error_t *err) {
+                          const char *config_path, int check, cu_error_t *invalid,
+                          cu_error_t *err) {
     int rc = config_load_file(cfg, config_path, err);
     for (int i = first; rc == CU_OK && i < argc; i++) {
         if (strcmp(argv[i], "--print-config") == 0 || strcmp(argv[i], "--overwrite") == 0 ||
@@ -109,8 +110,36 @@ static int resolve_config(cu_config_t *cfg, int argc, char **argv, int first, in
     }
     /* a model folder's own tokenizer: tokenizer.path from model.init */
     if (rc == CU_OK) rc = io_tokenizer_resolve_config(cfg, err);
+    if (rc == CU_OK && check) {
+        /* --check goes on to the input files with the config's problems
+         * kept aside; the file checks need a batch that splits */
+        if (config_validate(cfg, world_size, invalid) != CU_OK) {
+            if (cfg->train.micro_batch_size < 1) cfg->train.micro_batch_size = 1;
+            cfg->train.global_batch_size = cfg->train.micro_batch_size * world_size;
+        }
+        return CU_OK;
+    }
     if (rc == CU_OK) rc = config_validate(cfg, world_size, err);
     return rc;
+}
+
+/* --check's verdict: the config's problems, then the input files'; rank
+ * 0 speaks for every rank (each opened the same inputs). Returns the exit
+ * code. */
+static int report_check(const char *config_path, const cu_error_t *invalid,
+                        const train_result_t *res, int rc, const cu_error_t *err, int rank) {
+    if (rc == CU_OK && !invalid->code) {
+        if (rank == 0) printf("codex-train --check: %s is ready to run\n", config_path);
+        return 0;
+    }
+    if (rank != 0) return 2;
+    if (invalid->code) fprintf(stderr, "codex-train --check: error: %s\n", invalid->msg);
+    if (res->n_problems > 0)
+        fprintf(stderr, "codex-train --check: error: %d problem%s with the input files:%s\n",
+                res->n_problems, res->n_problems == 1 ? "" : "s", res->problems);
+    else if (rc != CU_OK)
+        fprintf(stderr, "codex-train --check: error: %s\n", err->msg);
+    return 2;
 }
 
 int main(int argc, char **argv) {
@@ -161,7 +190,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     cu_config_t cfg;
-    int rc = resolve_config(&cfg, argc, argv, first_override, w.size, config_path, &err);
+    cu_error_t invalid = {0};
+    int rc = resolve_config(&cfg, argc, argv, first_override, w.size, config_path, check, &invalid,
+                            &err);
     if (rc != CU_OK) {
         /* every rank read the same input, so every rank fails the same way */
         if (w.rank == 0) fprintf(stderr, "codex-train: error: %s\n", err.msg);
@@ -186,13 +217,9 @@ int main(int argc, char **argv) {
     train_result_t res;
     rc = train_run(&cfg, &w, &opts, &res, &err);
     if (check) {
-        /* every rank opened the same inputs; rank 0 speaks for them */
-        if (w.rank == 0 && rc == CU_OK)
-            printf("codex-train --check: %s is ready to run\n", config_path);
-        if (w.rank == 0 && rc != CU_OK)
-            fprintf(stderr, "codex-train --check: error: %s\n", err.msg);
+        rc = report_check(config_path, &invalid, &res, rc, &err, w.rank);
         world_finalize(&w);
-        return rc == CU_OK ? 0 : 2;
+        return rc;
     }
     if (rc == CU_PREEMPTED) {
         if (w.rank == 0) {

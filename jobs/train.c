@@ -61,6 +61,9 @@ typedef struct {
     cu_config_t resolved;   /* the job's config with what the base model decides */
     hf_gpt2_info_t hf;      /* model.init is a Hugging Face GPT-2 */
     int from_hf;
+    /* --check: every problem found in the input files, one per line */
+    char problems[8192];
+    int n_problems;
     const cu_world_t *w;
     const train_options_t *opts;
     cu_tokenizer_t *tok;
@@ -309,6 +312,54 @@ static int init_lora_from(trainer_t *t, cu_error_t *err) {
     return rc;
 }
 
+/* --check reports every problem with the input files at once: a failed
+ * check is noted and the next one runs; training stops at the first. */
+static int check_note(trainer_t *t, int rc, cu_error_t *err) {
+    if (rc == CU_OK || !t->opts || !t->opts->check_only || rc == CU_ENOMEM) return rc;
+    size_t used = strlen(t->problems);
+    snprintf(t->problems + used, sizeof t->problems - used, "\n  - %s", err->msg);
+    t->n_problems++;
+    return CU_OK;
+}
+
+/* A Hugging Face base's sizes replace the config's (--check goes on with
+ * the config's when model.init cannot be read). */
+static int apply_hf_base(trainer_t *t, gpt_config_t *gc, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    gpt_config_t hf = *gc;
+    if (hf_gpt2_read_config(c->model.init, &t->hf, err) || hf_gpt2_apply_config(&t->hf, &hf, err)) {
+        /* a config.json we cannot train (its message names the field) is
+         * bad input: exit 2, as a bad key of the job's own config */
+        cu_error_prefix(err, "model.init");
+        t->from_hf = 0;
+        return err->code = CU_EINVAL;
+    }
+    *gc = hf;
+    if (t->tok && gc->vocab_size < tokenizer_vocab_size(t->tok))
+        return cu_error_set(err, CU_EINVAL,
+                            "model.init %s has %d tokens, fewer than the tokenizer's %d",
+                            c->model.init, gc->vocab_size, tokenizer_vocab_size(t->tok));
+    t->resolved.model.n_layer = gc->n_layer;
+    t->resolved.model.n_head = gc->n_head;
+    t->resolved.model.n_embd = gc->n_embd;
+    t->resolved.model.vocab_size = gc->vocab_size;
+    t->resolved.model.max_seq_len = gc->max_seq_len;
+    run_model_sizes_to_config(gc, &t->resolved);
+    return CU_OK;
+}
+
+/* --check without a tokenizer cannot read the data as the job would; it
+ * still says whether data.path is there. */
+static int check_data_exists(const cu_config_t *c, cu_error_t *err) {
+    if (!strcmp(c->data.source, "random")) return CU_OK;
+    FILE *fh = fopen(c->data.path, "rb");
+    if (!fh)
+        return cu_error_set(err, CU_EINVAL, "data.path: cannot open %s: %s", c->data.path,
+                            strerror(errno));
+    fclose(fh);
+    return CU_OK;
+}
+
 static int setup_model(trainer_t *t, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     int rc;
@@ -316,50 +367,48 @@ static int setup_model(trainer_t *t, cu_error_t *err) {
     if (c->safety.enabled && (rc = safety_engine_new(c->safety.policy, &t->safety, err)))
         return cu_error_prefix(err, "safety.policy");
     rc = io_tokenizer_load(c->tokenizer.kind, c->tokenizer.path, &t->tok, err);
-    if (rc) return cu_error_prefix(err, "tokenizer");
-    int vocab = c->model.vocab_size ? c->model.vocab_size : tokenizer_vocab_size(t->tok);
-    if (vocab < tokenizer_vocab_size(t->tok) && strcmp(c->data.source, "random") != 0)
-        return cu_error_set(err, CU_EINVAL,
-                            "model.vocab_size %d is smaller than the tokenizer's %d tokens", vocab,
-                            tokenizer_vocab_size(t->tok));
+    if (rc) {
+        cu_error_prefix(err, "tokenizer");
+        if ((rc = check_note(t, rc, err))) return rc;
+        t->tok = NULL;
+    }
+    int tok_vocab = t->tok ? tokenizer_vocab_size(t->tok) : 0;
+    int vocab = c->model.vocab_size ? c->model.vocab_size : (tok_vocab ? tok_vocab : 256);
+    if (vocab < tok_vocab && strcmp(c->data.source, "random") != 0 &&
+        (rc = check_note(
+             t,
+             cu_error_set(err, CU_EINVAL,
+                          "model.vocab_size %d is smaller than the tokenizer's %d tokens", vocab,
+                          tok_vocab),
+             err)))
+        return rc;
     gpt_config_t gc;
     if ((rc = run_model_sizes(c, &gc, err))) return rc;
     gc.vocab_size = vocab;
     /* a Hugging Face base decides the model's sizes; the resolved config
      * (job.yaml, checkpoints, final.h5) records them */
     t->from_hf = strcmp(c->model.init, "random") != 0 && hf_gpt2_is_model(c->model.init);
-    if (t->from_hf) {
-        if ((rc = hf_gpt2_read_config(c->model.init, &t->hf, err)) ||
-            (rc = hf_gpt2_apply_config(&t->hf, &gc, err))) {
-            /* a config.json we cannot train (its message names the field)
-             * is bad input: exit 2, as a bad key of the job's own config */
-            cu_error_prefix(err, "model.init");
-            return err->code = CU_EINVAL;
-        }
-        if (gc.vocab_size < tokenizer_vocab_size(t->tok))
-            return cu_error_set(err, CU_EINVAL,
-                                "model.init %s has %d tokens, fewer than the tokenizer's %d",
-                                c->model.init, gc.vocab_size, tokenizer_vocab_size(t->tok));
-        t->resolved.model.n_layer = gc.n_layer;
-        t->resolved.model.n_head = gc.n_head;
-        t->resolved.model.n_embd = gc.n_embd;
-        t->resolved.model.vocab_size = gc.vocab_size;
-        t->resolved.model.max_seq_len = gc.max_seq_len;
-        run_model_sizes_to_config(&gc, &t->resolved);
-    }
+    if (t->from_hf && (rc = check_note(t, apply_hf_base(t, &gc, err), err))) return rc;
     lora_config_t lc = lora_from_config(c, gc.arch, err, &rc);
     if (rc) return rc;
     if ((rc = gpt_create(&t->model, &gc, &lc, err))) return cu_error_prefix(err, "model");
-    if ((rc = init_base(t, err))) return rc;
+    if ((rc = check_note(t, init_base(t, err), err))) return rc;
     gpt_init_lora(t->model, cu_hash64((uint64_t)c->job.seed, 0x10a));
-    if (c->lora.init_from[0] && (rc = init_lora_from(t, err))) return rc;
+    if (c->lora.init_from[0] && (rc = check_note(t, init_lora_from(t, err), err))) return rc;
     if (c->lora.enabled && lora_init_from_weights(c->lora.init)) {
         size_t n;
         gpt_lora_params(t->model, &n);
         t->lora_init = calloc(n + 1, sizeof(float));
         if (!t->lora_init) return cu_error_set(err, CU_ENOMEM, "out of memory (lora.init)");
     }
-    return open_source(t, vocab, err);
+    if (!t->tok) return check_note(t, check_data_exists(c, err), err);
+    rc = check_note(t, open_source(t, gc.vocab_size, err), err);
+    if (rc == CU_OK && !t->src) {
+        /* a source that could not be opened leaves nothing to check */
+        tokens_free(t->val);
+        t->val = NULL;
+    }
+    return rc;
 }
 
 /* How the model computes: train.precision (model/gemm.h) and activation
@@ -378,12 +427,13 @@ static int setup(trainer_t *t, cu_error_t *err) {
     int rc = setup_model(t, err);
     if (rc == CU_OK) rc = setup_compute(t, err);
     if (rc) return rc;
+    if (!t->src) return CU_OK; /* --check noted why */
     t->T = c->data.seq_len;
     t->B = c->train.micro_batch_size;
     t->per_rank = c->train.global_batch_size / t->w->size;
     t->accum = t->per_rank / t->B;
     long windows;
-    if ((rc = tokens_windows(t->src, t->T, &windows, err))) return rc;
+    if ((rc = check_note(t, tokens_windows(t->src, t->T, &windows, err), err))) return rc;
     if ((rc = gpt_reserve(t->model, t->B, t->T, err))) return rc;
     size_t n;
     gpt_trainable(t->model, &n);
@@ -628,13 +678,18 @@ static void check_completed(trainer_t *t) {
 /* --check beyond what setup opened: an evaluation needs held-out data. */
 static int check_inputs(trainer_t *t, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
-    if (c->eval.every_steps > 0 && !t->val)
-        return cu_error_set(err, CU_EINVAL,
-                            "eval.every_steps is %ld but %s has no validation split: set "
-                            "data.val_fraction above 0, prepare the data with a val split, or set "
-                            "eval.every_steps: 0",
-                            (long)c->eval.every_steps, c->data.path);
-    return CU_OK;
+    if (t->src && c->eval.every_steps > 0 && !t->val)
+        check_note(t,
+                   cu_error_set(err, CU_EINVAL,
+                                "eval.every_steps is %ld but %s has no validation split: set "
+                                "data.val_fraction above 0, prepare the data with a val split, or "
+                                "set eval.every_steps: 0",
+                                (long)c->eval.every_steps, c->data.path),
+                   err);
+    if (t->n_problems == 0) return CU_OK;
+    /* the first lines fit err->msg; the caller prints t->problems whole */
+    return cu_error_set(err, CU_EINVAL, "%d problem%s with the input files:%s", t->n_problems,
+                        t->n_problems == 1 ? "" : "s", t->problems);
 }
 
 /* Rank 0 opens the job directory and writes job.yaml. */
@@ -1322,6 +1377,8 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
     if (rc == CU_OK) rc = setup(&t, err);
     if (opts && opts->check_only) {
         rc = world_agree(w, rc == CU_OK ? check_inputs(&t, err) : rc);
+        memcpy(res->problems, t.problems, sizeof res->problems);
+        res->n_problems = t.n_problems;
         teardown(&t);
         pthread_mutex_destroy(&t.lock);
         /* an input the job cannot use is the user's to fix: exit 2 */

@@ -17,6 +17,9 @@ typedef struct {
     char output[4096];      /* where the trainable state was written */
     char best_output[4096]; /* the best evaluation's weights (best.h5), "" when none */
     int already_completed;  /* the run had completed before: nothing was done */
+    /* --check: every problem with the input files, one "\n  - " line each */
+    char problems[8192];
+    int n_problems;
 } train_result_t;
 
 #include <signal.h>

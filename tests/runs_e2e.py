@@ -28,6 +28,11 @@ Each case reproduces what went wrong before rundir/ and checks the fix:
               files and why training stopped; --which best|final
   disk_full   a full disk while writing metrics: FAILED with the errno text,
               no partial line (a small tmpfs)
+  preflight   --check and submit: every input problem at once (tokenizer,
+              model.init, data.path, batch), advice that passes when followed
+              on 3 ranks, a shape mismatch named as one
+  follow      codexctl logs -f prints train.log as it grows and ends when
+              the job has ended
   check       codex-train --check: a good job passes, an empty validation
               split with eval on and a missing data.path exit 2, config
               problems come together; nothing is written
@@ -406,6 +411,79 @@ def case_check(b, src, tmp, f):
     f.check(p.returncode == 2 and "train.min_lr" in p.stderr and "global_batch_size" in p.stderr,
             "config problems reported together: exit 2")
     f.check(not os.path.exists(runs), "nothing written by any check")
+
+
+def case_preflight(b, src, tmp, f):
+    """--check and submit report every input problem at once, with advice
+    that works when followed."""
+    train = os.path.join(b, "jobs", "codex-train")
+    ctl = os.path.join(b, "jobs", "codexctl")
+    demo = os.path.join(src, "configs/demo-base.yaml")
+    runs = os.path.join(tmp, "runs")
+    p = run([train, demo, "--check", f"job.runs_dir={runs}", "train.global_batch_size=7",
+             "tokenizer.kind=gpt2", "tokenizer.path=/nonexistent/tok",
+             "model.init=/nonexistent/base.h5", "data.path=/nonexistent/corpus.txt",
+             "lora.enabled=false"], cwd=src, timeout=120)
+    named = [w for w in ("global_batch_size", "/nonexistent/tok", "/nonexistent/base.h5",
+                         "/nonexistent/corpus.txt") if w in p.stderr]
+    f.check(p.returncode == 2 and len(named) == 4,
+            f"every problem at once, exit 2 ({p.returncode}, named {named}): {p.stderr[-600:]}")
+    # advice for 3 ranks names a value that then passes
+    base = [train, demo, "--check", f"job.runs_dir={runs}", "train.micro_batch_size=4"]
+    p = mpirun(3, base, cwd=src, timeout=180)
+    m = re.search(r"global_batch_size \(8\) cannot be split evenly over 3 ranks: set it to (\d+)",
+                  p.stderr)
+    f.check(p.returncode != 0 and m, f"3 ranks: the batch is refused with advice: {p.stderr[-400:]}")
+    if m:
+        p = mpirun(3, base + [f"train.global_batch_size={m.group(1)}"], cwd=src, timeout=180)
+        f.check(p.returncode == 0 and "ready to run" in p.stdout,
+                f"following the advice (global_batch_size={m.group(1)}) passes: {p.stderr[-400:]}")
+    # a base of other sizes: its shape is named, not "checksum mismatch"
+    p = run([train, demo, f"job.runs_dir={tmp}/base", "job.name=small", "lora.enabled=false",
+             "train.max_steps=1", "train.warmup_steps=0", "eval.every_steps=0",
+             "model.n_embd=32", "model.n_head=2", "model.n_layer=1"], cwd=src, timeout=180)
+    small = os.path.join(tmp, "base", "small", "final.h5")
+    f.check(p.returncode == 0 and os.path.exists(small), f"a small full fine-tune ({p.returncode})")
+    p = run([train, demo, "--check", f"job.runs_dir={runs}", f"model.init={small}",
+             "lora.enabled=false"], cwd=src, timeout=120)
+    f.check(p.returncode == 2 and "has shape" in p.stderr and "checksum" not in p.stderr,
+            f"a shape mismatch is called one: {p.stderr[-400:]}")
+    # submit runs the same checks before it writes anything
+    p = run([ctl, "submit", "--local", "1", demo, f"job.runs_dir={runs}",
+             "data.path=/nonexistent/corpus.txt", "tokenizer.kind=gpt2",
+             "tokenizer.path=/nonexistent/tok"], cwd=src, timeout=120)
+    f.check(p.returncode == 2 and "/nonexistent/corpus.txt" in p.stderr and
+            "/nonexistent/tok" in p.stderr and "nothing was written" in p.stderr,
+            f"submit refuses bad inputs with exit 2, naming both: {p.stderr[-400:]}")
+    f.check(not os.path.exists(runs), "nothing written by any check or refused submit")
+
+
+def case_follow(b, src, tmp, f):
+    """codexctl logs -f follows train.log while the job runs and ends with it."""
+    train = os.path.join(b, "jobs", "codex-train")
+    ctl = os.path.join(b, "jobs", "codexctl")
+    demo = os.path.join(src, "configs/demo-base.yaml")
+    runs = os.path.join(tmp, "runs")
+    args = [train, demo, f"job.runs_dir={runs}", "job.name=followed", "train.max_steps=3000",
+            "train.log_every=500", "checkpoint.every_steps=0", "eval.every_steps=0"] + TINY
+    job = subprocess.Popen(args, cwd=src, env=env(), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    run_dir = os.path.join(runs, "followed")
+    f.check(wait_for(lambda: state_step(run_dir) >= 1, 60), "the run started")
+    p = run([ctl, "logs", "followed", "--runs", runs, "-f"], cwd=src, timeout=300)
+    job.communicate(timeout=300)
+    f.check(job.returncode == 0, f"the run completes ({job.returncode})")
+    with open(os.path.join(run_dir, "train.log")) as fh:
+        log = fh.read()
+    f.check(p.returncode == 0 and p.stdout == log,
+            f"logs -f printed all of train.log and ended with the job ({p.returncode}, "
+            f"{len(p.stdout)} of {len(log)} bytes)")
+    f.check("COMPLETED at step 3000" in p.stdout, "the followed output ends with the ending line")
+    p = run([ctl, "logs", "followed", "--runs", runs, "-f", "--tail", "1"], cwd=src, timeout=60)
+    f.check(p.returncode == 0 and "COMPLETED at step 3000" in p.stdout and
+            "started: " not in p.stdout, "an ended job: -f --tail 1 prints the last line and ends")
+    p = run([ctl, "logs", "--help"], cwd=src)
+    f.check(p.returncode == 0 and "--follow" in p.stdout, "logs --help documents -f")
 
 
 # ---- agreement of codexctl and codex-ita over every status ----

@@ -714,12 +714,14 @@ static void test_validate_model_and_batches(void) {
                    "train.global_batch_size (10) must be a multiple of "
                    "train.micro_batch_size x ranks (4 x 2 = 8): set global_batch_size to "
                    "8 or 16, or micro_batch_size to 1 or 5");
+    /* the advice passes the next check too: multiples of micro x ranks
+     * (12 would split over 4 ranks but not into micro batches of 4) */
     expect_invalid(&c, 4,
                    "train.global_batch_size (10) cannot be split evenly over 4 ranks: set "
-                   "it to 8 or 12");
+                   "it to 16");
     expect_invalid(&c, 16,
                    "train.global_batch_size (10) cannot be split evenly over 16 ranks: "
-                   "set it to 16");
+                   "set it to 64");
     cu_error_t e;
     config_defaults(&c);
     c.train.global_batch_size = 32;
