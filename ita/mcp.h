@@ -21,6 +21,7 @@
 #include "ita/audit.h"
 #include "ita/config.h"
 #include "ita/jobdir.h"
+#include "ita/sched.h"
 #include "safety/safety.h"
 
 #define ITA_MCP_LATEST "2026-07-28"
@@ -32,11 +33,14 @@ typedef struct {
     const ita_sched_view_t *view; /* may be NULL */
     const safety_engine_t *safety;
     pthread_mutex_t *sandbox_mu;
-    int scope;          /* the caller's key's scope (ITA_SCOPE_*) */
-    ita_audit_t *audit; /* for the audit lines of a pull request\'s steps */
+    ita_sched_t *sched;         /* may be NULL; told of submissions and cancels */
+    pthread_mutex_t *submit_mu; /* one submission at a time (submit_job) */
+    int scope;                  /* the caller's key's scope (ITA_SCOPE_*) */
+    ita_audit_t *audit;         /* for the audit lines of a pull request\'s steps */
     const char *request_id, *key_name, *key_id;
     char action[96];              /* out: "mcp tools/call job_status", for the audit */
     char job[ITA_JOB_ID_MAX + 1]; /* out: the job a tool or resource was about */
+    char launched[96];            /* out: what submit_job/cancel_job started or stopped */
 } ita_mcp_ctx_t;
 
 /* 1 when version is one this server speaks. */

@@ -82,6 +82,8 @@ void ita_route_mcp(ita_req_t *rq) {
                        .view = rq->w->view,
                        .safety = rq->w->safety,
                        .sandbox_mu = &rq->w->srv->sandbox_mu,
+                       .sched = rq->w->srv->sched,
+                       .submit_mu = &rq->w->srv->submit_mu,
                        .scope = rq->key_scope,
                        .audit = &rq->w->srv->audit,
                        .request_id = rq->request_id,
@@ -96,6 +98,12 @@ void ita_route_mcp(ita_req_t *rq) {
         memcpy(a, c.action, n);
         rq->action = a;
         if (c.job[0]) snprintf(rq->job, sizeof rq->job, "%s", c.job);
+    }
+    if (c.launched[0]) {
+        size_t n = strlen(c.launched) + 1;
+        char *l = h2o_mem_alloc_pool(&rq->req->pool, n);
+        memcpy(l, c.launched, n);
+        rq->launched = l;
     }
     if (!answer) {
         ita_respond(rq, 202, "application/json", "", 0);

@@ -31,6 +31,7 @@ typedef struct {
     ita_sched_view_t *view;
     unsigned long view_gen;
     pthread_mutex_t sandbox_mu;
+    pthread_mutex_t submit_mu; /* submit_job: one at a time in this process */
     uint64_t id_counter;
     const char *key;
 } stdio_server_t;
@@ -75,6 +76,7 @@ static void audit(stdio_server_t *s, const ita_key_t *key, const ita_mcp_ctx_t *
         .latency_ms = (ita_mono_now() - t0) * 1e3,
         .action = c->action[0] ? c->action : NULL,
         .job = c->action[0] && c->job[0] ? c->job : NULL,
+        .launched = c->launched[0] ? c->launched : NULL,
     };
     if (ita_audit_write(&s->audit, &rec))
         fprintf(stderr, "codex-ita: the audit log could not be written\n");
@@ -102,6 +104,8 @@ static void serve_line(stdio_server_t *s, const char *line, size_t len, FILE *ou
                        .jobs = s->jobs,
                        .safety = s->safety,
                        .sandbox_mu = &s->sandbox_mu,
+                       .sched = s->sched,
+                       .submit_mu = &s->submit_mu,
                        .audit = &s->audit,
                        .request_id = rid,
                        .key_name = key ? key->name : NULL,
@@ -134,6 +138,7 @@ static int setup(stdio_server_t *s, const ita_config_t *cfg, cu_error_t *err) {
     s->cfg = cfg;
     s->key = getenv("CODEX_ITA_KEY");
     pthread_mutex_init(&s->sandbox_mu, NULL);
+    pthread_mutex_init(&s->submit_mu, NULL);
     ita_keycache_init(&s->keys, cfg->keys_file);
     int rc = ita_audit_open(&s->audit, cfg->audit_log, err);
     if (!rc) rc = ita_jobdir_open(&s->jobs, cfg->runs_dir, cfg->lost_after_s, cfg->max_jobs, err);
@@ -150,6 +155,7 @@ static void teardown(stdio_server_t *s) {
     ita_audit_close(&s->audit);
     ita_keycache_free(&s->keys);
     pthread_mutex_destroy(&s->sandbox_mu);
+    pthread_mutex_destroy(&s->submit_mu);
 }
 
 int ita_mcp_stdio_run(const ita_config_t *cfg, FILE *in, FILE *out) {

@@ -11,6 +11,9 @@
  *   kb_search     read    POST /v1/kb/search
  *   hygiene_scan  read    POST /v1/hygiene/scan
  *   run_tests     submit  POST /v1/tests/run
+ *   submit_job    submit  POST /v1/jobs (?dry_run=true unless dry_run is
+ *                 false; the same code, routes_submit.c's ita_submit_run)
+ *   cancel_job    submit  POST /v1/jobs/{id}/cancel (ita_submit_cancel)
  *   create_pull_request  submit  POST /v1/repos/{name}/pulls (dry run unless
  *                 dry_run is false and confirm true)
  */
@@ -21,6 +24,7 @@
 #include "ita/kb.h"
 #include "ita/keys.h"
 #include "ita/mcp.h"
+#include "ita/submit.h"
 #include "safety/hits.h"
 
 #define RPC_INVALID_PARAMS -32602
@@ -105,7 +109,37 @@ static const char TOOLS_JSON[] =
     "\"properties\":{\"dry_run\":{\"type\":\"boolean\"},\"repo\":{\"type\":\"string\"},"
     "\"steps\":{\"type\":\"array\"},\"commit\":{\"type\":\"string\"},\"pull_request\":{"
     "\"type\":[\"object\",\"null\"]}}},"
-    "\"annotations\":{\"readOnlyHint\":false,\"destructiveHint\":false,\"openWorldHint\":true}}"
+    "\"annotations\":{\"readOnlyHint\":false,\"destructiveHint\":false,\"openWorldHint\":true}},"
+    "{\"name\":\"submit_job\",\"title\":\"Submit a fine-tuning job\","
+    "\"description\":\"Validates a job config exactly as POST /v1/jobs does (keys, values, output "
+    "kept in the service's runs directory) and answers the batch script it would run; nothing is "
+    "written unless dry_run is false, which writes the run directory and submits it to Slurm "
+    "(sbatch) or, with launcher local, starts mpirun. Needs scope submit.\","
+    "\"inputSchema\":{\"type\":\"object\",\"required\":[\"config\"],\"properties\":{"
+    "\"config\":{\"type\":\"string\",\"description\":\"the job config, YAML or JSON text\"},"
+    "\"overrides\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"pattern\":\"=\"},"
+    "\"maxItems\":128,\"description\":\"section.key=value\"},\"launcher\":{\"enum\":["
+    "\"slurm\",\"local\"],\"default\":\"slurm\"},\"ranks\":{\"type\":\"integer\","
+    "\"minimum\":1,\"maximum\":64,\"description\":\"MPI ranks (launcher local only)\"},"
+    "\"sweep\":{\"type\":\"string\",\"description\":\"KEY=V1,V2,...: a Slurm job array\"},"
+    "\"dry_run\":{\"type\":\"boolean\",\"default\":true}},\"additionalProperties\":false},"
+    "\"outputSchema\":{\"type\":\"object\",\"required\":[\"job\",\"launcher\",\"jobs\"],"
+    "\"properties\":{\"dry_run\":{\"type\":\"boolean\"},\"job\":{\"type\":\"string\"},"
+    "\"launcher\":{\"enum\":[\"slurm\",\"local\"]},\"run_dir\":{\"type\":\"string\"},"
+    "\"script\":{\"type\":\"string\"},\"status\":{\"type\":\"string\"},"
+    "\"slurm_job_id\":{\"type\":[\"string\",\"null\"]},\"pid\":{\"type\":[\"integer\","
+    "\"null\"]},\"jobs\":{\"type\":\"array\"}}},"
+    "\"annotations\":{\"readOnlyHint\":false,\"destructiveHint\":false,\"openWorldHint\":false}},"
+    "{\"name\":\"cancel_job\",\"title\":\"Cancel a job\","
+    "\"description\":\"Stops a pending or running job (scancel, or SIGTERM to a local launch) and "
+    "records it CANCELLED, as POST /v1/jobs/{id}/cancel. Needs scope submit.\","
+    "\"inputSchema\":{\"type\":\"object\",\"required\":[\"job\"],\"properties\":{\"job\":{"
+    "\"type\":\"string\",\"description\":\"the job id\"}},\"additionalProperties\":false},"
+    "\"outputSchema\":{\"type\":\"object\",\"required\":[\"job\",\"status\","
+    "\"slurm_job_id\"],\"properties\":{\"job\":{\"type\":\"string\"},\"status\":{"
+    "\"const\":\"CANCELLED\"},\"slurm_job_id\":{\"type\":[\"string\",\"null\"]}}},"
+    "\"annotations\":{\"readOnlyHint\":false,\"destructiveHint\":true,\"idempotentHint\":false,"
+    "\"openWorldHint\":false}}"
     "]";
 
 json_t *ita_mcp_tools_list(void) {
@@ -316,6 +350,57 @@ static json_t *t_create_pull_request(ita_mcp_ctx_t *c, json_t *args, int *code, 
     return r;
 }
 
+/* The submit context of an MCP call. */
+static ita_submit_ctx_t submit_ctx(const ita_mcp_ctx_t *c) {
+    return (ita_submit_ctx_t){.cfg = c->cfg,
+                              .jobs = c->jobs,
+                              .sched = c->sched,
+                              .submit_mu = c->submit_mu,
+                              .key_name = c->key_name,
+                              .key_id = c->key_id};
+}
+
+/* A submit/cancel result as a tool result, its audit fields into c. */
+static json_t *submit_result(ita_mcp_ctx_t *c, ita_submit_result_t *res) {
+    if (res->job[0]) snprintf(c->job, sizeof c->job, "%s", res->job);
+    snprintf(c->launched, sizeof c->launched, "%s", res->launched);
+    if (res->log[0]) fprintf(stderr, "codex-ita: request %s: %s\n", c->request_id, res->log);
+    if (res->status < 400) return tool_ok(res->doc);
+    char msg[1100];
+    snprintf(msg, sizeof msg, "refused (%d): %s", res->status, res->detail);
+    return tool_error(msg);
+}
+
+static json_t *t_submit_job(ita_mcp_ctx_t *c, json_t *args, int *code, cu_error_t *err) {
+    json_t *res = NULL;
+    if (need_scope(c, ITA_SCOPE_SUBMIT, &res)) return res;
+    json_t *dr = json_object_get(args, "dry_run");
+    if (dr && !json_is_boolean(dr)) {
+        *code = RPC_INVALID_PARAMS;
+        cu_error_set(err, CU_EINVAL, "dry_run is a boolean");
+        return NULL;
+    }
+    json_t *body = json_copy(args);
+    json_object_del(body, "dry_run");
+    ita_submit_ctx_t sc = submit_ctx(c);
+    ita_submit_result_t r;
+    ita_submit_run(&sc, body, !dr || json_is_true(dr), &r);
+    json_decref(body);
+    return submit_result(c, &r);
+}
+
+static json_t *t_cancel_job(ita_mcp_ctx_t *c, json_t *args, int *code, cu_error_t *err) {
+    json_t *res = NULL;
+    if (need_scope(c, ITA_SCOPE_SUBMIT, &res)) return res;
+    const char *job = job_arg(c, args, err);
+    if (!job) return *code = RPC_INVALID_PARAMS, NULL;
+    if (!ita_job_id_valid(job, strlen(job))) return tool_error("no such job");
+    ita_submit_ctx_t sc = submit_ctx(c);
+    ita_submit_result_t r;
+    ita_submit_cancel(&sc, job, &r);
+    return submit_result(c, &r);
+}
+
 typedef json_t *(*tool_fn)(ita_mcp_ctx_t *, json_t *, int *, cu_error_t *);
 
 static const struct {
@@ -329,6 +414,8 @@ static const struct {
     {"hygiene_scan", t_hygiene_scan},
     {"run_tests", t_run_tests},
     {"create_pull_request", t_create_pull_request},
+    {"submit_job", t_submit_job},
+    {"cancel_job", t_cancel_job},
 };
 
 json_t *ita_mcp_tool_call(ita_mcp_ctx_t *c, const char *name, json_t *args, int *rpc_code,

@@ -38,6 +38,7 @@
 
 #include "io/json_text.h"
 #include "ita/http.h"
+#include "ita/submit.h"
 #include "rundir/rundir.h"
 #include "rundir/status.h"
 #include "slurm/slurm.h"
@@ -55,11 +56,17 @@ typedef struct {
     const char *sweep;
     int local;
     int ranks; /* local only */
-    int dry_run;
 } submit_req_t;
 
-/* Parses the body into r (pointers into doc). 0, or -1 answered 400. */
-static int parse_submit(ita_req_t *rq, json_t *doc, submit_req_t *r) {
+/* Sets res to a problem with status and detail; returns -1. */
+static int fail(ita_submit_result_t *res, int status, const char *detail) {
+    res->status = status;
+    snprintf(res->detail, sizeof res->detail, "%s", detail);
+    return -1;
+}
+
+/* Parses the body into r (pointers into doc). 0, or -1 with res a 400. */
+static int parse_submit(json_t *doc, submit_req_t *r, ita_submit_result_t *res) {
     memset(r, 0, sizeof *r);
     const char *bad = NULL;
     json_t *cfg = json_object_get(doc, "config");
@@ -71,8 +78,7 @@ static int parse_submit(ita_req_t *rq, json_t *doc, submit_req_t *r) {
             char d[200];
             snprintf(d, sizeof d,
                      "unknown field '%.60s' (config, overrides, launcher, ranks, sweep)", key);
-            ita_problem(rq, 400, d);
-            return -1;
+            return fail(res, 400, d);
         }
     }
     if (!json_is_string(cfg)) {
@@ -113,17 +119,7 @@ static int parse_submit(ita_req_t *rq, json_t *doc, submit_req_t *r) {
     if (!bad && sw && (!json_is_string(sw) || r->local))
         bad = "'sweep' is \"KEY=V1,V2,...\" and makes a Slurm job array (not with launcher local)";
     r->sweep = json_string_value(sw);
-    char dr[8];
-    int q = ita_query_param(rq, "dry_run", dr, sizeof dr);
-    if (!bad && (q < 0 || (q > 0 && strcmp(dr, "true") && strcmp(dr, "false") && strcmp(dr, "1") &&
-                           strcmp(dr, "0"))))
-        bad = "query parameter 'dry_run' is true or false";
-    r->dry_run = q > 0 && (!strcmp(dr, "true") || !strcmp(dr, "1"));
-    if (bad) {
-        ita_problem(rq, 400, bad);
-        return -1;
-    }
-    return 0;
+    return bad ? fail(res, 400, bad) : 0;
 }
 
 /* 1 when path (absolute, or relative to workdir) lies beneath dir. Lexical:
@@ -181,8 +177,9 @@ static int check_confined(const cu_config_t *c, const char *workdir, const char 
 
 /* A job's first state.json: rundir's submit record, as codexctl submit
  * writes it (docs/formats.md). */
-static int write_first_state(ita_req_t *rq, const cu_config_t *c, int world, const char *status,
-                             const char *slurm_id, const char *error, cu_error_t *err) {
+static int write_first_state(ita_jobdir_t *jobs, const cu_config_t *c, int world,
+                             const char *status, const char *slurm_id, const char *error,
+                             cu_error_t *err) {
     rundir_state_t s;
     rundir_state_init(&s, c->job.name);
     snprintf(s.status, sizeof s.status, "%s", status);
@@ -195,7 +192,7 @@ static int write_first_state(ita_req_t *rq, const cu_config_t *c, int world, con
         s.error_rank = 0;
         s.finished_at = rundir_now();
     }
-    int dfd = ita_jobdir_openat(rq->w->jobs, c->job.name, "", O_RDONLY | O_DIRECTORY);
+    int dfd = ita_jobdir_openat(jobs, c->job.name, "", O_RDONLY | O_DIRECTORY);
     if (dfd < 0) return cu_error_set(err, CU_EIO, "job '%s': %s", c->job.name, strerror(errno));
     int rc = rundir_write_state_at(dfd, &s, err);
     close(dfd);
@@ -281,16 +278,16 @@ static json_t *task_names(const slurm_plan_t *p) {
     return a;
 }
 
-/* Writes, launches and records the plan; answers. */
-static void launch(ita_req_t *rq, const submit_req_t *r, slurm_plan_t *p) {
-    ita_server_t *srv = rq->w->srv;
+/* Writes, launches and records the plan; fills res. */
+static void launch(const ita_submit_ctx_t *sc, const submit_req_t *r, slurm_plan_t *p,
+                   ita_submit_result_t *res) {
     cu_error_t err = {0};
     int n = p->n_tasks ? p->n_tasks : 1;
     int world = p->cfg.slurm.nodes * p->cfg.slurm.ntasks_per_node;
     for (int i = 0; i < n; i++) {
         const cu_config_t *c = p->n_tasks ? &p->task_cfg[i] : &p->cfg;
         ita_job_summary_t s;
-        if (ita_jobdir_state(rq->w->jobs, c->job.name, &s, NULL, &err) == CU_OK &&
+        if (ita_jobdir_state(sc->jobs, c->job.name, &s, NULL, &err) == CU_OK &&
             rundir_status_active(s.status)) {
             char d[1000];
             snprintf(d, sizeof d,
@@ -298,38 +295,39 @@ static void launch(ita_req_t *rq, const submit_req_t *r, slurm_plan_t *p) {
                      "job.name",
                      c->job.name, s.status, s.slurm_job_id[0] ? " as Slurm job " : "",
                      s.slurm_job_id, c->job.name);
-            ita_problem(rq, 409, d);
+            fail(res, 409, d);
             return;
         }
     }
     char script[4400], who[200];
-    snprintf(who, sizeof who, "key %s (%s)", rq->key_name, rq->key_id);
+    snprintf(who, sizeof who, "key %s (%s)", sc->key_name ? sc->key_name : "",
+             sc->key_id ? sc->key_id : "");
     if (slurm_plan_write(p, script, sizeof script, &err) != CU_OK) {
-        ita_log(srv, "request %s: %s", rq->request_id, err.msg);
-        ita_problem(rq, 500, "the run directory could not be written");
+        snprintf(res->log, sizeof res->log, "%s", err.msg);
+        fail(res, 500, "the run directory could not be written");
         return;
     }
     for (int i = 0; i < n; i++) {
         const cu_config_t *c = p->n_tasks ? &p->task_cfg[i] : &p->cfg;
-        if (write_first_state(rq, c, world, "SUBMITTED", NULL, NULL, &err) != CU_OK) {
-            ita_log(srv, "request %s: %s", rq->request_id, err.msg);
-            ita_problem(rq, 500, "the run directory could not be written");
+        if (write_first_state(sc->jobs, c, world, "SUBMITTED", NULL, NULL, &err) != CU_OK) {
+            snprintf(res->log, sizeof res->log, "%s", err.msg);
+            fail(res, 500, "the run directory could not be written");
             return;
         }
     }
     char id[64] = "";
     pid_t pid = 0;
-    int rc = r->local ? spawn_local(&srv->cfg, p, r->ranks, &pid, &err)
-                      : slurm_submit_timeout(script, p->workdir, srv->cfg.slurm_timeout_s, id,
+    int rc = r->local ? spawn_local(sc->cfg, p, r->ranks, &pid, &err)
+                      : slurm_submit_timeout(script, p->workdir, sc->cfg->slurm_timeout_s, id,
                                              sizeof id, &err);
     if (rc != CU_OK) {
         for (int i = 0; i < n; i++) {
             const cu_config_t *c = p->n_tasks ? &p->task_cfg[i] : &p->cfg;
             cu_error_t e2;
-            write_first_state(rq, c, world, "FAILED", NULL, err.msg, &e2);
+            write_first_state(sc->jobs, c, world, "FAILED", NULL, err.msg, &e2);
         }
-        ita_log(srv, "request %s: %s", rq->request_id, err.msg);
-        ita_problem(rq, 502, err.msg);
+        snprintf(res->log, sizeof res->log, "%s", err.msg);
+        fail(res, 502, err.msg);
         return;
     }
     json_t *jobs = json_array();
@@ -343,48 +341,146 @@ static void launch(ita_req_t *rq, const submit_req_t *r, slurm_plan_t *p) {
         if (r->local) {
             char text[32];
             snprintf(text, sizeof text, "%ld\n", (long)pid);
-            ita_jobdir_write_file(rq->w->jobs, c->job.name, "launcher.pid", text, strlen(text),
-                                  &err);
+            ita_jobdir_write_file(sc->jobs, c->job.name, "launcher.pid", text, strlen(text), &err);
             snprintf(msg, sizeof msg, "submitted through codex-ita by %s: mpirun -n %d, pid %ld",
                      who, r->ranks, (long)pid);
         } else {
-            write_first_state(rq, c, world, "PENDING", tid, NULL, &err);
+            write_first_state(sc->jobs, c, world, "PENDING", tid, NULL, &err);
             snprintf(msg, sizeof msg, "submitted through codex-ita by %s as Slurm job %s", who,
                      tid);
         }
-        append_event(rq->w->jobs, c->job.name, 0, "submitted", msg);
+        append_event(sc->jobs, c->job.name, 0, "submitted", msg);
         json_array_append_new(jobs, json_pack("{s:s, s:o}", "id", c->job.name, "slurm_job_id",
                                               r->local ? json_null() : json_string(tid)));
     }
-    if (r->local) ita_sched_track_pid(srv->sched, pid);
-    ita_sched_kick(srv->sched);
-    char loc[300], launched[96];
-    snprintf(loc, sizeof loc, "/v1/jobs/%s", n > 1 ? p->task_cfg[0].job.name : p->cfg.job.name);
+    if (sc->sched && r->local) ita_sched_track_pid(sc->sched, pid);
+    if (sc->sched) ita_sched_kick(sc->sched);
+    const char *first = n > 1 ? p->task_cfg[0].job.name : p->cfg.job.name;
+    snprintf(res->location, sizeof res->location, "/v1/jobs/%s", first);
     if (r->local)
-        snprintf(launched, sizeof launched, "local pid %ld", (long)pid);
+        snprintf(res->launched, sizeof res->launched, "local pid %ld", (long)pid);
     else
-        snprintf(launched, sizeof launched, "slurm %s", id);
-    rq->launched = h2o_mem_alloc_pool(&rq->req->pool, strlen(launched) + 1);
-    memcpy((char *)rq->launched, launched, strlen(launched) + 1);
-    ita_add_header(rq, "location", loc);
-    json_t *doc = json_pack(
-        "{s:s, s:s, s:s, s:o, s:o, s:o}", "job", n > 1 ? p->task_cfg[0].job.name : p->cfg.job.name,
-        "launcher", r->local ? "local" : "slurm", "status", r->local ? "SUBMITTED" : "PENDING",
-        "slurm_job_id", r->local ? json_null() : json_string(id), "pid",
-        r->local ? json_integer(pid) : json_null(), "jobs", jobs);
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
+        snprintf(res->launched, sizeof res->launched, "slurm %s", id);
+    res->doc = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "job", first, "launcher",
+                         r->local ? "local" : "slurm", "status", r->local ? "SUBMITTED" : "PENDING",
+                         "slurm_job_id", r->local ? json_null() : json_string(id), "pid",
+                         r->local ? json_integer(pid) : json_null(), "jobs", jobs);
+    if (!res->doc)
+        fail(res, 500, "out of memory while formatting the answer");
+    else
+        res->status = 201;
+}
+
+/* Resolves the submission into p: the config as written must stay in the
+ * runs directory, then the plan is built with the service's runs_dir (the
+ * overrides added here live only as long as this call, which is all the
+ * plan needs). 0, or -1 with res a problem. */
+static int plan_submission(const ita_submit_ctx_t *sc, submit_req_t *r, slurm_plan_t *p,
+                           ita_submit_result_t *res) {
+    const ita_config_t *cfg = sc->cfg;
+    char runs_real[PATH_MAX], why[600], ov_runs[PATH_MAX + 16], ov_nodes[32], ov_tasks[48];
+    cu_error_t err = {0};
+    if (!realpath(cfg->runs_dir, runs_real)) return fail(res, 500, "the runs directory is gone");
+    if (r->local) {
+        snprintf(ov_nodes, sizeof ov_nodes, "slurm.nodes=1");
+        snprintf(ov_tasks, sizeof ov_tasks, "slurm.ntasks_per_node=%d", r->ranks);
+        r->overrides[r->n_overrides++] = ov_nodes;
+        r->overrides[r->n_overrides++] = ov_tasks;
+    }
+    /* The config as its author wrote it: where would it write? */
+    cu_config_t *pre = malloc(sizeof *pre);
+    if (!pre) return fail(res, 500, "out of memory");
+    config_defaults(pre);
+    int bad = config_parse_yaml(pre, r->text, r->len, "config", &err) != CU_OK;
+    for (int i = 0; !bad && i < r->n_overrides; i++)
+        bad = config_apply_override(pre, r->overrides[i], &err) != CU_OK;
+    int confined = !bad && !check_confined(pre, cfg->submit_workdir, runs_real, why, sizeof why);
+    free(pre);
+    if (bad) return fail(res, 400, err.msg);
+    if (!confined) return fail(res, 400, why);
+    snprintf(ov_runs, sizeof ov_runs, "job.runs_dir=%s", runs_real);
+    r->overrides[r->n_overrides++] = ov_runs;
+    if (slurm_plan_build(p, r->text, r->len, "config", r->overrides, r->n_overrides, r->sweep,
+                         cfg->submit_workdir, cfg->submit_train, NULL, 0, &err) != CU_OK)
+        return fail(res, 400, err.msg);
+    const char *name = p->cfg.job.name;
+    if (!ita_job_id_valid(name, strlen(name)) || strlen(name) + 4 > ITA_JOB_ID_MAX)
+        return fail(res, 400, "job.name: must be 1-124 of [A-Za-z0-9._-], not starting with '.'");
+    snprintf(res->job, sizeof res->job, "%s", name);
+    return 0;
+}
+
+void ita_submit_run(const ita_submit_ctx_t *sc, json_t *body, int dry_run,
+                    ita_submit_result_t *res) {
+    memset(res, 0, sizeof *res);
+    submit_req_t r;
+    if (parse_submit(body, &r, res)) return;
+    slurm_plan_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        fail(res, 500, "out of memory");
+        return;
+    }
+    if (plan_submission(sc, &r, p, res)) goto done;
+    if (dry_run) {
+        res->action = "dry_run";
+        res->doc = json_pack("{s:b, s:s, s:s, s:s, s:o, s:s}", "dry_run", 1, "job", p->cfg.job.name,
+                             "launcher", r.local ? "local" : "slurm", "run_dir", p->run_dir, "jobs",
+                             task_names(p), "script", p->script);
+        if (!res->doc)
+            fail(res, 500, "out of memory while formatting the answer");
+        else
+            res->status = 200;
+        goto done;
+    }
+    res->action = "submit";
+    pthread_mutex_lock(sc->submit_mu);
+    launch(sc, &r, p, res);
+    pthread_mutex_unlock(sc->submit_mu);
+done:
+    slurm_plan_free(p);
+    free(p);
+}
+
+/* The service's context for a request. */
+static ita_submit_ctx_t route_ctx(ita_req_t *rq) {
+    ita_server_t *srv = rq->w->srv;
+    return (ita_submit_ctx_t){.cfg = &srv->cfg,
+                              .jobs = rq->w->jobs,
+                              .sched = srv->sched,
+                              .submit_mu = &srv->submit_mu,
+                              .key_name = rq->key_name,
+                              .key_id = rq->key_id};
+}
+
+/* Answers res (201/202 with a JSON body and Location, or a problem) and
+ * hands its audit fields to the request. */
+static void route_answer(ita_req_t *rq, ita_submit_result_t *res) {
+    if (res->action) rq->action = res->action;
+    if (res->job[0]) snprintf(rq->job, sizeof rq->job, "%s", res->job);
+    if (res->launched[0]) {
+        size_t n = strlen(res->launched) + 1;
+        char *l = h2o_mem_alloc_pool(&rq->req->pool, n);
+        memcpy(l, res->launched, n);
+        rq->launched = l;
+    }
+    if (res->log[0]) ita_log(rq->w->srv, "request %s: %s", rq->request_id, res->log);
+    if (res->status >= 400) {
+        ita_problem(rq, res->status, res->detail);
+        return;
+    }
+    if (res->location[0]) ita_add_header(rq, "location", res->location);
+    char *text = json_dumps(res->doc, JSON_COMPACT);
+    json_decref(res->doc);
+    res->doc = NULL;
     if (!text) {
         ita_problem(rq, 500, "out of memory while formatting the answer");
         return;
     }
-    ita_respond(rq, 201, "application/json", text, strlen(text));
+    ita_respond(rq, res->status, "application/json", text, strlen(text));
     free(text);
 }
 
 void ita_route_job_submit(ita_req_t *rq) {
-    ita_server_t *srv = rq->w->srv;
-    const ita_config_t *cfg = &srv->cfg;
     json_error_t je;
     const char *body = rq->req->entity.base;
     json_t *doc = body ? json_loadb(body, rq->req->entity.len, 0, &je) : NULL;
@@ -395,129 +491,87 @@ void ita_route_job_submit(ita_req_t *rq) {
                     "\"overrides\": [...], \"launcher\": \"slurm\" | \"local\"}");
         return;
     }
-    submit_req_t r;
-    if (parse_submit(rq, doc, &r)) {
+    char dr[8];
+    int q = ita_query_param(rq, "dry_run", dr, sizeof dr);
+    if (q < 0 || (q > 0 && strcmp(dr, "true") && strcmp(dr, "false") && strcmp(dr, "1") &&
+                  strcmp(dr, "0"))) {
         json_decref(doc);
+        ita_problem(rq, 400, "query parameter 'dry_run' is true or false");
         return;
     }
-    char runs_real[PATH_MAX], why[600], ov_runs[PATH_MAX + 16], ov_nodes[32], ov_tasks[48];
-    cu_error_t err = {0};
-    cu_config_t *pre = malloc(sizeof *pre);
-    slurm_plan_t *p = calloc(1, sizeof *p);
-    int bad = 0;
-    if (!pre || !p || !realpath(cfg->runs_dir, runs_real)) {
-        ita_problem(rq, 500, "out of memory, or the runs directory is gone");
-        goto done;
-    }
-    if (r.local) {
-        snprintf(ov_nodes, sizeof ov_nodes, "slurm.nodes=1");
-        snprintf(ov_tasks, sizeof ov_tasks, "slurm.ntasks_per_node=%d", r.ranks);
-        r.overrides[r.n_overrides++] = ov_nodes;
-        r.overrides[r.n_overrides++] = ov_tasks;
-    }
-    /* The config as its author wrote it: where would it write? */
-    config_defaults(pre);
-    bad = config_parse_yaml(pre, r.text, r.len, "config", &err) != CU_OK;
-    for (int i = 0; !bad && i < r.n_overrides; i++)
-        bad = config_apply_override(pre, r.overrides[i], &err) != CU_OK;
-    if (bad) {
-        ita_problem(rq, 400, err.msg);
-        goto done;
-    }
-    if (check_confined(pre, cfg->submit_workdir, runs_real, why, sizeof why)) {
-        ita_problem(rq, 400, why);
-        goto done;
-    }
-    snprintf(ov_runs, sizeof ov_runs, "job.runs_dir=%s", runs_real);
-    r.overrides[r.n_overrides++] = ov_runs;
-    if (slurm_plan_build(p, r.text, r.len, "config", r.overrides, r.n_overrides, r.sweep,
-                         cfg->submit_workdir, cfg->submit_train, NULL, 0, &err) != CU_OK) {
-        ita_problem(rq, 400, err.msg);
-        goto done;
-    }
-    const char *name = p->cfg.job.name;
-    if (!ita_job_id_valid(name, strlen(name)) || strlen(name) + 4 > ITA_JOB_ID_MAX) {
-        ita_problem(rq, 400, "job.name: must be 1-124 of [A-Za-z0-9._-], not starting with '.'");
-        goto done;
-    }
-    snprintf(rq->job, sizeof rq->job, "%s", name);
-    if (r.dry_run) {
-        rq->action = "dry_run";
-        json_t *d = json_pack("{s:b, s:s, s:s, s:s, s:o, s:s}", "dry_run", 1, "job", name,
-                              "launcher", r.local ? "local" : "slurm", "run_dir", p->run_dir,
-                              "jobs", task_names(p), "script", p->script);
-        ita_respond_json(rq, d);
-        goto done;
-    }
-    rq->action = "submit";
-    pthread_mutex_lock(&srv->submit_mu);
-    launch(rq, &r, p);
-    pthread_mutex_unlock(&srv->submit_mu);
-done:
-    if (p) slurm_plan_free(p);
-    free(p);
-    free(pre);
+    ita_submit_ctx_t sc = route_ctx(rq);
+    ita_submit_result_t res;
+    ita_submit_run(&sc, doc, q > 0 && (!strcmp(dr, "true") || !strcmp(dr, "1")), &res);
     json_decref(doc);
+    route_answer(rq, &res);
 }
 
 /* ---- POST /v1/jobs/{id}/cancel ---- */
 
-void ita_route_job_cancel(ita_req_t *rq) {
-    ita_server_t *srv = rq->w->srv;
+/* Stops the job's launcher: scancel, or SIGTERM to a local launch's
+ * process group. 0 with launched and msg set, or -1 with res a problem. */
+static int stop_job(const ita_submit_ctx_t *sc, const char *job, const ita_job_summary_t *s,
+                    char *msg, size_t cap, ita_submit_result_t *res) {
+    cu_error_t err = {0};
+    const char *kn = sc->key_name ? sc->key_name : "", *ki = sc->key_id ? sc->key_id : "";
+    if (s->slurm_job_id[0]) {
+        if (slurm_cancel_timeout(s->slurm_job_id, NULL, sc->cfg->slurm_timeout_s, &err) != CU_OK) {
+            snprintf(res->log, sizeof res->log, "%s", err.msg);
+            return fail(res, 502, err.msg);
+        }
+        snprintf(res->launched, sizeof res->launched, "slurm %s", s->slurm_job_id);
+        snprintf(msg, cap, "cancelled through codex-ita by key %s (%s): scancel %s", kn, ki,
+                 s->slurm_job_id);
+        return 0;
+    }
+    int fd = ita_jobdir_openat(sc->jobs, job, "launcher.pid", O_RDONLY);
+    char buf[32] = "";
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0) close(fd);
+    long pid = n > 0 ? (buf[n] = 0, strtol(buf, NULL, 10)) : 0;
+    if (pid <= 1 || ita_jobdir_launcher_alive(sc->jobs, job) <= 0 ||
+        (kill(-(pid_t)pid, SIGTERM) != 0 && kill((pid_t)pid, SIGTERM) != 0))
+        return fail(res, 409, "the job has neither a Slurm job id nor a live local launcher");
+    snprintf(res->launched, sizeof res->launched, "local pid %ld", pid);
+    snprintf(msg, cap, "cancelled through codex-ita by key %s (%s): SIGTERM to pid %ld", kn, ki,
+             pid);
+    return 0;
+}
+
+void ita_submit_cancel(const ita_submit_ctx_t *sc, const char *job, ita_submit_result_t *res) {
+    memset(res, 0, sizeof *res);
+    snprintf(res->job, sizeof res->job, "%s", job);
     ita_job_summary_t s;
     cu_error_t err = {0};
-    if (ita_jobdir_state(rq->w->jobs, rq->job, &s, NULL, &err)) {
-        ita_problem(rq, err.code == ITA_ENOENT ? 404 : 500,
-                    err.code == ITA_ENOENT ? "no such job" : "the job could not be read");
+    if (ita_jobdir_state(sc->jobs, job, &s, NULL, &err)) {
+        fail(res, err.code == ITA_ENOENT ? 404 : 500,
+             err.code == ITA_ENOENT ? "no such job" : "the job could not be read");
         return;
     }
-    rq->action = "cancel";
+    res->action = "cancel";
     if (!rundir_status_active(s.status)) {
         char d[200];
-        snprintf(d, sizeof d, "job %s already ended (%s); nothing to cancel", rq->job, s.status);
-        ita_problem(rq, 409, d);
+        snprintf(d, sizeof d, "job %s already ended (%s); nothing to cancel", job, s.status);
+        fail(res, 409, d);
         return;
     }
-    char msg[400], launched[96];
-    if (s.slurm_job_id[0]) {
-        if (slurm_cancel_timeout(s.slurm_job_id, NULL, srv->cfg.slurm_timeout_s, &err) != CU_OK) {
-            ita_log(srv, "request %s: %s", rq->request_id, err.msg);
-            ita_problem(rq, 502, err.msg);
-            return;
-        }
-        snprintf(launched, sizeof launched, "slurm %s", s.slurm_job_id);
-        snprintf(msg, sizeof msg, "cancelled through codex-ita by key %s (%s): scancel %s",
-                 rq->key_name, rq->key_id, s.slurm_job_id);
-    } else {
-        int fd = ita_jobdir_openat(rq->w->jobs, rq->job, "launcher.pid", O_RDONLY);
-        char buf[32] = "";
-        ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-        if (fd >= 0) close(fd);
-        long pid = n > 0 ? (buf[n] = 0, strtol(buf, NULL, 10)) : 0;
-        if (pid <= 1 || ita_jobdir_launcher_alive(rq->w->jobs, rq->job) <= 0 ||
-            (kill(-(pid_t)pid, SIGTERM) != 0 && kill((pid_t)pid, SIGTERM) != 0)) {
-            ita_problem(rq, 409, "the job has neither a Slurm job id nor a live local launcher");
-            return;
-        }
-        snprintf(launched, sizeof launched, "local pid %ld", pid);
-        snprintf(msg, sizeof msg, "cancelled through codex-ita by key %s (%s): SIGTERM to pid %ld",
-                 rq->key_name, rq->key_id, pid);
-    }
-    rq->launched = h2o_mem_alloc_pool(&rq->req->pool, strlen(launched) + 1);
-    memcpy((char *)rq->launched, launched, strlen(launched) + 1);
-    if (ita_jobdir_record_status(rq->w->jobs, rq->job, "CANCELLED", NULL, &err) != CU_OK)
-        ita_log(srv, "request %s: cancelled, but %s", rq->request_id, err.msg);
-    append_event(rq->w->jobs, rq->job, (long)s.step, "cancelled", msg);
-    ita_sched_watch_cancel(srv->sched, rq->job);
-    json_t *doc =
-        json_pack("{s:s, s:s, s:o}", "job", rq->job, "status", "CANCELLED", "slurm_job_id",
-                  s.slurm_job_id[0] ? json_string(s.slurm_job_id) : json_null());
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    if (!text) {
-        ita_problem(rq, 500, "out of memory while formatting the answer");
-        return;
-    }
-    ita_respond(rq, 202, "application/json", text, strlen(text));
-    free(text);
+    char msg[400];
+    if (stop_job(sc, job, &s, msg, sizeof msg, res)) return;
+    if (ita_jobdir_record_status(sc->jobs, job, "CANCELLED", NULL, &err) != CU_OK)
+        snprintf(res->log, sizeof res->log, "cancelled, but %s", err.msg);
+    append_event(sc->jobs, job, (long)s.step, "cancelled", msg);
+    if (sc->sched) ita_sched_watch_cancel(sc->sched, job);
+    res->doc = json_pack("{s:s, s:s, s:o}", "job", job, "status", "CANCELLED", "slurm_job_id",
+                         s.slurm_job_id[0] ? json_string(s.slurm_job_id) : json_null());
+    if (!res->doc)
+        fail(res, 500, "out of memory while formatting the answer");
+    else
+        res->status = 202;
+}
+
+void ita_route_job_cancel(ita_req_t *rq) {
+    ita_submit_ctx_t sc = route_ctx(rq);
+    ita_submit_result_t res;
+    ita_submit_cancel(&sc, rq->job, &res);
+    route_answer(rq, &res);
 }

@@ -32,7 +32,7 @@ export function makeServiceDir({ kb = true, extraYaml = "" } = {}) {
     "slurm:", "  refresh_s: 0", "test_commands:", '  sh: "bash run.sh"', "tests_timeout_s: 10",
     "kb:", "  db: kb.sqlite", `  sources: ${path.join(SRC, "docs")} ${path.join(SRC, "ita")}`,
     `mcp:`, `  docs_dir: ${path.join(SRC, "docs")}`, "  allowed_origins: https://ide.example",
-    "submit:", `  workdir: ${SRC}`,
+    "submit:", `  workdir: ${SRC}`, `  train: ${path.join(path.dirname(CTL), "codex-train")}`,
     "repos:", '  demo: "path=clone bases=main"',
     extraYaml,
   ].join("\n") + "\n";

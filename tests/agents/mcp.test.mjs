@@ -9,6 +9,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client as ClientV1 } from "@modelcontextprotocol/sdk/client/index.js";
@@ -16,10 +17,11 @@ import { StdioClientTransport as StdioV1 } from "@modelcontextprotocol/sdk/clien
 import { StreamableHTTPClientTransport as HttpV1 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { Client as ClientV2, StreamableHTTPClientTransport as HttpV2 } from "@modelcontextprotocol/client";
 import { StdioClientTransport as StdioV2 } from "@modelcontextprotocol/client/stdio";
-import { ITA, makeServiceDir, startServer, auditLines } from "./harness.mjs";
+import { ITA, SRC, makeServiceDir, startServer, auditLines } from "./harness.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const TOOLS = ["list_jobs", "job_status", "job_metrics", "kb_search", "hygiene_scan", "run_tests", "create_pull_request"];
+const TOOLS = ["list_jobs", "job_status", "job_metrics", "kb_search", "hygiene_scan", "run_tests", "create_pull_request",
+               "submit_job", "cancel_job"];
 const PLANTED = "ghp_Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2";
 let svc, srv;
 
@@ -33,6 +35,16 @@ const info = { name: "cu-agents-test", version: "1.0.0" };
 const stdioParams = (key) => ({ command: ITA, args: ["--config", svc.cfg, "--mcp-stdio"],
                                 env: { CODEX_ITA_KEY: key, PATH: process.env.PATH }, stderr: "pipe" });
 const httpOpts = (key) => ({ requestInit: { headers: key ? { "X-API-Key": key } : {} } });
+
+const BASE = fs.readFileSync(path.join(SRC, "configs/demo-base.yaml"), "utf8");
+const SMALL = ["train.max_steps=10", "train.warmup_steps=2", "train.micro_batch_size=4"];
+const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+const alive = (pid) => {
+  try {
+    process.kill(pid, 0);
+    return fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(" ")[2] !== "Z";
+  } catch { return false; }
+};
 
 const structured = (r) => r.structuredContent ?? JSON.parse(r.content[0].text);
 
@@ -83,6 +95,30 @@ async function journey(client, { scope }) {
     assert.ok(r.isError);
     assert.match(r.content[0].text, /scope 'submit'/);
   }
+  // submit_job is a dry run unless told otherwise: the script, nothing written
+  const name = `mcp-dry-${scope}-${process.hrtime.bigint()}`;
+  r = await client.callTool({ name: "submit_job", arguments: { config: BASE, overrides: [`job.name=${name}`, ...SMALL] } });
+  if (scope === "submit") {
+    assert.ok(!r.isError, r.content[0].text);
+    const d = structured(r);
+    assert.equal(d.dry_run, true);
+    assert.equal(d.job, name);
+    assert.match(d.script, new RegExp(`#SBATCH --job-name=${name}`));
+    assert.ok(d.run_dir.endsWith(`/runs/${name}`), d.run_dir);
+    r = await client.callTool({ name: "submit_job", arguments: { config: BASE, overrides: ["train.no_such_key=1"] } });
+    assert.ok(r.isError);
+    assert.match(r.content[0].text, /refused \(400\).*no_such_key/);
+    r = await client.callTool({ name: "cancel_job", arguments: { job: "demo-completed" } });
+    assert.ok(r.isError);
+    assert.match(r.content[0].text, /refused \(409\).*already ended/);
+  } else {
+    assert.ok(r.isError, "submit_job needs scope submit");
+    assert.match(r.content[0].text, /scope 'submit'/);
+    r = await client.callTool({ name: "cancel_job", arguments: { job: "demo-completed" } });
+    assert.ok(r.isError, "cancel_job needs scope submit");
+    assert.match(r.content[0].text, /scope 'submit'/);
+  }
+  assert.ok(!fs.existsSync(path.join(svc.dir, "runs", name)), "a dry run writes nothing");
   // a tool error: the tool ran and says why
   r = await client.callTool({ name: "job_status", arguments: { job: "no-such-job" } });
   assert.ok(r.isError);
@@ -137,6 +173,50 @@ test("client 2.x pinned to 2026-07-28 over Streamable HTTP and stdio", async () 
     await journey(client, { scope: "submit" });
     await client.close();
   }
+});
+
+test("submit_job really submits with the local launcher, and cancel_job stops it", async () => {
+  const client = new ClientV1(info);
+  await client.connect(new HttpV1(new URL(srv.url + "/mcp"), httpOpts(svc.keys.submitter)));
+  const args = { config: BASE, launcher: "local", ranks: 1, overrides: ["job.name=mcp-loc", "train.max_steps=100000000"] };
+  let r = await client.callTool({ name: "submit_job", arguments: { ...args, dry_run: false } });
+  assert.ok(!r.isError, r.content[0].text);
+  const d = structured(r);
+  assert.equal(d.job, "mcp-loc");
+  assert.equal(d.launcher, "local");
+  assert.equal(d.status, "SUBMITTED");
+  assert.ok(d.pid > 0);
+  assert.ok(fs.existsSync(path.join(svc.dir, "runs/mcp-loc/submit.yaml")), "the run directory is written");
+  let status = "";
+  for (const end = Date.now() + 90000; Date.now() < end && status !== "RUNNING"; await sleep(300)) {
+    status = structured(await client.callTool({ name: "job_status", arguments: { job: "mcp-loc" } })).status;
+    assert.ok(["SUBMITTED", "PENDING", "RUNNING"].includes(status), status);
+  }
+  assert.equal(status, "RUNNING");
+  // a second submission of the running job is refused, as POST /v1/jobs does
+  r = await client.callTool({ name: "submit_job", arguments: { ...args, dry_run: false } });
+  assert.ok(r.isError);
+  assert.match(r.content[0].text, /refused \(409\)/);
+  r = await client.callTool({ name: "cancel_job", arguments: { job: "mcp-loc" } });
+  assert.ok(!r.isError, r.content[0].text);
+  assert.deepEqual(structured(r), { job: "mcp-loc", status: "CANCELLED", slurm_job_id: null });
+  for (const end = Date.now() + 30000; Date.now() < end && alive(d.pid); ) await sleep(300);
+  assert.ok(!alive(d.pid), "the local launcher has stopped");
+  const events = fs.readFileSync(path.join(svc.dir, "runs/mcp-loc/events.jsonl"), "utf8");
+  assert.match(events, /"type":"submitted".*key submitter/);
+  assert.match(events, /"type":"cancelled".*SIGTERM to pid/);
+  // a key of scope read may not cancel
+  const reader = new ClientV1(info);
+  await reader.connect(new HttpV1(new URL(srv.url + "/mcp"), httpOpts(svc.keys.reader)));
+  r = await reader.callTool({ name: "cancel_job", arguments: { job: "mcp-loc" } });
+  assert.ok(r.isError);
+  assert.match(r.content[0].text, /scope 'submit'/);
+  await reader.close();
+  await client.close();
+  const lines = auditLines(svc).filter((l) => l.path === "/mcp" && l.job === "mcp-loc");
+  assert.ok(lines.some((l) => l.action === "mcp tools/call submit_job" && l.launched === `local pid ${d.pid}`),
+            JSON.stringify(lines));
+  assert.ok(lines.some((l) => l.action === "mcp tools/call cancel_job" && l.launched === `local pid ${d.pid}`));
 });
 
 test("a bad or revoked key is refused on both transports", async () => {
