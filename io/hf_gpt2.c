@@ -393,8 +393,36 @@ static int check_leftovers(st_model_t *m, const st_entry_t **used, int n_used, c
     return CU_OK;
 }
 
-int hf_gpt2_load_params(const char *path, hf_gpt2_info_t *info, float *params,
-                        const gpt_tensor_t *tensors, int n, cu_error_t *err) {
+/* Whether a base tensor is a weight of the matrix products (the linears and
+ * an untied head); the embeddings are looked up row by row in fp32. */
+static int is_product_weight(const char *name) {
+    return ends_with(name, "_proj.weight") || ends_with(name, "c_fc.weight") ||
+           ends_with(name, "c_proj.weight") || !strcmp(name, "lm_head.weight");
+}
+
+/* Lends tensor i in place when it is a bf16 product weight stored as we lay
+ * it out; *lent = 1 then. */
+static int lend_one(st_model_t *m, gpt_t *model, const gpt_tensor_t *tensors, int i,
+                    const st_entry_t **used, int *lent, cu_error_t *err) {
+    const gpt_tensor_t *t = &tensors[i];
+    char hf[128];
+    int conv;
+    hf_gpt2_name(t->name, hf, sizeof hf, &conv);
+    const st_entry_t *e = find_hf(m, hf);
+    *lent = 0;
+    if (!is_product_weight(t->name) || t->ndim != 2 || conv || !e || e->dtype != ST_BF16 ||
+        e->ndim != 2 || e->shape[0] != t->shape[0] || e->shape[1] != t->shape[1])
+        return CU_OK;
+    const void *p = st_map_entry(m, e, err);
+    if (!p) return err ? err->code : CU_EIO;
+    int rc = gpt_map_bf16_tensor(model, i, p, err);
+    if (rc == CU_OK) *used = e, *lent = 1;
+    return rc;
+}
+
+static int load_params(const char *path, hf_gpt2_info_t *info, float *params,
+                       const gpt_tensor_t *tensors, int n, gpt_t *lend, st_model_t **keep,
+                       int *n_lent, cu_error_t *err) {
     st_model_t *m;
     int rc = st_open(info->weights_path[0] ? info->weights_path : path, &m, err);
     if (rc) return rc;
@@ -408,16 +436,38 @@ int hf_gpt2_load_params(const char *path, hf_gpt2_info_t *info, float *params,
     float *scratch = malloc((biggest ? biggest : 1) * sizeof *scratch);
     const st_entry_t **used = calloc((size_t)n + 1, sizeof *used);
     if (!scratch || !used) rc = cu_error_set(err, CU_ENOMEM, "out of memory");
-    for (int i = 0; rc == CU_OK && i < n; i++)
-        rc = load_one(m, &tensors[i], params + tensors[i].offset, scratch, &used[i], err);
+    for (int i = 0; rc == CU_OK && i < n; i++) {
+        int lent = 0;
+        if (lend) rc = lend_one(m, lend, tensors, i, &used[i], &lent, err);
+        if (rc == CU_OK && !lent)
+            rc = load_one(m, &tensors[i], params + tensors[i].offset, scratch, &used[i], err);
+        if (n_lent) *n_lent += lent;
+    }
     if (rc == CU_OK)
         rc = check_leftovers(m, used, n, params + tensors[0].offset, wte_n,
                              info->tie_word_embeddings, info->model_type, err);
     if (rc == CU_OK) rc = hash_weights(m, info->weights_path, info->sha256, err);
     free(scratch);
     free(used);
-    st_close(m);
+    if (rc == CU_OK && keep)
+        *keep = m;
+    else
+        st_close(m);
     return rc;
+}
+
+int hf_gpt2_load_params(const char *path, hf_gpt2_info_t *info, float *params,
+                        const gpt_tensor_t *tensors, int n, cu_error_t *err) {
+    return load_params(path, info, params, tensors, n, NULL, NULL, NULL, err);
+}
+
+int hf_gpt2_load_mapped(const char *path, hf_gpt2_info_t *info, gpt_t *model, st_model_t **keep,
+                        int *n_lent, cu_error_t *err) {
+    int n;
+    const gpt_tensor_t *tensors = gpt_param_tensors(model, &n);
+    *keep = NULL;
+    *n_lent = 0;
+    return load_params(path, info, gpt_params(model, NULL), tensors, n, model, keep, n_lent, err);
 }
 
 int hf_gpt2_load(const char *path, const lora_config_t *lora, gpt_t **out, hf_gpt2_info_t *info,

@@ -67,6 +67,17 @@ int hf_gpt2_apply_config(const hf_gpt2_info_t *info, gpt_config_t *gc, cu_error_
 int hf_gpt2_load_params(const char *path, hf_gpt2_info_t *info, float *params,
                         const gpt_tensor_t *tensors, int n, cu_error_t *err);
 
+/* As hf_gpt2_load_params into `model` (created with the info's config, bf16
+ * precision already set, LoRA), except that each product weight (the
+ * linears, an untied lm_head) stored in BF16 in our layout is not read:
+ * it is lent in place from a read-only shared mapping of its file
+ * (gpt_map_bf16_tensor), so every rank of a node reads the same page-cache
+ * pages and none holds them privately. *keep holds the mapping: st_close it
+ * after the model is freed. *n_lent counts the lent tensors (0 for an
+ * fp32/fp16 base, or GPT-2's Conv1D layout: those are read as before). */
+int hf_gpt2_load_mapped(const char *path, hf_gpt2_info_t *info, gpt_t *model, st_model_t **keep,
+                        int *n_lent, cu_error_t *err);
+
 /* The whole import: reads config.json, creates the model with `lora` (may
  * be NULL: no adapters) and loads its base weights. Allocates *out
  * (gpt_free). info may be NULL. */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -251,6 +252,8 @@ typedef struct {
     FILE *f;
     uint64_t data_start;
     st_header_t h;
+    void *map; /* st_map_entry's read-only mapping of the whole file, or NULL */
+    size_t map_len;
 } st_shard_t;
 
 struct st_model {
@@ -292,6 +295,7 @@ static int open_shard(const char *path, st_shard_t *s, cu_error_t *err) {
 }
 
 static void close_shard(st_shard_t *s) {
+    if (s->map) munmap(s->map, s->map_len);
     if (s->f) fclose(s->f);
     free(s->path);
     st_header_free(&s->h);
@@ -483,6 +487,31 @@ int st_read_f32(st_model_t *m, const st_entry_t *e, float *dst, cu_error_t *err)
         dst[i] = e->dtype == ST_F16 ? st_f16_to_f32(v) : st_bf16_to_f32(v);
     }
     return CU_OK;
+}
+
+const void *st_map_entry(st_model_t *m, const st_entry_t *e, cu_error_t *err) {
+    st_shard_t *s = &m->shards[e->file];
+    if (!s->map) {
+        struct stat sb;
+        if (fstat(fileno(s->f), &sb) != 0 || sb.st_size <= 0) {
+            cu_error_set(err, CU_EIO, "%s: cannot stat", s->path);
+            return NULL;
+        }
+        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fileno(s->f), 0);
+        if (p == MAP_FAILED) {
+            cu_error_set(err, CU_EIO, "%s: cannot map: %s", s->path, strerror(errno));
+            return NULL;
+        }
+        s->map = p;
+        s->map_len = (size_t)sb.st_size;
+    }
+    uint64_t at = s->data_start + e->begin;
+    if (at % 2 || s->data_start + e->end > s->map_len) {
+        cu_error_set(err, CU_EFORMAT, "%s: tensor '%s' is not 2-byte aligned in the file", s->path,
+                     e->name);
+        return NULL;
+    }
+    return (const char *)s->map + at;
 }
 
 /* ------------------------------------------------------------ the writer */

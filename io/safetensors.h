@@ -73,6 +73,12 @@ const char *st_metadata(const st_model_t *m, const char *key);
 /* Reads an entry's numel values, converted to float32, into dst. */
 int st_read_f32(st_model_t *m, const st_entry_t *e, float *dst, cu_error_t *err);
 
+/* The entry's raw bytes in place, from a read-only shared mapping of its
+ * file (made on first use, released by st_close): pages of the page cache,
+ * shared by every process mapping the file. NULL (with err) when the file
+ * cannot be mapped or the tensor starts at an odd byte. */
+const void *st_map_entry(st_model_t *m, const st_entry_t *e, cu_error_t *err);
+
 /* One tensor to write: numel = product of shape (1 for ndim 0). */
 typedef struct {
     const char *name;

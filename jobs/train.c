@@ -60,6 +60,7 @@ typedef struct {
     const cu_config_t *cfg; /* = &resolved */
     cu_config_t resolved;   /* the job's config with what the base model decides */
     hf_gpt2_info_t hf;      /* model.init is a Hugging Face GPT-2 */
+    st_model_t *base_map;   /* the bf16 base's files, mapped (model/gpt.h) */
     int from_hf;
     /* --check: every problem found in the input files, one per line */
     char problems[8192];
@@ -221,8 +222,16 @@ static int init_base(trainer_t *t, cu_error_t *err) {
     int n;
     const gpt_tensor_t *tensors = gpt_param_tensors(t->model, &n);
     if (t->from_hf) {
-        int rc =
-            hf_gpt2_load_params(c->model.init, &t->hf, gpt_params(t->model, NULL), tensors, n, err);
+        /* LoRA in bf16 over a frozen base: its bf16 matrices are read in
+         * place from the files (shared by the node's ranks), not copied */
+        int map = c->lora.enabled && !lora_init_from_weights(c->lora.init) &&
+                  gpt_precision_parse(c->train.precision) == GPT_PREC_BF16;
+        int n_lent, rc = map ? gpt_set_precision(t->model, GPT_PREC_BF16, err) : CU_OK;
+        if (rc == CU_OK && map)
+            rc = hf_gpt2_load_mapped(c->model.init, &t->hf, t->model, &t->base_map, &n_lent, err);
+        else if (rc == CU_OK)
+            rc = hf_gpt2_load_params(c->model.init, &t->hf, gpt_params(t->model, NULL), tensors, n,
+                                     err);
         if (rc) return cu_error_prefix(err, "model.init");
         memcpy(t->base_hash, t->hf.sha256, sizeof t->base_hash);
         return CU_OK;
@@ -471,6 +480,7 @@ static void teardown(trainer_t *t) {
     exec_tasks_free(&t->exec);
     if (t->jd_open) rundir_close(&t->jd);
     gpt_free(t->model);
+    st_close(t->base_map);
     free(t->lora_init);
     free(t->fingerprint);
     if (t->train_log) fclose(t->train_log);

@@ -21,7 +21,6 @@
 #include <string.h>
 
 #define GEMM_CACHE 48
-#define GEMM_RANGES 64
 
 typedef struct {
     int M, K, N, trans; /* trans: x W^T */
@@ -41,8 +40,8 @@ struct gemm {
     dnnl_stream_t stream;
     gemm_entry_t cache[GEMM_CACHE];
     int n_cached, next_evict;
-    gemm_range_t ranges[GEMM_RANGES];
-    int n_ranges;
+    gemm_range_t *ranges; /* grown as weights register */
+    int n_ranges, cap_ranges;
     uint16_t *xbf; /* the activation rounded to bf16 */
     size_t xbf_cap;
     float *emu; /* emulation: a widened operand */
@@ -103,12 +102,18 @@ void gemm_free(gemm_t *g) {
     if (g->engine) dnnl_engine_destroy(g->engine);
     free(g->xbf);
     free(g->emu);
+    free(g->ranges);
     free(g);
 }
 
 int gemm_add_bf16(gemm_t *g, const float *f32, const uint16_t *bf16, size_t n, cu_error_t *err) {
-    if (g->n_ranges == GEMM_RANGES)
-        return cu_error_set(err, CU_EINTERNAL, "too many bf16 weight ranges (%d)", GEMM_RANGES);
+    if (g->n_ranges == g->cap_ranges) {
+        int cap = g->cap_ranges ? 2 * g->cap_ranges : 16;
+        gemm_range_t *r = realloc(g->ranges, (size_t)cap * sizeof *r);
+        if (!r) return cu_error_set(err, CU_ENOMEM, "out of memory (bf16 weight ranges)");
+        g->ranges = r;
+        g->cap_ranges = cap;
+    }
     g->ranges[g->n_ranges++] = (gemm_range_t){f32, bf16, n};
     return CU_OK;
 }
@@ -118,7 +123,7 @@ void gemm_clear_bf16(gemm_t *g) {
 }
 
 static const uint16_t *bf16_of(const gemm_t *g, const float *w) {
-    for (int i = 0; i < g->n_ranges; i++) {
+    for (int i = g->n_ranges - 1; i >= 0; i--) { /* the latest wins */
         const gemm_range_t *r = &g->ranges[i];
         if (w >= r->f32 && w < r->f32 + r->n) return r->bf16 + (w - r->f32);
     }

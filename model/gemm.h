@@ -35,8 +35,10 @@ int gemm_create(gemm_t **out, cu_error_t *err);
 void gemm_free(gemm_t *g);
 
 /* Registers bf16, the bf16 copy of the n floats at f32: a weight pointer
- * inside [f32, f32 + n) is then read at the same offset in bf16. Up to 64
- * ranges (a base can live in several buffers). Not owned. */
+ * inside [f32, f32 + n) is then read at the same offset in bf16. Any number
+ * of ranges (a base can live in several buffers, or one tensor per mapped
+ * file region); where ranges overlap the one registered last wins. Not
+ * owned. */
 int gemm_add_bf16(gemm_t *g, const float *f32, const uint16_t *bf16, size_t n, cu_error_t *err);
 /* Forgets every registered range. */
 void gemm_clear_bf16(gemm_t *g);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "model/gpt_impl.h"
 #include "model/ops.h"
@@ -120,6 +121,20 @@ void gpt_impl_add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name,
     *off += (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
 }
 
+void *gpt_impl_alloc_lazy(size_t bytes, cu_error_t *err) {
+    void *p =
+        mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        cu_error_set(err, CU_ENOMEM, "out of memory allocating %zu bytes", bytes);
+        return NULL;
+    }
+    return p;
+}
+
+void gpt_impl_free_lazy(void *p, size_t bytes) {
+    if (p) munmap(p, bytes ? bytes : 1);
+}
+
 /* Lays out the base weights: embeddings, then each kind of per-layer tensor
  * stacked over layers, then the final norm. */
 static int layout_params(gpt_t *m, cu_error_t *err) {
@@ -154,7 +169,7 @@ static int layout_params(gpt_t *m, cu_error_t *err) {
     gpt_impl_add_tensor(m->ptensors, &n, &off, "ln_f.bias", C, 0);
     m->n_ptensors = n;
     m->n_params = off;
-    m->params = cu_alloc_aligned(off * sizeof(float), err);
+    m->params = gpt_impl_alloc_lazy(off * sizeof(float), err);
     if (!m->params) return err ? err->code : CU_ENOMEM;
     float *p = m->params;
     m->wte = p;
@@ -258,7 +273,7 @@ int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, 
 void gpt_free(gpt_t *m) {
     if (!m) return;
     gpt_impl_free_precision(m);
-    free(m->params);
+    gpt_impl_free_lazy(m->params, m->n_params * sizeof(float));
     free(m->ptensors);
     free(m->lora_buf);
     free(m->ltensors);

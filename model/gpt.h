@@ -188,6 +188,14 @@ int gpt_kv_len(const gpt_t *m);
 enum { GPT_PREC_FP32 = 0, GPT_PREC_BF16 = 1 };
 int gpt_set_precision(gpt_t *m, int precision, cu_error_t *err);
 int gpt_precision(const gpt_t *m);
+/* Lends the base tensor number `tensor` (of gpt_param_tensors) in bf16:
+ * the backend reads bf16 (numel values, the tensor's layout) in place from
+ * then on, e.g. from a read-only mapping of a bf16 safetensors file shared
+ * by every rank of a node; not owned, must outlive the model's use. The
+ * tensor's fp32 values are then neither read nor converted (leave them
+ * unwritten: their pages then never become private). Only for a frozen base:
+ * bf16 precision (set first) and LoRA; gpt_set_precision forgets it. */
+int gpt_map_bf16_tensor(gpt_t *m, int tensor, const uint16_t *bf16, cu_error_t *err);
 /* "fp32" / "bf16"; gpt_precision_parse returns -1 for anything else. */
 const char *gpt_precision_name(int precision);
 int gpt_precision_parse(const char *name);

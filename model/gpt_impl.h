@@ -73,6 +73,10 @@ struct gpt {
     int precision;
     uint16_t *params_bf16;
     int bf16_stale;
+    /* per base tensor: 1 when gpt_map_bf16_tensor registered it (read in
+     * place from the caller's mapping, neither copied nor converted); NULL
+     * when none is */
+    unsigned char *bf16_mapped;
 
     int ckpt; /* activation checkpointing (ACT below) */
 };
@@ -111,8 +115,19 @@ typedef struct {
 int gpt_impl_carve_acts(gpt_t *m, const gpt_impl_span_t *parts, int np, int B, int T,
                         cu_error_t *err);
 
+/* A tensor's number of values. */
+static inline size_t gpt_impl_numel(const gpt_tensor_t *t) {
+    return (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+}
+
 /* Appends a tensor of shape (d0) or (d0, d1) at *off to a table. */
 void gpt_impl_add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name, int d0, int d1);
+
+/* Zeroed memory whose pages cost nothing until written (an anonymous
+ * mapping, 64-byte aligned): the base weights, so that tensors a rank never
+ * writes (a mapped bf16 base) stay out of its private memory. */
+void *gpt_impl_alloc_lazy(size_t bytes, cu_error_t *err);
+void gpt_impl_free_lazy(void *p, size_t bytes);
 
 /* gpt_precision.c: brings the bf16 copy of the base weights up to date
  * (no-op in fp32 or when nothing changed); frees the precision state. */

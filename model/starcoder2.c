@@ -116,7 +116,7 @@ int starcoder2_layout_params(gpt_t *m, cu_error_t *err) {
     if (!tied) gpt_impl_add_tensor(m->ptensors, &n, &off, "lm_head.weight", d.V, d.C);
     m->n_ptensors = n;
     m->n_params = off;
-    m->params = cu_alloc_aligned(off * sizeof(float), err);
+    m->params = gpt_impl_alloc_lazy(off * sizeof(float), err);
     if (!m->params) return err ? err->code : CU_ENOMEM;
     float *p = m->params;
     float **named[N_KINDS] = {&m->ln1w, &m->ln1b, &m->wq,      &m->bq,     &m->wk,   &m->bk,

@@ -5,3 +5,5 @@ cu_add_test(test_grad_llama SOURCES ${CU_TEST_DIR}/test_grad_llama.c ${CU_TEST_D
 # Activation checkpointing and thread count leave fp32 results bitwise
 # unchanged; bf16 full fine-tuning's bf16 copy follows its fp32 masters.
 cu_add_test(test_compute SOURCES ${CU_TEST_DIR}/test_compute.c LIBS cu_model LABELS unit)
+# issue 14: a bf16 base lent in place from its files equals the bf16 copy
+cu_add_test(test_base_map SOURCES ${CU_TEST_DIR}/test_base_map.c LIBS cu_io cu_model LABELS unit)
