@@ -508,12 +508,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
 
 /* ---- sockets and threads ---- */
 
-static int listen_socket(const char *host, int port, int reuseport, cu_error_t *err) {
+/* One listening socket, without SO_REUSEPORT: bind fails with EADDRINUSE
+ * while any other process (another codex-ita included) listens on the
+ * port, and nobody can join this one. */
+static int listen_socket(const char *host, int port, cu_error_t *err) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return -cu_error_set(err, CU_EIO, "socket: %s", strerror(errno));
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     struct sockaddr_in a;
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
@@ -630,6 +632,8 @@ static int tls_setup(ita_server_t *srv, cu_error_t *err) {
     srv->ssl = SSL_CTX_new(TLS_server_method());
     if (!srv->ssl) return cu_error_set(err, CU_EINTERNAL, "TLS: cannot create a context");
     SSL_CTX_set_min_proto_version(srv->ssl, TLS1_2_VERSION);
+    /* no client-initiated renegotiation (TLS 1.2; 1.3 has none) */
+    SSL_CTX_set_options(srv->ssl, SSL_OP_NO_RENEGOTIATION);
     if (SSL_CTX_use_certificate_chain_file(srv->ssl, srv->cfg.tls_cert) != 1)
         return cu_error_set(err, CU_EINVAL, "tls.cert %s: cannot load the certificate chain",
                             srv->cfg.tls_cert);
@@ -678,9 +682,12 @@ static void server_teardown(ita_server_t *srv) {
     if (srv->errlog && srv->errlog != stderr) fclose(srv->errlog);
 }
 
+/* Every worker accepts from the same socket (a descriptor of its own for
+ * it): a worker busy with a request leaves new connections to the others,
+ * where SO_REUSEPORT would pin them to it. */
 static int open_listeners(ita_server_t *srv, int *fds, cu_error_t *err) {
     const ita_config_t *c = &srv->cfg;
-    int fd = listen_socket(c->host, c->port, c->threads > 1, err);
+    int fd = listen_socket(c->host, c->port, err);
     if (fd < 0) return -fd;
     struct sockaddr_in a;
     socklen_t alen = sizeof a;
@@ -688,9 +695,8 @@ static int open_listeners(ita_server_t *srv, int *fds, cu_error_t *err) {
     srv->port = ntohs(a.sin_port);
     fds[0] = fd;
     for (int i = 1; i < c->threads; i++) {
-        fd = listen_socket(c->host, srv->port, 1, err);
-        if (fd < 0) return -fd;
-        fds[i] = fd;
+        fds[i] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (fds[i] < 0) return cu_error_set(err, CU_EIO, "dup: %s", strerror(errno));
     }
     return CU_OK;
 }

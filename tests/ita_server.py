@@ -1526,6 +1526,59 @@ CASES = {
 }
 
 
+def case_hostile(ctx, t):
+    """Issue 18: a second server on the port, FIFOs in the runs directory.
+    Each attack is bounded by a socket or process timeout."""
+    with Server(ctx, "threads: 1\n") as s:
+        for name in ("fifo-state",):
+            os.makedirs(os.path.join(s.runs, name))
+            os.mkfifo(os.path.join(s.runs, name, "state.json"))
+        for f in ("metrics.jsonl", "events.jsonl", "launcher.pid"):
+            p = os.path.join(s.runs, "run-live", f)
+            if os.path.exists(p):
+                os.unlink(p)
+            os.mkfifo(p)
+        os.makedirs(os.path.join(s.runs, "run-live", "checkpoints"), exist_ok=True)
+        latest = os.path.join(s.runs, "run-live", "checkpoints", "latest")
+        if os.path.exists(latest):
+            os.unlink(latest)
+        os.mkfifo(latest)
+        k = s.keys["reader"]
+        for path in ("/v1/jobs/fifo-state", "/v1/jobs/run-live", "/v1/jobs/run-live/metrics",
+                     "/v1/jobs/run-live/events", "/v1/jobs/run-live/checkpoints", "/v1/jobs"):
+            try:
+                st, _, _ = s.get(path, k)
+            except (socket.timeout, TimeoutError):
+                st = "timeout"
+            t.check(st in (200, 404), "a FIFO does not block %s (%s)" % (path, st))
+        st, _, _ = s.get("/healthz")
+        t.check(st == 200, "the worker is not blocked by a FIFO")
+        # A second codex-ita on the same port refuses to start.
+        cfg2 = os.path.join(s.dir, "ita2.yaml")
+        with open(s.cfg) as f:
+            text = f.read().replace("port: 0", "port: %d" % s.port)
+        with open(cfg2, "w") as f:
+            f.write(text.replace("audit.jsonl", "audit2.jsonl").replace("error.log", "e2.log"))
+        for threads in ("1", "2"):
+            with open(cfg2, "w") as f:
+                f.write(text.replace("threads: 1", "threads: " + threads)
+                        .replace("audit.jsonl", "audit2.jsonl").replace("error.log", "e2.log"))
+            try:
+                p = subprocess.run([ctx.ita, "--config", cfg2], capture_output=True, text=True,
+                                   timeout=20)
+                rc, err = p.returncode, p.stderr
+            except subprocess.TimeoutExpired:
+                rc, err = "still running", ""
+            t.check(rc not in (0, "still running") and "in use" in err,
+                    "a second server (%s threads) on the port refuses: %s %r"
+                    % (threads, rc, err[-200:]))
+        st, _, _ = s.get("/healthz")
+        t.check(st == 200, "the first server still serves")
+
+
+CASES["hostile"] = case_hostile
+
+
 def main():
     if len(sys.argv) != 5 or sys.argv[4] not in CASES:
         print(__doc__)
