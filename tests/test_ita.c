@@ -351,6 +351,22 @@ static void test_config(void) {
     ita_config_defaults(&cfg);
     CHECK(ita_config_load(p, &cfg, &err) == CU_OK);
     CHECK(cfg.port == 9000 && cfg.threads == 4 && cfg.rate_per_s == 1.5 && cfg.metrics_public);
+    {
+        /* issue 18: a huge file or a FIFO is refused unread, at once */
+        char big[600];
+        snprintf(big, sizeof big, "%s/big.yaml", tmpdir);
+        FILE *f = fopen(big, "w");
+        for (int i = 0; f && i < 20000; i++) fprintf(f, "# &a%d padding\n", i);
+        if (f) fclose(f);
+        CHECK(ita_config_load(big, &cfg, &err) == CU_EINVAL && strstr(err.msg, "at most"));
+        snprintf(big, sizeof big, "%s/fifo.yaml", tmpdir);
+        CHECK(mkfifo(big, 0600) == 0);
+        alarm(30);
+        CHECK(ita_config_load(big, &cfg, &err) == CU_EINVAL);
+        alarm(0);
+        ita_config_defaults(&cfg);
+        CHECK(ita_config_load(p, &cfg, &err) == CU_OK);
+    }
     char expect[600];
     snprintf(expect, sizeof expect, "%s/r", tmpdir);
     CHECK(!strcmp(cfg.runs_dir, expect) && !strcmp(cfg.audit_log, "-"));
