@@ -95,7 +95,8 @@ def set_state(runs, job, **kw):
 class Server:
     """codex-ita on a copy of the fixtures, with read/submit/admin keys."""
 
-    def __init__(self, ctx, extra_yaml="", runs=None, keys=True, live_runs=None, env=None):
+    def __init__(self, ctx, extra_yaml="", runs=None, keys=True, live_runs=None, env=None,
+                 preexec=None):
         """runs: a folder to copy instead of the fixtures; live_runs: a runs
         directory to serve in place (e.g. one a running codex-train writes)."""
         self.ctx = ctx
@@ -129,6 +130,7 @@ class Server:
         self.proc = None
         self.port = None
         self.env = env
+        self.preexec = preexec
 
     def create_key(self, name, scope):
         p = subprocess.run([self.ctx.ctl, "keys", "create", "--name", name, "--scope", scope,
@@ -146,7 +148,8 @@ class Server:
         env["LSAN_OPTIONS"] = "suppressions=" + os.path.join(
             self.ctx.src, "tests", "fixtures", "ita", "lsan.supp")
         self.proc = subprocess.Popen([self.ctx.ita, "--config", self.cfg], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env)
+                                     stderr=subprocess.PIPE, text=True, env=env,
+                                     preexec_fn=self.preexec)
         line = self.proc.stdout.readline()
         m = re.search(r"127\.0\.0\.1:(\d+)", line)
         if not m:
@@ -1577,6 +1580,57 @@ def case_hostile(ctx, t):
 
 
 CASES["hostile"] = case_hostile
+
+
+def proc_cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def case_exhaustion(ctx, t):
+    """Issue 18: out of descriptors, accept() must not spin; max_connections
+    is derived from RLIMIT_NOFILE."""
+    import resource
+    with Server(ctx, "threads: 1\n") as s:
+        hard = resource.prlimit(s.proc.pid, resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(s.proc.pid, resource.RLIMIT_NOFILE, (48, hard))
+        socks = []
+        for _ in range(80):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+            except OSError:
+                break
+        time.sleep(0.5)
+        c0 = proc_cpu_s(s.proc.pid)
+        time.sleep(3)
+        used = proc_cpu_s(s.proc.pid) - c0
+        t.check(used < 0.6, "no busy accept loop at EMFILE: %.2f s CPU in 3 s (%d clients)"
+                % (used, len(socks)))
+        for c in socks:
+            c.close()
+        resource.prlimit(s.proc.pid, resource.RLIMIT_NOFILE, (1024, hard))
+        st = None
+        for _ in range(50):
+            try:
+                st, _, _ = s.get("/healthz")
+                break
+            except OSError:
+                time.sleep(0.2)
+        t.check(st == 200, "served again once descriptors are free (%s)" % st)
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    with Server(ctx, "threads: 2\nmax_connections: 100000\n", preexec=low_limit) as s:
+        st, _, _ = s.get("/healthz")
+        with open(os.path.join(s.dir, "error.log")) as f:
+            log = f.read()
+        t.check(st == 200 and "max_connections 100000 per thread lowered to" in log,
+                "max_connections derived from the descriptor limit: %r" % log[-300:])
+
+
+CASES["exhaustion"] = case_exhaustion
 
 
 def main():
