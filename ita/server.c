@@ -688,6 +688,8 @@ static int server_setup(ita_server_t *srv, cu_error_t *err) {
     h2o_config_init(&srv->globalconf);
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("codex-ita"));
     srv->globalconf.max_request_entity_size = MAX_SCAN_BODY_BYTES;
+    /* HTTP/2 only by ALPN over TLS: no "Upgrade: h2c" on the plain port */
+    srv->globalconf.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host =
         h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);

@@ -1556,6 +1556,15 @@ def case_hostile(ctx, t):
             t.check(st in (200, 404), "a FIFO does not block %s (%s)" % (path, st))
         st, _, _ = s.get("/healthz")
         t.check(st == 200, "the worker is not blocked by a FIFO")
+        # HTTP/2 cleartext: neither an Upgrade nor the prior-knowledge preface.
+        out = s.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings"
+                    b"\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+                    b"Connection: close\r\n\r\n", read_timeout=10)
+        t.check(out.startswith(b"HTTP/1.1 200"), "no h2c upgrade on the plain port: %r" % out[:20])
+        out = s.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+                    read_timeout=10)
+        t.check(out == b"" or out.startswith(b"HTTP/1.1 4"),
+                "no h2 prior knowledge on the plain port: %r" % out[:20])
         # A second codex-ita on the same port refuses to start.
         cfg2 = os.path.join(s.dir, "ita2.yaml")
         with open(s.cfg) as f:
