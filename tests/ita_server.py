@@ -1565,6 +1565,16 @@ def case_hostile(ctx, t):
                     read_timeout=10)
         t.check(out == b"" or out.startswith(b"HTTP/1.1 4"),
                 "no h2 prior knowledge on the plain port: %r" % out[:20])
+        # Amplification: a body full of findings answers a bounded report.
+        key = "AKIA" + "Q3EGRT7P" + "LXW5M2ND"   # fake, pattern-valid, built at run time
+        text = ("aws_access_key_id = '%s'\n" % key * 3000).encode()
+        st, _, body = s.get("/v1/hygiene/scan?path=a.txt", s.keys["reader"], method="POST",
+                            body=text, headers={"Content-Type": "text/plain"})
+        doc = json.loads(body) if st == 200 else {}
+        t.check(st == 200 and len(doc.get("findings", [])) == 1000 and
+                doc.get("findings_total", 0) > 1000 and doc.get("truncated") is True,
+                "hygiene findings capped with a truncated flag (%s, %d listed of %s, %d bytes)"
+                % (st, len(doc.get("findings", [])), doc.get("findings_total"), len(body)))
         # A second codex-ita on the same port refuses to start.
         cfg2 = os.path.join(s.dir, "ita2.yaml")
         with open(s.cfg) as f:
