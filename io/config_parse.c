@@ -28,7 +28,9 @@
 
 #define CFG_MAX_FILE (1u << 20)
 #define CFG_MAX_FLOW_DEPTH 1000
-#define NAME_MAX_SHOWN 100 /* longest key name repeated in a message */
+#define CFG_MAX_ANCHORS 64  /* a config needs few; libyaml's loader is quadratic in them */
+#define CFG_MAX_ALIASES 256 /* and each alias is walked again */
+#define NAME_MAX_SHOWN 100  /* longest key name repeated in a message */
 
 typedef struct {
     cu_config_t *cfg; /* the working copy */
@@ -301,6 +303,37 @@ static int flow_too_deep(const char *text, size_t len) {
     return 0;
 }
 
+/* Counts anchors and aliases with the event parser (linear, nothing
+ * registered) before the loader sees them; stops at the first over a cap.
+ * CU_OK also for a syntax error: the loader reports that one. */
+static int anchors_capped(const char *text, size_t len, const char *origin, cu_error_t *err) {
+    yaml_parser_t ps;
+    if (!yaml_parser_initialize(&ps)) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    yaml_parser_set_input_string(&ps, (const unsigned char *)text, len);
+    size_t anchors = 0, aliases = 0;
+    int rc = CU_OK, done = 0;
+    while (!done && rc == CU_OK) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&ps, &ev)) break;
+        const yaml_char_t *anchor =
+            ev.type == YAML_SCALAR_EVENT           ? ev.data.scalar.anchor
+            : ev.type == YAML_SEQUENCE_START_EVENT ? ev.data.sequence_start.anchor
+            : ev.type == YAML_MAPPING_START_EVENT  ? ev.data.mapping_start.anchor
+                                                   : NULL;
+        int line = (int)ev.start_mark.line + 1;
+        if (anchor && ++anchors > CFG_MAX_ANCHORS)
+            rc = cu_error_set(err, CU_EINVAL, "%s defines over %d YAML anchors (&name) by line %d",
+                              origin, CFG_MAX_ANCHORS, line);
+        else if (ev.type == YAML_ALIAS_EVENT && ++aliases > CFG_MAX_ALIASES)
+            rc = cu_error_set(err, CU_EINVAL, "%s uses over %d YAML aliases (*name) by line %d",
+                              origin, CFG_MAX_ALIASES, line);
+        done = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&ps);
+    return rc;
+}
+
 /* After the first document: anything but the end of the stream is an error. */
 static int expect_end(yaml_parser_t *ps, const char *text, size_t len, const char *origin,
                       cu_error_t *err) {
@@ -375,6 +408,8 @@ int config_parse_yaml(cu_config_t *cfg, const char *text, size_t len, const char
     if (deep)
         return cu_error_set(err, CU_EINVAL, "%s nests '[' or '{' over %d levels deep by line %d",
                             origin, CFG_MAX_FLOW_DEPTH, deep);
+    int rc = anchors_capped(text, len, origin, err);
+    if (rc) return rc;
     parse_t *p = parse_begin(cfg, origin, err);
     if (!p) return CU_ENOMEM;
     return parse_end(p, cfg, parse_document(p, text, len, err));

@@ -8,6 +8,7 @@
 #include "ita/config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,9 +263,23 @@ static int parse_events(yaml_parser_t *p, ita_config_t *cfg, const char *base, c
     }
 }
 
+/* ita.yaml is a few hundred bytes; anything over this is refused unread. */
+#define ITA_CONFIG_MAX_BYTES (64u << 10)
+
 int ita_config_load(const char *path, ita_config_t *cfg, cu_error_t *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cu_error_set(err, CU_EIO, "%s: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0) return cu_error_set(err, CU_EIO, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > ITA_CONFIG_MAX_BYTES) {
+        close(fd);
+        return cu_error_set(err, CU_EINVAL, "%s: not a regular file of at most %u bytes", path,
+                            ITA_CONFIG_MAX_BYTES);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return cu_error_set(err, CU_ENOMEM, "out of memory");
+    }
     char base[ITA_PATH_MAX] = "";
     const char *slash = strrchr(path, '/');
     if (slash && (size_t)(slash - path + 1) < sizeof base) {

@@ -47,8 +47,10 @@ typedef struct {
     h2o_timeout_t sse_timeout;
     h2o_linklist_t streams; /* open event streams, ended at shutdown */
     int n_streams;
-    int n_conns;            /* open connections (bounded by max_connections) */
-    int accept_paused;      /* the listener is not read while at the bound */
+    int n_conns;                  /* open connections (bounded by max_connections) */
+    int accept_paused;            /* the listener is not read while at the bound */
+    h2o_timeout_t accept_backoff; /* after EMFILE/ENFILE: accept again later */
+    h2o_timeout_entry_t accept_retry;
     int disposed;           /* the h2o context and loop were released */
     ita_sched_view_t *view; /* this thread's snapshot of the scheduler view */
     unsigned long view_gen;

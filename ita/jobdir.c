@@ -154,14 +154,18 @@ int ita_jobdir_openat(ita_jobdir_t *jd, const char *id, const char *rel, int fla
         errno = ENOENT;
         return -1;
     }
+    /* a file, not a directory: never follow a final symlink, never block
+     * on a FIFO, and refuse anything but a regular file */
+    int file = !(flags & O_DIRECTORY);
+    if (file) flags |= O_NONBLOCK | O_NOFOLLOW;
     struct open_how how;
     memset(&how, 0, sizeof how);
     how.flags = (uint64_t)(flags | O_CLOEXEC);
     if (flags & O_CREAT) how.mode = 0644;
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
     long fd = syscall(SYS_openat2, jd->runs_fd, path, &how, sizeof how);
-    if (fd < 0 && errno == ENOSYS) return open_checked_fallback(jd, path, flags);
-    return (int)fd;
+    if (fd < 0 && errno == ENOSYS) fd = open_checked_fallback(jd, path, flags);
+    return file ? rundir_fd_regular((int)fd) : (int)fd;
 }
 
 static unsigned hash_id(const char *s) {
@@ -210,7 +214,8 @@ static json_t *read_json_fd(int fd, off_t size) {
 static int refresh_state(ita_jobdir_t *jd, entry_t *e, cu_error_t *err) {
     int fd = ita_jobdir_openat(jd, e->id, "state.json", O_RDONLY);
     if (fd < 0) {
-        if (errno == EXDEV || errno == ELOOP || errno == ENOENT || errno == ENOTDIR)
+        if (errno == EXDEV || errno == ELOOP || errno == ENOENT || errno == ENOTDIR ||
+            errno == EINVAL || errno == ENXIO)
             return cu_error_set(err, ITA_ENOENT, "no job '%s'", e->id);
         return cu_error_set(err, CU_EIO, "job '%s': state.json: %s", e->id, strerror(errno));
     }

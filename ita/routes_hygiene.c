@@ -12,6 +12,9 @@
 #include "ita/http.h"
 #include "safety/hits.h"
 
+/* Findings listed per request; the rest are counted. */
+#define MAX_FINDINGS 1000
+
 static int wants_diff(const ita_req_t *rq, const char *kind) {
     if (kind[0]) return strcmp(kind, "diff") == 0;
     const h2o_iovec_t *ct = ita_header(rq, "content-type");
@@ -54,9 +57,24 @@ void ita_route_hygiene_scan(ita_req_t *rq) {
         ita_problem(rq, 400, err.msg[0] ? err.msg : "the body could not be scanned");
         return;
     }
+    /* the answer stays bounded whatever the body holds (1 MiB of e-mail
+     * addresses made 46.7 MB of JSON): the first MAX_FINDINGS, flagged */
+    size_t total = hits.count;
+    for (size_t i = MAX_FINDINGS; i < hits.count; i++) free(hits.items[i].path);
+    if (hits.count > MAX_FINDINGS) hits.count = MAX_FINDINGS;
     json_t *doc =
         sarif ? safety_hits_sarif(eng, &hits) : safety_hits_json(eng, SAFETY_STAGE_DATA, &hits);
     safety_hits_free(&hits);
+    if (doc && !sarif) {
+        json_object_set_new(doc, "truncated", json_boolean(total > MAX_FINDINGS));
+        json_object_set_new(doc, "findings_total", json_integer((json_int_t)total));
+    } else if (doc) {
+        json_t *props = json_pack("{s:b,s:I}", "truncated", total > MAX_FINDINGS, "findings_total",
+                                  (json_int_t)total);
+        json_t *run = json_array_get(json_object_get(doc, "runs"), 0);
+        if (run && props) json_object_set(run, "properties", props);
+        json_decref(props);
+    }
     if (!doc) {
         ita_problem(rq, 500, "out of memory while building the report");
         return;

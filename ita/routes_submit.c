@@ -157,19 +157,14 @@ static int check_confined(const cu_config_t *c, const char *workdir, const char 
                  c->train.output, runs_real);
         return -1;
     }
-    static const char *moving[] = {"--output", "--error", "--chdir", "--input",
-                                   "-o",       "-e",      "-D",      "-i"};
     for (int i = 0; i < c->slurm.extra.n; i++) {
-        const char *o = c->slurm.extra.items[i];
-        for (size_t k = 0; k < sizeof moving / sizeof moving[0]; k++) {
-            size_t n = strlen(moving[k]);
-            if (!strncmp(o, moving[k], n) && (o[n] == 0 || o[n] == '=' || moving[k][1] != '-')) {
-                snprintf(why, cap,
-                         "slurm.extra: '%.100s' would move the job's files; codex-ita keeps "
-                         "them in the run directory",
-                         o);
-                return -1;
-            }
+        char opt[32];
+        if (slurm_extra_moves_files(c->slurm.extra.items[i], opt, sizeof opt)) {
+            snprintf(why, cap,
+                     "slurm.extra: '%.100s' sets %s, which would move the job's files; "
+                     "codex-ita keeps them in the run directory",
+                     c->slurm.extra.items[i], opt);
+            return -1;
         }
     }
     return 0;
@@ -226,8 +221,16 @@ static int spawn_local(const ita_config_t *cfg, const slurm_plan_t *p, int ranks
     snprintf(omp, sizeof omp, "OMP_NUM_THREADS=%d", p->cfg.train.threads);
     size_t n_env = 0;
     while (environ[n_env]) n_env++;
+    /* opened here, not by the spawn: a FIFO named local.out must not block */
+    int out_fd = rundir_open_regular(AT_FDCWD, out, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (out_fd < 0)
+        return cu_error_set(err, CU_EIO, "%s: %s", out,
+                            errno == EINVAL ? "not a regular file" : strerror(errno));
     char **envp = calloc(n_env + 6, sizeof *envp);
-    if (!envp) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    if (!envp) {
+        close(out_fd);
+        return cu_error_set(err, CU_ENOMEM, "out of memory");
+    }
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++)
         if (strncmp(environ[i], "OPENBLAS_NUM_THREADS=", 21) &&
@@ -246,8 +249,8 @@ static int spawn_local(const ita_config_t *cfg, const slurm_plan_t *p, int ranks
     posix_spawn_file_actions_init(&fa);
     posix_spawnattr_init(&at);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
     posix_spawn_file_actions_addchdir_np(&fa, p->workdir);
     /* codex-ita blocks SIGTERM/SIGINT (it sigwaits for them) and ignores
      * SIGPIPE; the job must not inherit either, or a cancel cannot stop it */
@@ -262,6 +265,7 @@ static int spawn_local(const ita_config_t *cfg, const slurm_plan_t *p, int ranks
     posix_spawnattr_setflags(&at,
                              POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     int e = posix_spawnp(pid, "mpirun", &fa, &at, argv, envp);
+    close(out_fd);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     free(envp);

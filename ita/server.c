@@ -27,6 +27,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -508,12 +509,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
 
 /* ---- sockets and threads ---- */
 
-static int listen_socket(const char *host, int port, int reuseport, cu_error_t *err) {
+/* One listening socket, without SO_REUSEPORT: bind fails with EADDRINUSE
+ * while any other process (another codex-ita included) listens on the
+ * port, and nobody can join this one. */
+static int listen_socket(const char *host, int port, cu_error_t *err) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return -cu_error_set(err, CU_EIO, "socket: %s", strerror(errno));
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     struct sockaddr_in a;
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
@@ -539,6 +542,15 @@ static void on_conn_close(void *data) {
     }
 }
 
+/* The backoff after running out of descriptors is over. */
+static void on_accept_retry(h2o_timeout_entry_t *entry) {
+    ita_worker_t *w = H2O_STRUCT_FROM_MEMBER(ita_worker_t, accept_retry, entry);
+    if (w->accept_paused && w->listener && w->n_conns < w->srv->cfg.max_connections) {
+        w->accept_paused = 0;
+        h2o_socket_read_start(w->listener, on_accept);
+    }
+}
+
 static void on_accept(h2o_socket_t *listener, const char *error) {
     if (error) return;
     ita_worker_t *w = listener->data;
@@ -550,7 +562,18 @@ static void on_accept(h2o_socket_t *listener, const char *error) {
             w->accept_paused = 1;
             return;
         }
+        errno = 0;
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (!sock && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+            /* No descriptor for it: the connection stays in the backlog
+             * (still readable), so stop polling the listener for a while
+             * rather than spin on accept(). A close resumes sooner. */
+            h2o_socket_read_stop(listener);
+            w->accept_paused = 1;
+            if (!h2o_timeout_is_linked(&w->accept_retry))
+                h2o_timeout_link(w->loop, &w->accept_backoff, &w->accept_retry);
+            return;
+        }
         if (!sock) return;
         w->n_conns++;
         sock->on_close.cb = on_conn_close;
@@ -582,6 +605,8 @@ static void *worker_main(void *arg) {
     for (int i = 0; i < 3; i++) h2o_evloop_run(w->loop, 0); /* deferred callbacks */
     if (w->n_conns == 0 && !asked) {
         h2o_timeout_dispose(w->loop, &w->sse_timeout);
+        if (h2o_timeout_is_linked(&w->accept_retry)) h2o_timeout_unlink(&w->accept_retry);
+        h2o_timeout_dispose(w->loop, &w->accept_backoff);
         h2o_context_dispose(&w->ctx);
         h2o_evloop_destroy(w->loop);
         w->disposed = 1;
@@ -605,6 +630,8 @@ static int worker_init(ita_server_t *srv, ita_worker_t *w, int fd, cu_error_t *e
     w->loop = h2o_evloop_create();
     h2o_context_init(&w->ctx, w->loop, &srv->globalconf);
     h2o_timeout_init(w->loop, &w->sse_timeout, (uint64_t)srv->cfg.sse_poll_ms);
+    h2o_timeout_init(w->loop, &w->accept_backoff, 200);
+    w->accept_retry.cb = on_accept_retry;
     h2o_linklist_init_anchor(&w->streams);
     w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = srv->globalconf.hosts;
@@ -630,6 +657,8 @@ static int tls_setup(ita_server_t *srv, cu_error_t *err) {
     srv->ssl = SSL_CTX_new(TLS_server_method());
     if (!srv->ssl) return cu_error_set(err, CU_EINTERNAL, "TLS: cannot create a context");
     SSL_CTX_set_min_proto_version(srv->ssl, TLS1_2_VERSION);
+    /* no client-initiated renegotiation (TLS 1.2; 1.3 has none) */
+    SSL_CTX_set_options(srv->ssl, SSL_OP_NO_RENEGOTIATION);
     if (SSL_CTX_use_certificate_chain_file(srv->ssl, srv->cfg.tls_cert) != 1)
         return cu_error_set(err, CU_EINVAL, "tls.cert %s: cannot load the certificate chain",
                             srv->cfg.tls_cert);
@@ -659,6 +688,8 @@ static int server_setup(ita_server_t *srv, cu_error_t *err) {
     h2o_config_init(&srv->globalconf);
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("codex-ita"));
     srv->globalconf.max_request_entity_size = MAX_SCAN_BODY_BYTES;
+    /* HTTP/2 only by ALPN over TLS: no "Upgrade: h2c" on the plain port */
+    srv->globalconf.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host =
         h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
@@ -678,9 +709,12 @@ static void server_teardown(ita_server_t *srv) {
     if (srv->errlog && srv->errlog != stderr) fclose(srv->errlog);
 }
 
+/* Every worker accepts from the same socket (a descriptor of its own for
+ * it): a worker busy with a request leaves new connections to the others,
+ * where SO_REUSEPORT would pin them to it. */
 static int open_listeners(ita_server_t *srv, int *fds, cu_error_t *err) {
     const ita_config_t *c = &srv->cfg;
-    int fd = listen_socket(c->host, c->port, c->threads > 1, err);
+    int fd = listen_socket(c->host, c->port, err);
     if (fd < 0) return -fd;
     struct sockaddr_in a;
     socklen_t alen = sizeof a;
@@ -688,11 +722,37 @@ static int open_listeners(ita_server_t *srv, int *fds, cu_error_t *err) {
     srv->port = ntohs(a.sin_port);
     fds[0] = fd;
     for (int i = 1; i < c->threads; i++) {
-        fd = listen_socket(c->host, srv->port, 1, err);
-        if (fd < 0) return -fd;
-        fds[i] = fd;
+        fds[i] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (fds[i] < 0) return cu_error_set(err, CU_EIO, "dup: %s", strerror(errno));
     }
     return CU_OK;
+}
+
+/* Descriptors kept back from connections: logs, listeners, job files,
+ * spawned commands' pipes, and /healthz under load. */
+#define FD_RESERVE 64
+
+/* Raises the soft RLIMIT_NOFILE to the hard one and bounds
+ * max_connections so every thread's share fits in it with a reserve. */
+static void fit_connections(ita_server_t *srv) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        /* not unbounded: children (mpirun) inherit it, and some close
+         * every descriptor up to the limit */
+        rlim_t want = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+        struct rlimit up = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0) rl.rlim_cur = want;
+    }
+    ita_config_t *c = &srv->cfg;
+    long avail = rl.rlim_cur == RLIM_INFINITY ? 1048576 : (long)rl.rlim_cur;
+    long per = (avail - FD_RESERVE - 8L * c->threads) / c->threads;
+    if (per < 1) per = 1;
+    if (c->max_connections > per) {
+        ita_log(srv, "max_connections %d per thread lowered to %ld: the descriptor limit is %ld",
+                c->max_connections, per, avail);
+        c->max_connections = (int)per;
+    }
 }
 
 int ita_server_run(const ita_config_t *cfg, FILE *ready, cu_error_t *err) {
@@ -705,6 +765,7 @@ int ita_server_run(const ita_config_t *cfg, FILE *ready, cu_error_t *err) {
     for (int i = 0; i < 64; i++) fds[i] = -1;
     pthread_mutex_init(&srv->submit_mu, NULL);
     int rc = server_setup(srv, err);
+    if (!rc) fit_connections(srv);
     if (!rc) rc = ita_sched_start(&srv->sched, &srv->cfg, err);
     if (!rc) rc = open_listeners(srv, fds, err);
     if (!rc) {

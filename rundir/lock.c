@@ -33,7 +33,7 @@ int rundir_lock_holder(const char *dir, char *holder, size_t cap) {
     char path[4200];
     holder[0] = '\0';
     snprintf(path, sizeof path, "%s/lock", dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = rundir_open_regular(AT_FDCWD, path, O_RDONLY, 0);
     if (fd < 0) return 0;
     int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
     if (held) read_holder(fd, holder, cap);
@@ -45,8 +45,10 @@ int rundir_lock(rundir_t *d, cu_error_t *err) {
     char path[4200];
     int rc = cu_format(path, sizeof path, err, "%s/lock", d->dir);
     if (rc) return rc;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return cu_error_set(err, CU_EIO, "cannot open %s: %s", path, strerror(errno));
+    int fd = rundir_open_regular(AT_FDCWD, path, O_RDWR | O_CREAT, 0644);
+    if (fd < 0)
+        return cu_error_set(err, CU_EIO, "cannot open %s: %s", path,
+                            errno == EINVAL ? "not a regular file" : strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         char holder[400];
@@ -117,7 +119,7 @@ int rundir_pid_gone(long pid, const char *host) {
 void rundir_reserve(rundir_t *d, size_t bytes) {
     char path[4200];
     snprintf(path, sizeof path, "%s/.reserve", d->dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int fd = rundir_open_regular(AT_FDCWD, path, O_WRONLY | O_CREAT, 0644);
     if (fd < 0) return;
     if (posix_fallocate(fd, 0, (off_t)bytes) != 0) {
         /* file systems without fallocate: real blocks of zeros */

@@ -61,10 +61,36 @@ int rundir_mkdirs(const char *path, cu_error_t *err) {
     return CU_OK;
 }
 
+int rundir_fd_regular(int fd) {
+    struct stat st;
+    if (fd < 0) return -1;
+    int fl = fcntl(fd, F_GETFL);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || fl < 0 ||
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    return fd;
+}
+
+int rundir_open_regular(int dirfd, const char *name, int flags, int mode) {
+    int fd = openat(dirfd, name, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+    return rundir_fd_regular(fd);
+}
+
+/* fopen(path, how) through rundir_open_regular. */
+static FILE *fopen_regular(const char *path, int flags, const char *how) {
+    int fd = rundir_open_regular(AT_FDCWD, path, flags, 0644);
+    FILE *f = fd >= 0 ? fdopen(fd, how) : NULL;
+    if (!f && fd >= 0) close(fd);
+    return f;
+}
+
 static FILE *open_log(const rundir_t *d, const char *name, cu_error_t *err) {
     char path[4200];
     if (cu_format(path, sizeof path, err, "%s/%s", d->dir, name)) return NULL;
-    FILE *f = fopen(path, "a");
+    FILE *f = fopen_regular(path, O_WRONLY | O_APPEND | O_CREAT, "a");
     if (!f) cu_error_set(err, CU_EIO, "cannot open %s: %s", path, strerror(errno));
     return f;
 }
@@ -238,8 +264,13 @@ int rundir_read_state(const char *dir, rundir_state_t *s, cu_error_t *err) {
     int rc = cu_format(path, sizeof path, err, "%s/state.json", dir);
     if (rc) return rc;
     if (access(path, F_OK) != 0) return CU_OK;
+    int fd = rundir_open_regular(AT_FDCWD, path, O_RDONLY, 0);
+    if (fd < 0)
+        return cu_error_set(err, CU_EIO, "%s: %s", path,
+                            errno == EINVAL ? "not a regular file" : strerror(errno));
     json_error_t jerr;
-    json_t *o = json_load_file(path, 0, &jerr);
+    json_t *o = json_loadfd(fd, 0, &jerr);
+    close(fd);
     if (!o) return cu_error_set(err, CU_EFORMAT, "%s:%d: %s", path, jerr.line, jerr.text);
     const char *status = json_string_value(json_object_get(o, "status"));
     if (status) snprintf(s->status, sizeof s->status, "%s", status);
@@ -341,7 +372,7 @@ int rundir_event(rundir_t *d, long step, const char *type, const char *message,
 int rundir_truncate_metrics(rundir_t *d, long step, cu_error_t *err) {
     char path[4200];
     if (cu_format(path, sizeof path, err, "%s/metrics.jsonl", d->dir)) return err->code;
-    FILE *in = fopen(path, "r");
+    FILE *in = fopen_regular(path, O_RDONLY, "r");
     if (!in) return CU_OK;
     size_t cap = 1 << 16, len = 0;
     char *keep = malloc(cap), line[8192];

@@ -40,6 +40,16 @@ typedef struct {
     int lock_fd; /* -1: not locked */
 } rundir_t;
 
+/* Opens name under dirfd (AT_FDCWD: a path) as a regular file only: the
+ * final component is not followed if it is a symlink and a FIFO, socket or
+ * device is refused (errno EINVAL) without blocking in open(), so a hostile
+ * file in a run directory cannot stall a reader or writer. O_CLOEXEC is
+ * added; the returned descriptor is blocking again. -1 with errno. */
+int rundir_open_regular(int dirfd, const char *name, int flags, int mode);
+/* Keeps fd (opened O_NONBLOCK) only if it is a regular file, clearing
+ * O_NONBLOCK; otherwise closes it and returns -1 with errno EINVAL. */
+int rundir_fd_regular(int fd);
+
 /* mkdir -p */
 int rundir_mkdirs(const char *path, cu_error_t *err);
 

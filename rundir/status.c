@@ -149,9 +149,10 @@ void rundir_status_reason(const char *status, const char *detail, const char *er
 
 /* state.json of dirfd parsed, or NULL with err set. */
 static json_t *load_state_at(int dirfd, cu_error_t *err) {
-    int fd = openat(dirfd, "state.json", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = rundir_open_regular(dirfd, "state.json", O_RDONLY, 0);
     if (fd < 0) {
-        cu_error_set(err, CU_EIO, "state.json: %s", strerror(errno));
+        cu_error_set(err, CU_EIO, "state.json: %s",
+                     errno == EINVAL ? "not a regular file" : strerror(errno));
         return NULL;
     }
     json_error_t jerr;

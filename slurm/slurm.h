@@ -38,6 +38,12 @@ typedef struct {
  * CU_EINVAL if it does not fit. */
 int slurm_shell_quote(const char *s, char *out, size_t cap, cu_error_t *err);
 
+/* 1 when a slurm.extra entry sets an option that moves the job's files
+ * (--output, --error, --input, --chdir) in any spelling sbatch accepts: an
+ * abbreviation (--out=, --chd), a value after a space, bundled short
+ * options (-vo/x). opt gets the option's full name. (extra.c) */
+int slurm_extra_moves_files(const char *entry, char *opt, size_t cap);
+
 /* The batch script for cfg: #SBATCH directives from cfg->slurm, thread
  * counts from cpus_per_task, the launcher (srun --mpi=pmix or mpirun), and
  * the signal forwarding and requeue on exit 75 (docs/slurm.md). Each task

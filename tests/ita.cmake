@@ -4,7 +4,8 @@
 if(TARGET cu_ita)
   cu_add_test(test_ita SOURCES ${CU_TEST_DIR}/test_ita.c LIBS cu_ita LABELS "unit;ita")
   foreach(case config keys_cli auth trace jobs robustness sse prometheus shutdown tls live_job
-               hygiene tests_run submit sched)
+               hygiene tests_run submit sched hostile
+               exhaustion)
     add_test(NAME ita_${case}
              COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/ita_server.py $<TARGET_FILE:codex-ita>
                      $<TARGET_FILE:codexctl> ${PROJECT_SOURCE_DIR} ${case})

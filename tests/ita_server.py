@@ -95,7 +95,8 @@ def set_state(runs, job, **kw):
 class Server:
     """codex-ita on a copy of the fixtures, with read/submit/admin keys."""
 
-    def __init__(self, ctx, extra_yaml="", runs=None, keys=True, live_runs=None, env=None):
+    def __init__(self, ctx, extra_yaml="", runs=None, keys=True, live_runs=None, env=None,
+                 preexec=None):
         """runs: a folder to copy instead of the fixtures; live_runs: a runs
         directory to serve in place (e.g. one a running codex-train writes)."""
         self.ctx = ctx
@@ -129,6 +130,7 @@ class Server:
         self.proc = None
         self.port = None
         self.env = env
+        self.preexec = preexec
 
     def create_key(self, name, scope):
         p = subprocess.run([self.ctx.ctl, "keys", "create", "--name", name, "--scope", scope,
@@ -146,7 +148,8 @@ class Server:
         env["LSAN_OPTIONS"] = "suppressions=" + os.path.join(
             self.ctx.src, "tests", "fixtures", "ita", "lsan.supp")
         self.proc = subprocess.Popen([self.ctx.ita, "--config", self.cfg], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env)
+                                     stderr=subprocess.PIPE, text=True, env=env,
+                                     preexec_fn=self.preexec)
         line = self.proc.stdout.readline()
         m = re.search(r"127\.0\.0\.1:(\d+)", line)
         if not m:
@@ -1524,6 +1527,129 @@ CASES = {
     "submit": case_submit,
     "sched": case_sched,
 }
+
+
+def case_hostile(ctx, t):
+    """Issue 18: a second server on the port, FIFOs in the runs directory.
+    Each attack is bounded by a socket or process timeout."""
+    with Server(ctx, "threads: 1\n") as s:
+        for name in ("fifo-state",):
+            os.makedirs(os.path.join(s.runs, name))
+            os.mkfifo(os.path.join(s.runs, name, "state.json"))
+        for f in ("metrics.jsonl", "events.jsonl", "launcher.pid"):
+            p = os.path.join(s.runs, "run-live", f)
+            if os.path.exists(p):
+                os.unlink(p)
+            os.mkfifo(p)
+        os.makedirs(os.path.join(s.runs, "run-live", "checkpoints"), exist_ok=True)
+        latest = os.path.join(s.runs, "run-live", "checkpoints", "latest")
+        if os.path.exists(latest):
+            os.unlink(latest)
+        os.mkfifo(latest)
+        k = s.keys["reader"]
+        for path in ("/v1/jobs/fifo-state", "/v1/jobs/run-live", "/v1/jobs/run-live/metrics",
+                     "/v1/jobs/run-live/events", "/v1/jobs/run-live/checkpoints", "/v1/jobs"):
+            try:
+                st, _, _ = s.get(path, k)
+            except (socket.timeout, TimeoutError):
+                st = "timeout"
+            t.check(st in (200, 404), "a FIFO does not block %s (%s)" % (path, st))
+        st, _, _ = s.get("/healthz")
+        t.check(st == 200, "the worker is not blocked by a FIFO")
+        # HTTP/2 cleartext: neither an Upgrade nor the prior-knowledge preface.
+        out = s.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings"
+                    b"\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+                    b"Connection: close\r\n\r\n", read_timeout=10)
+        t.check(out.startswith(b"HTTP/1.1 200"), "no h2c upgrade on the plain port: %r" % out[:20])
+        out = s.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+                    read_timeout=10)
+        t.check(out == b"" or out.startswith(b"HTTP/1.1 4"),
+                "no h2 prior knowledge on the plain port: %r" % out[:20])
+        # Amplification: a body full of findings answers a bounded report.
+        key = "AKIA" + "Q3EGRT7P" + "LXW5M2ND"   # fake, pattern-valid, built at run time
+        text = ("aws_access_key_id = '%s'\n" % key * 3000).encode()
+        st, _, body = s.get("/v1/hygiene/scan?path=a.txt", s.keys["reader"], method="POST",
+                            body=text, headers={"Content-Type": "text/plain"})
+        doc = json.loads(body) if st == 200 else {}
+        t.check(st == 200 and len(doc.get("findings", [])) == 1000 and
+                doc.get("findings_total", 0) > 1000 and doc.get("truncated") is True,
+                "hygiene findings capped with a truncated flag (%s, %d listed of %s, %d bytes)"
+                % (st, len(doc.get("findings", [])), doc.get("findings_total"), len(body)))
+        # A second codex-ita on the same port refuses to start.
+        cfg2 = os.path.join(s.dir, "ita2.yaml")
+        with open(s.cfg) as f:
+            text = f.read().replace("port: 0", "port: %d" % s.port)
+        with open(cfg2, "w") as f:
+            f.write(text.replace("audit.jsonl", "audit2.jsonl").replace("error.log", "e2.log"))
+        for threads in ("1", "2"):
+            with open(cfg2, "w") as f:
+                f.write(text.replace("threads: 1", "threads: " + threads)
+                        .replace("audit.jsonl", "audit2.jsonl").replace("error.log", "e2.log"))
+            try:
+                p = subprocess.run([ctx.ita, "--config", cfg2], capture_output=True, text=True,
+                                   timeout=20)
+                rc, err = p.returncode, p.stderr
+            except subprocess.TimeoutExpired:
+                rc, err = "still running", ""
+            t.check(rc not in (0, "still running") and "in use" in err,
+                    "a second server (%s threads) on the port refuses: %s %r"
+                    % (threads, rc, err[-200:]))
+        st, _, _ = s.get("/healthz")
+        t.check(st == 200, "the first server still serves")
+
+
+CASES["hostile"] = case_hostile
+
+
+def proc_cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def case_exhaustion(ctx, t):
+    """Issue 18: out of descriptors, accept() must not spin; max_connections
+    is derived from RLIMIT_NOFILE."""
+    import resource
+    with Server(ctx, "threads: 1\n") as s:
+        hard = resource.prlimit(s.proc.pid, resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(s.proc.pid, resource.RLIMIT_NOFILE, (48, hard))
+        socks = []
+        for _ in range(80):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+            except OSError:
+                break
+        time.sleep(0.5)
+        c0 = proc_cpu_s(s.proc.pid)
+        time.sleep(3)
+        used = proc_cpu_s(s.proc.pid) - c0
+        t.check(used < 0.6, "no busy accept loop at EMFILE: %.2f s CPU in 3 s (%d clients)"
+                % (used, len(socks)))
+        for c in socks:
+            c.close()
+        resource.prlimit(s.proc.pid, resource.RLIMIT_NOFILE, (1024, hard))
+        st = None
+        for _ in range(50):
+            try:
+                st, _, _ = s.get("/healthz")
+                break
+            except OSError:
+                time.sleep(0.2)
+        t.check(st == 200, "served again once descriptors are free (%s)" % st)
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    with Server(ctx, "threads: 2\nmax_connections: 100000\n", preexec=low_limit) as s:
+        st, _, _ = s.get("/healthz")
+        with open(os.path.join(s.dir, "error.log")) as f:
+            log = f.read()
+        t.check(st == 200 and "max_connections 100000 per thread lowered to" in log,
+                "max_connections derived from the descriptor limit: %r" % log[-300:])
+
+
+CASES["exhaustion"] = case_exhaustion
 
 
 def main():

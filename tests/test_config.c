@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "io/config.h"
@@ -1035,6 +1036,31 @@ static void test_demo_config(void) {
     CHECK(strcmp(base.data.path, demo.data.path) != 0); /* adaptation to new data */
 }
 
+/* Issue 18: 150k anchors took 32 s in libyaml's loader (quadratic); the
+ * caps refuse them before the loader runs. The alarm turns a hang into a
+ * failure. */
+static void test_anchor_bomb(void) {
+    size_t n = 150000, cap = n * 24 + 64, len = 0;
+    char *text = malloc(cap);
+    if (!text) return;
+    len += (size_t)snprintf(text + len, cap - len, "slurm:\n  extra:\n");
+    for (size_t i = 0; i < n && len + 32 < cap; i++)
+        len += (size_t)snprintf(text + len, cap - len, "  - &a%zu x\n", i);
+    alarm(60);
+    cu_config_t c;
+    cu_error_t e;
+    config_defaults(&c);
+    int rc = config_parse_yaml(&c, text, len > (1u << 20) ? (1u << 20) - 1 : len, "t.yaml", &e);
+    CHECK(rc == CU_EINVAL && strstr(e.msg, "anchors"));
+    len = (size_t)snprintf(text, cap, "train:\n  lr: &x 0.001\nx: [");
+    for (int i = 0; i < 300; i++) len += (size_t)snprintf(text + len, cap - len, "*x,");
+    len += (size_t)snprintf(text + len, cap - len, "*x]\n");
+    rc = config_parse_yaml(&c, text, len, "t.yaml", &e);
+    CHECK(rc == CU_EINVAL && strstr(e.msg, "aliases"));
+    alarm(0);
+    free(text);
+}
+
 TEST_MAIN(TEST(test_schema_is_consistent), TEST(test_defaults), TEST(test_full_file),
           TEST(test_file_errors), TEST(test_unknown_keys_suggest), TEST(test_type_errors),
           TEST(test_number_syntax), TEST(test_bools_and_nulls), TEST(test_range_errors),
@@ -1046,4 +1072,4 @@ TEST_MAIN(TEST(test_schema_is_consistent), TEST(test_defaults), TEST(test_full_f
           TEST(test_validate_model_and_batches), TEST(test_validate_llama),
           TEST(test_validate_train_lora_data), TEST(test_validate_rechecks_keys),
           TEST(test_diff_and_format_value), TEST(test_reference_markdown), TEST(test_doc_update),
-          TEST(test_mutations_never_crash), TEST(test_demo_config))
+          TEST(test_mutations_never_crash), TEST(test_demo_config), TEST(test_anchor_bomb))

@@ -7,6 +7,7 @@
  */
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@
 #include "ita/metrics.h"
 #include "ita/problem.h"
 #include "ita/trace.h"
+#include "rundir/rundir.h"
+#include "rundir/status.h"
 
 static char tmpdir[256];
 
@@ -109,6 +112,67 @@ static void mkjob(const char *runs, const char *id, const char *state) {
     mkdir(p, 0755);
     snprintf(p, sizeof p, "%s/%s/state.json", runs, id);
     write_file(p, state);
+}
+
+/* A FIFO (or any non-regular file) named like a run file must not block
+ * codex-ita's worker or the rundir library in open(): each read or write
+ * is refused at once. A hang would be killed by the alarm. */
+static void test_fifo_run_files(void) {
+    make_tmpdir();
+    char runs[512], p[700];
+    snprintf(runs, sizeof runs, "%s/runs", tmpdir);
+    mkdir(runs, 0755);
+    mkjob(runs, "good", "{\"status\":\"RUNNING\",\"step\":1,\"max_steps\":10}");
+    snprintf(p, sizeof p, "%s/good/checkpoints", runs);
+    mkdir(p, 0755);
+    const char *names[] = {"metrics.jsonl",      "events.jsonl", "launcher.pid",
+                           "checkpoints/latest", "lock",         "local.out"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(p, sizeof p, "%s/good/%s", runs, names[i]);
+        CHECK(mkfifo(p, 0644) == 0);
+    }
+    snprintf(p, sizeof p, "%s/fifo", runs);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/fifo/state.json", runs);
+    CHECK(mkfifo(p, 0644) == 0);
+    alarm(60);
+    ita_jobdir_t *jd = NULL;
+    cu_error_t err;
+    CHECK(ita_jobdir_open(&jd, runs, 120, 100, &err) == CU_OK);
+    if (!jd) return;
+    ita_job_summary_t s;
+    CHECK(ita_jobdir_state(jd, "fifo", &s, NULL, &err) == ITA_ENOENT);
+    CHECK(ita_jobdir_state(jd, "good", &s, NULL, &err) == CU_OK && s.step == 1);
+    ita_jsonl_query_t q = {.since_step = INT64_MIN, .cursor = -1, .limit = 10, .max_bytes = 4096};
+    for (int k = 0; k < 2; k++) {
+        ita_jsonl_page_t pg = {0};
+        CHECK(ita_jobdir_jsonl(jd, "good", (ita_jsonl_kind_t)k, &q, &pg, &err) == CU_OK &&
+              json_array_size(pg.records) == 0);
+        json_decref(pg.records);
+    }
+    CHECK(ita_jobdir_launcher_alive(jd, "good") < 0);
+    CHECK(ita_jobdir_openat(jd, "good", "checkpoints/latest", O_RDONLY) < 0);
+    CHECK(ita_jobdir_append_line(jd, "good", "events.jsonl", "{}", &err) != CU_OK);
+    ita_job_summary_t *list = NULL;
+    size_t n = 0;
+    CHECK(ita_jobdir_list(jd, &list, &n, &err) == CU_OK && n == 1);
+    free(list);
+    ita_jobdir_free(jd);
+    /* the rundir library, as codex-train and codexctl use it */
+    snprintf(p, sizeof p, "%s/fifo", runs);
+    rundir_state_t st;
+    rundir_state_init(&st, "fifo");
+    CHECK(rundir_read_state(p, &st, &err) != CU_OK);
+    CHECK(rundir_record_status(p, "CANCELLED", "x", &err) != CU_OK);
+    snprintf(p, sizeof p, "%s/good", runs);
+    char holder[64];
+    CHECK(rundir_lock_holder(p, holder, sizeof holder) == 0);
+    rundir_t d;
+    CHECK(rundir_open(&d, p, &err) != CU_OK);
+    alarm(0);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    CHECK(system(cmd) == 0);
 }
 
 static void test_jobdir(void) {
@@ -287,6 +351,22 @@ static void test_config(void) {
     ita_config_defaults(&cfg);
     CHECK(ita_config_load(p, &cfg, &err) == CU_OK);
     CHECK(cfg.port == 9000 && cfg.threads == 4 && cfg.rate_per_s == 1.5 && cfg.metrics_public);
+    {
+        /* issue 18: a huge file or a FIFO is refused unread, at once */
+        char big[600];
+        snprintf(big, sizeof big, "%s/big.yaml", tmpdir);
+        FILE *f = fopen(big, "w");
+        for (int i = 0; f && i < 20000; i++) fprintf(f, "# &a%d padding\n", i);
+        if (f) fclose(f);
+        CHECK(ita_config_load(big, &cfg, &err) == CU_EINVAL && strstr(err.msg, "at most"));
+        snprintf(big, sizeof big, "%s/fifo.yaml", tmpdir);
+        CHECK(mkfifo(big, 0600) == 0);
+        alarm(30);
+        CHECK(ita_config_load(big, &cfg, &err) == CU_EINVAL);
+        alarm(0);
+        ita_config_defaults(&cfg);
+        CHECK(ita_config_load(p, &cfg, &err) == CU_OK);
+    }
     char expect[600];
     snprintf(expect, sizeof expect, "%s/r", tmpdir);
     CHECK(!strcmp(cfg.runs_dir, expect) && !strcmp(cfg.audit_log, "-"));
@@ -385,4 +465,5 @@ static void test_metrics_render(void) {
 }
 
 TEST_MAIN(TEST(test_keys), TEST(test_auth), TEST(test_metrics_render), TEST(test_job_ids),
-          TEST(test_jobdir), TEST(test_trace_and_problem), TEST(test_config))
+          TEST(test_jobdir), TEST(test_fifo_run_files), TEST(test_trace_and_problem),
+          TEST(test_config))

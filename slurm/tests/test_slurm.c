@@ -248,6 +248,31 @@ static void test_run_timeout(void) {
     free(out);
 }
 
+/* Issue 18: every spelling sbatch accepts of an option that moves the
+ * job's files is caught; options that do not are let through. */
+static void test_extra_moves_files(void) {
+    const char *bad[] = {"--output=/x",      "--output /x",     "--out=/x",    "--err=/x",
+                         "--chd=/",          "-vo/x",           "-o /x",       "-e/x",
+                         "--exclusive -o/x", "\"--output=/x\"", "--in=/etc/x", "-D /",
+                         "--e=/x",           "-Qvo /x",         "--ch /"};
+    const char *good[] = {"--exclusive",      "--mail-type=END",   "--export=ALL",
+                          "-J job",           "--cpus-per-task=2", "-c 4",
+                          "--constraint=avx", "--comment=o"};
+    char opt[32];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int moved = slurm_extra_moves_files(bad[i], opt, sizeof opt);
+        CHECK(moved);
+        if (!moved) fprintf(stderr, "not caught: %s\n", bad[i]);
+    }
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        int moved = slurm_extra_moves_files(good[i], opt, sizeof opt);
+        CHECK(!moved);
+        if (moved) fprintf(stderr, "refused: %s (%s)\n", good[i], opt);
+    }
+    CHECK(slurm_extra_moves_files("-vo/x", opt, sizeof opt) && !strcmp(opt, "-o"));
+    CHECK(slurm_extra_moves_files("--chd=/", opt, sizeof opt) && !strcmp(opt, "--chdir"));
+}
+
 int main(void) {
     const cu_test_case_t cases[] = {
         {"map_state", test_map_state},
@@ -260,6 +285,7 @@ int main(void) {
         {"merge_status", test_merge_status},
         {"query_many_ids", test_query_many_ids},
         {"run_timeout", test_run_timeout},
+        {"extra_moves_files", test_extra_moves_files},
         {"plan_model_folder_tokenizer", test_plan_model_folder_tokenizer},
     };
     return cu_test_run(cases, (int)(sizeof cases / sizeof cases[0]));
