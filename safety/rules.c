@@ -835,6 +835,168 @@ static const safety_rule_t RULES[] = {
      S("TWITTER_API_KEY = \"AAAAAAAAAAAAAAAAAAAAAAuPHcgsCHQsv92R5TLFXaRZT9p"
        "DSxmfpLnebHoGkKSg8FBvdNCcxBfmzrnoaEs7Lu7SEFSrcGyepJSMGfBHxg754S5Q\""),
      S("TWITTER_API_KEY = \"${TWITTER_KEY}\"")},
+    /* ---- kinds from the gitleaks checklist (docs/safety.md); own patterns ---- */
+    {"gitlab_other_token", "GitLab job, feed, mail, agent, feature-flag or SCIM token", SEC, HIGH,
+     TKW, KW("glcbt-", "glffct-", "glft-", "glimt-", "glagent-", "glsoat-"),
+     "(?<![A-Za-z0-9_-])(glcbt-(?:[0-9a-f]{1,5}_)?[A-Za-z0-9_-]{20}|glffct-[A-Za-z0-9_-]{20}|glft-["
+     "A-Za-z0-9_-]{20}|glimt-[A-Za-z0-9_-]{25}|glagent-[A-Za-z0-9_-]{50,100}|glsoat-[A-Za-z0-9_-]{"
+     "20})(?![A-Za-z0-9_-])",
+     3.0, VNONE, 0, 0,
+     S("CI_JOB_TOKEN=glcbt-64_" A10 B10, "feed: glft-" A10 B10, "glimt-" A10 B10 "Xy3Zq",
+       "glagent-" A40 B10, "glsoat-" A10 B10, "glffct-" A10 B10),
+     S("glft-"
+       "xxxxxxxxxxxxxxxxxxxx",
+       "glft-short", "glagent-" A10)},
+    {"gitlab_routable_token", "GitLab routable token (personal access or runner)", SEC, CRIT, TKW,
+     KW("glpat-", "glrt-"),
+     "(?<![A-Za-z0-9_-])(gl(?:pat|rt)-[A-Za-z0-9_-]{27,300}\\.[0-9a-z]{2}\\.[0-9a-z]{7,9})(?![A-Za-"
+     "z0-9_.-])",
+     3.0, VNONE, 0, 0,
+     S("token: glpat-" A10 B10 "Xy3Zq7w"
+       ".01.1k2j3h4g5",
+       "glrt-t1_" A10 B10 "Xy3Zq"
+       ".01.1a2b3c4d"),
+     S("glpat-" A10 B10, "glpat-" A10 B10 "Xy3Zq7w.01")},
+    {"gitlab_session_cookie", "GitLab session cookie", SEC, HIGH, TKW, KW("_gitlab_session="),
+     "_gitlab_session=([0-9a-f]{32})(?![0-9A-Za-z])", 3.0, VNONE, 0, 0,
+     S("Cookie: _gitlab_session=" H32),
+     S("_gitlab_session=00000000000000000000000000000000", "_gitlab_session=$SESSION")},
+    {"slack_other_token", "Slack legacy, workspace or configuration token", SEC, HIGH, TKW,
+     KW("xoxa-", "xoxb-", "xoxo-", "xoxr-", "xoxs-", "xoxe.", "xoxe-"),
+     "(?<![A-Za-z0-9_-])(xox[aors]-[0-9]{1,14}-[0-9A-Za-z-]{20,160}|xoxb-[0-9]{8,14}-[A-Za-z0-9]{"
+     "18,26}|xoxe\\.xox[bp]-1-[A-Za-z0-9]{150,200}|xoxe-1-[A-Za-z0-9]{130,180})(?![A-Za-z0-9-])",
+     3.0, VNONE, 0, 0,
+     S("xoxs-"
+       "1234567890-1234567890-1234567890-" H32,
+       "xoxb-"
+       "12345678901-" A10 B10 "Xy",
+       "xoxe-"
+       "1-" A40 A40 A40 B10,
+       "xoxe.xoxp-"
+       "1-" A40 A40 A40 B10 C10 D10),
+     S("xoxs-"
+       "xxxxxxxxxxxx",
+       "xoxb-"
+       "1234567890-1234567890-" A10 B10 "Xy3Z")},
+    {"sonar_token", "SonarQube / SonarCloud token", SEC, HIGH, TKW, KW("squ_", "sqp_", "sqa_"),
+     TOKEN("sq[upa]_", "[0-9a-f]{40}"), 3.0, VNONE, 0, 0, S("SONAR_TOKEN=squ_" H40),
+     S("squ_" H16, "sqp_" H40 "ab")},
+    {"settlemint_token", "SettleMint access token", SEC, HIGH, TKW,
+     KW("sm_aat_", "sm_pat_", "sm_sat_"), TOKEN("sm_[aps]at_", "[A-Za-z0-9]{16}"), 3.0, VNONE, 0, 0,
+     S("sm_pat_" A10 "Xy3Zq7"), S("sm_pat_xxxxxxxxxxxxxxxx", "sm_pat_" A10)},
+    {"clojars_token", "Clojars deploy token", SEC, HIGH, TKW, KW("clojars_"),
+     TOKEN("CLOJARS_", "[a-z0-9]{60}"), 3.0, VNONE, 0, 0, S("CLOJARS_" a10 b10 c10 d10 a10 b10),
+     S("CLOJARS_USERNAME=me", "CLOJARS_" a10)},
+    {"huggingface_org_token", "Hugging Face organisation API token", SEC, HIGH, TKW, KW("api_org_"),
+     TOKEN("api_org_", "[A-Za-z]{34}"), 3.0, VNONE, 0, 0,
+     S("api_org_"
+       "QwErTyUiOpAsDfGhJkLzXcVbNmQaZwSxEd"),
+     S("api_org_settings", "api_org_"
+                           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")},
+    {"new_relic_insert_key", "New Relic insert key", SEC, HIGH, TKW, KW("nrii-"),
+     TOKEN_DASH("NRII-", "[A-Za-z0-9_-]{32}"), 3.0, VNONE, 0, 0, S("NRII-" A10 B10 C10 "Xy"),
+     S("NRII-xxxx", "NRII-" A10 B10 C10)},
+    {"maxmind_license_key", "MaxMind license key", SEC, HIGH, TKW, KW("_mmk"),
+     "(?<![A-Za-z0-9_])([A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk)(?![A-Za-z0-9_])", 3.0, VNONE, 0, 0,
+     S("MAXMIND_LICENSE_KEY=Ab3Xy9_" A10 B10 "Rc5Hy6Jd1"
+       "_mmk"),
+     S("my_var_mmk", "abcdef_"
+                     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxx_mmk")},
+    {"intra42_client_secret", "42 Intra client secret", SEC, HIGH, TKW, KW("s-s4t2"),
+     TOKEN_DASH("s-s4t2(?:ud|af)-", "[a-f0-9]{64}"), 3.0, VNONE, 0, 0, S("s-s4t2ud-" H32 H32),
+     S("s-s4t2ud-" H16)},
+    {"adobe_client_secret", "Adobe client secret", SEC, HIGH, TKW, KW("p8e-"),
+     TOKEN_DASH("p8e-", "[A-Za-z0-9]{32}"), 3.0, VNONE, 0, 0, S("p8e-" A10 B10 C10 "Xy"),
+     S("p8e-xxx", "p8e-"
+                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")},
+    {"flyio_token", "Fly.io access token", SEC, HIGH, TKW, KW("fo1_", "fm1a_", "fm1r_", "fm2_"),
+     "(?<![A-Za-z0-9_])(fo1_[A-Za-z0-9_-]{43}|fm(?:1[ar]|2)_[A-Za-z0-9+/=_-]{100,1000})(?![A-Za-"
+     "z0-9+/=_-])",
+     3.0, VNONE, 0, 0, S("FLY_API_TOKEN=fo1_" A40 "Xy3", "FlyV1 fm2_" A40 A40 A40),
+     S("fo1_short", "fm2_" A40)},
+    {"aws_bedrock_api_key", "Amazon Bedrock API key (long- or short-lived)", SEC, CRIT, TKW,
+     KW("absk", "bedrock-api-key-"),
+     "(?<![A-Za-z0-9+/])(ABSKQmVkcm9ja0FQSUtleS[A-Za-z0-9+/]{40,300}={0,2}|bedrock-api-key-"
+     "YmVkcm9jay5hbWF6b25hd3MuY29t[A-Za-z0-9+/]{40,2000}={0,2})(?![A-Za-z0-9+/=])",
+     3.0, VNONE, 0, 0,
+     S("AWS_BEARER_TOKEN_BEDROCK=ABSK"
+       "QmVkcm9ja0FQSUtleS" A40 B10,
+       "bedrock-api-key-"
+       "YmVkcm9jay5hbWF6b25hd3MuY29t" A40 B10),
+     S("ABSK"
+       "QmVkcm9ja0FQSUtleSabc",
+       "bedrock-api-key-name")},
+    {"cloudflare_origin_ca_key", "Cloudflare Origin CA key", SEC, HIGH, TKW, KW("v1.0-"),
+     "(?<![A-Za-z0-9.-])(v1\\.0-[0-9a-f]{24}-[0-9a-f]{146})(?![0-9a-f])", 3.0, VNONE, 0, 0,
+     S("v1.0-" H16 "01234567"
+       "-" H32 H32 H32 H32 H16 "ab"),
+     S("v1.0-beta", "v1.0-" H16 "01234567")},
+    {"digitalocean_refresh_token", "DigitalOcean OAuth refresh token", SEC, CRIT, TKW,
+     KW("dor_v1_"), TOKEN("dor_v1_", "[a-f0-9]{64}"), 3.0, VNONE, 0, 0, S("dor_v1_" H32 H32),
+     S("dor_v1_" H16)},
+    {"easypost_test_key", "EasyPost test API key", SEC, MED, TKW, KW("eztk"),
+     "(?<![A-Za-z0-9_])(EZTK[0-9A-Za-z]{54})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("EZTK" A40 B10 "Xy3Z"),
+     S("EZTK"
+       "short",
+       "EZTK" A40)},
+    {"flutterwave_encryption_key", "Flutterwave encryption key", SEC, HIGH, TKW, KW("flwseck_test"),
+     "(?<![A-Za-z0-9_])(FLWSECK_TEST[a-f0-9]{12})(?![A-Za-z0-9-])", 3.0, VNONE, 0, 0,
+     S("FLWSECK_TEST"
+       "a1b2c3d4e5f6"),
+     S("FLWSECK_TEST-" H32 "-X", "FLWSECK_TEST"
+                                 "000000000000")},
+    {"artifactory_reference_token", "JFrog Artifactory reference token", SEC, HIGH, TKW,
+     KW("cmvmdgtu"), "(?<![A-Za-z0-9])(cmVmdGtuOjAxOj[A-Za-z0-9]{50})(?![A-Za-z0-9])", 3.0, VNONE,
+     0, 0, S("cmVmdGtuOjAxOj" A40 B10), S("cmVmdGtuOjAxOjshort")},
+    {"grafana_api_key", "Grafana API key (legacy)", SEC, HIGH, TKW, KW("eyjrijoi"),
+     "(?<![A-Za-z0-9+/])(eyJrIjoi[A-Za-z0-9+/]{60,400}={0,2})(?![A-Za-z0-9+/=])", 3.0, VNONE, 0, 0,
+     S("GRAFANA_API_KEY=eyJrIjoi" A40 B10 C10),
+     S("eyJrIjoi"
+       "short")},
+    {"heroku_api_key_v2", "Heroku API key (HRKU- prefix)", SEC, HIGH, TKW, KW("hrku-"),
+     TOKEN_DASH("HRKU-", "[A-Za-z0-9_-]{50,70}"), 3.0, VNONE, 0, 0, S("HRKU-AA" A40 B10 "Xy3Zq7w8"),
+     S("HRKU-x", "HRKU-" A10)},
+    {"yandex_api_key", "Yandex Cloud API key", SEC, HIGH, TKW, KW("aqvn"),
+     TOKEN_DASH("AQVN", "[A-Za-z0-9_-]{35,38}"), 3.0, VNONE, 0, 0, S("AQVN" A10 B10 C10 "Xy3Zq"),
+     S("AQVN"
+       "short")},
+    {"harness_api_key", "Harness personal or service account token", SEC, HIGH, TKW,
+     KW("pat.", "sat."), TOKEN("[ps]at\\.", "[A-Za-z0-9_-]{22}\\.[a-f0-9]{24}\\.[A-Za-z0-9]{20}"),
+     3.0, VNONE, 0, 0,
+     S("pat." A10 B10 "Xy"
+       "." H16 "01234567"
+       "." A10 B10),
+     S("pat.example.com", "sat." A10)},
+    {"octopus_deploy_api_key", "Octopus Deploy API key", SEC, HIGH, TKW, KW("api-"),
+     TOKEN("API-", "[A-Z0-9]{26}"), 3.0, VNONE, 0, 0,
+     S("API-"
+       "FAK3XQ7LM2PZ9KWT4NB8RC5HY6"),
+     S("API-VERSION-HEADER", "API-"
+                             "XXXXXXXXXXXXXXXXXXXXXXXXXX")},
+    {"onepassword_secret_key", "1Password account secret key", SEC, CRIT, TKW, KW("a3-"),
+     "(?<![A-Za-z0-9-])(A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-"
+     "9]{5}-[A-Z0-9]{5})(?![A-Za-z0-9-])",
+     3.0, VNONE, 0, 0,
+     S("A3-"
+       "K7PQ2M-9XW4RT-B8N3V-Q6HJ2-TC5LD-Z2RM8"),
+     S("A3-"
+       "XXXXXX-XXXXXX-XXXXX-XXXXX-XXXXX-XXXXX",
+       "A3-B2")},
+    {"airtable_pat", "Airtable personal access token", SEC, HIGH, TKW, KW("pat"),
+     "(?<![A-Za-z0-9])(pat[A-Za-z0-9]{14}\\.[a-f0-9]{64})(?![A-Za-z0-9])", 3.0, VNONE, 0, 0,
+     S("AIRTABLE_TOKEN=pat" A10 "Xy3Z"
+       "." H32 H32),
+     S("path.join(a, b)", "pat" A10 "Xy3Z.short")},
+    {"clickhouse_cloud_secret", "ClickHouse Cloud API secret key", SEC, HIGH, TKW, KW("4b1d"),
+     TOKEN("4b1d", "[A-Za-z0-9]{38}"), 3.5, VNONE, 0, 0, S("4b1d" A10 B10 C10 "Ge0Ns8Ut"),
+     S("4b1d"
+       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+       "4b1d" A10)},
+    {"nuget_config_password", "Password in a NuGet.config package source", SEC, HIGH, TKW,
+     KW("cleartextpassword"), "(?i)key=\"ClearTextPassword\"\\s+value=\"([^\"\\s%$]{3,128})\"", 1.5,
+     VNONE, 0, 0, S("<add key=\"ClearTextPassword\" value=\"Xk9#mP2vL7qR4\" />"),
+     S("<add key=\"ClearTextPassword\" value=\"%NUGET_PASSWORD%\" />")},
     /* ---- personal data ---- */
     {"email", "Email address", PII, MED, TKW, KW("@"),
      "(?<![A-Za-z0-9._%+:/"
