@@ -715,9 +715,10 @@ def failover(sc, f, how):
     resumed = [e for e in sc.lines(name, "events.jsonl") if e.get("type") == "resumed"]
     f.check(resumed and resumed[-1].get("step", 0) >= 50, f"resumed from a checkpoint {resumed[-1:]}")
     if how == "crash":
-        # rank 0's watchdog finds the silent rank (15 s) before Slurm gives
-        # up on the node (SlurmdTimeout 20 s); in a partition the cut-off
-        # rank still writes its heartbeat to the shared file system
+        # Slurm requeues before the job's watchdog (CU_PEER_TIMEOUT_S=60)
+        # ends it, so the restart records the lost attempt (recorded_by
+        # restart); in a partition the cut-off rank still writes its
+        # heartbeat to the shared file system, and the same record follows
         failed = [e for e in sc.lines(name, "events.jsonl") if e.get("type") == "failed"]
         f.check(failed, "events.jsonl records the failure")
         print("failure recorded:", failed[:1])
