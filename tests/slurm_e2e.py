@@ -162,6 +162,14 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscrib
         return self
 
     def start(self):
+        # a slurmstepd killed with an earlier test run leaves its PMIx
+        # directory /tmp/spmix_appdir_<uid>_<job>.<step>; job ids start at 1
+        # again with every new slurmctld, so a leftover makes srun --mpi=pmix
+        # fail ("File exists"). Slurm tests run one at a time (RESOURCE_LOCK
+        # slurm_cluster and /tmp/cu-slurm.lock), so none of these is live.
+        for name in os.listdir("/tmp"):
+            if name.startswith("spmix_appdir_"):
+                shutil.rmtree(os.path.join("/tmp", name), ignore_errors=True)
         self.write_conf()
         self.start_munge()
         conf = self.path("slurm.conf")
