@@ -20,6 +20,10 @@ export function createKey(keysFile, name, scope) {
 // A temporary service folder: runs/, keys, ita.yaml, the knowledge index.
 export function makeServiceDir({ kb = true, extraYaml = "" } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cu-agents-"));
+  // removed when the test process ends, whatever the outcome (set
+  // CU_KEEP_TEST_DIRS=1 to keep it for a look after a failure)
+  if (!process.env.CU_KEEP_TEST_DIRS)
+    process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
   fs.cpSync(path.join(SRC, "tests/fixtures/ita/runs"), path.join(dir, "runs"), { recursive: true });
   const keysFile = path.join(dir, "keys.json");
   const keys = {};
