@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "io/tensor_h5.h"
-#include "rundir/rundir.h"
 #include "model/blas.h"
+#include "rundir/rundir.h"
 
 char *openblas_get_config(void);
 

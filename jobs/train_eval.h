@@ -12,8 +12,8 @@
 #include "io/config.h"
 #include "io/tokens.h"
 #include "model/gpt.h"
-#include "tokenizer/tokenizer.h"
 #include "mpi/world.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct {
     double loss, ppl, acc;

@@ -267,7 +267,6 @@ void attention_gqa_backward(float *dq, float *dk, float *dv, const float *dout, 
         int b = bg / NKV, g = bg % NKV;
         float *S = scratch + attention_thread_floats(T) * omp_get_thread_num();
         for (int h = g * group; h < (g + 1) * group; h++)
-            gqa_head_backward(dq, dk, dv, dout, q, k, v, out, lse, S, b, h, T, NH, NKV, hs,
-                              window);
+            gqa_head_backward(dq, dk, dv, dout, q, k, v, out, lse, S, b, h, T, NH, NKV, hs, window);
     }
 }

@@ -14,9 +14,9 @@
 
 #include "core/rng.h"
 #include "harness.h"
+#include "tok_tiny_vocab.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/tokenizer.h"
-#include "tok_tiny_vocab.h"
 
 #define G "\xc4\xa0" /* U+0120, GPT-2's character for the space byte */
 

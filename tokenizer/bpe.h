@@ -30,11 +30,10 @@ void bpe_free(cu_bpe_t *bpe);
  * added_json, added_tokens as a JSON object token -> id, merged into the
  * vocabulary (for decoding and ids), never produced by the BPE itself and
  * never used by ignore_merges (tokenizer_encode matches the non-special
- * ones, `matched`, in front of it: tokenizer/tokenizer.c); split_regex, NULL for GPT-2's hand-written
- * pre-tokeniser, else a Split pattern (bpe_regex.c) whose matches and the
- * gaps between them are the pieces; split_then_gpt2, GPT-2's pattern then
- * inside each piece (ByteLevel use_regex); ignore_merges, a piece that is a
- * whole vocabulary token is that token. */
+ * ones, `matched`, in front of it: tokenizer/tokenizer.c); split_regex, NULL for GPT-2's
+ * hand-written pre-tokeniser, else a Split pattern (bpe_regex.c) whose matches and the gaps between
+ * them are the pieces; split_then_gpt2, GPT-2's pattern then inside each piece (ByteLevel
+ * use_regex); ignore_merges, a piece that is a whole vocabulary token is that token. */
 typedef tokenizer_bpe_options_t bpe_options_t;
 
 /* bpe_open with tokenizer.json's options (opts may be NULL). With default
