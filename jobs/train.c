@@ -672,9 +672,15 @@ static int clear_run(trainer_t *t, cu_error_t *err) {
     return rc;
 }
 
-/* A completed run asked to run again with the same identity and no more
- * steps: nothing to do. */
-static void check_completed(trainer_t *t) {
+/* What the previous attempt left in state.json decides two things before
+ * this one writes anything: a completed run asked to run again with the same
+ * identity and no more steps has nothing to do; and a state still RUNNING,
+ * while this process holds the lock, means that attempt ended without
+ * recording why (its node crashed or was cut off, or it was killed before
+ * any rank could record it, and Slurm requeued the job): the restart records
+ * the loss as a failed event, so every ending is seen. A recorded end
+ * (FAILED, PREEMPTED, ...) is left as it is. */
+static void check_previous_attempt(trainer_t *t) {
     rundir_state_t prev;
     rundir_state_init(&prev, t->cfg->job.name);
     cu_error_t e;
@@ -683,25 +689,14 @@ static void check_completed(trainer_t *t) {
     t->already_completed = !strcmp(prev.status, "COMPLETED") &&
                            prev.step >= t->cfg->train.max_steps &&
                            strcmp(t->cfg->checkpoint.resume, "auto") == 0;
-}
-
-/* The state a previous attempt left says RUNNING, yet this process holds
- * the lock: that attempt ended without recording why (its node crashed or
- * was cut off, or it was killed before any rank could record it, and Slurm
- * requeued the job). The restart records the loss as a failed event, so
- * every ending is seen; a recorded end (FAILED, PREEMPTED, ...) is left. */
-static void record_lost_attempt(trainer_t *t) {
-    rundir_state_t prev;
-    rundir_state_init(&prev, t->cfg->job.name);
-    cu_error_t e;
-    if (rundir_read_state(t->run_dir, &prev, &e) != CU_OK) return;
     if (strcmp(prev.status, "RUNNING") != 0 || prev.pid == (long)getpid()) return;
+    const char *hosts = prev.hosts[0] ? prev.hosts : "an unknown host";
     event(t, prev.step, "failed", "\"recorded_by\": \"restart\"",
           "the previous attempt (pid %ld on %s, step %ld) ended without recording why: its "
           "process or node was lost; this attempt resumes from the last checkpoint",
-          prev.pid, prev.hosts[0] ? prev.hosts : "an unknown host", prev.step);
+          prev.pid, hosts, prev.step);
     fprintf(stderr, "codex-train: the previous attempt (pid %ld on %s, step %ld) was lost\n",
-            prev.pid, prev.hosts[0] ? prev.hosts : "an unknown host", prev.step);
+            prev.pid, hosts, prev.step);
 }
 
 /* --check beyond what setup opened: an evaluation needs held-out data. */
@@ -755,9 +750,8 @@ static int open_job_dir(trainer_t *t, cu_error_t *err) {
             t->jd_open = 0;
             return rc;
         }
-        check_completed(t);
+        check_previous_attempt(t);
         if (t->already_completed) return CU_OK; /* touches nothing */
-        record_lost_attempt(t);
     }
     rundir_reserve(&t->jd, 64 * 1024);
     char log_path[4300], now[40];
