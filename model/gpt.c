@@ -934,3 +934,22 @@ void gpt_impl_report_tensor(gpt_t *m, const gpt_tensor_t *t) {
     m->ready(m->ready_ctx, t->offset,
              (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1));
 }
+
+void gpt_impl_backward_blocks(gpt_t *m, int kinds, int (*block_backward)(gpt_t *, int)) {
+    int L = m->cfg.n_layer, report = m->ready != NULL;
+    int l = L - 1, carry = 1;
+    for (; l >= 0; l--) {
+        if (carry) carry = block_backward(m, l);
+        if (!report) continue;
+        if (m->lora.enabled)
+            gpt_impl_report_lora_layer(m, l);
+        else
+            for (int k = 0; k < kinds; k++) gpt_impl_report_tensor(m, &m->ptensors[1 + k * L + l]);
+    }
+    if (m->lora.enabled) return;
+    encoder_backward(gpt_impl_pgrad(m, m->embed), NULL, m->dresidual, m->inputs, m->cur_B, m->cur_T,
+                     m->cfg.n_embd);
+    if (!report) return;
+    gpt_impl_report_tensor(m, &m->ptensors[0]);
+    for (int i = 1 + kinds * L; i < m->n_ptensors; i++) gpt_impl_report_tensor(m, &m->ptensors[i]);
+}

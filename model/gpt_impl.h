@@ -172,4 +172,13 @@ void llama_family_qkv_bias(gpt_t *m, int l, float *q, float *k, float *v, int N,
 void llama_family_qkv_bias_backward(gpt_t *m, int l, const float *dq, const float *dk,
                                     const float *dv, int N, int KV);
 
+/* The common tail of the Llama-layout backward passes (Llama and its
+ * families, StarCoder2): blocks from the top while a gradient still flows
+ * (block_backward returns 0 when nothing below needs one), each layer's
+ * gradients reported to the grad-ready hook as soon as they are final, then
+ * the embedding (full fine-tuning) and the ends. Parameter tensors are laid
+ * out as [embedding, kinds x n_layer stacked, ends...]; m->dresidual holds
+ * dloss/d(top block output) on entry. */
+void gpt_impl_backward_blocks(gpt_t *m, int kinds, int (*block_backward)(gpt_t *, int));
+
 #endif

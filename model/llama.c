@@ -286,42 +286,13 @@ static int block_backward(gpt_t *m, int l) {
     return 1;
 }
 
-/* Layer l's gradients to the grad-ready hook: its adapters, or in full
- * fine-tuning its slice of each stacked kind. */
-static void report_layer(gpt_t *m, int l) {
-    if (!m->ready) return;
-    if (m->lora.enabled) {
-        gpt_impl_report_lora_layer(m, l);
-        return;
-    }
-    for (int k = 0; k < N_KINDS + llama_family_kinds(m); k++)
-        gpt_impl_report_tensor(m, &m->ptensors[1 + k * m->cfg.n_layer + l]);
-}
-
-/* The embedding, the final norm and an untied head (full fine-tuning). */
-static void report_ends(gpt_t *m) {
-    if (!m->ready || m->lora.enabled) return;
-    gpt_impl_report_tensor(m, &m->ptensors[0]);
-    for (int i = 1 + (N_KINDS + llama_family_kinds(m)) * m->cfg.n_layer; i < m->n_ptensors; i++)
-        gpt_impl_report_tensor(m, &m->ptensors[i]);
-}
-
 void llama_backward(gpt_t *m) {
     dims_t d = dims(m);
     int N = m->cur_B * m->cur_T, C = d.C;
     memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
     rmsnorm_backward(m->dresidual, gpt_impl_pgrad(m, m->norm), m->dlnf,
                      LAYER(m->residual3, d.L - 1, N * C), m->norm, m->lnf_rstd, N, C);
-    int l = d.L - 1, carry = 1;
-    for (; l >= 0 && carry; l--) {
-        carry = block_backward(m, l);
-        report_layer(m, l);
-    }
-    for (; l >= 0; l--) report_layer(m, l);
-    if (!m->lora.enabled)
-        encoder_backward(gpt_impl_pgrad(m, m->embed), NULL, m->dresidual, m->inputs, m->cur_B,
-                         m->cur_T, C);
-    report_ends(m);
+    gpt_impl_backward_blocks(m, N_KINDS + llama_family_kinds(m), block_backward);
 }
 
 /* -------------------------------------------------------------- KV cache */

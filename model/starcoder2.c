@@ -315,23 +315,6 @@ static int block_backward(gpt_t *m, int l) {
     return 1;
 }
 
-static void report_layer(gpt_t *m, int l) {
-    if (!m->ready) return;
-    if (m->lora.enabled) {
-        gpt_impl_report_lora_layer(m, l);
-        return;
-    }
-    for (int k = 0; k < N_KINDS; k++)
-        gpt_impl_report_tensor(m, &m->ptensors[1 + k * m->cfg.n_layer + l]);
-}
-
-static void report_ends(gpt_t *m) {
-    if (!m->ready || m->lora.enabled) return;
-    gpt_impl_report_tensor(m, &m->ptensors[0]);
-    for (int i = 1 + N_KINDS * m->cfg.n_layer; i < m->n_ptensors; i++)
-        gpt_impl_report_tensor(m, &m->ptensors[i]);
-}
-
 void starcoder2_backward(gpt_t *m) {
     dims_t d = dims(m);
     int N = m->cur_B * m->cur_T, C = d.C;
@@ -339,16 +322,7 @@ void starcoder2_backward(gpt_t *m) {
     layernorm_backward(m->dresidual, gpt_impl_pgrad(m, m->lnfw), gpt_impl_pgrad(m, m->lnfb),
                        m->dlnf, LAYER(m->residual3, d.L - 1, N * C), m->lnfw, m->lnf_mean,
                        m->lnf_rstd, N, C);
-    int l = d.L - 1, carry = 1;
-    for (; l >= 0 && carry; l--) {
-        carry = block_backward(m, l);
-        report_layer(m, l);
-    }
-    for (; l >= 0; l--) report_layer(m, l);
-    if (!m->lora.enabled)
-        encoder_backward(gpt_impl_pgrad(m, m->embed), NULL, m->dresidual, m->inputs, m->cur_B,
-                         m->cur_T, C);
-    report_ends(m);
+    gpt_impl_backward_blocks(m, N_KINDS, block_backward);
 }
 
 /* -------------------------------------------------------------- KV cache */
