@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,8 +90,8 @@ typedef struct {
     /* the watchdog thread shares st with the main thread through lock */
     watchdog_t wd;
     pthread_mutex_t lock;
-    volatile int step_busy, wd_failed;
-    volatile double step_started;
+    _Atomic int step_busy, wd_failed;
+    _Atomic long long step_started; /* CLOCK_MONOTONIC ns */
     /* loop state that checkpoints carry */
     long start_step, resumed_from, evals_since_best;
     cu_rng_t eval_rng;
@@ -570,6 +571,19 @@ static double peer_timeout_s(void) {
     return v && end != v && *end == '\0' && s >= 1.0 ? s : 15.0;
 }
 
+/* The progress deadline: how long a training step may make no progress
+ * before the watchdog ends the job FAILED naming the rank (600 s, or
+ * CU_PROGRESS_TIMEOUT_S; 0 switches it off). Loading, evaluations and
+ * checkpoint saves get three times as long, and no phase less than ten
+ * times its longest earlier run (jobs/watchdog.c, docs/formats.md). */
+static double progress_timeout_s(void) {
+    const char *v = getenv("CU_PROGRESS_TIMEOUT_S");
+    char *end = NULL;
+    double s = v ? strtod(v, &end) : 0.0;
+    if (!v || end == v || *end != '\0' || s < 0.0) return 600.0;
+    return s == 0.0 ? 0.0 : s < 2.0 ? 2.0 : s;
+}
+
 /* Every rank starts its watchdog (liveness file; on rank 0 also the state
  * heartbeat and the watch over the other ranks). */
 static int start_watchdog(trainer_t *t, cu_error_t *err) {
@@ -581,6 +595,7 @@ static int start_watchdog(trainer_t *t, cu_error_t *err) {
     w->size = t->w->size;
     w->stop = t->opts ? t->opts->stop : NULL;
     w->stale_s = peer_timeout_s();
+    w->progress_s = progress_timeout_s();
     w->jd = t->jd_open ? &t->jd : NULL;
     w->st = &t->st;
     w->lock = &t->lock;
@@ -1286,6 +1301,14 @@ static int record_step(trainer_t *t, long step, const step_stats_t *st, double s
     return rc;
 }
 
+static void stall_forever(void) {
+    int fds[2];
+    char c;
+    if (pipe(fds) != 0) abort();
+    for (;;) /* nothing ever writes it; a signal only restarts the read */
+        if (read(fds[0], &c, 1) < 0 && errno != EINTR) pause();
+}
+
 static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     progress_t bar;
@@ -1295,13 +1318,21 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
     double start = cu_now(), total_step_s = 0.0;
     int rc = CU_OK;
     long step;
+    /* test only: this rank's main thread blocks for ever at that step while
+     * its watchdog lives, as on a hung file system (tests/runs_e2e.py) */
+    const char *stall_at = getenv("CU_TEST_STALL_AT_STEP"),
+               *stall_rank = getenv("CU_TEST_STALL_RANK");
+    long stall_step = stall_at ? atol(stall_at) : -1;
+    if (stall_rank && atoi(stall_rank) != t->w->rank) stall_step = -1;
     for (step = t->start_step; step < c->train.max_steps; step++) {
         double t0 = cu_now();
         step_stats_t st = {0};
-        t->step_started = rundir_now();
-        t->step_busy = 1;
+        watchdog_progress(&t->wd, step, WD_STEP);
+        if (step == stall_step) stall_forever();
+        atomic_store(&t->step_started, watchdog_mono_ns());
+        atomic_store(&t->step_busy, 1);
         rc = train_step(t, step, &st, err);
-        t->step_busy = 0;
+        atomic_store(&t->step_busy, 0);
         if (rc) break;
         double dt = cu_now() - t0;
         total_step_s += dt;
@@ -1313,14 +1344,16 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
                               total_step_s / (double)(done - t->start_step), &bar, err)))
             break;
         int last = done == c->train.max_steps, stop_early = 0;
-        if (c->eval.every_steps > 0 && (done % c->eval.every_steps == 0 || last) &&
-            (rc = evaluate(t, done, &bar, &stop_early, err)))
-            break;
+        if (c->eval.every_steps > 0 && (done % c->eval.every_steps == 0 || last)) {
+            watchdog_progress(&t->wd, done, WD_EVAL);
+            if ((rc = evaluate(t, done, &bar, &stop_early, err))) break;
+        }
         int ckpt_due = c->checkpoint.every_steps > 0 && done % c->checkpoint.every_steps == 0;
         st.stop &= !last; /* a stop at the last step is simply the end */
-        if ((ckpt_due || last || st.stop || stop_early) &&
-            (rc = world_agree(t->w, save_checkpoint(t, done, err))))
-            break;
+        if (ckpt_due || last || st.stop || stop_early) {
+            watchdog_progress(&t->wd, done, WD_CHECKPOINT);
+            if ((rc = world_agree(t->w, save_checkpoint(t, done, err)))) break;
+        }
         if (st.stop) {
             rc = cu_error_set(err, CU_PREEMPTED, "stopped on request after step %ld", done);
             break;
@@ -1341,7 +1374,7 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
 
 /* The job's end in state.json and events.jsonl. */
 static void finish(trainer_t *t, int rc, const cu_error_t *err, const train_result_t *res) {
-    if (!t->jd_open || t->wd_failed) return;
+    if (!t->jd_open || atomic_load(&t->wd_failed)) return;
     rundir_state_t disk;
     rundir_state_init(&disk, "");
     if (rc != CU_OK && rundir_read_state(t->run_dir, &disk, NULL) == CU_OK &&
@@ -1471,7 +1504,7 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
     if (rc == CU_OK) {
         if (w->rank == 0) print_header(&t);
         rc = run_loop(&t, res, err);
-        t.wd.peers_done = 1; /* ranks now end at their own pace */
+        atomic_store(&t.wd.peers_done, 1); /* ranks now end at their own pace */
     }
     if (rc == CU_OK)
         rc = world_agree(w, save_final(&t, res->steps, res, err));

@@ -3,9 +3,11 @@
  */
 #include "jobs/watchdog.h"
 
+#include "mpi/world.h"
 #include "rundir/status.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,13 +16,69 @@
 #include <time.h>
 #include <unistd.h>
 
+static const char *const PHASE_NAME[WD_PHASES] = {"loading", "training step", "evaluation",
+                                                  "checkpoint save"};
+
+long long watchdog_mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void watchdog_progress(watchdog_t *w, long step, wd_phase_t phase) {
+    long long now = watchdog_mono_ns(), last = atomic_load(&w->progress_ns);
+    int prev = atomic_load(&w->progress_phase);
+    if (prev >= 0 && prev < WD_PHASES && now - last > atomic_load(&w->longest_ns[prev]))
+        atomic_store(&w->longest_ns[prev], now - last);
+    atomic_store(&w->progress_step, step);
+    atomic_store(&w->progress_phase, (int)phase);
+    atomic_store(&w->progress_ns, now);
+}
+
+/* How long the current phase may last without progress: the deadline
+ * (CU_PROGRESS_TIMEOUT_S); three times it for the first step and for the
+ * phases that are legitimately longer than a step (loading, evaluation,
+ * a checkpoint save); and never less than ten times the longest earlier run
+ * of the same phase, so a big model's slow steps teach it what is normal. */
+static double progress_limit(const watchdog_t *w, int phase) {
+    long long longest = atomic_load(&w->longest_ns[phase]);
+    double base = w->progress_s * (phase != WD_STEP || longest == 0 ? 3.0 : 1.0);
+    double learned = 10.0 * (double)longest / 1e9;
+    return learned > base ? learned : base;
+}
+
+/* The main thread's progress as of now: step, phase, seconds since it last
+ * moved and that phase's limit. 0 when it moved while being read. */
+static int progress_now(const watchdog_t *w, long *step, int *phase, double *idle, double *limit) {
+    long long t0 = atomic_load(&w->progress_ns);
+    *phase = atomic_load(&w->progress_phase);
+    *step = atomic_load(&w->progress_step);
+    if (atomic_load(&w->progress_ns) != t0 || *phase < 0 || *phase >= WD_PHASES) return 0;
+    *idle = (double)(watchdog_mono_ns() - t0) / 1e9;
+    *limit = progress_limit(w, *phase);
+    return 1;
+}
+
+/* 1 when this rank's main thread is past its progress deadline (outside
+ * the wind-down after the training loop). */
+static int progress_late(const watchdog_t *w) {
+    long step;
+    int phase;
+    double idle, limit;
+    return w->progress_s > 0 && !atomic_load(&w->peers_done) &&
+           progress_now(w, &step, &phase, &idle, &limit) && idle > limit;
+}
+
 static void write_liveness(const watchdog_t *w) {
-    char path[4400], text[512], host[256] = "";
+    char path[4400], text[640], host[256] = "";
     gethostname(host, sizeof host - 1);
     snprintf(path, sizeof path, "%s/%d.json", w->ranks_dir, w->rank);
     int n = snprintf(text, sizeof text,
-                     "{\"rank\": %d, \"pid\": %d, \"host\": \"%s\", \"time\": %.3f}\n", w->rank,
-                     (int)getpid(), host, rundir_now());
+                     "{\"rank\": %d, \"pid\": %d, \"host\": \"%s\", \"time\": %.3f, "
+                     "\"step\": %ld, \"phase\": \"%s\", \"collectives\": %lu, \"late\": %s}\n",
+                     w->rank, (int)getpid(), host, rundir_now(), atomic_load(&w->progress_step),
+                     PHASE_NAME[atomic_load(&w->progress_phase) % WD_PHASES], world_collectives(),
+                     progress_late(w) ? "true" : "false");
     rundir_write_atomic(path, text, (size_t)n, NULL);
 }
 
@@ -28,6 +86,8 @@ typedef struct {
     int pid;
     char host[256];
     double time;
+    long long collectives; /* -1: not written by this version */
+    int late;              /* past its own progress deadline */
 } liveness_t;
 
 static int read_liveness(const watchdog_t *w, int rank, liveness_t *out) {
@@ -41,6 +101,9 @@ static int read_liveness(const watchdog_t *w, int rank, liveness_t *out) {
                  ? json_string_value(json_object_get(o, "host"))
                  : "");
     out->time = json_number_value(json_object_get(o, "time"));
+    json_t *c = json_object_get(o, "collectives");
+    out->collectives = json_is_integer(c) ? (long long)json_integer_value(c) : -1;
+    out->late = json_is_true(json_object_get(o, "late"));
     json_decref(o);
     return 0;
 }
@@ -99,11 +162,49 @@ static int ended_elsewhere(const watchdog_t *w) {
     return rundir_read_state(w->run_dir, &s, NULL) == CU_OK && rundir_status_final(s.status);
 }
 
+/* The lock the main thread shares, waited for at most 5 s: a main thread
+ * stuck while holding it (a write on a hung file system) must not keep the
+ * watchdog from ending the job. 0 when it was not taken. */
+static int lock_bounded(pthread_mutex_t *m) {
+    long long end = watchdog_mono_ns() + 5000000000LL;
+    while (pthread_mutex_trylock(m) != 0) {
+        if (watchdog_mono_ns() > end) return 0;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 1;
+}
+
+/* Records FAILED through state.json alone (not through the shared state):
+ * for a witness that is not rank 0, or rank 0 when its main thread holds
+ * the lock. */
+static int record_failure_file(const watchdog_t *w, int rank, const char *why) {
+    int recorded = 0;
+    cu_error_t e;
+    rundir_state_t st;
+    rundir_state_init(&st, "");
+    rundir_read_state(w->run_dir, &st, NULL);
+    if (rundir_record_failure(w->run_dir, rank, why, &recorded, &e) != CU_OK || !recorded) return 0;
+    rundir_t d;
+    char extra[64];
+    snprintf(extra, sizeof extra, "\"rank\": %d", rank);
+    if (rundir_open(&d, w->run_dir, &e) == CU_OK) {
+        rundir_event(&d, st.step, "failed", why, extra, &e);
+        rundir_close(&d);
+    }
+    return 1;
+}
+
 static void record_failure(watchdog_t *w, int rank, const char *why) {
-    pthread_mutex_lock(w->lock);
-    if (!*w->failed && ended_elsewhere(w)) *w->failed = 1;
-    if (!*w->failed) {
-        *w->failed = 1;
+    if (!lock_bounded(w->lock)) {
+        atomic_store(w->failed, 1);
+        record_failure_file(w, rank, why);
+        fprintf(stderr, "codex-train: %s; job recorded as FAILED\n", why);
+        return;
+    }
+    if (!atomic_load(w->failed) && ended_elsewhere(w)) atomic_store(w->failed, 1);
+    if (!atomic_load(w->failed)) {
+        atomic_store(w->failed, 1);
         snprintf(w->st->status, sizeof w->st->status, "FAILED");
         snprintf(w->st->error, sizeof w->st->error, "%s", why);
         w->st->error_rank = rank;
@@ -141,58 +242,100 @@ static void watch_rank0(watchdog_t *w, double now) {
                  now - l.time);
     else
         return;
-    int recorded = 0;
-    cu_error_t e;
-    rundir_state_t st;
-    rundir_state_init(&st, "");
-    rundir_read_state(w->run_dir, &st, NULL);
-    if (rundir_record_failure(w->run_dir, 0, why, &recorded, &e) != CU_OK) return;
-    if (!recorded) return; /* rank 0 had recorded an end: it finished */
-    rundir_t d;
-    if (rundir_open(&d, w->run_dir, &e) == CU_OK) {
-        rundir_event(&d, st.step, "failed", why, "\"rank\": 0", &e);
-        rundir_close(&d);
-    }
+    if (!record_failure_file(w, 0, why)) return; /* rank 0 had recorded an end: it finished */
     fprintf(stderr, "codex-train: rank %d: %s; job recorded as FAILED\n", w->rank, why);
+    end_job(w);
+}
+
+/* 1 when this rank is past its progress deadline and is the one holding
+ * the job up: no peer has entered fewer collective calls (a peer behind it
+ * is the one stuck; the ranks ahead wait for it in a collective), and of
+ * the late ranks at the same place the lowest speaks. Peers' liveness files
+ * must be newer than this rank's last progress by a second, so that what
+ * they say is about now; a peer silent longer is the heartbeat's case. */
+static int progress_stuck(const watchdog_t *w, char *why, size_t len) {
+    long step;
+    int phase;
+    double idle, limit;
+    if (w->progress_s <= 0 || atomic_load(&w->peers_done) ||
+        !progress_now(w, &step, &phase, &idle, &limit) || idle <= limit)
+        return 0;
+    long long mine = (long long)world_collectives();
+    double since = rundir_now() - idle;
+    for (int r = 0; r < w->size; r++) {
+        liveness_t l;
+        if (r == w->rank) continue;
+        if (read_liveness(w, r, &l) != 0 || l.time < since + 1.0 || l.collectives < 0) return 0;
+        if (l.collectives < mine) return 0;
+        if (l.collectives == mine && l.late && r < w->rank) return 0;
+    }
+    snprintf(why, len, "no progress since step %ld for %.0f s (%s; deadline %.0f s)", step, idle,
+             PHASE_NAME[phase], limit);
+    return 1;
+}
+
+/* This rank's main thread is stuck: record it (rank 0 itself; another rank
+ * through ranks/error for rank 0's watchdog, or itself when rank 0 does not
+ * answer) and end the job. An alarm ends the process should recording hang
+ * on the same file system that stopped the main thread. */
+static void end_stuck(watchdog_t *w, const char *what) {
+    char host[256] = "", why[1024];
+    gethostname(host, sizeof host - 1);
+    snprintf(why, sizeof why, "rank %d on %s: %s", w->rank, host, what);
+    fprintf(stderr, "codex-train: %s\n", why);
+    alarm(30);
+    if (w->rank == 0) {
+        if (w->jd) record_failure(w, 0, why);
+    } else {
+        watchdog_report_error(w, what, 5.0);
+        if (!ended_elsewhere(w)) record_failure_file(w, w->rank, why);
+    }
     end_job(w);
 }
 
 static void *watch(void *arg) {
     watchdog_t *w = arg;
-    double last_live = 0.0, last_heartbeat = rundir_now(), last_scan = 0.0;
-    while (!w->quit) {
-        double now = rundir_now();
-        if (now - last_live >= 1.0) {
+    long long last_live = 0, last_heartbeat = watchdog_mono_ns(), last_scan = 0;
+    const long long SEC = 1000000000LL;
+    while (!atomic_load(&w->quit)) {
+        long long mono = watchdog_mono_ns();
+        if (mono - last_live >= SEC) {
             write_liveness(w);
-            last_live = now;
+            last_live = mono;
+            char what[512];
+            if (progress_stuck(w, what, sizeof what)) end_stuck(w, what);
         }
-        if (w->rank == 1 && !w->peers_done && now - last_scan >= 2.0) {
-            watch_rank0(w, now);
-            last_scan = now;
+        if (w->rank == 1 && !atomic_load(&w->peers_done) && mono - last_scan >= 2 * SEC) {
+            watch_rank0(w, rundir_now());
+            last_scan = mono;
         }
         if (w->rank == 0 && w->jd) {
             /* a stop request that the step does not answer within half a
              * second, or a silent peer, means a rank is probably gone */
-            int stuck = w->stop && *w->stop && *w->step_busy && now - *w->step_started > 0.5;
-            int scan_due = w->size > 1 && !w->peers_done && (stuck || now - last_scan >= 2.0);
+            int stuck = w->stop && *w->stop && atomic_load(w->step_busy) &&
+                        mono - atomic_load(w->step_started) > SEC / 2;
+            int scan_due = w->size > 1 && !atomic_load(&w->peers_done) &&
+                           (stuck || mono - last_scan >= 2 * SEC);
             char why[512];
-            int dead = scan_due && !*w->failed ? find_dead_peer(w, why, sizeof why) : -1;
-            if (scan_due) last_scan = now;
+            int dead =
+                scan_due && !atomic_load(w->failed) ? find_dead_peer(w, why, sizeof why) : -1;
+            if (scan_due) last_scan = mono;
             if (dead >= 0) {
                 record_failure(w, dead, why);
                 end_job(w);
             }
             char msg[1200];
-            int bad = w->size > 1 && !*w->failed ? read_rank_error(w, msg, sizeof msg) : -1;
+            int bad =
+                w->size > 1 && !atomic_load(w->failed) ? read_rank_error(w, msg, sizeof msg) : -1;
             if (bad >= 0) record_failure(w, bad, msg); /* that rank then aborts the job */
-            if (now - last_heartbeat >= 10.0 && !*w->failed) {
-                pthread_mutex_lock(w->lock);
+            if (mono - last_heartbeat >= 10 * SEC && !atomic_load(w->failed) &&
+                lock_bounded(w->lock)) {
                 if (ended_elsewhere(w))
-                    *w->failed = 1;
+                    atomic_store(w->failed, 1);
                 else
                     rundir_write_state(w->jd, w->st, NULL);
                 pthread_mutex_unlock(w->lock);
-                last_heartbeat = now;
+                last_heartbeat = mono;
             }
         }
         struct timespec ts = {0, 100 * 1000 * 1000};
@@ -205,8 +348,12 @@ int watchdog_start(watchdog_t *w, cu_error_t *err) {
     int rc = rundir_mkdirs(w->ranks_dir, err);
     if (rc) return rc;
     w->started = rundir_now();
+    for (int p = 0; p < WD_PHASES; p++) atomic_store(&w->longest_ns[p], 0);
+    atomic_store(&w->progress_step, 0);
+    atomic_store(&w->progress_phase, WD_START);
+    atomic_store(&w->progress_ns, watchdog_mono_ns());
     write_liveness(w);
-    w->quit = 0;
+    atomic_store(&w->quit, 0);
     if (pthread_create(&w->thread, NULL, watch, w) != 0)
         return cu_error_set(err, CU_EINTERNAL, "cannot start the watchdog thread");
     w->running = 1;
@@ -215,7 +362,7 @@ int watchdog_start(watchdog_t *w, cu_error_t *err) {
 
 void watchdog_stop(watchdog_t *w) {
     if (!w->running) return;
-    w->quit = 1;
+    atomic_store(&w->quit, 1);
     pthread_join(w->thread, NULL);
     w->running = 0;
 }
@@ -233,7 +380,7 @@ int watchdog_report_error(const watchdog_t *w, const char *message, double wait_
     free(text);
     char state[4400];
     snprintf(state, sizeof state, "%s/state.json", w->run_dir);
-    for (double t0 = rundir_now(); rundir_now() - t0 < wait_s;) {
+    for (long long t0 = watchdog_mono_ns(); (double)(watchdog_mono_ns() - t0) / 1e9 < wait_s;) {
         rundir_state_t s;
         rundir_state_init(&s, "");
         if (rundir_read_state(w->run_dir, &s, NULL) == CU_OK && rundir_status_final(s.status))

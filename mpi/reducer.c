@@ -54,6 +54,7 @@ static void start(grad_reducer_t *r, size_t lo, size_t hi) {
             MPI_Request *grown = realloc(r->reqs, sizeof(MPI_Request) * (size_t)cap);
             if (!grown) {
                 /* fall back to a blocking call rather than lose the range */
+                world_collective_enter();
                 if (MPI_Allreduce(MPI_IN_PLACE, r->buf + lo, (int)count, MPI_FLOAT, MPI_SUM,
                                   MPI_COMM_WORLD) != MPI_SUCCESS)
                     r->failed = 1;
@@ -104,6 +105,7 @@ int reducer_finish(grad_reducer_t *r, cu_error_t *err) {
     if (r->w->size == 1) return CU_OK;
     if (r->pend_hi > r->pend_lo) start(r, r->pend_lo, r->pend_hi);
     r->pend_lo = r->pend_hi = 0;
+    world_collective_enter(); /* on every rank, with or without requests */
     int rc = r->n_reqs ? MPI_Waitall(r->n_reqs, r->reqs, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
     r->n_reqs = 0;
     if (rc != MPI_SUCCESS || r->failed)
@@ -130,6 +132,7 @@ int world_identical(const cu_world_t *w, const void *buf, size_t bytes, int *sam
     unsigned long long mn = h, mx = h;
     *same = 1;
     if (w->size == 1) return CU_OK;
+    world_collective_enter();
     if (MPI_Allreduce(MPI_IN_PLACE, &mn, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD) !=
             MPI_SUCCESS ||
         MPI_Allreduce(MPI_IN_PLACE, &mx, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD) !=

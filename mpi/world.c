@@ -6,6 +6,7 @@
 #include "mpi/world.h"
 
 #include <mpi.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,16 @@ static int mpi_fail(int rc, const char *what, cu_error_t *err) {
     int len = 0;
     MPI_Error_string(rc, msg, &len);
     return cu_error_set(err, CU_EMPI, "%s failed: %s", what, msg);
+}
+
+static _Atomic unsigned long collectives;
+
+unsigned long world_collectives(void) {
+    return atomic_load(&collectives);
+}
+
+void world_collective_enter(void) {
+    atomic_fetch_add(&collectives, 1);
 }
 
 int world_init(cu_world_t *w, int *argc, char ***argv, cu_error_t *err) {
@@ -53,6 +64,7 @@ int world_sum_floats(const cu_world_t *w, float *buf, size_t n, cu_error_t *err)
     const size_t slice = (size_t)1 << 30;
     for (size_t off = 0; off < n; off += slice) {
         int count = (int)(n - off < slice ? n - off : slice);
+        world_collective_enter();
         int rc = MPI_Allreduce(MPI_IN_PLACE, buf + off, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
         if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce", err);
     }
@@ -61,6 +73,7 @@ int world_sum_floats(const cu_world_t *w, float *buf, size_t n, cu_error_t *err)
 
 int world_sum_doubles(const cu_world_t *w, double *buf, int n, cu_error_t *err) {
     if (w->size == 1) return CU_OK;
+    world_collective_enter();
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     return rc == MPI_SUCCESS ? CU_OK : mpi_fail(rc, "MPI_Allreduce", err);
 }
@@ -70,6 +83,7 @@ int world_bcast_floats(const cu_world_t *w, float *buf, size_t n, cu_error_t *er
     const size_t slice = (size_t)1 << 30;
     for (size_t off = 0; off < n; off += slice) {
         int count = (int)(n - off < slice ? n - off : slice);
+        world_collective_enter();
         int rc = MPI_Bcast(buf + off, count, MPI_FLOAT, 0, MPI_COMM_WORLD);
         if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast", err);
     }
@@ -78,12 +92,14 @@ int world_bcast_floats(const cu_world_t *w, float *buf, size_t n, cu_error_t *er
 
 int world_bcast_doubles(const cu_world_t *w, double *buf, int n, cu_error_t *err) {
     if (w->size == 1) return CU_OK;
+    world_collective_enter();
     int rc = MPI_Bcast(buf, n, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     return rc == MPI_SUCCESS ? CU_OK : mpi_fail(rc, "MPI_Bcast", err);
 }
 
 int world_bcast_bytes(const cu_world_t *w, void *buf, int n, cu_error_t *err) {
     if (w->size == 1) return CU_OK;
+    world_collective_enter();
     int rc = MPI_Bcast(buf, n, MPI_BYTE, 0, MPI_COMM_WORLD);
     return rc == MPI_SUCCESS ? CU_OK : mpi_fail(rc, "MPI_Bcast", err);
 }
@@ -91,12 +107,16 @@ int world_bcast_bytes(const cu_world_t *w, void *buf, int n, cu_error_t *err) {
 int world_agree(const cu_world_t *w, int rc) {
     if (w->size == 1) return rc;
     int out = rc;
+    world_collective_enter();
     MPI_Allreduce(&rc, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     return out;
 }
 
 void world_barrier(const cu_world_t *w) {
-    if (w->size > 1) MPI_Barrier(MPI_COMM_WORLD);
+    if (w->size > 1) {
+        world_collective_enter();
+        MPI_Barrier(MPI_COMM_WORLD);
+    }
 }
 
 int world_hosts(const cu_world_t *w, char *buf, size_t len, cu_error_t *err) {
@@ -106,10 +126,12 @@ int world_hosts(const cu_world_t *w, char *buf, size_t len, cu_error_t *err) {
     char mine[HOST] = {0};
     snprintf(mine, sizeof mine, "%s", w->host);
     int rc = MPI_SUCCESS;
-    if (w->size > 1)
+    if (w->size > 1) {
+        world_collective_enter();
         rc = MPI_Allgather(mine, HOST, MPI_CHAR, all, HOST, MPI_CHAR, MPI_COMM_WORLD);
-    else
+    } else {
         memcpy(all, mine, HOST);
+    }
     if (rc != MPI_SUCCESS) {
         free(all);
         return mpi_fail(rc, "MPI_Allgather", err);

@@ -37,6 +37,13 @@ void world_barrier(const cu_world_t *w);
  * first appearance. Collective. */
 int world_hosts(const cu_world_t *w, char *buf, size_t len, cu_error_t *err);
 
+/* How many blocking collective calls this process has entered (every
+ * rank enters the same sequence). Read by the watchdog thread: a rank whose
+ * count is behind its peers' is the one holding the job up (docs/formats.md,
+ * progress deadline). world_collective_enter is called before each one. */
+unsigned long world_collectives(void);
+void world_collective_enter(void);
+
 /* "Open MPI v4.1.4" etc., for provenance. */
 void world_mpi_version(char *buf, size_t len);
 

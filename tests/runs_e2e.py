@@ -23,6 +23,14 @@ Each case reproduces what went wrong before rundir/ and checks the fix:
   sigstop     SIGSTOP of rank 1, then of rank 0: the job is ended and FAILED
               names the stopped rank within the heartbeat limit (15 s) plus
               slack; kill -9 of rank 0 is recorded by rank 1
+  stall       the main thread of rank 0, then of rank 1, of 2 blocks for
+              ever at step 20 (CU_TEST_STALL_AT_STEP, a read nothing
+              answers, as on a hung file system) while its watchdog lives:
+              with a 4 s progress deadline (CU_PROGRESS_TIMEOUT_S) the job
+              ends FAILED naming that rank, its host and "no progress since
+              step 20", no process left (before: it hung for ever, RUNNING
+              with a fresh heartbeat); with the deadline off, codexctl
+              cancel ends the stalled job
   best        early stopping with keep_last 2: the best checkpoint survives
               rotation, best.h5 holds its weights, the exit line names both
               files and why training stopped; --which best|final
@@ -306,6 +314,89 @@ def case_sigstop(b, src, tmp, f):
                 f"{name}: FAILED naming rank {victim}, its pid and host: {st['status']} {e}")
         f.check(wait_for(lambda: no_trainers_left(f"job.name={name} "), 10),
                 f"{name}: no process left")
+
+
+def kill_ranks(run_dir):
+    """SIGKILL to the ranks a run's liveness files name (a hang guard's
+    clean-up: nothing else of the machine is touched)."""
+    d = os.path.join(run_dir, "ranks")
+    for n in os.listdir(d) if os.path.isdir(d) else []:
+        if n.endswith(".json"):
+            try:
+                os.kill(read_json(os.path.join(d, n))["pid"], signal.SIGKILL)
+            except (OSError, ValueError, KeyError):
+                pass
+
+
+def case_stall(b, src, tmp, f):
+    train = os.path.join(b, "jobs", "codex-train")
+    ctl = os.path.join(b, "jobs", "codexctl")
+    demo = os.path.join(src, "configs/demo-base.yaml")
+    runs = os.path.join(tmp, "runs")
+    for victim in (0, 1):
+        name = f"stall{victim}"
+        run_dir = os.path.join(runs, name)
+        argv = [train, demo, f"job.runs_dir={runs}", f"job.name={name}", "train.max_steps=10000000",
+                "train.log_every=100000", "checkpoint.every_steps=0"] + TINY
+        e = env()
+        e.update(CU_TEST_STALL_AT_STEP="20", CU_TEST_STALL_RANK=str(victim),
+                 CU_PROGRESS_TIMEOUT_S="4")
+        t0 = time.time()
+        p = subprocess.Popen(["mpirun", "-n", "2", "--oversubscribe"] + argv, cwd=src, env=e,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            _, err = p.communicate(timeout=120)  # a hang guard: it ends in about 10 s
+            took = time.time() - t0
+        except subprocess.TimeoutExpired:
+            took = None
+            kill_ranks(run_dir)
+            p.kill()
+            _, err = p.communicate()
+        print(f"measured ({name}): the job ended {took} s after its start")
+        sys.stdout.write(err[-1200:])
+        f.check(took is not None, f"{name}: the job ended by itself (before: it hung)")
+        f.check(p.returncode != 0, f"{name}: mpirun reports failure ({p.returncode})")
+        st = read_json(os.path.join(run_dir, "state.json"))
+        er = st.get("error") or {}
+        msg = er.get("message", "")
+        f.check(st["status"] == "FAILED" and er.get("rank") == victim and
+                f"rank {victim} on " in msg and "no progress since step 20 for " in msg and
+                "training step" in msg,
+                f"{name}: FAILED naming rank {victim}, its host, the step and the phase: "
+                f"{st['status']} {er}")
+        with open(os.path.join(run_dir, "events.jsonl")) as fh:
+            evs = [json.loads(line) for line in fh]
+        failed = [ev for ev in evs if ev["type"] == "failed"]
+        f.check(len(failed) == 1 and failed[0].get("rank") == victim and
+                "no progress since step 20" in failed[0]["message"],
+                f"{name}: one failed event naming rank {victim}: {failed}")
+        f.check(wait_for(lambda: no_trainers_left(f"job.name={name} "), 10),
+                f"{name}: no process left")
+    # the deadline off (0): the stalled job runs until cancelled, and cancel ends it
+    name = "stallcancel"
+    run_dir = os.path.join(runs, name)
+    e = env()
+    e.update(CU_TEST_STALL_AT_STEP="20", CU_TEST_STALL_RANK="1", CU_PROGRESS_TIMEOUT_S="0")
+    p = subprocess.run([ctl, "submit", "--local", "2", demo, f"job.runs_dir={runs}",
+                        f"job.name={name}", "train.max_steps=10000000", "train.log_every=100000",
+                        "checkpoint.every_steps=0"] + TINY, cwd=src, env=e, capture_output=True,
+                       text=True, timeout=120)
+    f.check(p.returncode == 0, f"{name}: submit --local 2 starts the job: {p.stderr[-500:]}")
+    f.check(wait_for(lambda: read_json(os.path.join(run_dir, "ranks", "1.json"))["step"] == 20,
+                     120), f"{name}: rank 1 reached step 20 and stalled")
+    time.sleep(6)  # past what the 4 s deadline above took: nothing ends it now
+    f.check(read_json(os.path.join(run_dir, "state.json"))["status"] == "RUNNING",
+            f"{name}: with the deadline off the stalled job is still RUNNING")
+    t0 = time.time()
+    p = subprocess.run([ctl, "cancel", name, "--runs", runs, "--wait", "30"], cwd=src, env=env(),
+                       capture_output=True, text=True, timeout=120)
+    print(f"measured ({name}): cancel took {time.time() - t0:.1f} s")
+    f.check(p.returncode == 0, f"{name}: cancel succeeds: {p.stdout} {p.stderr}")
+    f.check(read_json(os.path.join(run_dir, "state.json"))["status"] == "CANCELLED",
+            f"{name}: CANCELLED")
+    f.check(wait_for(lambda: no_trainers_left(f"job.name={name} "), 15),
+            f"{name}: no process left")
+    kill_ranks(run_dir)
 
 
 def case_disk_full(b, src, tmp, f):

@@ -26,9 +26,9 @@ set_tests_properties(hf_llama_journey PROPERTIES LABELS reference SKIP_RETURN_CO
 
 # Runs you can trust (issue 13, tests/runs_e2e.py): the run directory under
 # faults (a second writer, another run's identity, Ctrl-C, a rank failing
-# alone, a stopped or killed rank, a full disk) and the agreement of
-# codexctl and codex-ita on every status.
-foreach(case lock identity sigint rank_error sigstop disk_full best check preflight follow agree)
+# alone, a stopped or killed rank, a rank whose main thread stalls, a full
+# disk) and the agreement of codexctl and codex-ita on every status.
+foreach(case lock identity sigint rank_error sigstop stall disk_full best check preflight follow agree)
   add_test(NAME runs_${case}
            COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/runs_e2e.py ${PROJECT_BINARY_DIR}
                    ${PROJECT_SOURCE_DIR} ${case})
