@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -503,7 +504,11 @@ static int write_state_checked(trainer_t *t, int force, cu_error_t *err) {
     double now = cu_now();
     if (!force && now - t->last_state_write < 1.0) return CU_OK;
     t->last_state_write = now;
-    return rundir_write_state(&t->jd, &t->st, err);
+    if (!atomic_load(&t->wd.state_live)) return rundir_write_state(&t->jd, &t->st, err);
+    int ended = 0;
+    int rc = rundir_update_state(&t->jd, &t->st, &ended, err);
+    if (ended) atomic_store(&t->wd_failed, 1); /* the end is recorded: leave it */
+    return rc;
 }
 
 static void write_state(trainer_t *t, int force) {
@@ -1318,12 +1323,18 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
     double start = cu_now(), total_step_s = 0.0;
     int rc = CU_OK;
     long step;
-    /* test only: this rank's main thread blocks for ever at that step while
-     * its watchdog lives, as on a hung file system (tests/runs_e2e.py) */
+    /* test only (tests/runs_e2e.py), on rank CU_TEST_STALL_RANK (default
+     * every rank): CU_TEST_STALL_AT_STEP=N blocks this rank's main thread for
+     * ever before step N while its watchdog lives, as on a hung file system;
+     * CU_TEST_STOP_AT_STEP=N stops the whole process (SIGSTOP) once step N's
+     * reductions are done and before it is recorded, the moment at which a
+     * stopped rank 0 that is later continued used to write RUNNING over the
+     * record of its own stop */
     const char *stall_at = getenv("CU_TEST_STALL_AT_STEP"),
+               *stop_at = getenv("CU_TEST_STOP_AT_STEP"),
                *stall_rank = getenv("CU_TEST_STALL_RANK");
-    long stall_step = stall_at ? atol(stall_at) : -1;
-    if (stall_rank && atoi(stall_rank) != t->w->rank) stall_step = -1;
+    long stall_step = stall_at ? atol(stall_at) : -1, stop_step = stop_at ? atol(stop_at) : -1;
+    if (stall_rank && atoi(stall_rank) != t->w->rank) stall_step = stop_step = -1;
     for (step = t->start_step; step < c->train.max_steps; step++) {
         double t0 = cu_now();
         step_stats_t st = {0};
@@ -1334,6 +1345,7 @@ static int run_loop(trainer_t *t, train_result_t *res, cu_error_t *err) {
         rc = train_step(t, step, &st, err);
         atomic_store(&t->step_busy, 0);
         if (rc) break;
+        if (step == stop_step) raise(SIGSTOP);
         double dt = cu_now() - t0;
         total_step_s += dt;
         long done = step + 1;
@@ -1499,6 +1511,7 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
             event(&t, 0, "started", NULL, "%d rank%s on %s", w->size, w->size == 1 ? "" : "s",
                   t.hosts);
         write_state(&t, 1);
+        atomic_store(&t.wd.state_live, 1);
     }
     rc = world_agree(w, rc);
     if (rc == CU_OK) {

@@ -205,14 +205,24 @@ static void record_failure(watchdog_t *w, int rank, const char *why) {
     if (!atomic_load(w->failed) && ended_elsewhere(w)) atomic_store(w->failed, 1);
     if (!atomic_load(w->failed)) {
         atomic_store(w->failed, 1);
+        rundir_state_t keep = *w->st;
         snprintf(w->st->status, sizeof w->st->status, "FAILED");
         snprintf(w->st->error, sizeof w->st->error, "%s", why);
         w->st->error_rank = rank;
         w->st->finished_at = rundir_now();
-        rundir_write_state(w->jd, w->st, NULL);
-        char extra[64];
-        snprintf(extra, sizeof extra, "\"rank\": %d", rank);
-        rundir_event(w->jd, w->st->step, "failed", why, extra, NULL);
+        /* checked again under state.lock: the first witness's end stays */
+        int ended = 0;
+        if (atomic_load(&w->state_live))
+            rundir_update_state(w->jd, w->st, &ended, NULL);
+        else
+            rundir_write_state(w->jd, w->st, NULL);
+        if (ended) {
+            *w->st = keep;
+        } else {
+            char extra[64];
+            snprintf(extra, sizeof extra, "\"rank\": %d", rank);
+            rundir_event(w->jd, w->st->step, "failed", why, extra, NULL);
+        }
     }
     pthread_mutex_unlock(w->lock);
     fprintf(stderr, "codex-train: %s; job recorded as FAILED\n", why);
@@ -329,11 +339,10 @@ static void *watch(void *arg) {
                 w->size > 1 && !atomic_load(w->failed) ? read_rank_error(w, msg, sizeof msg) : -1;
             if (bad >= 0) record_failure(w, bad, msg); /* that rank then aborts the job */
             if (mono - last_heartbeat >= 10 * SEC && !atomic_load(w->failed) &&
-                lock_bounded(w->lock)) {
-                if (ended_elsewhere(w))
-                    atomic_store(w->failed, 1);
-                else
-                    rundir_write_state(w->jd, w->st, NULL);
+                atomic_load(&w->state_live) && lock_bounded(w->lock)) {
+                int ended = 0;
+                rundir_update_state(w->jd, w->st, &ended, NULL);
+                if (ended) atomic_store(w->failed, 1);
                 pthread_mutex_unlock(w->lock);
                 last_heartbeat = mono;
             }

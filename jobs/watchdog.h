@@ -56,6 +56,10 @@ typedef struct {
     /* set by the main thread when the training loop has ended: ranks then
      * leave at their own pace, and a peer that exited is no failure */
     _Atomic int peers_done;
+    /* set by the main thread once this run's RUNNING is in state.json: from
+     * then on neither thread writes over an end another witness recorded,
+     * and the watchdog keeps the heartbeat fresh */
+    _Atomic int state_live;
     /* the main thread's progress (watchdog_progress) */
     _Atomic long progress_step;
     _Atomic int progress_phase;

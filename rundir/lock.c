@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rundir/rundir.h"
@@ -134,4 +135,25 @@ void rundir_release_reserve(rundir_t *d) {
     char path[4200];
     snprintf(path, sizeof path, "%s/.reserve", d->dir);
     unlink(path);
+}
+
+int rundir_state_lock_at(int dirfd) {
+    int fd = rundir_open_regular(dirfd, "state.lock", O_RDWR | O_CREAT, 0644);
+    if (fd < 0) return -1;
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += 2;
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (errno != EWOULDBLOCK || now.tv_sec > end.tv_sec ||
+            (now.tv_sec == end.tv_sec && now.tv_nsec > end.tv_nsec))
+            break; /* a holder stopped (SIGSTOP) must not stop the others */
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return fd;
+}
+
+void rundir_state_unlock(int fd) {
+    if (fd >= 0) close(fd);
 }

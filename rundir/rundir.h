@@ -92,6 +92,14 @@ int rundir_write_atomic_at(int dirfd, const char *name, const char *text, size_t
 /* state.json of a run directory given as dirfd: the submit record of
  * codexctl submit and POST /v1/jobs. */
 int rundir_write_state_at(int dirfd, const rundir_state_t *s, cu_error_t *err);
+/* Serialises the read-check-write of state.json between its writers in
+ * different processes (codex-train's rank 0, a rank that saw rank 0 stop,
+ * codexctl cancel, codex-ita): flock on state.lock in the run directory
+ * dirfd, waited for at most 2 s (CLOCK_MONOTONIC) so that a holder that
+ * was stopped cannot stop the others. Returns the descriptor to pass to
+ * rundir_state_unlock (-1 when the file cannot be opened: no lock). */
+int rundir_state_lock_at(int dirfd);
+void rundir_state_unlock(int fd);
 
 /* ---- the lock (lock.c) ---- */
 

@@ -166,7 +166,8 @@ static json_t *load_state_at(int dirfd, cu_error_t *err) {
     return o;
 }
 
-int rundir_record_status_at(int dirfd, const char *status, const char *message, cu_error_t *err) {
+static int record_status_locked(int dirfd, const char *status, const char *message,
+                                cu_error_t *err) {
     json_t *o = load_state_at(dirfd, err);
     if (!o) return err ? err->code : CU_EIO;
     char now[40];
@@ -186,6 +187,29 @@ int rundir_record_status_at(int dirfd, const char *status, const char *message, 
     return rc;
 }
 
+int rundir_record_status_at(int dirfd, const char *status, const char *message, cu_error_t *err) {
+    int lk = rundir_state_lock_at(dirfd);
+    int rc = record_status_locked(dirfd, status, message, err);
+    rundir_state_unlock(lk);
+    return rc;
+}
+
+int rundir_update_state(rundir_t *d, const rundir_state_t *s, int *ended, cu_error_t *err) {
+    *ended = 0;
+    int dfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return cu_error_set(err, CU_EIO, "%s: %s", d->dir, strerror(errno));
+    int lk = rundir_state_lock_at(dfd);
+    json_t *o = load_state_at(dfd, NULL);
+    const char *disk = o ? json_string_value(json_object_get(o, "status")) : NULL;
+    *ended = disk && rundir_status_final(disk);
+    json_decref(o);
+    int rc = *ended ? CU_OK : rundir_write_state_at(dfd, s, err);
+    rundir_state_unlock(lk);
+    close(dfd);
+    if (rc) cu_error_prefix(err, "%s", d->dir);
+    return rc;
+}
+
 int rundir_record_status(const char *dir, const char *status, const char *message,
                          cu_error_t *err) {
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -201,6 +225,7 @@ int rundir_record_failure(const char *dir, int rank, const char *message, int *r
     *recorded = 0;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return cu_error_set(err, CU_EIO, "%s: %s", dir, strerror(errno));
+    int lk = rundir_state_lock_at(dfd);
     json_t *o = load_state_at(dfd, err);
     int rc = o ? CU_OK : (err ? err->code : CU_EIO);
     const char *st = o ? json_string_value(json_object_get(o, "status")) : NULL;
@@ -219,6 +244,7 @@ int rundir_record_failure(const char *dir, int rank, const char *message, int *r
         *recorded = rc == CU_OK;
     }
     json_decref(o);
+    rundir_state_unlock(lk);
     close(dfd);
     return rc;
 }

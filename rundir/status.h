@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "core/error.h"
+#include "rundir/rundir.h"
 #include "slurm/slurm.h"
 
 /* SUBMITTED, PENDING, RUNNING or PREEMPTED: the job may still run (a
@@ -64,6 +65,14 @@ int rundir_record_status_at(int dirfd, const char *status, const char *message, 
  * surviving rank that saw rank 0 die. */
 int rundir_record_failure(const char *dir, int rank, const char *message, int *recorded,
                           cu_error_t *err);
+/* Writes s as state.json unless state.json already records an end
+ * (COMPLETED, FAILED, CANCELLED, TIMEOUT) that another witness wrote (rank 1
+ * recorded rank 0 stopped, codexctl cancelled): *ended is then 1 and nothing
+ * is written; the first recorded end stays. Under state.lock. A running
+ * job's own updates and its own end go through here once its RUNNING is on
+ * disk, so a rank that was stopped and continued cannot write RUNNING, or a
+ * vaguer cause, over the record of its own stop. */
+int rundir_update_state(rundir_t *d, const rundir_state_t *s, int *ended, cu_error_t *err);
 /* The same for a run directory path. */
 int rundir_record_status(const char *dir, const char *status, const char *message, cu_error_t *err);
 

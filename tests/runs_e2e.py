@@ -22,7 +22,9 @@ Each case reproduces what went wrong before rundir/ and checks the fix:
               allreduce for ever, RUNNING with a fresh heartbeat)
   sigstop     SIGSTOP of rank 1, then of rank 0: the job is ended and FAILED
               names the stopped rank within the heartbeat limit (15 s) plus
-              slack; kill -9 of rank 0 is recorded by rank 1
+              slack; kill -9 of rank 0 is recorded by rank 1; rank 0 stopped
+              just after a step's reductions and continued by the launcher
+              keeps rank 1's record of its stop (one failed event)
   stall       the main thread of rank 0, then of rank 1, of 2 blocks for
               ever at step 20 (CU_TEST_STALL_AT_STEP, a read nothing
               answers, as on a hung file system) while its watchdog lives:
@@ -275,10 +277,10 @@ def case_rank_error(b, src, tmp, f):
         f.check(wait_for(lambda: no_trainers_left(bad), 10), f"{how}: no process left")
 
 
-def start_job(src, argv, run_dir):
-    p = subprocess.Popen(["mpirun", "-n", "2", "--oversubscribe"] + argv, cwd=src, env=env(),
+def start_job(src, argv, run_dir, e=None, min_step=5):
+    p = subprocess.Popen(["mpirun", "-n", "2", "--oversubscribe"] + argv, cwd=src, env=e or env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ok = wait_for(lambda: state_step(run_dir) >= 5 and
+    ok = wait_for(lambda: state_step(run_dir) >= min_step and
                   os.path.exists(os.path.join(run_dir, "ranks", "1.json")), 120)
     return p, ok
 
@@ -287,16 +289,25 @@ def case_sigstop(b, src, tmp, f):
     train = os.path.join(b, "jobs", "codex-train")
     demo = os.path.join(src, "configs/demo-base.yaml")
     runs = os.path.join(tmp, "runs")
-    for victim, how in ((1, "stop"), (0, "stop"), (0, "kill")):
+    # "race": rank 0 stops itself (CU_TEST_STOP_AT_STEP) right after a
+    # step's reductions, before it records the step; rank 1 records the stop
+    # and leaves, the launcher continues rank 0 to end it, and rank 0 used to
+    # write RUNNING over the record and then blame rank 1 ("died")
+    for victim, how in ((1, "stop"), (0, "stop"), (0, "kill"), (0, "race")):
         name = f"{how}{victim}"
         run_dir = os.path.join(runs, name)
         argv = [train, demo, f"job.runs_dir={runs}", f"job.name={name}", "train.max_steps=10000000",
                 "train.log_every=100000", "checkpoint.every_steps=0"] + TINY
-        p, ok = start_job(src, argv, run_dir)
+        e = env()
+        if how == "race":
+            e.update(CU_TEST_STOP_AT_STEP="30", CU_TEST_STALL_RANK="0", CU_PEER_TIMEOUT_S="3")
+        # the race case stops itself: state.json may never show a step
+        p, ok = start_job(src, argv, run_dir, e, 0 if how == "race" else 5)
         f.check(ok, f"{name}: the job started")
         pid = read_json(os.path.join(run_dir, "ranks", f"{victim}.json"))["pid"]
         t0 = time.time()
-        os.kill(pid, signal.SIGSTOP if how == "stop" else signal.SIGKILL)
+        if how != "race":
+            os.kill(pid, signal.SIGSTOP if how == "stop" else signal.SIGKILL)
         try:
             p.communicate(timeout=60)
             took = time.time() - t0
@@ -308,10 +319,17 @@ def case_sigstop(b, src, tmp, f):
         print(f"measured ({name}): the job ended {took} s after the signal")
         f.check(took is not None and took < 45, f"{name}: the job ended by itself within 45 s")
         st = read_json(os.path.join(run_dir, "state.json"))
-        e = st.get("error") or {}
-        f.check(st["status"] == "FAILED" and e.get("rank") == victim and
-                f"rank {victim} (pid {pid} on " in e.get("message", ""),
-                f"{name}: FAILED naming rank {victim}, its pid and host: {st['status']} {e}")
+        er = st.get("error") or {}
+        cause = "died" if how == "kill" else "stopped responding"
+        f.check(st["status"] == "FAILED" and er.get("rank") == victim and
+                f"rank {victim} (pid {pid} on " in er.get("message", "") and
+                cause in er.get("message", ""),
+                f"{name}: FAILED naming rank {victim}, its pid and host, {cause}: "
+                f"{st['status']} {er}")
+        with open(os.path.join(run_dir, "events.jsonl")) as fh:
+            failed = [ev for ev in map(json.loads, fh) if ev["type"] == "failed"]
+        f.check(len(failed) == 1 and failed[0].get("rank") == victim,
+                f"{name}: one failed event, naming rank {victim}: {failed}")
         f.check(wait_for(lambda: no_trainers_left(f"job.name={name} "), 10),
                 f"{name}: no process left")
 
