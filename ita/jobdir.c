@@ -391,20 +391,7 @@ int ita_jobdir_list(ita_jobdir_t *jd, ita_job_summary_t **out, size_t *n, cu_err
 /* The value of "step" in a line, without parsing the whole line; -1 if
  * absent. Lines are objects written by codex-train, one key each. */
 static int64_t line_step(const char *line, size_t len) {
-    static const char key[] = "\"step\"";
-    const char *end = line + len;
-    for (const char *p = line; p + sizeof key - 1 < end; p++) {
-        p = memchr(p, '"', (size_t)(end - p));
-        if (!p || p + sizeof key - 1 >= end) break;
-        if (memcmp(p, key, sizeof key - 1)) continue;
-        const char *q = p + sizeof key - 1;
-        while (q < end && (*q == ' ' || *q == ':')) q++;
-        int64_t v = 0;
-        int any = 0;
-        while (q < end && *q >= '0' && *q <= '9') v = v * 10 + (*q++ - '0'), any = 1;
-        return any ? v : -1;
-    }
-    return -1;
+    return (int64_t)rundir_line_step(line, len);
 }
 
 /* Callback verdicts. */

@@ -194,18 +194,16 @@ static int write_first_state(ita_jobdir_t *jobs, const cu_config_t *c, int world
     return rc;
 }
 
-/* Appends {"time","step","type","message"} to the job's events.jsonl. */
+/* Appends an event to the job's events.jsonl, the line as rundir/ makes
+ * it for codex-train, through the service's own descriptor of the job. */
 static void append_event(ita_jobdir_t *jd, const char *job, long step, const char *type,
                          const char *message) {
-    char now[32];
-    ita_time_now_rfc3339(now);
-    json_t *o = json_pack("{s:s, s:I, s:s, s:s}", "time", now, "step", (json_int_t)step, "type",
-                          type, "message", message);
-    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(o);
     cu_error_t err;
-    if (text) ita_jobdir_append_line(jd, job, "events.jsonl", text, &err);
-    free(text);
+    char *line = rundir_event_line(step, type, message, NULL, &err);
+    if (!line) return;
+    line[strcspn(line, "\n")] = '\0'; /* ita_jobdir_append_line ends it */
+    ita_jobdir_append_line(jd, job, "events.jsonl", line, &err);
+    free(line);
 }
 
 /* mpirun -n ranks codex-train <run dir>/submit.yaml, detached in its own

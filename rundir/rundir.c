@@ -344,8 +344,8 @@ static char *utf8_clean(const char *s) {
     return out;
 }
 
-int rundir_event(rundir_t *d, long step, const char *type, const char *message,
-                 const char *extra_json, cu_error_t *err) {
+char *rundir_event_line(long step, const char *type, const char *message, const char *extra_json,
+                        cu_error_t *err) {
     char t[40];
     rundir_time(rundir_now(), t, sizeof t);
     char *clean = utf8_clean(message ? message : "");
@@ -353,20 +353,56 @@ int rundir_event(rundir_t *d, long step, const char *type, const char *message,
     free(clean);
     char *m = msg ? json_dumps(msg, JSON_ENCODE_ANY) : NULL;
     json_decref(msg);
-    if (!m) return cu_error_set(err, CU_EINVAL, "event message is not valid UTF-8");
-    size_t cap = strlen(m) + (extra_json ? strlen(extra_json) : 0) + 256;
+    json_t *ty = json_string(type ? type : "");
+    char *tq = ty ? json_dumps(ty, JSON_ENCODE_ANY) : NULL;
+    json_decref(ty);
+    if (!m || !tq) {
+        free(m);
+        free(tq);
+        cu_error_set(err, CU_EINVAL, "event message is not valid UTF-8");
+        return NULL;
+    }
+    size_t cap = strlen(m) + strlen(tq) + (extra_json ? strlen(extra_json) : 0) + 256;
     char *line = malloc(cap);
-    int rc = line
-                 ? cu_format(
-                       line, cap, err,
-                       "{\"time\": \"%s\", \"step\": %ld, \"type\": \"%s\", \"message\": %s%s%s}\n",
-                       t, step, type, m, extra_json && *extra_json ? ", " : "",
-                       extra_json ? extra_json : "")
-                 : cu_error_set(err, CU_ENOMEM, "out of memory (event)");
-    if (rc == CU_OK) rc = append_line(d->events, line, "events.jsonl", err);
-    free(line);
+    int rc =
+        line ? cu_format(line, cap, err,
+                         "{\"time\": \"%s\", \"step\": %ld, \"type\": %s, \"message\": %s%s%s}\n",
+                         t, step, tq, m, extra_json && *extra_json ? ", " : "",
+                         extra_json ? extra_json : "")
+             : cu_error_set(err, CU_ENOMEM, "out of memory (event)");
     free(m);
+    free(tq);
+    if (rc != CU_OK) {
+        free(line);
+        return NULL;
+    }
+    return line;
+}
+
+int rundir_event(rundir_t *d, long step, const char *type, const char *message,
+                 const char *extra_json, cu_error_t *err) {
+    char *line = rundir_event_line(step, type, message, extra_json, err);
+    if (!line) return err ? err->code : CU_EINVAL;
+    int rc = append_line(d->events, line, "events.jsonl", err);
+    free(line);
     return rc;
+}
+
+long long rundir_line_step(const char *line, size_t len) {
+    static const char key[] = "\"step\"";
+    const char *end = line + len;
+    for (const char *p = line; p + sizeof key - 1 < end; p++) {
+        p = memchr(p, '"', (size_t)(end - p));
+        if (!p || p + sizeof key - 1 >= end) break;
+        if (memcmp(p, key, sizeof key - 1)) continue;
+        const char *q = p + sizeof key - 1;
+        while (q < end && (*q == ' ' || *q == ':')) q++;
+        long long v = 0;
+        int any = 0;
+        while (q < end && *q >= '0' && *q <= '9') v = v * 10 + (*q++ - '0'), any = 1;
+        return any ? v : -1;
+    }
+    return -1;
 }
 
 int rundir_truncate_metrics(rundir_t *d, long step, cu_error_t *err) {

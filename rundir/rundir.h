@@ -71,6 +71,15 @@ int rundir_metric(rundir_t *d, long step, const char *json_fields, cu_error_t *e
 /* Appends one event; message is escaped; extra_json as for rundir_metric. */
 int rundir_event(rundir_t *d, long step, const char *type, const char *message,
                  const char *extra_json, cu_error_t *err);
+/* The events.jsonl line rundir_event appends, the one definition of its
+ * layout: {"time", "step", "type", "message"[, extra_json]} and a newline;
+ * malloc'd, NULL with err. For a writer that appends through its own
+ * descriptor (codex-ita's submit flow). */
+char *rundir_event_line(long step, const char *type, const char *message, const char *extra_json,
+                        cu_error_t *err);
+/* The "step" of a metrics.jsonl or events.jsonl line, read without parsing
+ * the whole line (indexes over long files); -1 when it has none. */
+long long rundir_line_step(const char *line, size_t len);
 
 /* Drops metrics lines whose step is greater than `step` (a resumed job
  * replays from its checkpoint and must not duplicate steps). */
