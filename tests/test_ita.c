@@ -464,6 +464,67 @@ static void test_metrics_render(void) {
     CHECK(system(cmd) == 0);
 }
 
+/* rundir/'s one layout of an events.jsonl line (codex-train and codex-ita
+ * both write it) and its rule that the first recorded end stays: a running
+ * job's update does not cover another witness's FAILED or a cancel. */
+static void test_rundir_events_and_ends(void) {
+    make_tmpdir();
+    cu_error_t err;
+    char *line = rundir_event_line(42, "failed", "rank 1 on h: \"x\"\n", "\"rank\": 1", &err);
+    CHECK(line != NULL);
+    if (line) {
+        size_t n = strlen(line);
+        CHECK(n > 0 && line[n - 1] == '\n' && !memchr(line, '\n', n - 1));
+        json_t *o = json_loads(line, 0, NULL);
+        CHECK(o && json_integer_value(json_object_get(o, "step")) == 42 &&
+              !strcmp(json_string_value(json_object_get(o, "type")), "failed") &&
+              !strcmp(json_string_value(json_object_get(o, "message")), "rank 1 on h: \"x\"\n") &&
+              json_integer_value(json_object_get(o, "rank")) == 1 &&
+              json_is_string(json_object_get(o, "time")));
+        json_decref(o);
+        CHECK(rundir_line_step(line, n) == 42);
+    }
+    free(line);
+    const char *no_step = "{\"time\": \"t\"}", *step7 = "{\"step\":7,\"loss\":1}";
+    CHECK(rundir_line_step(no_step, strlen(no_step)) == -1);
+    CHECK(rundir_line_step(step7, strlen(step7)) == 7);
+
+    rundir_t d;
+    CHECK(rundir_open(&d, tmpdir, &err) == CU_OK);
+    rundir_state_t st;
+    rundir_state_init(&st, "j");
+    st.step = 3;
+    int ended = -1, recorded = 0;
+    CHECK(rundir_write_state(&d, &st, &err) == CU_OK);
+    CHECK(rundir_update_state(&d, &st, &ended, &err) == CU_OK && ended == 0);
+    CHECK(rundir_record_failure(tmpdir, 0, "rank 0 stopped", &recorded, &err) == CU_OK &&
+          recorded == 1);
+    st.step = 4; /* the stopped rank, continued, tries to write RUNNING */
+    CHECK(rundir_update_state(&d, &st, &ended, &err) == CU_OK && ended == 1);
+    snprintf(st.status, sizeof st.status, "FAILED"); /* or a vaguer end of its own */
+    snprintf(st.error, sizeof st.error, "rank 1 died");
+    CHECK(rundir_update_state(&d, &st, &ended, &err) == CU_OK && ended == 1);
+    rundir_state_t disk;
+    rundir_state_init(&disk, "");
+    CHECK(rundir_read_state(tmpdir, &disk, &err) == CU_OK && !strcmp(disk.status, "FAILED") &&
+          disk.step == 3);
+    char p[600];
+    snprintf(p, sizeof p, "%s/state.json", tmpdir);
+    json_t *o = json_load_file(p, 0, NULL);
+    const char *m = json_string_value(json_object_get(json_object_get(o, "error"), "message"));
+    CHECK(m && !strcmp(m, "rank 0 stopped"));
+    json_decref(o);
+    /* a second witness does not record over the first either */
+    CHECK(rundir_record_failure(tmpdir, 1, "rank 1 died", &recorded, &err) == CU_OK &&
+          recorded == 0);
+    snprintf(p, sizeof p, "%s/state.lock", tmpdir);
+    CHECK(access(p, F_OK) == 0);
+    rundir_close(&d);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    CHECK(system(cmd) == 0);
+}
+
 TEST_MAIN(TEST(test_keys), TEST(test_auth), TEST(test_metrics_render), TEST(test_job_ids),
           TEST(test_jobdir), TEST(test_fifo_run_files), TEST(test_trace_and_problem),
-          TEST(test_config))
+          TEST(test_config), TEST(test_rundir_events_and_ends))
