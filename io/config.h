@@ -128,6 +128,12 @@ int config_load_file(cu_config_t *cfg, const char *path, cu_error_t *err);
  * e.g. lora.targets=[qkv,mlp_fc]). */
 int config_apply_override(cu_config_t *cfg, const char *assignment, cu_error_t *err);
 
+/* Adjusts a value that has one sensible reading instead of refusing it,
+ * after all overrides and before config_validate: train.warmup_steps above
+ * train.max_steps becomes max_steps (the warm-up spans the run). What
+ * changed goes to note as one sentence for a warning ("" when nothing). */
+void config_settle(cu_config_t *cfg, char *note, size_t cap);
+
 /* Cross-field checks after all overrides (e.g. global_batch_size divisible by
  * micro_batch_size, min_lr <= lr, n_embd divisible by n_head). world_size is
  * the number of ranks that will share each global batch. */
