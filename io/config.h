@@ -134,6 +134,13 @@ int config_apply_override(cu_config_t *cfg, const char *assignment, cu_error_t *
  * changed goes to note as one sentence for a warning ("" when nothing). */
 void config_settle(cu_config_t *cfg, char *note, size_t cap);
 
+/* Fills hint with "; did you mean 'listen.port'?" naming the names[] closest
+ * to word (up to three tied), or "" when none is close; for dotted names the
+ * closer of the whole name and its last part counts, as for codex-train's
+ * keys. codex-ita's ita.yaml uses it for its own keys. */
+void config_suggest_name(const char *word, const char *const *names, size_t n, char *hint,
+                         size_t cap);
+
 /* Cross-field checks after all overrides (e.g. global_batch_size divisible by
  * micro_batch_size, min_lr <= lr, n_embd divisible by n_head). world_size is
  * the number of ranks that will share each global batch. */

@@ -268,8 +268,21 @@ def case_config(ctx, t):
         p = run("listen:\n  port: 8471\nthreads: 3\n")
         t.check(p.returncode == 0 and "127.0.0.1:8471, 3 threads" in p.stdout, "--check prints")
         p = run("listen:\n  prot: 8471\n")
-        t.check(p.returncode == 2 and "listen.prot" in p.stderr and "line 2" in p.stderr,
-                "unknown key named with its line: %r" % p.stderr)
+        # codex-train's style (issue 19): FILE:LINE:COLUMN of the key, the nearest valid one
+        t.check(p.returncode == 2 and "unknown key 'listen.prot' at %s:2:3; did you mean "
+                "'listen.port'?" % os.path.join(d, "ita.yaml") in p.stderr,
+                "unknown key named with its file:line:column and a suggestion: %r" % p.stderr)
+        p = run("metrics:\n  public: true\nrate_limit:\n  per_secnd: 3\n")
+        t.check(p.returncode == 2 and "'metrics.public' at " in p.stderr and
+                "did you mean 'metrics_public'?" in p.stderr, "a nested key for a top-level one: %r"
+                % p.stderr)
+        p = run("rate_limit:\n  per_secnd: 3\n")
+        t.check(p.returncode == 2 and "did you mean 'rate_limit.per_second'?" in p.stderr,
+                "a typo in a leaf: %r" % p.stderr)
+        p = run("threads: 3\nlisten:\n  port: 70000\n")
+        t.check(p.returncode == 2 and "listen.port must be an integer in [0, 65535], got '70000' "
+                "at %s:3:9" % os.path.join(d, "ita.yaml") in p.stderr and ": :" not in p.stderr,
+                "a bad value named at its value's line:column: %r" % p.stderr)
         p = run("threads: many\n")
         t.check(p.returncode == 2 and "threads" in p.stderr, "bad value named")
         p = run("listen:\n  port: 70000\n")
