@@ -348,6 +348,14 @@ const cfg_key_t *cfg_keys(int *n) {
     return KEYS;
 }
 
+const char *config_key_name(int i, const char **values) {
+    if (values) *values = NULL;
+    if (i < 0 || i >= N_KEYS) return NULL;
+    if (values && KEYS[i].type == CFG_ENUM) *values = KEYS[i].allowed;
+    if (values && KEYS[i].type == CFG_BOOL) *values = "true|false";
+    return KEYS[i].key;
+}
+
 const cfg_section_t *cfg_sections(int *n) {
     *n = N_SECTIONS;
     return SECTIONS;

@@ -134,6 +134,11 @@ int config_apply_override(cu_config_t *cfg, const char *assignment, cu_error_t *
  * changed goes to note as one sentence for a warning ("" when nothing). */
 void config_settle(cu_config_t *cfg, char *note, size_t cap);
 
+/* The i-th key of the schema ("train.lr"), NULL past the last; *values (if
+ * values is not NULL) gets an enum's or a boolean's choices as "a|b|c", else
+ * NULL. For shell completion (codexctl completion keys). */
+const char *config_key_name(int i, const char **values);
+
 /* Fills hint with "; did you mean 'listen.port'?" naming the names[] closest
  * to word (up to three tied), or "" when none is close; for dotted names the
  * closer of the whole name and its last part counts, as for codex-train's
