@@ -38,6 +38,10 @@ Cases (each prints "N passed, N failed" last):
   sched       the cached scheduler view from fake squeue/sacct: Slurm state,
               reason, nodes, array tasks, LOST only when no scheduler knows
               the job, no squeue per request, cancel and its finishing
+  monitoring  /metrics passes `promtool check metrics`: codex_job_info with
+              status and scheduler state, validation losses, learning rate,
+              ETA, heartbeat age only for active jobs; docs/monitoring's
+              alert rules pass `promtool check rules` and `promtool test rules`
 
 A case is a function registered in CASES and in tests/ita.cmake's list; a
 new one needs only a function taking (ctx, t). For a live 2-rank job: start
