@@ -348,6 +348,14 @@ const cfg_key_t *cfg_keys(int *n) {
     return KEYS;
 }
 
+const char *config_key_name(int i, const char **values) {
+    if (values) *values = NULL;
+    if (i < 0 || i >= N_KEYS) return NULL;
+    if (values && KEYS[i].type == CFG_ENUM) *values = KEYS[i].allowed;
+    if (values && KEYS[i].type == CFG_BOOL) *values = "true|false";
+    return KEYS[i].key;
+}
+
 const cfg_section_t *cfg_sections(int *n) {
     *n = N_SECTIONS;
     return SECTIONS;
@@ -546,6 +554,33 @@ void cfg_suggest_key(const char *dotted, char *hint, size_t cap) {
     append_choices(hint, cap, best, n);
     size_t used = strlen(hint);
     snprintf(hint + used, cap - used, "?%s", loose);
+}
+
+void config_suggest_name(const char *word, const char *const *names, size_t n, char *hint,
+                         size_t cap) {
+    if (cap) hint[0] = '\0';
+    const char *dot = strrchr(word, '.');
+    const char *leaf = dot ? dot + 1 : word;
+    size_t sec_len = dot ? (size_t)(dot - word) : 0, ll = strlen(leaf);
+    const char *best[3];
+    int nb = 0, best_d = INT_MAX;
+    for (size_t i = 0; i < n; i++) {
+        const char *kdot = strrchr(names[i], '.');
+        const char *kleaf = kdot ? kdot + 1 : names[i];
+        size_t ksec = kdot ? (size_t)(kdot - names[i]) : 0, kl = strlen(kleaf);
+        int other = sec_len != ksec || memcmp(word, names[i], sec_len) != 0;
+        int d = cfg_edit_distance(word, strlen(word), names[i], strlen(names[i]));
+        int dl = cfg_edit_distance(leaf, ll, kleaf, kl) + other;
+        if (dl < d) d = dl;
+        if (ll >= 4 && ll < kl && !strncasecmp(leaf, kleaf, ll) && 1 + other < d) d = 1 + other;
+        if (d < best_d) best_d = d, nb = 0;
+        if (d == best_d && nb < 3) best[nb++] = names[i];
+    }
+    if (!nb || !close_enough(best_d, ll)) return;
+    snprintf(hint, cap, "; did you mean ");
+    append_choices(hint, cap, best, nb);
+    size_t used = strlen(hint);
+    if (used < cap) snprintf(hint + used, cap - used, "?");
 }
 
 void cfg_suggest_word(const char *word, const char *allowed, char *hint, size_t cap) {

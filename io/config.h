@@ -128,6 +128,24 @@ int config_load_file(cu_config_t *cfg, const char *path, cu_error_t *err);
  * e.g. lora.targets=[qkv,mlp_fc]). */
 int config_apply_override(cu_config_t *cfg, const char *assignment, cu_error_t *err);
 
+/* Adjusts a value that has one sensible reading instead of refusing it,
+ * after all overrides and before config_validate: train.warmup_steps above
+ * train.max_steps becomes max_steps (the warm-up spans the run). What
+ * changed goes to note as one sentence for a warning ("" when nothing). */
+void config_settle(cu_config_t *cfg, char *note, size_t cap);
+
+/* The i-th key of the schema ("train.lr"), NULL past the last; *values (if
+ * values is not NULL) gets an enum's or a boolean's choices as "a|b|c", else
+ * NULL. For shell completion (codexctl completion keys). */
+const char *config_key_name(int i, const char **values);
+
+/* Fills hint with "; did you mean 'listen.port'?" naming the names[] closest
+ * to word (up to three tied), or "" when none is close; for dotted names the
+ * closer of the whole name and its last part counts, as for codex-train's
+ * keys. codex-ita's ita.yaml uses it for its own keys. */
+void config_suggest_name(const char *word, const char *const *names, size_t n, char *hint,
+                         size_t cap);
+
 /* Cross-field checks after all overrides (e.g. global_batch_size divisible by
  * micro_batch_size, min_lr <= lr, n_embd divisible by n_head). world_size is
  * the number of ranks that will share each global batch. */

@@ -171,6 +171,17 @@ static void check_train(const cu_config_t *cfg, problems_t *pr) {
             cfg->train.warmup_steps, cfg->train.max_steps);
 }
 
+void config_settle(cu_config_t *cfg, char *note, size_t cap) {
+    if (cap) note[0] = '\0';
+    if (cfg->train.warmup_steps > cfg->train.max_steps && cfg->train.max_steps >= 0) {
+        snprintf(note, cap,
+                 "train.warmup_steps (%ld) exceeds train.max_steps (%ld); using %ld, a warm-up "
+                 "over the whole run (lower warmup_steps or raise max_steps to silence this)",
+                 cfg->train.warmup_steps, cfg->train.max_steps, cfg->train.max_steps);
+        cfg->train.warmup_steps = cfg->train.max_steps;
+    }
+}
+
 static int list_has(const cu_cfg_list_t *l, const char *s) {
     for (int i = 0; i < l->n && i < CU_CFG_MAX_LIST; i++)
         if (!strcmp(l->items[i], s)) return 1;

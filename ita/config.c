@@ -3,7 +3,10 @@
  * ("listen.port", "log.audit") each matched against one table row that says
  * where the value goes and what type it has. libyaml's event API is enough:
  * scalars at depth one or two, nothing else. Unknown keys are errors, so a
- * typo never silently leaves a default in place.
+ * typo never silently leaves a default in place. Errors read as
+ * codex-train's config errors do: the problem, then "at FILE:LINE:COLUMN"
+ * (the key's place for an unknown key, with the nearest valid names, the
+ * value's for a bad value).
  */
 #include "ita/config.h"
 
@@ -16,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
+
+#include "io/config.h"
 
 enum { T_STR, T_PATH, T_INT, T_NUM, T_BOOL };
 
@@ -158,7 +163,7 @@ static int add_repo(ita_config_t *cfg, const char *name, const char *val, const 
     if (!path[0] || !r->bases[0])
         return cu_error_set(err, CU_EINVAL, "repos.%s: path= and bases= are required", name);
     if (cu_format(r->path, sizeof r->path, err, "%s%s", path[0] == '/' ? "" : base, path))
-        return cu_error_prefix(err, "repos.%s: ", name);
+        return cu_error_prefix(err, "repos.%s", name);
     cfg->n_repos++;
     return CU_OK;
 }
@@ -171,13 +176,13 @@ static int set_value(ita_config_t *cfg, const char *key, const char *val, const 
     const ita_config_key_t *k = NULL;
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
         if (!strcmp(KEYS[i].key, key)) k = &KEYS[i];
-    if (!k) return cu_error_set(err, CU_EINVAL, "unknown key '%s'", key);
+    if (!k) return cu_error_set(err, CU_EINVAL, "unknown key '%s'", key); /* key_known said */
     char *field = (char *)cfg + k->offset;
     if (k->type == T_STR || k->type == T_PATH) {
         const char *prefix =
             (k->type == T_PATH && val[0] && val[0] != '/' && strcmp(val, "-")) ? base : "";
         if (cu_format(field, k->size, err, "%s%s", prefix, val))
-            return cu_error_prefix(err, "%s: ", key);
+            return cu_error_prefix(err, "%s", key);
         return CU_OK;
     }
     if (k->type == T_BOOL) {
@@ -186,7 +191,7 @@ static int set_value(ita_config_t *cfg, const char *key, const char *val, const 
         else if (!strcmp(val, "false") || !strcmp(val, "no"))
             *(int *)field = 0;
         else
-            return cu_error_set(err, CU_EINVAL, "%s: expected true or false, got '%s'", key, val);
+            return cu_error_set(err, CU_EINVAL, "%s must be true or false, got '%s'", key, val);
         return CU_OK;
     }
     char *end = NULL;
@@ -194,7 +199,7 @@ static int set_value(ita_config_t *cfg, const char *key, const char *val, const 
     double v = strtod(val, &end);
     if (errno || end == val || *end || v < k->lo || v > k->hi ||
         (k->type == T_INT && v != (double)(long)v))
-        return cu_error_set(err, CU_EINVAL, "%s: expected %s in [%g, %g], got '%s'", key,
+        return cu_error_set(err, CU_EINVAL, "%s must be %s in [%g, %g], got '%s'", key,
                             k->type == T_INT ? "an integer" : "a number", k->lo, k->hi, val);
     if (k->type == T_INT)
         *(int *)field = (int)v;
@@ -203,16 +208,46 @@ static int set_value(ita_config_t *cfg, const char *key, const char *val, const 
     return CU_OK;
 }
 
-static int parse_events(yaml_parser_t *p, ita_config_t *cfg, const char *base, cu_error_t *err) {
+static int key_known(const char *key) {
+    if (!strncmp(key, "test_commands.", 14) || !strncmp(key, "repos.", 6)) return 1;
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
+        if (!strcmp(KEYS[i].key, key)) return 1;
+    return 0;
+}
+
+/* "unknown key 'listen.prot' at ita.yaml:2:3; did you mean 'listen.port'?" */
+static int unknown_key(const char *key, const char *origin, yaml_mark_t at, cu_error_t *err) {
+    const char *names[sizeof KEYS / sizeof KEYS[0] + 2];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++) names[n++] = KEYS[i].key;
+    char hint[256];
+    config_suggest_name(key, names, n, hint, sizeof hint);
+    return cu_error_set(err, CU_EINVAL, "unknown key '%s' at %s:%zu:%zu%s", key, origin,
+                        at.line + 1, at.column + 1, hint);
+}
+
+/* Appends " at FILE:LINE:COLUMN" to err's message. */
+static int located(cu_error_t *err, const char *origin, yaml_mark_t at) {
+    size_t used = strnlen(err->msg, sizeof err->msg);
+    if (used < sizeof err->msg)
+        snprintf(err->msg + used, sizeof err->msg - used, " at %s:%zu:%zu", origin, at.line + 1,
+                 at.column + 1);
+    return err->code;
+}
+
+static int parse_events(yaml_parser_t *p, ita_config_t *cfg, const char *base, const char *origin,
+                        cu_error_t *err) {
     char section[64] = "", key[64] = "";
     int depth = 0, have_key = 0;
+    yaml_mark_t key_at = {0};
     for (;;) {
         yaml_event_t ev;
         if (!yaml_parser_parse(p, &ev))
-            return cu_error_set(err, CU_EINVAL, "line %zu: %s", p->problem_mark.line + 1,
-                                p->problem ? p->problem : "YAML syntax error");
+            return cu_error_set(err, CU_EINVAL, "YAML syntax error at %s:%zu:%zu: %s", origin,
+                                p->problem_mark.line + 1, p->problem_mark.column + 1,
+                                p->problem ? p->problem : "not YAML");
         int rc = CU_OK;
-        size_t line = ev.start_mark.line + 1;
+        yaml_mark_t at = ev.start_mark;
         switch (ev.type) {
         case YAML_STREAM_END_EVENT:
             yaml_event_delete(&ev);
@@ -222,7 +257,8 @@ static int parse_events(yaml_parser_t *p, ita_config_t *cfg, const char *base, c
                 snprintf(section, sizeof section, "%s", key);
                 have_key = 0;
             } else if (depth >= 2 || (depth == 1 && !have_key)) {
-                rc = cu_error_set(err, CU_EINVAL, "line %zu: mappings nest two deep at most", line);
+                rc = cu_error_set(err, CU_EINVAL, "mappings nest two deep at most in ita.yaml");
+                located(err, origin, at);
             }
             depth++;
             break;
@@ -231,29 +267,40 @@ static int parse_events(yaml_parser_t *p, ita_config_t *cfg, const char *base, c
             if (depth == 1) section[0] = 0;
             break;
         case YAML_SEQUENCE_START_EVENT:
-            rc = cu_error_set(err, CU_EINVAL, "line %zu: lists are not used in ita.yaml", line);
+            rc = have_key ? cu_error_set(err, CU_EINVAL, "%s%s%s: lists are not used in ita.yaml",
+                                         section, section[0] ? "." : "", key)
+                          : cu_error_set(err, CU_EINVAL, "lists are not used in ita.yaml");
+            located(err, origin, at);
             break;
         case YAML_SCALAR_EVENT: {
             const char *s = (const char *)ev.data.scalar.value;
             if (depth == 0) {
-                if (ev.data.scalar.length)
-                    rc = cu_error_set(err, CU_EINVAL, "line %zu: expected a mapping", line);
+                if (ev.data.scalar.length) {
+                    rc = cu_error_set(err, CU_EINVAL, "expected a mapping of keys");
+                    located(err, origin, at);
+                }
             } else if (!have_key) {
-                if (strlen(s) >= sizeof key)
-                    rc = cu_error_set(err, CU_EINVAL, "line %zu: key too long", line);
-                else
+                if (strlen(s) >= sizeof key) {
+                    rc = cu_error_set(err, CU_EINVAL, "key too long");
+                    located(err, origin, at);
+                } else {
                     snprintf(key, sizeof key, "%s", s), have_key = 1;
+                    key_at = at;
+                }
             } else {
                 char full[160];
                 snprintf(full, sizeof full, "%s%s%s", section, section[0] ? "." : "", key);
-                rc = set_value(cfg, full, s, base, err);
-                if (rc) cu_error_prefix(err, "line %zu: ", line);
+                if (!key_known(full))
+                    rc = unknown_key(full, origin, key_at, err);
+                else if ((rc = set_value(cfg, full, s, base, err)) != CU_OK)
+                    located(err, origin, at);
                 have_key = 0;
             }
             break;
         }
         case YAML_ALIAS_EVENT:
-            rc = cu_error_set(err, CU_EINVAL, "line %zu: aliases are not used in ita.yaml", line);
+            rc = cu_error_set(err, CU_EINVAL, "aliases are not used in ita.yaml");
+            located(err, origin, at);
             break;
         default:
             break;
@@ -290,11 +337,10 @@ int ita_config_load(const char *path, ita_config_t *cfg, cu_error_t *err) {
     yaml_parser_t p;
     yaml_parser_initialize(&p);
     yaml_parser_set_input_file(&p, f);
-    int rc = parse_events(&p, cfg, base, err);
+    int rc = parse_events(&p, cfg, base, path, err); /* messages name path:line:column */
     yaml_parser_delete(&p);
     fclose(f);
-    if (rc) return cu_error_prefix(err, "%s: ", path);
-    return CU_OK;
+    return rc;
 }
 
 static int is_dir(const char *path) {
@@ -376,12 +422,12 @@ int ita_config_finish(ita_config_t *cfg, cu_error_t *err) {
         return cu_error_set(err, CU_EINVAL, "submit.workdir: %s is not a folder",
                             cfg->submit_workdir);
     if (cu_format(cfg->submit_workdir, sizeof cfg->submit_workdir, err, "%s", real))
-        return cu_error_prefix(err, "submit.workdir: ");
+        return cu_error_prefix(err, "submit.workdir");
     if (!cfg->docs_dir[0] && is_dir(CU_ITA_DOCS_SOURCE))
         snprintf(cfg->docs_dir, sizeof cfg->docs_dir, "%s", CU_ITA_DOCS_SOURCE);
     if (!cfg->submit_train[0]) default_train(cfg->submit_train, sizeof cfg->submit_train);
     if (strchr(cfg->submit_train, '/') && realpath(cfg->submit_train, real) &&
         cu_format(cfg->submit_train, sizeof cfg->submit_train, err, "%s", real))
-        return cu_error_prefix(err, "submit.train: ");
+        return cu_error_prefix(err, "submit.train");
     return CU_OK;
 }

@@ -301,6 +301,9 @@ static void summarise(ita_jobdir_t *jd, const entry_t *e, ita_job_summary_t *s) 
     s->max_steps = json_integer_value(json_object_get(st, "max_steps"));
     s->loss = num_or_nan(json_object_get(st, "loss"));
     s->tokens_per_s = num_or_nan(json_object_get(st, "tokens_per_s"));
+    s->lr = num_or_nan(json_object_get(st, "lr"));
+    s->val_loss = num_or_nan(json_object_get(json_object_get(st, "last_eval"), "val_loss"));
+    s->best_val_loss = num_or_nan(json_object_get(json_object_get(st, "best_eval"), "val_loss"));
     s->progress = s->max_steps > 0 ? (double)s->step / (double)s->max_steps : NAN;
     const char *started = json_string_value(json_object_get(st, "started_at"));
     const char *updated = json_string_value(json_object_get(st, "updated_at"));

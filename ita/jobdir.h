@@ -35,6 +35,9 @@ typedef struct {
     int lost;
     int64_t step, max_steps;
     double loss, tokens_per_s; /* NAN when null */
+    double lr;                 /* of the last step, NAN when null */
+    double val_loss;           /* of the last evaluation (state.json's last_eval), NAN when none */
+    double best_val_loss;      /* best_eval's, NAN when none */
     double progress;           /* step / max_steps, NAN when unknown */
     double eta_s;              /* NAN when unknown */
     double heartbeat_age_s;    /* NAN when updated_at is missing */

@@ -7,9 +7,12 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "rundir/status.h"
 
 static const int STATUSES[ITA_STATUS_SLOTS - 1] = {200, 201, 202, 304, 400, 401, 403, 404, 405,
                                                    406, 409, 413, 414, 429, 431, 500, 502, 503};
@@ -163,6 +166,52 @@ static void gauge(sbuf_t *s, const char *name, const char *id, double v) {
     emit(s, "%s{job=\"%s\"} %.9g\n", name, id, v);
 }
 
+/* The scheduler's word for the job: Slurm's state when the view knows it,
+ * "unknown" for a Slurm job it does not (or not yet), "local" without one. */
+static const char *scheduler_state(const ita_job_summary_t *j) {
+    if (!j->slurm_job_id[0]) return "local";
+    if (j->sched && j->sched->known && j->sched->info.slurm_state[0])
+        return j->sched->info.slurm_state;
+    return "unknown";
+}
+
+/* Slurm state words are upper-case letters and '_'; anything else would
+ * need escaping in a label, so it is reported as "unknown". */
+static int label_safe(const char *v) {
+    for (; *v; v++)
+        if (!((*v >= 'A' && *v <= 'Z') || (*v >= 'a' && *v <= 'z') || (*v >= '0' && *v <= '9') ||
+              *v == '_' || *v == '-' || *v == '.' || *v == '+' || *v == ' '))
+            return 0;
+    return 1;
+}
+
+typedef struct {
+    const char *name, *help;
+    size_t offset; /* of the double in ita_job_summary_t */
+    int active_only;
+} job_gauge_t;
+
+#define JOB_GAUGE(name, field, help, active)                                                       \
+    { name, help, offsetof(ita_job_summary_t, field), active }
+
+static const job_gauge_t JOB_GAUGES[] = {
+    JOB_GAUGE("codex_job_loss", loss, "Training loss of the last step.", 0),
+    JOB_GAUGE("codex_job_val_loss", val_loss, "Validation loss of the last evaluation.", 0),
+    JOB_GAUGE("codex_job_best_val_loss", best_val_loss, "Best validation loss so far.", 0),
+    JOB_GAUGE("codex_job_learning_rate", lr, "Learning rate of the last step.", 0),
+    JOB_GAUGE("codex_job_tokens_per_second", tokens_per_s, "Training throughput of the last step.",
+              0),
+    JOB_GAUGE("codex_job_progress", progress, "Fraction of max_steps completed.", 0),
+    JOB_GAUGE("codex_job_eta_seconds", eta_s,
+              "Estimated seconds until max_steps (running jobs; 0 once completed).", 0),
+    JOB_GAUGE("codex_job_heartbeat_age_seconds", heartbeat_age_s,
+              "Seconds since state.json's updated_at, for active and LOST jobs only.", 1),
+};
+
+static int job_active(const ita_job_summary_t *j) {
+    return rundir_status_active(j->status) || !strcmp(j->status, "LOST");
+}
+
 static void render_jobs(sbuf_t *s, ita_jobdir_t *jd) {
     static const char *statuses[] = {"SUBMITTED", "PENDING",   "RUNNING", "PREEMPTED", "COMPLETED",
                                      "FAILED",    "CANCELLED", "TIMEOUT", "LOST"};
@@ -178,21 +227,25 @@ static void render_jobs(sbuf_t *s, ita_jobdir_t *jd) {
         emit(s, "codex_jobs{status=\"%s\"} %zu\n", statuses[k], c);
     }
     /* Job ids are [A-Za-z0-9._-] (checked when listed): no label escaping. */
+    emit(s, "# HELP codex_job_info A job's status and its scheduler's state (always 1).\n"
+            "# TYPE codex_job_info gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        const char *sched = scheduler_state(&jobs[i]);
+        emit(s, "codex_job_info{job=\"%s\",status=\"%s\",scheduler_state=\"%s\"} 1\n", jobs[i].id,
+             jobs[i].status, label_safe(sched) ? sched : "unknown");
+    }
     emit(s, "# HELP codex_job_step Optimizer steps completed.\n# TYPE codex_job_step gauge\n");
     for (size_t i = 0; i < n; i++) gauge(s, "codex_job_step", jobs[i].id, (double)jobs[i].step);
-    emit(s, "# HELP codex_job_loss Training loss of the last step.\n# TYPE codex_job_loss gauge\n");
-    for (size_t i = 0; i < n; i++) gauge(s, "codex_job_loss", jobs[i].id, jobs[i].loss);
-    emit(s, "# HELP codex_job_tokens_per_second Training throughput of the last step.\n"
-            "# TYPE codex_job_tokens_per_second gauge\n");
-    for (size_t i = 0; i < n; i++)
-        gauge(s, "codex_job_tokens_per_second", jobs[i].id, jobs[i].tokens_per_s);
-    emit(s, "# HELP codex_job_progress Fraction of max_steps completed.\n"
-            "# TYPE codex_job_progress gauge\n");
-    for (size_t i = 0; i < n; i++) gauge(s, "codex_job_progress", jobs[i].id, jobs[i].progress);
-    emit(s, "# HELP codex_job_heartbeat_age_seconds Seconds since state.json's updated_at.\n"
-            "# TYPE codex_job_heartbeat_age_seconds gauge\n");
-    for (size_t i = 0; i < n; i++)
-        gauge(s, "codex_job_heartbeat_age_seconds", jobs[i].id, jobs[i].heartbeat_age_s);
+    for (size_t g = 0; g < sizeof JOB_GAUGES / sizeof JOB_GAUGES[0]; g++) {
+        const job_gauge_t *jg = &JOB_GAUGES[g];
+        emit(s, "# HELP %s %s\n# TYPE %s gauge\n", jg->name, jg->help, jg->name);
+        for (size_t i = 0; i < n; i++) {
+            if (jg->active_only && !job_active(&jobs[i])) continue;
+            double v;
+            memcpy(&v, (const char *)&jobs[i] + jg->offset, sizeof v);
+            gauge(s, jg->name, jobs[i].id, v);
+        }
+    }
     free(jobs);
 }
 

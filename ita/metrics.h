@@ -2,8 +2,10 @@
  * Prometheus metrics. Each worker thread counts its own requests in an
  * ita_metrics_t (single writer, relaxed atomics, no locks on the request
  * path); a scrape sums the workers' counters and adds gauges read from the
- * runs directory: jobs by status and, per job, step, loss, tokens/s and
- * progress. Text exposition format 0.0.4.
+ * runs directory: jobs by status and, per job, an info series (status and
+ * scheduler state as labels), step, loss, validation loss (last and best),
+ * learning rate, tokens/s, progress, ETA, and the heartbeat's age while a
+ * job is active or LOST. Text exposition format 0.0.4.
  */
 #ifndef CU_ITA_METRICS_H
 #define CU_ITA_METRICS_H

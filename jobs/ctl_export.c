@@ -39,6 +39,7 @@
 #include "jobs/lora_init.h"
 #include "jobs/run_model.h"
 #include "model/gpt.h"
+#include "rundir/rundir.h"
 #include "safety/policy.h"
 #include "safety/safety.h"
 
@@ -54,15 +55,19 @@ static const char USAGE[] =
     "                     with peft.PeftModel.from_pretrained(GPT2LMHeadModel, DIR)\n"
     "  --format merged    DIR/model.safetensors + config.json (+ tokenizer files): the base\n"
     "                     with the adapter folded in, a plain Hugging Face GPT-2 or Llama folder\n"
-    "  -o, --output DIR   output folder (created if missing; files in it are replaced)\n"
+    "  -o, --output DIR   output folder (created with its parents if missing; files in it\n"
+    "                     are replaced)\n"
     "  --base DIR         merged: the base model (a Hugging Face GPT-2 or Llama folder or a full\n"
     "                     fine-tuning final.h5) instead of the run's model.init\n"
     "  --dtype f32|bf16   merged: weight type written (default f32)\n"
+    "  --base-name NAME   how the output names its base: adapter_config.json's\n"
+    "                     base_model_name_or_path (a hub id such as gpt2, or the base's\n"
+    "                     folder on the machine that loads it); default: the run's model.init\n"
     "\n"
     "Exit status: 0 written, 1 a read or write failed, 2 bad usage or input.\n";
 
 typedef struct {
-    const char *input, *format, *out, *base, *which;
+    const char *input, *format, *out, *base, *which, *base_name;
     st_dtype_t dtype;
 } opts_t;
 
@@ -79,13 +84,11 @@ static int usage_error(const char *fmt, ...) {
 
 /* 0: parsed; -1: --help shown; 2: bad usage. */
 static int parse_args(int argc, char **argv, opts_t *o) {
-    static const struct option longs[] = {{"format", required_argument, 0, 'f'},
-                                          {"output", required_argument, 0, 'o'},
-                                          {"base", required_argument, 0, 'b'},
-                                          {"which", required_argument, 0, 'W'},
-                                          {"dtype", required_argument, 0, 'd'},
-                                          {"help", no_argument, 0, 'h'},
-                                          {0, 0, 0, 0}};
+    static const struct option longs[] = {
+        {"format", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
+        {"base", required_argument, 0, 'b'},   {"which", required_argument, 0, 'W'},
+        {"dtype", required_argument, 0, 'd'},  {"base-name", required_argument, 0, 'N'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     *o = (opts_t){.dtype = ST_F32};
     optind = 1;
     opterr = 0;
@@ -106,6 +109,10 @@ static int parse_args(int argc, char **argv, opts_t *o) {
             break;
         case 'b':
             o->base = optarg;
+            break;
+        case 'N':
+            if (!optarg[0]) return usage_error("%s", "--base-name is empty");
+            o->base_name = optarg;
             break;
         case 'd':
             if (!strcmp(optarg, "f32"))
@@ -255,6 +262,10 @@ static int copy_tokenizer(const char *base_dir, const cu_config_t *c, const char
     return copied;
 }
 
+static const char *last_component(const char *path);
+static void source_label(const char *src, char *out, size_t cap);
+static void base_sha256_of(const char *input, const char *src, char hex[65]);
+
 static int write_merged(const opts_t *o, const char *src, const cu_config_t *c,
                         const lora_config_t *lc, cu_error_t *err) {
     const char *base = o->base ? o->base : c->model.init;
@@ -281,8 +292,18 @@ static int write_merged(const opts_t *o, const char *src, const cu_config_t *c,
         }
     } else if ((rc = h5_load_tensors(src, params, pt, np, err))) /* full fine-tuning */
         goto done;
-    const char *meta[] = {"codex_source", src, "codex_base", base};
-    if ((rc = hf_gpt2_save_weights(o->out, params, pt, np, o->dtype, meta, 2, err))) goto done;
+    /* names, not this machine's paths: the folder is meant to be shared */
+    char source[512], base_label[512], sha[65];
+    source_label(src, source, sizeof source);
+    if (o->base_name)
+        snprintf(base_label, sizeof base_label, "%s", o->base_name);
+    else
+        snprintf(base_label, sizeof base_label, "%s", last_component(base));
+    base_sha256_of(o->input, src, sha);
+    const char *meta[] = {"codex_source",      source, "codex_base", base_label,
+                          "codex_base_sha256", sha};
+    if ((rc = hf_gpt2_save_weights(o->out, params, pt, np, o->dtype, meta, sha[0] ? 3 : 2, err)))
+        goto done;
     /* one model.safetensors: an index left by an earlier sharded model in
      * the folder would be read instead of it */
     char idx[4200];
@@ -350,6 +371,35 @@ static int check_safety(const char *input, const cu_config_t *cfg, cu_error_t *e
                         (long long)blocked, dir, cfg->safety.policy);
 }
 
+/* The last component of a path ("random" stays "random"). */
+static const char *last_component(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    const char *s = path + n;
+    while (s > path && s[-1] != '/') s--;
+    return s;
+}
+
+/* "<run>/final.h5" or "<run>/checkpoints/step_00000100.h5": which file of
+ * which run, without the folders above the run. */
+static void source_label(const char *src, char *out, size_t cap) {
+    char dir[4096];
+    run_dir_of(src, dir, sizeof dir);
+    size_t dl = strlen(dir);
+    const char *rel = !strncmp(src, dir, dl) && src[dl] == '/' ? src + dl + 1 : last_component(src);
+    char abs_dir[4096];
+    const char *run = realpath(dir, abs_dir) ? last_component(abs_dir) : last_component(dir);
+    snprintf(out, cap, "%.200s/%.200s", run, rel);
+}
+
+/* A folder transformers' from_pretrained reads: it has a config.json. */
+static int is_hf_folder(const char *path) {
+    char p[4200];
+    if (!path[0] || !cu_is_dir(path)) return 0;
+    snprintf(p, sizeof p, "%s/config.json", path);
+    return cu_is_file(p);
+}
+
 /* The base's sha256 the run recorded in its provenance (the checkpoint's
  * attribute, else the run's provenance.json); "" when unknown. */
 static void base_sha256_of(const char *input, const char *src, char hex[65]) {
@@ -398,8 +448,9 @@ static int export_run(const opts_t *o, cu_error_t *err) {
                             "%s is from a full fine-tuning run (lora.enabled: false): there is "
                             "no adapter; use --format merged",
                             src);
-    if (mkdir(o->out, 0777) != 0 && errno != EEXIST)
-        return cu_error_set(err, CU_EIO, "cannot create %s: %s", o->out, strerror(errno));
+    if (access(o->out, F_OK) == 0 && !cu_is_dir(o->out))
+        return cu_error_set(err, CU_EINVAL, "%s is not a directory", o->out);
+    if ((rc = rundir_mkdirs(o->out, err))) return rc;
     if (!cu_is_dir(o->out)) return cu_error_set(err, CU_EINVAL, "%s is not a directory", o->out);
     if (!strcmp(o->format, "merged")) return write_merged(o, src, &cfg, &lc, err);
     gpt_config_t gc;
@@ -413,12 +464,21 @@ static int export_run(const opts_t *o, cu_error_t *err) {
     const peft_arch_t *arch = peft_arch_find(cfg.model.arch);
     if (rc == CU_OK && !arch)
         rc = cu_error_set(err, CU_EINVAL, "no PEFT naming for model.arch '%s'", cfg.model.arch);
+    char base_name[sizeof cfg.model.init];
+    snprintf(base_name, sizeof base_name, "%s", o->base_name ? o->base_name : cfg.model.init);
     peft_adapter_t pa = {.r = lc.r,
                          .alpha = lc.alpha,
                          .dropout = lc.dropout,
                          .rslora = lc.rslora,
                          .targets = lc.targets,
-                         .base_model = cfg.model.init};
+                         .base_model = base_name};
+    if (!o->base_name && !is_hf_folder(cfg.model.init))
+        fprintf(stderr,
+                "codexctl export: warning: the run's base (model.init: '%s') is not a Hugging "
+                "Face folder, so adapter_config.json's base_model_name_or_path cannot load it; "
+                "pass --base-name NAME (a hub id such as gpt2, or the base's folder where the "
+                "adapter will be loaded)\n",
+                cfg.model.init);
     base_sha256_of(o->input, src, pa.base_sha256);
     gpt_t *plain = NULL; /* PiSSA/OLoRA: rank 2r against the original base */
     if (rc == CU_OK && lora_init_from_weights(cfg.lora.init) &&

@@ -120,6 +120,20 @@ static int parse(int argc, char **argv, gen_opts_t *o) {
     return 0;
 }
 
+/* sample_generate keeps the prompt's last tokens when prompt and
+ * continuation do not fit the context: say so rather than answer a prompt
+ * the model never saw whole. */
+static void warn_if_cut(const run_model_t *rm, int n_prompt, int max_new) {
+    int maxT = gpt_config(rm->model)->max_seq_len;
+    if (max_new > maxT - 1) max_new = maxT - 1;
+    if (n_prompt + max_new <= maxT) return;
+    fprintf(stderr,
+            "codexctl generate: warning: the prompt is %d tokens but the model's context is %d "
+            "(model.max_seq_len) with %d for new tokens: only its last %d tokens are used; "
+            "shorten it or lower --max-new-tokens\n",
+            n_prompt, maxT, max_new, maxT - max_new);
+}
+
 /* Generates the continuation of o->prompt into *text (malloc'd bytes). */
 static int continue_prompt(run_model_t *rm, const gen_opts_t *o, char **text, size_t *len,
                            cu_error_t *err) {
@@ -137,6 +151,7 @@ static int continue_prompt(run_model_t *rm, const gen_opts_t *o, char **text, si
                           .top_p = o->top_p,
                           .n_vocab = tokenizer_vocab_size(rm->tok)};
     int n_out = 0;
+    if (rc == CU_OK) warn_if_cut(rm, (int)n, o->max_new);
     if (rc == CU_OK)
         rc = sample_generate(rm->model, ids, (int)n, o->max_new, &sp, &rng, tokenizer_eot(rm->tok),
                              out, &n_out, err);

@@ -4,8 +4,9 @@
  * from the config's slurm section, `sbatch --parsable`, the Slurm job id in
  * state.json) or on this machine (--local N: `mpirun -n N` detached, its
  * process group in launcher.pid). --sweep KEY=V1,V2 makes one Slurm job
- * array, a run directory per task; --dry-run prints the script and submits
- * nothing. docs/slurm.md describes the script and what happens to a job.
+ * array, a run directory per task (several --sweep: the grid of their
+ * values); --dry-run prints the script (--local: the mpirun command) and
+ * submits nothing. docs/slurm.md describes the script and what happens to a job.
  *
  * state.json goes SUBMITTED (written before sbatch runs, so a crash between
  * the two leaves a trace) then PENDING with the job id; codex-train takes
@@ -36,7 +37,9 @@ typedef struct {
     int n_overrides;
     const char *exports[SLURM_MAX_EXPORTS];
     int n_exports;
-    const char *sweep, *train;
+    const char *sweeps[SLURM_MAX_SWEEP_KEYS];
+    int n_sweeps;
+    const char *train;
     int local_ranks; /* 0: Slurm */
     int dry_run, force;
 } submit_args_t;
@@ -50,8 +53,11 @@ static void usage(FILE *out) {
           "  --slurm             submit to Slurm (the default): writes runs/<job>/job.sbatch\n"
           "                      from the config's slurm section and runs sbatch\n"
           "  --local N           run `mpirun -n N codex-train` here, detached\n"
-          "  --sweep KEY=V1,...  one Slurm job array, task i runs KEY=Vi in runs/<job>-<i>/\n"
-          "  --dry-run           print the batch script; submit and write nothing\n"
+          "  --sweep KEY=V1,...  one Slurm job array, task i runs KEY=Vi in runs/<job>-<i>/;\n"
+          "                      several --sweep make the grid of their values, each task's\n"
+          "                      values in runs/<job>-<i>/sweep.json\n"
+          "  --dry-run           print the batch script (with --local: the mpirun command);\n"
+          "                      submit and write nothing\n"
           "  --export NAME=VALUE an extra environment variable for the ranks (repeatable),\n"
           "                      e.g. OMPI_MCA_rmaps_base_oversubscribe=1\n"
           "  --train PATH        the codex-train to run (default: beside codexctl)\n"
@@ -79,7 +85,11 @@ static int parse_args(int argc, char **argv, submit_args_t *a) {
             }
             a->local_ranks = (int)n;
         } else if (!strcmp(s, "--sweep") && has_next) {
-            a->sweep = argv[++i];
+            if (a->n_sweeps == SLURM_MAX_SWEEP_KEYS) {
+                fprintf(stderr, "codexctl submit: at most %d --sweep\n", SLURM_MAX_SWEEP_KEYS);
+                return 2;
+            }
+            a->sweeps[a->n_sweeps++] = argv[++i];
         } else if (!strcmp(s, "--export") && has_next) {
             if (a->n_exports == SLURM_MAX_EXPORTS) {
                 fprintf(stderr, "codexctl submit: at most %d --export\n", SLURM_MAX_EXPORTS);
@@ -112,7 +122,7 @@ static int parse_args(int argc, char **argv, submit_args_t *a) {
         fprintf(stderr, "codexctl submit: choose one of --slurm and --local N\n");
         return 2;
     }
-    if (a->sweep && a->local_ranks) {
+    if (a->n_sweeps && a->local_ranks) {
         fprintf(stderr, "codexctl submit: --sweep makes a Slurm job array; drop --local\n");
         return 2;
     }
@@ -245,11 +255,24 @@ static int submit_slurm(const submit_args_t *a, slurm_plan_t *p) {
     return 0;
 }
 
+/* The environment the ranks of a local launch get (name, value pairs). */
+static int local_env(int threads, const char *names[4], char values[4][16]) {
+    int n = 0;
+    names[n] = "OPENBLAS_NUM_THREADS";
+    snprintf(values[n++], 16, "%d", threads);
+    names[n] = "OMP_NUM_THREADS";
+    snprintf(values[n++], 16, "%d", threads);
+    names[n] = "CU_PROGRESS"; /* local.out is a file: no progress bar */
+    snprintf(values[n++], 16, "0");
+    return n;
+}
+
 /* The detached child: its own session (so cancel can signal the group),
  * output into the run directory, then mpirun. Never returns. */
 static void exec_local(const char *run_dir, const char *train, int ranks, int threads) {
     setsid();
-    char path[4400], cfg[4400], nb[16], th[16];
+    char path[4400], cfg[4400], nb[16], values[4][16];
+    const char *names[4];
     snprintf(path, sizeof path, "%s/local.out", run_dir);
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     int in = open("/dev/null", O_RDONLY);
@@ -260,10 +283,8 @@ static void exec_local(const char *run_dir, const char *train, int ranks, int th
     }
     snprintf(cfg, sizeof cfg, "%s/submit.yaml", run_dir);
     snprintf(nb, sizeof nb, "%d", ranks);
-    snprintf(th, sizeof th, "%d", threads);
-    setenv("OPENBLAS_NUM_THREADS", th, 1);
-    setenv("OMP_NUM_THREADS", th, 1);
-    setenv("CU_PROGRESS", "0", 1); /* local.out is a file: no progress bar */
+    for (int i = 0, n = local_env(threads, names, values); i < n; i++)
+        setenv(names[i], values[i], 1);
     if (geteuid() == 0) {
         setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
@@ -272,6 +293,22 @@ static void exec_local(const char *run_dir, const char *train, int ranks, int th
     execvp("mpirun", argv);
     fprintf(stderr, "codexctl submit --local: cannot start mpirun: %s\n", strerror(errno));
     _exit(127);
+}
+
+/* --local N --dry-run: the command exec_local would run, as a shell line. */
+static void print_local_command(const submit_args_t *a, const slurm_plan_t *p, const char *train) {
+    char values[4][16];
+    const char *names[4];
+    printf("# codexctl submit --local %d would write %s/submit.yaml (the resolved config) and\n"
+           "# run, detached, in its own session (launcher.pid holds the process group):\n",
+           a->local_ranks, p->run_dir);
+    printf("cd '%s' &&", p->workdir);
+    for (int i = 0; i < a->n_exports; i++) printf(" '%s'", a->exports[i]);
+    for (int i = 0, n = local_env(p->cfg.train.threads, names, values); i < n; i++)
+        printf(" %s=%s", names[i], values[i]);
+    printf(" mpirun -n %d --oversubscribe '%s' '%s/submit.yaml' >>'%s/local.out' 2>&1 "
+           "</dev/null &\n",
+           a->local_ranks, train, p->run_dir, p->run_dir);
 }
 
 static int submit_local(const submit_args_t *a, slurm_plan_t *p, const char *train) {
@@ -356,6 +393,28 @@ static int check_inputs(const submit_args_t *a, const char *train) {
     return 1;
 }
 
+/* With --local N the rank count is N, not the slurm section's: say so in
+ * the validation message plan.c prefixes with the slurm keys. */
+static void name_local_ranks(cu_error_t *err, int n) {
+    char from[128], rest[sizeof err->msg];
+    snprintf(from, sizeof from, "for %d rank%s (slurm.nodes x slurm.ntasks_per_node)", n,
+             n == 1 ? "" : "s");
+    size_t fl = strlen(from);
+    if (strncmp(err->msg, from, fl) != 0) return;
+    snprintf(rest, sizeof rest, "%s", err->msg + fl);
+    int head =
+        snprintf(err->msg, sizeof err->msg, "for --local %d (%d rank%s)", n, n, n == 1 ? "" : "s");
+    if (head > 0 && (size_t)head < sizeof err->msg)
+        memcpy(err->msg + head, rest, strnlen(rest, sizeof err->msg - (size_t)head - 1) + 1);
+    err->msg[sizeof err->msg - 1] = '\0';
+}
+
+/* What the plan changed in the config rather than refuse it (e.g. warm-up
+ * longer than the run), once per distinct message. */
+static void print_adjustments(const slurm_plan_t *p) {
+    if (p->adjusted[0]) fprintf(stderr, "codexctl submit: warning: %s\n", p->adjusted);
+}
+
 int ctl_submit(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -395,17 +454,23 @@ int ctl_submit(int argc, char **argv) {
         free(text);
         return 1;
     }
-    rc = slurm_plan_build(p, (const char *)text, len, a.config, a.overrides, a.n_overrides, a.sweep,
-                          cwd, train, a.exports, a.n_exports, &err);
+    rc = slurm_plan_build_grid(p, (const char *)text, len, a.config, a.overrides, a.n_overrides,
+                               a.sweeps, a.n_sweeps, cwd, train, a.exports, a.n_exports, &err);
     free(text);
     if (rc != CU_OK) {
+        if (a.local_ranks) name_local_ranks(&err, a.local_ranks);
         fprintf(stderr, "codexctl submit: error: %s\n", err.msg);
         slurm_plan_free(p);
         free(p);
         return 2;
     }
-    if (a.dry_run) {
-        fputs(p->script, stdout);
+    print_adjustments(p);
+    if (a.dry_run && a.local_ranks) {
+        print_local_command(&a, p, train);
+        fprintf(stderr, "codexctl submit: dry run; nothing was written or started\n");
+        rc = 0;
+    } else if (a.dry_run) {
+        fputs(p->script, stdout); /* a sweep's tasks and values are in its comments */
         fprintf(stderr, "codexctl submit: dry run; nothing was written or submitted\n");
         rc = 0;
     } else if ((rc = refuse_if_active(&a, p)) != 0) {

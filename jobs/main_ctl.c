@@ -25,6 +25,7 @@ int ctl_eval(int argc, char **argv);
 int ctl_resize(int argc, char **argv);
 int ctl_merge(int argc, char **argv);
 int ctl_kb(int argc, char **argv);
+int ctl_completion(int argc, char **argv);
 
 const ctl_command_t CTL_COMMANDS[] = {
     {"prepare", ctl_prepare, "tokenise a corpus into an HDF5 dataset"},
@@ -41,6 +42,7 @@ const ctl_command_t CTL_COMMANDS[] = {
     {"merge", ctl_merge, "combine PEFT LoRA adapters (weighted) and re-factorise to a rank"},
     {"keys", ctl_keys, "create, list and revoke codex-ita API keys"},
     {"kb", ctl_kb, "build, refresh and search codex-ita's knowledge index"},
+    {"completion", ctl_completion, "shell completion for bash or zsh (codexctl and codex-train)"},
     {NULL, NULL, NULL},
 };
 

@@ -93,10 +93,11 @@ static void usage(FILE *out) {
           out);
 }
 
-/* Loads, overrides and validates; prints nothing. */
+/* Loads, overrides and validates; prints nothing (what config_settle
+ * changed goes to note, for rank 0 to warn about). */
 static int resolve_config(cu_config_t *cfg, int argc, char **argv, int first, int world_size,
-                          const char *config_path, int check, cu_error_t *invalid,
-                          cu_error_t *err) {
+                          const char *config_path, int check, char *note, size_t note_cap,
+                          cu_error_t *invalid, cu_error_t *err) {
     int rc = config_load_file(cfg, config_path, err);
     for (int i = first; rc == CU_OK && i < argc; i++) {
         if (strcmp(argv[i], "--print-config") == 0 || strcmp(argv[i], "--overwrite") == 0 ||
@@ -108,6 +109,7 @@ static int resolve_config(cu_config_t *cfg, int argc, char **argv, int first, in
         }
         rc = config_apply_override(cfg, argv[i], err);
     }
+    if (rc == CU_OK) config_settle(cfg, note, note_cap);
     /* a model folder's own tokenizer: tokenizer.path from model.init */
     if (rc == CU_OK) rc = io_tokenizer_resolve_config(cfg, err);
     if (rc == CU_OK && check) {
@@ -191,8 +193,10 @@ int main(int argc, char **argv) {
     }
     cu_config_t cfg;
     cu_error_t invalid = {0};
-    int rc = resolve_config(&cfg, argc, argv, first_override, w.size, config_path, check, &invalid,
-                            &err);
+    char note[512];
+    int rc = resolve_config(&cfg, argc, argv, first_override, w.size, config_path, check, note,
+                            sizeof note, &invalid, &err);
+    if (rc == CU_OK && note[0] && w.rank == 0) fprintf(stderr, "codex-train: warning: %s\n", note);
     if (rc != CU_OK) {
         /* every rank read the same input, so every rank fails the same way */
         if (w.rank == 0) fprintf(stderr, "codex-train: error: %s\n", err.msg);

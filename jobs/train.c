@@ -1145,6 +1145,8 @@ static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_ea
     eval_result_t r;
     int rc = eval_run(t->model, t->val, c, t->w, t->inputs, t->targets, t->window, &r, err);
     if (rc) return rc;
+    t->st.last_eval_step = steps_done;
+    t->st.last_val_loss = r.loss;
     int improved = t->st.best_step < 0 || r.loss < t->st.best_val_loss;
     if (improved) {
         t->st.best_step = steps_done;

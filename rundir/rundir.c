@@ -125,6 +125,7 @@ void rundir_state_init(rundir_state_t *s, const char *job) {
     s->loss = s->lr = s->grad_norm = s->tokens_per_s = s->eta_s = NAN;
     s->ckpt_step = -1;
     s->best_step = -1;
+    s->last_eval_step = -1;
     s->error_rank = -1;
 }
 
@@ -228,6 +229,11 @@ static json_t *state_json(const rundir_state_t *s) {
                         s->best_step < 0 ? json_null()
                                          : json_pack("{s:I,s:f}", "step", (json_int_t)s->best_step,
                                                      "val_loss", s->best_val_loss));
+    json_object_set_new(o, "last_eval",
+                        s->last_eval_step < 0
+                            ? json_null()
+                            : json_pack("{s:I,s:f}", "step", (json_int_t)s->last_eval_step,
+                                        "val_loss", s->last_val_loss));
     json_object_set_new(o, "safety",
                         json_pack("{s:I,s:I,s:I}", "redactions", (json_int_t)s->redactions,
                                   "output_findings", (json_int_t)s->output_findings,

@@ -29,6 +29,8 @@ typedef struct {
     char ckpt_file[512];
     long best_step; /* -1 = no evaluation */
     double best_val_loss;
+    long last_eval_step; /* -1 = no evaluation since this process started */
+    double last_val_loss;
     long redactions, output_findings, blocked_outputs;
     char error[1024]; /* "" = null */
     int error_rank;

@@ -24,6 +24,10 @@ PACKAGES=(
   python3 python3-torch python3-numpy python3-regex
   # codex-ita: the dashboard test (headless browser) and the HTTP benchmark
   chromium wrk
+  # codex-ita's /metrics and the example alert rules: promtool in the tests
+  prometheus
+  # the test of codexctl's zsh completion (bash is there already)
+  zsh
   # codexctl submit and the slurm test suite: a single-node Slurm with munge
   # (slurmd brings the PMIx plugin for srun --mpi=pmix)
   slurmctld slurmd slurm-client munge

@@ -18,7 +18,9 @@
 #include "io/config.h"
 
 #define SLURM_MAX_EXPORTS 16
-#define SLURM_MAX_SWEEP 64
+#define SLURM_MAX_SWEEP 64     /* array tasks of a sweep (or a grid of sweeps) */
+#define SLURM_MAX_SWEEP_KEYS 8 /* --sweep options in one grid */
+#define SLURM_SWEEP_TEXT 2048  /* a task's values, as text or JSON */
 
 /* ---- the batch script (script.c) ---- */
 
@@ -142,7 +144,10 @@ typedef struct {
     char runs_dir[4096];
     int n_tasks;           /* 0 for a single job, else array tasks */
     cu_config_t *task_cfg; /* n_tasks resolved configs (job.name=<name>-<i>); allocated */
-    char *script;          /* allocated */
+    char (*task_values)[SLURM_SWEEP_TEXT]; /* per task "KEY=V KEY2=W"; allocated */
+    char (*sweep_json)[SLURM_SWEEP_TEXT];  /* per task its sweep.json text; allocated */
+    char *script;                          /* allocated */
+    char adjusted[512]; /* a value config_settle changed, for a warning ("" none) */
 } slurm_plan_t;
 
 /* Builds a plan from a config text (origin names it in messages), command
@@ -155,6 +160,15 @@ int slurm_plan_build(slurm_plan_t *p, const char *text, size_t len, const char *
                      const char *workdir, const char *train_exe, const char *const exports[],
                      int n_exports, cu_error_t *err);
 void slurm_plan_free(slurm_plan_t *p);
+
+/* The same with several sweeps: one array task per combination of their
+ * values (the cartesian product, the last sweep varying fastest), at most
+ * SLURM_MAX_SWEEP tasks. Each task's run directory gets a sweep.json,
+ * {"task": i, "values": {"KEY": "V", ...}}. */
+int slurm_plan_build_grid(slurm_plan_t *p, const char *text, size_t len, const char *origin,
+                          char *const overrides[], int n_overrides, const char *const sweeps[],
+                          int n_sweeps, const char *workdir, const char *train_exe,
+                          const char *const exports[], int n_exports, cu_error_t *err);
 
 /* Creates the run directories and writes submit.yaml into each and
  * job.sbatch into the first (runs_dir/<name>.sbatch too for an array).

@@ -11,6 +11,11 @@ if(TARGET cu_ita)
                      $<TARGET_FILE:codexctl> ${PROJECT_SOURCE_DIR} ${case})
     set_tests_properties(ita_${case} PROPERTIES LABELS ita TIMEOUT 120)
   endforeach()
+  # issue 19: Prometheus exposition checked by promtool, and the example alert rules
+  add_test(NAME ita_monitoring
+           COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/ita_server.py $<TARGET_FILE:codex-ita>
+                   $<TARGET_FILE:codexctl> ${PROJECT_SOURCE_DIR} monitoring)
+  set_tests_properties(ita_monitoring PROPERTIES LABELS ita TIMEOUT 120)
   find_program(CU_CHROMIUM NAMES chromium chromium-browser)
   if(CU_CHROMIUM)
     add_test(NAME ita_dashboard

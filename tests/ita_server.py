@@ -38,6 +38,10 @@ Cases (each prints "N passed, N failed" last):
   sched       the cached scheduler view from fake squeue/sacct: Slurm state,
               reason, nodes, array tasks, LOST only when no scheduler knows
               the job, no squeue per request, cancel and its finishing
+  monitoring  /metrics passes `promtool check metrics`: codex_job_info with
+              status and scheduler state, validation losses, learning rate,
+              ETA, heartbeat age only for active jobs; docs/monitoring's
+              alert rules pass `promtool check rules` and `promtool test rules`
 
 A case is a function registered in CASES and in tests/ita.cmake's list; a
 new one needs only a function taking (ctx, t). For a live 2-rank job: start
@@ -268,8 +272,21 @@ def case_config(ctx, t):
         p = run("listen:\n  port: 8471\nthreads: 3\n")
         t.check(p.returncode == 0 and "127.0.0.1:8471, 3 threads" in p.stdout, "--check prints")
         p = run("listen:\n  prot: 8471\n")
-        t.check(p.returncode == 2 and "listen.prot" in p.stderr and "line 2" in p.stderr,
-                "unknown key named with its line: %r" % p.stderr)
+        # codex-train's style (issue 19): FILE:LINE:COLUMN of the key, the nearest valid one
+        t.check(p.returncode == 2 and "unknown key 'listen.prot' at %s:2:3; did you mean "
+                "'listen.port'?" % os.path.join(d, "ita.yaml") in p.stderr,
+                "unknown key named with its file:line:column and a suggestion: %r" % p.stderr)
+        p = run("metrics:\n  public: true\nrate_limit:\n  per_secnd: 3\n")
+        t.check(p.returncode == 2 and "'metrics.public' at " in p.stderr and
+                "did you mean 'metrics_public'?" in p.stderr, "a nested key for a top-level one: %r"
+                % p.stderr)
+        p = run("rate_limit:\n  per_secnd: 3\n")
+        t.check(p.returncode == 2 and "did you mean 'rate_limit.per_second'?" in p.stderr,
+                "a typo in a leaf: %r" % p.stderr)
+        p = run("threads: 3\nlisten:\n  port: 70000\n")
+        t.check(p.returncode == 2 and "listen.port must be an integer in [0, 65535], got '70000' "
+                "at %s:3:9" % os.path.join(d, "ita.yaml") in p.stderr and ": :" not in p.stderr,
+                "a bad value named at its value's line:column: %r" % p.stderr)
         p = run("threads: many\n")
         t.check(p.returncode == 2 and "threads" in p.stderr, "bad value named")
         p = run("listen:\n  port: 70000\n")
@@ -1650,6 +1667,79 @@ def case_exhaustion(ctx, t):
 
 
 CASES["exhaustion"] = case_exhaustion
+
+
+def case_monitoring(ctx, t):
+    """Issue 19: /metrics passes `promtool check metrics`; codex_job_info
+    carries each job's status and its scheduler's state (from fake squeue);
+    the last and best validation loss, learning rate and ETA per job; the
+    heartbeat's age only for jobs still active (or LOST). The example alert
+    rules of docs/monitoring pass `promtool check rules` and their unit
+    tests (`promtool test rules`)."""
+    promtool = shutil.which("promtool")
+    if not t.check(promtool, "promtool is installed (Debian package prometheus)"):
+        return
+    fake = FakeSlurm()
+    runs = tempfile.mkdtemp(prefix="ita-mon-")
+    try:
+        shutil.copytree(ctx.fixtures, runs, dirs_exist_ok=True, symlinks=True)
+        set_state(runs, "run-live", updated_at=now_rfc3339(), lr=0.0004, eta_s=30.5,
+                  last_eval={"step": 100, "val_loss": 2.5},
+                  best_eval={"step": 80, "val_loss": 2.25})
+        sched_job(runs, "sl-pend", "7002", status="PENDING", age_s=1)
+        fake.put("squeue.txt", "7002|PENDING|Priority|\n")
+        fake.put("sacct.txt", "")
+        with Server(ctx, live_runs=runs, extra_yaml=submit_yaml(ctx, None, fake),
+                    env=fake.env) as s:
+            end = time.time() + 20  # hang guard: waits for the scheduler view, not a race
+            text = ""
+            while time.time() < end:
+                st, h, b = s.get("/metrics", s.keys["reader"])
+                text = b.decode()
+                if 'scheduler_state="PENDING"' in text:
+                    break
+                time.sleep(0.1)
+            p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                               text=True)
+            t.check(p.returncode == 0, "promtool check metrics: %s%s" % (p.stdout, p.stderr))
+
+            def val(pattern):
+                m = re.search("^" + re.escape(pattern) + r" ([0-9.e+-]+)$", text, re.M)
+                return float(m.group(1)) if m else None
+            st, _, jobs = s.json("/v1/jobs?limit=100")
+            listed = {j["id"]: j["status"] for j in (jobs or {}).get("jobs", [])}
+            t.check(len(listed) >= 7, "jobs listed: %s" % listed)
+            for job, status in listed.items():
+                sched = "PENDING" if job == "sl-pend" else "local"
+                t.check(val('codex_job_info{job="%s",status="%s",scheduler_state="%s"}'
+                            % (job, status, sched)) == 1, "codex_job_info of %s" % job)
+            t.check(len(re.findall(r"^codex_job_info\{", text, re.M)) == len(listed),
+                    "one info series a job")
+            t.check(val('codex_job_val_loss{job="run-live"}') == 2.5, "last validation loss")
+            t.check(val('codex_job_best_val_loss{job="run-live"}') == 2.25, "best validation loss")
+            t.check(val('codex_job_learning_rate{job="run-live"}') == 0.0004, "learning rate")
+            t.check(val('codex_job_eta_seconds{job="run-live"}') == 30.5, "ETA of a running job")
+            t.check(val('codex_job_eta_seconds{job="demo-completed"}') == 0, "ETA of a completed one")
+            ages = set(re.findall(r'^codex_job_heartbeat_age_seconds\{job="([^"]+)"\}', text, re.M))
+            want = {j for j, st in listed.items()
+                    if st in ("SUBMITTED", "PENDING", "RUNNING", "PREEMPTED", "LOST")}
+            t.check(ages == want and "demo-completed" not in ages,
+                    "heartbeat age only for active jobs: %s, want %s" % (sorted(ages), sorted(want)))
+    finally:
+        fake.close()
+        shutil.rmtree(runs, ignore_errors=True)
+    docs = os.path.join(ctx.src, "docs", "monitoring")
+    p = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=docs, capture_output=True,
+                       text=True)
+    t.check(p.returncode == 0 and "3 rules" in p.stdout,
+            "promtool check rules: %s%s" % (p.stdout, p.stderr))
+    p = subprocess.run([promtool, "test", "rules", "alerts_test.yml"], cwd=docs,
+                       capture_output=True, text=True)
+    t.check(p.returncode == 0, "promtool test rules (LOST, FAILED, throughput halved): %s%s"
+            % (p.stdout, p.stderr))
+
+
+CASES["monitoring"] = case_monitoring
 
 
 def main():

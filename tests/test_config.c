@@ -1061,13 +1061,54 @@ static void test_anchor_bomb(void) {
     free(text);
 }
 
-TEST_MAIN(TEST(test_schema_is_consistent), TEST(test_defaults), TEST(test_full_file),
-          TEST(test_file_errors), TEST(test_unknown_keys_suggest), TEST(test_type_errors),
-          TEST(test_number_syntax), TEST(test_bools_and_nulls), TEST(test_range_errors),
-          TEST(test_enum_errors), TEST(test_duplicates), TEST(test_shape_errors),
-          TEST(test_string_limits), TEST(test_syntax_errors), TEST(test_lists),
-          TEST(test_dotted_top_level), TEST(test_parse_is_atomic), TEST(test_overrides),
-          TEST(test_override_errors), TEST(test_round_trip_defaults),
+/* Issue 19: warm-up longer than the run is clamped with a note, not refused;
+ * the nearest-name suggestion codex-ita shares for ita.yaml. */
+static void test_settle_and_suggest(void) {
+    cu_config_t c;
+    config_defaults(&c);
+    char note[512];
+    config_settle(&c, note, sizeof note);
+    CHECK(note[0] == '\0');
+    c.train.max_steps = 20;
+    c.train.warmup_steps = 500;
+    config_settle(&c, note, sizeof note);
+    CHECK(c.train.warmup_steps == 20);
+    CHECK_MSG(strstr(note, "train.warmup_steps (500) exceeds train.max_steps (20); using 20"), "%s",
+              note);
+    cu_error_t e;
+    CHECK(validate(&c, 1, &e) == CU_OK);
+    config_settle(&c, note, sizeof note); /* settled once: nothing more to say */
+    CHECK(note[0] == '\0');
+
+    static const char *const names[] = {"listen.host", "listen.port", "metrics_public",
+                                        "rate_limit.per_second", "rate_limit.burst"};
+    char hint[256];
+    config_suggest_name("listen.prot", names, 5, hint, sizeof hint);
+    CHECK_MSG(!strcmp(hint, "; did you mean 'listen.port'?"), "%s", hint);
+    config_suggest_name("metrics.public", names, 5, hint, sizeof hint);
+    CHECK_MSG(!strcmp(hint, "; did you mean 'metrics_public'?"), "%s", hint);
+    config_suggest_name("lisen.host", names, 5, hint, sizeof hint);
+    CHECK_MSG(!strcmp(hint, "; did you mean 'listen.host'?"), "%s", hint);
+    config_suggest_name("rate_limit.per_sec", names, 5, hint, sizeof hint);
+    CHECK_MSG(!strcmp(hint, "; did you mean 'rate_limit.per_second'?"), "%s", hint);
+    config_suggest_name("completely.different", names, 5, hint, sizeof hint);
+    CHECK_MSG(hint[0] == '\0', "%s", hint);
+
+    const char *values = NULL;
+    int n = 0, found_enum = 0;
+    for (const char *k; (k = config_key_name(n, &values)) != NULL; n++)
+        if (!strcmp(k, "train.schedule")) found_enum = values && strstr(values, "cosine");
+    CHECK(n > 50 && found_enum);
+    CHECK(config_key_name(n, &values) == NULL && values == NULL);
+}
+
+TEST_MAIN(TEST(test_settle_and_suggest), TEST(test_schema_is_consistent), TEST(test_defaults),
+          TEST(test_full_file), TEST(test_file_errors), TEST(test_unknown_keys_suggest),
+          TEST(test_type_errors), TEST(test_number_syntax), TEST(test_bools_and_nulls),
+          TEST(test_range_errors), TEST(test_enum_errors), TEST(test_duplicates),
+          TEST(test_shape_errors), TEST(test_string_limits), TEST(test_syntax_errors),
+          TEST(test_lists), TEST(test_dotted_top_level), TEST(test_parse_is_atomic),
+          TEST(test_overrides), TEST(test_override_errors), TEST(test_round_trip_defaults),
           TEST(test_round_trip_everything), TEST(test_float_round_trip),
           TEST(test_validate_model_and_batches), TEST(test_validate_llama),
           TEST(test_validate_train_lora_data), TEST(test_validate_rechecks_keys),

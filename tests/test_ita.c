@@ -436,7 +436,20 @@ static void test_metrics_render(void) {
     char runs[512];
     snprintf(runs, sizeof runs, "%s/runs", tmpdir);
     mkdir(runs, 0755);
-    mkjob(runs, "j1", "{\"status\":\"COMPLETED\",\"step\":7,\"max_steps\":7,\"loss\":1.25}");
+    mkjob(runs, "j1",
+          "{\"status\":\"COMPLETED\",\"step\":7,\"max_steps\":7,\"loss\":1.25,"
+          "\"updated_at\":\"2026-01-01T00:00:00.000Z\"}");
+    /* A running job with a fresh heartbeat, its last and best evaluation. */
+    char now[32], j2[512];
+    time_t t = time(NULL);
+    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%S.000Z", gmtime(&t));
+    snprintf(j2, sizeof j2,
+             "{\"status\":\"RUNNING\",\"step\":3,\"max_steps\":10,\"loss\":2.5,\"lr\":0.0005,"
+             "\"eta_s\":42,\"started_at\":\"%s\",\"updated_at\":\"%s\","
+             "\"last_eval\":{\"step\":2,\"val_loss\":2.75},"
+             "\"best_eval\":{\"step\":1,\"val_loss\":2.625}}",
+             now, now);
+    mkjob(runs, "j2", j2);
     ita_jobdir_t *jd = NULL;
     cu_error_t err;
     CHECK(ita_jobdir_open(&jd, runs, 120, 100, &err) == CU_OK);
@@ -455,6 +468,19 @@ static void test_metrics_render(void) {
         CHECK(strstr(text, "codex_job_step{job=\"j1\"} 7\n"));
         CHECK(strstr(text, "codex_job_loss{job=\"j1\"} 1.25\n"));
         CHECK(!strstr(text, "codex_job_tokens_per_second{job=\"j1\"}")); /* null: no sample */
+        CHECK(strstr(text, "codex_job_info{job=\"j1\",status=\"COMPLETED\","
+                           "scheduler_state=\"local\"} 1\n"));
+        CHECK(strstr(text, "codex_job_info{job=\"j2\",status=\"RUNNING\","
+                           "scheduler_state=\"local\"} 1\n"));
+        CHECK(strstr(text, "codex_job_val_loss{job=\"j2\"} 2.75\n"));
+        CHECK(strstr(text, "codex_job_best_val_loss{job=\"j2\"} 2.625\n"));
+        CHECK(strstr(text, "codex_job_learning_rate{job=\"j2\"} 0.0005\n"));
+        CHECK(strstr(text, "codex_job_eta_seconds{job=\"j2\"} 42\n"));
+        CHECK(strstr(text, "codex_job_eta_seconds{job=\"j1\"} 0\n"));
+        CHECK(!strstr(text, "codex_job_val_loss{job=\"j1\"}"));
+        /* the heartbeat's age only for the job still running */
+        CHECK(strstr(text, "codex_job_heartbeat_age_seconds{job=\"j2\"}"));
+        CHECK(!strstr(text, "codex_job_heartbeat_age_seconds{job=\"j1\"}"));
     }
     free(text);
     ita_jobdir_free(jd);
