@@ -643,10 +643,10 @@ static void free_list(char **l) {
     free(l);
 }
 
-/* Absolute, resolved copies of paths (a path that does not exist is kept as
- * written: nothing there to show or hide). NULL-terminated; NULL when out
- * of memory or a path is relative. */
-static char **resolve_paths(const char *const *paths, const char *what, cu_error_t *err) {
+/* Resolved copies of paths (a path that does not exist is kept as written
+ * when absolute, left out when relative: nothing there to show or hide).
+ * NULL-terminated; NULL when out of memory. */
+static char **resolve_paths(const char *const *paths, cu_error_t *err) {
     size_t n = 0;
     while (paths && paths[n]) n++;
     char **out = calloc(n + 1, sizeof *out);
@@ -654,16 +654,13 @@ static char **resolve_paths(const char *const *paths, const char *what, cu_error
         cu_error_set(err, CU_ENOMEM, "sandbox: out of memory");
         return NULL;
     }
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (paths[i][0] != '/') {
-            cu_error_set(err, CU_EINVAL, "sandbox: %s '%s' is not an absolute path", what,
-                         paths[i]);
-            free_list(out);
-            return NULL;
-        }
-        out[i] = realpath(paths[i], NULL);
-        if (!out[i]) out[i] = strdup(paths[i]);
-        if (!out[i]) {
+        if (!paths[i][0]) continue;
+        out[k] = realpath(paths[i], NULL);
+        if (!out[k] && paths[i][0] != '/') continue;
+        if (!out[k]) out[k] = strdup(paths[i]);
+        if (!out[k++]) {
             cu_error_set(err, CU_ENOMEM, "sandbox: out of memory");
             free_list(out);
             return NULL;
@@ -795,8 +792,8 @@ int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *res, cu_error_t *e
     for (size_t i = 0; i < nh; i++) hide_all[nx++] = o->hide_paths[i];
     hide_all[nx++] = HIDE_ALWAYS[0];
     hide_all[nx] = NULL;
-    ro = resolve_paths(o->ro_paths, "read-only path", err);
-    hide = ro ? resolve_paths(hide_all, "hidden path", err) : NULL;
+    ro = resolve_paths(o->ro_paths, err);
+    hide = ro ? resolve_paths(hide_all, err) : NULL;
     free(hide_all);
     if (!ro || !hide) {
         rc = err->code;

@@ -60,7 +60,7 @@ typedef struct {
     int executable;
 } sandbox_file_t;
 
-typedef struct {
+typedef struct sandbox_opts {
     const char *const *argv; /* NULL-terminated; argv[0] a path or a name found in the PATH below */
     const char *const *env;  /* extra "NAME=value" entries, NULL-terminated, or NULL */
     const sandbox_file_t *files; /* written into the private directory first */

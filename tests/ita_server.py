@@ -45,6 +45,7 @@ new one needs only a function taking (ctx, t). For a live 2-rank job: start
 `with Server(ctx, live_runs=that_dir) as s:` and use s.json(...), s.get(...)
 and sse_events(...) as the cases below do.
 """
+import base64
 import http.client
 import json
 import os
@@ -975,8 +976,24 @@ def case_tests_run(ctx, t):
                 "no connection to a loopback listener")
         marker = "/tmp/cu-sandbox-escape-%d" % os.getpid()
         st, _, r = run("echo x > %s\n" % marker)
+        t.check(st == 200 and not os.path.exists(marker),
+                "a write to /tmp stays in the run's private tmpfs")
+        marker = "/var/tmp/cu-sandbox-escape-%d" % os.getpid()
+        st, _, r = run("echo x > %s\n" % marker)
         t.check(st == 200 and not r["passed"] and not os.path.exists(marker),
                 "no write outside the private directory")
+        # issue 18: the service's own files are not readable inside
+        st, _, r = run("cat %s %s\n" % (s.keys_file, s.audit))
+        t.check(st == 200 and not r["passed"] and "sha256" not in r["stdout"]
+                and r["stdout"] == "", "the keys file and audit log are unreadable: %s" % r)
+        # output that is not UTF-8 comes back (base64, flagged), not a 500
+        st, _, r = run("printf 'ok\\377\\376\\n'\n")
+        t.check(st == 200 and r.get("stdout_encoding") == "base64"
+                and base64.b64decode(r["stdout"]) == b"ok\xff\xfe\n"
+                and r.get("stderr_encoding") == "utf-8", "non-UTF-8 output: %s" % r)
+        st, _, r = run("echo fine\n")
+        t.check(st == 200 and r.get("stdout_encoding") == "utf-8" and r["stdout"] == "fine\n",
+                "UTF-8 output is a plain string")
         st, _, r = run("cat data.txt\n", files={"run.sh": "cat data.txt\n", "data.txt": "abc"})
         t.check(st == 200 and r["stdout"] == "abc", "the request's files are there")
         st, _, _ = run("true\n", command="python")
