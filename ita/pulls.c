@@ -237,10 +237,9 @@ static json_t *run_check(pr_t *p) {
     o.env = envv;
     o.timeout_s = cfg->tests_timeout_s;
     o.max_output = 64 * 1024;
-    const char *hide[ITA_SANDBOX_HIDE];
-    ita_sandbox_opts(cfg, &o, hide);
-    const char *ro[] = {p->wt, p->repo->path, NULL}; /* the worktree and its repository */
-    o.ro_paths = ro;
+    const char *hide[ITA_SANDBOX_HIDE], *ro[ITA_SANDBOX_RO];
+    const char *wt[] = {p->wt, p->repo->path, NULL}; /* the worktree and its repository */
+    ita_sandbox_opts(cfg, &o, hide, ro, wt);
     sandbox_result_t r;
     cu_error_t err = {0};
     pthread_mutex_lock(p->c->sandbox_mu);

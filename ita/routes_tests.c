@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ita/http.h"
 #include "safety/sandbox.h"
@@ -74,7 +75,15 @@ int ita_put_output(json_t *obj, const char *key, const char *buf, size_t len) {
     return json_object_set_new(obj, enc_key, json_string("base64"));
 }
 
-void ita_sandbox_opts(const ita_config_t *cfg, sandbox_opts_t *o, const char **hide) {
+void ita_sandbox_opts(const ita_config_t *cfg, sandbox_opts_t *o, const char **hide,
+                      const char **ro, const char *const *extra_ro) {
+    int k = 0;
+    for (int i = 0; o->argv && o->argv[i] && k < ITA_SANDBOX_RO - 1; i++)
+        if (o->argv[i][0] == '/' && access(o->argv[i], F_OK) == 0) ro[k++] = o->argv[i];
+    for (int i = 0; extra_ro && extra_ro[i] && k < ITA_SANDBOX_RO - 1; i++)
+        if (extra_ro[i][0]) ro[k++] = extra_ro[i];
+    ro[k] = NULL;
+    o->ro_paths = ro;
     o->allow_rlimits_only = cfg->sandbox_allow_rlimits_only;
     o->cgroup_parent = cfg->sandbox_cgroup_parent[0] ? cfg->sandbox_cgroup_parent : NULL;
     o->mem_bytes = (size_t)cfg->sandbox_memory_mb << 20;
@@ -136,8 +145,8 @@ int ita_tests_run(const ita_config_t *cfg, pthread_mutex_t *sandbox_mu, json_t *
     opts.nfiles = nfiles;
     opts.timeout_s = cfg->tests_timeout_s;
     opts.max_output = 256 * 1024;
-    const char *hide[ITA_SANDBOX_HIDE];
-    ita_sandbox_opts(cfg, &opts, hide);
+    const char *hide[ITA_SANDBOX_HIDE], *ro[ITA_SANDBOX_RO];
+    ita_sandbox_opts(cfg, &opts, hide, ro, NULL);
     if (json_is_string(in)) {
         opts.stdin_data = json_string_value(in);
         opts.stdin_len = json_string_length(in);

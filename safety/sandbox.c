@@ -792,7 +792,19 @@ int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *res, cu_error_t *e
     for (size_t i = 0; i < nh; i++) hide_all[nx++] = o->hide_paths[i];
     hide_all[nx++] = HIDE_ALWAYS[0];
     hide_all[nx] = NULL;
-    ro = resolve_paths(o->ro_paths, err);
+    /* read-only inside: the caller's paths and the program itself */
+    size_t nr = 0;
+    while (o->ro_paths && o->ro_paths[nr]) nr++;
+    const char **ro_all = calloc(nr + 2, sizeof *ro_all);
+    if (!ro_all) {
+        free(hide_all);
+        rc = cu_error_set(err, CU_ENOMEM, "sandbox: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < nr; i++) ro_all[i] = o->ro_paths[i];
+    ro_all[nr] = exe;
+    ro = resolve_paths(ro_all, err);
+    free(ro_all);
     hide = ro ? resolve_paths(hide_all, err) : NULL;
     free(hide_all);
     if (!ro || !hide) {

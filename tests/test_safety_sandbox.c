@@ -193,10 +193,13 @@ static int child_main(int argc, char **argv) {
             if (p < 0) break;
             n++;
         }
+        /* the release fifo is open before "full" is said: the test holds its
+         * write end from the start, so this never waits for a writer */
+        int r = open(argv[4], O_RDONLY | O_NONBLOCK);
+        if (r >= 0) fcntl(r, F_SETFL, 0);
         int w = open(argv[3], O_WRONLY);
         dprintf(w, "%d\n", n);
         close(w);
-        int r = open(argv[4], O_RDONLY);
         char c;
         while (r >= 0 && read(r, &c, 1) > 0) {
         }
@@ -694,8 +697,11 @@ static int concurrent_bombs(int shared_uid, int *second_forked) {
     chmod(full, 0666);
     chmod(release, 0666);
     const char *ro[] = {self_dir, dir, NULL};
+    /* the write end of release, held until the second run is over */
+    int rel = open(release, O_RDWR | O_CLOEXEC);
     pid_t first = fork();
     if (first == 0) {
+        close(rel);
         const char *argv[] = {self, "child", "holdbomb", full, release, NULL};
         sandbox_opts_t o;
         opts_for(&o, argv);
@@ -747,8 +753,7 @@ static int concurrent_bombs(int shared_uid, int *second_forked) {
         printf("  second run: %s", r.out);
         sandbox_result_free(&r);
     }
-    int w = open(release, O_WRONLY | O_NONBLOCK);
-    if (w >= 0) close(w);
+    close(rel); /* the first run reads EOF and ends */
     int st = 1;
     waitpid(first, &st, 0);
     unlink(full);
