@@ -399,7 +399,7 @@ static void build_root(child_t *c, unsigned applied) {
         struct stat sb;
         if (join2(dst, sizeof dst, R, c->ro_paths[i]) != 0)
             fail_step(c, STEP_RO_PATH, ENAMETOOLONG);
-        if (lstat(dst, &sb) == 0) continue;
+        if (lstat(dst, &sb) == 0 || stat(c->ro_paths[i], &sb) != 0) continue; /* shown / absent */
         if (make_parents(R, c->ro_paths[i]) != 0 || bind_ro(c->ro_paths[i], dst) != 0)
             fail_step(c, STEP_RO_PATH, errno);
     }
