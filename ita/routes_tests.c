@@ -171,6 +171,8 @@ void ita_route_tests_run(ita_req_t *rq) {
     json_decref(doc);
     if (rc == CU_EINVAL)
         ita_problem(rq, 400, err.msg);
+    else if (rc == CU_EPOLICY) /* the sandbox cannot hold a run here (docs/safety.md) */
+        ita_problem(rq, 503, err.msg);
     else if (rc == ITA_ENOTALLOWED)
         ita_problem(rq, 403, err.msg);
     else if (rc) {

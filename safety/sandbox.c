@@ -744,7 +744,7 @@ int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *res, cu_error_t *e
         if (sb_cg_create(&lim, &cg, why, sizeof why) == 0) {
             have_cg = 1;
         } else if (require & SANDBOX_CGROUP) {
-            rc = cu_error_set(err, CU_EINVAL,
+            rc = cu_error_set(err, CU_EPOLICY,
                               "sandbox: refused: no cgroup for the run here (%s); without one, "
                               "memory held in memfd/shmem and the process count escape the "
                               "rlimits. Delegate a cgroup subtree to the service, or accept "
@@ -987,7 +987,7 @@ int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *res, cu_error_t *e
     } else if (missing && !res->timed_out) {
         char names[160];
         sandbox_applied_string(missing, names, sizeof names);
-        rc = cu_error_set(err, CU_EINVAL, "sandbox: required isolation not available here: %s%s%s",
+        rc = cu_error_set(err, CU_EPOLICY, "sandbox: required isolation not available here: %s%s%s",
                           names, exec_errno ? "; " : "", exec_errno ? strerror(exec_errno) : "");
         sandbox_result_free(res);
     }

@@ -122,9 +122,11 @@ typedef struct {
 int sandbox_cgroups_available(const char *cgroup_parent, char *why, size_t cap);
 
 /* Runs opts->argv in the sandbox and waits for it. Allocates result's
- * buffers (sandbox_result_free). Fails (CU_EINVAL) for bad options or when a
- * required layer cannot be applied, CU_EIO when the private directory cannot
- * be made; a command that fails or times out is a result, not an error. */
+ * buffers (sandbox_result_free). Fails CU_EINVAL for bad options, CU_EPOLICY
+ * when the run is refused (no cgroup without allow_rlimits_only, or a
+ * required layer that cannot be applied), CU_EIO when the private directory
+ * or a file cannot be made; a command that fails or times out is a result,
+ * not an error. */
 int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *result, cu_error_t *err);
 void sandbox_result_free(sandbox_result_t *r);
 

@@ -1008,7 +1008,37 @@ def case_tests_run(ctx, t):
         t.check(st == 400, "a body that is not JSON is a 400")
         st, h, _ = s.get("/v1/tests/run", sub)
         t.check(st == 405 and h.get("allow") == "POST", "GET gets 405")
+        t.check("cgroup" in r.get("sandbox", "") or "cgroup" not in open("/proc/filesystems").read(),
+                "each run in a cgroup of its own where there are cgroups: %s" % r.get("sandbox"))
     lsock.close()
+    # without a cgroup for the runs: a warning at start, and runs refused unless
+    # sandbox.allow_rlimits_only accepts rlimits only
+    nocg = extra + 'sandbox:\n  cgroup_parent: /nonexistent/cu-delegated\n'
+    with Server(ctx, nocg) as s:
+        body = json.dumps({"command": "sh", "files": {"run.sh": "echo hi\n"}}).encode()
+        st, _, b = s.get("/v1/tests/run", s.keys["submitter"], method="POST", body=body,
+                         headers={"Content-Type": "application/json"})
+        t.check(st == 503 and b"allow_rlimits_only" in b,
+                "no cgroup: the run is refused, 503 saying why (%d %r)" % (st, b[:200]))
+    d = tempfile.mkdtemp(prefix="ita-cg-")
+    try:
+        path = os.path.join(d, "ita.yaml")
+        for allow, says in (("false", "will be refused"), ("true", "held by rlimits only")):
+            with open(path, "w") as f:
+                f.write(nocg + "  allow_rlimits_only: %s\n" % allow)
+            p = subprocess.run([ctx.ita, "--config", path, "--check"], capture_output=True,
+                               text=True)
+            t.check(p.returncode == 0 and "warning: no cgroup" in p.stderr and says in p.stderr,
+                    "the start-up warning says it (allow_rlimits_only %s): %r" % (allow, p.stderr))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    with Server(ctx, nocg + "  allow_rlimits_only: true\n") as s:
+        body = json.dumps({"command": "sh", "files": {"run.sh": "echo hi\n"}}).encode()
+        st, _, b = s.get("/v1/tests/run", s.keys["submitter"], method="POST", body=body,
+                         headers={"Content-Type": "application/json"})
+        r = json.loads(b) if st == 200 else {}
+        t.check(st == 200 and r.get("stdout") == "hi\n" and "cgroup" not in r.get("sandbox", ""),
+                "allow_rlimits_only: the run goes ahead without a cgroup: %s" % r)
 
 
 def case_prometheus(ctx, t):

@@ -539,7 +539,7 @@ static void test_rlimits_only_refused(void) {
     o.cgroup_parent = "/nonexistent/cu-delegated"; /* a cgroup v2 directory that is not there */
     sandbox_result_t r;
     cu_error_t err = {0};
-    CHECK(sandbox_run(&o, &r, &err) == CU_EINVAL);
+    CHECK(sandbox_run(&o, &r, &err) == CU_EPOLICY);
     CHECK_MSG(strstr(err.msg, "sandbox.allow_rlimits_only") != NULL, "%s", err.msg);
     CHECK(strstr(err.msg, "memfd") != NULL);
     o.allow_rlimits_only = 1;
