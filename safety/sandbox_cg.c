@@ -263,8 +263,9 @@ static int create_v2(const sb_cg_limits_t *lim, sb_cg_t *cg, char *why, size_t c
         e = write_file(cg->dir[0], "pids.max", v);
     }
     if (!e && lim->cpus > 0 && with_cpu) {
+        /* optional: the cpu controller may not have been handed down */
         fmt(v, sizeof v, "%ld 100000", (long)(lim->cpus * 100000));
-        e = write_file(cg->dir[0], "cpu.max", v);
+        if (write_file(cg->dir[0], "cpu.max", v) != 0) cg->cpu = -1;
     }
     if (e) {
         set_why(why, cap, "cgroup v2: setting the limits in %s", cg->dir[0], e);
