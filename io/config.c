@@ -304,6 +304,10 @@ static const cfg_key_t KEYS[] = {
         "File name the program is written to in the sandbox's private directory."),
     FLOAT("eval.exec_timeout_s", eval.exec_timeout_s, "10", 0.1, 3600, 0,
           "Wall-clock limit for one task's run."),
+    BOOL("eval.exec_allow_rlimits_only", eval.exec_allow_rlimits_only, "false",
+         "Run tasks even where the sandbox cannot have a cgroup of its own (a container without "
+         "them): held by rlimits only, which memory in memfd/shmem and the process count escape. "
+         "Off: such runs are refused (docs/safety.md)."),
 
     LONG("checkpoint.every_steps", checkpoint.every_steps, "0", 0, 1e12,
          "Steps between checkpoints; 0 saves only at the end (and on pre-emption)."),

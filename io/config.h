@@ -92,6 +92,7 @@ typedef struct {
         cu_cfg_list_t exec_command;  /* the command that runs a program, e.g. [python3, x.py] */
         char exec_file[CU_CFG_STR];  /* the file the program is written to */
         float exec_timeout_s;
+        int exec_allow_rlimits_only; /* run tasks where the sandbox gets no cgroup */
     } eval;
     struct {
         long every_steps; /* 0 = only at the end */

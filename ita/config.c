@@ -57,6 +57,9 @@ static const ita_config_key_t KEYS[] = {
     NUM("max_jobs", max_jobs, T_INT, 1, 100000),
     NUM("max_connections", max_connections, T_INT, 1, 1000000),
     NUM("tests_timeout_s", tests_timeout_s, T_NUM, 0.1, 300),
+    NUM("sandbox.allow_rlimits_only", sandbox_allow_rlimits_only, T_BOOL, 0, 1),
+    STR("sandbox.cgroup_parent", sandbox_cgroup_parent, T_STR),
+    NUM("sandbox.memory_mb", sandbox_memory_mb, T_INT, 16, 1048576),
     NUM("slurm.refresh_s", slurm_refresh_s, T_NUM, 0, 3600),
     NUM("slurm.timeout_s", slurm_timeout_s, T_NUM, 1, 600),
     STR("submit.workdir", submit_workdir, T_PATH),
@@ -90,6 +93,7 @@ void ita_config_defaults(ita_config_t *cfg) {
     cfg->max_jobs = 10000;
     cfg->max_connections = 1024;
     cfg->tests_timeout_s = 30;
+    cfg->sandbox_memory_mb = 2048;
     cfg->slurm_refresh_s = 5;
     cfg->slurm_timeout_s = 20;
 }

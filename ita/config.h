@@ -52,6 +52,12 @@ typedef struct {
     } test_cmds[ITA_MAX_TEST_CMDS];
     int n_test_cmds;
     double tests_timeout_s;
+    /* the sandbox of tests/run and pulls (safety/sandbox.h): run where no
+     * cgroup can be had (rlimits only: weaker), a delegated cgroup v2
+     * directory for the runs, memory per run */
+    int sandbox_allow_rlimits_only;
+    char sandbox_cgroup_parent[ITA_PATH_MAX];
+    int sandbox_memory_mb;
     /* the scheduler's view (sched.c): how often squeue/sacct are asked
      * about the jobs with a Slurm id (0: never), and how long any Slurm
      * command may take */

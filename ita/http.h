@@ -144,6 +144,21 @@ void ita_route_repo_pulls(ita_req_t *rq);
 int ita_tests_run(const ita_config_t *cfg, pthread_mutex_t *sandbox_mu, json_t *doc, json_t **out,
                   cu_error_t *err);
 
+/* The service's sandbox options (routes_tests.c): the config's sandbox.*
+ * keys; the service's own files (keys, logs, TLS, tokens, runs) hidden
+ * inside; read-only inside: the absolute paths among o->argv's words (the
+ * configured command's own scripts) and extra_ro (NULL-terminated or NULL).
+ * hide holds ITA_SANDBOX_HIDE entries, ro ITA_SANDBOX_RO. */
+#define ITA_SANDBOX_HIDE 10
+#define ITA_SANDBOX_RO 40
+struct sandbox_opts;
+void ita_sandbox_opts(const ita_config_t *cfg, struct sandbox_opts *o, const char **hide,
+                      const char **ro, const char *const *extra_ro);
+
+/* obj[key] = the bytes as a string when they are UTF-8, else base64, with
+ * obj[key + "_encoding"] = "utf-8" or "base64" (routes_tests.c). */
+int ita_put_output(json_t *obj, const char *key, const char *buf, size_t len);
+
 /* A pull request (pulls.c) for POST /v1/repos/{name}/pulls and the MCP
  * tool create_pull_request: who asks (for the audit lines of each step),
  * and the service's parts it uses. */

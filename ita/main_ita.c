@@ -12,6 +12,7 @@
 #include "ita/config.h"
 #include "ita/mcp.h"
 #include "ita/server.h"
+#include "safety/sandbox.h"
 
 static void usage(FILE *out) {
     fputs("usage: codex-ita [--config ita.yaml] [--check | --mcp-stdio]\n"
@@ -63,6 +64,21 @@ int main(int argc, char **argv) {
     if ((config && ita_config_load(config, &cfg, &err)) || ita_config_finish(&cfg, &err)) {
         fprintf(stderr, "codex-ita: %s\n", err.msg);
         return 2;
+    }
+    if (cfg.n_test_cmds > 0) { /* tests/run and pulls run commands in the sandbox */
+        char why[1200];
+        if (!sandbox_cgroups_available(
+                cfg.sandbox_cgroup_parent[0] ? cfg.sandbox_cgroup_parent : NULL, why, sizeof why))
+            fprintf(stderr,
+                    cfg.sandbox_allow_rlimits_only
+                        ? "codex-ita: warning: no cgroup for sandboxed runs here (%s); "
+                          "sandbox.allow_rlimits_only is set, so they are held by rlimits only: "
+                          "memory in memfd/shmem and the process count escape them\n"
+                        : "codex-ita: warning: no cgroup for sandboxed runs here (%s); "
+                          "POST /v1/tests/run and pull-request tests will be refused. Delegate a "
+                          "cgroup subtree (sandbox.cgroup_parent) or accept rlimits only "
+                          "(sandbox.allow_rlimits_only: true)\n",
+                    why);
     }
     if (check) {
         printf("listen %s:%d, %d threads\nruns_dir %s\nkeys_file %s\nwww_dir %s\naudit %s\n"

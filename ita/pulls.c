@@ -237,6 +237,9 @@ static json_t *run_check(pr_t *p) {
     o.env = envv;
     o.timeout_s = cfg->tests_timeout_s;
     o.max_output = 64 * 1024;
+    const char *hide[ITA_SANDBOX_HIDE], *ro[ITA_SANDBOX_RO];
+    const char *wt[] = {p->wt, p->repo->path, NULL}; /* the worktree and its repository */
+    ita_sandbox_opts(cfg, &o, hide, ro, wt);
     sandbox_result_t r;
     cu_error_t err = {0};
     pthread_mutex_lock(p->c->sandbox_mu);
@@ -252,9 +255,13 @@ static json_t *run_check(pr_t *p) {
              r.timed_out ? " (timed out)" : "");
     step(p, "tests", passed, d);
     json_t *c =
-        json_pack("{s:s, s:b, s:o, s:b, s:s%, s:s%}", "name", p->repo->test, "passed", passed,
-                  "exit_code", r.exited ? json_integer(r.exit_code) : json_null(), "timed_out",
-                  r.timed_out, "stdout", r.out, r.out_len, "stderr", r.err, r.err_len);
+        json_pack("{s:s, s:b, s:o, s:b}", "name", p->repo->test, "passed", passed, "exit_code",
+                  r.exited ? json_integer(r.exit_code) : json_null(), "timed_out", r.timed_out);
+    if (c && (ita_put_output(c, "stdout", r.out, r.out_len) ||
+              ita_put_output(c, "stderr", r.err, r.err_len))) {
+        json_decref(c);
+        c = NULL;
+    }
     sandbox_result_free(&r);
     return c;
 }

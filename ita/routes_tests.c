@@ -1,20 +1,25 @@
 /*
  * POST /v1/tests/run: runs one of the test commands the service's config
- * allows (test_commands: NAME: "argv words") in the safety sandbox — no
- * network, read-only file system except a private directory, rlimits, a
- * clean environment, tests_timeout_s of wall clock — on the files the
- * request brings:
+ * allows (test_commands: NAME: "argv words") in the safety sandbox — a
+ * cgroup of its own, no network, a root of its own with the system
+ * directories read-only and a capped private /tmp (none of the service's
+ * files), rlimits, a clean environment, tests_timeout_s of wall clock — on
+ * the files the request brings:
  *
  *   {"command": "NAME", "files": {"test_x.py": "...", ...}, "stdin": "..."}
  *
- * and answers with the exit status, the timing, whether it timed out, the
- * bounded stdout and stderr, and the sandbox layers that were in force.
+ * and answers with the exit status, the timing (cpu_s: the run's cgroup's),
+ * whether it timed out, the bounded stdout and stderr (base64 when they are
+ * not UTF-8, with stdout_encoding/stderr_encoding saying which), and the
+ * sandbox layers that were in force.
  * Scope submit. A run blocks its worker's event loop while it lasts (at most
  * tests_timeout_s), and runs are serialised service-wide: the sandbox forks,
  * which must not happen from two threads at once.
  */
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ita/http.h"
 #include "safety/sandbox.h"
@@ -54,16 +59,62 @@ static int read_files(json_t *files, sandbox_file_t *out, size_t *n, cu_error_t 
     return 0;
 }
 
+int ita_put_output(json_t *obj, const char *key, const char *buf, size_t len) {
+    char enc_key[64];
+    snprintf(enc_key, sizeof enc_key, "%s_encoding", key);
+    json_t *v = json_stringn(buf, len); /* NULL when not UTF-8 */
+    if (v) {
+        json_object_set_new(obj, key, v);
+        return json_object_set_new(obj, enc_key, json_string("utf-8"));
+    }
+    char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+    if (!b64) return -1;
+    int n = EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)buf, (int)len);
+    json_object_set_new(obj, key, json_stringn(b64, n > 0 ? (size_t)n : 0));
+    free(b64);
+    return json_object_set_new(obj, enc_key, json_string("base64"));
+}
+
+void ita_sandbox_opts(const ita_config_t *cfg, sandbox_opts_t *o, const char **hide,
+                      const char **ro, const char *const *extra_ro) {
+    int k = 0;
+    for (int i = 0; o->argv && o->argv[i] && k < ITA_SANDBOX_RO - 1; i++)
+        if (o->argv[i][0] == '/' && access(o->argv[i], F_OK) == 0) ro[k++] = o->argv[i];
+    for (int i = 0; extra_ro && extra_ro[i] && k < ITA_SANDBOX_RO - 1; i++)
+        if (extra_ro[i][0]) ro[k++] = extra_ro[i];
+    ro[k] = NULL;
+    o->ro_paths = ro;
+    o->allow_rlimits_only = cfg->sandbox_allow_rlimits_only;
+    o->cgroup_parent = cfg->sandbox_cgroup_parent[0] ? cfg->sandbox_cgroup_parent : NULL;
+    o->mem_bytes = (size_t)cfg->sandbox_memory_mb << 20;
+    /* the service's own files: never readable inside, wherever they are */
+    const char *const mine[] = {cfg->keys_file, cfg->audit_log, cfg->error_log,
+                                cfg->tls_key,   cfg->tls_cert,  cfg->forge_token_file,
+                                cfg->kb_db,     cfg->runs_dir,  cfg->submit_workdir};
+    int n = 0;
+    for (size_t i = 0; i < sizeof mine / sizeof mine[0] && n < ITA_SANDBOX_HIDE - 1; i++)
+        if (mine[i][0] && strcmp(mine[i], "-")) hide[n++] = mine[i];
+    hide[n] = NULL;
+    o->hide_paths = hide;
+}
+
 static json_t *result_json(const char *name, const sandbox_result_t *r) {
     char layers[160];
     sandbox_applied_string(r->applied, layers, sizeof layers);
-    return json_pack("{s:s, s:b, s:o, s:o, s:b, s:f, s:f, s:s%, s:s%, s:b, s:b, s:s}", "command",
-                     name, "passed", r->exited && r->exit_code == 0 && !r->timed_out, "exit_code",
-                     r->exited ? json_integer(r->exit_code) : json_null(), "signal",
-                     r->signaled ? json_integer(r->term_signal) : json_null(), "timed_out",
-                     r->timed_out, "wall_s", r->wall_s, "cpu_s", r->cpu_s, "stdout", r->out,
-                     r->out_len, "stderr", r->err, r->err_len, "stdout_truncated", r->out_truncated,
-                     "stderr_truncated", r->err_truncated, "sandbox", layers);
+    json_t *o =
+        json_pack("{s:s, s:b, s:o, s:o, s:b, s:f, s:f, s:b, s:b, s:s}", "command", name, "passed",
+                  r->exited && r->exit_code == 0 && !r->timed_out, "exit_code",
+                  r->exited ? json_integer(r->exit_code) : json_null(), "signal",
+                  r->signaled ? json_integer(r->term_signal) : json_null(), "timed_out",
+                  r->timed_out, "wall_s", r->wall_s, "cpu_s", r->cpu_s, "stdout_truncated",
+                  r->out_truncated, "stderr_truncated", r->err_truncated, "sandbox", layers);
+    if (o && (ita_put_output(o, "stdout", r->out, r->out_len) ||
+              ita_put_output(o, "stderr", r->err, r->err_len))) {
+        json_decref(o);
+        return NULL;
+    }
+    if (o && r->oom_kills) json_object_set_new(o, "oom_kills", json_integer(r->oom_kills));
+    return o;
 }
 
 int ita_tests_run(const ita_config_t *cfg, pthread_mutex_t *sandbox_mu, json_t *doc, json_t **out,
@@ -94,6 +145,8 @@ int ita_tests_run(const ita_config_t *cfg, pthread_mutex_t *sandbox_mu, json_t *
     opts.nfiles = nfiles;
     opts.timeout_s = cfg->tests_timeout_s;
     opts.max_output = 256 * 1024;
+    const char *hide[ITA_SANDBOX_HIDE], *ro[ITA_SANDBOX_RO];
+    ita_sandbox_opts(cfg, &opts, hide, ro, NULL);
     if (json_is_string(in)) {
         opts.stdin_data = json_string_value(in);
         opts.stdin_len = json_string_length(in);
@@ -118,6 +171,8 @@ void ita_route_tests_run(ita_req_t *rq) {
     json_decref(doc);
     if (rc == CU_EINVAL)
         ita_problem(rq, 400, err.msg);
+    else if (rc == CU_EPOLICY) /* the sandbox cannot hold a run here (docs/safety.md) */
+        ita_problem(rq, 503, err.msg);
     else if (rc == ITA_ENOTALLOWED)
         ita_problem(rq, 403, err.msg);
     else if (rc) {

@@ -192,6 +192,7 @@ static int run_task(const cu_config_t *cfg, const exec_task_t *task, const char 
     opts.files = &file;
     opts.nfiles = 1;
     opts.timeout_s = cfg->eval.exec_timeout_s;
+    opts.allow_rlimits_only = cfg->eval.exec_allow_rlimits_only;
     sandbox_result_t r;
     int rc = sandbox_run(&opts, &r, err);
     free(program);

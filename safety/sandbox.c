@@ -1,24 +1,30 @@
 /*
  * The sandbox (see sandbox.h). Three processes:
  *
- *   parent ── fork ──► setup: setsid, unshare(namespaces), uid/gid maps
+ *   parent ── makes the run's cgroup, then fork ──►
+ *                      setup: joins the cgroup, setsid, unshare(namespaces),
+ *                        │  uid/gid maps
  *                        │  fork (first process of the new PID namespace)
  *                        ▼
- *                      waiter: mounts (read-only root, the private directory
- *                        │  bound read-write, a fresh /proc), then
+ *                      waiter: builds the run's root (a tmpfs with the
+ *                        │  system directories bound read-only, /tmp a
+ *                        │  size-capped tmpfs, /dev nodes, a fresh /proc),
+ *                        │  pivot_root into it, writes the files, then
  *                        │  fork
  *                        ▼
- *                      command: rlimits, cwd, drop uid, close fds,
- *                               seccomp, execve
+ *                      command: rlimits, drop uid, close fds, seccomp,
+ *                               execve
  *
  * The waiter reaps the command and reports its wait status; when the waiter
  * exits as PID 1 of the namespace, the kernel kills whatever the command
- * left behind. Without a PID namespace the parent kills the process group
+ * left behind, and the parent kills whatever is still in the cgroup before
+ * removing it. Without a PID namespace the parent kills the process group
  * (setup called setsid, and the seccomp filter refuses setsid and setpgid,
  * so nothing leaves the group). The parent collects stdout and stderr
  * through pipes, bounded, and enforces the wall-clock timeout with SIGKILL
  * to the group. A report pipe carries small fixed-size messages from the
- * children: which layers applied, an execve errno, the command's status.
+ * children: which layers applied, an errno of a failed step, the command's
+ * status.
  */
 #include "safety/sandbox.h"
 
@@ -49,10 +55,47 @@
 #include <unistd.h>
 
 #include "core/timer.h"
+#include "safety/sandbox_cg.h"
 
 #define SANDBOX_PATH "/usr/local/bin:/usr/bin:/bin"
 
-enum { MSG_APPLIED = 1, MSG_EXEC_ERRNO = 2, MSG_STATUS = 3 };
+enum {
+    MSG_APPLIED = 1,
+    MSG_EXEC_ERRNO = 2,
+    MSG_STATUS = 3,
+    MSG_SETUP_STEP = 4,
+    MSG_SETUP_ERRNO = 5
+};
+
+/* The steps of building the run, named in the error when one fails. */
+static const char *const STEPS[] = {"",
+                                    "joining the cgroup",
+                                    "making / private",
+                                    "mounting the root tmpfs",
+                                    "binding a system directory",
+                                    "binding a read-only path",
+                                    "hiding a path",
+                                    "mounting /tmp",
+                                    "making /dev",
+                                    "mounting /proc",
+                                    "pivot_root",
+                                    "making the working directory",
+                                    "writing a file"};
+enum {
+    STEP_CGROUP = 1,
+    STEP_PRIVATE,
+    STEP_ROOT,
+    STEP_SYSDIR,
+    STEP_RO_PATH,
+    STEP_HIDE,
+    STEP_TMP,
+    STEP_DEV,
+    STEP_PROC,
+    STEP_PIVOT,
+    STEP_WORKDIR,
+    STEP_FILES,
+    N_STEPS
+};
 
 typedef struct {
     int32_t kind, value;
@@ -64,12 +107,15 @@ void sandbox_opts_init(sandbox_opts_t *o) {
     o->cpu_s = 10;
     o->mem_bytes = (size_t)2 << 30;
     o->fsize_bytes = (size_t)64 << 20;
+    o->disk_bytes = (size_t)64 << 20;
+    o->cpus = 1;
     o->nofile = 64;
     o->nproc = 64;
     o->max_output = (size_t)1 << 20;
-    o->require = SANDBOX_SECCOMP;
+    o->require = SANDBOX_SECCOMP | SANDBOX_CGROUP | SANDBOX_RO_ROOT | SANDBOX_TMPFS;
     o->run_uid = 65534;
     o->run_gid = 65534;
+    o->uid_base = 200000;
 }
 
 void sandbox_result_free(sandbox_result_t *r) {
@@ -80,11 +126,12 @@ void sandbox_result_free(sandbox_result_t *r) {
 }
 
 void sandbox_applied_string(unsigned applied, char *buf, size_t cap) {
-    static const char *const NAMES[] = {"netns",   "mountns", "pidns",   "userns",  "ipcns",
-                                        "ro_root", "seccomp", "rlimits", "uid_drop"};
+    static const char *const NAMES[] = {"netns",    "mountns", "pidns",   "userns",
+                                        "ipcns",    "ro_root", "seccomp", "rlimits",
+                                        "uid_drop", "cgroup",  "tmpfs"};
     size_t n = 0;
     buf[0] = '\0';
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 11; i++)
         if (applied & (1u << i)) {
             int m = snprintf(buf + n, cap > n ? cap - n : 0, "%s%s", n ? "," : "", NAMES[i]);
             if (m > 0) n += (size_t)m;
@@ -99,8 +146,9 @@ static int build_seccomp(struct sock_fprog *prog, cu_error_t *err) {
     if (!ctx) return cu_error_set(err, CU_ENOMEM, "seccomp_init failed");
     int rc = 0;
     const uint32_t deny = SCMP_ACT_ERRNO(EPERM);
-    /* every socket family but AF_UNIX */
-    rc |= seccomp_rule_add(ctx, deny, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+    /* no socket of any family: a named AF_UNIX socket reaches host services by
+     * path (or by abstract name); unnamed AF_UNIX pairs stay */
+    rc |= seccomp_rule_add(ctx, deny, SCMP_SYS(socket), 0);
     rc |= seccomp_rule_add(ctx, deny, SCMP_SYS(socketpair), 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX));
     /* no new namespaces from inside */
     const uint64_t ns_flags[] = {CLONE_NEWUSER, CLONE_NEWNS,  CLONE_NEWNET,   CLONE_NEWPID,
@@ -205,17 +253,41 @@ static int write_file_str(const char *path, const char *s) {
     return n == (ssize_t)strlen(s) ? 0 : -1;
 }
 
+/* dst = a + b (async-signal-safe); 0, or -1 when it does not fit */
+static int join2(char *dst, size_t cap, const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + lb + 1 > cap) return -1;
+    memcpy(dst, a, la);
+    memcpy(dst + la, b, lb + 1);
+    return 0;
+}
+
 typedef struct {
     const sandbox_opts_t *o;
-    const char *dir;
+    const char *dir;  /* the host directory: the new root's mount point, or (without a mount
+                         namespace) the working directory itself */
+    const char *work; /* the working directory inside the new root, "/tmp/<name>" */
     const char *exe;
     char *const *argv;
-    char *const *envp;
+    char *const *envp;      /* for the new root */
+    char *const *envp_host; /* without one */
     struct sock_fprog *prog;
+    const sb_cg_t *cg;
+    char *const *ro_paths;   /* resolved */
+    char *const *hide_paths; /* resolved */
     int out_w, err_w, in_fd, rep_w;
     int root;
+    uid_t uid;
+    gid_t gid;
     char uid_map[64], gid_map[64];
+    char tmp_opts[64]; /* mount options of /tmp */
 } child_t;
+
+static void __attribute__((noreturn)) fail_step(child_t *c, int step, int e) {
+    send_msg(c->rep_w, MSG_SETUP_STEP, step);
+    send_msg(c->rep_w, MSG_SETUP_ERRNO, e);
+    _exit(126);
+}
 
 static unsigned try_unshare(child_t *c) {
     unsigned want = ~c->o->disable;
@@ -247,20 +319,165 @@ static unsigned try_unshare(child_t *c) {
     return 0;
 }
 
-static unsigned setup_mounts(child_t *c, unsigned applied) {
-    if (!(applied & SANDBOX_MOUNTNS)) return 0;
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return 0;
-    unsigned got = 0;
-    if (!(c->o->disable & SANDBOX_RO_ROOT)) {
-        struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID};
-        if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &attr, sizeof attr) == 0 &&
-            mount(c->dir, c->dir, NULL, MS_BIND, NULL) == 0 &&
-            mount(NULL, c->dir, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) == 0)
-            got |= SANDBOX_RO_ROOT;
+/* Makes a mount point for src at dst: a directory, or an empty file. */
+static int make_point(const char *src, const char *dst) {
+    struct stat sb;
+    if (stat(src, &sb) != 0) return -1;
+    if (S_ISDIR(sb.st_mode)) return mkdir(dst, 0755) == 0 || errno == EEXIST ? 0 : -1;
+    int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
+}
+
+/* Binds src at dst read-only (recursively), no setuid, no devices. */
+static int bind_ro(const char *src, const char *dst) {
+    if (make_point(src, dst) != 0) return -1;
+    if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) != 0) return -1;
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+    if (syscall(SYS_mount_setattr, AT_FDCWD, dst, AT_RECURSIVE, &attr, sizeof attr) == 0) return 0;
+    return mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+}
+
+/* mkdir -p of path's parents below root (they land on the root tmpfs). */
+static int make_parents(const char *root, const char *path) {
+    char buf[4096];
+    if (join2(buf, sizeof buf, root, path) != 0) return -1;
+    size_t rl = strlen(root);
+    for (char *p = buf + rl + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        int r = mkdir(buf, 0755);
+        *p = '/';
+        if (r != 0 && errno != EEXIST) return -1;
     }
-    if (applied & SANDBOX_PIDNS)
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    return got;
+    return 0;
+}
+
+static int write_all(int fd, const char *data, size_t len) {
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+/* The run's root at c->dir, then pivot_root into it. Fails the run (the
+ * parent names the step) rather than go on half-built. */
+static void build_root(child_t *c, unsigned applied) {
+    const char *R = c->dir;
+    char dst[4096];
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail_step(c, STEP_PRIVATE, errno);
+    if (mount("tmpfs", R, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=755") != 0)
+        fail_step(c, STEP_ROOT, errno);
+    /* the system directories (merged-/usr links stay links) */
+    static const char *const SYS[] = {"/usr",   "/bin",   "/sbin",   "/lib",
+                                      "/lib32", "/lib64", "/libx32", "/etc"};
+    for (size_t i = 0; i < sizeof SYS / sizeof SYS[0]; i++) {
+        struct stat sb;
+        if (lstat(SYS[i], &sb) != 0) continue;
+        if (join2(dst, sizeof dst, R, SYS[i]) != 0) fail_step(c, STEP_SYSDIR, ENAMETOOLONG);
+        if (S_ISLNK(sb.st_mode)) {
+            char target[4096];
+            ssize_t n = readlink(SYS[i], target, sizeof target - 1);
+            if (n <= 0) continue;
+            target[n] = '\0';
+            if (symlink(target, dst) != 0) fail_step(c, STEP_SYSDIR, errno);
+        } else if (S_ISDIR(sb.st_mode) && bind_ro(SYS[i], dst) != 0) {
+            fail_step(c, STEP_SYSDIR, errno);
+        }
+    }
+    /* /tmp: the run's only writable place, capped */
+    if (join2(dst, sizeof dst, R, "/tmp") != 0 || mkdir(dst, 01777) != 0 ||
+        mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts) != 0)
+        fail_step(c, STEP_TMP, errno);
+    /* the caller's read-only paths (a path already visible stays as it is) */
+    for (size_t i = 0; c->ro_paths && c->ro_paths[i]; i++) {
+        struct stat sb;
+        if (join2(dst, sizeof dst, R, c->ro_paths[i]) != 0)
+            fail_step(c, STEP_RO_PATH, ENAMETOOLONG);
+        if (lstat(dst, &sb) == 0 || stat(c->ro_paths[i], &sb) != 0) continue; /* shown / absent */
+        if (make_parents(R, c->ro_paths[i]) != 0 || bind_ro(c->ro_paths[i], dst) != 0)
+            fail_step(c, STEP_RO_PATH, errno);
+    }
+    /* hidden: an empty unreadable file or directory over each that is visible */
+    char hidden_file[4096], hidden_dir[4096];
+    if (join2(hidden_file, sizeof hidden_file, R, "/.hidden") != 0 ||
+        join2(hidden_dir, sizeof hidden_dir, R, "/.hidden.d") != 0)
+        fail_step(c, STEP_HIDE, ENAMETOOLONG);
+    int hf = open(hidden_file, O_WRONLY | O_CREAT | O_CLOEXEC, 0);
+    if (hf < 0 || mkdir(hidden_dir, 0) != 0) fail_step(c, STEP_HIDE, errno);
+    close(hf);
+    for (size_t i = 0; c->hide_paths && c->hide_paths[i]; i++) {
+        struct stat sb;
+        if (join2(dst, sizeof dst, R, c->hide_paths[i]) != 0) fail_step(c, STEP_HIDE, ENAMETOOLONG);
+        if (lstat(dst, &sb) != 0 || S_ISLNK(sb.st_mode)) continue; /* not visible */
+        const char *over = S_ISDIR(sb.st_mode) ? hidden_dir : hidden_file;
+        if (mount(over, dst, NULL, MS_BIND, NULL) != 0 ||
+            mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) !=
+                0)
+            fail_step(c, STEP_HIDE, errno);
+    }
+    /* /dev: a few nodes bound from the host, the usual links */
+    if (join2(dst, sizeof dst, R, "/dev") != 0 || mkdir(dst, 0755) != 0 ||
+        mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=755") != 0)
+        fail_step(c, STEP_DEV, errno);
+    static const char *const DEV[] = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random",
+                                      "/dev/urandom"};
+    for (size_t i = 0; i < sizeof DEV / sizeof DEV[0]; i++) {
+        if (join2(dst, sizeof dst, R, DEV[i]) != 0) fail_step(c, STEP_DEV, ENAMETOOLONG);
+        int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0) fail_step(c, STEP_DEV, errno);
+        close(fd);
+        if (mount(DEV[i], dst, NULL, MS_BIND, NULL) != 0) fail_step(c, STEP_DEV, errno);
+    }
+    static const char *const LINKS[][2] = {{"/dev/fd", "/proc/self/fd"},
+                                           {"/dev/stdin", "/proc/self/fd/0"},
+                                           {"/dev/stdout", "/proc/self/fd/1"},
+                                           {"/dev/stderr", "/proc/self/fd/2"},
+                                           {"/dev/shm", "/tmp"}};
+    for (size_t i = 0; i < sizeof LINKS / sizeof LINKS[0]; i++)
+        if (join2(dst, sizeof dst, R, LINKS[i][0]) != 0 || symlink(LINKS[i][1], dst) != 0)
+            fail_step(c, STEP_DEV, errno);
+    if (join2(dst, sizeof dst, R, "/dev") != 0 ||
+        mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) != 0)
+        fail_step(c, STEP_DEV, errno);
+    /* a /proc of the run's own PID namespace; none without one */
+    if (join2(dst, sizeof dst, R, "/proc") != 0 || mkdir(dst, 0555) != 0)
+        fail_step(c, STEP_PROC, errno);
+    if ((applied & SANDBOX_PIDNS) &&
+        mount("proc", dst, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+        fail_step(c, STEP_PROC, errno);
+    /* into it; the old root goes */
+    if (chdir(R) != 0 || syscall(SYS_pivot_root, ".", ".") != 0 || umount2(".", MNT_DETACH) != 0 ||
+        chdir("/") != 0)
+        fail_step(c, STEP_PIVOT, errno);
+    if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0)
+        fail_step(c, STEP_PIVOT, errno);
+}
+
+/* The working directory (made when it is in the new root), the files. */
+static void enter_workdir(child_t *c, int in_new_root) {
+    const char *w = in_new_root ? c->work : c->dir;
+    if (in_new_root) {
+        if (mkdir(w, 0700) != 0) fail_step(c, STEP_WORKDIR, errno);
+        if (c->root && !(c->o->disable & SANDBOX_UID_DROP) && chown(w, c->uid, c->gid) != 0)
+            fail_step(c, STEP_WORKDIR, errno);
+    }
+    if (chdir(w) != 0) fail_step(c, STEP_WORKDIR, errno);
+    for (size_t i = 0; i < c->o->nfiles; i++) {
+        const sandbox_file_t *f = &c->o->files[i];
+        int fd =
+            open(f->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->executable ? 0755 : 0644);
+        if (fd < 0) fail_step(c, STEP_FILES, errno);
+        if (write_all(fd, f->data, f->len) != 0 ||
+            (c->root && !(c->o->disable & SANDBOX_UID_DROP) && fchown(fd, c->uid, c->gid) != 0))
+            fail_step(c, STEP_FILES, errno ? errno : EIO);
+        close(fd);
+    }
 }
 
 static void set_limit(int res, rlim_t v) {
@@ -269,7 +486,7 @@ static void set_limit(int res, rlim_t v) {
     setrlimit(res, &rl);
 }
 
-static void __attribute__((noreturn)) run_command(child_t *c) {
+static void __attribute__((noreturn)) run_command(child_t *c, int new_root) {
     const sandbox_opts_t *o = c->o;
     dup2(c->in_fd, 0);
     dup2(c->out_w, 1);
@@ -283,17 +500,18 @@ static void __attribute__((noreturn)) run_command(child_t *c) {
     unsigned applied = 0;
     if (!(o->disable & SANDBOX_RLIMITS)) {
         set_limit(RLIMIT_CPU, o->cpu_s);
-        set_limit(RLIMIT_AS, o->mem_bytes);
+        size_t as = o->as_bytes == SIZE_MAX ? 0 : o->as_bytes ? o->as_bytes : o->mem_bytes;
+        set_limit(RLIMIT_AS, as);
         set_limit(RLIMIT_FSIZE, o->fsize_bytes);
         set_limit(RLIMIT_NOFILE, o->nofile);
-        set_limit(RLIMIT_NPROC, o->nproc);
+        /* per uid: only without the cgroup's per-run pids.max */
+        set_limit(RLIMIT_NPROC, c->cg ? 0 : o->nproc);
         set_limit(RLIMIT_CORE, 0);
         applied |= SANDBOX_RLIMITS;
     }
-    if (chdir(c->dir) != 0) _exit(126);
     if (c->root && !(o->disable & SANDBOX_UID_DROP)) {
-        if (setgroups(0, NULL) != 0 || setresgid(o->run_gid, o->run_gid, o->run_gid) != 0 ||
-            setresuid(o->run_uid, o->run_uid, o->run_uid) != 0)
+        if (setgroups(0, NULL) != 0 || setresgid(c->gid, c->gid, c->gid) != 0 ||
+            setresuid(c->uid, c->uid, c->uid) != 0)
             _exit(126);
         applied |= SANDBOX_UID_DROP;
     }
@@ -309,7 +527,7 @@ static void __attribute__((noreturn)) run_command(child_t *c) {
         }
     }
     send_msg(3, MSG_APPLIED, (int)applied);
-    execve(c->exe, c->argv, c->envp);
+    execve(c->exe, c->argv, new_root ? c->envp : c->envp_host);
     send_msg(3, MSG_EXEC_ERRNO, errno);
     _exit(127);
 }
@@ -328,6 +546,7 @@ static int wait_command(child_t *c, pid_t cmd) {
 
 static void __attribute__((noreturn)) run_setup(child_t *c) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (c->cg && sb_cg_join(c->cg) != 0) fail_step(c, STEP_CGROUP, errno);
     setsid();
     unsigned applied = try_unshare(c);
     pid_t waiter = 0;
@@ -343,11 +562,18 @@ static void __attribute__((noreturn)) run_setup(child_t *c) {
         }
         prctl(PR_SET_PDEATHSIG, SIGKILL);
     }
-    applied |= setup_mounts(c, applied);
+    int new_root = (applied & SANDBOX_MOUNTNS) && !(c->o->disable & SANDBOX_RO_ROOT);
+    if (new_root) {
+        build_root(c, applied);
+        applied |= SANDBOX_RO_ROOT | SANDBOX_TMPFS;
+    } else if (applied & SANDBOX_MOUNTNS) {
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    }
+    enter_workdir(c, new_root);
     send_msg(c->rep_w, MSG_APPLIED, (int)applied);
     pid_t cmd = fork();
     if (cmd < 0) _exit(125);
-    if (cmd == 0) run_command(c);
+    if (cmd == 0) run_command(c, new_root);
     _exit(wait_command(c, cmd));
 }
 
@@ -371,34 +597,6 @@ static int valid_name(const char *name) {
         if (p[0] == '.' && p[1] == '.' && (p == name || p[-1] == '/') && (p[2] == '/' || !p[2]))
             return 0;
     return !strchr(name, '/');
-}
-
-static int write_files(const sandbox_opts_t *o, const char *dir, int chown_to, cu_error_t *err) {
-    for (size_t i = 0; i < o->nfiles; i++) {
-        const sandbox_file_t *f = &o->files[i];
-        if (!valid_name(f->name))
-            return cu_error_set(err, CU_EINVAL, "sandbox file name '%s' must be a plain name",
-                                f->name ? f->name : "(null)");
-        char path[4096];
-        if (cu_format(path, sizeof path, err, "%s/%s", dir, f->name)) return err->code;
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, f->executable ? 0755 : 0644);
-        if (fd < 0) return cu_error_set(err, CU_EIO, "%s: %s", path, strerror(errno));
-        size_t off = 0;
-        while (off < f->len) {
-            ssize_t w = write(fd, f->data + off, f->len - off);
-            if (w <= 0) {
-                close(fd);
-                return cu_error_set(err, CU_EIO, "%s: %s", path, strerror(errno));
-            }
-            off += (size_t)w;
-        }
-        if (chown_to && fchown(fd, o->run_uid, o->run_gid) != 0) {
-            close(fd);
-            return cu_error_set(err, CU_EIO, "%s: chown: %s", path, strerror(errno));
-        }
-        close(fd);
-    }
-    return CU_OK;
 }
 
 static char *find_exe(const char *name) {
@@ -439,6 +637,72 @@ static void capture_read(capture_t *c, int fd, int *open_flag) {
     }
 }
 
+static void free_list(char **l) {
+    if (l)
+        for (size_t i = 0; l[i]; i++) free(l[i]);
+    free(l);
+}
+
+/* Resolved copies of paths (a path that does not exist is kept as written
+ * when absolute, left out when relative: nothing there to show or hide).
+ * NULL-terminated; NULL when out of memory. */
+static char **resolve_paths(const char *const *paths, cu_error_t *err) {
+    size_t n = 0;
+    while (paths && paths[n]) n++;
+    char **out = calloc(n + 1, sizeof *out);
+    if (!out) {
+        cu_error_set(err, CU_ENOMEM, "sandbox: out of memory");
+        return NULL;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!paths[i][0]) continue;
+        out[k] = realpath(paths[i], NULL);
+        if (!out[k] && paths[i][0] != '/') continue;
+        if (!out[k]) out[k] = strdup(paths[i]);
+        if (!out[k++]) {
+            cu_error_set(err, CU_ENOMEM, "sandbox: out of memory");
+            free_list(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* The clean environment, with the working directory as HOME and TMPDIR. */
+static char **make_env(const sandbox_opts_t *o, const char *work) {
+    size_t nenv = 0;
+    while (o->env && o->env[nenv]) nenv++;
+    char **envp = calloc(nenv + 6, sizeof *envp);
+    if (!envp) return NULL;
+    size_t k = 0;
+    if (asprintf(&envp[k++], "PATH=%s", SANDBOX_PATH) < 0 ||
+        asprintf(&envp[k++], "HOME=%s", work) < 0 || asprintf(&envp[k++], "TMPDIR=%s", work) < 0 ||
+        asprintf(&envp[k++], "LANG=C.UTF-8") < 0) {
+        envp[k - 1] = NULL;
+        free_list(envp);
+        return NULL;
+    }
+    for (size_t i = 0; i < nenv; i++) {
+        envp[k] = strdup(o->env[i]);
+        if (!envp[k++]) {
+            free_list(envp);
+            return NULL;
+        }
+    }
+    return envp;
+}
+
+int sandbox_cgroups_available(const char *cgroup_parent, char *why, size_t cap) {
+    sb_cg_limits_t lim = {
+        .mem_bytes = (size_t)64 << 20, .pids = 8, .cpus = 1, .parent = cgroup_parent};
+    sb_cg_t cg;
+    if (sb_cg_create(&lim, &cg, why, cap) != 0) return 0;
+    snprintf(why, cap, "cgroup v%d", cg.version);
+    sb_cg_destroy(&cg);
+    return 1;
+}
+
 int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *res, cu_error_t *err) {
     memset(res, 0, sizeof *res);
     if (!opts || !opts->argv || !opts->argv[0])
@@ -446,54 +710,108 @@ int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *res, cu_error_t *e
     const sandbox_opts_t *o = opts;
     int root = geteuid() == 0;
     int rc = CU_OK;
-    char dir[4096];
+    char dir[4096], work[4096];
     char *exe = NULL;
-    char **envp = NULL;
+    char **envp = NULL, **envp_host = NULL, **ro = NULL, **hide = NULL;
     struct sock_fprog prog = {0};
     int out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, rep_p[2] = {-1, -1}, in_fd = -1;
     capture_t cap_out = {0}, cap_err = {0};
     int made_dir = 0;
+    sb_cg_t cg = {.version = 0};
+    for (int i = 0; i < SB_CG_MAX; i++) cg.procs_fd[i] = -1;
+    int have_cg = 0;
 
-    if (cu_format(dir, sizeof dir, err, "%s/cu-sandbox-XXXXXX",
-                  o->tmp_parent ? o->tmp_parent : "/tmp"))
-        return err->code;
-    if (!mkdtemp(dir))
-        return cu_error_set(err, CU_EIO, "sandbox: mkdtemp %s: %s", dir, strerror(errno));
-    made_dir = 1;
-    if (root && !(o->disable & SANDBOX_UID_DROP) && chown(dir, o->run_uid, o->run_gid) != 0) {
-        rc = cu_error_set(err, CU_EIO, "sandbox: chown %s: %s", dir, strerror(errno));
-        goto done;
-    }
-    if ((rc = write_files(o, dir, root && !(o->disable & SANDBOX_UID_DROP), err))) goto done;
+    unsigned off = o->disable;
+    if (off & (SANDBOX_MOUNTNS | SANDBOX_RO_ROOT)) off |= SANDBOX_RO_ROOT | SANDBOX_TMPFS;
+    unsigned require = o->require & ~off;
+    if (o->allow_rlimits_only) require &= ~(SANDBOX_CGROUP | SANDBOX_RO_ROOT | SANDBOX_TMPFS);
+
+    for (size_t i = 0; i < o->nfiles; i++)
+        if (!valid_name(o->files[i].name))
+            return cu_error_set(err, CU_EINVAL, "sandbox file name '%s' must be a plain name",
+                                o->files[i].name ? o->files[i].name : "(null)");
     exe = find_exe(o->argv[0]);
-    if (!exe) {
-        rc =
-            cu_error_set(err, CU_EINVAL, "sandbox: '%s' not found in %s", o->argv[0], SANDBOX_PATH);
-        goto done;
-    }
-    /* the clean environment */
-    size_t nenv = 0;
-    while (o->env && o->env[nenv]) nenv++;
-    envp = calloc(nenv + 6, sizeof *envp);
-    if (!envp) {
-        rc = cu_error_set(err, CU_ENOMEM, "sandbox: out of memory");
-        goto done;
-    }
-    size_t k = 0;
-    if (asprintf(&envp[k++], "PATH=%s", SANDBOX_PATH) < 0 ||
-        asprintf(&envp[k++], "HOME=%s", dir) < 0 || asprintf(&envp[k++], "TMPDIR=%s", dir) < 0 ||
-        asprintf(&envp[k++], "LANG=C.UTF-8") < 0) {
-        rc = cu_error_set(err, CU_ENOMEM, "sandbox: out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < nenv; i++) {
-        envp[k] = strdup(o->env[i]);
-        if (!envp[k++]) {
-            rc = cu_error_set(err, CU_ENOMEM, "sandbox: out of memory");
+    if (!exe)
+        return cu_error_set(err, CU_EINVAL, "sandbox: '%s' not found in %s", o->argv[0],
+                            SANDBOX_PATH);
+    /* the run's cgroup first: its slot numbers the run's uid */
+    if (!(off & SANDBOX_CGROUP)) {
+        sb_cg_limits_t lim = {.mem_bytes = o->mem_bytes,
+                              .pids = o->nproc ? o->nproc + 2 : 0, /* + setup and waiter */
+                              .cpus = o->cpus,
+                              .parent = o->cgroup_parent};
+        char why[1200];
+        if (sb_cg_create(&lim, &cg, why, sizeof why) == 0) {
+            have_cg = 1;
+        } else if (require & SANDBOX_CGROUP) {
+            rc = cu_error_set(err, CU_EPOLICY,
+                              "sandbox: refused: no cgroup for the run here (%s); without one, "
+                              "memory held in memfd/shmem and the process count escape the "
+                              "rlimits. Delegate a cgroup subtree to the service, or accept "
+                              "rlimits only (sandbox.allow_rlimits_only: true)",
+                              why);
             goto done;
         }
     }
-    if (!(o->disable & SANDBOX_SECCOMP) && (rc = build_seccomp(&prog, err))) goto done;
+    uid_t uid = o->run_uid;
+    gid_t gid = o->run_gid;
+    if (have_cg && o->uid_base) {
+        uid = o->uid_base + (uid_t)cg.slot;
+        gid = (gid_t)(o->uid_base + (uid_t)cg.slot);
+    }
+    if (cu_format(dir, sizeof dir, err, "%s/cu-sandbox-XXXXXX",
+                  o->tmp_parent ? o->tmp_parent : "/tmp")) {
+        rc = err->code;
+        goto done;
+    }
+    if (!mkdtemp(dir)) {
+        rc = cu_error_set(err, CU_EIO, "sandbox: mkdtemp %s: %s", dir, strerror(errno));
+        goto done;
+    }
+    made_dir = 1;
+    /* (the working directory itself when there is no mount namespace) */
+    if (root && !(o->disable & SANDBOX_UID_DROP) && chown(dir, uid, gid) != 0) {
+        rc = cu_error_set(err, CU_EIO, "sandbox: chown %s: %s", dir, strerror(errno));
+        goto done;
+    }
+    snprintf(work, sizeof work, "/tmp/%s", strrchr(dir, '/') + 1);
+    envp = make_env(o, work);
+    envp_host = make_env(o, dir);
+    if (!envp || !envp_host) {
+        rc = cu_error_set(err, CU_ENOMEM, "sandbox: out of memory");
+        goto done;
+    }
+    static const char *const HIDE_ALWAYS[] = {"/etc/ssl/private", NULL};
+    size_t nh = 0, nx = 0;
+    while (o->hide_paths && o->hide_paths[nh]) nh++;
+    const char **hide_all = calloc(nh + 2, sizeof *hide_all);
+    if (!hide_all) {
+        rc = cu_error_set(err, CU_ENOMEM, "sandbox: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < nh; i++) hide_all[nx++] = o->hide_paths[i];
+    hide_all[nx++] = HIDE_ALWAYS[0];
+    hide_all[nx] = NULL;
+    /* read-only inside: the caller's paths and the program itself */
+    size_t nr = 0;
+    while (o->ro_paths && o->ro_paths[nr]) nr++;
+    const char **ro_all = calloc(nr + 2, sizeof *ro_all);
+    if (!ro_all) {
+        free(hide_all);
+        rc = cu_error_set(err, CU_ENOMEM, "sandbox: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < nr; i++) ro_all[i] = o->ro_paths[i];
+    ro_all[nr] = exe;
+    ro = resolve_paths(ro_all, err);
+    free(ro_all);
+    hide = ro ? resolve_paths(hide_all, err) : NULL;
+    free(hide_all);
+    if (!ro || !hide) {
+        rc = err->code;
+        goto done;
+    }
+    if (!(off & SANDBOX_SECCOMP) && (rc = build_seccomp(&prog, err))) goto done;
     if (o->stdin_data) {
         in_fd = memfd_create("cu-sandbox-stdin", MFD_CLOEXEC);
         if (in_fd < 0 || write(in_fd, o->stdin_data, o->stdin_len) != (ssize_t)o->stdin_len ||
@@ -518,17 +836,27 @@ int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *res, cu_error_t *e
     }
     child_t c = {.o = o,
                  .dir = dir,
+                 .work = work,
                  .exe = exe,
                  .argv = (char *const *)o->argv,
                  .envp = envp,
+                 .envp_host = envp_host,
                  .prog = prog.filter ? &prog : NULL,
+                 .cg = have_cg ? &cg : NULL,
+                 .ro_paths = ro,
+                 .hide_paths = hide,
                  .out_w = out_p[1],
                  .err_w = err_p[1],
                  .in_fd = in_fd,
                  .rep_w = rep_p[1],
-                 .root = root};
+                 .root = root,
+                 .uid = uid,
+                 .gid = gid};
     snprintf(c.uid_map, sizeof c.uid_map, "%u %u 1\n", (unsigned)geteuid(), (unsigned)geteuid());
     snprintf(c.gid_map, sizeof c.gid_map, "%u %u 1\n", (unsigned)getegid(), (unsigned)getegid());
+    size_t disk = o->disk_bytes ? o->disk_bytes : o->mem_bytes;
+    snprintf(c.tmp_opts, sizeof c.tmp_opts, "size=%zu,nr_inodes=16384,mode=1777",
+             disk ? disk : (size_t)64 << 20);
 
     double t0 = cu_now();
     pid_t pid = fork();
@@ -549,7 +877,7 @@ int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *res, cu_error_t *e
     out_p[1] = err_p[1] = rep_p[1] = -1;
 
     int out_open = 1, err_open = 1, rep_open = 1, reaped = 0, status = 0, have_status = 0;
-    int exec_errno = 0;
+    int exec_errno = 0, setup_step = 0, setup_errno = 0;
     unsigned applied = 0;
     struct rusage ru = {0};
     double deadline = t0 + (o->timeout_s > 0 ? o->timeout_s : 10);
@@ -601,7 +929,10 @@ int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *res, cu_error_t *e
                     else if (m.kind == MSG_STATUS) {
                         status = m.value;
                         have_status = 1;
-                    }
+                    } else if (m.kind == MSG_SETUP_STEP)
+                        setup_step = m.value;
+                    else if (m.kind == MSG_SETUP_ERRNO)
+                        setup_errno = m.value;
                 } else if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) {
                     rep_open = 0;
                 }
@@ -615,7 +946,16 @@ int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *res, cu_error_t *e
     res->wall_s = cu_now() - t0;
     res->cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
                  (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+    if (have_cg) {
+        /* every process of the run, reaped or not, and none of the parent's */
+        double cg_cpu = sb_cg_cpu_s(&cg);
+        if (cg_cpu >= 0) res->cpu_s = cg_cpu;
+        res->oom_kills = sb_cg_oom_kills(&cg);
+        res->cgroup_version = cg.version;
+        if (setup_step != STEP_CGROUP) applied |= SANDBOX_CGROUP;
+    }
     res->applied = applied;
+    res->uid = (applied & SANDBOX_UID_DROP) ? (unsigned)uid : (unsigned)geteuid();
     if (res->timed_out) {
         res->signaled = 1;
         res->term_signal = SIGKILL;
@@ -639,15 +979,20 @@ int sandbox_run(const sandbox_opts_t *opts, sandbox_result_t *res, cu_error_t *e
     res->err_len = cap_err.len;
     res->err_truncated = cap_err.truncated;
     cap_out.buf = cap_err.buf = NULL;
-    unsigned missing = o->require & ~applied & ~o->disable;
-    if (missing && !res->timed_out) {
+    unsigned missing = require & ~applied;
+    if (setup_step > 0 && setup_step < N_STEPS && !res->timed_out) {
+        rc = cu_error_set(err, setup_step == STEP_FILES ? CU_EIO : CU_EINVAL,
+                          "sandbox: %s failed: %s", STEPS[setup_step], strerror(setup_errno));
+        sandbox_result_free(res);
+    } else if (missing && !res->timed_out) {
         char names[160];
         sandbox_applied_string(missing, names, sizeof names);
-        rc = cu_error_set(err, CU_EINVAL, "sandbox: required isolation not available here: %s%s%s",
+        rc = cu_error_set(err, CU_EPOLICY, "sandbox: required isolation not available here: %s%s%s",
                           names, exec_errno ? "; " : "", exec_errno ? strerror(exec_errno) : "");
         sandbox_result_free(res);
     }
 done:
+    if (have_cg) sb_cg_destroy(&cg);
     if (made_dir) remove_tree(dir);
     free(cap_out.buf);
     free(cap_err.buf);
@@ -658,9 +1003,10 @@ done:
         if (rep_p[i] >= 0) close(rep_p[i]);
     }
     if (in_fd >= 0) close(in_fd);
-    if (envp)
-        for (size_t i = 0; envp[i]; i++) free(envp[i]);
-    free(envp);
+    free_list(envp);
+    free_list(envp_host);
+    free_list(ro);
+    free_list(hide);
     free(exe);
     return rc;
 }

@@ -49,6 +49,7 @@ new one needs only a function taking (ctx, t). For a live 2-rank job: start
 `with Server(ctx, live_runs=that_dir) as s:` and use s.json(...), s.get(...)
 and sse_events(...) as the cases below do.
 """
+import base64
 import http.client
 import json
 import os
@@ -992,8 +993,24 @@ def case_tests_run(ctx, t):
                 "no connection to a loopback listener")
         marker = "/tmp/cu-sandbox-escape-%d" % os.getpid()
         st, _, r = run("echo x > %s\n" % marker)
+        t.check(st == 200 and not os.path.exists(marker),
+                "a write to /tmp stays in the run's private tmpfs")
+        marker = "/var/tmp/cu-sandbox-escape-%d" % os.getpid()
+        st, _, r = run("echo x > %s\n" % marker)
         t.check(st == 200 and not r["passed"] and not os.path.exists(marker),
                 "no write outside the private directory")
+        # issue 18: the service's own files are not readable inside
+        st, _, r = run("cat %s %s\n" % (s.keys_file, s.audit))
+        t.check(st == 200 and not r["passed"] and "sha256" not in r["stdout"]
+                and r["stdout"] == "", "the keys file and audit log are unreadable: %s" % r)
+        # output that is not UTF-8 comes back (base64, flagged), not a 500
+        st, _, r = run("printf 'ok\\377\\376\\n'\n")
+        t.check(st == 200 and r.get("stdout_encoding") == "base64"
+                and base64.b64decode(r["stdout"]) == b"ok\xff\xfe\n"
+                and r.get("stderr_encoding") == "utf-8", "non-UTF-8 output: %s" % r)
+        st, _, r = run("echo fine\n")
+        t.check(st == 200 and r.get("stdout_encoding") == "utf-8" and r["stdout"] == "fine\n",
+                "UTF-8 output is a plain string")
         st, _, r = run("cat data.txt\n", files={"run.sh": "cat data.txt\n", "data.txt": "abc"})
         t.check(st == 200 and r["stdout"] == "abc", "the request's files are there")
         st, _, _ = run("true\n", command="python")
@@ -1008,7 +1025,37 @@ def case_tests_run(ctx, t):
         t.check(st == 400, "a body that is not JSON is a 400")
         st, h, _ = s.get("/v1/tests/run", sub)
         t.check(st == 405 and h.get("allow") == "POST", "GET gets 405")
+        t.check("cgroup" in r.get("sandbox", "") or "cgroup" not in open("/proc/filesystems").read(),
+                "each run in a cgroup of its own where there are cgroups: %s" % r.get("sandbox"))
     lsock.close()
+    # without a cgroup for the runs: a warning at start, and runs refused unless
+    # sandbox.allow_rlimits_only accepts rlimits only
+    nocg = extra + 'sandbox:\n  cgroup_parent: /nonexistent/cu-delegated\n'
+    with Server(ctx, nocg) as s:
+        body = json.dumps({"command": "sh", "files": {"run.sh": "echo hi\n"}}).encode()
+        st, _, b = s.get("/v1/tests/run", s.keys["submitter"], method="POST", body=body,
+                         headers={"Content-Type": "application/json"})
+        t.check(st == 503 and b"allow_rlimits_only" in b,
+                "no cgroup: the run is refused, 503 saying why (%d %r)" % (st, b[:200]))
+    d = tempfile.mkdtemp(prefix="ita-cg-")
+    try:
+        path = os.path.join(d, "ita.yaml")
+        for allow, says in (("false", "will be refused"), ("true", "held by rlimits only")):
+            with open(path, "w") as f:
+                f.write(nocg + "  allow_rlimits_only: %s\n" % allow)
+            p = subprocess.run([ctx.ita, "--config", path, "--check"], capture_output=True,
+                               text=True)
+            t.check(p.returncode == 0 and "warning: no cgroup" in p.stderr and says in p.stderr,
+                    "the start-up warning says it (allow_rlimits_only %s): %r" % (allow, p.stderr))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    with Server(ctx, nocg + "  allow_rlimits_only: true\n") as s:
+        body = json.dumps({"command": "sh", "files": {"run.sh": "echo hi\n"}}).encode()
+        st, _, b = s.get("/v1/tests/run", s.keys["submitter"], method="POST", body=body,
+                         headers={"Content-Type": "application/json"})
+        r = json.loads(b) if st == 200 else {}
+        t.check(st == 200 and r.get("stdout") == "hi\n" and "cgroup" not in r.get("sandbox", ""),
+                "allow_rlimits_only: the run goes ahead without a cgroup: %s" % r)
 
 
 def case_prometheus(ctx, t):

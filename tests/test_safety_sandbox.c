@@ -4,26 +4,41 @@
  * timeout, sees a clean environment; exit codes, signals, captured and
  * bounded output, stdin and files placed in its directory.
  *
+ * And the attacks of issue 18, each first shown working where the layer
+ * that stops it is off: memory held in a memfd past the run's memory,
+ * writing past the private tmpfs's cap, connecting to a host AF_UNIX socket
+ * by path, two concurrent fork bombs, reading the service's files, a
+ * child's CPU time, the host's /sys/class/net and /proc. The cgroup cases
+ * need cgroups (v1 or v2) the test can make; where there are none they say
+ * so and check the refusal instead.
+ *
  * The test re-executes itself (`test_safety_sandbox child MODE ...`) as the
  * sandboxed program, so the child's behaviour is plain C, not a shell's.
  */
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "safety/sandbox.h"
 
 extern char **environ;
-static char self[4096];
+static char self[4096], self_dir[4096];
 
 /* ---- the child's side ---- */
 
@@ -84,6 +99,144 @@ static int child_main(int argc, char **argv) {
         volatile unsigned long x = 0;
         for (;;) x++;
     }
+    if (!strcmp(mode, "memfd")) {
+        /* holds argv[3] MiB in memfds of 16 MiB (each under RLIMIT_FSIZE; none
+         * in the address space) */
+        int mib = atoi(argv[3]), fd = -1, held = 0;
+        static char chunk[1 << 20];
+        memset(chunk, 'x', sizeof chunk);
+        for (; held < mib; held++) {
+            if (held % 16 == 0) fd = memfd_create("hold", 0); /* the old ones stay open */
+            if (fd < 0 || write(fd, chunk, sizeof chunk) != (ssize_t)sizeof chunk) {
+                printf("write:%s at %d MiB\n", strerror(errno), held);
+                return 0;
+            }
+        }
+        printf("held:%d MiB\n", held);
+        return 0;
+    }
+    if (!strcmp(mode, "disk")) {
+        /* argv[3] MiB in files of 4 MiB, each under RLIMIT_FSIZE */
+        int mib = atoi(argv[3]), wrote = 0;
+        static char chunk[1 << 20];
+        memset(chunk, 'y', sizeof chunk);
+        for (int f = 0; wrote < mib; f++) {
+            char name[32];
+            snprintf(name, sizeof name, "fill%d", f);
+            int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            for (int k = 0; k < 4 && wrote < mib; k++, wrote++)
+                if (fd < 0 || write(fd, chunk, sizeof chunk) != (ssize_t)sizeof chunk) {
+                    printf("write:%s at %d MiB\n", strerror(errno), wrote);
+                    return 0;
+                }
+            close(fd);
+        }
+        printf("wrote:%d MiB\n", wrote);
+        return 0;
+    }
+    if (!strcmp(mode, "unix")) {
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (s < 0) {
+            printf("socket:%s\n", strerror(errno));
+            return 0;
+        }
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        if (strlen(argv[3]) >= sizeof a.sun_path) return 2;
+        memcpy(a.sun_path, argv[3], strlen(argv[3]) + 1);
+        if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) {
+            printf("connect:%s\n", strerror(errno));
+            return 0;
+        }
+        char buf[64] = {0};
+        ssize_t n = read(s, buf, sizeof buf - 1);
+        printf("connected:%s\n", n > 0 ? buf : "");
+        int sv[2];
+        printf("socketpair:%s\n", socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0 ? "ok" : "no");
+        return 0;
+    }
+    if (!strcmp(mode, "visible")) {
+        DIR *d = opendir("/sys/class/net");
+        printf("sys_class_net:%s\n", d ? "visible" : strerror(errno));
+        if (d) closedir(d);
+        int pids = 0;
+        d = opendir("/proc");
+        for (struct dirent *e; d && (e = readdir(d));)
+            pids += e->d_name[0] >= '1' && e->d_name[0] <= '9';
+        if (d) closedir(d);
+        printf("proc_pids:%d\n", pids);
+        return 0;
+    }
+    if (!strcmp(mode, "read")) {
+        for (int i = 3; i < argc; i++) {
+            int fd = open(argv[i], O_RDONLY);
+            char buf[256];
+            ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
+            printf("%s:%s\n", argv[i],
+                   fd < 0   ? strerror(errno)
+                   : n > 0  ? "read"
+                   : n == 0 ? "empty"
+                            : strerror(errno));
+            if (fd >= 0) close(fd);
+        }
+        return 0;
+    }
+    if (!strcmp(mode, "holdbomb")) {
+        /* forks until refused, says how many through the fifo argv[3], holds
+         * every process until the fifo argv[4] is closed by the test */
+        int n = 0;
+        for (int i = 0; i < 100000; i++) {
+            pid_t p = fork();
+            if (p == 0) {
+                pause();
+                _exit(0);
+            }
+            if (p < 0) break;
+            n++;
+        }
+        /* the release fifo is open before "full" is said: the test holds its
+         * write end from the start, so this never waits for a writer */
+        int r = open(argv[4], O_RDONLY | O_NONBLOCK);
+        if (r >= 0) fcntl(r, F_SETFL, 0);
+        int w = open(argv[3], O_WRONLY);
+        dprintf(w, "%d\n", n);
+        close(w);
+        char c;
+        while (r >= 0 && read(r, &c, 1) > 0) {
+        }
+        printf("held:%d\n", n);
+        return 0;
+    }
+    if (!strcmp(mode, "cpuchild")) {
+        /* a grandchild, orphaned at once, spins for argv[3] s of its own CPU
+         * time and tells; the command ends then (nobody it knows reaps it) */
+        double want = atof(argv[3]);
+        int p[2];
+        if (pipe(p) != 0) return 1;
+        pid_t k = fork();
+        if (k == 0) {
+            if (fork() != 0) _exit(0);
+            struct timespec ts;
+            volatile unsigned long x = 0;
+            do {
+                for (int i = 0; i < 1000000; i++) x++;
+                clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+            } while (ts.tv_sec + ts.tv_nsec * 1e-9 < want);
+            ssize_t w = write(p[1], "s", 1);
+            (void)w;
+            pause();
+            _exit(0);
+        }
+        waitpid(k, NULL, 0);
+        char c;
+        ssize_t r = read(p[0], &c, 1);
+        printf("spun:%d\n", (int)r);
+        return 0;
+    }
+    if (!strcmp(mode, "badutf8")) {
+        static const char bad[] = "ok \xff\xfe \xc3\x28 end\n";
+        fwrite(bad, 1, sizeof bad - 1, stdout);
+        return 0;
+    }
     if (!strcmp(mode, "daemon")) {
         /* leaves a child behind that would outlive the command */
         pid_t p = fork();
@@ -100,15 +253,30 @@ static int child_main(int argc, char **argv) {
 /* ---- the tests ---- */
 
 static const char *CHILD_ENV[] = {"ASAN_OPTIONS=detect_leaks=0", NULL};
+static const char *RO_PATHS[] = {self_dir, NULL}; /* the test binary, for its child modes */
 
 static void opts_for(sandbox_opts_t *o, const char **argv) {
     sandbox_opts_init(o);
     o->argv = argv;
     o->env = CHILD_ENV;
+    o->ro_paths = RO_PATHS;
     o->timeout_s = 20;
 #if defined(__SANITIZE_ADDRESS__)
-    o->mem_bytes = 0; /* ASan reserves terabytes of address space */
+    o->as_bytes = SIZE_MAX; /* ASan reserves terabytes of address space */
 #endif
+}
+
+/* Whether this machine gives the sandbox cgroups; when not, the cgroup
+ * cases check the refusal and say so. */
+static int cgroups_here(void) {
+    static int known = -1;
+    if (known < 0) {
+        char why[1200];
+        known = sandbox_cgroups_available(NULL, why, sizeof why);
+        printf("  cgroups for the sandbox here: %s\n", known ? why : "none");
+        if (!known) printf("  (%s)\n", why);
+    }
+    return known;
 }
 
 static int run(sandbox_opts_t *o, sandbox_result_t *r) {
@@ -131,7 +299,14 @@ static void test_layers_applied(void) {
     CHECK(r.applied & SANDBOX_RLIMITS);
     CHECK(r.exited && r.exit_code == 0);
     if (r.applied & SANDBOX_PIDNS) CHECK(strstr(r.out, "pid:2 ") != NULL);
-    if (r.applied & SANDBOX_UID_DROP) CHECK(strstr(r.out, "uid:65534") != NULL);
+    if (r.applied & SANDBOX_UID_DROP) {
+        /* a uid of its own: uid_base + the run's cgroup slot (or nobody without one) */
+        char want[32];
+        snprintf(want, sizeof want, "uid:%u ", r.uid);
+        CHECK_MSG(strstr(r.out, want) != NULL, "%s vs %u", r.out, r.uid);
+        CHECK(r.uid == ((r.applied & SANDBOX_CGROUP) ? r.uid : 65534u));
+        if (r.applied & SANDBOX_CGROUP) CHECK(r.uid >= 200000 && r.uid < 200000 + 4096);
+    }
     CHECK(strstr(r.out, "cwd:/tmp/cu-sandbox-") != NULL);
     /* the private directory is gone afterwards */
     const char *cwd = strstr(r.out, "cwd:");
@@ -152,7 +327,8 @@ static void test_no_network(void) {
     if (run(&o, &r)) return;
     CHECK_MSG(strstr(r.out, "inet:Operation not permitted") != NULL, "%s", r.out);
     CHECK(strstr(r.out, "inet6:Operation not permitted") != NULL);
-    CHECK(strstr(r.out, "unix:ok") != NULL);
+    /* no AF_UNIX socket() either: a named one reaches host services by path */
+    CHECK(strstr(r.out, "unix:Operation not permitted") != NULL);
     sandbox_result_free(&r);
     /* without the filter the network namespace alone leaves nowhere to connect to */
     o.disable = SANDBOX_SECCOMP;
@@ -176,13 +352,17 @@ static void test_no_writes_outside(void) {
     sandbox_result_t r;
     if (run(&o, &r)) return;
     CHECK_MSG(strstr(r.out, "inside.txt:ok") != NULL, "%s", r.out);
+    /* /tmp inside is the run's own tmpfs: writes there land nowhere on the host
+     * (checked below); /var/tmp and /etc are not writable (or not there) */
     char line[300];
-    snprintf(line, sizeof line, "%s:denied", outside);
-    CHECK_MSG(strstr(r.out, line) != NULL, "%s", r.out);
     snprintf(line, sizeof line, "%s:denied", sibling);
     CHECK_MSG(strstr(r.out, line) != NULL, "%s", r.out);
-    CHECK(strstr(r.out, "../escape:denied") != NULL);
     CHECK(strstr(r.out, "/etc/cu_sandbox_escape:denied") != NULL);
+    if (!(r.applied & SANDBOX_TMPFS)) {
+        snprintf(line, sizeof line, "%s:denied", outside);
+        CHECK_MSG(strstr(r.out, line) != NULL, "%s", r.out);
+        CHECK(strstr(r.out, "../escape:denied") != NULL);
+    }
     struct stat sb;
     CHECK(stat(outside, &sb) != 0);
     CHECK(stat(sibling, &sb) != 0);
@@ -349,15 +529,372 @@ static void test_io_and_status(void) {
     CHECK(strstr(err.msg, "../x") != NULL);
 }
 
+/* ---- issue 18: the attacks ---- */
+
+/* Where cgroups are out of reach, a run is refused unless rlimits only are
+ * accepted, and the message says what to do. */
+static void test_rlimits_only_refused(void) {
+    const char *argv[] = {"true", NULL};
+    sandbox_opts_t o;
+    opts_for(&o, argv);
+    o.cgroup_parent = "/nonexistent/cu-delegated"; /* a cgroup v2 directory that is not there */
+    sandbox_result_t r;
+    cu_error_t err = {0};
+    CHECK(sandbox_run(&o, &r, &err) == CU_EPOLICY);
+    CHECK_MSG(strstr(err.msg, "sandbox.allow_rlimits_only") != NULL, "%s", err.msg);
+    CHECK(strstr(err.msg, "memfd") != NULL);
+    o.allow_rlimits_only = 1;
+    if (run(&o, &r)) return;
+    CHECK(r.exited && r.exit_code == 0);
+    CHECK(!(r.applied & SANDBOX_CGROUP));
+    sandbox_result_free(&r);
+}
+
+/* A memfd holds pages outside the address space: RLIMIT_AS does not see
+ * them, the cgroup's memory.max does. */
+static void test_memfd_held_by_cgroup(void) {
+    const char *argv[] = {self, "child", "memfd", "96", NULL};
+    sandbox_opts_t o;
+    opts_for(&o, argv);
+    o.mem_bytes = (size_t)48 << 20;
+    o.as_bytes = (size_t)48 << 20;
+    sandbox_result_t r;
+    /* the attack: rlimits only, 96 MiB held under a 48 MiB RLIMIT_AS */
+    o.disable = SANDBOX_CGROUP;
+    o.allow_rlimits_only = 1;
+#if !defined(__SANITIZE_ADDRESS__)
+    if (run(&o, &r)) return;
+    CHECK_MSG(strstr(r.out, "held:96 MiB") != NULL, "rlimits only: %s / %s exit %d sig %d", r.out,
+              r.err, r.exit_code, r.term_signal);
+    sandbox_result_free(&r);
+#endif
+    if (!cgroups_here()) return;
+    opts_for(&o, argv);
+    o.mem_bytes = (size_t)48 << 20;
+    if (run(&o, &r)) return;
+    printf("  memfd of 96 MiB under memory.max 48 MiB: %s%s, signal %d, oom kills %ld\n",
+           r.out[0] ? "" : "(nothing printed)", r.out, r.signaled ? r.term_signal : 0, r.oom_kills);
+    CHECK(r.applied & SANDBOX_CGROUP);
+    CHECK_MSG(strstr(r.out, "held:") == NULL, "%s", r.out);
+    CHECK_MSG(r.oom_kills > 0 || (r.signaled && r.term_signal == SIGKILL) ||
+                  strstr(r.out, "write:") != NULL,
+              "%s / exit %d signal %d", r.err, r.exit_code, r.term_signal);
+    CHECK(!r.timed_out);
+    sandbox_result_free(&r);
+}
+
+/* RLIMIT_FSIZE is per file; the private tmpfs caps them all. */
+static void test_tmpfs_cap(void) {
+    const char *argv[] = {self, "child", "disk", "40", NULL};
+    sandbox_opts_t o;
+    opts_for(&o, argv);
+    o.fsize_bytes = (size_t)8 << 20; /* each 4 MiB file is under it */
+    o.disk_bytes = (size_t)16 << 20;
+    sandbox_result_t r;
+    /* the attack: without the private tmpfs, 40 MiB land in the host directory */
+    o.disable = SANDBOX_RO_ROOT;
+    o.allow_rlimits_only = 1;
+    if (run(&o, &r)) return;
+    CHECK_MSG(strstr(r.out, "wrote:40 MiB") != NULL, "host directory: %s", r.out);
+    sandbox_result_free(&r);
+    opts_for(&o, argv);
+    o.fsize_bytes = (size_t)8 << 20;
+    o.disk_bytes = (size_t)16 << 20;
+    o.allow_rlimits_only = !cgroups_here();
+    if (run(&o, &r)) return;
+    CHECK(r.applied & SANDBOX_TMPFS);
+    CHECK_MSG(strstr(r.out, "write:No space left on device at 1") != NULL, "%s", r.out);
+    int at = -1;
+    const char *p = strstr(r.out, " at ");
+    if (p) at = atoi(p + 4);
+    CHECK_MSG(at >= 12 && at <= 16, "stopped at %d MiB of a 16 MiB cap", at);
+    sandbox_result_free(&r);
+}
+
+/* A root-owned service listening on a unix socket path of the host. */
+static void test_unix_socket_blocked(void) {
+    char dir[] = "/tmp/cu-sb-unix-XXXXXX";
+    if (!mkdtemp(dir)) return;
+    chmod(dir, 0755);
+    char path[128];
+    snprintf(path, sizeof path, "%s/service.sock", dir);
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    CHECK(l >= 0 && bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 8) == 0);
+    chmod(path, 0777);
+    pid_t srv = fork();
+    if (srv == 0) {
+        for (;;) {
+            int c = accept(l, NULL, NULL);
+            if (c < 0) _exit(0);
+            ssize_t w = write(c, "root-service", 12);
+            (void)w;
+            close(c);
+        }
+    }
+    close(l);
+    const char *argv[] = {self, "child", "unix", path, NULL};
+    const char *ro[] = {self_dir, dir, NULL}; /* even with the socket's folder visible */
+    sandbox_opts_t o;
+    opts_for(&o, argv);
+    sandbox_result_t r;
+    /* the attack: without the filter and with the host's files, it connects */
+    o.disable = SANDBOX_SECCOMP | SANDBOX_RO_ROOT;
+    o.require = 0;
+    o.allow_rlimits_only = 1;
+    if (run(&o, &r) == 0) {
+        CHECK_MSG(strstr(r.out, "connected:root-service") != NULL, "unfiltered: %s", r.out);
+        sandbox_result_free(&r);
+    }
+    opts_for(&o, argv);
+    o.ro_paths = ro;
+    o.allow_rlimits_only = !cgroups_here();
+    if (run(&o, &r) == 0) {
+        CHECK_MSG(strstr(r.out, "socket:Operation not permitted") != NULL, "%s", r.out);
+        sandbox_result_free(&r);
+    }
+    /* and the filter alone off: the path is not there in the run's root */
+    o.ro_paths = RO_PATHS;
+    o.disable = SANDBOX_SECCOMP;
+    o.require = 0;
+    if (run(&o, &r) == 0) {
+        CHECK_MSG(strstr(r.out, "connect:No such file or directory") != NULL, "%s", r.out);
+        sandbox_result_free(&r);
+    }
+    kill(srv, SIGKILL);
+    waitpid(srv, NULL, 0);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Neither the host's interfaces nor its processes. */
+static void test_host_proc_sys_hidden(void) {
+    const char *argv[] = {self, "child", "visible", NULL};
+    sandbox_opts_t o;
+    opts_for(&o, argv);
+    o.allow_rlimits_only = !cgroups_here();
+    sandbox_result_t r;
+    if (run(&o, &r)) return;
+    CHECK_MSG(strstr(r.out, "sys_class_net:No such file or directory") != NULL, "%s", r.out);
+    int pids = -1;
+    const char *p = strstr(r.out, "proc_pids:");
+    if (p) pids = atoi(p + 10);
+    CHECK_MSG(pids >= 1 && pids <= 3, "%d processes in /proc (the waiter and itself)", pids);
+    sandbox_result_free(&r);
+}
+
+/* Two runs fork-bomb at once: the first holds every process it could make
+ * while the second runs. With a shared uid and RLIMIT_NPROC the second
+ * cannot fork at all ("Cannot fork"); with a cgroup (pids.max) and a uid
+ * per run it gets its own share. The first signals through a fifo that it
+ * is full and holds until the test closes the other fifo: no timing. */
+static int concurrent_bombs(int shared_uid, int *second_forked) {
+    char dir[] = "/tmp/cu-sb-bomb-XXXXXX";
+    if (!mkdtemp(dir)) return -1;
+    chmod(dir, 0755);
+    char full[128], release[128];
+    snprintf(full, sizeof full, "%s/full", dir);
+    snprintf(release, sizeof release, "%s/release", dir);
+    if (mkfifo(full, 0666) != 0 || mkfifo(release, 0666) != 0) return -1;
+    chmod(full, 0666);
+    chmod(release, 0666);
+    const char *ro[] = {self_dir, dir, NULL};
+    /* the write end of release, held until the second run is over */
+    int rel = open(release, O_RDWR | O_CLOEXEC);
+    pid_t first = fork();
+    if (first == 0) {
+        close(rel);
+        const char *argv[] = {self, "child", "holdbomb", full, release, NULL};
+        sandbox_opts_t o;
+        opts_for(&o, argv);
+        o.ro_paths = ro;
+        o.nproc = 16;
+        o.timeout_s = 60;
+        if (shared_uid) {
+            o.disable = SANDBOX_CGROUP;
+            o.uid_base = 0;
+            o.allow_rlimits_only = 1;
+        } else {
+            o.allow_rlimits_only = !cgroups_here();
+        }
+        sandbox_result_t r;
+        cu_error_t err = {0};
+        int rc = sandbox_run(&o, &r, &err);
+        _exit(rc == 0 && strstr(r.out, "held:") ? 0 : 1);
+    }
+    /* wait (bounded) until the first is full */
+    int fd = open(full, O_RDONLY | O_NONBLOCK);
+    char buf[32] = {0};
+    size_t got = 0;
+    for (int i = 0; i < 6000 && !memchr(buf, '\n', got); i++) {
+        ssize_t n = read(fd, buf + got, sizeof buf - 1 - got);
+        if (n > 0)
+            got += (size_t)n;
+        else
+            usleep(10000);
+    }
+    close(fd);
+    int first_forked = atoi(buf);
+    printf("  first run holds %d processes\n", first_forked);
+    const char *argv[] = {self, "child", "forkbomb", NULL};
+    sandbox_opts_t o;
+    opts_for(&o, argv);
+    o.nproc = 16;
+    if (shared_uid) {
+        o.disable = SANDBOX_CGROUP;
+        o.uid_base = 0;
+        o.allow_rlimits_only = 1;
+    } else {
+        o.allow_rlimits_only = !cgroups_here();
+    }
+    sandbox_result_t r;
+    *second_forked = -1;
+    if (run(&o, &r) == 0) {
+        const char *p = strstr(r.out, "forked:");
+        if (p) *second_forked = atoi(p + 7);
+        printf("  second run: %s", r.out);
+        sandbox_result_free(&r);
+    }
+    close(rel); /* the first run reads EOF and ends */
+    int st = 1;
+    waitpid(first, &st, 0);
+    unlink(full);
+    unlink(release);
+    rmdir(dir);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 && first_forked > 0 ? 0 : -1;
+}
+
+static void test_concurrent_fork_bombs(void) {
+    if (geteuid() == 0) {
+        /* the attack: one uid for every run (root only: RLIMIT_NPROC does not bind root) */
+        int second = -1;
+        CHECK(concurrent_bombs(1, &second) == 0);
+        CHECK_MSG(second == 0, "with a shared uid the second run forked %d", second);
+    }
+    int second = -1;
+    CHECK(concurrent_bombs(0, &second) == 0);
+    if (cgroups_here()) CHECK_MSG(second >= 8 && second < 16, "second run forked %d", second);
+}
+
+/* The service's files: its keys, audit log and TLS key, readable by the
+ * service's uid (a non-root deployment), in a folder of its own and one
+ * under /etc that the run's root shows. */
+static void test_service_files_unreadable(void) {
+    char dir[] = "/tmp/cu-sb-service-XXXXXX";
+    if (!mkdtemp(dir)) return;
+    chmod(dir, 0755);
+    char keys[128], audit[128], etc_key[128];
+    snprintf(keys, sizeof keys, "%s/ita-keys.json", dir);
+    snprintf(audit, sizeof audit, "%s/ita-audit.jsonl", dir);
+    snprintf(etc_key, sizeof etc_key, "/etc/cu-sb-test-tls-%d.key", (int)getpid());
+    const char *files[] = {keys, audit, etc_key};
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(files[i], "w");
+        if (!f) continue;
+        fputs("secret-of-the-service\n", f);
+        fclose(f);
+        chmod(files[i], 0644);
+    }
+    const char *argv[] = {self, "child", "read", keys, audit, etc_key, NULL};
+    sandbox_opts_t o;
+    opts_for(&o, argv);
+    sandbox_result_t r;
+    /* the attack: the host's file system, read-only, shows them all */
+    o.disable = SANDBOX_RO_ROOT;
+    o.allow_rlimits_only = 1;
+    if (run(&o, &r) == 0) {
+        CHECK_MSG(strstr(r.out, "ita-keys.json:read") != NULL, "host root: %s", r.out);
+        sandbox_result_free(&r);
+    }
+    opts_for(&o, argv);
+    const char *hide[] = {keys, audit, etc_key, NULL};
+    o.hide_paths = hide; /* what codex-ita passes: its own files */
+    o.allow_rlimits_only = !cgroups_here();
+    if (run(&o, &r) == 0) {
+        char want[200];
+        snprintf(want, sizeof want, "%s:No such file or directory", keys);
+        CHECK_MSG(strstr(r.out, want) != NULL, "%s", r.out);
+        snprintf(want, sizeof want, "%s:No such file or directory", audit);
+        CHECK_MSG(strstr(r.out, want) != NULL, "%s", r.out);
+        snprintf(want, sizeof want, "%s:read", etc_key);
+        CHECK_MSG(strstr(r.out, want) == NULL, "%s", r.out);
+        sandbox_result_free(&r);
+    }
+    for (int i = 0; i < 3; i++) unlink(files[i]);
+    rmdir(dir);
+}
+
+/* cpu_s counts a (grand)child the command never reaps, killed with the run. */
+static void test_cpu_of_child_counted(void) {
+    const char *argv[] = {self, "child", "cpuchild", "1.0", NULL};
+    sandbox_opts_t o;
+    opts_for(&o, argv);
+    o.timeout_s = 60;
+    sandbox_result_t r;
+    /* the attack: without a cgroup (nor a PID namespace to collect orphans: the
+     * degraded sandbox of a container), the launcher's rusage misses it */
+    o.disable = SANDBOX_CGROUP | SANDBOX_PIDNS | SANDBOX_RO_ROOT;
+    o.allow_rlimits_only = 1;
+    if (run(&o, &r) == 0) {
+        printf("  rlimits only: cpu_s %.2f for a child that spun 1.0 s\n", r.cpu_s);
+        CHECK_MSG(strstr(r.out, "spun:1") != NULL, "%s / %.300s / exit %d signal %d", r.out, r.err,
+                  r.exit_code, r.term_signal);
+        CHECK(r.cpu_s < 0.5);
+        sandbox_result_free(&r);
+    }
+    if (!cgroups_here()) return;
+    opts_for(&o, argv);
+    o.timeout_s = 60;
+    if (run(&o, &r)) return;
+    printf("  cgroup: cpu_s %.2f\n", r.cpu_s);
+    CHECK_MSG(strstr(r.out, "spun:1") != NULL, "%s / %s / exit %d signal %d", r.out, r.err,
+              r.exit_code, r.term_signal);
+    CHECK_MSG(r.cpu_s >= 0.95 && r.cpu_s < 30, "cpu_s %.2f", r.cpu_s);
+    sandbox_result_free(&r);
+}
+
+/* Output that is not UTF-8 comes back byte for byte (the JSON layers
+ * encode it: see ita_server.py). */
+static void test_non_utf8_output(void) {
+    const char *argv[] = {self, "child", "badutf8", NULL};
+    sandbox_opts_t o;
+    opts_for(&o, argv);
+    o.allow_rlimits_only = !cgroups_here();
+    sandbox_result_t r;
+    if (run(&o, &r)) return;
+    static const char bad[] = "ok \xff\xfe \xc3\x28 end\n";
+    CHECK_MSG(r.out_len == sizeof bad - 1 && !memcmp(r.out, bad, sizeof bad - 1),
+              "%zu bytes: %s / %s", r.out_len, r.out, r.err);
+    sandbox_result_free(&r);
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "child")) return child_main(argc, argv);
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) return 1;
     self[n] = '\0';
+    snprintf(self_dir, sizeof self_dir, "%s", self);
+    dirname(self_dir);
     static const cu_test_case_t cases[] = {
-        TEST(test_layers_applied),      TEST(test_no_network),    TEST(test_no_writes_outside),
-        TEST(test_fork_bomb_contained), TEST(test_timeout_kills), TEST(test_degraded),
-        TEST(test_cpu_limit),           TEST(test_clean_env),     TEST(test_io_and_status),
+        TEST(test_layers_applied),
+        TEST(test_no_network),
+        TEST(test_no_writes_outside),
+        TEST(test_fork_bomb_contained),
+        TEST(test_timeout_kills),
+        TEST(test_degraded),
+        TEST(test_cpu_limit),
+        TEST(test_clean_env),
+        TEST(test_io_and_status),
+        TEST(test_rlimits_only_refused),
+        TEST(test_memfd_held_by_cgroup),
+        TEST(test_tmpfs_cap),
+        TEST(test_unix_socket_blocked),
+        TEST(test_host_proc_sys_hidden),
+        TEST(test_concurrent_fork_bombs),
+        TEST(test_service_files_unreadable),
+        TEST(test_cpu_of_child_counted),
+        TEST(test_non_utf8_output),
     };
     return cu_test_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }
