@@ -475,13 +475,13 @@ function jobView(id) {
     const facts = [
       ["step", st.step + " / " + st.max_steps + (st.epoch !== undefined ? " · epoch " + st.epoch : "")],
       ["progress", d.progress === null ? "–" : (100 * d.progress).toFixed(1) + " %"],
-      ["loss", fmt(st.loss, 4)], ["learning rate", st.lr === null || st.lr === undefined ? "–" : String(st.lr)],
+      ["loss", fmt(st.loss, 4)], ["learning rate", st.lr === null || st.lr === undefined ? "–" : fmtValue(st.lr)],
       ["tokens/s", st.tokens_per_s ? Math.round(st.tokens_per_s).toLocaleString("en") : "–"],
       ["ETA", fmtDuration(d.eta_s)], ["heartbeat", d.heartbeat_age_s === null ? "–" : fmtDuration(d.heartbeat_age_s) + " ago"],
       ["ranks", (st.world_size || "–") + (st.hosts ? " on " + st.hosts.join(", ") : "")],
       ["started", fmtTime(st.started_at)], ["updated", fmtTime(st.updated_at)], ["finished", fmtTime(st.finished_at)],
       ["best eval", st.best_eval ? "val loss " + fmt(st.best_eval.val_loss, 4) + " at step " + st.best_eval.step : "–"],
-      ["last checkpoint", st.last_checkpoint || "–"],
+      ["last checkpoint", st.last_checkpoint ? st.last_checkpoint.file + " (step " + st.last_checkpoint.step + ")" : "–"],
     ];
     root.querySelector(".job-facts").replaceChildren(
       ...facts.flatMap(([k, val]) => [el("dt", { text: k }), el("dd", { "data-fact": k, text: val })]));
@@ -737,10 +737,11 @@ function start() {
   for (const id of ["cmp-smooth", "cmp-log"])
     document.getElementById(id).addEventListener("input", () => state.view.redraw && state.view.redraw());
   let scrollTimer = null;
-  window.addEventListener("scroll", () => {
+  const onScroll = () => {
     clearTimeout(scrollTimer);
     scrollTimer = setTimeout(() => { if (state.view === jobsView) pullVisibleCards(); }, 250);
-  });
+  };
+  window.addEventListener("scroll", onScroll);
   window.addEventListener("resize", () => {
     if (state.view === jobsView) state.cards.forEach(drawCard);
     else if (state.view.redraw) state.view.redraw();
