@@ -83,7 +83,9 @@ test("the job page of a live 2-rank job updates without a reload", async () => {
     await shot(page, null, "job-page");
     assert.deepEqual(elsewhere, [], "no request outside codex-ita");
     // the incremental fetches: after the first, metrics continue from a cursor
-    const metr = fs.readFileSync(svc.audit, "utf8").split("\n").filter((l) => l.includes("/live2/metrics?"));
+    // (the job page asks for grad_norm too; the job table's chart did not)
+    const metr = fs.readFileSync(svc.audit, "utf8").split("\n")
+      .filter((l) => l.includes("/live2/metrics?") && l.includes("grad_norm"));
     assert.ok(metr.length >= 2 && metr.slice(1).every((l) => /cursor=[1-9]/.test(l)), "metrics fetched incrementally");
     // stopping the job: the page shows the final status without a reload
     await train.stop();
