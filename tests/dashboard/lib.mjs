@@ -169,7 +169,9 @@ export function pixelCounts(png) {
 export async function shot(page, locator, name) {
   fs.mkdirSync(SHOTS, { recursive: true });
   const file = path.join(SHOTS, name + ".png");
-  const png = await (locator ? locator.screenshot({ path: file }) : page.screenshot({ path: file, fullPage: true }));
+  // a locator, "viewport" (what a user sees first) or null (the whole page)
+  const png = await (locator === "viewport" ? page.screenshot({ path: file })
+    : locator ? locator.screenshot({ path: file }) : page.screenshot({ path: file, fullPage: true }));
   return png;
 }
 
