@@ -64,7 +64,7 @@ test("the job page of a live 2-rank job updates without a reload", async () => {
     assert.match(await text(".job-ckpts tbody"), /checkpoints\/step_\d{8}\.h5/);
     assert.match(await text(".job-config"), /name: live2/);
     assert.match(await text(".job-sched"), /Not a scheduler job/);
-    assert.match(await text(".job-exports"), /codexctl export live2/);
+    assert.match(await text(".job-exports"), /codexctl export runs\/live2 --format peft/);
     for (const name of ["loss", "val_loss", "lr", "grad_norm", "tokens_per_s"]) {
       const c = page.locator(`#view-job canvas[data-chart="${name}"]`);
       await until(name + " drawn", async () => (await c.getAttribute("data-drawn")) === "1");
