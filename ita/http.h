@@ -124,6 +124,7 @@ void ita_route_job(ita_req_t *rq);
 void ita_route_job_metrics(ita_req_t *rq);
 void ita_route_job_events(ita_req_t *rq);
 void ita_route_job_checkpoints(ita_req_t *rq);
+void ita_route_job_config(ita_req_t *rq);
 void ita_route_prometheus(ita_req_t *rq);
 void ita_route_keys(ita_req_t *rq);
 void ita_route_hygiene_scan(ita_req_t *rq);

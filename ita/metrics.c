@@ -37,6 +37,7 @@ static const char *ROUTE_LABELS[ITA_ROUTE_COUNT] = {
     "/mcp",
     "/v1/kb/search",
     "/v1/repos/{name}/pulls",
+    "/v1/jobs/{id}/config",
     "other",
 };
 

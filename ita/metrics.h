@@ -34,6 +34,7 @@ typedef enum {
     ITA_ROUTE_MCP,
     ITA_ROUTE_KB_SEARCH,
     ITA_ROUTE_REPO_PULLS,
+    ITA_ROUTE_JOB_CONFIG,
     ITA_ROUTE_OTHER,
     ITA_ROUTE_COUNT
 } ita_route_t;

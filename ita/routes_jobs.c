@@ -427,3 +427,47 @@ void ita_route_job_checkpoints(ita_req_t *rq) {
                             best ? best : json_null());
     ita_respond_json(rq, doc);
 }
+
+/* ---- GET /v1/jobs/{id}/config ---- */
+
+#define CONFIG_BYTES_MAX (256 << 10)
+
+/* The run's resolved config as codex-train wrote it (job.yaml), or, for a
+ * job submitted but not started yet, the config it was submitted with
+ * (submit.yaml); the text as stored, for the dashboard's config view and
+ * its comparison of runs. */
+void ita_route_job_config(ita_req_t *rq) {
+    cu_error_t err;
+    if (ita_jobdir_state(rq->w->jobs, rq->job, NULL, NULL, &err)) {
+        job_error(rq, &err);
+        return;
+    }
+    static const char *const FILES[] = {"job.yaml", "submit.yaml"};
+    for (size_t i = 0; i < 2; i++) {
+        int fd = ita_jobdir_openat(rq->w->jobs, rq->job, FILES[i], O_RDONLY);
+        if (fd < 0) continue;
+        char *text = malloc(CONFIG_BYTES_MAX + 1);
+        size_t n = 0;
+        ssize_t r = 1;
+        while (text && n < CONFIG_BYTES_MAX && (r = read(fd, text + n, CONFIG_BYTES_MAX - n)) > 0)
+            n += (size_t)r;
+        close(fd);
+        if (!text || r < 0) {
+            free(text);
+            ita_problem(rq, 500, "the job's config could not be read");
+            return;
+        }
+        text[n] = 0;
+        json_t *doc = json_pack("{s:s, s:s, s:s%, s:b}", "job", rq->job, "file", FILES[i], "yaml",
+                                text, n, "truncated", n == CONFIG_BYTES_MAX);
+        free(text);
+        if (!doc) {
+            ita_problem(rq, 500, "the job's config is not valid UTF-8");
+            return;
+        }
+        ita_respond_json(rq, doc);
+        return;
+    }
+    ita_respond_json(
+        rq, json_pack("{s:s, s:n, s:n, s:b}", "job", rq->job, "file", "yaml", "truncated", 0));
+}

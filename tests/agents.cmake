@@ -1,7 +1,7 @@
 # The agents label (docs/agents.md): the OpenAPI contract, the MCP server over
 # stdio and Streamable HTTP with the official MCP client SDKs, and the
 # knowledge index. The JavaScript tests run with `node --test` on the npm
-# packages scripts/install-agents-tests.sh installed from the lockfile in
+# packages scripts/install-test-packages.sh agents installed from the lockfile in
 # tests/agents/ (offline here); test_kb is C (unit;agents).
 if(TARGET cu_ita)
   cu_add_test(test_kb SOURCES ${CU_TEST_DIR}/test_kb.c LIBS cu_ita LABELS "unit;agents")

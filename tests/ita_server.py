@@ -616,6 +616,25 @@ def case_jobs(ctx, t):
         t.check(st == 200 and d["checkpoints"] == [] and d["latest"] is None, "no checkpoints")
         st, h, b = s.get("/v1/jobs/run-live", s.keys["reader"], method="HEAD")
         t.check(st == 200 and b == b"", "HEAD answers without a body")
+        # The config as stored: job.yaml, else submit.yaml, else nulls.
+        st, _, d = s.json("/v1/jobs/demo-completed/config")
+        with open(os.path.join(s.runs, "demo-completed", "job.yaml")) as f:
+            text = f.read()
+        t.check(st == 200 and d == {"job": "demo-completed", "file": "job.yaml", "yaml": text,
+                                    "truncated": False}, "config: job.yaml as stored")
+        os.rename(os.path.join(s.runs, "queued", "job.yaml"),
+                  os.path.join(s.runs, "queued", "submit.yaml"))
+        st, _, d = s.json("/v1/jobs/queued/config")
+        t.check(st == 200 and d["file"] == "submit.yaml" and d["yaml"],
+                "config: submit.yaml before the job wrote job.yaml: %s" % d)
+        os.unlink(os.path.join(s.runs, "queued", "submit.yaml"))
+        st, _, d = s.json("/v1/jobs/queued/config")
+        t.check(st == 200 and d["file"] is None and d["yaml"] is None, "config: neither file")
+        os.mkfifo(os.path.join(s.runs, "queued", "job.yaml"))
+        st, _, d = s.json("/v1/jobs/queued/config")
+        t.check(st == 200 and d["file"] is None, "config: a FIFO as job.yaml is not read")
+        st, h, b = s.get("/v1/jobs/nope/config", s.keys["reader"])
+        is_problem(t, st, h, b, 404, "config of no job")
         # A long metrics file is indexed once; later pages read only what they
         # answer (the server's read byte count, /proc/PID/io rchar, shows it).
         big = os.path.join(s.runs, "run-stale", "metrics.jsonl")
