@@ -41,8 +41,16 @@ if(CU_PYTHON_ORACLE)
              COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_tokenizer_families.py
                      --tok-encode $<TARGET_FILE:tok_encode> ${family})
   endforeach()
+  # SentencePiece-style tokenizer.json (Llama 2's Prepend/Replace normalizer,
+  # Mistral's Metaspace, byte_fallback, unk) against its Python oracle
+  foreach(variant llama2 mistral unk)
+    add_test(NAME tokenizer_sp_${variant}
+             COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_tokenizer_sentencepiece.py
+                     --tok-encode $<TARGET_FILE:tok_encode> ${variant})
+  endforeach()
   set_tests_properties(tokenizer_gpt2_parity tokenizer_gpt2_oracle_js tokenizer_json_gpt2
                        tokenizer_json_llama3 tokenizer_json_added tokenizer_family_qwen2
-                       tokenizer_family_starcoder2 PROPERTIES
+                       tokenizer_family_starcoder2 tokenizer_sp_llama2 tokenizer_sp_mistral
+                       tokenizer_sp_unk PROPERTIES
                        LABELS reference TIMEOUT 600 ENVIRONMENT "${CU_TOK_ENV}")
 endif()
