@@ -9,6 +9,10 @@
 #              BPE files (scripts/fetch-gpt2-bpe.sh) and fail without them.
 cu_add_test(test_tokenizer SOURCES ${CU_TEST_DIR}/test_tokenizer.c ${CU_TEST_DIR}/tok_tiny_vocab.c
             LIBS cu_tokenizer LABELS unit)
+# GPT-2's hand-written pre-tokeniser, the PCRE2 Split path and NFC on one
+# Unicode version: every code point through both paths, utf8proc vs the table
+cu_add_test(test_unicode_paths SOURCES ${CU_TEST_DIR}/test_unicode_paths.c
+            ${CU_TEST_DIR}/tok_tiny_vocab.c LIBS cu_tokenizer LABELS unit)
 cu_add_test(test_tokenizer_files
             SOURCES ${CU_TEST_DIR}/test_tokenizer_files.c ${CU_TEST_DIR}/tok_tiny_vocab.c
             LIBS cu_io LABELS unit)
