@@ -174,6 +174,10 @@ static const cfg_key_t KEYS[] = {
     INT("model.n_kv_head", model.n_kv_head, "0", 0, 1024,
         "llama, starcoder2: key/value heads (grouped-query attention), must divide `n_head`; 0 = "
         "`n_head`."),
+    INT("model.head_dim", model.head_dim, "0", 0, 65536,
+        "llama: width of one attention head (`head_dim`), even; 0 = `n_embd / n_head`. When it "
+        "differs, `q_proj` is (`n_head` * `head_dim`, `n_embd`) and `o_proj` its transpose, and "
+        "`n_embd` need not be divisible by `n_head`."),
     INT("model.ffn_hidden", model.ffn_hidden, "0", 0, 1048576,
         "llama, starcoder2: width of the MLP (`intermediate_size`); 0 = 4 * `n_embd`."),
     FLOAT("model.rope_theta", model.rope_theta, "10000", 0, OPEN_HI, CFG_MIN_EXCL,

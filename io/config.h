@@ -38,6 +38,7 @@ typedef struct {
         float init_std;
         /* llama only */
         int n_kv_head;  /* 0 = n_head */
+        int head_dim;   /* 0 = n_embd / n_head */
         int ffn_hidden; /* 0 = 4 * n_embd */
         float rope_theta, norm_eps;
         int tie_embeddings;

@@ -94,8 +94,12 @@ static void check_keys(const cu_config_t *cfg, problems_t *pr) {
 }
 
 static void check_model(const cu_config_t *cfg, problems_t *pr) {
-    int E = cfg->model.n_embd, H = cfg->model.n_head;
-    if (E > 0 && H > 0 && E % H) {
+    int E = cfg->model.n_embd, H = cfg->model.n_head, HD = cfg->model.head_dim;
+    if (HD > 0 && strcmp(cfg->model.arch, "llama"))
+        add(pr, "model.head_dim (%d) is for model.arch llama only; set it to 0 for %s", HD,
+            cfg->model.arch);
+    if (HD > 0 && HD % 2) add(pr, "model.head_dim (%d) must be even for the rotary embeddings", HD);
+    if (HD == 0 && E > 0 && H > 0 && E % H) {
         char opts[64];
         near_divisors(E, H, opts, sizeof opts);
         add(pr,
@@ -110,7 +114,7 @@ static void check_model(const cu_config_t *cfg, problems_t *pr) {
             "model.n_kv_head (%d) must divide model.n_head (%d): every key/value head serves "
             "the same number of query heads",
             KVH, H);
-    if (rotary && E > 0 && H > 0 && E % H == 0 && (E / H) % 2)
+    if (rotary && HD == 0 && E > 0 && H > 0 && E % H == 0 && (E / H) % 2)
         add(pr,
             "model.n_embd / model.n_head (head size %d) must be even for %s's rotary "
             "embeddings",

@@ -126,31 +126,41 @@ static int check_llama_config(json_t *root, hf_gpt2_info_t *info, const char *pa
         !json_is_null(json_object_get(root, "num_key_value_heads")) &&
         (rc = get_int(root, "num_key_value_heads", NULL, 1, &c->n_kv_head, path, err)))
         return rc;
-    if (c->n_embd % c->n_head)
+    /* head_dim (Llama, Qwen2, Mistral): one head's width when it is not
+     * hidden_size / num_attention_heads; q_proj is then (heads * head_dim,
+     * hidden) and o_proj its transpose */
+    json_t *hd = json_object_get(root, "head_dim");
+    int sc2 = !strcmp(info->model_type, "starcoder2");
+    if (hd && !json_is_null(hd)) {
+        if (!json_is_integer(hd) || json_integer_value(hd) < 2 || json_integer_value(hd) > 65536)
+            return cu_error_set(err, CU_EFORMAT, "%s: head_dim must be an integer in 2..65536",
+                                path);
+        c->head_dim = (int)json_integer_value(hd);
+        if (c->n_embd % c->n_head == 0 && c->head_dim == c->n_embd / c->n_head) c->head_dim = 0;
+        if (c->head_dim && sc2)
+            return cu_error_set(err, CU_EFORMAT,
+                                "%s: head_dim must be hidden_size / num_attention_heads (%d) for "
+                                "starcoder2",
+                                path, c->n_embd / c->n_head);
+    }
+    if (!c->head_dim && c->n_embd % c->n_head)
         return cu_error_set(err, CU_EFORMAT,
                             "%s: hidden_size %d is not divisible by "
-                            "num_attention_heads %d",
+                            "num_attention_heads %d (and no head_dim is given)",
                             path, c->n_embd, c->n_head);
     if (c->n_head % c->n_kv_head)
         return cu_error_set(err, CU_EFORMAT,
                             "%s: num_key_value_heads %d does not divide num_attention_heads %d",
                             path, c->n_kv_head, c->n_head);
-    if ((c->n_embd / c->n_head) % 2)
+    if (gpt_head_size(c) % 2)
         return cu_error_set(err, CU_EFORMAT, "%s: the head size %d must be even (rotary)", path,
-                            c->n_embd / c->n_head);
-    json_t *hd = json_object_get(root, "head_dim");
-    if (hd && !json_is_null(hd) &&
-        (!json_is_integer(hd) || json_integer_value(hd) != c->n_embd / c->n_head))
-        return cu_error_set(err, CU_EFORMAT,
-                            "%s: head_dim must be hidden_size / num_attention_heads (%d)", path,
-                            c->n_embd / c->n_head);
+                            gpt_head_size(c));
     double eps = 1e-6, theta = 10000.0;
     if ((rc = get_num(root, "rms_norm_eps", 0.0, &eps, path, err)) ||
         (rc = get_num(root, "rope_theta", 0.0, &theta, path, err)))
         return rc;
     c->norm_eps = (float)eps;
     c->rope_theta = (float)theta;
-    int sc2 = !strcmp(info->model_type, "starcoder2");
     json_t *act = json_object_get(root, "hidden_act");
     const char *a = json_is_string(act) ? json_string_value(act) : act ? "?" : NULL;
     if (!sc2 && a && strcmp(a, "silu"))
@@ -542,16 +552,21 @@ int hf_gpt2_save_weights(const char *dir, const float *params, const gpt_tensor_
 static json_t *generated_config_json(const gpt_config_t *c);
 
 static json_t *llama_config_json(const gpt_config_t *c) {
-    return json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b, s:b, "
-                     "s:b, s:n, s:f, s:s, s:b}",
-                     "architectures", "LlamaForCausalLM", "model_type", "llama", "hidden_size",
-                     c->n_embd, "num_hidden_layers", c->n_layer, "num_attention_heads", c->n_head,
-                     "num_key_value_heads", c->n_kv_head, "intermediate_size", c->ffn_hidden,
-                     "vocab_size", c->vocab_size, "max_position_embeddings", c->max_seq_len,
-                     "rms_norm_eps", (double)c->norm_eps, "rope_theta", (double)c->rope_theta,
-                     "hidden_act", "silu", "tie_word_embeddings", c->tie_embeddings,
-                     "attention_bias", 0, "mlp_bias", 0, "rope_scaling", "initializer_range", 0.02,
-                     "torch_dtype", "float32", "use_cache", 1);
+    json_t *root = json_pack(
+        "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s, s:b, s:b, "
+        "s:b, s:n, s:f, s:s, s:b}",
+        "architectures", "LlamaForCausalLM", "model_type", "llama", "hidden_size", c->n_embd,
+        "num_hidden_layers", c->n_layer, "num_attention_heads", c->n_head, "num_key_value_heads",
+        c->n_kv_head, "intermediate_size", c->ffn_hidden, "vocab_size", c->vocab_size,
+        "max_position_embeddings", c->max_seq_len, "rms_norm_eps", (double)c->norm_eps,
+        "rope_theta", (double)c->rope_theta, "hidden_act", "silu", "tie_word_embeddings",
+        c->tie_embeddings, "attention_bias", 0, "mlp_bias", 0, "rope_scaling", "initializer_range",
+        0.02, "torch_dtype", "float32", "use_cache", 1);
+    if (root && c->head_dim && json_object_set_new(root, "head_dim", json_integer(c->head_dim))) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
 }
 
 int hf_gpt2_write_config(const char *dir, const char *base_config, const gpt_config_t *c,
@@ -601,7 +616,12 @@ static json_t *starcoder2_config_json(const gpt_config_t *c) {
         "initializer_range", 0.02, "torch_dtype", "float32", "use_cache", 1);
 }
 
-static json_t *generated_config_json(const gpt_config_t *c) {
+static json_t *generated_config_json(const gpt_config_t *cfg) {
+    /* a run's config leaves the defaults at 0 (gpt_create fills them in);
+     * the Hugging Face classes need the numbers */
+    gpt_config_t filled = *cfg, *c = &filled;
+    if (!c->n_kv_head) c->n_kv_head = c->n_head;
+    if (!c->ffn_hidden) c->ffn_hidden = 4 * c->n_embd;
     if (c->arch == GPT_ARCH_STARCODER2) return starcoder2_config_json(c);
     return c->arch == GPT_ARCH_LLAMA
                ? llama_config_json(c)

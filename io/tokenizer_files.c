@@ -165,6 +165,155 @@ static int tj_normalizer(json_t *nz, const char *path, tj_parts_t *t, cu_error_t
     return CU_OK;
 }
 
+/* ---- SentencePiece-style (Llama 2, CodeLlama, Mistral v0.1) ---- */
+
+#define SP_SPACE "\xe2\x96\x81" /* U+2581, SentencePiece's stand-in for a space */
+
+static const char *type_of(json_t *o) {
+    const char *t = json_string_value(json_object_get(o, "type"));
+    return t ? t : "(no type)";
+}
+
+/* byte_fallback, a Metaspace pre_tokenizer or a Prepend / Replace
+ * normalizer: the tokenizer.json of a converted SentencePiece model. */
+static int tj_is_sp(json_t *root, json_t *model) {
+    if (json_is_true(json_object_get(model, "byte_fallback"))) return 1;
+    if (!strcmp(type_of(json_object_get(root, "pre_tokenizer")), "Metaspace")) return 1;
+    json_t *nz = json_object_get(root, "normalizer");
+    json_t *list = json_object_get(nz, "normalizers");
+    size_t n = json_is_array(list) ? json_array_size(list) : 1;
+    for (size_t i = 0; i < n; i++) {
+        const char *ty = type_of(json_is_array(list) ? json_array_get(list, i) : nz);
+        if (!strcmp(ty, "Prepend") || !strcmp(ty, "Replace")) return 1;
+    }
+    return 0;
+}
+
+/* Replace whose pattern is the String " " and content ▁ (normalizer), or
+ * the reverse (decoder). */
+static int is_replace(json_t *r, const char *from, const char *to) {
+    const char *pat = json_string_value(json_object_get(json_object_get(r, "pattern"), "String"));
+    const char *content = json_string_value(json_object_get(r, "content"));
+    return !strcmp(type_of(r), "Replace") && pat && content && !strcmp(pat, from) &&
+           !strcmp(content, to);
+}
+
+/* normalizer: none, or Prepend(▁) and Replace(" " -> ▁), alone or in a
+ * Sequence. *replaces: spaces become ▁. */
+static int tj_sp_normalizer(json_t *nz, const char *path, tj_parts_t *t, int *replaces,
+                            cu_error_t *err) {
+    if (!nz || json_is_null(nz)) return CU_OK;
+    json_t *list = json_object_get(nz, "normalizers");
+    int seq = !strcmp(type_of(nz), "Sequence") && json_is_array(list);
+    size_t n = seq ? json_array_size(list) : 1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = seq ? json_array_get(list, i) : nz;
+        const char *pre = json_string_value(json_object_get(v, "prepend"));
+        if (!strcmp(type_of(v), "Prepend") && pre && !strcmp(pre, SP_SPACE)) {
+            t->opts.sp_prepend = TOKENIZER_SP_PREPEND_ALWAYS;
+        } else if (is_replace(v, " ", SP_SPACE)) {
+            *replaces = 1;
+        } else {
+            return cu_error_set(
+                err, CU_EFORMAT,
+                "%s: normalizer %s is not supported in a SentencePiece-style (byte_fallback) "
+                "tokenizer.json (Prepend \"" SP_SPACE "\" and Replace \" \" -> "
+                "\"" SP_SPACE "\" are)",
+                path, type_of(v));
+        }
+    }
+    return CU_OK;
+}
+
+/* pre_tokenizer: none, or Metaspace (replacement ▁, prepend_scheme or the
+ * older add_prefix_space, split). */
+static int tj_sp_pre_tokenizer(json_t *pt, const char *path, tj_parts_t *t, int *replaces,
+                               cu_error_t *err) {
+    if (!pt || json_is_null(pt)) return CU_OK;
+    const char *rep = json_string_value(json_object_get(pt, "replacement"));
+    if (strcmp(type_of(pt), "Metaspace") || !rep || strcmp(rep, SP_SPACE))
+        return cu_error_set(
+            err, CU_EFORMAT,
+            "%s: pre_tokenizer %s is not supported in a SentencePiece-style (byte_fallback) "
+            "tokenizer.json (none, or Metaspace with replacement \"" SP_SPACE "\")",
+            path, type_of(pt));
+    *replaces = 1;
+    const char *scheme = json_string_value(json_object_get(pt, "prepend_scheme"));
+    json_t *apx = json_object_get(pt, "add_prefix_space");
+    int mode = TOKENIZER_SP_PREPEND_META;
+    if (scheme && !strcmp(scheme, "first"))
+        mode = TOKENIZER_SP_PREPEND_FIRST;
+    else if (scheme && !strcmp(scheme, "never"))
+        mode = TOKENIZER_SP_PREPEND_NONE;
+    else if (scheme && strcmp(scheme, "always"))
+        return cu_error_set(err, CU_EFORMAT, "%s: Metaspace prepend_scheme \"%s\" is not known",
+                            path, scheme);
+    else if (!scheme && apx && !json_is_true(apx))
+        mode = TOKENIZER_SP_PREPEND_NONE;
+    if (t->opts.sp_prepend != TOKENIZER_SP_PREPEND_ALWAYS) t->opts.sp_prepend = mode;
+    json_t *split = json_object_get(pt, "split");
+    t->opts.sp_split = split ? json_is_true(split) : 1;
+    return CU_OK;
+}
+
+/* decoder: Replace(▁ -> " "), ByteFallback, Fuse, Strip(" ", start N) and
+ * Metaspace, alone or in a Sequence; what they add up to is one rule:
+ * ▁ is a space, <0xXX> its byte, and the whole text loses its first N
+ * leading spaces (decode_strip). */
+static int tj_sp_decoder(json_t *dec, const char *path, tj_parts_t *t, cu_error_t *err) {
+    if (!dec || json_is_null(dec)) return CU_OK;
+    json_t *list = json_object_get(dec, "decoders");
+    int seq = !strcmp(type_of(dec), "Sequence") && json_is_array(list);
+    size_t n = seq ? json_array_size(list) : 1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = seq ? json_array_get(list, i) : dec;
+        const char *ty = type_of(v);
+        const char *content = json_string_value(json_object_get(v, "content"));
+        json_t *start = json_object_get(v, "start");
+        if (!strcmp(ty, "ByteFallback") || !strcmp(ty, "Fuse") || is_replace(v, SP_SPACE, " "))
+            continue;
+        if (!strcmp(ty, "Strip") && content && !strcmp(content, " ") && json_is_integer(start) &&
+            json_integer_value(start) >= 0 && json_integer_value(start) <= 8 &&
+            json_integer_value(json_object_get(v, "stop")) == 0) {
+            t->opts.decode_strip += (int)json_integer_value(start);
+            continue;
+        }
+        if (!strcmp(ty, "Metaspace")) {
+            const char *scheme = json_string_value(json_object_get(v, "prepend_scheme"));
+            json_t *apx = json_object_get(v, "add_prefix_space");
+            if (scheme ? strcmp(scheme, "never") != 0 : !apx || json_is_true(apx))
+                t->opts.decode_strip += 1;
+            continue;
+        }
+        return cu_error_set(
+            err, CU_EFORMAT,
+            "%s: decoder %s is not supported in a SentencePiece-style (byte_fallback) "
+            "tokenizer.json (Replace, ByteFallback, Fuse, Strip, Metaspace are)",
+            path, ty);
+    }
+    return CU_OK;
+}
+
+static int tj_sentencepiece(json_t *root, json_t *model, const char *path, tj_parts_t *t,
+                            cu_error_t *err) {
+    int replaces = 0;
+    t->opts.sp = 1;
+    int rc = tj_sp_normalizer(json_object_get(root, "normalizer"), path, t, &replaces, err);
+    if (rc == CU_OK)
+        rc = tj_sp_pre_tokenizer(json_object_get(root, "pre_tokenizer"), path, t, &replaces, err);
+    if (rc == CU_OK) rc = tj_sp_decoder(json_object_get(root, "decoder"), path, t, err);
+    if (rc == CU_OK && !replaces)
+        rc = cu_error_set(err, CU_EFORMAT,
+                          "%s: a SentencePiece-style tokenizer.json (byte_fallback) needs a "
+                          "Replace \" \" -> \"" SP_SPACE "\" normalizer or a Metaspace "
+                          "pre_tokenizer",
+                          path);
+    t->opts.byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
+    t->opts.fuse_unk = json_is_true(json_object_get(model, "fuse_unk"));
+    t->opts.unk_text = json_string_value(json_object_get(model, "unk_token"));
+    return rc;
+}
+
 static int tj_pre_tokenizer(json_t *pt, const char *path, tj_parts_t *t, cu_error_t *err) {
     const char *type = json_string_value(json_object_get(pt, "type"));
     int use_regex = 1;
@@ -306,10 +455,10 @@ static int tj_parse(const char *path, json_t *root, tj_parts_t *t, cu_error_t *e
     if (!json_is_object(model) || (type && strcmp(type, "BPE")))
         return cu_error_set(err, CU_EFORMAT, "%s: model.type %s is not supported (only BPE)", path,
                             type ? type : "(none)");
-    int nrc = tj_normalizer(json_object_get(root, "normalizer"), path, t, err);
+    int sp = tj_is_sp(root, model);
+    int nrc = sp ? tj_sentencepiece(root, model, path, t, err)
+                 : tj_normalizer(json_object_get(root, "normalizer"), path, t, err);
     if (nrc) return nrc;
-    if (json_is_true(json_object_get(model, "byte_fallback")))
-        return cu_error_set(err, CU_EFORMAT, "%s: byte_fallback BPE is not supported", path);
     const char *cont = json_string_value(json_object_get(model, "continuing_subword_prefix"));
     const char *suf = json_string_value(json_object_get(model, "end_of_word_suffix"));
     if ((cont && *cont) || (suf && *suf))
@@ -325,7 +474,8 @@ static int tj_parse(const char *path, json_t *root, tj_parts_t *t, cu_error_t *e
     if (!t->vocab) return cu_error_set(err, CU_ENOMEM, "out of memory");
     t->opts.ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
     int rc = tj_merges(json_object_get(model, "merges"), path, t, err);
-    if (rc == CU_OK) rc = tj_pre_tokenizer(json_object_get(root, "pre_tokenizer"), path, t, err);
+    if (rc == CU_OK && !sp)
+        rc = tj_pre_tokenizer(json_object_get(root, "pre_tokenizer"), path, t, err);
     if (rc == CU_OK) rc = tj_added(json_object_get(root, "added_tokens"), path, t, err);
     if (rc) return rc;
     /* the end-of-text token: GPT-2's name, else Llama-3's, else </s> */

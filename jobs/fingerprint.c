@@ -38,6 +38,12 @@ char *fingerprint_make(const fingerprint_input_t *in) {
         if (config_format_value(in->cfg, KEYS[i], value, sizeof value, NULL) != CU_OK) continue;
         bad = add(&buf, &len, &cap, KEYS[i], value);
     }
+    /* added after version 1: written only when set, so earlier runs keep
+     * their fingerprint */
+    if (!bad && in->cfg->model.head_dim > 0) {
+        snprintf(value, sizeof value, "%d", in->cfg->model.head_dim);
+        bad = add(&buf, &len, &cap, "model.head_dim", value);
+    }
     /* a random base is a function of the seed and the init scale */
     char base[600];
     if (in->base_sha256 && in->base_sha256[0])

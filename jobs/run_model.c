@@ -120,6 +120,7 @@ int run_model_sizes(const cu_config_t *c, gpt_config_t *gc, cu_error_t *err) {
                          .max_seq_len = c->model.max_seq_len,
                          .arch = gpt_arch_parse(c->model.arch),
                          .n_kv_head = c->model.n_kv_head,
+                         .head_dim = c->model.head_dim,
                          .ffn_hidden = c->model.ffn_hidden,
                          .rope_theta = c->model.rope_theta,
                          .norm_eps = c->model.norm_eps,
@@ -138,6 +139,7 @@ void run_model_sizes_to_config(const gpt_config_t *gc, cu_config_t *c) {
     c->model.max_seq_len = gc->max_seq_len;
     if (gc->arch == GPT_ARCH_GPT2) return;
     c->model.n_kv_head = gc->n_kv_head;
+    c->model.head_dim = gc->head_dim;
     c->model.ffn_hidden = gc->ffn_hidden;
     c->model.rope_theta = gc->rope_theta;
     c->model.norm_eps = gc->norm_eps;

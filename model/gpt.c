@@ -88,6 +88,10 @@ const char *lora_target_module(int arch, int target) {
                                                        : "?";
 }
 
+int gpt_head_size(const gpt_config_t *c) {
+    return c->head_dim > 0 ? c->head_dim : c->n_embd / c->n_head;
+}
+
 void gpt_target_dims(const gpt_config_t *c, int t, int *in, int *out) {
     int C = c->n_embd;
     if (c->arch == GPT_ARCH_STARCODER2) {
@@ -95,11 +99,14 @@ void gpt_target_dims(const gpt_config_t *c, int t, int *in, int *out) {
         return;
     }
     if (c->arch == GPT_ARCH_LLAMA) {
-        int kv = c->n_kv_head * (C / c->n_head), F = c->ffn_hidden;
-        static const int in_f[LLAMA_N_TARGETS] = {0, 0, 0, 0, 0, 0, 1};
-        static const int out_kind[LLAMA_N_TARGETS] = {0, 1, 1, 0, 2, 2, 0};
-        *in = in_f[t] ? F : C;
-        *out = out_kind[t] == 0 ? C : out_kind[t] == 1 ? kv : F;
+        /* Q: the attention width n_head * head size, which differs from C
+         * when head_dim is given */
+        int hs = gpt_head_size(c), kv = c->n_kv_head * hs, Q = c->n_head * hs, F = c->ffn_hidden;
+        static const int in_kind[LLAMA_N_TARGETS] = {0, 0, 0, 3, 0, 0, 2};
+        static const int out_kind[LLAMA_N_TARGETS] = {3, 1, 1, 0, 2, 2, 0};
+        const int width[4] = {C, kv, F, Q};
+        *in = width[in_kind[t]];
+        *out = width[out_kind[t]];
         return;
     }
     static const int in_mul[LORA_N_TARGETS] = {1, 1, 1, 4};
@@ -220,7 +227,10 @@ int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, 
     if (cfg->n_layer < 1 || cfg->n_head < 1 || cfg->n_embd < 1 || cfg->vocab_size < 1 ||
         cfg->max_seq_len < 1)
         return cu_error_set(err, CU_EINVAL, "model sizes must be positive");
-    if (cfg->n_embd % cfg->n_head != 0)
+    if (cfg->head_dim < 0 || (cfg->head_dim > 0 && cfg->arch != GPT_ARCH_LLAMA))
+        return cu_error_set(err, CU_EINVAL, "head_dim is for Llama's block only (got %d)",
+                            cfg->head_dim);
+    if (cfg->head_dim == 0 && cfg->n_embd % cfg->n_head != 0)
         return cu_error_set(err, CU_EINVAL, "n_embd (%d) is not divisible by n_head (%d)",
                             cfg->n_embd, cfg->n_head);
     if (lora && lora->enabled && (lora->r < 1 || lora->targets == 0))
@@ -236,11 +246,10 @@ int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, 
         if (c.n_kv_head < 1 || c.n_head % c.n_kv_head)
             return cu_error_set(err, CU_EINVAL, "n_kv_head (%d) must divide n_head (%d)",
                                 c.n_kv_head, c.n_head);
-        if ((c.n_embd / c.n_head) % 2)
+        if (gpt_head_size(&c) % 2)
             return cu_error_set(err, CU_EINVAL,
-                                "the head size n_embd / n_head (%d) must be even for rotary "
-                                "embeddings",
-                                c.n_embd / c.n_head);
+                                "the head size (%d) must be even for rotary embeddings",
+                                gpt_head_size(&c));
         if (c.ffn_hidden < 1) return cu_error_set(err, CU_EINVAL, "ffn_hidden must be positive");
         int rc = llama_family_check(&c, err);
         if (rc) return rc;

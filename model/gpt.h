@@ -33,6 +33,8 @@ typedef struct {
     int arch; /* GPT_ARCH_*; 0 (GPT-2) when not set */
     /* Llama and StarCoder2 (GPT-2 ignores them); 0 takes the default in brackets */
     int n_kv_head;      /* key/value heads, divides n_head [n_head] */
+    int head_dim;       /* Llama's block: width of one head [n_embd / n_head]; q_proj
+                           is (n_head * head_dim, n_embd), o_proj its transpose */
     int ffn_hidden;     /* SwiGLU width [4 * n_embd] */
     float rope_theta;   /* rotary base [10000] */
     float norm_eps;     /* RMSNorm epsilon [1e-5] */
@@ -96,6 +98,8 @@ int gpt_n_targets(int arch);
 /* "gpt2" / "llama" / "starcoder2"; gpt_arch_parse returns -1 for an unknown name. */
 const char *gpt_arch_name(int arch);
 int gpt_arch_parse(const char *name);
+/* Width of one attention head: head_dim when set, else n_embd / n_head. */
+int gpt_head_size(const gpt_config_t *c);
 /* Input and output width of a target's linear layer. */
 void gpt_target_dims(const gpt_config_t *c, int target, int *in, int *out);
 

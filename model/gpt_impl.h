@@ -63,7 +63,7 @@ struct gpt {
     float *q, *k, *v, *gate, *up, *hmlp;
     float *dq, *dk, *dv, *dgate, *dup;
     float *kv_gate;
-    float *bq, *bk, *bv; /* Qwen2's q/k/v biases (L, C), (L, KV), (L, KV); NULL without */
+    float *bq, *bk, *bv; /* Qwen2's q/k/v biases (L, Q), (L, KV), (L, KV); NULL without */
     float *bo;           /* StarCoder2's o_proj bias (L, C) */
 
     /* ---- precision (gpt_precision.c): the backend of the products with
@@ -162,15 +162,17 @@ int llama_family_rope(gpt_t *m, int hs, cu_error_t *err);
 int llama_family_kinds(const gpt_t *m);
 /* Appends the family's per-layer tensors to the table; llama_family_bind
  * points the named pointers at them once params exist (off: where the
- * first one starts). KV = key/value width. */
-void llama_family_layout(gpt_tensor_t *t, int *n, size_t *off, const gpt_config_t *c, int KV);
-void llama_family_bind(gpt_t *m, size_t off, int KV);
+ * first one starts). Q = query width (n_head * head size), KV = key/value
+ * width. */
+void llama_family_layout(gpt_tensor_t *t, int *n, size_t *off, const gpt_config_t *c, int Q,
+                         int KV);
+void llama_family_bind(gpt_t *m, size_t off, int Q, int KV);
 /* Qwen2: q, k, v (N rows) += their biases; the backward adds the biases'
  * gradients (full fine-tuning) from dq, dk, dv, taken before the rotary
  * embedding. No-ops without qkv_bias. */
-void llama_family_qkv_bias(gpt_t *m, int l, float *q, float *k, float *v, int N, int KV);
+void llama_family_qkv_bias(gpt_t *m, int l, float *q, float *k, float *v, int N, int Q, int KV);
 void llama_family_qkv_bias_backward(gpt_t *m, int l, const float *dq, const float *dk,
-                                    const float *dv, int N, int KV);
+                                    const float *dv, int N, int Q, int KV);
 
 /* The common tail of the Llama-layout backward passes (Llama and its
  * families, StarCoder2): blocks from the top while a gradient still flows

@@ -4,7 +4,8 @@
  * architectures share (the LoRA buffers and op, the gradient bookkeeping,
  * the public entry points, which dispatch here on cfg.arch).
  *
- * A block, with N = B*T rows, C = n_embd, KV = n_kv_head * head size and
+ * A block, with N = B*T rows, C = n_embd, Q = n_head * head size (C unless
+ * config.json's head_dim says otherwise), KV = n_kv_head * head size and
  * F = ffn_hidden:
  *   ln1 = rmsnorm(x) * attn_norm
  *   q = ln1 Wq^T, k = ln1 Wk^T, v = ln1 Wv^T   (plus LoRA), then rope(q), rope(k)
@@ -34,13 +35,14 @@
 enum { K_ATTN_NORM, K_Q, K_K, K_V, K_O, K_MLP_NORM, K_GATE, K_UP, K_DOWN, N_KINDS };
 
 typedef struct {
-    int L, C, NH, NKV, hs, KV, F, V;
+    int L, C, NH, NKV, hs, Q, KV, F, V;
 } dims_t;
 
 static dims_t dims(const gpt_t *m) {
     const gpt_config_t *c = &m->cfg;
-    dims_t d = {c->n_layer, c->n_embd,     c->n_head,    c->n_kv_head, c->n_embd / c->n_head,
-                0,          c->ffn_hidden, c->vocab_size};
+    dims_t d = {c->n_layer, c->n_embd, c->n_head,     c->n_kv_head, gpt_head_size(c),
+                0,          0,         c->ffn_hidden, c->vocab_size};
+    d.Q = d.NH * d.hs;
     d.KV = d.NKV * d.hs;
     return d;
 }
@@ -60,10 +62,10 @@ int llama_layout_params(gpt_t *m, cu_error_t *err) {
         int rows, cols; /* cols 0 = vector */
     } kinds[N_KINDS] = {
         {"layers.%d.input_layernorm.weight", d.C, 0},
-        {"layers.%d.self_attn.q_proj.weight", d.C, d.C},
+        {"layers.%d.self_attn.q_proj.weight", d.Q, d.C},
         {"layers.%d.self_attn.k_proj.weight", d.KV, d.C},
         {"layers.%d.self_attn.v_proj.weight", d.KV, d.C},
-        {"layers.%d.self_attn.o_proj.weight", d.C, d.C},
+        {"layers.%d.self_attn.o_proj.weight", d.C, d.Q},
         {"layers.%d.post_attention_layernorm.weight", d.C, 0},
         {"layers.%d.mlp.gate_proj.weight", d.F, d.C},
         {"layers.%d.mlp.up_proj.weight", d.F, d.C},
@@ -79,7 +81,7 @@ int llama_layout_params(gpt_t *m, cu_error_t *err) {
         }
     }
     size_t family_off = off;
-    llama_family_layout(m->ptensors, &n, &off, &m->cfg, d.KV);
+    llama_family_layout(m->ptensors, &n, &off, &m->cfg, d.Q, d.KV);
     size_t norm_off = off;
     gpt_impl_add_tensor(m->ptensors, &n, &off, "norm.weight", d.C, 0);
     size_t head_off = off;
@@ -95,7 +97,7 @@ int llama_layout_params(gpt_t *m, cu_error_t *err) {
     m->embed = p;
     m->norm = p + norm_off;
     m->lm_head = tied ? m->embed : p + head_off;
-    llama_family_bind(m, family_off, d.KV);
+    llama_family_bind(m, family_off, d.Q, d.KV);
     /* the rotary tables: both in one allocation, freed through rope_cos */
     long half = (long)m->cfg.max_seq_len * (d.hs / 2);
     m->rope_cos = cu_alloc_aligned((size_t)(2 * half + 1) * sizeof(float), err);
@@ -108,18 +110,18 @@ int llama_layout_params(gpt_t *m, cu_error_t *err) {
 
 int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
     dims_t d = dims(m);
-    long L = d.L, C = d.C, KV = d.KV, F = d.F, NH = d.NH;
+    long L = d.L, C = d.C, Q = d.Q, KV = d.KV, F = d.F, NH = d.NH;
     long N = (long)B * T, r = m->lora.enabled ? m->lora.r : 0;
-    long in_max = F > C ? F : C;
+    long CQ = Q > C ? Q : C, in_max = F > CQ ? F : CQ;
     long La = m->ckpt ? 1 : L; /* layers of intermediate activations kept */
     gpt_impl_span_t parts[] = {
         {&m->encoded, N * C},
         {&m->ln1, La * N * C},
         {&m->ln1_rstd, La * N},
-        {&m->q, La * N * C},
+        {&m->q, La * N * Q},
         {&m->k, La * N * KV},
         {&m->v, La * N * KV},
-        {&m->atty, La * N * C},
+        {&m->atty, La * N * Q},
         {&m->lse, La * N * NH},
         {&m->residual2, La * N * C},
         {&m->ln2, La * N * C},
@@ -132,11 +134,11 @@ int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err) {
         {&m->lnf_rstd, N},
         {&m->xa, La * LLAMA_N_TARGETS * N * r},
         {&m->dresidual, N * C},
-        {&m->dsmall, N * C},
+        {&m->dsmall, N * CQ}, /* dln (C) and datty (Q) */
         {&m->dbig, N * F},
         {&m->dgate, N * F},
         {&m->dup, N * F},
-        {&m->dq, N * C},
+        {&m->dq, N * Q},
         {&m->dk, N * KV},
         {&m->dv, N * KV},
         {&m->dxa, N * r},
@@ -160,26 +162,26 @@ static void linear(gpt_t *m, int l, int t, float *out, const float *x, const flo
 
 void llama_block_forward(gpt_t *m, int l, const float *residual) {
     dims_t d = dims(m);
-    int B = m->cur_B, T = m->cur_T, N = B * T, C = d.C, KV = d.KV, F = d.F;
+    int B = m->cur_B, T = m->cur_T, N = B * T, C = d.C, Q = d.Q, KV = d.KV, F = d.F;
     float eps = m->cfg.norm_eps;
-    float *ln1 = ACT(m, m->ln1, l, N * C), *q = ACT(m, m->q, l, N * C);
+    float *ln1 = ACT(m, m->ln1, l, N * C), *q = ACT(m, m->q, l, N * Q);
     float *k = ACT(m, m->k, l, N * KV), *v = ACT(m, m->v, l, N * KV);
-    float *atty = ACT(m, m->atty, l, N * C), *res2 = ACT(m, m->residual2, l, N * C);
+    float *atty = ACT(m, m->atty, l, N * Q), *res2 = ACT(m, m->residual2, l, N * C);
     float *ln2 = ACT(m, m->ln2, l, N * C), *gate = ACT(m, m->gate, l, N * F);
     float *up = ACT(m, m->up, l, N * F), *h = ACT(m, m->hmlp, l, N * F);
     float *res3 = LAYER(m->residual3, l, N * C);
 
     rmsnorm_forward(ln1, ACT(m, m->ln1_rstd, l, N), residual, LAYER(m->attn_norm, l, C), N, C, eps);
-    linear(m, l, LLAMA_Q, q, ln1, LAYER(m->wq, l, C * C), N, C, C, 0.0f);
+    linear(m, l, LLAMA_Q, q, ln1, LAYER(m->wq, l, Q * C), N, C, Q, 0.0f);
     linear(m, l, LLAMA_K, k, ln1, LAYER(m->wk, l, KV * C), N, C, KV, 0.0f);
     linear(m, l, LLAMA_V, v, ln1, LAYER(m->wv, l, KV * C), N, C, KV, 0.0f);
-    llama_family_qkv_bias(m, l, q, k, v, N, KV);
+    llama_family_qkv_bias(m, l, q, k, v, N, Q, KV);
     rope_forward(q, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_forward(k, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
     attention_gqa_forward(atty, ACT(m, m->lse, l, N * d.NH), q, k, v, m->att_scratch, B, T, d.NH,
                           d.NKV, d.hs, m->cfg.sliding_window);
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
-    linear(m, l, LLAMA_O, res2, atty, LAYER(m->wo, l, C * C), N, C, C, 1.0f);
+    linear(m, l, LLAMA_O, res2, atty, LAYER(m->wo, l, C * Q), N, Q, C, 1.0f);
 
     rmsnorm_forward(ln2, ACT(m, m->ln2_rstd, l, N), res2, LAYER(m->mlp_norm, l, C), N, C, eps);
     linear(m, l, LLAMA_GATE, gate, ln2, LAYER(m->wgate, l, F * C), N, C, F, 0.0f);
@@ -227,13 +229,13 @@ static void linear_backward(gpt_t *m, int l, int t, float *dx, const float *dout
  * gradient. */
 static int block_backward(gpt_t *m, int l) {
     dims_t d = dims(m);
-    int B = m->cur_B, T = m->cur_T, N = B * T, C = d.C, KV = d.KV, F = d.F;
+    int B = m->cur_B, T = m->cur_T, N = B * T, C = d.C, Q = d.Q, KV = d.KV, F = d.F;
     int base = l * LLAMA_N_TARGETS;
     float *dres = m->dresidual, *dsmall = m->dsmall;
     const float *residual = l == 0 ? m->encoded : LAYER(m->residual3, l - 1, N * C);
-    float *ln1 = ACT(m, m->ln1, l, N * C), *q = ACT(m, m->q, l, N * C);
+    float *ln1 = ACT(m, m->ln1, l, N * C), *q = ACT(m, m->q, l, N * Q);
     float *k = ACT(m, m->k, l, N * KV), *v = ACT(m, m->v, l, N * KV);
-    float *atty = ACT(m, m->atty, l, N * C), *res2 = ACT(m, m->residual2, l, N * C);
+    float *atty = ACT(m, m->atty, l, N * Q), *res2 = ACT(m, m->residual2, l, N * C);
     float *ln2 = ACT(m, m->ln2, l, N * C), *gate = ACT(m, m->gate, l, N * F);
     float *up = ACT(m, m->up, l, N * F), *h = ACT(m, m->hmlp, l, N * F);
     float *w;
@@ -261,20 +263,20 @@ static int block_backward(gpt_t *m, int l) {
 
     /* output projection: x2 = x + atty Wo^T */
     below = gpt_impl_need_below(m, base + LLAMA_O);
-    w = LAYER(m->wo, l, C * C);
-    linear_backward(m, l, LLAMA_O, below ? dsmall : NULL, dres, atty, w, N, C, C, 0.0f);
+    w = LAYER(m->wo, l, C * Q);
+    linear_backward(m, l, LLAMA_O, below ? dsmall : NULL, dres, atty, w, N, Q, C, 0.0f);
     if (!below) return 0;
     attention_gqa_backward(m->dq, m->dk, m->dv, dsmall, q, k, v, atty, ACT(m, m->lse, l, N * d.NH),
                            m->att_scratch, B, T, d.NH, d.NKV, d.hs, m->cfg.sliding_window);
     rope_backward(m->dq, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_backward(m->dk, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
-    llama_family_qkv_bias_backward(m, l, m->dq, m->dk, m->dv, N, KV);
+    llama_family_qkv_bias_backward(m, l, m->dq, m->dk, m->dv, N, Q, KV);
 
     /* q, k, v read ln1 */
     below = gpt_impl_need_below(m, base + LLAMA_Q);
     dln = below ? dsmall : NULL;
-    w = LAYER(m->wq, l, C * C);
-    linear_backward(m, l, LLAMA_Q, dln, m->dq, ln1, w, N, C, C, 0.0f);
+    w = LAYER(m->wq, l, Q * C);
+    linear_backward(m, l, LLAMA_Q, dln, m->dq, ln1, w, N, C, Q, 0.0f);
     w = LAYER(m->wk, l, KV * C);
     linear_backward(m, l, LLAMA_K, dln, m->dk, ln1, w, N, C, KV, 1.0f);
     w = LAYER(m->wv, l, KV * C);
@@ -301,8 +303,8 @@ int llama_kv_reserve(gpt_t *m, int max_len, cu_error_t *err) {
     free(m->kv);
     m->kv = NULL;
     dims_t d = dims(m);
-    long L = d.L, C = d.C, KV = d.KV, F = d.F, r = m->lora.enabled ? m->lora.r : 1;
-    long total = 2 * L * max_len * KV + 4 * C + 3 * F + max_len + r + 64;
+    long L = d.L, C = d.C, Q = d.Q, KV = d.KV, F = d.F, r = m->lora.enabled ? m->lora.r : 1;
+    long total = 2 * L * max_len * KV + 2 * C + 2 * Q + 3 * F + max_len + r + 64;
     m->kv = cu_alloc_aligned((size_t)total * sizeof(float), err);
     if (!m->kv) return err ? err->code : CU_ENOMEM;
     float *p = m->kv;
@@ -310,8 +312,8 @@ int llama_kv_reserve(gpt_t *m, int max_len, cu_error_t *err) {
     m->kv_v = p, p += L * max_len * KV;
     m->kv_x = p, p += C;
     m->kv_xn = p, p += C;
-    m->kv_qkv = p, p += C; /* the query */
-    m->kv_att = p, p += C;
+    m->kv_qkv = p, p += Q; /* the query */
+    m->kv_att = p, p += Q;
     m->kv_gate = p, p += F;
     m->kv_h = p, p += F;  /* up */
     m->kv_hg = p, p += F; /* silu(gate) * up */
@@ -355,7 +357,7 @@ static void kv_attention(gpt_t *m, int l, int pos) {
 
 int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
     dims_t d = dims(m);
-    int C = d.C, KV = d.KV, F = d.F;
+    int C = d.C, Q = d.Q, KV = d.KV, F = d.F;
     if (!m->kv) return cu_error_set(err, CU_EINVAL, "KV cache not reserved");
     if (m->kv_len >= m->kv_max)
         return cu_error_set(err, CU_EINVAL, "sequence reached the KV cache length %d", m->kv_max);
@@ -370,14 +372,14 @@ int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
         float *kk = m->kv_k + ((long)l * m->kv_max + pos) * KV;
         float *vv = m->kv_v + ((long)l * m->kv_max + pos) * KV;
         rmsnorm_forward(xn, &rstd, x, LAYER(m->attn_norm, l, C), 1, C, eps);
-        kv_linear(m, l, LLAMA_Q, m->kv_qkv, xn, LAYER(m->wq, l, C * C), C, C, 0.0f);
+        kv_linear(m, l, LLAMA_Q, m->kv_qkv, xn, LAYER(m->wq, l, Q * C), C, Q, 0.0f);
         kv_linear(m, l, LLAMA_K, kk, xn, LAYER(m->wk, l, KV * C), C, KV, 0.0f);
         kv_linear(m, l, LLAMA_V, vv, xn, LAYER(m->wv, l, KV * C), C, KV, 0.0f);
-        llama_family_qkv_bias(m, l, m->kv_qkv, kk, vv, 1, KV);
+        llama_family_qkv_bias(m, l, m->kv_qkv, kk, vv, 1, Q, KV);
         rope_forward(m->kv_qkv, m->rope_cos, m->rope_sin, 1, 1, d.NH, d.hs, pos);
         rope_forward(kk, m->rope_cos, m->rope_sin, 1, 1, d.NKV, d.hs, pos);
         kv_attention(m, l, pos);
-        kv_linear(m, l, LLAMA_O, x, m->kv_att, LAYER(m->wo, l, C * C), C, C, 1.0f);
+        kv_linear(m, l, LLAMA_O, x, m->kv_att, LAYER(m->wo, l, C * Q), Q, C, 1.0f);
         rmsnorm_forward(xn, &rstd, x, LAYER(m->mlp_norm, l, C), 1, C, eps);
         kv_linear(m, l, LLAMA_GATE, m->kv_gate, xn, LAYER(m->wgate, l, F * C), C, F, 0.0f);
         kv_linear(m, l, LLAMA_UP, m->kv_h, xn, LAYER(m->wup, l, F * C), C, F, 0.0f);
@@ -394,9 +396,10 @@ int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
 
 double llama_flops_per_step(const gpt_t *m, int B, int T) {
     dims_t d = dims(m);
-    double C = d.C, KV = d.KV, F = d.F, N = (double)B * T, r = m->lora.enabled ? m->lora.r : 0;
-    double linear_f = 2.0 * N * (2.0 * C * C + 2.0 * C * KV + 3.0 * C * F);
-    double attn = 2.0 * B * C * T * (T + 1.0);
+    double C = d.C, Q = d.Q, KV = d.KV, F = d.F, N = (double)B * T;
+    double r = m->lora.enabled ? m->lora.r : 0;
+    double linear_f = 2.0 * N * (2.0 * C * Q + 2.0 * C * KV + 3.0 * C * F);
+    double attn = 2.0 * B * Q * T * (T + 1.0);
     double head = 2.0 * N * C * d.V;
     double fwd = d.L * (linear_f + attn) + head, lora_fwd = 0.0;
     for (int t = 0; m->lora.enabled && t < LLAMA_N_TARGETS; t++) {

@@ -71,7 +71,8 @@ int llama_family_kinds(const gpt_t *m) {
     return m->cfg.qkv_bias ? 3 : 0;
 }
 
-void llama_family_layout(gpt_tensor_t *t, int *n, size_t *off, const gpt_config_t *c, int KV) {
+void llama_family_layout(gpt_tensor_t *t, int *n, size_t *off, const gpt_config_t *c, int Q,
+                         int KV) {
     if (!c->qkv_bias) return;
     static const char *const FMT[3] = {"layers.%d.self_attn.q_proj.bias",
                                        "layers.%d.self_attn.k_proj.bias",
@@ -80,14 +81,14 @@ void llama_family_layout(gpt_tensor_t *t, int *n, size_t *off, const gpt_config_
     for (int k = 0; k < 3; k++)
         for (int l = 0; l < c->n_layer; l++) {
             snprintf(name, sizeof name, FMT[k], l);
-            gpt_impl_add_tensor(t, n, off, name, k == 0 ? c->n_embd : KV, 0);
+            gpt_impl_add_tensor(t, n, off, name, k == 0 ? Q : KV, 0);
         }
 }
 
-void llama_family_bind(gpt_t *m, size_t off, int KV) {
+void llama_family_bind(gpt_t *m, size_t off, int Q, int KV) {
     if (!m->cfg.qkv_bias) return;
     m->bq = m->params + off;
-    m->bk = m->bq + (long)m->cfg.n_layer * m->cfg.n_embd;
+    m->bk = m->bq + (long)m->cfg.n_layer * Q;
     m->bv = m->bk + (long)m->cfg.n_layer * KV;
 }
 
@@ -98,10 +99,9 @@ static void add_rows(float *x, const float *b, int N, int C) {
     }
 }
 
-void llama_family_qkv_bias(gpt_t *m, int l, float *q, float *k, float *v, int N, int KV) {
+void llama_family_qkv_bias(gpt_t *m, int l, float *q, float *k, float *v, int N, int Q, int KV) {
     if (!m->cfg.qkv_bias) return;
-    int C = m->cfg.n_embd;
-    add_rows(q, LAYER(m->bq, l, C), N, C);
+    add_rows(q, LAYER(m->bq, l, Q), N, Q);
     add_rows(k, LAYER(m->bk, l, KV), N, KV);
     add_rows(v, LAYER(m->bv, l, KV), N, KV);
 }
@@ -115,12 +115,11 @@ static void sum_rows(float *db, const float *d, int N, int C) {
 }
 
 void llama_family_qkv_bias_backward(gpt_t *m, int l, const float *dq, const float *dk,
-                                    const float *dv, int N, int KV) {
+                                    const float *dv, int N, int Q, int KV) {
     if (!m->cfg.qkv_bias) return;
-    int C = m->cfg.n_embd;
-    float *g = gpt_impl_pgrad(m, LAYER(m->bq, l, C));
+    float *g = gpt_impl_pgrad(m, LAYER(m->bq, l, Q));
     if (!g) return; /* frozen base: LoRA */
-    sum_rows(g, dq, N, C);
+    sum_rows(g, dq, N, Q);
     sum_rows(gpt_impl_pgrad(m, LAYER(m->bk, l, KV)), dk, N, KV);
     sum_rows(gpt_impl_pgrad(m, LAYER(m->bv, l, KV)), dv, N, KV);
 }

@@ -17,6 +17,9 @@ PACKAGES=(
   libyaml-dev libjansson-dev libssl-dev libpcre2-dev libseccomp-dev
   # tokenizer.json's NFC normalizer (Qwen2's)
   libutf8proc-dev
+  # the Unicode Character Database (15.0.0 in Debian 12, libutf8proc's version):
+  # tools/gen_unicode_class.py generates the tokenizers' \p{L} / \p{N} / \s tables from it
+  unicode-data
   libh2o-evloop-dev
   # codex-ita's knowledge index (SQLite FTS5)
   libsqlite3-dev

@@ -152,6 +152,7 @@ static int run_lora(char **argv, int argc, cu_error_t *err) {
     snprintf(cfg.model.arch, CU_CFG_STR, "%s", gpt_arch_name(gc->arch));
     if (gc->arch != GPT_ARCH_GPT2) {
         cfg.model.n_kv_head = gc->n_kv_head;
+        cfg.model.head_dim = gc->head_dim;
         cfg.model.ffn_hidden = gc->ffn_hidden;
         cfg.model.rope_theta = gc->rope_theta;
         cfg.model.norm_eps = gc->norm_eps;

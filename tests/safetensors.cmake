@@ -44,7 +44,7 @@ endif()
 # BF16 import, LoRA gradients, PEFT and merged export, greedy generate over 32
 # tokens; and the config.json fields codex-train refuses with exit 2.
 if(CU_PYTHON_ORACLE)
-  foreach(family qwen2 llama3 llama_linear mistral starcoder2 refuse)
+  foreach(family qwen2 llama3 llama_linear mistral mistral_head_dim starcoder2 refuse)
     add_test(NAME reference_family_${family}
              COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_family_ref.py
                      --dumper $<TARGET_FILE:hf_dump> --codexctl $<TARGET_FILE:codexctl>

@@ -222,7 +222,8 @@ static void test_gqa_attention(void) {
 /* family != 0: every Llama-block variant at once (llama_family.c): Qwen2's
  * q/k/v biases, Mistral's sliding window (3 of the 9 positions) and Llama
  * 3.1's rope scaling, with an original context short enough that the
- * frequencies fall in all three of its bands. */
+ * frequencies fall in all three of its bands. family 3: the same with an
+ * explicit head_dim of 6 where n_embd / n_head is 4 (q_proj 24 x 16). */
 static gpt_t *tiny_model(int lora_on, unsigned targets, float dropout, int tied, int family) {
     gpt_config_t cfg = {.n_layer = 2,
                         .n_head = 4,
@@ -239,6 +240,7 @@ static gpt_t *tiny_model(int lora_on, unsigned targets, float dropout, int tied,
         cfg.arch = GPT_ARCH_STARCODER2;
         cfg.sliding_window = 4;
     } else if (family) {
+        if (family == 3) cfg.head_dim = 6;
         cfg.qkv_bias = 1;
         cfg.sliding_window = 3;
         cfg.rope_type = GPT_ROPE_LLAMA3;
@@ -318,6 +320,51 @@ static void test_model_family(void) {
     gradcheck_model(&rng, "family LoRA all-linear", m);
     gradcheck_kv_cache("family (window 3 of 9)", m);
     gpt_free(m);
+}
+
+/* head_dim != n_embd / n_head: the attention is wider than the residual
+ * stream; q_proj (NH * head_dim, C), o_proj (C, NH * head_dim). */
+static void test_model_head_dim(void) {
+    gpt_t *m = tiny_model(0, 0u, 0.0f, 0, 3);
+    CHECK(m != NULL);
+    if (!m) return;
+    int n, shapes = 0;
+    const gpt_tensor_t *pt = gpt_param_tensors(m, &n);
+    for (int i = 0; i < n; i++) {
+        const gpt_tensor_t *t = &pt[i];
+        if (strstr(t->name, "q_proj.weight")) shapes += t->shape[0] == 24 && t->shape[1] == 16;
+        if (strstr(t->name, "o_proj.weight")) shapes += t->shape[0] == 16 && t->shape[1] == 24;
+        if (strstr(t->name, "k_proj.weight")) shapes += t->shape[0] == 12 && t->shape[1] == 16;
+        if (strstr(t->name, "q_proj.bias")) shapes += t->shape[0] == 24;
+    }
+    CHECK_MSG(shapes == 8, "q/k/o weights and q bias of 2 layers with head_dim 6: %d right",
+              shapes);
+    gradcheck_model(&rng, "head_dim 6 full fine-tuning", m);
+    gradcheck_ready_hook("head_dim 6 full", m);
+    gpt_free(m);
+    m = tiny_model(1, ALL7, 0.0f, 1, 3);
+    int in, out;
+    gpt_target_dims(gpt_config(m), LLAMA_O, &in, &out);
+    CHECK(in == 24 && out == 16);
+    gradcheck_model(&rng, "head_dim 6 LoRA all-linear", m);
+    gradcheck_kv_cache("head_dim 6 (window 3 of 9)", m);
+    gpt_free(m);
+    gpt_config_t bad = {.n_layer = 1,
+                        .n_head = 4,
+                        .n_embd = 18,
+                        .vocab_size = 11,
+                        .max_seq_len = 4,
+                        .arch = GPT_ARCH_LLAMA,
+                        .head_dim = 5};
+    cu_error_t err;
+    m = NULL;
+    CHECK(gpt_create(&m, &bad, NULL, &err) == CU_EINVAL && strstr(err.msg, "even"));
+    bad.head_dim = 6; /* n_embd 18 is not divisible by 4 heads: fine with head_dim */
+    CHECK(gpt_create(&m, &bad, NULL, &err) == CU_OK);
+    gpt_free(m);
+    m = NULL;
+    bad.arch = GPT_ARCH_STARCODER2;
+    CHECK(gpt_create(&m, &bad, NULL, &err) == CU_EINVAL && strstr(err.msg, "head_dim"));
 }
 
 /* StarCoder2: LayerNorm with bias, biases on every linear, GELU MLP of
@@ -401,6 +448,7 @@ static void test_setup(void) {
 
 TEST_MAIN(TEST(test_setup), TEST(test_rmsnorm), TEST(test_rope), TEST(test_swiglu),
           TEST(test_gqa_attention), TEST(test_model_lora_all), TEST(test_model_lora_some),
-          TEST(test_model_full), TEST(test_model_family), TEST(test_model_starcoder2),
-          TEST(test_grad_ready_hook), TEST(test_kv_cache_matches_forward),
-          TEST(test_lora_zero_b_is_identity), TEST(test_config_checks))
+          TEST(test_model_full), TEST(test_model_family), TEST(test_model_head_dim),
+          TEST(test_model_starcoder2), TEST(test_grad_ready_hook),
+          TEST(test_kv_cache_matches_forward), TEST(test_lora_zero_b_is_identity),
+          TEST(test_config_checks))

@@ -269,6 +269,25 @@ static void test_tokenizer_json(void) {
     EXPECT_ERROR("gpt2", "tjnorm2", CU_EFORMAT, "tjnorm2/tokenizer.json: normalizer Lowercase");
     write_tokenizer_json("tjbf", "", "\"byte_fallback\": true, ");
     EXPECT_ERROR("gpt2", "tjbf", CU_EFORMAT, "byte_fallback");
+    /* SentencePiece-style files: what they may hold is checked, naming the key */
+    write_tokenizer_json("tjsp1",
+                         ", \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"_\"}",
+                         "\"byte_fallback\": true, ");
+    EXPECT_ERROR("gpt2", "tjsp1", CU_EFORMAT, "pre_tokenizer Metaspace is not supported");
+    write_tokenizer_json("tjsp2",
+                         ", \"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"String\": "
+                         "\" \"}, \"content\": \"\xe2\x96\x81\"}, \"decoder\": {\"type\": "
+                         "\"ByteLevel\"}, \"pre_tokenizer\": null",
+                         "\"byte_fallback\": true, ");
+    EXPECT_ERROR("gpt2", "tjsp2", CU_EFORMAT, "decoder ByteLevel is not supported");
+    write_tokenizer_json("tjsp3",
+                         ", \"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"String\": "
+                         "\" \"}, \"content\": \"\xe2\x96\x81\"}, \"pre_tokenizer\": null",
+                         "\"byte_fallback\": true, \"unk_token\": \"<unk>\", ");
+    EXPECT_ERROR("gpt2", "tjsp3", CU_EFORMAT, "unk_token \"<unk>\" is not in the vocabulary");
+    write_tokenizer_json("tjsp4", ", \"normalizer\": {\"type\": \"Prepend\", \"prepend\": \"_\"}",
+                         "");
+    EXPECT_ERROR("gpt2", "tjsp4", CU_EFORMAT, "normalizer Prepend is not supported");
     write_tokenizer_json("tjeos", "", "");
     write_text("tjeos", "tokenizer_config.json", "{\"eos_token\": \"</nope>\"}");
     EXPECT_ERROR("gpt2", "tjeos", CU_EFORMAT, "tjeos/tokenizer_config.json: eos_token \"</nope>\"");
@@ -409,6 +428,10 @@ static void remove_tree(const char *path) {
                                             "tjdig",
                                             "tjdig2",
                                             "tjbf",
+                                            "tjsp1",
+                                            "tjsp2",
+                                            "tjsp3",
+                                            "tjsp4",
                                             "tjeos",
                                             "tjbos",
                                             "tjtmpl"};

@@ -7,7 +7,8 @@
  * For each FILE it prints a line "# FILE" and then, by MODE: (default) the
  * ids, one a line; --pretok the byte offset just past each pre-token;
  * --algo plain|heap the ids with every pre-token merged by that loop and no
- * cache; --roundtrip "ok" if decode(encode(x)) == x, else where it differs.
+ * cache; --roundtrip "ok" if decode(encode(x)) == x (the decoder's
+ * whole-text rule: tokenizer_decode_text), else where it differs.
  * --hash prints the tokenizer's hash first (alone when no FILE is given).
  * --bench SECONDS encodes the files (as one text) again and again for that
  * long and prints MB/s, cold cache and warm. The tokenizer is loaded once.
@@ -87,7 +88,7 @@ static int run_roundtrip(const cu_tokenizer_t *tok, const uint8_t *text, size_t 
     uint8_t *back = NULL;
     size_t blen = 0, bcap = 0;
     cu_error_t err = {0};
-    if (tokenizer_decode(tok, ids, n, &back, &blen, &bcap, &err)) {
+    if (tokenizer_decode_text(tok, ids, n, &back, &blen, &bcap, &err)) {
         fprintf(stderr, "tok_encode: decode failed: %s\n", err.msg);
         free(back);
         return 1;

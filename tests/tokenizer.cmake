@@ -9,6 +9,10 @@
 #              BPE files (scripts/fetch-gpt2-bpe.sh) and fail without them.
 cu_add_test(test_tokenizer SOURCES ${CU_TEST_DIR}/test_tokenizer.c ${CU_TEST_DIR}/tok_tiny_vocab.c
             LIBS cu_tokenizer LABELS unit)
+# GPT-2's hand-written pre-tokeniser, the PCRE2 Split path and NFC on one
+# Unicode version: every code point through both paths, utf8proc vs the table
+cu_add_test(test_unicode_paths SOURCES ${CU_TEST_DIR}/test_unicode_paths.c
+            ${CU_TEST_DIR}/tok_tiny_vocab.c LIBS cu_tokenizer LABELS unit)
 cu_add_test(test_tokenizer_files
             SOURCES ${CU_TEST_DIR}/test_tokenizer_files.c ${CU_TEST_DIR}/tok_tiny_vocab.c
             LIBS cu_io LABELS unit)
@@ -41,8 +45,16 @@ if(CU_PYTHON_ORACLE)
              COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_tokenizer_families.py
                      --tok-encode $<TARGET_FILE:tok_encode> ${family})
   endforeach()
+  # SentencePiece-style tokenizer.json (Llama 2's Prepend/Replace normalizer,
+  # Mistral's Metaspace, byte_fallback, unk) against its Python oracle
+  foreach(variant llama2 mistral unk)
+    add_test(NAME tokenizer_sp_${variant}
+             COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/reference/hf_tokenizer_sentencepiece.py
+                     --tok-encode $<TARGET_FILE:tok_encode> ${variant})
+  endforeach()
   set_tests_properties(tokenizer_gpt2_parity tokenizer_gpt2_oracle_js tokenizer_json_gpt2
                        tokenizer_json_llama3 tokenizer_json_added tokenizer_family_qwen2
-                       tokenizer_family_starcoder2 PROPERTIES
+                       tokenizer_family_starcoder2 tokenizer_sp_llama2 tokenizer_sp_mistral
+                       tokenizer_sp_unk PROPERTIES
                        LABELS reference TIMEOUT 600 ENVIRONMENT "${CU_TOK_ENV}")
 endif()

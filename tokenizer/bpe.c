@@ -405,8 +405,124 @@ static int encode_gpt2_piece(void *ctx, size_t start, size_t end) {
     return CU_OK;
 }
 
+/* ---- SentencePiece-style -------------------------------------------- */
+
+static int push_one(int32_t id, int32_t **ids, size_t *n, size_t *cap, cu_error_t *err) {
+    int rc = ids_reserve(ids, n, cap, 1, err);
+    if (rc == CU_OK) (*ids)[(*n)++] = id;
+    return rc;
+}
+
+/* The symbols a piece starts from, into bpe->sym: each character's token,
+ * else its bytes' <0xXX> tokens (byte_fallback), else unk (consecutive ones
+ * fused with fuse_unk), else nothing. Returns how many. */
+static size_t sp_symbols(cu_bpe_t *bpe, const uint8_t *p, size_t len) {
+    size_t m = 0;
+    int last_unk = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t l = bpe_utf8_char(p, len, i, &cp), k = 0;
+        int32_t id = bpe_whole_find(bpe, p + i, l);
+        if (id < 0 && bpe->byte_fallback)
+            while (k < l && bpe->byte_id[p[i + k]] >= 0) k++;
+        if (id >= 0) {
+            bpe->sym[m++] = id;
+        } else if (bpe->byte_fallback && k == l) {
+            for (k = 0; k < l; k++) bpe->sym[m++] = bpe->byte_id[p[i + k]];
+        } else if (bpe->unk >= 0) {
+            if (!(bpe->fuse_unk && last_unk)) bpe->sym[m++] = bpe->unk;
+            last_unk = 1;
+            i += l;
+            continue;
+        }
+        last_unk = 0;
+        i += l;
+    }
+    return m;
+}
+
+/* One piece (▁ as a space): ignore_merges' whole token, the cache, else
+ * sp_symbols merged by rank. */
+static int sp_piece(cu_bpe_t *bpe, const uint8_t *p, size_t len, int32_t **ids, size_t *n,
+                    size_t *cap, cu_error_t *err) {
+    int32_t whole = bpe->ignore_merges ? bpe_whole_find(bpe, p, len) : -1;
+    if (whole >= 0) return push_one(whole, ids, n, cap, err);
+    uint32_t h = 0;
+    int rc;
+    if (len <= CACHE_MAX_KEY) {
+        h = (uint32_t)hash_bytes(p, len);
+        const cache_slot_t *s = cache_find(bpe, h, p, len);
+        if (s) {
+            bpe->hits++;
+            if ((rc = ids_reserve(ids, n, cap, s->n_ids, err))) return rc;
+            memcpy(*ids + *n, slot_ids(bpe, s), s->n_ids * sizeof **ids);
+            *n += s->n_ids;
+            return CU_OK;
+        }
+    }
+    bpe->misses++;
+    if (len >= INT32_MAX)
+        return cu_error_set(err, CU_EINVAL, "a single pre-token of %zu bytes is too long", len);
+    if ((rc = scratch_reserve(bpe, len, err))) return rc;
+    size_t m = sp_symbols(bpe, p, len);
+    m = m <= BPE_PLAIN_MAX ? merge_plain(bpe, bpe->sym, m) : merge_heap(bpe, m);
+    rc = ids_reserve(ids, n, cap, m, err);
+    if (rc == CU_OK) {
+        memcpy(*ids + *n, bpe->sym, m * sizeof **ids);
+        *n += m;
+        if (len <= CACHE_MAX_KEY) cache_insert(bpe, h, p, len, bpe->sym, m);
+    }
+    if (bpe->scratch_cap > SCRATCH_KEEP) scratch_release(bpe);
+    return rc;
+}
+
+/* The stretch with every ▁ as a space (so a literal ▁ is one too) and the
+ * leading space sp_prepend asks for, into bpe->norm; then cut before each
+ * space when sp_split (Metaspace's MergedWithNext), else one piece. */
+static int sp_encode(cu_bpe_t *bpe, const uint8_t *text, size_t len, int at_start, int32_t **ids,
+                     size_t *n, size_t *cap, cu_error_t *err) {
+    if (len == 0) return CU_OK;
+    if (len + 1 > bpe->norm_cap) {
+        uint8_t *p = realloc(bpe->norm, len + 1);
+        if (!p) return cu_error_set(err, CU_ENOMEM, "out of memory normalizing %zu bytes", len);
+        bpe->norm = p;
+        bpe->norm_cap = len + 1;
+    }
+    uint8_t *t = bpe->norm;
+    size_t m = 1; /* t[0] is the prepended space, if any */
+    for (size_t i = 0; i < len; i++) {
+        int meta = i + 2 < len && text[i] == 0xE2 && text[i + 1] == 0x96 && text[i + 2] == 0x81;
+        t[m++] = meta ? ' ' : text[i];
+        i += meta ? 2 : 0;
+    }
+    int mode = bpe->sp_prepend, lead = t[1] == ' ';
+    int pre = mode == TOKENIZER_SP_PREPEND_ALWAYS || (mode == TOKENIZER_SP_PREPEND_META && !lead) ||
+              (mode == TOKENIZER_SP_PREPEND_FIRST && at_start && !lead);
+    t[0] = ' ';
+    if (!pre) t++, m--;
+    size_t start = 0;
+    for (size_t i = 1; bpe->sp_split && i < m; i++) {
+        if (t[i] != ' ') continue;
+        int rc = sp_piece(bpe, t + start, i - start, ids, n, cap, err);
+        if (rc) return rc;
+        start = i;
+    }
+    return sp_piece(bpe, t + start, m - start, ids, n, cap, err);
+}
+
+int bpe_decode_strip(const cu_bpe_t *bpe) {
+    return bpe->sp ? bpe->decode_strip : 0;
+}
+
+int bpe_encode_segment(cu_bpe_t *bpe, const uint8_t *text, size_t len, int at_start, int32_t **ids,
+                       size_t *n, size_t *cap, cu_error_t *err) {
+    if (bpe->sp) return sp_encode(bpe, text, len, at_start, ids, n, cap, err);
+    return bpe_encode(bpe, text, len, ids, n, cap, err);
+}
+
 int bpe_encode(cu_bpe_t *bpe, const uint8_t *text, size_t len, int32_t **ids, size_t *n,
                size_t *cap, cu_error_t *err) {
+    if (bpe->sp) return sp_encode(bpe, text, len, 1, ids, n, cap, err);
     if (bpe->nfc) {
         int rc = bpe_nfc(bpe, text, len, &text, &len, err);
         if (rc) return rc;

@@ -53,6 +53,13 @@ const char *bpe_hash(const cu_bpe_t *bpe);
  * it uses the cache and scratch space inside `bpe`. */
 int bpe_encode(cu_bpe_t *bpe, const uint8_t *text, size_t len, int32_t **ids, size_t *n,
                size_t *cap, cu_error_t *err);
+/* bpe_encode of a stretch of text between added tokens; at_start: it begins
+ * the text (Metaspace prepend_scheme first). */
+int bpe_encode_segment(cu_bpe_t *bpe, const uint8_t *text, size_t len, int at_start, int32_t **ids,
+                       size_t *n, size_t *cap, cu_error_t *err);
+/* Leading spaces the tokenizer's decoder strips from a whole text (0 but
+ * for SentencePiece-style tokenizers). */
+int bpe_decode_strip(const cu_bpe_t *bpe);
 int bpe_decode(const cu_bpe_t *bpe, const int32_t *ids, size_t n, uint8_t **out, size_t *len,
                size_t *cap, cu_error_t *err);
 

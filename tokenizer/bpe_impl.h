@@ -66,7 +66,12 @@ struct cu_bpe {
     int32_t *whole; /* ignore_merges: open-addressed token bytes -> id, -1 empty */
     size_t whole_mask;
     int nfc, digits; /* see bpe_options_t */
-    uint8_t *norm;   /* scratch: the NFC of the text being encoded */
+    /* SentencePiece-style (bpe_options_t.sp): tok_bytes hold the decoded
+     * text (▁ as a space, <0xXX> as its byte), byte_id the <0xXX> tokens
+     * (-1 where missing), `whole` every other token's bytes -> id */
+    int sp, sp_prepend, sp_split, byte_fallback, fuse_unk, decode_strip, ignore_merges;
+    int32_t unk;   /* -1: none */
+    uint8_t *norm; /* scratch: the NFC of the text being encoded */
     size_t norm_cap;
 
     cache_slot_t *cache;
@@ -110,6 +115,19 @@ void bpe_regex_free(cu_bpe_t *bpe);
 int bpe_regex_split(cu_bpe_t *bpe, const uint8_t *text, size_t len,
                     int (*piece)(void *ctx, size_t start, size_t end), void *ctx, cu_error_t *err);
 
+/* "<0xXX>" (exactly; hex digits upper case, as Hugging Face writes them):
+ * the byte, else -1. */
+static inline int sp_byte_token(const char *s) {
+    static const char HEX[] = "0123456789ABCDEF";
+    if (strlen(s) != 6 || s[0] != '<' || s[1] != '0' || s[2] != 'x' || s[5] != '>') return -1;
+    const char *hi = strchr(HEX, s[3]), *lo = strchr(HEX, s[4]);
+    if (!s[3] || !s[4] || !hi || !lo) return -1;
+    return (int)(hi - HEX) * 16 + (int)(lo - HEX);
+}
+
+/* The token whose bytes are p[0..n) in the `whole` table, -1 for none. */
+static inline int32_t bpe_whole_find(const cu_bpe_t *bpe, const uint8_t *p, size_t n);
+
 /* A hash of a byte string (pre-token cache, ignore_merges table). */
 static inline uint64_t hash_bytes(const uint8_t *p, size_t n) {
     uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
@@ -136,6 +154,17 @@ static inline const merge_slot_t *merge_find(const cu_bpe_t *bpe, int32_t a, int
         if (s->key == MERGE_EMPTY) return NULL;
         i = (i + 1) & bpe->merge_mask;
     }
+}
+
+static inline int32_t bpe_whole_find(const cu_bpe_t *bpe, const uint8_t *p, size_t n) {
+    if (!bpe->whole) return -1;
+    size_t i = (size_t)hash_bytes(p, n) & bpe->whole_mask;
+    for (; bpe->whole[i] >= 0; i = (i + 1) & bpe->whole_mask) {
+        int32_t id = bpe->whole[i];
+        size_t tl = bpe->tok_off[id + 1] - bpe->tok_off[id];
+        if (tl == n && !memcmp(bpe->tok_bytes + bpe->tok_off[id], p, n)) return id;
+    }
+    return -1;
 }
 
 #endif

@@ -98,6 +98,26 @@ static int vocab_index(cu_bpe_t *bpe, json_t *root, const char *name, const char
     return CU_OK;
 }
 
+/* SentencePiece-style: ▁ (E2 96 81) is a space, <0xXX> its byte, the rest
+ * UTF-8 as written. Writes the bytes at out, returns how many. */
+static size_t sp_token_bytes(const char *key, uint8_t *out) {
+    int byte = sp_byte_token(key);
+    if (byte >= 0) {
+        out[0] = (uint8_t)byte;
+        return 1;
+    }
+    size_t at = 0;
+    for (const char *p = key; *p;) {
+        if (!strncmp(p, "\xe2\x96\x81", 3)) {
+            out[at++] = ' ';
+            p += 3;
+        } else {
+            out[at++] = (uint8_t)*p++;
+        }
+    }
+    return at;
+}
+
 /* id -> bytes. A character of bytes_to_unicode's table is its byte; any
  * other (a special token made of something else) is kept as UTF-8. */
 static int vocab_build_decoder(cu_bpe_t *bpe, const char **keys, const char *name,
@@ -123,6 +143,10 @@ static int vocab_build_decoder(cu_bpe_t *bpe, const char **keys, const char *nam
         bpe->present[id] = 1;
         const uint8_t *k = (const uint8_t *)keys[id];
         size_t n = strlen(keys[id]);
+        if (bpe->sp) {
+            at += sp_token_bytes(keys[id], bpe->tok_bytes + at);
+            continue;
+        }
         for (size_t i = 0; i < n;) {
             uint32_t cp;
             size_t len = bpe_utf8_char(k, n, i, &cp);
@@ -143,7 +167,13 @@ static int vocab_find_specials(cu_bpe_t *bpe, json_t *root, const char *name, co
                                cu_error_t *err) {
     uint32_t cp_of_byte[256];
     bytes_to_unicode(cp_of_byte);
-    for (int b = 0; b < 256; b++) {
+    for (int b = 0; bpe->sp && b < 256; b++) {
+        char s[8];
+        snprintf(s, sizeof s, "<0x%02X>", b);
+        json_t *v = json_object_get(root, s);
+        bpe->byte_id[b] = v ? (int32_t)json_integer_value(v) : -1;
+    }
+    for (int b = 0; !bpe->sp && b < 256; b++) {
         char s[3] = {0};
         utf8_put(cp_of_byte[b], s);
         json_t *v = json_object_get(root, s);
@@ -311,6 +341,9 @@ static int build_whole(cu_bpe_t *bpe, const char **keys, json_t *added, const ch
     for (size_t i = 0; i < slots; i++) bpe->whole[i] = -1;
     for (int id = 0; id < bpe->vocab_size; id++) {
         if (!keys[id] || (added && json_object_get(added, keys[id]))) continue;
+        /* SentencePiece-style: <0xXX> only by byte fallback; a literal space
+         * never reaches the model (the normalizer made it ▁) */
+        if (bpe->sp && (sp_byte_token(keys[id]) >= 0 || strchr(keys[id], ' '))) continue;
         const uint8_t *b = bpe->tok_bytes + bpe->tok_off[id];
         size_t n = bpe->tok_off[id + 1] - bpe->tok_off[id];
         size_t i = (size_t)hash_bytes(b, n) & bpe->whole_mask;
@@ -335,6 +368,13 @@ static void hash_options(EVP_MD_CTX *md, const bpe_options_t *o) {
     if (o->ignore_merges) EVP_DigestUpdate(md, "\0ignore_merges", 15);
     if (o->nfc) EVP_DigestUpdate(md, "\0nfc", 5);
     if (o->digits) EVP_DigestUpdate(md, "\0digits", 8);
+    if (o->sp) {
+        char s[96];
+        int n = snprintf(s, sizeof s, "%csp %d %d %d %d %d", 0, o->sp_prepend, o->sp_split,
+                         o->byte_fallback, o->fuse_unk, o->decode_strip);
+        EVP_DigestUpdate(md, s, (size_t)n);
+        if (o->unk_text) EVP_DigestUpdate(md, o->unk_text, strlen(o->unk_text) + 1);
+    }
 }
 
 int bpe_open(cu_bpe_t **out, const char *vocab_json, size_t vocab_len, const char *vocab_name,
@@ -374,6 +414,14 @@ int bpe_open_opts(cu_bpe_t **out, const char *vocab_json, size_t vocab_len, cons
         rc = added ? vocab_add(root, added, vocab_name, err)
                    : cu_error_set(err, CU_EFORMAT, "%s: added_tokens: %s", vocab_name, jerr.text);
     }
+    bpe->sp = opts->sp;
+    bpe->sp_prepend = opts->sp_prepend;
+    bpe->sp_split = opts->sp_split;
+    bpe->byte_fallback = opts->byte_fallback;
+    bpe->fuse_unk = opts->fuse_unk;
+    bpe->decode_strip = opts->decode_strip;
+    bpe->ignore_merges = opts->ignore_merges;
+    bpe->unk = -1;
     if (rc == CU_OK) rc = vocab_index(bpe, root, vocab_name, &keys, err);
     if (rc == CU_OK) rc = vocab_build_decoder(bpe, keys, vocab_name, err);
     if (rc == CU_OK)
@@ -383,7 +431,21 @@ int bpe_open_opts(cu_bpe_t **out, const char *vocab_json, size_t vocab_len, cons
         hash_vocab(md, bpe, keys);
         rc = load_merges(bpe, root, merges, merges_len, merges_name, md, err);
     }
-    if (rc == CU_OK && opts->ignore_merges) rc = build_whole(bpe, keys, added, vocab_name, err);
+    if (rc == CU_OK && (opts->ignore_merges || opts->sp))
+        rc = build_whole(bpe, keys, added, vocab_name, err);
+    if (rc == CU_OK && opts->sp && opts->unk_text) {
+        json_t *u = json_object_get(root, opts->unk_text);
+        if (!u)
+            rc = cu_error_set(err, CU_EFORMAT, "%s: unk_token \"%.60s\" is not in the vocabulary",
+                              vocab_name, opts->unk_text);
+        else
+            bpe->unk = (int32_t)json_integer_value(u);
+    }
+    if (rc == CU_OK && opts->sp && (opts->split_regex || opts->nfc || opts->digits))
+        rc = cu_error_set(err, CU_EFORMAT,
+                          "%s: a SentencePiece-style tokenizer with a Split, NFC or Digits "
+                          "pre-tokenizer is not supported",
+                          vocab_name);
     if (rc == CU_OK && opts->split_regex)
         rc = bpe_regex_compile(bpe, opts->split_regex, opts->split_then_gpt2, vocab_name, err);
     if (rc == CU_OK && opts->digits && opts->split_regex)

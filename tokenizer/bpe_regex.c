@@ -8,50 +8,108 @@
  * of invalid UTF-8 becomes a lone surrogate U+DC80..U+DCFF, a character that
  * is neither letter, number nor space. PCRE2's 32-bit library, without UTF
  * checking (lone surrogates are not valid UTF) but with Unicode properties
- * (PCRE2_UCP), matches over those code points, so \p{L}, \p{N} and \s work
- * on real characters and the pieces map back to exact byte ranges. GPT-2's
- * own pattern never comes here: bpe_pretok.c handles it by hand, faster.
+ * (PCRE2_UCP), matches over those code points, and the pieces map back to
+ * exact byte ranges. \p{L}, \p{N} and \s are not PCRE2's: translate() spells
+ * them out as classes from tokenizer/unicode_class.c, the table GPT-2's
+ * hand-written pre-tokeniser reads (one Unicode version for both paths).
+ * GPT-2's own pattern never comes here: bpe_pretok.c handles it by hand,
+ * faster.
  */
 #define PCRE2_CODE_UNIT_WIDTH 32
 #include <pcre2.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "tokenizer/bpe_impl.h"
+#include "tokenizer/unicode_class.h"
 
-/* \s as Python's regex module and Oniguruma (Hugging Face's engine) mean
- * it: the Unicode White_Space characters. PCRE2's own \s also takes U+180E. */
-static const char WHITE_SPACE[] =
-    "\\t\\n\\x0b\\f\\r\\x20\\x85\\xa0\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}"
-    "\\x{202f}\\x{205f}\\x{3000}";
+/* The ranges of one class of unicode_class.c as PCRE2 class items
+ * ("\x{41}-\x{5a}\x{61}-\x{7a}..."), so \p{L}, \p{N} and \s mean exactly
+ * what GPT-2's hand-written pre-tokeniser means by them (one Unicode
+ * version, docs/formats.md) rather than PCRE2's own tables. Allocates. */
+static char *class_items(cu_uclass_t cls) {
+    size_t cap = 4096, len = 0;
+    char *out = malloc(cap);
+    for (uint32_t cp = 0; out && cp < CU_UCLASS_MAX_CP; cp++) {
+        if (unicode_class(cp) != cls) continue;
+        uint32_t hi = cp;
+        while (hi + 1 < CU_UCLASS_MAX_CP && unicode_class(hi + 1) == cls) hi++;
+        if (len + 32 > cap) {
+            char *bigger = realloc(out, cap *= 2);
+            if (!bigger) free(out);
+            out = bigger;
+            if (!out) break;
+        }
+        len += (size_t)(hi > cp ? snprintf(out + len, 32, "\\x{%x}-\\x{%x}", cp, hi)
+                                : snprintf(out + len, 32, "\\x{%x}", cp));
+        cp = hi;
+    }
+    return out;
+}
+
+/* Which class an escape at pattern[i] (just past the backslash) names, and
+ * how many bytes it takes: \s \S, \p{L} \pL \P{L} \PL, the same with N.
+ * Returns 0 for any other escape. */
+static size_t class_escape(const char *p, size_t n, size_t i, cu_uclass_t *cls, int *neg) {
+    if (p[i] == 's' || p[i] == 'S') {
+        *cls = CU_UCLASS_SPACE;
+        *neg = p[i] == 'S';
+        return 1;
+    }
+    if (p[i] != 'p' && p[i] != 'P') return 0;
+    *neg = p[i] == 'P';
+    size_t at = i + 1, len = 2; /* \pL */
+    if (at < n && p[at] == '{') {
+        if (at + 2 >= n || p[at + 2] != '}') return 0; /* \p{Lu}, \p{Greek}: PCRE2's */
+        at++;
+        len = 4;
+    }
+    if (at >= n || (p[at] != 'L' && p[at] != 'N')) return 0;
+    *cls = p[at] == 'L' ? CU_UCLASS_LETTER : CU_UCLASS_NUMBER;
+    return len;
+}
 
 static size_t put_ascii(uint32_t *out, size_t m, const char *s) {
     while (*s) out[m++] = (uint8_t)*s++;
     return m;
 }
 
-/* The pattern's code points with \s and \S spelled out as WHITE_SPACE.
- * Allocates *out; \S inside a class is refused (no way to spell it). */
+/* The pattern's code points with \s, \p{L} and \p{N} (and their negations
+ * outside classes) spelled out from unicode_class.c. Allocates *out; a
+ * negated one inside a class is refused (no way to spell it). */
 static int translate(const char *pattern, uint32_t **out, size_t *len, const char *name,
                      cu_error_t *err) {
-    size_t n = strlen(pattern), ws = strlen(WHITE_SPACE);
-    uint32_t *cps = malloc((n * (ws + 4) + 1) * sizeof *cps);
-    if (!cps) return cu_error_set(err, CU_ENOMEM, "%s: out of memory", name);
+    char *items[4] = {NULL, class_items(CU_UCLASS_LETTER), class_items(CU_UCLASS_NUMBER),
+                      class_items(CU_UCLASS_SPACE)};
+    size_t n = strlen(pattern), longest = 0;
+    for (int k = 1; k < 4; k++) {
+        if (!items[k]) {
+            for (int j = 1; j < 4; j++) free(items[j]);
+            return cu_error_set(err, CU_ENOMEM, "%s: out of memory", name);
+        }
+        if (strlen(items[k]) > longest) longest = strlen(items[k]);
+    }
+    uint32_t *cps = malloc((n * (longest + 4) + 1) * sizeof *cps);
+    int rc = cps ? CU_OK : cu_error_set(err, CU_ENOMEM, "%s: out of memory", name);
     size_t m = 0;
     int in_class = 0;
-    for (size_t i = 0; i < n;) {
+    for (size_t i = 0; rc == CU_OK && i < n;) {
         uint32_t cp;
+        cu_uclass_t cls;
+        int neg;
+        size_t esc;
         i += bpe_utf8_char((const uint8_t *)pattern, n, i, &cp);
-        if (cp == '\\' && i < n && (pattern[i] == 's' || pattern[i] == 'S')) {
-            int neg = pattern[i++] == 'S';
+        if (cp == '\\' && i < n && (esc = class_escape(pattern, n, i, &cls, &neg))) {
+            i += esc;
             if (in_class && neg) {
-                free(cps);
-                return cu_error_set(err, CU_EFORMAT,
-                                    "%s: the Split pattern uses \\S inside a character class "
-                                    "(not supported)",
-                                    name);
+                rc = cu_error_set(err, CU_EFORMAT,
+                                  "%s: the Split pattern negates \\s, \\p{L} or \\p{N} inside a "
+                                  "character class (not supported)",
+                                  name);
+                break;
             }
             if (!in_class) m = put_ascii(cps, m, neg ? "[^" : "[");
-            m = put_ascii(cps, m, WHITE_SPACE);
+            m = put_ascii(cps, m, items[cls]);
             if (!in_class) m = put_ascii(cps, m, "]");
             continue;
         }
@@ -66,6 +124,11 @@ static int translate(const char *pattern, uint32_t **out, size_t *len, const cha
         } else if (cp == ']' && in_class) {
             in_class = 0;
         }
+    }
+    for (int k = 1; k < 4; k++) free(items[k]);
+    if (rc) {
+        free(cps);
+        return rc;
     }
     *out = cps;
     *len = m;

@@ -313,13 +313,16 @@ static int encode_added(cu_tokenizer_t *tok, const uint8_t *text, size_t len, in
             while (stop < len && (l = bpe_utf8_char(text, len, stop, &cp)) &&
                    unicode_class(cp) == CU_UCLASS_SPACE)
                 stop += l;
-        int rc = start > done ? bpe_encode(tok->bpe, text + done, start - done, ids, n, cap, err)
+        int rc = start > done ? bpe_encode_segment(tok->bpe, text + done, start - done, done == 0,
+                                                   ids, n, cap, err)
                               : CU_OK;
         if (rc == CU_OK) rc = push_id(a->id, ids, n, cap, err);
         if (rc) return rc;
         done = stop;
     }
-    return done < len ? bpe_encode(tok->bpe, text + done, len - done, ids, n, cap, err) : CU_OK;
+    return done < len
+               ? bpe_encode_segment(tok->bpe, text + done, len - done, done == 0, ids, n, cap, err)
+               : CU_OK;
 }
 
 int tokenizer_encode(cu_tokenizer_t *tok, const uint8_t *text, size_t len, int32_t **ids, size_t *n,
@@ -371,4 +374,18 @@ int tokenizer_decode(const cu_tokenizer_t *tok, const int32_t *ids, size_t n, ui
     if (n && !ids) return cu_error_set(err, CU_EINVAL, "tokenizer_decode: NULL ids");
     if (tok->kind == CU_TOKENIZER_GPT2) return bpe_decode(tok->bpe, ids, n, out, len, cap, err);
     return decode_bytes(ids, n, out, len, cap, err);
+}
+
+int tokenizer_decode_text(const cu_tokenizer_t *tok, const int32_t *ids, size_t n, uint8_t **out,
+                          size_t *len, size_t *cap, cu_error_t *err) {
+    size_t from = *len;
+    int rc = tokenizer_decode(tok, ids, n, out, len, cap, err);
+    int strip = rc == CU_OK && tok->kind == CU_TOKENIZER_GPT2 ? bpe_decode_strip(tok->bpe) : 0;
+    size_t k = 0;
+    while ((int)k < strip && from + k < *len && (*out)[from + k] == ' ') k++;
+    if (k) {
+        memmove(*out + from, *out + from + k, *len - from - k);
+        *len -= k;
+    }
+    return rc;
 }

@@ -55,11 +55,36 @@ typedef struct {
     int nfc;    /* normalizer NFC (Qwen2's): text between added tokens is NFC'd first */
     int digits; /* pre_tokenizer Digits(individual_digits) before the byte-level split
                    (StarCoder2's): every \p{N} character is a pre-token of its own */
+    /* SentencePiece-style BPE (Llama 2, CodeLlama, Mistral v0.1), sp != 0:
+     * tokens are text with U+2581 (▁) standing for a space and <0xXX> for
+     * a byte; the text between added tokens gets a leading ▁ (sp_prepend),
+     * is cut before every ▁ when sp_split (Metaspace split), and each piece
+     * is merged from its characters: a character that is no token becomes
+     * its UTF-8 bytes' <0xXX> tokens (byte_fallback), else unk_text's token
+     * (consecutive ones fused into one with fuse_unk), else is dropped. */
+    int sp;
+    int sp_prepend; /* TOKENIZER_SP_PREPEND_* */
+    int sp_split;
+    int byte_fallback, fuse_unk;
+    const char *unk_text; /* NULL: no unknown token */
+    int decode_strip;     /* the decoder strips this many leading spaces (Strip, Metaspace) */
     /* non-special added tokens matched in the text (special ones never are);
      * a non-empty list is part of the hash */
     const tokenizer_added_token_t *matched;
     size_t n_matched;
 } tokenizer_bpe_options_t;
+
+/* When the SentencePiece-style leading ▁ is added to a stretch of text:
+ * NONE never; ALWAYS to every non-empty one (normalizer Prepend); META
+ * unless it starts with a space (Metaspace prepend_scheme always); FIRST as
+ * META, only for the stretch at the start of the text (prepend_scheme
+ * first). */
+enum {
+    TOKENIZER_SP_PREPEND_NONE = 0,
+    TOKENIZER_SP_PREPEND_ALWAYS = 1,
+    TOKENIZER_SP_PREPEND_META = 2,
+    TOKENIZER_SP_PREPEND_FIRST = 3
+};
 
 /* tokenizer_open_gpt2_named with tokenizer.json's options. Allocates. */
 int tokenizer_open_bpe(cu_tokenizer_t **out, const char *vocab_json, size_t vocab_len,
@@ -113,5 +138,12 @@ int tokenizer_encode_doc(cu_tokenizer_t *tok, const uint8_t *text, size_t len, i
  * is an error. */
 int tokenizer_decode(const cu_tokenizer_t *tok, const int32_t *ids, size_t n, uint8_t **out,
                      size_t *len, size_t *cap, cu_error_t *err);
+
+/* tokenizer_decode of a whole text (what tokenizer_encode made of it), as
+ * the tokenizer's decoder does it: a SentencePiece-style one strips the
+ * leading space its encoder added (decode_strip). tokenizer_decode keeps
+ * it, since a continuation's leading ▁ is a real space. */
+int tokenizer_decode_text(const cu_tokenizer_t *tok, const int32_t *ids, size_t n, uint8_t **out,
+                          size_t *len, size_t *cap, cu_error_t *err);
 
 #endif

@@ -1,23 +1,26 @@
 #!/usr/bin/env python3
-"""Generates tokenizer/unicode_class.c: the character classes of GPT-2's
-pre-tokenising regex (\\p{L}, \\p{N}, \\s and the rest) for every code point.
+"""Generates tokenizer/unicode_class.c: the character classes of the
+pre-tokenising regexes (\\p{L}, \\p{N}, \\s and the rest) for every code point.
 
-GPT-2's reference encoder splits text with the Python `regex` module, so the
-C pre-tokeniser must agree with that module's idea of a letter, a number and
-whitespace, code point by code point, whatever Unicode version it ships.
-Rather than transcribe Unicode data, this script asks the module itself:
-every code point 0..0x10FFFF (lone surrogates included, since surrogateescape
-turns each invalid UTF-8 byte into U+DC80..U+DCFF) is matched against the
-three classes, and the result is written as a two-level lookup table.
+One source for every path that classifies characters: the Unicode Character
+Database of Debian's `unicode-data` package (/usr/share/unicode), the same
+Unicode version as the libutf8proc that does NFC (Debian 12: 15.0.0 both).
+Letters are General_Category L* (Lu Ll Lt Lm Lo), numbers N* (Nd Nl No),
+whitespace the White_Space property (PropList.txt), as Python's `regex` and
+Oniguruma read \\p{L}, \\p{N} and \\s. GPT-2's hand-written pre-tokeniser
+reads the table directly; the Split path (tokenizer/bpe_regex.c) spells
+\\p{L} / \\p{N} / \\s out as character classes built from the same table
+before PCRE2 compiles the pattern. Lone surrogates (surrogateescape's
+U+DC80..U+DCFF for invalid UTF-8 bytes) are Cs: other.
 
-Usage: python3 tools/gen_unicode_class.py [OUTPUT]   (default tokenizer/unicode_class.c)
-Needs python3-regex (Debian) -- the same module tests/reference/gpt2_bpe_ref.py uses.
-Rerun it after upgrading that module and commit the regenerated file.
+Usage: python3 tools/gen_unicode_class.py [OUTPUT] [UCD_DIR]
+       (defaults tokenizer/unicode_class.c, /usr/share/unicode)
+Rerun it when the unicode-data package (and libutf8proc with it) moves to
+another Unicode version, and commit the regenerated file.
 """
 import os
+import re
 import sys
-
-import regex
 
 # Must match cu_uclass_t in tokenizer/unicode_class.h.
 OTHER, LETTER, NUMBER, SPACE = 0, 1, 2, 3
@@ -26,24 +29,48 @@ BLOCK_SHIFT = 7  # 128 code points a block
 MAX_CP = 0x110000
 
 
-def classify_all():
-    letter = regex.compile(r"\p{L}")
-    number = regex.compile(r"\p{N}")
-    space = regex.compile(r"\s")
-    other = regex.compile(r"[^\s\p{L}\p{N}]")
+def read_version(ucd):
+    """The Unicode version, from ReadMe.txt (or DerivedAge.txt's header)."""
+    for name in ("ReadMe.txt", "DerivedAge.txt"):
+        try:
+            with open(os.path.join(ucd, name), encoding="utf-8") as f:
+                m = re.search(r"(\d+\.\d+\.\d+)", f.read(4000))
+            if m:
+                return m.group(1)
+        except OSError:
+            pass
+    sys.exit("cannot tell the Unicode version of %s" % ucd)
+
+
+def classify_all(ucd):
     classes = bytearray(MAX_CP)
-    for cp in range(MAX_CP):
-        ch = chr(cp)
-        hits = [c for c, pat in ((LETTER, letter), (NUMBER, number), (SPACE, space))
-                if pat.match(ch)]
-        if len(hits) > 1:
-            sys.exit(f"U+{cp:04X} is in more than one class {hits}: the C "
-                     "pre-tokeniser assumes the classes are disjoint")
-        cls = hits[0] if hits else OTHER
-        # The regex's fourth alternative must be exactly "none of the three".
-        if (cls == OTHER) != bool(other.match(ch)):
-            sys.exit(f"U+{cp:04X}: [^\\s\\p{{L}}\\p{{N}}] disagrees with the classes")
-        classes[cp] = cls
+    first = None
+    with open(os.path.join(ucd, "UnicodeData.txt"), encoding="utf-8") as f:
+        for line in f:
+            fields = line.split(";")
+            cp, name, cat = int(fields[0], 16), fields[1], fields[2]
+            cls = LETTER if cat.startswith("L") else NUMBER if cat.startswith("N") else OTHER
+            if name.endswith(", First>"):
+                first = cp
+                continue
+            lo = first if name.endswith(", Last>") else cp
+            first = None
+            for c in range(lo, cp + 1):
+                classes[c] = cls
+    with open(os.path.join(ucd, "PropList.txt"), encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#")[0].strip()
+            if not line:
+                continue
+            rng, prop = [x.strip() for x in line.split(";")]
+            if prop != "White_Space":
+                continue
+            lo, _, hi = rng.partition("..")
+            for c in range(int(lo, 16), int(hi or lo, 16) + 1):
+                if classes[c] != OTHER:
+                    sys.exit("U+%04X is White_Space and a letter or number: the C "
+                             "pre-tokeniser assumes the classes are disjoint" % c)
+                classes[c] = SPACE
     return classes
 
 
@@ -59,17 +86,17 @@ def build_tables(classes):
     return stage1, blocks
 
 
-def emit(out, stage1, blocks, classes):
+def emit(out, stage1, blocks, classes, version):
     counts = {c: classes.count(c) for c in NAMES}
-    uni = getattr(regex, "__version__", "unknown")
     lines = []
     w = lines.append
     w("/*")
     w(" * GENERATED by tools/gen_unicode_class.py -- do not edit by hand.")
     w(" *")
-    w(" * The classes of GPT-2's pre-tokenising regex for every code point, taken")
-    w(" * from the Python `regex` module (version %s) by matching each code point" % uni)
-    w(" * against \\p{L}, \\p{N} and \\s. Regenerate after upgrading that module:")
+    w(" * The classes of the pre-tokenising regexes for every code point, from the")
+    w(" * Unicode Character Database %s (Debian's unicode-data package): letter" % version)
+    w(" * = General_Category L*, number = N*, space = White_Space. Regenerate when")
+    w(" * that package moves to another Unicode version:")
     w(" *     python3 tools/gen_unicode_class.py tokenizer/unicode_class.c")
     w(" *")
     w(" * Counts: %s." % ", ".join("%s %d" % (NAMES[c], counts[c]) for c in NAMES))
@@ -77,6 +104,8 @@ def emit(out, stage1, blocks, classes):
     w(" * unicode_class_stage2 (see tokenizer/unicode_class.h).")
     w(" */")
     w('#include "tokenizer/unicode_class.h"')
+    w("")
+    w("const char unicode_class_version[] = \"%s\";" % version)
     w("")
     w("/* clang-format off */")
     w("const uint8_t unicode_class_stage1[%d] = {" % len(stage1))
@@ -98,13 +127,15 @@ def emit(out, stage1, blocks, classes):
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tokenizer", "unicode_class.c")
-    classes = classify_all()
+    ucd = sys.argv[2] if len(sys.argv) > 2 else "/usr/share/unicode"
+    version = read_version(ucd)
+    classes = classify_all(ucd)
     stage1, blocks = build_tables(classes)
     assert stage1[0] == 0, "unicode_class_ascii() relies on U+0000..U+007F being block 0"
     if len(blocks) > 256:
         sys.exit("%d distinct blocks no longer fit unicode_class_stage1's uint8_t: "
                  "widen it here and in tokenizer/unicode_class.h" % len(blocks))
-    emit(out, stage1, blocks, classes)
+    emit(out, stage1, blocks, classes, version)
     print("wrote %s: %d blocks of %d code points" % (out, len(blocks), 1 << BLOCK_SHIFT))
 
 

@@ -17,6 +17,10 @@ label `reference`; there is no `transformers` package):
   mistral       Mistral: sliding_window 5, so a position attends to itself
                 and the 4 before it (HF's mask: i - W < j <= i), in the
                 batch (T = 40) and in generate's KV cache past the window
+  mistral_head_dim
+                Mistral NeMo's layout: head_dim 12 given explicitly where
+                hidden_size / num_attention_heads is 8, so q_proj is
+                (48, 32), o_proj (32, 48); no sliding window
   starcoder2    StarCoder2: LayerNorm with bias (norm_epsilon 1e-5), biases
                 on every linear (use_bias), a GELU-tanh MLP of c_fc and
                 c_proj, GQA with rotary embeddings (rope_theta ~1e6), a
@@ -64,16 +68,23 @@ MERGE_TOL = 1e-5
 B, T = 2, 40
 N_NEW = 32
 L, NH, NKV, C, F = 2, 4, 2, 32, 48
-HS, KV = C // NH, (C // NH) * NKV
-ATTN = {"self_attn.q_proj": (C, C), "self_attn.k_proj": (C, KV), "self_attn.v_proj": (C, KV),
-        "self_attn.o_proj": (C, C)}  # (in, out)
-LLAMA_MODULES = dict(ATTN, **{"mlp.gate_proj": (C, F), "mlp.up_proj": (C, F),
-                              "mlp.down_proj": (F, C)})
-SC2_MODULES = dict(ATTN, **{"mlp.c_fc": (C, F), "mlp.c_proj": (F, C)})
+
+
+def head_size(cfg):
+    """HF's head_dim: the config's when given, else hidden / heads."""
+    return cfg.get("head_dim") or C // NH
 
 
 def modules_of(cfg):
-    return SC2_MODULES if cfg["model_type"] == "starcoder2" else LLAMA_MODULES
+    """Module path in a block -> (in, out) of its linear."""
+    hs = head_size(cfg)
+    Q, KV = NH * hs, NKV * hs
+    attn = {"self_attn.q_proj": (C, Q), "self_attn.k_proj": (C, KV),
+            "self_attn.v_proj": (C, KV), "self_attn.o_proj": (Q, C)}
+    if cfg["model_type"] == "starcoder2":
+        return dict(attn, **{"mlp.c_fc": (C, F), "mlp.c_proj": (F, C)})
+    return dict(attn, **{"mlp.gate_proj": (C, F), "mlp.up_proj": (C, F),
+                         "mlp.down_proj": (F, C)})
 
 
 def targets_of(cfg):
@@ -102,7 +113,7 @@ def family_config(name, vocab, bos, eos):
              "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                               "high_freq_factor": 4.0,
                               "original_max_position_embeddings": 8192},
-             "head_dim": HS, "tie_word_embeddings": True, "attention_bias": False,
+             "head_dim": C // NH, "tie_word_embeddings": True, "attention_bias": False,
              "mlp_bias": False, "pretraining_tp": 1}
     elif name == "llama_linear":
         c = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
@@ -112,7 +123,11 @@ def family_config(name, vocab, bos, eos):
     elif name == "mistral":
         c = {"architectures": ["MistralForCausalLM"], "model_type": "mistral",
              "max_position_embeddings": 32768, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-             "sliding_window": 5, "head_dim": HS, "tie_word_embeddings": False}
+             "sliding_window": 5, "head_dim": C // NH, "tie_word_embeddings": False}
+    elif name == "mistral_head_dim":
+        c = {"architectures": ["MistralForCausalLM"], "model_type": "mistral",
+             "max_position_embeddings": 1024000, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0,
+             "sliding_window": None, "head_dim": 12, "tie_word_embeddings": False}
     elif name == "starcoder2":
         c = {"architectures": ["Starcoder2ForCausalLM"], "model_type": "starcoder2",
              "max_position_embeddings": 16384, "norm_epsilon": 1e-5,
@@ -149,7 +164,8 @@ def make_weights(seed, cfg):
                 w[h + m + ".bias"] = g.normal(0, 0.2, o)
         if cfg["model_type"] == "qwen2":
             for m in ("q_proj", "k_proj", "v_proj"):
-                w[h + "self_attn.%s.bias" % m] = g.normal(0, 0.3, ATTN["self_attn." + m][1])
+                w[h + "self_attn.%s.bias" % m] = g.normal(0, 0.3,
+                                                          modules_of(cfg)["self_attn." + m][1])
     return {k: v.astype(np.float32) for k, v in w.items()}
 
 
@@ -167,7 +183,8 @@ def inv_freq(cfg):
     exceeds original_max / low_freq_factor, keeps those under original_max /
     high_freq_factor and blends the band between linearly in
     original_max / wavelength."""
-    f = cfg["rope_theta"] ** (-np.arange(0, HS, 2, dtype=np.float64) / HS)
+    hs = head_size(cfg)
+    f = cfg["rope_theta"] ** (-np.arange(0, hs, 2, dtype=np.float64) / hs)
     rs = cfg.get("rope_scaling") or {}
     kind = rs.get("rope_type", rs.get("type", "default"))
     if kind == "linear":
@@ -190,11 +207,12 @@ def inv_freq(cfg):
 
 
 def rope(x, cfg):
-    """x (B, heads, T, HS), HF's rotate_half layout."""
+    """x (B, heads, T, head size), HF's rotate_half layout."""
     ang = torch.arange(x.shape[2], dtype=torch.float64)[:, None] * \
         torch.from_numpy(inv_freq(cfg))[None, :]
     emb = torch.cat([ang, ang], dim=-1)
-    x1, x2 = x[..., :HS // 2], x[..., HS // 2:]
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
     return x * emb.cos() + torch.cat([-x2, x1], dim=-1) * emb.sin()
 
 
@@ -250,6 +268,7 @@ def forward(cfg, w, tokens, adapters=None, scale=0.0):
     nb, nt = tokens.shape
     x = t["model.embed_tokens.weight"][torch.from_numpy(tokens.astype(np.int64))]
     mask = attention_mask(nt, window)
+    HS = head_size(cfg)
     for l in range(L):
         h = "model.layers.%d." % l
         a = norm(x, h + "input_layernorm")
@@ -260,7 +279,7 @@ def forward(cfg, w, tokens, adapters=None, scale=0.0):
         k = k.repeat_interleave(NH // NKV, dim=1)
         v = v.repeat_interleave(NH // NKV, dim=1)
         s = (q @ k.transpose(-2, -1) / math.sqrt(HS)).masked_fill(mask, float("-inf"))
-        att = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(nb, nt, C)
+        att = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(nb, nt, NH * HS)
         x = x + linear(att, h + "self_attn.o_proj")
         m = norm(x, h + "post_attention_layernorm")
         if sc2:
@@ -549,7 +568,7 @@ def check_refusals(ck, args, d, fam):
                                                                          p.stderr.strip()[-200:]))
 
 
-FAMILIES = ["qwen2", "llama3", "llama_linear", "mistral", "starcoder2"]
+FAMILIES = ["qwen2", "llama3", "llama_linear", "mistral", "mistral_head_dim", "starcoder2"]
 
 
 def main():
