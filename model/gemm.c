@@ -28,6 +28,8 @@ typedef struct {
     int pack;              /* the weights in oneDNN's own layout (see gemm_packed_t) */
     dnnl_primitive_t prim; /* NULL: no oneDNN kernel, emulate */
     dnnl_memory_t src, wei, dst;
+    dnnl_memory_t scratch; /* NULL when the primitive needs none */
+    size_t scratch_bytes;
     dnnl_memory_desc_t plain; /* the weights as the caller holds them */
     dnnl_memory_desc_t want;  /* the weights as the primitive reads them */
     int reorders;             /* want differs from plain: needs a packed copy */
@@ -66,6 +68,8 @@ struct gemm {
     size_t xbf_cap;
     float *emu; /* emulation: a widened operand */
     size_t emu_cap;
+    void *scratch; /* the primitives' scratchpad, one for all, sized to the largest */
+    size_t scratch_cap;
     char kernel[128];
     int emulated;
     int status;
@@ -112,6 +116,7 @@ static void entry_release(gemm_entry_t *e) {
     if (e->src) dnnl_memory_destroy(e->src);
     if (e->wei) dnnl_memory_destroy(e->wei);
     if (e->dst) dnnl_memory_destroy(e->dst);
+    if (e->scratch) dnnl_memory_destroy(e->scratch);
     memset(e, 0, sizeof *e);
 }
 
@@ -129,6 +134,7 @@ void gemm_free(gemm_t *g) {
     if (g->engine) dnnl_engine_destroy(g->engine);
     free(g->xbf);
     free(g->emu);
+    free(g->scratch);
     free(g->ranges);
     free(g);
 }
@@ -259,6 +265,9 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
     dnnl_primitive_desc_t pd = NULL;
     if (dnnl_matmul_desc_init(&desc, &smd, &wreq, NULL, &dmd) != dnnl_success) return;
     dnnl_primitive_attr_create(&attr);
+    /* the scratchpad is ours: oneDNN's own is allocated and freed around
+     * every call (page faults each product) */
+    dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
     if (e->beta != 0.0f) {
         dnnl_post_ops_create(&po);
         dnnl_post_ops_append_sum(po, e->beta);
@@ -275,6 +284,10 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
             dnnl_memory_create(&e->src, &smd, g->engine, DNNL_MEMORY_NONE);
             dnnl_memory_create(&e->wei, e->reorders ? &e->want : &wmd, g->engine, DNNL_MEMORY_NONE);
             dnnl_memory_create(&e->dst, &dmd, g->engine, DNNL_MEMORY_NONE);
+            const dnnl_memory_desc_t *sp =
+                dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+            e->scratch_bytes = sp ? dnnl_memory_desc_get_size(sp) : 0;
+            if (e->scratch_bytes) dnnl_memory_create(&e->scratch, sp, g->engine, DNNL_MEMORY_NONE);
         } else {
             e->prim = NULL;
         }
@@ -412,9 +425,24 @@ static void product_bf16(gemm_t *g, float *out, const float *x, const uint16_t *
     dnnl_memory_set_data_handle(e->src, g->xbf);
     dnnl_memory_set_data_handle(e->wei, (void *)wbuf);
     dnnl_memory_set_data_handle(e->dst, out);
-    dnnl_exec_arg_t args[3] = {
-        {DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
-    if (dnnl_primitive_execute(e->prim, g->stream, 3, args) != dnnl_success ||
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->src},
+                               {DNNL_ARG_WEIGHTS, e->wei},
+                               {DNNL_ARG_DST, e->dst},
+                               {DNNL_ARG_SCRATCHPAD, e->scratch}};
+    if (e->scratch) {
+        if (e->scratch_bytes > g->scratch_cap) {
+            free(g->scratch);
+            g->scratch_cap = 0;
+            size_t bytes = (e->scratch_bytes + 4095) & ~(size_t)4095;
+            if (!(g->scratch = aligned_alloc(4096, bytes))) {
+                fail(g, CU_ENOMEM, "out of memory (oneDNN scratchpad)", out, M, N);
+                return;
+            }
+            g->scratch_cap = bytes;
+        }
+        dnnl_memory_set_data_handle(e->scratch, g->scratch);
+    }
+    if (dnnl_primitive_execute(e->prim, g->stream, e->scratch ? 4 : 3, args) != dnnl_success ||
         dnnl_stream_wait(g->stream) != dnnl_success)
         fail(g, CU_EINTERNAL, "oneDNN: a bf16 matmul failed to run", out, M, N);
 }
