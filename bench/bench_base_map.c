@@ -55,10 +55,13 @@ static double now(void) {
  * is written with a few MB of memory. Norm weights are 1, the rest uniform
  * with standard deviation 0.02. */
 static int gen_config(const char *dir, const gpt_config_t *c) {
-    lora_config_t none = {0};
-    gpt_t *m = NULL; /* only for its tensor table: its lazily mapped params stay untouched */
+    /* the model only for its tensor table: its lazily mapped params stay
+     * untouched, and a token adapter keeps it from allocating full-size
+     * gradients */
+    lora_config_t tiny = {.enabled = 1, .targets = 1, .r = 1, .alpha = 1.0f};
+    gpt_t *m = NULL;
     cu_error_t err;
-    int rc = gpt_create(&m, c, &none, &err), n = 0;
+    int rc = gpt_create(&m, c, &tiny, &err), n = 0;
     const gpt_tensor_t *t = rc == CU_OK ? gpt_param_tensors(m, &n) : NULL;
     st_tensor_t *st = calloc((size_t)n + 1, sizeof *st);
     char(*names)[128] = calloc((size_t)n + 1, sizeof *names);
