@@ -581,6 +581,87 @@ static int write_data(FILE *f, const st_tensor_t *t, st_dtype_t dtype) {
     return 1;
 }
 
+/* ------------------------------------------------------- streaming writer */
+
+struct st_stream {
+    FILE *f;
+    char path[4096], tmp[4096];
+    st_dtype_t dtype;
+    uint64_t want, put; /* values: in all, written so far */
+};
+
+int st_stream_begin(const char *path, const st_tensor_t *tensors, int n, st_dtype_t dtype,
+                    const char *const *meta, int n_meta, st_stream_t **out, cu_error_t *err) {
+    *out = NULL;
+    if (dtype != ST_F32 && dtype != ST_BF16)
+        return cu_error_set(err, CU_EINVAL, "%s: can only write F32 or BF16", path);
+    st_stream_t *s = calloc(1, sizeof *s);
+    if (!s) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    s->dtype = dtype;
+    for (int i = 0; i < n; i++) s->want += (uint64_t)tensor_numel(&tensors[i]);
+    size_t hlen;
+    char *header = build_header(tensors, n, dtype, meta, n_meta, &hlen, err);
+    int rc = header ? CU_OK : cu_error_prefix(err, "%s", path);
+    if (rc == CU_OK) rc = cu_format(s->path, sizeof s->path, err, "%s", path);
+    if (rc == CU_OK) rc = cu_format(s->tmp, sizeof s->tmp, err, "%s.tmp.%d", path, (int)getpid());
+    if (rc == CU_OK && !(s->f = fopen(s->tmp, "wb")))
+        rc = cu_error_set(err, CU_EIO, "cannot create %s: %s", s->tmp, strerror(errno));
+    if (rc == CU_OK) {
+        uint8_t lenb[8];
+        for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+        if (fwrite(lenb, 1, 8, s->f) != 8 || fwrite(header, 1, hlen, s->f) != hlen)
+            rc = cu_error_set(err, CU_EIO, "cannot write %s: %s", s->tmp, strerror(errno));
+    }
+    free(header);
+    if (rc) {
+        st_stream_abort(s);
+        return rc;
+    }
+    *out = s;
+    return CU_OK;
+}
+
+int st_stream_put(st_stream_t *s, const float *values, size_t n, cu_error_t *err) {
+    if (n > s->want - s->put)
+        return cu_error_set(err, CU_EINVAL, "%s: %zu values past the end of the tensors", s->path,
+                            (size_t)(n - (s->want - s->put)));
+    st_tensor_t t = {.data = values, .ndim = 1, .shape = {(int64_t)n}};
+    if (!write_data(s->f, &t, s->dtype))
+        return cu_error_set(err, CU_EIO, "cannot write %s: %s", s->tmp, strerror(errno));
+    s->put += n;
+    return CU_OK;
+}
+
+int st_stream_end(st_stream_t *s, cu_error_t *err) {
+    int rc = CU_OK;
+    if (s->put != s->want)
+        rc = cu_error_set(err, CU_EINVAL, "%s: %llu of %llu values written", s->path,
+                          (unsigned long long)s->put, (unsigned long long)s->want);
+    if (rc == CU_OK) {
+        int ok = fflush(s->f) == 0 && fsync(fileno(s->f)) == 0;
+        if (fclose(s->f) != 0) ok = 0;
+        s->f = NULL;
+        if (!ok)
+            rc = cu_error_set(err, CU_EIO, "cannot write %s: %s", s->tmp, strerror(errno));
+        else if (rename(s->tmp, s->path) != 0)
+            rc = cu_error_set(err, CU_EIO, "cannot rename %s to %s: %s", s->tmp, s->path,
+                              strerror(errno));
+    }
+    if (rc) {
+        st_stream_abort(s);
+        return rc;
+    }
+    free(s);
+    return CU_OK;
+}
+
+void st_stream_abort(st_stream_t *s) {
+    if (!s) return;
+    if (s->f) fclose(s->f);
+    if (s->tmp[0]) unlink(s->tmp);
+    free(s);
+}
+
 int st_write(const char *path, const st_tensor_t *tensors, int n, st_dtype_t dtype,
              const char *const *meta, int n_meta, cu_error_t *err) {
     if (dtype != ST_F32 && dtype != ST_BF16)

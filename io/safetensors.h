@@ -93,6 +93,21 @@ typedef struct {
 int st_write(const char *path, const st_tensor_t *tensors, int n, st_dtype_t dtype,
              const char *const *meta, int n_meta, cu_error_t *err);
 
+/* The same file written without holding the tensors: st_stream_begin writes
+ * the header for `tensors` (their data is not read and may be NULL), then
+ * st_stream_put appends values in order (the first tensor's, then the
+ * next's, in chunks of any size, rounded to dtype), and st_stream_end checks
+ * that every value came, syncs and renames the temporary file into place.
+ * On any failure, and in st_stream_abort, the temporary file is removed and
+ * path is left as it was. Memory: one small buffer, whatever the size. */
+typedef struct st_stream st_stream_t;
+int st_stream_begin(const char *path, const st_tensor_t *tensors, int n, st_dtype_t dtype,
+                    const char *const *meta, int n_meta, st_stream_t **out, cu_error_t *err);
+int st_stream_put(st_stream_t *s, const float *values, size_t n, cu_error_t *err);
+/* Frees s, whether it succeeds or not. */
+int st_stream_end(st_stream_t *s, cu_error_t *err);
+void st_stream_abort(st_stream_t *s);
+
 /* Conversions, exact for every bit pattern (NaN stays NaN, subnormals and
  * infinities are kept). */
 float st_f16_to_f32(uint16_t h);

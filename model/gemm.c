@@ -25,15 +25,35 @@
 typedef struct {
     int M, K, N, trans; /* trans: x W^T */
     float beta;
+    int pack;              /* the weights in oneDNN's own layout (see gemm_packed_t) */
     dnnl_primitive_t prim; /* NULL: no oneDNN kernel, emulate */
     dnnl_memory_t src, wei, dst;
+    dnnl_memory_t scratch; /* NULL when the primitive needs none */
+    size_t scratch_bytes;
+    dnnl_memory_desc_t plain; /* the weights as the caller holds them */
+    dnnl_memory_desc_t want;  /* the weights as the primitive reads them */
+    int reorders;             /* want differs from plain: needs a packed copy */
 } gemm_entry_t;
 
 typedef struct {
     const float *f32;
     const uint16_t *bf16;
     size_t n;
+    int pack;
 } gemm_range_t;
+
+/* A private copy of one weight matrix in the layout a primitive asked for
+ * (oneDNN's blocked, pair-interleaved bf16), made by a reorder on first use
+ * and kept until the weights change: the kernel then reads the weights
+ * straight instead of re-blocking them on every call. One per (weight,
+ * orientation). */
+typedef struct {
+    const uint16_t *w16;
+    int trans, K, N;
+    dnnl_memory_desc_t md;
+    dnnl_memory_t mem; /* owns the buffer */
+    int stale;
+} gemm_packed_t;
 
 struct gemm {
     dnnl_engine_t engine;
@@ -42,10 +62,14 @@ struct gemm {
     int n_cached, next_evict;
     gemm_range_t *ranges; /* grown as weights register */
     int n_ranges, cap_ranges;
+    gemm_packed_t *packed; /* grown as packable weights are first used */
+    int n_packed, cap_packed;
     uint16_t *xbf; /* the activation rounded to bf16 */
     size_t xbf_cap;
     float *emu; /* emulation: a widened operand */
     size_t emu_cap;
+    void *scratch; /* the primitives' scratchpad, one for all, sized to the largest */
+    size_t scratch_cap;
     char kernel[128];
     int emulated;
     int status;
@@ -92,21 +116,35 @@ static void entry_release(gemm_entry_t *e) {
     if (e->src) dnnl_memory_destroy(e->src);
     if (e->wei) dnnl_memory_destroy(e->wei);
     if (e->dst) dnnl_memory_destroy(e->dst);
+    if (e->scratch) dnnl_memory_destroy(e->scratch);
     memset(e, 0, sizeof *e);
+}
+
+static void packed_release_all(gemm_t *g) {
+    for (int i = 0; i < g->n_packed; i++) dnnl_memory_destroy(g->packed[i].mem);
+    g->n_packed = 0;
 }
 
 void gemm_free(gemm_t *g) {
     if (!g) return;
     for (int i = 0; i < g->n_cached; i++) entry_release(&g->cache[i]);
+    packed_release_all(g);
+    free(g->packed);
     if (g->stream) dnnl_stream_destroy(g->stream);
     if (g->engine) dnnl_engine_destroy(g->engine);
     free(g->xbf);
     free(g->emu);
+    free(g->scratch);
     free(g->ranges);
     free(g);
 }
 
 int gemm_add_bf16(gemm_t *g, const float *f32, const uint16_t *bf16, size_t n, cu_error_t *err) {
+    return gemm_add_bf16_packed(g, f32, bf16, n, 0, err);
+}
+
+int gemm_add_bf16_packed(gemm_t *g, const float *f32, const uint16_t *bf16, size_t n, int pack,
+                         cu_error_t *err) {
     if (g->n_ranges == g->cap_ranges) {
         int cap = g->cap_ranges ? 2 * g->cap_ranges : 16;
         gemm_range_t *r = realloc(g->ranges, (size_t)cap * sizeof *r);
@@ -114,18 +152,33 @@ int gemm_add_bf16(gemm_t *g, const float *f32, const uint16_t *bf16, size_t n, c
         g->ranges = r;
         g->cap_ranges = cap;
     }
-    g->ranges[g->n_ranges++] = (gemm_range_t){f32, bf16, n};
+    g->ranges[g->n_ranges++] = (gemm_range_t){f32, bf16, n, pack};
     return CU_OK;
 }
 
 void gemm_clear_bf16(gemm_t *g) {
     g->n_ranges = 0;
+    packed_release_all(g);
 }
 
-static const uint16_t *bf16_of(const gemm_t *g, const float *w) {
+void gemm_bf16_changed(gemm_t *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n_packed; i++) g->packed[i].stale = 1;
+}
+
+size_t gemm_packed_bytes(const gemm_t *g) {
+    size_t n = 0;
+    for (int i = 0; g && i < g->n_packed; i++) n += dnnl_memory_desc_get_size(&g->packed[i].md);
+    return n;
+}
+
+static const uint16_t *bf16_of(const gemm_t *g, const float *w, int *pack) {
     for (int i = g->n_ranges - 1; i >= 0; i--) { /* the latest wins */
         const gemm_range_t *r = &g->ranges[i];
-        if (w >= r->f32 && w < r->f32 + r->n) return r->bf16 + (w - r->f32);
+        if (w >= r->f32 && w < r->f32 + r->n) {
+            *pack = r->pack;
+            return r->bf16 + (w - r->f32);
+        }
     }
     return NULL;
 }
@@ -202,12 +255,19 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
     dnnl_memory_desc_init_by_strides(&smd, 2, sd, dnnl_bf16, ss);
     dnnl_memory_desc_init_by_strides(&wmd, 2, wd, dnnl_bf16, e->trans ? ws : wn);
     dnnl_memory_desc_init_by_strides(&dmd, 2, dd, dnnl_f32, ds);
+    e->plain = wmd;
+    /* packable weights: let the primitive choose their layout */
+    dnnl_memory_desc_t wreq = wmd;
+    if (e->pack) dnnl_memory_desc_init_by_tag(&wreq, 2, wd, dnnl_bf16, dnnl_format_tag_any);
     dnnl_matmul_desc_t desc;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    if (dnnl_matmul_desc_init(&desc, &smd, &wmd, NULL, &dmd) != dnnl_success) return;
+    if (dnnl_matmul_desc_init(&desc, &smd, &wreq, NULL, &dmd) != dnnl_success) return;
     dnnl_primitive_attr_create(&attr);
+    /* the scratchpad is ours: oneDNN's own is allocated and freed around
+     * every call (page faults each product) */
+    dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
     if (e->beta != 0.0f) {
         dnnl_post_ops_create(&po);
         dnnl_post_ops_append_sum(po, e->beta);
@@ -216,11 +276,18 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
     if (dnnl_primitive_desc_create(&pd, &desc, attr, g->engine, NULL) == dnnl_success) {
         const char *impl = NULL;
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-        if (dnnl_primitive_create(&e->prim, pd) == dnnl_success) {
+        const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        if (want && dnnl_primitive_create(&e->prim, pd) == dnnl_success) {
             snprintf(g->kernel, sizeof g->kernel, "oneDNN %s", impl ? impl : "?");
+            e->want = *want;
+            e->reorders = !dnnl_memory_desc_equal(&e->want, &e->plain);
             dnnl_memory_create(&e->src, &smd, g->engine, DNNL_MEMORY_NONE);
-            dnnl_memory_create(&e->wei, &wmd, g->engine, DNNL_MEMORY_NONE);
+            dnnl_memory_create(&e->wei, e->reorders ? &e->want : &wmd, g->engine, DNNL_MEMORY_NONE);
             dnnl_memory_create(&e->dst, &dmd, g->engine, DNNL_MEMORY_NONE);
+            const dnnl_memory_desc_t *sp =
+                dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+            e->scratch_bytes = sp ? dnnl_memory_desc_get_size(sp) : 0;
+            if (e->scratch_bytes) dnnl_memory_create(&e->scratch, sp, g->engine, DNNL_MEMORY_NONE);
         } else {
             e->prim = NULL;
         }
@@ -236,10 +303,12 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
     }
 }
 
-static gemm_entry_t *entry_get(gemm_t *g, int M, int K, int N, int trans, float beta) {
+static gemm_entry_t *entry_get(gemm_t *g, int M, int K, int N, int trans, float beta, int pack) {
     for (int i = 0; i < g->n_cached; i++) {
         gemm_entry_t *e = &g->cache[i];
-        if (e->M == M && e->K == K && e->N == N && e->trans == trans && e->beta == beta) return e;
+        if (e->M == M && e->K == K && e->N == N && e->trans == trans && e->beta == beta &&
+            e->pack == pack)
+            return e;
     }
     gemm_entry_t *e;
     if (g->n_cached < GEMM_CACHE) {
@@ -249,7 +318,7 @@ static gemm_entry_t *entry_get(gemm_t *g, int M, int K, int N, int trans, float 
         g->next_evict = (g->next_evict + 1) % GEMM_CACHE;
         entry_release(e);
     }
-    *e = (gemm_entry_t){.M = M, .K = K, .N = N, .trans = trans, .beta = beta};
+    *e = (gemm_entry_t){.M = M, .K = K, .N = N, .trans = trans, .beta = beta, .pack = pack};
     entry_create(g, e);
     return e;
 }
@@ -277,48 +346,127 @@ static void emulate(gemm_t *g, float *out, const uint16_t *x16, const uint16_t *
                     N);
 }
 
-static void product_bf16(gemm_t *g, float *out, const float *x, const uint16_t *w16, int M, int K,
-                         int N, int trans, float beta) {
+/* The packed copy of w16 in the layout e wants, made or refreshed now;
+ * NULL when out of memory or the reorder fails (the caller then runs the
+ * unpacked primitive). */
+static void *packed_get(gemm_t *g, const gemm_entry_t *e, const uint16_t *w16) {
+    gemm_packed_t *p = NULL;
+    for (int i = 0; i < g->n_packed && !p; i++) {
+        gemm_packed_t *q = &g->packed[i];
+        if (q->w16 == w16 && q->trans == e->trans && q->K == e->K && q->N == e->N) p = q;
+    }
+    if (p && !dnnl_memory_desc_equal(&p->md, &e->want)) { /* another layout: replace */
+        dnnl_memory_destroy(p->mem);
+        *p = g->packed[--g->n_packed];
+        p = NULL;
+    }
+    if (!p) {
+        if (g->n_packed == g->cap_packed) {
+            int cap = g->cap_packed ? 2 * g->cap_packed : 32;
+            gemm_packed_t *np = realloc(g->packed, (size_t)cap * sizeof *np);
+            if (!np) return NULL;
+            g->packed = np;
+            g->cap_packed = cap;
+        }
+        gemm_packed_t q = {.w16 = w16, .trans = e->trans, .K = e->K, .N = e->N, .md = e->want};
+        if (dnnl_memory_create(&q.mem, &q.md, g->engine, DNNL_MEMORY_ALLOCATE) != dnnl_success)
+            return NULL;
+        q.stale = 1;
+        p = &g->packed[g->n_packed++];
+        *p = q;
+    }
+    void *buf = NULL;
+    dnnl_memory_get_data_handle(p->mem, &buf);
+    if (!p->stale) return buf;
+    dnnl_memory_t from = NULL;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    int ok = dnnl_memory_create(&from, &e->plain, g->engine, (void *)w16) == dnnl_success &&
+             dnnl_reorder_primitive_desc_create(&rpd, &e->plain, g->engine, &p->md, g->engine,
+                                                NULL) == dnnl_success &&
+             dnnl_primitive_create(&r, rpd) == dnnl_success;
+    if (ok) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, p->mem}};
+        ok = dnnl_primitive_execute(r, g->stream, 2, args) == dnnl_success &&
+             dnnl_stream_wait(g->stream) == dnnl_success;
+    }
+    if (r) dnnl_primitive_destroy(r);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (from) dnnl_memory_destroy(from);
+    if (!ok) return NULL;
+    p->stale = 0;
+    return buf;
+}
+
+static void product_bf16(gemm_t *g, float *out, const float *x, const uint16_t *w16, int pack,
+                         int M, int K, int N, int trans, float beta) {
     size_t nx = (size_t)M * K;
     if (!reserve((void **)&g->xbf, &g->xbf_cap, nx, sizeof(uint16_t))) {
         fail(g, CU_ENOMEM, "out of memory rounding an activation to bf16", out, M, N);
         return;
     }
     gemm_to_bf16(g->xbf, x, nx);
-    gemm_entry_t *e = entry_get(g, M, K, N, trans, beta);
+    gemm_entry_t *e = entry_get(g, M, K, N, trans, beta, pack);
     g->emulated = e->prim == NULL;
     if (!e->prim) {
         emulate(g, out, g->xbf, w16, M, K, N, trans, beta);
         return;
     }
+    const void *wbuf = w16;
+    if (e->reorders && !(wbuf = packed_get(g, e, w16))) {
+        /* no memory for a packed copy: this shape reads the weights as they are */
+        e = entry_get(g, M, K, N, trans, beta, 0);
+        if (!e->prim) {
+            emulate(g, out, g->xbf, w16, M, K, N, trans, beta);
+            return;
+        }
+        wbuf = w16;
+    }
     dnnl_memory_set_data_handle(e->src, g->xbf);
-    dnnl_memory_set_data_handle(e->wei, (void *)w16);
+    dnnl_memory_set_data_handle(e->wei, (void *)wbuf);
     dnnl_memory_set_data_handle(e->dst, out);
-    dnnl_exec_arg_t args[3] = {
-        {DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
-    if (dnnl_primitive_execute(e->prim, g->stream, 3, args) != dnnl_success ||
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->src},
+                               {DNNL_ARG_WEIGHTS, e->wei},
+                               {DNNL_ARG_DST, e->dst},
+                               {DNNL_ARG_SCRATCHPAD, e->scratch}};
+    if (e->scratch) {
+        if (e->scratch_bytes > g->scratch_cap) {
+            free(g->scratch);
+            g->scratch_cap = 0;
+            size_t bytes = (e->scratch_bytes + 4095) & ~(size_t)4095;
+            if (!(g->scratch = aligned_alloc(4096, bytes))) {
+                fail(g, CU_ENOMEM, "out of memory (oneDNN scratchpad)", out, M, N);
+                return;
+            }
+            g->scratch_cap = bytes;
+        }
+        dnnl_memory_set_data_handle(e->scratch, g->scratch);
+    }
+    if (dnnl_primitive_execute(e->prim, g->stream, e->scratch ? 4 : 3, args) != dnnl_success ||
         dnnl_stream_wait(g->stream) != dnnl_success)
         fail(g, CU_EINTERNAL, "oneDNN: a bf16 matmul failed to run", out, M, N);
 }
 
 void gemm_xwt(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
               float beta) {
-    const uint16_t *w16 = g ? bf16_of(g, w) : NULL;
+    int pack = 0;
+    const uint16_t *w16 = g ? bf16_of(g, w, &pack) : NULL;
     if (!w16) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, beta, out,
                     N);
         return;
     }
-    product_bf16(g, out, x, w16, M, K, N, 1, beta);
+    product_bf16(g, out, x, w16, pack, M, K, N, 1, beta);
 }
 
 void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
              float beta) {
-    const uint16_t *w16 = g ? bf16_of(g, w) : NULL;
+    int pack = 0;
+    const uint16_t *w16 = g ? bf16_of(g, w, &pack) : NULL;
     if (!w16) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, x, K, w, N, beta, out,
                     N);
         return;
     }
-    product_bf16(g, out, x, w16, M, K, N, 0, beta);
+    product_bf16(g, out, x, w16, pack, M, K, N, 0, beta);
 }

@@ -10,7 +10,9 @@
  *    activation rounded to bf16 are multiplied by a oneDNN matmul with fp32
  *    accumulation and an fp32 result. oneDNN picks its kernel at run time
  *    (AVX-512 BF16, AMX, ...). Each (shape, accumulate) gets its primitive
- *    created once and kept in the backend's cache.
+ *    created once and kept in the backend's cache. Weights registered as
+ *    packable are reordered once into the layout the kernel reads and kept
+ *    so (gemm_add_bf16_packed).
  *
  * If oneDNN offers no bf16 matmul on this CPU (e.g. an ISA limit below
  * AVX-512, DNNL_MAX_CPU_ISA=AVX2), the backend still computes the same
@@ -40,7 +42,21 @@ void gemm_free(gemm_t *g);
  * file region); where ranges overlap the one registered last wins. Not
  * owned. */
 int gemm_add_bf16(gemm_t *g, const float *f32, const uint16_t *bf16, size_t n, cu_error_t *err);
-/* Forgets every registered range. */
+/* gemm_add_bf16, and with pack = 1 the backend may keep private copies of
+ * these weights in the layout oneDNN's kernel reads (blocked, pairs of rows
+ * interleaved), made on first use, one per orientation (x W^T, x W): the
+ * kernel then skips re-blocking the weights on every call. Costs up to
+ * twice the range's bf16 bytes; for weights that are the caller's own copy,
+ * not for a shared mapping. gemm_bf16_changed must follow any change of
+ * the bf16 values. */
+int gemm_add_bf16_packed(gemm_t *g, const float *f32, const uint16_t *bf16, size_t n, int pack,
+                         cu_error_t *err);
+/* The bf16 values of the registered ranges changed: packed copies are
+ * remade at their next use. */
+void gemm_bf16_changed(gemm_t *g);
+/* Bytes held in packed copies. */
+size_t gemm_packed_bytes(const gemm_t *g);
+/* Forgets every registered range (and the packed copies). */
 void gemm_clear_bf16(gemm_t *g);
 
 /* out (M, N) = beta * out + x (M, K) @ w^T with w (N, K) row-major. */

@@ -129,8 +129,11 @@ void gpt_impl_add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name,
 }
 
 void *gpt_impl_alloc_lazy(size_t bytes, cu_error_t *err) {
-    void *p =
-        mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* MAP_NORESERVE: with a base lent from a mapping most of this is never
+     * touched, and the kernel's overcommit heuristic would otherwise refuse
+     * a 7B model's 27 GB of fp32 params on a 24 GB node */
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
         cu_error_set(err, CU_ENOMEM, "out of memory allocating %zu bytes", bytes);
         return NULL;

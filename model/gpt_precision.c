@@ -11,6 +11,11 @@
  * file): those are registered with the backend directly and skipped by the
  * copy, and since both buffers are lazily zeroed mappings their pages never
  * become private memory of the rank.
+ *
+ * The bf16 copy is registered as packable: the backend keeps the frozen
+ * weights in oneDNN's own layout (reordered once, again after each change)
+ * so the products skip the per-call re-blocking. Lent tensors are not
+ * packed, so a shared mapping stays shared.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +61,7 @@ int gpt_set_precision(gpt_t *m, int precision, cu_error_t *err) {
         gpt_impl_free_precision(m);
         return cu_error_prefix(err, "the bf16 weights");
     }
-    rc = gemm_add_bf16(m->gemm, m->params, m->params_bf16, m->n_params, err);
+    rc = gemm_add_bf16_packed(m->gemm, m->params, m->params_bf16, m->n_params, 1, err);
     if (rc) {
         gpt_impl_free_precision(m);
         return rc;
@@ -77,6 +82,7 @@ int gpt_impl_sync_precision(gpt_t *m, cu_error_t *err) {
                 gemm_to_bf16(m->params_bf16 + t->offset, m->params + t->offset, gpt_impl_numel(t));
         }
     }
+    if (m->bf16_stale) gemm_bf16_changed(m->gemm);
     m->bf16_stale = 0;
     return gemm_status(m->gemm, err);
 }

@@ -350,6 +350,58 @@ static void test_fuzz(void) {
     free(orig);
 }
 
+/* ------------------------------------------------------- streaming writer */
+
+/* The streaming writer gives the bytes st_write gives, whatever the chunk
+ * sizes (here across tensor boundaries and one value at a time); too few or
+ * too many values fail and leave no file behind. */
+static void test_stream(void) {
+    float a[6], b[4], c[1];
+    char ref[512], path[512], tmp[600];
+    for (int k = 0; k < 2; k++) {
+        st_dtype_t dt = k ? ST_BF16 : ST_F32;
+        tmp_path(ref, sizeof ref, k ? "st_ref_bf16.safetensors" : "st_ref_f32.safetensors");
+        CHECK(write_sample(ref, dt, a, b, c) == CU_OK);
+        st_tensor_t t[3] = {{"a", NULL, 2, {2, 3}}, {"b", NULL, 1, {4}}, {"c", NULL, 0, {0}}};
+        const char *meta[] = {"format", "pt", "note", "x"};
+        float all[11];
+        memcpy(all, a, sizeof a);
+        memcpy(all + 6, b, sizeof b);
+        all[10] = c[0];
+        for (int chunk = 1; chunk <= 11; chunk += 4) {
+            tmp_path(path, sizeof path, "stream.safetensors");
+            st_stream_t *s;
+            cu_error_t err;
+            CHECK_MSG(st_stream_begin(path, t, 3, dt, meta, 2, &s, &err) == CU_OK, "%s", err.msg);
+            for (int i = 0; s && i < 11; i += chunk)
+                CHECK(st_stream_put(s, all + i, (size_t)(11 - i < chunk ? 11 - i : chunk), &err) ==
+                      CU_OK);
+            CHECK(s && st_stream_end(s, &err) == CU_OK);
+            size_t n1 = 0, n2 = 0;
+            uint8_t *x = slurp(ref, &n1), *y = slurp(path, &n2);
+            CHECK_MSG(x && y && n1 == n2 && n1 > 0 && !memcmp(x, y, n1), "dtype %d chunk %d", k,
+                      chunk);
+            free(x), free(y);
+            unlink(path);
+        }
+        /* one value short: no file, and no temporary left */
+        st_stream_t *s;
+        cu_error_t err;
+        CHECK(st_stream_begin(path, t, 3, dt, meta, 2, &s, &err) == CU_OK);
+        CHECK(s && st_stream_put(s, all, 10, &err) == CU_OK);
+        CHECK(s && st_stream_end(s, &err) != CU_OK && strstr(err.msg, "10 of 11"));
+        CHECK(access(path, F_OK) != 0);
+        snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+        CHECK(access(tmp, F_OK) != 0);
+        /* one value too many: refused at the put */
+        CHECK(st_stream_begin(path, t, 3, dt, meta, 2, &s, &err) == CU_OK);
+        CHECK(s && st_stream_put(s, all, 11, &err) == CU_OK);
+        CHECK(s && st_stream_put(s, all, 1, &err) != CU_OK);
+        st_stream_abort(s);
+        CHECK(access(path, F_OK) != 0 && access(tmp, F_OK) != 0);
+    }
+}
+
 static void cleanup(void) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
@@ -357,4 +409,4 @@ static void cleanup(void) {
 }
 
 TEST_MAIN(TEST(test_roundtrip), TEST(test_sharded), TEST(test_conversions), TEST(test_rejections),
-          TEST(test_bad_lengths), TEST(test_fuzz), TEST(cleanup))
+          TEST(test_bad_lengths), TEST(test_fuzz), TEST(test_stream), TEST(cleanup))
