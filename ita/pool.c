@@ -7,6 +7,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +40,9 @@ static void wait_hold(ita_pool_t *p) {
 static void *pool_main(void *arg) {
     ita_pool_thread_t *t = arg;
     ita_pool_t *p = t->pool;
+    /* below the event loops: a pathological scan takes the CPU the loops
+     * leave, not the loops' own (Linux: nice is per thread) */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     for (;;) {
         pthread_mutex_lock(&p->mu);
         while (!p->head && !p->stop) pthread_cond_wait(&p->cv, &p->mu);

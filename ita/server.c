@@ -392,7 +392,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         ita_request_id_generate(rq->request_id, &rq->w->id_counter);
     }
     if (ita_guard_request(rq->w, req->conn, req->version >= 0x200)) {
-        ita_problem(rq, 429, "too many HTTP/2 streams on this connection per second");
+        /* the connection is being closed; a rapid-reset flood has h2o parse
+         * thousands of streams from what it already read, so each gets the
+         * cheapest answer: no problem document, no audit line (the closing
+         * is counted in /metrics) */
+        req->res.status = 429;
+        req->res.reason = "Too Many Requests";
+        h2o_send_inline(req, NULL, 0);
         return 0;
     }
     if (header_bytes(req) > MAX_HEADER_BYTES) {
