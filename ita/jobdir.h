@@ -97,6 +97,11 @@ const char *ita_jobdir_state_text(ita_jobdir_t *jd, const char *id);
  * id). *out is malloc'd; free() it. */
 int ita_jobdir_list(ita_jobdir_t *jd, ita_job_summary_t **out, size_t *n, cu_error_t *err);
 
+/* The same without a copy: *out points into the index kept between
+ * listings (newest first), valid until the next listing on jd. */
+int ita_jobdir_index(ita_jobdir_t *jd, const ita_job_summary_t *const **out, size_t *n,
+                     cu_error_t *err);
+
 /* Which .jsonl file of a job. */
 typedef enum { ITA_JSONL_METRICS = 0, ITA_JSONL_EVENTS = 1 } ita_jsonl_kind_t;
 
