@@ -314,7 +314,10 @@ static void summarise(ita_jobdir_t *jd, const entry_t *e, ita_job_summary_t *s) 
     double t_start = 0, t_upd = 0, now = ita_wall_now();
     if (started && ita_time_parse_rfc3339(started, &t_start) == 0) s->started_at = t_start;
     s->heartbeat_age_s = NAN;
-    if (updated && ita_time_parse_rfc3339(updated, &t_upd) == 0) s->heartbeat_age_s = now - t_upd;
+    if (updated && ita_time_parse_rfc3339(updated, &t_upd) == 0) {
+        s->heartbeat_age_s = now - t_upd;
+        s->updated_at = t_upd;
+    }
     merge_scheduler(jd, e, st, s);
     int running = !strcmp(s->status, "RUNNING");
     s->eta_s = NAN;
@@ -352,7 +355,7 @@ const char *ita_jobdir_state_text(ita_jobdir_t *jd, const char *id) {
  * jobs): the index keeps one summary per job directory between requests,
  * in newest-first order, and per listing
  *   - reads the runs directory again only when its mtime (or inode) has
- *     changed, or every IX_RESCAN_S as a safety net;
+ *     changed, or is within IX_TICK_S of the last reading;
  *   - summarises again the jobs that are active (their heartbeat age,
  *     LOST and the scheduler's word change with time), new, or have a
  *     Slurm id when the scheduler view changed;
@@ -368,15 +371,15 @@ const char *ita_jobdir_state_text(ita_jobdir_t *jd, const char *id) {
 #define IX_BUCKETS 65536
 #define IX_BUDGET 2048
 #define IX_BUDGET_S 0.004
-#define IX_RESCAN_S 30.0
+#define IX_TICK_S 2.0
 
 typedef struct ix_entry {
     struct ix_entry *next; /* in its bucket */
     entry_t e;             /* id, state.json identity, the state while kept */
     ita_job_summary_t sum;
-    double t_upd; /* updated_at, epoch seconds; NAN when missing */
     unsigned gen; /* the directory scan that last saw it */
     int valid;    /* sum holds a summary (state.json was readable) */
+    int active;   /* its state.json says it runs (or will) */
     int dirty;    /* summarise again at the next listing */
 } ix_entry_t;
 
@@ -390,7 +393,7 @@ struct ita_jobindex {
     unsigned gen;
     struct timespec dir_mtime;
     ino_t dir_ino;
-    double scanned_at; /* monotonic; 0 before the first scan */
+    double scanned_at; /* wall clock; 0 before the first scan */
     size_t rr;         /* the next finished job to stat */
     const ita_sched_view_t *view;
 };
@@ -471,10 +474,12 @@ static int ix_scan(ita_jobdir_t *jd, struct ita_jobindex *ix, cu_error_t *err) {
     struct stat st;
     if (fstat(jd->runs_fd, &st) != 0)
         return cu_error_set(err, CU_EIO, "runs directory: %s", strerror(errno));
-    double now = ita_mono_now();
+    double now = ita_wall_now();
+    /* an mtime close to the last scan may hide a change made in the same
+     * clock tick (coarse timestamps): read again until it is older */
     if (ix->scanned_at > 0 && st.st_ino == ix->dir_ino &&
         st.st_mtim.tv_sec == ix->dir_mtime.tv_sec && st.st_mtim.tv_nsec == ix->dir_mtime.tv_nsec &&
-        now - ix->scanned_at < IX_RESCAN_S)
+        (double)st.st_mtim.tv_sec + 1e-9 * (double)st.st_mtim.tv_nsec < ix->scanned_at - IX_TICK_S)
         return CU_OK;
     int fd = openat(jd->runs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -526,11 +531,8 @@ static void ix_summarise(ita_jobdir_t *jd, struct ita_jobindex *ix, ix_entry_t *
     x->dirty = 0;
     if (x->valid) {
         summarise(jd, &x->e, &x->sum);
-        const char *upd = json_string_value(json_object_get(x->e.state, "updated_at"));
-        double t = NAN;
-        if (!upd || ita_time_parse_rfc3339(upd, &t) != 0) t = NAN;
-        x->t_upd = t;
-        if (!rundir_status_active(x->sum.state_status) && !x->sum.slurm_job_id[0]) {
+        x->active = rundir_status_active(x->sum.state_status);
+        if (!x->active && !x->sum.slurm_job_id[0]) {
             json_decref(x->e.state);
             x->e.state = NULL;
         }
@@ -545,16 +547,15 @@ static int ix_refresh(ita_jobdir_t *jd, struct ita_jobindex *ix, cu_error_t *err
     if (rc) return rc;
     int view_changed = ix->view != jd->view;
     ix->view = jd->view;
-    double now = ita_wall_now();
+    /* (a finished job's heartbeat age is brought up to date when it is
+     * rendered, from updated_at: no pass over every summary here) */
     for (size_t i = 0; i < ix->n; i++) {
         ix_entry_t *x = ix->all[i];
-        int active = x->valid && rundir_status_active(x->sum.state_status);
-        if (x->dirty || active || (view_changed && x->valid && x->sum.slurm_job_id[0]))
+        if (x->dirty || (x->valid && x->active) ||
+            (view_changed && x->valid && x->sum.slurm_job_id[0]))
             ix_summarise(jd, ix, x);
         else if (!x->valid && ix_changed(jd, x)) /* a directory whose state.json appeared */
             ix_summarise(jd, ix, x);
-        else if (x->valid && !isnan(x->t_upd))
-            x->sum.heartbeat_age_s = now - x->t_upd;
     }
     /* finished jobs rewritten (a resumed run): at most IX_BUDGET of them a
      * listing, and no more than IX_BUDGET_S of stat calls */
@@ -603,7 +604,11 @@ int ita_jobdir_list(ita_jobdir_t *jd, ita_job_summary_t **out, size_t *n, cu_err
     if (rc) return rc;
     ita_job_summary_t *arr = malloc((count ? count : 1) * sizeof *arr);
     if (!arr) return cu_error_set(err, CU_ENOMEM, "out of memory");
-    for (size_t i = 0; i < count; i++) arr[i] = *all[i];
+    double now = ita_wall_now();
+    for (size_t i = 0; i < count; i++) {
+        arr[i] = *all[i];
+        if (arr[i].updated_at > 0) arr[i].heartbeat_age_s = now - arr[i].updated_at;
+    }
     *out = arr;
     *n = count;
     return CU_OK;
@@ -883,7 +888,9 @@ json_t *ita_job_summary_json(const ita_job_summary_t *s) {
     json_object_set_new(o, "loss", num_json(s->loss));
     json_object_set_new(o, "tokens_per_s", num_json(s->tokens_per_s));
     json_object_set_new(o, "eta_s", num_json(s->eta_s));
-    json_object_set_new(o, "heartbeat_age_s", num_json(s->heartbeat_age_s));
+    json_object_set_new(
+        o, "heartbeat_age_s",
+        num_json(s->updated_at > 0 ? ita_wall_now() - s->updated_at : s->heartbeat_age_s));
     json_object_set_new(o, "started_at",
                         s->started_at_text[0] ? json_string(s->started_at_text) : json_null());
     json_object_set_new(o, "updated_at",

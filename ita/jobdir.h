@@ -38,6 +38,7 @@ typedef struct {
     double progress;           /* step / max_steps, NAN when unknown */
     double eta_s;              /* NAN when unknown */
     double heartbeat_age_s;    /* NAN when updated_at is missing */
+    double updated_at;         /* epoch seconds, 0 when missing (ages it when rendered) */
     double started_at;         /* epoch seconds, 0 when missing */
     char started_at_text[32];
     char updated_at_text[32];

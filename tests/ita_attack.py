@@ -19,6 +19,8 @@ Cases:
                 new connection still answers (the oldest idle one is evicted)
   rapid_reset   HTTP/2 over TLS: a connection opening and resetting streams
                 past http2.max_requests_per_s is closed
+  job_index     5,000 job directories: all listed through the pages; new,
+                removed and rewritten jobs show as documented
   audit         audit.max_mb rotates the log keeping audit.keep files;
                 401 answers past audit.rejected_per_s are summed in aggregate
                 lines and every one is accounted for
@@ -327,7 +329,79 @@ def case_audit(ctx, t):
                 "at most 5 lines a second: %d lines in %.1f s" % (single, secs))
 
 
-CASES = {"pool": case_pool, "slow_header": case_slow_header, "write_timeout": case_write_timeout,
+# ---------------------------------------------------------------- the listing index
+
+def case_job_index(ctx, t):
+    """5,000 job directories (past the old 4,096-entry cache): every job is
+    listed through the pages; a new directory shows at the next listing, a
+    removed one is gone, a finished job rewritten shows within a bounded
+    number of listings, an active job's update at once."""
+    d = tempfile.mkdtemp(prefix="ita-index-")
+    try:
+        runs = os.path.join(d, "runs")
+        os.makedirs(runs)
+        n = 5000
+
+        def write(job, **kw):
+            st = {"job": job, "status": "COMPLETED", "step": 10, "max_steps": 10,
+                  "started_at": "2026-01-01T00:00:00.000Z",
+                  "updated_at": "2026-01-01T01:00:00.000Z"}
+            st.update(kw)
+            os.makedirs(os.path.join(runs, job), exist_ok=True)
+            tmp = os.path.join(runs, job, "state.json.tmp")
+            with open(tmp, "w") as f:
+                json.dump(st, f)
+            os.rename(tmp, os.path.join(runs, job, "state.json"))
+
+        for i in range(n):
+            write("job-%05d" % i)
+        with Server(ctx, "max_jobs: 100000\n", live_runs=runs) as s:
+            key = s.keys["reader"]
+
+            def listing(extra=""):
+                ids, cur = [], None
+                for _ in range(100):
+                    q = "/v1/jobs?limit=500" + extra + ("&cursor=" + cur if cur else "")
+                    st, _, doc = s.json(q, key)
+                    assert st == 200, st
+                    ids += [j["id"] for j in doc["jobs"]]
+                    cur = doc["next_cursor"]
+                    if not cur:
+                        break
+                return ids
+
+            ids = listing()
+            t.check(len(ids) == n and len(set(ids)) == n, "all %d jobs listed once: %d" % (n, len(ids)))
+            write("job-new", started_at="2026-06-01T00:00:00.000Z")
+            st, _, doc = s.json("/v1/jobs?limit=1", key)
+            t.check(doc["jobs"][0]["id"] == "job-new", "a new directory shows at the next listing")
+            shutil.rmtree(os.path.join(runs, "job-new"))
+            st, _, doc = s.json("/v1/jobs?limit=1", key)
+            t.check(doc["jobs"][0]["id"] != "job-new", "a removed directory is gone at once")
+            write("job-00042", status="FAILED")  # a finished job rewritten
+            seen = None
+            for k in range(300):  # hang guard; expected within n/2048 + 1 listings
+                st, _, doc = s.json("/v1/jobs?limit=500&status=FAILED", key)
+                if any(j["id"] == "job-00042" for j in doc["jobs"]):
+                    seen = k + 1
+                    break
+            t.check(seen is not None, "a rewritten finished job shows (after %s listings)" % seen)
+            write("job-00007", status="RUNNING", step=3, max_steps=10,
+                  started_at="2026-07-01T00:00:00.000Z")
+            for _ in range(300):
+                st, _, doc = s.json("/v1/jobs?limit=1", key)
+                if doc["jobs"][0]["id"] == "job-00007":
+                    break
+            write("job-00007", status="RUNNING", step=4, max_steps=10,
+                  started_at="2026-07-01T00:00:00.000Z")
+            st, _, doc = s.json("/v1/jobs?limit=1", key)
+            t.check(doc["jobs"][0]["id"] == "job-00007" and doc["jobs"][0]["step"] == 4,
+                    "an active job's update shows at the next listing: %s" % doc["jobs"][0])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+CASES = {"job_index": case_job_index, "pool": case_pool, "slow_header": case_slow_header, "write_timeout": case_write_timeout,
          "reserve": case_reserve, "rapid_reset": case_rapid_reset, "audit": case_audit}
 
 
