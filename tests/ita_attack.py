@@ -355,7 +355,8 @@ def case_job_index(ctx, t):
 
         for i in range(n):
             write("job-%05d" % i)
-        with Server(ctx, "max_jobs: 100000\n", live_runs=runs) as s:
+        # one thread: each has its own index, caught up by its own listings
+        with Server(ctx, "threads: 1\nmax_jobs: 100000\n", live_runs=runs) as s:
             key = s.keys["reader"]
 
             def listing(extra=""):
@@ -388,10 +389,14 @@ def case_job_index(ctx, t):
             t.check(seen is not None, "a rewritten finished job shows (after %s listings)" % seen)
             write("job-00007", status="RUNNING", step=3, max_steps=10,
                   started_at="2026-07-01T00:00:00.000Z")
-            for _ in range(300):
+            first = None
+            for k in range(300):
                 st, _, doc = s.json("/v1/jobs?limit=1", key)
-                if doc["jobs"][0]["id"] == "job-00007":
+                first = doc["jobs"][0]
+                if first["id"] == "job-00007":
                     break
+            t.check(first["id"] == "job-00007", "a finished job made active shows (after %d "
+                    "listings): %s" % (k + 1, first))
             write("job-00007", status="RUNNING", step=4, max_steps=10,
                   started_at="2026-07-01T00:00:00.000Z")
             st, _, doc = s.json("/v1/jobs?limit=1", key)
