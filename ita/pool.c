@@ -119,6 +119,9 @@ int ita_pool_submit(ita_pool_t *p, ita_pool_job_t *j, h2o_multithread_receiver_t
 }
 
 void ita_pool_counts(ita_pool_t *p, int *in_pool, unsigned long *refused) {
+    *in_pool = 0;
+    *refused = 0;
+    if (!p) return;
     pthread_mutex_lock(&p->mu);
     *in_pool = p->n_in;
     *refused = p->refused;
