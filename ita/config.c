@@ -56,6 +56,15 @@ static const ita_config_key_t KEYS[] = {
     NUM("metrics_public", metrics_public, T_BOOL, 0, 1),
     NUM("max_jobs", max_jobs, T_INT, 1, 100000),
     NUM("max_connections", max_connections, T_INT, 1, 1000000),
+    NUM("pool.threads", pool_threads, T_INT, 1, 64),
+    NUM("pool.queue", pool_queue, T_INT, 0, 100000),
+    NUM("timeouts.header_s", header_timeout_s, T_NUM, 0.1, 3600),
+    NUM("timeouts.idle_s", idle_timeout_s, T_NUM, 0.1, 86400),
+    NUM("timeouts.write_s", write_timeout_s, T_NUM, 0.1, 3600),
+    NUM("http2.max_requests_per_s", h2_max_requests_per_s, T_INT, 1, 1000000),
+    NUM("audit.max_mb", audit_max_mb, T_NUM, 0, 1e9),
+    NUM("audit.keep", audit_keep, T_INT, 1, 1000),
+    NUM("audit.rejected_per_s", audit_rejected_per_s, T_INT, 0, 1000000),
     NUM("tests_timeout_s", tests_timeout_s, T_NUM, 0.1, 300),
     NUM("sandbox.allow_rlimits_only", sandbox_allow_rlimits_only, T_BOOL, 0, 1),
     STR("sandbox.cgroup_parent", sandbox_cgroup_parent, T_STR),
@@ -92,6 +101,15 @@ void ita_config_defaults(ita_config_t *cfg) {
     cfg->sse_max_streams = 64;
     cfg->max_jobs = 10000;
     cfg->max_connections = 1024;
+    cfg->pool_threads = 2;
+    cfg->pool_queue = 16;
+    cfg->header_timeout_s = 10;
+    cfg->idle_timeout_s = 60;
+    cfg->write_timeout_s = 30;
+    cfg->h2_max_requests_per_s = 200;
+    cfg->audit_max_mb = 100;
+    cfg->audit_keep = 5;
+    cfg->audit_rejected_per_s = 20;
     cfg->tests_timeout_s = 30;
     cfg->sandbox_memory_mb = 2048;
     cfg->slurm_refresh_s = 5;

@@ -44,6 +44,15 @@ typedef struct {
     int metrics_public;           /* GET /metrics without a key */
     int max_jobs;                 /* job directories considered in a listing */
     int max_connections;          /* open connections per worker thread */
+    int pool_threads;             /* worker pool for blocking work (scans, test runs) */
+    int pool_queue;               /* jobs admitted beyond the busy threads; then 503 */
+    double header_timeout_s;      /* HTTP/1: a request's headers, and keep-alive idleness */
+    double idle_timeout_s;        /* HTTP/2: a connection with no stream */
+    double write_timeout_s;       /* a client that reads nothing of an answer this long */
+    int h2_max_requests_per_s;    /* HTTP/2 streams per connection per second (rapid reset) */
+    double audit_max_mb;          /* rotate the audit log past this size (MiB); 0: never */
+    int audit_keep;               /* rotated audit logs kept (.1 newest) */
+    int audit_rejected_per_s;     /* 401 lines per second; the rest summed in one line */
     /* POST /v1/tests/run: the only commands it runs, by name (section
      * test_commands: NAME: "argv words"), and their wall-clock limit */
     struct {

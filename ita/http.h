@@ -14,9 +14,11 @@
 #include "ita/audit.h"
 #include "ita/auth.h"
 #include "ita/config.h"
+#include "ita/guard.h"
 #include "ita/jobdir.h"
 #include "ita/keys.h"
 #include "ita/metrics.h"
+#include "ita/pool.h"
 #include "ita/sched.h"
 #include "ita/trace.h"
 #include "safety/safety.h"
@@ -54,6 +56,16 @@ typedef struct {
     int disposed;           /* the h2o context and loop were released */
     ita_sched_view_t *view; /* this thread's snapshot of the scheduler view */
     unsigned long view_gen;
+    h2o_multithread_queue_t *mq; /* pool results come back through it */
+    h2o_multithread_receiver_t pool_back;
+    int pool_out;                /* this loop's jobs in the pool (the loop outlives them) */
+    h2o_linklist_t conns;        /* guard.c's records, oldest first */
+    int n_dying;                 /* shut down, not yet closed by h2o */
+    h2o_timeout_t guard_timeout; /* the guard's sweep */
+    h2o_timeout_entry_t guard_entry;
+    atomic_ulong n_evicted;     /* connections closed to make room */
+    atomic_ulong n_rate_closed; /* HTTP/2 connections past the stream rate */
+    atomic_ulong n_timed_out;   /* closed by the header or write timeout */
 } ita_worker_t;
 
 struct ita_server {
@@ -73,6 +85,7 @@ struct ita_server {
     pthread_mutex_t sandbox_mu; /* one sandboxed test run at a time (it forks) */
     ita_sched_t *sched;         /* the scheduler view's refresh thread */
     pthread_mutex_t submit_mu;  /* one submission at a time (sbatch, run directories) */
+    ita_pool_t *pool;           /* blocking work: scans, test runs */
 };
 
 typedef struct {
@@ -116,6 +129,17 @@ int ita_query_param(const ita_req_t *rq, const char *name, char *out, size_t cap
 
 /* The value of request header name (lower case), or NULL. */
 const h2o_iovec_t *ita_header(const ita_req_t *rq, const char *name);
+
+/* Hands rq's work to the worker pool (j calloc'd, run/in/free_in set; owned
+ * by the pool from here): its answer is sent when it is done, or 503 with
+ * Retry-After now when the pool is full. */
+void ita_offload(ita_req_t *rq, ita_pool_job_t *j);
+
+/* A connection of w closed (guard.c): resumes accepting if it paused. */
+void ita_server_conn_closed(ita_worker_t *w);
+
+/* The loop's receiver of finished pool jobs. */
+void ita_offload_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
 
 /* Routes (routes_*.c, sse.c, static.c). */
 void ita_route_healthz(ita_req_t *rq);

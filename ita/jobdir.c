@@ -7,8 +7,9 @@
  * seeks through the index, so no request reads a whole file again. A file
  * that shrank or changed inode is indexed afresh.
  *
- * The cache holds at most CACHE_MAX jobs; when full it is emptied (jobs are
- * few, and a refill costs one read per job).
+ * The cache holds at most CACHE_MAX jobs; when full it is emptied (a
+ * refill costs one read per job). Listings use the index further down,
+ * which scales to max_jobs directories.
  */
 #include "ita/jobdir.h"
 
@@ -71,7 +72,10 @@ struct ita_jobdir {
     entry_t *buckets[BUCKETS];
     size_t n_entries;
     char *scratch;
+    struct ita_jobindex *ix; /* the listing index, made at the first listing */
 };
+
+void ita_jobindex_free(struct ita_jobindex *ix);
 
 static const char *JSONL_NAME[2] = {"metrics.jsonl", "events.jsonl"};
 
@@ -125,6 +129,7 @@ static void cache_clear(ita_jobdir_t *jd) {
 void ita_jobdir_free(ita_jobdir_t *jd) {
     if (!jd) return;
     cache_clear(jd);
+    ita_jobindex_free(jd->ix);
     if (jd->runs_fd >= 0) close(jd->runs_fd);
     free(jd->scratch);
     free(jd);
@@ -312,7 +317,10 @@ static void summarise(ita_jobdir_t *jd, const entry_t *e, ita_job_summary_t *s) 
     double t_start = 0, t_upd = 0, now = ita_wall_now();
     if (started && ita_time_parse_rfc3339(started, &t_start) == 0) s->started_at = t_start;
     s->heartbeat_age_s = NAN;
-    if (updated && ita_time_parse_rfc3339(updated, &t_upd) == 0) s->heartbeat_age_s = now - t_upd;
+    if (updated && ita_time_parse_rfc3339(updated, &t_upd) == 0) {
+        s->heartbeat_age_s = now - t_upd;
+        s->updated_at = t_upd;
+    }
     merge_scheduler(jd, e, st, s);
     int running = !strcmp(s->status, "RUNNING");
     s->eta_s = NAN;
@@ -343,47 +351,267 @@ const char *ita_jobdir_state_text(ita_jobdir_t *jd, const char *id) {
     return e ? e->state_text : NULL;
 }
 
+/* ---- the listing index ----
+ *
+ * Listings do not go through the cache above (which holds at most
+ * CACHE_MAX parsed states and would be emptied by every listing of more
+ * jobs): the index keeps one summary per job directory between requests,
+ * in newest-first order, and per listing
+ *   - reads the runs directory again only when its mtime (or inode) has
+ *     changed, or is within IX_TICK_S of the last reading;
+ *   - summarises again the jobs that are active (their heartbeat age,
+ *     LOST and the scheduler's word change with time), new, or have a
+ *     Slurm id when the scheduler view changed;
+ *   - stats the state.json of finished jobs in turn, at most IX_BUDGET
+ *     or IX_BUDGET_S of them a listing, and reads again the ones whose
+ *     identity (device, inode, size, mtime) changed: a finished job
+ *     rewritten (a resumed run) shows in the listing after a number of
+ *     listings that grows with the number of jobs; GET /v1/jobs/{id} is
+ *     always current.
+ * The parsed state is kept only for active jobs and those with a Slurm id;
+ * a finished job costs its summary. */
+
+#define IX_BUCKETS 65536
+#define IX_BUDGET 2048
+#define IX_BUDGET_S 0.004
+#define IX_TICK_S 2.0
+
+typedef struct ix_entry {
+    struct ix_entry *next; /* in its bucket */
+    entry_t e;             /* id, state.json identity, the state while kept */
+    ita_job_summary_t sum;
+    unsigned gen; /* the directory scan that last saw it */
+    int valid;    /* sum holds a summary (state.json was readable) */
+    int active;   /* its state.json says it runs (or will) */
+    int dirty;    /* summarise again at the next listing */
+} ix_entry_t;
+
+struct ita_jobindex {
+    ix_entry_t *buckets[IX_BUCKETS];
+    ix_entry_t **all; /* every entry, in no order */
+    size_t n, cap;
+    const ita_job_summary_t **sorted; /* the valid ones, newest first */
+    size_t n_sorted, cap_sorted;
+    int order_stale;
+    unsigned gen;
+    struct timespec dir_mtime;
+    ino_t dir_ino;
+    double scanned_at; /* wall clock; 0 before the first scan */
+    size_t rr;         /* the next finished job to stat */
+    const ita_sched_view_t *view;
+};
+
 static int cmp_newest(const void *a, const void *b) {
     const ita_job_summary_t *x = a, *y = b;
     if (x->started_at != y->started_at) return x->started_at > y->started_at ? -1 : 1;
     return strcmp(x->id, y->id);
 }
 
-int ita_jobdir_list(ita_jobdir_t *jd, ita_job_summary_t **out, size_t *n, cu_error_t *err) {
-    *out = NULL;
-    *n = 0;
+static int cmp_newest_ptr(const void *a, const void *b) {
+    return cmp_newest(*(const ita_job_summary_t *const *)a, *(const ita_job_summary_t *const *)b);
+}
+
+static void ix_entry_free(ix_entry_t *x) {
+    json_decref(x->e.state);
+    free(x->e.state_text);
+    for (int k = 0; k < 2; k++) free(x->e.idx[k].blocks);
+    free(x);
+}
+
+void ita_jobindex_free(struct ita_jobindex *ix) {
+    if (!ix) return;
+    for (size_t i = 0; i < ix->n; i++) ix_entry_free(ix->all[i]);
+    free(ix->all);
+    free(ix->sorted);
+    free(ix);
+}
+
+static unsigned ix_hash(const char *s) {
+    unsigned h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % IX_BUCKETS;
+}
+
+static ix_entry_t *ix_get(struct ita_jobindex *ix, const char *id) {
+    unsigned b = ix_hash(id);
+    for (ix_entry_t *x = ix->buckets[b]; x; x = x->next)
+        if (!strcmp(x->e.id, id)) return x;
+    if (ix->n == ix->cap) {
+        size_t cap = ix->cap ? 2 * ix->cap : 256;
+        ix_entry_t **g = realloc(ix->all, cap * sizeof *g);
+        if (!g) return NULL;
+        ix->all = g;
+        ix->cap = cap;
+    }
+    ix_entry_t *x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    snprintf(x->e.id, sizeof x->e.id, "%s", id);
+    x->dirty = 1;
+    x->next = ix->buckets[b];
+    ix->buckets[b] = x;
+    ix->all[ix->n++] = x;
+    ix->order_stale = 1;
+    return x;
+}
+
+/* Drops the entries the last scan did not see. */
+static void ix_sweep(struct ita_jobindex *ix) {
+    size_t k = 0;
+    for (size_t i = 0; i < ix->n; i++) {
+        ix_entry_t *x = ix->all[i];
+        if (x->gen == ix->gen) {
+            ix->all[k++] = x;
+            continue;
+        }
+        ix_entry_t **pp = &ix->buckets[ix_hash(x->e.id)];
+        while (*pp != x) pp = &(*pp)->next;
+        *pp = x->next;
+        ix_entry_free(x);
+        ix->order_stale = 1;
+    }
+    ix->n = k;
+}
+
+/* Reads the runs directory again when it changed. */
+static int ix_scan(ita_jobdir_t *jd, struct ita_jobindex *ix, cu_error_t *err) {
+    struct stat st;
+    if (fstat(jd->runs_fd, &st) != 0)
+        return cu_error_set(err, CU_EIO, "runs directory: %s", strerror(errno));
+    double now = ita_wall_now();
+    /* an mtime close to the last scan may hide a change made in the same
+     * clock tick (coarse timestamps): read again until it is older */
+    if (ix->scanned_at > 0 && st.st_ino == ix->dir_ino &&
+        st.st_mtim.tv_sec == ix->dir_mtime.tv_sec && st.st_mtim.tv_nsec == ix->dir_mtime.tv_nsec &&
+        (double)st.st_mtim.tv_sec + 1e-9 * (double)st.st_mtim.tv_nsec < ix->scanned_at - IX_TICK_S)
+        return CU_OK;
     int fd = openat(jd->runs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (!d) {
         if (fd >= 0) close(fd);
         return cu_error_set(err, CU_EIO, "runs directory: %s", strerror(errno));
     }
-    size_t cap = 64, count = 0, seen = 0;
-    ita_job_summary_t *arr = malloc(cap * sizeof *arr);
-    int rc = arr ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
+    ix->gen++;
+    size_t seen = 0;
     struct dirent *de;
-    while (!rc && (de = readdir(d)) && seen < (size_t)jd->max_jobs) {
+    int rc = CU_OK;
+    while ((de = readdir(d)) && seen < (size_t)jd->max_jobs) {
         if (!ita_job_id_valid(de->d_name, strlen(de->d_name))) continue;
         if (de->d_type != DT_DIR && de->d_type != DT_LNK && de->d_type != DT_UNKNOWN) continue;
         seen++;
-        if (count == cap) {
-            ita_job_summary_t *g = realloc(arr, 2 * cap * sizeof *arr);
-            if (!g) {
-                rc = cu_error_set(err, CU_ENOMEM, "out of memory");
-                break;
-            }
-            arr = g;
-            cap *= 2;
+        ix_entry_t *x = ix_get(ix, de->d_name);
+        if (!x) {
+            rc = cu_error_set(err, CU_ENOMEM, "out of memory");
+            break;
         }
-        cu_error_t e2;
-        if (ita_jobdir_state(jd, de->d_name, &arr[count], NULL, &e2) == CU_OK) count++;
+        x->gen = ix->gen;
     }
     closedir(d);
-    if (rc) {
-        free(arr);
-        return rc;
+    if (rc) return rc;
+    ix_sweep(ix);
+    ix->dir_ino = st.st_ino;
+    ix->dir_mtime = st.st_mtim;
+    ix->scanned_at = now;
+    return CU_OK;
+}
+
+/* Whether state.json's identity differs from the one x was read at. */
+static int ix_changed(ita_jobdir_t *jd, const ix_entry_t *x) {
+    char rel[ITA_JOB_ID_MAX + 16];
+    snprintf(rel, sizeof rel, "%s/state.json", x->e.id);
+    struct stat st;
+    if (fstatat(jd->runs_fd, rel, &st, 0) != 0) return x->valid; /* gone: only if listed */
+    return st.st_dev != x->e.dev || st.st_ino != x->e.ino || st.st_size != x->e.size ||
+           st.st_mtim.tv_sec != x->e.mtime.tv_sec || st.st_mtim.tv_nsec != x->e.mtime.tv_nsec;
+}
+
+/* Reads (when changed) and summarises x; keeps the parsed state only for
+ * active jobs and jobs with a Slurm id. */
+static void ix_summarise(ita_jobdir_t *jd, struct ita_jobindex *ix, ix_entry_t *x) {
+    cu_error_t e2;
+    double before = x->valid ? x->sum.started_at : NAN;
+    int was_valid = x->valid;
+    x->valid = refresh_state(jd, &x->e, &e2) == CU_OK;
+    x->dirty = 0;
+    if (x->valid) {
+        summarise(jd, &x->e, &x->sum);
+        x->active = rundir_status_active(x->sum.state_status);
+        if (!x->active && !x->sum.slurm_job_id[0]) {
+            json_decref(x->e.state);
+            x->e.state = NULL;
+        }
+        free(x->e.state_text); /* the detail route reads its own cache */
+        x->e.state_text = NULL;
     }
-    qsort(arr, count, sizeof *arr, cmp_newest);
+    if (x->valid != was_valid || (x->valid && x->sum.started_at != before)) ix->order_stale = 1;
+}
+
+static int ix_refresh(ita_jobdir_t *jd, struct ita_jobindex *ix, cu_error_t *err) {
+    int rc = ix_scan(jd, ix, err);
+    if (rc) return rc;
+    int view_changed = ix->view != jd->view;
+    ix->view = jd->view;
+    /* (a finished job's heartbeat age is brought up to date when it is
+     * rendered, from updated_at: no pass over every summary here) */
+    for (size_t i = 0; i < ix->n; i++) {
+        ix_entry_t *x = ix->all[i];
+        if (x->dirty || (x->valid && x->active) ||
+            (view_changed && x->valid && x->sum.slurm_job_id[0]))
+            ix_summarise(jd, ix, x);
+        else if (!x->valid && ix_changed(jd, x)) /* a directory whose state.json appeared */
+            ix_summarise(jd, ix, x);
+    }
+    /* finished jobs rewritten (a resumed run): at most IX_BUDGET of them a
+     * listing, and no more than IX_BUDGET_S of stat calls */
+    size_t budget = ix->n < IX_BUDGET ? ix->n : IX_BUDGET;
+    double until = ita_mono_now() + IX_BUDGET_S;
+    for (size_t k = 0; k < budget; k++) {
+        ix_entry_t *x = ix->all[ix->rr++ % ix->n];
+        if (ix_changed(jd, x)) ix_summarise(jd, ix, x);
+        if ((k & 31) == 31 && ita_mono_now() > until) break;
+    }
+    if (ix->n) ix->rr %= ix->n;
+    if (!ix->order_stale) return CU_OK;
+    if (ix->cap_sorted < ix->n) {
+        const ita_job_summary_t **g = realloc(ix->sorted, ix->n * sizeof *g);
+        if (!g) return cu_error_set(err, CU_ENOMEM, "out of memory");
+        ix->sorted = g;
+        ix->cap_sorted = ix->n;
+    }
+    ix->n_sorted = 0;
+    for (size_t i = 0; i < ix->n; i++)
+        if (ix->all[i]->valid) ix->sorted[ix->n_sorted++] = &ix->all[i]->sum;
+    qsort(ix->sorted, ix->n_sorted, sizeof *ix->sorted, cmp_newest_ptr);
+    ix->order_stale = 0;
+    return CU_OK;
+}
+
+int ita_jobdir_index(ita_jobdir_t *jd, const ita_job_summary_t *const **out, size_t *n,
+                     cu_error_t *err) {
+    *out = NULL;
+    *n = 0;
+    if (!jd->ix && !(jd->ix = calloc(1, sizeof *jd->ix)))
+        return cu_error_set(err, CU_ENOMEM, "out of memory");
+    int rc = ix_refresh(jd, jd->ix, err);
+    if (rc) return rc;
+    *out = jd->ix->sorted;
+    *n = jd->ix->n_sorted;
+    return CU_OK;
+}
+
+int ita_jobdir_list(ita_jobdir_t *jd, ita_job_summary_t **out, size_t *n, cu_error_t *err) {
+    const ita_job_summary_t *const *all;
+    size_t count;
+    *out = NULL;
+    *n = 0;
+    int rc = ita_jobdir_index(jd, &all, &count, err);
+    if (rc) return rc;
+    ita_job_summary_t *arr = malloc((count ? count : 1) * sizeof *arr);
+    if (!arr) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    double now = ita_wall_now();
+    for (size_t i = 0; i < count; i++) {
+        arr[i] = *all[i];
+        if (arr[i].updated_at > 0) arr[i].heartbeat_age_s = now - arr[i].updated_at;
+    }
     *out = arr;
     *n = count;
     return CU_OK;
@@ -650,7 +878,9 @@ json_t *ita_job_summary_json(const ita_job_summary_t *s) {
     json_object_set_new(o, "loss", num_json(s->loss));
     json_object_set_new(o, "tokens_per_s", num_json(s->tokens_per_s));
     json_object_set_new(o, "eta_s", num_json(s->eta_s));
-    json_object_set_new(o, "heartbeat_age_s", num_json(s->heartbeat_age_s));
+    json_object_set_new(
+        o, "heartbeat_age_s",
+        num_json(s->updated_at > 0 ? ita_wall_now() - s->updated_at : s->heartbeat_age_s));
     json_object_set_new(o, "started_at",
                         s->started_at_text[0] ? json_string(s->started_at_text) : json_null());
     json_object_set_new(o, "updated_at",

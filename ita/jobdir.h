@@ -41,6 +41,7 @@ typedef struct {
     double progress;           /* step / max_steps, NAN when unknown */
     double eta_s;              /* NAN when unknown */
     double heartbeat_age_s;    /* NAN when updated_at is missing */
+    double updated_at;         /* epoch seconds, 0 when missing (ages it when rendered) */
     double started_at;         /* epoch seconds, 0 when missing */
     char started_at_text[32];
     char updated_at_text[32];
@@ -99,6 +100,11 @@ const char *ita_jobdir_state_text(ita_jobdir_t *jd, const char *id);
 /* Every job with a readable state.json, newest first (started_at, then
  * id). *out is malloc'd; free() it. */
 int ita_jobdir_list(ita_jobdir_t *jd, ita_job_summary_t **out, size_t *n, cu_error_t *err);
+
+/* The same without a copy: *out points into the index kept between
+ * listings (newest first), valid until the next listing on jd. */
+int ita_jobdir_index(ita_jobdir_t *jd, const ita_job_summary_t *const **out, size_t *n,
+                     cu_error_t *err);
 
 /* Which .jsonl file of a job. */
 typedef enum { ITA_JSONL_METRICS = 0, ITA_JSONL_EVENTS = 1 } ita_jsonl_kind_t;

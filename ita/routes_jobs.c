@@ -131,10 +131,10 @@ void ita_route_jobs(ita_req_t *rq) {
         ita_problem(rq, 400, "query parameter 'cursor' is not one this service returned");
         return;
     }
-    ita_job_summary_t *jobs = NULL;
+    const ita_job_summary_t *const *jobs = NULL;
     size_t n = 0;
     cu_error_t err;
-    if (ita_jobdir_list(rq->w->jobs, &jobs, &n, &err)) {
+    if (ita_jobdir_index(rq->w->jobs, &jobs, &n, &err)) {
         job_error(rq, &err);
         return;
     }
@@ -142,25 +142,24 @@ void ita_route_jobs(ita_req_t *rq) {
     size_t taken = 0, last = 0;
     int more = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!status_wanted(status, jobs[i].status)) continue;
-        if (have_cursor > 0 && !after_cursor(&jobs[i], c_started, c_id)) continue;
+        if (!status_wanted(status, jobs[i]->status)) continue;
+        if (have_cursor > 0 && !after_cursor(jobs[i], c_started, c_id)) continue;
         if (taken == (size_t)limit) {
             more = 1;
             break;
         }
-        json_array_append_new(arr, ita_job_summary_json_view(&jobs[i], rq->w->view));
+        json_array_append_new(arr, ita_job_summary_json_view(jobs[i], rq->w->view));
         last = i;
         taken++;
     }
     json_t *doc = json_pack("{s:o}", "jobs", arr);
     if (more) {
         char next[2 * (ITA_JOB_ID_MAX + 64)];
-        cursor_encode(&jobs[last], next, sizeof next);
+        cursor_encode(jobs[last], next, sizeof next);
         json_object_set_new(doc, "next_cursor", json_string(next));
     } else {
         json_object_set_new(doc, "next_cursor", json_null());
     }
-    free(jobs);
     ita_respond_json(rq, doc);
 }
 

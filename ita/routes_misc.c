@@ -21,12 +21,38 @@ void ita_route_prometheus(ita_req_t *rq) {
     for (int i = 0; i < srv->n_workers && n < 64; i++) ms[n++] = srv->workers[i].metrics;
     size_t len = 0;
     char *text = ita_metrics_render(ms, n, rq->w->jobs, &len);
-    if (!text) {
+    /* the worker pool and the connection guard (pool.h, guard.h) */
+    int in_pool = 0;
+    unsigned long refused = 0, evicted = 0, rate_closed = 0, timed_out = 0;
+    ita_pool_counts(srv->pool, &in_pool, &refused);
+    for (int i = 0; i < srv->n_workers; i++) {
+        evicted += atomic_load_explicit(&srv->workers[i].n_evicted, memory_order_relaxed);
+        rate_closed += atomic_load_explicit(&srv->workers[i].n_rate_closed, memory_order_relaxed);
+        timed_out += atomic_load_explicit(&srv->workers[i].n_timed_out, memory_order_relaxed);
+    }
+    char tail[1024];
+    int tn = snprintf(
+        tail, sizeof tail,
+        "# HELP codex_ita_pool_jobs Jobs in the worker pool, running or waiting.\n"
+        "# TYPE codex_ita_pool_jobs gauge\ncodex_ita_pool_jobs %d\n"
+        "# HELP codex_ita_pool_refused_total Requests answered 503 because the pool was full.\n"
+        "# TYPE codex_ita_pool_refused_total counter\ncodex_ita_pool_refused_total %lu\n"
+        "# HELP codex_ita_connections_closed_total Connections the service closed, by reason.\n"
+        "# TYPE codex_ita_connections_closed_total counter\n"
+        "codex_ita_connections_closed_total{reason=\"evicted\"} %lu\n"
+        "codex_ita_connections_closed_total{reason=\"timeout\"} %lu\n"
+        "codex_ita_connections_closed_total{reason=\"http2_rate\"} %lu\n",
+        in_pool, refused, evicted, timed_out, rate_closed);
+    char *all = text ? realloc(text, len + (size_t)tn + 1) : NULL;
+    if (!all) {
+        free(text);
         ita_problem(rq, 500, "out of memory while rendering metrics");
         return;
     }
-    ita_respond(rq, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
-    free(text);
+    memcpy(all + len, tail, (size_t)tn + 1);
+    len += (size_t)tn;
+    ita_respond(rq, 200, "text/plain; version=0.0.4; charset=utf-8", all, len);
+    free(all);
 }
 
 void ita_route_keys(ita_req_t *rq) {

@@ -12,9 +12,9 @@
  * whether it timed out, the bounded stdout and stderr (base64 when they are
  * not UTF-8, with stdout_encoding/stderr_encoding saying which), and the
  * sandbox layers that were in force.
- * Scope submit. A run blocks its worker's event loop while it lasts (at most
- * tests_timeout_s), and runs are serialised service-wide: the sandbox forks,
- * which must not happen from two threads at once.
+ * Scope submit. A run takes a worker-pool thread (pool.h; 503 when the pool
+ * is full), not an event loop, and runs are serialised service-wide: the
+ * sandbox forks, which must not happen from two threads at once.
  */
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -161,23 +161,49 @@ int ita_tests_run(const ita_config_t *cfg, pthread_mutex_t *sandbox_mu, json_t *
     return *out ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory while building the answer");
 }
 
-void ita_route_tests_run(ita_req_t *rq) {
-    const char *body = rq->req->entity.base;
+typedef struct {
+    ita_server_t *srv;
+    size_t len;
+    char body[]; /* len bytes */
+} tests_in_t;
+
+/* On a pool thread: parses the copied body and runs the command. */
+static void tests_run_job(ita_pool_job_t *j, ita_pool_thread_t *t) {
+    (void)t;
+    tests_in_t *in = j->in;
     json_error_t je;
-    json_t *doc = body ? json_loadb(body, rq->req->entity.len, 0, &je) : NULL;
+    json_t *doc = json_loadb(in->body, in->len, 0, &je);
     json_t *out = NULL;
     cu_error_t err = {0};
-    int rc = ita_tests_run(&rq->w->srv->cfg, &rq->w->srv->sandbox_mu, doc, &out, &err);
+    int rc = ita_tests_run(&in->srv->cfg, &in->srv->sandbox_mu, doc, &out, &err);
     json_decref(doc);
-    if (rc == CU_EINVAL)
-        ita_problem(rq, 400, err.msg);
-    else if (rc == CU_EPOLICY) /* the sandbox cannot hold a run here (docs/safety.md) */
-        ita_problem(rq, 503, err.msg);
-    else if (rc == ITA_ENOTALLOWED)
-        ita_problem(rq, 403, err.msg);
-    else if (rc) {
-        ita_log(rq->w->srv, "tests/run: %s", err.msg);
-        ita_problem(rq, 500, "the sandbox could not run the command");
-    } else
-        ita_respond_json(rq, out);
+    /* CU_EPOLICY: the sandbox cannot hold a run here (docs/safety.md) */
+    j->status = rc == CU_OK             ? 200
+                : rc == CU_EINVAL       ? 400
+                : rc == CU_EPOLICY      ? 503
+                : rc == ITA_ENOTALLOWED ? 403
+                                        : 500;
+    j->out = out;
+    snprintf(j->detail, sizeof j->detail, "%s",
+             j->status == 500 ? "the sandbox could not run the command" : err.msg);
+    if (j->status == 500) ita_log(in->srv, "tests/run: %s", err.msg);
+}
+
+void ita_route_tests_run(ita_req_t *rq) {
+    const char *body = rq->req->entity.base;
+    size_t len = body ? rq->req->entity.len : 0;
+    ita_pool_job_t *j = calloc(1, sizeof *j);
+    tests_in_t *in = j ? calloc(1, sizeof *in + len + 1) : NULL;
+    if (!in) {
+        free(j);
+        ita_problem(rq, 500, "out of memory");
+        return;
+    }
+    in->srv = rq->w->srv;
+    if (len) memcpy(in->body, body, len);
+    in->len = len;
+    j->in = in;
+    j->free_in = free;
+    j->run = tests_run_job;
+    ita_offload(rq, j);
 }

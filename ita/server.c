@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -392,6 +393,16 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     } else {
         ita_request_id_generate(rq->request_id, &rq->w->id_counter);
     }
+    if (ita_guard_request(rq->w, req->conn, req->version >= 0x200)) {
+        /* the connection is being closed; a rapid-reset flood has h2o parse
+         * thousands of streams from what it already read, so each gets the
+         * cheapest answer: no problem document, no audit line (the closing
+         * is counted in /metrics) */
+        req->res.status = 429;
+        req->res.reason = "Too Many Requests";
+        h2o_send_inline(req, NULL, 0);
+        return 0;
+    }
     if (header_bytes(req) > MAX_HEADER_BYTES) {
         ita_problem(rq, 431, "request headers exceed 16 KiB");
         return 0;
@@ -537,11 +548,17 @@ static int listen_socket(const char *host, int port, cu_error_t *err) {
 
 static void on_accept(h2o_socket_t *listener, const char *error);
 
-/* A connection closed (h2o calls this from h2o_socket_close). */
-static void on_conn_close(void *data) {
-    ita_worker_t *w = data;
+/* Connections counted against max_connections: the ones the guard shut
+ * down are on their way out. */
+static int live_conns(const ita_worker_t *w) {
+    return w->n_conns - w->n_dying;
+}
+
+/* A connection closed (h2o calls guard.c's close callback from
+ * h2o_socket_close). */
+void ita_server_conn_closed(ita_worker_t *w) {
     w->n_conns--;
-    if (w->accept_paused && w->listener && w->n_conns < w->srv->cfg.max_connections) {
+    if (w->accept_paused && w->listener && live_conns(w) < w->srv->cfg.max_connections) {
         w->accept_paused = 0;
         h2o_socket_read_start(w->listener, on_accept);
     }
@@ -550,19 +567,29 @@ static void on_conn_close(void *data) {
 /* The backoff after running out of descriptors is over. */
 static void on_accept_retry(h2o_timeout_entry_t *entry) {
     ita_worker_t *w = H2O_STRUCT_FROM_MEMBER(ita_worker_t, accept_retry, entry);
-    if (w->accept_paused && w->listener && w->n_conns < w->srv->cfg.max_connections) {
+    if (w->accept_paused && w->listener && live_conns(w) < w->srv->cfg.max_connections) {
         w->accept_paused = 0;
         h2o_socket_read_start(w->listener, on_accept);
     }
+}
+
+/* Whether a connection waits in the listen backlog (evicting an idle
+ * client for a newcomer that is not there would only lose a client). */
+static int connection_waiting(const ita_worker_t *w) {
+    struct pollfd p = {.fd = h2o_socket_get_fd(w->listener), .events = POLLIN};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *error) {
     if (error) return;
     ita_worker_t *w = listener->data;
     for (int i = 0; i < 16; i++) {
-        if (w->n_conns >= w->srv->cfg.max_connections) {
-            /* At the bound: leave new connections in the kernel's backlog
-             * until one closes. */
+        int full = live_conns(w) >= w->srv->cfg.max_connections;
+        if (full && !connection_waiting(w)) return; /* the listener stays polled */
+        if (full && !ita_guard_evict(w)) {
+            /* At the bound, and every connection has sent a request (none
+             * to evict for the newcomer): leave new connections in the
+             * kernel's backlog until one closes. */
             h2o_socket_read_stop(listener);
             w->accept_paused = 1;
             return;
@@ -575,14 +602,16 @@ static void on_accept(h2o_socket_t *listener, const char *error) {
              * rather than spin on accept(). A close resumes sooner. */
             h2o_socket_read_stop(listener);
             w->accept_paused = 1;
+            ita_guard_evict(w); /* frees a descriptor when h2o closes it */
             if (!h2o_timeout_is_linked(&w->accept_retry))
                 h2o_timeout_link(w->loop, &w->accept_backoff, &w->accept_retry);
             return;
         }
         if (!sock) return;
-        w->n_conns++;
-        sock->on_close.cb = on_conn_close;
-        sock->on_close.data = w;
+        if (ita_guard_conn_open(w, sock)) {
+            h2o_socket_close(sock);
+            continue;
+        }
         h2o_accept(&w->accept_ctx, sock);
     }
 }
@@ -608,7 +637,10 @@ static void *worker_main(void *arg) {
     until = ita_mono_now() + 1.0;
     while (w->n_conns > 0 && ita_mono_now() < until) h2o_evloop_run(w->loop, 20);
     for (int i = 0; i < 3; i++) h2o_evloop_run(w->loop, 0); /* deferred callbacks */
-    if (w->n_conns == 0 && !asked) {
+    if (w->n_conns == 0 && !asked && w->pool_out == 0) {
+        ita_guard_stop(w);
+        h2o_multithread_unregister_receiver(w->mq, &w->pool_back);
+        h2o_multithread_destroy_queue(w->mq);
         h2o_timeout_dispose(w->loop, &w->sse_timeout);
         if (h2o_timeout_is_linked(&w->accept_retry)) h2o_timeout_unlink(&w->accept_retry);
         h2o_timeout_dispose(w->loop, &w->accept_backoff);
@@ -636,6 +668,9 @@ static int worker_init(ita_server_t *srv, ita_worker_t *w, int fd, cu_error_t *e
     h2o_context_init(&w->ctx, w->loop, &srv->globalconf);
     h2o_timeout_init(w->loop, &w->sse_timeout, (uint64_t)srv->cfg.sse_poll_ms);
     h2o_timeout_init(w->loop, &w->accept_backoff, 200);
+    ita_guard_start(w);
+    w->mq = h2o_multithread_create_queue(w->loop);
+    h2o_multithread_register_receiver(w->mq, &w->pool_back, ita_offload_done);
     w->accept_retry.cb = on_accept_retry;
     h2o_linklist_init_anchor(&w->streams);
     w->accept_ctx.ctx = &w->ctx;
@@ -686,6 +721,8 @@ static int server_setup(ita_server_t *srv, cu_error_t *err) {
         srv->errlog = stderr;
     }
     if ((rc = ita_audit_open(&srv->audit, srv->cfg.audit_log, err))) return rc;
+    ita_audit_limits(&srv->audit, (long long)(srv->cfg.audit_max_mb * 1024 * 1024),
+                     srv->cfg.audit_keep, srv->cfg.audit_rejected_per_s);
     if ((rc = ita_ratelimit_init(&srv->ratelimit, srv->cfg.rate_per_s, srv->cfg.rate_burst, err)))
         return rc;
     if ((rc = ita_static_load(srv, err))) return rc;
@@ -695,6 +732,11 @@ static int server_setup(ita_server_t *srv, cu_error_t *err) {
     srv->globalconf.max_request_entity_size = MAX_SCAN_BODY_BYTES;
     /* HTTP/2 only by ALPN over TLS: no "Upgrade: h2c" on the plain port */
     srv->globalconf.http1.upgrade_to_http2 = 0;
+    /* h2o's own timers; guard.c adds the first request's deadline (which
+     * a client trickling header bytes would otherwise keep extending) and
+     * the write timeout */
+    srv->globalconf.http1.req_timeout = (uint64_t)(srv->cfg.header_timeout_s * 1000);
+    srv->globalconf.http2.idle_timeout = (uint64_t)(srv->cfg.idle_timeout_s * 1000);
     h2o_hostconf_t *host =
         h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pc = h2o_config_register_path(host, "/", 0);
@@ -771,6 +813,11 @@ int ita_server_run(const ita_config_t *cfg, FILE *ready, cu_error_t *err) {
     pthread_mutex_init(&srv->submit_mu, NULL);
     int rc = server_setup(srv, err);
     if (!rc) fit_connections(srv);
+    /* CU_ITA_POOL_HOLD is for tests only: pool jobs wait while that file
+     * exists, so a test can fill the pool without racing it */
+    if (!rc)
+        rc = ita_pool_start(&srv->pool, cfg->pool_threads, cfg->pool_queue,
+                            getenv("CU_ITA_POOL_HOLD"), err);
     if (!rc) rc = ita_sched_start(&srv->sched, &srv->cfg, err);
     if (!rc) rc = open_listeners(srv, fds, err);
     if (!rc) {
@@ -809,6 +856,7 @@ int ita_server_run(const ita_config_t *cfg, FILE *ready, cu_error_t *err) {
     }
     atomic_store(&srv->stop, 1);
     for (int i = 0; i < started; i++) pthread_join(srv->workers[i].tid, NULL);
+    ita_pool_stop(srv->pool);
     for (int i = 0; i < 64; i++)
         if (fds[i] >= 0) close(fds[i]);
     ita_sched_stop(srv->sched);

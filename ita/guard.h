@@ -1,0 +1,37 @@
+/*
+ * Connection guard: what h2o 2.2 does not bound by itself. Each accepted
+ * connection has a record on its worker's list, in accept order. A sweep
+ * every 250 ms closes connections that sent no complete request within
+ * timeouts.header_s (slowloris, a stalled TLS handshake) and those that
+ * read nothing of an answer for timeouts.write_s; at max_connections, or
+ * out of descriptors, the oldest connection that has not completed a request
+ * yet makes room for a new one, so /healthz still answers during a
+ * slowloris; HTTP/2 connections opening more than http2.max_requests_per_s
+ * streams in a second (rapid reset) are closed. Closing means shutdown(2)
+ * on the descriptor: h2o sees the end on its own read or write path and
+ * releases the connection as usual.
+ */
+#ifndef CU_ITA_GUARD_H
+#define CU_ITA_GUARD_H
+
+#include <h2o.h>
+
+typedef struct ita_conn ita_conn_t;
+
+/* Starts guarding sock (just accepted on the worker's loop); -1 when out
+ * of memory (the caller closes it). */
+int ita_guard_conn_open(void *worker, h2o_socket_t *sock);
+
+/* At the connection bound or out of descriptors: closes the oldest
+ * connection that has not completed a request. Returns 1 when one was. */
+int ita_guard_evict(void *worker);
+
+/* A request arrived on conn: counts it; returns -1 (and closes the
+ * connection) past the HTTP/2 per-connection rate. */
+int ita_guard_request(void *worker, h2o_conn_t *conn, int http2);
+
+/* The periodic sweep (armed by ita_guard_start on the worker's loop). */
+void ita_guard_start(void *worker);
+void ita_guard_stop(void *worker);
+
+#endif

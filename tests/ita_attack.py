@@ -1,0 +1,429 @@
+"""codex-ita under attack (issue 18): each case reproduces an attack's
+symptom against a real server and checks the bound that holds it. Nothing
+here depends on one request still being busy when the next arrives: the
+worker pool is filled through a test-only hold file (CU_ITA_POOL_HOLD) and
+its state read from /metrics; timeouts are checked as "closed within a
+generous bound", never as "open for exactly so long".
+
+usage: ita_attack.py CODEX_ITA CODEXCTL SOURCE_DIR CASE
+
+Cases:
+  pool          pool.threads 1, pool.queue 1: with jobs held, two scans are
+                admitted and the third is answered 503 + Retry-After at once;
+                /healthz answers meanwhile; released, both admitted scans 200
+  slow_header   a client trickling header bytes is closed after
+                timeouts.header_s (it would otherwise hold the connection)
+  write_timeout a client that pipelines requests for large answers and reads
+                nothing is closed after timeouts.write_s
+  reserve       max_connections filled by idle connections: /healthz on a
+                new connection still answers (the oldest idle one is evicted)
+  rapid_reset   HTTP/2 over TLS: a connection opening and resetting streams
+                past http2.max_requests_per_s is closed
+  job_index     5,000 job directories: all listed through the pages; new,
+                removed and rewritten jobs show as documented
+  audit         audit.max_mb rotates the log keeping audit.keep files;
+                401 answers past audit.rejected_per_s are summed in aggregate
+                lines and every one is accounted for
+"""
+import json
+import os
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks as T  # noqa: E402
+from ita_server import Ctx, Server  # noqa: E402
+
+
+def metric(s, name):
+    st, _, body = s.get("/metrics", s.keys["reader"])
+    if st != 200:
+        return None
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def wait_for(pred, timeout=30, step=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+def closed_within(sock, timeout):
+    """Reads until EOF or reset; True when the server ended it in time."""
+    sock.settimeout(timeout)
+    end = time.time() + timeout
+    try:
+        while time.time() < end:
+            if not sock.recv(65536):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+    return False
+
+
+# ---------------------------------------------------------------- the worker pool
+
+def case_pool(ctx, t):
+    hold = tempfile.mktemp(prefix="ita-pool-hold-")
+    open(hold, "w").close()
+    env = dict(os.environ, CU_ITA_POOL_HOLD=hold)
+    try:
+        with Server(ctx, "pool:\n  threads: 1\n  queue: 1\n", env=env) as s:
+            key = s.keys["reader"]
+            results = {}
+
+            def scan(i):
+                results[i] = s.get("/v1/hygiene/scan", key, method="POST",
+                                   body=b"contact: alice@example.org\n")
+
+            threads = []
+            for i in range(2):
+                th = threading.Thread(target=scan, args=(i,))
+                th.start()
+                threads.append(th)
+            # both admitted (one held running, one waiting): read, not raced
+            n = wait_for(lambda: metric(s, "codex_ita_pool_jobs") == 2, timeout=30)
+            t.check(n, "two scans admitted to the pool (threads 1 + queue 1)")
+            t0 = time.time()
+            st, h, body = s.get("/v1/hygiene/scan", key, method="POST", body=b"x\n")
+            t.check(st == 503 and h.get("retry-after") == "1",
+                    "the third scan is refused 503 with Retry-After: %s %s" % (st, h))
+            t.check(time.time() - t0 < 10, "the refusal is immediate, not queued")
+            t.check(b"worker pool is full" in body, "the problem says why")
+            st, _, _ = s.get("/healthz")
+            t.check(st == 200, "/healthz answers while the pool is full")
+            t.check(metric(s, "codex_ita_pool_refused_total") == 1, "the refusal is counted")
+            os.unlink(hold)
+            for th in threads:
+                th.join(60)
+            ok = [results.get(i, (None,))[0] for i in range(2)]
+            t.check(ok == [200, 200], "both admitted scans answer 200 once released: %s" % ok)
+            body = json.loads(results[0][2])
+            t.check("findings_total" in body, "the scan ran: %s" % sorted(body)[:8])
+            t.check(wait_for(lambda: metric(s, "codex_ita_pool_jobs") == 0, timeout=30),
+                    "the pool is empty again")
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
+
+
+# ---------------------------------------------------------------- timeouts
+
+def case_slow_header(ctx, t):
+    with Server(ctx, "timeouts:\n  header_s: 1\n") as s:
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        closed, t0 = False, time.time()
+        # one header line every 0.2 s: every read is progress, the request
+        # never completes; the server must end it (hang guard: 30 s)
+        while time.time() - t0 < 30:
+            try:
+                c.sendall(b"X-Slow: 1\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            c.settimeout(0.2)
+            try:
+                if not c.recv(4096):
+                    closed = True
+                    break
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                closed = True
+                break
+        took = time.time() - t0
+        c.close()
+        t.check(closed, "a trickling client is closed (took %.1f s, header_s 1)" % took)
+        st, _, _ = s.get("/healthz")
+        t.check(st == 200, "the server still answers")
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        t.check(closed_within(c, 30), "an idle connection that sends nothing is closed")
+        c.close()
+
+
+def case_write_timeout(ctx, t):
+    with Server(ctx, "timeouts:\n  write_s: 1\n") as s:
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.connect(("127.0.0.1", s.port))
+        n = 400  # 400 x 53 KB of /openapi.json: far more than socket buffers hold
+        c.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * n)
+        time.sleep(4)  # read nothing meanwhile
+        got, closed = b"", False
+        c.settimeout(30)
+        t0 = time.time()
+        try:
+            while time.time() - t0 < 30:
+                chunk = c.recv(1 << 20)
+                if not chunk:
+                    closed = True
+                    break
+                got += chunk
+        except ConnectionResetError:
+            closed = True
+        except socket.timeout:
+            pass
+        c.close()
+        answers = got.count(b"HTTP/1.1 200")
+        t.check(closed and answers < n,
+                "a client reading nothing is closed: %d of %d answers sent" % (answers, n))
+        st, _, _ = s.get("/healthz")
+        t.check(st == 200, "the server still answers")
+        t.check((metric(s, 'codex_ita_connections_closed_total{reason="timeout"}') or 0) >= 1,
+                "the timeout is counted")
+
+
+# ---------------------------------------------------------------- /healthz at the connection bound
+
+def case_reserve(ctx, t):
+    with Server(ctx, "threads: 1\nmax_connections: 8\ntimeouts:\n  header_s: 600\n") as s:
+        idle = [socket.create_connection(("127.0.0.1", s.port), timeout=5) for _ in range(8)]
+        t0 = time.time()
+        c = s.conn(timeout=20)
+        try:
+            c.request("GET", "/healthz")
+            r = c.getresponse()
+            r.read()
+            st = r.status
+        except OSError as e:
+            st = repr(e)
+        took = time.time() - t0
+        c.close()
+        t.check(st == 200, "/healthz answers with max_connections held by idle clients: %s (%.2f s)"
+                % (st, took))
+        # the evicted one is the oldest idle connection
+        t.check(closed_within(idle[0], 20), "the oldest idle connection was closed for it")
+        for x in idle:
+            x.close()
+
+
+# ---------------------------------------------------------------- HTTP/2 rapid reset
+
+def h2_frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+        struct.pack(">I", stream) + payload
+
+
+def hpack_literal(name, value):
+    """Literal header field without indexing, new name, no Huffman."""
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def case_rapid_reset(ctx, t):
+    d = tempfile.mkdtemp(prefix="ita-h2-")
+    try:
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        p = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                            "1", "-subj", "/CN=codex-ita-test", "-keyout", key, "-out", cert],
+                           capture_output=True, text=True)
+        if not t.check(p.returncode == 0, "openssl made a test certificate"):
+            return
+        yaml = "tls:\n  cert: %s\n  key: %s\nhttp2:\n  max_requests_per_s: 50\n" % (cert, key)
+        with Server(ctx, yaml) as s:
+            tls = ssl.create_default_context(cafile=cert)
+            tls.check_hostname = False
+            tls.set_alpn_protocols(["h2"])
+            raw = socket.create_connection(("127.0.0.1", s.port), timeout=20)
+            c = tls.wrap_socket(raw)
+            if not t.check(c.selected_alpn_protocol() == "h2", "HTTP/2 negotiated over TLS"):
+                return
+            hdr = (hpack_literal(b":method", b"GET") + hpack_literal(b":scheme", b"https") +
+                   hpack_literal(b":path", b"/healthz") +
+                   hpack_literal(b":authority", b"localhost"))
+            n = 2000
+            out = [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", h2_frame(4, 0, 0)]
+            for i in range(n):
+                sid = 2 * i + 1
+                out.append(h2_frame(1, 0x5, sid, hdr))  # HEADERS, END_STREAM|END_HEADERS
+                out.append(h2_frame(3, 0, sid, struct.pack(">I", 8)))  # RST_STREAM CANCEL
+            data = b"".join(out)
+            closed = False
+            try:
+                c.sendall(data)
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                closed = True
+            # the server must end the connection (GOAWAY and close); a hang
+            # guard of 30 s, not a timing
+            t0 = time.time()
+            c.settimeout(30)
+            try:
+                while not closed and time.time() - t0 < 30:
+                    if not c.recv(65536):
+                        closed = True
+            except (ConnectionResetError, ssl.SSLError, OSError):
+                closed = True
+            c.close()
+            t.check(closed, "a connection resetting %d streams is closed" % n)
+            s.tls = tls
+            tls.set_alpn_protocols(["http/1.1"])
+            st, _, _ = s.get("/healthz")
+            t.check(st == 200, "the server still answers")
+            t.check((metric(s, 'codex_ita_connections_closed_total{reason="http2_rate"}') or 0)
+                    >= 1, "the closing is counted")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the audit log
+
+def case_audit(ctx, t):
+    yaml = "audit:\n  max_mb: 0.02\n  keep: 2\n  rejected_per_s: 5\n"
+    with Server(ctx, yaml) as s:
+        n_bad = 300
+        c = s.conn()
+        for _ in range(n_bad):  # one keep-alive connection, a bad key each time
+            c.request("GET", "/v1/jobs", headers={"X-API-Key": "cu_bogus"})
+            r = c.getresponse()
+            r.read()
+        c.close()
+        time.sleep(1.1)  # the second ends; the next line writes the aggregate
+        st, _, _ = s.get("/v1/jobs", s.keys["reader"])
+        t.check(st == 200, "a good request after the flood")
+        c = s.conn()
+        for _ in range(400):  # ~90 KB of accepted lines: rotates more than twice
+            c.request("GET", "/healthz")
+            c.getresponse().read()
+        c.close()
+        files = sorted(f for f in os.listdir(s.dir) if f.startswith("audit.jsonl"))
+        t.check(files == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"],
+                "rotated keeping 2 old files: %s" % files)
+        limit = int(0.02 * 1024 * 1024)
+        sizes = [os.path.getsize(os.path.join(s.dir, f)) for f in files]
+        t.check(all(z <= limit for z in sizes), "each file within audit.max_mb: %s" % sizes)
+        st = s.stop()
+        t.check(st == 0, "clean stop")
+    # counted without rotation: every 401 is either a line or in an aggregate
+    with Server(ctx, "audit:\n  rejected_per_s: 5\n") as s:
+        t0 = time.time()
+        c = s.conn()
+        for _ in range(n_bad):
+            c.request("GET", "/v1/jobs", headers={"X-API-Key": "cu_bogus"})
+            c.getresponse().read()
+        c.close()
+        secs = time.time() - t0
+        s.stop()
+        lines = s.audit_lines()
+        agg = sum(x["count"] for x in lines if x.get("aggregate") == "rejected")
+        single = sum(1 for x in lines if x.get("status") == 401 and "aggregate" not in x)
+        t.check(agg > 0, "aggregate lines sum the rejected past the budget")
+        t.check(single + agg == n_bad, "all %d rejected requests accounted for: %d lines + %d summed"
+                % (n_bad, single, agg))
+        t.check(single <= 5 * (int(secs) + 2),
+                "at most 5 lines a second: %d lines in %.1f s" % (single, secs))
+
+
+# ---------------------------------------------------------------- the listing index
+
+def case_job_index(ctx, t):
+    """5,000 job directories (past the old 4,096-entry cache): every job is
+    listed through the pages; a new directory shows at the next listing, a
+    removed one is gone, a finished job rewritten shows within a bounded
+    number of listings, an active job's update at once."""
+    d = tempfile.mkdtemp(prefix="ita-index-")
+    try:
+        runs = os.path.join(d, "runs")
+        os.makedirs(runs)
+        n = 5000
+
+        def write(job, **kw):
+            st = {"job": job, "status": "COMPLETED", "step": 10, "max_steps": 10,
+                  "started_at": "2026-01-01T00:00:00.000Z",
+                  "updated_at": "2026-01-01T01:00:00.000Z"}
+            st.update(kw)
+            os.makedirs(os.path.join(runs, job), exist_ok=True)
+            tmp = os.path.join(runs, job, "state.json.tmp")
+            with open(tmp, "w") as f:
+                json.dump(st, f)
+            os.rename(tmp, os.path.join(runs, job, "state.json"))
+
+        for i in range(n):
+            write("job-%05d" % i)
+        # one thread: each has its own index, caught up by its own listings
+        with Server(ctx, "threads: 1\nmax_jobs: 100000\n", live_runs=runs) as s:
+            key = s.keys["reader"]
+
+            def listing(extra=""):
+                ids, cur = [], None
+                for _ in range(100):
+                    q = "/v1/jobs?limit=500" + extra + ("&cursor=" + cur if cur else "")
+                    st, _, doc = s.json(q, key)
+                    assert st == 200, st
+                    ids += [j["id"] for j in doc["jobs"]]
+                    cur = doc["next_cursor"]
+                    if not cur:
+                        break
+                return ids
+
+            ids = listing()
+            t.check(len(ids) == n and len(set(ids)) == n, "all %d jobs listed once: %d" % (n, len(ids)))
+            write("job-new", started_at="2026-06-01T00:00:00.000Z")
+            st, _, doc = s.json("/v1/jobs?limit=1", key)
+            t.check(doc["jobs"][0]["id"] == "job-new", "a new directory shows at the next listing")
+            shutil.rmtree(os.path.join(runs, "job-new"))
+            st, _, doc = s.json("/v1/jobs?limit=1", key)
+            t.check(doc["jobs"][0]["id"] != "job-new", "a removed directory is gone at once")
+            write("job-00042", status="FAILED")  # a finished job rewritten
+            seen = None
+            for k in range(300):  # hang guard; expected within n/2048 + 1 listings
+                st, _, doc = s.json("/v1/jobs?limit=500&status=FAILED", key)
+                if any(j["id"] == "job-00042" for j in doc["jobs"]):
+                    seen = k + 1
+                    break
+            t.check(seen is not None, "a rewritten finished job shows (after %s listings)" % seen)
+            write("job-00007", status="RUNNING", step=3, max_steps=10,
+                  started_at="2026-07-01T00:00:00.000Z")
+            first = None
+            for k in range(300):
+                st, _, doc = s.json("/v1/jobs?limit=1", key)
+                first = doc["jobs"][0]
+                if first["id"] == "job-00007":
+                    break
+            t.check(first["id"] == "job-00007", "a finished job made active shows (after %d "
+                    "listings): %s" % (k + 1, first))
+            write("job-00007", status="RUNNING", step=4, max_steps=10,
+                  started_at="2026-07-01T00:00:00.000Z")
+            st, _, doc = s.json("/v1/jobs?limit=1", key)
+            t.check(doc["jobs"][0]["id"] == "job-00007" and doc["jobs"][0]["step"] == 4,
+                    "an active job's update shows at the next listing: %s" % doc["jobs"][0])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+CASES = {"job_index": case_job_index, "pool": case_pool, "slow_header": case_slow_header, "write_timeout": case_write_timeout,
+         "reserve": case_reserve, "rapid_reset": case_rapid_reset, "audit": case_audit}
+
+
+def main():
+    if len(sys.argv) != 5 or sys.argv[4] not in CASES:
+        print(__doc__)
+        return 2
+    ctx = Ctx(*sys.argv[1:4])
+    t = T()
+    try:
+        CASES[sys.argv[4]](ctx, t)
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        t.check(False, "case raised %r" % e)
+    return t.summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
