@@ -28,7 +28,7 @@ for w in "${ranks[@]}"; do
           "$build/jobs/codex-train" "${common[@]}" "job.name=$name" \
           "train.shard_optimizer=$shard" 2>&1 >/dev/null)
     rss=$(echo "$out" | sed -n 's/^peak_rss_kb \([0-9]*\)$/\1/p' | sort -n |
-          awk '{ printf "%s%.0f", NR > 1 ? " " : "", $1 / 1024 }')
+          awk '{ printf "%s%.0f", (NR > 1 ? " " : ""), $1 / 1024 }')
     save=$(grep '"type": "checkpoint"' "$runs/$name/events.jsonl" | tail -1 |
            sed -n 's/.*"seconds": \([0-9.]*\).*/\1/p')
     printf "%-6s %-8s %-34s %s\n" "$w" "$shard" "$rss" "$save"

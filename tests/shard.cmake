@@ -7,3 +7,16 @@ foreach(case bitwise resume corrupt)
                    ${PROJECT_SOURCE_DIR} ${case})
   set_tests_properties(shard_${case} PROPERTIES LABELS mpi TIMEOUT 300 SKIP_RETURN_CODE 77)
 endforeach()
+
+# The reducer's fixed summation order and owner slices (tests/test_reducer.c):
+# 1 rank (unit, also under ASan) and 3 and 4 ranks (mpi).
+cu_add_test(test_reducer SOURCES ${CU_TEST_DIR}/test_reducer.c LIBS cu_mpi LABELS unit)
+set_tests_properties(test_reducer PROPERTIES ENVIRONMENT
+  "OPENBLAS_NUM_THREADS=1;OMPI_MCA_mca_base_component_disable_dlclose=1;ASAN_OPTIONS=fast_unwind_on_malloc=0;LSAN_OPTIONS=suppressions=${CU_TEST_DIR}/fixtures/mpi/lsan.supp")
+foreach(n 3 4)
+  add_test(NAME test_reducer_np${n}
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${n} --oversubscribe
+                   $<TARGET_FILE:test_reducer>)
+  set_tests_properties(test_reducer_np${n} PROPERTIES LABELS mpi TIMEOUT 120
+                       ENVIRONMENT "OPENBLAS_NUM_THREADS=1;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+endforeach()
