@@ -6,8 +6,12 @@
  * the contiguous slice [r*G/W, (r+1)*G/W) and walks it in micro-batches,
  * accumulating gradients scaled by 1/(tokens in the global batch), so the
  * summed gradient is the mean over the global batch however it is split.
- * Gradients are then summed over ranks and every rank applies the same
- * clipped AdamW step.
+ * Gradients are then summed over ranks in a fixed order (mpi/reducer.h) and
+ * every rank applies the same clipped AdamW step; with
+ * train.shard_optimizer each rank sums, clips and updates only its slice,
+ * keeps only that slice's moments, and the updated slices are gathered
+ * (bit for bit the same weights). Its checkpoints are written and read by
+ * every rank at once (io/ckpt.h).
  *
  * Rank 0 keeps the job directory (docs/formats.md): state.json, metrics,
  * events, checkpoints, provenance. A stop request (SIGTERM/SIGUSR1 on any
