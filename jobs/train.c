@@ -990,12 +990,14 @@ static int resume_sharded(trainer_t *t, cu_error_t *err) {
     }
     size_t n, len = t->shi - t->slo;
     float *params = gpt_trainable(t->model, &n);
-    float *keep = malloc((len + 1) * sizeof(float));
-    if (!keep) {
+    /* a copy of the slice only when there is something to try: a fresh
+     * start's peak memory stays that of training */
+    float *keep = nd > 0 ? malloc((len + 1) * sizeof(float)) : NULL;
+    if (nd > 0 && !keep) {
         free(steps);
         return cu_error_set(err, CU_ENOMEM, "out of memory (resume)");
     }
-    memcpy(keep, params + t->slo, len * sizeof(float));
+    if (keep) memcpy(keep, params + t->slo, len * sizeof(float));
     int nt, found = 0;
     const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
     ckpt_meta_t meta = {0};
@@ -1025,7 +1027,7 @@ static int resume_sharded(trainer_t *t, cu_error_t *err) {
         }
     }
     free(steps);
-    if (!found) { /* a fresh start: this rank's slice as it was, moments zero */
+    if (!found && keep) { /* a fresh start: this rank's slice as it was, moments zero */
         memcpy(params + t->slo, keep, len * sizeof(float));
         memset(t->opt.m, 0, len * sizeof(float));
         memset(t->opt.v, 0, len * sizeof(float));
