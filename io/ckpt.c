@@ -12,10 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io/ckpt_internal.h"
 #include "io/h5util.h"
 
 /* The loop state as text: hashed with the tensors and stored as attributes. */
-static void meta_text(const ckpt_meta_t *m, char *buf, size_t len) {
+void ckpt_meta_text(const ckpt_meta_t *m, char *buf, size_t len) {
     snprintf(buf, len,
              "step=%ld cursor=%ld adam_t=%ld epoch=%ld best_step=%ld best=%.17g since=%ld "
              "rng=%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 " world=%d gbs=%d",
@@ -24,7 +25,7 @@ static void meta_text(const ckpt_meta_t *m, char *buf, size_t len) {
              m->global_batch_size);
 }
 
-static int meta_parse(const char *s, ckpt_meta_t *m) {
+int ckpt_meta_parse(const char *s, ckpt_meta_t *m) {
     int n = sscanf(s,
                    "step=%ld cursor=%ld adam_t=%ld epoch=%ld best_step=%ld best=%lg since=%ld "
                    "rng=%16" SCNx64 "%16" SCNx64 "%16" SCNx64 "%16" SCNx64 " world=%d gbs=%d",
@@ -38,7 +39,72 @@ static size_t tensor_floats(const gpt_tensor_t *t) {
     return (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
 }
 
-/* sha256 over the non-NULL tensor groups, tensor by tensor, then the meta text. */
+size_t ckpt_span(const gpt_tensor_t *t, int n) {
+    size_t floats = 0;
+    for (int i = 0; i < n; i++)
+        if (t[i].offset + tensor_floats(&t[i]) > floats)
+            floats = t[i].offset + tensor_floats(&t[i]);
+    return floats;
+}
+
+size_t ckpt_chunk_count(const gpt_tensor_t *t, int n) {
+    size_t count = 0;
+    for (int i = 0; i < n; i++) {
+        size_t o = t[i].offset, e = o + tensor_floats(&t[i]);
+        if (e > o) count += (e - 1) / CKPT_CHUNK - o / CKPT_CHUNK + 1;
+    }
+    return count;
+}
+
+void ckpt_chunk_digests(const float *const bufs[3], const size_t bases[3], const gpt_tensor_t *t,
+                        int n, size_t lo, size_t hi, unsigned char *out) {
+    size_t count = ckpt_chunk_count(t, n);
+    for (int g = 0; g < 3; g++) {
+        size_t idx = (size_t)g * count;
+        for (int i = 0; i < n; i++) {
+            size_t pos = t[i].offset, e = pos + tensor_floats(&t[i]);
+            while (pos < e) {
+                size_t cut = (pos / CKPT_CHUNK + 1) * CKPT_CHUNK, end = cut < e ? cut : e;
+                if (pos >= lo && pos < hi)
+                    EVP_Digest(bufs[g] + (pos - bases[g]), (end - pos) * sizeof(float),
+                               out + 32 * idx, NULL, EVP_sha256(), NULL);
+                idx++;
+                pos = end;
+            }
+        }
+    }
+}
+
+void ckpt_chunks_final(const unsigned char *digests, size_t n_digests, const char *meta,
+                       char hex[65]) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, digests, 32 * n_digests);
+    EVP_DigestUpdate(ctx, meta, strlen(meta));
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+/* The chunked checksum of whole buffers p, m, v (one writer or reader). */
+static int chunked_checksum(const float *p, const float *m, const float *v, const gpt_tensor_t *t,
+                            int n, const char *meta, char hex[65]) {
+    size_t count = ckpt_chunk_count(t, n);
+    unsigned char *dig = malloc(3 * count * 32 + 1);
+    if (!dig) return -1;
+    const float *bufs[3] = {p, m, v};
+    size_t bases[3] = {0, 0, 0};
+    ckpt_chunk_digests(bufs, bases, t, n, 0, (size_t)-1, dig);
+    ckpt_chunks_final(dig, 3 * count, meta, hex);
+    free(dig);
+    return 0;
+}
+
+/* sha256 over the non-NULL tensor groups, tensor by tensor, then the meta
+ * text: the checksum of files written before the chunked one, and of
+ * /lora_init. */
 static void checksum(const float *p, const float *m, const float *v, const gpt_tensor_t *t, int n,
                      const char *meta, char hex[65]) {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -63,8 +129,9 @@ void ckpt_lora_init_sha256(const float *lora_init, const gpt_tensor_t *tensors, 
 int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, cu_error_t *err) {
     char tmp[4200], mt[512], sum[65];
     if (cu_format(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid())) return err->code;
-    meta_text(meta, mt, sizeof mt);
-    checksum(d->params, d->m, d->v, d->tensors, d->n_tensors, mt, sum);
+    ckpt_meta_text(meta, mt, sizeof mt);
+    if (chunked_checksum(d->params, d->m, d->v, d->tensors, d->n_tensors, mt, sum))
+        return cu_error_set(err, CU_ENOMEM, "out of memory (checkpoint checksum)");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0) return cu_error_set(err, CU_EIO, "cannot create checkpoint %s", tmp);
@@ -78,10 +145,14 @@ int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, c
         if (rc == CU_OK && h5u_write_string_attr(file, "lora_init_sha256", init_sum) < 0)
             rc = cu_error_set(err, CU_EIO, "%s: cannot write attribute lora_init_sha256", tmp);
     }
-    const char *names[5] = {"format", "state", "sha256", "config", "provenance"};
-    const char *values[5] = {CKPT_FORMAT, mt, sum, d->config_yaml ? d->config_yaml : "",
+    const char *names[6] = {"format", "state", "sha256", "sha256_scheme", "config", "provenance"};
+    const char *values[6] = {CKPT_FORMAT,
+                             mt,
+                             sum,
+                             CKPT_SCHEME,
+                             d->config_yaml ? d->config_yaml : "",
                              d->provenance_json ? d->provenance_json : "{}"};
-    for (int i = 0; rc == CU_OK && i < 5; i++)
+    for (int i = 0; rc == CU_OK && i < 6; i++)
         if (h5u_write_string_attr(file, names[i], values[i]) < 0)
             rc = cu_error_set(err, CU_EIO, "%s: cannot write attribute %s", tmp, names[i]);
     if (rc == CU_OK && d->fingerprint &&
@@ -100,11 +171,20 @@ int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, c
 static int read_moments_checked(hid_t file, const char *path, const float *params, float *m,
                                 float *v, const gpt_tensor_t *tensors, int n_tensors,
                                 const char *state, const char *sum, cu_error_t *err) {
+    char *scheme = h5u_read_string_attr(file, "sha256_scheme");
+    int chunked = scheme != NULL, known = !scheme || strcmp(scheme, CKPT_SCHEME) == 0;
+    free(scheme);
+    if (!known)
+        return cu_error_set(err, CU_EFORMAT,
+                            "%s: unknown checksum scheme (written by a newer version?)", path);
     int rc = h5u_read_group(file, "adam_m", m, tensors, n_tensors, path, err);
     if (rc == CU_OK) rc = h5u_read_group(file, "adam_v", v, tensors, n_tensors, path, err);
     if (rc != CU_OK) return rc;
     char again[65];
-    checksum(params, m, v, tensors, n_tensors, state, again);
+    if (!chunked)
+        checksum(params, m, v, tensors, n_tensors, state, again);
+    else if (chunked_checksum(params, m, v, tensors, n_tensors, state, again))
+        return cu_error_set(err, CU_ENOMEM, "out of memory (checkpoint checksum)");
     if (strcmp(again, sum) != 0)
         return cu_error_set(err, CU_EFORMAT, "%s: checksum mismatch (file corrupted)", path);
     return CU_OK;
@@ -122,7 +202,7 @@ int ckpt_load(const char *path, float *params, float *m, float *v, const gpt_ten
     char *sum = h5u_read_string_attr(file, "sha256");
     if (!format || strcmp(format, CKPT_FORMAT) != 0 || !state || !sum)
         rc = cu_error_set(err, CU_EFORMAT, "%s is not a Codex-Universal checkpoint", path);
-    else if (meta_parse(state, meta) != 0)
+    else if (ckpt_meta_parse(state, meta) != 0)
         rc = cu_error_set(err, CU_EFORMAT, "%s: unreadable loop state '%s'", path, state);
     if (rc == CU_OK) rc = h5u_read_group(file, "tensors", params, tensors, n_tensors, path, err);
     if (rc == CU_OK)
@@ -136,10 +216,7 @@ int ckpt_load(const char *path, float *params, float *m, float *v, const gpt_ten
 
 int ckpt_verify_tensors(const char *path, const float *params, const gpt_tensor_t *tensors,
                         int n_tensors, cu_error_t *err) {
-    size_t floats = 0;
-    for (int i = 0; i < n_tensors; i++)
-        if (tensors[i].offset + tensor_floats(&tensors[i]) > floats)
-            floats = tensors[i].offset + tensor_floats(&tensors[i]);
+    size_t floats = ckpt_span(tensors, n_tensors);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)

@@ -7,9 +7,14 @@
  *   /lora_init/<name> PiSSA/OLoRA runs only: the adapters training started from
  * and root attributes: format, step, sample_cursor, adam_t, epoch, best eval,
  * the evaluation RNG state, world size and global batch at save time, the
- * resolved config, provenance JSON, and sha256 over all tensor bytes and the
- * loop state, verified on load. Written to a temporary name and renamed; a
- * `latest` file in the same directory names the newest.
+ * resolved config, provenance JSON, and a sha256 over all tensor bytes and
+ * the loop state (computed chunk by chunk, io/ckpt_internal.h, so that ranks
+ * can hash their own slices), verified on load. Written to a temporary name
+ * and renamed; a `latest` file in the same directory names the newest.
+ *
+ * A sharded run (train.shard_optimizer) writes the same file with every rank
+ * at once (parallel HDF5 over MPI-IO, collective writes of each rank's
+ * slice) and reads it back by slices, on any number of ranks.
  */
 #ifndef CU_IO_CKPT_H
 #define CU_IO_CKPT_H
@@ -55,6 +60,25 @@ int ckpt_save(const char *path, const ckpt_data_t *d, const ckpt_meta_t *meta, c
  * does not match is an error (CU_EFORMAT) naming the file. */
 int ckpt_load(const char *path, float *params, float *m, float *v, const gpt_tensor_t *tensors,
               int n_tensors, ckpt_meta_t *meta, cu_error_t *err);
+
+/* Collective over MPI_COMM_WORLD: every rank writes its slice [lo, hi) of
+ * each group into one file. d->params is the whole trainable buffer, d->m
+ * and d->v hold only the slice (element i at m[i - lo]); lo and hi are
+ * multiples of the checksum chunk (mpi/reducer.h's slices are) or the end.
+ * Every rank passes the same meta and strings. The file is written under
+ * path.tmp.<tmp_id> and renamed by rank 0. Returns the same code on every
+ * rank. */
+int ckpt_save_parallel(const char *path, const ckpt_data_t *d, size_t lo, size_t hi,
+                       const ckpt_meta_t *meta, long tmp_id, cu_error_t *err);
+
+/* Collective: every rank reads its slice [lo, hi) of /tensors into
+ * params[lo, hi) and of the moments into m and v (element i at m[i - lo]),
+ * and meta; the checksum is verified from every rank's slice hashes. A file
+ * with the earlier whole-file checksum is read whole on every rank. Any
+ * rank's failure fails all of them (CU_EFORMAT naming the file). Gathering
+ * the other slices of params is the caller's. */
+int ckpt_load_slice(const char *path, float *params, float *m, float *v, size_t lo, size_t hi,
+                    const gpt_tensor_t *tensors, int n_tensors, ckpt_meta_t *meta, cu_error_t *err);
 
 /* Checks a checkpoint's sha256 for tensors already read into params (as
  * h5_load_tensors does): reads its AdamW moments and loop state and hashes

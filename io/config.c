@@ -279,6 +279,13 @@ static const cfg_key_t KEYS[] = {
          "Keep only each block's input in the forward and recompute the block in the backward: "
          "activation memory of one block instead of all of them, for about a third more compute; "
          "losses and gradients are bit for bit the same."),
+    BOOL("train.shard_optimizer", train.shard_optimizer, "false",
+         "ZeRO stages 1 and 2 on CPUs: each rank owns a contiguous 1/W slice of the trainable "
+         "parameters, receives only that slice's summed gradient, keeps only that slice's AdamW "
+         "moments and updates only it; the updated slices are then gathered on every rank. "
+         "Checkpoints are written by every rank at once into one file (parallel HDF5). Weights "
+         "are bit for bit those of `false` on the same number of ranks; a run may resume with "
+         "either setting on any number of ranks. See docs/performance.md for the memory."),
     INT("train.log_every", train.log_every, "1", 1, 1000000000,
         "Steps between lines in metrics.jsonl and the log."),
     STR("train.output", train.output, "", 0, NULL,

@@ -77,6 +77,7 @@ typedef struct {
         int threads;                /* BLAS, oneDNN and OpenMP threads per rank */
         char precision[CU_CFG_STR]; /* "fp32" or "bf16" */
         int activation_checkpointing;
+        int shard_optimizer; /* ZeRO 1/2: moments and reduced gradients by slice */
         int log_every;
         char output[CU_CFG_STR]; /* final trainable state; "" = <run dir>/final.h5 */
     } train;

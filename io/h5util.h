@@ -22,4 +22,18 @@ int h5u_write_group(hid_t file, const char *group, const float *buf, const gpt_t
 int h5u_read_group(hid_t file, const char *group, float *buf, const gpt_tensor_t *tensors, int n,
                    const char *path, cu_error_t *err);
 
+/* The slice [lo, hi) of the trainable buffer, tensor by tensor: element i of
+ * the buffer is buf[i - base]. A tensor's part of the slice is a run of its
+ * row-major elements, selected as up to three hyperslabs.
+ * h5u_write_group_range creates every dataset of the group (collective under
+ * the MPI-IO driver: every rank calls it with its own slice, dxpl says how
+ * the data moves) and writes this rank's part; h5u_read_group_range reads
+ * this rank's part, checking shapes. */
+int h5u_write_group_range(hid_t file, const char *group, const float *buf, size_t base, size_t lo,
+                          size_t hi, const gpt_tensor_t *tensors, int n, hid_t dxpl,
+                          const char *path, cu_error_t *err);
+int h5u_read_group_range(hid_t file, const char *group, float *buf, size_t base, size_t lo,
+                         size_t hi, const gpt_tensor_t *tensors, int n, const char *path,
+                         cu_error_t *err);
+
 #endif

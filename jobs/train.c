@@ -6,8 +6,12 @@
  * the contiguous slice [r*G/W, (r+1)*G/W) and walks it in micro-batches,
  * accumulating gradients scaled by 1/(tokens in the global batch), so the
  * summed gradient is the mean over the global batch however it is split.
- * Gradients are then summed over ranks and every rank applies the same
- * clipped AdamW step.
+ * Gradients are then summed over ranks in a fixed order (mpi/reducer.h) and
+ * every rank applies the same clipped AdamW step; with
+ * train.shard_optimizer each rank sums, clips and updates only its slice,
+ * keeps only that slice's moments, and the updated slices are gathered
+ * (bit for bit the same weights). Its checkpoints are written and read by
+ * every rank at once (io/ckpt.h).
  *
  * Rank 0 keeps the job directory (docs/formats.md): state.json, metrics,
  * events, checkpoints, provenance. A stop request (SIGTERM/SIGUSR1 on any
@@ -78,6 +82,11 @@ typedef struct {
     exec_tasks_t exec;       /* rank 0: code tasks of eval.exec_tasks */
     adamw_t opt;
     sched_t sched;
+    /* train.shard_optimizer: this rank's slice [slo, shi) of the trainable
+     * buffer, the only part whose moments it keeps and that it updates
+     * (unsharded: the whole buffer) */
+    int shard;
+    size_t slo, shi;
     int T, B, accum, per_rank;
     int32_t *window, *inputs, *targets;
     char run_dir[4096], ckpt_dir[4200], hosts[1024];
@@ -448,12 +457,17 @@ static int setup(trainer_t *t, cu_error_t *err) {
     if ((rc = gpt_reserve(t->model, t->B, t->T, err))) return rc;
     size_t n;
     gpt_trainable(t->model, &n);
-    if ((rc = adamw_init(&t->opt, n, c->train.beta1, c->train.beta2, c->train.eps,
+    t->shard = c->train.shard_optimizer;
+    t->slo = 0;
+    t->shi = n;
+    if (t->shard) reducer_slice(n, t->w->size, t->w->rank, &t->slo, &t->shi);
+    if ((rc = adamw_init(&t->opt, t->shi - t->slo, c->train.beta1, c->train.beta2, c->train.eps,
                          c->train.weight_decay, err)))
         return rc;
     /* 4 MB buckets: large enough to keep the per-call cost small, small
      * enough that the first ones start long before the backward ends */
-    if ((rc = reducer_create(&t->reducer, t->w, gpt_grads(t->model, NULL), n, 4u << 20, err)))
+    if ((rc = reducer_create(&t->reducer, t->w, gpt_grads(t->model, NULL), n, 4u << 20, !t->shard,
+                             err)))
         return rc;
     t->sched = (sched_t){.lr = c->train.lr,
                          .min_lr = c->train.min_lr,
@@ -798,7 +812,92 @@ static int open_job_dir(trainer_t *t, cu_error_t *err) {
 
 /* ---------------------------------------------------------- checkpoints */
 
+/* The loop state a checkpoint carries (rank 0's: only it samples with the
+ * evaluation RNG). */
+static ckpt_meta_t checkpoint_meta(const trainer_t *t, long steps_done) {
+    const cu_config_t *c = t->cfg;
+    ckpt_meta_t meta = {.step = steps_done,
+                        .sample_cursor = steps_done * c->train.global_batch_size,
+                        .adam_t = t->opt.t,
+                        .epoch = t->st.epoch,
+                        .best_step = t->st.best_step,
+                        .best_val_loss = t->st.best_val_loss,
+                        .evals_since_best = t->evals_since_best,
+                        .world_size = t->w->size,
+                        .global_batch_size = c->train.global_batch_size};
+    memcpy(meta.rng, t->eval_rng.s, sizeof meta.rng);
+    return meta;
+}
+
+/* Rank 0 after a checkpoint is on disk: latest, retention, the event. */
+static int checkpoint_saved(trainer_t *t, long steps_done, double t0, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    int rc = ckpt_write_latest(t->ckpt_dir, steps_done, err);
+    if (rc == CU_OK)
+        rc = ckpt_retain_except(t->ckpt_dir, c->checkpoint.keep_last, t->st.best_step, err);
+    if (rc) return rc;
+    t->st.ckpt_step = steps_done;
+    snprintf(t->st.ckpt_file, sizeof t->st.ckpt_file, "checkpoints/step_%08ld.h5", steps_done);
+    char extra[600];
+    snprintf(extra, sizeof extra, "\"file\": \"%s\", \"seconds\": %.3f%s", t->st.ckpt_file,
+             cu_now() - t0, t->shard ? ", \"writers\": " : "");
+    if (t->shard) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%d", t->w->size);
+    event(t, steps_done, "checkpoint", extra, "saved %s", t->st.ckpt_file);
+    write_state(t, 1);
+    return CU_OK;
+}
+
+/* Rank 0's string on every rank (malloc'd; "" for NULL). */
+static int bcast_string(const cu_world_t *w, const char *s, char **out, cu_error_t *err) {
+    double len = w->rank == 0 && s ? (double)strlen(s) : 0.0;
+    int rc = world_bcast_doubles(w, &len, 1, err);
+    if (rc) return rc;
+    *out = calloc((size_t)len + 1, 1);
+    if (!*out) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    if (w->rank == 0 && s) memcpy(*out, s, (size_t)len);
+    return len > 0 ? world_bcast_bytes(w, *out, (int)len, err) : CU_OK;
+}
+
+/* train.shard_optimizer: every rank writes its slice of the same file at
+ * once (collective); rank 0's strings and loop state go into it. */
+static int save_checkpoint_sharded(trainer_t *t, long steps_done, cu_error_t *err) {
+    char path[4300];
+    int rc = t->w->rank == 0 ? rundir_mkdirs(t->ckpt_dir, err) : CU_OK;
+    if (rc == CU_OK) rc = ckpt_path(path, sizeof path, t->ckpt_dir, steps_done, err);
+    if ((rc = world_agree(t->w, rc))) return rc;
+    char *prov0 = t->w->rank == 0 ? make_provenance(t, 0.0) : NULL;
+    char *yaml = NULL, *prov = NULL, *fp = NULL, *yaml0 = config_to_yaml(t->cfg);
+    rc = bcast_string(t->w, yaml0, &yaml, err);
+    if (rc == CU_OK) rc = bcast_string(t->w, prov0, &prov, err);
+    if (rc == CU_OK) rc = bcast_string(t->w, t->fingerprint, &fp, err);
+    free(yaml0);
+    free(prov0);
+    ckpt_meta_t meta = checkpoint_meta(t, steps_done);
+    double tmp_id = (double)getpid();
+    if (rc == CU_OK) rc = world_bcast_bytes(t->w, &meta, (int)sizeof meta, err);
+    if (rc == CU_OK) rc = world_bcast_doubles(t->w, &tmp_id, 1, err);
+    int nt;
+    const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
+    ckpt_data_t d = {.params = gpt_trainable(t->model, NULL),
+                     .m = t->opt.m,
+                     .v = t->opt.v,
+                     .tensors = tensors,
+                     .n_tensors = nt,
+                     .config_yaml = yaml,
+                     .provenance_json = prov,
+                     .lora_init = t->lora_init,
+                     .fingerprint = fp && fp[0] ? fp : NULL};
+    double t0 = cu_now();
+    if (rc == CU_OK) rc = ckpt_save_parallel(path, &d, t->slo, t->shi, &meta, (long)tmp_id, err);
+    free(yaml);
+    free(prov);
+    free(fp);
+    if (rc == CU_OK && t->w->rank == 0) rc = checkpoint_saved(t, steps_done, t0, err);
+    return rc;
+}
+
 static int save_checkpoint(trainer_t *t, long steps_done, cu_error_t *err) {
+    if (t->shard) return save_checkpoint_sharded(t, steps_done, err);
     if (t->w->rank != 0) return CU_OK;
     const cu_config_t *c = t->cfg;
     char path[4300];
@@ -817,32 +916,13 @@ static int save_checkpoint(trainer_t *t, long steps_done, cu_error_t *err) {
                      .provenance_json = prov,
                      .lora_init = t->lora_init,
                      .fingerprint = t->fingerprint};
-    ckpt_meta_t meta = {.step = steps_done,
-                        .sample_cursor = steps_done * c->train.global_batch_size,
-                        .adam_t = t->opt.t,
-                        .epoch = t->st.epoch,
-                        .best_step = t->st.best_step,
-                        .best_val_loss = t->st.best_val_loss,
-                        .evals_since_best = t->evals_since_best,
-                        .world_size = t->w->size,
-                        .global_batch_size = c->train.global_batch_size};
-    memcpy(meta.rng, t->eval_rng.s, sizeof meta.rng);
+    ckpt_meta_t meta = checkpoint_meta(t, steps_done);
     double t0 = cu_now();
     rc = ckpt_save(path, &d, &meta, err);
     free(yaml);
     free(prov);
-    if (rc == CU_OK) rc = ckpt_write_latest(t->ckpt_dir, steps_done, err);
-    if (rc == CU_OK)
-        rc = ckpt_retain_except(t->ckpt_dir, c->checkpoint.keep_last, t->st.best_step, err);
     if (rc) return rc;
-    t->st.ckpt_step = steps_done;
-    snprintf(t->st.ckpt_file, sizeof t->st.ckpt_file, "checkpoints/step_%08ld.h5", steps_done);
-    char extra[600];
-    snprintf(extra, sizeof extra, "\"file\": \"%s\", \"seconds\": %.3f", t->st.ckpt_file,
-             cu_now() - t0);
-    event(t, steps_done, "checkpoint", extra, "saved %s", t->st.ckpt_file);
-    write_state(t, 1);
-    return CU_OK;
+    return checkpoint_saved(t, steps_done, t0, err);
 }
 
 /* Rank 0 finds the checkpoint to resume from (falling back past invalid
@@ -883,8 +963,104 @@ static int load_resume_point(trainer_t *t, float *p, float *m, float *v, ckpt_me
     return rc;
 }
 
+/* Every rank takes the loop state of the checkpoint it resumes from; rank 0
+ * records the resumed event. */
+static void apply_resume(trainer_t *t, const ckpt_meta_t *meta) {
+    t->start_step = t->resumed_from = meta->step;
+    t->opt.t = meta->adam_t;
+    t->st.epoch = meta->epoch;
+    t->st.best_step = meta->best_step;
+    t->st.best_val_loss = meta->best_val_loss;
+    t->evals_since_best = meta->evals_since_best;
+    memcpy(t->eval_rng.s, meta->rng, sizeof meta->rng);
+    if (t->w->rank != 0) return;
+    int saved_world = meta->world_size, saved_gbs = meta->global_batch_size;
+    json_t *ch = json_pack("{s:s}", "changed", t->resume_changes);
+    char *extra = ch ? json_dumps(ch, JSON_COMPACT) : NULL;
+    json_decref(ch);
+    if (extra) extra[strlen(extra) - 1] = '\0'; /* the fields join the event's */
+    event(t, t->start_step, "resumed", extra ? extra + 1 : NULL,
+          "resumed at step %ld (saved on %d rank%s, now %d)%s%s", t->start_step, saved_world,
+          saved_world == 1 ? "" : "s", t->w->size, t->resume_changes[0] ? "; changed: " : "",
+          t->resume_changes);
+    free(extra);
+    if (t->resume_changes[0]) printf("resuming with changes: %s\n", t->resume_changes);
+    if (saved_gbs != t->cfg->train.global_batch_size)
+        event(t, t->start_step, "warning", NULL,
+              "train.global_batch_size changed from %d to %d: the data sequence differs "
+              "from the interrupted run's",
+              saved_gbs, t->cfg->train.global_batch_size);
+}
+
+/* train.shard_optimizer: every rank reads its own slice of each candidate
+ * checkpoint (newest first, past invalid ones), whatever world size wrote
+ * it; the slices of the weights are then gathered. Nothing outside this
+ * rank's slice is touched until a checkpoint is accepted. */
+static int resume_sharded(trainer_t *t, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    if (strcmp(c->checkpoint.resume, "never") == 0) return CU_OK;
+    int explicit_path = strcmp(c->checkpoint.resume, "auto") != 0;
+    long *steps = NULL;
+    int count = 0, rc = CU_OK;
+    if (!explicit_path && t->w->rank == 0) rc = ckpt_list(t->ckpt_dir, &steps, &count, err);
+    double nd = explicit_path ? 1 : count;
+    if ((rc = world_agree(t->w, rc)) || (rc = world_bcast_doubles(t->w, &nd, 1, err))) {
+        free(steps);
+        return rc;
+    }
+    size_t n, len = t->shi - t->slo;
+    float *params = gpt_trainable(t->model, &n);
+    /* a copy of the slice only when there is something to try: a fresh
+     * start's peak memory stays that of training */
+    float *keep = nd > 0 ? malloc((len + 1) * sizeof(float)) : NULL;
+    if (nd > 0 && !keep) {
+        free(steps);
+        return cu_error_set(err, CU_ENOMEM, "out of memory (resume)");
+    }
+    if (keep) memcpy(keep, params + t->slo, len * sizeof(float));
+    int nt, found = 0;
+    const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
+    ckpt_meta_t meta = {0};
+    for (int i = 0; rc == CU_OK && i < (int)nd && !found; i++) {
+        char path[4300];
+        double step = t->w->rank == 0 && steps ? (double)steps[i] : 0.0;
+        if (explicit_path) {
+            snprintf(path, sizeof path, "%s", c->checkpoint.resume);
+        } else {
+            rc = world_bcast_doubles(t->w, &step, 1, err);
+            if (rc == CU_OK) rc = ckpt_path(path, sizeof path, t->ckpt_dir, (long)step, err);
+            if (rc) break;
+        }
+        cu_error_t why = {0};
+        int lr = ckpt_load_slice(path, params, t->opt.m, t->opt.v, t->slo, t->shi, tensors, nt,
+                                 &meta, &why);
+        if (lr == CU_OK && t->lora_init)
+            lr = ckpt_load_lora_init(path, t->lora_init, tensors, nt, &why);
+        if (world_agree(t->w, lr) == CU_OK) {
+            found = 1;
+        } else if (explicit_path) {
+            rc = cu_error_set(err, CU_EINVAL, "checkpoint.resume: %s",
+                              why.code ? why.msg : "another rank could not read it");
+        } else if (t->w->rank == 0) {
+            event(t, (long)step, "checkpoint_invalid", NULL, "%s", why.msg);
+            fprintf(stderr, "codex-train: skipping invalid checkpoint: %s\n", why.msg);
+        }
+    }
+    free(steps);
+    if (!found && keep) { /* a fresh start: this rank's slice as it was, moments zero */
+        memcpy(params + t->slo, keep, len * sizeof(float));
+        memset(t->opt.m, 0, len * sizeof(float));
+        memset(t->opt.v, 0, len * sizeof(float));
+    }
+    free(keep);
+    if (rc == CU_OK && found) rc = world_allgather_slices(t->w, params, n, err);
+    if (rc == CU_OK && found) apply_resume(t, &meta);
+    return rc;
+}
+
 /* Every rank ends up with rank 0's resume point (or a fresh start). */
 static int resume(trainer_t *t, cu_error_t *err) {
+    if (t->shard) return resume_sharded(t, err);
     size_t n;
     float *params = gpt_trainable(t->model, &n);
     float *tmp = calloc(3 * n + 1, sizeof(float));
@@ -893,49 +1069,15 @@ static int resume(trainer_t *t, cu_error_t *err) {
     int found = 0, rc = CU_OK;
     if (t->w->rank == 0) rc = load_resume_point(t, tmp, tmp + n, tmp + 2 * n, &meta, &found, err);
     rc = world_agree(t->w, rc);
-    double packed[12] = {found,
-                         (double)meta.step,
-                         (double)meta.adam_t,
-                         (double)meta.epoch,
-                         (double)meta.best_step,
-                         meta.best_val_loss,
-                         (double)meta.evals_since_best,
-                         (double)meta.world_size,
-                         (double)meta.global_batch_size};
-    if (rc == CU_OK) rc = world_bcast_doubles(t->w, packed, 9, err);
-    if (rc == CU_OK && packed[0] != 0.0) rc = world_bcast_floats(t->w, tmp, 3 * n, err);
-    uint64_t rng[4];
-    memcpy(rng, meta.rng, sizeof rng);
-    if (rc == CU_OK && packed[0] != 0.0) rc = world_bcast_bytes(t->w, rng, sizeof rng, err);
-    if (rc == CU_OK && packed[0] != 0.0) {
+    double fd = found;
+    if (rc == CU_OK) rc = world_bcast_doubles(t->w, &fd, 1, err);
+    if (rc == CU_OK && fd != 0.0) rc = world_bcast_floats(t->w, tmp, 3 * n, err);
+    if (rc == CU_OK && fd != 0.0) rc = world_bcast_bytes(t->w, &meta, (int)sizeof meta, err);
+    if (rc == CU_OK && fd != 0.0) {
         memcpy(params, tmp, n * sizeof(float));
         memcpy(t->opt.m, tmp + n, n * sizeof(float));
         memcpy(t->opt.v, tmp + 2 * n, n * sizeof(float));
-        t->start_step = t->resumed_from = (long)packed[1];
-        t->opt.t = (long)packed[2];
-        t->st.epoch = (long)packed[3];
-        t->st.best_step = (long)packed[4];
-        t->st.best_val_loss = packed[5];
-        t->evals_since_best = (long)packed[6];
-        memcpy(t->eval_rng.s, rng, sizeof rng);
-        if (t->w->rank == 0) {
-            int saved_world = (int)packed[7], saved_gbs = (int)packed[8];
-            json_t *ch = json_pack("{s:s}", "changed", t->resume_changes);
-            char *extra = ch ? json_dumps(ch, JSON_COMPACT) : NULL;
-            json_decref(ch);
-            if (extra) extra[strlen(extra) - 1] = '\0'; /* the fields join the event's */
-            event(t, t->start_step, "resumed", extra ? extra + 1 : NULL,
-                  "resumed at step %ld (saved on %d rank%s, now %d)%s%s", t->start_step,
-                  saved_world, saved_world == 1 ? "" : "s", t->w->size,
-                  t->resume_changes[0] ? "; changed: " : "", t->resume_changes);
-            free(extra);
-            if (t->resume_changes[0]) printf("resuming with changes: %s\n", t->resume_changes);
-            if (saved_gbs != t->cfg->train.global_batch_size)
-                event(t, t->start_step, "warning", NULL,
-                      "train.global_batch_size changed from %d to %d: the data sequence differs "
-                      "from the interrupted run's",
-                      saved_gbs, t->cfg->train.global_batch_size);
-        }
+        apply_resume(t, &meta);
     }
     free(tmp);
     return rc;
@@ -1040,11 +1182,15 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
             err, CU_EINTERNAL,
             "loss became %g at step %ld; lower train.lr or raise train.warmup_steps", st->loss,
             step);
-    st->grad_norm = grad_clip(grads, n, c->train.grad_clip);
+    /* the norm from the owner slices' sums in rank order: the same bits
+     * whether this rank holds the whole reduced gradient or its slice */
+    if ((rc = world_slices_norm(t->w, grads, n, !t->shard, &st->grad_norm, err))) return rc;
+    grad_clip_range(grads, t->slo, t->shi, st->grad_norm, c->train.grad_clip);
     st->lr = sched_lr(&t->sched, step);
     int nt;
     const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
-    adamw_step(&t->opt, params, grads, tensors, nt, st->lr);
+    adamw_step_range(&t->opt, params, grads, tensors, nt, st->lr, t->slo, t->shi);
+    if (t->shard && (rc = world_allgather_slices(t->w, params, n, err))) return rc;
     if (!c->lora.enabled) gpt_params_updated(t->model);
     return CU_OK;
 }

@@ -33,8 +33,10 @@ int adamw_init(adamw_t *opt, size_t n, float beta1, float beta2, float eps, floa
     opt->eps = eps;
     opt->weight_decay = weight_decay;
     opt->n = n;
-    opt->m = cu_alloc_aligned(n * sizeof(float), err);
-    opt->v = opt->m ? cu_alloc_aligned(n * sizeof(float), err) : NULL;
+    /* a rank whose slice is empty still holds valid pointers */
+    size_t bytes = (n ? n : 1) * sizeof(float);
+    opt->m = cu_alloc_aligned(bytes, err);
+    opt->v = opt->m ? cu_alloc_aligned(bytes, err) : NULL;
     if (!opt->v) {
         adamw_free(opt);
         return err ? err->code : CU_ENOMEM;
@@ -66,14 +68,21 @@ static void adamw_span(adamw_t *o, float *p, const float *g, float *m, float *v,
 
 void adamw_step(adamw_t *opt, float *params, const float *grads, const gpt_tensor_t *tensors,
                 int n_tensors, float lr) {
+    adamw_step_range(opt, params, grads, tensors, n_tensors, lr, 0, (size_t)-1);
+}
+
+void adamw_step_range(adamw_t *opt, float *params, const float *grads, const gpt_tensor_t *tensors,
+                      int n_tensors, float lr, size_t lo, size_t hi) {
     opt->t++;
     float c1 = 1.0f - powf(opt->beta1, (float)opt->t);
     float c2 = 1.0f - powf(opt->beta2, (float)opt->t);
     for (int i = 0; i < n_tensors; i++) {
         const gpt_tensor_t *t = &tensors[i];
         size_t n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
-        size_t o = t->offset;
-        adamw_span(opt, params + o, grads + o, opt->m + o, opt->v + o, n, lr,
+        size_t a = t->offset > lo ? t->offset : lo;
+        size_t b = t->offset + n < hi ? t->offset + n : hi;
+        if (a >= b) continue;
+        adamw_span(opt, params + a, grads + a, opt->m + (a - lo), opt->v + (a - lo), b - a, lr,
                    t->decay ? opt->weight_decay : 0.0f, c1, c2);
     }
 }
@@ -86,9 +95,13 @@ double grad_global_norm(const float *grads, size_t n) {
 
 double grad_clip(float *grads, size_t n, float max_norm) {
     double norm = grad_global_norm(grads, n);
+    grad_clip_range(grads, 0, n, norm, max_norm);
+    return norm;
+}
+
+void grad_clip_range(float *grads, size_t lo, size_t hi, double norm, float max_norm) {
     if (max_norm > 0.0f && norm > max_norm) {
         float s = (float)(max_norm / (norm + 1e-6));
-        for (size_t i = 0; i < n; i++) grads[i] *= s;
+        for (size_t i = lo; i < hi; i++) grads[i] *= s;
     }
-    return norm;
 }

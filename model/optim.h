@@ -42,11 +42,18 @@ void adamw_free(adamw_t *opt);
  * `decay` flag is set (matrices); tensors describe the parameter buffer. */
 void adamw_step(adamw_t *opt, float *params, const float *grads, const gpt_tensor_t *tensors,
                 int n_tensors, float lr);
+/* The same step over params[lo, hi) only, with moments for that slice
+ * (opt->m[i - lo]): a sharded optimizer's part (train.shard_optimizer).
+ * Element by element the same arithmetic as adamw_step. */
+void adamw_step_range(adamw_t *opt, float *params, const float *grads, const gpt_tensor_t *tensors,
+                      int n_tensors, float lr, size_t lo, size_t hi);
 
 /* The global L2 norm of grads, in double precision. */
 double grad_global_norm(const float *grads, size_t n);
 /* Scales grads so their norm is at most max_norm (no-op when max_norm <= 0
  * or the norm is already within it). Returns the norm before clipping. */
 double grad_clip(float *grads, size_t n, float max_norm);
+/* grad_clip's scaling of grads[lo, hi) for a norm computed elsewhere. */
+void grad_clip_range(float *grads, size_t lo, size_t hi, double norm, float max_norm);
 
 #endif

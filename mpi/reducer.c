@@ -1,8 +1,10 @@
 /*
- * Bucketed, overlapped gradient allreduce (see reducer.h).
+ * Bucketed, overlapped gradient reduction in a fixed order (see reducer.h).
  */
 #include "mpi/reducer.h"
 
+#include <limits.h>
+#include <math.h>
 #include <mpi.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,67 +12,134 @@
 
 #include "core/rng.h"
 
+/* Buckets in flight at once: each holds a receive area of W bucket pieces,
+ * so the extra memory is bounded by IN_FLIGHT * W * bucket floats. */
+#define IN_FLIGHT 4
+
+typedef struct {
+    MPI_Request req;
+    size_t a, len; /* this rank's piece of the bucket: buf[a, a + len) */
+    float *recv;   /* W contributions of len floats, in rank order */
+    int *counts;   /* send counts, send displs, recv counts, recv displs (4W) */
+} flight_t;
+
 struct grad_reducer {
     const cu_world_t *w;
     float *buf;
     size_t n, bucket;        /* bucket size in floats */
+    size_t *bounds;          /* W + 1 slice boundaries */
     size_t pend_lo, pend_hi; /* pending (not yet started) range */
-    MPI_Request *reqs;
-    int n_reqs, cap_reqs, calls, failed;
+    flight_t fl[IN_FLIGHT];
+    int head, active, calls, failed, gather_all;
 };
 
+void reducer_slice(size_t n, int size, int rank, size_t *lo, size_t *hi) {
+    size_t units = (n + REDUCER_ALIGN - 1) / REDUCER_ALIGN;
+    size_t a = units * (size_t)rank / (size_t)size * REDUCER_ALIGN;
+    size_t b = units * (size_t)(rank + 1) / (size_t)size * REDUCER_ALIGN;
+    *lo = a < n ? a : n;
+    *hi = b < n ? b : n;
+}
+
 int reducer_create(grad_reducer_t **out, const cu_world_t *w, float *buf, size_t n,
-                   size_t bucket_bytes, cu_error_t *err) {
+                   size_t bucket_bytes, int gather_all, cu_error_t *err) {
+    if (n > (size_t)INT_MAX)
+        return cu_error_set(err, CU_EINVAL, "%zu trainable parameters: more than MPI counts reach",
+                            n);
     grad_reducer_t *r = calloc(1, sizeof *r);
     if (!r) return cu_error_set(err, CU_ENOMEM, "out of memory (reducer)");
     r->w = w;
     r->buf = buf;
     r->n = n;
+    r->gather_all = gather_all;
     r->bucket = bucket_bytes / sizeof(float);
     if (r->bucket < 1024) r->bucket = 1024;
+    r->bounds = calloc((size_t)w->size + 1, sizeof(size_t));
+    int ok = r->bounds != NULL;
+    for (int i = 0; ok && i < IN_FLIGHT; i++) {
+        r->fl[i].counts = calloc(4 * (size_t)w->size, sizeof(int));
+        ok = r->fl[i].counts != NULL;
+    }
+    if (!ok) {
+        reducer_free(r);
+        return cu_error_set(err, CU_ENOMEM, "out of memory (reducer)");
+    }
+    for (int q = 0; q < w->size; q++)
+        reducer_slice(n, w->size, q, &r->bounds[q], &r->bounds[q + 1]);
     *out = r;
     return CU_OK;
 }
 
 void reducer_free(grad_reducer_t *r) {
     if (!r) return;
-    free(r->reqs);
+    for (int i = 0; i < IN_FLIGHT; i++) {
+        free(r->fl[i].recv);
+        free(r->fl[i].counts);
+    }
+    free(r->bounds);
     free(r);
 }
 
 void reducer_begin(grad_reducer_t *r) {
     r->pend_lo = r->pend_hi = 0;
-    r->n_reqs = 0;
+    r->head = r->active = 0;
     r->calls = 0;
     r->failed = 0;
 }
 
-/* MPI counts are int: slices of at most 2^30 floats. */
+/* Waits for the oldest bucket and adds its contributions in rank order. */
+static void complete_oldest(grad_reducer_t *r) {
+    flight_t *f = &r->fl[r->head];
+    if (MPI_Wait(&f->req, MPI_STATUS_IGNORE) != MPI_SUCCESS) r->failed = 1;
+    float *out = r->buf + f->a;
+    size_t len = f->len;
+    memcpy(out, f->recv, len * sizeof(float));
+    for (int q = 1; q < r->w->size; q++) {
+        const float *in = f->recv + (size_t)q * len;
+        for (size_t i = 0; i < len; i++) out[i] += in[i];
+    }
+    r->head = (r->head + 1) % IN_FLIGHT;
+    r->active--;
+}
+
+/* Sends each owner its piece of buf[a, b) (at most one bucket) and receives
+ * every rank's contribution to this rank's piece. */
+static void launch(grad_reducer_t *r, size_t a, size_t b) {
+    if (r->active == IN_FLIGHT) complete_oldest(r);
+    flight_t *f = &r->fl[(r->head + r->active) % IN_FLIGHT];
+    int W = r->w->size, me = r->w->rank;
+    if (!f->recv && !(f->recv = malloc(r->bucket * (size_t)W * sizeof(float)))) {
+        r->failed = 1;
+        return;
+    }
+    int *sc = f->counts, *sd = sc + W, *rc = sd + W, *rd = rc + W;
+    for (int q = 0; q < W; q++) {
+        size_t lo = a > r->bounds[q] ? a : r->bounds[q];
+        size_t hi = b < r->bounds[q + 1] ? b : r->bounds[q + 1];
+        sc[q] = hi > lo ? (int)(hi - lo) : 0;
+        sd[q] = hi > lo ? (int)(lo - a) : 0;
+    }
+    size_t lo = a > r->bounds[me] ? a : r->bounds[me];
+    size_t hi = b < r->bounds[me + 1] ? b : r->bounds[me + 1];
+    f->a = lo;
+    f->len = hi > lo ? hi - lo : 0;
+    for (int q = 0; q < W; q++) {
+        rc[q] = (int)f->len;
+        rd[q] = q * (int)f->len;
+    }
+    if (MPI_Ialltoallv(r->buf + a, sc, sd, MPI_FLOAT, f->recv, rc, rd, MPI_FLOAT, MPI_COMM_WORLD,
+                       &f->req) != MPI_SUCCESS) {
+        r->failed = 1;
+        return;
+    }
+    r->active++;
+    r->calls++;
+}
+
 static void start(grad_reducer_t *r, size_t lo, size_t hi) {
     while (lo < hi && r->w->size > 1) {
-        size_t count = hi - lo < ((size_t)1 << 30) ? hi - lo : ((size_t)1 << 30);
-        if (r->n_reqs == r->cap_reqs) {
-            int cap = r->cap_reqs ? 2 * r->cap_reqs : 64;
-            MPI_Request *grown = realloc(r->reqs, sizeof(MPI_Request) * (size_t)cap);
-            if (!grown) {
-                /* fall back to a blocking call rather than lose the range */
-                world_collective_enter();
-                if (MPI_Allreduce(MPI_IN_PLACE, r->buf + lo, (int)count, MPI_FLOAT, MPI_SUM,
-                                  MPI_COMM_WORLD) != MPI_SUCCESS)
-                    r->failed = 1;
-                lo += count;
-                r->calls++;
-                continue;
-            }
-            r->reqs = grown;
-            r->cap_reqs = cap;
-        }
-        if (MPI_Iallreduce(MPI_IN_PLACE, r->buf + lo, (int)count, MPI_FLOAT, MPI_SUM,
-                           MPI_COMM_WORLD, &r->reqs[r->n_reqs]) != MPI_SUCCESS)
-            r->failed = 1;
-        else
-            r->n_reqs++;
-        r->calls++;
+        size_t count = hi - lo < r->bucket ? hi - lo : r->bucket;
+        launch(r, lo, lo + count);
         lo += count;
     }
 }
@@ -94,10 +163,11 @@ void reducer_ready(grad_reducer_t *r, size_t offset, size_t count) {
         start(r, r->pend_lo, r->pend_hi);
         r->pend_lo = r->pend_hi = 0;
     }
-    /* let outstanding reductions move while the backward computes */
-    if (r->n_reqs > 0) {
+    /* let outstanding exchanges move while the backward computes */
+    for (int i = 0; i < r->active; i++) {
         int flag;
-        MPI_Testall(r->n_reqs, r->reqs, &flag, MPI_STATUSES_IGNORE);
+        MPI_Test(&r->fl[(r->head + i) % IN_FLIGHT].req, &flag, MPI_STATUS_IGNORE);
+        if (flag) r->fl[(r->head + i) % IN_FLIGHT].req = MPI_REQUEST_NULL;
     }
 }
 
@@ -105,11 +175,10 @@ int reducer_finish(grad_reducer_t *r, cu_error_t *err) {
     if (r->w->size == 1) return CU_OK;
     if (r->pend_hi > r->pend_lo) start(r, r->pend_lo, r->pend_hi);
     r->pend_lo = r->pend_hi = 0;
-    world_collective_enter(); /* on every rank, with or without requests */
-    int rc = r->n_reqs ? MPI_Waitall(r->n_reqs, r->reqs, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
-    r->n_reqs = 0;
-    if (rc != MPI_SUCCESS || r->failed)
-        return cu_error_set(err, CU_EMPI, "gradient allreduce failed");
+    world_collective_enter(); /* on every rank, with or without buckets in flight */
+    while (r->active > 0) complete_oldest(r);
+    if (r->failed) return cu_error_set(err, CU_EMPI, "gradient reduction failed");
+    if (r->gather_all) return world_allgather_slices(r->w, r->buf, r->n, err);
     return CU_OK;
 }
 
@@ -140,4 +209,54 @@ int world_identical(const cu_world_t *w, const void *buf, size_t bytes, int *sam
         return cu_error_set(err, CU_EMPI, "comparing weights across ranks failed");
     *same = mn == mx;
     return CU_OK;
+}
+
+int world_allgather_slices(const cu_world_t *w, float *buf, size_t n, cu_error_t *err) {
+    if (w->size == 1) return CU_OK;
+    if (n > (size_t)INT_MAX)
+        return cu_error_set(err, CU_EINVAL, "%zu floats: more than MPI counts reach", n);
+    int *counts = malloc(2 * sizeof(int) * (size_t)w->size);
+    if (!counts) return cu_error_set(err, CU_ENOMEM, "out of memory (allgather)");
+    int *displs = counts + w->size;
+    for (int q = 0; q < w->size; q++) {
+        size_t lo, hi;
+        reducer_slice(n, w->size, q, &lo, &hi);
+        counts[q] = (int)(hi - lo);
+        displs[q] = (int)lo;
+    }
+    world_collective_enter();
+    int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT,
+                            MPI_COMM_WORLD);
+    free(counts);
+    return rc == MPI_SUCCESS ? CU_OK
+                             : cu_error_set(err, CU_EMPI, "gathering the updated slices failed");
+}
+
+static double sum_squares(const float *g, size_t lo, size_t hi) {
+    double s = 0.0;
+    for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
+    return s;
+}
+
+int world_slices_norm(const cu_world_t *w, const float *buf, size_t n, int whole, double *norm,
+                      cu_error_t *err) {
+    double *part = malloc(sizeof(double) * (size_t)w->size);
+    if (!part) return cu_error_set(err, CU_ENOMEM, "out of memory (norm)");
+    int rc = CU_OK;
+    for (int q = 0; q < w->size; q++) {
+        if (!whole && q != w->rank) continue;
+        size_t lo, hi;
+        reducer_slice(n, w->size, q, &lo, &hi);
+        part[q] = sum_squares(buf, lo, hi);
+    }
+    if (!whole && w->size > 1) world_collective_enter();
+    if (!whole && w->size > 1 &&
+        MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, part, 1, MPI_DOUBLE, MPI_COMM_WORLD) !=
+            MPI_SUCCESS)
+        rc = cu_error_set(err, CU_EMPI, "gathering the gradient norm's partial sums failed");
+    double s = 0.0;
+    for (int q = 0; q < w->size; q++) s += part[q];
+    *norm = sqrt(s);
+    free(part);
+    return rc;
 }

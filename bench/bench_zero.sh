@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Memory of full fine-tuning with and without train.shard_optimizer: peak
+# resident memory of every rank (GNU time's %M) for codex-train at GPT-2 124M
+# shapes (12 layers, width 768, 50,257 tokens; 124.4M trainable parameters),
+# 2 optimizer steps of a global batch of 4 x 64 random tokens, on 1, 2 and 4
+# ranks, sharded and not, plus the time of the end-of-run checkpoint (one
+# writer unsharded, every rank sharded) from events.jsonl.
+#
+# usage: bench/bench_zero.sh [BUILD_DIR] [RANKS...]   (default: build 1 2 4)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+build=${1:-build}
+shift || true
+ranks=("$@")
+[ ${#ranks[@]} -gt 0 ] || ranks=(1 2 4)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 CU_PROGRESS=0
+runs=$(mktemp -d)
+trap 'rm -rf "$runs"' EXIT
+common=(configs/demo-base.yaml "job.runs_dir=$runs" data.source=random model.n_layer=12
+        model.n_head=12 model.n_embd=768 model.vocab_size=50257 model.max_seq_len=1024
+        data.seq_len=64 train.global_batch_size=4 train.micro_batch_size=1 train.max_steps=2
+        train.warmup_steps=0 train.log_every=1 lora.enabled=false eval.every_steps=0)
+printf "%-6s %-8s %-34s %s\n" ranks sharded "peak RSS per rank (MB)" "checkpoint save (s)"
+for w in "${ranks[@]}"; do
+  for shard in false true; do
+    name="w${w}_${shard}"
+    out=$(mpirun -n "$w" --oversubscribe /usr/bin/time -f "peak_rss_kb %M" \
+          "$build/jobs/codex-train" "${common[@]}" "job.name=$name" \
+          "train.shard_optimizer=$shard" 2>&1 >/dev/null)
+    rss=$(echo "$out" | sed -n 's/^peak_rss_kb \([0-9]*\)$/\1/p' | sort -n |
+          awk '{ printf "%s%.0f", (NR > 1 ? " " : ""), $1 / 1024 }')
+    save=$(grep '"type": "checkpoint"' "$runs/$name/events.jsonl" | tail -1 |
+           sed -n 's/.*"seconds": \([0-9.]*\).*/\1/p')
+    printf "%-6s %-8s %-34s %s\n" "$w" "$shard" "$rss" "$save"
+    rm -rf "${runs:?}/$name"
+  done
+done
