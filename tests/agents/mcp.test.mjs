@@ -204,9 +204,9 @@ test("submit_job really submits with the local launcher, and cancel_job stops it
   assert.ok(!alive(d.pid), "the local launcher has stopped");
   const events = fs.readFileSync(path.join(svc.dir, "runs/mcp-loc/events.jsonl"), "utf8");
   // one JSON object per line (rundir_event_line writes them; spacing is not part of the contract)
-  const lines = events.trim().split("\n").map((l) => JSON.parse(l));
-  assert.ok(lines.some((e) => e.type === "submitted" && /key submitter/.test(e.message)), events);
-  assert.ok(lines.some((e) => e.type === "cancelled" && /SIGTERM to pid/.test(e.message)), events);
+  const evs = events.trim().split("\n").map((l) => JSON.parse(l));
+  assert.ok(evs.some((e) => e.type === "submitted" && /key submitter/.test(e.message)), events);
+  assert.ok(evs.some((e) => e.type === "cancelled" && /SIGTERM to pid/.test(e.message)), events);
   // a key of scope read may not cancel
   const reader = new ClientV1(info);
   await reader.connect(new HttpV1(new URL(srv.url + "/mcp"), httpOpts(svc.keys.reader)));
