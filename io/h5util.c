@@ -62,6 +62,26 @@ int h5u_write_group(hid_t file, const char *group, const float *buf, const gpt_t
     return rc;
 }
 
+/* Opens tensor t of group g and checks its shape; on success the caller
+ * closes *space and *ds. */
+static int open_tensor(hid_t g, const gpt_tensor_t *t, const char *group, const char *path,
+                       hid_t *ds, hid_t *space, cu_error_t *err) {
+    *ds = H5Dopen2(g, t->name, H5P_DEFAULT);
+    if (*ds < 0)
+        return cu_error_set(err, CU_EFORMAT, "%s: tensor %s/%s is missing", path, group, t->name);
+    *space = H5Dget_space(*ds);
+    hsize_t dims[2] = {0, 0};
+    int nd = H5Sget_simple_extent_dims(*space, dims, NULL);
+    if (nd == t->ndim && (int)dims[0] == t->shape[0] && (nd != 2 || (int)dims[1] == t->shape[1]))
+        return CU_OK;
+    H5Sclose(*space);
+    H5Dclose(*ds);
+    return cu_error_set(err, CU_EFORMAT,
+                        "%s: tensor %s/%s has shape (%llu, %llu), expected (%d, %d)", path, group,
+                        t->name, (unsigned long long)dims[0], (unsigned long long)dims[1],
+                        t->shape[0], t->shape[1]);
+}
+
 int h5u_read_group(hid_t file, const char *group, float *buf, const gpt_tensor_t *tensors, int n,
                    const char *path, cu_error_t *err) {
     hid_t g = H5Gopen2(file, group, H5P_DEFAULT);
@@ -69,21 +89,9 @@ int h5u_read_group(hid_t file, const char *group, float *buf, const gpt_tensor_t
     int rc = CU_OK;
     for (int i = 0; rc == CU_OK && i < n; i++) {
         const gpt_tensor_t *t = &tensors[i];
-        hid_t ds = H5Dopen2(g, t->name, H5P_DEFAULT);
-        if (ds < 0) {
-            rc = cu_error_set(err, CU_EFORMAT, "%s: tensor %s/%s is missing", path, group, t->name);
-            break;
-        }
-        hid_t space = H5Dget_space(ds);
-        hsize_t dims[2] = {0, 0};
-        int nd = H5Sget_simple_extent_dims(space, dims, NULL);
-        if (nd != t->ndim || (int)dims[0] != t->shape[0] ||
-            (nd == 2 && (int)dims[1] != t->shape[1]))
-            rc = cu_error_set(err, CU_EFORMAT,
-                              "%s: tensor %s/%s has shape (%llu, %llu), expected (%d, %d)", path,
-                              group, t->name, (unsigned long long)dims[0],
-                              (unsigned long long)dims[1], t->shape[0], t->shape[1]);
-        else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf + t->offset) < 0)
+        hid_t ds, space;
+        if ((rc = open_tensor(g, t, group, path, &ds, &space, err))) break;
+        if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf + t->offset) < 0)
             rc = cu_error_set(err, CU_EIO, "%s: cannot read tensor %s/%s", path, group, t->name);
         H5Sclose(space);
         H5Dclose(ds);
@@ -179,23 +187,11 @@ int h5u_read_group_range(hid_t file, const char *group, float *buf, size_t base,
     int rc = CU_OK;
     for (int i = 0; rc == CU_OK && i < n; i++) {
         const gpt_tensor_t *t = &tensors[i];
-        hid_t ds = H5Dopen2(g, t->name, H5P_DEFAULT);
-        if (ds < 0) {
-            rc = cu_error_set(err, CU_EFORMAT, "%s: tensor %s/%s is missing", path, group, t->name);
-            break;
-        }
-        hid_t space = H5Dget_space(ds);
-        hsize_t dims[2] = {0, 0};
-        int nd = H5Sget_simple_extent_dims(space, dims, NULL);
+        hid_t ds, space;
+        if ((rc = open_tensor(g, t, group, path, &ds, &space, err))) break;
         size_t a, b;
         part_of(t, lo, hi, &a, &b);
-        if (nd != t->ndim || (int)dims[0] != t->shape[0] ||
-            (nd == 2 && (int)dims[1] != t->shape[1])) {
-            rc = cu_error_set(err, CU_EFORMAT,
-                              "%s: tensor %s/%s has shape (%llu, %llu), expected (%d, %d)", path,
-                              group, t->name, (unsigned long long)dims[0],
-                              (unsigned long long)dims[1], t->shape[0], t->shape[1]);
-        } else if (b > a) {
+        if (b > a) {
             hid_t mem;
             part_spaces(t, a, b, space, &mem);
             if (H5Dread(ds, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, buf + (a - base)) < 0)

@@ -829,6 +829,23 @@ static ckpt_meta_t checkpoint_meta(const trainer_t *t, long steps_done) {
     return meta;
 }
 
+/* What a checkpoint holds: the trainable weights, this rank's moments and
+ * the run's texts (yaml, provenance, fingerprint: rank 0's). */
+static ckpt_data_t checkpoint_data(const trainer_t *t, const char *yaml, const char *prov,
+                                   const char *fingerprint) {
+    int nt;
+    const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
+    return (ckpt_data_t){.params = gpt_trainable(t->model, NULL),
+                         .m = t->opt.m,
+                         .v = t->opt.v,
+                         .tensors = tensors,
+                         .n_tensors = nt,
+                         .config_yaml = yaml,
+                         .provenance_json = prov,
+                         .lora_init = t->lora_init,
+                         .fingerprint = fingerprint};
+}
+
 /* Rank 0 after a checkpoint is on disk: latest, retention, the event. */
 static int checkpoint_saved(trainer_t *t, long steps_done, double t0, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
@@ -876,17 +893,7 @@ static int save_checkpoint_sharded(trainer_t *t, long steps_done, cu_error_t *er
     double tmp_id = (double)getpid();
     if (rc == CU_OK) rc = world_bcast_bytes(t->w, &meta, (int)sizeof meta, err);
     if (rc == CU_OK) rc = world_bcast_doubles(t->w, &tmp_id, 1, err);
-    int nt;
-    const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
-    ckpt_data_t d = {.params = gpt_trainable(t->model, NULL),
-                     .m = t->opt.m,
-                     .v = t->opt.v,
-                     .tensors = tensors,
-                     .n_tensors = nt,
-                     .config_yaml = yaml,
-                     .provenance_json = prov,
-                     .lora_init = t->lora_init,
-                     .fingerprint = fp && fp[0] ? fp : NULL};
+    ckpt_data_t d = checkpoint_data(t, yaml, prov, fp && fp[0] ? fp : NULL);
     double t0 = cu_now();
     if (rc == CU_OK) rc = ckpt_save_parallel(path, &d, t->slo, t->shi, &meta, (long)tmp_id, err);
     free(yaml);
@@ -904,18 +911,8 @@ static int save_checkpoint(trainer_t *t, long steps_done, cu_error_t *err) {
     int rc = rundir_mkdirs(t->ckpt_dir, err);
     if (rc == CU_OK) rc = ckpt_path(path, sizeof path, t->ckpt_dir, steps_done, err);
     if (rc) return rc;
-    int nt;
-    const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
     char *yaml = config_to_yaml(c), *prov = make_provenance(t, 0.0);
-    ckpt_data_t d = {.params = gpt_trainable(t->model, NULL),
-                     .m = t->opt.m,
-                     .v = t->opt.v,
-                     .tensors = tensors,
-                     .n_tensors = nt,
-                     .config_yaml = yaml,
-                     .provenance_json = prov,
-                     .lora_init = t->lora_init,
-                     .fingerprint = t->fingerprint};
+    ckpt_data_t d = checkpoint_data(t, yaml, prov, t->fingerprint);
     ckpt_meta_t meta = checkpoint_meta(t, steps_done);
     double t0 = cu_now();
     rc = ckpt_save(path, &d, &meta, err);
