@@ -6,6 +6,7 @@
  * ids, the audit line escaper, problem documents and the config parser.
  */
 #include <fcntl.h>
+#include <ftw.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,9 +29,26 @@
 
 static char tmpdir[256];
 
+/* Every folder make_tmpdir creates, removed with its contents at exit. */
+enum { MAX_TMPDIRS = 64 };
+static char made[MAX_TMPDIRS][256];
+static int n_made;
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_tmpdirs(void) {
+    for (int i = 0; i < n_made; i++) nftw(made[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void make_tmpdir(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_ita_XXXXXX");
     if (!mkdtemp(tmpdir)) abort();
+    if (n_made == 0) atexit(remove_tmpdirs);
+    if (n_made < MAX_TMPDIRS) snprintf(made[n_made++], sizeof made[0], "%s", tmpdir);
 }
 
 static void write_file(const char *path, const char *text) {
