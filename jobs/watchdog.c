@@ -175,6 +175,14 @@ static int lock_bounded(pthread_mutex_t *m) {
     return 1;
 }
 
+/* The `failed` event naming the rank that saw the failure. */
+static void failed_event(rundir_t *d, long step, int rank, const char *why) {
+    char extra[64];
+    cu_error_t e;
+    snprintf(extra, sizeof extra, "\"rank\": %d", rank);
+    rundir_event(d, step, "failed", why, extra, &e);
+}
+
 /* Records FAILED through state.json alone (not through the shared state):
  * for a witness that is not rank 0, or rank 0 when its main thread holds
  * the lock. */
@@ -186,10 +194,8 @@ static int record_failure_file(const watchdog_t *w, int rank, const char *why) {
     rundir_read_state(w->run_dir, &st, NULL);
     if (rundir_record_failure(w->run_dir, rank, why, &recorded, &e) != CU_OK || !recorded) return 0;
     rundir_t d;
-    char extra[64];
-    snprintf(extra, sizeof extra, "\"rank\": %d", rank);
     if (rundir_open(&d, w->run_dir, &e) == CU_OK) {
-        rundir_event(&d, st.step, "failed", why, extra, &e);
+        failed_event(&d, st.step, rank, why);
         rundir_close(&d);
     }
     return 1;
@@ -219,9 +225,7 @@ static void record_failure(watchdog_t *w, int rank, const char *why) {
         if (ended) {
             *w->st = keep;
         } else {
-            char extra[64];
-            snprintf(extra, sizeof extra, "\"rank\": %d", rank);
-            rundir_event(w->jd, w->st->step, "failed", why, extra, NULL);
+            failed_event(w->jd, w->st->step, rank, why);
         }
     }
     pthread_mutex_unlock(w->lock);
