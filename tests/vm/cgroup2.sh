@@ -6,11 +6,13 @@
 # guest sees this machine's root read-only over virtio-9p (a tmpfs overlay on
 # top makes it writable in the guest only), mounts cgroup2 alone at
 # /sys/fs/cgroup, hands memory, pids and cpu down from the root, and runs
-# each test binary given twice:
+# each test binary given three times:
 #
-#   own        the test sits in a cgroup of its own with processes, like a
+#   alone      the test is the only process of a cgroup of its own, like a
 #              service under systemd: the sandbox moves it into a leaf and
 #              makes the runs' subtree beside it;
+#   wrapped    the same with a second process there (the shell that started
+#              the test, as a unit's wrapper script): both move to the leaf;
 #   delegated  CU_SANDBOX_TEST_CGROUP_PARENT names a directory made for the
 #              runs (sandbox.cgroup_parent).
 #
@@ -58,7 +60,8 @@ fetch() {
   fi
   local tmp
   tmp=$(mktemp -d)
-  chmod 755 "$tmp" # apt's _apt user writes the download there
+  chmod 755 "$tmp"
+  chown _apt "$tmp" 2>/dev/null || true # apt downloads as _apt where it can
   (cd "$tmp" && apt-get download -q "$pkg")
   mkdir -p "$VM_DIR/$ver.partial"
   local pats=("./boot/vmlinuz-$ver")
@@ -129,7 +132,7 @@ cp "$KDIR"/modules/*.ko "$IR/modules/" 2>/dev/null || true
 # the tests the guest runs, one line each: NAME CONFIG BINARY
 : >"$IR/cu-vm/tests"
 for t in "$@"; do
-  for config in own delegated; do echo "$(basename "$t")-$config $config $t" >>"$IR/cu-vm/tests"; done
+  for config in alone wrapped delegated; do echo "$(basename "$t")-$config $config $t" >>"$IR/cu-vm/tests"; done
 done
 
 cat >"$IR/init" <<'INIT'
@@ -167,17 +170,17 @@ until mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose h
 done
 mount -t tmpfs -o size=256m tmpfs /rw
 mkdir -p /rw/upper /rw/work
-if mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /newroot; then
+R=/newroot
+if mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work $R; then
   say "root: the host's, read-only over 9p, with a tmpfs overlay"
 else
-  say "root: the host's, read-only over 9p (no overlay)"
-  mount --bind /host /newroot
+  say "root: the host's, read-only over 9p (no overlay: /tmp is a tmpfs)"
+  mount --bind /host $R
+  mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 fi
-R=/newroot
 mount -t proc proc $R/proc
 mount -t sysfs sys $R/sys
 mount -t devtmpfs dev $R/dev
-mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 mount -t tmpfs tmpfs $R/run
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup || fail "cannot mount cgroup2"
 CG=$R/sys/fs/cgroup
@@ -188,23 +191,30 @@ for c in memory pids cpu; do
 done
 mkdir $CG/delegated
 
-# Each test starts from a wrapper shell in a service's cgroup (as a unit's
-# processes sit in its cgroup under systemd); the wrapper stays there while
-# the test runs, so the sandbox must move both into its leaf ("own"), or
-# use the delegated directory ("delegated").
+# Each test runs in a service's cgroup, as a unit's processes sit in theirs
+# under systemd: alone there ("alone"), or with the shell that started it
+# ("wrapped"), which the sandbox must move into the leaf too; or with the
+# runs under a delegated directory ("delegated").
 rc=0
 while read -r name config bin; do
   say "run $name: $bin"
+  if [ ! -x "$R$bin" ]; then
+    say "result $name rc=1 (not visible in the guest: $bin)"
+    rc=1
+    continue
+  fi
   env=""
   unit=$CG/codex-$config.service
   mkdir $unit
   [ "$config" = delegated ] && env="CU_SANDBOX_TEST_CGROUP_PARENT=/sys/fs/cgroup/delegated"
   t0=$(date +%s)
-  sh -c 'echo $$ >'$unit'/cgroup.procs || exit 90
-    chroot '$R' /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root \
-      CU_SANDBOX_TEST_CGROUP=2 CU_SANDBOX_TEST_SLACK=5 '"$env $bin"' </dev/null 2>&1
-    r=$?
-    exit $r'
+  run="chroot $R /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root"
+  run="$run CU_SANDBOX_TEST_CGROUP=2 CU_SANDBOX_TEST_SLACK=5 $env $bin"
+  if [ "$config" = alone ]; then
+    sh -c "echo \$\$ >$unit/cgroup.procs || exit 90; exec $run </dev/null 2>&1"
+  else
+    sh -c "echo \$\$ >$unit/cgroup.procs || exit 90; $run </dev/null 2>&1; exit \$?"
+  fi
   r=$?
   [ $r -ne 90 ] || say "cannot move into $unit"
   left=$(find $CG -name 'run-*' -type d | tr '\n' ' ')
