@@ -16,7 +16,7 @@
 #   delegated  CU_SANDBOX_TEST_CGROUP_PARENT names a directory made for the
 #              runs (sandbox.cgroup_parent).
 #
-# Both with CU_SANDBOX_TEST_CGROUP=2: a run that does not get a cgroup v2
+# All with CU_SANDBOX_TEST_CGROUP=2: a run that does not get a cgroup v2
 # fails the test. Afterwards no run's cgroup may be left. The guest says each
 # result on its serial console ("cu-vm: result NAME rc=N"), then powers off.
 #
@@ -73,7 +73,7 @@ fetch() {
   mkdir -p "$d/modules"
   mv "$d/boot/vmlinuz-$ver" "$d/vmlinuz"
   find "$d/lib" -name '*.ko*' -exec mv {} "$d/modules/" \;
-  rm -rf "$d/boot" "$d/lib"
+  rm -rf "${d:?}/boot" "${d:?}/lib"
   for f in "$d"/modules/*.ko.xz; do [ -e "$f" ] && xz -d "$f"; done
   for f in "$d"/modules/*.ko.zst; do [ -e "$f" ] && zstd -q -d --rm "$f"; done
   for m in "${MODULES[@]}"; do
@@ -102,10 +102,14 @@ for b in /bin/busybox /usr/bin/busybox; do
   if [ -x "$b" ] && ! ldd "$b" >/dev/null 2>&1; then BUSYBOX=$b; break; fi # static only
 done
 [ -n "$BUSYBOX" ] || skip "no static busybox (Debian: busybox-static)"
-KDIR=$(ls -d "$VM_DIR"/*/ 2>/dev/null | grep -v '\.partial/$' | sort -V | tail -n 1 || true)
-KDIR=${KDIR%/}
-[ -n "$KDIR" ] && [ -f "$KDIR/modules.ok" ] ||
-  skip "no kernel in $VM_DIR: run 'bash tests/vm/cgroup2.sh --fetch' (or scripts/install-deps.sh)"
+KDIR=""
+for d in "$VM_DIR"/*; do # the newest complete one
+  if [ ! -f "$d/modules.ok" ] || [ ! -f "$d/vmlinuz" ]; then continue; fi
+  if [ -z "$KDIR" ] || [ "$(printf '%s\n%s\n' "$KDIR" "$d" | sort -V | tail -n 1)" = "$d" ]; then
+    KDIR=$d
+  fi
+done
+[ -n "$KDIR" ] || skip "no kernel in $VM_DIR: run 'bash tests/vm/cgroup2.sh --fetch'"
 [ "$(uname -m)" = x86_64 ] || skip "the guest is x86_64; this machine is $(uname -m)"
 
 WORK=${CU_VM_WORK:-}
@@ -114,12 +118,9 @@ if [ -z "$WORK" ]; then
   WORK=$(mktemp -d /tmp/cu-vm-XXXXXX)
   own_work=1
 fi
-QPID=""
-cleanup() {
-  [ -n "$QPID" ] && kill "$QPID" 2>/dev/null || true
-  [ "$own_work" = 1 ] && rm -rf "$WORK"
-}
-trap cleanup EXIT
+if [ "$own_work" = 1 ]; then
+  trap 'rm -rf "$WORK"' EXIT
+fi
 
 # ---- the initramfs ----
 IR="$WORK/initramfs"
