@@ -481,6 +481,17 @@ static int kill_listed(const char *dir) {
     return !any;
 }
 
+/* rmdir once the last process is gone (zombies included), at most ~5 s */
+static void remove_dir(const char *dir) {
+    for (int t = 0; t < 500; t++) {
+        if (rmdir(dir) == 0 || errno == ENOENT) return;
+        if (errno != EBUSY) return;
+        kill_listed(dir);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 void sb_cg_destroy(sb_cg_t *cg) {
     for (int i = 0; i < SB_CG_MAX; i++)
         if (cg->procs_fd[i] >= 0) {
@@ -488,16 +499,13 @@ void sb_cg_destroy(sb_cg_t *cg) {
             cg->procs_fd[i] = -1;
         }
     if (cg->version == 2 && cg->n) write_file(cg->dir[0], "cgroup.kill", "1");
-    for (int i = 0; i < cg->n; i++) {
-        /* until the last process is gone (zombies included), at most ~5 s */
-        for (int t = 0; t < 500; t++) {
-            if (rmdir(cg->dir[i]) == 0 || errno == ENOENT) break;
-            if (errno != EBUSY) break;
-            kill_listed(cg->dir[i]);
-            struct timespec ts = {0, 10 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-    }
+    /* the directory that holds the slot goes last: on v1 another run that
+     * claims the slot takes over run-<slot> in the other hierarchies, which
+     * must not be removed under it */
+    int claim = cg->mem >= 0 && cg->mem < cg->n ? cg->mem : -1;
+    for (int i = 0; i < cg->n; i++)
+        if (i != claim) remove_dir(cg->dir[i]);
+    if (claim >= 0) remove_dir(cg->dir[claim]);
     cg->n = 0;
     cg->version = 0;
 }

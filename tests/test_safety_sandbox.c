@@ -974,6 +974,52 @@ static void test_cgroup_limits_written(void) {
     }
 }
 
+/* Two services make and remove run cgroups at once (codex-ita's start-up
+ * check beside a run, two codex-ita): every run's process joins its
+ * cgroup. On v1 a run that took over a slot found the other hierarchies'
+ * run-<slot> still there from the slot's last owner, which then removed
+ * them: the join failed (ENODEV), about 1 cycle in 250 here before the fix,
+ * so this failed about every other run. */
+static void test_cgroup_slots_concurrent(void) {
+    if (!cgroups_here()) return;
+    int cycles = (int)(250 / slack()); /* (v2 has one directory a run: no race to find) */
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] != 0) continue;
+        int failed = 0;
+        for (int i = 0; i < cycles; i++) {
+            sb_cg_limits_t lim = {
+                .mem_bytes = (size_t)64 << 20, .pids = 8, .cpus = 1, .parent = cgroup_parent()};
+            sb_cg_t cg;
+            char why[1200];
+            if (sb_cg_create(&lim, &cg, why, sizeof why) != 0) {
+                fprintf(stderr, "  create: %s\n", why);
+                failed++;
+                continue;
+            }
+            pid_t p = fork();
+            if (p == 0) _exit(sb_cg_join(&cg) == 0 ? 0 : 1);
+            int st = 1;
+            waitpid(p, &st, 0);
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                fprintf(stderr, "  join %s failed\n", cg.dir[0]);
+                failed++;
+            }
+            sb_cg_destroy(&cg);
+        }
+        _exit(failed > 100 ? 100 : failed);
+    }
+    int failed = 0;
+    for (int k = 0; k < 2; k++) {
+        int st = 1;
+        waitpid(kids[k], &st, 0);
+        failed += WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+    }
+    printf("  %d of %d create-join-remove cycles failed\n", failed, 2 * cycles);
+    CHECK(failed == 0);
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "child")) return child_main(argc, argv);
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -1001,6 +1047,7 @@ int main(int argc, char **argv) {
         TEST(test_cpu_of_child_counted),
         TEST(test_non_utf8_output),
         TEST(test_cgroup_limits_written),
+        TEST(test_cgroup_slots_concurrent),
     };
     return cu_test_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }
