@@ -979,7 +979,7 @@ static void test_cgroup_limits_written(void) {
  * cgroup. On v1 a run that took over a slot found the other hierarchies'
  * run-<slot> still there from the slot's last owner, which then removed
  * them: the join failed (ENODEV), about 1 cycle in 250 here before the fix,
- * so this failed about every other run. */
+ * so this failed 3 runs in 4. */
 static void test_cgroup_slots_concurrent(void) {
     if (!cgroups_here()) return;
     int cycles = (int)(250 / slack()); /* (v2 has one directory a run: no race to find) */
