@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #define MAX_SLOTS 4096
+#define SERVICE_LEAF "cu-service" /* v2: the leaf the service moves into */
+#define SANDBOX_DIR "cu-sandbox"  /* the runs' subtree, run-<slot> below it */
 
 /* snprintf that may cut (every path here fits; a cut one fails to open) */
 static void fmt(char *out, size_t cap, const char *f, ...) {
@@ -181,11 +183,91 @@ static int enable_controllers(const char *dir, int with_cpu) {
     return e;
 }
 
+/* The service's own cgroup v2 directory: where it sits, or the parent of
+ * the leaf it moved into on an earlier run (the runs' subtree stays beside
+ * that leaf instead of going one level deeper each time). */
+static int service_dir(char *out, size_t cap) {
+    if (own_dir(NULL, out, cap)) return -1;
+    size_t n = strlen(out), ln = strlen("/" SERVICE_LEAF);
+    if (n > ln && !strcmp(out + n - ln, "/" SERVICE_LEAF)) out[n - ln] = '\0';
+    return 0;
+}
+
+/* Moves every process of dir into leaf, until dir holds none (processes
+ * forked meanwhile are caught by the next round). 0 or an errno. */
+static int move_all(const char *dir, const char *leaf) {
+    for (int round = 0; round < 100; round++) {
+        char buf[16384];
+        int n = read_file(dir, "cgroup.procs", buf, sizeof buf);
+        if (n < 0) return errno ? errno : EIO;
+        if (n == 0) return 0;
+        if (n == (int)sizeof buf - 1) {
+            /* a full buffer may end in half a pid: keep whole lines only */
+            char *nl = strrchr(buf, '\n');
+            if (!nl) return EOVERFLOW;
+            nl[1] = '\0';
+        }
+        for (char *p = buf; *p;) {
+            char *end;
+            long pid = strtol(p, &end, 10);
+            if (end == p || (*end && *end != '\n')) return EINVAL;
+            p = end + (*end == '\n');
+            char v[32];
+            fmt(v, sizeof v, "%ld", pid);
+            int e = write_file(leaf, "cgroup.procs", v);
+            if (e && e != ESRCH) return e; /* ESRCH: it ended meanwhile */
+        }
+    }
+    return EBUSY;
+}
+
+/* The runs' subtree, SANDBOX_DIR, under the service's own cgroup base. A
+ * cgroup with processes cannot hand controllers down ("no internal
+ * processes"), so when base has processes (the service, and whatever else
+ * its unit started) they all move into the leaf SERVICE_LEAF first; the
+ * service's own limits still hold them, as its cgroup is their ancestor. */
+static int prepare_own_subtree(const char *base, int with_cpu, char *runs, size_t rcap, char *why,
+                               size_t cap) {
+    char leaf[SB_CG_PATH + 16], have[256];
+    fmt(runs, rcap, "%s/" SANDBOX_DIR, base);
+    fmt(leaf, sizeof leaf, "%s/" SERVICE_LEAF, base);
+    if (read_file(runs, "cgroup.subtree_control", have, sizeof have) >= 0 &&
+        has_word(have, "memory", " \n") && has_word(have, "pids", " \n"))
+        return 0; /* made by an earlier run */
+    int e = enable_controllers(base, with_cpu);
+    if (e == EBUSY) {
+        if (mkdir(leaf, 0755) && errno != EEXIST) {
+            set_why(why, cap, "cgroup v2: cannot make %s", leaf, errno);
+            return -1;
+        }
+        e = move_all(base, leaf);
+        if (e) {
+            set_why(why, cap, "cgroup v2: cannot move the processes of %s into its leaf", base, e);
+            return -1;
+        }
+        e = enable_controllers(base, with_cpu);
+    }
+    if (e) {
+        set_why(why, cap, "cgroup v2: cannot enable memory and pids below %s", base, e);
+        return -1;
+    }
+    if (mkdir(runs, 0755) && errno != EEXIST) {
+        set_why(why, cap, "cgroup v2: cannot make %s", runs, errno);
+        return -1;
+    }
+    e = enable_controllers(runs, with_cpu);
+    if (e) {
+        set_why(why, cap, "cgroup v2: cannot enable memory and pids in %s", runs, e);
+        return -1;
+    }
+    return 0;
+}
+
 static int create_v2(const sb_cg_limits_t *lim, sb_cg_t *cg, char *why, size_t cap) {
-    char base[SB_CG_PATH], runs[SB_CG_PATH], ctl[512];
+    char base[SB_CG_PATH], runs[SB_CG_PATH + 16], ctl[512];
     if (lim->parent) {
         fmt(base, sizeof base, "%s", lim->parent);
-    } else if (own_dir(NULL, base, sizeof base)) {
+    } else if (service_dir(base, sizeof base)) {
         set_why(why, cap, "no cgroup v2 tree%s", "", 0);
         return -1;
     }
@@ -202,43 +284,16 @@ static int create_v2(const sb_cg_limits_t *lim, sb_cg_t *cg, char *why, size_t c
         /* a delegated directory: the runs go straight under it */
         int e = enable_controllers(base, with_cpu);
         if (e) {
-            set_why(why, cap, "cgroup v2: enabling memory and pids in %s", base, e);
+            set_why(why, cap,
+                    e == EBUSY ? "cgroup v2: cannot enable memory and pids in %s (it holds "
+                                 "processes: give sandbox.cgroup_parent a directory without any)"
+                               : "cgroup v2: cannot enable memory and pids in %s",
+                    base, e);
             return -1;
         }
         fmt(runs, sizeof runs, "%s", base);
-    } else {
-        /* the service's own cgroup: the service moves into a leaf of it
-         * (a cgroup with processes cannot hand controllers down), the runs
-         * go under cu-sandbox beside it */
-        char leaf[SB_CG_PATH + 16], pid[32];
-        fmt(runs, sizeof runs, "%s/cu-sandbox", base);
-        fmt(leaf, sizeof leaf, "%s/cu-service", base);
-        char have[256];
-        if (read_file(runs, "cgroup.subtree_control", have, sizeof have) < 0 ||
-            !has_word(have, "memory", " \n") || !has_word(have, "pids", " \n")) {
-            if (enable_controllers(base, with_cpu) != 0) {
-                if ((mkdir(leaf, 0755) && errno != EEXIST)) {
-                    set_why(why, cap, "cgroup v2: cannot make %s", leaf, errno);
-                    return -1;
-                }
-                fmt(pid, sizeof pid, "%d", (int)getpid());
-                int e = write_file(leaf, "cgroup.procs", pid);
-                if (!e) e = enable_controllers(base, with_cpu);
-                if (e) {
-                    set_why(why, cap, "cgroup v2: cannot delegate controllers below %s", base, e);
-                    return -1;
-                }
-            }
-            if (mkdir(runs, 0755) && errno != EEXIST) {
-                set_why(why, cap, "cgroup v2: cannot make %s", runs, errno);
-                return -1;
-            }
-            int e = enable_controllers(runs, with_cpu);
-            if (e) {
-                set_why(why, cap, "cgroup v2: enabling memory and pids in %s", runs, e);
-                return -1;
-            }
-        }
+    } else if (prepare_own_subtree(base, with_cpu, runs, sizeof runs, why, cap)) {
+        return -1;
     }
     cg->slot = claim_slot(runs, cg->dir[0], sizeof cg->dir[0]);
     if (cg->slot < 0) {
@@ -303,7 +358,7 @@ static int create_v1(const sb_cg_limits_t *lim, sb_cg_t *cg, char *why, size_t c
     /* the slot is claimed in the memory hierarchy, the others follow it */
     for (int b = 0; b < nb; b++) {
         char runs[SB_CG_PATH + 16];
-        fmt(runs, sizeof runs, "%s/cu-sandbox", bases[b]);
+        fmt(runs, sizeof runs, "%s/" SANDBOX_DIR, bases[b]);
         if (mkdir(runs, 0755) && errno != EEXIST) {
             set_why(why, cap, "cgroup v1: cannot make %s", runs, errno);
             return -1;
@@ -319,7 +374,7 @@ static int create_v1(const sb_cg_limits_t *lim, sb_cg_t *cg, char *why, size_t c
     cg->version = 1;
     for (int b = 0; b < nb; b++) {
         if (b == cg->mem) continue;
-        fmt(cg->dir[b], sizeof cg->dir[b], "%s/cu-sandbox/run-%d", bases[b], cg->slot);
+        fmt(cg->dir[b], sizeof cg->dir[b], "%s/" SANDBOX_DIR "/run-%d", bases[b], cg->slot);
         if (mkdir(cg->dir[b], 0755) && !(errno == EEXIST && procs_empty(cg->dir[b]))) {
             int e = errno;
             cg->n = b;
@@ -426,6 +481,17 @@ static int kill_listed(const char *dir) {
     return !any;
 }
 
+/* rmdir once the last process is gone (zombies included), at most ~5 s */
+static void remove_dir(const char *dir) {
+    for (int t = 0; t < 500; t++) {
+        if (rmdir(dir) == 0 || errno == ENOENT) return;
+        if (errno != EBUSY) return;
+        kill_listed(dir);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 void sb_cg_destroy(sb_cg_t *cg) {
     for (int i = 0; i < SB_CG_MAX; i++)
         if (cg->procs_fd[i] >= 0) {
@@ -433,16 +499,13 @@ void sb_cg_destroy(sb_cg_t *cg) {
             cg->procs_fd[i] = -1;
         }
     if (cg->version == 2 && cg->n) write_file(cg->dir[0], "cgroup.kill", "1");
-    for (int i = 0; i < cg->n; i++) {
-        /* until the last process is gone (zombies included), at most ~5 s */
-        for (int t = 0; t < 500; t++) {
-            if (rmdir(cg->dir[i]) == 0 || errno == ENOENT) break;
-            if (errno != EBUSY) break;
-            kill_listed(cg->dir[i]);
-            struct timespec ts = {0, 10 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-    }
+    /* the directory that holds the slot goes last: on v1 another run that
+     * claims the slot takes over run-<slot> in the other hierarchies, which
+     * must not be removed under it */
+    int claim = cg->mem >= 0 && cg->mem < cg->n ? cg->mem : -1;
+    for (int i = 0; i < cg->n; i++)
+        if (i != claim) remove_dir(cg->dir[i]);
+    if (claim >= 0) remove_dir(cg->dir[claim]);
     cg->n = 0;
     cg->version = 0;
 }

@@ -2,7 +2,13 @@
 # Installs every Debian package Codex-Universal needs to build, test and run.
 # Both README.md and .ci/run call this one script, so a fresh machine and CI
 # get exactly the same set. Safe to run again: apt-get skips what is present.
+#   scripts/install-deps.sh --vm   also what the `vm` test needs (qemu,
+#                                  busybox-static, Debian's kernel in
+#                                  /var/cache/codex-universal/vm): left out
+#                                  of CI, see docs/safety.md
 set -euo pipefail
+WITH_VM=0
+[ "${1:-}" = "--vm" ] && WITH_VM=1
 
 PACKAGES=(
   # toolchain
@@ -39,6 +45,9 @@ PACKAGES=(
   iproute2 procps
 )
 
+# tests/vm/cgroup2.sh: the sandbox under a pure cgroup v2 kernel in qemu
+[ "$WITH_VM" = 1 ] && PACKAGES+=(qemu-system-x86 busybox-static)
+
 if [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
 else
@@ -71,4 +80,7 @@ bash "$here/fetch-gpt2-bpe.sh"
 # tests/agents/package-lock.json and tests/dashboard/package-lock.json.
 bash "$here/install-test-packages.sh" agents
 bash "$here/install-test-packages.sh" dashboard
+if [ "$WITH_VM" = 1 ]; then
+  $SUDO bash "$here/../tests/vm/cgroup2.sh" --fetch
+fi
 echo "== dependencies ready"
