@@ -366,7 +366,9 @@ static json_t *open_pull(pr_t *p, json_t *req) {
     step(p, "pull_request", 1, "opened");
     json_t *labels = json_object_get(req, "labels");
     if (json_array_size(labels)) {
-        text = json_dumps(json_pack("{s:O}", "labels", labels), JSON_COMPACT);
+        json_t *body = json_pack("{s:O}", "labels", labels);
+        text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
         snprintf(path, sizeof path, "/repos/%s/issues/%lld/labels", p->repo->forge,
                  (long long)json_integer_value(num));
         rc = forge_request(cfg->forge_api_url, "POST", path, (const char *)tok, text, 30, &r, &err);
