@@ -85,7 +85,7 @@ struct ita_server {
     pthread_mutex_t sandbox_mu; /* one sandboxed test run at a time (it forks) */
     ita_sched_t *sched;         /* the scheduler view's refresh thread */
     pthread_mutex_t submit_mu;  /* one submission at a time (sbatch, run directories) */
-    ita_pool_t *pool;           /* blocking work: scans, test runs */
+    ita_pool_t *pool;           /* blocking work: scans, test runs, sbatch, git, MCP tools */
 };
 
 typedef struct {
@@ -134,6 +134,17 @@ const h2o_iovec_t *ita_header(const ita_req_t *rq, const char *name);
  * by the pool from here): its answer is sent when it is done, or 503 with
  * Retry-After now when the pool is full. */
 void ita_offload(ita_req_t *rq, ita_pool_job_t *j);
+
+/* The same without the answer when the pool is full: 0 when admitted,
+ * -1 when refused (j is still the caller's to answer for and free). */
+int ita_offload_try(ita_req_t *rq, ita_pool_job_t *j);
+
+/* On a pool thread: a job directory reader of the job's own over the
+ * service's runs directory, with the newest scheduler view (the loop's
+ * reader is its thread's alone). Allocates; ita_offload_jobs_close. */
+int ita_offload_jobs_open(ita_server_t *srv, ita_jobdir_t **jobs, ita_sched_view_t **view,
+                          cu_error_t *err);
+void ita_offload_jobs_close(ita_jobdir_t *jobs, ita_sched_view_t *view);
 
 /* A connection of w closed (guard.c): resumes accepting if it paused. */
 void ita_server_conn_closed(ita_worker_t *w);

@@ -5,7 +5,8 @@
  * FTS5 OR of quoted terms, so no FTS5 operator a user types can change the
  * query's meaning or fail to parse, and BM25 ranks chunks that match more
  * (and rarer) terms first. Titles weigh twice the body. Kind and path
- * filters are applied in SQL before the limit.
+ * filters are applied in SQL before the limit. The route's query runs in
+ * the worker pool (pool.h): the index may be of any size.
  */
 #include <ctype.h>
 #include <sqlite3.h>
@@ -181,30 +182,53 @@ int ita_kb_search_request(const char *db_path, json_t *req, json_t **answer, cu_
     return *answer ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
 }
 
+typedef struct {
+    ita_server_t *srv;
+    size_t len;
+    char body[]; /* len bytes */
+} kb_in_t;
+
+/* On a pool thread: an FTS5 query over an index of any size. */
+static void kb_search_run(ita_pool_job_t *j, ita_pool_thread_t *t) {
+    (void)t;
+    kb_in_t *in = j->in;
+    json_error_t je;
+    json_t *req = json_loadb(in->body, in->len, 0, &je);
+    if (!json_is_object(req)) {
+        json_decref(req);
+        j->status = 400;
+        snprintf(j->detail, sizeof j->detail,
+                 "the body is a JSON object {\"query\": TEXT, \"top_k\": N}");
+        return;
+    }
+    cu_error_t err = {0};
+    int rc = ita_kb_search_request(in->srv->cfg.kb_db, req, &j->out, &err);
+    json_decref(req);
+    j->status = rc == CU_OK ? 200 : rc == CU_EINVAL ? 400 : rc == ITA_KB_ENOINDEX ? 503 : 500;
+    if (j->status == 500) ita_log(in->srv, "kb search: %s", err.msg);
+    snprintf(j->detail, sizeof j->detail, "%s",
+             j->status == 500 ? "the knowledge index could not be searched" : err.msg);
+}
+
 void ita_route_kb_search(ita_req_t *rq) {
     if (!rq->w->srv->cfg.kb_db[0]) {
         ita_problem(rq, 503, "no knowledge index is configured (kb.db in ita.yaml)");
         return;
     }
-    json_error_t je;
-    json_t *req =
-        rq->req->entity.base ? json_loadb(rq->req->entity.base, rq->req->entity.len, 0, &je) : NULL;
-    if (!json_is_object(req)) {
-        json_decref(req);
-        ita_problem(rq, 400, "the body is a JSON object {\"query\": TEXT, \"top_k\": N}");
+    const char *body = rq->req->entity.base;
+    size_t len = body ? rq->req->entity.len : 0;
+    ita_pool_job_t *j = calloc(1, sizeof *j);
+    kb_in_t *in = j ? calloc(1, sizeof *in + len + 1) : NULL;
+    if (!in) {
+        free(j);
+        ita_problem(rq, 500, "out of memory");
         return;
     }
-    json_t *answer = NULL;
-    cu_error_t err = {0};
-    int rc = ita_kb_search_request(rq->w->srv->cfg.kb_db, req, &answer, &err);
-    json_decref(req);
-    if (rc == CU_EINVAL)
-        ita_problem(rq, 400, err.msg);
-    else if (rc == ITA_KB_ENOINDEX)
-        ita_problem(rq, 503, err.msg);
-    else if (rc) {
-        ita_log(rq->w->srv, "kb search: %s", err.msg);
-        ita_problem(rq, 500, "the knowledge index could not be searched");
-    } else
-        ita_respond_json(rq, answer);
+    in->srv = rq->w->srv;
+    if (len) memcpy(in->body, body, len);
+    in->len = len;
+    j->in = in;
+    j->free_in = free;
+    j->run = kb_search_run;
+    ita_offload(rq, j); /* 503 with Retry-After when the pool is full */
 }

@@ -31,6 +31,16 @@ json_t *ita_mcp_error(json_t *id, int code, const char *message) {
                      "error", "code", code, "message", message);
 }
 
+json_t *ita_mcp_busy_error(json_t *id, int retry_after_s) {
+    json_t *e = ita_mcp_error(
+        id, ITA_MCP_SERVER_BUSY,
+        "server busy: the service's worker pool is full; retry after data.retryAfter seconds");
+    if (e)
+        json_object_set_new(json_object_get(e, "error"), "data",
+                            json_pack("{s:i}", "retryAfter", retry_after_s));
+    return e;
+}
+
 static json_t *versions_json(int legacy_only) {
     json_t *a = json_array();
     for (size_t i = legacy_only ? 1 : 0; i < N_VERSIONS; i++)

@@ -61,6 +61,16 @@ json_t *ita_mcp_tools_list(void);
 json_t *ita_mcp_tool_call(ita_mcp_ctx_t *c, const char *name, json_t *args, int *rpc_code,
                           cu_error_t *err);
 
+/* 1 when msg is a tools/call request (not a notification) of a tool whose
+ * work blocks (a scan, the sandbox, git, sbatch/scancel, the knowledge
+ * index): over HTTP such a call runs in the worker pool (mcp_http.c). */
+int ita_mcp_call_blocks(json_t *msg);
+
+/* The JSON-RPC error of a request the server is too busy to take
+ * (-32050, data.retryAfter seconds; docs/agents.md). New reference. */
+#define ITA_MCP_SERVER_BUSY -32050
+json_t *ita_mcp_busy_error(json_t *id, int retry_after_s);
+
 /* Resources and prompts (mcp_resources.c). */
 json_t *ita_mcp_resources_list(ita_mcp_ctx_t *c);
 json_t *ita_mcp_resource_templates(void);

@@ -403,20 +403,33 @@ static json_t *t_cancel_job(ita_mcp_ctx_t *c, json_t *args, int *code, cu_error_
 
 typedef json_t *(*tool_fn)(ita_mcp_ctx_t *, json_t *, int *, cu_error_t *);
 
+/* blocks: the tool scans, runs a program or waits for one (sandbox, git,
+ * sbatch, scancel) or searches an index of unbounded size, so over HTTP it
+ * runs in the worker pool, never on an event loop (mcp_http.c). */
 static const struct {
     const char *name;
     tool_fn fn;
+    int blocks;
 } TOOLS[] = {
-    {"list_jobs", t_list_jobs},
-    {"job_status", t_job_status},
-    {"job_metrics", t_job_metrics},
-    {"kb_search", t_kb_search},
-    {"hygiene_scan", t_hygiene_scan},
-    {"run_tests", t_run_tests},
-    {"create_pull_request", t_create_pull_request},
-    {"submit_job", t_submit_job},
-    {"cancel_job", t_cancel_job},
+    {"list_jobs", t_list_jobs, 0},
+    {"job_status", t_job_status, 0},
+    {"job_metrics", t_job_metrics, 0},
+    {"kb_search", t_kb_search, 1},
+    {"hygiene_scan", t_hygiene_scan, 1},
+    {"run_tests", t_run_tests, 1},
+    {"create_pull_request", t_create_pull_request, 1},
+    {"submit_job", t_submit_job, 1},
+    {"cancel_job", t_cancel_job, 1},
 };
+
+int ita_mcp_call_blocks(json_t *msg) {
+    const char *method = json_string_value(json_object_get(msg, "method"));
+    if (!method || strcmp(method, "tools/call") || !json_object_get(msg, "id")) return 0;
+    const char *name = json_string_value(json_object_get(json_object_get(msg, "params"), "name"));
+    for (size_t i = 0; name && i < sizeof TOOLS / sizeof TOOLS[0]; i++)
+        if (!strcmp(TOOLS[i].name, name)) return TOOLS[i].blocks;
+    return 0;
+}
 
 json_t *ita_mcp_tool_call(ita_mcp_ctx_t *c, const char *name, json_t *args, int *rpc_code,
                           cu_error_t *err) {

@@ -1,6 +1,7 @@
 /*
  * The worker pool: work that would hold an event loop for long (a hygiene
- * scan of a pathological body, a sandboxed test run) runs on a few threads
+ * scan of a pathological body, a sandboxed test run, sbatch or scancel, a
+ * pull request's git steps, the MCP tools doing any of these) runs on a few threads
  * of its own, so /healthz and the job routes keep answering on the loops.
  * A request's work is admitted only while the jobs in the pool (running
  * and waiting) number fewer than threads + queue; otherwise the route
@@ -42,6 +43,9 @@ struct ita_pool_job {
     /* runs on a pool thread: reads in, fills status and out (200) or
      * detail (a problem); must not touch owner */
     void (*run)(ita_pool_job_t *j, ita_pool_thread_t *t);
+    /* runs on the owning loop when the request is still there (NULL: the
+     * default answer, out as 200 or detail as a problem of status) */
+    void (*done)(ita_pool_job_t *j, void *owner);
     void (*free_in)(void *in);
     void *in;
     int status;

@@ -18,7 +18,8 @@
  * configured identity, a push, and the pull request. Any failure removes
  * the worktree and the branch; nothing outside the configured clone, its
  * remote and the forge is touched. Git is the git program (docs/agents.md
- * says why), run with a time limit.
+ * says why), run with a time limit, in the worker pool (pool.h; 503 when
+ * it is full), never on an event loop.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -365,7 +366,9 @@ static json_t *open_pull(pr_t *p, json_t *req) {
     step(p, "pull_request", 1, "opened");
     json_t *labels = json_object_get(req, "labels");
     if (json_array_size(labels)) {
-        text = json_dumps(json_pack("{s:O}", "labels", labels), JSON_COMPACT);
+        json_t *body = json_pack("{s:O}", "labels", labels);
+        text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
         snprintf(path, sizeof path, "/repos/%s/issues/%lld/labels", p->repo->forge,
                  (long long)json_integer_value(num));
         rc = forge_request(cfg->forge_api_url, "POST", path, (const char *)tok, text, 30, &r, &err);
@@ -587,34 +590,63 @@ int ita_pull_run(const ita_pull_ctx_t *c, const char *repo_name, json_t *req, js
     return status;
 }
 
-void ita_route_repo_pulls(ita_req_t *rq) {
-    ita_pull_ctx_t c = {.cfg = &rq->w->srv->cfg,
-                        .safety = rq->w->safety,
-                        .sandbox_mu = &rq->w->srv->sandbox_mu,
-                        .audit = &rq->w->srv->audit,
-                        .request_id = rq->request_id,
-                        .key_name = rq->key_name,
-                        .key_id = rq->key_id,
+/* A pull request handed to the worker pool: the body and who asks,
+ * copied; the status, answer and detail the loop sends. */
+typedef struct {
+    ita_server_t *srv;
+    char repo[64];
+    char request_id[ITA_REQUEST_ID_MAX + 1];
+    char key_name[ITA_KEY_NAME_MAX + 1], key_id[24];
+    int status;
+    json_t *doc;
+    char detail[256];
+    size_t len;
+    char body[]; /* len bytes */
+} pull_in_t;
+
+static void pull_in_free(void *p) {
+    pull_in_t *in = p;
+    if (in) json_decref(in->doc);
+    free(in);
+}
+
+/* On a pool thread: git, the scan, the sandboxed tests, the push. */
+static void pull_job_run(ita_pool_job_t *j, ita_pool_thread_t *t) {
+    pull_in_t *in = j->in;
+    ita_pull_ctx_t c = {.cfg = &in->srv->cfg,
+                        .safety = t->safety,
+                        .sandbox_mu = &in->srv->sandbox_mu,
+                        .audit = &in->srv->audit,
+                        .request_id = in->request_id,
+                        .key_name = in->key_name,
+                        .key_id = in->key_id,
                         .method = "POST",
                         .path = "/v1/repos/{name}/pulls"};
     json_error_t je;
-    json_t *req =
-        rq->req->entity.base ? json_loadb(rq->req->entity.base, rq->req->entity.len, 0, &je) : NULL;
-    json_t *doc = NULL;
-    char detail[256];
-    int status = ita_pull_run(&c, rq->file, req, &doc, detail, sizeof detail);
+    json_t *req = in->len ? json_loadb(in->body, in->len, 0, &je) : NULL;
+    in->status = ita_pull_run(&c, in->repo, req, &in->doc, in->detail, sizeof in->detail);
+    json_decref(req);
+}
+
+/* On the loop: the answer, a problem carrying the steps taken when the
+ * flow failed. */
+static void pull_job_done(ita_pool_job_t *j, void *owner) {
+    ita_req_t *rq = owner;
+    pull_in_t *in = j->in;
+    int status = in->status;
+    json_t *doc = in->doc;
+    in->doc = NULL;
     if (doc) {
         rq->action = json_is_true(json_object_get(doc, "dry_run")) ? "pull dry_run" : "pull";
         snprintf(rq->job, sizeof rq->job, "%s", rq->file);
     }
-    json_decref(req);
     if (!doc) {
-        ita_problem(rq, status, detail);
+        ita_problem(rq, status, in->detail);
         return;
     }
     if (status >= 400) {
         /* a problem document carrying the steps that were taken */
-        char *pj = ita_problem_json(status, detail, rq->req->input.path.base,
+        char *pj = ita_problem_json(status, in->detail, rq->req->input.path.base,
                                     rq->req->input.path.len, rq->request_id);
         json_t *prob = pj ? json_loads(pj, 0, NULL) : NULL;
         free(pj);
@@ -631,4 +663,29 @@ void ita_route_repo_pulls(ita_req_t *rq) {
     ita_respond(rq, status, status >= 400 ? "application/problem+json" : "application/json", text,
                 strlen(text));
     free(text);
+}
+
+void ita_route_repo_pulls(ita_req_t *rq) {
+    /* git and the sandbox run in the worker pool (503 when it is full) */
+    const char *body = rq->req->entity.base;
+    size_t len = body ? rq->req->entity.len : 0;
+    ita_pool_job_t *j = calloc(1, sizeof *j);
+    pull_in_t *in = j ? calloc(1, sizeof *in + len + 1) : NULL;
+    if (!in) {
+        free(j);
+        ita_problem(rq, 500, "out of memory");
+        return;
+    }
+    in->srv = rq->w->srv;
+    snprintf(in->repo, sizeof in->repo, "%s", rq->file);
+    snprintf(in->request_id, sizeof in->request_id, "%s", rq->request_id);
+    snprintf(in->key_name, sizeof in->key_name, "%s", rq->key_name);
+    snprintf(in->key_id, sizeof in->key_id, "%s", rq->key_id);
+    if (len) memcpy(in->body, body, len);
+    in->len = len;
+    j->in = in;
+    j->free_in = pull_in_free;
+    j->run = pull_job_run;
+    j->done = pull_job_done;
+    ita_offload(rq, j);
 }

@@ -17,9 +17,11 @@
  *
  * Otherwise the run directory is written (submit.yaml, job.sbatch,
  * state.json SUBMITTED, a "submitted" event naming the key), then sbatch
- * runs synchronously on the worker's event loop, bounded by slurm.timeout_s
- * (a local launch spawns mpirun detached instead), and state.json records
- * PENDING with the Slurm id. Submissions are serialised service-wide.
+ * runs, bounded by slurm.timeout_s (a local launch spawns mpirun detached
+ * instead), and state.json records PENDING with the Slurm id. Submissions
+ * are serialised service-wide. All of a request's work (parsing the body,
+ * resolving the config, sbatch, scancel) runs in the worker pool (pool.h),
+ * never on an event loop: 503 with Retry-After when the pool is full.
  *
  * A cancel scancels a Slurm job (or signals a local launch's process
  * group), records CANCELLED and a "cancelled" event at once, and asks the
@@ -443,15 +445,58 @@ done:
     free(p);
 }
 
-/* The service's context for a request. */
-static ita_submit_ctx_t route_ctx(ita_req_t *rq) {
-    ita_server_t *srv = rq->w->srv;
-    return (ita_submit_ctx_t){.cfg = &srv->cfg,
-                              .jobs = rq->w->jobs,
-                              .sched = srv->sched,
-                              .submit_mu = &srv->submit_mu,
-                              .key_name = rq->key_name,
-                              .key_id = rq->key_id};
+/* A submission or cancel handed to the worker pool: what the request
+ * brings, copied (the request may be gone when the job runs), and the
+ * result the loop answers with. */
+typedef struct {
+    ita_server_t *srv;
+    int cancel, dry_run;
+    char job[ITA_JOB_ID_MAX + 1];
+    char key_name[ITA_KEY_NAME_MAX + 1], key_id[24];
+    ita_submit_result_t res;
+    size_t len;
+    char body[]; /* len bytes (submissions) */
+} submit_in_t;
+
+static void submit_in_free(void *p) {
+    submit_in_t *in = p;
+    if (in) json_decref(in->res.doc);
+    free(in);
+}
+
+/* On a pool thread: sbatch/scancel/mpirun and the run directory's writes,
+ * through a job directory reader of the job's own. */
+static void submit_job_run(ita_pool_job_t *j, ita_pool_thread_t *t) {
+    (void)t;
+    submit_in_t *in = j->in;
+    ita_jobdir_t *jobs = NULL;
+    ita_sched_view_t *view = NULL;
+    cu_error_t err = {0};
+    if (ita_offload_jobs_open(in->srv, &jobs, &view, &err) != CU_OK) {
+        snprintf(in->res.log, sizeof in->res.log, "%s", err.msg);
+        fail(&in->res, 500, "the runs directory could not be read");
+        return;
+    }
+    ita_submit_ctx_t sc = {.cfg = &in->srv->cfg,
+                           .jobs = jobs,
+                           .sched = in->srv->sched,
+                           .submit_mu = &in->srv->submit_mu,
+                           .key_name = in->key_name,
+                           .key_id = in->key_id};
+    if (in->cancel) {
+        ita_submit_cancel(&sc, in->job, &in->res);
+    } else {
+        json_error_t je;
+        json_t *doc = json_loadb(in->body, in->len, 0, &je);
+        if (json_is_object(doc))
+            ita_submit_run(&sc, doc, in->dry_run, &in->res);
+        else
+            fail(&in->res, 400,
+                 "the body is a JSON object {\"config\": \"<job YAML or JSON>\", "
+                 "\"overrides\": [...], \"launcher\": \"slurm\" | \"local\"}");
+        json_decref(doc);
+    }
+    ita_offload_jobs_close(jobs, view);
 }
 
 /* Answers res (201/202 with a JSON body and Location, or a problem) and
@@ -482,30 +527,49 @@ static void route_answer(ita_req_t *rq, ita_submit_result_t *res) {
     free(text);
 }
 
-void ita_route_job_submit(ita_req_t *rq) {
-    json_error_t je;
-    const char *body = rq->req->entity.base;
-    json_t *doc = body ? json_loadb(body, rq->req->entity.len, 0, &je) : NULL;
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        ita_problem(rq, 400,
-                    "the body is a JSON object {\"config\": \"<job YAML or JSON>\", "
-                    "\"overrides\": [...], \"launcher\": \"slurm\" | \"local\"}");
+/* On the loop, the request still there: answers the job's result. */
+static void submit_job_done(ita_pool_job_t *j, void *owner) {
+    submit_in_t *in = j->in;
+    route_answer(owner, &in->res);
+}
+
+/* Hands a submission or cancel of rq to the worker pool (503 when full). */
+static void submit_offload(ita_req_t *rq, int cancel, int dry_run, const char *body, size_t len) {
+    ita_pool_job_t *j = calloc(1, sizeof *j);
+    submit_in_t *in = j ? calloc(1, sizeof *in + len + 1) : NULL;
+    if (!in) {
+        free(j);
+        ita_problem(rq, 500, "out of memory");
         return;
     }
+    in->srv = rq->w->srv;
+    in->cancel = cancel;
+    in->dry_run = dry_run;
+    snprintf(in->job, sizeof in->job, "%s", rq->job);
+    snprintf(in->key_name, sizeof in->key_name, "%s", rq->key_name);
+    snprintf(in->key_id, sizeof in->key_id, "%s", rq->key_id);
+    if (len) memcpy(in->body, body, len);
+    in->len = len;
+    j->in = in;
+    j->free_in = submit_in_free;
+    j->run = submit_job_run;
+    j->done = submit_job_done;
+    ita_offload(rq, j);
+}
+
+void ita_route_job_submit(ita_req_t *rq) {
     char dr[8];
     int q = ita_query_param(rq, "dry_run", dr, sizeof dr);
     if (q < 0 || (q > 0 && strcmp(dr, "true") && strcmp(dr, "false") && strcmp(dr, "1") &&
                   strcmp(dr, "0"))) {
-        json_decref(doc);
         ita_problem(rq, 400, "query parameter 'dry_run' is true or false");
         return;
     }
-    ita_submit_ctx_t sc = route_ctx(rq);
-    ita_submit_result_t res;
-    ita_submit_run(&sc, doc, q > 0 && (!strcmp(dr, "true") || !strcmp(dr, "1")), &res);
-    json_decref(doc);
-    route_answer(rq, &res);
+    /* the body is parsed, the config resolved (YAML) and sbatch run in the
+     * worker pool: none of it may hold this loop */
+    const char *body = rq->req->entity.base;
+    submit_offload(rq, 0, q > 0 && (!strcmp(dr, "true") || !strcmp(dr, "1")), body,
+                   body ? rq->req->entity.len : 0);
 }
 
 /* ---- POST /v1/jobs/{id}/cancel ---- */
@@ -572,8 +636,5 @@ void ita_submit_cancel(const ita_submit_ctx_t *sc, const char *job, ita_submit_r
 }
 
 void ita_route_job_cancel(ita_req_t *rq) {
-    ita_submit_ctx_t sc = route_ctx(rq);
-    ita_submit_result_t res;
-    ita_submit_cancel(&sc, rq->job, &res);
-    route_answer(rq, &res);
+    submit_offload(rq, 1, 0, NULL, 0); /* scancel: in the worker pool */
 }

@@ -11,6 +11,10 @@ Cases:
   pool          pool.threads 1, pool.queue 1: with jobs held, two scans are
                 admitted and the third is answered 503 + Retry-After at once;
                 /healthz answers meanwhile; released, both admitted scans 200
+  pool_submit   pool.threads 1, queue 0: with the pool held, submit, cancel
+                and the blocking MCP tools are refused 503 + Retry-After (MCP:
+                a JSON-RPC busy error for the request's id); a submission whose
+                sbatch blocks on the test's FIFO leaves /healthz answering
   slow_header   a client trickling header bytes is closed after
                 timeouts.header_s (it would otherwise hold the connection)
   write_timeout a client that pipelines requests for large answers and reads
@@ -39,7 +43,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import Checks as T  # noqa: E402
-from ita_server import Ctx, Server  # noqa: E402
+from ita_server import Ctx, FakeSlurm, Server  # noqa: E402
 
 
 def metric(s, name):
@@ -121,6 +125,183 @@ def case_pool(ctx, t):
     finally:
         if os.path.exists(hold):
             os.unlink(hold)
+
+
+# ---------------------------------------------------------------- sbatch, scancel and MCP tools in the pool
+
+# A fake sbatch that opens a FIFO of the test's (when there is one), logs its
+# call, and waits for a line on it (hang guard 100 s): "sbatch is running"
+# is read from its log, and it ends when the test says so.
+SLOW_SBATCH = """#!/bin/bash
+if [ -p "$FAKE/sbatch.fifo" ]; then exec 3<>"$FAKE/sbatch.fifo"; fi
+echo "$@" >> "$FAKE/sbatch.log"
+if [ -p "$FAKE/sbatch.fifo" ]; then read -t 100 -u 3 line; fi
+n=$(cat "$FAKE/next_id" 2>/dev/null || echo 5000); echo $((n + 1)) > "$FAKE/next_id"
+echo "$n"
+"""
+
+
+def post_long(s, path, doc, key, out, name):
+    """POSTs doc in a thread of its own (hang guard 120 s) into out[name]."""
+    def run():
+        c = s.conn(timeout=120)
+        try:
+            c.request("POST", path, body=json.dumps(doc).encode(),
+                      headers={"X-API-Key": key, "Content-Type": "application/json"})
+            r = c.getresponse()
+            out[name] = (r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        except Exception as e:  # noqa: BLE001 - reported by the check that reads out
+            out[name] = (None, {}, repr(e).encode())
+        finally:
+            c.close()
+    th = threading.Thread(target=run)
+    th.start()
+    return th
+
+
+def mcp_call(s, key, rid, tool, args):
+    body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call",
+                       "params": {"name": tool, "arguments": args}}).encode()
+    st, h, b = s.get("/mcp", key, method="POST", body=body,
+                     headers={"Content-Type": "application/json",
+                              "Accept": "application/json, text/event-stream"})
+    try:
+        return st, h, json.loads(b)
+    except ValueError:
+        return st, h, None
+
+
+def is_busy_rpc(t, st, h, d, rid, what):
+    err = (d or {}).get("error") or {}
+    t.check(st == 503 and h.get("retry-after") == "1" and d and d.get("id") == rid and
+            d.get("jsonrpc") == "2.0" and err.get("code") == -32050 and
+            (err.get("data") or {}).get("retryAfter") == 1 and "busy" in err.get("message", ""),
+            "%s: HTTP 503 + Retry-After and a JSON-RPC busy error for id %r (%s %s %s)"
+            % (what, rid, st, h.get("retry-after"), d))
+
+
+def case_pool_submit(ctx, t):
+    """pool.threads 1, queue 0, one event loop. Held: submit, cancel and the
+    MCP tools that block are refused at once (503 + Retry-After; MCP: a
+    JSON-RPC error for the request's id) and nothing reaches sbatch, while
+    /healthz, listings and tools/list answer. A submission whose sbatch does
+    not return: /healthz and the job's status answer meanwhile; it ends 201
+    when sbatch does; the cancel runs scancel."""
+    fake = FakeSlurm()
+    sb = os.path.join(fake.dir, "bin", "sbatch")
+    with open(sb, "w") as f:
+        f.write(SLOW_SBATCH.replace("$FAKE", fake.dir))
+    hold = tempfile.mktemp(prefix="ita-pool-hold-")
+    open(hold, "w").close()
+    env = dict(fake.env, CU_ITA_POOL_HOLD=hold)
+    with open(os.path.join(ctx.src, "configs", "demo-base.yaml")) as f:
+        base = f.read()
+    small = ["train.max_steps=10", "train.warmup_steps=2", "train.micro_batch_size=4"]
+    train = os.path.join(os.path.dirname(ctx.ctl), "codex-train")
+    yaml = ("threads: 1\npool:\n  threads: 1\n  queue: 0\n"
+            "slurm:\n  refresh_s: 0.2\n  timeout_s: 120\n"
+            "submit:\n  workdir: %s\n  train: %s\n" % (ctx.src, train))
+    out = {}
+    try:
+        with Server(ctx, yaml, env=env) as s:
+            sub, reader = s.keys["submitter"], s.keys["reader"]
+            # -- the pool's one place taken by a held dry run
+            th = post_long(s, "/v1/jobs?dry_run=true",
+                           {"config": base, "overrides": ["job.name=held"] + small}, sub, out,
+                           "held")
+            t.check(wait_for(lambda: metric(s, "codex_ita_pool_jobs") == 1, timeout=30),
+                    "the dry run is admitted to the pool (and held there)")
+            st, h, d = s.json("/v1/jobs", sub, method="POST", body=json.dumps(
+                {"config": base, "overrides": ["job.name=full1"] + small}).encode(),
+                headers={"Content-Type": "application/json"})
+            t.check(st == 503 and h.get("retry-after") == "1" and d and
+                    "worker pool is full" in d.get("detail", ""),
+                    "a submission is refused 503 + Retry-After at once: %s %s" % (st, d))
+            st, h, d = s.json("/v1/jobs/demo-completed/cancel", sub, method="POST", body=b"")
+            t.check(st == 503 and h.get("retry-after") == "1",
+                    "a cancel is refused 503 + Retry-After: %s %s" % (st, d))
+            st, h, d = mcp_call(s, sub, 7, "submit_job", {"config": base})
+            is_busy_rpc(t, st, h, d, 7, "MCP submit_job")
+            st, h, d = mcp_call(s, sub, "c8", "cancel_job", {"job": "demo-completed"})
+            is_busy_rpc(t, st, h, d, "c8", "MCP cancel_job")
+            st, h, d = mcp_call(s, reader, 9, "hygiene_scan", {"text": "a@example.org"})
+            is_busy_rpc(t, st, h, d, 9, "MCP hygiene_scan")
+            st, h, d = mcp_call(s, sub, 10, "run_tests", {"command": "none"})
+            is_busy_rpc(t, st, h, d, 10, "MCP run_tests")
+            st, _, d = s.json("/mcp", reader, method="POST", body=json.dumps(
+                {"jsonrpc": "2.0", "id": 11, "method": "tools/list"}).encode(),
+                headers={"Content-Type": "application/json"})
+            t.check(st == 200 and len(d["result"]["tools"]) >= 9,
+                    "tools/list (no blocking work) still answers: %s" % st)
+            st, _, d = mcp_call(s, reader, 12, "job_status", {"job": "demo-completed"})
+            t.check(st == 200 and d["result"]["structuredContent"]["id"] == "demo-completed",
+                    "job_status (no blocking work) still answers: %s" % st)
+            st, _, _ = s.get("/healthz")
+            t.check(st == 200, "/healthz answers while the pool is full")
+            st, _, _ = s.get("/v1/jobs", reader)
+            t.check(st == 200, "the job listing answers while the pool is full")
+            t.check(fake.log("sbatch") == [] and fake.log("scancel") == [],
+                    "nothing refused reached sbatch or scancel")
+            t.check(metric(s, "codex_ita_pool_refused_total") == 6, "six refusals counted")
+            audit = [a for a in s.audit_lines() if a.get("status") == 503]
+            t.check(any(a.get("action") == "mcp tools/call submit_job" for a in audit),
+                    "the refused MCP call is audited with its tool")
+            os.unlink(hold)
+            th.join(120)
+            st, _, b = out.get("held", (None, {}, b""))
+            t.check(st == 200 and json.loads(b).get("dry_run") is True,
+                    "released, the held dry run answers 200: %s %s" % (st, b[:200]))
+            st, _, d = mcp_call(s, sub, 13, "submit_job",
+                                {"config": base, "overrides": ["job.name=mcpdry"] + small})
+            sc = ((d or {}).get("result") or {}).get("structuredContent") or {}
+            t.check(st == 200 and sc.get("job") == "mcpdry" and "#SBATCH" in sc.get("script", ""),
+                    "an MCP submit_job runs in the pool once there is room: %s %s" % (st, d))
+
+            # -- sbatch that does not return until the test says so
+            fifo = os.path.join(fake.dir, "sbatch.fifo")
+            os.mkfifo(fifo)
+            th = post_long(s, "/v1/jobs", {"config": base,
+                                           "overrides": ["job.name=slow1"] + small}, sub, out,
+                           "slow")
+            t.check(wait_for(lambda: len(fake.log("sbatch")) == 1, timeout=60),
+                    "sbatch is running")
+            t0 = time.time()
+            st, _, _ = s.get("/healthz")
+            t.check(st == 200, "/healthz answers while sbatch runs (%.3f s)" % (time.time() - t0))
+            st, _, d = s.json("/v1/jobs/slow1", reader)
+            t.check(st == 200 and d["status"] == "SUBMITTED",
+                    "the job being submitted reads SUBMITTED meanwhile: %s %s"
+                    % (st, d and d.get("status")))
+            st, h, _ = s.get("/v1/jobs", sub, method="POST", body=json.dumps(
+                {"config": base, "overrides": ["job.name=full2"] + small}).encode(),
+                headers={"Content-Type": "application/json"})
+            t.check(st == 503 and h.get("retry-after") == "1",
+                    "a second submission while sbatch runs: 503 (%s)" % st)
+            st, h, d = mcp_call(s, sub, 14, "cancel_job", {"job": "slow1"})
+            is_busy_rpc(t, st, h, d, 14, "MCP cancel_job while sbatch runs")
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(fd, b"go\n")
+            os.close(fd)
+            th.join(120)
+            st, h, b = out.get("slow", (None, {}, b""))
+            d = json.loads(b) if st else {}
+            t.check(st == 201 and d.get("slurm_job_id") == "5000" and
+                    h.get("location") == "/v1/jobs/slow1",
+                    "sbatch returned: 201 with the Slurm id: %s %s" % (st, b[:200]))
+            st, _, d = s.json("/v1/jobs/slow1/cancel", sub, method="POST", body=b"")
+            t.check(st == 202 and d["status"] == "CANCELLED" and
+                    fake.log("scancel") == ["5000"],
+                    "the cancel runs scancel in the pool: %s %s %s"
+                    % (st, d, fake.log("scancel")))
+            audit = [a for a in s.audit_lines() if a.get("action") == "cancel"]
+            t.check(audit and audit[-1]["launched"] == "slurm 5000" and audit[-1]["job"] == "slow1",
+                    "the cancel's audit line names the job and the Slurm id: %s" % audit[-1:])
+            t.check(wait_for(lambda: metric(s, "codex_ita_pool_jobs") == 0, timeout=30),
+                    "the pool is empty again")
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
+        fake.close()
 
 
 # ---------------------------------------------------------------- timeouts
@@ -406,7 +587,7 @@ def case_job_index(ctx, t):
         shutil.rmtree(d, ignore_errors=True)
 
 
-CASES = {"job_index": case_job_index, "pool": case_pool, "slow_header": case_slow_header, "write_timeout": case_write_timeout,
+CASES = {"job_index": case_job_index, "pool": case_pool, "pool_submit": case_pool_submit, "slow_header": case_slow_header, "write_timeout": case_write_timeout,
          "reserve": case_reserve, "rapid_reset": case_rapid_reset, "audit": case_audit}
 
 

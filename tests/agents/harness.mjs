@@ -55,10 +55,11 @@ export function makeServiceDir({ kb = true, extraYaml = "" } = {}) {
   return { dir, cfg, keys, keysFile, audit: path.join(dir, "audit.jsonl") };
 }
 
-// Starts codex-ita on svc; resolves {url, proc, stop()}.
-export function startServer(svc) {
+// Starts codex-ita on svc (env: its environment, this process's by default);
+// resolves {url, proc, stop()}.
+export function startServer(svc, env = process.env) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(ITA, ["--config", svc.cfg], { stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(ITA, ["--config", svc.cfg], { stdio: ["ignore", "pipe", "pipe"], env });
     let out = "", err = "";
     const timer = setTimeout(() => { proc.kill("SIGKILL"); reject(new Error("no listening line: " + err)); }, 60000);
     proc.stdout.on("data", (d) => {

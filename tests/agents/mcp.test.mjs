@@ -10,6 +10,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client as ClientV1 } from "@modelcontextprotocol/sdk/client/index.js";
@@ -76,7 +77,7 @@ async function journey(client, { scope }) {
   assert.ok(/github/i.test(scan), "the planted token is found: " + scan.slice(0, 300));
   r = await client.callTool({ name: "run_tests", arguments: { command: "sh", files: { "run.sh": "echo sandboxed; exit 3" } } });
   if (scope === "submit") {
-    assert.ok(!r.isError);
+    assert.ok(!r.isError, JSON.stringify(r));
     assert.equal(structured(r).exit_code, 3);
     assert.match(structured(r).stdout, /sandboxed/);
   } else {
@@ -262,6 +263,57 @@ test("malformed messages, Origin and protocol-version checks over HTTP", async (
   r = await fetch(srv.url + "/mcp", { headers: { "X-API-Key": svc.keys.reader } });
   assert.equal(r.status, 405);
   assert.equal(r.headers.get("allow"), "POST");
+});
+
+test("a full worker pool: both official clients get the busy error at once, then succeed", { timeout: 120000 }, async () => {
+  // pool.threads 1, queue 0, its one place taken by a call held by the
+  // test-only hold file: nothing here depends on how long anything takes
+  const hold = path.join(os.tmpdir(), `cu-agents-hold-${process.pid}`);
+  fs.writeFileSync(hold, "");
+  const svc2 = makeServiceDir({ kb: false, extraYaml: "pool:\n  threads: 1\n  queue: 0" });
+  const srv2 = await startServer(svc2, { ...process.env, CU_ITA_POOL_HOLD: hold });
+  try {
+    const rpc = (id, name, args, key = svc2.keys.reader) => fetch(srv2.url + "/mcp", { method: "POST",
+      body: JSON.stringify({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } }),
+      headers: { "X-API-Key": key, "Content-Type": "application/json", Accept: "application/json, text/event-stream" } });
+    const held = rpc(1, "hygiene_scan", { text: `token = "${PLANTED}"\n` });
+    const inPool = async () => {
+      const m = await (await fetch(srv2.url + "/metrics", { headers: { "X-API-Key": svc2.keys.reader } })).text();
+      return /^codex_ita_pool_jobs 1$/m.test(m);
+    };
+    for (let i = 0; i < 600 && !(await inPool()); i++) await sleep(50);
+    assert.ok(await inPool(), "the held call takes the pool's one place");
+    // the raw answer: HTTP 503 + Retry-After, a JSON-RPC error for the id
+    const r = await rpc("b2", "submit_job", { config: BASE }, svc2.keys.submitter);
+    assert.equal(r.status, 503);
+    assert.equal(r.headers.get("retry-after"), "1");
+    const body = await r.json();
+    assert.equal(body.id, "b2");
+    assert.equal(body.error.code, -32050);
+    assert.equal(body.error.data.retryAfter, 1);
+    // the official clients: an error, not a hang, with the server's words
+    const v1 = new ClientV1(info);
+    await v1.connect(new HttpV1(new URL(srv2.url + "/mcp"), httpOpts(svc2.keys.reader)));
+    await assert.rejects(v1.callTool({ name: "hygiene_scan", arguments: { text: "x" } }),
+                        (e) => e.code === 503 && /-32050/.test(e.message));
+    const v2 = new ClientV2(info, { versionNegotiation: { mode: { pin: "2026-07-28" } } });
+    await v2.connect(new HttpV2(new URL(srv2.url + "/mcp"), httpOpts(svc2.keys.reader)));
+    await assert.rejects(v2.callTool({ name: "hygiene_scan", arguments: { text: "x" } }), /-32050/);
+    // tools that do not block still answer on the event loop
+    const st = await v1.callTool({ name: "job_status", arguments: { job: "failed-nan" } });
+    assert.equal(structured(st).status, "FAILED");
+    fs.unlinkSync(hold);
+    const first = await (await held).json();
+    assert.ok(!JSON.stringify(first).includes(PLANTED) && /github/i.test(JSON.stringify(first.result)),
+              "released, the held scan answers");
+    const again = await v1.callTool({ name: "hygiene_scan", arguments: { text: "x" } });
+    assert.ok(!again.isError, "with room in the pool the same call succeeds");
+    await v1.close();
+    await v2.close();
+  } finally {
+    fs.rmSync(hold, { force: true });
+    assert.equal(await srv2.stop(), 0);
+  }
 });
 
 test("malformed lines over stdio get JSON-RPC errors and the server carries on", async () => {
