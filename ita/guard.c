@@ -6,6 +6,8 @@
 #include "ita/guard.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "ita/http.h"
@@ -85,6 +87,44 @@ int ita_guard_request(void *worker, h2o_conn_t *conn, int http2) {
         conn_kill(c);
     }
     return -1;
+}
+
+static int name_is(const char *p, size_t len, const char *lit) {
+    return strlen(lit) == len && !strncasecmp(p, lit, len);
+}
+
+/* h2o 2.2 frames the body by Transfer-Encoding, else the first
+ * Content-Length, and keeps neither in req->headers, so the header block is
+ * read where h2o parsed it: a connection's input stays in its buffer until
+ * the answer has been sent, starting at this request's line (after the
+ * empty lines a client may send between requests). h2o has parsed it
+ * already, so every line is complete and names end at a colon. */
+const char *ita_guard_http1_framing(h2o_req_t *req) {
+    if (req->version >= 0x200 || !req->conn->callbacks->get_socket) return NULL;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (!sock || !sock->input) return NULL;
+    const char *p = sock->input->bytes, *end = p + sock->input->size;
+    while (p < end && (*p == '\r' || *p == '\n')) p++;
+    const char *eol = memchr(p, '\n', (size_t)(end - p)); /* the request line */
+    int n_length = 0, n_coding = 0;
+    while (eol) {
+        p = eol + 1;
+        if (!(eol = memchr(p, '\n', (size_t)(end - p)))) break;
+        size_t len = (size_t)(eol - p);
+        if (len && p[len - 1] == '\r') len--;
+        if (len == 0) break; /* the end of the header block */
+        if (*p == ' ' || *p == '\t') return "a folded header line (obs-fold) is not accepted";
+        const char *colon = memchr(p, ':', len);
+        if (!colon) continue;
+        if (name_is(p, (size_t)(colon - p), "content-length"))
+            n_length++;
+        else if (name_is(p, (size_t)(colon - p), "transfer-encoding"))
+            n_coding++;
+    }
+    if (n_length && n_coding) return "Content-Length together with Transfer-Encoding";
+    if (n_length > 1) return "more than one Content-Length";
+    if (n_coding > 1) return "more than one Transfer-Encoding";
+    return NULL;
 }
 
 static void sweep(ita_worker_t *w) {

@@ -403,6 +403,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         h2o_send_inline(req, NULL, 0);
         return 0;
     }
+    const char *ambiguous = ita_guard_http1_framing(req);
+    if (ambiguous) {
+        req->http1_is_persistent = 0; /* the bytes behind it are never parsed */
+        char d[128];
+        snprintf(d, sizeof d, "ambiguous request framing: %s", ambiguous);
+        ita_problem(rq, 400, d);
+        return 0;
+    }
     if (header_bytes(req) > MAX_HEADER_BYTES) {
         ita_problem(rq, 431, "request headers exceed 16 KiB");
         return 0;
