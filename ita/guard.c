@@ -69,6 +69,25 @@ int ita_guard_evict(void *worker) {
     return 0;
 }
 
+/* h2o 2.2 parses the HTTP/2 frames it has read in a loop that runs until
+ * its input buffer is empty, whatever the connection's fate: after a
+ * rapid-reset flood trips the limit, thousands of streams already read would
+ * each still be opened, answered and reset. A request is started from
+ * within that loop by the frame at the start of the buffer (HEADERS,
+ * CONTINUATION or DATA ending the stream; RST_STREAM when a waiting stream
+ * gets its turn), which h2o consumes when the handler returns: cutting the
+ * buffer to that frame ends the loop there. Outside the loop (a waiting
+ * request started by a write completing) the buffer holds at most an
+ * incomplete frame, left as it is. Whatever arrives later meets the next
+ * refusal, and the shut-down socket soon reads its end. */
+static void drop_read_frames(h2o_socket_t *sock) {
+    h2o_buffer_t *in = sock->input;
+    if (!in || in->size < 9) return;
+    const unsigned char *b = (const unsigned char *)in->bytes;
+    size_t frame = 9 + ((size_t)b[0] << 16 | (size_t)b[1] << 8 | b[2]);
+    if (frame <= in->size) in->size = frame;
+}
+
 int ita_guard_request(void *worker, h2o_conn_t *conn, int http2) {
     ita_worker_t *w = worker;
     h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
@@ -82,10 +101,12 @@ int ita_guard_request(void *worker, h2o_conn_t *conn, int http2) {
         c->win_count = 0;
     }
     if (++c->win_count <= w->srv->cfg.h2_max_requests_per_s) return 0;
+    atomic_fetch_add_explicit(&w->n_rate_refused, 1, memory_order_relaxed);
     if (!c->dying) {
         atomic_fetch_add_explicit(&w->n_rate_closed, 1, memory_order_relaxed);
         conn_kill(c);
     }
+    drop_read_frames(sock);
     return -1;
 }
 

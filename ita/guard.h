@@ -27,8 +27,10 @@ int ita_guard_conn_open(void *worker, h2o_socket_t *sock);
  * connection that has not completed a request. Returns 1 when one was. */
 int ita_guard_evict(void *worker);
 
-/* A request arrived on conn: counts it; returns -1 (and closes the
- * connection) past the HTTP/2 per-connection rate. */
+/* A request arrived on conn: counts it; returns -1 past the HTTP/2
+ * per-connection rate, having shut the connection down and cut h2o's input
+ * after the frame being handled, so the frames it had read but not parsed
+ * yet (the rest of a rapid-reset flood) cost nothing. */
 int ita_guard_request(void *worker, h2o_conn_t *conn, int http2);
 
 /* Request smuggling: an HTTP/1.x request whose body framing a front end
