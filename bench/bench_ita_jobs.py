@@ -77,6 +77,10 @@ def main():
                 settle = os.stat(os.path.join(d, "runs")).st_mtime + 2.5 - time.time()
                 if settle > 0:
                     time.sleep(settle)
+                # a new connection: the first listing at 100k can outlast
+                # timeouts.header_s, after which the server closes this one
+                c.close()
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
                 lat = [get("/v1/jobs?limit=50")[0] for _ in range(200)]
                 cur = doc["next_cursor"]
                 deep = [get("/v1/jobs?limit=50&cursor=" + cur)[0] for _ in range(50)]

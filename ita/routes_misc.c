@@ -43,10 +43,10 @@ void ita_route_prometheus(ita_req_t *rq) {
         "codex_ita_connections_closed_total{reason=\"evicted\"} %lu\n"
         "codex_ita_connections_closed_total{reason=\"timeout\"} %lu\n"
         "codex_ita_connections_closed_total{reason=\"http2_rate\"} %lu\n"
-        "# HELP codex_ita_http2_streams_refused_total HTTP/2 streams answered 429 past "
-        "http2.max_requests_per_s.\n"
-        "# TYPE codex_ita_http2_streams_refused_total counter\n"
-        "codex_ita_http2_streams_refused_total %lu\n",
+        "# HELP codex_ita_streams_refused_total Streams answered a bare 429, by reason "
+        "(http2_rate: past http2.max_requests_per_s).\n"
+        "# TYPE codex_ita_streams_refused_total counter\n"
+        "codex_ita_streams_refused_total{reason=\"http2_rate\"} %lu\n",
         in_pool, refused, evicted, timed_out, rate_closed, rate_refused);
     char *all = text ? realloc(text, len + (size_t)tn + 1) : NULL;
     if (!all) {

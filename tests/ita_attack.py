@@ -287,7 +287,7 @@ def case_rapid_reset(ctx, t):
             # what h2o had already read of the flood is not parsed once the
             # limit trips: one refused stream per read at most (the flood
             # arrives in ~16 KB TLS records), not one per stream left
-            refused = metric(s, "codex_ita_http2_streams_refused_total") or 0
+            refused = metric(s, 'codex_ita_streams_refused_total{reason="http2_rate"}') or 0
             t.check(0 < refused <= 100, "the rest of the flood is dropped unparsed: %d of the %d "
                     "streams past the limit were answered" % (refused, n - 50))
     finally:
