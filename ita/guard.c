@@ -6,6 +6,8 @@
 #include "ita/guard.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "ita/http.h"
@@ -67,6 +69,25 @@ int ita_guard_evict(void *worker) {
     return 0;
 }
 
+/* h2o 2.2 parses the HTTP/2 frames it has read in a loop that runs until
+ * its input buffer is empty, whatever the connection's fate: after a
+ * rapid-reset flood trips the limit, thousands of streams already read would
+ * each still be opened, answered and reset. A request is started from
+ * within that loop by the frame at the start of the buffer (HEADERS,
+ * CONTINUATION or DATA ending the stream; RST_STREAM when a waiting stream
+ * gets its turn), which h2o consumes when the handler returns: cutting the
+ * buffer to that frame ends the loop there. Outside the loop (a waiting
+ * request started by a write completing) the buffer holds at most an
+ * incomplete frame, left as it is. Whatever arrives later meets the next
+ * refusal, and the shut-down socket soon reads its end. */
+static void drop_read_frames(h2o_socket_t *sock) {
+    h2o_buffer_t *in = sock->input;
+    if (!in || in->size < 9) return;
+    const unsigned char *b = (const unsigned char *)in->bytes;
+    size_t frame = 9 + ((size_t)b[0] << 16 | (size_t)b[1] << 8 | b[2]);
+    if (frame <= in->size) in->size = frame;
+}
+
 int ita_guard_request(void *worker, h2o_conn_t *conn, int http2) {
     ita_worker_t *w = worker;
     h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
@@ -80,11 +101,51 @@ int ita_guard_request(void *worker, h2o_conn_t *conn, int http2) {
         c->win_count = 0;
     }
     if (++c->win_count <= w->srv->cfg.h2_max_requests_per_s) return 0;
+    atomic_fetch_add_explicit(&w->n_rate_refused, 1, memory_order_relaxed);
     if (!c->dying) {
         atomic_fetch_add_explicit(&w->n_rate_closed, 1, memory_order_relaxed);
         conn_kill(c);
     }
+    drop_read_frames(sock);
     return -1;
+}
+
+static int name_is(const char *p, size_t len, const char *lit) {
+    return strlen(lit) == len && !strncasecmp(p, lit, len);
+}
+
+/* h2o 2.2 frames the body by Transfer-Encoding, else the first
+ * Content-Length, and keeps neither in req->headers, so the header block is
+ * read where h2o parsed it: a connection's input stays in its buffer until
+ * the answer has been sent, starting at this request's line (after the
+ * empty lines a client may send between requests). h2o has parsed it
+ * already, so every line is complete and names end at a colon. */
+const char *ita_guard_http1_framing(h2o_req_t *req) {
+    if (req->version >= 0x200 || !req->conn->callbacks->get_socket) return NULL;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (!sock || !sock->input) return NULL;
+    const char *p = sock->input->bytes, *end = p + sock->input->size;
+    while (p < end && (*p == '\r' || *p == '\n')) p++;
+    const char *eol = memchr(p, '\n', (size_t)(end - p)); /* the request line */
+    int n_length = 0, n_coding = 0;
+    while (eol) {
+        p = eol + 1;
+        if (!(eol = memchr(p, '\n', (size_t)(end - p)))) break;
+        size_t len = (size_t)(eol - p);
+        if (len && p[len - 1] == '\r') len--;
+        if (len == 0) break; /* the end of the header block */
+        if (*p == ' ' || *p == '\t') return "a folded header line (obs-fold) is not accepted";
+        const char *colon = memchr(p, ':', len);
+        if (!colon) continue;
+        if (name_is(p, (size_t)(colon - p), "content-length"))
+            n_length++;
+        else if (name_is(p, (size_t)(colon - p), "transfer-encoding"))
+            n_coding++;
+    }
+    if (n_length && n_coding) return "Content-Length together with Transfer-Encoding";
+    if (n_length > 1) return "more than one Content-Length";
+    if (n_coding > 1) return "more than one Transfer-Encoding";
+    return NULL;
 }
 
 static void sweep(ita_worker_t *w) {

@@ -63,9 +63,10 @@ typedef struct {
     int n_dying;                 /* shut down, not yet closed by h2o */
     h2o_timeout_t guard_timeout; /* the guard's sweep */
     h2o_timeout_entry_t guard_entry;
-    atomic_ulong n_evicted;     /* connections closed to make room */
-    atomic_ulong n_rate_closed; /* HTTP/2 connections past the stream rate */
-    atomic_ulong n_timed_out;   /* closed by the header or write timeout */
+    atomic_ulong n_evicted;      /* connections closed to make room */
+    atomic_ulong n_rate_closed;  /* HTTP/2 connections past the stream rate */
+    atomic_ulong n_rate_refused; /* HTTP/2 streams refused past the rate */
+    atomic_ulong n_timed_out;    /* closed by the header or write timeout */
 } ita_worker_t;
 
 struct ita_server {

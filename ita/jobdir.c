@@ -362,18 +362,26 @@ const char *ita_jobdir_state_text(ita_jobdir_t *jd, const char *id) {
  *   - summarises again the jobs that are active (their heartbeat age,
  *     LOST and the scheduler's word change with time), new, or have a
  *     Slurm id when the scheduler view changed;
- *   - stats the state.json of finished jobs in turn, at most IX_BUDGET
- *     or IX_BUDGET_S of them a listing, and reads again the ones whose
+ *   - stats the state.json of finished jobs in turn, IX_STAT_MIN a
+ *     listing plus IX_STAT_RATE a second since the last one (at most
+ *     IX_BUDGET or IX_BUDGET_S a listing), and reads again the ones whose
  *     identity (device, inode, size, mtime) changed: a finished job
- *     rewritten (a resumed run) shows in the listing after a number of
- *     listings that grows with the number of jobs; GET /v1/jobs/{id} is
+ *     rewritten (a resumed run) shows in the listing after at most
+ *     N / IX_STAT_RATE seconds of listings, while back-to-back listings
+ *     each pay a few dozen stat calls, not thousands; GET /v1/jobs/{id} is
  *     always current.
+ * Only the "hot" entries (new, active, without a readable state.json, or
+ * with a Slurm id) are visited at every listing, from a list rebuilt when
+ * an entry joins, leaves or changes kind, so a listing of 100k mostly
+ * finished jobs does not touch every entry.
  * The parsed state is kept only for active jobs and those with a Slurm id;
  * a finished job costs its summary. */
 
 #define IX_BUCKETS 65536
 #define IX_BUDGET 2048
 #define IX_BUDGET_S 0.004
+#define IX_STAT_MIN 64
+#define IX_STAT_RATE 20000.0
 #define IX_TICK_S 2.0
 
 typedef struct ix_entry {
@@ -396,8 +404,12 @@ struct ita_jobindex {
     unsigned gen;
     struct timespec dir_mtime;
     ino_t dir_ino;
-    double scanned_at; /* wall clock; 0 before the first scan */
-    size_t rr;         /* the next finished job to stat */
+    double scanned_at;     /* wall clock; 0 before the first scan */
+    size_t rr;             /* the next finished job to stat */
+    double swept_at;       /* monotonic time of the last listing's stat calls */
+    struct ix_entry **hot; /* visited at every listing (ix_is_hot) */
+    size_t n_hot, cap_hot;
+    int hot_stale; /* rebuild hot before the next listing */
     const ita_sched_view_t *view;
 };
 
@@ -423,6 +435,7 @@ void ita_jobindex_free(struct ita_jobindex *ix) {
     for (size_t i = 0; i < ix->n; i++) ix_entry_free(ix->all[i]);
     free(ix->all);
     free(ix->sorted);
+    free(ix->hot);
     free(ix);
 }
 
@@ -451,6 +464,7 @@ static ix_entry_t *ix_get(struct ita_jobindex *ix, const char *id) {
     ix->buckets[b] = x;
     ix->all[ix->n++] = x;
     ix->order_stale = 1;
+    ix->hot_stale = 1;
     return x;
 }
 
@@ -468,6 +482,7 @@ static void ix_sweep(struct ita_jobindex *ix) {
         *pp = x->next;
         ix_entry_free(x);
         ix->order_stale = 1;
+        ix->hot_stale = 1;
     }
     ix->n = k;
 }
@@ -524,9 +539,29 @@ static int ix_changed(ita_jobdir_t *jd, const ix_entry_t *x) {
            st.st_mtim.tv_sec != x->e.mtime.tv_sec || st.st_mtim.tv_nsec != x->e.mtime.tv_nsec;
 }
 
+/* Whether x is visited at every listing. */
+static int ix_is_hot(const ix_entry_t *x) {
+    return x->dirty || !x->valid || x->active || x->sum.slurm_job_id[0];
+}
+
+static int ix_rebuild_hot(struct ita_jobindex *ix) {
+    if (ix->cap_hot < ix->n) {
+        ix_entry_t **g = realloc(ix->hot, ix->n * sizeof *g);
+        if (!g) return -1;
+        ix->hot = g;
+        ix->cap_hot = ix->n;
+    }
+    ix->n_hot = 0;
+    for (size_t i = 0; i < ix->n; i++)
+        if (ix_is_hot(ix->all[i])) ix->hot[ix->n_hot++] = ix->all[i];
+    ix->hot_stale = 0;
+    return 0;
+}
+
 /* Reads (when changed) and summarises x; keeps the parsed state only for
  * active jobs and jobs with a Slurm id. */
 static void ix_summarise(ita_jobdir_t *jd, struct ita_jobindex *ix, ix_entry_t *x) {
+    int was_hot = ix_is_hot(x);
     cu_error_t e2;
     double before = x->valid ? x->sum.started_at : NAN;
     int was_valid = x->valid;
@@ -543,6 +578,7 @@ static void ix_summarise(ita_jobdir_t *jd, struct ita_jobindex *ix, ix_entry_t *
         x->e.state_text = NULL;
     }
     if (x->valid != was_valid || (x->valid && x->sum.started_at != before)) ix->order_stale = 1;
+    if (ix_is_hot(x) != was_hot) ix->hot_stale = 1;
 }
 
 static int ix_refresh(ita_jobdir_t *jd, struct ita_jobindex *ix, cu_error_t *err) {
@@ -550,20 +586,27 @@ static int ix_refresh(ita_jobdir_t *jd, struct ita_jobindex *ix, cu_error_t *err
     if (rc) return rc;
     int view_changed = ix->view != jd->view;
     ix->view = jd->view;
+    if (ix->hot_stale && ix_rebuild_hot(ix)) return cu_error_set(err, CU_ENOMEM, "out of memory");
     /* (a finished job's heartbeat age is brought up to date when it is
-     * rendered, from updated_at: no pass over every summary here) */
-    for (size_t i = 0; i < ix->n; i++) {
-        ix_entry_t *x = ix->all[i];
+     * rendered, from updated_at: no pass over every summary here). The
+     * hot list may go stale below; it is rebuilt at the next listing. */
+    for (size_t i = 0, n_hot = ix->n_hot; i < n_hot; i++) {
+        ix_entry_t *x = ix->hot[i];
         if (x->dirty || (x->valid && x->active) ||
             (view_changed && x->valid && x->sum.slurm_job_id[0]))
             ix_summarise(jd, ix, x);
         else if (!x->valid && ix_changed(jd, x)) /* a directory whose state.json appeared */
             ix_summarise(jd, ix, x);
     }
-    /* finished jobs rewritten (a resumed run): at most IX_BUDGET of them a
-     * listing, and no more than IX_BUDGET_S of stat calls */
-    size_t budget = ix->n < IX_BUDGET ? ix->n : IX_BUDGET;
-    double until = ita_mono_now() + IX_BUDGET_S;
+    /* finished jobs rewritten (a resumed run): IX_STAT_MIN a listing plus
+     * IX_STAT_RATE a second since the last listing, at most IX_BUDGET, and
+     * no more than IX_BUDGET_S of stat calls */
+    double now = ita_mono_now();
+    double due = ix->swept_at > 0 ? (now - ix->swept_at) * IX_STAT_RATE : IX_BUDGET;
+    ix->swept_at = now;
+    size_t budget = due >= IX_BUDGET - IX_STAT_MIN ? IX_BUDGET : IX_STAT_MIN + (size_t)due;
+    if (budget > ix->n) budget = ix->n;
+    double until = now + IX_BUDGET_S;
     for (size_t k = 0; k < budget; k++) {
         ix_entry_t *x = ix->all[ix->rr++ % ix->n];
         if (ix_changed(jd, x)) ix_summarise(jd, ix, x);

@@ -23,14 +23,15 @@ void ita_route_prometheus(ita_req_t *rq) {
     char *text = ita_metrics_render(ms, n, rq->w->jobs, &len);
     /* the worker pool and the connection guard (pool.h, guard.h) */
     int in_pool = 0;
-    unsigned long refused = 0, evicted = 0, rate_closed = 0, timed_out = 0;
+    unsigned long refused = 0, evicted = 0, rate_closed = 0, timed_out = 0, rate_refused = 0;
     ita_pool_counts(srv->pool, &in_pool, &refused);
     for (int i = 0; i < srv->n_workers; i++) {
         evicted += atomic_load_explicit(&srv->workers[i].n_evicted, memory_order_relaxed);
         rate_closed += atomic_load_explicit(&srv->workers[i].n_rate_closed, memory_order_relaxed);
         timed_out += atomic_load_explicit(&srv->workers[i].n_timed_out, memory_order_relaxed);
+        rate_refused += atomic_load_explicit(&srv->workers[i].n_rate_refused, memory_order_relaxed);
     }
-    char tail[1024];
+    char tail[2048];
     int tn = snprintf(
         tail, sizeof tail,
         "# HELP codex_ita_pool_jobs Jobs in the worker pool, running or waiting.\n"
@@ -41,8 +42,12 @@ void ita_route_prometheus(ita_req_t *rq) {
         "# TYPE codex_ita_connections_closed_total counter\n"
         "codex_ita_connections_closed_total{reason=\"evicted\"} %lu\n"
         "codex_ita_connections_closed_total{reason=\"timeout\"} %lu\n"
-        "codex_ita_connections_closed_total{reason=\"http2_rate\"} %lu\n",
-        in_pool, refused, evicted, timed_out, rate_closed);
+        "codex_ita_connections_closed_total{reason=\"http2_rate\"} %lu\n"
+        "# HELP codex_ita_streams_refused_total Streams answered a bare 429, by reason "
+        "(http2_rate: past http2.max_requests_per_s).\n"
+        "# TYPE codex_ita_streams_refused_total counter\n"
+        "codex_ita_streams_refused_total{reason=\"http2_rate\"} %lu\n",
+        in_pool, refused, evicted, timed_out, rate_closed, rate_refused);
     char *all = text ? realloc(text, len + (size_t)tn + 1) : NULL;
     if (!all) {
         free(text);

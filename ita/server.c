@@ -386,6 +386,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     rq->w = (ita_worker_t *)req->conn->ctx;
     rq->t0 = ita_mono_now();
     rq->route = ITA_ROUTE_OTHER;
+    if (ita_guard_request(rq->w, req->conn, req->version >= 0x200)) {
+        /* the connection is being closed (and what h2o had read of it
+         * dropped): the cheapest answer, no request id, no problem
+         * document, no audit line (counted in /metrics) */
+        req->res.status = 429;
+        req->res.reason = "Too Many Requests";
+        h2o_send_inline(req, NULL, 0);
+        return 0;
+    }
     const h2o_iovec_t *rid = ita_header(rq, "x-request-id");
     if (rid && ita_request_id_valid(rid->base, rid->len)) {
         memcpy(rq->request_id, rid->base, rid->len);
@@ -393,14 +402,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     } else {
         ita_request_id_generate(rq->request_id, &rq->w->id_counter);
     }
-    if (ita_guard_request(rq->w, req->conn, req->version >= 0x200)) {
-        /* the connection is being closed; a rapid-reset flood has h2o parse
-         * thousands of streams from what it already read, so each gets the
-         * cheapest answer: no problem document, no audit line (the closing
-         * is counted in /metrics) */
-        req->res.status = 429;
-        req->res.reason = "Too Many Requests";
-        h2o_send_inline(req, NULL, 0);
+    const char *ambiguous = ita_guard_http1_framing(req);
+    if (ambiguous) {
+        req->http1_is_persistent = 0; /* the bytes behind it are never parsed */
+        char d[128];
+        snprintf(d, sizeof d, "ambiguous request framing: %s", ambiguous);
+        ita_problem(rq, 400, d);
         return 0;
     }
     if (header_bytes(req) > MAX_HEADER_BYTES) {

@@ -18,7 +18,8 @@ if(TARGET cu_ita)
                    $<TARGET_FILE:codexctl> ${PROJECT_SOURCE_DIR} monitoring)
   set_tests_properties(ita_monitoring PROPERTIES LABELS ita TIMEOUT 120)
   # issue 18: attacks on the service and the bounds that hold them
-  foreach(case pool pool_submit slow_header write_timeout reserve rapid_reset audit job_index)
+  foreach(case pool pool_submit slow_header write_timeout reserve rapid_reset audit job_index
+               smuggling renegotiation)
     add_test(NAME ita_attack_${case}
              COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/ita_attack.py $<TARGET_FILE:codex-ita>
                      $<TARGET_FILE:codexctl> ${PROJECT_SOURCE_DIR} ${case})

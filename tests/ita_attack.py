@@ -25,6 +25,13 @@ Cases:
                 past http2.max_requests_per_s is closed
   job_index     5,000 job directories: all listed through the pages; new,
                 removed and rewritten jobs show as documented
+  smuggling     HTTP/1.1 requests framed ambiguously (two Content-Length,
+                Content-Length with Transfer-Encoding, two Transfer-Encoding,
+                a folded header line) are answered 400 and the connection
+                closed; the request pipelined behind is never served. HTTP/2:
+                h2o resets content-length/DATA mismatches and transfer-encoding
+  renegotiation TLS 1.2 client-initiated renegotiation (openssl s_client R)
+                gets no second handshake
   audit         audit.max_mb rotates the log keeping audit.keep files;
                 401 answers past audit.rejected_per_s are summed in aggregate
                 lines and every one is accounted for
@@ -458,8 +465,219 @@ def case_rapid_reset(ctx, t):
             t.check(st == 200, "the server still answers")
             t.check((metric(s, 'codex_ita_connections_closed_total{reason="http2_rate"}') or 0)
                     >= 1, "the closing is counted")
+            # what h2o had already read of the flood is not parsed once the
+            # limit trips: one refused stream per read at most (the flood
+            # arrives in ~16 KB TLS records), not one per stream left
+            refused = metric(s, 'codex_ita_streams_refused_total{reason="http2_rate"}') or 0
+            t.check(0 < refused <= 100, "the rest of the flood is dropped unparsed: %d of the %d "
+                    "streams past the limit were answered" % (refused, n - 50))
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- request smuggling
+
+SMUGGLED = b"GET /healthz?smuggled=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def smuggling_attacks():
+    """(what, bytes): an ambiguously framed request with a second request
+    behind it. A front end that frames the first one differently from h2o
+    (which takes Transfer-Encoding, else the first Content-Length) would see
+    the second as body, and h2o would serve it as a request nobody checked."""
+    n = len(SMUGGLED)
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    return [
+        ("two differing Content-Length",
+         head + b"Content-Length: 0\r\nContent-Length: %d\r\n\r\n" % n + SMUGGLED),
+        ("two identical Content-Length",
+         head + b"Content-Length: 0\r\ncontent-length: 0\r\n\r\n" + SMUGGLED),
+        ("Transfer-Encoding then Content-Length",
+         head + b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n\r\n0\r\n\r\n" % (n + 5) +
+         SMUGGLED),
+        ("Content-Length then Transfer-Encoding",
+         head + b"Content-Length: %d\r\nTRANSFER-ENCODING: chunked\r\n\r\n0\r\n\r\n" % (n + 5) +
+         SMUGGLED),
+        ("two Transfer-Encoding",
+         head + b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+         SMUGGLED),
+        ("a folded header line",
+         head + b"Content-Length: 0\r\nX-Pad: a\r\n %d\r\n\r\n" % n + SMUGGLED),
+    ]
+
+
+def tls_cert(d):
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                        "1", "-subj", "/CN=codex-ita-test", "-keyout", key, "-out", cert],
+                       capture_output=True, text=True)
+    return (cert, key) if p.returncode == 0 else (None, None)
+
+
+def h2_read_frames(c, want, timeout=30):
+    """Reads frames until every stream in want has a HEADERS (1) or
+    RST_STREAM (3) from the server (stream 0: GOAWAY, 7), or EOF, or the
+    hang guard; returns {stream: first such frame type}."""
+    got, buf, t0 = {}, b"", time.time()
+    c.settimeout(timeout)
+    while time.time() - t0 < timeout and not all(w in got for w in want):
+        try:
+            chunk = c.recv(65536)
+        except (OSError, ssl.SSLError):
+            break
+        if not chunk:
+            break
+        buf += chunk
+        while len(buf) >= 9:
+            n = int.from_bytes(buf[:3], "big")
+            if len(buf) < 9 + n:
+                break
+            ftype, sid = buf[3], int.from_bytes(buf[5:9], "big") & 0x7fffffff
+            if ftype in (1, 3, 7) and sid not in got:
+                got[sid] = ftype
+            buf = buf[9 + n:]
+    return got
+
+
+def smuggling_h2(ctx, t):
+    """HTTP/2 frames bodies itself (DATA frames); h2o resets a stream whose
+    content-length disagrees with its DATA and one carrying
+    transfer-encoding, before any handler runs."""
+    d = tempfile.mkdtemp(prefix="ita-h2s-")
+    try:
+        cert, key = tls_cert(d)
+        if not t.check(cert, "openssl made a test certificate"):
+            return
+        with Server(ctx, "tls:\n  cert: %s\n  key: %s\n" % (cert, key)) as s:
+            tls = ssl.create_default_context(cafile=cert)
+            tls.check_hostname = False
+            tls.set_alpn_protocols(["h2"])
+            c = tls.wrap_socket(socket.create_connection(("127.0.0.1", s.port), timeout=20))
+            if not t.check(c.selected_alpn_protocol() == "h2", "HTTP/2 negotiated over TLS"):
+                return
+
+            def hdr(method, extra=b""):
+                return (hpack_literal(b":method", method) + hpack_literal(b":scheme", b"https") +
+                        hpack_literal(b":path", b"/healthz") +
+                        hpack_literal(b":authority", b"localhost") + extra)
+
+            pre = [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", h2_frame(4, 0, 0)]
+            c.sendall(b"".join(pre + [
+                # content-length 10, 3 bytes of DATA
+                h2_frame(1, 0x4, 1, hdr(b"POST", hpack_literal(b"content-length", b"10"))),
+                h2_frame(0, 0x1, 1, b"abc"),
+                # a plain request on the same connection
+                h2_frame(1, 0x5, 3, hdr(b"GET"))]))
+            got = h2_read_frames(c, (1, 3))
+            c.close()
+            t.check(got.get(1) == 3, "h2: content-length != DATA is reset: %s" % got)
+            t.check(got.get(3) == 1, "h2: the plain request is answered: %s" % got)
+            # transfer-encoding is not an HTTP/2 header: a connection error
+            c = tls.wrap_socket(socket.create_connection(("127.0.0.1", s.port), timeout=20))
+            c.sendall(b"".join(pre + [
+                h2_frame(1, 0x5, 1, hdr(b"GET", hpack_literal(b"transfer-encoding", b"chunked"))),
+                h2_frame(1, 0x5, 3, hdr(b"GET"))]))
+            got = h2_read_frames(c, (0, 1, 3))
+            c.close()
+            t.check(got.get(0) == 7 and 1 not in got and 3 not in got,
+                    "h2: transfer-encoding ends the connection (GOAWAY), nothing served: %s" % got)
+            t.check(not any(l.get("method") == "POST" for l in s.audit_lines()),
+                    "no reset stream reached a handler")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def case_renegotiation(ctx, t):
+    """TLS 1.2 client-initiated renegotiation never succeeds (a client
+    could otherwise make the server redo the expensive half of a handshake
+    as often as it likes on one connection): openssl s_client's R command
+    gets no second ServerHello, the connection fails. The server sets
+    SSL_OP_NO_RENEGOTIATION; h2o 2.2's TLS layer also fails the attempt by
+    itself (the client sees a record it cannot decrypt), so this guards the
+    property, e.g. across an h2o upgrade, rather than the option alone."""
+    d = tempfile.mkdtemp(prefix="ita-reneg-")
+    try:
+        cert, key = tls_cert(d)
+        if not t.check(cert, "openssl made a test certificate"):
+            return
+        with Server(ctx, "tls:\n  cert: %s\n  key: %s\n" % (cert, key)) as s:
+            # (line-buffered: s_client writes through stdio)
+            p = subprocess.Popen(["stdbuf", "-oL", "openssl", "s_client", "-connect", "127.0.0.1:%d" % s.port,
+                                  "-tls1_2", "-msg", "-CAfile", cert],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT)
+            out, lines = [], []
+
+            def reader():
+                for line in p.stdout:
+                    lines.append(line.decode(errors="replace"))
+            th = threading.Thread(target=reader, daemon=True)
+            th.start()
+            try:
+                # the first handshake done (its Finished read), then R
+                t.check(wait_for(lambda: sum("Finished" in l and "<<<" in l for l in lines) >= 1,
+                                 timeout=30), "the first TLS 1.2 handshake completed")
+                p.stdin.write(b"R\n")
+                p.stdin.flush()
+                t0 = len(lines)
+
+                def outcome():
+                    after = lines[t0:]
+                    if any("<<<" in l and "ServerHello" in l and "Done" not in l for l in after):
+                        return "renegotiated"
+                    # the server's no_renegotiation alert; through h2o the
+                    # client may instead fail on the record that follows
+                    if any("Alert" in l for l in after) or not th.is_alive():
+                        return "refused"
+                    return None
+                got = wait_for(outcome, timeout=30)
+                t.check(got == "refused", "client-initiated renegotiation refused: %s %r"
+                        % (got, [l for l in lines[t0:] if not l.startswith("    ")][-8:]))
+            finally:
+                try:
+                    p.stdin.close()
+                except OSError:
+                    pass
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                th.join(10)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def case_smuggling(ctx, t):
+    with Server(ctx, "threads: 1\n") as s:
+        for what, data in smuggling_attacks():
+            # the smuggled request closes the connection, so even a server
+            # that serves it ends the exchange: read to EOF (20 s hang guard)
+            out = s.raw(data, read_timeout=20)
+            answers = out.count(b"HTTP/1.1 ")
+            t.check(out.startswith(b"HTTP/1.1 400 "), "%s: answered 400: %r" % (what, out[:40]))
+            t.check(answers == 1, "%s: the request behind it is not served (%d answers)"
+                    % (what, answers))
+            t.check(b"\r\nconnection: close\r\n" in out.lower(),
+                    "%s: the connection is closed" % what)
+        # a plain request with one Content-Length, and a chunked one, still work
+        out = s.raw(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab" +
+                    SMUGGLED.replace(b"smuggled", b"second"), read_timeout=20)
+        t.check(out.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 200" in out,
+                "one Content-Length: both pipelined requests answered: %r" % out[:40])
+        out = s.raw(b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"2\r\nab\r\n0\r\n\r\n" + SMUGGLED.replace(b"smuggled", b"second"),
+                    read_timeout=20)
+        t.check(out.count(b"HTTP/1.1 ") == 2, "chunked alone: both requests answered: %r"
+                % out[:40])
+        st, _, _ = s.get("/healthz")
+        t.check(st == 200, "the server still answers")
+        lines = s.audit_lines()
+        t.check(not any("smuggled" in (l.get("path") or "") for l in lines),
+                "no smuggled request reached the audit log")
+        t.check(sum(1 for l in lines if l.get("status") == 400) == len(smuggling_attacks()),
+                "each refusal is audited")
+    smuggling_h2(ctx, t)
 
 
 # ---------------------------------------------------------------- the audit log
@@ -587,8 +805,10 @@ def case_job_index(ctx, t):
         shutil.rmtree(d, ignore_errors=True)
 
 
-CASES = {"job_index": case_job_index, "pool": case_pool, "pool_submit": case_pool_submit, "slow_header": case_slow_header, "write_timeout": case_write_timeout,
-         "reserve": case_reserve, "rapid_reset": case_rapid_reset, "audit": case_audit}
+CASES = {"job_index": case_job_index, "pool": case_pool, "pool_submit": case_pool_submit,
+         "slow_header": case_slow_header, "write_timeout": case_write_timeout,
+         "reserve": case_reserve, "rapid_reset": case_rapid_reset, "audit": case_audit,
+         "smuggling": case_smuggling, "renegotiation": case_renegotiation}
 
 
 def main():
