@@ -176,12 +176,22 @@ static int check_tensors(const st_model_t *src, const st_model_t *m, char *why, 
     return 1;
 }
 
+/* bytes as "1.23 GB" or "4.5 MB" */
+static const char *human(uint64_t bytes, char *buf, size_t cap) {
+    if (bytes >= 1000000000u)
+        snprintf(buf, cap, "%.2f GB", (double)bytes / 1e9);
+    else
+        snprintf(buf, cap, "%.1f MB", (double)bytes / 1e6);
+    return buf;
+}
+
 static void progress_line(FILE *progress, const char *what, const char *path, uint64_t done,
                           uint64_t total, double t0) {
     if (!progress) return;
-    fprintf(progress, "base cache: %s %s: %3.0f%% (%.2f of %.2f GB, %.0f s)\n", what, path,
-            total ? 100.0 * (double)done / (double)total : 100.0, (double)done / 1e9,
-            (double)total / 1e9, now_s() - t0);
+    char a[32], b[32];
+    fprintf(progress, "base cache: %s %s: %3.0f%% (%s of %s, %.0f s)\n", what, path,
+            total ? 100.0 * (double)done / (double)total : 100.0, human(done, a, sizeof a),
+            human(total, b, sizeof b), now_s() - t0);
     fflush(progress);
 }
 
@@ -309,7 +319,8 @@ static int build(st_model_t *src, const char *weights_path, base_cache_t *c, FIL
     uint64_t total = 0;
     for (int i = 0; i < n; i++) total += st_entry(src, i)->end - st_entry(src, i)->begin;
     if (progress) {
-        fprintf(progress, "base cache: hashing %s (%.2f GB)\n", weights_path, (double)total / 1e9);
+        char h[32];
+        fprintf(progress, "base cache: hashing %s (%s)\n", weights_path, human(total, h, sizeof h));
         fflush(progress);
     }
     int rc = hf_gpt2_weights_sha256(src, weights_path, c->source_sha256, err);
@@ -354,8 +365,9 @@ static int build(st_model_t *src, const char *weights_path, base_cache_t *c, FIL
     struct stat sb;
     if (rc == CU_OK && stat(c->path, &sb) == 0) c->bytes = (uint64_t)sb.st_size;
     if (rc == CU_OK && progress) {
-        fprintf(progress, "base cache: converted %s to %s (%.2f GB) in %.0f s\n", weights_path,
-                c->path, (double)c->bytes / 1e9, now_s() - t0);
+        char h[32];
+        fprintf(progress, "base cache: converted %s to %s (%s) in %.0f s\n", weights_path, c->path,
+                human(c->bytes, h, sizeof h), now_s() - t0);
         fflush(progress);
     }
     if (rc == CU_EIO) {
