@@ -342,8 +342,10 @@ static void test_private_memory(void) {
     /* the copy holds fp32 and bf16: about 3x prod more; the cache: the
      * fp32 embedding and norms, the adapters and activations only */
     CHECK_MSG(copy_b - copy_s > 2 * prod, "copy grows %ld kB", copy_b - copy_s);
+#ifndef __SANITIZE_ADDRESS__ /* ASan's shadow of the untouched buffers is private memory */
     CHECK_MSG(cache_b - cache_s < prod / 4, "cache grows %ld kB (product weights %ld kB)",
               cache_b - cache_s, prod);
+#endif
     shell("rm -rf %s %s", small, big);
     shell("rm -rf %s%s", root, "");
 }
