@@ -316,7 +316,7 @@ static int build(st_model_t *src, const char *weights_path, base_cache_t *c, FIL
                  cu_error_t *err) {
     double t0 = now_s();
     int n = st_count(src);
-    uint64_t total = 0;
+    uint64_t total = 0, size = 0; /* bytes: of the source's tensors, of the cache's */
     for (int i = 0; i < n; i++) total += st_entry(src, i)->end - st_entry(src, i)->begin;
     if (progress) {
         char h[32];
@@ -334,6 +334,7 @@ static int build(st_model_t *src, const char *weights_path, base_cache_t *c, FIL
         t[i].ndim = e->ndim;
         memcpy(t[i].shape, e->shape, sizeof t[i].shape);
         dt[i] = cache_dtype(e);
+        size += (uint64_t)e->numel * (dt[i] == ST_BF16 ? 2u : 4u);
     }
     const char *meta[] = {"format",           "pt",          "codex_base_cache",
                           BASE_CACHE_VERSION, "source",      weights_path,
@@ -370,16 +371,19 @@ static int build(st_model_t *src, const char *weights_path, base_cache_t *c, FIL
                 human(c->bytes, h, sizeof h), now_s() - t0);
         fflush(progress);
     }
-    if (rc == CU_EIO) {
+    if (rc == CU_EIO && (strstr(err->msg, strerror(ENOSPC)) || strstr(err->msg, strerror(EDQUOT)) ||
+                         strstr(err->msg, strerror(EFBIG)))) {
         char root[4200];
         snprintf(root, sizeof root, "%s", c->path);
         char *slash = strrchr(root, '/');
         if (slash) *slash = 0;
         cu_error_prefix(err,
-                        "base cache: converting to bf16 needs about %.2f GB free in %s (set "
+                        "base cache: converting to bf16 needs %.2f GB free in %s (set "
                         "CU_BASE_CACHE to a directory with room, or CU_BASE_CACHE=off to convert "
                         "in each rank's memory)",
-                        (double)total / 2e9, root);
+                        (double)size / 1e9, root);
+    } else if (rc) {
+        cu_error_prefix(err, "base cache: converting %s", weights_path);
     }
     return rc;
 }
