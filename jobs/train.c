@@ -604,7 +604,7 @@ static void base_cache_event(trainer_t *t) {
     json_t *x = json_pack("{s:s, s:s, s:s, s:I, s:f}", "action", base_cache_action_name(bc->action),
                           "path", bc->path, "source_sha256", bc->source_sha256, "bytes",
                           (json_int_t)bc->bytes, "seconds", bc->seconds);
-    char *text = x ? json_dumps(x, JSON_COMPACT) : NULL;
+    char *text = x ? json_dumps(x, 0) : NULL; /* "k": v, the spacing of every event */
     json_decref(x);
     /* the fields without the object's braces */
     size_t n = text ? strlen(text) : 0;
