@@ -288,8 +288,8 @@ static int hash_file(EVP_MD_CTX *ctx, const char *path, cu_error_t *err) {
     return rc;
 }
 
-static int hash_weights(const st_model_t *m, const char *weights_path, char hex[65],
-                        cu_error_t *err) {
+int hf_gpt2_weights_sha256(const st_model_t *m, const char *weights_path, char hex[65],
+                           cu_error_t *err) {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
         EVP_MD_CTX_free(ctx);
@@ -403,9 +403,7 @@ static int check_leftovers(st_model_t *m, const st_entry_t **used, int n_used, c
     return CU_OK;
 }
 
-/* Whether a base tensor is a weight of the matrix products (the linears and
- * an untied head); the embeddings are looked up row by row in fp32. */
-static int is_product_weight(const char *name) {
+int hf_gpt2_is_product_weight(const char *name) {
     return ends_with(name, "_proj.weight") || ends_with(name, "c_fc.weight") ||
            ends_with(name, "c_proj.weight") || !strcmp(name, "lm_head.weight");
 }
@@ -420,7 +418,7 @@ static int lend_one(st_model_t *m, gpt_t *model, const gpt_tensor_t *tensors, in
     hf_gpt2_name(t->name, hf, sizeof hf, &conv);
     const st_entry_t *e = find_hf(m, hf);
     *lent = 0;
-    if (!is_product_weight(t->name) || t->ndim != 2 || conv || !e || e->dtype != ST_BF16 ||
+    if (!hf_gpt2_is_product_weight(t->name) || t->ndim != 2 || conv || !e || e->dtype != ST_BF16 ||
         e->ndim != 2 || e->shape[0] != t->shape[0] || e->shape[1] != t->shape[1])
         return CU_OK;
     const void *p = st_map_entry(m, e, err);
@@ -430,11 +428,13 @@ static int lend_one(st_model_t *m, gpt_t *model, const gpt_tensor_t *tensors, in
     return rc;
 }
 
+/* from: the file to read when it is not info's (a bf16 cache, whose
+ * source's sha256 `from_sha256` is taken instead of hashing it). */
 static int load_params(const char *path, hf_gpt2_info_t *info, float *params,
                        const gpt_tensor_t *tensors, int n, gpt_t *lend, st_model_t **keep,
-                       int *n_lent, cu_error_t *err) {
+                       int *n_lent, const char *from, const char *from_sha256, cu_error_t *err) {
     st_model_t *m;
-    int rc = st_open(info->weights_path[0] ? info->weights_path : path, &m, err);
+    int rc = st_open(from ? from : info->weights_path[0] ? info->weights_path : path, &m, err);
     if (rc) return rc;
     size_t biggest = 0, wte_n = 0;
     for (int i = 0; i < n; i++) {
@@ -456,7 +456,10 @@ static int load_params(const char *path, hf_gpt2_info_t *info, float *params,
     if (rc == CU_OK)
         rc = check_leftovers(m, used, n, params + tensors[0].offset, wte_n,
                              info->tie_word_embeddings, info->model_type, err);
-    if (rc == CU_OK) rc = hash_weights(m, info->weights_path, info->sha256, err);
+    if (rc == CU_OK && from)
+        snprintf(info->sha256, sizeof info->sha256, "%s", from_sha256);
+    else if (rc == CU_OK)
+        rc = hf_gpt2_weights_sha256(m, info->weights_path, info->sha256, err);
     free(scratch);
     free(used);
     if (rc == CU_OK && keep)
@@ -468,7 +471,7 @@ static int load_params(const char *path, hf_gpt2_info_t *info, float *params,
 
 int hf_gpt2_load_params(const char *path, hf_gpt2_info_t *info, float *params,
                         const gpt_tensor_t *tensors, int n, cu_error_t *err) {
-    return load_params(path, info, params, tensors, n, NULL, NULL, NULL, err);
+    return load_params(path, info, params, tensors, n, NULL, NULL, NULL, NULL, NULL, err);
 }
 
 int hf_gpt2_load_mapped(const char *path, hf_gpt2_info_t *info, gpt_t *model, st_model_t **keep,
@@ -477,7 +480,19 @@ int hf_gpt2_load_mapped(const char *path, hf_gpt2_info_t *info, gpt_t *model, st
     const gpt_tensor_t *tensors = gpt_param_tensors(model, &n);
     *keep = NULL;
     *n_lent = 0;
-    return load_params(path, info, gpt_params(model, NULL), tensors, n, model, keep, n_lent, err);
+    return load_params(path, info, gpt_params(model, NULL), tensors, n, model, keep, n_lent, NULL,
+                       NULL, err);
+}
+
+int hf_gpt2_load_cache(const char *path, const char *cache, const char *source_sha256,
+                       hf_gpt2_info_t *info, gpt_t *model, st_model_t **keep, int *n_lent,
+                       cu_error_t *err) {
+    int n;
+    const gpt_tensor_t *tensors = gpt_param_tensors(model, &n);
+    *keep = NULL;
+    *n_lent = 0;
+    return load_params(path, info, gpt_params(model, NULL), tensors, n, model, keep, n_lent, cache,
+                       source_sha256, err);
 }
 
 int hf_gpt2_load(const char *path, const lora_config_t *lora, gpt_t **out, hf_gpt2_info_t *info,

@@ -78,6 +78,26 @@ int hf_gpt2_load_params(const char *path, hf_gpt2_info_t *info, float *params,
 int hf_gpt2_load_mapped(const char *path, hf_gpt2_info_t *info, gpt_t *model, st_model_t **keep,
                         int *n_lent, cu_error_t *err);
 
+/* As hf_gpt2_load_mapped, reading the bf16 cache file `cache` of the base
+ * at path (io/base_cache.h) instead of its own files: info (read from the
+ * base's config.json) keeps the base's weights_path and takes
+ * source_sha256, recorded in the cache, as its sha256. */
+int hf_gpt2_load_cache(const char *path, const char *cache, const char *source_sha256,
+                       hf_gpt2_info_t *info, gpt_t *model, st_model_t **keep, int *n_lent,
+                       cu_error_t *err);
+
+/* Whether a tensor (our name or HF's) is a weight of the matrix products
+ * (the linears and an untied head), the tensors a bf16 base lends in
+ * place; the embeddings are looked up row by row in fp32. */
+int hf_gpt2_is_product_weight(const char *name);
+
+/* The sha256 that identifies a base's weights (hf_gpt2_info_t.sha256): of
+ * the weights file, or for a sharded model of the index file's bytes
+ * followed by each shard's bytes in the order the index first names them.
+ * weights_path: the file, index or folder st_open opened m from. */
+int hf_gpt2_weights_sha256(const st_model_t *m, const char *weights_path, char hex[65],
+                           cu_error_t *err);
+
 /* The whole import: reads config.json, creates the model with `lora` (may
  * be NULL: no adapters) and loads its base weights. Allocates *out
  * (gpt_free). info may be NULL. */

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -524,7 +525,8 @@ static int64_t tensor_numel(const st_tensor_t *t) {
 
 /* The header JSON, padded with spaces to a multiple of 8 bytes. */
 static char *build_header(const st_tensor_t *tensors, int n, st_dtype_t dtype,
-                          const char *const *meta, int n_meta, size_t *len, cu_error_t *err) {
+                          const st_dtype_t *dtypes, const char *const *meta, int n_meta,
+                          size_t *len, cu_error_t *err) {
     json_t *root = json_object();
     uint64_t off = 0;
     int rc = root ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
@@ -542,8 +544,9 @@ static char *build_header(const st_tensor_t *tensors, int n, st_dtype_t dtype,
         }
         json_t *shape = json_array();
         for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
-        uint64_t bytes = (uint64_t)tensor_numel(t) * (uint64_t)dtype_size(dtype);
-        json_t *e = json_pack("{s:s, s:o, s:[I, I]}", "dtype", st_dtype_name(dtype), "shape", shape,
+        st_dtype_t dt = dtypes ? dtypes[i] : dtype;
+        uint64_t bytes = (uint64_t)tensor_numel(t) * (uint64_t)dtype_size(dt);
+        json_t *e = json_pack("{s:s, s:o, s:[I, I]}", "dtype", st_dtype_name(dt), "shape", shape,
                               "data_offsets", (json_int_t)off, (json_int_t)(off + bytes));
         if (!e || json_object_set_new(root, t->name, e))
             rc = cu_error_set(err, CU_ENOMEM, "out of memory");
@@ -586,33 +589,59 @@ static int write_data(FILE *f, const st_tensor_t *t, st_dtype_t dtype) {
 struct st_stream {
     FILE *f;
     char path[4096], tmp[4096];
-    st_dtype_t dtype;
+    st_dtype_t *dtypes; /* each tensor's */
+    uint64_t *numel;
+    int n, cur;         /* tensors; the one being written */
+    uint64_t cur_left;  /* values of tensor cur still to come */
     uint64_t want, put; /* values: in all, written so far */
+    char *header;       /* its text (for st_stream_checksum) */
+    size_t hlen;
+    EVP_MD_CTX *md; /* sha256 of the data area, when asked */
+    long sum_at;    /* file offset of the 64 hex digits it goes to */
 };
 
-int st_stream_begin(const char *path, const st_tensor_t *tensors, int n, st_dtype_t dtype,
-                    const char *const *meta, int n_meta, st_stream_t **out, cu_error_t *err) {
+static void stream_free(st_stream_t *s) {
+    EVP_MD_CTX_free(s->md);
+    free(s->dtypes);
+    free(s->numel);
+    free(s->header);
+    free(s);
+}
+
+int st_stream_begin_typed(const char *path, const st_tensor_t *tensors, const st_dtype_t *dtypes,
+                          int n, const char *const *meta, int n_meta, st_stream_t **out,
+                          cu_error_t *err) {
     *out = NULL;
-    if (dtype != ST_F32 && dtype != ST_BF16)
-        return cu_error_set(err, CU_EINVAL, "%s: can only write F32 or BF16", path);
+    for (int i = 0; i < n; i++)
+        if (dtypes[i] != ST_F32 && dtypes[i] != ST_BF16)
+            return cu_error_set(err, CU_EINVAL, "%s: can only write F32 or BF16", path);
     st_stream_t *s = calloc(1, sizeof *s);
     if (!s) return cu_error_set(err, CU_ENOMEM, "out of memory");
-    s->dtype = dtype;
-    for (int i = 0; i < n; i++) s->want += (uint64_t)tensor_numel(&tensors[i]);
-    size_t hlen;
-    char *header = build_header(tensors, n, dtype, meta, n_meta, &hlen, err);
-    int rc = header ? CU_OK : cu_error_prefix(err, "%s", path);
+    s->n = n;
+    s->dtypes = malloc((n ? (size_t)n : 1) * sizeof *s->dtypes);
+    s->numel = malloc((n ? (size_t)n : 1) * sizeof *s->numel);
+    int rc = s->dtypes && s->numel ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
+    for (int i = 0; rc == CU_OK && i < n; i++) {
+        s->dtypes[i] = dtypes[i];
+        s->numel[i] = (uint64_t)tensor_numel(&tensors[i]);
+        s->want += s->numel[i];
+    }
+    if (rc == CU_OK) {
+        s->header = build_header(tensors, n, ST_F32, dtypes, meta, n_meta, &s->hlen, err);
+        if (!s->header) rc = cu_error_prefix(err, "%s", path);
+    }
     if (rc == CU_OK) rc = cu_format(s->path, sizeof s->path, err, "%s", path);
     if (rc == CU_OK) rc = cu_format(s->tmp, sizeof s->tmp, err, "%s.tmp.%d", path, (int)getpid());
     if (rc == CU_OK && !(s->f = fopen(s->tmp, "wb")))
         rc = cu_error_set(err, CU_EIO, "cannot create %s: %s", s->tmp, strerror(errno));
     if (rc == CU_OK) {
         uint8_t lenb[8];
-        for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
-        if (fwrite(lenb, 1, 8, s->f) != 8 || fwrite(header, 1, hlen, s->f) != hlen)
+        for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)((uint64_t)s->hlen >> (8 * i));
+        if (fwrite(lenb, 1, 8, s->f) != 8 || fwrite(s->header, 1, s->hlen, s->f) != s->hlen)
             rc = cu_error_set(err, CU_EIO, "cannot write %s: %s", s->tmp, strerror(errno));
     }
-    free(header);
+    while (rc == CU_OK && s->cur < n && s->numel[s->cur] == 0) s->cur++;
+    if (rc == CU_OK && s->cur < n) s->cur_left = s->numel[s->cur];
     if (rc) {
         st_stream_abort(s);
         return rc;
@@ -621,15 +650,69 @@ int st_stream_begin(const char *path, const st_tensor_t *tensors, int n, st_dtyp
     return CU_OK;
 }
 
+int st_stream_begin(const char *path, const st_tensor_t *tensors, int n, st_dtype_t dtype,
+                    const char *const *meta, int n_meta, st_stream_t **out, cu_error_t *err) {
+    *out = NULL;
+    st_dtype_t *d = malloc((n ? (size_t)n : 1) * sizeof *d);
+    if (!d) return cu_error_set(err, CU_ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++) d[i] = dtype;
+    int rc = st_stream_begin_typed(path, tensors, d, n, meta, n_meta, out, err);
+    free(d);
+    return rc;
+}
+
+int st_stream_checksum(st_stream_t *s, const char *key, cu_error_t *err) {
+    char pat[300];
+    int rc = cu_format(pat, sizeof pat, err, "\"%s\":\"", key);
+    const char *at = rc ? NULL : strstr(s->header, pat);
+    if (rc == CU_OK && (!at || strlen(at + strlen(pat)) < 65 || at[strlen(pat) + 64] != '"'))
+        return cu_error_set(err, CU_EINVAL, "%s: metadata '%s' must be a 64-character placeholder",
+                            s->path, key);
+    if (rc) return rc;
+    s->sum_at = 8 + (long)(at + strlen(pat) - s->header);
+    if (!(s->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(s->md, EVP_sha256(), NULL))
+        return cu_error_set(err, CU_EINTERNAL, "sha256 unavailable");
+    return CU_OK;
+}
+
+/* Writes n values of tensor cur's dtype (all within it). */
+static int stream_write(st_stream_t *s, const float *values, size_t n) {
+    if (s->dtypes[s->cur] == ST_F32) {
+        if (s->md) EVP_DigestUpdate(s->md, values, n * 4);
+        return fwrite(values, 4, n, s->f) == n;
+    }
+    uint16_t buf[4096];
+    for (size_t i = 0; i < n; i += 4096) {
+        size_t k = n - i < 4096 ? n - i : 4096;
+        for (size_t j = 0; j < k; j++) buf[j] = st_f32_to_bf16(values[i + j]);
+        if (s->md) EVP_DigestUpdate(s->md, buf, k * 2);
+        if (fwrite(buf, 2, k, s->f) != k) return 0;
+    }
+    return 1;
+}
+
 int st_stream_put(st_stream_t *s, const float *values, size_t n, cu_error_t *err) {
     if (n > s->want - s->put)
         return cu_error_set(err, CU_EINVAL, "%s: %zu values past the end of the tensors", s->path,
                             (size_t)(n - (s->want - s->put)));
-    st_tensor_t t = {.data = values, .ndim = 1, .shape = {(int64_t)n}};
-    if (!write_data(s->f, &t, s->dtype))
-        return cu_error_set(err, CU_EIO, "cannot write %s: %s", s->tmp, strerror(errno));
-    s->put += n;
+    while (n > 0) {
+        size_t k = n < s->cur_left ? n : (size_t)s->cur_left;
+        if (!stream_write(s, values, k))
+            return cu_error_set(err, CU_EIO, "cannot write %s: %s", s->tmp, strerror(errno));
+        values += k, n -= k, s->put += k, s->cur_left -= k;
+        while (s->cur_left == 0 && s->cur + 1 < s->n) s->cur_left = s->numel[++s->cur];
+    }
     return CU_OK;
+}
+
+/* The data area's sha256 into the header's placeholder. */
+static int stream_put_checksum(st_stream_t *s) {
+    unsigned char d[32];
+    unsigned dl = 0;
+    char hex[65];
+    if (!EVP_DigestFinal_ex(s->md, d, &dl) || dl != 32) return 0;
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    return fseek(s->f, s->sum_at, SEEK_SET) == 0 && fwrite(hex, 1, 64, s->f) == 64;
 }
 
 int st_stream_end(st_stream_t *s, cu_error_t *err) {
@@ -638,7 +721,8 @@ int st_stream_end(st_stream_t *s, cu_error_t *err) {
         rc = cu_error_set(err, CU_EINVAL, "%s: %llu of %llu values written", s->path,
                           (unsigned long long)s->put, (unsigned long long)s->want);
     if (rc == CU_OK) {
-        int ok = fflush(s->f) == 0 && fsync(fileno(s->f)) == 0;
+        int ok = !s->md || stream_put_checksum(s);
+        ok = ok && fflush(s->f) == 0 && fsync(fileno(s->f)) == 0;
         if (fclose(s->f) != 0) ok = 0;
         s->f = NULL;
         if (!ok)
@@ -651,7 +735,7 @@ int st_stream_end(st_stream_t *s, cu_error_t *err) {
         st_stream_abort(s);
         return rc;
     }
-    free(s);
+    stream_free(s);
     return CU_OK;
 }
 
@@ -659,7 +743,7 @@ void st_stream_abort(st_stream_t *s) {
     if (!s) return;
     if (s->f) fclose(s->f);
     if (s->tmp[0]) unlink(s->tmp);
-    free(s);
+    stream_free(s);
 }
 
 int st_write(const char *path, const st_tensor_t *tensors, int n, st_dtype_t dtype,
@@ -667,7 +751,7 @@ int st_write(const char *path, const st_tensor_t *tensors, int n, st_dtype_t dty
     if (dtype != ST_F32 && dtype != ST_BF16)
         return cu_error_set(err, CU_EINVAL, "%s: can only write F32 or BF16", path);
     size_t hlen;
-    char *header = build_header(tensors, n, dtype, meta, n_meta, &hlen, err);
+    char *header = build_header(tensors, n, dtype, NULL, meta, n_meta, &hlen, err);
     if (!header) return cu_error_prefix(err, "%s", path);
     char tmp[4096];
     int rc = cu_format(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid());

@@ -103,6 +103,15 @@ int st_write(const char *path, const st_tensor_t *tensors, int n, st_dtype_t dty
 typedef struct st_stream st_stream_t;
 int st_stream_begin(const char *path, const st_tensor_t *tensors, int n, st_dtype_t dtype,
                     const char *const *meta, int n_meta, st_stream_t **out, cu_error_t *err);
+/* As st_stream_begin with each tensor's own dtype (ST_F32 or ST_BF16). */
+int st_stream_begin_typed(const char *path, const st_tensor_t *tensors, const st_dtype_t *dtypes,
+                          int n, const char *const *meta, int n_meta, st_stream_t **out,
+                          cu_error_t *err);
+/* Asks for the sha256 of the data area (the bytes after the header, as
+ * written) in lower-case hex as the value of metadata `key`, which must
+ * have been given as a 64-character placeholder: st_stream_end writes it
+ * over the placeholder before the file is synced and renamed. */
+int st_stream_checksum(st_stream_t *s, const char *key, cu_error_t *err);
 int st_stream_put(st_stream_t *s, const float *values, size_t n, cu_error_t *err);
 /* Frees s, whether it succeeds or not. */
 int st_stream_end(st_stream_t *s, cu_error_t *err);

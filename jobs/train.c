@@ -34,6 +34,7 @@
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "core/timer.h"
+#include "io/base_cache.h"
 #include "io/ckpt.h"
 #include "io/dataset.h"
 #include "io/hf_gpt2.h"
@@ -67,6 +68,7 @@ typedef struct {
     cu_config_t resolved;   /* the job's config with what the base model decides */
     hf_gpt2_info_t hf;      /* model.init is a Hugging Face GPT-2 */
     st_model_t *base_map;   /* the bf16 base's files, mapped (model/gpt.h) */
+    base_cache_t *cache;    /* an fp32/fp16 base's bf16 cache, when this rank prepared it */
     int from_hf;
     /* --check: every problem found in the input files, one per line */
     char problems[8192];
@@ -222,6 +224,54 @@ static int open_source(trainer_t *t, int vocab, cu_error_t *err) {
     return CU_OK;
 }
 
+/* Where fp32/fp16 bases' bf16 caches go: CU_BASE_CACHE, else
+ * <job.runs_dir>/.base-cache; NULL for CU_BASE_CACHE=off (each rank then
+ * converts its own private copy, as before the cache). */
+static const char *base_cache_root(const cu_config_t *c, char *buf, size_t cap) {
+    const char *env = getenv("CU_BASE_CACHE");
+    if (env && !strcmp(env, "off")) return NULL;
+    if (env && *env) return env;
+    snprintf(buf, cap, "%s/.base-cache", c->job.runs_dir);
+    return buf;
+}
+
+/* The bf16 base mapped in place: its own files, or for an fp32/fp16 base
+ * (Llama's layout) its bf16 cache, which the first rank of each node
+ * checks or builds (io/base_cache.h) while the node's other ranks wait.
+ * Collective (every rank comes here with the same config). */
+static int load_base_mapped(trainer_t *t, int *n_lent, cu_error_t *err) {
+    const cu_config_t *c = t->cfg;
+    char buf[4200];
+    const char *root = base_cache_root(c, buf, sizeof buf);
+    if (!root || t->hf.cfg.arch == GPT_ARCH_GPT2 || (t->opts && t->opts->check_only))
+        return hf_gpt2_load_mapped(c->model.init, &t->hf, t->model, &t->base_map, n_lent, err);
+    st_model_t *src = NULL;
+    base_cache_t *bc = calloc(1, sizeof *bc);
+    int node_rank = 0, rc = bc ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
+    if (rc == CU_OK) rc = st_open(t->hf.weights_path, &src, err);
+    int need = rc == CU_OK && base_cache_needed(src);
+    if (need) rc = base_cache_locate(src, t->hf.weights_path, root, bc, err);
+    int mpi = world_node_rank(t->w, &node_rank, err);
+    if (rc == CU_OK) rc = mpi;
+    if (rc == CU_OK && need && node_rank == 0)
+        rc = base_cache_prepare(src, t->hf.weights_path, bc, stdout, err);
+    st_close(src);
+    int all = world_agree(t->w, rc);
+    if (rc == CU_OK && all != CU_OK)
+        rc = cu_error_set(err, all, "the base cache could not be prepared on another node");
+    if (rc == CU_OK && need && node_rank != 0) rc = base_cache_open_prepared(bc, err);
+    if (rc == CU_OK && need)
+        rc = hf_gpt2_load_cache(c->model.init, bc->path, bc->source_sha256, &t->hf, t->model,
+                                &t->base_map, n_lent, err);
+    else if (rc == CU_OK)
+        rc = hf_gpt2_load_mapped(c->model.init, &t->hf, t->model, &t->base_map, n_lent, err);
+    if (rc == CU_OK && need && node_rank == 0)
+        t->cache = bc;
+    else
+        free(bc);
+    return rc;
+}
+
 /* Base weights: GPT-2's random initialisation, or every weight from the
  * final.h5 of a full fine-tuning run (model.init: path). */
 static int init_base(trainer_t *t, cu_error_t *err) {
@@ -239,7 +289,7 @@ static int init_base(trainer_t *t, cu_error_t *err) {
                   gpt_precision_parse(c->train.precision) == GPT_PREC_BF16;
         int n_lent, rc = map ? gpt_set_precision(t->model, GPT_PREC_BF16, err) : CU_OK;
         if (rc == CU_OK && map)
-            rc = hf_gpt2_load_mapped(c->model.init, &t->hf, t->model, &t->base_map, &n_lent, err);
+            rc = load_base_mapped(t, &n_lent, err);
         else if (rc == CU_OK)
             rc = hf_gpt2_load_params(c->model.init, &t->hf, gpt_params(t->model, NULL), tensors, n,
                                      err);
@@ -497,6 +547,7 @@ static void teardown(trainer_t *t) {
     if (t->jd_open) rundir_close(&t->jd);
     gpt_free(t->model);
     st_close(t->base_map);
+    free(t->cache);
     free(t->lora_init);
     free(t->fingerprint);
     if (t->train_log) fclose(t->train_log);
@@ -545,6 +596,27 @@ static void event(trainer_t *t, long step, const char *type, const char *extra, 
     int rc = rundir_event(&t->jd, step, type, msg, extra, &e);
     pthread_mutex_unlock(&t->lock);
     if (rc != CU_OK) fprintf(stderr, "codex-train: %s\n", e.msg);
+}
+
+/* What rank 0's node did with the fp32/fp16 base's bf16 cache. */
+static void base_cache_event(trainer_t *t) {
+    const base_cache_t *bc = t->cache;
+    json_t *x = json_pack("{s:s, s:s, s:s, s:I, s:f}", "action", base_cache_action_name(bc->action),
+                          "path", bc->path, "source_sha256", bc->source_sha256, "bytes",
+                          (json_int_t)bc->bytes, "seconds", bc->seconds);
+    char *text = x ? json_dumps(x, 0) : NULL; /* "k": v, the spacing of every event */
+    json_decref(x);
+    /* the fields without the object's braces */
+    size_t n = text ? strlen(text) : 0;
+    if (n >= 2) {
+        memmove(text, text + 1, n - 2);
+        text[n - 2] = 0;
+    }
+    event(t, t->start_step, "base_cache", text,
+          "base weights read in place from the bf16 cache %s (%s%s%s, %.1f s)", bc->path,
+          base_cache_action_name(bc->action), bc->action == BASE_CACHE_REBUILT ? ": " : "",
+          bc->action == BASE_CACHE_REBUILT ? bc->why : "", bc->seconds);
+    free(text);
 }
 
 static char *make_provenance(trainer_t *t, double finished_at) {
@@ -1655,6 +1727,7 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
         if (t.resumed_from < 0)
             event(&t, 0, "started", NULL, "%d rank%s on %s", w->size, w->size == 1 ? "" : "s",
                   t.hosts);
+        if (t.cache) base_cache_event(&t);
         write_state(&t, 1);
         atomic_store(&t.wd.state_live, 1);
     }

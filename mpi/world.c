@@ -160,3 +160,16 @@ void world_mpi_version(char *buf, size_t len) {
     if (nl) *nl = 0;
     snprintf(buf, len, "%s", v);
 }
+
+int world_node_rank(const cu_world_t *w, int *node_rank, cu_error_t *err) {
+    *node_rank = 0;
+    if (w->size == 1) return CU_OK;
+    world_collective_enter();
+    MPI_Comm node;
+    int rc =
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &node);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Comm_split_type", err);
+    rc = MPI_Comm_rank(node, node_rank);
+    MPI_Comm_free(&node);
+    return rc == MPI_SUCCESS ? CU_OK : mpi_fail(rc, "MPI_Comm_rank", err);
+}

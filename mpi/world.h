@@ -33,6 +33,11 @@ int world_bcast_bytes(const cu_world_t *w, void *buf, int n, cu_error_t *err);
 int world_agree(const cu_world_t *w, int rc);
 void world_barrier(const cu_world_t *w);
 
+/* This rank's place among the ranks of its node (those sharing memory,
+ * MPI_COMM_TYPE_SHARED): 0 for the lowest world rank of each node.
+ * Collective. */
+int world_node_rank(const cu_world_t *w, int *node_rank, cu_error_t *err);
+
 /* The distinct host names of all ranks, comma-separated, in rank order of
  * first appearance. Collective. */
 int world_hosts(const cu_world_t *w, char *buf, size_t len, cu_error_t *err);

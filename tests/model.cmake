@@ -7,6 +7,17 @@ cu_add_test(test_grad_llama SOURCES ${CU_TEST_DIR}/test_grad_llama.c ${CU_TEST_D
 cu_add_test(test_compute SOURCES ${CU_TEST_DIR}/test_compute.c LIBS cu_model LABELS unit)
 # issue 14: a bf16 base lent in place from its files equals the bf16 copy
 cu_add_test(test_base_map SOURCES ${CU_TEST_DIR}/test_base_map.c LIBS cu_io cu_model LABELS unit)
+# issue 14: an fp32 base's bf16 cache made once, reused, equal to the bf16
+# copy, rebuilt when corrupt, new for a changed source, nothing left on a
+# full disk; private memory not growing with the base (measured)
+cu_add_test(test_base_cache SOURCES ${CU_TEST_DIR}/test_base_cache.c LIBS cu_io cu_model LABELS unit)
 # issue 14: bf16 weights kept in oneDNN's packed layout give the products
 # of the same weights read in place, and follow their changes
 cu_add_test(test_gemm SOURCES ${CU_TEST_DIR}/test_gemm.c LIBS cu_model LABELS unit)
+# issue 14: codex-train on fp32 (sharded) and fp16 bases through the bf16
+# cache: converted once, reused, rebuilt when corrupt, one conversion for 2
+# ranks and for two jobs at once; bit-identical to the job on the bf16 base
+# (tests/base_cache_e2e.py).
+add_test(NAME base_cache_e2e
+         COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/base_cache_e2e.py $<TARGET_FILE:codex-train>)
+set_tests_properties(base_cache_e2e PROPERTIES LABELS mpi TIMEOUT 600)

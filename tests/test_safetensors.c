@@ -7,6 +7,7 @@
  * parses to something self-consistent, and none crashes (run under ASan).
  */
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,6 +403,54 @@ static void test_stream(void) {
     }
 }
 
+/* Each tensor in its own dtype, and the data's sha256 written into a
+ * metadata placeholder at the end. */
+static void test_stream_typed(void) {
+    float all[11];
+    for (int i = 0; i < 11; i++) all[i] = 0.1f * (float)i - 0.37f;
+    st_tensor_t t[3] = {{"a", NULL, 2, {2, 3}}, {"b", NULL, 1, {4}}, {"c", NULL, 0, {0}}};
+    st_dtype_t dt[3] = {ST_BF16, ST_F32, ST_BF16};
+    char zeros[65];
+    memset(zeros, '0', 64);
+    zeros[64] = 0;
+    const char *meta[] = {"format", "pt", "sum", zeros};
+    char path[512];
+    tmp_path(path, sizeof path, "typed.safetensors");
+    st_stream_t *s = NULL;
+    cu_error_t err;
+    CHECK_MSG(st_stream_begin_typed(path, t, dt, 3, meta, 2, &s, &err) == CU_OK, "%s", err.msg);
+    CHECK(s && st_stream_checksum(s, "format", &err) != CU_OK); /* not a placeholder */
+    CHECK(s && st_stream_checksum(s, "sum", &err) == CU_OK);
+    for (int i = 0; s && i < 11; i += 3)
+        CHECK(st_stream_put(s, all + i, (size_t)(11 - i < 3 ? 11 - i : 3), &err) == CU_OK);
+    CHECK(s && st_stream_end(s, &err) == CU_OK);
+    st_model_t *m = NULL;
+    CHECK_MSG(st_open(path, &m, &err) == CU_OK, "%s", err.msg);
+    if (!m) return;
+    const st_entry_t *a = st_find(m, "a"), *b = st_find(m, "b"), *c = st_find(m, "c");
+    CHECK(a && b && c && a->dtype == ST_BF16 && b->dtype == ST_F32 && c->dtype == ST_BF16);
+    float got[6];
+    if (a && st_read_f32(m, a, got, &err) == CU_OK)
+        for (int i = 0; i < 6; i++) CHECK(got[i] == st_bf16_to_f32(st_f32_to_bf16(all[i])));
+    if (b && st_read_f32(m, b, got, &err) == CU_OK) CHECK(!memcmp(got, all + 6, 4 * sizeof(float)));
+    /* the recorded sum is the data area's */
+    size_t n = 0;
+    uint8_t *x = slurp(path, &n);
+    uint64_t hlen = 0;
+    for (int i = 7; x && i >= 0; i--) hlen = (hlen << 8) | x[i];
+    unsigned char d[32];
+    unsigned dl = 0;
+    char hex[65] = "";
+    if (x && n > 8 + hlen && EVP_Digest(x + 8 + hlen, n - 8 - hlen, d, &dl, EVP_sha256(), NULL))
+        for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    const char *sum = st_metadata(m, "sum");
+    CHECK_MSG(sum && !strcmp(sum, hex), "recorded %s, data %s", sum ? sum : "(none)", hex);
+    CHECK(n == 8 + hlen + 6 * 2 + 4 * 4 + 2);
+    free(x);
+    st_close(m);
+    unlink(path);
+}
+
 static void cleanup(void) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
@@ -409,4 +458,5 @@ static void cleanup(void) {
 }
 
 TEST_MAIN(TEST(test_roundtrip), TEST(test_sharded), TEST(test_conversions), TEST(test_rejections),
-          TEST(test_bad_lengths), TEST(test_fuzz), TEST(test_stream), TEST(cleanup))
+          TEST(test_bad_lengths), TEST(test_fuzz), TEST(test_stream), TEST(test_stream_typed),
+          TEST(cleanup))
