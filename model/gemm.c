@@ -15,17 +15,24 @@
 #include "model/gemm.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define GEMM_CACHE 48
+/* GPT-2's step uses about 35 shapes, Llama's about 60 (base products both
+ * ways, the LM head, six small products per adapted linear). */
+#define GEMM_CACHE 128
 
 typedef struct {
     int M, K, N, trans; /* trans: x W^T */
     float beta;
-    int pack;              /* the weights in oneDNN's own layout (see gemm_packed_t) */
+    int pack; /* the weights in oneDNN's own layout (see gemm_packed_t) */
+    /* gemm_small's products: the source transposed (read as (K, M)), the
+     * product scaled by alpha, created and run on one thread */
+    int small, ta;
+    float alpha;
     dnnl_primitive_t prim; /* NULL: no oneDNN kernel, emulate */
     dnnl_memory_t src, wei, dst;
     dnnl_memory_t scratch; /* NULL when the primitive needs none */
@@ -66,6 +73,10 @@ struct gemm {
     int n_packed, cap_packed;
     uint16_t *xbf; /* the activation rounded to bf16 */
     size_t xbf_cap;
+    const float *xbf_of; /* whose rounding xbf holds (M x K floats), NULL: none */
+    size_t xbf_n;
+    uint16_t *sa, *sb; /* gemm_small's operands rounded to bf16 */
+    size_t sa_cap, sb_cap;
     float *emu; /* emulation: a widened operand */
     size_t emu_cap;
     void *scratch; /* the primitives' scratchpad, one for all, sized to the largest */
@@ -133,6 +144,8 @@ void gemm_free(gemm_t *g) {
     if (g->stream) dnnl_stream_destroy(g->stream);
     if (g->engine) dnnl_engine_destroy(g->engine);
     free(g->xbf);
+    free(g->sa);
+    free(g->sb);
     free(g->emu);
     free(g->scratch);
     free(g->ranges);
@@ -248,11 +261,11 @@ void gemm_describe(char *buf, size_t cap) {
 /* Creates the primitive of one cache entry; leaves e->prim NULL when oneDNN
  * has no bf16 implementation here (the caller emulates). */
 static void entry_create(gemm_t *g, gemm_entry_t *e) {
-    dnnl_dims_t sd = {e->M, e->K}, ss = {e->K, 1};
+    dnnl_dims_t sd = {e->M, e->K}, ss = {e->K, 1}, st = {1, e->M};
     dnnl_dims_t wd = {e->K, e->N}, ws = {1, e->K}, wn = {e->N, 1};
     dnnl_dims_t dd = {e->M, e->N}, ds = {e->N, 1};
     dnnl_memory_desc_t smd, wmd, dmd;
-    dnnl_memory_desc_init_by_strides(&smd, 2, sd, dnnl_bf16, ss);
+    dnnl_memory_desc_init_by_strides(&smd, 2, sd, dnnl_bf16, e->ta ? st : ss);
     dnnl_memory_desc_init_by_strides(&wmd, 2, wd, dnnl_bf16, e->trans ? ws : wn);
     dnnl_memory_desc_init_by_strides(&dmd, 2, dd, dnnl_f32, ds);
     e->plain = wmd;
@@ -268,6 +281,7 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
     /* the scratchpad is ours: oneDNN's own is allocated and freed around
      * every call (page faults each product) */
     dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (e->alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &e->alpha);
     if (e->beta != 0.0f) {
         dnnl_post_ops_create(&po);
         dnnl_post_ops_append_sum(po, e->beta);
@@ -278,7 +292,7 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
         const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
         if (want && dnnl_primitive_create(&e->prim, pd) == dnnl_success) {
-            snprintf(g->kernel, sizeof g->kernel, "oneDNN %s", impl ? impl : "?");
+            if (!e->small) snprintf(g->kernel, sizeof g->kernel, "oneDNN %s", impl ? impl : "?");
             e->want = *want;
             e->reorders = !dnnl_memory_desc_equal(&e->want, &e->plain);
             dnnl_memory_create(&e->src, &smd, g->engine, DNNL_MEMORY_NONE);
@@ -295,7 +309,7 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
     }
     if (po) dnnl_post_ops_destroy(po);
     dnnl_primitive_attr_destroy(attr);
-    if (!e->prim) {
+    if (!e->prim && !e->small) {
         snprintf(g->kernel, sizeof g->kernel,
                  "emulated bf16 (oneDNN has no bf16 matmul at ISA %s; needs avx512_core): "
                  "OpenBLAS sgemm on bf16 operands",
@@ -303,11 +317,13 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
     }
 }
 
-static gemm_entry_t *entry_get(gemm_t *g, int M, int K, int N, int trans, float beta, int pack) {
+/* The cache entry of a product (made now if new); small: gemm_small's. */
+static gemm_entry_t *entry_find(gemm_t *g, gemm_entry_t key) {
     for (int i = 0; i < g->n_cached; i++) {
         gemm_entry_t *e = &g->cache[i];
-        if (e->M == M && e->K == K && e->N == N && e->trans == trans && e->beta == beta &&
-            e->pack == pack)
+        if (e->M == key.M && e->K == key.K && e->N == key.N && e->trans == key.trans &&
+            e->beta == key.beta && e->pack == key.pack && e->small == key.small &&
+            e->ta == key.ta && e->alpha == key.alpha)
             return e;
     }
     gemm_entry_t *e;
@@ -318,9 +334,15 @@ static gemm_entry_t *entry_get(gemm_t *g, int M, int K, int N, int trans, float 
         g->next_evict = (g->next_evict + 1) % GEMM_CACHE;
         entry_release(e);
     }
-    *e = (gemm_entry_t){.M = M, .K = K, .N = N, .trans = trans, .beta = beta, .pack = pack};
+    *e = key;
     entry_create(g, e);
     return e;
+}
+
+static gemm_entry_t *entry_get(gemm_t *g, int M, int K, int N, int trans, float beta, int pack) {
+    gemm_entry_t key = {
+        .M = M, .K = K, .N = N, .trans = trans, .beta = beta, .pack = pack, .alpha = 1.0f};
+    return entry_find(g, key);
 }
 
 /* ---------------------------------------------------------------- products */
@@ -398,32 +420,11 @@ static void *packed_get(gemm_t *g, const gemm_entry_t *e, const uint16_t *w16) {
     return buf;
 }
 
-static void product_bf16(gemm_t *g, float *out, const float *x, const uint16_t *w16, int pack,
-                         int M, int K, int N, int trans, float beta) {
-    size_t nx = (size_t)M * K;
-    if (!reserve((void **)&g->xbf, &g->xbf_cap, nx, sizeof(uint16_t))) {
-        fail(g, CU_ENOMEM, "out of memory rounding an activation to bf16", out, M, N);
-        return;
-    }
-    gemm_to_bf16(g->xbf, x, nx);
-    gemm_entry_t *e = entry_get(g, M, K, N, trans, beta, pack);
-    g->emulated = e->prim == NULL;
-    if (!e->prim) {
-        emulate(g, out, g->xbf, w16, M, K, N, trans, beta);
-        return;
-    }
-    const void *wbuf = w16;
-    if (e->reorders && !(wbuf = packed_get(g, e, w16))) {
-        /* no memory for a packed copy: this shape reads the weights as they are */
-        e = entry_get(g, M, K, N, trans, beta, 0);
-        if (!e->prim) {
-            emulate(g, out, g->xbf, w16, M, K, N, trans, beta);
-            return;
-        }
-        wbuf = w16;
-    }
-    dnnl_memory_set_data_handle(e->src, g->xbf);
-    dnnl_memory_set_data_handle(e->wei, (void *)wbuf);
+/* Runs e's primitive: out = e's product of src (bf16) and wei. */
+static void entry_run(gemm_t *g, gemm_entry_t *e, const void *src, const void *wei, float *out) {
+    int M = e->M, N = e->N;
+    dnnl_memory_set_data_handle(e->src, (void *)src);
+    dnnl_memory_set_data_handle(e->wei, (void *)wei);
     dnnl_memory_set_data_handle(e->dst, out);
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->src},
                                {DNNL_ARG_WEIGHTS, e->wei},
@@ -447,11 +448,42 @@ static void product_bf16(gemm_t *g, float *out, const float *x, const uint16_t *
         fail(g, CU_EINTERNAL, "oneDNN: a bf16 matmul failed to run", out, M, N);
 }
 
+static void product_bf16(gemm_t *g, float *out, const float *x, const uint16_t *w16, int pack,
+                         int M, int K, int N, int trans, float beta) {
+    size_t nx = (size_t)M * K;
+    g->xbf_of = NULL;
+    if (!reserve((void **)&g->xbf, &g->xbf_cap, nx, sizeof(uint16_t))) {
+        fail(g, CU_ENOMEM, "out of memory rounding an activation to bf16", out, M, N);
+        return;
+    }
+    gemm_to_bf16(g->xbf, x, nx);
+    g->xbf_of = x;
+    g->xbf_n = nx;
+    gemm_entry_t *e = entry_get(g, M, K, N, trans, beta, pack);
+    g->emulated = e->prim == NULL;
+    if (!e->prim) {
+        emulate(g, out, g->xbf, w16, M, K, N, trans, beta);
+        return;
+    }
+    const void *wbuf = w16;
+    if (e->reorders && !(wbuf = packed_get(g, e, w16))) {
+        /* no memory for a packed copy: this shape reads the weights as they are */
+        e = entry_get(g, M, K, N, trans, beta, 0);
+        if (!e->prim) {
+            emulate(g, out, g->xbf, w16, M, K, N, trans, beta);
+            return;
+        }
+        wbuf = w16;
+    }
+    entry_run(g, e, g->xbf, wbuf, out);
+}
+
 void gemm_xwt(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
               float beta) {
     int pack = 0;
     const uint16_t *w16 = g ? bf16_of(g, w, &pack) : NULL;
     if (!w16) {
+        if (g) g->xbf_of = NULL;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, beta, out,
                     N);
         return;
@@ -464,9 +496,59 @@ void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K
     int pack = 0;
     const uint16_t *w16 = g ? bf16_of(g, w, &pack) : NULL;
     if (!w16) {
+        if (g) g->xbf_of = NULL;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, x, K, w, N, beta, out,
                     N);
         return;
     }
     product_bf16(g, out, x, w16, pack, M, K, N, 0, beta);
+}
+
+/* ---------------------------------------------------------- small products */
+
+/* The small product by emulation: the bf16 operands widened to fp32
+ * (exact), sgemm with fp32 accumulation. */
+static void small_emulate(gemm_t *g, float *out, const uint16_t *a16, int ta, const uint16_t *b16,
+                          int tb, int M, int N, int K, float alpha, float beta) {
+    size_t na = (size_t)M * K, nb = (size_t)K * N;
+    if (!reserve((void **)&g->emu, &g->emu_cap, na + nb, sizeof(float))) {
+        fail(g, CU_ENOMEM, "out of memory in the bf16 emulation", out, M, N);
+        return;
+    }
+    float *a = g->emu, *b = g->emu + na;
+    gemm_from_bf16(a, a16, na);
+    gemm_from_bf16(b, b16, nb);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+                K, alpha, a, ta ? M : K, b, tb ? K : N, beta, out, N);
+}
+
+void gemm_small(gemm_t *g, float *out, const float *a, int ta, int a_last, const float *b, int tb,
+                int M, int N, int K, float alpha, float beta) {
+    size_t na = (size_t)M * K, nb = (size_t)K * N;
+    const uint16_t *a16 = g->xbf;
+    if (!(a_last && a == g->xbf_of && na == g->xbf_n)) {
+        if (!reserve((void **)&g->sa, &g->sa_cap, na, sizeof(uint16_t))) {
+            fail(g, CU_ENOMEM, "out of memory rounding an operand to bf16", out, M, N);
+            return;
+        }
+        gemm_to_bf16(g->sa, a, na);
+        a16 = g->sa;
+    }
+    if (!reserve((void **)&g->sb, &g->sb_cap, nb, sizeof(uint16_t))) {
+        fail(g, CU_ENOMEM, "out of memory rounding an operand to bf16", out, M, N);
+        return;
+    }
+    gemm_to_bf16(g->sb, b, nb);
+    /* one thread, so the blocking (and the order of the sums) never depends
+     * on the thread count */
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    gemm_entry_t key = {
+        .M = M, .K = K, .N = N, .trans = tb, .beta = beta, .small = 1, .ta = ta, .alpha = alpha};
+    gemm_entry_t *e = entry_find(g, key);
+    if (e->prim)
+        entry_run(g, e, a16, g->sb, out);
+    else
+        small_emulate(g, out, a16, ta, g->sb, tb, M, N, K, alpha, beta);
+    omp_set_num_threads(threads);
 }

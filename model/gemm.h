@@ -66,6 +66,16 @@ void gemm_xwt(gemm_t *g, float *out, const float *x, const float *w, int M, int 
 void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
              float beta);
 
+/* out (M, N) = beta * out + alpha * op(a) (M, K) @ op(b) (K, N), row-major;
+ * ta: a is held (K, M), tb: b is held (N, K). For the small products beside
+ * the base weights (LoRA's rank-r ones): both operands rounded to bf16,
+ * fp32 accumulation, on one thread whatever the thread count (so the
+ * result never depends on it). a_last = 1 promises that a is the
+ * activation of this backend's last gemm_xwt/gemm_xw, unchanged since: its
+ * bf16 rounding is then reused (checked by address and size). */
+void gemm_small(gemm_t *g, float *out, const float *a, int ta, int a_last, const float *b, int tb,
+                int M, int N, int K, float alpha, float beta);
+
 /* What computes the bf16 products: oneDNN's implementation name of the
  * last primitive created (e.g. "brg:avx512_core_bf16"), or the emulation;
  * "none yet" before the first product. */

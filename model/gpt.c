@@ -510,6 +510,11 @@ void gpt_impl_lora_forward(gpt_t *m, int l, int t, const float *x, float *out, i
     gpt_target_dims(&m->cfg, t, &in, &outc);
     float *B = A + (long)r * in;
     const float *xin = lora_dropout(m, l * m->n_targets + t, x, (long)N * in, m->drop_x);
+    if (m->gemm) { /* bf16: x's rounding is the one the base product just made */
+        gemm_small(m->gemm, xa, xin, 0, xin == x, A, 1, N, r, in, 1.0f, 0.0f);
+        gemm_small(m->gemm, out, xa, 0, 0, B, 1, N, outc, r, m->lora_scale, 1.0f);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, xin, in, A, in, 0.0f, xa,
                 r);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, outc, r, m->lora_scale, xa, r, B, r,
@@ -519,6 +524,38 @@ void gpt_impl_lora_forward(gpt_t *m, int l, int t, const float *x, float *out, i
 float *gpt_impl_site_xa(gpt_t *m, int l, int t) {
     long N = (long)m->cur_B * m->cur_T;
     return m->xa + ((long)(m->ckpt ? 0 : l) * m->n_targets + t) * N * m->lora.r;
+}
+
+/* The dropout mask of site's input, redrawn: dx += drop_dx where kept. */
+static void lora_dropout_backward(gpt_t *m, int site, float *dx, long n) {
+    uint64_t key = cu_hash64(m->cur_dropout_key, (uint64_t)site);
+    float keep_scale = 1.0f / (1.0f - m->lora.dropout);
+    for (long i = 0; i < n; i++)
+        if (cu_hash_uniform(key, (uint64_t)i) >= m->lora.dropout)
+            dx[i] += m->drop_dx[i] * keep_scale;
+}
+
+/* gpt_impl_lora_backward in bf16: the same products on the backend's small
+ * products (bf16 operands, fp32 accumulation). When dx is not NULL the
+ * site's base product dout W has just run (every caller's order), so
+ * dout's bf16 rounding is reused. */
+static void lora_backward_bf16(gpt_t *m, int site, const float *A, float *dA, const float *dout,
+                               const float *x, const float *xa, float *dx, int N, int in,
+                               int outc) {
+    int r = m->lora.r, last = dx != NULL;
+    const float *B = A + (long)r * in;
+    float *dB = dA + (long)r * in, s = m->lora_scale;
+    gemm_small(m->gemm, dB, dout, 1, last, xa, 0, outc, r, N, s, 1.0f);
+    gemm_small(m->gemm, m->dxa, dout, 0, last, B, 0, N, r, outc, s, 0.0f);
+    const float *xin = lora_dropout(m, site, x, (long)N * in, m->drop_x);
+    gemm_small(m->gemm, dA, m->dxa, 1, 0, xin, 0, r, in, N, 1.0f, 1.0f);
+    if (!dx) return;
+    if (!m->cur_train || m->lora.dropout <= 0.0f) {
+        gemm_small(m->gemm, dx, m->dxa, 0, 0, A, 0, N, in, r, 1.0f, 1.0f);
+        return;
+    }
+    gemm_small(m->gemm, m->drop_dx, m->dxa, 0, 0, A, 0, N, in, r, 1.0f, 0.0f);
+    lora_dropout_backward(m, site, dx, (long)N * in);
 }
 
 /* Gradients of one adapter given dout; dx += its share when dx != NULL. */
@@ -533,6 +570,10 @@ void gpt_impl_lora_backward(gpt_t *m, int l, int t, const float *dout, const flo
     float *dB = dA + (long)r * in;
     const float *xa = gpt_impl_site_xa(m, l, t);
     float s = m->lora_scale;
+    if (m->gemm) {
+        lora_backward_bf16(m, l * m->n_targets + t, A, dA, dout, x, xa, dx, N, in, outc);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, outc, r, N, s, dout, outc, xa, r, 1.0f, dB,
                 r);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, outc, s, dout, outc, B, r, 0.0f,
@@ -549,13 +590,7 @@ void gpt_impl_lora_backward(gpt_t *m, int l, int t, const float *dout, const flo
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, m->dxa, r, A, in, 0.0f,
                 m->drop_dx, in);
-    /* the dropout mask is where drop_x is zero for a non-zero input; redraw it */
-    uint64_t key = cu_hash64(m->cur_dropout_key, (uint64_t)site);
-    float keep_scale = 1.0f / (1.0f - m->lora.dropout);
-    long n = (long)N * in;
-    for (long i = 0; i < n; i++)
-        if (cu_hash_uniform(key, (uint64_t)i) >= m->lora.dropout)
-            dx[i] += m->drop_dx[i] * keep_scale;
+    lora_dropout_backward(m, site, dx, (long)N * in);
 }
 
 /* ---------------------------------------------------------------- forward */

@@ -89,7 +89,10 @@ struct gpt {
 
 /* LoRA on site (l, t) (see gpt.c): out += scale * dropout(x) A^T B^T, keeping
  * x A^T in xa; the backward adds the adapters' gradients and, when dx is not
- * NULL, their share of dx. No-ops for a site without an adapter. */
+ * NULL, their share of dx. No-ops for a site without an adapter. Each is
+ * called right after the site's base product (forward: x W^T; backward,
+ * when dx is not NULL: dout W): in bf16 the adapter's products reuse the
+ * bf16 rounding of x or dout that product made. */
 void gpt_impl_lora_forward(gpt_t *m, int l, int t, const float *x, float *out, int N, float *xa);
 void gpt_impl_lora_backward(gpt_t *m, int l, int t, const float *dout, const float *x, float *dx,
                             int N);

@@ -3,12 +3,17 @@
  * packable (kept in oneDNN's own layout) give the same products, in both
  * orientations and with accumulation, as the same weights read in place;
  * after gemm_bf16_changed the packed copy follows new values; and the
- * products agree with fp32 arithmetic on the bf16-rounded operands.
+ * products agree with fp32 arithmetic on the bf16-rounded operands. The
+ * small products (gemm_small, LoRA's in bf16) do too in every transposition,
+ * with alpha and beta, give the same bits on 1 and 2 threads, and reuse the
+ * last activation's rounding only when it is that activation.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <omp.h>
 
 #include "core/rng.h"
 #include "harness.h"
@@ -126,4 +131,92 @@ static void test_packed_follows_changes(void) {
     pair_close(&p);
 }
 
-TEST_MAIN(TEST(test_packed_equals_in_place), TEST(test_packed_follows_changes))
+/* out = beta * out + alpha * op(a) op(b) in double on the bf16-rounded
+ * operands; the largest error relative to the sum of |terms|. */
+static double small_err(const float *out, const float *out0, const float *a, int ta, const float *b,
+                        int tb, int m, int n, int k, float alpha, float beta) {
+    double worst = 0.0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0.0, mag = 0.0;
+            for (int q = 0; q < k; q++) {
+                uint16_t h[2];
+                float v[2] = {ta ? a[q * m + i] : a[i * k + q], tb ? b[j * k + q] : b[q * n + j]};
+                gemm_to_bf16(h, v, 2);
+                gemm_from_bf16(v, h, 2);
+                s += (double)v[0] * v[1];
+                mag += fabs((double)v[0] * v[1]);
+            }
+            s = alpha * s + beta * out0[i * n + j];
+            mag = fabs(alpha) * mag + fabs(beta * out0[i * n + j]);
+            double e = fabs(s - out[i * n + j]) / (mag > 1e-6 ? mag : 1e-6);
+            if (e > worst) worst = e;
+        }
+    return worst;
+}
+
+static void test_small_products(void) {
+    enum { SM = 48, SN = 8, SK = 72 };
+    gemm_t *g;
+    cu_error_t err;
+    CHECK(gemm_create(&g, &err) == CU_OK);
+    float a[SM * SK], b[SK * SN], out0[SM * SN], out[SM * SN], again[SM * SN];
+    fill(a, SM * SK, 50);
+    fill(b, SK * SN, 51);
+    fill(out0, SM * SN, 52);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int acc = 0; acc < 2; acc++) {
+                float alpha = acc ? 0.75f : 1.0f, beta = acc ? 1.0f : 0.0f;
+                memcpy(out, out0, sizeof out);
+                gemm_small(g, out, a, ta, 0, b, tb, SM, SN, SK, alpha, beta);
+                double e = small_err(out, out0, a, ta, b, tb, SM, SN, SK, alpha, beta);
+                CHECK_MSG(e < 1e-5, "ta %d tb %d alpha %g beta %g: off by %.3g", ta, tb, alpha,
+                          beta, e);
+                /* two threads: the same bits */
+                int threads = omp_get_max_threads();
+                omp_set_num_threads(2);
+                memcpy(again, out0, sizeof again);
+                gemm_small(g, again, a, ta, 0, b, tb, SM, SN, SK, alpha, beta);
+                omp_set_num_threads(threads);
+                CHECK_MSG(!memcmp(out, again, sizeof out), "ta %d tb %d: 1 vs 2 threads differ", ta,
+                          tb);
+            }
+    CHECK(gemm_status(g, NULL) == CU_OK);
+    gemm_free(g);
+}
+
+/* a_last reuses the rounding of the last product's activation: the same
+ * bits as rounding anew; a different buffer of the same size, or one whose
+ * last product ran in fp32 (no bf16 weight), is rounded anew. */
+static void test_small_reuses_last_activation(void) {
+    enum { SM = 40, SK = 96, SN = 8 };
+    pair_t p;
+    if (!pair_open(&p, 7)) return;
+    gemm_t *g = p.plain;
+    float x[SM * SK], y[SM * SK], b[SK * SN], base[SM * N], fresh[SM * SN], reused[SM * SN];
+    fill(x, SM * SK, 60);
+    fill(y, SM * SK, 61);
+    fill(b, SK * SN, 62);
+    gemm_small(g, fresh, x, 0, 0, b, 0, SM, SN, SK, 1.0f, 0.0f);
+    gemm_xwt(g, base, x, p.w, SM, K, N, 0.0f); /* rounds x */
+    gemm_small(g, reused, x, 0, 1, b, 0, SM, SN, SK, 1.0f, 0.0f);
+    CHECK(!memcmp(fresh, reused, sizeof fresh));
+    /* y is not the last activation: a_last must not hand out x's rounding */
+    gemm_small(g, fresh, y, 0, 0, b, 0, SM, SN, SK, 1.0f, 0.0f);
+    gemm_small(g, reused, y, 0, 1, b, 0, SM, SN, SK, 1.0f, 0.0f);
+    CHECK(!memcmp(fresh, reused, sizeof fresh));
+    /* x changed after an fp32 product (a weight without bf16 copy) */
+    float wf[K * N];
+    fill(wf, K * N, 63);
+    gemm_xwt(g, base, x, p.w, SM, K, N, 0.0f);
+    fill(x, SM * SK, 64);
+    gemm_xwt(g, base, x, wf, SM, K, N, 0.0f); /* sgemm: nothing rounded */
+    gemm_small(g, fresh, x, 0, 0, b, 0, SM, SN, SK, 1.0f, 0.0f);
+    gemm_small(g, reused, x, 0, 1, b, 0, SM, SN, SK, 1.0f, 0.0f);
+    CHECK(!memcmp(fresh, reused, sizeof fresh));
+    pair_close(&p);
+}
+
+TEST_MAIN(TEST(test_packed_equals_in_place), TEST(test_packed_follows_changes),
+          TEST(test_small_products), TEST(test_small_reuses_last_activation))
