@@ -271,7 +271,7 @@ int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, 
     if (rc == CU_OK && m->lora.enabled) rc = layout_lora(m, err);
     if (rc == CU_OK) {
         m->n_grads = m->lora.enabled ? m->n_lora : m->n_params;
-        m->grads = cu_alloc_aligned(m->n_grads * sizeof(float), err);
+        m->grads = cu_alloc_pages(m->n_grads * sizeof(float), err);
         if (!m->grads) rc = err ? err->code : CU_ENOMEM;
     }
     if (rc != CU_OK) {
@@ -290,7 +290,7 @@ void gpt_free(gpt_t *m) {
     free(m->lora_buf);
     free(m->ltensors);
     free(m->lora_off);
-    free(m->grads);
+    cu_free_pages(m->grads, m->n_grads * sizeof(float));
     free(m->acts);
     free(m->inputs);
     free(m->kv);
@@ -353,7 +353,9 @@ const gpt_tensor_t *gpt_trainable_tensors(const gpt_t *m, int *n) {
     return m->lora.enabled ? gpt_lora_tensors(m, n) : gpt_param_tensors(m, n);
 }
 void gpt_zero_grad(gpt_t *m) {
-    memset(m->grads, 0, m->n_grads * sizeof(float));
+    /* pages given back rather than written: after a multi-rank step the
+     * reducer has already released them, and this must not fault them in */
+    cu_zero_release(m->grads, m->n_grads * sizeof(float));
 }
 
 /* ------------------------------------------------------------ initialise */
