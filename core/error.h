@@ -45,7 +45,8 @@ int cu_format(char *buf, size_t cap, cu_error_t *err, const char *fmt, ...)
 void *cu_alloc_aligned(size_t bytes, cu_error_t *err);
 
 /* A private anonymous mapping of `bytes`: reads as zeros, and takes no
- * memory until a page is written. Free with cu_free_pages. */
+ * memory until a page is written; transparent huge pages are asked for.
+ * Free with cu_free_pages. */
 void *cu_alloc_pages(size_t bytes, cu_error_t *err);
 void cu_free_pages(void *p, size_t bytes);
 

@@ -1148,7 +1148,9 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
     uint64_t key = cu_hash64((uint64_t)c->job.seed ^ 0xd709, (uint64_t)step);
     size_t n;
     float *params = gpt_trainable(t->model, &n);
-    gpt_zero_grad(t->model);
+    /* on several ranks the reducer leaves the buffer zero, its pages given
+     * back: writing zeros here would fault them all in again */
+    if (t->w->size == 1) gpt_zero_grad(t->model);
     double sums[3] = {0.0, 0.0, 0.0}; /* loss sum, valid targets, stop requests */
     reducer_begin(t->reducer);
     for (int a = 0; a < t->accum; a++) {

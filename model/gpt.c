@@ -353,9 +353,7 @@ const gpt_tensor_t *gpt_trainable_tensors(const gpt_t *m, int *n) {
     return m->lora.enabled ? gpt_lora_tensors(m, n) : gpt_param_tensors(m, n);
 }
 void gpt_zero_grad(gpt_t *m) {
-    /* pages given back rather than written: after a multi-rank step the
-     * reducer has already released them, and this must not fault them in */
-    cu_zero_release(m->grads, m->n_grads * sizeof(float));
+    memset(m->grads, 0, m->n_grads * sizeof(float));
 }
 
 /* ------------------------------------------------------------ initialise */

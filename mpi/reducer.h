@@ -17,12 +17,14 @@
  * index, whatever W (>= 2) is, so runs on 2, 3 or 4 ranks add the same terms
  * in the same order.
  *
- * Once a bucket is exchanged its part of the gradient buffer is dead: it is
- * cleared with its whole pages given back (cu_zero_release), so a rank holds
- * only the buckets not yet exchanged (at most IN_FLIGHT in flight) plus what
- * the backward has not reported yet, and the buffer is all zeros again for
- * the next micro-batch. Unsharded training then all-gathers the reduced
- * slices, so every rank holds the whole sum; sharded training
+ * Once a bucket is exchanged its part of the gradient buffer is dead; each
+ * 2 MB block of the buffer whose floats have all been exchanged is cleared
+ * with its pages given back (cu_zero_release), so a rank holds only the
+ * buckets not yet exchanged (at most IN_FLIGHT in flight), what the backward
+ * has not reported yet and the partly exchanged blocks, and the buffer is
+ * all zeros again for the next micro-batch (no zeroing pass that would
+ * fault it back in). Unsharded training then all-gathers the reduced
+ * slices into the buffer, so every rank holds the whole sum; sharded training
  * (train.shard_optimizer) keeps only its own slice of the sum and updates
  * only that. Both see the same bits for every element, which is what makes
  * the two bit-identical. On one rank nothing is sent: the backward's own
@@ -48,9 +50,10 @@ void reducer_slice(size_t n, int size, int rank, size_t *lo, size_t *hi);
 
 /* Allocates a reducer over buf (n floats, private anonymous memory: its
  * pages are given back as buckets complete), and on more than one rank a
- * sum buffer of n floats of which only the pages written take memory. With
- * gather_all each rank ends with the whole sum; without it only with its
- * own slice. */
+ * sum buffer of n floats of which only this rank's slice is ever written
+ * (and takes memory). With gather_all each rank ends with the whole sum,
+ * gathered into buf (cleared again by the next reducer_begin); without it
+ * only with its own slice, in the sum buffer. */
 int reducer_create(grad_reducer_t **out, const cu_world_t *w, float *buf, size_t n,
                    size_t bucket_bytes, int gather_all, cu_error_t *err);
 void reducer_free(grad_reducer_t *r);
@@ -68,7 +71,7 @@ int reducer_end_micro_batch(grad_reducer_t *r, cu_error_t *err);
  * the whole sum on every rank. Collective. */
 int reducer_finish(grad_reducer_t *r, cu_error_t *err);
 /* The summed gradient (n floats; without gather_all only this rank's
- * slice holds it). On one rank: buf itself. */
+ * slice holds it). On one rank or with gather_all: buf itself. */
 float *reducer_sum(grad_reducer_t *r);
 
 /* How many bucket exchanges the last round made (for tests and benchmarks). */
