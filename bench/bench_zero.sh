@@ -24,10 +24,12 @@ printf "%-6s %-8s %-34s %s\n" ranks sharded "peak RSS per rank (MB)" "checkpoint
 for w in "${ranks[@]}"; do
   for shard in false true; do
     name="w${w}_${shard}"
-    out=$(mpirun -n "$w" --oversubscribe /usr/bin/time -f "peak_rss_kb %M" \
-          "$build/jobs/codex-train" "${common[@]}" "job.name=$name" \
-          "train.shard_optimizer=$shard" 2>&1 >/dev/null)
-    rss=$(echo "$out" | sed -n 's/^peak_rss_kb \([0-9]*\)$/\1/p' | sort -n |
+    # each rank's GNU time report in a file of its own (on stderr the
+    # ranks' lines can run together)
+    mpirun -n "$w" --oversubscribe sh -c '/usr/bin/time -o "$0.$OMPI_COMM_WORLD_RANK" \
+          -f "%M" "$@"' "$runs/rss_$name" "$build/jobs/codex-train" "${common[@]}" \
+          "job.name=$name" "train.shard_optimizer=$shard" >/dev/null 2>&1
+    rss=$(cat "$runs/rss_$name".* | sort -n |
           awk '{ printf "%s%.0f", (NR > 1 ? " " : ""), $1 / 1024 }')
     save=$(grep '"type": "checkpoint"' "$runs/$name/events.jsonl" | tail -1 |
            sed -n 's/.*"seconds": \([0-9.]*\).*/\1/p')

@@ -4,9 +4,12 @@
 #include "core/error.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int cu_error_set(cu_error_t *err, int code, const char *fmt, ...) {
     if (!err) return code;
@@ -58,4 +61,34 @@ void *cu_alloc_aligned(size_t bytes, cu_error_t *err) {
     }
     memset(p, 0, rounded);
     return p;
+}
+
+void *cu_alloc_pages(size_t bytes, cu_error_t *err) {
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        cu_error_set(err, CU_ENOMEM, "out of memory allocating %zu bytes", bytes);
+        return NULL;
+    }
+    /* 2 MB pages where the kernel allows them: faulting a released range
+     * back in 4 KB at a time costs far more (cu_zero_release) */
+    madvise(p, bytes ? bytes : 1, MADV_HUGEPAGE);
+    return p;
+}
+
+void cu_free_pages(void *p, size_t bytes) {
+    if (p) munmap(p, bytes ? bytes : 1);
+}
+
+void cu_zero_release(void *p, size_t bytes) {
+    if (bytes == 0) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p, b = a + bytes;
+    uintptr_t pa = (a + page - 1) / page * page, pb = b / page * page;
+    if (pa >= pb || madvise((void *)pa, pb - pa, MADV_DONTNEED) != 0) {
+        memset(p, 0, bytes); /* no whole page inside, or madvise refused */
+        return;
+    }
+    memset(p, 0, pa - a);
+    memset((void *)pb, 0, b - pb);
 }

@@ -44,4 +44,17 @@ int cu_format(char *buf, size_t cap, cu_error_t *err, const char *fmt, ...)
  * with free(). */
 void *cu_alloc_aligned(size_t bytes, cu_error_t *err);
 
+/* A private anonymous mapping of `bytes`: reads as zeros, and takes no
+ * memory until a page is written; transparent huge pages are asked for.
+ * Free with cu_free_pages. */
+void *cu_alloc_pages(size_t bytes, cu_error_t *err);
+void cu_free_pages(void *p, size_t bytes);
+
+/* Sets p[0, bytes) of private anonymous memory (cu_alloc_pages, or any
+ * heap memory) to zero and gives the whole pages inside back to the kernel
+ * (madvise MADV_DONTNEED: they read as zeros and are faulted in again only
+ * when written); the partial pages at the ends are cleared with memset.
+ * Clearing a range whose pages are already given back touches nothing. */
+void cu_zero_release(void *p, size_t bytes);
+
 #endif

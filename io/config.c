@@ -281,11 +281,14 @@ static const cfg_key_t KEYS[] = {
          "losses and gradients are bit for bit the same."),
     BOOL("train.shard_optimizer", train.shard_optimizer, "false",
          "ZeRO stages 1 and 2 on CPUs: each rank owns a contiguous 1/W slice of the trainable "
-         "parameters, receives only that slice's summed gradient, keeps only that slice's AdamW "
-         "moments and updates only it; the updated slices are then gathered on every rank. "
-         "Checkpoints are written by every rank at once into one file (parallel HDF5). Weights "
-         "are bit for bit those of `false` on the same number of ranks; a run may resume with "
-         "either setting on any number of ranks. See docs/performance.md for the memory."),
+         "parameters, receives only that slice's summed gradient (each micro-batch's gradient "
+         "is handed to the owners bucket by bucket during its backward, and the exchanged part "
+         "of the gradient buffer is given back), keeps only that slice's AdamW moments and "
+         "updates only it; the updated slices are then gathered on every rank. Checkpoints are "
+         "written by every rank at once into one file (parallel HDF5). Weights are bit for bit "
+         "those of `false` on the same number of ranks, and (with either setting) the same on "
+         "any number of ranks from 2 up; a run may resume with either setting on any number of "
+         "ranks. See docs/performance.md for the memory."),
     INT("train.log_every", train.log_every, "1", 1, 1000000000,
         "Steps between lines in metrics.jsonl and the log."),
     STR("train.output", train.output, "", 0, NULL,

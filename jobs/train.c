@@ -2,12 +2,15 @@
  * The training loop (see train.h).
  *
  * One optimizer step consumes one global batch of train.global_batch_size
- * sequences, samples step*G .. step*G+G-1 of the token source. Rank r takes
- * the contiguous slice [r*G/W, (r+1)*G/W) and walks it in micro-batches,
- * accumulating gradients scaled by 1/(tokens in the global batch), so the
- * summed gradient is the mean over the global batch however it is split.
- * Gradients are then summed over ranks in a fixed order (mpi/reducer.h) and
- * every rank applies the same clipped AdamW step; with
+ * sequences, samples step*G .. step*G+G-1 of the token source, cut into
+ * global micro-batches of B samples. Rank r of W takes micro-batches r,
+ * r + W, r + 2W, ... (on one rank: all of them, accumulated in the
+ * gradient buffer by the backward), with gradients scaled by 1/(tokens in
+ * the global batch), so the summed gradient is the mean over the global
+ * batch however it is split. On several ranks every micro-batch's gradient
+ * is summed over ranks in a fixed order as soon as its backward ends
+ * (mpi/reducer.h: the same order for any W >= 2) and every rank applies the
+ * same clipped AdamW step; with
  * train.shard_optimizer each rank sums, clips and updates only its slice,
  * keeps only that slice's moments, and the updated slices are gathered
  * (bit for bit the same weights). Its checkpoints are written and read by
@@ -1217,16 +1220,20 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
     uint64_t key = cu_hash64((uint64_t)c->job.seed ^ 0xd709, (uint64_t)step);
     size_t n;
     float *params = gpt_trainable(t->model, &n);
-    float *grads = gpt_grads(t->model, NULL);
-    gpt_zero_grad(t->model);
+    /* on several ranks the reducer leaves the buffer zero, its pages given
+     * back: writing zeros here would fault them all in again */
+    if (t->w->size == 1) gpt_zero_grad(t->model);
     double sums[3] = {0.0, 0.0, 0.0}; /* loss sum, valid targets, stop requests */
     reducer_begin(t->reducer);
     for (int a = 0; a < t->accum; a++) {
-        /* the last micro-batch's backward hands finished gradients to the
-         * reducer layer by layer, overlapping communication with compute */
-        if (a == t->accum - 1 && t->w->size > 1)
+        /* the backward hands finished gradients to the reducer layer by
+         * layer, overlapping communication with compute; every micro-batch
+         * is exchanged on its own (ZeRO-2: no rank accumulates a whole
+         * gradient), and rank r takes global micro-batches r, r + W, ...
+         * so that the owners add them in global order (mpi/reducer.h) */
+        if (t->w->size > 1)
             gpt_set_grad_ready(t->model, (gpt_grad_ready_fn)reducer_ready, t->reducer);
-        long g0 = step * G + (long)t->w->rank * t->per_rank + (long)a * t->B;
+        long g0 = step * G + ((long)a * t->w->size + t->w->rank) * t->B;
         int rc = load_micro_batch(t, g0, &st->epoch, err);
         if (rc) return rc;
         gpt_set_dropout_row0(t->model, (uint64_t)(g0 - step * G) * (uint64_t)t->T);
@@ -1235,6 +1242,7 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
         if (rc) return cu_error_prefix(err, "step %ld", step);
         gpt_backward(t->model);
         gpt_set_grad_ready(t->model, NULL, NULL);
+        if ((rc = reducer_end_micro_batch(t->reducer, err))) return rc;
         sums[0] += l.loss_sum;
         sums[1] += (double)l.n_valid;
     }
@@ -1244,6 +1252,7 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
     int rc = reducer_finish(t->reducer, err);
     if (rc == CU_OK) rc = world_sum_doubles(t->w, sums, 3, err);
     if (rc) return rc;
+    float *grads = reducer_sum(t->reducer);
     st->loss = sums[0] / sums[1];
     st->stop = sums[2] > 0.0;
     if (!isfinite(st->loss))

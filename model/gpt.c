@@ -271,7 +271,7 @@ int gpt_create(gpt_t **out, const gpt_config_t *cfg, const lora_config_t *lora, 
     if (rc == CU_OK && m->lora.enabled) rc = layout_lora(m, err);
     if (rc == CU_OK) {
         m->n_grads = m->lora.enabled ? m->n_lora : m->n_params;
-        m->grads = cu_alloc_aligned(m->n_grads * sizeof(float), err);
+        m->grads = cu_alloc_pages(m->n_grads * sizeof(float), err);
         if (!m->grads) rc = err ? err->code : CU_ENOMEM;
     }
     if (rc != CU_OK) {
@@ -290,7 +290,7 @@ void gpt_free(gpt_t *m) {
     free(m->lora_buf);
     free(m->ltensors);
     free(m->lora_off);
-    free(m->grads);
+    cu_free_pages(m->grads, m->n_grads * sizeof(float));
     free(m->acts);
     free(m->inputs);
     free(m->kv);

@@ -16,8 +16,16 @@
  * so the extra memory is bounded by IN_FLIGHT * W * bucket floats. */
 #define IN_FLIGHT 4
 
+/* buf is given back in blocks of this many bytes, aligned in memory (one
+ * transparent huge page): a block goes once every float in it has been
+ * exchanged. Giving back 4 KB pages at bucket edges instead would split the
+ * huge pages, and faulting 4 KB pages back in is slow (on this project's
+ * test VMs 50 us a page: seconds per micro-batch at 124M). */
+#define RELEASE_BYTES ((size_t)2 << 20)
+
 typedef struct {
     MPI_Request req;
+    size_t sa, sb; /* the bucket sent: buf[sa, sb) */
     size_t a, len; /* this rank's piece of the bucket: buf[a, a + len) */
     float *recv;   /* W contributions of len floats, in rank order */
     int *counts;   /* send counts, send displs, recv counts, recv displs (4W) */
@@ -26,11 +34,17 @@ typedef struct {
 struct grad_reducer {
     const cu_world_t *w;
     float *buf;
+    float *sum;              /* the summed gradient: this rank's slice */
     size_t n, bucket;        /* bucket size in floats */
     size_t *bounds;          /* W + 1 slice boundaries */
     size_t pend_lo, pend_hi; /* pending (not yet started) range */
     flight_t fl[IN_FLIGHT];
     int head, active, calls, failed, gather_all;
+    int first;       /* the round's first micro-batch: its sums start sum */
+    size_t reported; /* floats reported in this micro-batch */
+    size_t off0;     /* floats of buf's first release block before buf */
+    size_t *done;    /* per release block: floats exchanged so far */
+    int gathered;    /* buf holds the last round's gathered sum */
 };
 
 void reducer_slice(size_t n, int size, int rank, size_t *lo, size_t *hi) {
@@ -52,10 +66,15 @@ int reducer_create(grad_reducer_t **out, const cu_world_t *w, float *buf, size_t
     r->buf = buf;
     r->n = n;
     r->gather_all = gather_all;
+    r->first = 1;
     r->bucket = bucket_bytes / sizeof(float);
     if (r->bucket < 1024) r->bucket = 1024;
     r->bounds = calloc((size_t)w->size + 1, sizeof(size_t));
-    int ok = r->bounds != NULL;
+    r->off0 = (size_t)((uintptr_t)buf % RELEASE_BYTES) / sizeof(float);
+    size_t per = RELEASE_BYTES / sizeof(float);
+    r->done = calloc((n + r->off0 + per - 1) / per + 1, sizeof(size_t));
+    int ok = r->bounds != NULL && r->done != NULL;
+    if (ok && w->size > 1) ok = (r->sum = cu_alloc_pages(n * sizeof(float), NULL)) != NULL;
     for (int i = 0; ok && i < IN_FLIGHT; i++) {
         r->fl[i].counts = calloc(4 * (size_t)w->size, sizeof(int));
         ok = r->fl[i].counts != NULL;
@@ -77,6 +96,8 @@ void reducer_free(grad_reducer_t *r) {
         free(r->fl[i].counts);
     }
     free(r->bounds);
+    free(r->done);
+    cu_free_pages(r->sum, r->n * sizeof(float));
     free(r);
 }
 
@@ -85,19 +106,45 @@ void reducer_begin(grad_reducer_t *r) {
     r->head = r->active = 0;
     r->calls = 0;
     r->failed = 0;
+    r->first = 1;
+    r->reported = 0;
+    if (r->gathered) /* the last round's gathered sum */
+        cu_zero_release(r->buf, r->n * sizeof(float));
+    r->gathered = 0;
+    size_t per = RELEASE_BYTES / sizeof(float);
+    memset(r->done, 0, ((r->n + r->off0 + per - 1) / per + 1) * sizeof(size_t));
 }
 
-/* Waits for the oldest bucket and adds its contributions in rank order. */
+/* buf[a, b) has been exchanged: every release block now wholly exchanged
+ * is cleared with its pages given back (and counts from zero again). */
+static void release_exchanged(grad_reducer_t *r, size_t a, size_t b) {
+    size_t per = RELEASE_BYTES / sizeof(float);
+    for (size_t k = (a + r->off0) / per; k * per < b + r->off0; k++) {
+        size_t lo = k * per > r->off0 ? k * per - r->off0 : 0;
+        size_t hi = (k + 1) * per - r->off0 < r->n ? (k + 1) * per - r->off0 : r->n;
+        size_t x = a > lo ? a : lo, y = b < hi ? b : hi;
+        r->done[k] += y - x;
+        if (r->done[k] < hi - lo) continue;
+        cu_zero_release(r->buf + lo, (hi - lo) * sizeof(float));
+        r->done[k] = 0;
+    }
+}
+
+/* Waits for the oldest bucket, adds its contributions to sum in rank order
+ * (after what earlier micro-batches left there), and clears the bucket in
+ * buf, giving its whole pages back: the next micro-batch starts from zeros
+ * and this rank never holds more of buf than the buckets not yet done. */
 static void complete_oldest(grad_reducer_t *r) {
     flight_t *f = &r->fl[r->head];
     if (MPI_Wait(&f->req, MPI_STATUS_IGNORE) != MPI_SUCCESS) r->failed = 1;
-    float *out = r->buf + f->a;
+    float *out = r->sum + f->a;
     size_t len = f->len;
-    memcpy(out, f->recv, len * sizeof(float));
-    for (int q = 1; q < r->w->size; q++) {
+    if (r->first) memcpy(out, f->recv, len * sizeof(float));
+    for (int q = r->first ? 1 : 0; q < r->w->size; q++) {
         const float *in = f->recv + (size_t)q * len;
         for (size_t i = 0; i < len; i++) out[i] += in[i];
     }
+    release_exchanged(r, f->sa, f->sb);
     r->head = (r->head + 1) % IN_FLIGHT;
     r->active--;
 }
@@ -121,6 +168,8 @@ static void launch(grad_reducer_t *r, size_t a, size_t b) {
     }
     size_t lo = a > r->bounds[me] ? a : r->bounds[me];
     size_t hi = b < r->bounds[me + 1] ? b : r->bounds[me + 1];
+    f->sa = a;
+    f->sb = b;
     f->a = lo;
     f->len = hi > lo ? hi - lo : 0;
     for (int q = 0; q < W; q++) {
@@ -146,6 +195,7 @@ static void start(grad_reducer_t *r, size_t lo, size_t hi) {
 
 void reducer_ready(grad_reducer_t *r, size_t offset, size_t count) {
     if (count == 0) return;
+    r->reported += count;
     size_t lo = offset, hi = offset + count;
     int adjacent = r->pend_hi > r->pend_lo && (hi == r->pend_lo || lo == r->pend_hi);
     if (r->pend_hi == r->pend_lo) {
@@ -163,23 +213,47 @@ void reducer_ready(grad_reducer_t *r, size_t offset, size_t count) {
         start(r, r->pend_lo, r->pend_hi);
         r->pend_lo = r->pend_hi = 0;
     }
-    /* let outstanding exchanges move while the backward computes */
+    /* let outstanding exchanges move while the backward computes, and
+     * finish the oldest ones already done: their pages of buf go back */
     for (int i = 0; i < r->active; i++) {
-        int flag;
-        MPI_Test(&r->fl[(r->head + i) % IN_FLIGHT].req, &flag, MPI_STATUS_IGNORE);
-        if (flag) r->fl[(r->head + i) % IN_FLIGHT].req = MPI_REQUEST_NULL;
+        flight_t *f = &r->fl[(r->head + i) % IN_FLIGHT];
+        int flag = 0;
+        if (f->req != MPI_REQUEST_NULL) MPI_Test(&f->req, &flag, MPI_STATUS_IGNORE);
     }
+    while (r->active > 0 && r->fl[r->head].req == MPI_REQUEST_NULL) complete_oldest(r);
 }
 
-int reducer_finish(grad_reducer_t *r, cu_error_t *err) {
+int reducer_end_micro_batch(grad_reducer_t *r, cu_error_t *err) {
     if (r->w->size == 1) return CU_OK;
     if (r->pend_hi > r->pend_lo) start(r, r->pend_lo, r->pend_hi);
     r->pend_lo = r->pend_hi = 0;
     world_collective_enter(); /* on every rank, with or without buckets in flight */
     while (r->active > 0) complete_oldest(r);
+    size_t reported = r->reported;
+    r->first = 0;
+    r->reported = 0;
     if (r->failed) return cu_error_set(err, CU_EMPI, "gradient reduction failed");
-    if (r->gather_all) return world_allgather_slices(r->w, r->buf, r->n, err);
+    if (reported != r->n) /* a gap would leave an old sum in place */
+        return cu_error_set(err, CU_EINTERNAL,
+                            "the backward reported %zu of %zu gradient floats for reduction",
+                            reported, r->n);
     return CU_OK;
+}
+
+int reducer_finish(grad_reducer_t *r, cu_error_t *err) {
+    if (r->w->size == 1) return CU_OK;
+    int rc = r->reported > 0 ? reducer_end_micro_batch(r, err) : CU_OK;
+    if (rc || !r->gather_all) return rc;
+    /* gathered in buf (all zeros now): sum holds only this rank's slice, so
+     * unsharded training keeps one whole gradient, not two */
+    size_t lo = r->bounds[r->w->rank], hi = r->bounds[r->w->rank + 1];
+    memcpy(r->buf + lo, r->sum + lo, (hi - lo) * sizeof(float));
+    r->gathered = 1;
+    return world_allgather_slices(r->w, r->buf, r->n, err);
+}
+
+float *reducer_sum(grad_reducer_t *r) {
+    return r->w->size == 1 || r->gather_all ? r->buf : r->sum;
 }
 
 int reducer_calls(const grad_reducer_t *r) {
@@ -240,23 +314,44 @@ static double sum_squares(const float *g, size_t lo, size_t hi) {
 
 int world_slices_norm(const cu_world_t *w, const float *buf, size_t n, int whole, double *norm,
                       cu_error_t *err) {
-    double *part = malloc(sizeof(double) * (size_t)w->size);
-    if (!part) return cu_error_set(err, CU_ENOMEM, "out of memory (norm)");
-    int rc = CU_OK;
-    for (int q = 0; q < w->size; q++) {
-        if (!whole && q != w->rank) continue;
-        size_t lo, hi;
-        reducer_slice(n, w->size, q, &lo, &hi);
-        part[q] = sum_squares(buf, lo, hi);
+    if (w->size == 1) {
+        *norm = sqrt(sum_squares(buf, 0, n));
+        return CU_OK;
     }
-    if (!whole && w->size > 1) world_collective_enter();
-    if (!whole && w->size > 1 &&
-        MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, part, 1, MPI_DOUBLE, MPI_COMM_WORLD) !=
-            MPI_SUCCESS)
-        rc = cu_error_set(err, CU_EMPI, "gathering the gradient norm's partial sums failed");
+    if (n / REDUCER_ALIGN >= (size_t)INT_MAX)
+        return cu_error_set(err, CU_EINVAL, "%zu floats: more than MPI counts reach", n);
+    size_t chunks = (n + REDUCER_ALIGN - 1) / REDUCER_ALIGN;
+    double *part = malloc(sizeof(double) * (chunks ? chunks : 1));
+    int *counts = malloc(2 * sizeof(int) * (size_t)w->size);
+    if (!part || !counts) {
+        free(part);
+        free(counts);
+        return cu_error_set(err, CU_ENOMEM, "out of memory (norm)");
+    }
+    int *displs = counts + w->size;
+    for (int q = 0; q < w->size; q++) {
+        size_t lo, hi; /* slices start on chunk boundaries */
+        reducer_slice(n, w->size, q, &lo, &hi);
+        size_t c0 = lo / REDUCER_ALIGN, c1 = (hi + REDUCER_ALIGN - 1) / REDUCER_ALIGN;
+        counts[q] = hi > lo ? (int)(c1 - c0) : 0;
+        displs[q] = hi > lo ? (int)c0 : 0;
+        if (!whole && q != w->rank) continue;
+        for (size_t c = c0; hi > lo && c < c1; c++) {
+            size_t e = (c + 1) * REDUCER_ALIGN;
+            part[c] = sum_squares(buf, c * REDUCER_ALIGN, e < n ? e : n);
+        }
+    }
+    int rc = CU_OK;
+    if (!whole) {
+        world_collective_enter();
+        if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, part, counts, displs, MPI_DOUBLE,
+                           MPI_COMM_WORLD) != MPI_SUCCESS)
+            rc = cu_error_set(err, CU_EMPI, "gathering the gradient norm's partial sums failed");
+    }
     double s = 0.0;
-    for (int q = 0; q < w->size; q++) s += part[q];
+    for (size_t c = 0; c < chunks; c++) s += part[c];
     *norm = sqrt(s);
     free(part);
+    free(counts);
     return rc;
 }

@@ -12,7 +12,8 @@ Cases:
   resume    stopped on 4 ranks sharded at step 13; resumed on 2 ranks sharded
             and on 1 rank unsharded: both resume at 13, log every step once,
             and end within 1e-5 (losses relative, weights absolute) of the
-            uninterrupted 4-rank run
+            uninterrupted 4-rank run; on 2 ranks bit-identical to it (every
+            W >= 2 adds the global micro-batches in the same order)
   corrupt   one byte changed in the slice that rank 3 wrote of the newest
             parallel checkpoint: resuming reports it (checkpoint_invalid) and
             falls back to the previous one; codexctl generate and eval read
@@ -116,6 +117,10 @@ def case_resume(exe, src, tmp, f):
         d6 = h5_same(os.path.join(runs, "whole", "final.h5"), fin, "/tensors", 1e-6)
         over = sum(int(x) for x in re.findall(r"(\d+) differences found", d6.stdout))
         print(f"measured: {name}: elements differing by more than 1e-6: {over}")
+        if n > 1:
+            d = h5_same(os.path.join(runs, "whole", "final.h5"), fin, "/tensors")
+            f.check(d.returncode == 0, f"{name}: resumed on {n} ranks, weights bit-identical to "
+                                       f"the 4-rank run {d.stdout[:200]}")
 
 
 def flip_byte(path, dataset, at):

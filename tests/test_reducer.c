@@ -1,13 +1,17 @@
 /*
  * The gradient reducer's fixed order (mpi/reducer.c): whatever the buckets,
- * the order ranges arrive in and whether the result is gathered or left in
- * owner slices, every element is ((g0 + g1) + g2) + ... in float, in rank
- * order; the slice norm is the same bits computed whole or by slices. Run on
- * 1 rank (unit) and under mpirun on 3 and 4 ranks (mpi).
+ * the order ranges arrive in, the number of ranks and whether the result is
+ * gathered or left in owner slices, every element is ((m0 + m1) + m2) + ...
+ * in float over the global micro-batches; the exchanged buffer is left
+ * cleared with its pages given back; the slice norm is the same bits
+ * computed whole or by slices. Run on 1 rank (unit) and under mpirun on 3
+ * and 4 ranks (mpi).
  */
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/rng.h"
 #include "harness.h"
@@ -38,41 +42,105 @@ static void report_backwards(grad_reducer_t *r, size_t n) {
     }
 }
 
+/* Sum of the global micro-batches j = 0 .. M-1, in float: ((c0 + c1) + c2)
+ * + ..., forwards or backwards. */
+static void global_sum(float *out, float *tmp, size_t n, int M, int backwards) {
+    for (int k = 0; k < M; k++) {
+        int j = backwards ? M - 1 - k : k;
+        contribution(tmp, n, j);
+        for (size_t i = 0; i < n; i++) out[i] = k == 0 ? tmp[i] : out[i] + tmp[i];
+    }
+}
+
+static int all_zero(const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != 0.0f) return 0;
+    return 1;
+}
+
+/* M = 12 global micro-batches, rank r taking r, r + W, ...: every element
+ * ends as the same sum in global micro-batch order on 1, 3 or 4 ranks. */
 static void check_mode(int gather_all) {
+    const int M = 12;
     size_t n = 3 * REDUCER_ALIGN * (size_t)W.size + 777;
-    float *buf = malloc(n * sizeof(float)), *want = calloc(n, sizeof(float));
-    float *other = malloc(n * sizeof(float)), *rev = calloc(n, sizeof(float));
-    for (int q = 0; q < W.size; q++) {
-        contribution(other, n, q);
-        for (size_t i = 0; i < n; i++) want[i] = q == 0 ? other[i] : want[i] + other[i];
-    }
-    for (int q = W.size - 1; q >= 0; q--) {
-        contribution(other, n, q);
-        for (size_t i = 0; i < n; i++) rev[i] = q == W.size - 1 ? other[i] : rev[i] + other[i];
-    }
-    if (W.size >= 3) /* the order is visible in the bits: the test can fail */
-        CHECK(memcmp(want, rev, n * sizeof(float)) != 0);
-    contribution(buf, n, W.rank);
-    grad_reducer_t *r;
     cu_error_t err;
+    float *buf = cu_alloc_pages(n * sizeof(float), &err), *want = calloc(n, sizeof(float));
+    float *other = malloc(n * sizeof(float)), *rev = calloc(n, sizeof(float));
+    global_sum(want, other, n, M, 0);
+    global_sum(rev, other, n, M, 1);
+    /* the order is visible in the bits: the test can fail */
+    CHECK(memcmp(want, rev, n * sizeof(float)) != 0);
+    grad_reducer_t *r;
     CHECK(reducer_create(&r, &W, buf, n, 4096, gather_all, &err) == CU_OK);
     for (int round = 0; round < 2; round++) {
-        if (round == 1) contribution(buf, n, W.rank);
         reducer_begin(r);
-        report_backwards(r, n);
+        for (int a = 0; a < M / W.size; a++) {
+            contribution(other, n, a * W.size + W.rank);
+            if (W.size > 1) CHECK(all_zero(buf, n)); /* the last exchange cleared it */
+            /* as the backward does: added to what the buffer holds */
+            for (size_t i = 0; i < n; i++) buf[i] += other[i];
+            report_backwards(r, n);
+            CHECK(reducer_end_micro_batch(r, &err) == CU_OK);
+        }
         CHECK(reducer_finish(r, &err) == CU_OK);
+        const float *got = reducer_sum(r);
         size_t lo = 0, hi = n;
         if (!gather_all) reducer_slice(n, W.size, W.rank, &lo, &hi);
-        CHECK_MSG(memcmp(buf + lo, want + lo, (hi - lo) * sizeof(float)) == 0,
-                  "rank %d gather_all %d round %d: sums not in rank order", W.rank, gather_all,
-                  round);
+        CHECK_MSG(memcmp(got + lo, want + lo, (hi - lo) * sizeof(float)) == 0,
+                  "rank %d gather_all %d round %d: sums not in global micro-batch order", W.rank,
+                  gather_all, round);
         if (W.size > 1) CHECK(reducer_calls(r) > 1);
+        /* gathered into buf, or buf left all zeros */
+        if (W.size > 1) CHECK(gather_all ? got == buf : all_zero(buf, n));
+        if (W.size == 1) memset(buf, 0, n * sizeof(float)); /* the caller's gpt_zero_grad */
     }
     reducer_free(r);
-    free(buf);
+    cu_free_pages(buf, n * sizeof(float));
     free(want);
     free(other);
     free(rev);
+}
+
+/* A micro-batch whose backward skipped a range is an error, not a sum
+ * with an old value left in it. */
+static void test_gap_reported(void) {
+    if (W.size == 1) return; /* nothing is exchanged on one rank */
+    size_t n = 2 * REDUCER_ALIGN * (size_t)W.size;
+    cu_error_t err;
+    float *buf = cu_alloc_pages(n * sizeof(float), &err);
+    grad_reducer_t *r;
+    CHECK(reducer_create(&r, &W, buf, n, 4096, 1, &err) == CU_OK);
+    reducer_begin(r);
+    reducer_ready(r, 0, n - 10);
+    CHECK(reducer_end_micro_batch(r, &err) == CU_EINTERNAL);
+    CHECK(strstr(err.msg, "reported") != NULL);
+    reducer_free(r);
+    cu_free_pages(buf, n * sizeof(float));
+}
+
+/* cu_zero_release clears exactly its range and gives back the whole pages
+ * inside it (mincore: not resident any more). */
+static void test_zero_release_gives_pages_back(void) {
+    long page = sysconf(_SC_PAGESIZE);
+    size_t bytes = 16 * (size_t)page;
+    cu_error_t err;
+    unsigned char *p = cu_alloc_pages(bytes, &err);
+    CHECK(p != NULL);
+    memset(p, 0xab, bytes);
+    size_t a = (size_t)page + 100, b = 12 * (size_t)page + 7;
+    cu_zero_release(p + a, b - a);
+    /* before reading them (a read maps the shared zero page): pages 2 .. 11
+     * are not resident any more, the partial pages 1 and 12 still are */
+    unsigned char vec[16];
+    CHECK(mincore(p, bytes, vec) == 0);
+    int resident = 0;
+    for (int k = 2; k < 12; k++) resident += vec[k] & 1;
+    CHECK_MSG(resident == 0, "%d released pages resident", resident);
+    CHECK((vec[1] & 1) && (vec[12] & 1));
+    int ok = 1;
+    for (size_t i = 0; i < bytes; i++) ok &= p[i] == ((i >= a && i < b) ? 0 : 0xab);
+    CHECK(ok);
+    cu_free_pages(p, bytes);
 }
 
 static void test_gathered_sums_in_rank_order(void) {
@@ -110,6 +178,14 @@ static void test_norm_whole_equals_slices(void) {
     double s = 0.0; /* on one rank: the plain sequential sum */
     for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
     if (W.size == 1) CHECK(sqrt(s) == whole);
+    double c = 0.0; /* on several: chunk sums in chunk order, whatever W */
+    for (size_t k = 0; k * REDUCER_ALIGN < n; k++) {
+        double part = 0.0;
+        for (size_t i = k * REDUCER_ALIGN; i < n && i < (k + 1) * REDUCER_ALIGN; i++)
+            part += (double)g[i] * g[i];
+        c += part;
+    }
+    if (W.size > 1) CHECK(sqrt(c) == whole);
     CHECK_REL(sqrt(s), whole, 1e-12, 1e-30);
     free(g);
 }
@@ -131,10 +207,13 @@ static void test_allgather_slices(void) {
 int main(int argc, char **argv) {
     cu_error_t err;
     if (world_init(&W, &argc, &argv, &err)) return 1;
-    static const cu_test_case_t cases[] = {
-        TEST(test_gathered_sums_in_rank_order), TEST(test_owner_slices_in_rank_order),
-        TEST(test_slices_tile_the_buffer), TEST(test_norm_whole_equals_slices),
-        TEST(test_allgather_slices)};
+    static const cu_test_case_t cases[] = {TEST(test_gathered_sums_in_rank_order),
+                                           TEST(test_owner_slices_in_rank_order),
+                                           TEST(test_slices_tile_the_buffer),
+                                           TEST(test_norm_whole_equals_slices),
+                                           TEST(test_allgather_slices),
+                                           TEST(test_gap_reported),
+                                           TEST(test_zero_release_gives_pages_back)};
     int rc = cu_test_run(cases, (int)(sizeof cases / sizeof cases[0]));
     int all = rc;
     MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
