@@ -70,7 +70,7 @@ def measure(port, key, seconds, tls=None):
     """Sequential requests on keep-alive connections, alternating the two
     routes; a failed request counts as its time to failure."""
     lat = {"/healthz": [], "/v1/jobs/run-live": []}
-    errors = 0
+    errors = {}
     end = time.time() + seconds
     conn = None
     while time.time() < end:
@@ -84,9 +84,11 @@ def measure(port, key, seconds, tls=None):
                 r = conn.getresponse()
                 r.read()
                 if r.status != 200:
-                    errors += 1
-            except OSError:
-                errors += 1
+                    what = "%s %d" % (path, r.status)
+                    errors[what] = errors.get(what, 0) + 1
+            except OSError as e:
+                what = "%s %s" % (path, type(e).__name__)
+                errors[what] = errors.get(what, 0) + 1
                 conn = None
             lat[path].append(time.perf_counter() - t0)
             time.sleep(0.005)
@@ -103,7 +105,9 @@ def report(name, lat, errors, note=""):
     for path, xs in lat.items():
         parts.append("%s n=%d p50=%.2f ms p99=%.2f ms" % (path, len(xs), pct(xs, 0.5),
                                                           pct(xs, 0.99)))
-    print("%-12s %s errors=%d %s" % (name, " | ".join(parts), errors, note), flush=True)
+    kinds = ", ".join("%s x%d" % kv for kv in sorted(errors.items()))
+    print("%-12s %s errors=%d%s %s" % (name, " | ".join(parts), sum(errors.values()),
+                                     " (%s)" % kinds if kinds else "", note), flush=True)
 
 
 class Attack(threading.Thread):
