@@ -217,18 +217,11 @@ void ita_route_kb_search(ita_req_t *rq) {
     }
     const char *body = rq->req->entity.base;
     size_t len = body ? rq->req->entity.len : 0;
-    ita_pool_job_t *j = calloc(1, sizeof *j);
-    kb_in_t *in = j ? calloc(1, sizeof *in + len + 1) : NULL;
-    if (!in) {
-        free(j);
-        ita_problem(rq, 500, "out of memory");
-        return;
-    }
+    ita_pool_job_t *j = ita_offload_job(rq, sizeof(kb_in_t), offsetof(kb_in_t, body), body, len);
+    if (!j) return;
+    kb_in_t *in = j->in;
     in->srv = rq->w->srv;
-    if (len) memcpy(in->body, body, len);
     in->len = len;
-    j->in = in;
-    j->free_in = free;
     j->run = kb_search_run;
     ita_offload(rq, j); /* 503 with Retry-After when the pool is full */
 }

@@ -33,6 +33,21 @@ int ita_offload_try(ita_req_t *rq, ita_pool_job_t *j) {
     return 0;
 }
 
+ita_pool_job_t *ita_offload_job(ita_req_t *rq, size_t size, size_t body_at, const char *body,
+                                size_t len) {
+    ita_pool_job_t *j = calloc(1, sizeof *j);
+    char *in = j ? calloc(1, (size > body_at ? size : body_at) + len + 1) : NULL;
+    if (!in) {
+        free(j);
+        ita_problem(rq, 500, "out of memory");
+        return NULL;
+    }
+    if (len) memcpy(in + body_at, body, len);
+    j->in = in;
+    j->free_in = free;
+    return j;
+}
+
 void ita_offload(ita_req_t *rq, ita_pool_job_t *j) {
     if (ita_offload_try(rq, j) == 0) return;
     ita_pool_job_free(j);

@@ -669,21 +669,16 @@ void ita_route_repo_pulls(ita_req_t *rq) {
     /* git and the sandbox run in the worker pool (503 when it is full) */
     const char *body = rq->req->entity.base;
     size_t len = body ? rq->req->entity.len : 0;
-    ita_pool_job_t *j = calloc(1, sizeof *j);
-    pull_in_t *in = j ? calloc(1, sizeof *in + len + 1) : NULL;
-    if (!in) {
-        free(j);
-        ita_problem(rq, 500, "out of memory");
-        return;
-    }
+    ita_pool_job_t *j =
+        ita_offload_job(rq, sizeof(pull_in_t), offsetof(pull_in_t, body), body, len);
+    if (!j) return;
+    pull_in_t *in = j->in;
     in->srv = rq->w->srv;
     snprintf(in->repo, sizeof in->repo, "%s", rq->file);
     snprintf(in->request_id, sizeof in->request_id, "%s", rq->request_id);
     snprintf(in->key_name, sizeof in->key_name, "%s", rq->key_name);
     snprintf(in->key_id, sizeof in->key_id, "%s", rq->key_id);
-    if (len) memcpy(in->body, body, len);
     in->len = len;
-    j->in = in;
     j->free_in = pull_in_free;
     j->run = pull_job_run;
     j->done = pull_job_done;

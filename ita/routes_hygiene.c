@@ -101,20 +101,14 @@ void ita_route_hygiene_scan(ita_req_t *rq) {
     size_t len = rq->req->entity.base ? rq->req->entity.len : 0;
     /* the scan runs in the worker pool on a copy of the body: a
      * pathological one must not hold this loop */
-    ita_pool_job_t *j = calloc(1, sizeof *j);
-    scan_in_t *in = j ? calloc(1, sizeof *in + len + 1) : NULL;
-    if (!in) {
-        free(j);
-        ita_problem(rq, 500, "out of memory");
-        return;
-    }
-    memcpy(in->body, body, len);
+    ita_pool_job_t *j =
+        ita_offload_job(rq, sizeof(scan_in_t), offsetof(scan_in_t, body), body, len);
+    if (!j) return;
+    scan_in_t *in = j->in;
     in->len = len;
     in->sarif = sarif;
     in->diff = wants_diff(rq, kind);
     snprintf(in->path, sizeof in->path, "%s", path);
-    j->in = in;
-    j->free_in = free;
     j->run = scan_run;
     ita_offload(rq, j);
 }

@@ -535,22 +535,17 @@ static void submit_job_done(ita_pool_job_t *j, void *owner) {
 
 /* Hands a submission or cancel of rq to the worker pool (503 when full). */
 static void submit_offload(ita_req_t *rq, int cancel, int dry_run, const char *body, size_t len) {
-    ita_pool_job_t *j = calloc(1, sizeof *j);
-    submit_in_t *in = j ? calloc(1, sizeof *in + len + 1) : NULL;
-    if (!in) {
-        free(j);
-        ita_problem(rq, 500, "out of memory");
-        return;
-    }
+    ita_pool_job_t *j =
+        ita_offload_job(rq, sizeof(submit_in_t), offsetof(submit_in_t, body), body, len);
+    if (!j) return;
+    submit_in_t *in = j->in;
     in->srv = rq->w->srv;
     in->cancel = cancel;
     in->dry_run = dry_run;
     snprintf(in->job, sizeof in->job, "%s", rq->job);
     snprintf(in->key_name, sizeof in->key_name, "%s", rq->key_name);
     snprintf(in->key_id, sizeof in->key_id, "%s", rq->key_id);
-    if (len) memcpy(in->body, body, len);
     in->len = len;
-    j->in = in;
     j->free_in = submit_in_free;
     j->run = submit_job_run;
     j->done = submit_job_done;

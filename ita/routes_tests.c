@@ -192,18 +192,12 @@ static void tests_run_job(ita_pool_job_t *j, ita_pool_thread_t *t) {
 void ita_route_tests_run(ita_req_t *rq) {
     const char *body = rq->req->entity.base;
     size_t len = body ? rq->req->entity.len : 0;
-    ita_pool_job_t *j = calloc(1, sizeof *j);
-    tests_in_t *in = j ? calloc(1, sizeof *in + len + 1) : NULL;
-    if (!in) {
-        free(j);
-        ita_problem(rq, 500, "out of memory");
-        return;
-    }
+    ita_pool_job_t *j =
+        ita_offload_job(rq, sizeof(tests_in_t), offsetof(tests_in_t, body), body, len);
+    if (!j) return;
+    tests_in_t *in = j->in;
     in->srv = rq->w->srv;
-    if (len) memcpy(in->body, body, len);
     in->len = len;
-    j->in = in;
-    j->free_in = free;
     j->run = tests_run_job;
     ita_offload(rq, j);
 }
