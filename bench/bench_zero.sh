@@ -2,9 +2,11 @@
 # Memory of full fine-tuning with and without train.shard_optimizer: peak
 # resident memory of every rank (GNU time's %M) for codex-train at GPT-2 124M
 # shapes (12 layers, width 768, 50,257 tokens; 124.4M trainable parameters),
-# 2 optimizer steps of a global batch of 4 x 64 random tokens, on 1, 2 and 4
-# ranks, sharded and not, plus the time of the end-of-run checkpoint (one
-# writer unsharded, every rank sharded) from events.jsonl.
+# 3 optimizer steps of a global batch of 4 x 64 random tokens, on 1, 2 and 4
+# ranks, sharded and not, the mean time of steps 2 and 3 (metrics.jsonl's
+# ms_per_step: the first step also faults the buffers in), and the time of
+# the end-of-run checkpoint (one writer unsharded, every rank sharded) from
+# events.jsonl.
 #
 # usage: bench/bench_zero.sh [BUILD_DIR] [RANKS...]   (default: build 1 2 4)
 set -euo pipefail
@@ -18,9 +20,9 @@ runs=$(mktemp -d)
 trap 'rm -rf "$runs"' EXIT
 common=(configs/demo-base.yaml "job.runs_dir=$runs" data.source=random model.n_layer=12
         model.n_head=12 model.n_embd=768 model.vocab_size=50257 model.max_seq_len=1024
-        data.seq_len=64 train.global_batch_size=4 train.micro_batch_size=1 train.max_steps=2
+        data.seq_len=64 train.global_batch_size=4 train.micro_batch_size=1 train.max_steps=3
         train.warmup_steps=0 train.log_every=1 lora.enabled=false eval.every_steps=0)
-printf "%-6s %-8s %-34s %s\n" ranks sharded "peak RSS per rank (MB)" "checkpoint save (s)"
+printf "%-6s %-8s %-34s %-12s %s\n" ranks sharded "peak RSS per rank (MB)" "ms/step" "checkpoint save (s)"
 for w in "${ranks[@]}"; do
   for shard in false true; do
     name="w${w}_${shard}"
@@ -33,7 +35,9 @@ for w in "${ranks[@]}"; do
           awk '{ printf "%s%.0f", (NR > 1 ? " " : ""), $1 / 1024 }')
     save=$(grep '"type": "checkpoint"' "$runs/$name/events.jsonl" | tail -1 |
            sed -n 's/.*"seconds": \([0-9.]*\).*/\1/p')
-    printf "%-6s %-8s %-34s %s\n" "$w" "$shard" "$rss" "$save"
+    step=$(sed -n 's/.*"step": \([0-9]*\),.*"ms_per_step": \([0-9.]*\).*/\1 \2/p' \
+             "$runs/$name/metrics.jsonl" | awk '$1 >= 2 { s += $2; n++ } END { if (n) printf "%.0f", s / n }')
+    printf "%-6s %-8s %-34s %-12s %s\n" "$w" "$shard" "$rss" "$step" "$save"
     rm -rf "${runs:?}/$name"
   done
 done
