@@ -46,10 +46,27 @@ static st_dtype_t cache_dtype(const st_entry_t *e) {
     return e->ndim == 2 && hf_gpt2_is_product_weight(e->name) ? ST_BF16 : ST_F32;
 }
 
+/* GPT-2's Conv1D weights, (in, out) in the source: the cache holds their
+ * transpose, (out, in), so that they can be lent in place. */
+static int is_conv(const st_entry_t *e) {
+    return e->ndim == 2 && hf_gpt2_is_conv1d(e->name);
+}
+
+/* Dimension d of tensor e's shape in the cache. */
+static int64_t cache_dim(const st_entry_t *e, int d) {
+    return is_conv(e) ? e->shape[1 - d] : e->shape[d];
+}
+
+static int has_conv(const st_model_t *src) {
+    for (int i = 0; i < st_count(src); i++)
+        if (is_conv(st_entry(src, i))) return 1;
+    return 0;
+}
+
 int base_cache_needed(const st_model_t *src) {
     for (int i = 0; i < st_count(src); i++) {
         const st_entry_t *e = st_entry(src, i);
-        if (e->dtype != ST_BF16 && cache_dtype(e) == ST_BF16) return 1;
+        if (is_conv(e) || (e->dtype != ST_BF16 && cache_dtype(e) == ST_BF16)) return 1;
     }
     return 0;
 }
@@ -167,7 +184,7 @@ static int check_tensors(const st_model_t *src, const st_model_t *m, char *why, 
     for (int i = 0; i < st_count(src); i++) {
         const st_entry_t *e = st_entry(src, i), *f = st_find(m, e->name);
         int same = f && f->ndim == e->ndim && f->dtype == cache_dtype(e);
-        for (int d = 0; same && d < e->ndim; d++) same = f->shape[d] == e->shape[d];
+        for (int d = 0; same && d < e->ndim; d++) same = f->shape[d] == cache_dim(e, d);
         if (!same) {
             snprintf(why, cap, "tensor '%s' is missing or differs from the source's", e->name);
             return 0;
@@ -242,6 +259,11 @@ static int cache_ok(const st_model_t *src, base_cache_t *c, FILE *progress, char
         return 0;
     }
     int ok = check_header(m, c, why, cap) && check_tensors(src, m, why, cap);
+    const char *layout = st_metadata(m, "conv1d");
+    if (ok && has_conv(src) && !(layout && !strcmp(layout, "out,in"))) {
+        snprintf(why, cap, "its Conv1D weights are not marked as transposed");
+        ok = 0;
+    }
     char want[65];
     if (ok) snprintf(want, sizeof want, "%s", st_metadata(m, "data_sha256"));
     st_close(m);
@@ -285,6 +307,32 @@ static void drop_pages(const void *p, size_t n) {
     madvise((void *)a, (size_t)(b - a), MADV_DONTNEED);
 }
 
+static void to_f32(const char *at, float *out, size_t k, st_dtype_t dt) {
+    if (dt == ST_F32)
+        memcpy(out, at, k * 4);
+    else
+        f16_to_f32((const uint16_t *)(const void *)at, out, k, dt);
+}
+
+/* A Conv1D weight (in, out) at p, streamed into s as its transpose. */
+static int convert_transposed(const st_entry_t *e, const char *p, st_stream_t *s, uint64_t *done,
+                              cu_error_t *err) {
+    size_t in = (size_t)e->shape[0], out = (size_t)e->shape[1], w = e->dtype == ST_F32 ? 4 : 2;
+    float *a = malloc(in * out * sizeof *a), *b = malloc(in * out * sizeof *b);
+    int rc = a && b ? CU_OK : cu_error_set(err, CU_ENOMEM, "out of memory");
+    if (rc == CU_OK) {
+        to_f32(p, a, in * out, e->dtype);
+        for (size_t i = 0; i < in; i++)
+            for (size_t o = 0; o < out; o++) b[o * in + i] = a[i * out + o];
+        rc = st_stream_put(s, b, in * out, err);
+        drop_pages(p, in * out * w);
+        *done += in * out * w;
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
 /* Streams tensor e of src, converted to floats, into s. */
 static int convert_one(st_model_t *src, const st_entry_t *e, st_stream_t *s, float *buf,
                        uint64_t *done, uint64_t total, FILE *progress, const char *path, double t0,
@@ -293,13 +341,11 @@ static int convert_one(st_model_t *src, const st_entry_t *e, st_stream_t *s, flo
     const char *p = st_map_entry(src, e, err);
     if (!p) return err->code;
     size_t w = e->dtype == ST_F32 ? 4 : 2;
+    if (is_conv(e)) return convert_transposed(e, p, s, done, err);
     for (int64_t i = 0; i < e->numel; i += CHUNK) {
         size_t k = (size_t)(e->numel - i < CHUNK ? e->numel - i : CHUNK);
         const char *at = p + (size_t)i * w;
-        if (e->dtype == ST_F32)
-            memcpy(buf, at, k * 4);
-        else
-            f16_to_f32((const uint16_t *)(const void *)at, buf, k, e->dtype);
+        to_f32(at, buf, k, e->dtype);
         int rc = st_stream_put(s, buf, k, err);
         drop_pages(at, k * w);
         if (rc) return rc;
@@ -333,15 +379,17 @@ static int build(st_model_t *src, const char *weights_path, base_cache_t *c, FIL
         t[i].name = e->name;
         t[i].ndim = e->ndim;
         memcpy(t[i].shape, e->shape, sizeof t[i].shape);
+        for (int d = 0; d < e->ndim && d < 2; d++) t[i].shape[d] = cache_dim(e, d);
         dt[i] = cache_dtype(e);
         size += (uint64_t)e->numel * (dt[i] == ST_BF16 ? 2u : 4u);
     }
     const char *meta[] = {"format",           "pt",          "codex_base_cache",
                           BASE_CACHE_VERSION, "source",      weights_path,
                           "source_identity",  c->identity,   "source_sha256",
-                          c->source_sha256,   "data_sha256", ZEROS64};
+                          c->source_sha256,   "data_sha256", ZEROS64,
+                          "conv1d",           "out,in"};
     st_stream_t *s = NULL;
-    if (rc == CU_OK) rc = st_stream_begin_typed(c->path, t, dt, n, meta, 6, &s, err);
+    if (rc == CU_OK) rc = st_stream_begin_typed(c->path, t, dt, n, meta, 7, &s, err);
     if (rc == CU_OK && (rc = st_stream_checksum(s, "data_sha256", err))) st_stream_abort(s);
     uint64_t done = 0;
     int tenth = 0;

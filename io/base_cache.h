@@ -6,7 +6,10 @@
  * base in fp32 or fp16 is converted once into one safetensors file of the
  * same tensors, the product weights (hf_gpt2_is_product_weight) in BF16 and
  * every other tensor in F32 (exact for fp16 and fp32 sources), which is
- * then mapped the same way and reused by later jobs.
+ * then mapped the same way and reused by later jobs. A GPT-2 base (any
+ * dtype) is cached too: its Conv1D weights, (in, out) in its files, are
+ * written transposed to our (out, in) so that they can be lent in place
+ * (metadata conv1d "out,in").
  *
  * Where: <root>/<key>/model.safetensors, locked through <root>/<key>.lock
  * (flock). The key is the first 32 hex digits of the sha256 of the
@@ -56,7 +59,7 @@ typedef struct {
 } base_cache_t;
 
 /* Whether a base needs the cache: some product weight is stored in F32 or
- * F16. */
+ * F16, or it has GPT-2's Conv1D weights. */
 int base_cache_needed(const st_model_t *src);
 
 /* Fills c's key, identity and paths for the base opened as src (from

@@ -323,11 +323,12 @@ static const st_entry_t *find_hf(const st_model_t *m, const char *hf) {
     return e;
 }
 
-static int load_one(st_model_t *m, const gpt_tensor_t *t, float *dst, float *scratch,
+static int load_one(st_model_t *m, const gpt_tensor_t *t, float *dst, float *scratch, int ours,
                     const st_entry_t **used, cu_error_t *err) {
     char hf[128];
     int conv;
     hf_gpt2_name(t->name, hf, sizeof hf, &conv);
+    if (ours) conv = 0; /* a bf16 cache holds Conv1D weights in our layout */
     const st_entry_t *e = find_hf(m, hf);
     if (!e)
         return cu_error_set(err, CU_EFORMAT, "%s: tensor '%s' (our %s) is missing",
@@ -405,17 +406,26 @@ static int check_leftovers(st_model_t *m, const st_entry_t **used, int n_used, c
 
 int hf_gpt2_is_product_weight(const char *name) {
     return ends_with(name, "_proj.weight") || ends_with(name, "c_fc.weight") ||
-           ends_with(name, "c_proj.weight") || !strcmp(name, "lm_head.weight");
+           ends_with(name, "c_attn.weight") || !strcmp(name, "lm_head.weight");
+}
+
+int hf_gpt2_is_conv1d(const char *hf_name) {
+    if (!strncmp(hf_name, "model.", 6)) return 0;
+    for (size_t i = 0; i < sizeof CONV1D / sizeof CONV1D[0]; i++)
+        if (ends_with(hf_name, CONV1D[i])) return 1;
+    return 0;
 }
 
 /* Lends tensor i in place when it is a bf16 product weight stored as we lay
- * it out; *lent = 1 then. */
-static int lend_one(st_model_t *m, gpt_t *model, const gpt_tensor_t *tensors, int i,
+ * it out; *lent = 1 then. ours: the file's Conv1D weights are in our layout
+ * (a bf16 cache). */
+static int lend_one(st_model_t *m, gpt_t *model, const gpt_tensor_t *tensors, int i, int ours,
                     const st_entry_t **used, int *lent, cu_error_t *err) {
     const gpt_tensor_t *t = &tensors[i];
     char hf[128];
     int conv;
     hf_gpt2_name(t->name, hf, sizeof hf, &conv);
+    if (ours) conv = 0;
     const st_entry_t *e = find_hf(m, hf);
     *lent = 0;
     if (!hf_gpt2_is_product_weight(t->name) || t->ndim != 2 || conv || !e || e->dtype != ST_BF16 ||
@@ -446,11 +456,13 @@ static int load_params(const char *path, hf_gpt2_info_t *info, float *params,
     float *scratch = malloc((biggest ? biggest : 1) * sizeof *scratch);
     const st_entry_t **used = calloc((size_t)n + 1, sizeof *used);
     if (!scratch || !used) rc = cu_error_set(err, CU_ENOMEM, "out of memory");
+    const char *layout = from ? st_metadata(m, "conv1d") : NULL;
+    int ours = layout && !strcmp(layout, "out,in");
     for (int i = 0; rc == CU_OK && i < n; i++) {
         int lent = 0;
-        if (lend) rc = lend_one(m, lend, tensors, i, &used[i], &lent, err);
+        if (lend) rc = lend_one(m, lend, tensors, i, ours, &used[i], &lent, err);
         if (rc == CU_OK && !lent)
-            rc = load_one(m, &tensors[i], params + tensors[i].offset, scratch, &used[i], err);
+            rc = load_one(m, &tensors[i], params + tensors[i].offset, scratch, ours, &used[i], err);
         if (n_lent) *n_lent += lent;
     }
     if (rc == CU_OK)

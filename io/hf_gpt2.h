@@ -86,6 +86,12 @@ int hf_gpt2_load_cache(const char *path, const char *cache, const char *source_s
                        hf_gpt2_info_t *info, gpt_t *model, st_model_t **keep, int *n_lent,
                        cu_error_t *err);
 
+/* Whether an HF tensor name is one of GPT-2's Conv1D weights (stored
+ * (in, out), the transpose of ours): c_attn, attn.c_proj, mlp.c_fc and
+ * mlp.c_proj under `transformer.` or `h.`; StarCoder2's nn.Linear c_fc and
+ * c_proj (under `model.`) are not. */
+int hf_gpt2_is_conv1d(const char *hf_name);
+
 /* Whether a tensor (our name or HF's) is a weight of the matrix products
  * (the linears and an untied head), the tensors a bf16 base lends in
  * place; the embeddings are looked up row by row in fp32. */

@@ -239,14 +239,15 @@ static const char *base_cache_root(const cu_config_t *c, char *buf, size_t cap) 
 }
 
 /* The bf16 base mapped in place: its own files, or for an fp32/fp16 base
- * (Llama's layout) its bf16 cache, which the first rank of each node
- * checks or builds (io/base_cache.h) while the node's other ranks wait.
+ * (or GPT-2's, whose Conv1D weights the cache stores transposed) its bf16
+ * cache, which the first rank of each node checks or builds
+ * (io/base_cache.h) while the node's other ranks wait.
  * Collective (every rank comes here with the same config). */
 static int load_base_mapped(trainer_t *t, int *n_lent, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     char buf[4200];
     const char *root = base_cache_root(c, buf, sizeof buf);
-    if (!root || t->hf.cfg.arch == GPT_ARCH_GPT2 || (t->opts && t->opts->check_only))
+    if (!root || (t->opts && t->opts->check_only))
         return hf_gpt2_load_mapped(c->model.init, &t->hf, t->model, &t->base_map, n_lent, err);
     st_model_t *src = NULL;
     base_cache_t *bc = calloc(1, sizeof *bc);

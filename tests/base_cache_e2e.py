@@ -15,7 +15,10 @@ usage: base_cache_e2e.py CODEX_TRAIN
 - 2 ranks of one job: one conversion;
 - two jobs at once on one source: the first holds the lock (test hook
   CU_TEST_BASE_CACHE_HOLD) until the second says it waits; one conversion,
-  the second reuses it.
+  the second reuses it;
+- GPT-2 (Conv1D weights stored (in, out)): an fp32 base and a bf16 base are
+  each converted once (the cache holds the transposes, lent in place) and
+  train bit for bit as with CU_BASE_CACHE=off.
 """
 import glob
 import json
@@ -54,11 +57,47 @@ def tensors(seed):
         x = rng.standard_normal(shape).astype(np.float32) * 0.2
         if name.endswith("norm.weight"):
             x = 1.0 + 0.1 * x
-        # bf16-exact (8 significant bits) and within fp16's normal range
-        x = (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
-        x[np.abs(x) < 2.0 ** -14] = 0.0
-        out[name] = x
+        out[name] = bf16_exact(x)
     return out
+
+
+def bf16_exact(x):
+    # bf16-exact (8 significant bits) and within fp16's normal range
+    x = (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+    x[np.abs(x) < 2.0 ** -14] = 0.0
+    return x
+
+
+def gpt2_tensors(seed, positions=64):
+    rng = np.random.default_rng(seed)
+    shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (positions, C),
+              "transformer.ln_f.weight": (C,), "transformer.ln_f.bias": (C,)}
+    for i in range(L):
+        p = f"transformer.h.{i}."
+        shapes.update({p + "ln_1.weight": (C,), p + "ln_1.bias": (C,),
+                       p + "ln_2.weight": (C,), p + "ln_2.bias": (C,),
+                       p + "attn.c_attn.weight": (C, 3 * C), p + "attn.c_attn.bias": (3 * C,),
+                       p + "attn.c_proj.weight": (C, C), p + "attn.c_proj.bias": (C,),
+                       p + "mlp.c_fc.weight": (C, 4 * C), p + "mlp.c_fc.bias": (4 * C,),
+                       p + "mlp.c_proj.weight": (4 * C, C), p + "mlp.c_proj.bias": (C,)})
+    out = {}
+    for name, shape in sorted(shapes.items()):
+        x = rng.standard_normal(shape).astype(np.float32) * 0.2
+        if ".ln_" in name and name.endswith(".weight"):
+            x = 1.0 + 0.1 * x
+        out[name] = bf16_exact(x)
+    return out
+
+
+def write_gpt2_base(d, ts, dtype):
+    os.makedirs(d)
+    cfg = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": C,
+           "n_layer": L, "n_head": H, "vocab_size": V, "n_positions": 64, "n_ctx": 64,
+           "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new",
+           "torch_dtype": {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[dtype]}
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    write_st(os.path.join(d, "model.safetensors"), ts, dtype)
 
 
 def write_st(path, ts, dtype):
@@ -249,6 +288,23 @@ def main():
         f.check(sum(t.count("base cache: converted") for t in text) == 1, "converted once")
         j.same("bf16", "held")
         j.same("bf16", "waiter")
+
+        # GPT-2: Conv1D weights transposed into the cache, lent from it
+        gts = gpt2_tensors(7)
+        g32, gbf = os.path.join(tmp, "gpt2_fp32"), os.path.join(tmp, "gpt2_bf16")
+        write_gpt2_base(g32, gts, "F32")
+        write_gpt2_base(gbf, gts, "BF16")
+        j.run("gpt2_off", g32, extra_env={"CU_BASE_CACHE": "off"})
+        f.check(j.action("gpt2_off") == "0 base_cache events", "GPT-2, cache off: no cache")
+        j.run("gpt2_first", g32)
+        f.check(j.action("gpt2_first") == "converted", "GPT-2 fp32: converted")
+        j.same("gpt2_off", "gpt2_first")
+        j.run("gpt2_again", g32, n=2)
+        f.check(j.action("gpt2_again") == "reused", "GPT-2 fp32: a second job (2 ranks) reuses it")
+        j.run("gpt2_bf16", gbf)
+        f.check(j.action("gpt2_bf16") == "converted",
+                "GPT-2 bf16: converted too (its Conv1D weights are transposed)")
+        j.same("gpt2_off", "gpt2_bf16")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return f.summary()

@@ -36,14 +36,28 @@ static gpt_config_t cfg(int C, int ffn) {
                           .norm_eps = 1e-5f};
 }
 
-static lora_config_t lora(void) {
-    return (lora_config_t){
-        .enabled = 1, .targets = (1u << gpt_n_targets(GPT_ARCH_LLAMA)) - 1, .r = 4, .alpha = 8.0f};
+/* GPT-2 (tied head, Conv1D weights stored (in, out) in its files). */
+static gpt_config_t cfg_gpt2(int C) {
+    return (gpt_config_t){.arch = GPT_ARCH_GPT2,
+                          .n_layer = 2,
+                          .n_head = 4,
+                          .n_kv_head = 4,
+                          .n_embd = C,
+                          .ffn_hidden = 4 * C,
+                          .vocab_size = V,
+                          .max_seq_len = 16,
+                          .norm_eps = 1e-5f,
+                          .tie_embeddings = 1};
 }
 
-/* A Llama folder of random fp32 weights (untied head). */
+static lora_config_t lora_for(int arch) {
+    return (lora_config_t){
+        .enabled = 1, .targets = (1u << gpt_n_targets(arch)) - 1, .r = 4, .alpha = 8.0f};
+}
+
+/* A folder of random fp32 weights (Llama: untied head). */
 static int write_folder(const char *dir, gpt_config_t c, uint64_t seed) {
-    c.tie_embeddings = 0;
+    if (c.arch != GPT_ARCH_GPT2) c.tie_embeddings = 0;
     lora_config_t none = {0};
     gpt_t *m = NULL;
     cu_error_t err;
@@ -82,18 +96,22 @@ static int prepare(const char *dir, const char *root, base_cache_t *c, cu_error_
 static gpt_t *load_cached(const char *dir, const base_cache_t *c, st_model_t **keep) {
     hf_gpt2_info_t info;
     gpt_config_t gc = {0};
-    lora_config_t l = lora();
+    lora_config_t l;
     gpt_t *m = NULL;
     cu_error_t err;
     int n_lent = 0, rc = hf_gpt2_read_config(dir, &info, &err);
     if (rc == CU_OK) rc = hf_gpt2_apply_config(&info, &gc, &err);
+    l = lora_for(gc.arch);
     if (rc == CU_OK) rc = gpt_create(&m, &gc, &l, &err);
     if (rc == CU_OK) rc = gpt_set_precision(m, GPT_PREC_BF16, &err);
     if (rc == CU_OK)
         rc = hf_gpt2_load_cache(dir, c->path, c->source_sha256, &info, m, keep, &n_lent, &err);
     CHECK_MSG(rc == CU_OK, "%s", err.msg);
     if (rc == CU_OK) {
-        CHECK_MSG(n_lent == 7 * gc.n_layer + 1, "%d tensors lent", n_lent);
+        /* Llama: seven linears a block and the untied head; GPT-2: its
+         * four Conv1D weights a block (the head is wte, tied) */
+        int want = gc.arch == GPT_ARCH_GPT2 ? 4 * gc.n_layer : 7 * gc.n_layer + 1;
+        CHECK_MSG(n_lent == want, "%d tensors lent, expected %d", n_lent, want);
         CHECK(!strcmp(info.sha256, c->source_sha256));
     }
     if (rc) gpt_free(m);
@@ -101,8 +119,8 @@ static gpt_t *load_cached(const char *dir, const base_cache_t *c, st_model_t **k
 }
 
 /* The copy path: the fp32 base read into memory, rounded to bf16. */
-static gpt_t *load_copy(const char *dir, char sha[65]) {
-    lora_config_t l = lora();
+static gpt_t *load_copy(const char *dir, int arch, char sha[65]) {
+    lora_config_t l = lora_for(arch);
     gpt_t *m = NULL;
     hf_gpt2_info_t info;
     cu_error_t err;
@@ -143,11 +161,11 @@ static void tmp_dir(char *dir, size_t cap, const char *what) {
     shell("rm -rf %s && mkdir -p %s", dir, dir);
 }
 
-static void test_cache_equals_copy(void) {
+static void cache_equals_copy(gpt_config_t gc) {
     char dir[300], root[300];
     tmp_dir(dir, sizeof dir, "src");
     tmp_dir(root, sizeof root, "root");
-    if (write_folder(dir, cfg(32, 48), 21)) return;
+    if (write_folder(dir, gc, 21)) return;
     base_cache_t c, again;
     cu_error_t err;
     CHECK_MSG(prepare(dir, root, &c, &err) == CU_OK, "%s", err.msg);
@@ -156,7 +174,7 @@ static void test_cache_equals_copy(void) {
     CHECK(again.action == BASE_CACHE_REUSED && !strcmp(again.path, c.path));
     char sha[65] = "";
     st_model_t *keep = NULL;
-    gpt_t *a = load_copy(dir, sha), *b = load_cached(dir, &c, &keep);
+    gpt_t *a = load_copy(dir, gc.arch, sha), *b = load_cached(dir, &c, &keep);
     CHECK_MSG(!strcmp(sha, c.source_sha256), "the job's base hash is the source's: %s vs %s", sha,
               c.source_sha256);
     if (a && b) {
@@ -172,6 +190,50 @@ static void test_cache_equals_copy(void) {
     }
     gpt_free(a), gpt_free(b);
     st_close(keep);
+    shell("rm -rf %s %s", dir, root);
+}
+
+/* Llama: the fp32 base's bf16 cache trains bit for bit as the copy. */
+static void test_cache_equals_copy(void) {
+    cache_equals_copy(cfg(32, 48));
+}
+
+/* GPT-2: its Conv1D weights are (in, out) in the source and (out, in) in
+ * the cache, marked so, and lent from it; training is bit for bit the
+ * copy's (which transposes them on load). */
+static void test_cache_equals_copy_gpt2(void) {
+    cache_equals_copy(cfg_gpt2(32));
+    char dir[300], root[300];
+    tmp_dir(dir, sizeof dir, "src");
+    tmp_dir(root, sizeof root, "root");
+    if (write_folder(dir, cfg_gpt2(32), 25)) return;
+    base_cache_t c;
+    cu_error_t err;
+    CHECK_MSG(prepare(dir, root, &c, &err) == CU_OK, "%s", err.msg);
+    char w[400];
+    snprintf(w, sizeof w, "%s/model.safetensors", dir);
+    st_model_t *src = NULL, *m = NULL;
+    CHECK(st_open(w, &src, &err) == CU_OK && st_open(c.path, &m, &err) == CU_OK);
+    if (src && m) {
+        const st_entry_t *a = st_find(src, "transformer.h.0.attn.c_attn.weight"),
+                         *b = st_find(m, "transformer.h.0.attn.c_attn.weight");
+        CHECK(a && b && a->shape[0] == 32 && a->shape[1] == 96 && a->dtype == ST_F32);
+        CHECK(b && b->shape[0] == 96 && b->shape[1] == 32 && b->dtype == ST_BF16);
+        const char *layout = st_metadata(m, "conv1d");
+        CHECK(layout && !strcmp(layout, "out,in"));
+        /* element (i, o) of the source is (o, i) of the cache, rounded */
+        float fa[32 * 96], fb[32 * 96];
+        if (a && b && st_read_f32(src, a, fa, &err) == CU_OK &&
+            st_read_f32(m, b, fb, &err) == CU_OK) {
+            uint16_t r;
+            gemm_to_bf16(&r, &fa[5 * 96 + 70], 1);
+            float want;
+            gemm_from_bf16(&want, &r, 1);
+            CHECK_MSG(fb[70 * 32 + 5] == want, "%g vs %g", fb[70 * 32 + 5], want);
+        }
+    }
+    st_close(src);
+    st_close(m);
     shell("rm -rf %s %s", dir, root);
 }
 
@@ -286,7 +348,7 @@ static int measure(const char *spec) {
     gpt_t *m = NULL;
     st_model_t *keep = NULL;
     if (!strcmp(how, "copy")) {
-        m = load_copy(dir, NULL);
+        m = load_copy(dir, GPT_ARCH_LLAMA, NULL);
     } else {
         base_cache_t c;
         cu_error_t err;
@@ -350,9 +412,10 @@ static void test_private_memory(void) {
     shell("rm -rf %s%s", root, "");
 }
 
-static const cu_test_case_t CASES[] = {TEST(test_cache_equals_copy), TEST(test_corrupt_rebuilt),
-                                       TEST(test_changed_source_new_cache), TEST(test_disk_full),
-                                       TEST(test_private_memory)};
+static const cu_test_case_t CASES[] = {
+    TEST(test_cache_equals_copy), TEST(test_cache_equals_copy_gpt2),
+    TEST(test_corrupt_rebuilt),   TEST(test_changed_source_new_cache),
+    TEST(test_disk_full),         TEST(test_private_memory)};
 
 int main(void) {
     const char *spec = getenv("CU_TEST_MEASURE");
