@@ -339,16 +339,17 @@ static long anon_kb(void) {
     return kb;
 }
 
-/* CU_TEST_MEASURE=<dir>:<root>:<copy|cache>: loads the base one way, runs
- * a step, prints the growth of Anonymous memory in kB. */
+/* CU_TEST_MEASURE=<dir>:<root>:<copy|cache>:<arch>: loads the base one
+ * way, runs a step, prints the growth of Anonymous memory in kB. */
 static int measure(const char *spec) {
     char dir[300], root[300], how[16];
-    if (sscanf(spec, "%299[^:]:%299[^:]:%15s", dir, root, how) != 3) return 2;
+    int arch;
+    if (sscanf(spec, "%299[^:]:%299[^:]:%15[^:]:%d", dir, root, how, &arch) != 4) return 2;
     long before = anon_kb();
     gpt_t *m = NULL;
     st_model_t *keep = NULL;
     if (!strcmp(how, "copy")) {
-        m = load_copy(dir, GPT_ARCH_LLAMA, NULL);
+        m = load_copy(dir, arch, NULL);
     } else {
         base_cache_t c;
         cu_error_t err;
@@ -367,9 +368,9 @@ static int measure(const char *spec) {
     return 0;
 }
 
-static long measured(const char *dir, const char *root, const char *how) {
+static long measured(const char *dir, const char *root, const char *how, int arch) {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "CU_TEST_MEASURE=%s:%s:%s /proc/%ld/exe", dir, root, how,
+    snprintf(cmd, sizeof cmd, "CU_TEST_MEASURE=%s:%s:%s:%d /proc/%ld/exe", dir, root, how, arch,
              (long)getpid());
     FILE *p = popen(cmd, "r");
     long kb = -1;
@@ -380,26 +381,22 @@ static long measured(const char *dir, const char *root, const char *how) {
     return kb;
 }
 
-static void test_private_memory(void) {
+/* The private memory of a LoRA step over a big base against a tiny one,
+ * read from the bf16 cache and copied. prod: the big base's product weights
+ * in bf16, kB. */
+static void private_memory(gpt_config_t cs, gpt_config_t cb, long prod) {
     char small[300], big[300], root[300];
     tmp_dir(small, sizeof small, "small");
     tmp_dir(big, sizeof big, "big");
     tmp_dir(root, sizeof root, "root");
-    /* product weights: 2 layers of (4 + 2 * 2) C^2 / 4 ... in bf16 */
-    gpt_config_t cs = cfg(64, 128), cb = cfg(1024, 2816);
     if (write_folder(small, cs, 31) || write_folder(big, cb, 32)) return;
-    long prod = 0; /* the big base's product weights in bf16, kB */
-    {
-        int kv = cb.n_embd / cb.n_head * cb.n_kv_head;
-        long per =
-            2L * cb.n_embd * cb.n_embd + 2L * cb.n_embd * kv + 3L * cb.n_embd * cb.ffn_hidden;
-        prod = (per * cb.n_layer + (long)V * cb.n_embd) * 2 / 1024;
-    }
-    long cache_s = measured(small, root, "cache"), cache_b = measured(big, root, "cache");
-    long copy_s = measured(small, root, "copy"), copy_b = measured(big, root, "copy");
-    printf("measured: private (Anonymous) memory of a LoRA step, base with %ld kB of bf16 "
+    long cache_s = measured(small, root, "cache", cb.arch),
+         cache_b = measured(big, root, "cache", cb.arch);
+    long copy_s = measured(small, root, "copy", cb.arch),
+         copy_b = measured(big, root, "copy", cb.arch);
+    printf("measured (%s): private (Anonymous) memory of a LoRA step, base with %ld kB of bf16 "
            "product weights vs a tiny one: read from the bf16 cache %+ld kB, copied %+ld kB\n",
-           prod, cache_b - cache_s, copy_b - copy_s);
+           cb.arch == GPT_ARCH_GPT2 ? "GPT-2" : "Llama", prod, cache_b - cache_s, copy_b - copy_s);
     CHECK(cache_s >= 0 && cache_b >= 0 && copy_s >= 0 && copy_b >= 0);
     /* the copy holds fp32 and bf16: about 3x prod more; the cache: the
      * fp32 embedding and norms, the adapters and activations only */
@@ -412,10 +409,25 @@ static void test_private_memory(void) {
     shell("rm -rf %s%s", root, "");
 }
 
+static void test_private_memory(void) {
+    /* product weights: 2 layers of 2 C^2 + 2 C kv + 3 C ffn, and the head */
+    gpt_config_t cs = cfg(64, 128), cb = cfg(1024, 2816);
+    int kv = cb.n_embd / cb.n_head * cb.n_kv_head;
+    long per = 2L * cb.n_embd * cb.n_embd + 2L * cb.n_embd * kv + 3L * cb.n_embd * cb.ffn_hidden;
+    private_memory(cs, cb, (per * cb.n_layer + (long)V * cb.n_embd) * 2 / 1024);
+}
+
+/* GPT-2: the Conv1D weights (12 C^2 a block) lent from the cache. */
+static void test_private_memory_gpt2(void) {
+    gpt_config_t cs = cfg_gpt2(64), cb = cfg_gpt2(1024);
+    private_memory(cs, cb, 12L * cb.n_embd * cb.n_embd * cb.n_layer * 2 / 1024);
+}
+
 static const cu_test_case_t CASES[] = {
-    TEST(test_cache_equals_copy), TEST(test_cache_equals_copy_gpt2),
-    TEST(test_corrupt_rebuilt),   TEST(test_changed_source_new_cache),
-    TEST(test_disk_full),         TEST(test_private_memory)};
+    TEST(test_cache_equals_copy),  TEST(test_cache_equals_copy_gpt2),
+    TEST(test_corrupt_rebuilt),    TEST(test_changed_source_new_cache),
+    TEST(test_disk_full),          TEST(test_private_memory),
+    TEST(test_private_memory_gpt2)};
 
 int main(void) {
     const char *spec = getenv("CU_TEST_MEASURE");
