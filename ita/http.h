@@ -138,8 +138,8 @@ void ita_offload(ita_req_t *rq, ita_pool_job_t *j);
 
 /* A pool job and its input for rq: the route's input struct of size bytes,
  * zeroed, whose flexible array at offset body_at receives a copy of body
- * (len bytes and a NUL); j->in is it and j->free_in free(). NULL after
- * answering 500 when out of memory. */
+ * (len bytes and a NUL; len 0: none); j->in is it and j->free_in free().
+ * NULL after answering 500 when out of memory. */
 ita_pool_job_t *ita_offload_job(ita_req_t *rq, size_t size, size_t body_at, const char *body,
                                 size_t len);
 

@@ -20,6 +20,7 @@
  * implementation-defined server-error range; MCP names no code for
  * "busy") and data.retryAfter, in an HTTP 503 with Retry-After.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,18 +80,10 @@ static void respond_rpc(ita_req_t *rq, int status, json_t *msg) {
 /* Hands the MCP context's audit fields to the request. */
 static void take_audit(ita_req_t *rq, const char *action, const char *job, const char *launched) {
     if (action[0]) {
-        size_t n = strlen(action) + 1;
-        char *a = h2o_mem_alloc_pool(&rq->req->pool, n);
-        memcpy(a, action, n);
-        rq->action = a;
+        rq->action = h2o_strdup(&rq->req->pool, action, SIZE_MAX).base;
         if (job[0]) snprintf(rq->job, sizeof rq->job, "%s", job);
     }
-    if (launched[0]) {
-        size_t n = strlen(launched) + 1;
-        char *l = h2o_mem_alloc_pool(&rq->req->pool, n);
-        memcpy(l, launched, n);
-        rq->launched = l;
-    }
+    if (launched[0]) rq->launched = h2o_strdup(&rq->req->pool, launched, SIZE_MAX).base;
 }
 
 /* A tools/call handed to the worker pool: the message (owned), who asks,
@@ -161,21 +154,18 @@ static void mcp_job_done(ita_pool_job_t *j, void *owner) {
  * it is full, a JSON-RPC error for the request's id at once (HTTP 503 with
  * Retry-After, so HTTP-level clients and proxies see it too). Takes msg. */
 static void mcp_offload(ita_req_t *rq, json_t *msg) {
-    ita_pool_job_t *j = calloc(1, sizeof *j);
-    mcp_in_t *in = j ? calloc(1, sizeof *in) : NULL;
-    if (!in) {
-        free(j);
+    ita_pool_job_t *j = ita_offload_job(rq, sizeof(mcp_in_t), sizeof(mcp_in_t), NULL, 0);
+    if (!j) {
         json_decref(msg);
-        ita_problem(rq, 500, "out of memory");
         return;
     }
+    mcp_in_t *in = j->in;
     in->srv = rq->w->srv;
     in->msg = msg;
     in->scope = rq->key_scope;
     snprintf(in->request_id, sizeof in->request_id, "%s", rq->request_id);
     snprintf(in->key_name, sizeof in->key_name, "%s", rq->key_name);
     snprintf(in->key_id, sizeof in->key_id, "%s", rq->key_id);
-    j->in = in;
     j->free_in = mcp_in_free;
     j->run = mcp_job_run;
     j->done = mcp_job_done;

@@ -36,7 +36,7 @@ int ita_offload_try(ita_req_t *rq, ita_pool_job_t *j) {
 ita_pool_job_t *ita_offload_job(ita_req_t *rq, size_t size, size_t body_at, const char *body,
                                 size_t len) {
     ita_pool_job_t *j = calloc(1, sizeof *j);
-    char *in = j ? calloc(1, (size > body_at ? size : body_at) + len + 1) : NULL;
+    char *in = j ? calloc(1, size + len + 1) : NULL; /* body_at <= size */
     if (!in) {
         free(j);
         ita_problem(rq, 500, "out of memory");

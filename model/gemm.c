@@ -506,6 +506,13 @@ void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K
 
 /* ---------------------------------------------------------- small products */
 
+/* gemm_small's product on OpenBLAS, the operands as they are. */
+static void small_sgemm(float *out, const float *a, int ta, const float *b, int tb, int M, int N,
+                        int K, float alpha, float beta) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+                K, alpha, a, ta ? M : K, b, tb ? K : N, beta, out, N);
+}
+
 /* The small product by emulation: the bf16 operands widened to fp32
  * (exact), sgemm with fp32 accumulation. */
 static void small_emulate(gemm_t *g, float *out, const uint16_t *a16, int ta, const uint16_t *b16,
@@ -518,12 +525,15 @@ static void small_emulate(gemm_t *g, float *out, const uint16_t *a16, int ta, co
     float *a = g->emu, *b = g->emu + na;
     gemm_from_bf16(a, a16, na);
     gemm_from_bf16(b, b16, nb);
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
-                K, alpha, a, ta ? M : K, b, tb ? K : N, beta, out, N);
+    small_sgemm(out, a, ta, b, tb, M, N, K, alpha, beta);
 }
 
 void gemm_small(gemm_t *g, float *out, const float *a, int ta, int a_last, const float *b, int tb,
                 int M, int N, int K, float alpha, float beta) {
+    if (!g) { /* fp32 */
+        small_sgemm(out, a, ta, b, tb, M, N, K, alpha, beta);
+        return;
+    }
     size_t na = (size_t)M * K, nb = (size_t)K * N;
     const uint16_t *a16 = g->xbf;
     if (!(a_last && a == g->xbf_of && na == g->xbf_n)) {

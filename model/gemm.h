@@ -68,7 +68,8 @@ void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K
 
 /* out (M, N) = beta * out + alpha * op(a) (M, K) @ op(b) (K, N), row-major;
  * ta: a is held (K, M), tb: b is held (N, K). For the small products beside
- * the base weights (LoRA's rank-r ones): both operands rounded to bf16,
+ * the base weights (LoRA's rank-r ones). g NULL (fp32): OpenBLAS's sgemm on
+ * the operands as they are. Else both operands rounded to bf16,
  * fp32 accumulation, on one thread whatever the thread count (so the
  * result never depends on it). a_last = 1 promises that a is the
  * activation of this backend's last gemm_xwt/gemm_xw, unchanged since: its

@@ -11,7 +11,6 @@
  */
 #include "model/gpt.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -510,15 +509,9 @@ void gpt_impl_lora_forward(gpt_t *m, int l, int t, const float *x, float *out, i
     gpt_target_dims(&m->cfg, t, &in, &outc);
     float *B = A + (long)r * in;
     const float *xin = lora_dropout(m, l * m->n_targets + t, x, (long)N * in, m->drop_x);
-    if (m->gemm) { /* bf16: x's rounding is the one the base product just made */
-        gemm_small(m->gemm, xa, xin, 0, xin == x, A, 1, N, r, in, 1.0f, 0.0f);
-        gemm_small(m->gemm, out, xa, 0, 0, B, 1, N, outc, r, m->lora_scale, 1.0f);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, xin, in, A, in, 0.0f, xa,
-                r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, outc, r, m->lora_scale, xa, r, B, r,
-                1.0f, out, outc);
+    /* (bf16: x's rounding is the one the base product just made) */
+    gemm_small(m->gemm, xa, xin, 0, xin == x, A, 1, N, r, in, 1.0f, 0.0f);
+    gemm_small(m->gemm, out, xa, 0, 0, B, 1, N, outc, r, m->lora_scale, 1.0f);
 }
 
 float *gpt_impl_site_xa(gpt_t *m, int l, int t) {
@@ -535,18 +528,23 @@ static void lora_dropout_backward(gpt_t *m, int site, float *dx, long n) {
             dx[i] += m->drop_dx[i] * keep_scale;
 }
 
-/* gpt_impl_lora_backward in bf16: the same products on the backend's small
- * products (bf16 operands, fp32 accumulation). When dx is not NULL the
- * site's base product dout W has just run (every caller's order), so
- * dout's bf16 rounding is reused. */
-static void lora_backward_bf16(gpt_t *m, int site, const float *A, float *dA, const float *dout,
-                               const float *x, const float *xa, float *dx, int N, int in,
-                               int outc) {
-    int r = m->lora.r, last = dx != NULL;
-    const float *B = A + (long)r * in;
-    float *dB = dA + (long)r * in, s = m->lora_scale;
+/* Gradients of one adapter given dout; dx += its share when dx != NULL.
+ * In bf16, when dx is not NULL the site's base product dout W has just run
+ * (every caller's order), so dout's bf16 rounding is reused. */
+void gpt_impl_lora_backward(gpt_t *m, int l, int t, const float *dout, const float *x, float *dx,
+                            int N) {
+    float *A = site_A(m, l, t);
+    if (!A) return;
+    int in, outc, r = m->lora.r, last = dx != NULL;
+    gpt_target_dims(&m->cfg, t, &in, &outc);
+    float *B = A + (long)r * in;
+    float *dA = m->grads + (A - m->lora_buf);
+    float *dB = dA + (long)r * in;
+    const float *xa = gpt_impl_site_xa(m, l, t);
+    float s = m->lora_scale;
     gemm_small(m->gemm, dB, dout, 1, last, xa, 0, outc, r, N, s, 1.0f);
     gemm_small(m->gemm, m->dxa, dout, 0, last, B, 0, N, r, outc, s, 0.0f);
+    int site = l * m->n_targets + t;
     const float *xin = lora_dropout(m, site, x, (long)N * in, m->drop_x);
     gemm_small(m->gemm, dA, m->dxa, 1, 0, xin, 0, r, in, N, 1.0f, 1.0f);
     if (!dx) return;
@@ -555,41 +553,6 @@ static void lora_backward_bf16(gpt_t *m, int site, const float *A, float *dA, co
         return;
     }
     gemm_small(m->gemm, m->drop_dx, m->dxa, 0, 0, A, 0, N, in, r, 1.0f, 0.0f);
-    lora_dropout_backward(m, site, dx, (long)N * in);
-}
-
-/* Gradients of one adapter given dout; dx += its share when dx != NULL. */
-void gpt_impl_lora_backward(gpt_t *m, int l, int t, const float *dout, const float *x, float *dx,
-                            int N) {
-    float *A = site_A(m, l, t);
-    if (!A) return;
-    int in, outc, r = m->lora.r;
-    gpt_target_dims(&m->cfg, t, &in, &outc);
-    float *B = A + (long)r * in;
-    float *dA = m->grads + (A - m->lora_buf);
-    float *dB = dA + (long)r * in;
-    const float *xa = gpt_impl_site_xa(m, l, t);
-    float s = m->lora_scale;
-    if (m->gemm) {
-        lora_backward_bf16(m, l * m->n_targets + t, A, dA, dout, x, xa, dx, N, in, outc);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, outc, r, N, s, dout, outc, xa, r, 1.0f, dB,
-                r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, outc, s, dout, outc, B, r, 0.0f,
-                m->dxa, r);
-    int site = l * m->n_targets + t;
-    const float *xin = lora_dropout(m, site, x, (long)N * in, m->drop_x);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, N, 1.0f, m->dxa, r, xin, in, 1.0f,
-                dA, in);
-    if (!dx) return;
-    if (!m->cur_train || m->lora.dropout <= 0.0f) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, m->dxa, r, A, in,
-                    1.0f, dx, in);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, m->dxa, r, A, in, 0.0f,
-                m->drop_dx, in);
     lora_dropout_backward(m, site, dx, (long)N * in);
 }
 
