@@ -8,7 +8,12 @@
 # the end-of-run checkpoint (one writer unsharded, every rank sharded) from
 # events.jsonl.
 #
-# usage: bench/bench_zero.sh [BUILD_DIR] [RANKS...]   (default: build 1 2 4)
+# PRECISION=bf16 runs the same in bf16 (train.precision: the products on
+# oneDNN, fp32 master weights; sharded, each rank keeps the fp32 masters of
+# its own slice of the matrices only).
+#
+# usage: [PRECISION=fp32|bf16] bench/bench_zero.sh [BUILD_DIR] [RANKS...]
+#        (default: fp32, build 1 2 4)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 build=${1:-build}
@@ -21,7 +26,9 @@ trap 'rm -rf "$runs"' EXIT
 common=(configs/demo-base.yaml "job.runs_dir=$runs" data.source=random model.n_layer=12
         model.n_head=12 model.n_embd=768 model.vocab_size=50257 model.max_seq_len=1024
         data.seq_len=64 train.global_batch_size=4 train.micro_batch_size=1 train.max_steps=3
-        train.warmup_steps=0 train.log_every=1 lora.enabled=false eval.every_steps=0)
+        train.warmup_steps=0 train.log_every=1 lora.enabled=false eval.every_steps=0
+        "train.precision=${PRECISION:-fp32}")
+echo "precision ${PRECISION:-fp32}"
 printf "%-6s %-8s %-34s %-12s %s\n" ranks sharded "peak RSS per rank (MB)" "ms/step" "checkpoint save (s)"
 for w in "${ranks[@]}"; do
   for shard in false true; do

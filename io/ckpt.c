@@ -35,22 +35,18 @@ int ckpt_meta_parse(const char *s, ckpt_meta_t *m) {
     return n == 13 ? 0 : -1;
 }
 
-static size_t tensor_floats(const gpt_tensor_t *t) {
-    return (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
-}
-
 size_t ckpt_span(const gpt_tensor_t *t, int n) {
     size_t floats = 0;
     for (int i = 0; i < n; i++)
-        if (t[i].offset + tensor_floats(&t[i]) > floats)
-            floats = t[i].offset + tensor_floats(&t[i]);
+        if (t[i].offset + gpt_tensor_numel(&t[i]) > floats)
+            floats = t[i].offset + gpt_tensor_numel(&t[i]);
     return floats;
 }
 
 size_t ckpt_chunk_count(const gpt_tensor_t *t, int n) {
     size_t count = 0;
     for (int i = 0; i < n; i++) {
-        size_t o = t[i].offset, e = o + tensor_floats(&t[i]);
+        size_t o = t[i].offset, e = o + gpt_tensor_numel(&t[i]);
         if (e > o) count += (e - 1) / CKPT_CHUNK - o / CKPT_CHUNK + 1;
     }
     return count;
@@ -62,7 +58,7 @@ void ckpt_chunk_digests(const float *const bufs[3], const size_t bases[3], const
     for (int g = 0; g < 3; g++) {
         size_t idx = (size_t)g * count;
         for (int i = 0; i < n; i++) {
-            size_t pos = t[i].offset, e = pos + tensor_floats(&t[i]);
+            size_t pos = t[i].offset, e = pos + gpt_tensor_numel(&t[i]);
             while (pos < e) {
                 size_t cut = (pos / CKPT_CHUNK + 1) * CKPT_CHUNK, end = cut < e ? cut : e;
                 if (pos >= lo && pos < hi)
@@ -112,7 +108,7 @@ static void checksum(const float *p, const float *m, const float *v, const gpt_t
     const float *bufs[3] = {p, m, v};
     for (int b = 0; b < 3; b++)
         for (int i = 0; bufs[b] && i < n; i++)
-            EVP_DigestUpdate(ctx, bufs[b] + t[i].offset, tensor_floats(&t[i]) * sizeof(float));
+            EVP_DigestUpdate(ctx, bufs[b] + t[i].offset, gpt_tensor_numel(&t[i]) * sizeof(float));
     EVP_DigestUpdate(ctx, meta, strlen(meta));
     unsigned char md[32];
     unsigned int len = 0;

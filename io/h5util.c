@@ -100,12 +100,8 @@ int h5u_read_group(hid_t file, const char *group, float *buf, const gpt_tensor_t
     return rc;
 }
 
-static size_t tensor_len(const gpt_tensor_t *t) {
-    return (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
-}
-
 /* Selects elements [s, s + c) in row-major order of a 1-D or 2-D space. */
-static void select_flat(hid_t space, int ndim, const hsize_t *dims, hsize_t s, hsize_t c) {
+void h5u_select_flat(hid_t space, int ndim, const hsize_t *dims, hsize_t s, hsize_t c) {
     H5Sselect_none(space);
     if (c == 0) return;
     if (ndim == 1) {
@@ -133,7 +129,7 @@ static void select_flat(hid_t space, int ndim, const hsize_t *dims, hsize_t s, h
 
 /* This rank's part [a, b) of tensor t (empty: a == b). */
 static void part_of(const gpt_tensor_t *t, size_t lo, size_t hi, size_t *a, size_t *b) {
-    size_t o = t->offset, e = o + tensor_len(t);
+    size_t o = t->offset, e = o + gpt_tensor_numel(t);
     *a = o > lo ? o : lo;
     *b = e < hi ? e : hi;
     if (*b < *a) *b = *a;
@@ -143,7 +139,7 @@ static void part_of(const gpt_tensor_t *t, size_t lo, size_t hi, size_t *a, size
 static void part_spaces(const gpt_tensor_t *t, size_t a, size_t b, hid_t file_space,
                         hid_t *mem_space) {
     hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
-    select_flat(file_space, t->ndim, dims, a - t->offset, b - a);
+    h5u_select_flat(file_space, t->ndim, dims, a - t->offset, b - a);
     hsize_t count[1] = {b > a ? b - a : 1};
     *mem_space = H5Screate_simple(1, count, NULL);
     if (b == a) H5Sselect_none(*mem_space);

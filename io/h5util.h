@@ -32,6 +32,8 @@ int h5u_read_group(hid_t file, const char *group, float *buf, const gpt_tensor_t
 int h5u_write_group_range(hid_t file, const char *group, const float *buf, size_t base, size_t lo,
                           size_t hi, const gpt_tensor_t *tensors, int n, hid_t dxpl,
                           const char *path, cu_error_t *err);
+/* Selects elements [s, s + c) in row-major order of a 1-D or 2-D space. */
+void h5u_select_flat(hid_t space, int ndim, const hsize_t *dims, hsize_t s, hsize_t c);
 int h5u_read_group_range(hid_t file, const char *group, float *buf, size_t base, size_t lo,
                          size_t hi, const gpt_tensor_t *tensors, int n, const char *path,
                          cu_error_t *err);

@@ -448,8 +448,7 @@ static int load_params(const char *path, hf_gpt2_info_t *info, float *params,
     if (rc) return rc;
     size_t biggest = 0, wte_n = 0;
     for (int i = 0; i < n; i++) {
-        size_t k =
-            (size_t)tensors[i].shape[0] * (size_t)(tensors[i].ndim == 2 ? tensors[i].shape[1] : 1);
+        size_t k = gpt_tensor_numel(&tensors[i]);
         if (k > biggest) biggest = k;
         if (i == 0) wte_n = k; /* the token embedding comes first */
     }

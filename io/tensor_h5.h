@@ -25,6 +25,19 @@ int h5_save_tensors_with(const char *path, const float *buf, const char *extra_g
                          const float *extra, const gpt_tensor_t *tensors, int n,
                          const h5_attr_t *attrs, int n_attrs, cu_error_t *err);
 
+/* The same file written piece by piece, for weights that no one buffer
+ * holds whole (sharded master weights: rank 0 writes what the owners send
+ * it): the tensors' values in table order and each tensor's in row-major
+ * order, any number at a time; the checksum grows as they come. After a
+ * failure further puts do nothing and return it again; h5_writer_close
+ * writes the attributes and renames the file into place, or removes the
+ * temporary if anything failed (or not every value came), and frees w. */
+typedef struct h5_writer h5_writer_t;
+int h5_writer_open(h5_writer_t **out, const char *path, const gpt_tensor_t *tensors, int n,
+                   cu_error_t *err);
+int h5_writer_put(h5_writer_t *w, const float *vals, size_t count, cu_error_t *err);
+int h5_writer_close(h5_writer_t *w, const h5_attr_t *attrs, int n_attrs, cu_error_t *err);
+
 /* Reads every tensor named in `tensors` into buf at its offset; a missing
  * tensor or a shape that differs is an error naming it. The file's checksum
  * is verified: a checkpoint's sha256 (ckpt_verify_tensors), else the

@@ -92,6 +92,11 @@ typedef struct {
      * (unsharded: the whole buffer) */
     int shard;
     size_t slo, shi;
+    /* bf16 full fine-tuning, sharded on several ranks: the fp32 master
+     * weights of the matrices are held in [slo, shi) only (gpt_shard_master),
+     * master_kept of them in all */
+    int master_sharded;
+    size_t master_kept;
     int T, B, accum, per_rank;
     int32_t *window, *inputs, *targets;
     char run_dir[4096], ckpt_dir[4200], hosts[1024];
@@ -1203,6 +1208,48 @@ static int load_micro_batch(trainer_t *t, long g0, long *epoch, cu_error_t *err)
     return CU_OK;
 }
 
+/* The next run of consecutive tensors (from *i on) that the model reads in
+ * fp32, as [*a, *b) of the trainable buffer; 0 when there is none. */
+static int next_fp32_run(const trainer_t *t, int *i, size_t *a, size_t *b) {
+    int nt;
+    const gpt_tensor_t *ts = gpt_trainable_tensors(t->model, &nt);
+    while (*i < nt && !gpt_fp32_read(t->model, *i)) ++*i;
+    if (*i == nt) return 0;
+    *a = ts[*i].offset;
+    *b = *a + gpt_tensor_numel(&ts[*i]);
+    while (++*i < nt && gpt_fp32_read(t->model, *i) && ts[*i].offset == *b)
+        *b += gpt_tensor_numel(&ts[*i]);
+    return 1;
+}
+
+/* bf16 full fine-tuning with sharded master weights: the fp32 values no
+ * rank holds outside its slice are released, the bf16 copy made whole
+ * first (every rank still holds everything here: after the broadcast or
+ * the resume's gather). One rank has nothing to release. */
+static int shard_master(trainer_t *t, cu_error_t *err) {
+    if (!t->shard || t->w->size == 1 || t->cfg->lora.enabled ||
+        gpt_precision(t->model) != GPT_PREC_BF16)
+        return CU_OK;
+    int rc = gpt_shard_master(t->model, t->slo, t->shi, &t->master_kept, err);
+    if (rc == CU_OK) t->master_sharded = 1;
+    return rc;
+}
+
+/* After a sharded update: this rank's slice rounded to bf16, every rank's
+ * bf16 slice gathered (the products read those), and the fp32 values of
+ * the tensors the model reads in fp32 (vectors, embeddings) gathered. The
+ * copy is then what rounding the whole updated fp32 buffer would give. */
+static int publish_master(trainer_t *t, cu_error_t *err) {
+    size_t n;
+    float *params = gpt_trainable(t->model, &n);
+    gpt_bf16_round(t->model, t->slo, t->shi);
+    int rc = world_allgather_span(t->w, gpt_bf16_params(t->model), sizeof(uint16_t), n, 0, n, err);
+    size_t a, b;
+    for (int i = 0; rc == CU_OK && next_fp32_run(t, &i, &a, &b);)
+        rc = world_allgather_span(t->w, params, sizeof(float), n, a, b, err);
+    return rc;
+}
+
 typedef struct {
     double loss, grad_norm;
     float lr;
@@ -1269,7 +1316,11 @@ static int train_step(trainer_t *t, long step, step_stats_t *st, cu_error_t *err
     int nt;
     const gpt_tensor_t *tensors = gpt_trainable_tensors(t->model, &nt);
     adamw_step_range(&t->opt, params, grads, tensors, nt, st->lr, t->slo, t->shi);
-    if (t->shard && (rc = world_allgather_slices(t->w, params, n, err))) return rc;
+    if (t->master_sharded)
+        rc = publish_master(t, err);
+    else if (t->shard)
+        rc = world_allgather_slices(t->w, params, n, err);
+    if (rc) return rc;
     if (!c->lora.enabled) gpt_params_updated(t->model);
     return CU_OK;
 }
@@ -1381,8 +1432,8 @@ static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_ea
         t->evals_since_best++;
     }
     *stop_early = c->eval.patience > 0 && t->evals_since_best >= c->eval.patience;
-    if (t->w->rank != 0) return CU_OK;
     if (improved && (rc = save_best(t, steps_done, err))) return rc;
+    if (t->w->rank != 0) return CU_OK;
     char fields[256], line[256];
     snprintf(fields, sizeof fields, "\"val_loss\": %.6g, \"val_ppl\": %.6g, \"val_acc\": %.6g",
              r.loss, r.ppl, r.acc);
@@ -1408,7 +1459,52 @@ static int evaluate(trainer_t *t, long steps_done, progress_t *bar, int *stop_ea
     return CU_OK;
 }
 
-/* The trainable tensors, as final.h5 and best.h5 hold them (rank 0). */
+/* Sharded master weights: no rank holds the fp32 weights whole, so for
+ * each 4 MB piece in turn every rank sends rank 0 its part and rank 0
+ * writes it (h5_writer_t): the file h5_save_tensors would write, with one
+ * piece at a time in rank 0's memory. Collective. */
+static int save_weights_gathered(trainer_t *t, const char *path, const h5_attr_t *attrs,
+                                 int n_attrs, cu_error_t *err) {
+    enum { PIECE = 1 << 20 };
+    size_t n;
+    const float *params = gpt_trainable(t->model, &n);
+    int nt, root = t->w->rank == 0;
+    const gpt_tensor_t *ts = gpt_trainable_tensors(t->model, &nt);
+    float *piece = root ? malloc(PIECE * sizeof(float)) : NULL;
+    h5_writer_t *wr = NULL;
+    int rc = CU_OK, mpi = CU_OK;
+    if (root && !piece) rc = cu_error_set(err, CU_ENOMEM, "out of memory (writing %s)", path);
+    if (root && piece) rc = h5_writer_open(&wr, path, ts, nt, err);
+    if ((mpi = world_agree(t->w, rc)) != CU_OK) {
+        if (wr) h5_writer_close(wr, NULL, 0, NULL);
+        free(piece);
+        return rc ? rc : cu_error_set(err, mpi, "rank 0 could not create %s", path);
+    }
+    cu_error_t later; /* a gather's failure after a write's is not the first */
+    for (int i = 0; mpi == CU_OK && i < nt; i++) {
+        size_t e = ts[i].offset + gpt_tensor_numel(&ts[i]);
+        for (size_t a = ts[i].offset; mpi == CU_OK && a < e; a += PIECE) {
+            size_t b = e - a < PIECE ? e : a + PIECE;
+            mpi = world_gather_span(t->w, params, n, a, b, piece, rc ? &later : err);
+            /* after a failed write the writer drops the rest: the
+             * gathers go on so that the other ranks are not left waiting */
+            if (mpi == CU_OK && root) rc = h5_writer_put(wr, piece, b - a, rc ? &later : err);
+        }
+    }
+    if (root) {
+        int closed = h5_writer_close(wr, attrs, n_attrs, rc || mpi ? &later : err);
+        if (rc == CU_OK) rc = mpi ? mpi : closed;
+    } else {
+        rc = mpi;
+    }
+    free(piece);
+    int all = world_agree(t->w, rc);
+    if (all && rc == CU_OK) rc = cu_error_set(err, all, "rank 0 could not write %s", path);
+    return rc;
+}
+
+/* The trainable tensors, as final.h5 and best.h5 hold them: written by rank
+ * 0, with sharded master weights by every rank at once (collective). */
 static int save_weights(trainer_t *t, const char *path, long steps, cu_error_t *err) {
     const cu_config_t *c = t->cfg;
     char *yaml = config_to_yaml(c);
@@ -1428,8 +1524,10 @@ static int save_weights(trainer_t *t, const char *path, long steps, cu_error_t *
         ckpt_lora_init_sha256(t->lora_init, tensors, nt, init_sum);
         attrs[n_attrs++].value = init_sum;
     }
-    int rc = h5_save_tensors_with(path, gpt_trainable(t->model, NULL), "lora_init", t->lora_init,
-                                  tensors, nt, attrs, n_attrs, err);
+    int rc = t->master_sharded
+                 ? save_weights_gathered(t, path, attrs, n_attrs, err)
+                 : h5_save_tensors_with(path, gpt_trainable(t->model, NULL), "lora_init",
+                                        t->lora_init, tensors, nt, attrs, n_attrs, err);
     free(yaml);
     return rc;
 }
@@ -1438,14 +1536,18 @@ static int save_weights(trainer_t *t, const char *path, long steps, cu_error_t *
  * best.h5 beside final.h5, through a temporary name so a reader never sees
  * half of it. */
 static int save_best(trainer_t *t, long steps, cu_error_t *err) {
-    if (t->w->rank != 0 || !t->jd_open) return CU_OK;
+    int root = t->w->rank == 0;
+    double keep = root && t->jd_open;
+    if (!t->master_sharded && !root) return CU_OK;
+    if (t->master_sharded && world_bcast_doubles(t->w, &keep, 1, err)) return err->code;
+    if (!keep) return CU_OK;
     char path[4300], tmp[4400];
     snprintf(path, sizeof path, "%s/best.h5", t->run_dir);
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     int rc = save_weights(t, tmp, steps, err);
-    if (rc == CU_OK && rename(tmp, path) != 0)
+    if (rc == CU_OK && root && rename(tmp, path) != 0)
         rc = cu_error_set(err, CU_EIO, "cannot rename %s: %s", tmp, strerror(errno));
-    if (rc) unlink(tmp);
+    if (rc && root) unlink(tmp);
     return rc;
 }
 
@@ -1456,7 +1558,7 @@ static int save_final(trainer_t *t, long steps, train_result_t *res, cu_error_t 
                  : cu_format(res->output, sizeof res->output, err, "%s/final.h5", t->run_dir);
     if (rc == CU_OK && t->st.best_step >= 0)
         rc = cu_format(res->best_output, sizeof res->best_output, err, "%s/best.h5", t->run_dir);
-    if (rc || t->w->rank != 0) return rc;
+    if (rc || (t->w->rank != 0 && !t->master_sharded)) return rc;
     return save_weights(t, res->output, steps, err);
 }
 
@@ -1473,6 +1575,13 @@ static void print_header(const trainer_t *t) {
     if (gpt_precision(t->model) == GPT_PREC_BF16) {
         gemm_describe(note, sizeof note);
         printf("precision bf16: base-weight products on %s\n", note);
+    }
+    if (t->master_sharded) {
+        size_t n;
+        gpt_trainable(t->model, &n);
+        printf("fp32 master weights sharded: rank 0 holds %zu of %zu (%.1f%%; the matrices' "
+               "own slice, the vectors and embeddings whole)\n",
+               t->master_kept, n, 100.0 * (double)t->master_kept / (double)(n ? n : 1));
     }
     /* the model as built: a Hugging Face model.init decided its architecture */
     const gpt_config_t *gc = gpt_config(t->model);
@@ -1651,14 +1760,21 @@ static void finish(trainer_t *t, int rc, const cu_error_t *err, const train_resu
  * their trainable tensors must be bit-identical; a difference is a bug. */
 static int check_identical(trainer_t *t, cu_error_t *err) {
     if (t->w->size == 1) return CU_OK;
-    size_t n;
+    size_t n, a, b;
     const float *params = gpt_trainable(t->model, &n);
-    int same = 0;
-    int rc = world_identical(t->w, params, n * sizeof(float), &same, err);
+    int same = 0, rc;
+    if (!t->master_sharded) {
+        rc = world_identical(t->w, params, n * sizeof(float), &same, err);
+    } else { /* what every rank holds: the bf16 copy, the tensors read in fp32 */
+        rc = world_identical(t->w, gpt_bf16_params(t->model), n * sizeof(uint16_t), &same, err);
+        for (int i = 0; rc == CU_OK && same && next_fp32_run(t, &i, &a, &b);)
+            rc = world_identical(t->w, params + a, (b - a) * sizeof(float), &same, err);
+    }
     if (rc == CU_OK && !same)
         rc = cu_error_set(err, CU_EINTERNAL, "the trainable weights differ between ranks");
     if (rc == CU_OK && t->w->rank == 0)
-        printf("trainable weights bit-identical on all %d ranks\n", t->w->size);
+        printf("trainable weights bit-identical on all %d ranks%s\n", t->w->size,
+               t->master_sharded ? " (in bf16; fp32 for the vectors and embeddings)" : "");
     return rc;
 }
 
@@ -1668,6 +1784,9 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
     trainer_t t = {.w = w, .opts = opts, .resumed_from = -1};
     t.resolved = *cfg;
     t.cfg = &t.resolved;
+    /* every rank follows the best evaluation (best.h5, eval.patience), not
+     * only rank 0, whose job directory fills in the rest */
+    rundir_state_init(&t.st, cfg->job.name);
     pthread_mutex_init(&t.lock, NULL);
     int rc = world_hosts(w, t.hosts, sizeof t.hosts, err);
     if (rc == CU_OK) rc = setup(&t, err);
@@ -1705,6 +1824,7 @@ int train_run(const cu_config_t *cfg, const cu_world_t *w, const train_options_t
     }
     if (rc == CU_OK) rc = resume(&t, err);
     if (rc == CU_OK) rc = init_from_weights(&t, err);
+    if (rc == CU_OK) rc = shard_master(&t, err);
     if (rc == CU_OK && t.jd_open) {
         t.st.started_at = rundir_now();
         if (t.resumed_from >= 0) {

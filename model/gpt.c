@@ -365,7 +365,7 @@ void gpt_init_weights(gpt_t *m, uint64_t seed, float std) {
     for (int i = 0; i < m->n_ptensors; i++) {
         const gpt_tensor_t *t = &m->ptensors[i];
         float *p = m->params + t->offset;
-        size_t n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+        size_t n = gpt_tensor_numel(t);
         int llama = m->cfg.arch != GPT_ARCH_GPT2; /* every vector but a bias is a norm gain */
         int is_norm_gain = llama ? t->ndim == 1 && !strstr(t->name, ".bias")
                                  : strstr(t->name, "ln_") && strstr(t->name, ".weight");
@@ -743,7 +743,7 @@ static void report_layer(gpt_t *m, int l) {
     int L = m->cfg.n_layer;
     for (int k = 0; k < 12; k++) {
         const gpt_tensor_t *t = &m->ptensors[2 + k * L + l];
-        size_t n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+        size_t n = gpt_tensor_numel(t);
         m->ready(m->ready_ctx, t->offset, n);
     }
 }
@@ -756,8 +756,7 @@ static void report_ends(gpt_t *m) {
                                    &m->ptensors[n - 1]};
     for (int i = 0; i < 4; i++) {
         const gpt_tensor_t *t = ends[i];
-        m->ready(m->ready_ctx, t->offset,
-                 (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1));
+        m->ready(m->ready_ctx, t->offset, gpt_tensor_numel(t));
     }
 }
 
@@ -941,8 +940,7 @@ void gpt_impl_report_lora_layer(gpt_t *m, int l) {
 
 void gpt_impl_report_tensor(gpt_t *m, const gpt_tensor_t *t) {
     if (!m->ready) return;
-    m->ready(m->ready_ctx, t->offset,
-             (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1));
+    m->ready(m->ready_ctx, t->offset, gpt_tensor_numel(t));
 }
 
 void gpt_impl_backward_blocks(gpt_t *m, int kinds, int (*block_backward)(gpt_t *, int)) {

@@ -112,6 +112,11 @@ typedef struct {
     int decay; /* weight decay applies (matrices, not biases or norms) */
 } gpt_tensor_t;
 
+/* A tensor's number of values. */
+static inline size_t gpt_tensor_numel(const gpt_tensor_t *t) {
+    return (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+}
+
 typedef struct {
     double loss_sum; /* summed over valid targets */
     long n_valid;    /* targets >= 0 */
@@ -207,6 +212,30 @@ int gpt_precision_parse(const char *name);
  * obtained earlier (an optimizer step in full fine-tuning), so the bf16 copy
  * is remade before the next forward. */
 void gpt_params_updated(gpt_t *m);
+
+/* Sharded master weights (bf16 full fine-tuning, train.shard_optimizer):
+ * in bf16 the model reads most matrices only through their bf16 copy, so a
+ * rank that updates only [lo, hi) of the trainable buffer need not hold the
+ * rest of their fp32 values.
+ *
+ * gpt_fp32_read: whether the model reads base tensor `tensor`'s fp32 values
+ * itself (always in fp32; in bf16 the vectors and the embedding tables,
+ * which are looked up row by row, not the matrices of products).
+ *
+ * gpt_shard_master: bf16 full fine-tuning only. Brings the bf16 copy up to
+ * date from the whole fp32 buffer, then gives back the pages of every
+ * matrix the model does not read in fp32 outside [lo, hi) (they read as
+ * zero from then on) and sets *kept to the number of fp32 values still
+ * held. From then on the caller keeps the copy whole: after an update of
+ * [lo, hi) it rounds that range (gpt_bf16_round), gathers the other ranks'
+ * ranges into gpt_bf16_params and their values of the tensors read in fp32
+ * into the fp32 buffer; the model itself only ever re-rounds what is held,
+ * which gives the same bits. */
+int gpt_fp32_read(const gpt_t *m, int tensor);
+int gpt_shard_master(gpt_t *m, size_t lo, size_t hi, size_t *kept, cu_error_t *err);
+void gpt_bf16_round(gpt_t *m, size_t lo, size_t hi);
+/* The bf16 copy of the base weights (n_params values), NULL in fp32. */
+uint16_t *gpt_bf16_params(gpt_t *m);
 /* What computes the products: "OpenBLAS sgemm (fp32)" or oneDNN's kernel. */
 const char *gpt_gemm_kernel(const gpt_t *m);
 /* The first failure inside the backend since the model was made (CU_OK if

@@ -77,6 +77,10 @@ struct gpt {
      * place from the caller's mapping, neither copied nor converted); NULL
      * when none is */
     unsigned char *bf16_mapped;
+    /* gpt_shard_master: fp32 values of the matrices read only in bf16 are
+     * held in [master_lo, master_hi) only */
+    int master_sharded;
+    size_t master_lo, master_hi;
 
     int ckpt; /* activation checkpointing (ACT below) */
 };
@@ -117,11 +121,6 @@ typedef struct {
  * buffers are freed with the model. */
 int gpt_impl_carve_acts(gpt_t *m, const gpt_impl_span_t *parts, int np, int B, int T,
                         cu_error_t *err);
-
-/* A tensor's number of values. */
-static inline size_t gpt_impl_numel(const gpt_tensor_t *t) {
-    return (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
-}
 
 /* Appends a tensor of shape (d0) or (d0, d1) at *off to a table. */
 void gpt_impl_add_tensor(gpt_tensor_t *t, int *n, size_t *off, const char *name, int d0, int d1);

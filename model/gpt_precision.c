@@ -12,10 +12,18 @@
  * copy, and since both buffers are lazily zeroed mappings their pages never
  * become private memory of the rank.
  *
- * The bf16 copy is registered as packable: the backend keeps the frozen
- * weights in oneDNN's own layout (reordered once, again after each change)
- * so the products skip the per-call re-blocking. Lent tensors are not
- * packed, so a shared mapping stays shared.
+ * Under LoRA the bf16 copy is registered as packable: the backend keeps the
+ * frozen weights in oneDNN's own layout (reordered once) so the products
+ * skip the per-call re-blocking. Lent tensors are not packed, so a shared
+ * mapping stays shared. In full fine-tuning the weights change every step:
+ * a packed copy would be remade each step, and at GPT-2 124M shapes it was
+ * no faster than re-blocking per call while it cost twice the bf16 bytes
+ * (4 micro-batches of 64 tokens: 1.62-1.69 s a step unpacked, 1.67-2.08 s
+ * packed, 480 MB more), so full fine-tuning does not pack.
+ *
+ * Sharded master weights (gpt_shard_master): the fp32 values of a matrix
+ * that only products read are held in [master_lo, master_hi) only; the
+ * copy is then re-rounded from what is held alone.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +53,25 @@ void gpt_impl_free_precision(gpt_t *m) {
     m->gemm = NULL;
     m->params_bf16 = NULL;
     m->bf16_mapped = NULL;
+    m->master_sharded = 0;
+}
+
+int gpt_fp32_read(const gpt_t *m, int tensor) {
+    const gpt_tensor_t *t = &m->ptensors[tensor];
+    if (m->precision != GPT_PREC_BF16 || t->ndim != 2) return 1;
+    const float *p = m->params + t->offset;
+    return p == m->wte || p == m->wpe || p == m->embed;
+}
+
+/* The range [*a, *b) of base tensor i whose fp32 values this rank holds. */
+static void held(const gpt_t *m, int i, size_t *a, size_t *b) {
+    const gpt_tensor_t *t = &m->ptensors[i];
+    *a = t->offset;
+    *b = t->offset + gpt_tensor_numel(t);
+    if (!m->master_sharded || gpt_fp32_read(m, i)) return;
+    if (*a < m->master_lo) *a = m->master_lo;
+    if (*b > m->master_hi) *b = m->master_hi;
+    if (*b < *a) *b = *a;
 }
 
 int gpt_set_precision(gpt_t *m, int precision, cu_error_t *err) {
@@ -61,7 +88,8 @@ int gpt_set_precision(gpt_t *m, int precision, cu_error_t *err) {
         gpt_impl_free_precision(m);
         return cu_error_prefix(err, "the bf16 weights");
     }
-    rc = gemm_add_bf16_packed(m->gemm, m->params, m->params_bf16, m->n_params, 1, err);
+    rc =
+        gemm_add_bf16_packed(m->gemm, m->params, m->params_bf16, m->n_params, m->lora.enabled, err);
     if (rc) {
         gpt_impl_free_precision(m);
         return rc;
@@ -73,13 +101,14 @@ int gpt_set_precision(gpt_t *m, int precision, cu_error_t *err) {
 
 int gpt_impl_sync_precision(gpt_t *m, cu_error_t *err) {
     if (m->precision != GPT_PREC_BF16) return CU_OK;
-    if (m->bf16_stale && !m->bf16_mapped) {
+    if (m->bf16_stale && !m->bf16_mapped && !m->master_sharded) {
         gemm_to_bf16(m->params_bf16, m->params, m->n_params);
     } else if (m->bf16_stale) {
         for (int i = 0; i < m->n_ptensors; i++) {
-            const gpt_tensor_t *t = &m->ptensors[i];
-            if (!m->bf16_mapped[i])
-                gemm_to_bf16(m->params_bf16 + t->offset, m->params + t->offset, gpt_impl_numel(t));
+            size_t a, b;
+            held(m, i, &a, &b);
+            if (!(m->bf16_mapped && m->bf16_mapped[i]))
+                gemm_to_bf16(m->params_bf16 + a, m->params + a, b - a);
         }
     }
     if (m->bf16_stale) gemm_bf16_changed(m->gemm);
@@ -95,10 +124,45 @@ int gpt_map_bf16_tensor(gpt_t *m, int tensor, const uint16_t *bf16, cu_error_t *
     if (!m->bf16_mapped && !(m->bf16_mapped = calloc((size_t)m->n_ptensors, 1)))
         return cu_error_set(err, CU_ENOMEM, "out of memory");
     const gpt_tensor_t *t = &m->ptensors[tensor];
-    int rc = gemm_add_bf16(m->gemm, m->params + t->offset, bf16, gpt_impl_numel(t), err);
+    int rc = gemm_add_bf16(m->gemm, m->params + t->offset, bf16, gpt_tensor_numel(t), err);
     if (rc) return rc;
     m->bf16_mapped[tensor] = 1;
     return CU_OK;
+}
+
+int gpt_shard_master(gpt_t *m, size_t lo, size_t hi, size_t *kept, cu_error_t *err) {
+    if (m->precision != GPT_PREC_BF16 || m->lora.enabled)
+        return cu_error_set(err, CU_EINVAL, "sharded master weights need bf16 full fine-tuning");
+    if (lo > hi || hi > m->n_params)
+        return cu_error_set(err, CU_EINVAL, "master range [%zu, %zu) outside %zu weights", lo, hi,
+                            m->n_params);
+    int rc = gpt_impl_sync_precision(m, err); /* from the whole buffer, while it is whole */
+    if (rc) return rc;
+    m->master_sharded = 1;
+    m->master_lo = lo;
+    m->master_hi = hi;
+    *kept = 0;
+    for (int i = 0; i < m->n_ptensors; i++) {
+        const gpt_tensor_t *t = &m->ptensors[i];
+        size_t a, b, o = t->offset, e = o + gpt_tensor_numel(t);
+        held(m, i, &a, &b);
+        *kept += b - a;
+        if (a == b) {
+            cu_zero_release(m->params + o, (e - o) * sizeof(float));
+            continue;
+        }
+        cu_zero_release(m->params + o, (a - o) * sizeof(float));
+        cu_zero_release(m->params + b, (e - b) * sizeof(float));
+    }
+    return CU_OK;
+}
+
+void gpt_bf16_round(gpt_t *m, size_t lo, size_t hi) {
+    if (m->params_bf16 && hi > lo) gemm_to_bf16(m->params_bf16 + lo, m->params + lo, hi - lo);
+}
+
+uint16_t *gpt_bf16_params(gpt_t *m) {
+    return m->params_bf16;
 }
 
 void gpt_params_updated(gpt_t *m) {

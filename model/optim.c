@@ -78,7 +78,7 @@ void adamw_step_range(adamw_t *opt, float *params, const float *grads, const gpt
     float c2 = 1.0f - powf(opt->beta2, (float)opt->t);
     for (int i = 0; i < n_tensors; i++) {
         const gpt_tensor_t *t = &tensors[i];
-        size_t n = (size_t)t->shape[0] * (size_t)(t->ndim == 2 ? t->shape[1] : 1);
+        size_t n = gpt_tensor_numel(t);
         size_t a = t->offset > lo ? t->offset : lo;
         size_t b = t->offset + n < hi ? t->offset + n : hi;
         if (a >= b) continue;

@@ -285,25 +285,61 @@ int world_identical(const cu_world_t *w, const void *buf, size_t bytes, int *sam
     return CU_OK;
 }
 
-int world_allgather_slices(const cu_world_t *w, float *buf, size_t n, cu_error_t *err) {
-    if (w->size == 1) return CU_OK;
-    if (n > (size_t)INT_MAX)
-        return cu_error_set(err, CU_EINVAL, "%zu floats: more than MPI counts reach", n);
-    int *counts = malloc(2 * sizeof(int) * (size_t)w->size);
-    if (!counts) return cu_error_set(err, CU_ENOMEM, "out of memory (allgather)");
-    int *displs = counts + w->size;
+/* Each rank's part of [a, b) for a buffer of n values sliced by
+ * reducer_slice: counts and offsets from a (int, as MPI takes them). */
+static int span_parts(const cu_world_t *w, size_t n, size_t a, size_t b, int **counts,
+                      cu_error_t *err) {
+    if (b - a > (size_t)INT_MAX)
+        return cu_error_set(err, CU_EINVAL, "%zu values: more than MPI counts reach", b - a);
+    *counts = malloc(2 * sizeof(int) * (size_t)w->size);
+    if (!*counts) return cu_error_set(err, CU_ENOMEM, "out of memory (gathering slices)");
     for (int q = 0; q < w->size; q++) {
         size_t lo, hi;
         reducer_slice(n, w->size, q, &lo, &hi);
-        counts[q] = (int)(hi - lo);
-        displs[q] = (int)lo;
+        lo = lo > a ? lo : a;
+        hi = hi < b ? hi : b;
+        (*counts)[q] = hi > lo ? (int)(hi - lo) : 0;
+        (*counts)[w->size + q] = hi > lo ? (int)(lo - a) : 0;
     }
+    return CU_OK;
+}
+
+int world_allgather_span(const cu_world_t *w, void *buf, size_t elem, size_t n, size_t a, size_t b,
+                         cu_error_t *err) {
+    if (w->size == 1 || b <= a) return CU_OK;
+    int *counts;
+    int rc = span_parts(w, n, a, b, &counts, err);
+    if (rc) return rc;
     world_collective_enter();
-    int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT,
-                            MPI_COMM_WORLD);
+    rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, (char *)buf + a * elem, counts,
+                        counts + w->size, elem == 2 ? MPI_UINT16_T : MPI_FLOAT, MPI_COMM_WORLD);
     free(counts);
     return rc == MPI_SUCCESS ? CU_OK
                              : cu_error_set(err, CU_EMPI, "gathering the updated slices failed");
+}
+
+int world_allgather_slices(const cu_world_t *w, float *buf, size_t n, cu_error_t *err) {
+    return world_allgather_span(w, buf, sizeof(float), n, 0, n, err);
+}
+
+int world_gather_span(const cu_world_t *w, const float *buf, size_t n, size_t a, size_t b,
+                      float *dst, cu_error_t *err) {
+    if (w->size == 1) {
+        memcpy(dst, buf + a, (b - a) * sizeof(float));
+        return CU_OK;
+    }
+    if (b <= a) return CU_OK;
+    int *counts;
+    int rc = span_parts(w, n, a, b, &counts, err);
+    if (rc) return rc;
+    int mine = counts[w->rank];
+    const float *from = buf + a + (size_t)counts[w->size + w->rank];
+    world_collective_enter();
+    rc = MPI_Gatherv(from, mine, MPI_FLOAT, dst, counts, counts + w->size, MPI_FLOAT, 0,
+                     MPI_COMM_WORLD);
+    free(counts);
+    return rc == MPI_SUCCESS ? CU_OK
+                             : cu_error_set(err, CU_EMPI, "gathering the weights to rank 0 failed");
 }
 
 static double sum_squares(const float *g, size_t lo, size_t hi) {

@@ -84,6 +84,16 @@ int world_identical(const cu_world_t *w, const void *buf, size_t bytes, int *sam
  * rank: after a sharded update each rank holds the whole buffer again.
  * Collective. */
 int world_allgather_slices(const cu_world_t *w, float *buf, size_t n, cu_error_t *err);
+/* The same for [a, b) of a buffer of n values of `elem` bytes (4: floats,
+ * 2: bf16), sliced as reducer_slice slices n: each rank's part of [a, b)
+ * (possibly none) copied to every rank. Collective. */
+int world_allgather_span(const cu_world_t *w, void *buf, size_t elem, size_t n, size_t a, size_t b,
+                         cu_error_t *err);
+/* Rank 0 receives [a, b) of a float buffer of n values sliced the same way
+ * into dst (b - a floats), every rank sending its own part of it from buf;
+ * dst is not used on the other ranks. Collective. */
+int world_gather_span(const cu_world_t *w, const float *buf, size_t n, size_t a, size_t b,
+                      float *dst, cu_error_t *err);
 
 /* The global L2 norm of a buffer whose owner slices lie on their ranks. On
  * several ranks: a double sum of squares for every REDUCER_ALIGN chunk,

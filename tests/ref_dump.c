@@ -290,7 +290,7 @@ static int corrupt_grads(gpt_t *m, json_t *meta, cu_error_t *err) {
     float *g = gpt_grads(m, NULL);
     for (int i = 0; i < n; i++) {
         if (strcmp(t[i].name, name) != 0) continue;
-        size_t k = (size_t)t[i].shape[0] * (size_t)(t[i].ndim == 2 ? t[i].shape[1] : 1);
+        size_t k = gpt_tensor_numel(&t[i]);
         float mx = 0.0f;
         for (size_t j = 0; j < k; j++) mx = fmaxf(mx, fabsf(g[t[i].offset + j]));
         g[t[i].offset + k / 2] += 0.01f * mx;

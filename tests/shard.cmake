@@ -1,7 +1,9 @@
 # train.shard_optimizer and parallel checkpoints (tests/shard_e2e.py): sharded
 # and unsharded bit-identical on 1, 2, 4 ranks; stop on 4 sharded, resume on
-# 2 sharded and 1 unsharded; a corrupted slice falls back.
-foreach(case bitwise1 bitwise2 bitwise4 resume corrupt)
+# 2 sharded and 1 unsharded; a corrupted slice falls back; bf16 full
+# fine-tuning with sharded fp32 master weights (bit-identical, resumable);
+# eval.patience on several ranks.
+foreach(case bitwise1 bitwise2 bitwise4 resume corrupt bf16 bf16resume patience)
   add_test(NAME shard_${case}
            COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/shard_e2e.py $<TARGET_FILE:codex-train>
                    ${PROJECT_SOURCE_DIR} ${case})

@@ -14,6 +14,17 @@ Cases:
             and end within 1e-5 (losses relative, weights absolute) of the
             uninterrupted 4-rank run; on 2 ranks bit-identical to it (every
             W >= 2 adds the global micro-batches in the same order)
+  bf16      bf16 full fine-tuning with an evaluation every 5 steps on 2 and 4
+            ranks: sharded (each rank holds the fp32 master weights of its
+            own slice of the matrices only) and unsharded give bit-identical
+            final.h5, best.h5 (gathered piece by piece to rank 0) and
+            checkpoints; the run says how much of the fp32 buffer rank 0 holds
+  bf16resume stopped on 4 ranks sharded in bf16, resumed on 2 ranks sharded:
+            bit-identical to the uninterrupted 4-rank run
+  patience  eval.patience on 2 ranks while the validation loss improves: no
+            rank stops early on its own (before, only rank 0 knew the best
+            evaluation, so the others stopped after `patience` evaluations
+            and left rank 0 waiting)
   corrupt   one byte changed in the slice that rank 3 wrote of the newest
             parallel checkpoint: resuming reports it (checkpoint_invalid) and
             falls back to the previous one; codexctl generate and eval read
@@ -121,6 +132,75 @@ def case_resume(exe, src, tmp, f):
             d = h5_same(os.path.join(runs, "whole", "final.h5"), fin, "/tensors")
             f.check(d.returncode == 0, f"{name}: resumed on {n} ranks, weights bit-identical to "
                                        f"the 4-rank run {d.stdout[:200]}")
+
+
+def master_held(out):
+    m = re.search(r"fp32 master weights sharded: rank 0 holds (\d+) of (\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def case_bf16(exe, src, tmp, f):
+    base = os.path.join(src, "configs/demo-base.yaml")
+    runs = os.path.join(tmp, "runs")
+    bf16 = ["train.precision=bf16", "eval.every_steps=5", "train.lr=1e-3"]
+    for n in (2, 4):
+        held = None
+        for shard in (False, True):
+            p = mpirun(n, [exe, base] + tiny(runs, f"b{n}{'s' if shard else 'u'}", shard, bf16),
+                       cwd=src, timeout=120)
+            f.check(p.returncode == 0, f"bf16 {n} ranks, shard {shard}: exits 0 "
+                                       f"({p.stderr[-300:]})")
+            if shard:
+                held = master_held(p.stdout)
+        u, s = os.path.join(runs, f"b{n}u"), os.path.join(runs, f"b{n}s")
+        for name in ("final.h5", "best.h5"):
+            d = h5_same(os.path.join(u, name), os.path.join(s, name), "/tensors")
+            f.check(d.returncode == 0, f"bf16 {n} ranks: {name} of the sharded run (gathered to "
+                                       f"rank 0) bit-identical to the unsharded one "
+                                       f"{d.stdout[:200]}")
+        cu = os.path.join(u, "checkpoints", "step_00000020.h5")
+        cs = os.path.join(s, "checkpoints", "step_00000020.h5")
+        for g in ("/tensors", "/adam_m", "/adam_v"):
+            d = h5_same(cu, cs, g)
+            f.check(d.returncode == 0, f"bf16 {n} ranks: checkpoint {g} bit-identical")
+        print(f"measured: bf16 {n} ranks: rank 0 holds {held} fp32 values (of the whole buffer)")
+        f.check(held is not None and held[0] < held[1],
+                f"bf16 {n} ranks: the sharded run holds part of the fp32 buffer ({held})")
+
+
+def case_bf16resume(exe, src, tmp, f):
+    base = os.path.join(src, "configs/demo-base.yaml")
+    runs = os.path.join(tmp, "runs")
+    bf16 = ["train.precision=bf16"]
+    p = mpirun(4, [exe, base] + tiny(runs, "whole", True, bf16), cwd=src, timeout=120)
+    f.check(p.returncode == 0, "uninterrupted 4-rank sharded bf16 run exits 0")
+    p = mpirun(4, [exe, base] + tiny(runs, "a", True, bf16) + ["--stop-after", "13"], cwd=src,
+               timeout=120)
+    f.check(p.returncode == 75, f"stop on 4 ranks sharded bf16 exits 75 (got {p.returncode})")
+    p = mpirun(2, [exe, base] + tiny(runs, "a", True, bf16), cwd=src, timeout=120)
+    f.check(p.returncode == 0 and "resumed from step 13" in p.stdout,
+            f"resumed on 2 ranks sharded bf16 ({p.stderr[-300:]})")
+    f.check(master_held(p.stdout) is not None, "the resumed run shards the master weights again")
+    d = h5_same(os.path.join(runs, "whole", "final.h5"), os.path.join(runs, "a", "final.h5"),
+                "/tensors")
+    f.check(d.returncode == 0, f"resumed on 2 ranks: weights bit-identical to the 4-rank run "
+                               f"{d.stdout[:200]}")
+
+
+def case_patience(exe, src, tmp, f):
+    base = os.path.join(src, "configs/demo-base.yaml")
+    runs = os.path.join(tmp, "runs")
+    # the byte corpus: the validation loss falls at every evaluation
+    p = mpirun(2, [exe, base, f"job.runs_dir={runs}", "job.name=pat", "model.n_embd=32",
+                   "model.n_head=2", "data.seq_len=32", "train.max_steps=40",
+                   "train.log_every=10", "eval.every_steps=5", "eval.patience=2",
+                   "eval.batches=2", "train.micro_batch_size=4"], cwd=src, timeout=120)
+    f.check(p.returncode == 0, f"2 ranks with eval.patience exit 0 (got {p.returncode}) "
+                               f"{p.stderr[-300:]}")
+    evals = re.findall(r"eval +(\d+) \| val loss ([0-9.]+)", p.stdout)
+    print(f"measured: evaluations {evals}")
+    f.check(len(evals) == 8, f"all 8 evaluations ran: no early stop ({len(evals)})")
+    f.check("no improvement" not in p.stdout, "no early stop reported")
 
 
 def flip_byte(path, dataset, at):
