@@ -136,15 +136,17 @@ int gpt_shard_master(gpt_t *m, size_t lo, size_t hi, size_t *kept, cu_error_t *e
     if (lo > hi || hi > m->n_params)
         return cu_error_set(err, CU_EINVAL, "master range [%zu, %zu) outside %zu weights", lo, hi,
                             m->n_params);
-    int rc = gpt_impl_sync_precision(m, err); /* from the whole buffer, while it is whole */
-    if (rc) return rc;
     m->master_sharded = 1;
     m->master_lo = lo;
     m->master_hi = hi;
     *kept = 0;
+    /* tensor by tensor: each one's bf16 copy made from its whole fp32
+     * values, then the part not held given back, so the copy's pages come
+     * as the released ones go and the peak stays the fp32 buffer's */
     for (int i = 0; i < m->n_ptensors; i++) {
         const gpt_tensor_t *t = &m->ptensors[i];
         size_t a, b, o = t->offset, e = o + gpt_tensor_numel(t);
+        gemm_to_bf16(m->params_bf16 + o, m->params + o, e - o);
         held(m, i, &a, &b);
         *kept += b - a;
         if (a == b) {
@@ -154,7 +156,9 @@ int gpt_shard_master(gpt_t *m, size_t lo, size_t hi, size_t *kept, cu_error_t *e
         cu_zero_release(m->params + o, (a - o) * sizeof(float));
         cu_zero_release(m->params + b, (e - b) * sizeof(float));
     }
-    return CU_OK;
+    m->bf16_stale = 0;
+    gemm_bf16_changed(m->gemm);
+    return gemm_status(m->gemm, err);
 }
 
 void gpt_bf16_round(gpt_t *m, size_t lo, size_t hi) {
