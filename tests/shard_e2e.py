@@ -62,6 +62,17 @@ def h5_same(a, b, group, tol=None):
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
+def same_checkpoints(f, u, s, label):
+    """Checks that the step-20 checkpoints of runs u and s hold the same
+    tensors and moments; returns their paths."""
+    cu = os.path.join(u, "checkpoints", "step_00000020.h5")
+    cs = os.path.join(s, "checkpoints", "step_00000020.h5")
+    for g in ("/tensors", "/adam_m", "/adam_v"):
+        d = h5_same(cu, cs, g)
+        f.check(d.returncode == 0, f"{label}: checkpoint {g} bit-identical")
+    return cu, cs
+
+
 def bitwise(exe, src, tmp, f, ranks):
     base = os.path.join(src, "configs/demo-base.yaml")
     runs = os.path.join(tmp, "runs")
@@ -74,11 +85,7 @@ def bitwise(exe, src, tmp, f, ranks):
         d = h5_same(os.path.join(u, "final.h5"), os.path.join(s, "final.h5"), "/tensors")
         f.check(d.returncode == 0, f"{n} ranks: sharded and unsharded weights bit-identical "
                                    f"after 20 steps {d.stdout[:200]}")
-        cu = os.path.join(u, "checkpoints", "step_00000020.h5")
-        cs = os.path.join(s, "checkpoints", "step_00000020.h5")
-        for g in ("/tensors", "/adam_m", "/adam_v"):
-            d = h5_same(cu, cs, g)
-            f.check(d.returncode == 0, f"{n} ranks: checkpoint {g} bit-identical")
+        cu, cs = same_checkpoints(f, u, s, f"{n} ranks")
         hu, hs = h5_attr(cu, "sha256"), h5_attr(cs, "sha256")
         print(f"measured: {n} ranks checkpoint sha256 unsharded {hu} sharded {hs}")
         f.check(hu is not None and hu == hs,
@@ -158,11 +165,7 @@ def case_bf16(exe, src, tmp, f):
             f.check(d.returncode == 0, f"bf16 {n} ranks: {name} of the sharded run (gathered to "
                                        f"rank 0) bit-identical to the unsharded one "
                                        f"{d.stdout[:200]}")
-        cu = os.path.join(u, "checkpoints", "step_00000020.h5")
-        cs = os.path.join(s, "checkpoints", "step_00000020.h5")
-        for g in ("/tensors", "/adam_m", "/adam_v"):
-            d = h5_same(cu, cs, g)
-            f.check(d.returncode == 0, f"bf16 {n} ranks: checkpoint {g} bit-identical")
+        same_checkpoints(f, u, s, f"bf16 {n} ranks")
         print(f"measured: bf16 {n} ranks: rank 0 holds {held} fp32 values (of the whole buffer)")
         f.check(held is not None and held[0] < held[1],
                 f"bf16 {n} ranks: the sharded run holds part of the fp32 buffer ({held})")
