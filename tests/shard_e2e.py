@@ -15,7 +15,7 @@ Cases:
             uninterrupted 4-rank run; on 2 ranks bit-identical to it (every
             W >= 2 adds the global micro-batches in the same order)
   bf16      bf16 full fine-tuning with an evaluation every 5 steps on 2 and 4
-            ranks: sharded (each rank holds the fp32 master weights of its
+            ranks (GPT-2) and 2 ranks (Llama, untied head): sharded (each rank holds the fp32 master weights of its
             own slice of the matrices only) and unsharded give bit-identical
             final.h5, best.h5 (gathered piece by piece to rank 0) and
             checkpoints; the run says how much of the fp32 buffer rank 0 holds
@@ -146,29 +146,34 @@ def master_held(out):
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+# a Llama with an untied head: lm_head is read only by its product, so its
+# fp32 values are sharded too; embed_tokens stays whole
+LLAMA = ["model.arch=llama", "model.n_head=4", "model.n_kv_head=2", "model.ffn_hidden=96",
+         "model.tie_embeddings=false"]
+
+
 def case_bf16(exe, src, tmp, f):
     base = os.path.join(src, "configs/demo-base.yaml")
     runs = os.path.join(tmp, "runs")
     bf16 = ["train.precision=bf16", "eval.every_steps=5", "train.lr=1e-3"]
-    for n in (2, 4):
+    for arch, n, extra in (("gpt2", 2, []), ("gpt2", 4, []), ("llama", 2, LLAMA)):
         held = None
+        what = f"bf16 {arch} {n} ranks"
         for shard in (False, True):
-            p = mpirun(n, [exe, base] + tiny(runs, f"b{n}{'s' if shard else 'u'}", shard, bf16),
-                       cwd=src, timeout=120)
-            f.check(p.returncode == 0, f"bf16 {n} ranks, shard {shard}: exits 0 "
-                                       f"({p.stderr[-300:]})")
+            p = mpirun(n, [exe, base] + tiny(runs, f"{arch}{n}{'s' if shard else 'u'}", shard,
+                                             bf16 + extra), cwd=src, timeout=120)
+            f.check(p.returncode == 0, f"{what}, shard {shard}: exits 0 ({p.stderr[-300:]})")
             if shard:
                 held = master_held(p.stdout)
-        u, s = os.path.join(runs, f"b{n}u"), os.path.join(runs, f"b{n}s")
+        u, s = os.path.join(runs, f"{arch}{n}u"), os.path.join(runs, f"{arch}{n}s")
         for name in ("final.h5", "best.h5"):
             d = h5_same(os.path.join(u, name), os.path.join(s, name), "/tensors")
-            f.check(d.returncode == 0, f"bf16 {n} ranks: {name} of the sharded run (gathered to "
-                                       f"rank 0) bit-identical to the unsharded one "
-                                       f"{d.stdout[:200]}")
-        same_checkpoints(f, u, s, f"bf16 {n} ranks")
-        print(f"measured: bf16 {n} ranks: rank 0 holds {held} fp32 values (of the whole buffer)")
+            f.check(d.returncode == 0, f"{what}: {name} of the sharded run (gathered to rank 0) "
+                                       f"bit-identical to the unsharded one {d.stdout[:200]}")
+        same_checkpoints(f, u, s, what)
+        print(f"measured: {what}: rank 0 holds {held} fp32 values (of the whole buffer)")
         f.check(held is not None and held[0] < held[1],
-                f"bf16 {n} ranks: the sharded run holds part of the fp32 buffer ({held})")
+                f"{what}: the sharded run holds part of the fp32 buffer ({held})")
 
 
 def case_bf16resume(exe, src, tmp, f):
