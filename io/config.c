@@ -285,7 +285,11 @@ static const cfg_key_t KEYS[] = {
          "is handed to the owners bucket by bucket during its backward, and the exchanged part "
          "of the gradient buffer is given back), keeps only that slice's AdamW moments and "
          "updates only it; the updated slices are then gathered on every rank. Checkpoints are "
-         "written by every rank at once into one file (parallel HDF5). Weights are bit for bit "
+         "written by every rank at once into one file (parallel HDF5). In bf16 full "
+         "fine-tuning each rank also keeps the fp32 master weights of its own slice of the "
+         "matrices only (the bf16 copy the products read is gathered after each update; norms, "
+         "biases and embeddings stay whole in fp32), and final.h5/best.h5 are gathered to rank 0 "
+         "piece by piece. Weights are bit for bit "
          "those of `false` on the same number of ranks, and (with either setting) the same on "
          "any number of ranks from 2 up; a run may resume with either setting on any number of "
          "ranks. See docs/performance.md for the memory."),
