@@ -1222,10 +1222,11 @@ static int next_fp32_run(const trainer_t *t, int *i, size_t *a, size_t *b) {
     return 1;
 }
 
-/* bf16 full fine-tuning with sharded master weights: the fp32 values no
- * rank holds outside its slice are released, the bf16 copy made whole
- * first (every rank still holds everything here: after the broadcast or
- * the resume's gather). One rank has nothing to release. */
+/* bf16 full fine-tuning with sharded master weights: the fp32 values this
+ * rank need not hold outside its slice are released, each tensor's bf16
+ * copy made from its whole fp32 values first (every rank still holds
+ * everything here: after the broadcast or the resume's gather). One rank
+ * has nothing to release. */
 static int shard_master(trainer_t *t, cu_error_t *err) {
     if (!t->shard || t->w->size == 1 || t->cfg->lora.enabled ||
         gpt_precision(t->model) != GPT_PREC_BF16)

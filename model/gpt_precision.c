@@ -63,15 +63,18 @@ int gpt_fp32_read(const gpt_t *m, int tensor) {
     return p == m->wte || p == m->wpe || p == m->embed;
 }
 
-/* The range [*a, *b) of base tensor i whose fp32 values this rank holds. */
+static size_t clamp(size_t x, size_t lo, size_t hi) {
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+/* The range [*a, *b) of base tensor i whose fp32 values this rank holds,
+ * inside the tensor (empty: a == b, at its start or end). */
 static void held(const gpt_t *m, int i, size_t *a, size_t *b) {
     const gpt_tensor_t *t = &m->ptensors[i];
-    *a = t->offset;
-    *b = t->offset + gpt_tensor_numel(t);
-    if (!m->master_sharded || gpt_fp32_read(m, i)) return;
-    if (*a < m->master_lo) *a = m->master_lo;
-    if (*b > m->master_hi) *b = m->master_hi;
-    if (*b < *a) *b = *a;
+    size_t o = t->offset, e = o + gpt_tensor_numel(t);
+    int all = !m->master_sharded || gpt_fp32_read(m, i);
+    *a = all ? o : clamp(m->master_lo, o, e);
+    *b = all ? e : clamp(m->master_hi, *a, e);
 }
 
 int gpt_set_precision(gpt_t *m, int precision, cu_error_t *err) {
@@ -149,10 +152,6 @@ int gpt_shard_master(gpt_t *m, size_t lo, size_t hi, size_t *kept, cu_error_t *e
         gemm_to_bf16(m->params_bf16 + o, m->params + o, e - o);
         held(m, i, &a, &b);
         *kept += b - a;
-        if (a == b) {
-            cu_zero_release(m->params + o, (e - o) * sizeof(float));
-            continue;
-        }
         cu_zero_release(m->params + o, (a - o) * sizeof(float));
         cu_zero_release(m->params + b, (e - b) * sizeof(float));
     }
