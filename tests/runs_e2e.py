@@ -321,7 +321,7 @@ def case_sigstop(b, src, tmp, f):
             took = time.time() - t0
         except subprocess.TimeoutExpired:
             took = None
-            os.kill(pid, signal.SIGKILL)
+            kill_trainer(pid, name)
             p.kill()
             p.communicate()
         print(f"measured ({name}): the job ended {took} s after the signal")
@@ -342,15 +342,33 @@ def case_sigstop(b, src, tmp, f):
                 f"{name}: no process left")
 
 
+def kill_trainer(pid, name):
+    """SIGKILL to pid if it is still a codex-train of job `name`: a pid read
+    from a file may be another process's by now (pid numbers are reused, and
+    on a machine with pid_max 32768 a parallel test run wraps them in
+    minutes; this once killed another test's codexctl)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return
+    if any(a.endswith(b"codex-train") for a in argv) and f"job.name={name}".encode() in argv:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def kill_ranks(run_dir):
-    """SIGKILL to the ranks a run's liveness files name (a hang guard's
-    clean-up: nothing else of the machine is touched)."""
+    """SIGKILL to the ranks a run's liveness files name that are still that
+    run's trainers (a hang guard's clean-up: nothing else of the machine is
+    touched)."""
     d = os.path.join(run_dir, "ranks")
     for n in os.listdir(d) if os.path.isdir(d) else []:
         if n.endswith(".json"):
             try:
-                os.kill(read_json(os.path.join(d, n))["pid"], signal.SIGKILL)
-            except (OSError, ValueError, KeyError):
+                kill_trainer(int(read_json(os.path.join(d, n))["pid"]), os.path.basename(run_dir))
+            except (OSError, ValueError, KeyError, TypeError):
                 pass
 
 
