@@ -25,17 +25,23 @@ struct h5_writer {
     int rc;
 };
 
-/* sha256 over the tensors' float32 bytes in table order, as hex. */
+/* The sha256 ctx has summed, as hex. */
+static void digest_hex(EVP_MD_CTX *ctx, char hex[65]) {
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx, md, &len);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+/* sha256 over the tensors' float32 bytes in table order, as hex (what
+ * h5_writer_t sums as the values come). */
 static void tensors_sha256(const float *buf, const gpt_tensor_t *t, int n, char hex[65]) {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     for (int i = 0; i < n; i++)
-        EVP_DigestUpdate(ctx, buf + t[i].offset, gpt_tensor_numel(&t[i]) * 4);
-    unsigned char md[32];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx, md, &len);
+        EVP_DigestUpdate(ctx, buf + t[i].offset, gpt_tensor_numel(&t[i]) * sizeof(float));
+    digest_hex(ctx, hex);
     EVP_MD_CTX_free(ctx);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
 }
 
 int h5_writer_open(h5_writer_t **out, const char *path, const gpt_tensor_t *tensors, int n,
@@ -106,11 +112,8 @@ int h5_writer_close(h5_writer_t *w, const h5_attr_t *attrs, int n_attrs, cu_erro
     if (rc == CU_OK && w->i < w->n)
         rc = cu_error_set(err, CU_EINTERNAL, "%s: tensor %s incomplete", w->tmp,
                           w->tensors[w->i].name);
-    unsigned char md[32];
-    unsigned int len = 0;
     char sum[65];
-    EVP_DigestFinal_ex(w->sha, md, &len);
-    for (int i = 0; i < 32; i++) snprintf(sum + 2 * i, 3, "%02x", md[i]);
+    digest_hex(w->sha, sum);
     for (int i = -1; rc == CU_OK && i < n_attrs; i++) { /* -1: the checksum */
         h5_attr_t a = i < 0 ? (h5_attr_t){"tensors_sha256", sum} : attrs[i];
         if (h5u_write_string_attr(w->file, a.name, a.value) < 0)

@@ -229,8 +229,8 @@ void gpt_params_updated(gpt_t *m);
  * held. From then on the caller keeps the copy whole: after an update of
  * [lo, hi) it rounds that range (gpt_bf16_round), gathers the other ranks'
  * ranges into gpt_bf16_params and their values of the tensors read in fp32
- * into the fp32 buffer; the model itself only ever re-rounds what is held,
- * which gives the same bits. */
+ * into the fp32 buffer; the model no longer remakes the copy itself
+ * (gpt_params_updated then only says that it changed). */
 int gpt_fp32_read(const gpt_t *m, int tensor);
 int gpt_shard_master(gpt_t *m, size_t lo, size_t hi, size_t *kept, cu_error_t *err);
 void gpt_bf16_round(gpt_t *m, size_t lo, size_t hi);

@@ -78,9 +78,9 @@ struct gpt {
      * when none is */
     unsigned char *bf16_mapped;
     /* gpt_shard_master: fp32 values of the matrices read only in bf16 are
-     * held in [master_lo, master_hi) only */
+     * held in the caller's range only, and the caller keeps params_bf16
+     * current */
     int master_sharded;
-    size_t master_lo, master_hi;
 
     int ckpt; /* activation checkpointing (ACT below) */
 };

@@ -22,8 +22,9 @@
  * packed, 480 MB more), so full fine-tuning does not pack.
  *
  * Sharded master weights (gpt_shard_master): the fp32 values of a matrix
- * that only products read are held in [master_lo, master_hi) only; the
- * copy is then re-rounded from what is held alone.
+ * that only products read are held in the trainer's slice only, and the
+ * trainer keeps the copy current (it rounds its own range and gathers the
+ * rest), so the copy is never remade here from the fp32 buffer again.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -67,14 +68,15 @@ static size_t clamp(size_t x, size_t lo, size_t hi) {
     return x < lo ? lo : x > hi ? hi : x;
 }
 
-/* The range [*a, *b) of base tensor i whose fp32 values this rank holds,
- * inside the tensor (empty: a == b, at its start or end). */
-static void held(const gpt_t *m, int i, size_t *a, size_t *b) {
+/* The range [*a, *b) of base tensor i whose fp32 values stay held with the
+ * master weights sharded over [lo, hi), inside the tensor (empty: a == b,
+ * at its start or end). */
+static void held(const gpt_t *m, int i, size_t lo, size_t hi, size_t *a, size_t *b) {
     const gpt_tensor_t *t = &m->ptensors[i];
     size_t o = t->offset, e = o + gpt_tensor_numel(t);
-    int all = !m->master_sharded || gpt_fp32_read(m, i);
-    *a = all ? o : clamp(m->master_lo, o, e);
-    *b = all ? e : clamp(m->master_hi, *a, e);
+    int all = gpt_fp32_read(m, i);
+    *a = all ? o : clamp(lo, o, e);
+    *b = all ? e : clamp(hi, *a, e);
 }
 
 int gpt_set_precision(gpt_t *m, int precision, cu_error_t *err) {
@@ -104,14 +106,17 @@ int gpt_set_precision(gpt_t *m, int precision, cu_error_t *err) {
 
 int gpt_impl_sync_precision(gpt_t *m, cu_error_t *err) {
     if (m->precision != GPT_PREC_BF16) return CU_OK;
-    if (m->bf16_stale && !m->bf16_mapped && !m->master_sharded) {
+    /* with sharded master weights the trainer keeps the copy current itself
+     * (gpt_shard_master): the backend only learns that it changed */
+    int remake = m->bf16_stale && !m->master_sharded;
+    if (remake && !m->bf16_mapped) {
         gemm_to_bf16(m->params_bf16, m->params, m->n_params);
-    } else if (m->bf16_stale) {
+    } else if (remake) {
         for (int i = 0; i < m->n_ptensors; i++) {
-            size_t a, b;
-            held(m, i, &a, &b);
-            if (!(m->bf16_mapped && m->bf16_mapped[i]))
-                gemm_to_bf16(m->params_bf16 + a, m->params + a, b - a);
+            const gpt_tensor_t *t = &m->ptensors[i];
+            if (!m->bf16_mapped[i])
+                gemm_to_bf16(m->params_bf16 + t->offset, m->params + t->offset,
+                             gpt_tensor_numel(t));
         }
     }
     if (m->bf16_stale) gemm_bf16_changed(m->gemm);
@@ -139,9 +144,6 @@ int gpt_shard_master(gpt_t *m, size_t lo, size_t hi, size_t *kept, cu_error_t *e
     if (lo > hi || hi > m->n_params)
         return cu_error_set(err, CU_EINVAL, "master range [%zu, %zu) outside %zu weights", lo, hi,
                             m->n_params);
-    m->master_sharded = 1;
-    m->master_lo = lo;
-    m->master_hi = hi;
     *kept = 0;
     /* tensor by tensor: each one's bf16 copy made from its whole fp32
      * values, then the part not held given back, so the copy's pages come
@@ -150,11 +152,12 @@ int gpt_shard_master(gpt_t *m, size_t lo, size_t hi, size_t *kept, cu_error_t *e
         const gpt_tensor_t *t = &m->ptensors[i];
         size_t a, b, o = t->offset, e = o + gpt_tensor_numel(t);
         gemm_to_bf16(m->params_bf16 + o, m->params + o, e - o);
-        held(m, i, &a, &b);
+        held(m, i, lo, hi, &a, &b);
         *kept += b - a;
         cu_zero_release(m->params + o, (a - o) * sizeof(float));
         cu_zero_release(m->params + b, (e - b) * sizeof(float));
     }
+    m->master_sharded = 1;
     m->bf16_stale = 0;
     gemm_bf16_changed(m->gemm);
     return gemm_status(m->gemm, err);
