@@ -654,7 +654,11 @@ def case_llama(exe, src, tmp, f):
         f.check(rel < 1e-5, f"the continued adapter equals the exported one ({rel:.1e})")
     # codexctl eval of the adapted Llama and of its merged folder agree
     ds = os.path.join(tmp, "lds.h5")
-    q = run([ctl, "prepare", "-o", ds, text], cwd=src)
+    # --val-fraction 0: the one document goes to train whatever the temporary
+    # path it is hashed by (with the default 5% it went to val in about one
+    # run in twenty, leaving --split train empty)
+    q = run([ctl, "prepare", "-o", ds, "--val-fraction", "0", text], cwd=src)
+    f.check(q.returncode == 0, f"prepare the Llama eval data ({q.stderr[-300:]})")
     evs = []
     # (a HF folder alone needs GPT-2 BPE files for its tokenizer; the job on
     # the merged folder carries the byte tokenizer in its config)
