@@ -75,6 +75,7 @@ struct gemm {
     size_t xbf_cap;
     const float *xbf_of; /* whose rounding xbf holds (M x K floats), NULL: none */
     size_t xbf_n;
+    int xbf_lent;      /* xbf was lent (gemm_lend_activation) and not yet used */
     uint16_t *sa, *sb; /* gemm_small's operands rounded to bf16 */
     size_t sa_cap, sb_cap;
     float *emu; /* emulation: a widened operand */
@@ -90,13 +91,7 @@ struct gemm {
 /* ------------------------------------------------------------ conversion */
 
 void gemm_to_bf16(uint16_t *dst, const float *src, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &src[i], sizeof u);
-        uint32_t nan = (u & 0x7fffffffu) > 0x7f800000u;
-        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-        dst[i] = (uint16_t)(nan ? (u >> 16) | 0x40u : r);
-    }
+    for (size_t i = 0; i < n; i++) dst[i] = gemm_bf16_of(src[i]);
 }
 
 void gemm_from_bf16(float *dst, const uint16_t *src, size_t n) {
@@ -196,6 +191,11 @@ static const uint16_t *bf16_of(const gemm_t *g, const float *w, int *pack) {
     return NULL;
 }
 
+int gemm_has_bf16(const gemm_t *g, const float *w) {
+    int pack;
+    return g && bf16_of(g, w, &pack);
+}
+
 const char *gemm_kernel_name(const gemm_t *g) {
     return g ? g->kernel : "OpenBLAS sgemm (fp32)";
 }
@@ -228,6 +228,17 @@ static int reserve(void **buf, size_t *cap, size_t n, size_t sz) {
 }
 
 /* ------------------------------------------------------------ primitives */
+
+uint16_t *gemm_lend_activation(gemm_t *g, const float *x, size_t n) {
+    if (!g) return NULL;
+    g->xbf_of = NULL;
+    g->xbf_lent = 0;
+    if (!reserve((void **)&g->xbf, &g->xbf_cap, n, sizeof(uint16_t))) return NULL;
+    g->xbf_of = x;
+    g->xbf_n = n;
+    g->xbf_lent = 1;
+    return g->xbf;
+}
 
 static const char *isa_name(dnnl_cpu_isa_t isa) {
     switch (isa) {
@@ -451,14 +462,18 @@ static void entry_run(gemm_t *g, gemm_entry_t *e, const void *src, const void *w
 static void product_bf16(gemm_t *g, float *out, const float *x, const uint16_t *w16, int pack,
                          int M, int K, int N, int trans, float beta) {
     size_t nx = (size_t)M * K;
-    g->xbf_of = NULL;
-    if (!reserve((void **)&g->xbf, &g->xbf_cap, nx, sizeof(uint16_t))) {
-        fail(g, CU_ENOMEM, "out of memory rounding an activation to bf16", out, M, N);
-        return;
+    int lent = g->xbf_lent && g->xbf_of == x && g->xbf_n == nx;
+    g->xbf_lent = 0;
+    if (!lent) { /* round x here */
+        g->xbf_of = NULL;
+        if (!reserve((void **)&g->xbf, &g->xbf_cap, nx, sizeof(uint16_t))) {
+            fail(g, CU_ENOMEM, "out of memory rounding an activation to bf16", out, M, N);
+            return;
+        }
+        gemm_to_bf16(g->xbf, x, nx);
+        g->xbf_of = x;
+        g->xbf_n = nx;
     }
-    gemm_to_bf16(g->xbf, x, nx);
-    g->xbf_of = x;
-    g->xbf_n = nx;
     gemm_entry_t *e = entry_get(g, M, K, N, trans, beta, pack);
     g->emulated = e->prim == NULL;
     if (!e->prim) {
@@ -483,7 +498,7 @@ void gemm_xwt(gemm_t *g, float *out, const float *x, const float *w, int M, int 
     int pack = 0;
     const uint16_t *w16 = g ? bf16_of(g, w, &pack) : NULL;
     if (!w16) {
-        if (g) g->xbf_of = NULL;
+        if (g) g->xbf_of = NULL, g->xbf_lent = 0;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, beta, out,
                     N);
         return;
@@ -496,7 +511,7 @@ void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K
     int pack = 0;
     const uint16_t *w16 = g ? bf16_of(g, w, &pack) : NULL;
     if (!w16) {
-        if (g) g->xbf_of = NULL;
+        if (g) g->xbf_of = NULL, g->xbf_lent = 0;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, x, K, w, N, beta, out,
                     N);
         return;
@@ -536,6 +551,7 @@ void gemm_small(gemm_t *g, float *out, const float *a, int ta, int a_last, const
     }
     size_t na = (size_t)M * K, nb = (size_t)K * N;
     const uint16_t *a16 = g->xbf;
+    g->xbf_lent = 0; /* a lent activation is for the next product only */
     if (!(a_last && a == g->xbf_of && na == g->xbf_n)) {
         if (!reserve((void **)&g->sa, &g->sa_cap, na, sizeof(uint16_t))) {
             fail(g, CU_ENOMEM, "out of memory rounding an operand to bf16", out, M, N);

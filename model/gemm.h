@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/error.h"
 
@@ -66,6 +67,18 @@ void gemm_xwt(gemm_t *g, float *out, const float *x, const float *w, int M, int 
 void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
              float beta);
 
+/* Whether products with w run in bf16 (w lies in a registered range). */
+int gemm_has_bf16(const gemm_t *g, const float *w);
+/* Lends the backend's activation buffer for x (n values) to a caller that
+ * makes the activation's bf16 values itself, typically rounding inside the
+ * pass that computes x, which saves the product a pass over x. The caller
+ * fills the n values; the next gemm_xwt/gemm_xw with this x and M*K == n
+ * then reads them as its activation instead of rounding x (x's fp32 values
+ * are not read at all, so a caller may skip writing them), and so may
+ * gemm_small with a_last. Valid for that one product; NULL when g is NULL
+ * or memory runs out (the product rounds x itself then). */
+uint16_t *gemm_lend_activation(gemm_t *g, const float *x, size_t n);
+
 /* out (M, N) = beta * out + alpha * op(a) (M, K) @ op(b) (K, N), row-major;
  * ta: a is held (K, M), tb: b is held (N, K). For the small products beside
  * the base weights (LoRA's rank-r ones). g NULL (fp32): OpenBLAS's sgemm on
@@ -87,7 +100,14 @@ int gemm_emulated(const gemm_t *g);
  * CU_OK when none. The product's output is zero then. */
 int gemm_status(const gemm_t *g, cu_error_t *err);
 
-/* fp32 -> bf16, round to nearest even (NaN stays NaN), and back. */
+/* fp32 -> bf16, round to nearest even (NaN stays NaN, quiet), and back. */
+static inline uint16_t gemm_bf16_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t nan = (u & 0x7fffffffu) > 0x7f800000u;
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (uint16_t)(nan ? (u >> 16) | 0x40u : r);
+}
 void gemm_to_bf16(uint16_t *dst, const float *src, size_t n);
 void gemm_from_bf16(float *dst, const uint16_t *src, size_t n);
 

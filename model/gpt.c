@@ -567,7 +567,7 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
     float *ln2 = ACT(m, m->ln2, l, N * C), *fch = ACT(m, m->fch, l, N * 4 * C);
     float *fchg = ACT(m, m->fch_gelu, l, N * 4 * C), *res3 = LAYER(m->residual3, l, N * C);
     layernorm_forward(ln1, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), residual,
-                      LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), N, C);
+                      LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), N, C, gpt_impl_sum(m));
     matmul_forward_on(m->gemm, qkv, ln1, LAYER(m->qkvw, l, 3 * C * C), LAYER(m->qkvb, l, 3 * C), N,
                       C, 3 * C, 0.0f);
     gpt_impl_lora_forward(m, l, LORA_QKV, ln1, qkv, N, gpt_impl_site_xa(m, l, LORA_QKV));
@@ -578,11 +578,12 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
     gpt_impl_lora_forward(m, l, LORA_ATTN_PROJ, atty, res2, N,
                           gpt_impl_site_xa(m, l, LORA_ATTN_PROJ));
     layernorm_forward(ln2, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), res2,
-                      LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), N, C);
+                      LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), N, C, gpt_impl_sum(m));
     matmul_forward_on(m->gemm, fch, ln2, LAYER(m->fcw, l, 4 * C * C), LAYER(m->fcb, l, 4 * C), N, C,
                       4 * C, 0.0f);
     gpt_impl_lora_forward(m, l, LORA_MLP_FC, ln2, fch, N, gpt_impl_site_xa(m, l, LORA_MLP_FC));
-    gelu_forward(fchg, fch, (long)N * 4 * C);
+    gelu_forward(fchg, gemm_lend_activation(m->gemm, fchg, (size_t)N * 4 * C), fch,
+                 (long)N * 4 * C);
     memcpy(res3, res2, sizeof(float) * (size_t)N * C);
     matmul_forward_on(m->gemm, res3, fchg, LAYER(m->fcprojw, l, 4 * C * C), LAYER(m->fcprojb, l, C),
                       N, 4 * C, C, 1.0f);
@@ -632,7 +633,8 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
         block_forward(m, l, residual);
         residual = LAYER(m->residual3, l, N * C);
     }
-    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->lnfw, m->lnfb, N, C);
+    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->lnfw, m->lnfb, N, C,
+                      gpt_impl_sum(m));
 
     gpt_loss_t out = {0};
     if (targets) {
@@ -690,7 +692,8 @@ static int block_backward(gpt_t *m, int l) {
                        0.0f);
     gpt_impl_lora_backward(m, l, LORA_MLP_PROJ, dres, fchg, below ? dbig : NULL, N);
     if (!below) return 0;
-    gelu_backward(dbig, fch, dbig, (long)N * 4 * C);
+    gelu_backward(dbig, gemm_lend_activation(m->gemm, dbig, (size_t)N * 4 * C), fch, dbig,
+                  (long)N * 4 * C);
 
     /* MLP up-projection: fch = ln2 Wfc^T + bfc */
     below = gpt_impl_need_below(m, base + LORA_MLP_FC);
@@ -701,7 +704,8 @@ static int block_backward(gpt_t *m, int l) {
     if (!below) return 0;
     w = LAYER(m->ln2w, l, C);
     layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln2b, l, C)), dsmall,
-                       res2, w, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), N, C);
+                       res2, w, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), N, C,
+                       gpt_impl_sum(m));
 
     /* attention projection: res2 = residual + atty Wap^T + bap */
     below = gpt_impl_need_below(m, base + LORA_ATTN_PROJ);
@@ -723,7 +727,8 @@ static int block_backward(gpt_t *m, int l) {
     if (!below) return 0;
     w = LAYER(m->ln1w, l, C);
     layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln1b, l, C)), dsmall,
-                       residual, w, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), N, C);
+                       residual, w, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), N, C,
+                       gpt_impl_sum(m));
     return 1;
 }
 
@@ -773,7 +778,7 @@ void gpt_backward(gpt_t *m) {
     memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
     layernorm_backward(m->dresidual, gpt_impl_pgrad(m, m->lnfw), gpt_impl_pgrad(m, m->lnfb),
                        m->dlnf, LAYER(m->residual3, L - 1, N * C), m->lnfw, m->lnf_mean,
-                       m->lnf_rstd, N, C);
+                       m->lnf_rstd, N, C, gpt_impl_sum(m));
     int l = L - 1, carry = 1;
     for (; l >= 0 && carry; l--) {
         carry = block_backward(m, l);
@@ -873,7 +878,8 @@ int gpt_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
     float *x = m->kv_x, *xn = m->kv_xn, mean, rstd;
     for (int i = 0; i < C; i++) x[i] = m->wte[(long)token * C + i] + m->wpe[(long)pos * C + i];
     for (int l = 0; l < L; l++) {
-        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), 1, C);
+        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), 1, C,
+                          gpt_impl_sum(m));
         kv_linear(m, l, LORA_QKV, m->kv_qkv, xn, LAYER(m->qkvw, l, 3 * C * C),
                   LAYER(m->qkvb, l, 3 * C), C, 3 * C, 0.0f);
         memcpy(m->kv_k + ((long)l * m->kv_max + pos) * C, m->kv_qkv + C, sizeof(float) * C);
@@ -881,14 +887,15 @@ int gpt_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
         kv_attention(m, l, pos);
         kv_linear(m, l, LORA_ATTN_PROJ, x, m->kv_att, LAYER(m->attprojw, l, C * C),
                   LAYER(m->attprojb, l, C), C, C, 1.0f);
-        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), 1, C);
+        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), 1, C,
+                          gpt_impl_sum(m));
         kv_linear(m, l, LORA_MLP_FC, m->kv_h, xn, LAYER(m->fcw, l, 4 * C * C),
                   LAYER(m->fcb, l, 4 * C), C, 4 * C, 0.0f);
-        gelu_forward(m->kv_hg, m->kv_h, 4 * C);
+        gelu_forward(m->kv_hg, NULL, m->kv_h, 4 * C);
         kv_linear(m, l, LORA_MLP_PROJ, x, m->kv_hg, LAYER(m->fcprojw, l, 4 * C * C),
                   LAYER(m->fcprojb, l, C), 4 * C, C, 1.0f);
     }
-    layernorm_forward(xn, &mean, &rstd, x, m->lnfw, m->lnfb, 1, C);
+    layernorm_forward(xn, &mean, &rstd, x, m->lnfw, m->lnfb, 1, C, gpt_impl_sum(m));
     lm_head_logits_on(m->gemm, logits, xn, m->wte, 1, C, V);
     m->kv_len++;
     return CU_OK;

@@ -8,6 +8,7 @@
 
 #include "model/gemm.h"
 #include "model/gpt.h"
+#include "model/ops.h"
 
 struct gpt {
     gpt_config_t cfg;
@@ -135,6 +136,11 @@ void gpt_impl_free_lazy(void *p, size_t bytes);
  * (no-op in fp32 or when nothing changed); frees the precision state. */
 int gpt_impl_sync_precision(gpt_t *m, cu_error_t *err);
 void gpt_impl_free_precision(gpt_t *m);
+/* How the model's norms and softmax rows sum (ops.h): in lanes in bf16, in
+ * index order in fp32 (whose bits the reference tests pin). */
+static inline cu_sum_t gpt_impl_sum(const gpt_t *m) {
+    return m->precision == GPT_PREC_BF16 ? CU_SUM_LANES : CU_SUM_SEQ;
+}
 
 /* llama.c */
 void llama_block_forward(gpt_t *m, int l, const float *residual);

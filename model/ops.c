@@ -56,22 +56,49 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t
 
 /* -------------------------------------------------------------- layernorm */
 
+/* One row's mean and 1/std with the sums in lanes (CU_SUM_LANES). */
+static void ln_stats_lanes(const float *x, int C, float eps, float *mean, float *rstd) {
+    float acc[CU_LANES] = {0};
+    int i = 0;
+    for (; i + CU_LANES <= C; i += CU_LANES)
+        for (int l = 0; l < CU_LANES; l++) acc[l] += x[i + l];
+    for (int l = 0; i + l < C; l++) acc[l] += x[i + l];
+    float m = cu_lanes_total(acc) / (float)C;
+    for (int l = 0; l < CU_LANES; l++) acc[l] = 0.0f;
+    for (i = 0; i + CU_LANES <= C; i += CU_LANES)
+        for (int l = 0; l < CU_LANES; l++) {
+            float d = x[i + l] - m;
+            acc[l] += d * d;
+        }
+    for (int l = 0; i + l < C; l++) {
+        float d = x[i + l] - m;
+        acc[l] += d * d;
+    }
+    *mean = m;
+    *rstd = 1.0f / sqrtf(cu_lanes_total(acc) / (float)C + eps);
+}
+
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                       const float *b, int N, int C) {
+                       const float *b, int N, int C, cu_sum_t order) {
     const float eps = 1e-5f;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (long)n * C;
-        float m = 0.0f;
-        for (int i = 0; i < C; i++) m += x[i];
-        m /= (float)C;
-        float v = 0.0f;
-        for (int i = 0; i < C; i++) {
-            float d = x[i] - m;
-            v += d * d;
+        float m, s;
+        if (order == CU_SUM_LANES) {
+            ln_stats_lanes(x, C, eps, &m, &s);
+        } else {
+            m = 0.0f;
+            for (int i = 0; i < C; i++) m += x[i];
+            m /= (float)C;
+            float v = 0.0f;
+            for (int i = 0; i < C; i++) {
+                float d = x[i] - m;
+                v += d * d;
+            }
+            v /= (float)C;
+            s = 1.0f / sqrtf(v + eps);
         }
-        v /= (float)C;
-        float s = 1.0f / sqrtf(v + eps);
         float *o = out + (long)n * C;
         for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * w[i] + b[i];
         mean[n] = m;
@@ -79,8 +106,30 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
     }
 }
 
+/* The backward's two row means, mean(dout * w) and mean(dout * w * xhat),
+ * with the sums in lanes (CU_SUM_LANES). */
+static void ln_back_means_lanes(const float *d, const float *x, const float *w, float m, float s,
+                                int C, float *mean_d, float *mean_dx) {
+    float ad[CU_LANES] = {0}, adx[CU_LANES] = {0};
+    int i = 0;
+    for (; i + CU_LANES <= C; i += CU_LANES)
+        for (int l = 0; l < CU_LANES; l++) {
+            float dn = d[i + l] * w[i + l];
+            ad[l] += dn;
+            adx[l] += dn * ((x[i + l] - m) * s);
+        }
+    for (int l = 0; i + l < C; l++) {
+        float dn = d[i + l] * w[i + l];
+        ad[l] += dn;
+        adx[l] += dn * ((x[i + l] - m) * s);
+    }
+    *mean_d = cu_lanes_total(ad) / (float)C;
+    *mean_dx = cu_lanes_total(adx) / (float)C;
+}
+
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                        const float *w, const float *mean, const float *rstd, int N, int C) {
+                        const float *w, const float *mean, const float *rstd, int N, int C,
+                        cu_sum_t order) {
     /* rows in parallel only when no weight gradient sums over them */
 #pragma omp parallel for schedule(static) if (!dw && !db)
     for (int n = 0; n < N; n++) {
@@ -89,14 +138,18 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
         float m = mean[n], s = rstd[n];
         /* dnorm = dout * w; dx = s * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) */
         float mean_d = 0.0f, mean_dx = 0.0f;
-        for (int i = 0; i < C; i++) {
-            float xhat = (x[i] - m) * s;
-            float dn = d[i] * w[i];
-            mean_d += dn;
-            mean_dx += dn * xhat;
+        if (order == CU_SUM_LANES) {
+            ln_back_means_lanes(d, x, w, m, s, C, &mean_d, &mean_dx);
+        } else {
+            for (int i = 0; i < C; i++) {
+                float xhat = (x[i] - m) * s;
+                float dn = d[i] * w[i];
+                mean_d += dn;
+                mean_dx += dn * xhat;
+            }
+            mean_d /= (float)C;
+            mean_dx /= (float)C;
         }
-        mean_d /= (float)C;
-        mean_dx /= (float)C;
         if (dinp) {
             float *dx = dinp + (long)n * C;
             for (int i = 0; i < C; i++) {
@@ -161,26 +214,44 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
 
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 
-void gelu_forward(float *out, const float *inp, long n) {
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_K * (x + 0.044715f * x * x * x);
-        out[i] = 0.5f * x * (1.0f + cu_tanhf(u));
-    }
+static inline float gelu_of(float x) {
+    float u = GELU_K * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (1.0f + cu_tanhf(u));
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
+static inline float gelu_grad_of(float x) {
+    float u = GELU_K * (x + 0.044715f * x * x * x);
+    float th = cu_tanhf(u);
+    float sech2 = 1.0f - th * th;
+    return 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+void gelu_forward(float *out, uint16_t *out16, const float *inp, long n) {
+    if (out16) {
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_K * (x + 0.044715f * x * x * x);
-        float th = cu_tanhf(u);
-        float sech2 = 1.0f - th * th;
-        float g =
-            0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] = dout[i] * g;
+        for (long i = 0; i < n; i++) {
+            float y = gelu_of(inp[i]);
+            out[i] = y;
+            out16[i] = gemm_bf16_of(y);
+        }
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) out[i] = gelu_of(inp[i]);
+}
+
+void gelu_backward(float *dinp, uint16_t *dinp16, const float *inp, const float *dout, long n) {
+    if (dinp16) {
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < n; i++) {
+            float d = dout[i] * gelu_grad_of(inp[i]);
+            dinp[i] = d;
+            dinp16[i] = gemm_bf16_of(d);
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) dinp[i] = dout[i] * gelu_grad_of(inp[i]);
 }
 
 /* -------------------------------------------------------------- attention */
@@ -342,26 +413,67 @@ void lm_head_logits(float *logits, const float *inp, const float *w, int N, int 
     lm_head_logits_on(NULL, logits, inp, w, N, C, V);
 }
 
-/* Turns one row of logits into dloss/dlogits * grad_scale in place; returns
- * the row's loss and sets *correct when the argmax is the target. */
-static double ce_row(float *z, int V, int target, float grad_scale, int *correct) {
-    float m = z[0];
-    int arg = 0;
-    for (int j = 1; j < V; j++) {
-        if (z[j] > m) {
-            m = z[j];
-            arg = j;
+/* A row's maximum and the first index holding it, in lanes: lane l keeps the
+ * maximum of elements l, l + CU_LANES, ... and where it first occurs; the
+ * lanes are then merged by value, ties to the lower index. The same result
+ * as one scan in index order (comparisons are exact; a NaN never wins a
+ * comparison, so it only shows when z[0] is one, as in the scan). */
+static int row_argmax(const float *z, int V) {
+    float mx[CU_LANES];
+    int ix[CU_LANES];
+    for (int l = 0; l < CU_LANES; l++) mx[l] = z[0], ix[l] = 0;
+    int j = 0;
+    for (; j + CU_LANES <= V; j += CU_LANES)
+        for (int l = 0; l < CU_LANES; l++) {
+            int gt = z[j + l] > mx[l];
+            mx[l] = gt ? z[j + l] : mx[l];
+            ix[l] = gt ? j + l : ix[l];
         }
+    for (int l = 0; j + l < V; l++)
+        if (z[j + l] > mx[l]) mx[l] = z[j + l], ix[l] = j + l;
+    float m = mx[0];
+    int arg = ix[0];
+    for (int l = 1; l < CU_LANES; l++)
+        if (mx[l] > m || (mx[l] == m && ix[l] < arg)) m = mx[l], arg = ix[l];
+    return arg;
+}
+
+/* z[j] = exp(z[j] - m); returns the sum, taken in `order`. */
+static float row_exp_sum(float *z, int V, float m, cu_sum_t order) {
+    if (order == CU_SUM_SEQ) {
+        float sum = 0.0f;
+        for (int j = 0; j < V; j++) {
+            z[j] = cu_expf(z[j] - m);
+            sum += z[j];
+        }
+        return sum;
     }
+    float acc[CU_LANES] = {0};
+    int j = 0;
+    for (; j + CU_LANES <= V; j += CU_LANES)
+        for (int l = 0; l < CU_LANES; l++) acc[l] += (z[j + l] = cu_expf(z[j + l] - m));
+    for (int l = 0; j + l < V; l++) acc[l] += (z[j + l] = cu_expf(z[j + l] - m));
+    return cu_lanes_total(acc);
+}
+
+/* Turns one row of logits into dloss/dlogits * grad_scale; returns the
+ * row's loss and sets *correct when the argmax is the target. The gradient
+ * goes to z (in place) and, when p16 is non-NULL, rounded to bf16 into p16
+ * instead: z then holds exp(z - max) only. */
+static double ce_row(float *z, uint16_t *p16, int V, int target, float grad_scale, int *correct,
+                     cu_sum_t order) {
+    int arg = row_argmax(z, V);
+    float m = z[arg];
     float zt = z[target];
-    float sum = 0.0f;
-    for (int j = 0; j < V; j++) {
-        z[j] = cu_expf(z[j] - m);
-        sum += z[j];
-    }
+    float sum = row_exp_sum(z, V, m, order);
     float inv = grad_scale / sum;
-    for (int j = 0; j < V; j++) z[j] *= inv;
-    z[target] -= grad_scale;
+    if (p16) {
+        for (int j = 0; j < V; j++) p16[j] = gemm_bf16_of(z[j] * inv);
+        p16[target] = gemm_bf16_of(z[target] * inv - grad_scale);
+    } else {
+        for (int j = 0; j < V; j++) z[j] *= inv;
+        z[target] -= grad_scale;
+    }
     *correct = (arg == target);
     return (double)logf(sum) + (double)m - (double)zt;
 }
@@ -382,18 +494,27 @@ double lm_head_loss_on(gemm_t *g, float *dinp, float *dw, long *n_valid, long *n
     for (int r0 = 0; r0 < N; r0 += chunk) {
         int nr = N - r0 < chunk ? N - r0 : chunk;
         lm_head_logits_on(g, scratch, inp + (long)r0 * C, w, nr, C, V);
+        /* in bf16 the gradient goes straight to the bf16 operand of dinp's
+         * product (dw, full fine-tuning's, reads it in fp32) */
+        uint16_t *p16 = dinp && !dw && gemm_has_bf16(g, w)
+                            ? gemm_lend_activation(g, scratch, (size_t)nr * V)
+                            : NULL;
         double row_loss[LM_HEAD_MAX_ROWS];
         int row_ok[LM_HEAD_MAX_ROWS];
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < nr; i++) {
             float *z = scratch + (long)i * V;
+            uint16_t *p = p16 ? p16 + (long)i * V : NULL;
             int t = targets[r0 + i];
             row_ok[i] = -1;
             if (t < 0) {
-                memset(z, 0, sizeof(float) * V);
+                if (p)
+                    memset(p, 0, sizeof(uint16_t) * V);
+                else
+                    memset(z, 0, sizeof(float) * V);
                 continue;
             }
-            row_loss[i] = ce_row(z, V, t, grad_scale, &row_ok[i]);
+            row_loss[i] = ce_row(z, p, V, t, grad_scale, &row_ok[i], g ? CU_SUM_LANES : CU_SUM_SEQ);
         }
         /* the sum in row order, whatever the thread count */
         for (int i = 0; i < nr; i++) {

@@ -20,6 +20,26 @@
 
 #include "model/gemm.h"
 
+/* The order a row's sums (norms, softmax) are taken in. Either is fixed, so
+ * no result depends on the thread count or the world size:
+ *  - CU_SUM_SEQ: one accumulator in index order, fp32's path (the bits the
+ *    reference tests pin);
+ *  - CU_SUM_LANES: CU_LANES accumulators, element i into lane i % CU_LANES,
+ *    the lanes then added pairwise (cu_lanes_total). The compiler keeps the
+ *    lanes in vector registers, so a row's sum is no longer a chain of
+ *    dependent adds (about 10x faster on a 768-wide row). The bf16 path's:
+ *    its products round to bf16 anyway. */
+typedef enum { CU_SUM_SEQ = 0, CU_SUM_LANES = 1 } cu_sum_t;
+
+#define CU_LANES 64
+
+/* The lanes' total, added pairwise (lane l + lane l + w, w halving). */
+static inline float cu_lanes_total(float *acc) {
+    for (int w = CU_LANES / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
 /* out = wte[inp] + wpe[t] */
 void encoder_forward(float *out,                         // (B, T, C)
                      const int32_t *inp,                 // (B, T)
@@ -32,11 +52,12 @@ void encoder_backward(float *dwte, float *dwpe, // (V, C), (maxT, C), may be NUL
 void layernorm_forward(float *out, float *mean, float *rstd, // (N, C), (N), (N)
                        const float *inp,                     // (N, C)
                        const float *w, const float *b,       // (C), (C)
-                       int N, int C);
+                       int N, int C, cu_sum_t order);
 /* dinp += ...; dw, db accumulated when non-NULL. */
 void layernorm_backward(float *dinp, float *dw, float *db,   // (N, C), (C), (C)
                         const float *dout, const float *inp, // (N, C), (N, C)
-                        const float *w, const float *mean, const float *rstd, int N, int C);
+                        const float *w, const float *mean, const float *rstd, int N, int C,
+                        cu_sum_t order);
 
 /* out = beta * out + inp @ w^T + bias (bias may be NULL). */
 void matmul_forward(float *out,        // (N, OC)
@@ -58,10 +79,12 @@ void matmul_forward_on(gemm_t *g, float *out, const float *inp, const float *w, 
 void matmul_backward_on(gemm_t *g, float *dinp, float *dw, float *dbias, const float *dout,
                         const float *inp, const float *w, int N, int IC, int OC, float dinp_beta);
 
-/* GELU, tanh approximation (GPT-2's). */
-void gelu_forward(float *out, const float *inp, long n);
-/* dinp = dout * gelu'(inp); dinp may alias dout. */
-void gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+/* GELU, tanh approximation (GPT-2's). When out16 is non-NULL the output is
+ * also written rounded to bf16 there (the next product's operand, lent by
+ * gemm_lend_activation), in the same pass. */
+void gelu_forward(float *out, uint16_t *out16, const float *inp, long n);
+/* dinp = dout * gelu'(inp); dinp may alias dout. dinp16 as out16 above. */
+void gelu_backward(float *dinp, uint16_t *dinp16, const float *inp, const float *dout, long n);
 
 /* Causal multi-head self-attention over a fused (B, T, 3C) q|k|v tensor.
  * Memory-efficient: the forward keeps only the output and the per-row
@@ -99,7 +122,9 @@ double lm_head_loss(float *dinp, float *dw, // (N, C), (V, C)
 void lm_head_logits(float *logits, // (N, V)
                     const float *inp, const float *w, int N, int C, int V);
 /* The same two with the head's products (logits and dinp) on a backend;
- * softmax, the loss and dw stay fp32. g NULL: as above. */
+ * softmax, the loss and dw stay fp32. g NULL: as above. With g (bf16) the
+ * softmax sums in lanes (CU_SUM_LANES), and without dw the gradient is
+ * rounded to bf16 as it is made, straight into dinp's product operand. */
 double lm_head_loss_on(gemm_t *g, float *dinp, float *dw, long *n_valid, long *n_correct,
                        const float *inp, const float *w, const int32_t *targets, float *scratch,
                        int N, int C, int V, float grad_scale);

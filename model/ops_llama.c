@@ -26,12 +26,21 @@
 /* ---------------------------------------------------------------- RMSNorm */
 
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
-                     float eps) {
+                     float eps, cu_sum_t order) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (long)n * C;
         float ss = 0.0f;
-        for (int i = 0; i < C; i++) ss += x[i] * x[i];
+        if (order == CU_SUM_LANES) {
+            float acc[CU_LANES] = {0};
+            int i = 0;
+            for (; i + CU_LANES <= C; i += CU_LANES)
+                for (int l = 0; l < CU_LANES; l++) acc[l] += x[i + l] * x[i + l];
+            for (int l = 0; i + l < C; l++) acc[l] += x[i + l] * x[i + l];
+            ss = cu_lanes_total(acc);
+        } else {
+            for (int i = 0; i < C; i++) ss += x[i] * x[i];
+        }
         float s = 1.0f / sqrtf(ss / (float)C + eps);
         float *o = out + (long)n * C;
         for (int i = 0; i < C; i++) o[i] = x[i] * s * w[i];
@@ -40,7 +49,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, 
 }
 
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                      const float *rstd, int N, int C) {
+                      const float *rstd, int N, int C, cu_sum_t order) {
     /* rows in parallel only when no weight gradient sums over them */
 #pragma omp parallel for schedule(static) if (!dw)
     for (int n = 0; n < N; n++) {
@@ -49,7 +58,16 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
         float s = rstd[n];
         /* g = dout * w; dx = s * (g - xhat * mean(g * xhat)), xhat = x * s */
         float mean_gx = 0.0f;
-        for (int i = 0; i < C; i++) mean_gx += d[i] * w[i] * x[i] * s;
+        if (order == CU_SUM_LANES) {
+            float acc[CU_LANES] = {0};
+            int i = 0;
+            for (; i + CU_LANES <= C; i += CU_LANES)
+                for (int l = 0; l < CU_LANES; l++) acc[l] += d[i + l] * w[i + l] * x[i + l] * s;
+            for (int l = 0; i + l < C; l++) acc[l] += d[i + l] * w[i + l] * x[i + l] * s;
+            mean_gx = cu_lanes_total(acc);
+        } else {
+            for (int i = 0; i < C; i++) mean_gx += d[i] * w[i] * x[i] * s;
+        }
         mean_gx /= (float)C;
         if (dinp) {
             float *dx = dinp + (long)n * C;

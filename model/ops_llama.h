@@ -16,14 +16,16 @@
 
 #include <stdint.h>
 
+#include "model/ops.h"
+
 void rmsnorm_forward(float *out, float *rstd, // (N, C), (N)
                      const float *inp,        // (N, C)
                      const float *w,          // (C)
-                     int N, int C, float eps);
+                     int N, int C, float eps, cu_sum_t order);
 /* dinp += ...; dw accumulated when non-NULL. */
 void rmsnorm_backward(float *dinp, float *dw,              // (N, C), (C)
                       const float *dout, const float *inp, // (N, C), (N, C)
-                      const float *w, const float *rstd, int N, int C);
+                      const float *w, const float *rstd, int N, int C, cu_sum_t order);
 
 /* Tables for rope: cos/sin of pos * theta^(-2i/hs), i < hs/2, pos < maxT. */
 void rope_tables(float *cos_t, float *sin_t, // (maxT, hs/2) each

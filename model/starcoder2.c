@@ -198,7 +198,7 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
     float *fchg = ACT(m, m->fch_gelu, l, N * F), *res3 = LAYER(m->residual3, l, N * C);
 
     layernorm_forward(ln1, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), residual,
-                      LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), N, C);
+                      LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), N, C, gpt_impl_sum(m));
     linear(m, l, SC2_Q, q, ln1, LAYER(m->wq, l, C * C), LAYER(m->bq, l, C), N, C, C, 0.0f);
     linear(m, l, SC2_K, k, ln1, LAYER(m->wk, l, KV * C), LAYER(m->bk, l, KV), N, C, KV, 0.0f);
     linear(m, l, SC2_V, v, ln1, LAYER(m->wv, l, KV * C), LAYER(m->bv, l, KV), N, C, KV, 0.0f);
@@ -210,9 +210,9 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
     linear(m, l, SC2_O, res2, atty, LAYER(m->wo, l, C * C), LAYER(m->bo, l, C), N, C, C, 1.0f);
 
     layernorm_forward(ln2, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), res2,
-                      LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), N, C);
+                      LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), N, C, gpt_impl_sum(m));
     linear(m, l, SC2_FC, fch, ln2, LAYER(m->fcw, l, F * C), LAYER(m->fcb, l, F), N, C, F, 0.0f);
-    gelu_forward(fchg, fch, (long)N * F);
+    gelu_forward(fchg, gemm_lend_activation(m->gemm, fchg, (size_t)N * F), fch, (long)N * F);
     memcpy(res3, res2, sizeof(float) * (size_t)N * C);
     linear(m, l, SC2_PROJ, res3, fchg, LAYER(m->fcprojw, l, C * F), LAYER(m->fcprojb, l, C), N, F,
            C, 1.0f);
@@ -228,7 +228,8 @@ void starcoder2_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
         block_forward(m, l, residual);
         residual = LAYER(m->residual3, l, N * C);
     }
-    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->lnfw, m->lnfb, N, C);
+    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->lnfw, m->lnfb, N, C,
+                      gpt_impl_sum(m));
     gpt_loss_t out = {0};
     if (targets) {
         int train = m->cur_train;
@@ -262,7 +263,8 @@ static int mlp_backward(gpt_t *m, int l) {
                     ACT(m, m->fch_gelu, l, N * F), LAYER(m->fcprojw, l, C * F),
                     LAYER(m->fcprojb, l, C), N, F, C, 0.0f);
     if (!below) return 0;
-    gelu_backward(m->dbig, ACT(m, m->fch, l, N * F), m->dbig, (long)N * F);
+    gelu_backward(m->dbig, gemm_lend_activation(m->gemm, m->dbig, (size_t)N * F),
+                  ACT(m, m->fch, l, N * F), m->dbig, (long)N * F);
     below = gpt_impl_need_below(m, base + SC2_FC);
     linear_backward(m, l, SC2_FC, below ? m->dsmall : NULL, m->dbig, ACT(m, m->ln2, l, N * C),
                     LAYER(m->fcw, l, F * C), LAYER(m->fcb, l, F), N, C, F, 0.0f);
@@ -288,7 +290,8 @@ static int block_backward(gpt_t *m, int l) {
     if (!mlp_backward(m, l)) return 0;
     float *w = LAYER(m->ln2w, l, C);
     layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln2b, l, C)), dsmall,
-                       res2, w, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), N, C);
+                       res2, w, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), N, C,
+                       gpt_impl_sum(m));
 
     int below = gpt_impl_need_below(m, base + SC2_O);
     linear_backward(m, l, SC2_O, below ? dsmall : NULL, dres, atty, LAYER(m->wo, l, C * C),
@@ -311,7 +314,8 @@ static int block_backward(gpt_t *m, int l) {
     if (!below) return 0;
     w = LAYER(m->ln1w, l, C);
     layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln1b, l, C)), dsmall,
-                       residual, w, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), N, C);
+                       residual, w, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), N, C,
+                       gpt_impl_sum(m));
     return 1;
 }
 
@@ -321,7 +325,7 @@ void starcoder2_backward(gpt_t *m) {
     memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
     layernorm_backward(m->dresidual, gpt_impl_pgrad(m, m->lnfw), gpt_impl_pgrad(m, m->lnfb),
                        m->dlnf, LAYER(m->residual3, d.L - 1, N * C), m->lnfw, m->lnf_mean,
-                       m->lnf_rstd, N, C);
+                       m->lnf_rstd, N, C, gpt_impl_sum(m));
     gpt_impl_backward_blocks(m, N_KINDS, block_backward);
 }
 
@@ -397,7 +401,8 @@ int starcoder2_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) 
     for (int l = 0; l < d.L; l++) {
         float *kk = m->kv_k + ((long)l * m->kv_max + pos) * KV;
         float *vv = m->kv_v + ((long)l * m->kv_max + pos) * KV;
-        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), 1, C);
+        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), 1, C,
+                          gpt_impl_sum(m));
         kv_linear(m, l, SC2_Q, m->kv_qkv, xn, LAYER(m->wq, l, C * C), LAYER(m->bq, l, C), C, C,
                   0.0f);
         kv_linear(m, l, SC2_K, kk, xn, LAYER(m->wk, l, KV * C), LAYER(m->bk, l, KV), C, KV, 0.0f);
@@ -407,14 +412,15 @@ int starcoder2_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) 
         kv_attention(m, l, pos);
         kv_linear(m, l, SC2_O, x, m->kv_att, LAYER(m->wo, l, C * C), LAYER(m->bo, l, C), C, C,
                   1.0f);
-        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), 1, C);
+        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), 1, C,
+                          gpt_impl_sum(m));
         kv_linear(m, l, SC2_FC, m->kv_h, xn, LAYER(m->fcw, l, F * C), LAYER(m->fcb, l, F), C, F,
                   0.0f);
-        gelu_forward(m->kv_hg, m->kv_h, F);
+        gelu_forward(m->kv_hg, NULL, m->kv_h, F);
         kv_linear(m, l, SC2_PROJ, x, m->kv_hg, LAYER(m->fcprojw, l, C * F), LAYER(m->fcprojb, l, C),
                   F, C, 1.0f);
     }
-    layernorm_forward(xn, &mean, &rstd, x, m->lnfw, m->lnfb, 1, C);
+    layernorm_forward(xn, &mean, &rstd, x, m->lnfw, m->lnfb, 1, C, gpt_impl_sum(m));
     lm_head_logits_on(m->gemm, logits, xn, m->lm_head, 1, C, d.V);
     m->kv_len++;
     return CU_OK;

@@ -22,36 +22,56 @@ static cu_rng_t rng;
 typedef struct {
     float *out, *mean, *rstd, *inp, *w, *b, *g;
     int N, C;
+    cu_sum_t order;
 } ln_ctx;
 
 static double ln_loss(void *p) {
     ln_ctx *c = p;
-    layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C);
+    layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C, c->order);
     return gradcheck_dot(c->out, c->g, (long)c->N * c->C);
 }
 
-static void test_layernorm(void) {
-    ln_ctx c = {.N = 6, .C = 24};
+/* C = 24 is below one block of lanes (CU_SUM_LANES: tail only), 150 two
+ * blocks and a tail */
+static void layernorm_case(cu_rng_t *r, int C, cu_sum_t order) {
+    ln_ctx c = {.N = 6, .C = C, .order = order};
     long nc = (long)c.N * c.C;
-    c.inp = gradcheck_randn(&rng, nc, 1.0f);
-    c.w = gradcheck_randn(&rng, c.C, 1.0f);
-    c.b = gradcheck_randn(&rng, c.C, 1.0f);
-    c.g = gradcheck_randn(&rng, nc, 1.0f);
+    c.inp = gradcheck_randn(r, nc, 1.0f);
+    c.w = gradcheck_randn(r, c.C, 1.0f);
+    c.b = gradcheck_randn(r, c.C, 1.0f);
+    c.g = gradcheck_randn(r, nc, 1.0f);
     c.out = calloc(nc, 4);
     c.mean = calloc(c.N, 4);
     c.rstd = calloc(c.N, 4);
     float *dinp = calloc(nc, 4), *dw = calloc(c.C, 4), *db = calloc(c.C, 4);
     ln_loss(&c);
-    layernorm_backward(dinp, dw, db, c.g, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
-    gradcheck_fd(&rng, "layernorm dinp", c.inp, nc, dinp, ln_loss, &c, 200, 1e-2f, 2e-2);
-    gradcheck_fd(&rng, "layernorm dw", c.w, c.C, dw, ln_loss, &c, 200, 1e-2f, 2e-2);
-    gradcheck_fd(&rng, "layernorm db", c.b, c.C, db, ln_loss, &c, 200, 1e-2f, 2e-2);
+    layernorm_backward(dinp, dw, db, c.g, c.inp, c.w, c.mean, c.rstd, c.N, c.C, order);
+    gradcheck_fd(r, "layernorm dinp", c.inp, nc, dinp, ln_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(r, "layernorm dw", c.w, c.C, dw, ln_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(r, "layernorm db", c.b, c.C, db, ln_loss, &c, 200, 1e-2f, 2e-2);
     /* dinp accumulates: a second backward doubles it */
     float first = dinp[3];
-    layernorm_backward(dinp, NULL, NULL, c.g, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
+    layernorm_backward(dinp, NULL, NULL, c.g, c.inp, c.w, c.mean, c.rstd, c.N, c.C, order);
     CHECK_REL(dinp[3], 2.0f * first, 1e-5, 1e-6);
+    /* the row statistics agree with the other order's to rounding */
+    float *mean2 = calloc(c.N, 4), *rstd2 = calloc(c.N, 4);
+    layernorm_forward(c.out, mean2, rstd2, c.inp, c.w, c.b, c.N, c.C,
+                      order == CU_SUM_SEQ ? CU_SUM_LANES : CU_SUM_SEQ);
+    for (int n = 0; n < c.N; n++) {
+        CHECK_REL(mean2[n], c.mean[n], 1e-4, 1e-5);
+        CHECK_REL(rstd2[n], c.rstd[n], 1e-5, 1e-6);
+    }
     free(c.inp), free(c.w), free(c.b), free(c.g), free(c.out), free(c.mean), free(c.rstd);
-    free(dinp), free(dw), free(db);
+    free(dinp), free(dw), free(db), free(mean2), free(rstd2);
+}
+
+/* the lanes' cases draw from a copy of the generator, so the later tests
+ * see the same numbers as before they were added */
+static void test_layernorm(void) {
+    layernorm_case(&rng, 24, CU_SUM_SEQ);
+    cu_rng_t r = rng;
+    layernorm_case(&r, 24, CU_SUM_LANES);
+    layernorm_case(&r, 150, CU_SUM_LANES);
 }
 
 /* --------------------------------------------------------------- matmul */
@@ -100,7 +120,7 @@ typedef struct {
 
 static double gelu_loss(void *p) {
     gelu_ctx *c = p;
-    gelu_forward(c->out, c->inp, c->n);
+    gelu_forward(c->out, NULL, c->inp, c->n);
     return gradcheck_dot(c->out, c->g, c->n);
 }
 
@@ -110,11 +130,11 @@ static void test_gelu(void) {
     c.g = gradcheck_randn(&rng, c.n, 1.0f);
     c.out = calloc(c.n, 4);
     float *d = calloc(c.n, 4);
-    gelu_backward(d, c.inp, c.g, c.n);
+    gelu_backward(d, NULL, c.inp, c.g, c.n);
     gradcheck_fd(&rng, "gelu", c.inp, c.n, d, gelu_loss, &c, 64, 1e-2f, 1e-2);
     /* reference values of the tanh approximation */
     float x[3] = {-1.0f, 0.5f, 3.0f}, y[3];
-    gelu_forward(y, x, 3);
+    gelu_forward(y, NULL, x, 3);
     CHECK_REL(y[0], -0.158808f, 1e-4, 1e-3);
     CHECK_REL(y[1], 0.345714f, 1e-4, 1e-3);
     CHECK_REL(y[2], 2.996363f, 1e-4, 1e-3);
@@ -194,31 +214,35 @@ typedef struct {
     float *inp, *w, *scratch;
     int32_t *targets;
     int N, C, V;
+    gemm_t *g;
 } head_ctx;
 
 static double head_loss(void *p) {
     head_ctx *c = p;
-    return lm_head_loss(NULL, NULL, NULL, NULL, c->inp, c->w, c->targets, c->scratch, c->N, c->C,
-                        c->V, 1.0f);
+    return lm_head_loss_on(c->g, NULL, NULL, NULL, NULL, c->inp, c->w, c->targets, c->scratch, c->N,
+                           c->C, c->V, 1.0f);
 }
 
-static void test_lm_head(void) {
-    head_ctx c = {.N = 40, .C = 8, .V = 23};
-    c.inp = gradcheck_randn(&rng, (long)c.N * c.C, 1.0f);
-    c.w = gradcheck_randn(&rng, (long)c.V * c.C, 1.0f);
+/* g NULL: fp32, sums in index order; a backend without w registered: the
+ * products stay fp32 but the softmax sums in lanes (V = 150: two blocks of
+ * lanes and a tail). */
+static void lm_head_case(cu_rng_t *r, gemm_t *g, int V) {
+    head_ctx c = {.N = 40, .C = 8, .V = V, .g = g};
+    c.inp = gradcheck_randn(r, (long)c.N * c.C, 1.0f);
+    c.w = gradcheck_randn(r, (long)c.V * c.C, 1.0f);
     c.targets = malloc(sizeof(int32_t) * c.N);
-    for (int i = 0; i < c.N; i++) c.targets[i] = i % 7 == 3 ? -1 : (int32_t)cu_rng_below(&rng, c.V);
+    for (int i = 0; i < c.N; i++) c.targets[i] = i % 7 == 3 ? -1 : (int32_t)cu_rng_below(r, c.V);
     c.scratch = calloc(lm_head_scratch_floats(c.N, c.V), 4);
     float *dinp = calloc((size_t)c.N * c.C, 4), *dw = calloc((size_t)c.V * c.C, 4);
     long valid, correct;
-    double loss = lm_head_loss(dinp, dw, &valid, &correct, c.inp, c.w, c.targets, c.scratch, c.N,
-                               c.C, c.V, 1.0f);
+    double loss = lm_head_loss_on(g, dinp, dw, &valid, &correct, c.inp, c.w, c.targets, c.scratch,
+                                  c.N, c.C, c.V, 1.0f);
     CHECK(valid == 40 - 6);
     /* the summed loss equals the definition */
     double ref = 0.0;
     for (int i = 0; i < c.N; i++) {
         if (c.targets[i] < 0) continue;
-        double z[64], mx = -1e300, s = 0.0;
+        double z[256], mx = -1e300, s = 0.0;
         for (int v = 0; v < c.V; v++) {
             z[v] = gradcheck_dot(c.inp + (long)i * c.C, c.w + (long)v * c.C, c.C);
             mx = fmax(mx, z[v]);
@@ -227,12 +251,45 @@ static void test_lm_head(void) {
         ref += log(s) + mx - z[c.targets[i]];
     }
     CHECK_REL(loss, ref, 1e-5, 1e-3);
-    gradcheck_fd(&rng, "lm_head dinp", c.inp, (long)c.N * c.C, dinp, head_loss, &c, 200, 1e-2f,
-                 2e-2);
-    gradcheck_fd(&rng, "lm_head dw", c.w, (long)c.V * c.C, dw, head_loss, &c, 184, 1e-2f, 2e-2);
+    gradcheck_fd(r, "lm_head dinp", c.inp, (long)c.N * c.C, dinp, head_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(r, "lm_head dw", c.w, (long)c.V * c.C, dw, head_loss, &c, 184, 1e-2f, 2e-2);
     /* ignored rows get no gradient */
     CHECK(dinp[3 * c.C] == 0.0f && dinp[3 * c.C + 1] == 0.0f);
     free(c.inp), free(c.w), free(c.targets), free(c.scratch), free(dinp), free(dw);
+}
+
+/* The argmax behind n_correct is the first index holding the row's maximum,
+ * also when the maximum is tied across and within lanes (5, 69 = 5 + 64 and
+ * 133 = 5 + 128 share a lane; 70 does not). */
+static void lm_head_ties(gemm_t *g) {
+    enum { N = 4, C = 2, V = 200 };
+    float inp[N * C], w[V * C], scratch[N * V];
+    int32_t targets[N] = {5, 5, 70, 133};
+    for (int i = 0; i < N; i++) inp[i * C] = 1.0f, inp[i * C + 1] = 0.0f;
+    for (int v = 0; v < V; v++) w[v * C] = 0.01f * (float)(v % 17), w[v * C + 1] = 1.0f;
+    int tied[] = {5, 69, 70, 133};
+    for (int i = 0; i < 4; i++) w[tied[i] * C] = 3.0f;
+    long valid, correct;
+    lm_head_loss_on(g, NULL, NULL, &valid, &correct, inp, w, targets, scratch, N, C, V, 1.0f);
+    CHECK(valid == N && correct == 2);
+    /* a later, larger maximum wins */
+    w[150 * C] = 3.5f;
+    targets[3] = 150;
+    lm_head_loss_on(g, NULL, NULL, &valid, &correct, inp, w, targets, scratch, N, C, V, 1.0f);
+    CHECK(correct == 1);
+}
+
+static void test_lm_head(void) {
+    cu_error_t err;
+    gemm_t *g = NULL;
+    CHECK(gemm_create(&g, &err) == CU_OK);
+    lm_head_case(&rng, NULL, 23);
+    cu_rng_t r = rng; /* as in test_layernorm */
+    lm_head_case(&r, g, 23);
+    lm_head_case(&r, g, 150);
+    lm_head_ties(NULL);
+    lm_head_ties(g);
+    gemm_free(g);
 }
 
 /* -------------------------------------------------------------- encoder */

@@ -23,20 +23,22 @@ static cu_rng_t rng;
 typedef struct {
     float *out, *rstd, *inp, *w, *g;
     int N, C;
+    cu_sum_t order;
 } rms_ctx;
 
 static double rms_loss(void *p) {
     rms_ctx *c = p;
-    rmsnorm_forward(c->out, c->rstd, c->inp, c->w, c->N, c->C, 1e-5f);
+    rmsnorm_forward(c->out, c->rstd, c->inp, c->w, c->N, c->C, 1e-5f, c->order);
     return gradcheck_dot(c->out, c->g, (long)c->N * c->C);
 }
 
-static void test_rmsnorm(void) {
-    rms_ctx c = {.N = 6, .C = 24};
+/* in lanes (CU_SUM_LANES) C = 24 is a tail only, 150 two blocks and a tail */
+static void rmsnorm_case(cu_rng_t *r, int C, cu_sum_t order) {
+    rms_ctx c = {.N = 6, .C = C, .order = order};
     long nc = (long)c.N * c.C;
-    c.inp = gradcheck_randn(&rng, nc, 1.0f);
-    c.w = gradcheck_randn(&rng, c.C, 1.0f);
-    c.g = gradcheck_randn(&rng, nc, 1.0f);
+    c.inp = gradcheck_randn(r, nc, 1.0f);
+    c.w = gradcheck_randn(r, c.C, 1.0f);
+    c.g = gradcheck_randn(r, nc, 1.0f);
     c.out = calloc(nc, 4);
     c.rstd = calloc(c.N, 4);
     float *dinp = calloc(nc, 4), *dw = calloc(c.C, 4);
@@ -46,10 +48,19 @@ static void test_rmsnorm(void) {
     for (int i = 0; i < c.C; i++) ss += (double)c.inp[i] * c.inp[i];
     double s = 1.0 / sqrt(ss / c.C + 1e-5);
     CHECK_REL(c.out[3], c.inp[3] * s * c.w[3], 1e-5, 1e-6);
-    rmsnorm_backward(dinp, dw, c.g, c.inp, c.w, c.rstd, c.N, c.C);
-    gradcheck_fd(&rng, "rmsnorm dinp", c.inp, nc, dinp, rms_loss, &c, 200, 1e-2f, 1e-2);
-    gradcheck_fd(&rng, "rmsnorm dw", c.w, c.C, dw, rms_loss, &c, 200, 1e-2f, 1e-2);
+    rmsnorm_backward(dinp, dw, c.g, c.inp, c.w, c.rstd, c.N, c.C, order);
+    gradcheck_fd(r, "rmsnorm dinp", c.inp, nc, dinp, rms_loss, &c, 200, 1e-2f, 1e-2);
+    gradcheck_fd(r, "rmsnorm dw", c.w, c.C, dw, rms_loss, &c, 200, 1e-2f, 1e-2);
     free(c.inp), free(c.w), free(c.g), free(c.out), free(c.rstd), free(dinp), free(dw);
+}
+
+/* the lanes' cases draw from a copy of the generator, so the later tests
+ * see the same numbers as before they were added */
+static void test_rmsnorm(void) {
+    rmsnorm_case(&rng, 24, CU_SUM_SEQ);
+    cu_rng_t r = rng;
+    rmsnorm_case(&r, 24, CU_SUM_LANES);
+    rmsnorm_case(&r, 150, CU_SUM_LANES);
 }
 
 /* ----------------------------------------------------------------- RoPE */
