@@ -29,12 +29,13 @@ typedef struct {
     int M, K, N, trans; /* trans: x W^T */
     float beta;
     int pack; /* the weights in oneDNN's own layout (see gemm_packed_t) */
+    int bias; /* adds a bias row (1, N) inside the kernel */
     /* gemm_small's products: the source transposed (read as (K, M)), the
      * product scaled by alpha, created and run on one thread */
     int small, ta;
     float alpha;
     dnnl_primitive_t prim; /* NULL: no oneDNN kernel, emulate */
-    dnnl_memory_t src, wei, dst;
+    dnnl_memory_t src, wei, dst, bia;
     dnnl_memory_t scratch; /* NULL when the primitive needs none */
     size_t scratch_bytes;
     dnnl_memory_desc_t plain; /* the weights as the caller holds them */
@@ -122,6 +123,7 @@ static void entry_release(gemm_entry_t *e) {
     if (e->src) dnnl_memory_destroy(e->src);
     if (e->wei) dnnl_memory_destroy(e->wei);
     if (e->dst) dnnl_memory_destroy(e->dst);
+    if (e->bia) dnnl_memory_destroy(e->bia);
     if (e->scratch) dnnl_memory_destroy(e->scratch);
     memset(e, 0, sizeof *e);
 }
@@ -275,8 +277,10 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
     dnnl_dims_t sd = {e->M, e->K}, ss = {e->K, 1}, st = {1, e->M};
     dnnl_dims_t wd = {e->K, e->N}, ws = {1, e->K}, wn = {e->N, 1};
     dnnl_dims_t dd = {e->M, e->N}, ds = {e->N, 1};
-    dnnl_memory_desc_t smd, wmd, dmd;
+    dnnl_dims_t bd = {1, e->N};
+    dnnl_memory_desc_t smd, wmd, dmd, bmd;
     dnnl_memory_desc_init_by_strides(&smd, 2, sd, dnnl_bf16, e->ta ? st : ss);
+    dnnl_memory_desc_init_by_strides(&bmd, 2, bd, dnnl_f32, ds);
     dnnl_memory_desc_init_by_strides(&wmd, 2, wd, dnnl_bf16, e->trans ? ws : wn);
     dnnl_memory_desc_init_by_strides(&dmd, 2, dd, dnnl_f32, ds);
     e->plain = wmd;
@@ -287,7 +291,8 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    if (dnnl_matmul_desc_init(&desc, &smd, &wreq, NULL, &dmd) != dnnl_success) return;
+    if (dnnl_matmul_desc_init(&desc, &smd, &wreq, e->bias ? &bmd : NULL, &dmd) != dnnl_success)
+        return;
     dnnl_primitive_attr_create(&attr);
     /* the scratchpad is ours: oneDNN's own is allocated and freed around
      * every call (page faults each product) */
@@ -309,6 +314,7 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
             dnnl_memory_create(&e->src, &smd, g->engine, DNNL_MEMORY_NONE);
             dnnl_memory_create(&e->wei, e->reorders ? &e->want : &wmd, g->engine, DNNL_MEMORY_NONE);
             dnnl_memory_create(&e->dst, &dmd, g->engine, DNNL_MEMORY_NONE);
+            if (e->bias) dnnl_memory_create(&e->bia, &bmd, g->engine, DNNL_MEMORY_NONE);
             const dnnl_memory_desc_t *sp =
                 dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
             e->scratch_bytes = sp ? dnnl_memory_desc_get_size(sp) : 0;
@@ -333,8 +339,8 @@ static gemm_entry_t *entry_find(gemm_t *g, gemm_entry_t key) {
     for (int i = 0; i < g->n_cached; i++) {
         gemm_entry_t *e = &g->cache[i];
         if (e->M == key.M && e->K == key.K && e->N == key.N && e->trans == key.trans &&
-            e->beta == key.beta && e->pack == key.pack && e->small == key.small &&
-            e->ta == key.ta && e->alpha == key.alpha)
+            e->beta == key.beta && e->pack == key.pack && e->bias == key.bias &&
+            e->small == key.small && e->ta == key.ta && e->alpha == key.alpha)
             return e;
     }
     gemm_entry_t *e;
@@ -350,9 +356,16 @@ static gemm_entry_t *entry_find(gemm_t *g, gemm_entry_t key) {
     return e;
 }
 
-static gemm_entry_t *entry_get(gemm_t *g, int M, int K, int N, int trans, float beta, int pack) {
-    gemm_entry_t key = {
-        .M = M, .K = K, .N = N, .trans = trans, .beta = beta, .pack = pack, .alpha = 1.0f};
+static gemm_entry_t *entry_get(gemm_t *g, int M, int K, int N, int trans, float beta, int pack,
+                               int bias) {
+    gemm_entry_t key = {.M = M,
+                        .K = K,
+                        .N = N,
+                        .trans = trans,
+                        .beta = beta,
+                        .pack = pack,
+                        .bias = bias,
+                        .alpha = 1.0f};
     return entry_find(g, key);
 }
 
@@ -431,16 +444,25 @@ static void *packed_get(gemm_t *g, const gemm_entry_t *e, const uint16_t *w16) {
     return buf;
 }
 
-/* Runs e's primitive: out = e's product of src (bf16) and wei. */
-static void entry_run(gemm_t *g, gemm_entry_t *e, const void *src, const void *wei, float *out) {
+/* Runs e's primitive: out = e's product of src (bf16) and wei (+ bias when
+ * e has one). */
+static void entry_run(gemm_t *g, gemm_entry_t *e, const void *src, const void *wei,
+                      const float *bias, float *out) {
     int M = e->M, N = e->N;
     dnnl_memory_set_data_handle(e->src, (void *)src);
     dnnl_memory_set_data_handle(e->wei, (void *)wei);
     dnnl_memory_set_data_handle(e->dst, out);
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->src},
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src},
                                {DNNL_ARG_WEIGHTS, e->wei},
                                {DNNL_ARG_DST, e->dst},
-                               {DNNL_ARG_SCRATCHPAD, e->scratch}};
+                               {DNNL_ARG_SCRATCHPAD, e->scratch},
+                               {DNNL_ARG_BIAS, e->bia}};
+    int nargs = 3;
+    if (e->scratch) nargs = 4;
+    if (e->bias) {
+        dnnl_memory_set_data_handle(e->bia, (void *)bias);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bia};
+    }
     if (e->scratch) {
         if (e->scratch_bytes > g->scratch_cap) {
             free(g->scratch);
@@ -454,13 +476,32 @@ static void entry_run(gemm_t *g, gemm_entry_t *e, const void *src, const void *w
         }
         dnnl_memory_set_data_handle(e->scratch, g->scratch);
     }
-    if (dnnl_primitive_execute(e->prim, g->stream, e->scratch ? 4 : 3, args) != dnnl_success ||
+    if (dnnl_primitive_execute(e->prim, g->stream, nargs, args) != dnnl_success ||
         dnnl_stream_wait(g->stream) != dnnl_success)
         fail(g, CU_EINTERNAL, "oneDNN: a bf16 matmul failed to run", out, M, N);
 }
 
+/* out = beta * out + bias, row by row, before a product that accumulates
+ * onto out (beta 1 then): the fp32 path's order, and the emulation's. */
+static void fold_bias(float *out, const float *bias, int M, int N, float beta) {
+    for (int n = 0; n < M; n++) {
+        float *o = out + (long)n * N;
+        if (beta == 0.0f) {
+            memcpy(o, bias, sizeof(float) * N);
+        } else {
+            for (int i = 0; i < N; i++) o[i] = beta * o[i] + bias[i];
+        }
+    }
+}
+
+static void product_emulated(gemm_t *g, float *out, const uint16_t *w16, const float *bias, int M,
+                             int K, int N, int trans, float beta) {
+    if (bias) fold_bias(out, bias, M, N, beta), beta = 1.0f;
+    emulate(g, out, g->xbf, w16, M, K, N, trans, beta);
+}
+
 static void product_bf16(gemm_t *g, float *out, const float *x, const uint16_t *w16, int pack,
-                         int M, int K, int N, int trans, float beta) {
+                         const float *bias, int M, int K, int N, int trans, float beta) {
     size_t nx = (size_t)M * K;
     int lent = g->xbf_lent && g->xbf_of == x && g->xbf_n == nx;
     g->xbf_lent = 0;
@@ -474,36 +515,42 @@ static void product_bf16(gemm_t *g, float *out, const float *x, const uint16_t *
         g->xbf_of = x;
         g->xbf_n = nx;
     }
-    gemm_entry_t *e = entry_get(g, M, K, N, trans, beta, pack);
+    gemm_entry_t *e = entry_get(g, M, K, N, trans, beta, pack, bias != NULL);
     g->emulated = e->prim == NULL;
     if (!e->prim) {
-        emulate(g, out, g->xbf, w16, M, K, N, trans, beta);
+        product_emulated(g, out, w16, bias, M, K, N, trans, beta);
         return;
     }
     const void *wbuf = w16;
     if (e->reorders && !(wbuf = packed_get(g, e, w16))) {
         /* no memory for a packed copy: this shape reads the weights as they are */
-        e = entry_get(g, M, K, N, trans, beta, 0);
+        e = entry_get(g, M, K, N, trans, beta, 0, bias != NULL);
         if (!e->prim) {
-            emulate(g, out, g->xbf, w16, M, K, N, trans, beta);
+            product_emulated(g, out, w16, bias, M, K, N, trans, beta);
             return;
         }
         wbuf = w16;
     }
-    entry_run(g, e, g->xbf, wbuf, out);
+    entry_run(g, e, g->xbf, wbuf, bias, out);
 }
 
-void gemm_xwt(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
-              float beta) {
+void gemm_xwt_bias(gemm_t *g, float *out, const float *x, const float *w, const float *bias, int M,
+                   int K, int N, float beta) {
     int pack = 0;
     const uint16_t *w16 = g ? bf16_of(g, w, &pack) : NULL;
     if (!w16) {
         if (g) g->xbf_of = NULL, g->xbf_lent = 0;
+        if (bias) fold_bias(out, bias, M, N, beta), beta = 1.0f;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, beta, out,
                     N);
         return;
     }
-    product_bf16(g, out, x, w16, pack, M, K, N, 1, beta);
+    product_bf16(g, out, x, w16, pack, bias, M, K, N, 1, beta);
+}
+
+void gemm_xwt(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
+              float beta) {
+    gemm_xwt_bias(g, out, x, w, NULL, M, K, N, beta);
 }
 
 void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
@@ -516,7 +563,7 @@ void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K
                     N);
         return;
     }
-    product_bf16(g, out, x, w16, pack, M, K, N, 0, beta);
+    product_bf16(g, out, x, w16, pack, NULL, M, K, N, 0, beta);
 }
 
 /* ---------------------------------------------------------- small products */
@@ -573,7 +620,7 @@ void gemm_small(gemm_t *g, float *out, const float *a, int ta, int a_last, const
         .M = M, .K = K, .N = N, .trans = tb, .beta = beta, .small = 1, .ta = ta, .alpha = alpha};
     gemm_entry_t *e = entry_find(g, key);
     if (e->prim)
-        entry_run(g, e, a16, g->sb, out);
+        entry_run(g, e, a16, g->sb, NULL, out);
     else
         small_emulate(g, out, a16, ta, g->sb, tb, M, N, K, alpha, beta);
     omp_set_num_threads(threads);

@@ -63,6 +63,12 @@ void gemm_clear_bf16(gemm_t *g);
 /* out (M, N) = beta * out + x (M, K) @ w^T with w (N, K) row-major. */
 void gemm_xwt(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
               float beta);
+/* gemm_xwt plus bias (N) added to every row, NULL: none. In bf16 oneDNN adds
+ * it inside the kernel (out = beta * out + (x w^T + bias)); in fp32 it is
+ * folded into out first (out = beta * out + bias, then += x w^T), the order
+ * the layers always had. */
+void gemm_xwt_bias(gemm_t *g, float *out, const float *x, const float *w, const float *bias, int M,
+                   int K, int N, float beta);
 /* out (M, N) = beta * out + x (M, K) @ w with w (K, N) row-major. */
 void gemm_xw(gemm_t *g, float *out, const float *x, const float *w, int M, int K, int N,
              float beta);

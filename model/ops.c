@@ -170,19 +170,7 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 
 void matmul_forward_on(gemm_t *g, float *out, const float *inp, const float *w, const float *bias,
                        int N, int IC, int OC, float beta) {
-    if (bias) {
-        /* Fold the bias in before the product so the product accumulates onto it. */
-        for (int n = 0; n < N; n++) {
-            float *o = out + (long)n * OC;
-            if (beta == 0.0f) {
-                memcpy(o, bias, sizeof(float) * OC);
-            } else {
-                for (int i = 0; i < OC; i++) o[i] = beta * o[i] + bias[i];
-            }
-        }
-        beta = 1.0f;
-    }
-    gemm_xwt(g, out, inp, w, N, IC, OC, beta);
+    gemm_xwt_bias(g, out, inp, w, bias, N, IC, OC, beta);
 }
 
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IC,

@@ -6,7 +6,9 @@
  * products agree with fp32 arithmetic on the bf16-rounded operands. The
  * small products (gemm_small, LoRA's in bf16) do too in every transposition,
  * with alpha and beta, give the same bits on 1 and 2 threads, and reuse the
- * last activation's rounding only when it is that activation.
+ * last activation's rounding only when it is that activation. A bias added
+ * in the kernel, and an activation whose bf16 values the caller made
+ * (lent), give what they should.
  */
 #include <math.h>
 #include <stdio.h>
@@ -218,5 +220,98 @@ static void test_small_reuses_last_activation(void) {
     pair_close(&p);
 }
 
+/* gemm_xwt_bias: in bf16 (packed and in place, with and without
+ * accumulation) within fp32 rounding of beta * out + x16 w16^T + bias; in
+ * fp32 (no backend) the same bits as folding the bias in and then sgemm. */
+static void test_bias(void) {
+    pair_t p;
+    if (!pair_open(&p, 11)) return;
+    float *x = malloc(sizeof(float) * M * K), *bias = malloc(sizeof(float) * N);
+    float *out0 = malloc(sizeof(float) * M * N), *out = malloc(sizeof(float) * M * N);
+    float *ref = malloc(sizeof(float) * M * N);
+    fill(x, M * K, 70);
+    fill(bias, N, 71);
+    fill(out0, M * N, 72);
+    gemm_t *gs[2] = {p.packed, p.plain};
+    for (int gi = 0; gi < 2; gi++)
+        for (int acc = 0; acc < 2; acc++) {
+            float beta = acc ? 1.0f : 0.0f;
+            memcpy(out, out0, sizeof(float) * M * N);
+            gemm_xwt_bias(gs[gi], out, x, p.w, bias, M, K, N, beta);
+            double worst = 0.0;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double s = 0.0, mag = 0.0;
+                    for (int k = 0; k < K; k++) {
+                        float xr, wr;
+                        uint16_t a16 = gemm_bf16_of(x[i * K + k]);
+                        gemm_from_bf16(&xr, &a16, 1);
+                        gemm_from_bf16(&wr, &p.w16[j * K + k], 1);
+                        s += (double)xr * wr;
+                        mag += fabs((double)xr * wr);
+                    }
+                    s += bias[j] + beta * out0[i * N + j];
+                    mag += fabs(bias[j]) + fabs(beta * out0[i * N + j]);
+                    double e = fabs(s - out[i * N + j]) / mag;
+                    if (e > worst) worst = e;
+                }
+            CHECK_MSG(worst < 1e-5, "%s, beta %g: off by %.3g", gi ? "in place" : "packed", beta,
+                      worst);
+            /* fp32 */
+            memcpy(out, out0, sizeof(float) * M * N);
+            gemm_xwt_bias(NULL, out, x, p.w, bias, M, K, N, beta);
+            memcpy(ref, out0, sizeof(float) * M * N);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) ref[i * N + j] = beta * ref[i * N + j] + bias[j];
+            if (!acc)
+                for (int i = 0; i < M; i++) memcpy(ref + i * N, bias, sizeof(float) * N);
+            gemm_xwt(NULL, ref, x, p.w, M, K, N, 1.0f);
+            CHECK(!memcmp(out, ref, sizeof(float) * M * N));
+        }
+    CHECK(gemm_status(p.packed, NULL) == CU_OK && gemm_status(p.plain, NULL) == CU_OK);
+    free(x), free(bias), free(out0), free(out), free(ref);
+    pair_close(&p);
+}
+
+/* gemm_lend_activation: the product reads the lent values instead of x (x's
+ * own rounding lent: the same bits as the product rounding x), and a lend
+ * lasts for the next product only: any other call of the backend first
+ * (here gemm_small) makes the product round x itself. */
+static void test_lent_activation(void) {
+    pair_t p;
+    if (!pair_open(&p, 13)) return;
+    gemm_t *g = p.plain;
+    float x[M * K], b[K * 8], small[M * 8];
+    float *own = malloc(sizeof(float) * M * N), *lent = malloc(sizeof(float) * M * N);
+    fill(x, M * K, 80);
+    fill(b, K * 8, 81);
+    gemm_xwt(g, own, x, p.w, M, K, N, 0.0f);
+    uint16_t *x16 = gemm_lend_activation(g, x, (size_t)M * K);
+    CHECK(x16 != NULL);
+    gemm_to_bf16(x16, x, (size_t)M * K);
+    gemm_xwt(g, lent, x, p.w, M, K, N, 0.0f);
+    CHECK(!memcmp(own, lent, sizeof(float) * M * N));
+    /* lent zeros: the product reads them, not x */
+    x16 = gemm_lend_activation(g, x, (size_t)M * K);
+    memset(x16, 0, sizeof(uint16_t) * M * K);
+    gemm_xwt(g, lent, x, p.w, M, K, N, 0.0f);
+    CHECK(lent[0] == 0.0f && lent[M * N - 1] == 0.0f);
+    /* the lend expires at the next call */
+    x16 = gemm_lend_activation(g, x, (size_t)M * K);
+    memset(x16, 0, sizeof(uint16_t) * M * K);
+    gemm_small(g, small, x, 0, 0, b, 0, M, 8, K, 1.0f, 0.0f);
+    gemm_xwt(g, lent, x, p.w, M, K, N, 0.0f);
+    CHECK(!memcmp(own, lent, sizeof(float) * M * N));
+    /* a different size is not x's: rounded anew */
+    x16 = gemm_lend_activation(g, x, (size_t)M * K - 1);
+    memset(x16, 0, sizeof(uint16_t) * (M * K - 1));
+    gemm_xwt(g, lent, x, p.w, M, K, N, 0.0f);
+    CHECK(!memcmp(own, lent, sizeof(float) * M * N));
+    CHECK(gemm_lend_activation(NULL, x, 4) == NULL);
+    free(own), free(lent);
+    pair_close(&p);
+}
+
 TEST_MAIN(TEST(test_packed_equals_in_place), TEST(test_packed_follows_changes),
-          TEST(test_small_products), TEST(test_small_reuses_last_activation))
+          TEST(test_small_products), TEST(test_small_reuses_last_activation), TEST(test_bias),
+          TEST(test_lent_activation))
