@@ -566,7 +566,8 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
     float *atty = ACT(m, m->atty, l, N * C), *res2 = ACT(m, m->residual2, l, N * C);
     float *ln2 = ACT(m, m->ln2, l, N * C), *fch = ACT(m, m->fch, l, N * 4 * C);
     float *fchg = ACT(m, m->fch_gelu, l, N * 4 * C), *res3 = LAYER(m->residual3, l, N * C);
-    layernorm_forward(ln1, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), residual,
+    layernorm_forward(ln1, gemm_lend_activation(m->gemm, ln1, (size_t)N * C),
+                      ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), residual,
                       LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), N, C, gpt_impl_sum(m));
     matmul_forward_on(m->gemm, qkv, ln1, LAYER(m->qkvw, l, 3 * C * C), LAYER(m->qkvb, l, 3 * C), N,
                       C, 3 * C, 0.0f);
@@ -577,7 +578,8 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
                       N, C, C, 1.0f);
     gpt_impl_lora_forward(m, l, LORA_ATTN_PROJ, atty, res2, N,
                           gpt_impl_site_xa(m, l, LORA_ATTN_PROJ));
-    layernorm_forward(ln2, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), res2,
+    layernorm_forward(ln2, gemm_lend_activation(m->gemm, ln2, (size_t)N * C),
+                      ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), res2,
                       LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), N, C, gpt_impl_sum(m));
     matmul_forward_on(m->gemm, fch, ln2, LAYER(m->fcw, l, 4 * C * C), LAYER(m->fcb, l, 4 * C), N, C,
                       4 * C, 0.0f);
@@ -633,7 +635,7 @@ int gpt_forward(gpt_t *m, const int32_t *inputs, const int32_t *targets, int B, 
         block_forward(m, l, residual);
         residual = LAYER(m->residual3, l, N * C);
     }
-    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->lnfw, m->lnfb, N, C,
+    layernorm_forward(m->lnf, NULL, m->lnf_mean, m->lnf_rstd, residual, m->lnfw, m->lnfb, N, C,
                       gpt_impl_sum(m));
 
     gpt_loss_t out = {0};
@@ -878,8 +880,8 @@ int gpt_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
     float *x = m->kv_x, *xn = m->kv_xn, mean, rstd;
     for (int i = 0; i < C; i++) x[i] = m->wte[(long)token * C + i] + m->wpe[(long)pos * C + i];
     for (int l = 0; l < L; l++) {
-        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), 1, C,
-                          gpt_impl_sum(m));
+        layernorm_forward(xn, NULL, &mean, &rstd, x, LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), 1,
+                          C, gpt_impl_sum(m));
         kv_linear(m, l, LORA_QKV, m->kv_qkv, xn, LAYER(m->qkvw, l, 3 * C * C),
                   LAYER(m->qkvb, l, 3 * C), C, 3 * C, 0.0f);
         memcpy(m->kv_k + ((long)l * m->kv_max + pos) * C, m->kv_qkv + C, sizeof(float) * C);
@@ -887,15 +889,15 @@ int gpt_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
         kv_attention(m, l, pos);
         kv_linear(m, l, LORA_ATTN_PROJ, x, m->kv_att, LAYER(m->attprojw, l, C * C),
                   LAYER(m->attprojb, l, C), C, C, 1.0f);
-        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), 1, C,
-                          gpt_impl_sum(m));
+        layernorm_forward(xn, NULL, &mean, &rstd, x, LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), 1,
+                          C, gpt_impl_sum(m));
         kv_linear(m, l, LORA_MLP_FC, m->kv_h, xn, LAYER(m->fcw, l, 4 * C * C),
                   LAYER(m->fcb, l, 4 * C), C, 4 * C, 0.0f);
         gelu_forward(m->kv_hg, NULL, m->kv_h, 4 * C);
         kv_linear(m, l, LORA_MLP_PROJ, x, m->kv_hg, LAYER(m->fcprojw, l, 4 * C * C),
                   LAYER(m->fcprojb, l, C), 4 * C, C, 1.0f);
     }
-    layernorm_forward(xn, &mean, &rstd, x, m->lnfw, m->lnfb, 1, C, gpt_impl_sum(m));
+    layernorm_forward(xn, NULL, &mean, &rstd, x, m->lnfw, m->lnfb, 1, C, gpt_impl_sum(m));
     lm_head_logits_on(m->gemm, logits, xn, m->wte, 1, C, V);
     m->kv_len++;
     return CU_OK;

@@ -171,7 +171,8 @@ void llama_block_forward(gpt_t *m, int l, const float *residual) {
     float *up = ACT(m, m->up, l, N * F), *h = ACT(m, m->hmlp, l, N * F);
     float *res3 = LAYER(m->residual3, l, N * C);
 
-    rmsnorm_forward(ln1, ACT(m, m->ln1_rstd, l, N), residual, LAYER(m->attn_norm, l, C), N, C, eps,
+    rmsnorm_forward(ln1, gemm_lend_activation(m->gemm, ln1, (size_t)N * C),
+                    ACT(m, m->ln1_rstd, l, N), residual, LAYER(m->attn_norm, l, C), N, C, eps,
                     gpt_impl_sum(m));
     linear(m, l, LLAMA_Q, q, ln1, LAYER(m->wq, l, Q * C), N, C, Q, 0.0f);
     linear(m, l, LLAMA_K, k, ln1, LAYER(m->wk, l, KV * C), N, C, KV, 0.0f);
@@ -184,7 +185,8 @@ void llama_block_forward(gpt_t *m, int l, const float *residual) {
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
     linear(m, l, LLAMA_O, res2, atty, LAYER(m->wo, l, C * Q), N, Q, C, 1.0f);
 
-    rmsnorm_forward(ln2, ACT(m, m->ln2_rstd, l, N), res2, LAYER(m->mlp_norm, l, C), N, C, eps,
+    rmsnorm_forward(ln2, gemm_lend_activation(m->gemm, ln2, (size_t)N * C),
+                    ACT(m, m->ln2_rstd, l, N), res2, LAYER(m->mlp_norm, l, C), N, C, eps,
                     gpt_impl_sum(m));
     linear(m, l, LLAMA_GATE, gate, ln2, LAYER(m->wgate, l, F * C), N, C, F, 0.0f);
     linear(m, l, LLAMA_UP, up, ln2, LAYER(m->wup, l, F * C), N, C, F, 0.0f);
@@ -203,7 +205,8 @@ void llama_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
         llama_block_forward(m, l, residual);
         residual = LAYER(m->residual3, l, N * C);
     }
-    rmsnorm_forward(m->lnf, m->lnf_rstd, residual, m->norm, N, C, m->cfg.norm_eps, gpt_impl_sum(m));
+    rmsnorm_forward(m->lnf, NULL, m->lnf_rstd, residual, m->norm, N, C, m->cfg.norm_eps,
+                    gpt_impl_sum(m));
     gpt_loss_t out = {0};
     if (targets) {
         int train = m->cur_train;
@@ -375,7 +378,7 @@ int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
     for (int l = 0; l < d.L; l++) {
         float *kk = m->kv_k + ((long)l * m->kv_max + pos) * KV;
         float *vv = m->kv_v + ((long)l * m->kv_max + pos) * KV;
-        rmsnorm_forward(xn, &rstd, x, LAYER(m->attn_norm, l, C), 1, C, eps, gpt_impl_sum(m));
+        rmsnorm_forward(xn, NULL, &rstd, x, LAYER(m->attn_norm, l, C), 1, C, eps, gpt_impl_sum(m));
         kv_linear(m, l, LLAMA_Q, m->kv_qkv, xn, LAYER(m->wq, l, Q * C), C, Q, 0.0f);
         kv_linear(m, l, LLAMA_K, kk, xn, LAYER(m->wk, l, KV * C), C, KV, 0.0f);
         kv_linear(m, l, LLAMA_V, vv, xn, LAYER(m->wv, l, KV * C), C, KV, 0.0f);
@@ -384,13 +387,13 @@ int llama_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) {
         rope_forward(kk, m->rope_cos, m->rope_sin, 1, 1, d.NKV, d.hs, pos);
         kv_attention(m, l, pos);
         kv_linear(m, l, LLAMA_O, x, m->kv_att, LAYER(m->wo, l, C * Q), Q, C, 1.0f);
-        rmsnorm_forward(xn, &rstd, x, LAYER(m->mlp_norm, l, C), 1, C, eps, gpt_impl_sum(m));
+        rmsnorm_forward(xn, NULL, &rstd, x, LAYER(m->mlp_norm, l, C), 1, C, eps, gpt_impl_sum(m));
         kv_linear(m, l, LLAMA_GATE, m->kv_gate, xn, LAYER(m->wgate, l, F * C), C, F, 0.0f);
         kv_linear(m, l, LLAMA_UP, m->kv_h, xn, LAYER(m->wup, l, F * C), C, F, 0.0f);
         swiglu_forward(m->kv_hg, m->kv_gate, m->kv_h, F);
         kv_linear(m, l, LLAMA_DOWN, x, m->kv_hg, LAYER(m->wdown, l, C * F), F, C, 1.0f);
     }
-    rmsnorm_forward(xn, &rstd, x, m->norm, 1, C, eps, gpt_impl_sum(m));
+    rmsnorm_forward(xn, NULL, &rstd, x, m->norm, 1, C, eps, gpt_impl_sum(m));
     lm_head_logits_on(m->gemm, logits, xn, m->lm_head, 1, C, d.V);
     m->kv_len++;
     return CU_OK;

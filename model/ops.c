@@ -78,8 +78,8 @@ static void ln_stats_lanes(const float *x, int C, float eps, float *mean, float 
     *rstd = 1.0f / sqrtf(cu_lanes_total(acc) / (float)C + eps);
 }
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                       const float *b, int N, int C, cu_sum_t order) {
+void layernorm_forward(float *out, uint16_t *out16, float *mean, float *rstd, const float *inp,
+                       const float *w, const float *b, int N, int C, cu_sum_t order) {
     const float eps = 1e-5f;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -101,6 +101,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
         }
         float *o = out + (long)n * C;
         for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * w[i] + b[i];
+        if (out16) gemm_to_bf16(out16 + (long)n * C, o, C);
         mean[n] = m;
         rstd[n] = s;
     }

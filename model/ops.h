@@ -49,9 +49,11 @@ void encoder_backward(float *dwte, float *dwpe, // (V, C), (maxT, C), may be NUL
                       const float *dout,        // (B, T, C)
                       const int32_t *inp, int B, int T, int C);
 
-void layernorm_forward(float *out, float *mean, float *rstd, // (N, C), (N), (N)
-                       const float *inp,                     // (N, C)
-                       const float *w, const float *b,       // (C), (C)
+/* out16, when non-NULL, also receives out rounded to bf16 (see gelu_forward). */
+void layernorm_forward(float *out, uint16_t *out16,    // (N, C), (N, C) or NULL
+                       float *mean, float *rstd,       // (N), (N)
+                       const float *inp,               // (N, C)
+                       const float *w, const float *b, // (C), (C)
                        int N, int C, cu_sum_t order);
 /* dinp += ...; dw, db accumulated when non-NULL. */
 void layernorm_backward(float *dinp, float *dw, float *db,   // (N, C), (C), (C)

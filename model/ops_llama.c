@@ -25,8 +25,8 @@
 
 /* ---------------------------------------------------------------- RMSNorm */
 
-void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
-                     float eps, cu_sum_t order) {
+void rmsnorm_forward(float *out, uint16_t *out16, float *rstd, const float *inp, const float *w,
+                     int N, int C, float eps, cu_sum_t order) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (long)n * C;
@@ -44,6 +44,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, 
         float s = 1.0f / sqrtf(ss / (float)C + eps);
         float *o = out + (long)n * C;
         for (int i = 0; i < C; i++) o[i] = x[i] * s * w[i];
+        if (out16) gemm_to_bf16(out16 + (long)n * C, o, C);
         rstd[n] = s;
     }
 }

@@ -18,9 +18,12 @@
 
 #include "model/ops.h"
 
-void rmsnorm_forward(float *out, float *rstd, // (N, C), (N)
-                     const float *inp,        // (N, C)
-                     const float *w,          // (C)
+/* out16, when non-NULL, also receives out rounded to bf16 (as in
+ * gelu_forward). */
+void rmsnorm_forward(float *out, uint16_t *out16, // (N, C), (N, C) or NULL
+                     float *rstd,                 // (N)
+                     const float *inp,            // (N, C)
+                     const float *w,              // (C)
                      int N, int C, float eps, cu_sum_t order);
 /* dinp += ...; dw accumulated when non-NULL. */
 void rmsnorm_backward(float *dinp, float *dw,              // (N, C), (C)

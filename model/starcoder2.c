@@ -197,7 +197,8 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
     float *ln2 = ACT(m, m->ln2, l, N * C), *fch = ACT(m, m->fch, l, N * F);
     float *fchg = ACT(m, m->fch_gelu, l, N * F), *res3 = LAYER(m->residual3, l, N * C);
 
-    layernorm_forward(ln1, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), residual,
+    layernorm_forward(ln1, gemm_lend_activation(m->gemm, ln1, (size_t)N * C),
+                      ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), residual,
                       LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), N, C, gpt_impl_sum(m));
     linear(m, l, SC2_Q, q, ln1, LAYER(m->wq, l, C * C), LAYER(m->bq, l, C), N, C, C, 0.0f);
     linear(m, l, SC2_K, k, ln1, LAYER(m->wk, l, KV * C), LAYER(m->bk, l, KV), N, C, KV, 0.0f);
@@ -209,7 +210,8 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
     linear(m, l, SC2_O, res2, atty, LAYER(m->wo, l, C * C), LAYER(m->bo, l, C), N, C, C, 1.0f);
 
-    layernorm_forward(ln2, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), res2,
+    layernorm_forward(ln2, gemm_lend_activation(m->gemm, ln2, (size_t)N * C),
+                      ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), res2,
                       LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), N, C, gpt_impl_sum(m));
     linear(m, l, SC2_FC, fch, ln2, LAYER(m->fcw, l, F * C), LAYER(m->fcb, l, F), N, C, F, 0.0f);
     gelu_forward(fchg, gemm_lend_activation(m->gemm, fchg, (size_t)N * F), fch, (long)N * F);
@@ -228,7 +230,7 @@ void starcoder2_forward(gpt_t *m, const int32_t *targets, gpt_loss_t *loss) {
         block_forward(m, l, residual);
         residual = LAYER(m->residual3, l, N * C);
     }
-    layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->lnfw, m->lnfb, N, C,
+    layernorm_forward(m->lnf, NULL, m->lnf_mean, m->lnf_rstd, residual, m->lnfw, m->lnfb, N, C,
                       gpt_impl_sum(m));
     gpt_loss_t out = {0};
     if (targets) {
@@ -401,8 +403,8 @@ int starcoder2_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) 
     for (int l = 0; l < d.L; l++) {
         float *kk = m->kv_k + ((long)l * m->kv_max + pos) * KV;
         float *vv = m->kv_v + ((long)l * m->kv_max + pos) * KV;
-        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), 1, C,
-                          gpt_impl_sum(m));
+        layernorm_forward(xn, NULL, &mean, &rstd, x, LAYER(m->ln1w, l, C), LAYER(m->ln1b, l, C), 1,
+                          C, gpt_impl_sum(m));
         kv_linear(m, l, SC2_Q, m->kv_qkv, xn, LAYER(m->wq, l, C * C), LAYER(m->bq, l, C), C, C,
                   0.0f);
         kv_linear(m, l, SC2_K, kk, xn, LAYER(m->wk, l, KV * C), LAYER(m->bk, l, KV), C, KV, 0.0f);
@@ -412,15 +414,15 @@ int starcoder2_kv_step(gpt_t *m, int32_t token, float *logits, cu_error_t *err) 
         kv_attention(m, l, pos);
         kv_linear(m, l, SC2_O, x, m->kv_att, LAYER(m->wo, l, C * C), LAYER(m->bo, l, C), C, C,
                   1.0f);
-        layernorm_forward(xn, &mean, &rstd, x, LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), 1, C,
-                          gpt_impl_sum(m));
+        layernorm_forward(xn, NULL, &mean, &rstd, x, LAYER(m->ln2w, l, C), LAYER(m->ln2b, l, C), 1,
+                          C, gpt_impl_sum(m));
         kv_linear(m, l, SC2_FC, m->kv_h, xn, LAYER(m->fcw, l, F * C), LAYER(m->fcb, l, F), C, F,
                   0.0f);
         gelu_forward(m->kv_hg, NULL, m->kv_h, F);
         kv_linear(m, l, SC2_PROJ, x, m->kv_hg, LAYER(m->fcprojw, l, C * F), LAYER(m->fcprojb, l, C),
                   F, C, 1.0f);
     }
-    layernorm_forward(xn, &mean, &rstd, x, m->lnfw, m->lnfb, 1, C, gpt_impl_sum(m));
+    layernorm_forward(xn, NULL, &mean, &rstd, x, m->lnfw, m->lnfb, 1, C, gpt_impl_sum(m));
     lm_head_logits_on(m->gemm, logits, xn, m->lm_head, 1, C, d.V);
     m->kv_len++;
     return CU_OK;
