@@ -358,14 +358,9 @@ static gemm_entry_t *entry_find(gemm_t *g, gemm_entry_t key) {
 
 static gemm_entry_t *entry_get(gemm_t *g, int M, int K, int N, int trans, float beta, int pack,
                                int bias) {
-    gemm_entry_t key = {.M = M,
-                        .K = K,
-                        .N = N,
-                        .trans = trans,
-                        .beta = beta,
-                        .pack = pack,
-                        .bias = bias,
-                        .alpha = 1.0f};
+    gemm_entry_t key = {.M = M, .K = K, .N = N, .trans = trans, .beta = beta, .alpha = 1.0f};
+    key.pack = pack;
+    key.bias = bias;
     return entry_find(g, key);
 }
 
