@@ -572,7 +572,8 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
     matmul_forward_on(m->gemm, qkv, ln1, LAYER(m->qkvw, l, 3 * C * C), LAYER(m->qkvb, l, 3 * C), N,
                       C, 3 * C, 0.0f);
     gpt_impl_lora_forward(m, l, LORA_QKV, ln1, qkv, N, gpt_impl_site_xa(m, l, LORA_QKV));
-    attention_forward(atty, ACT(m, m->lse, l, N * NH), qkv, m->att_scratch, B, T, C, NH);
+    attention_forward(atty, ACT(m, m->lse, l, N * NH), qkv, m->att_scratch, B, T, C, NH,
+                      gpt_impl_sum(m));
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
     matmul_forward_on(m->gemm, res2, atty, LAYER(m->attprojw, l, C * C), LAYER(m->attprojb, l, C),
                       N, C, C, 1.0f);
@@ -717,7 +718,7 @@ static int block_backward(gpt_t *m, int l) {
     gpt_impl_lora_backward(m, l, LORA_ATTN_PROJ, dres, atty, below ? dsmall : NULL, N);
     if (!below) return 0;
     attention_backward(m->dqkv, dsmall, qkv, atty, ACT(m, m->lse, l, N * NH), m->att_scratch,
-                       m->cur_B, m->cur_T, C, NH);
+                       m->cur_B, m->cur_T, C, NH, gpt_impl_sum(m));
 
     /* qkv projection: qkv = ln1 Wqkv^T + bqkv */
     below = gpt_impl_need_below(m, base + LORA_QKV);

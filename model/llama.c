@@ -181,7 +181,7 @@ void llama_block_forward(gpt_t *m, int l, const float *residual) {
     rope_forward(q, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_forward(k, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
     attention_gqa_forward(atty, ACT(m, m->lse, l, N * d.NH), q, k, v, m->att_scratch, B, T, d.NH,
-                          d.NKV, d.hs, m->cfg.sliding_window);
+                          d.NKV, d.hs, m->cfg.sliding_window, gpt_impl_sum(m));
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
     linear(m, l, LLAMA_O, res2, atty, LAYER(m->wo, l, C * Q), N, Q, C, 1.0f);
 
@@ -273,7 +273,8 @@ static int block_backward(gpt_t *m, int l) {
     linear_backward(m, l, LLAMA_O, below ? dsmall : NULL, dres, atty, w, N, Q, C, 0.0f);
     if (!below) return 0;
     attention_gqa_backward(m->dq, m->dk, m->dv, dsmall, q, k, v, atty, ACT(m, m->lse, l, N * d.NH),
-                           m->att_scratch, B, T, d.NH, d.NKV, d.hs, m->cfg.sliding_window);
+                           m->att_scratch, B, T, d.NH, d.NKV, d.hs, m->cfg.sliding_window,
+                           gpt_impl_sum(m));
     rope_backward(m->dq, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_backward(m->dk, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
     llama_family_qkv_bias_backward(m, l, m->dq, m->dk, m->dv, N, Q, KV);

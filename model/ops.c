@@ -274,7 +274,7 @@ static void att_scores(float *S, const float *q, const float *k, int q0, int nq,
 }
 
 void attention_forward(float *out, float *lse, const float *qkv, float *scratch, int B, int T,
-                       int C, int NH) {
+                       int C, int NH, cu_sum_t order) {
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
@@ -296,11 +296,7 @@ void attention_forward(float *out, float *lse, const float *qkv, float *scratch,
                 int valid = q0 + i + 1;
                 float m = -FLT_MAX;
                 for (int j = 0; j < valid; j++) m = s[j] > m ? s[j] : m;
-                float sum = 0.0f;
-                for (int j = 0; j < valid; j++) {
-                    s[j] = cu_expf(s[j] - m);
-                    sum += s[j];
-                }
+                float sum = cu_exp_sum(s, valid, m, order);
                 float inv = 1.0f / sum;
                 for (int j = 0; j < valid; j++) s[j] *= inv;
                 for (int j = valid; j < nk; j++) s[j] = 0.0f;
@@ -313,7 +309,8 @@ void attention_forward(float *out, float *lse, const float *qkv, float *scratch,
 }
 
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                        const float *lse, float *scratch, int B, int T, int C, int NH) {
+                        const float *lse, float *scratch, int B, int T, int C, int NH,
+                        cu_sum_t order) {
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
@@ -350,9 +347,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 for (int j = valid; j < nk; j++) p[j] = 0.0f;
                 const float *oi = o + (long)(q0 + i) * C;
                 const float *di = dO + (long)(q0 + i) * C;
-                float dot = 0.0f;
-                for (int d = 0; d < hs; d++) dot += oi[d] * di[d];
-                D[i] = dot;
+                D[i] = cu_dot(oi, di, hs, order);
             }
             /* dV[0:nk] += P^T dO_blk */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, P, nk,
@@ -427,24 +422,6 @@ static int row_argmax(const float *z, int V) {
     return arg;
 }
 
-/* z[j] = exp(z[j] - m); returns the sum, taken in `order`. */
-static float row_exp_sum(float *z, int V, float m, cu_sum_t order) {
-    if (order == CU_SUM_SEQ) {
-        float sum = 0.0f;
-        for (int j = 0; j < V; j++) {
-            z[j] = cu_expf(z[j] - m);
-            sum += z[j];
-        }
-        return sum;
-    }
-    float acc[CU_LANES] = {0};
-    int j = 0;
-    for (; j + CU_LANES <= V; j += CU_LANES)
-        for (int l = 0; l < CU_LANES; l++) acc[l] += (z[j + l] = cu_expf(z[j + l] - m));
-    for (int l = 0; j + l < V; l++) acc[l] += (z[j + l] = cu_expf(z[j + l] - m));
-    return cu_lanes_total(acc);
-}
-
 /* Turns one row of logits into dloss/dlogits * grad_scale; returns the
  * row's loss and sets *correct when the argmax is the target. The gradient
  * goes to z (in place) and, when p16 is non-NULL, rounded to bf16 into p16
@@ -454,7 +431,7 @@ static double ce_row(float *z, uint16_t *p16, int V, int target, float grad_scal
     int arg = row_argmax(z, V);
     float m = z[arg];
     float zt = z[target];
-    float sum = row_exp_sum(z, V, m, order);
+    float sum = cu_exp_sum(z, V, m, order);
     float inv = grad_scale / sum;
     if (p16) {
         for (int j = 0; j < V; j++) p16[j] = gemm_bf16_of(z[j] * inv);

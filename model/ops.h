@@ -99,12 +99,12 @@ long attention_thread_floats(int T);
 int attention_threads(void);
 void attention_forward(float *out, float *lse, // (B, T, C), (B, NH, T)
                        const float *qkv,       // (B, T, 3C)
-                       float *scratch, int B, int T, int C, int NH);
+                       float *scratch, int B, int T, int C, int NH, cu_sum_t order);
 /* dqkv is overwritten. */
 void attention_backward(float *dqkv,       // (B, T, 3C)
                         const float *dout, // (B, T, C)
                         const float *qkv, const float *out, const float *lse, float *scratch, int B,
-                        int T, int C, int NH);
+                        int T, int C, int NH, cu_sum_t order);
 
 /* The language-model head fused with softmax cross-entropy, in row chunks so
  * the (N, V) logits are never held whole. Targets < 0 are ignored.
@@ -155,6 +155,39 @@ static inline float cu_expf(float x) {
 
 static inline float cu_tanhf(float x) {
     return 1.0f - 2.0f / (1.0f + cu_expf(2.0f * x));
+}
+
+/* s[j] = exp(s[j] - m) for j < n; returns their sum, taken in `order`. */
+static inline float cu_exp_sum(float *s, int n, float m, cu_sum_t order) {
+    if (order == CU_SUM_SEQ) {
+        float sum = 0.0f;
+        for (int j = 0; j < n; j++) {
+            s[j] = cu_expf(s[j] - m);
+            sum += s[j];
+        }
+        return sum;
+    }
+    float acc[CU_LANES] = {0};
+    int j = 0;
+    for (; j + CU_LANES <= n; j += CU_LANES)
+        for (int l = 0; l < CU_LANES; l++) acc[l] += (s[j + l] = cu_expf(s[j + l] - m));
+    for (int l = 0; j + l < n; l++) acc[l] += (s[j + l] = cu_expf(s[j + l] - m));
+    return cu_lanes_total(acc);
+}
+
+/* The sum of a[i] * b[i], i < n, taken in `order`. */
+static inline float cu_dot(const float *a, const float *b, int n, cu_sum_t order) {
+    if (order == CU_SUM_SEQ) {
+        float dot = 0.0f;
+        for (int i = 0; i < n; i++) dot += a[i] * b[i];
+        return dot;
+    }
+    float acc[CU_LANES] = {0};
+    int i = 0;
+    for (; i + CU_LANES <= n; i += CU_LANES)
+        for (int l = 0; l < CU_LANES; l++) acc[l] += a[i + l] * b[i + l];
+    for (int l = 0; i + l < n; l++) acc[l] += a[i + l] * b[i + l];
+    return cu_lanes_total(acc);
 }
 
 #endif

@@ -174,7 +174,7 @@ static int gqa_first_key(int p, int window) {
  * to, zero elsewhere. With lse_in NULL the row maxima and sums are computed
  * and written to lse_out; otherwise P = exp(S - lse_in) is recomputed. */
 static void gqa_softmax(float *S, int q0, int nq, int k0, int nk, int window, float *lse_out,
-                        const float *lse_in) {
+                        const float *lse_in, cu_sum_t order) {
     for (int i = 0; i < nq; i++) {
         float *s = S + (long)i * nk;
         int lo = gqa_first_key(q0 + i, window) - k0, valid = q0 + i + 1 - k0;
@@ -185,11 +185,7 @@ static void gqa_softmax(float *S, int q0, int nq, int k0, int nk, int window, fl
         } else {
             float m = -FLT_MAX;
             for (int j = lo; j < valid; j++) m = s[j] > m ? s[j] : m;
-            float sum = 0.0f;
-            for (int j = lo; j < valid; j++) {
-                s[j] = cu_expf(s[j] - m);
-                sum += s[j];
-            }
+            float sum = cu_exp_sum(s + lo, valid - lo, m, order);
             float inv = 1.0f / sum;
             for (int j = lo; j < valid; j++) s[j] *= inv;
             lse_out[q0 + i] = m + logf(sum);
@@ -199,7 +195,8 @@ static void gqa_softmax(float *S, int q0, int nq, int k0, int nk, int window, fl
 }
 
 void attention_gqa_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                           float *scratch, int B, int T, int NH, int NKV, int hs, int window) {
+                           float *scratch, int B, int T, int NH, int NKV, int hs, int window,
+                           cu_sum_t order) {
     int C = NH * hs, KVC = NKV * hs, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for schedule(static) num_threads(attention_threads())
@@ -216,7 +213,7 @@ void attention_gqa_forward(float *out, float *lse, const float *q, const float *
             int k0 = gqa_first_key(q0, window), nk = q0 + nq - k0;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
                         qh + (long)q0 * C, C, kh + (long)k0 * KVC, KVC, 0.0f, S, nk);
-            gqa_softmax(S, q0, nq, k0, nk, window, l, NULL);
+            gqa_softmax(S, q0, nq, k0, nk, window, l, NULL, order);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk,
                         vh + (long)k0 * KVC, KVC, 0.0f, o + (long)q0 * C, C);
         }
@@ -228,7 +225,7 @@ void attention_gqa_forward(float *out, float *lse, const float *q, const float *
 static void gqa_head_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                               const float *k, const float *v, const float *out, const float *lse,
                               float *scratch, int b, int h, int T, int NH, int NKV, int hs,
-                              int window) {
+                              int window, cu_sum_t order) {
     int C = NH * hs, KVC = NKV * hs, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
     float *P = scratch;
@@ -248,12 +245,10 @@ static void gqa_head_backward(float *dq, float *dk, float *dv, const float *dout
         float *dkh = dk + koff, *dvh = dv + koff;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale, qh + (long)q0 * C,
                     C, kh, KVC, 0.0f, P, nk);
-        gqa_softmax(P, q0, nq, k0, nk, window, NULL, l);
+        gqa_softmax(P, q0, nq, k0, nk, window, NULL, l, order);
         for (int i = 0; i < nq; i++) {
             const float *oi = o + (long)(q0 + i) * C, *di = dO + (long)(q0 + i) * C;
-            float dot = 0.0f;
-            for (int d = 0; d < hs; d++) dot += oi[d] * di[d];
-            D[i] = dot;
+            D[i] = cu_dot(oi, di, hs, order);
         }
         /* dV[0:nk] += P^T dO_blk */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, P, nk,
@@ -276,7 +271,8 @@ static void gqa_head_backward(float *dq, float *dk, float *dv, const float *dout
 
 void attention_gqa_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                             const float *k, const float *v, const float *out, const float *lse,
-                            float *scratch, int B, int T, int NH, int NKV, int hs, int window) {
+                            float *scratch, int B, int T, int NH, int NKV, int hs, int window,
+                            cu_sum_t order) {
     int KVC = NKV * hs, group = NH / NKV;
     memset(dk, 0, sizeof(float) * (size_t)B * T * KVC);
     memset(dv, 0, sizeof(float) * (size_t)B * T * KVC);
@@ -286,6 +282,7 @@ void attention_gqa_backward(float *dq, float *dk, float *dv, const float *dout, 
         int b = bg / NKV, g = bg % NKV;
         float *S = scratch + attention_thread_floats(T) * omp_get_thread_num();
         for (int h = g * group; h < (g + 1) * group; h++)
-            gqa_head_backward(dq, dk, dv, dout, q, k, v, out, lse, S, b, h, T, NH, NKV, hs, window);
+            gqa_head_backward(dq, dk, dv, dout, q, k, v, out, lse, S, b, h, T, NH, NKV, hs, window,
+                              order);
     }
 }

@@ -62,12 +62,13 @@ void attention_gqa_forward(float *out, float *lse, // (B, T, C), (B, NH, T)
                            const float *q,         // (B, T, C)
                            const float *k,         // (B, T, KVC)
                            const float *v,         // (B, T, KVC)
-                           float *scratch, int B, int T, int NH, int NKV, int hs, int window);
+                           float *scratch, int B, int T, int NH, int NKV, int hs, int window,
+                           cu_sum_t order);
 /* dq, dk, dv are overwritten. */
 void attention_gqa_backward(float *dq, float *dk, float *dv, // (B,T,C), (B,T,KVC), (B,T,KVC)
                             const float *dout,               // (B, T, C)
                             const float *q, const float *k, const float *v, const float *out,
                             const float *lse, float *scratch, int B, int T, int NH, int NKV, int hs,
-                            int window);
+                            int window, cu_sum_t order);
 
 #endif

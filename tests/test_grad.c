@@ -146,11 +146,12 @@ static void test_gelu(void) {
 typedef struct {
     float *out, *lse, *qkv, *g, *scratch;
     int B, T, C, NH;
+    cu_sum_t order;
 } att_ctx;
 
 static double att_loss(void *p) {
     att_ctx *c = p;
-    attention_forward(c->out, c->lse, c->qkv, c->scratch, c->B, c->T, c->C, c->NH);
+    attention_forward(c->out, c->lse, c->qkv, c->scratch, c->B, c->T, c->C, c->NH, c->order);
     return gradcheck_dot(c->out, c->g, (long)c->B * c->T * c->C);
 }
 
@@ -182,30 +183,36 @@ static void att_naive(float *out, const float *qkv, int B, int T, int C, int NH)
     free(s);
 }
 
-static void attention_case(int B, int T, int C, int NH) {
-    att_ctx c = {.B = B, .T = T, .C = C, .NH = NH};
+static void attention_case(cu_rng_t *r, int B, int T, int C, int NH, cu_sum_t order) {
+    att_ctx c = {.B = B, .T = T, .C = C, .NH = NH, .order = order};
     long n3 = (long)B * T * 3 * C, n = (long)B * T * C;
-    c.qkv = gradcheck_randn(&rng, n3, 1.0f);
-    c.g = gradcheck_randn(&rng, n, 1.0f);
+    c.qkv = gradcheck_randn(r, n3, 1.0f);
+    c.g = gradcheck_randn(r, n, 1.0f);
     c.out = calloc(n, 4);
     c.lse = calloc((size_t)B * NH * T, 4);
     c.scratch = calloc(attention_scratch_floats(T), 4);
-    float *dqkv = gradcheck_randn(&rng, n3, 1.0f), *ref = calloc(n, 4);
+    float *dqkv = gradcheck_randn(r, n3, 1.0f), *ref = calloc(n, 4);
     att_loss(&c);
     att_naive(ref, c.qkv, B, T, C, NH);
     double maxdiff = 0.0;
     for (long i = 0; i < n; i++) maxdiff = fmax(maxdiff, fabs(ref[i] - c.out[i]));
     CHECK_MSG(maxdiff < 1e-5, "attention T=%d: max |out - naive| = %g", T, maxdiff);
-    attention_backward(dqkv, c.g, c.qkv, c.out, c.lse, c.scratch, B, T, C, NH);
+    attention_backward(dqkv, c.g, c.qkv, c.out, c.lse, c.scratch, B, T, C, NH, order);
     char what[64];
-    snprintf(what, sizeof what, "attention dqkv T=%d", T);
-    gradcheck_fd(&rng, what, c.qkv, n3, dqkv, att_loss, &c, 300, 1e-2f, 2e-2);
+    snprintf(what, sizeof what, "attention dqkv T=%d%s", T, order == CU_SUM_LANES ? " lanes" : "");
+    gradcheck_fd(r, what, c.qkv, n3, dqkv, att_loss, &c, 300, 1e-2f, 2e-2);
     free(c.qkv), free(c.g), free(c.out), free(c.lse), free(c.scratch), free(dqkv), free(ref);
 }
 
 static void test_attention(void) {
-    attention_case(2, 5, 8, 2);
-    attention_case(1, 70, 8, 2); /* crosses the 64-row query block */
+    attention_case(&rng, 2, 5, 8, 2, CU_SUM_SEQ);
+    attention_case(&rng, 1, 70, 8, 2, CU_SUM_SEQ); /* crosses the 64-row query block */
+    /* in lanes: rows of up to 140 keys (two blocks of lanes and a tail), and
+     * a head size of 144 for the backward's dot products (as in
+     * test_layernorm, from a copy of the generator) */
+    cu_rng_t r = rng;
+    attention_case(&r, 1, 140, 8, 2, CU_SUM_LANES);
+    attention_case(&r, 1, 6, 288, 2, CU_SUM_LANES);
 }
 
 /* -------------------------------------------------------------- LM head */

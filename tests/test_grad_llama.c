@@ -143,12 +143,13 @@ static void test_swiglu(void) {
 typedef struct {
     float *out, *lse, *q, *k, *v, *g, *scratch;
     int B, T, NH, NKV, hs, window;
+    cu_sum_t order;
 } gqa_ctx;
 
 static double gqa_loss(void *p) {
     gqa_ctx *c = p;
     attention_gqa_forward(c->out, c->lse, c->q, c->k, c->v, c->scratch, c->B, c->T, c->NH, c->NKV,
-                          c->hs, c->window);
+                          c->hs, c->window, c->order);
     return gradcheck_dot(c->out, c->g, (long)c->B * c->T * c->NH * c->hs);
 }
 
@@ -184,18 +185,19 @@ static void gqa_naive(float *out, const gqa_ctx *c) {
     free(s);
 }
 
-static void gqa_case(int B, int T, int NH, int NKV, int hs, int window) {
-    gqa_ctx c = {.B = B, .T = T, .NH = NH, .NKV = NKV, .hs = hs, .window = window};
+static void gqa_case_in(cu_rng_t *r, int B, int T, int NH, int NKV, int hs, int window,
+                        cu_sum_t order) {
+    gqa_ctx c = {.B = B, .T = T, .NH = NH, .NKV = NKV, .hs = hs, .window = window, .order = order};
     long nq = (long)B * T * NH * hs, nkv = (long)B * T * NKV * hs;
-    c.q = gradcheck_randn(&rng, nq, 1.0f);
-    c.k = gradcheck_randn(&rng, nkv, 1.0f);
-    c.v = gradcheck_randn(&rng, nkv, 1.0f);
-    c.g = gradcheck_randn(&rng, nq, 1.0f);
+    c.q = gradcheck_randn(r, nq, 1.0f);
+    c.k = gradcheck_randn(r, nkv, 1.0f);
+    c.v = gradcheck_randn(r, nkv, 1.0f);
+    c.g = gradcheck_randn(r, nq, 1.0f);
     c.out = calloc(nq, 4);
     c.lse = calloc((size_t)B * NH * T, 4);
     c.scratch = calloc(attention_scratch_floats(T), 4);
-    float *dq = gradcheck_randn(&rng, nq, 1.0f), *dk = gradcheck_randn(&rng, nkv, 1.0f),
-          *dv = gradcheck_randn(&rng, nkv, 1.0f);
+    float *dq = gradcheck_randn(r, nq, 1.0f), *dk = gradcheck_randn(r, nkv, 1.0f),
+          *dv = gradcheck_randn(r, nkv, 1.0f);
     float *ref = calloc(nq, 4);
     gqa_loss(&c);
     gqa_naive(ref, &c);
@@ -205,16 +207,20 @@ static void gqa_case(int B, int T, int NH, int NKV, int hs, int window) {
               window, maxdiff);
     /* dq, dk, dv start as garbage: the backward must overwrite them */
     attention_gqa_backward(dq, dk, dv, c.g, c.q, c.k, c.v, c.out, c.lse, c.scratch, B, T, NH, NKV,
-                           hs, window);
+                           hs, window, order);
     char what[96];
     snprintf(what, sizeof what, "gqa dq NH=%d NKV=%d T=%d W=%d", NH, NKV, T, window);
-    gradcheck_fd(&rng, what, c.q, nq, dq, gqa_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(r, what, c.q, nq, dq, gqa_loss, &c, 200, 1e-2f, 2e-2);
     snprintf(what, sizeof what, "gqa dk NH=%d NKV=%d T=%d W=%d", NH, NKV, T, window);
-    gradcheck_fd(&rng, what, c.k, nkv, dk, gqa_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(r, what, c.k, nkv, dk, gqa_loss, &c, 200, 1e-2f, 2e-2);
     snprintf(what, sizeof what, "gqa dv NH=%d NKV=%d T=%d W=%d", NH, NKV, T, window);
-    gradcheck_fd(&rng, what, c.v, nkv, dv, gqa_loss, &c, 200, 1e-2f, 2e-2);
+    gradcheck_fd(r, what, c.v, nkv, dv, gqa_loss, &c, 200, 1e-2f, 2e-2);
     free(c.q), free(c.k), free(c.v), free(c.g), free(c.out), free(c.lse), free(c.scratch);
     free(dq), free(dk), free(dv), free(ref);
+}
+
+static void gqa_case(int B, int T, int NH, int NKV, int hs, int window) {
+    gqa_case_in(&rng, B, T, NH, NKV, hs, window, CU_SUM_SEQ);
 }
 
 static void test_gqa_attention(void) {
@@ -226,6 +232,13 @@ static void test_gqa_attention(void) {
     gqa_case(2, 9, 4, 2, 4, 3);
     gqa_case(1, 75, 2, 1, 4, 5);
     gqa_case(1, 6, 2, 1, 4, 6); /* window = T: no effect */
+    /* the sums in lanes (bf16's order): rows of up to 140 keys, a window, and
+     * a head size of 144 for the backward's dot products; from a copy of the
+     * generator so the later tests draw what they drew before */
+    cu_rng_t r = rng;
+    gqa_case_in(&r, 1, 140, 4, 2, 4, 0, CU_SUM_LANES);
+    gqa_case_in(&r, 1, 75, 2, 1, 4, 5, CU_SUM_LANES);
+    gqa_case_in(&r, 1, 6, 2, 1, 144, 0, CU_SUM_LANES);
 }
 
 /* ---------------------------------------------------------- whole model */
