@@ -572,8 +572,8 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
     matmul_forward_on(m->gemm, qkv, ln1, LAYER(m->qkvw, l, 3 * C * C), LAYER(m->qkvb, l, 3 * C), N,
                       C, 3 * C, 0.0f);
     gpt_impl_lora_forward(m, l, LORA_QKV, ln1, qkv, N, gpt_impl_site_xa(m, l, LORA_QKV));
-    attention_forward(atty, ACT(m, m->lse, l, N * NH), qkv, m->att_scratch, B, T, C, NH,
-                      gpt_impl_sum(m));
+    attention_forward(atty, gemm_lend_activation(m->gemm, atty, (size_t)N * C),
+                      ACT(m, m->lse, l, N * NH), qkv, m->att_scratch, B, T, C, NH, gpt_impl_sum(m));
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
     matmul_forward_on(m->gemm, res2, atty, LAYER(m->attprojw, l, C * C), LAYER(m->attprojb, l, C),
                       N, C, C, 1.0f);
@@ -706,8 +706,9 @@ static int block_backward(gpt_t *m, int l) {
     gpt_impl_lora_backward(m, l, LORA_MLP_FC, dbig, ln2, below ? dsmall : NULL, N);
     if (!below) return 0;
     w = LAYER(m->ln2w, l, C);
-    layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln2b, l, C)), dsmall,
-                       res2, w, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), N, C,
+    layernorm_backward(dres, gemm_lend_activation(m->gemm, dres, (size_t)N * C),
+                       gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln2b, l, C)), dsmall, res2,
+                       w, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), N, C,
                        gpt_impl_sum(m));
 
     /* attention projection: res2 = residual + atty Wap^T + bap */
@@ -717,8 +718,9 @@ static int block_backward(gpt_t *m, int l) {
                        gpt_impl_pgrad(m, LAYER(m->attprojb, l, C)), dres, atty, w, N, C, C, 0.0f);
     gpt_impl_lora_backward(m, l, LORA_ATTN_PROJ, dres, atty, below ? dsmall : NULL, N);
     if (!below) return 0;
-    attention_backward(m->dqkv, dsmall, qkv, atty, ACT(m, m->lse, l, N * NH), m->att_scratch,
-                       m->cur_B, m->cur_T, C, NH, gpt_impl_sum(m));
+    attention_backward(m->dqkv, gemm_lend_activation(m->gemm, m->dqkv, (size_t)N * 3 * C), dsmall,
+                       qkv, atty, ACT(m, m->lse, l, N * NH), m->att_scratch, m->cur_B, m->cur_T, C,
+                       NH, gpt_impl_sum(m));
 
     /* qkv projection: qkv = ln1 Wqkv^T + bqkv */
     below = gpt_impl_need_below(m, base + LORA_QKV);
@@ -729,7 +731,8 @@ static int block_backward(gpt_t *m, int l) {
     gpt_impl_lora_backward(m, l, LORA_QKV, m->dqkv, ln1, below ? dsmall : NULL, N);
     if (!below) return 0;
     w = LAYER(m->ln1w, l, C);
-    layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln1b, l, C)), dsmall,
+    layernorm_backward(dres, gemm_lend_activation(m->gemm, dres, (size_t)N * C),
+                       gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln1b, l, C)), dsmall,
                        residual, w, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), N, C,
                        gpt_impl_sum(m));
     return 1;
@@ -779,9 +782,10 @@ void gpt_backward(gpt_t *m) {
     }
     int L = m->cfg.n_layer, C = m->cfg.n_embd, N = m->cur_B * m->cur_T;
     memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
-    layernorm_backward(m->dresidual, gpt_impl_pgrad(m, m->lnfw), gpt_impl_pgrad(m, m->lnfb),
-                       m->dlnf, LAYER(m->residual3, L - 1, N * C), m->lnfw, m->lnf_mean,
-                       m->lnf_rstd, N, C, gpt_impl_sum(m));
+    layernorm_backward(m->dresidual, gemm_lend_activation(m->gemm, m->dresidual, (size_t)N * C),
+                       gpt_impl_pgrad(m, m->lnfw), gpt_impl_pgrad(m, m->lnfb), m->dlnf,
+                       LAYER(m->residual3, L - 1, N * C), m->lnfw, m->lnf_mean, m->lnf_rstd, N, C,
+                       gpt_impl_sum(m));
     int l = L - 1, carry = 1;
     for (; l >= 0 && carry; l--) {
         carry = block_backward(m, l);

@@ -264,8 +264,8 @@ static int block_backward(gpt_t *m, int l) {
     linear_backward(m, l, LLAMA_UP, dln, m->dup, ln2, w, N, C, F, 1.0f);
     if (!below) return 0;
     w = LAYER(m->mlp_norm, l, C);
-    rmsnorm_backward(dres, gpt_impl_pgrad(m, w), dsmall, res2, w, ACT(m, m->ln2_rstd, l, N), N, C,
-                     gpt_impl_sum(m));
+    rmsnorm_backward(dres, gemm_lend_activation(m->gemm, dres, (size_t)N * C), gpt_impl_pgrad(m, w),
+                     dsmall, res2, w, ACT(m, m->ln2_rstd, l, N), N, C, gpt_impl_sum(m));
 
     /* output projection: x2 = x + atty Wo^T */
     below = gpt_impl_need_below(m, base + LLAMA_O);
@@ -290,8 +290,8 @@ static int block_backward(gpt_t *m, int l) {
     linear_backward(m, l, LLAMA_V, dln, m->dv, ln1, w, N, C, KV, 1.0f);
     if (!below) return 0;
     w = LAYER(m->attn_norm, l, C);
-    rmsnorm_backward(dres, gpt_impl_pgrad(m, w), dsmall, residual, w, ACT(m, m->ln1_rstd, l, N), N,
-                     C, gpt_impl_sum(m));
+    rmsnorm_backward(dres, gemm_lend_activation(m->gemm, dres, (size_t)N * C), gpt_impl_pgrad(m, w),
+                     dsmall, residual, w, ACT(m, m->ln1_rstd, l, N), N, C, gpt_impl_sum(m));
     return 1;
 }
 
@@ -299,9 +299,9 @@ void llama_backward(gpt_t *m) {
     dims_t d = dims(m);
     int N = m->cur_B * m->cur_T, C = d.C;
     memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
-    rmsnorm_backward(m->dresidual, gpt_impl_pgrad(m, m->norm), m->dlnf,
-                     LAYER(m->residual3, d.L - 1, N * C), m->norm, m->lnf_rstd, N, C,
-                     gpt_impl_sum(m));
+    rmsnorm_backward(m->dresidual, gemm_lend_activation(m->gemm, m->dresidual, (size_t)N * C),
+                     gpt_impl_pgrad(m, m->norm), m->dlnf, LAYER(m->residual3, d.L - 1, N * C),
+                     m->norm, m->lnf_rstd, N, C, gpt_impl_sum(m));
     gpt_impl_backward_blocks(m, N_KINDS + llama_family_kinds(m), block_backward);
 }
 

@@ -128,9 +128,9 @@ static void ln_back_means_lanes(const float *d, const float *x, const float *w, 
     *mean_dx = cu_lanes_total(adx) / (float)C;
 }
 
-void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                        const float *w, const float *mean, const float *rstd, int N, int C,
-                        cu_sum_t order) {
+void layernorm_backward(float *dinp, uint16_t *dinp16, float *dw, float *db, const float *dout,
+                        const float *inp, const float *w, const float *mean, const float *rstd,
+                        int N, int C, cu_sum_t order) {
     /* rows in parallel only when no weight gradient sums over them */
 #pragma omp parallel for schedule(static) if (!dw && !db)
     for (int n = 0; n < N; n++) {
@@ -157,6 +157,7 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
                 float xhat = (x[i] - m) * s;
                 dx[i] += s * (d[i] * w[i] - mean_d - xhat * mean_dx);
             }
+            if (dinp16) gemm_to_bf16(dinp16 + (long)n * C, dx, C);
         }
         if (dw) {
             for (int i = 0; i < C; i++) dw[i] += d[i] * (x[i] - m) * s;
@@ -273,8 +274,8 @@ static void att_scores(float *S, const float *q, const float *k, int q0, int nq,
                 k, ld, 0.0f, S, nk);
 }
 
-void attention_forward(float *out, float *lse, const float *qkv, float *scratch, int B, int T,
-                       int C, int NH, cu_sum_t order) {
+void attention_forward(float *out, uint16_t *out16, float *lse, const float *qkv, float *scratch,
+                       int B, int T, int C, int NH, cu_sum_t order) {
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
@@ -304,13 +305,17 @@ void attention_forward(float *out, float *lse, const float *qkv, float *scratch,
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk, v, ld,
                         0.0f, o + (long)q0 * C, C);
+            for (int i = 0; out16 && i < nq; i++) {
+                long at = (long)(q0 + i) * C;
+                gemm_to_bf16(out16 + (o - out) + at, o + at, hs);
+            }
         }
     }
 }
 
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                        const float *lse, float *scratch, int B, int T, int C, int NH,
-                        cu_sum_t order) {
+void attention_backward(float *dqkv, uint16_t *dqkv16, const float *dout, const float *qkv,
+                        const float *out, const float *lse, float *scratch, int B, int T, int C,
+                        int NH, cu_sum_t order) {
     int hs = C / NH;
     int ld = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
@@ -368,6 +373,12 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, scale, dP, nk,
                         q + (long)q0 * ld, ld, 1.0f, dk, ld);
         }
+        /* the head's columns of dQ, dK, dV are final now */
+        for (int t = 0; dqkv16 && t < T; t++)
+            for (int part = 0; part < 3; part++) {
+                long at = (dq - dqkv) + (long)t * ld + (long)part * C;
+                gemm_to_bf16(dqkv16 + at, dqkv + at, hs);
+            }
     }
 }
 

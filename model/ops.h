@@ -55,8 +55,10 @@ void layernorm_forward(float *out, uint16_t *out16,    // (N, C), (N, C) or NULL
                        const float *inp,               // (N, C)
                        const float *w, const float *b, // (C), (C)
                        int N, int C, cu_sum_t order);
-/* dinp += ...; dw, db accumulated when non-NULL. */
-void layernorm_backward(float *dinp, float *dw, float *db,   // (N, C), (C), (C)
+/* dinp += ...; dw, db accumulated when non-NULL. dinp16, when non-NULL,
+ * receives dinp's new values rounded to bf16 (see gelu_forward). */
+void layernorm_backward(float *dinp, uint16_t *dinp16,       // (N, C), (N, C) or NULL
+                        float *dw, float *db,                // (C), (C)
                         const float *dout, const float *inp, // (N, C), (N, C)
                         const float *w, const float *mean, const float *rstd, int N, int C,
                         cu_sum_t order);
@@ -97,12 +99,15 @@ void gelu_backward(float *dinp, uint16_t *dinp16, const float *inp, const float 
 long attention_scratch_floats(int T);
 long attention_thread_floats(int T);
 int attention_threads(void);
-void attention_forward(float *out, float *lse, // (B, T, C), (B, NH, T)
-                       const float *qkv,       // (B, T, 3C)
+/* out16 and dqkv16, when non-NULL, receive out and dqkv rounded to bf16 too
+ * (see gelu_forward). */
+void attention_forward(float *out, uint16_t *out16, // (B, T, C), (B, T, C) or NULL
+                       float *lse,                  // (B, NH, T)
+                       const float *qkv,            // (B, T, 3C)
                        float *scratch, int B, int T, int C, int NH, cu_sum_t order);
 /* dqkv is overwritten. */
-void attention_backward(float *dqkv,       // (B, T, 3C)
-                        const float *dout, // (B, T, C)
+void attention_backward(float *dqkv, uint16_t *dqkv16, // (B, T, 3C), (B, T, 3C) or NULL
+                        const float *dout,             // (B, T, C)
                         const float *qkv, const float *out, const float *lse, float *scratch, int B,
                         int T, int C, int NH, cu_sum_t order);
 

@@ -49,8 +49,8 @@ void rmsnorm_forward(float *out, uint16_t *out16, float *rstd, const float *inp,
     }
 }
 
-void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                      const float *rstd, int N, int C, cu_sum_t order) {
+void rmsnorm_backward(float *dinp, uint16_t *dinp16, float *dw, const float *dout, const float *inp,
+                      const float *w, const float *rstd, int N, int C, cu_sum_t order) {
     /* rows in parallel only when no weight gradient sums over them */
 #pragma omp parallel for schedule(static) if (!dw)
     for (int n = 0; n < N; n++) {
@@ -73,6 +73,7 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
         if (dinp) {
             float *dx = dinp + (long)n * C;
             for (int i = 0; i < C; i++) dx[i] += s * (d[i] * w[i] - x[i] * s * mean_gx);
+            if (dinp16) gemm_to_bf16(dinp16 + (long)n * C, dx, C);
         }
         if (dw) {
             for (int i = 0; i < C; i++) dw[i] += d[i] * x[i] * s;

@@ -25,8 +25,10 @@ void rmsnorm_forward(float *out, uint16_t *out16, // (N, C), (N, C) or NULL
                      const float *inp,            // (N, C)
                      const float *w,              // (C)
                      int N, int C, float eps, cu_sum_t order);
-/* dinp += ...; dw accumulated when non-NULL. */
-void rmsnorm_backward(float *dinp, float *dw,              // (N, C), (C)
+/* dinp += ...; dw accumulated when non-NULL; dinp16 as in
+ * layernorm_backward. */
+void rmsnorm_backward(float *dinp, uint16_t *dinp16,       // (N, C), (N, C) or NULL
+                      float *dw,                           // (C)
                       const float *dout, const float *inp, // (N, C), (N, C)
                       const float *w, const float *rstd, int N, int C, cu_sum_t order);
 

@@ -291,8 +291,9 @@ static int block_backward(gpt_t *m, int l) {
 
     if (!mlp_backward(m, l)) return 0;
     float *w = LAYER(m->ln2w, l, C);
-    layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln2b, l, C)), dsmall,
-                       res2, w, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), N, C,
+    layernorm_backward(dres, gemm_lend_activation(m->gemm, dres, (size_t)N * C),
+                       gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln2b, l, C)), dsmall, res2,
+                       w, ACT(m, m->ln2_mean, l, N), ACT(m, m->ln2_rstd, l, N), N, C,
                        gpt_impl_sum(m));
 
     int below = gpt_impl_need_below(m, base + SC2_O);
@@ -316,7 +317,8 @@ static int block_backward(gpt_t *m, int l) {
                     C, KV, 1.0f);
     if (!below) return 0;
     w = LAYER(m->ln1w, l, C);
-    layernorm_backward(dres, gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln1b, l, C)), dsmall,
+    layernorm_backward(dres, gemm_lend_activation(m->gemm, dres, (size_t)N * C),
+                       gpt_impl_pgrad(m, w), gpt_impl_pgrad(m, LAYER(m->ln1b, l, C)), dsmall,
                        residual, w, ACT(m, m->ln1_mean, l, N), ACT(m, m->ln1_rstd, l, N), N, C,
                        gpt_impl_sum(m));
     return 1;
@@ -326,9 +328,10 @@ void starcoder2_backward(gpt_t *m) {
     dims_t d = dims(m);
     int N = m->cur_B * m->cur_T, C = d.C;
     memset(m->dresidual, 0, sizeof(float) * (size_t)N * C);
-    layernorm_backward(m->dresidual, gpt_impl_pgrad(m, m->lnfw), gpt_impl_pgrad(m, m->lnfb),
-                       m->dlnf, LAYER(m->residual3, d.L - 1, N * C), m->lnfw, m->lnf_mean,
-                       m->lnf_rstd, N, C, gpt_impl_sum(m));
+    layernorm_backward(m->dresidual, gemm_lend_activation(m->gemm, m->dresidual, (size_t)N * C),
+                       gpt_impl_pgrad(m, m->lnfw), gpt_impl_pgrad(m, m->lnfb), m->dlnf,
+                       LAYER(m->residual3, d.L - 1, N * C), m->lnfw, m->lnf_mean, m->lnf_rstd, N, C,
+                       gpt_impl_sum(m));
     gpt_impl_backward_blocks(m, N_KINDS, block_backward);
 }
 

@@ -45,13 +45,13 @@ static void layernorm_case(cu_rng_t *r, int C, cu_sum_t order) {
     c.rstd = calloc(c.N, 4);
     float *dinp = calloc(nc, 4), *dw = calloc(c.C, 4), *db = calloc(c.C, 4);
     ln_loss(&c);
-    layernorm_backward(dinp, dw, db, c.g, c.inp, c.w, c.mean, c.rstd, c.N, c.C, order);
+    layernorm_backward(dinp, NULL, dw, db, c.g, c.inp, c.w, c.mean, c.rstd, c.N, c.C, order);
     gradcheck_fd(r, "layernorm dinp", c.inp, nc, dinp, ln_loss, &c, 200, 1e-2f, 2e-2);
     gradcheck_fd(r, "layernorm dw", c.w, c.C, dw, ln_loss, &c, 200, 1e-2f, 2e-2);
     gradcheck_fd(r, "layernorm db", c.b, c.C, db, ln_loss, &c, 200, 1e-2f, 2e-2);
     /* dinp accumulates: a second backward doubles it */
     float first = dinp[3];
-    layernorm_backward(dinp, NULL, NULL, c.g, c.inp, c.w, c.mean, c.rstd, c.N, c.C, order);
+    layernorm_backward(dinp, NULL, NULL, NULL, c.g, c.inp, c.w, c.mean, c.rstd, c.N, c.C, order);
     CHECK_REL(dinp[3], 2.0f * first, 1e-5, 1e-6);
     /* the row statistics agree with the other order's to rounding */
     float *mean2 = calloc(c.N, 4), *rstd2 = calloc(c.N, 4);
@@ -151,7 +151,7 @@ typedef struct {
 
 static double att_loss(void *p) {
     att_ctx *c = p;
-    attention_forward(c->out, c->lse, c->qkv, c->scratch, c->B, c->T, c->C, c->NH, c->order);
+    attention_forward(c->out, NULL, c->lse, c->qkv, c->scratch, c->B, c->T, c->C, c->NH, c->order);
     return gradcheck_dot(c->out, c->g, (long)c->B * c->T * c->C);
 }
 
@@ -197,7 +197,7 @@ static void attention_case(cu_rng_t *r, int B, int T, int C, int NH, cu_sum_t or
     double maxdiff = 0.0;
     for (long i = 0; i < n; i++) maxdiff = fmax(maxdiff, fabs(ref[i] - c.out[i]));
     CHECK_MSG(maxdiff < 1e-5, "attention T=%d: max |out - naive| = %g", T, maxdiff);
-    attention_backward(dqkv, c.g, c.qkv, c.out, c.lse, c.scratch, B, T, C, NH, order);
+    attention_backward(dqkv, NULL, c.g, c.qkv, c.out, c.lse, c.scratch, B, T, C, NH, order);
     char what[64];
     snprintf(what, sizeof what, "attention dqkv T=%d%s", T, order == CU_SUM_LANES ? " lanes" : "");
     gradcheck_fd(r, what, c.qkv, n3, dqkv, att_loss, &c, 300, 1e-2f, 2e-2);

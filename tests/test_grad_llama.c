@@ -48,7 +48,7 @@ static void rmsnorm_case(cu_rng_t *r, int C, cu_sum_t order) {
     for (int i = 0; i < c.C; i++) ss += (double)c.inp[i] * c.inp[i];
     double s = 1.0 / sqrt(ss / c.C + 1e-5);
     CHECK_REL(c.out[3], c.inp[3] * s * c.w[3], 1e-5, 1e-6);
-    rmsnorm_backward(dinp, dw, c.g, c.inp, c.w, c.rstd, c.N, c.C, order);
+    rmsnorm_backward(dinp, NULL, dw, c.g, c.inp, c.w, c.rstd, c.N, c.C, order);
     gradcheck_fd(r, "rmsnorm dinp", c.inp, nc, dinp, rms_loss, &c, 200, 1e-2f, 1e-2);
     gradcheck_fd(r, "rmsnorm dw", c.w, c.C, dw, rms_loss, &c, 200, 1e-2f, 1e-2);
     free(c.inp), free(c.w), free(c.g), free(c.out), free(c.rstd), free(dinp), free(dw);
