@@ -56,49 +56,15 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t
 
 /* -------------------------------------------------------------- layernorm */
 
-/* One row's mean and 1/std with the sums in lanes (CU_SUM_LANES). */
-static void ln_stats_lanes(const float *x, int C, float eps, float *mean, float *rstd) {
-    float acc[CU_LANES] = {0};
-    int i = 0;
-    for (; i + CU_LANES <= C; i += CU_LANES)
-        for (int l = 0; l < CU_LANES; l++) acc[l] += x[i + l];
-    for (int l = 0; i + l < C; l++) acc[l] += x[i + l];
-    float m = cu_lanes_total(acc) / (float)C;
-    for (int l = 0; l < CU_LANES; l++) acc[l] = 0.0f;
-    for (i = 0; i + CU_LANES <= C; i += CU_LANES)
-        for (int l = 0; l < CU_LANES; l++) {
-            float d = x[i + l] - m;
-            acc[l] += d * d;
-        }
-    for (int l = 0; i + l < C; l++) {
-        float d = x[i + l] - m;
-        acc[l] += d * d;
-    }
-    *mean = m;
-    *rstd = 1.0f / sqrtf(cu_lanes_total(acc) / (float)C + eps);
-}
-
 void layernorm_forward(float *out, uint16_t *out16, float *mean, float *rstd, const float *inp,
                        const float *w, const float *b, int N, int C, cu_sum_t order) {
     const float eps = 1e-5f;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (long)n * C;
-        float m, s;
-        if (order == CU_SUM_LANES) {
-            ln_stats_lanes(x, C, eps, &m, &s);
-        } else {
-            m = 0.0f;
-            for (int i = 0; i < C; i++) m += x[i];
-            m /= (float)C;
-            float v = 0.0f;
-            for (int i = 0; i < C; i++) {
-                float d = x[i] - m;
-                v += d * d;
-            }
-            v /= (float)C;
-            s = 1.0f / sqrtf(v + eps);
-        }
+        float m = cu_sum(x, C, order) / (float)C;
+        float v = cu_sum_sqdev(x, m, C, order) / (float)C;
+        float s = 1.0f / sqrtf(v + eps);
         float *o = out + (long)n * C;
         for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * w[i] + b[i];
         if (out16) gemm_to_bf16(out16 + (long)n * C, o, C);
@@ -217,31 +183,19 @@ static inline float gelu_grad_of(float x) {
 }
 
 void gelu_forward(float *out, uint16_t *out16, const float *inp, long n) {
-    if (out16) {
 #pragma omp parallel for schedule(static)
-        for (long i = 0; i < n; i++) {
-            float y = gelu_of(inp[i]);
-            out[i] = y;
-            out16[i] = gemm_bf16_of(y);
-        }
-        return;
+    for (long i = 0; i < n; i++) {
+        out[i] = gelu_of(inp[i]);
+        if (out16) out16[i] = gemm_bf16_of(out[i]);
     }
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) out[i] = gelu_of(inp[i]);
 }
 
 void gelu_backward(float *dinp, uint16_t *dinp16, const float *inp, const float *dout, long n) {
-    if (dinp16) {
 #pragma omp parallel for schedule(static)
-        for (long i = 0; i < n; i++) {
-            float d = dout[i] * gelu_grad_of(inp[i]);
-            dinp[i] = d;
-            dinp16[i] = gemm_bf16_of(d);
-        }
-        return;
+    for (long i = 0; i < n; i++) {
+        dinp[i] = dout[i] * gelu_grad_of(inp[i]);
+        if (dinp16) dinp16[i] = gemm_bf16_of(dinp[i]);
     }
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) dinp[i] = dout[i] * gelu_grad_of(inp[i]);
 }
 
 /* -------------------------------------------------------------- attention */

@@ -180,6 +180,45 @@ static inline float cu_exp_sum(float *s, int n, float m, cu_sum_t order) {
     return cu_lanes_total(acc);
 }
 
+/* The sum of x[i], i < n, taken in `order`. */
+static inline float cu_sum(const float *x, int n, cu_sum_t order) {
+    if (order == CU_SUM_SEQ) {
+        float sum = 0.0f;
+        for (int i = 0; i < n; i++) sum += x[i];
+        return sum;
+    }
+    float acc[CU_LANES] = {0};
+    int i = 0;
+    for (; i + CU_LANES <= n; i += CU_LANES)
+        for (int l = 0; l < CU_LANES; l++) acc[l] += x[i + l];
+    for (int l = 0; i + l < n; l++) acc[l] += x[i + l];
+    return cu_lanes_total(acc);
+}
+
+/* The sum of (x[i] - m)^2, i < n, taken in `order`. */
+static inline float cu_sum_sqdev(const float *x, float m, int n, cu_sum_t order) {
+    if (order == CU_SUM_SEQ) {
+        float v = 0.0f;
+        for (int i = 0; i < n; i++) {
+            float d = x[i] - m;
+            v += d * d;
+        }
+        return v;
+    }
+    float acc[CU_LANES] = {0};
+    int i = 0;
+    for (; i + CU_LANES <= n; i += CU_LANES)
+        for (int l = 0; l < CU_LANES; l++) {
+            float d = x[i + l] - m;
+            acc[l] += d * d;
+        }
+    for (int l = 0; i + l < n; l++) {
+        float d = x[i + l] - m;
+        acc[l] += d * d;
+    }
+    return cu_lanes_total(acc);
+}
+
 /* The sum of a[i] * b[i], i < n, taken in `order`. */
 static inline float cu_dot(const float *a, const float *b, int n, cu_sum_t order) {
     if (order == CU_SUM_SEQ) {

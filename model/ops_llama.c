@@ -30,17 +30,7 @@ void rmsnorm_forward(float *out, uint16_t *out16, float *rstd, const float *inp,
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (long)n * C;
-        float ss = 0.0f;
-        if (order == CU_SUM_LANES) {
-            float acc[CU_LANES] = {0};
-            int i = 0;
-            for (; i + CU_LANES <= C; i += CU_LANES)
-                for (int l = 0; l < CU_LANES; l++) acc[l] += x[i + l] * x[i + l];
-            for (int l = 0; i + l < C; l++) acc[l] += x[i + l] * x[i + l];
-            ss = cu_lanes_total(acc);
-        } else {
-            for (int i = 0; i < C; i++) ss += x[i] * x[i];
-        }
+        float ss = cu_dot(x, x, C, order);
         float s = 1.0f / sqrtf(ss / (float)C + eps);
         float *o = out + (long)n * C;
         for (int i = 0; i < C; i++) o[i] = x[i] * s * w[i];
