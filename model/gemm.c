@@ -447,13 +447,10 @@ static void entry_run(gemm_t *g, gemm_entry_t *e, const void *src, const void *w
     dnnl_memory_set_data_handle(e->src, (void *)src);
     dnnl_memory_set_data_handle(e->wei, (void *)wei);
     dnnl_memory_set_data_handle(e->dst, out);
-    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->src},
-                               {DNNL_ARG_WEIGHTS, e->wei},
-                               {DNNL_ARG_DST, e->dst},
-                               {DNNL_ARG_SCRATCHPAD, e->scratch},
-                               {DNNL_ARG_BIAS, e->bia}};
+    dnnl_exec_arg_t args[5] = {
+        {DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
     int nargs = 3;
-    if (e->scratch) nargs = 4;
+    if (e->scratch) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
     if (e->bias) {
         dnnl_memory_set_data_handle(e->bia, (void *)bias);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bia};
