@@ -43,6 +43,19 @@ typedef struct {
     int reorders;             /* want differs from plain: needs a packed copy */
 } gemm_entry_t;
 
+/* A batched product's primitive (gemm_batched), keyed by its whole
+ * descriptor. */
+typedef struct {
+    gemm_batch_t key;
+    dnnl_primitive_t prim; /* NULL: no oneDNN kernel, emulate */
+    dnnl_memory_t src, wei, dst, scratch;
+    size_t scratch_bytes;
+} gemm_bentry_t;
+
+/* Batched products of one step: attention's per-block products, about 7
+ * shapes per query block of the sequence. */
+#define GEMM_BCACHE 64
+
 typedef struct {
     const float *f32;
     const uint16_t *bf16;
@@ -68,6 +81,10 @@ struct gemm {
     dnnl_stream_t stream;
     gemm_entry_t cache[GEMM_CACHE];
     int n_cached, next_evict;
+    gemm_bentry_t bcache[GEMM_BCACHE];
+    int n_bcached, next_bevict;
+    void *work; /* gemm_workspace's buffer */
+    size_t work_cap;
     gemm_range_t *ranges; /* grown as weights register */
     int n_ranges, cap_ranges;
     gemm_packed_t *packed; /* grown as packable weights are first used */
@@ -128,6 +145,15 @@ static void entry_release(gemm_entry_t *e) {
     memset(e, 0, sizeof *e);
 }
 
+static void bentry_release(gemm_bentry_t *e) {
+    if (e->prim) dnnl_primitive_destroy(e->prim);
+    if (e->src) dnnl_memory_destroy(e->src);
+    if (e->wei) dnnl_memory_destroy(e->wei);
+    if (e->dst) dnnl_memory_destroy(e->dst);
+    if (e->scratch) dnnl_memory_destroy(e->scratch);
+    memset(e, 0, sizeof *e);
+}
+
 static void packed_release_all(gemm_t *g) {
     for (int i = 0; i < g->n_packed; i++) dnnl_memory_destroy(g->packed[i].mem);
     g->n_packed = 0;
@@ -136,6 +162,7 @@ static void packed_release_all(gemm_t *g) {
 void gemm_free(gemm_t *g) {
     if (!g) return;
     for (int i = 0; i < g->n_cached; i++) entry_release(&g->cache[i]);
+    for (int i = 0; i < g->n_bcached; i++) bentry_release(&g->bcache[i]);
     packed_release_all(g);
     free(g->packed);
     if (g->stream) dnnl_stream_destroy(g->stream);
@@ -145,6 +172,7 @@ void gemm_free(gemm_t *g) {
     free(g->sb);
     free(g->emu);
     free(g->scratch);
+    free(g->work);
     free(g->ranges);
     free(g);
 }
@@ -211,11 +239,15 @@ int gemm_status(const gemm_t *g, cu_error_t *err) {
     return cu_error_set(err, g->status, "%s", g->status_msg);
 }
 
-static void fail(gemm_t *g, int code, const char *msg, float *out, int M, int N) {
+static void set_status(gemm_t *g, int code, const char *msg) {
     if (g->status == CU_OK) {
         g->status = code;
         snprintf(g->status_msg, sizeof g->status_msg, "%s", msg);
     }
+}
+
+static void fail(gemm_t *g, int code, const char *msg, float *out, int M, int N) {
+    set_status(g, code, msg);
     memset(out, 0, sizeof(float) * (size_t)M * N);
 }
 
@@ -439,6 +471,19 @@ static void *packed_get(gemm_t *g, const gemm_entry_t *e, const uint16_t *w16) {
     return buf;
 }
 
+/* The primitives' scratchpad (one for all, grown to the largest); NULL
+ * when out of memory. */
+static void *scratch_for(gemm_t *g, size_t need) {
+    if (need > g->scratch_cap) {
+        free(g->scratch);
+        g->scratch_cap = 0;
+        size_t bytes = (need + 4095) & ~(size_t)4095;
+        if (!(g->scratch = aligned_alloc(4096, bytes))) return NULL;
+        g->scratch_cap = bytes;
+    }
+    return g->scratch;
+}
+
 /* Runs e's primitive: out = e's product of src (bf16) and wei (+ bias when
  * e has one). */
 static void entry_run(gemm_t *g, gemm_entry_t *e, const void *src, const void *wei,
@@ -456,17 +501,12 @@ static void entry_run(gemm_t *g, gemm_entry_t *e, const void *src, const void *w
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bia};
     }
     if (e->scratch) {
-        if (e->scratch_bytes > g->scratch_cap) {
-            free(g->scratch);
-            g->scratch_cap = 0;
-            size_t bytes = (e->scratch_bytes + 4095) & ~(size_t)4095;
-            if (!(g->scratch = aligned_alloc(4096, bytes))) {
-                fail(g, CU_ENOMEM, "out of memory (oneDNN scratchpad)", out, M, N);
-                return;
-            }
-            g->scratch_cap = bytes;
+        void *sp = scratch_for(g, e->scratch_bytes);
+        if (!sp) {
+            fail(g, CU_ENOMEM, "out of memory (oneDNN scratchpad)", out, M, N);
+            return;
         }
-        dnnl_memory_set_data_handle(e->scratch, g->scratch);
+        dnnl_memory_set_data_handle(e->scratch, sp);
     }
     if (dnnl_primitive_execute(e->prim, g->stream, nargs, args) != dnnl_success ||
         dnnl_stream_wait(g->stream) != dnnl_success)
@@ -616,4 +656,158 @@ void gemm_small(gemm_t *g, float *out, const float *a, int ta, int a_last, const
     else
         small_emulate(g, out, a16, ta, g->sb, tb, M, N, K, alpha, beta);
     omp_set_num_threads(threads);
+}
+
+/* ------------------------------------------------------- batched products */
+
+void *gemm_workspace(gemm_t *g, size_t bytes) {
+    if (bytes > g->work_cap) {
+        free(g->work);
+        g->work_cap = 0;
+        size_t cap = (bytes + 4095) & ~(size_t)4095;
+        if (!(g->work = aligned_alloc(4096, cap))) {
+            set_status(g, CU_ENOMEM, "out of memory (bf16 attention's workspace)");
+            return NULL;
+        }
+        g->work_cap = cap;
+    }
+    return g->work;
+}
+
+/* A 5-d descriptor of one operand: batch dims, rows, columns. A dimension
+ * of size 1 gets a harmless non-zero stride (it is never stepped along). */
+static void batch_md(dnnl_memory_desc_t *md, const int dims[5], const long strides[5],
+                     dnnl_data_type_t dt) {
+    dnnl_dims_t d, s;
+    for (int i = 0; i < 5; i++) {
+        d[i] = dims[i];
+        s[i] = dims[i] == 1 && strides[i] == 0 ? 1 : strides[i];
+    }
+    dnnl_memory_desc_init_by_strides(md, 5, d, dt, s);
+}
+
+static void bentry_create(gemm_t *g, gemm_bentry_t *e) {
+    const gemm_batch_t *d = &e->key;
+    int ad[5] = {d->batch[0], d->batch[1], d->batch[2], d->M, d->K};
+    int wd[5] = {d->batch[0], d->batch[1], d->batch[2], d->K, d->N};
+    int od[5] = {d->batch[0], d->batch[1], d->batch[2], d->M, d->N};
+    for (int i = 0; i < 3; i++)
+        if (d->w[i] == 0) wd[i] = 1; /* broadcast */
+    dnnl_memory_desc_t amd, wmd, omd;
+    batch_md(&amd, ad, d->a, dnnl_bf16);
+    batch_md(&wmd, wd, d->w, dnnl_bf16);
+    batch_md(&omd, od, d->out, dnnl_f32);
+    dnnl_matmul_desc_t desc;
+    if (dnnl_matmul_desc_init(&desc, &amd, &wmd, NULL, &omd) != dnnl_success) return;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_attr_create(&attr);
+    dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (d->alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &d->alpha);
+    if (d->beta != 0.0f) {
+        dnnl_post_ops_create(&po);
+        dnnl_post_ops_append_sum(po, d->beta);
+        dnnl_primitive_attr_set_post_ops(attr, po);
+    }
+    if (dnnl_primitive_desc_create(&pd, &desc, attr, g->engine, NULL) == dnnl_success) {
+        if (dnnl_primitive_create(&e->prim, pd) == dnnl_success) {
+            dnnl_memory_create(&e->src, &amd, g->engine, DNNL_MEMORY_NONE);
+            dnnl_memory_create(&e->wei, &wmd, g->engine, DNNL_MEMORY_NONE);
+            dnnl_memory_create(&e->dst, &omd, g->engine, DNNL_MEMORY_NONE);
+            const dnnl_memory_desc_t *sp =
+                dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+            e->scratch_bytes = sp ? dnnl_memory_desc_get_size(sp) : 0;
+            if (e->scratch_bytes) dnnl_memory_create(&e->scratch, sp, g->engine, DNNL_MEMORY_NONE);
+        } else {
+            e->prim = NULL;
+        }
+        dnnl_primitive_desc_destroy(pd);
+    }
+    if (po) dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+}
+
+static int batch_equal(const gemm_batch_t *x, const gemm_batch_t *y) {
+    for (int i = 0; i < 3; i++)
+        if (x->batch[i] != y->batch[i]) return 0;
+    for (int i = 0; i < 5; i++)
+        if (x->a[i] != y->a[i] || x->w[i] != y->w[i] || x->out[i] != y->out[i]) return 0;
+    return x->M == y->M && x->K == y->K && x->N == y->N && x->alpha == y->alpha &&
+           x->beta == y->beta;
+}
+
+static gemm_bentry_t *bentry_find(gemm_t *g, const gemm_batch_t *d) {
+    for (int i = 0; i < g->n_bcached; i++)
+        if (batch_equal(&g->bcache[i].key, d)) return &g->bcache[i];
+    gemm_bentry_t *e;
+    if (g->n_bcached < GEMM_BCACHE) {
+        e = &g->bcache[g->n_bcached++];
+    } else {
+        e = &g->bcache[g->next_bevict];
+        g->next_bevict = (g->next_bevict + 1) % GEMM_BCACHE;
+        bentry_release(e);
+    }
+    e->key = *d;
+    bentry_create(g, e);
+    return e;
+}
+
+/* Widens an (R x C) bf16 view with strides (rs, cs) into a dense fp32 one. */
+static void widen_view(float *dst, const uint16_t *src, int R, int C, long rs, long cs) {
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            uint32_t u = (uint32_t)src[r * rs + c * cs] << 16;
+            memcpy(&dst[(long)r * C + c], &u, sizeof u);
+        }
+}
+
+static void batched_emulated(gemm_t *g, const gemm_batch_t *d, float *out, const uint16_t *a,
+                             const uint16_t *w) {
+    size_t na = (size_t)d->M * d->K, nw = (size_t)d->K * d->N;
+    if (!reserve((void **)&g->emu, &g->emu_cap, na + nw, sizeof(float))) {
+        set_status(g, CU_ENOMEM, "out of memory in the bf16 emulation");
+        return;
+    }
+    float *af = g->emu, *wf = g->emu + na;
+    for (int i = 0; i < d->batch[0]; i++)
+        for (int j = 0; j < d->batch[1]; j++)
+            for (int l = 0; l < d->batch[2]; l++) {
+                widen_view(af, a + i * d->a[0] + j * d->a[1] + l * d->a[2], d->M, d->K, d->a[3],
+                           d->a[4]);
+                widen_view(wf, w + i * d->w[0] + j * d->w[1] + l * d->w[2], d->K, d->N, d->w[3],
+                           d->w[4]);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->M, d->N, d->K, d->alpha,
+                            af, d->K, wf, d->N, d->beta,
+                            out + i * d->out[0] + j * d->out[1] + l * d->out[2], (int)d->out[3]);
+            }
+}
+
+void gemm_batched(gemm_t *g, const gemm_batch_t *d, float *out, const uint16_t *a,
+                  const uint16_t *w) {
+    /* a lent activation stays lent: these products neither read nor
+     * change the backend's activation buffer */
+    gemm_bentry_t *e = bentry_find(g, d);
+    if (!e->prim) {
+        batched_emulated(g, d, out, a, w);
+        return;
+    }
+    dnnl_memory_set_data_handle(e->src, (void *)a);
+    dnnl_memory_set_data_handle(e->wei, (void *)w);
+    dnnl_memory_set_data_handle(e->dst, out);
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
+    int nargs = 3;
+    if (e->scratch) {
+        void *sp = scratch_for(g, e->scratch_bytes);
+        if (!sp) {
+            set_status(g, CU_ENOMEM, "out of memory (oneDNN scratchpad)");
+            return;
+        }
+        dnnl_memory_set_data_handle(e->scratch, sp);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
+    }
+    if (dnnl_primitive_execute(e->prim, g->stream, nargs, args) != dnnl_success ||
+        dnnl_stream_wait(g->stream) != dnnl_success)
+        set_status(g, CU_EINTERNAL, "oneDNN: a batched bf16 matmul failed to run");
 }

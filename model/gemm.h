@@ -96,6 +96,31 @@ uint16_t *gemm_lend_activation(gemm_t *g, const float *x, size_t n);
 void gemm_small(gemm_t *g, float *out, const float *a, int ta, int a_last, const float *b, int tb,
                 int M, int N, int K, float alpha, float beta);
 
+/* A batched product of operands already in bf16 (the caller rounded them):
+ * for every batch index (i, j, l) below batch[0..2],
+ *   out[i,j,l] (M, N) = beta * out[i,j,l] + alpha * a[i,j,l] (M, K) @ w[i,j,l] (K, N)
+ * with fp32 accumulation and an fp32 out. Each operand is given by its
+ * first element and its strides in elements: {batch 0, batch 1, batch 2,
+ * row, column}; out's column stride must be 1. A zero batch stride of w
+ * broadcasts it along that dimension. For attention's per-head products
+ * (model/attention_bf16.c): strided views into the activations, no copies.
+ * oneDNN's batched matmul, its primitive kept per descriptor; where oneDNN
+ * has no bf16 kernel, each batch's operands widened to fp32 and sgemm.
+ * Neither uses nor expires a lent activation (gemm_lend_activation), so
+ * a pass may lend, run batched products, then fill the lent values. */
+typedef struct {
+    int batch[3], M, K, N;
+    long a[5], w[5], out[5];
+    float alpha, beta;
+} gemm_batch_t;
+void gemm_batched(gemm_t *g, const gemm_batch_t *d, float *out, const uint16_t *a,
+                  const uint16_t *w);
+/* A buffer of at least bytes the backend keeps for its caller's bf16 work
+ * (attention's scores and rounded operands), grown on demand and reused;
+ * its contents do not survive a call that grows it. NULL when memory runs
+ * out (gemm_status then reports it). */
+void *gemm_workspace(gemm_t *g, size_t bytes);
+
 /* What computes the bf16 products: oneDNN's implementation name of the
  * last primitive created (e.g. "brg:avx512_core_bf16"), or the emulation;
  * "none yet" before the first product. */

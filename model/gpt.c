@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "model/attention_bf16.h"
 #include "model/gpt_impl.h"
 #include "model/ops.h"
 
@@ -297,6 +298,10 @@ void gpt_free(gpt_t *m) {
     free(m);
 }
 
+void gpt_set_bf16_attention_from(gpt_t *m, int T) {
+    m->att16_from = T > 0 ? T : 0;
+}
+
 void gpt_set_activation_checkpointing(gpt_t *m, int on) {
     if (!!on == m->ckpt) return;
     m->ckpt = !!on;
@@ -572,8 +577,16 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
     matmul_forward_on(m->gemm, qkv, ln1, LAYER(m->qkvw, l, 3 * C * C), LAYER(m->qkvb, l, 3 * C), N,
                       C, 3 * C, 0.0f);
     gpt_impl_lora_forward(m, l, LORA_QKV, ln1, qkv, N, gpt_impl_site_xa(m, l, LORA_QKV));
-    attention_forward(atty, gemm_lend_activation(m->gemm, atty, (size_t)N * C),
-                      ACT(m, m->lse, l, N * NH), qkv, m->att_scratch, B, T, C, NH, gpt_impl_sum(m));
+    if (gpt_impl_att16(m)) {
+        att_shape_t as = {.B = B, .T = T, .NH = NH, .NKV = NH, .hs = C / NH};
+        attention_bf16_forward(m->gemm, atty, gemm_lend_activation(m->gemm, atty, (size_t)N * C),
+                               ACT(m, m->lse, l, N * NH), qkv, 3 * C, qkv + C, qkv + 2 * C, 3 * C,
+                               &as, gpt_impl_sum(m));
+    } else {
+        attention_forward(atty, gemm_lend_activation(m->gemm, atty, (size_t)N * C),
+                          ACT(m, m->lse, l, N * NH), qkv, m->att_scratch, B, T, C, NH,
+                          gpt_impl_sum(m));
+    }
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
     matmul_forward_on(m->gemm, res2, atty, LAYER(m->attprojw, l, C * C), LAYER(m->attprojb, l, C),
                       N, C, C, 1.0f);
@@ -718,9 +731,17 @@ static int block_backward(gpt_t *m, int l) {
                        gpt_impl_pgrad(m, LAYER(m->attprojb, l, C)), dres, atty, w, N, C, C, 0.0f);
     gpt_impl_lora_backward(m, l, LORA_ATTN_PROJ, dres, atty, below ? dsmall : NULL, N);
     if (!below) return 0;
-    attention_backward(m->dqkv, gemm_lend_activation(m->gemm, m->dqkv, (size_t)N * 3 * C), dsmall,
-                       qkv, atty, ACT(m, m->lse, l, N * NH), m->att_scratch, m->cur_B, m->cur_T, C,
-                       NH, gpt_impl_sum(m));
+    if (gpt_impl_att16(m)) {
+        att_shape_t as = {.B = m->cur_B, .T = m->cur_T, .NH = NH, .NKV = NH, .hs = C / NH};
+        attention_bf16_backward(m->gemm, m->dqkv, 3 * C, m->dqkv + C, m->dqkv + 2 * C, 3 * C,
+                                gemm_lend_activation(m->gemm, m->dqkv, (size_t)N * 3 * C), dsmall,
+                                qkv, 3 * C, qkv + C, qkv + 2 * C, 3 * C, atty,
+                                ACT(m, m->lse, l, N * NH), &as, gpt_impl_sum(m));
+    } else {
+        attention_backward(m->dqkv, gemm_lend_activation(m->gemm, m->dqkv, (size_t)N * 3 * C),
+                           dsmall, qkv, atty, ACT(m, m->lse, l, N * NH), m->att_scratch, m->cur_B,
+                           m->cur_T, C, NH, gpt_impl_sum(m));
+    }
 
     /* qkv projection: qkv = ln1 Wqkv^T + bqkv */
     below = gpt_impl_need_below(m, base + LORA_QKV);

@@ -242,6 +242,14 @@ const char *gpt_gemm_kernel(const gpt_t *m);
  * none): a forward or backward whose products failed computed zeros. */
 int gpt_gemm_status(const gpt_t *m, cu_error_t *err);
 
+/* bf16 only: batches of sequences of at least T tokens run attention's
+ * products in bf16 as well (model/attention_bf16.h: batched over the heads
+ * on oneDNN); shorter ones keep the fp32 attention, which is as fast or
+ * faster there (docs/performance.md). T <= 0: the default,
+ * GPT_ATT16_FROM_T; 1: every batch (tests). */
+#define GPT_ATT16_FROM_T 256
+void gpt_set_bf16_attention_from(gpt_t *m, int T);
+
 /* Activation checkpointing: the forward keeps each block's input only and
  * the backward recomputes the block before going through it, so activation
  * memory is one block's plus L block inputs. Bit for bit the same losses and

@@ -83,7 +83,8 @@ struct gpt {
      * current */
     int master_sharded;
 
-    int ckpt; /* activation checkpointing (ACT below) */
+    int ckpt;       /* activation checkpointing (ACT below) */
+    int att16_from; /* gpt_set_bf16_attention_from; 0: GPT_ATT16_FROM_T */
 };
 
 #define LAYER(p, l, size) ((p) + (long)(l) * (size))
@@ -142,7 +143,22 @@ static inline cu_sum_t gpt_impl_sum(const gpt_t *m) {
     return m->precision == GPT_PREC_BF16 ? CU_SUM_LANES : CU_SUM_SEQ;
 }
 
+/* Whether this batch's attention runs its products in bf16
+ * (attention_bf16.h): bf16 precision and sequences long enough. */
+static inline int gpt_impl_att16(const gpt_t *m) {
+    int from = m->att16_from > 0 ? m->att16_from : GPT_ATT16_FROM_T;
+    return m->gemm && m->cur_T >= from;
+}
+
 /* llama.c */
+/* Layer l's grouped-query attention, Llama's and StarCoder2's: the fp32
+ * attention (ops_llama.h) or, when gpt_impl_att16, attention_bf16.h's;
+ * the output's bf16 rounding lent to the output projection in bf16. The
+ * backward writes m->dq, m->dk, m->dv. */
+void gpt_impl_gqa_forward(gpt_t *m, int l, float *atty, const float *q, const float *k,
+                          const float *v, int hs);
+void gpt_impl_gqa_backward(gpt_t *m, int l, const float *dout, const float *q, const float *k,
+                           const float *v, const float *atty, int hs);
 void llama_block_forward(gpt_t *m, int l, const float *residual);
 int llama_layout_params(gpt_t *m, cu_error_t *err);
 int llama_reserve(gpt_t *m, int B, int T, cu_error_t *err);

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/attention_bf16.h"
 #include "model/gpt_impl.h"
 #include "model/ops.h"
 #include "model/ops_llama.h"
@@ -180,8 +181,7 @@ void llama_block_forward(gpt_t *m, int l, const float *residual) {
     llama_family_qkv_bias(m, l, q, k, v, N, Q, KV);
     rope_forward(q, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_forward(k, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
-    attention_gqa_forward(atty, ACT(m, m->lse, l, N * d.NH), q, k, v, m->att_scratch, B, T, d.NH,
-                          d.NKV, d.hs, m->cfg.sliding_window, gpt_impl_sum(m));
+    gpt_impl_gqa_forward(m, l, atty, q, k, v, d.hs);
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
     linear(m, l, LLAMA_O, res2, atty, LAYER(m->wo, l, C * Q), N, Q, C, 1.0f);
 
@@ -272,9 +272,7 @@ static int block_backward(gpt_t *m, int l) {
     w = LAYER(m->wo, l, C * Q);
     linear_backward(m, l, LLAMA_O, below ? dsmall : NULL, dres, atty, w, N, Q, C, 0.0f);
     if (!below) return 0;
-    attention_gqa_backward(m->dq, m->dk, m->dv, dsmall, q, k, v, atty, ACT(m, m->lse, l, N * d.NH),
-                           m->att_scratch, B, T, d.NH, d.NKV, d.hs, m->cfg.sliding_window,
-                           gpt_impl_sum(m));
+    gpt_impl_gqa_backward(m, l, dsmall, q, k, v, atty, d.hs);
     rope_backward(m->dq, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_backward(m->dk, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
     llama_family_qkv_bias_backward(m, l, m->dq, m->dk, m->dv, N, Q, KV);
@@ -419,4 +417,40 @@ double llama_flops_per_step(const gpt_t *m, int B, int T) {
     double bwd = d.L * (linear_f + 2.5 * attn) + head + 2.0 * lora_fwd;
     if (!m->lora.enabled) bwd += d.L * linear_f + head;
     return fwd + lora_fwd + bwd;
+}
+
+/* ---------------------------------------------------------- GQA attention */
+
+void gpt_impl_gqa_forward(gpt_t *m, int l, float *atty, const float *q, const float *k,
+                          const float *v, int hs) {
+    const gpt_config_t *c = &m->cfg;
+    int B = m->cur_B, T = m->cur_T, N = B * T, NH = c->n_head, NKV = c->n_kv_head;
+    int Q = NH * hs, KV = NKV * hs;
+    float *lse = ACT(m, m->lse, l, N * NH);
+    if (gpt_impl_att16(m)) {
+        att_shape_t as = {
+            .B = B, .T = T, .NH = NH, .NKV = NKV, .hs = hs, .window = c->sliding_window};
+        attention_bf16_forward(m->gemm, atty, gemm_lend_activation(m->gemm, atty, (size_t)N * Q),
+                               lse, q, Q, k, v, KV, &as, gpt_impl_sum(m));
+    } else {
+        attention_gqa_forward(atty, lse, q, k, v, m->att_scratch, B, T, NH, NKV, hs,
+                              c->sliding_window, gpt_impl_sum(m));
+    }
+}
+
+void gpt_impl_gqa_backward(gpt_t *m, int l, const float *dout, const float *q, const float *k,
+                           const float *v, const float *atty, int hs) {
+    const gpt_config_t *c = &m->cfg;
+    int B = m->cur_B, T = m->cur_T, N = B * T, NH = c->n_head, NKV = c->n_kv_head;
+    int Q = NH * hs, KV = NKV * hs;
+    const float *lse = ACT(m, m->lse, l, N * NH);
+    if (gpt_impl_att16(m)) {
+        att_shape_t as = {
+            .B = B, .T = T, .NH = NH, .NKV = NKV, .hs = hs, .window = c->sliding_window};
+        attention_bf16_backward(m->gemm, m->dq, Q, m->dk, m->dv, KV, NULL, dout, q, Q, k, v, KV,
+                                atty, lse, &as, gpt_impl_sum(m));
+    } else {
+        attention_gqa_backward(m->dq, m->dk, m->dv, dout, q, k, v, atty, lse, m->att_scratch, B, T,
+                               NH, NKV, hs, c->sliding_window, gpt_impl_sum(m));
+    }
 }

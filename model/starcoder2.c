@@ -205,8 +205,7 @@ static void block_forward(gpt_t *m, int l, const float *residual) {
     linear(m, l, SC2_V, v, ln1, LAYER(m->wv, l, KV * C), LAYER(m->bv, l, KV), N, C, KV, 0.0f);
     rope_forward(q, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_forward(k, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
-    attention_gqa_forward(atty, ACT(m, m->lse, l, N * d.NH), q, k, v, m->att_scratch, B, T, d.NH,
-                          d.NKV, d.hs, m->cfg.sliding_window, gpt_impl_sum(m));
+    gpt_impl_gqa_forward(m, l, atty, q, k, v, d.hs);
     memcpy(res2, residual, sizeof(float) * (size_t)N * C);
     linear(m, l, SC2_O, res2, atty, LAYER(m->wo, l, C * C), LAYER(m->bo, l, C), N, C, C, 1.0f);
 
@@ -300,9 +299,7 @@ static int block_backward(gpt_t *m, int l) {
     linear_backward(m, l, SC2_O, below ? dsmall : NULL, dres, atty, LAYER(m->wo, l, C * C),
                     LAYER(m->bo, l, C), N, C, C, 0.0f);
     if (!below) return 0;
-    attention_gqa_backward(m->dq, m->dk, m->dv, dsmall, q, k, v, atty, ACT(m, m->lse, l, N * d.NH),
-                           m->att_scratch, B, T, d.NH, d.NKV, d.hs, m->cfg.sliding_window,
-                           gpt_impl_sum(m));
+    gpt_impl_gqa_backward(m, l, dsmall, q, k, v, atty, d.hs);
     rope_backward(m->dq, m->rope_cos, m->rope_sin, B, T, d.NH, d.hs, 0);
     rope_backward(m->dk, m->rope_cos, m->rope_sin, B, T, d.NKV, d.hs, 0);
 

@@ -21,3 +21,10 @@ cu_add_test(test_gemm SOURCES ${CU_TEST_DIR}/test_gemm.c LIBS cu_model LABELS un
 add_test(NAME base_cache_e2e
          COMMAND ${CU_PYTHON_ORACLE} ${CU_TEST_DIR}/base_cache_e2e.py $<TARGET_FILE:codex-train>)
 set_tests_properties(base_cache_e2e PROPERTIES LABELS mpi TIMEOUT 600)
+# issue 14: attention with bf16 products (batched over heads) against the
+# fp32 attention, GPT-2's and GQA with a window, 1 vs 2 threads; also on the
+# emulation (oneDNN limited to AVX2)
+cu_add_test(test_attention_bf16 SOURCES ${CU_TEST_DIR}/test_attention_bf16.c LIBS cu_model LABELS unit)
+add_test(NAME test_attention_bf16_avx2 COMMAND test_attention_bf16)
+set_tests_properties(test_attention_bf16_avx2 PROPERTIES LABELS unit
+                     ENVIRONMENT "OPENBLAS_NUM_THREADS=1;DNNL_MAX_CPU_ISA=AVX2")

@@ -156,14 +156,16 @@ static void test_checkpointing_exact(void) {
 }
 
 /* The same runs on 1 and on 2 threads (OpenMP loops, OpenBLAS, oneDNN),
- * in fp32 and bf16, with a batch of 2 rows times 4 heads so every threaded
+ * in fp32 and bf16 (and bf16 with attention's products in bf16, which
+ * T = 24 would not choose by itself), with a batch of 2 rows times 4 heads so every threaded
  * loop has work for both threads. */
 static void test_threads_exact(void) {
-    for (int prec = GPT_PREC_FP32; prec <= GPT_PREC_BF16; prec++) {
+    for (int mode = 0; mode < 3; mode++) { /* fp32, bf16, bf16 with attention's products in bf16 */
+        int prec = mode ? GPT_PREC_BF16 : GPT_PREC_FP32, att16 = mode == 2;
         for (int i = 0; i < N_SETUPS; i++) {
             char what[128];
             describe(&SETUPS[i], what, sizeof what);
-            strcat(what, prec ? " bf16" : " fp32");
+            strcat(what, mode == 2 ? " bf16 (bf16 attention)" : prec ? " bf16" : " fp32");
             run_t r[2];
             memset(r, 0, sizeof r);
             for (int k = 0; k < 2; k++) {
@@ -173,6 +175,7 @@ static void test_threads_exact(void) {
                 cu_error_t err;
                 if (!m) return;
                 CHECK(gpt_set_precision(m, prec, &err) == CU_OK);
+                gpt_set_bf16_attention_from(m, att16 ? 1 : 0);
                 run_steps(m, &r[k]);
                 gpt_free(m);
             }
