@@ -64,6 +64,29 @@ static int first_key(int p, int window) {
     return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
 }
 
+/* Query rows q0 .. q0+nq-1 and the keys k0 .. k0+nk-1 they see. */
+typedef struct {
+    int q0, nq, k0, nk;
+} att_block_t;
+
+static att_block_t block_at(const att_shape_t *s, int q0) {
+    att_block_t k = {.q0 = q0, .nq = s->T - q0 < ATT16_BLOCK ? s->T - q0 : ATT16_BLOCK};
+    k.k0 = first_key(q0, s->window);
+    k.nk = q0 + k.nq - k.k0;
+    return k;
+}
+
+/* Row r of a block's (B, NH, nq) rows: its batch row, head, and the range
+ * [lo, valid) of the block's keys it sees; returns its query position. */
+static int row_at(const att_shape_t *s, const att_block_t *k, long r, int *b, int *h, int *lo,
+                  int *valid) {
+    int i = (int)(r % k->nq), bh = (int)(r / k->nq);
+    *b = bh / s->NH, *h = bh % s->NH;
+    *lo = first_key(k->q0 + i, s->window) - k->k0;
+    *valid = k->q0 + i + 1 - k->k0;
+    return k->q0 + i;
+}
+
 /* A block's product descriptor over the batch (B, NKV, G): only the sizes
  * and alpha/beta here; the callers fill the strides. */
 static gemm_batch_t batch_of(const att_shape_t *s, int M, int K, int N, float alpha, float beta) {
@@ -105,17 +128,16 @@ void attention_bf16_forward(gemm_t *g, float *out, uint16_t *out16, float *lse, 
     round_rows(w.k, k, rows, (int)KVC, ldkv);
     round_rows(w.v, v, rows, (int)KVC, ldkv);
     for (int q0 = 0; q0 < T; q0 += ATT16_BLOCK) {
-        int nq = T - q0 < ATT16_BLOCK ? T - q0 : ATT16_BLOCK;
-        int k0 = first_key(q0, s->window), nk = q0 + nq - k0;
+        att_block_t blk = block_at(s, q0);
+        int nq = blk.nq, k0 = blk.k0, nk = blk.nk;
         block_scores(g, s, &w, q0, nq, k0, nk);
         /* each row's softmax over the keys it sees, on one thread */
         long nrows = (long)s->B * NH * nq;
 #pragma omp parallel for schedule(static)
         for (long r = 0; r < nrows; r++) {
-            int i = (int)(r % nq), bh = (int)(r / nq), b = bh / NH, h = bh % NH;
+            int b, h, lo, valid, p = row_at(s, &blk, r, &b, &h, &lo, &valid);
             float *sr = w.S + r * nk;
             uint16_t *pr = w.P + r * nk;
-            int lo = first_key(q0 + i, s->window) - k0, valid = q0 + i + 1 - k0;
             float m = -FLT_MAX;
             for (int j = lo; j < valid; j++) m = sr[j] > m ? sr[j] : m;
             float sum = cu_exp_sum(sr + lo, valid - lo, m, order);
@@ -123,7 +145,7 @@ void attention_bf16_forward(gemm_t *g, float *out, uint16_t *out16, float *lse, 
             memset(pr, 0, sizeof(uint16_t) * (size_t)lo);
             for (int j = lo; j < valid; j++) pr[j] = gemm_bf16_of(sr[j] * inv);
             memset(pr + valid, 0, sizeof(uint16_t) * (size_t)(nk - valid));
-            lse[((long)b * NH + h) * T + q0 + i] = m + logf(sum);
+            lse[((long)b * NH + h) * T + p] = m + logf(sum);
         }
         /* O_blk = P V[k0 .. k0+nk) */
         gemm_batch_t d = batch_of(s, nq, nk, hs, 1.0f, 0.0f);
@@ -162,24 +184,23 @@ void attention_bf16_backward(gemm_t *g, float *dq, int lddq, float *dk, float *d
     zero_rows(dk, rows, (int)KVC, lddkv);
     zero_rows(dv, rows, (int)KVC, lddkv);
     for (int q0 = 0; q0 < T; q0 += ATT16_BLOCK) {
-        int nq = T - q0 < ATT16_BLOCK ? T - q0 : ATT16_BLOCK;
-        int k0 = first_key(q0, s->window), nk = q0 + nq - k0;
+        att_block_t blk = block_at(s, q0);
+        int nq = blk.nq, k0 = blk.k0, nk = blk.nk;
         long blk_b = (long)s->NKV * G * nq * nk, blk_kv = (long)G * nq * nk, blk_h = (long)nq * nk;
         block_scores(g, s, &w, q0, nq, k0, nk);
         /* P = exp(S - lse) (fp32 and bf16), D = dO . O per row */
         long nrows = (long)s->B * NH * nq;
 #pragma omp parallel for schedule(static)
         for (long r = 0; r < nrows; r++) {
-            int i = (int)(r % nq), bh = (int)(r / nq), b = bh / NH, h = bh % NH;
+            int b, h, lo, valid, p = row_at(s, &blk, r, &b, &h, &lo, &valid);
             float *pr = w.S + r * nk;
             uint16_t *p16 = w.P + r * nk;
-            int lo = first_key(q0 + i, s->window) - k0, valid = q0 + i + 1 - k0;
-            float li = lse[((long)b * NH + h) * T + q0 + i];
+            float li = lse[((long)b * NH + h) * T + p];
             for (int j = 0; j < nk; j++) {
                 pr[j] = j >= lo && j < valid ? cu_expf(pr[j] - li) : 0.0f;
                 p16[j] = gemm_bf16_of(pr[j]);
             }
-            long at = ((long)b * T + q0 + i) * C + (long)h * hs;
+            long at = ((long)b * T + p) * C + (long)h * hs;
             w.D[r] = cu_dot(out + at, dout + at, hs, order);
         }
         /* dV[k0 ..) += P^T dO_blk, one query head of each group at a time */

@@ -303,6 +303,38 @@ void gemm_describe(char *buf, size_t cap) {
              isa_name(dnnl_get_effective_cpu_isa()));
 }
 
+/* The attributes of every primitive here: the scratchpad is ours (oneDNN's
+ * own is allocated and freed around every call: page faults each product),
+ * alpha an output scale, beta a sum post-op (*po, to destroy after the
+ * primitive descriptor is made). */
+static dnnl_primitive_attr_t attr_make(float alpha, float beta, dnnl_post_ops_t *po) {
+    dnnl_primitive_attr_t attr = NULL;
+    *po = NULL;
+    dnnl_primitive_attr_create(&attr);
+    dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha);
+    if (beta != 0.0f) {
+        dnnl_post_ops_create(po);
+        dnnl_post_ops_append_sum(*po, beta);
+        dnnl_primitive_attr_set_post_ops(attr, *po);
+    }
+    return attr;
+}
+
+/* pd's primitive and, when it needs a scratchpad, the memory object to
+ * point at ours; 0 (and *prim NULL) when oneDNN cannot make it. */
+static int prim_make(gemm_t *g, const_dnnl_primitive_desc_t pd, dnnl_primitive_t *prim,
+                     dnnl_memory_t *scratch, size_t *scratch_bytes) {
+    if (dnnl_primitive_create(prim, pd) != dnnl_success) {
+        *prim = NULL;
+        return 0;
+    }
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    *scratch_bytes = sp ? dnnl_memory_desc_get_size(sp) : 0;
+    if (*scratch_bytes) dnnl_memory_create(scratch, sp, g->engine, DNNL_MEMORY_NONE);
+    return 1;
+}
+
 /* Creates the primitive of one cache entry; leaves e->prim NULL when oneDNN
  * has no bf16 implementation here (the caller emulates). */
 static void entry_create(gemm_t *g, gemm_entry_t *e) {
@@ -320,26 +352,16 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
     dnnl_memory_desc_t wreq = wmd;
     if (e->pack) dnnl_memory_desc_init_by_tag(&wreq, 2, wd, dnnl_bf16, dnnl_format_tag_any);
     dnnl_matmul_desc_t desc;
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_post_ops_t po = NULL;
+    dnnl_post_ops_t po;
     dnnl_primitive_desc_t pd = NULL;
     if (dnnl_matmul_desc_init(&desc, &smd, &wreq, e->bias ? &bmd : NULL, &dmd) != dnnl_success)
         return;
-    dnnl_primitive_attr_create(&attr);
-    /* the scratchpad is ours: oneDNN's own is allocated and freed around
-     * every call (page faults each product) */
-    dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-    if (e->alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &e->alpha);
-    if (e->beta != 0.0f) {
-        dnnl_post_ops_create(&po);
-        dnnl_post_ops_append_sum(po, e->beta);
-        dnnl_primitive_attr_set_post_ops(attr, po);
-    }
+    dnnl_primitive_attr_t attr = attr_make(e->alpha, e->beta, &po);
     if (dnnl_primitive_desc_create(&pd, &desc, attr, g->engine, NULL) == dnnl_success) {
         const char *impl = NULL;
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
         const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-        if (want && dnnl_primitive_create(&e->prim, pd) == dnnl_success) {
+        if (want && prim_make(g, pd, &e->prim, &e->scratch, &e->scratch_bytes)) {
             if (!e->small) snprintf(g->kernel, sizeof g->kernel, "oneDNN %s", impl ? impl : "?");
             e->want = *want;
             e->reorders = !dnnl_memory_desc_equal(&e->want, &e->plain);
@@ -347,12 +369,6 @@ static void entry_create(gemm_t *g, gemm_entry_t *e) {
             dnnl_memory_create(&e->wei, e->reorders ? &e->want : &wmd, g->engine, DNNL_MEMORY_NONE);
             dnnl_memory_create(&e->dst, &dmd, g->engine, DNNL_MEMORY_NONE);
             if (e->bias) dnnl_memory_create(&e->bia, &bmd, g->engine, DNNL_MEMORY_NONE);
-            const dnnl_memory_desc_t *sp =
-                dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-            e->scratch_bytes = sp ? dnnl_memory_desc_get_size(sp) : 0;
-            if (e->scratch_bytes) dnnl_memory_create(&e->scratch, sp, g->engine, DNNL_MEMORY_NONE);
-        } else {
-            e->prim = NULL;
         }
         dnnl_primitive_desc_destroy(pd);
     }
@@ -699,28 +715,14 @@ static void bentry_create(gemm_t *g, gemm_bentry_t *e) {
     batch_md(&omd, od, d->out, dnnl_f32);
     dnnl_matmul_desc_t desc;
     if (dnnl_matmul_desc_init(&desc, &amd, &wmd, NULL, &omd) != dnnl_success) return;
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_post_ops_t po = NULL;
+    dnnl_post_ops_t po;
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_attr_create(&attr);
-    dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-    if (d->alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &d->alpha);
-    if (d->beta != 0.0f) {
-        dnnl_post_ops_create(&po);
-        dnnl_post_ops_append_sum(po, d->beta);
-        dnnl_primitive_attr_set_post_ops(attr, po);
-    }
+    dnnl_primitive_attr_t attr = attr_make(d->alpha, d->beta, &po);
     if (dnnl_primitive_desc_create(&pd, &desc, attr, g->engine, NULL) == dnnl_success) {
-        if (dnnl_primitive_create(&e->prim, pd) == dnnl_success) {
+        if (prim_make(g, pd, &e->prim, &e->scratch, &e->scratch_bytes)) {
             dnnl_memory_create(&e->src, &amd, g->engine, DNNL_MEMORY_NONE);
             dnnl_memory_create(&e->wei, &wmd, g->engine, DNNL_MEMORY_NONE);
             dnnl_memory_create(&e->dst, &omd, g->engine, DNNL_MEMORY_NONE);
-            const dnnl_memory_desc_t *sp =
-                dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-            e->scratch_bytes = sp ? dnnl_memory_desc_get_size(sp) : 0;
-            if (e->scratch_bytes) dnnl_memory_create(&e->scratch, sp, g->engine, DNNL_MEMORY_NONE);
-        } else {
-            e->prim = NULL;
         }
         dnnl_primitive_desc_destroy(pd);
     }
