@@ -81,8 +81,9 @@ int gemm_has_bf16(const gemm_t *g, const float *w);
  * fills the n values; the next gemm_xwt/gemm_xw with this x and M*K == n
  * then reads them as its activation instead of rounding x (x's fp32 values
  * are not read at all, so a caller may skip writing them), and so may
- * gemm_small with a_last. Valid for that one product; NULL when g is NULL
- * or memory runs out (the product rounds x itself then). */
+ * gemm_small with a_last. Valid for that one product (gemm_batched calls
+ * in between neither use nor expire it); NULL when g is NULL or memory runs
+ * out (the product rounds x itself then). */
 uint16_t *gemm_lend_activation(gemm_t *g, const float *x, size_t n);
 
 /* out (M, N) = beta * out + alpha * op(a) (M, K) @ op(b) (K, N), row-major;
