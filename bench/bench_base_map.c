@@ -14,7 +14,10 @@
  * The generator streams the file (st_stream_*): memory stays a few MB
  * whatever the model's size.
  *
- * Prints s/step, tokens/s, peak RSS (VmHWM) and PSS after the steps
+ * Prints s/step, tokens/s, GFLOP/s (gpt_flops_per_step: the model's
+ * products once, as bench_train_step counts them; the checkpointed blocks'
+ * recomputation is not counted, so the kernels run faster than that), peak
+ * RSS (VmHWM) and PSS after the steps
  * (/proc/self/smaps_rollup) of each process. `ranks N` runs N processes
  * over the same mapping at once, as N ranks of a node (each computes on its
  * own; the adapters' allreduce is a few MB and left out), and reads every
@@ -205,9 +208,10 @@ static int run_synced(int mapped, const char *dir, int T, int steps, int done_fd
         if (write(done_fd, &c, 1) != 1 || read(go_fd, &c, 1) < 0) rc = CU_EIO;
     }
     if (rc == CU_OK)
-        printf("%s pid %d T=%d: %.2f s/step, %.0f tokens/s, loss %.4f, peak RSS %.2f GB, PSS %.2f "
-               "GB\n",
-               mapped ? "mapped" : "copy", (int)getpid(), T, dt, T / dt, loss,
+        printf("%s pid %d T=%d: %.2f s/step, %.0f tokens/s, %.1f GFLOP/s, loss %.4f, peak RSS "
+               "%.2f GB, PSS %.2f GB\n",
+               mapped ? "mapped" : "copy", (int)getpid(), T, dt, T / dt,
+               gpt_flops_per_step(m, 1, T) / dt / 1e9, loss,
                proc_kb("/proc/self/status", "VmHWM:") / 1048576.0,
                proc_kb("/proc/self/smaps_rollup", "Pss:") / 1048576.0);
     else
