@@ -8,6 +8,9 @@
  *    (forward x W^T and backward dY W at every linear layer and the head),
  *    timed alone, so the ratio shows the cost of everything that is not a
  *    plain sgemm (attention, norms, GELU, softmax, LoRA, optimizer).
+ * The peak is measured again at the end: a large change says the machine's
+ * speed moved during the run (a steady pair does not prove the run was
+ * undisturbed: interference comes in bursts).
  *
  * With --llama the model is a Llama of the same width (L=12, C=768, 12 query
  * heads over 4 key/value heads, SwiGLU width 2048, V=32000, untied head,
@@ -311,6 +314,12 @@ int main(int argc, char **argv) {
                "bf16-step/oneDNN-bf16-peak %.3f\n",
                T, bgf / peak, step_s / bstep_s, bgf / bpeak);
     }
+    /* the baseline again: on a shared or virtual machine the speed drifts
+     * during a run, and every ratio above moves with it */
+    double peak_end = sgemm_gflops(1536, 1536, 1536, 1, &rng);
+    printf("sgemm peak at the end          %8.1f GFLOP/s  (%+.1f%% against the start; a large "
+           "change: the machine's speed moved during the run)\n",
+           peak_end, 100.0 * (peak_end - peak) / peak);
     if (o.bf16 && !o.no_torch) run_torch_peer(&o, tok_bf16);
     return 0;
 }
