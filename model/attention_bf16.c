@@ -10,7 +10,6 @@
  */
 #include "model/attention_bf16.h"
 
-#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -26,30 +25,33 @@ typedef struct {
     float *D;                 /* backward: dO . O per row, (B, NH, nq) */
 } att_work_t;
 
-static size_t up64(size_t bytes) {
-    return (bytes + 63) & ~(size_t)63;
+/* The next `bytes` of the workspace at *at, 64-byte aligned. */
+static void *carve(char **at, size_t bytes) {
+    void *p = *at;
+    *at += (bytes + 63) & ~(size_t)63;
+    return p;
 }
 
-/* Carves the workspace; 0 when out of memory (gemm_status says so). */
+/* Carves the workspace (the backward's regions only for the backward); 0
+ * when out of memory (gemm_status says so). Two passes: sizes, then
+ * pointers. */
 static int work_get(gemm_t *g, const att_shape_t *s, int backward, att_work_t *w) {
     size_t rows = (size_t)s->B * s->T, C = (size_t)s->NH * s->hs, KVC = (size_t)s->NKV * s->hs;
     size_t blk = (size_t)s->B * s->NH * ATT16_BLOCK * s->T;
-    size_t sizes[9] = {up64(2 * rows * C),
-                       up64(2 * rows * KVC),
-                       up64(2 * rows * KVC),
-                       up64(4 * blk),
-                       up64(2 * blk),
-                       backward ? up64(2 * rows * C) : 0,
-                       backward ? up64(4 * blk) : 0,
-                       backward ? up64(2 * blk) : 0,
-                       backward ? up64(4 * (size_t)s->B * s->NH * ATT16_BLOCK) : 0};
-    size_t total = 0;
-    for (int i = 0; i < 9; i++) total += sizes[i];
-    char *p = gemm_workspace(g, total);
-    if (!p) return 0;
-    void *at[9];
-    for (int i = 0; i < 9; i++) at[i] = p, p += sizes[i];
-    *w = (att_work_t){at[0], at[1], at[2], at[5], at[3], at[4], at[6], at[7], at[8]};
+    char *base = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        char *at = base;
+        w->q = carve(&at, 2 * rows * C);
+        w->k = carve(&at, 2 * rows * KVC);
+        w->v = carve(&at, 2 * rows * KVC);
+        w->S = carve(&at, 4 * blk);
+        w->P = carve(&at, 2 * blk);
+        w->dO = backward ? carve(&at, 2 * rows * C) : NULL;
+        w->dP = backward ? carve(&at, 4 * blk) : NULL;
+        w->dS = backward ? carve(&at, 2 * blk) : NULL;
+        w->D = backward ? carve(&at, 4 * (size_t)s->B * s->NH * ATT16_BLOCK) : NULL;
+        if (!pass && !(base = gemm_workspace(g, (size_t)(at - base)))) return 0;
+    }
     return 1;
 }
 
@@ -59,11 +61,6 @@ static void round_rows(uint16_t *dst, const float *src, long rows, int cols, int
     for (long r = 0; r < rows; r++) gemm_to_bf16(dst + r * cols, src + r * ld, (size_t)cols);
 }
 
-/* The first key query position p sees (see attention_bf16.h). */
-static int first_key(int p, int window) {
-    return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
-}
-
 /* Query rows q0 .. q0+nq-1 and the keys k0 .. k0+nk-1 they see. */
 typedef struct {
     int q0, nq, k0, nk;
@@ -71,20 +68,17 @@ typedef struct {
 
 static att_block_t block_at(const att_shape_t *s, int q0) {
     att_block_t k = {.q0 = q0, .nq = s->T - q0 < ATT16_BLOCK ? s->T - q0 : ATT16_BLOCK};
-    k.k0 = first_key(q0, s->window);
+    k.k0 = attention_first_key(q0, s->window);
     k.nk = q0 + k.nq - k.k0;
     return k;
 }
 
-/* Row r of a block's (B, NH, nq) rows: its batch row, head, and the range
- * [lo, valid) of the block's keys it sees; returns its query position. */
-static int row_at(const att_shape_t *s, const att_block_t *k, long r, int *b, int *h, int *lo,
-                  int *valid) {
-    int i = (int)(r % k->nq), bh = (int)(r / k->nq);
+/* Row r of a block's (B, NH, nq) rows: its batch row and head; returns
+ * its query position. */
+static int row_at(const att_shape_t *s, const att_block_t *k, long r, int *b, int *h) {
+    int bh = (int)(r / k->nq);
     *b = bh / s->NH, *h = bh % s->NH;
-    *lo = first_key(k->q0 + i, s->window) - k->k0;
-    *valid = k->q0 + i + 1 - k->k0;
-    return k->q0 + i;
+    return k->q0 + (int)(r % k->nq);
 }
 
 /* A block's product descriptor over the batch (B, NKV, G): only the sizes
@@ -135,17 +129,11 @@ void attention_bf16_forward(gemm_t *g, float *out, uint16_t *out16, float *lse, 
         long nrows = (long)s->B * NH * nq;
 #pragma omp parallel for schedule(static)
         for (long r = 0; r < nrows; r++) {
-            int b, h, lo, valid, p = row_at(s, &blk, r, &b, &h, &lo, &valid);
+            int b, h, p = row_at(s, &blk, r, &b, &h);
             float *sr = w.S + r * nk;
-            uint16_t *pr = w.P + r * nk;
-            float m = -FLT_MAX;
-            for (int j = lo; j < valid; j++) m = sr[j] > m ? sr[j] : m;
-            float sum = cu_exp_sum(sr + lo, valid - lo, m, order);
-            float inv = 1.0f / sum;
-            memset(pr, 0, sizeof(uint16_t) * (size_t)lo);
-            for (int j = lo; j < valid; j++) pr[j] = gemm_bf16_of(sr[j] * inv);
-            memset(pr + valid, 0, sizeof(uint16_t) * (size_t)(nk - valid));
-            lse[((long)b * NH + h) * T + p] = m + logf(sum);
+            attention_softmax_row(sr, p, k0, nk, s->window, &lse[((long)b * NH + h) * T + p], 0,
+                                  order);
+            gemm_to_bf16(w.P + r * nk, sr, (size_t)nk);
         }
         /* O_blk = P V[k0 .. k0+nk) */
         gemm_batch_t d = batch_of(s, nq, nk, hs, 1.0f, 0.0f);
@@ -192,14 +180,10 @@ void attention_bf16_backward(gemm_t *g, float *dq, int lddq, float *dk, float *d
         long nrows = (long)s->B * NH * nq;
 #pragma omp parallel for schedule(static)
         for (long r = 0; r < nrows; r++) {
-            int b, h, lo, valid, p = row_at(s, &blk, r, &b, &h, &lo, &valid);
-            float *pr = w.S + r * nk;
-            uint16_t *p16 = w.P + r * nk;
-            float li = lse[((long)b * NH + h) * T + p];
-            for (int j = 0; j < nk; j++) {
-                pr[j] = j >= lo && j < valid ? cu_expf(pr[j] - li) : 0.0f;
-                p16[j] = gemm_bf16_of(pr[j]);
-            }
+            int b, h, p = row_at(s, &blk, r, &b, &h);
+            float *pr = w.S + r * nk, li = lse[((long)b * NH + h) * T + p];
+            attention_softmax_row(pr, p, k0, nk, s->window, &li, 1, order);
+            gemm_to_bf16(w.P + r * nk, pr, (size_t)nk);
             long at = ((long)b * T + p) * C + (long)h * hs;
             w.D[r] = cu_dot(out + at, dout + at, hs, order);
         }

@@ -221,6 +221,24 @@ int attention_threads(void) {
     return n < ATT_MAX_THREADS ? n : ATT_MAX_THREADS;
 }
 
+void attention_softmax_row(float *s, int p, int k0, int nk, int window, float *lse, int recompute,
+                           cu_sum_t order) {
+    int lo = attention_first_key(p, window) - k0, valid = p + 1 - k0;
+    for (int j = 0; j < lo; j++) s[j] = 0.0f;
+    if (recompute) {
+        float li = *lse;
+        for (int j = lo; j < valid; j++) s[j] = cu_expf(s[j] - li);
+    } else {
+        float m = -FLT_MAX;
+        for (int j = lo; j < valid; j++) m = s[j] > m ? s[j] : m;
+        float sum = cu_exp_sum(s + lo, valid - lo, m, order);
+        float inv = 1.0f / sum;
+        for (int j = lo; j < valid; j++) s[j] *= inv;
+        *lse = m + logf(sum);
+    }
+    for (int j = valid; j < nk; j++) s[j] = 0.0f;
+}
+
 /* S = scale * Q_blk K[0:nk]^T for rows [q0, q0+nq), with q/k rows strided by ld. */
 static void att_scores(float *S, const float *q, const float *k, int q0, int nq, int nk, int ld,
                        int hs, float scale) {
@@ -246,17 +264,8 @@ void attention_forward(float *out, uint16_t *out16, float *lse, const float *qkv
             int nq = T - q0 < ATT_BLOCK ? T - q0 : ATT_BLOCK;
             int nk = q0 + nq; /* causal: keys up to the block's last query */
             att_scores(S, q, k, q0, nq, nk, ld, hs, scale);
-            for (int i = 0; i < nq; i++) {
-                float *s = S + (long)i * nk;
-                int valid = q0 + i + 1;
-                float m = -FLT_MAX;
-                for (int j = 0; j < valid; j++) m = s[j] > m ? s[j] : m;
-                float sum = cu_exp_sum(s, valid, m, order);
-                float inv = 1.0f / sum;
-                for (int j = 0; j < valid; j++) s[j] *= inv;
-                for (int j = valid; j < nk; j++) s[j] = 0.0f;
-                l[q0 + i] = m + logf(sum);
-            }
+            for (int i = 0; i < nq; i++)
+                attention_softmax_row(S + (long)i * nk, q0 + i, 0, nk, 0, &l[q0 + i], 0, order);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk, v, ld,
                         0.0f, o + (long)q0 * C, C);
             for (int i = 0; out16 && i < nq; i++) {
@@ -299,11 +308,8 @@ void attention_backward(float *dqkv, uint16_t *dqkv16, const float *dout, const 
             int nk = q0 + nq;
             att_scores(P, q, k, q0, nq, nk, ld, hs, scale);
             for (int i = 0; i < nq; i++) {
-                float *p = P + (long)i * nk;
-                int valid = q0 + i + 1;
                 float li = l[q0 + i];
-                for (int j = 0; j < valid; j++) p[j] = cu_expf(p[j] - li);
-                for (int j = valid; j < nk; j++) p[j] = 0.0f;
+                attention_softmax_row(P + (long)i * nk, q0 + i, 0, nk, 0, &li, 1, order);
                 const float *oi = o + (long)(q0 + i) * C;
                 const float *di = dO + (long)(q0 + i) * C;
                 D[i] = cu_dot(oi, di, hs, order);

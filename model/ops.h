@@ -96,6 +96,19 @@ void gelu_backward(float *dinp, uint16_t *dinp16, const float *inp, const float 
  * block, so nothing of size B*NH*T*T is ever held. `scratch` needs
  * attention_scratch_floats(T) floats: attention_thread_floats(T) for each
  * of up to attention_threads() threads working on separate heads. */
+/* The first key query position p sees: every earlier one, or with a
+ * sliding window W > 0 the last W of them (Mistral's p - W < j <= p). */
+static inline int attention_first_key(int p, int window) {
+    return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+}
+/* One query row's probabilities in place: s holds the scaled scores of
+ * keys k0 .. k0+nk-1 for query position p and becomes the softmax over
+ * the keys p sees, zero elsewhere. recompute 0: the row's maximum and sum
+ * (in `order`) are taken and its log-sum-exp written to *lse; 1:
+ * P = exp(S - *lse) is recomputed (the backward). Every attention here,
+ * fp32 and bf16, GPT-2's and GQA, runs its rows through this. */
+void attention_softmax_row(float *s, int p, int k0, int nk, int window, float *lse, int recompute,
+                           cu_sum_t order);
 long attention_scratch_floats(int T);
 long attention_thread_floats(int T);
 int attention_threads(void);

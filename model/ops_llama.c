@@ -154,37 +154,6 @@ void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gat
 
 #define GQA_BLOCK 64 /* query rows per block, as ops.c's ATT_BLOCK */
 
-/* The first key query position p attends to: all keys up to p, or with a
- * sliding window W > 0 the last W of them (Mistral's i - W < j <= i). */
-static int gqa_first_key(int p, int window) {
-    return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
-}
-
-/* Probabilities of one query block in place: S (nq, nk) of scaled scores
- * for keys k0 .. k0+nk-1 becomes softmax over the keys each row attends
- * to, zero elsewhere. With lse_in NULL the row maxima and sums are computed
- * and written to lse_out; otherwise P = exp(S - lse_in) is recomputed. */
-static void gqa_softmax(float *S, int q0, int nq, int k0, int nk, int window, float *lse_out,
-                        const float *lse_in, cu_sum_t order) {
-    for (int i = 0; i < nq; i++) {
-        float *s = S + (long)i * nk;
-        int lo = gqa_first_key(q0 + i, window) - k0, valid = q0 + i + 1 - k0;
-        for (int j = 0; j < lo; j++) s[j] = 0.0f;
-        if (lse_in) {
-            float li = lse_in[q0 + i];
-            for (int j = lo; j < valid; j++) s[j] = cu_expf(s[j] - li);
-        } else {
-            float m = -FLT_MAX;
-            for (int j = lo; j < valid; j++) m = s[j] > m ? s[j] : m;
-            float sum = cu_exp_sum(s + lo, valid - lo, m, order);
-            float inv = 1.0f / sum;
-            for (int j = lo; j < valid; j++) s[j] *= inv;
-            lse_out[q0 + i] = m + logf(sum);
-        }
-        for (int j = valid; j < nk; j++) s[j] = 0.0f;
-    }
-}
-
 void attention_gqa_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                            float *scratch, int B, int T, int NH, int NKV, int hs, int window,
                            cu_sum_t order) {
@@ -201,10 +170,12 @@ void attention_gqa_forward(float *out, float *lse, const float *q, const float *
         float *l = lse + ((long)b * NH + h) * T;
         for (int q0 = 0; q0 < T; q0 += GQA_BLOCK) {
             int nq = T - q0 < GQA_BLOCK ? T - q0 : GQA_BLOCK;
-            int k0 = gqa_first_key(q0, window), nk = q0 + nq - k0;
+            int k0 = attention_first_key(q0, window), nk = q0 + nq - k0;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
                         qh + (long)q0 * C, C, kh + (long)k0 * KVC, KVC, 0.0f, S, nk);
-            gqa_softmax(S, q0, nq, k0, nk, window, l, NULL, order);
+            for (int i = 0; i < nq; i++)
+                attention_softmax_row(S + (long)i * nk, q0 + i, k0, nk, window, &l[q0 + i], 0,
+                                      order);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk,
                         vh + (long)k0 * KVC, KVC, 0.0f, o + (long)q0 * C, C);
         }
@@ -230,14 +201,15 @@ static void gqa_head_backward(float *dq, float *dk, float *dv, const float *dout
     for (int q0 = 0; q0 < T; q0 += GQA_BLOCK) {
         int nq = T - q0 < GQA_BLOCK ? T - q0 : GQA_BLOCK;
         /* keys from k0: K, V and their gradients start there */
-        int k0 = gqa_first_key(q0, window), nk = q0 + nq - k0;
+        int k0 = attention_first_key(q0, window), nk = q0 + nq - k0;
         long koff = kvoff + (long)k0 * KVC;
         const float *kh = k + koff, *vh = v + koff;
         float *dkh = dk + koff, *dvh = dv + koff;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale, qh + (long)q0 * C,
                     C, kh, KVC, 0.0f, P, nk);
-        gqa_softmax(P, q0, nq, k0, nk, window, NULL, l, order);
         for (int i = 0; i < nq; i++) {
+            float li = l[q0 + i];
+            attention_softmax_row(P + (long)i * nk, q0 + i, k0, nk, window, &li, 1, order);
             const float *oi = o + (long)(q0 + i) * C, *di = dO + (long)(q0 + i) * C;
             D[i] = cu_dot(oi, di, hs, order);
         }
