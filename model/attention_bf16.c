@@ -151,6 +151,25 @@ void attention_bf16_forward(gemm_t *g, float *out, uint16_t *out16, float *lse, 
     }
 }
 
+/* dKV[k0 .. k0+nk) += alpha * X^T Y_blk summed over the G query heads of
+ * each kv head, one head of the groups at a time (a batched product cannot
+ * sum over a batch dimension): X a block's (B, NKV, G, nq, nk) bf16 array
+ * (P or dS), Y a dense (B, T, NH*hs) bf16 copy (dO or q), dKV fp32 rows
+ * ldd apart (dK or dV). */
+static void kv_grad_add(gemm_t *g, const att_shape_t *s, float *dkv, int ldd, const uint16_t *X,
+                        const uint16_t *Y, int q0, int nq, int k0, int nk, float alpha) {
+    int G = s->NH / s->NKV, hs = s->hs;
+    long T = s->T, C = (long)s->NH * hs, blk_h = (long)nq * nk;
+    for (int gi = 0; gi < G; gi++) {
+        gemm_batch_t d = batch_of(s, nk, nq, hs, alpha, 1.0f);
+        d.batch[2] = 1;
+        set5(d.a, (long)s->NKV * G * blk_h, (long)G * blk_h, 0, 1, nk);
+        set5(d.w, T * C, (long)G * hs, 0, C, 1);
+        set5(d.out, T * ldd, hs, 0, ldd, 1);
+        gemm_batched(g, &d, dkv + (long)k0 * ldd, X + gi * blk_h, Y + (long)q0 * C + (long)gi * hs);
+    }
+}
+
 /* dst rows (stride ld, cols wide) = 0 */
 static void zero_rows(float *dst, long rows, int cols, int ld) {
     for (long r = 0; r < rows; r++) memset(dst + r * ld, 0, sizeof(float) * (size_t)cols);
@@ -187,16 +206,8 @@ void attention_bf16_backward(gemm_t *g, float *dq, int lddq, float *dk, float *d
             long at = ((long)b * T + p) * C + (long)h * hs;
             w.D[r] = cu_dot(out + at, dout + at, hs, order);
         }
-        /* dV[k0 ..) += P^T dO_blk, one query head of each group at a time */
-        for (int gi = 0; gi < G; gi++) {
-            gemm_batch_t d = batch_of(s, nk, nq, hs, 1.0f, 1.0f);
-            d.batch[2] = 1;
-            set5(d.a, blk_b, blk_kv, 0, 1, nk);
-            set5(d.w, T * C, (long)G * hs, 0, C, 1);
-            set5(d.out, T * lddkv, hs, 0, lddkv, 1);
-            gemm_batched(g, &d, dv + (long)k0 * lddkv, w.P + gi * blk_h,
-                         w.dO + (long)q0 * C + (long)gi * hs);
-        }
+        /* dV[k0 ..) += P^T dO_blk */
+        kv_grad_add(g, s, dv, lddkv, w.P, w.dO, q0, nq, k0, nk, 1.0f);
         /* dP = dO_blk V[k0 ..)^T */
         gemm_batch_t d = batch_of(s, nq, hs, nk, 1.0f, 0.0f);
         set5(d.a, T * C, (long)G * hs, hs, C, 1);
@@ -217,16 +228,8 @@ void attention_bf16_backward(gemm_t *g, float *dq, int lddq, float *dk, float *d
         set5(d.w, T * KVC, hs, 0, KVC, 1);
         set5(d.out, T * lddq, (long)G * hs, hs, lddq, 1);
         gemm_batched(g, &d, dq + (long)q0 * lddq, w.dS, w.k + (long)k0 * KVC);
-        /* dK[k0 ..) += scale * dS^T Q_blk, one query head of each group at a time */
-        for (int gi = 0; gi < G; gi++) {
-            gemm_batch_t e = batch_of(s, nk, nq, hs, scale, 1.0f);
-            e.batch[2] = 1;
-            set5(e.a, blk_b, blk_kv, 0, 1, nk);
-            set5(e.w, T * C, (long)G * hs, 0, C, 1);
-            set5(e.out, T * lddkv, hs, 0, lddkv, 1);
-            gemm_batched(g, &e, dk + (long)k0 * lddkv, w.dS + gi * blk_h,
-                         w.q + (long)q0 * C + (long)gi * hs);
-        }
+        /* dK[k0 ..) += scale * dS^T Q_blk */
+        kv_grad_add(g, s, dk, lddkv, w.dS, w.q, q0, nq, k0, nk, scale);
     }
     if (dqkv16) round_rows(dqkv16, dq, rows, lddq, lddq);
 }
